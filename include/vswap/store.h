@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vswap store: the persistent swap file, its LMDB index, the slot allocator,
+ * page checksums and the staging file.  Knows nothing of userfaultfd.
+ *
+ * Vocabulary
+ *   page    a position in the store's page-index space: the concatenation of
+ *           all regions (the reference system's "file page index").
+ *   slot    a page-sized unit of the swap file; slot s lives at byte offset
+ *           (s + 1) * page_size (page 0 of the file is the superblock).
+ *   present the slot holds the page's current copy (the guest page is not
+ *           resident).
+ *   stale   the slot holds an older copy, kept so that trim can tell a clean
+ *           page without writing it again.
+ *   lost    the slot's bytes failed their checksum (or are missing): the page
+ *           must never be served; a handler poisons it.
+ *   staged  the page's current copy is in the staging file.
+ *
+ * Every function returns 0 (or a count) on success and a negative errno on
+ * failure.  Errors specific to vswap (see vswap_strerror()):
+ *   -EUCLEAN          bad superblock: wrong magic, checksum or truncated
+ *   -EPROTONOSUPPORT  unknown on-disk format version (superblock or index)
+ *   -EMEDIUMTYPE      the index belongs to another swap file (UUID mismatch)
+ *   -EXDEV            the store's page size differs from the system's
+ *   -EBUSY            another handle holds the store's lock
+ *   -EBADMSG          a page failed its checksum (it is now recorded lost)
+ *   -EIO              a page's bytes are missing (file truncated) or the
+ *                     device failed (the page is recorded lost)
+ *   -ENODATA          the page has no copy in the store
+ *   -E2BIG            more pages than the store can address
+ *
+ * Threads: a store handle is not internally locked.  Calls on one handle
+ * must be serialised by the caller (the handler holds its own mutex), except
+ * that vswap_store_read_page() and vswap_store_page() may run concurrently
+ * with each other when no mutating call runs.
+ */
+#ifndef VSWAP_STORE_H
+#define VSWAP_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vswap_store;
+
+/* Log levels and the per-handle log callback (no global state). */
+enum vswap_log_level {
+	VSWAP_LOG_ERROR = 0,
+	VSWAP_LOG_WARN = 1,
+	VSWAP_LOG_INFO = 2,
+	VSWAP_LOG_DEBUG = 3,
+};
+typedef void (*vswap_log_fn)(void *ctx, enum vswap_log_level level, const char *msg);
+
+/*
+ * Durability modes (DESIGN.md).  In every mode a page's index record is
+ * committed only after its bytes were written; FULL and BATCH also make the
+ * bytes durable (fdatasync) before the index commit that references them.
+ *   FULL   each vswap_store_write() syncs the data and commits the index.
+ *   BATCH  writes accumulate; vswap_store_commit() syncs once and commits.
+ *   NONE   like BATCH without any sync; checksums are still checked.
+ */
+enum vswap_durability {
+	VSWAP_DURABILITY_BATCH = 0,
+	VSWAP_DURABILITY_FULL = 1,
+	VSWAP_DURABILITY_NONE = 2,
+};
+
+/* Returns "full", "batch" or "none"; parses the same names (-EINVAL). */
+const char *vswap_durability_name(enum vswap_durability d);
+int vswap_durability_parse(const char *name, enum vswap_durability *out);
+
+/* Options for create and open.  Zero-initialise; every field is optional. */
+struct vswap_store_opts {
+	enum vswap_durability durability;
+	/* Open without the lock and without writing a byte (dump, audit). */
+	bool read_only;
+	/*
+	 * Repair mode (recovery/ only): load an index with conflicting records
+	 * (a slot owned twice, a slot out of range) instead of refusing it;
+	 * the conflicting records are left out of the in-memory tables and
+	 * shown by vswap_store_foreach_page().
+	 */
+	bool tolerant;
+	/* LMDB environment path; default "<swap file>.idx". */
+	const char *index_path;
+	/* Directory of the staging file; default "/dev/shm". */
+	const char *staging_dir;
+	/* Initial LMDB map size in bytes; default 64 MiB.  It grows when full. */
+	uint64_t map_size;
+	/* Log callback; NULL logs warnings and errors to stderr. */
+	vswap_log_fn log;
+	void *log_ctx;
+	enum vswap_log_level log_level;
+};
+
+/*
+ * Create a new store at @path (swap file, PATH.idx, staging file).  Fails
+ * with -EEXIST if the swap file exists.  The store starts with no regions.
+ */
+int vswap_store_create(const char *path, const struct vswap_store_opts *opts,
+		       struct vswap_store **out);
+
+/* Open an existing store; see the error list above. */
+int vswap_store_open(const char *path, const struct vswap_store_opts *opts,
+		     struct vswap_store **out);
+
+/*
+ * Commit what is pending, record a clean shutdown and release the store.
+ * The handle is freed even when the final commit fails (its error is
+ * returned; the store is then marked unclean for vswap-fsck).
+ */
+int vswap_store_close(struct vswap_store *s);
+
+/* Remove a store's files (swap file, index, lock file, staging file). */
+int vswap_store_destroy(const char *path, const struct vswap_store_opts *opts);
+
+/* ---- regions: the page-index space ------------------------------------ */
+
+/*
+ * Define the page-index space as @n regions of @pages[i] pages each, laid
+ * end to end in order.  Allowed while no page holds a slot or is staged, or
+ * when the layout is unchanged (a reopened store).  Grows the staging file.
+ * -E2BIG past the addressable maximum (vswap_store_max_pages()), -EINVAL for
+ * an empty region or n == 0, -EBUSY to change the layout of a store in use.
+ */
+int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsigned n);
+unsigned vswap_store_region_count(const struct vswap_store *s);
+/* First page and length of region @i (0 <= i < count). */
+int vswap_store_region(const struct vswap_store *s, unsigned i, uint64_t *first, uint64_t *pages);
+uint64_t vswap_store_total_pages(const struct vswap_store *s);
+uint64_t vswap_store_max_pages(void);
+uint32_t vswap_store_page_size(const struct vswap_store *s);
+
+/* ---- write and read ------------------------------------------------------ */
+
+/*
+ * Write @count pages starting at @first from @buf (count * page_size bytes).
+ * Slots: the page's own stale slot is rewritten in place, else the lowest
+ * free slot, else a new one at the end; freed slots become free only after
+ * the commit that freed them.  Each page gets an XXH3-64 checksum.  On
+ * success the pages are present (in memory now, in the index at the next
+ * commit; FULL commits before returning).  On failure (-ENOSPC, -EFBIG,
+ * -EIO ...) no page changes state and no slot is consumed.
+ */
+int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, const void *buf);
+
+/*
+ * Make everything pending durable, in order: sync the swap file (unless
+ * NONE), commit the index (synced unless NONE), then punch the holes of the
+ * slots freed since the last commit and make them reusable.
+ */
+int vswap_store_commit(struct vswap_store *s);
+
+/* Pages written, freed or re-marked since the last commit (0 = nothing). */
+uint64_t vswap_store_pending(const struct vswap_store *s);
+
+/*
+ * Read page @page (present or stale) into @buf and verify its checksum.
+ * -EBADMSG or -EIO: the bytes are bad or missing; the page is recorded lost
+ * and @buf must not be used.  -ENODATA: no slot.  Lost pages fail at once.
+ */
+int vswap_store_read_page(struct vswap_store *s, uint64_t page, void *buf);
+
+/*
+ * Read @count pages from @first into @buf, in as few large reads as the slot
+ * layout allows, with several in flight; verify every page.  @status (may be
+ * NULL) receives 0 or a negative errno per page, as vswap_store_read_page().
+ * Returns the number of pages that failed, or a negative errno if the read
+ * could not be made at all.
+ */
+int vswap_store_read_run(struct vswap_store *s, uint64_t first, uint32_t count, void *buf,
+			 int *status);
+
+/* ---- page state (in memory now, durable at the next commit) ----------- */
+
+enum vswap_page_state {
+	VSWAP_PAGE_NONE = 0, /* no slot */
+	VSWAP_PAGE_PRESENT = 1,
+	VSWAP_PAGE_STALE = 2,
+	VSWAP_PAGE_LOST = 3,
+};
+const char *vswap_page_state_name(enum vswap_page_state st);
+
+struct vswap_page_info {
+	enum vswap_page_state state;
+	bool staged;
+	uint64_t slot; /* valid unless state == NONE */
+	uint64_t xxh3; /* checksum of the slot's bytes */
+};
+int vswap_store_page(const struct vswap_store *s, uint64_t page, struct vswap_page_info *out);
+
+/* Present pages in [first, first+count) become stale (the guest has them
+ * again).  Other pages are left alone.  Returns the number changed. */
+int64_t vswap_store_mark_stale(struct vswap_store *s, uint64_t first, uint64_t count);
+
+/* A stale page becomes present again without a write (trim of a clean page).
+ * -EINVAL if the page is not stale. */
+int vswap_store_mark_present(struct vswap_store *s, uint64_t page);
+
+/* Mark a page lost (its bytes are known bad).  Recovery and the handler. */
+int vswap_store_mark_lost(struct vswap_store *s, uint64_t page);
+
+/* Drop the slots of the pages in [first, first+count) (remove event, trim of
+ * a zero page).  The holes are punched after the next commit.  Returns the
+ * number of slots freed. */
+int64_t vswap_store_free(struct vswap_store *s, uint64_t first, uint64_t count);
+
+/*
+ * Trim's clean-page test: 1 if @buf equals the bytes of @page's stale slot,
+ * 0 if not (or the page is not stale).  Compares checksums first and reads
+ * the slot only when they match, then compares every byte.
+ */
+int vswap_store_stale_equals(struct vswap_store *s, uint64_t page, const void *buf);
+
+/*
+ * Find the first run of present pages at or after @from and before @limit
+ * whose slots are consecutive, at most @max pages.  Returns 1 and sets
+ * *first / *count, or 0 if there is none.
+ */
+int vswap_store_next_present_run(const struct vswap_store *s, uint64_t from, uint64_t limit,
+				 uint32_t max, uint64_t *first, uint32_t *count);
+
+/* ---- staging ------------------------------------------------------------- */
+
+/*
+ * The staging file: a shared-memory file sized to the page-index space,
+ * page p at offset p * page_size, created with the store and named after
+ * its UUID.  The handler maps it; the store records which pages it holds.
+ */
+int vswap_store_staging_fd(const struct vswap_store *s);
+const char *vswap_store_staging_path(const struct vswap_store *s);
+
+/* Record pages as staged.  Log ahead (invariant 5): mark, commit, then copy. */
+int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count);
+
+/* Pages leave staging: the record is cleared (durable at the next commit) and
+ * the staging file's bytes are punched at once. */
+int vswap_store_stage_clear(struct vswap_store *s, uint64_t first, uint64_t count);
+
+bool vswap_store_staged(const struct vswap_store *s, uint64_t page);
+
+/* First run of staged pages in [from, limit), at most @max: 1 and the run,
+ * or 0 if none. */
+int vswap_store_next_staged_run(const struct vswap_store *s, uint64_t from, uint64_t limit,
+				uint64_t max, uint64_t *first, uint64_t *count);
+
+/* ---- metadata ------------------------------------------------------------ */
+
+/* The handler's state-machine state, recorded at the next commit. */
+int vswap_store_set_state(struct vswap_store *s, uint32_t state);
+uint32_t vswap_store_state(const struct vswap_store *s);
+
+struct vswap_store_info {
+	uint8_t uuid[16];
+	uint32_t page_size;
+	uint32_t format_version;
+	uint64_t created_ns; /* CLOCK_REALTIME at creation */
+	uint64_t total_pages;
+	unsigned regions;
+	enum vswap_durability durability;
+	bool read_only;
+	bool was_clean;  /* the previous handle closed the store cleanly */
+	uint32_t state;  /* handler state recorded in the index */
+};
+int vswap_store_info(const struct vswap_store *s, struct vswap_store_info *out);
+
+/* Format a UUID as 36 characters plus NUL into @buf (>= 37 bytes). */
+void vswap_uuid_format(const uint8_t uuid[16], char *buf);
+
+struct vswap_store_stats {
+	uint64_t pages_present;
+	uint64_t pages_stale;
+	uint64_t pages_lost;
+	uint64_t pages_staged;
+	uint64_t slots_used;
+	uint64_t slots_free;  /* holes below the end of the slot space */
+	uint64_t slots_end;   /* one past the highest slot ever used */
+	uint64_t bytes_written;
+	uint64_t bytes_read;
+	uint64_t checksum_failures;
+	uint64_t commits;
+	uint64_t index_map_size;
+	uint64_t index_bytes; /* bytes in use by the LMDB environment */
+};
+int vswap_store_stats(const struct vswap_store *s, struct vswap_store_stats *out);
+
+/* ---- recovery and dump: the index as recorded ------------------------- */
+
+/* One page record as the index holds it (not the in-memory tables). */
+struct vswap_page_record {
+	uint64_t page;
+	uint64_t slot;
+	enum vswap_page_state state; /* PRESENT, STALE or LOST */
+	uint64_t xxh3;
+};
+typedef int (*vswap_page_record_fn)(void *ctx, const struct vswap_page_record *r);
+/* Walk every page record in page order in one read transaction.  A callback
+ * returning non-zero stops the walk and that value is returned. */
+int vswap_store_foreach_page(struct vswap_store *s, vswap_page_record_fn fn, void *ctx);
+
+/* Walk the staged ranges recorded in the index, coalesced, in page order. */
+typedef int (*vswap_staged_range_fn)(void *ctx, uint64_t first, uint64_t count);
+int vswap_store_foreach_staged(struct vswap_store *s, vswap_staged_range_fn fn, void *ctx);
+
+/* The swap file's descriptor (read-only use: SEEK_DATA walks, verify). */
+int vswap_store_swap_fd(const struct vswap_store *s);
+const char *vswap_store_path(const struct vswap_store *s);
+const char *vswap_store_index_path(const struct vswap_store *s);
+
+/* The owner page of @slot from the in-memory tables: 1 and *page, or 0 if
+ * the slot is free. */
+int vswap_store_slot_owner(const struct vswap_store *s, uint64_t slot, uint64_t *page);
+
+/* Punch a slot that no record references (a leak found by recovery). */
+int vswap_store_punch_slot(struct vswap_store *s, uint64_t slot);
+
+/* Describe a vswap error code (negative errno) in words. */
+const char *vswap_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VSWAP_STORE_H */
