@@ -30,9 +30,8 @@
  *   -E2BIG            more pages than the store can address
  *
  * Threads: a store handle is not internally locked.  Calls on one handle
- * must be serialised by the caller (the handler holds its own mutex), except
- * that vswap_store_read_page() and vswap_store_page() may run concurrently
- * with each other when no mutating call runs.
+ * must be serialised by the caller (the handler holds its own mutex); reads
+ * update counters and may record a page lost, so they count as mutating.
  */
 #ifndef VSWAP_STORE_H
 #define VSWAP_STORE_H
@@ -291,12 +290,18 @@ int vswap_store_stats(const struct vswap_store *s, struct vswap_store_stats *out
 
 /* ---- recovery and dump: the index as recorded ------------------------- */
 
-/* One page record as the index holds it (not the in-memory tables). */
+/*
+ * One page record as the index holds it (not the in-memory tables).  A
+ * record that cannot be decoded is passed once with @corrupt set, @page the
+ * first page of its group and @group_pages the pages it covers.
+ */
 struct vswap_page_record {
 	uint64_t page;
-	uint64_t slot;
+	uint64_t slot; /* UINT64_MAX: no slot (a lost page whose bytes are gone) */
 	enum vswap_page_state state; /* PRESENT, STALE or LOST */
 	uint64_t xxh3;
+	bool corrupt;
+	uint32_t group_pages;
 };
 typedef int (*vswap_page_record_fn)(void *ctx, const struct vswap_page_record *r);
 /* Walk every page record in page order in one read transaction.  A callback

@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: MIT */
+/* Internals of store/: the handle and the helpers its files share. */
+#ifndef VSWAP_STORE_INTERNAL_H
+#define VSWAP_STORE_INTERNAL_H
+
+#include <lmdb.h>
+#include <stdarg.h>
+#include <vswap/store.h>
+
+#include "store/checksum.h"
+#include "store/io.h"
+#include "store/superblock.h"
+
+/*
+ * Pages are grouped GROUP_PAGES to an index record: one LMDB put covers 64
+ * pages, so the index costs a few puts per 2 MiB chunk instead of 512.
+ */
+#define GROUP_SHIFT 6
+#define GROUP_PAGES (1u << GROUP_SHIFT)
+
+/*
+ * The in-memory page word: slot + 1 in the low 30 bits (0 = no slot) and the
+ * page state in the top two.  4 bytes a page; with the 8-byte checksum that
+ * is 12 bytes a page, plus a bit for staging and a bit per slot.
+ */
+#define PW_SLOT_BITS 30
+#define PW_SLOT_MASK ((1u << PW_SLOT_BITS) - 1)
+#define PW_NO_SLOT UINT64_MAX
+/* The largest slot number + 2 must fit the 30-bit field. */
+#define STORE_MAX_SLOTS ((uint64_t)PW_SLOT_MASK - 1)
+
+static inline uint32_t pw_make(uint64_t slot, enum vswap_page_state st)
+{
+	uint32_t s1 = slot == PW_NO_SLOT ? 0 : (uint32_t)(slot + 1);
+	return s1 | ((uint32_t)st << PW_SLOT_BITS);
+}
+static inline enum vswap_page_state pw_state(uint32_t w)
+{
+	return (enum vswap_page_state)(w >> PW_SLOT_BITS);
+}
+static inline bool pw_has_slot(uint32_t w)
+{
+	return (w & PW_SLOT_MASK) != 0;
+}
+static inline uint64_t pw_slot(uint32_t w)
+{
+	return (w & PW_SLOT_MASK) ? (uint64_t)(w & PW_SLOT_MASK) - 1 : PW_NO_SLOT;
+}
+
+/* Growable array of slot numbers (slots freed since the last commit). */
+struct slot_vec {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+struct vswap_store {
+	char *path;
+	char *index_path;
+	char *staging_path;
+	int fd;         /* swap file */
+	int staging_fd; /* -1 when a read-only open found none */
+	bool read_only;
+	bool tolerant;
+	bool was_clean;
+	enum vswap_durability durability;
+	vswap_log_fn log;
+	void *log_ctx;
+	enum vswap_log_level log_level;
+
+	struct vswap_superblock sb;
+	uint32_t page_size;
+	unsigned page_shift;
+	uint32_t state;
+
+	unsigned nregions;
+	uint64_t *region_pages;
+	uint64_t total_pages;
+
+	/* Hot state: the index's content, in memory. */
+	uint32_t *pages;       /* page word per page */
+	uint64_t *sums;        /* XXH3-64 per page (of its slot's bytes) */
+	uint64_t *staged;      /* bitmap: page is staged */
+	uint64_t *slot_used;   /* bitmap: slot allocated or freed-uncommitted */
+	uint64_t slot_cap;     /* bits in slot_used */
+	uint64_t slots_end;    /* one past the highest slot in use */
+	uint64_t free_hint;    /* no free slot below this */
+	uint64_t slots_used;
+	uint64_t *dirty;       /* bitmap: group changed since the last commit */
+	uint64_t ngroups;
+	bool meta_dirty;
+	bool data_unsynced;    /* bytes written since the last sync */
+	uint64_t pending_pages;
+	struct slot_vec freed; /* reusable after the next commit */
+
+	/* Counts kept up to date as pages change state. */
+	uint64_t n_present, n_stale, n_lost, n_staged;
+	uint64_t bytes_written, bytes_read, checksum_failures, commits;
+
+	/* Scratch for the write and read paths, grown on demand. */
+	uint64_t *scratch_slots;
+	struct vswap_io_req *scratch_reqs;
+	size_t scratch_cap;
+
+	MDB_env *env;
+	MDB_dbi dbi_meta, dbi_pages, dbi_staging;
+	uint64_t map_size;
+
+	struct vswap_io io;
+};
+
+/* log.c */
+void store_log(const struct vswap_store *s, enum vswap_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* tables.c: the in-memory tables */
+int tables_alloc(struct vswap_store *s);
+void tables_free(struct vswap_store *s);
+int slots_reserve(struct vswap_store *s, uint64_t nslots);
+bool slot_is_used(const struct vswap_store *s, uint64_t slot);
+bool slot_reserve_and_test(struct vswap_store *s, uint64_t slot);
+void slot_set_used(struct vswap_store *s, uint64_t slot);
+void slot_clear_used(struct vswap_store *s, uint64_t slot);
+int64_t slot_alloc(struct vswap_store *s);
+void page_set(struct vswap_store *s, uint64_t page, uint32_t word, uint64_t sum);
+void page_release_slot(struct vswap_store *s, uint64_t page);
+void group_mark_dirty(struct vswap_store *s, uint64_t page);
+bool bit_test(const uint64_t *bm, uint64_t i);
+void bit_set(uint64_t *bm, uint64_t i);
+void bit_clear(uint64_t *bm, uint64_t i);
+int slot_vec_push(struct slot_vec *v, uint64_t slot);
+
+/* index.c: the LMDB environment */
+int index_open(struct vswap_store *s, bool create);
+void index_close(struct vswap_store *s);
+int index_write_meta_initial(struct vswap_store *s);
+int index_load(struct vswap_store *s);
+int index_commit(struct vswap_store *s);
+int index_set_clean(struct vswap_store *s, bool clean);
+uint64_t index_bytes_used(struct vswap_store *s);
+
+/* staging.c: the staging file */
+int staging_create(struct vswap_store *s, const char *dir);
+int staging_open(struct vswap_store *s);
+int staging_resize(struct vswap_store *s);
+void staging_close(struct vswap_store *s);
+int staging_punch(struct vswap_store *s, uint64_t first, uint64_t count);
+
+/* Byte offset of slot @slot in the swap file. */
+static inline uint64_t slot_offset(const struct vswap_store *s, uint64_t slot)
+{
+	return (slot + 1) << s->page_shift;
+}
+
+#endif

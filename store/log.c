@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/* Logging through the handle's callback, and the names of things. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "store/internal.h"
+
+void store_log(const struct vswap_store *s, enum vswap_log_level lvl, const char *fmt, ...)
+{
+	if (lvl > s->log_level)
+		return;
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (s->log)
+		s->log(s->log_ctx, lvl, msg);
+	else
+		fprintf(stderr, "vswap: %s\n", msg);
+}
+
+const char *vswap_durability_name(enum vswap_durability d)
+{
+	switch (d) {
+	case VSWAP_DURABILITY_FULL:
+		return "full";
+	case VSWAP_DURABILITY_BATCH:
+		return "batch";
+	case VSWAP_DURABILITY_NONE:
+		return "none";
+	}
+	return "unknown";
+}
+
+int vswap_durability_parse(const char *name, enum vswap_durability *out)
+{
+	static const enum vswap_durability all[] = {VSWAP_DURABILITY_FULL, VSWAP_DURABILITY_BATCH,
+						    VSWAP_DURABILITY_NONE};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		if (strcmp(name, vswap_durability_name(all[i])) == 0) {
+			*out = all[i];
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+const char *vswap_page_state_name(enum vswap_page_state st)
+{
+	switch (st) {
+	case VSWAP_PAGE_NONE:
+		return "none";
+	case VSWAP_PAGE_PRESENT:
+		return "present";
+	case VSWAP_PAGE_STALE:
+		return "stale";
+	case VSWAP_PAGE_LOST:
+		return "lost";
+	}
+	return "unknown";
+}
+
+const char *vswap_strerror(int err)
+{
+	switch (-err) {
+	case 0:
+		return "success";
+	case EUCLEAN:
+		return "bad superblock (not a vswap swap file, or damaged)";
+	case EPROTONOSUPPORT:
+		return "unknown vswap on-disk format version";
+	case EMEDIUMTYPE:
+		return "index and swap file belong to different stores (UUID mismatch)";
+	case EXDEV:
+		return "store page size differs from the system's";
+	case EBUSY:
+		return "store is in use by another handle";
+	case EBADMSG:
+		return "page failed its checksum";
+	case ENODATA:
+		return "page has no copy in the store";
+	case E2BIG:
+		return "more pages than the store can address";
+	default:
+		return strerror(-err);
+	}
+}
+
+void vswap_uuid_format(const uint8_t u[16], char *buf)
+{
+	snprintf(buf, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+		 u[13], u[14], u[15]);
+}

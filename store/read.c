@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The read path.  Nothing leaves it unverified (invariant 3): every page's
+ * bytes are checked against its XXH3 checksum, and a page that fails is
+ * recorded lost (present pages) or its copy dropped (stale pages).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/internal.h"
+
+/* A page whose bytes are bad: never serve it, and remember why. */
+static int page_failed(struct vswap_store *s, uint64_t page, int err, const char *why)
+{
+	uint32_t w = s->pages[page];
+	s->checksum_failures += err == -EBADMSG;
+	store_log(s, VSWAP_LOG_ERROR, "%s: page %llu (slot %llu): %s", s->path,
+		  (unsigned long long)page, (unsigned long long)pw_slot(w), why);
+	if (pw_state(w) == VSWAP_PAGE_STALE)
+		page_release_slot(s, page); /* an older copy: expendable */
+	else
+		page_set(s, page, pw_make(pw_slot(w), VSWAP_PAGE_LOST), s->sums[page]);
+	return err;
+}
+
+static int verify(struct vswap_store *s, uint64_t page, const void *buf, int32_t got)
+{
+	if (got < (int32_t)s->page_size)
+		return page_failed(s, page, -EIO, "bytes missing (swap file truncated?)");
+	if (vswap_checksum(buf, s->page_size) != s->sums[page])
+		return page_failed(s, page, -EBADMSG, "checksum mismatch");
+	return 0;
+}
+
+static int readable(const struct vswap_store *s, uint64_t page)
+{
+	if (page >= s->total_pages)
+		return -EINVAL;
+	switch (pw_state(s->pages[page])) {
+	case VSWAP_PAGE_NONE:
+		return -ENODATA;
+	case VSWAP_PAGE_LOST:
+		return -EBADMSG;
+	default:
+		return 0;
+	}
+}
+
+int vswap_store_read_page(struct vswap_store *s, uint64_t page, void *buf)
+{
+	int ret = readable(s, page);
+	if (ret)
+		return ret;
+	uint64_t off = slot_offset(s, pw_slot(s->pages[page]));
+	ssize_t k;
+	do
+		k = pread(s->fd, buf, s->page_size, (off_t)off);
+	while (k < 0 && errno == EINTR);
+	if (k < 0)
+		return page_failed(s, page, -errno == -EIO ? -EIO : -errno, strerror(errno));
+	s->bytes_read += (uint64_t)k;
+	return verify(s, page, buf, (int32_t)k);
+}
+
+int vswap_store_read_run(struct vswap_store *s, uint64_t first, uint32_t count, void *buf,
+			 int *status)
+{
+	if (count == 0 || first >= s->total_pages || count > s->total_pages - first)
+		return -EINVAL;
+	struct vswap_io_req *reqs = malloc(count * sizeof(*reqs));
+	uint32_t *req_first = malloc(count * sizeof(*req_first));
+	if (!reqs || !req_first) {
+		free(reqs);
+		free(req_first);
+		return -ENOMEM;
+	}
+	int failed = 0;
+	unsigned n = 0;
+	uint8_t *out = buf;
+	for (uint32_t i = 0; i < count;) {
+		int st = readable(s, first + i);
+		if (status)
+			status[i] = st;
+		if (st) {
+			failed++;
+			i++;
+			continue;
+		}
+		uint64_t slot = pw_slot(s->pages[first + i]);
+		uint32_t j = i + 1;
+		while (j < count && readable(s, first + j) == 0 &&
+		       pw_slot(s->pages[first + j]) == slot + (j - i))
+			j++;
+		req_first[n] = i;
+		reqs[n++] = (struct vswap_io_req){.buf = out + ((size_t)i << s->page_shift),
+						  .off = slot_offset(s, slot),
+						  .len = (j - i) << s->page_shift};
+		i = j;
+	}
+	int ret = vswap_io_run(&s->io, s->fd, false, reqs, n);
+	for (unsigned r = 0; r < n && !ret; r++) {
+		uint32_t pages = reqs[r].len >> s->page_shift;
+		int32_t got = reqs[r].res;
+		if (got > 0)
+			s->bytes_read += (uint64_t)got;
+		for (uint32_t k = 0; k < pages; k++) {
+			uint32_t i = req_first[r] + k;
+			int32_t have = got < 0 ? got : got - (int32_t)(k << s->page_shift);
+			int st = have < 0 && got < 0
+					 ? page_failed(s, first + i, got, strerror(-got))
+					 : verify(s, first + i, out + ((size_t)i << s->page_shift),
+						  have < 0 ? 0 : have);
+			if (status)
+				status[i] = st;
+			failed += st != 0;
+		}
+	}
+	free(reqs);
+	free(req_first);
+	return ret ? ret : failed;
+}
+
+int vswap_store_stale_equals(struct vswap_store *s, uint64_t page, const void *buf)
+{
+	if (page >= s->total_pages)
+		return -EINVAL;
+	if (pw_state(s->pages[page]) != VSWAP_PAGE_STALE)
+		return 0;
+	/* Most dirty pages differ in their checksum: no read needed. */
+	if (vswap_checksum(buf, s->page_size) != s->sums[page])
+		return 0;
+	void *copy;
+	if (posix_memalign(&copy, s->page_size, s->page_size))
+		return -ENOMEM;
+	int ret = vswap_store_read_page(s, page, copy);
+	int equal = ret == 0 && memcmp(copy, buf, s->page_size) == 0;
+	free(copy);
+	return ret == -ENOMEM ? ret : equal;
+}

@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Page-state changes and lookups.  All of them touch only the in-memory
+ * tables and mark the page's group dirty: the fault path calls them, and it
+ * must never open an LMDB write transaction.  The next commit records them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+
+#include "store/internal.h"
+
+static bool range_ok(const struct vswap_store *s, uint64_t first, uint64_t count)
+{
+	return first < s->total_pages && count <= s->total_pages - first;
+}
+
+int vswap_store_page(const struct vswap_store *s, uint64_t page, struct vswap_page_info *out)
+{
+	if (page >= s->total_pages)
+		return -EINVAL;
+	uint32_t w = s->pages[page];
+	out->state = pw_state(w);
+	out->staged = bit_test(s->staged, page);
+	out->slot = pw_slot(w);
+	out->xxh3 = s->sums[page];
+	return 0;
+}
+
+int64_t vswap_store_mark_stale(struct vswap_store *s, uint64_t first, uint64_t count)
+{
+	if (!range_ok(s, first, count))
+		return -EINVAL;
+	int64_t n = 0;
+	for (uint64_t p = first; p < first + count; p++) {
+		uint32_t w = s->pages[p];
+		if (pw_state(w) != VSWAP_PAGE_PRESENT)
+			continue;
+		page_set(s, p, pw_make(pw_slot(w), VSWAP_PAGE_STALE), s->sums[p]);
+		n++;
+	}
+	s->pending_pages += (uint64_t)n;
+	return n;
+}
+
+int vswap_store_mark_present(struct vswap_store *s, uint64_t page)
+{
+	if (page >= s->total_pages || pw_state(s->pages[page]) != VSWAP_PAGE_STALE)
+		return -EINVAL;
+	page_set(s, page, pw_make(pw_slot(s->pages[page]), VSWAP_PAGE_PRESENT), s->sums[page]);
+	s->pending_pages++;
+	return 0;
+}
+
+int vswap_store_mark_lost(struct vswap_store *s, uint64_t page)
+{
+	if (page >= s->total_pages)
+		return -EINVAL;
+	uint32_t w = s->pages[page];
+	page_set(s, page, pw_make(pw_slot(w), VSWAP_PAGE_LOST), s->sums[page]);
+	s->pending_pages++;
+	return 0;
+}
+
+int64_t vswap_store_free(struct vswap_store *s, uint64_t first, uint64_t count)
+{
+	if (!range_ok(s, first, count))
+		return -EINVAL;
+	int64_t n = 0;
+	for (uint64_t p = first; p < first + count; p++) {
+		uint32_t w = s->pages[p];
+		if (pw_state(w) == VSWAP_PAGE_NONE)
+			continue;
+		n += pw_has_slot(w);
+		page_release_slot(s, p);
+	}
+	return n;
+}
+
+int vswap_store_next_present_run(const struct vswap_store *s, uint64_t from, uint64_t limit,
+				 uint32_t max, uint64_t *first, uint32_t *count)
+{
+	if (limit > s->total_pages)
+		limit = s->total_pages;
+	uint64_t p = from;
+	while (p < limit && pw_state(s->pages[p]) != VSWAP_PAGE_PRESENT)
+		p++;
+	if (p >= limit || max == 0)
+		return 0;
+	uint32_t n = 1;
+	uint64_t slot = pw_slot(s->pages[p]);
+	while (n < max && p + n < limit && pw_state(s->pages[p + n]) == VSWAP_PAGE_PRESENT &&
+	       pw_slot(s->pages[p + n]) == slot + n)
+		n++;
+	*first = p;
+	*count = n;
+	return 1;
+}
+
+/* ---- staging --------------------------------------------------------------- */
+
+int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count)
+{
+	if (s->read_only)
+		return -EROFS;
+	if (!range_ok(s, first, count))
+		return -EINVAL;
+	for (uint64_t p = first; p < first + count; p++) {
+		if (bit_test(s->staged, p))
+			continue;
+		bit_set(s->staged, p);
+		group_mark_dirty(s, p);
+		s->n_staged++;
+	}
+	s->pending_pages += count;
+	return 0;
+}
+
+int vswap_store_stage_clear(struct vswap_store *s, uint64_t first, uint64_t count)
+{
+	if (s->read_only)
+		return -EROFS;
+	if (!range_ok(s, first, count))
+		return -EINVAL;
+	bool any = false;
+	for (uint64_t p = first; p < first + count; p++) {
+		if (!bit_test(s->staged, p))
+			continue;
+		bit_clear(s->staged, p);
+		group_mark_dirty(s, p);
+		s->n_staged--;
+		any = true;
+	}
+	if (!any)
+		return 0;
+	s->pending_pages += count;
+	/* A record covering no bytes is harmless (fsck drops it); bytes that no
+	 * record covers would be a leak, so punch now, after clearing. */
+	return staging_punch(s, first, count);
+}
+
+bool vswap_store_staged(const struct vswap_store *s, uint64_t page)
+{
+	return page < s->total_pages && bit_test(s->staged, page);
+}
+
+/* The first set bit at or after @from, below @limit (limit if none). */
+static uint64_t next_set(const uint64_t *bm, uint64_t from, uint64_t limit)
+{
+	while (from < limit) {
+		uint64_t w = bm[from / 64] >> (from % 64);
+		if (w)
+			return from + (uint64_t)__builtin_ctzll(w) < limit
+				       ? from + (uint64_t)__builtin_ctzll(w)
+				       : limit;
+		from = (from | 63) + 1;
+	}
+	return limit;
+}
+
+int vswap_store_next_staged_run(const struct vswap_store *s, uint64_t from, uint64_t limit,
+				uint64_t max, uint64_t *first, uint64_t *count)
+{
+	if (limit > s->total_pages)
+		limit = s->total_pages;
+	uint64_t p = next_set(s->staged, from, limit);
+	if (p >= limit || max == 0)
+		return 0;
+	uint64_t n = 1;
+	while (n < max && p + n < limit && bit_test(s->staged, p + n))
+		n++;
+	*first = p;
+	*count = n;
+	return 1;
+}
+
+/* ---- recovery helpers ---------------------------------------------------------- */
+
+int vswap_store_slot_owner(const struct vswap_store *s, uint64_t slot, uint64_t *page)
+{
+	/* A linear scan: recovery builds its own map for bulk use. */
+	for (uint64_t p = 0; p < s->total_pages; p++) {
+		if (pw_has_slot(s->pages[p]) && pw_slot(s->pages[p]) == slot) {
+			*page = p;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+int vswap_store_punch_slot(struct vswap_store *s, uint64_t slot)
+{
+	if (s->read_only)
+		return -EROFS;
+	uint64_t owner;
+	if (slot_is_used(s, slot) || vswap_store_slot_owner(s, slot, &owner))
+		return -EBUSY;
+	if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)slot_offset(s, slot), s->page_size) != 0)
+		return -errno;
+	return 0;
+}

@@ -1,0 +1,419 @@
+/* SPDX-License-Identifier: MIT */
+/* Store lifecycle: create, open, close, destroy, regions, info and stats. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/internal.h"
+
+#define IO_DEPTH 64
+
+uint64_t vswap_store_max_pages(void)
+{
+	return STORE_MAX_SLOTS;
+}
+
+static struct vswap_store *handle_new(const char *path, const struct vswap_store_opts *opts)
+{
+	static const struct vswap_store_opts defaults = {.log_level = VSWAP_LOG_WARN};
+	if (!opts)
+		opts = &defaults;
+	struct vswap_store *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->fd = s->staging_fd = -1;
+	s->read_only = opts->read_only;
+	s->tolerant = opts->tolerant;
+	s->durability = opts->durability;
+	s->log = opts->log;
+	s->log_ctx = opts->log_ctx;
+	s->log_level = opts->log ? opts->log_level : VSWAP_LOG_WARN;
+	s->map_size = opts->map_size;
+	long psz = sysconf(_SC_PAGESIZE);
+	s->page_size = (uint32_t)psz;
+	s->page_shift = (unsigned)__builtin_ctzl((unsigned long)psz);
+	s->path = strdup(path);
+	if (opts->index_path)
+		s->index_path = strdup(opts->index_path);
+	else if (asprintf(&s->index_path, "%s.idx", path) < 0)
+		s->index_path = NULL;
+	if (!s->path || !s->index_path) {
+		free(s->path);
+		free(s->index_path);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+static void handle_free(struct vswap_store *s)
+{
+	vswap_io_fini(&s->io);
+	index_close(s);
+	staging_close(s);
+	if (s->fd >= 0)
+		close(s->fd); /* releases the flock */
+	tables_free(s);
+	free(s->region_pages);
+	free(s->staging_path);
+	free(s->index_path);
+	free(s->path);
+	free(s);
+}
+
+static int lock_store(struct vswap_store *s)
+{
+	if (flock(s->fd, LOCK_EX | LOCK_NB) == 0)
+		return 0;
+	if (errno == EWOULDBLOCK) {
+		store_log(s, VSWAP_LOG_ERROR, "%s: store is in use (locked by another handle)",
+			  s->path);
+		return -EBUSY;
+	}
+	return -errno;
+}
+
+static void start_io(struct vswap_store *s)
+{
+	int ret = vswap_io_init(&s->io, IO_DEPTH);
+	if (ret)
+		store_log(s, VSWAP_LOG_INFO, "io_uring unavailable (%s); using pread/pwrite",
+			  strerror(-ret));
+}
+
+static int write_superblock(struct vswap_store *s)
+{
+	uint8_t *page = calloc(1, s->page_size);
+	if (!page)
+		return -ENOMEM;
+	superblock_encode(&s->sb, page);
+	ssize_t k = pwrite(s->fd, page, s->page_size, 0);
+	int ret = k == (ssize_t)s->page_size ? 0 : (k < 0 ? -errno : -EIO);
+	free(page);
+	if (!ret && fsync(s->fd) != 0)
+		ret = -errno;
+	return ret;
+}
+
+int vswap_store_create(const char *path, const struct vswap_store_opts *opts,
+		       struct vswap_store **out)
+{
+	if (!path || !out || (opts && opts->read_only))
+		return -EINVAL;
+	struct vswap_store *s = handle_new(path, opts);
+	if (!s)
+		return -ENOMEM;
+	int ret;
+	bool made_file = false, made_index = false;
+	s->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (s->fd < 0) {
+		ret = -errno;
+		store_log(s, VSWAP_LOG_ERROR, "%s: cannot create swap file: %s", path,
+			  strerror(errno));
+		goto fail;
+	}
+	made_file = true;
+	if ((ret = lock_store(s)))
+		goto fail;
+	s->sb.format_version = VSWAP_FORMAT_VERSION;
+	s->sb.page_size = s->page_size;
+	if (getrandom(s->sb.uuid, sizeof(s->sb.uuid), 0) != sizeof(s->sb.uuid)) {
+		ret = -EIO;
+		goto fail;
+	}
+	s->sb.uuid[6] = (s->sb.uuid[6] & 0x0f) | 0x40; /* RFC 4122 version 4 */
+	s->sb.uuid[8] = (s->sb.uuid[8] & 0x3f) | 0x80;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	s->sb.created_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	if ((ret = write_superblock(s)))
+		goto fail;
+	if ((ret = index_open(s, true)))
+		goto fail;
+	made_index = true;
+	if ((ret = staging_create(s, opts ? opts->staging_dir : NULL)) || (ret = index_write_meta_initial(s)))
+		goto fail;
+	start_io(s);
+	*out = s;
+	return 0;
+fail:
+	if (made_file)
+		unlink(path);
+	if (made_index) {
+		char lock[4096];
+		unlink(s->index_path);
+		snprintf(lock, sizeof(lock), "%s-lock", s->index_path);
+		unlink(lock);
+	}
+	if (s->staging_fd >= 0)
+		unlink(s->staging_path);
+	handle_free(s);
+	return ret;
+}
+
+static int read_superblock(struct vswap_store *s)
+{
+	uint8_t buf[VSWAP_SB_BYTES];
+	ssize_t k = pread(s->fd, buf, sizeof(buf), 0);
+	if (k < 0)
+		return -errno;
+	const char *why;
+	int ret = superblock_decode(buf, (size_t)k, &s->sb, &why);
+	if (ret) {
+		store_log(s, VSWAP_LOG_ERROR, "%s: %s", s->path, why);
+		return ret;
+	}
+	if (s->sb.page_size != s->page_size) {
+		store_log(s, VSWAP_LOG_ERROR, "%s: store page size %u, system page size %u", s->path,
+			  s->sb.page_size, s->page_size);
+		return -EXDEV;
+	}
+	return 0;
+}
+
+int vswap_store_open(const char *path, const struct vswap_store_opts *opts,
+		     struct vswap_store **out)
+{
+	if (!path || !out)
+		return -EINVAL;
+	struct vswap_store *s = handle_new(path, opts);
+	if (!s)
+		return -ENOMEM;
+	int ret;
+	s->fd = open(path, (s->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	if (s->fd < 0) {
+		ret = -errno;
+		store_log(s, VSWAP_LOG_ERROR, "%s: cannot open swap file: %s", path,
+			  strerror(errno));
+		goto fail;
+	}
+	if (!s->read_only && (ret = lock_store(s)))
+		goto fail;
+	if ((ret = read_superblock(s)) || (ret = index_open(s, false)) || (ret = index_load(s)) ||
+	    (ret = staging_open(s)))
+		goto fail;
+	/* From here until a clean close, a crash is visible to vswap-fsck. */
+	if (!s->read_only && (ret = index_set_clean(s, false)))
+		goto fail;
+	start_io(s);
+	*out = s;
+	return 0;
+fail:
+	handle_free(s);
+	return ret;
+}
+
+int vswap_store_close(struct vswap_store *s)
+{
+	if (!s)
+		return 0;
+	int ret = 0;
+	if (!s->read_only) {
+		s->meta_dirty = true;
+		ret = vswap_store_commit(s);
+		/* A clean close is durable in every mode. */
+		if (!ret && fdatasync(s->fd) != 0)
+			ret = -errno;
+		if (!ret)
+			ret = index_set_clean(s, true);
+		if (!ret)
+			mdb_env_sync(s->env, 1);
+		if (ret)
+			store_log(s, VSWAP_LOG_ERROR, "%s: closing: %s; store left unclean", s->path,
+				  vswap_strerror(ret));
+	}
+	handle_free(s);
+	return ret;
+}
+
+int vswap_store_destroy(const char *path, const struct vswap_store_opts *opts)
+{
+	struct vswap_store_opts ro = opts ? *opts : (struct vswap_store_opts){0};
+	ro.read_only = true;
+	struct vswap_store *s;
+	char *staging = NULL;
+	if (vswap_store_open(path, &ro, &s) == 0) {
+		staging = s->staging_path ? strdup(s->staging_path) : NULL;
+		vswap_store_close(s);
+	}
+	char buf[4096];
+	int ret = 0;
+	if (unlink(path) != 0)
+		ret = -errno;
+	if (opts && opts->index_path)
+		snprintf(buf, sizeof(buf), "%s", opts->index_path);
+	else
+		snprintf(buf, sizeof(buf), "%s.idx", path);
+	unlink(buf);
+	strncat(buf, "-lock", sizeof(buf) - strlen(buf) - 1);
+	unlink(buf);
+	if (staging)
+		unlink(staging);
+	free(staging);
+	return ret;
+}
+
+/* ---- regions ---------------------------------------------------------------- */
+
+static bool same_layout(const struct vswap_store *s, const uint64_t *pages, unsigned n)
+{
+	if (n != s->nregions)
+		return false;
+	for (unsigned i = 0; i < n; i++)
+		if (pages[i] != s->region_pages[i])
+			return false;
+	return true;
+}
+
+int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsigned n)
+{
+	if (s->read_only)
+		return -EROFS;
+	if (!pages || n == 0)
+		return -EINVAL;
+	uint64_t total = 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (pages[i] == 0)
+			return -EINVAL;
+		total += pages[i];
+		if (pages[i] > vswap_store_max_pages() || total > vswap_store_max_pages()) {
+			store_log(s, VSWAP_LOG_ERROR,
+				  "%s: %llu+ pages exceed the store's limit of %llu pages", s->path,
+				  (unsigned long long)total, (unsigned long long)vswap_store_max_pages());
+			return -E2BIG;
+		}
+	}
+	if (same_layout(s, pages, n))
+		return 0;
+	if (s->slots_used || s->n_staged || s->n_lost) {
+		store_log(s, VSWAP_LOG_ERROR, "%s: cannot change the regions of a store in use",
+			  s->path);
+		return -EBUSY;
+	}
+	uint64_t *copy = malloc(n * sizeof(*copy));
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, pages, n * sizeof(*copy));
+	tables_free(s);
+	free(s->region_pages);
+	s->region_pages = copy;
+	s->nregions = n;
+	s->total_pages = total;
+	s->slots_end = s->free_hint = s->slots_used = 0;
+	s->freed.n = s->freed.cap = 0;
+	int ret = tables_alloc(s);
+	if (!ret)
+		ret = staging_resize(s);
+	s->meta_dirty = true;
+	if (!ret)
+		ret = vswap_store_commit(s);
+	return ret;
+}
+
+unsigned vswap_store_region_count(const struct vswap_store *s)
+{
+	return s->nregions;
+}
+
+int vswap_store_region(const struct vswap_store *s, unsigned i, uint64_t *first, uint64_t *pages)
+{
+	if (i >= s->nregions)
+		return -EINVAL;
+	uint64_t f = 0;
+	for (unsigned k = 0; k < i; k++)
+		f += s->region_pages[k];
+	*first = f;
+	*pages = s->region_pages[i];
+	return 0;
+}
+
+uint64_t vswap_store_total_pages(const struct vswap_store *s)
+{
+	return s->total_pages;
+}
+
+uint32_t vswap_store_page_size(const struct vswap_store *s)
+{
+	return s->page_size;
+}
+
+/* ---- metadata and accessors --------------------------------------------------- */
+
+int vswap_store_set_state(struct vswap_store *s, uint32_t state)
+{
+	if (s->read_only)
+		return -EROFS;
+	if (s->state != state) {
+		s->state = state;
+		s->meta_dirty = true;
+	}
+	return 0;
+}
+
+uint32_t vswap_store_state(const struct vswap_store *s)
+{
+	return s->state;
+}
+
+int vswap_store_info(const struct vswap_store *s, struct vswap_store_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	memcpy(out->uuid, s->sb.uuid, 16);
+	out->page_size = s->page_size;
+	out->format_version = s->sb.format_version;
+	out->created_ns = s->sb.created_ns;
+	out->total_pages = s->total_pages;
+	out->regions = s->nregions;
+	out->durability = s->durability;
+	out->read_only = s->read_only;
+	out->was_clean = s->was_clean;
+	out->state = s->state;
+	return 0;
+}
+
+int vswap_store_stats(const struct vswap_store *s, struct vswap_store_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->pages_present = s->n_present;
+	out->pages_stale = s->n_stale;
+	out->pages_lost = s->n_lost;
+	out->pages_staged = s->n_staged;
+	out->slots_used = s->slots_used;
+	out->slots_end = s->slots_end;
+	out->slots_free = s->slots_end - s->slots_used;
+	out->bytes_written = s->bytes_written;
+	out->bytes_read = s->bytes_read;
+	out->checksum_failures = s->checksum_failures;
+	out->commits = s->commits;
+	out->index_map_size = s->map_size;
+	out->index_bytes = index_bytes_used((struct vswap_store *)s);
+	return 0;
+}
+
+int vswap_store_swap_fd(const struct vswap_store *s)
+{
+	return s->fd;
+}
+const char *vswap_store_path(const struct vswap_store *s)
+{
+	return s->path;
+}
+const char *vswap_store_index_path(const struct vswap_store *s)
+{
+	return s->index_path;
+}
+int vswap_store_staging_fd(const struct vswap_store *s)
+{
+	return s->staging_fd;
+}
+const char *vswap_store_staging_path(const struct vswap_store *s)
+{
+	return s->staging_path;
+}

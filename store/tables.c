@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The in-memory tables: page words, checksums, the staging bitmap, the slot
+ * bitmap and the dirty-group bitmap.  Allocated with calloc so that the
+ * kernel backs them lazily: untouched pages of a large guest cost nothing.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/internal.h"
+
+static uint64_t words_for(uint64_t bits)
+{
+	return (bits + 63) / 64;
+}
+
+bool bit_test(const uint64_t *bm, uint64_t i)
+{
+	return (bm[i / 64] >> (i % 64)) & 1;
+}
+void bit_set(uint64_t *bm, uint64_t i)
+{
+	bm[i / 64] |= 1ull << (i % 64);
+}
+void bit_clear(uint64_t *bm, uint64_t i)
+{
+	bm[i / 64] &= ~(1ull << (i % 64));
+}
+
+int tables_alloc(struct vswap_store *s)
+{
+	uint64_t n = s->total_pages;
+	s->ngroups = (n + GROUP_PAGES - 1) / GROUP_PAGES;
+	s->pages = calloc(n, sizeof(*s->pages));
+	s->sums = calloc(n, sizeof(*s->sums));
+	s->staged = calloc(words_for(n), sizeof(uint64_t));
+	s->dirty = calloc(words_for(s->ngroups), sizeof(uint64_t));
+	if (!s->pages || !s->sums || !s->staged || !s->dirty)
+		return -ENOMEM;
+	return slots_reserve(s, n < 64 ? 64 : n);
+}
+
+void tables_free(struct vswap_store *s)
+{
+	free(s->pages);
+	free(s->sums);
+	free(s->staged);
+	free(s->dirty);
+	free(s->slot_used);
+	free(s->freed.v);
+	free(s->scratch_slots);
+	free(s->scratch_reqs);
+	s->pages = NULL;
+	s->sums = NULL;
+	s->staged = s->dirty = s->slot_used = NULL;
+	s->freed.v = NULL;
+	s->scratch_slots = NULL;
+	s->scratch_reqs = NULL;
+	s->slot_cap = 0;
+}
+
+int slots_reserve(struct vswap_store *s, uint64_t nslots)
+{
+	if (nslots <= s->slot_cap)
+		return 0;
+	uint64_t cap = s->slot_cap ? s->slot_cap : 64;
+	while (cap < nslots)
+		cap *= 2;
+	uint64_t oldw = words_for(s->slot_cap), neww = words_for(cap);
+	uint64_t *bm = realloc(s->slot_used, neww * sizeof(uint64_t));
+	if (!bm)
+		return -ENOMEM;
+	memset(bm + oldw, 0, (neww - oldw) * sizeof(uint64_t));
+	s->slot_used = bm;
+	s->slot_cap = cap;
+	return 0;
+}
+
+bool slot_is_used(const struct vswap_store *s, uint64_t slot)
+{
+	return slot < s->slot_cap && bit_test(s->slot_used, slot);
+}
+
+/* For loading: is @slot taken already?  (Grows the bitmap to hold it.) */
+bool slot_reserve_and_test(struct vswap_store *s, uint64_t slot)
+{
+	if (slots_reserve(s, slot + 1) != 0)
+		return true; /* cannot track it: treat as a conflict */
+	return bit_test(s->slot_used, slot);
+}
+
+void slot_set_used(struct vswap_store *s, uint64_t slot)
+{
+	if (!bit_test(s->slot_used, slot))
+		s->slots_used++;
+	bit_set(s->slot_used, slot);
+	if (slot >= s->slots_end)
+		s->slots_end = slot + 1;
+}
+
+void slot_clear_used(struct vswap_store *s, uint64_t slot)
+{
+	if (bit_test(s->slot_used, slot))
+		s->slots_used--;
+	bit_clear(s->slot_used, slot);
+	if (slot < s->free_hint)
+		s->free_hint = slot;
+	while (s->slots_end > 0 && !bit_test(s->slot_used, s->slots_end - 1))
+		s->slots_end--;
+}
+
+/* The lowest free slot, else a new one at the end: keeps the file compact
+ * and a chunk's slots consecutive, so one write covers a run. */
+int64_t slot_alloc(struct vswap_store *s)
+{
+	uint64_t slot = s->free_hint;
+	while (slot < s->slots_end) {
+		uint64_t w = s->slot_used[slot / 64] | ((1ull << (slot % 64)) - 1);
+		if (w != UINT64_MAX) {
+			slot = (slot & ~63ull) + (uint64_t)__builtin_ctzll(~w);
+			break;
+		}
+		slot = (slot & ~63ull) + 64;
+	}
+	if (slot >= s->slots_end)
+		slot = s->slots_end;
+	if (slot >= STORE_MAX_SLOTS)
+		return -ENOSPC;
+	int ret = slots_reserve(s, slot + 1);
+	if (ret)
+		return ret;
+	slot_set_used(s, slot);
+	s->free_hint = slot + 1;
+	return (int64_t)slot;
+}
+
+void group_mark_dirty(struct vswap_store *s, uint64_t page)
+{
+	bit_set(s->dirty, page / GROUP_PAGES);
+}
+
+static void count_state(struct vswap_store *s, uint32_t w, int delta)
+{
+	switch (pw_state(w)) {
+	case VSWAP_PAGE_PRESENT:
+		s->n_present += delta;
+		break;
+	case VSWAP_PAGE_STALE:
+		s->n_stale += delta;
+		break;
+	case VSWAP_PAGE_LOST:
+		s->n_lost += delta;
+		break;
+	case VSWAP_PAGE_NONE:
+		break;
+	}
+}
+
+void page_set(struct vswap_store *s, uint64_t page, uint32_t word, uint64_t sum)
+{
+	count_state(s, s->pages[page], -1);
+	count_state(s, word, +1);
+	s->pages[page] = word;
+	s->sums[page] = sum;
+	group_mark_dirty(s, page);
+}
+
+int slot_vec_push(struct slot_vec *v, uint64_t slot)
+{
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? v->cap * 2 : 256;
+		uint64_t *nv = realloc(v->v, cap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		v->v = nv;
+		v->cap = cap;
+	}
+	v->v[v->n++] = slot;
+	return 0;
+}
+
+/* The page loses its slot; the slot stays allocated until the commit that
+ * records the loss, then it is punched and reused (invariant 2). */
+void page_release_slot(struct vswap_store *s, uint64_t page)
+{
+	uint32_t w = s->pages[page];
+	if (pw_has_slot(w) && slot_vec_push(&s->freed, pw_slot(w)) != 0) {
+		/* Out of memory for the list: the slot leaks until vswap-fsck
+		 * reclaims it, which is safe. */
+	}
+	page_set(s, page, pw_make(PW_NO_SLOT, VSWAP_PAGE_NONE), 0);
+	s->pending_pages++;
+}

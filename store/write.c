@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The write path and commit.  Order (invariant 1): bytes written, then (in
+ * FULL and BATCH) fdatasync, then the index commit that references them,
+ * then the holes of freed slots are punched and the slots made reusable
+ * (invariant 2).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/internal.h"
+
+static int scratch_reserve(struct vswap_store *s, size_t n)
+{
+	if (n <= s->scratch_cap)
+		return 0;
+	uint64_t *slots = realloc(s->scratch_slots, n * sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
+	s->scratch_slots = slots;
+	struct vswap_io_req *reqs = realloc(s->scratch_reqs, n * sizeof(*reqs));
+	if (!reqs)
+		return -ENOMEM;
+	s->scratch_reqs = reqs;
+	s->scratch_cap = n;
+	return 0;
+}
+
+/*
+ * Choose a slot per page.  A stale page is rewritten in place: its old copy
+ * is expendable (the current one is in staging until the commit).  A page
+ * whose slot is present or lost gets a new one, so a crash mid-write never
+ * damages the copy the index points at.
+ */
+static int assign_slots(struct vswap_store *s, uint64_t first, uint32_t count, uint64_t *slots)
+{
+	for (uint32_t i = 0; i < count; i++) {
+		uint32_t w = s->pages[first + i];
+		if (pw_state(w) == VSWAP_PAGE_STALE) {
+			slots[i] = pw_slot(w);
+			continue;
+		}
+		int64_t slot = slot_alloc(s);
+		if (slot < 0) {
+			for (uint32_t k = 0; k < i; k++)
+				if (slots[k] != pw_slot(s->pages[first + k]))
+					slot_clear_used(s, slots[k]);
+			return (int)slot;
+		}
+		slots[i] = (uint64_t)slot;
+	}
+	return 0;
+}
+
+/* Undo assign_slots() after a failed write: the new slots go back, and any
+ * bytes that reached them are punched so nothing looks leaked. */
+static void unassign_slots(struct vswap_store *s, uint64_t first, uint32_t count,
+			   const uint64_t *slots, uint64_t old_end)
+{
+	for (uint32_t i = 0; i < count; i++) {
+		if (slots[i] == pw_slot(s->pages[first + i]))
+			continue; /* in place: the slot stays the page's */
+		slot_clear_used(s, slots[i]);
+		fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)slot_offset(s, slots[i]), s->page_size);
+	}
+	/* Give back what an append grew (keeps a full disk usable). */
+	if (ftruncate(s->fd, (off_t)slot_offset(s, old_end > s->slots_end ? old_end : s->slots_end)))
+		store_log(s, VSWAP_LOG_WARN, "%s: cannot shrink after a failed write", s->path);
+}
+
+/* One request per run of consecutive slots. */
+static unsigned build_runs(struct vswap_store *s, const uint8_t *buf, uint32_t count,
+			   const uint64_t *slots, struct vswap_io_req *reqs)
+{
+	unsigned n = 0;
+	for (uint32_t i = 0; i < count;) {
+		uint32_t j = i + 1;
+		while (j < count && slots[j] == slots[j - 1] + 1)
+			j++;
+		reqs[n++] = (struct vswap_io_req){
+			.buf = (void *)(buf + ((size_t)i << s->page_shift)),
+			.off = slot_offset(s, slots[i]),
+			.len = (j - i) << s->page_shift,
+		};
+		i = j;
+	}
+	return n;
+}
+
+static int run_writes(struct vswap_store *s, struct vswap_io_req *reqs, unsigned n)
+{
+	int ret = vswap_io_run(&s->io, s->fd, true, reqs, n);
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < n; i++) {
+		if (reqs[i].res < 0)
+			return reqs[i].res;
+		if ((uint32_t)reqs[i].res != reqs[i].len)
+			return -EIO;
+	}
+	return 0;
+}
+
+int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, const void *buf)
+{
+	if (s->read_only)
+		return -EROFS;
+	if (count == 0 || first >= s->total_pages || count > s->total_pages - first)
+		return -EINVAL;
+	int ret = scratch_reserve(s, count);
+	if (ret)
+		return ret;
+	uint64_t *slots = s->scratch_slots;
+	uint64_t old_end = s->slots_end;
+	if ((ret = assign_slots(s, first, count, slots))) {
+		store_log(s, VSWAP_LOG_ERROR, "%s: no slot for %u pages: %s", s->path, count,
+			  vswap_strerror(ret));
+		return ret;
+	}
+	unsigned nreq = build_runs(s, buf, count, slots, s->scratch_reqs);
+	ret = run_writes(s, s->scratch_reqs, nreq);
+	if (ret) {
+		store_log(s, VSWAP_LOG_ERROR, "%s: writing %u pages at page %llu: %s", s->path,
+			  count, (unsigned long long)first, vswap_strerror(ret));
+		unassign_slots(s, first, count, slots, old_end);
+		return ret;
+	}
+	/* The bytes are written: now the pages are present (in memory). */
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t p = first + i;
+		uint64_t sum = vswap_checksum((const uint8_t *)buf + ((size_t)i << s->page_shift),
+					      s->page_size);
+		if (pw_has_slot(s->pages[p]) && pw_slot(s->pages[p]) != slots[i])
+			page_release_slot(s, p);
+		page_set(s, p, pw_make(slots[i], VSWAP_PAGE_PRESENT), sum);
+	}
+	s->pending_pages += count;
+	s->bytes_written += (uint64_t)count << s->page_shift;
+	s->data_unsynced = true;
+	if (s->durability == VSWAP_DURABILITY_FULL)
+		return vswap_store_commit(s);
+	return 0;
+}
+
+static bool anything_pending(const struct vswap_store *s)
+{
+	if (s->meta_dirty || s->freed.n || s->pending_pages)
+		return true;
+	for (uint64_t i = 0; i < (s->ngroups + 63) / 64; i++)
+		if (s->dirty[i])
+			return true;
+	return false;
+}
+
+/* Punch the slots freed by the commit that just landed; reuse them now. */
+static void release_freed(struct vswap_store *s)
+{
+	for (size_t i = 0; i < s->freed.n; i++) {
+		uint64_t slot = s->freed.v[i];
+		if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)slot_offset(s, slot), s->page_size) != 0)
+			store_log(s, VSWAP_LOG_WARN, "%s: cannot punch slot %llu: %s (vswap-fsck "
+				  "reclaims it)", s->path, (unsigned long long)slot, strerror(errno));
+		slot_clear_used(s, slot);
+	}
+	s->freed.n = 0;
+}
+
+int vswap_store_commit(struct vswap_store *s)
+{
+	if (s->read_only)
+		return -EROFS;
+	if (!anything_pending(s))
+		return 0;
+	if (s->data_unsynced && s->durability != VSWAP_DURABILITY_NONE) {
+		if (fdatasync(s->fd) != 0) {
+			int ret = -errno;
+			store_log(s, VSWAP_LOG_ERROR, "%s: sync failed: %s; index not committed",
+				  s->path, strerror(errno));
+			return ret;
+		}
+		/* Written pages should leave RAM: that is what swapping is for. */
+		posix_fadvise(s->fd, 0, 0, POSIX_FADV_DONTNEED);
+	}
+	s->data_unsynced = false;
+	int ret = index_commit(s);
+	if (ret) {
+		store_log(s, VSWAP_LOG_ERROR, "%s: index commit failed: %s", s->index_path,
+			  vswap_strerror(ret));
+		return ret;
+	}
+	if (s->dirty)
+		memset(s->dirty, 0, (s->ngroups + 63) / 64 * sizeof(uint64_t));
+	s->meta_dirty = false;
+	s->pending_pages = 0;
+	s->commits++;
+	release_freed(s);
+	return 0;
+}
+
+uint64_t vswap_store_pending(const struct vswap_store *s)
+{
+	return s->pending_pages;
+}

@@ -1,0 +1,793 @@
+/* SPDX-License-Identifier: MIT */
+/* store/: round trips, refusals, slot reuse, checksums, holes, growth. */
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "store/checksum.h"
+#include "store/superblock.h"
+#include "tests/helpers/store_fixture.h"
+
+struct ctx {
+	struct store_fixture f;
+	struct vswap_store *s;
+	uint8_t *buf; /* 256 pages */
+};
+
+static int setup(void **state)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+	assert_non_null(c);
+	assert_int_equal(fixture_init(&c->f), 0);
+	c->buf = aligned_alloc(c->f.page_size, 256 * (size_t)c->f.page_size);
+	assert_non_null(c->buf);
+	*state = c;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct ctx *c = *state;
+	if (c->s)
+		vswap_store_close(c->s);
+	fixture_cleanup(&c->f);
+	free(c->buf);
+	free(c);
+	return 0;
+}
+
+static void *pg(struct ctx *c, unsigned i)
+{
+	return c->buf + (size_t)i * c->f.page_size;
+}
+
+/* Create a store with regions of 300 and 100 pages. */
+static void create_store(struct ctx *c)
+{
+	assert_int_equal(vswap_store_create(c->f.path, &c->f.opts, &c->s), 0);
+	uint64_t regions[] = {300, 100};
+	assert_int_equal(vswap_store_set_regions(c->s, regions, 2), 0);
+}
+
+/* Write pages [first, first+n) with pattern @version. */
+static void write_pages(struct ctx *c, uint64_t first, unsigned n, uint32_t version)
+{
+	for (unsigned i = 0; i < n; i++)
+		fixture_pattern(pg(c, i), c->f.page_size, first + i, version);
+	assert_int_equal(vswap_store_write(c->s, first, n, c->buf), 0);
+}
+
+static void write_pages_into(struct ctx *c, uint64_t first, unsigned n, int *ret)
+{
+	for (unsigned i = 0; i < n; i++)
+		fixture_pattern(pg(c, i), c->f.page_size, first + i, 1);
+	*ret = vswap_store_write(c->s, first, n, c->buf);
+}
+
+static void reopen(struct ctx *c)
+{
+	assert_int_equal(vswap_store_close(c->s), 0);
+	c->s = NULL;
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), 0);
+}
+
+static uint64_t slot_of(struct ctx *c, uint64_t page)
+{
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_store_page(c->s, page, &pi), 0);
+	return pi.slot;
+}
+
+static enum vswap_page_state state_of(struct ctx *c, uint64_t page)
+{
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_store_page(c->s, page, &pi), 0);
+	return pi.state;
+}
+
+static void expect_page(struct ctx *c, uint64_t page, uint32_t version)
+{
+	uint8_t *want = pg(c, 200), *got = pg(c, 201);
+	fixture_pattern(want, c->f.page_size, page, version);
+	assert_int_equal(vswap_store_read_page(c->s, page, got), 0);
+	assert_memory_equal(want, got, c->f.page_size);
+}
+
+/* ---- round trip ------------------------------------------------------------ */
+
+static void test_round_trip_keeps_every_mapping(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	write_pages(c, 0, 64, 1);
+	write_pages(c, 290, 20, 1); /* spans the two regions */
+	assert_int_equal(vswap_store_mark_stale(c->s, 10, 5), 5);
+	assert_int_equal(vswap_store_free(c->s, 20, 2), 2);
+	assert_int_equal(vswap_store_stage_mark(c->s, 100, 8), 0);
+	assert_int_equal(vswap_store_set_state(c->s, 5), 0);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+
+	struct vswap_page_info before[400];
+	for (uint64_t p = 0; p < 400; p++)
+		assert_int_equal(vswap_store_page(c->s, p, &before[p]), 0);
+	struct vswap_store_info info0;
+	vswap_store_info(c->s, &info0);
+	reopen(c);
+
+	struct vswap_store_info info;
+	vswap_store_info(c->s, &info);
+	assert_memory_equal(info.uuid, info0.uuid, 16);
+	assert_true(info.was_clean);
+	assert_int_equal(info.state, 5);
+	assert_int_equal(vswap_store_total_pages(c->s), 400);
+	assert_int_equal(vswap_store_region_count(c->s), 2);
+	for (uint64_t p = 0; p < 400; p++) {
+		struct vswap_page_info pi;
+		assert_int_equal(vswap_store_page(c->s, p, &pi), 0);
+		assert_int_equal(pi.state, before[p].state);
+		assert_int_equal(pi.staged, before[p].staged);
+		if (pi.state != VSWAP_PAGE_NONE) {
+			assert_int_equal(pi.slot, before[p].slot);
+			assert_int_equal(pi.xxh3, before[p].xxh3);
+		}
+	}
+	assert_int_equal(state_of(c, 10), VSWAP_PAGE_STALE);
+	assert_int_equal(state_of(c, 20), VSWAP_PAGE_NONE);
+	for (uint64_t p = 0; p < 64; p++)
+		if (p < 20 || p > 21)
+			expect_page(c, p, 1);
+	for (uint64_t p = 290; p < 310; p++)
+		expect_page(c, p, 1);
+	struct vswap_store_stats st;
+	vswap_store_stats(c->s, &st);
+	assert_int_equal(st.pages_present, 64 + 20 - 5 - 2);
+	assert_int_equal(st.pages_stale, 5);
+	assert_int_equal(st.pages_staged, 8);
+	assert_int_equal(st.slots_used, 82);
+}
+
+static void test_unclean_close_is_reported(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	write_pages(c, 0, 4, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	vswap_store_close(c->s);
+	c->s = NULL;
+	/* A child opens the store and dies without closing it. */
+	int status;
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct vswap_store *s;
+		if (vswap_store_open(c->f.path, &c->f.opts, &s))
+			_exit(1);
+		raise(SIGKILL);
+	}
+	waitpid(pid, &status, 0);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), 0);
+	struct vswap_store_info info;
+	vswap_store_info(c->s, &info);
+	assert_false(info.was_clean);
+	expect_page(c, 3, 1);
+}
+
+/* ---- refusals -------------------------------------------------------------- */
+
+static void test_mismatched_index_refused(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	vswap_store_close(c->s);
+	c->s = NULL;
+	char other[400], idx[420], other_idx[420];
+	snprintf(other, sizeof(other), "%s/other", c->f.dir);
+	struct vswap_store *o;
+	assert_int_equal(vswap_store_create(other, &c->f.opts, &o), 0);
+	vswap_store_close(o);
+	snprintf(idx, sizeof(idx), "%s.idx", c->f.path);
+	snprintf(other_idx, sizeof(other_idx), "%s.idx", other);
+	assert_int_equal(rename(other_idx, idx), 0);
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), -EMEDIUMTYPE);
+	assert_null(c->s);
+	assert_non_null(strstr(c->f.last_log, "belongs to another store"));
+}
+
+static void test_missing_index_refused(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	vswap_store_close(c->s);
+	c->s = NULL;
+	char idx[400];
+	snprintf(idx, sizeof(idx), "%s.idx", c->f.path);
+	assert_int_equal(unlink(idx), 0);
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), -ENOENT);
+}
+
+static void rewrite_superblock(struct ctx *c, void (*edit)(struct vswap_superblock *))
+{
+	int fd = open(c->f.path, O_RDWR);
+	uint8_t buf[VSWAP_SB_BYTES];
+	assert_int_equal(pread(fd, buf, sizeof(buf), 0), sizeof(buf));
+	struct vswap_superblock sb;
+	const char *why;
+	assert_int_equal(superblock_decode(buf, sizeof(buf), &sb, &why), 0);
+	edit(&sb);
+	superblock_encode(&sb, buf);
+	assert_int_equal(pwrite(fd, buf, sizeof(buf), 0), sizeof(buf));
+	close(fd);
+}
+
+static void edit_version(struct vswap_superblock *sb)
+{
+	sb->format_version = 2;
+}
+static void edit_page_size(struct vswap_superblock *sb)
+{
+	sb->page_size *= 4;
+}
+
+static void test_bad_superblock_refused(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	vswap_store_close(c->s);
+	c->s = NULL;
+	/* A flipped bit anywhere in the encoded superblock. */
+	for (unsigned off = 0; off < VSWAP_SB_BYTES; off += 7) {
+		assert_int_equal(fixture_flip_bit(c->f.path, off, off % 8), 0);
+		assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), -EUCLEAN);
+		assert_int_equal(fixture_flip_bit(c->f.path, off, off % 8), 0);
+	}
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), 0);
+	vswap_store_close(c->s);
+	c->s = NULL;
+	/* Valid checksum, unknown version / foreign page size. */
+	rewrite_superblock(c, edit_version);
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), -EPROTONOSUPPORT);
+	/* Zeroed superblock and a truncated (empty) file. */
+	assert_int_equal(truncate(c->f.path, 0), 0);
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), -EUCLEAN);
+}
+
+static void test_page_size_mismatch_refused(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	vswap_store_close(c->s);
+	c->s = NULL;
+	rewrite_superblock(c, edit_page_size);
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), -EXDEV);
+	assert_non_null(strstr(c->f.last_log, "page size"));
+}
+
+/* Write meta "format" = @v straight into the index with LMDB. */
+static void set_index_format(struct ctx *c, uint32_t v)
+{
+	char idx[400];
+	snprintf(idx, sizeof(idx), "%s.idx", c->f.path);
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 4);
+	assert_int_equal(mdb_env_open(env, idx, MDB_NOSUBDIR, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+	MDB_val k = {6, "format"}, d = {4, &v};
+	assert_int_equal(mdb_put(txn, dbi, &k, &d, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+static void test_unknown_index_format_refused(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	vswap_store_close(c->s);
+	c->s = NULL;
+	set_index_format(c, 99);
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), -EPROTONOSUPPORT);
+	set_index_format(c, 1);
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), 0);
+}
+
+/* Format 1 as docs/FORMAT.md writes it down, built by hand, opens. */
+static void test_format_v1_superblock_by_hand(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	struct vswap_store_info info;
+	vswap_store_info(c->s, &info);
+	vswap_store_close(c->s);
+	c->s = NULL;
+	uint8_t b[VSWAP_SB_BYTES] = {0};
+	memcpy(b, "VSWAPSB\0", 8);
+	uint32_t v = 1, ps = c->f.page_size;
+	memcpy(b + 8, &v, 4);
+	memcpy(b + 12, &ps, 4);
+	memcpy(b + 16, info.uuid, 16);
+	memcpy(b + 32, &info.created_ns, 8);
+	uint64_t sum = vswap_checksum(b, 48);
+	memcpy(b + 48, &sum, 8);
+	int fd = open(c->f.path, O_RDWR);
+	assert_int_equal(pwrite(fd, b, sizeof(b), 0), sizeof(b));
+	close(fd);
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), 0);
+}
+
+static void test_busy_store_refused(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	write_pages(c, 0, 3, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	struct vswap_store *second = NULL;
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &second), -EBUSY);
+	assert_null(second);
+	assert_non_null(strstr(c->f.last_log, "in use"));
+	/* A read-only open takes no lock.  LMDB forbids opening one
+	 * environment twice in a process, so it runs in a child. */
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct vswap_store_opts ro = c->f.opts;
+		ro.read_only = true;
+		struct vswap_store *r;
+		if (vswap_store_open(c->f.path, &ro, &r))
+			_exit(1);
+		struct vswap_page_info pi;
+		int ok = vswap_store_page(r, 2, &pi) == 0 && pi.state == VSWAP_PAGE_PRESENT &&
+			 vswap_store_write(r, 5, 1, c->buf) == -EROFS;
+		vswap_store_close(r);
+		_exit(ok ? 0 : 2);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_regions_validated(void **state)
+{
+	struct ctx *c = *state;
+	assert_int_equal(vswap_store_create(c->f.path, &c->f.opts, &c->s), 0);
+	uint64_t zero[] = {10, 0};
+	assert_int_equal(vswap_store_set_regions(c->s, zero, 2), -EINVAL);
+	uint64_t huge[] = {vswap_store_max_pages(), 1};
+	assert_int_equal(vswap_store_set_regions(c->s, huge, 2), -E2BIG);
+	uint64_t ok[] = {16};
+	assert_int_equal(vswap_store_set_regions(c->s, ok, 1), 0);
+	write_pages(c, 0, 1, 1);
+	uint64_t other[] = {32};
+	assert_int_equal(vswap_store_set_regions(c->s, other, 1), -EBUSY);
+	assert_int_equal(vswap_store_set_regions(c->s, ok, 1), 0); /* unchanged: fine */
+	assert_int_equal(vswap_store_write(c->s, 15, 2, c->buf), -EINVAL);
+}
+
+/* ---- slots ----------------------------------------------------------------- */
+
+static void test_slot_reuse_order(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	write_pages(c, 0, 4, 1); /* slots 0..3 */
+	for (uint64_t p = 0; p < 4; p++)
+		assert_int_equal(slot_of(c, p), p);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+
+	/* 1. A stale page is rewritten in its own slot. */
+	assert_int_equal(vswap_store_mark_stale(c->s, 1, 1), 1);
+	write_pages(c, 1, 1, 2);
+	assert_int_equal(slot_of(c, 1), 1);
+
+	/* 2. A freed slot is not reused before the commit... */
+	assert_int_equal(vswap_store_free(c->s, 2, 1), 1);
+	write_pages(c, 10, 1, 1);
+	assert_int_equal(slot_of(c, 10), 4); /* appended */
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	/* ...and is the first choice after it. */
+	write_pages(c, 11, 1, 1);
+	assert_int_equal(slot_of(c, 11), 2);
+	/* 3. Then append. */
+	write_pages(c, 12, 2, 1);
+	assert_int_equal(slot_of(c, 12), 5);
+	assert_int_equal(slot_of(c, 13), 6);
+	/* A present page written again moves to a new slot; the old one is
+	 * freed at the commit. */
+	write_pages(c, 0, 1, 3);
+	assert_int_equal(slot_of(c, 0), 7);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	write_pages(c, 14, 1, 1);
+	assert_int_equal(slot_of(c, 14), 0);
+	expect_page(c, 0, 3);
+	expect_page(c, 1, 2);
+	expect_page(c, 11, 1);
+}
+
+/* Invariant 2: crash between a free and its commit; the freed slot must
+ * still hold the page the index maps to it. */
+static void test_no_reuse_before_commit_survives_crash(void **state)
+{
+	struct ctx *c = *state;
+	for (int mode = 0; mode < 3; mode++) {
+		c->f.opts.durability = (enum vswap_durability)mode;
+		create_store(c);
+		write_pages(c, 0, 8, 1);
+		assert_int_equal(vswap_store_commit(c->s), 0);
+		uint64_t freed_slot = slot_of(c, 2);
+		pid_t pid = fork();
+		if (pid == 0) {
+			vswap_store_free(c->s, 2, 1);
+			/* New data goes elsewhere, even under slot pressure. */
+			for (unsigned i = 0; i < 8; i++)
+				fixture_pattern(pg(c, i), c->f.page_size, 100 + i, 9);
+			vswap_store_write(c->s, 100, 8, c->buf);
+			raise(SIGKILL); /* no commit */
+		}
+		int status;
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_int_equal(status, SIGKILL);
+		vswap_store_close(c->s); /* the parent's handle: clean close of old state */
+		c->s = NULL;
+		assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), 0);
+		if (mode == VSWAP_DURABILITY_FULL) {
+			/* The write committed the free with it, but its own
+			 * pages did not take the freed slot. */
+			assert_int_equal(state_of(c, 2), VSWAP_PAGE_NONE);
+			for (uint64_t p = 100; p < 108; p++) {
+				assert_int_equal(state_of(c, p), VSWAP_PAGE_PRESENT);
+				assert_true(slot_of(c, p) != freed_slot);
+				expect_page(c, p, 9);
+			}
+		} else {
+			assert_int_equal(state_of(c, 2), VSWAP_PAGE_PRESENT);
+			assert_int_equal(slot_of(c, 2), freed_slot);
+			expect_page(c, 2, 1);
+			assert_int_equal(state_of(c, 100), VSWAP_PAGE_NONE);
+		}
+		vswap_store_close(c->s);
+		c->s = NULL;
+		vswap_store_destroy(c->f.path, &c->f.opts);
+	}
+}
+
+static void test_hole_punched_on_free(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	write_pages(c, 0, 8, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	uint64_t slot = slot_of(c, 3);
+	int fd = open(c->f.path, O_RDONLY);
+	off_t off = (off_t)(slot + 1) * c->f.page_size;
+	assert_int_equal(lseek(fd, off, SEEK_DATA), off);
+	assert_int_equal(vswap_store_free(c->s, 3, 1), 1);
+	assert_int_equal(lseek(fd, off, SEEK_DATA), off); /* not before the commit */
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	assert_true(lseek(fd, off, SEEK_DATA) > off);
+	assert_int_equal(lseek(fd, off, SEEK_HOLE), off);
+	close(fd);
+	struct vswap_store_stats st;
+	vswap_store_stats(c->s, &st);
+	assert_int_equal(st.slots_used, 7);
+	assert_int_equal(st.slots_free, 1);
+}
+
+/* ---- checksums --------------------------------------------------------------- */
+
+static void test_flipped_bit_detected_in_any_page(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	write_pages(c, 64, 64, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	for (unsigned victim = 0; victim < 64; victim += 9) {
+		uint64_t page = 64 + victim;
+		uint64_t slot = slot_of(c, page);
+		unsigned byte = (victim * 131) % c->f.page_size;
+		assert_int_equal(fixture_flip_bit(c->f.path, (slot + 1) * c->f.page_size + byte,
+						  victim % 8),
+				 0);
+		int status[64];
+		struct vswap_store_stats st0, st1;
+		vswap_store_stats(c->s, &st0);
+		assert_int_equal(vswap_store_read_run(c->s, 64, 64, c->buf, status), 1 + victim / 9);
+		vswap_store_stats(c->s, &st1);
+		assert_int_equal(st1.checksum_failures, st0.checksum_failures + 1);
+		for (unsigned i = 0; i < 64; i++) {
+			bool bad = i <= victim && i % 9 == 0;
+			assert_int_equal(status[i], bad ? -EBADMSG : 0);
+			if (!bad) {
+				uint8_t want[65536];
+				fixture_pattern(want, c->f.page_size, 64 + i, 1);
+				assert_memory_equal(pg(c, i), want, c->f.page_size);
+			}
+		}
+		assert_int_equal(state_of(c, page), VSWAP_PAGE_LOST);
+		assert_int_equal(vswap_store_read_page(c->s, page, c->buf), -EBADMSG);
+	}
+	/* The lost records are durable. */
+	reopen(c);
+	assert_int_equal(state_of(c, 64), VSWAP_PAGE_LOST);
+	assert_int_equal(state_of(c, 65), VSWAP_PAGE_PRESENT);
+	struct vswap_store_stats st;
+	vswap_store_stats(c->s, &st);
+	assert_int_equal(st.pages_lost, 8);
+}
+
+static void test_single_page_read_detects_flip(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	write_pages(c, 5, 1, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	assert_int_equal(fixture_flip_bit(c->f.path, (slot_of(c, 5) + 1) * c->f.page_size + 100, 3),
+			 0);
+	assert_int_equal(vswap_store_read_page(c->s, 5, c->buf), -EBADMSG);
+	assert_int_equal(state_of(c, 5), VSWAP_PAGE_LOST);
+}
+
+static void test_truncated_file_reported_per_page(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	write_pages(c, 0, 32, 1);
+	vswap_store_close(c->s);
+	c->s = NULL;
+	/* Cut the file in the middle of slot 21: slots 21..31 are missing. */
+	assert_int_equal(truncate(c->f.path, (off_t)(22 * c->f.page_size + 100)), 0);
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), 0);
+	int status[32];
+	assert_int_equal(vswap_store_read_run(c->s, 0, 32, c->buf, status), 11);
+	for (unsigned i = 0; i < 32; i++) {
+		assert_int_equal(status[i], i < 21 ? 0 : -EIO);
+		assert_int_equal(state_of(c, i), i < 21 ? VSWAP_PAGE_PRESENT : VSWAP_PAGE_LOST);
+	}
+}
+
+static void test_trim_compare_uses_stale_copy(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	write_pages(c, 0, 2, 1);
+	assert_int_equal(vswap_store_mark_stale(c->s, 0, 2), 2);
+	fixture_pattern(pg(c, 10), c->f.page_size, 0, 1);
+	assert_int_equal(vswap_store_stale_equals(c->s, 0, pg(c, 10)), 1);
+	fixture_pattern(pg(c, 10), c->f.page_size, 1, 2);
+	assert_int_equal(vswap_store_stale_equals(c->s, 1, pg(c, 10)), 0);
+	assert_int_equal(vswap_store_mark_present(c->s, 0), 0);
+	assert_int_equal(state_of(c, 0), VSWAP_PAGE_PRESENT);
+	assert_int_equal(vswap_store_mark_present(c->s, 0), -EINVAL);
+	assert_int_equal(vswap_store_stale_equals(c->s, 0, pg(c, 10)), 0); /* not stale */
+}
+
+/* ---- durability, staging, growth ---------------------------------------------- */
+
+static void test_durability_modes_commit_when_promised(void **state)
+{
+	struct ctx *c = *state;
+	c->f.opts.durability = VSWAP_DURABILITY_FULL;
+	create_store(c);
+	write_pages(c, 0, 4, 1);
+	assert_int_equal(vswap_store_pending(c->s), 0);
+	vswap_store_close(c->s);
+	c->s = NULL;
+	vswap_store_destroy(c->f.path, &c->f.opts);
+	c->f.opts.durability = VSWAP_DURABILITY_BATCH;
+	create_store(c);
+	write_pages(c, 0, 4, 1);
+	assert_int_equal(vswap_store_pending(c->s), 4);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	assert_int_equal(vswap_store_pending(c->s), 0);
+	enum vswap_durability d;
+	assert_int_equal(vswap_durability_parse("none", &d), 0);
+	assert_int_equal(d, VSWAP_DURABILITY_NONE);
+	assert_int_equal(vswap_durability_parse("fast", &d), -EINVAL);
+}
+
+static void test_staging_records_and_punch(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	const char *sp = vswap_store_staging_path(c->s);
+	struct stat st;
+	assert_int_equal(stat(sp, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	int fd = vswap_store_staging_fd(c->s);
+	assert_int_equal(vswap_store_stage_mark(c->s, 40, 10), 0);
+	fixture_pattern(c->buf, c->f.page_size, 40, 1);
+	for (unsigned i = 0; i < 10; i++)
+		assert_int_equal(pwrite(fd, c->buf, c->f.page_size, (off_t)(40 + i) * c->f.page_size),
+				 c->f.page_size);
+	uint64_t first, count;
+	assert_int_equal(vswap_store_next_staged_run(c->s, 0, 400, 512, &first, &count), 1);
+	assert_int_equal(first, 40);
+	assert_int_equal(count, 10);
+	assert_int_equal(vswap_store_stage_clear(c->s, 40, 5), 0);
+	off_t off = 40 * (off_t)c->f.page_size;
+	assert_int_equal(lseek(fd, off, SEEK_DATA), 45 * (off_t)c->f.page_size);
+	assert_false(vswap_store_staged(c->s, 44));
+	assert_true(vswap_store_staged(c->s, 45));
+	reopen(c);
+	assert_int_equal(vswap_store_next_staged_run(c->s, 0, 400, 3, &first, &count), 1);
+	assert_int_equal(first, 45);
+	assert_int_equal(count, 3);
+}
+
+static int count_page(void *ctx, const struct vswap_page_record *r)
+{
+	(*(uint64_t *)ctx) += !r->corrupt;
+	return 0;
+}
+
+static void test_map_full_grows(void **state)
+{
+	struct ctx *c = *state;
+	c->f.opts.map_size = 64 * 1024;
+	assert_int_equal(vswap_store_create(c->f.path, &c->f.opts, &c->s), 0);
+	uint64_t regions[] = {64 * 4096};
+	assert_int_equal(vswap_store_set_regions(c->s, regions, 1), 0);
+	struct vswap_store_stats st0, st1;
+	vswap_store_stats(c->s, &st0);
+	/* One page in each of 4096 groups: 4096 records, far past 64 KiB. */
+	fixture_pattern(c->buf, c->f.page_size, 0, 1);
+	for (uint64_t g = 0; g < 4096; g++)
+		assert_int_equal(vswap_store_write(c->s, g * 64, 1, c->buf), 0);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	vswap_store_stats(c->s, &st1);
+	assert_true(st1.index_map_size > st0.index_map_size);
+	uint64_t n = 0;
+	assert_int_equal(vswap_store_foreach_page(c->s, count_page, &n), 0);
+	assert_int_equal(n, 4096);
+	reopen(c);
+	vswap_store_stats(c->s, &st1);
+	assert_int_equal(st1.pages_present, 4096);
+}
+
+/* A write that hits the file-size limit leaves the index unchanged and the
+ * store usable.  Runs in a child: the limit is per process. */
+static void test_efbig_leaves_index_unchanged(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	write_pages(c, 0, 8, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	struct vswap_store_stats before;
+	vswap_store_stats(c->s, &before);
+	pid_t pid = fork();
+	if (pid == 0) {
+		signal(SIGXFSZ, SIG_IGN);
+		struct rlimit rl = {.rlim_cur = 12 * (rlim_t)c->f.page_size,
+				    .rlim_max = RLIM_INFINITY};
+		setrlimit(RLIMIT_FSIZE, &rl);
+		for (unsigned i = 0; i < 16; i++)
+			fixture_pattern(pg(c, i), c->f.page_size, 50 + i, 1);
+		int ret = vswap_store_write(c->s, 50, 16, c->buf);
+		if (ret != -EFBIG)
+			_exit(10);
+		struct vswap_store_stats st;
+		vswap_store_stats(c->s, &st);
+		if (st.slots_used != before.slots_used || st.slots_end != before.slots_end)
+			_exit(11);
+		for (unsigned i = 0; i < 16; i++) {
+			struct vswap_page_info pi;
+			vswap_store_page(c->s, 50 + i, &pi);
+			if (pi.state != VSWAP_PAGE_NONE)
+				_exit(12);
+		}
+		/* Still usable: a write that fits goes through and commits. */
+		if (vswap_store_write(c->s, 50, 2, c->buf) || vswap_store_commit(c->s))
+			_exit(13);
+		_exit(vswap_store_close(c->s) ? 14 : 0);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	vswap_store_close(c->s);
+	c->s = NULL;
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), 0);
+	expect_page(c, 50, 1);
+	expect_page(c, 51, 1);
+	expect_page(c, 7, 1);
+	assert_int_equal(state_of(c, 52), VSWAP_PAGE_NONE);
+	struct stat st;
+	assert_int_equal(stat(c->f.path, &st), 0);
+	assert_true(st.st_size <= 12 * (off_t)c->f.page_size);
+}
+
+static void test_enospc_on_small_tmpfs(void **state)
+{
+	struct ctx *c = *state;
+	if (geteuid() != 0) {
+		skip();
+		return;
+	}
+	char mnt[300];
+	snprintf(mnt, sizeof(mnt), "%s/tmpfs", c->f.dir);
+	assert_int_equal(mkdir(mnt, 0700), 0);
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=256k vswaptest %s", mnt);
+	if (system(cmd) != 0) {
+		rmdir(mnt);
+		skip();
+		return;
+	}
+	char path[400];
+	snprintf(path, sizeof(path), "%s/swap", mnt);
+	struct vswap_store_opts o = c->f.opts;
+	o.index_path = NULL;
+	assert_int_equal(vswap_store_create(path, &o, &c->s), 0);
+	uint64_t regions[] = {256};
+	assert_int_equal(vswap_store_set_regions(c->s, regions, 1), 0);
+	int ret = 0;
+	uint64_t written = 0;
+	while (ret == 0 && written < 256) {
+		write_pages_into(c, written, 8, &ret);
+		if (ret == 0)
+			written += 8;
+	}
+	assert_int_equal(ret, -ENOSPC);
+	assert_true(written > 0);
+	/* Nothing of the failed chunk is recorded; what was written reads back. */
+	for (unsigned i = 0; i < 8; i++)
+		assert_int_equal(state_of(c, written + i), VSWAP_PAGE_NONE);
+	/* Freeing space makes the store usable again. */
+	assert_int_equal(vswap_store_free(c->s, 0, 8), 8);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	write_pages_into(c, written, 8, &ret);
+	assert_int_equal(ret, 0);
+	expect_page(c, written, 1);
+	expect_page(c, 8, 1);
+	vswap_store_close(c->s);
+	c->s = NULL;
+	snprintf(cmd, sizeof(cmd), "umount %s", mnt);
+	assert_int_equal(system(cmd), 0);
+	rmdir(mnt);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_round_trip_keeps_every_mapping, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unclean_close_is_reported, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mismatched_index_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_index_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_superblock_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_page_size_mismatch_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_index_format_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_format_v1_superblock_by_hand, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_busy_store_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_regions_validated, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slot_reuse_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_reuse_before_commit_survives_crash, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_hole_punched_on_free, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flipped_bit_detected_in_any_page, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_single_page_read_detects_flip, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_truncated_file_reported_per_page, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_trim_compare_uses_stale_copy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_durability_modes_commit_when_promised, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_staging_records_and_punch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_map_full_grows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_efbig_leaves_index_unchanged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_enospc_on_small_tmpfs, setup, teardown),
+	};
+	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
