@@ -1,0 +1,794 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vswap-bench: every figure beside a baseline measured in the same run.
+ *
+ *   vswap-bench [--quick] [--json] [--size BYTES] [--dir DIR] [--runs N]
+ *               [--kernel-swap] [--only GROUP[,GROUP...]] [--verbose]
+ *
+ * Absolute numbers on a shared virtual machine drift by 2x between minutes,
+ * so each figure is compared with a baseline measured on the same bytes, on
+ * the same file system, interleaved with it run by run, and the report gives
+ * medians.  Figures come in groups; a group is one function in figures[]
+ * below, so a new figure is one function and one line.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <xxh_x86dispatch.h>
+
+#include <vswap/store.h>
+
+#include "tools/bench/common.h"
+#include "tools/bench/kswap.h"
+#include "tools/bench/results.h"
+
+#define CHUNK_BYTES (2 * BENCH_MIB)          /* the handler's swap-out chunk */
+#define BATCH_COMMIT_BYTES (64 * BENCH_MIB)  /* "batch, commit every 64 MiB" */
+#define MAX_RUNS 64
+
+struct bench {
+	/* options */
+	uint64_t size;
+	const char *dir;
+	const char *only;
+	unsigned runs;
+	unsigned rand_samples; /* random 4 KiB reads / faults per run */
+	bool quick, json, kernel_swap, verbose;
+
+	/* shared state */
+	uint32_t page_size;
+	void *src; /* incompressible bytes, cycled when size > src_len */
+	size_t src_len;
+	void *dst; /* one chunk: where reads land (like UFFDIO_COPY's source) */
+	sigset_t stop; /* blocked for the whole run; polled between passes */
+	unsigned seq;  /* temp file names */
+	struct bench_results res;
+
+	/* figures other groups compare with (NAN until measured) */
+	double store_write_batch_gbps;
+	double store_read_gbps;
+	double store_read_p50_us;
+};
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static const void *src_at(const struct bench *b, uint64_t off)
+{
+	return (const char *)b->src + off % b->src_len;
+}
+
+static void tmp_path(struct bench *b, const char *what, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/vswap-bench.%d.%u.%s", b->dir, (int)getpid(), b->seq++, what);
+}
+
+static bool interrupted(const struct bench *b)
+{
+	return kswap_interrupted(&b->stop);
+}
+
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = pwrite(fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		buf = (const char *)buf + n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = pread(fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		buf = (char *)buf + n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static void note(const struct bench *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(const struct bench *b, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!b->verbose)
+		return;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+}
+
+/* Write the benchmark's bytes to a fresh file, the raw baseline's way. */
+static int raw_write_file(struct bench *b, const char *path, bool sync, double *secs)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	uint64_t off;
+	double t0;
+	int err = 0;
+
+	if (fd < 0)
+		return -errno;
+	t0 = bench_now();
+	for (off = 0; off < b->size && !err; off += CHUNK_BYTES) {
+		size_t n = b->size - off < CHUNK_BYTES ? b->size - off : CHUNK_BYTES;
+
+		err = pwrite_all(fd, src_at(b, off), n, off);
+	}
+	if (!err && sync && fdatasync(fd))
+		err = -errno;
+	*secs = bench_now() - t0;
+	close(fd);
+	return err;
+}
+
+/* ---- group "hash": the CPU floors every other figure sits on ------------ */
+
+static int fig_hash(struct bench *b)
+{
+	double xx[MAX_RUNS], mc[MAX_RUNS];
+	uint64_t sink = 0, off;
+	unsigned r;
+
+	for (r = 0; r < b->runs; r++) {
+		double t0 = bench_now();
+
+		for (off = 0; off < b->size; off += b->page_size)
+			sink ^= XXH3_64bits_dispatch(src_at(b, off), b->page_size);
+		xx[r] = bench_gbps(b->size, bench_now() - t0);
+		t0 = bench_now();
+		for (off = 0; off < b->size; off += CHUNK_BYTES)
+			memcpy(b->dst, src_at(b, off), CHUNK_BYTES);
+		mc[r] = bench_gbps(b->size, bench_now() - t0);
+	}
+	/* Keep the hashes alive without printing them. */
+	__asm__ volatile("" ::"r"(sink));
+	bench_add(&b->res, "xxh3_4k_gbps", bench_median(xx, b->runs), "GB/s", "memcpy_2m_gbps",
+		  bench_median(mc, b->runs));
+	return 0;
+}
+
+/* ---- group "store-write": issue 2's acceptance ---------------------------- */
+
+enum wmode { W_RAW, W_FULL, W_BATCH, W_BATCH64, W_NONE, W_NMODES };
+
+static const char *const wmode_name[W_NMODES] = {
+	[W_RAW] = "raw_write_fdatasync_gbps",
+	[W_FULL] = "store_write_full_gbps",
+	[W_BATCH] = "store_write_batch_gbps",
+	[W_BATCH64] = "store_write_batch64m_gbps",
+	[W_NONE] = "store_write_none_gbps",
+};
+
+/*
+ * Create a store in @b->dir with one region of @b->size bytes.  The store's
+ * own defaults apply to everything else (staging in /dev/shm).
+ */
+static int store_new(struct bench *b, enum vswap_durability d, char *path, size_t plen,
+		     struct vswap_store **out)
+{
+	struct vswap_store_opts o = {.durability = d};
+	uint64_t pages = b->size / b->page_size;
+	int err;
+
+	*out = NULL;
+	tmp_path(b, "swap", path, plen);
+	err = vswap_store_create(path, &o, out);
+	if (err) {
+		fprintf(stderr, "vswap-bench: create %s: %s\n", path, vswap_strerror(err));
+		*out = NULL;
+		return err;
+	}
+	err = vswap_store_set_regions(*out, &pages, 1);
+	if (err) {
+		fprintf(stderr, "vswap-bench: set_regions: %s\n", vswap_strerror(err));
+		vswap_store_close(*out);
+		vswap_store_destroy(path, &o);
+		*out = NULL;
+	}
+	return err;
+}
+
+static void store_gone(struct vswap_store *s, const char *path)
+{
+	struct vswap_store_opts o = {0};
+	int err = s ? vswap_store_close(s) : 0;
+
+	if (err)
+		fprintf(stderr, "vswap-bench: close %s: %s\n", path, vswap_strerror(err));
+	err = vswap_store_destroy(path, &o);
+	if (err)
+		fprintf(stderr, "vswap-bench: destroy %s: %s\n", path, vswap_strerror(err));
+}
+
+/*
+ * Write every page through the store in 2 MiB chunks; commit every
+ * @commit_bytes (0: once at the end, as one swap-out call does).  The time
+ * covers the writes and the final commit, not create or close, just as the
+ * raw baseline's covers write + fdatasync but not open.
+ */
+static int store_write_pass(struct bench *b, enum vswap_durability d, uint64_t commit_bytes,
+			    double *gbps, struct vswap_store_stats *st)
+{
+	uint32_t chunk = (uint32_t)(CHUNK_BYTES / b->page_size);
+	uint64_t pages = b->size / b->page_size, p, since = 0;
+	struct vswap_store *s;
+	char path[PATH_MAX];
+	double t0, cpu0;
+	int err;
+
+	err = store_new(b, d, path, sizeof(path), &s);
+	if (err)
+		return err;
+	cpu0 = cpu_seconds();
+	t0 = bench_now();
+	for (p = 0; p < pages && !err; p += chunk) {
+		uint32_t n = pages - p < chunk ? (uint32_t)(pages - p) : chunk;
+
+		err = vswap_store_write(s, p, n, src_at(b, p * b->page_size));
+		since += (uint64_t)n * b->page_size;
+		if (!err && commit_bytes && since >= commit_bytes) {
+			err = vswap_store_commit(s);
+			since = 0;
+		}
+	}
+	if (!err)
+		err = vswap_store_commit(s);
+	*gbps = bench_gbps(pages * b->page_size, bench_now() - t0);
+	note(b, "  %-5s commit/%-6llu %.3f GB/s  cpu %.2f s\n", vswap_durability_name(d),
+	     (unsigned long long)(commit_bytes / BENCH_MIB), *gbps, cpu_seconds() - cpu0);
+	if (err)
+		fprintf(stderr, "vswap-bench: store write (%s): %s\n", vswap_durability_name(d),
+			vswap_strerror(err));
+	else if (st)
+		err = vswap_store_stats(s, st);
+	store_gone(s, path);
+	return err;
+}
+
+static int raw_write_pass(struct bench *b, double *gbps)
+{
+	char path[PATH_MAX];
+	double secs;
+	int err;
+
+	tmp_path(b, "raw", path, sizeof(path));
+	err = raw_write_file(b, path, true, &secs);
+	unlink(path);
+	*gbps = bench_gbps(b->size / b->page_size * b->page_size, secs);
+	note(b, "  raw   write+fdatasync %.3f GB/s\n", *gbps);
+	if (err)
+		fprintf(stderr, "vswap-bench: raw write %s: %s\n", path, strerror(-err));
+	return err;
+}
+
+static int write_mode_pass(struct bench *b, enum wmode m, double *gbps,
+			   struct vswap_store_stats *st)
+{
+	switch (m) {
+	case W_RAW:
+		return raw_write_pass(b, gbps);
+	case W_FULL:
+		return store_write_pass(b, VSWAP_DURABILITY_FULL, 0, gbps, st);
+	case W_BATCH:
+		return store_write_pass(b, VSWAP_DURABILITY_BATCH, 0, gbps, st);
+	case W_BATCH64:
+		return store_write_pass(b, VSWAP_DURABILITY_BATCH, BATCH_COMMIT_BYTES, gbps, st);
+	default:
+		return store_write_pass(b, VSWAP_DURABILITY_NONE, 0, gbps, st);
+	}
+}
+
+static int fig_store_write(struct bench *b)
+{
+	double v[W_NMODES][MAX_RUNS], med[W_NMODES];
+	struct vswap_store_stats st = {0};
+	unsigned r, k;
+	int err;
+
+	for (r = 0; r < b->runs; r++) {
+		note(b, "store-write run %u/%u\n", r + 1, b->runs);
+		/* Rotate the order each run so no mode always follows another. */
+		for (k = 0; k < W_NMODES; k++) {
+			enum wmode m = (enum wmode)((k + r) % W_NMODES);
+
+			if (interrupted(b))
+				return -EINTR;
+			err = write_mode_pass(b, m, &v[m][r], m == W_BATCH ? &st : NULL);
+			if (err)
+				return err;
+		}
+	}
+	for (k = 0; k < W_NMODES; k++)
+		med[k] = bench_median(v[k], b->runs);
+	for (k = W_FULL; k < W_NMODES; k++)
+		bench_add(&b->res, wmode_name[k], med[k], "GB/s", wmode_name[W_RAW], med[W_RAW]);
+	b->store_write_batch_gbps = med[W_BATCH];
+	/* LMDB bytes in use after one full batch pass, per page swapped. */
+	bench_add(&b->res, "index_bytes_per_page",
+		  (double)st.index_bytes / (double)(b->size / b->page_size), "B", NULL, NAN);
+	return 0;
+}
+
+/* ---- group "store-read": the store's swap-in path, below userfaultfd ---- */
+
+/*
+ * The same bytes in a store and in a plain file; each run drops both from
+ * the page cache (posix_fadvise DONTNEED: the bytes are synced, so it
+ * works) and reads them back in 2 MiB chunks, then reads random pages one
+ * by one.  The store verifies every page's checksum; the raw read does not.
+ */
+struct read_setup {
+	struct vswap_store *s;
+	char store_path[PATH_MAX];
+	char raw_path[PATH_MAX];
+	int raw_fd;
+	uint32_t *order; /* random page order, distinct pages */
+	unsigned nrand;
+};
+
+static int read_setup(struct bench *b, struct read_setup *rs)
+{
+	uint32_t chunk = (uint32_t)(CHUNK_BYTES / b->page_size);
+	uint64_t pages = b->size / b->page_size, p, seed = 42, i;
+	double secs;
+	int err;
+
+	memset(rs, 0, sizeof(*rs));
+	rs->raw_fd = -1;
+	err = store_new(b, VSWAP_DURABILITY_BATCH, rs->store_path, sizeof(rs->store_path), &rs->s);
+	if (err)
+		return err;
+	for (p = 0; p < pages && !err; p += chunk) {
+		uint32_t n = pages - p < chunk ? (uint32_t)(pages - p) : chunk;
+
+		err = vswap_store_write(rs->s, p, n, src_at(b, p * b->page_size));
+	}
+	if (!err)
+		err = vswap_store_commit(rs->s);
+	if (err)
+		return err;
+	tmp_path(b, "raw", rs->raw_path, sizeof(rs->raw_path));
+	err = raw_write_file(b, rs->raw_path, true, &secs);
+	if (err)
+		return err;
+	rs->raw_fd = open(rs->raw_path, O_RDONLY | O_CLOEXEC);
+	if (rs->raw_fd < 0)
+		return -errno;
+	rs->nrand = b->rand_samples < pages ? b->rand_samples : (unsigned)pages;
+	rs->order = malloc(pages * sizeof(*rs->order));
+	if (!rs->order)
+		return -ENOMEM;
+	for (i = 0; i < pages; i++)
+		rs->order[i] = (uint32_t)i;
+	for (i = 0; i < rs->nrand; i++) {
+		uint64_t j = i + bench_rand(&seed) % (pages - i);
+		uint32_t t = rs->order[i];
+
+		rs->order[i] = rs->order[j];
+		rs->order[j] = t;
+	}
+	return 0;
+}
+
+static void read_teardown(struct read_setup *rs)
+{
+	if (rs->s)
+		store_gone(rs->s, rs->store_path);
+	if (rs->raw_fd >= 0)
+		close(rs->raw_fd);
+	if (rs->raw_path[0])
+		unlink(rs->raw_path);
+	free(rs->order);
+}
+
+static int drop_cache(int fd)
+{
+	int err = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+
+	return err ? -err : 0;
+}
+
+static int raw_read_pass(struct bench *b, struct read_setup *rs, double *gbps, double *lat)
+{
+	uint64_t off;
+	unsigned i;
+	double t0;
+	int err = drop_cache(rs->raw_fd);
+
+	t0 = bench_now();
+	for (off = 0; off < b->size && !err; off += CHUNK_BYTES) {
+		size_t n = b->size - off < CHUNK_BYTES ? b->size - off : CHUNK_BYTES;
+
+		err = pread_all(rs->raw_fd, b->dst, n, off);
+	}
+	*gbps = bench_gbps(b->size, bench_now() - t0);
+	if (!err)
+		err = drop_cache(rs->raw_fd);
+	for (i = 0; i < rs->nrand && !err; i++) {
+		uint64_t a = bench_now_ns();
+
+		err = pread_all(rs->raw_fd, b->dst, b->page_size,
+				(uint64_t)rs->order[i] * b->page_size);
+		lat[i] = (double)(bench_now_ns() - a) / 1e3;
+	}
+	return err;
+}
+
+static int store_read_pass(struct bench *b, struct read_setup *rs, double *gbps, double *lat)
+{
+	uint32_t chunk = (uint32_t)(CHUNK_BYTES / b->page_size);
+	uint64_t pages = b->size / b->page_size, p;
+	int fd = vswap_store_swap_fd(rs->s), err = drop_cache(fd), bad;
+	unsigned i;
+	double t0;
+
+	t0 = bench_now();
+	for (p = 0; p < pages && !err; p += chunk) {
+		uint32_t n = pages - p < chunk ? (uint32_t)(pages - p) : chunk;
+
+		bad = vswap_store_read_run(rs->s, p, n, b->dst, NULL);
+		err = bad > 0 ? -EBADMSG : bad;
+	}
+	*gbps = bench_gbps(pages * b->page_size, bench_now() - t0);
+	if (!err)
+		err = drop_cache(fd);
+	for (i = 0; i < rs->nrand && !err; i++) {
+		uint64_t a = bench_now_ns();
+
+		err = vswap_store_read_page(rs->s, rs->order[i], b->dst);
+		lat[i] = (double)(bench_now_ns() - a) / 1e3;
+	}
+	if (err)
+		fprintf(stderr, "vswap-bench: store read: %s\n", vswap_strerror(err));
+	return err;
+}
+
+static int fig_store_read(struct bench *b)
+{
+	double raw[MAX_RUNS], sto[MAX_RUNS], *rlat = NULL, *slat = NULL;
+	struct read_setup rs;
+	unsigned r;
+	int err = read_setup(b, &rs);
+
+	if (err)
+		goto out;
+	rlat = malloc((size_t)b->runs * rs.nrand * sizeof(*rlat));
+	slat = malloc((size_t)b->runs * rs.nrand * sizeof(*slat));
+	if (!rlat || !slat) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (r = 0; r < b->runs && !err; r++) {
+		note(b, "store-read run %u/%u\n", r + 1, b->runs);
+		if (interrupted(b)) {
+			err = -EINTR;
+			break;
+		}
+		/* Alternate which goes first. */
+		if (r % 2) {
+			err = store_read_pass(b, &rs, &sto[r], slat + (size_t)r * rs.nrand);
+			if (!err)
+				err = raw_read_pass(b, &rs, &raw[r], rlat + (size_t)r * rs.nrand);
+		} else {
+			err = raw_read_pass(b, &rs, &raw[r], rlat + (size_t)r * rs.nrand);
+			if (!err)
+				err = store_read_pass(b, &rs, &sto[r], slat + (size_t)r * rs.nrand);
+		}
+		note(b, "  raw read %.3f GB/s, store read_run %.3f GB/s\n", raw[r], sto[r]);
+	}
+	if (err)
+		goto out;
+	{
+		size_t n = (size_t)b->runs * rs.nrand;
+		double rp50 = bench_quantile(rlat, n, 0.50), rp99 = bench_quantile(rlat, n, 0.99);
+		double sp50 = bench_quantile(slat, n, 0.50), sp99 = bench_quantile(slat, n, 0.99);
+
+		b->store_read_gbps = bench_median(sto, b->runs);
+		b->store_read_p50_us = sp50;
+		bench_add(&b->res, "store_read_run_gbps", b->store_read_gbps, "GB/s",
+			  "raw_read_gbps", bench_median(raw, b->runs));
+		bench_add(&b->res, "store_read_page_p50_us", sp50, "us", "raw_pread_4k_p50_us", rp50);
+		bench_add(&b->res, "store_read_page_p99_us", sp99, "us", "raw_pread_4k_p99_us", rp99);
+	}
+out:
+	free(rlat);
+	free(slat);
+	read_teardown(&rs);
+	return err;
+}
+
+/* ---- group "kernel-swap": the peer a user already has (root only) ------- */
+
+static int fig_kernel_swap(struct bench *b)
+{
+	struct kswap_opts o = {
+		.dir = b->dir,
+		.size = b->size / b->page_size * b->page_size,
+		.rand_pages = b->rand_samples * 4u,
+		.src = b->src,
+		.src_len = b->src_len,
+		.stop = &b->stop,
+		.verbose = b->verbose,
+	};
+	double out[MAX_RUNS], seq[MAX_RUNS], rnd[MAX_RUNS], p50[MAX_RUNS];
+	unsigned r, runs = b->runs < 3 ? b->runs : 3; /* 3 runs: each is slow */
+	int err;
+
+	for (r = 0; r < runs; r++) {
+		struct kswap_result kr;
+
+		note(b, "kernel-swap run %u/%u\n", r + 1, runs);
+		err = kswap_run(&o, &kr);
+		if (err == -EPERM) {
+			fprintf(stderr, "vswap-bench: --kernel-swap needs root (swapon); skipped\n");
+			return 0;
+		}
+		if (err && err != -EINTR) {
+			fprintf(stderr, "vswap-bench: kernel swap: %s\n", strerror(-err));
+			return err;
+		}
+		if (err)
+			return err;
+		if (kr.bad_pages) {
+			fprintf(stderr, "vswap-bench: kernel swap returned %llu wrong pages\n",
+				(unsigned long long)kr.bad_pages);
+			return -EIO;
+		}
+		out[r] = kr.out_gbps;
+		seq[r] = kr.seq_gbps;
+		rnd[r] = kr.rand_gbps;
+		p50[r] = kr.rand_p50_us;
+		note(b, "  out %.3f GB/s, seq refault %.3f GB/s (%.1f us/page), random %.3f GB/s "
+			"(p50 %.1f us, p99 %.1f us)\n",
+		     kr.out_gbps, kr.seq_gbps, kr.seq_fault_us, kr.rand_gbps, kr.rand_p50_us,
+		     kr.rand_p99_us);
+	}
+	/*
+	 * vswap's side: the store-level figures until the handler's swap-out,
+	 * swap-in and file-fault figures are measured in this run.
+	 */
+	bench_add(&b->res, "vs_kernel_swap_out_gbps", b->store_write_batch_gbps, "GB/s",
+		  "kernel_swap_out_gbps", bench_median(out, runs));
+	bench_add(&b->res, "vs_kernel_seq_refault_gbps", b->store_read_gbps, "GB/s",
+		  "kernel_seq_refault_gbps", bench_median(seq, runs));
+	bench_add(&b->res, "vs_kernel_rand_refault_p50_us", b->store_read_p50_us, "us",
+		  "kernel_rand_refault_p50_us", bench_median(p50, runs));
+	bench_add(&b->res, "kernel_rand_refault_gbps", bench_median(rnd, runs), "GB/s", NULL, NAN);
+	return 0;
+}
+
+/* ---- driver ------------------------------------------------------------- */
+
+struct figure {
+	const char *group;
+	int (*run)(struct bench *b);
+	bool opt_in; /* only with its own option (--kernel-swap) */
+};
+
+static const struct figure figures[] = {
+	{"hash", fig_hash, false},
+	{"store-write", fig_store_write, false},
+	{"store-read", fig_store_read, false},
+	{"kernel-swap", fig_kernel_swap, true},
+};
+
+static bool selected(const struct bench *b, const struct figure *f)
+{
+	size_t len = strlen(f->group);
+	const char *p;
+
+	if (!b->only)
+		return !f->opt_in || b->kernel_swap;
+	for (p = b->only; (p = strstr(p, f->group)); p += len)
+		if ((p == b->only || p[-1] == ',') && (p[len] == '\0' || p[len] == ','))
+			return true;
+	return false;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vswap-bench [--quick] [--json] [--size BYTES] [--dir DIR] [--runs N]\n"
+		"                   [--kernel-swap] [--only GROUP[,GROUP]] [--verbose]\n"
+		"  --size BYTES   bytes per pass, K/M/G suffixes (default 1G; --quick 256M)\n"
+		"  --dir DIR      file system to measure (default /var/tmp)\n"
+		"  --runs N       runs per figure, median reported (default 5; --quick 3)\n"
+		"  --kernel-swap  also measure the kernel's swap on a swap file (root)\n"
+		"  --only GROUPS  hash, store-write, store-read, kernel-swap\n");
+}
+
+static int parse_args(struct bench *b, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"quick", no_argument, NULL, 'q'},   {"json", no_argument, NULL, 'j'},
+		{"size", required_argument, NULL, 's'}, {"dir", required_argument, NULL, 'd'},
+		{"runs", required_argument, NULL, 'r'}, {"kernel-swap", no_argument, NULL, 'k'},
+		{"only", required_argument, NULL, 'o'}, {"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},    {NULL, 0, NULL, 0},
+	};
+	bool have_size = false, have_runs = false;
+	int c;
+
+	b->dir = "/var/tmp";
+	while ((c = getopt_long(argc, argv, "qjs:d:r:ko:vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'q':
+			b->quick = true;
+			break;
+		case 'j':
+			b->json = true;
+			break;
+		case 's':
+			if (bench_parse_size(optarg, &b->size) || b->size < CHUNK_BYTES) {
+				fprintf(stderr, "vswap-bench: bad --size '%s' (at least 2M)\n", optarg);
+				return -EINVAL;
+			}
+			have_size = true;
+			break;
+		case 'd':
+			b->dir = optarg;
+			break;
+		case 'r':
+			b->runs = (unsigned)atoi(optarg);
+			if (b->runs < 1 || b->runs > MAX_RUNS) {
+				fprintf(stderr, "vswap-bench: --runs must be 1..%d\n", MAX_RUNS);
+				return -EINVAL;
+			}
+			have_runs = true;
+			break;
+		case 'k':
+			b->kernel_swap = true;
+			break;
+		case 'o':
+			b->only = optarg;
+			break;
+		case 'v':
+			b->verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return -EINVAL;
+	}
+	if (!have_size)
+		b->size = b->quick ? 256 * BENCH_MIB : BENCH_GIB;
+	if (!have_runs)
+		b->runs = b->quick ? 3 : 5;
+	b->rand_samples = b->quick ? 2048 : 8192;
+	return 0;
+}
+
+static int setup(struct bench *b)
+{
+	b->page_size = (uint32_t)sysconf(_SC_PAGESIZE);
+	b->size -= b->size % b->page_size;
+	/* Up to 1 GiB of distinct bytes; larger sizes cycle through them. */
+	b->src_len = b->size < BENCH_GIB ? b->size : BENCH_GIB;
+	b->src_len -= b->src_len % CHUNK_BYTES;
+	if (b->src_len < CHUNK_BYTES)
+		b->src_len = CHUNK_BYTES;
+	b->src = mmap(NULL, b->src_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (b->src == MAP_FAILED)
+		return -errno;
+	b->dst = aligned_alloc(b->page_size, CHUNK_BYTES);
+	if (!b->dst)
+		return -ENOMEM;
+	bench_fill_random(b->src, b->src_len, 0x76737761700ull);
+	b->store_write_batch_gbps = b->store_read_gbps = b->store_read_p50_us = NAN;
+	return 0;
+}
+
+static void report(const struct bench *b)
+{
+	char machine[128], cpu[128];
+
+	bench_machine(machine, sizeof(machine));
+	bench_cpu_model(cpu, sizeof(cpu));
+	if (b->json) {
+		printf("{\"machine\":");
+		bench_json_str(stdout, machine);
+		printf(",\"cpu\":");
+		bench_json_str(stdout, cpu);
+		printf(",\"dir\":");
+		bench_json_str(stdout, b->dir);
+		printf(",\"fs\":\"%s\",\"size\":%llu,\"runs\":%u,\n", bench_fs_name(b->dir),
+		       (unsigned long long)b->size, b->runs);
+		bench_print_json_results(stdout, &b->res);
+		printf("}\n");
+		return;
+	}
+	printf("vswap-bench: %s; %s\n", machine, cpu);
+	printf("  %s (%s), %llu MiB per pass, median of %u runs\n\n", b->dir, bench_fs_name(b->dir),
+	       (unsigned long long)(b->size / BENCH_MIB), b->runs);
+	bench_print_table(stdout, &b->res);
+}
+
+int main(int argc, char **argv)
+{
+	struct bench b = {0};
+	sigset_t old;
+	size_t i;
+	int err = 0, status = 0;
+
+	if (parse_args(&b, argc, argv))
+		return 2;
+	err = setup(&b);
+	if (err) {
+		fprintf(stderr, "vswap-bench: %s\n", strerror(-err));
+		return 1;
+	}
+	/*
+	 * Keep the terminating signals blocked and poll for them between
+	 * passes: a Ctrl-C then never leaves a temporary store, file or swap
+	 * device behind.  They are unblocked at the end, so a pending one
+	 * still ends the process with its usual status.
+	 */
+	sigemptyset(&b.stop);
+	sigaddset(&b.stop, SIGINT);
+	sigaddset(&b.stop, SIGTERM);
+	sigaddset(&b.stop, SIGHUP);
+	sigaddset(&b.stop, SIGQUIT);
+	sigprocmask(SIG_BLOCK, &b.stop, &old);
+
+	for (i = 0; i < sizeof(figures) / sizeof(figures[0]); i++) {
+		if (!selected(&b, &figures[i]))
+			continue;
+		fprintf(stderr, "vswap-bench: %s ...\n", figures[i].group);
+		err = figures[i].run(&b);
+		if (err == -EINTR)
+			break;
+		if (err) {
+			fprintf(stderr, "vswap-bench: %s failed: %s\n", figures[i].group,
+				strerror(-err));
+			status = 1;
+		}
+	}
+	if (err != -EINTR)
+		report(&b);
+	bench_results_free(&b.res);
+	munmap(b.src, b.src_len);
+	free(b.dst);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return err == -EINTR ? 130 : status;
+}
