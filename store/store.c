@@ -82,6 +82,13 @@ static int lock_store(struct vswap_store *s)
 
 static void start_io(struct vswap_store *s)
 {
+	/* VSWAP_IO=sync forces pread/pwrite: for fault-injection and write-stream
+	 * recording shims, which cannot see io_uring's requests. */
+	const char *mode = getenv("VSWAP_IO");
+	if (mode && strcmp(mode, "sync") == 0) {
+		memset(&s->io, 0, sizeof(s->io));
+		return;
+	}
 	int ret = vswap_io_init(&s->io, IO_DEPTH);
 	if (ret)
 		store_log(s, VSWAP_LOG_INFO, "io_uring unavailable (%s); using pread/pwrite",
