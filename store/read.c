@@ -59,7 +59,7 @@ int vswap_store_read_page(struct vswap_store *s, uint64_t page, void *buf)
 		k = pread(s->fd, buf, s->page_size, (off_t)off);
 	while (k < 0 && errno == EINTR);
 	if (k < 0)
-		return page_failed(s, page, -errno == -EIO ? -EIO : -errno, strerror(errno));
+		return page_failed(s, page, -errno, strerror(errno));
 	s->bytes_read += (uint64_t)k;
 	return verify(s, page, buf, (int32_t)k);
 }
