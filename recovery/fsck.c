@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One fsck run: decide whether the store is in use, open it (read-only for
+ * an audit or a busy store, tolerant so that conflicting records can be
+ * examined), run the passes in order, commit the repairs, close.  Closing a
+ * writable handle records the clean shutdown, which is itself a repair.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "recovery/internal.h"
+#include "store/superblock.h"
+
+int vswap_fsck_new(const char *path, const struct vswap_fsck_opts *opts, struct vswap_fsck **out)
+{
+	struct vswap_fsck *f;
+
+	if (!path || !out)
+		return -EINVAL;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	if (opts)
+		f->opts = *opts;
+	else
+		f->opts.log_level = VSWAP_LOG_WARN;
+	if (!f->opts.log && f->opts.log_level < VSWAP_LOG_WARN)
+		f->opts.log_level = VSWAP_LOG_WARN;
+	f->path = strdup(path);
+	if (!f->path) {
+		free(f);
+		return -ENOMEM;
+	}
+	*out = f;
+	return 0;
+}
+
+void vswap_fsck_free(struct vswap_fsck *f)
+{
+	if (!f)
+		return;
+	if (f->store)
+		vswap_store_close(f->store);
+	for (size_t i = 0; i < f->nprob; i++)
+		free((void *)f->prob[i].detail);
+	free(f->prob);
+	free(f->lost);
+	free(f->rec);
+	free(f->by_slot);
+	free(f->bad);
+	fsck_extents_free(&f->swap_data);
+	free(f->store_error);
+	free(f->path);
+	free(f);
+}
+
+/* The store's log goes to ours; its last error explains a failed open.  A
+ * tolerant open warns about each record it leaves out: fsck reports those
+ * itself, so they drop to info. */
+static void store_log_relay(void *ctx, enum vswap_log_level lvl, const char *msg)
+{
+	struct vswap_fsck *f = ctx;
+
+	if (lvl == VSWAP_LOG_ERROR) {
+		free(f->store_error);
+		f->store_error = strdup(msg);
+	}
+	if (lvl == VSWAP_LOG_WARN && !f->store)
+		lvl = VSWAP_LOG_INFO;
+	if (lvl <= f->opts.log_level)
+		fsck_log(f, lvl, "%s", msg);
+}
+
+/* Why the superblock was refused, or NULL if page 0 decodes. */
+static const char *superblock_problem(const char *path)
+{
+	uint8_t buf[VSWAP_SB_BYTES];
+	struct vswap_superblock sb;
+	const char *why = "cannot read the superblock";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t k;
+
+	if (fd < 0)
+		return why;
+	k = pread(fd, buf, sizeof(buf), 0);
+	close(fd);
+	if (k < 0)
+		return why;
+	if (superblock_decode(buf, (size_t)k, &sb, &why) == 0)
+		return NULL;
+	return why;
+}
+
+/* A store that cannot be opened: name the problem, if it is one of ours. */
+static void open_failed(struct vswap_fsck *f, int err)
+{
+	const char *msg = f->store_error ? f->store_error : vswap_strerror(err);
+	const char *sb = (err == -EUCLEAN || err == -EPROTONOSUPPORT) ? superblock_problem(f->path)
+								       : NULL;
+
+	f->open_failed = true;
+	f->error = err;
+	if (sb)
+		fsck_problem(f, VSWAP_PROBLEM_BAD_SUPERBLOCK, FSCK_NONE, FSCK_NONE, "%s: %s", f->path,
+			     sb);
+	else if (err == -EMEDIUMTYPE)
+		fsck_problem(f, VSWAP_PROBLEM_UUID_MISMATCH, FSCK_NONE, FSCK_NONE, "%s", msg);
+	else if (err == -EXDEV)
+		fsck_problem(f, VSWAP_PROBLEM_PAGE_SIZE_MISMATCH, FSCK_NONE, FSCK_NONE, "%s", msg);
+	else if (err == -EUCLEAN || err == -EPROTONOSUPPORT || err == -ENOENT)
+		fsck_problem(f, VSWAP_PROBLEM_BAD_INDEX, FSCK_NONE, FSCK_NONE, "%s", msg);
+	else
+		fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot open the store: %s", f->path,
+			 vswap_strerror(err));
+}
+
+static int find_holder(struct vswap_fsck *f)
+{
+	pid_t pid = 0;
+	int held = vswap_lock_holder(f->path, &pid);
+
+	if (held < 0)
+		return held;
+	f->busy = held == 1;
+	f->holder = pid;
+	return 0;
+}
+
+static int open_store(struct vswap_fsck *f)
+{
+	struct vswap_store_opts so = {
+		.read_only = f->opts.mode == VSWAP_FSCK_CHECK || f->busy,
+		.tolerant = true,
+		.index_path = f->opts.index_path,
+		.staging_dir = f->opts.staging_dir,
+		.log = store_log_relay,
+		.log_ctx = f,
+		.log_level = VSWAP_LOG_DEBUG,
+	};
+	int ret = vswap_store_open(f->path, &so, &f->store);
+
+	if (ret == -EBUSY) { /* a handler took the lock after we looked */
+		find_holder(f);
+		f->busy = true;
+	}
+	return ret;
+}
+
+static int load_store_facts(struct vswap_fsck *f)
+{
+	int ret = vswap_store_info(f->store, &f->info);
+
+	if (ret)
+		return ret;
+	f->page_size = f->info.page_size;
+	f->total_pages = vswap_store_total_pages(f->store);
+	f->slot_limit = vswap_store_max_pages();
+	if (!f->info.was_clean && !f->busy)
+		f->unclean_prob = fsck_problem(f, VSWAP_PROBLEM_UNCLEAN_SHUTDOWN, FSCK_NONE, FSCK_NONE,
+					       "%s was not closed cleanly (state %u)", f->path,
+					       f->info.state);
+	return fsck_extents_scan(vswap_store_swap_fd(f->store), f->page_size, f->page_size,
+				 &f->swap_data);
+}
+
+static int run_passes(struct vswap_fsck *f)
+{
+	int ret;
+
+	if ((ret = load_store_facts(f)) || (ret = fsck_load_records(f)))
+		return ret;
+	fsck_check_records(f);
+	if ((ret = fsck_verify(f)))
+		return ret;
+	if (fsck_cancelled(f))
+		return -ECANCELED;
+	if ((ret = fsck_report_records(f)) || (ret = fsck_check_leaked_slots(f)) ||
+	    (ret = fsck_check_staging(f)) || (ret = fsck_check_orphans(f)))
+		return ret;
+	return fsck_cancelled(f) ? -ECANCELED : 0;
+}
+
+/* Commit the repairs and close; a writable close records a clean shutdown. */
+static int finish(struct vswap_fsck *f, int ret)
+{
+	bool writable = fsck_repairing(f);
+	int cret = 0;
+
+	if (writable && !ret)
+		cret = vswap_store_commit(f->store);
+	if (f->store)
+		cret = vswap_store_close(f->store) ?: cret;
+	f->store = NULL;
+	if (!ret && cret) {
+		fsck_log(f, VSWAP_LOG_ERROR, "%s: committing the repairs failed: %s", f->path,
+			 vswap_strerror(cret));
+		ret = cret;
+	}
+	if (!ret && writable && f->unclean_prob >= 0)
+		fsck_problem_repaired(f, f->unclean_prob);
+	return ret;
+}
+
+static void warn_busy(struct vswap_fsck *f)
+{
+	if (f->holder)
+		fsck_log(f, VSWAP_LOG_WARN,
+			 "%s is in use by process %d: auditing read-only; changes the handler has "
+			 "not committed yet may show as problems",
+			 f->path, (int)f->holder);
+	else
+		fsck_log(f, VSWAP_LOG_WARN, "%s is in use (locked): auditing read-only", f->path);
+}
+
+int vswap_fsck_run(struct vswap_fsck *f)
+{
+	int ret;
+
+	if (f->ran)
+		return -EALREADY;
+	f->ran = true;
+	f->unclean_prob = -1;
+	if (access(f->path, F_OK) != 0) {
+		ret = -errno;
+		fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot open: %s", f->path, strerror(errno));
+		f->open_failed = true;
+		return f->error = ret;
+	}
+	if ((ret = find_holder(f)))
+		fsck_log(f, VSWAP_LOG_DEBUG, "cannot read /proc/locks: %s", strerror(-ret));
+	if (f->busy && f->opts.mode != VSWAP_FSCK_CHECK)
+		goto busy;
+	ret = open_store(f);
+	if (ret == -EBUSY && f->opts.mode != VSWAP_FSCK_CHECK)
+		goto busy;
+	if (ret) {
+		open_failed(f, ret);
+		return ret;
+	}
+	if (f->busy)
+		warn_busy(f);
+	ret = finish(f, run_passes(f));
+	fsck_lost_sort(f);
+	if (ret == -ECANCELED)
+		f->cancelled = true;
+	else if (ret)
+		f->error = ret;
+	return ret;
+busy:
+	f->open_failed = true;
+	f->error = -EBUSY;
+	if (f->holder)
+		fsck_log(f, VSWAP_LOG_ERROR, "%s is in use by process %d; not repairing a store in use",
+			 f->path, (int)f->holder);
+	else
+		fsck_log(f, VSWAP_LOG_ERROR, "%s is in use (locked); not repairing a store in use",
+			 f->path);
+	return -EBUSY;
+}

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private to recovery/: the fsck handle, the record table the audit works on
+ * and the helpers each pass uses.  One pass per file:
+ *   report.c    problems, lost pages, exit code, accessors
+ *   extents.c   SEEK_DATA/SEEK_HOLE maps of the swap and staging files
+ *   records.c   the index's page records: range, double references, holes
+ *   verify.c    io_uring sequential read and XXH3 check of every slot
+ *   leaks.c     swap-file bytes that no record references
+ *   staging.c   staging records against the staging file's bytes
+ *   orphans.c   staging files that no store refers to
+ *   repair.c    applying the repairs the mode allows
+ *   holder.c    the process holding a store's flock (/proc/locks)
+ *   fsck.c      the run: open, passes in order, close
+ */
+#ifndef VSWAP_RECOVERY_INTERNAL_H
+#define VSWAP_RECOVERY_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <vswap/recovery.h>
+#include <vswap/store.h>
+
+/* What the audit concluded about one page record. */
+enum fsck_verdict {
+	FSCK_OK = 0,
+	FSCK_UNCHECKED,     /* lost already, or not read (cancelled) */
+	FSCK_BAD_PAGE,      /* page outside the page-index space */
+	FSCK_OUT_OF_RANGE,  /* slot past the limit */
+	FSCK_DOUBLE,        /* slot also owned by another record */
+	FSCK_MISSING,       /* slot is a hole or past the end of the file */
+	FSCK_MISMATCH,      /* bytes fail the checksum */
+};
+
+struct fsck_record {
+	uint64_t page;
+	uint64_t slot;
+	uint64_t xxh3;
+	enum vswap_page_state state;
+	enum fsck_verdict verdict;
+	bool keeps_slot;      /* the record that keeps a double-referenced slot */
+	int io_error;         /* read error behind FSCK_MISSING, or 0 */
+};
+
+/* An index record that could not be decoded: pages [first, first+pages). */
+struct fsck_bad_group {
+	uint64_t first;
+	uint32_t pages;
+	ssize_t prob;
+};
+
+/* Sorted, disjoint ranges [first, end) in page units. */
+struct fsck_range {
+	uint64_t first;
+	uint64_t end;
+};
+struct fsck_extents {
+	struct fsck_range *r;
+	size_t n, cap;
+	uint64_t file_size;
+};
+
+struct vswap_fsck {
+	char *path;
+	struct vswap_fsck_opts opts;
+	bool ran;
+
+	struct vswap_store *store;
+	struct vswap_store_info info;
+	uint32_t page_size;
+	uint64_t total_pages;
+	uint64_t slot_limit; /* slots at or past this are out of range */
+
+	struct fsck_record *rec; /* in page order */
+	size_t nrec, rec_cap;
+	struct fsck_record **by_slot; /* records ordered by slot */
+
+	struct fsck_bad_group *bad;
+	size_t nbad, bad_cap;
+
+	struct fsck_extents swap_data; /* in slots */
+
+	struct vswap_problem *prob;
+	size_t nprob, prob_cap;
+	uint64_t *lost;
+	size_t nlost, lost_cap;
+
+	struct vswap_fsck_counts counts;
+	bool busy;
+	pid_t holder;
+	bool open_failed;
+	ssize_t unclean_prob; /* the unclean_shutdown problem, or -1 */
+	char *store_error;    /* the store's last error message */
+	bool cancelled;
+	int error;
+};
+
+/* ---- report.c ---- */
+void fsck_log(struct vswap_fsck *f, enum vswap_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Append a problem; @page / @slot are UINT64_MAX when they do not apply.
+ * Returns the problem (its index stays valid; the pointer does not), or
+ * NULL when out of memory. */
+ssize_t fsck_problem(struct vswap_fsck *f, enum vswap_problem_kind kind, uint64_t page, uint64_t slot,
+		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void fsck_problem_repaired(struct vswap_fsck *f, ssize_t idx);
+int fsck_lost_add(struct vswap_fsck *f, uint64_t page);
+void fsck_lost_sort(struct vswap_fsck *f);
+bool fsck_cancelled(struct vswap_fsck *f);
+bool fsck_repairing(const struct vswap_fsck *f);
+bool fsck_repairing_all(const struct vswap_fsck *f);
+#define FSCK_NONE UINT64_MAX
+
+/* ---- extents.c ---- */
+/* Map the data of @fd from byte @base on, in units of @unit bytes (a unit is
+ * data if any of its bytes is). */
+int fsck_extents_scan(int fd, uint64_t base, uint32_t unit, struct fsck_extents *out);
+bool fsck_extents_contains(const struct fsck_extents *e, uint64_t unit);
+void fsck_extents_free(struct fsck_extents *e);
+
+/* ---- records.c ---- */
+int fsck_load_records(struct vswap_fsck *f);
+void fsck_check_records(struct vswap_fsck *f);
+
+/* ---- verify.c ---- */
+/* Read and hash every record still FSCK_OK with a slot, in slot order;
+ * failing ones become FSCK_MISMATCH or FSCK_MISSING. */
+int fsck_verify(struct vswap_fsck *f);
+
+/* ---- leaks.c ---- */
+int fsck_check_leaked_slots(struct vswap_fsck *f);
+
+/* ---- staging.c ---- */
+int fsck_check_staging(struct vswap_fsck *f);
+
+/* ---- orphans.c ---- */
+int fsck_check_orphans(struct vswap_fsck *f);
+
+/* ---- repair.c ---- */
+int fsck_report_records(struct vswap_fsck *f);
+
+#endif /* VSWAP_RECOVERY_INTERNAL_H */

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Slots that hold bytes no record references: what a crash between the data
+ * write and the index commit leaves behind (invariant 4).  The swap file's
+ * data map is walked against the records in slot order; each run of
+ * unreferenced slots is one problem.  Punching them loses nothing, unless an
+ * index record could not be decoded: then a "leaked" slot may be the only
+ * copy of one of that record's pages, and only -y punches it.
+ */
+#include <errno.h>
+
+#include "recovery/internal.h"
+
+static int punch_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
+{
+	for (uint64_t s = first; s < end; s++) {
+		int ret = vswap_store_punch_slot(f->store, s);
+
+		if (ret) {
+			fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot punch leaked slot %llu: %s", f->path,
+				 (unsigned long long)s, vswap_strerror(ret));
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static int leaked_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
+{
+	ssize_t idx;
+	bool may_repair = f->nbad ? fsck_repairing_all(f) : fsck_repairing(f);
+
+	if (end - first == 1)
+		idx = fsck_problem(f, VSWAP_PROBLEM_LEAKED_SLOT, FSCK_NONE, first,
+				   "slot %llu holds bytes that no record references",
+				   (unsigned long long)first);
+	else
+		idx = fsck_problem(f, VSWAP_PROBLEM_LEAKED_SLOT, FSCK_NONE, first,
+				   "slots %llu-%llu (%llu slots) hold bytes that no record references",
+				   (unsigned long long)first, (unsigned long long)(end - 1),
+				   (unsigned long long)(end - first));
+	if (idx < 0)
+		return -ENOMEM;
+	if (may_repair && punch_run(f, first, end) == 0)
+		fsck_problem_repaired(f, idx);
+	return 0;
+}
+
+/* Advance *k past records whose slot is below @slot; true if one names it. */
+static bool referenced(struct vswap_fsck *f, size_t *k, uint64_t slot)
+{
+	while (*k < f->nrec && f->by_slot[*k]->slot < slot)
+		(*k)++;
+	return *k < f->nrec && f->by_slot[*k]->slot == slot;
+}
+
+int fsck_check_leaked_slots(struct vswap_fsck *f)
+{
+	size_t k = 0;
+
+	for (size_t e = 0; e < f->swap_data.n; e++) {
+		const struct fsck_range *r = &f->swap_data.r[e];
+		uint64_t run = UINT64_MAX;
+
+		for (uint64_t s = r->first; s < r->end; s++) {
+			bool used = referenced(f, &k, s);
+			int ret = 0;
+
+			if (!used && run == UINT64_MAX)
+				run = s;
+			if (used && run != UINT64_MAX) {
+				ret = leaked_run(f, run, s);
+				run = UINT64_MAX;
+			}
+			if (ret)
+				return ret;
+		}
+		if (run != UINT64_MAX) {
+			int ret = leaked_run(f, run, r->end);
+
+			if (ret)
+				return ret;
+		}
+		if (fsck_cancelled(f))
+			return -ECANCELED;
+	}
+	return 0;
+}

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The index's page records, read raw (not the store's in-memory tables,
+ * which leave conflicting records out) and judged before any byte is read:
+ * undecodable groups, pages outside the page-index space, slots out of
+ * range, slots owned twice, slots whose bytes are a hole or past the end of
+ * the file.  What survives is verified by verify.c.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "recovery/internal.h"
+
+static int record_push(struct vswap_fsck *f, const struct vswap_page_record *r)
+{
+	if (f->nrec == f->rec_cap) {
+		size_t cap = f->rec_cap ? f->rec_cap * 2 : 1024;
+		struct fsck_record *v = realloc(f->rec, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		f->rec = v;
+		f->rec_cap = cap;
+	}
+	f->rec[f->nrec++] = (struct fsck_record){
+		.page = r->page,
+		.slot = r->slot,
+		.xxh3 = r->xxh3,
+		.state = r->state,
+		.verdict = FSCK_OK,
+	};
+	return 0;
+}
+
+static int fsck_bad_group_add(struct vswap_fsck *f, uint64_t first, uint32_t pages, ssize_t prob)
+{
+	if (f->nbad == f->bad_cap) {
+		size_t cap = f->bad_cap ? f->bad_cap * 2 : 16;
+		struct fsck_bad_group *v = realloc(f->bad, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		f->bad = v;
+		f->bad_cap = cap;
+	}
+	f->bad[f->nbad++] = (struct fsck_bad_group){ first, pages, prob };
+	return 0;
+}
+
+/* An undecodable group: its pages' slots and checksums are unknown. */
+static int corrupt_group(struct vswap_fsck *f, const struct vswap_page_record *r)
+{
+	ssize_t idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, r->page, FSCK_NONE,
+				   "index record of pages %llu-%llu cannot be decoded",
+				   (unsigned long long)r->page,
+				   (unsigned long long)(r->page + r->group_pages - 1));
+
+	if (idx < 0)
+		return -ENOMEM;
+	return fsck_bad_group_add(f, r->page, r->group_pages, idx);
+}
+
+static int collect_record(void *ctx, const struct vswap_page_record *r)
+{
+	struct vswap_fsck *f = ctx;
+
+	if (fsck_cancelled(f))
+		return -ECANCELED;
+	if (r->corrupt)
+		return corrupt_group(f, r);
+	return record_push(f, r);
+}
+
+static int cmp_by_slot(const void *a, const void *b)
+{
+	const struct fsck_record *x = *(struct fsck_record *const *)a;
+	const struct fsck_record *y = *(struct fsck_record *const *)b;
+
+	if (x->slot != y->slot)
+		return x->slot < y->slot ? -1 : 1;
+	return x->page < y->page ? -1 : x->page > y->page;
+}
+
+int fsck_load_records(struct vswap_fsck *f)
+{
+	int ret = vswap_store_foreach_page(f->store, collect_record, f);
+
+	if (ret)
+		return ret;
+	f->counts.records = f->nrec;
+	f->by_slot = malloc((f->nrec ? f->nrec : 1) * sizeof(*f->by_slot));
+	if (!f->by_slot)
+		return -ENOMEM;
+	for (size_t i = 0; i < f->nrec; i++)
+		f->by_slot[i] = &f->rec[i];
+	qsort(f->by_slot, f->nrec, sizeof(*f->by_slot), cmp_by_slot);
+	return 0;
+}
+
+static bool has_slot(const struct fsck_record *r)
+{
+	return r->slot != UINT64_MAX;
+}
+
+/* Of the records naming one slot, the store keeps the one it loaded first
+ * (see vswap_store_slot_owner()); the others are double references. */
+static void judge_shared_slot(struct vswap_fsck *f, size_t first, size_t end)
+{
+	uint64_t owner = UINT64_MAX;
+
+	if (vswap_store_slot_owner(f->store, f->by_slot[first]->slot, &owner) != 1)
+		owner = f->by_slot[first]->page;
+	for (size_t i = first; i < end; i++) {
+		struct fsck_record *r = f->by_slot[i];
+
+		if (r->verdict != FSCK_OK)
+			continue;
+		if (r->page == owner)
+			r->keeps_slot = true;
+		else
+			r->verdict = FSCK_DOUBLE;
+	}
+}
+
+static void judge_slot_range(struct vswap_fsck *f, struct fsck_record *r)
+{
+	if (r->page >= f->total_pages)
+		r->verdict = FSCK_BAD_PAGE;
+	else if (has_slot(r) && r->slot >= f->slot_limit)
+		r->verdict = FSCK_OUT_OF_RANGE;
+	else if (r->state == VSWAP_PAGE_LOST)
+		r->verdict = FSCK_UNCHECKED;
+}
+
+static void judge_presence(struct vswap_fsck *f, struct fsck_record *r)
+{
+	if (r->verdict != FSCK_OK || !has_slot(r))
+		return;
+	if (!fsck_extents_contains(&f->swap_data, r->slot))
+		r->verdict = FSCK_MISSING;
+}
+
+void fsck_check_records(struct vswap_fsck *f)
+{
+	size_t i = 0;
+
+	for (size_t k = 0; k < f->nrec; k++)
+		judge_slot_range(f, &f->rec[k]);
+	while (i < f->nrec) {
+		size_t j = i + 1;
+
+		while (j < f->nrec && has_slot(f->by_slot[i]) &&
+		       f->by_slot[j]->slot == f->by_slot[i]->slot)
+			j++;
+		if (j - i > 1)
+			judge_shared_slot(f, i, j);
+		i = j;
+	}
+	for (size_t k = 0; k < f->nrec; k++)
+		judge_presence(f, &f->rec[k]);
+}

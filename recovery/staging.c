@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Staging records against the staging file's bytes.  Log-ahead (invariant
+ * 5) means a crash can leave a record that covers no bytes (recorded, not
+ * yet copied: the guest still has the page), and an interrupted clear can
+ * leave bytes that no record covers.  Both are safe to drop: -p repairs
+ * them.  The file's data map comes from SEEK_DATA, in pages.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "recovery/internal.h"
+
+struct staged_list {
+	struct fsck_range *r;
+	size_t n, cap;
+};
+
+static int collect_staged(void *ctx, uint64_t first, uint64_t count)
+{
+	struct staged_list *l = ctx;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct fsck_range *r = realloc(l->r, cap * sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		l->r = r;
+		l->cap = cap;
+	}
+	l->r[l->n++] = (struct fsck_range){ first, first + count };
+	return 0;
+}
+
+static int problem_run(struct vswap_fsck *f, enum vswap_problem_kind kind, uint64_t first,
+		       uint64_t end, const char *what)
+{
+	if (end - first == 1)
+		return (int)fsck_problem(f, kind, first, FSCK_NONE, "staged page %llu: %s",
+					 (unsigned long long)first, what);
+	return (int)fsck_problem(f, kind, first, FSCK_NONE, "staged pages %llu-%llu (%llu pages): %s",
+				 (unsigned long long)first, (unsigned long long)(end - 1),
+				 (unsigned long long)(end - first), what);
+}
+
+/* Records over pages with no bytes: clear them (durable at the commit). */
+static int empty_record_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
+{
+	int idx;
+
+	if (end > f->total_pages) {
+		idx = problem_run(f, VSWAP_PROBLEM_BAD_RECORD, first, end,
+				  "staging record beyond the page-index space");
+		return idx < 0 ? -ENOMEM : 0;
+	}
+	idx = problem_run(f, VSWAP_PROBLEM_EMPTY_STAGING_RECORD, first, end,
+			  "recorded as staged but the staging file holds no bytes");
+	if (idx < 0)
+		return -ENOMEM;
+	if (fsck_repairing(f) && vswap_store_stage_clear(f->store, first, end - first) == 0)
+		fsck_problem_repaired(f, idx);
+	return 0;
+}
+
+/* Bytes no record covers: punch them from the staging file. */
+static int leaked_bytes_run(struct vswap_fsck *f, int fd, uint64_t first, uint64_t end)
+{
+	int idx = problem_run(f, VSWAP_PROBLEM_LEAKED_STAGING, first, end,
+			      "staging file holds bytes that no staging record covers");
+
+	if (idx < 0)
+		return -ENOMEM;
+	if (!fsck_repairing(f))
+		return 0;
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(first * f->page_size),
+		      (off_t)((end - first) * f->page_size)) == 0)
+		fsck_problem_repaired(f, idx);
+	else
+		fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot punch staged pages %llu-%llu: %s",
+			 vswap_store_staging_path(f->store), (unsigned long long)first,
+			 (unsigned long long)(end - 1), strerror(errno));
+	return 0;
+}
+
+/* Walk pages [first, end) and emit runs where in_data != want. */
+static int walk_runs(struct vswap_fsck *f, const struct fsck_extents *data, uint64_t first,
+		     uint64_t end, bool want_data, int fd,
+		     int (*emit)(struct vswap_fsck *, int, uint64_t, uint64_t))
+{
+	uint64_t run = UINT64_MAX;
+
+	for (uint64_t p = first; p < end; p++) {
+		bool bad = fsck_extents_contains(data, p) != want_data;
+
+		if (bad && run == UINT64_MAX)
+			run = p;
+		if (!bad && run != UINT64_MAX) {
+			int ret = emit(f, fd, run, p);
+
+			if (ret)
+				return ret;
+			run = UINT64_MAX;
+		}
+	}
+	return run != UINT64_MAX ? emit(f, fd, run, end) : 0;
+}
+
+static int emit_empty(struct vswap_fsck *f, int fd, uint64_t first, uint64_t end)
+{
+	(void)fd;
+	return empty_record_run(f, first, end);
+}
+
+static bool staged(const struct staged_list *l, uint64_t page)
+{
+	size_t lo = 0, hi = l->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (page < l->r[mid].first)
+			hi = mid;
+		else if (page >= l->r[mid].end)
+			lo = mid + 1;
+		else
+			return true;
+	}
+	return false;
+}
+
+/* Data extents of the staging file outside every staged range. */
+static int check_leaked_bytes(struct vswap_fsck *f, int fd, const struct fsck_extents *data,
+			      const struct staged_list *l)
+{
+	for (size_t e = 0; e < data->n; e++) {
+		uint64_t run = UINT64_MAX;
+
+		for (uint64_t p = data->r[e].first; p < data->r[e].end; p++) {
+			bool leaked = !staged(l, p);
+
+			if (leaked && run == UINT64_MAX)
+				run = p;
+			if (!leaked && run != UINT64_MAX) {
+				leaked_bytes_run(f, fd, run, p);
+				run = UINT64_MAX;
+			}
+		}
+		if (run != UINT64_MAX)
+			leaked_bytes_run(f, fd, run, data->r[e].end);
+	}
+	return 0;
+}
+
+int fsck_check_staging(struct vswap_fsck *f)
+{
+	struct staged_list l = { 0 };
+	struct fsck_extents data = { 0 };
+	int fd = vswap_store_staging_fd(f->store);
+	int ret = vswap_store_foreach_staged(f->store, collect_staged, &l);
+
+	if (ret)
+		goto out;
+	for (size_t i = 0; i < l.n; i++)
+		f->counts.staged_pages += l.r[i].end - l.r[i].first;
+	if (fd >= 0 && (ret = fsck_extents_scan(fd, 0, f->page_size, &data)))
+		goto out;
+	for (size_t i = 0; i < l.n && !ret; i++)
+		ret = walk_runs(f, &data, l.r[i].first, l.r[i].end, true, fd, emit_empty);
+	if (!ret && fd >= 0)
+		ret = check_leaked_bytes(f, fd, &data, &l);
+out:
+	free(l.r);
+	fsck_extents_free(&data);
+	return ret;
+}

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+#include "tools/common/cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int cli_parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE)
+		return -ERANGE;
+	if (*end)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/* The shift for a size suffix, or -1 if @suffix is not one we accept. */
+static int size_suffix_shift(const char *suffix)
+{
+	static const char units[] = "KMGT";
+	const char *u;
+
+	if (!*suffix)
+		return 0;
+	u = strchr(units, toupper((unsigned char)suffix[0]));
+	if (!u)
+		return -1;
+	suffix++;
+	if (*suffix && strcasecmp(suffix, "iB") && strcasecmp(suffix, "B"))
+		return -1;
+	return 10 * (int)(u - units + 1);
+}
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	int shift;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE)
+		return -ERANGE;
+	shift = size_suffix_shift(end);
+	if (shift < 0)
+		return -EINVAL;
+	if (shift && v > (UINT64_MAX >> shift))
+		return -ERANGE;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+const char *cli_format_size(uint64_t bytes, char *buf, unsigned len)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double v = (double)bytes;
+	unsigned i = 0;
+
+	while (v >= 1024.0 && i + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024.0;
+		i++;
+	}
+	if (i == 0)
+		snprintf(buf, len, "%llu B", (unsigned long long)bytes);
+	else
+		snprintf(buf, len, "%.2f %s", v, units[i]);
+	return buf;
+}
+
+void cli_log(void *ctx, enum vswap_log_level level, const char *msg)
+{
+	static const char *const names[] = { "error", "warning", "info", "debug" };
+	const struct cli_logger *lg = ctx;
+
+	if (lg && level > lg->max)
+		return;
+	fprintf(stderr, "%s: %s: %s\n", lg && lg->prog ? lg->prog : "vswap",
+		(unsigned)level < 4 ? names[level] : "log", msg);
+}
+
+const char *cli_basename(const char *argv0)
+{
+	const char *slash = argv0 ? strrchr(argv0, '/') : NULL;
+
+	return slash ? slash + 1 : (argv0 ? argv0 : "vswap");
+}
