@@ -150,7 +150,11 @@ int vswap_fsck_exit_code(const struct vswap_fsck *f)
 
 	if (f->cancelled)
 		return VSWAP_FSCK_EXIT_CANCELLED;
-	if (f->error || f->open_failed)
+	/* A store that cannot be opened is an operational error, as e2fsck
+	 * reports a device it cannot open: whatever was named, nothing ran. */
+	if (f->open_failed)
+		return VSWAP_FSCK_EXIT_OPERATIONAL;
+	if (f->error)
 		code |= VSWAP_FSCK_EXIT_OPERATIONAL;
 	for (size_t i = 0; i < f->nprob; i++)
 		code |= f->prob[i].repaired ? VSWAP_FSCK_EXIT_CORRECTED : VSWAP_FSCK_EXIT_UNCORRECTED;

@@ -1,0 +1,500 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Corruption tests for vswap-fsck (issue 4): each damage is reported by the
+ * right kind and page, -n never changes a byte, a repair run exits 1 and a
+ * second run exits 0, and nothing crashes.  Stores are built through the
+ * store API in private directories.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <vswap/recovery.h>
+
+#include "tests/helpers/recovery_fixture.h"
+
+#define TOTAL 1024
+#define WRITTEN 512
+
+static const struct rfx_shape default_shape = {
+	.total_pages = TOTAL,
+	.written = WRITTEN,
+	.stale_first = 100,
+	.stale_count = 10,
+	.staged_first = 700,
+	.staged_count = 20,
+};
+
+static int setup(void **state)
+{
+	struct rfx_store *fx = calloc(1, sizeof(*fx));
+
+	assert_non_null(fx);
+	assert_int_equal(rfx_init(fx, "fsck"), 0);
+	assert_int_equal(rfx_build(fx, &default_shape), 0);
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	rfx_cleanup(*state);
+	free(*state);
+	return 0;
+}
+
+/* Run the library in @mode; returns the handle (caller frees). */
+static struct vswap_fsck *run_lib(const struct rfx_store *fx, enum vswap_fsck_mode mode)
+{
+	struct vswap_fsck_opts o = { .mode = mode, .log_level = VSWAP_LOG_ERROR };
+	struct vswap_fsck *f;
+
+	assert_int_equal(vswap_fsck_new(fx->path, &o, &f), 0);
+	vswap_fsck_run(f);
+	return f;
+}
+
+static bool has_problem(const struct vswap_fsck *f, enum vswap_problem_kind kind, uint64_t page,
+			uint64_t slot)
+{
+	for (size_t i = 0; i < vswap_fsck_problem_count(f); i++) {
+		const struct vswap_problem *p = vswap_fsck_problem(f, i);
+
+		if (p->kind != kind)
+			continue;
+		if (page != UINT64_MAX && (!p->has_page || p->page != page))
+			continue;
+		if (slot != UINT64_MAX && (!p->has_slot || p->slot != slot))
+			continue;
+		return true;
+	}
+	return false;
+}
+
+static bool is_lost(const struct vswap_fsck *f, uint64_t page)
+{
+	size_t n;
+	const uint64_t *lost = vswap_fsck_lost_pages(f, &n);
+
+	for (size_t i = 0; i < n; i++)
+		if (lost[i] == page)
+			return true;
+	return false;
+}
+
+static uint64_t slot_of(const struct rfx_store *fx, uint64_t page)
+{
+	struct vswap_store *s;
+	struct vswap_page_info pi;
+
+	assert_int_equal(rfx_open(fx, true, &s), 0);
+	assert_int_equal(vswap_store_page(s, page, &pi), 0);
+	vswap_store_close(s);
+	return pi.slot;
+}
+
+/* -n exits @want and changes no byte of any file of the store. */
+static void expect_check_exit(const struct rfx_store *fx, int want)
+{
+	uint64_t before = rfx_hash_store(fx);
+	int code = rfx_fsck(fx, "-n", NULL, NULL);
+
+	assert_int_equal(code, want);
+	assert_true(rfx_hash_store(fx) == before);
+}
+
+/* The e2fsck contract: the repair exits @want, the second run exits 0. */
+static void expect_repair_then_clean(const struct rfx_store *fx, const char *flag, int want)
+{
+	char *out = NULL, *err = NULL;
+	int code = rfx_fsck(fx, flag, &out, &err);
+
+	if (code != want)
+		fprintf(stderr, "fsck %s exited %d\nstdout: %s\nstderr: %s\n", flag, code, out, err);
+	assert_int_equal(code, want);
+	free(out);
+	free(err);
+	expect_check_exit(fx, 0);
+}
+
+static void test_clean_store(void **state)
+{
+	struct rfx_store *fx = *state;
+	struct vswap_fsck *f = run_lib(fx, VSWAP_FSCK_CHECK);
+	struct vswap_fsck_counts k;
+
+	assert_int_equal(vswap_fsck_exit_code(f), 0);
+	assert_int_equal(vswap_fsck_problem_count(f), 0);
+	vswap_fsck_counts(f, &k);
+	assert_int_equal(k.records, WRITTEN);
+	assert_int_equal(k.pages_checked, WRITTEN);
+	assert_int_equal(k.bytes_verified, (uint64_t)WRITTEN * fx->page_size);
+	assert_int_equal(k.staged_pages, 20);
+	vswap_fsck_free(f);
+	expect_check_exit(fx, 0);
+	assert_int_equal(rfx_fsck(fx, "-y", NULL, NULL), 0);
+}
+
+static void test_flipped_bits(void **state)
+{
+	struct rfx_store *fx = *state;
+	const uint64_t pages[] = { 0, 77, 300, 511 };
+	struct vswap_fsck *f;
+
+	srand(42);
+	for (size_t i = 0; i < 4; i++) {
+		uint64_t off = rfx_slot_offset(fx, slot_of(fx, pages[i])) + (uint64_t)rand() % fx->page_size;
+
+		assert_int_equal(rfx_flip_bit(fx->path, off, (unsigned)rand() % 8), 0);
+	}
+	expect_check_exit(fx, 4);
+	f = run_lib(fx, VSWAP_FSCK_CHECK);
+	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_CHECKSUM_MISMATCH), 4);
+	for (size_t i = 0; i < 4; i++)
+		assert_true(has_problem(f, VSWAP_PROBLEM_CHECKSUM_MISMATCH, pages[i], slot_of(fx, pages[i])));
+	vswap_fsck_free(f);
+	/* -p loses nothing, so it leaves present pages alone. */
+	assert_int_equal(rfx_fsck(fx, "-p", NULL, NULL), 4);
+	f = run_lib(fx, VSWAP_FSCK_REPAIR);
+	assert_int_equal(vswap_fsck_exit_code(f), 1);
+	for (size_t i = 0; i < 4; i++)
+		assert_true(is_lost(f, pages[i]));
+	vswap_fsck_free(f);
+	expect_check_exit(fx, 0);
+	/* The lost pages stay listed, and the store refuses to serve them. */
+	f = run_lib(fx, VSWAP_FSCK_CHECK);
+	assert_true(is_lost(f, 77));
+	vswap_fsck_free(f);
+}
+
+static void test_stale_corruption_is_dropped_by_preen(void **state)
+{
+	struct rfx_store *fx = *state;
+	uint64_t slot = slot_of(fx, 105); /* stale */
+
+	assert_int_equal(rfx_flip_bit(fx->path, rfx_slot_offset(fx, slot) + 9, 3), 0);
+	expect_check_exit(fx, 4);
+	expect_repair_then_clean(fx, "-p", 1);
+}
+
+static void test_truncated_file(void **state)
+{
+	struct rfx_store *fx = *state;
+	uint64_t last_slot = slot_of(fx, WRITTEN - 1);
+	struct vswap_fsck *f;
+
+	/* Cut the last three slots and half of the fourth. */
+	assert_int_equal(truncate(fx->path, (off_t)(rfx_slot_offset(fx, last_slot - 3) + fx->page_size / 2)), 0);
+	f = run_lib(fx, VSWAP_FSCK_CHECK);
+	assert_int_equal(vswap_fsck_exit_code(f), 4);
+	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_MISSING_DATA) +
+				 vswap_fsck_count_kind(f, VSWAP_PROBLEM_CHECKSUM_MISMATCH), 4);
+	for (uint64_t p = WRITTEN - 3; p < WRITTEN; p++)
+		assert_true(has_problem(f, VSWAP_PROBLEM_MISSING_DATA, p, UINT64_MAX));
+	vswap_fsck_free(f);
+	expect_repair_then_clean(fx, "-y", 1);
+}
+
+static void test_zeroed_superblock(void **state)
+{
+	struct rfx_store *fx = *state;
+	struct vswap_fsck *f;
+
+	assert_int_equal(rfx_fill(fx->path, 0, 0, fx->page_size), 0);
+	f = run_lib(fx, VSWAP_FSCK_CHECK);
+	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_SUPERBLOCK, UINT64_MAX, UINT64_MAX));
+	assert_int_equal(vswap_fsck_exit_code(f), 8);
+	vswap_fsck_free(f);
+	expect_check_exit(fx, 8);
+}
+
+static void test_foreign_index(void **state)
+{
+	struct rfx_store *fx = *state, other;
+	char from[PATH_MAX + 16];
+	struct vswap_fsck *f;
+	const struct rfx_shape small = { .total_pages = 128, .written = 64 };
+
+	assert_int_equal(rfx_init(&other, "fsck-other"), 0);
+	assert_int_equal(rfx_build(&other, &small), 0);
+	snprintf(from, sizeof(from), "%s", other.index);
+	assert_int_equal(rename(from, fx->index), 0);
+	f = run_lib(fx, VSWAP_FSCK_CHECK);
+	assert_true(has_problem(f, VSWAP_PROBLEM_UUID_MISMATCH, UINT64_MAX, UINT64_MAX));
+	assert_int_equal(vswap_fsck_exit_code(f), 8);
+	vswap_fsck_free(f);
+	expect_check_exit(fx, 8);
+	assert_int_equal(rfx_fsck(fx, "-y", NULL, NULL), 8);
+	rfx_cleanup(&other);
+}
+
+static void test_planted_bytes(void **state)
+{
+	struct rfx_store *fx = *state;
+	struct vswap_store *s;
+	uint64_t hole_slot = slot_of(fx, 200), end_slot;
+	struct vswap_fsck *f;
+	struct stat st;
+
+	/* Free page 200 (its slot is punched), then plant bytes there and one
+	 * slot past the end of the file. */
+	assert_int_equal(rfx_open(fx, false, &s), 0);
+	assert_int_equal(vswap_store_free(s, 200, 1), 1);
+	assert_int_equal(vswap_store_commit(s), 0);
+	assert_int_equal(vswap_store_close(s), 0);
+	assert_int_equal(stat(fx->path, &st), 0);
+	end_slot = (uint64_t)st.st_size / fx->page_size - 1;
+	assert_int_equal(rfx_fill(fx->path, rfx_slot_offset(fx, hole_slot), 0xab, fx->page_size), 0);
+	assert_int_equal(rfx_fill(fx->path, rfx_slot_offset(fx, end_slot), 0xcd, fx->page_size), 0);
+	f = run_lib(fx, VSWAP_FSCK_CHECK);
+	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_LEAKED_SLOT), 2);
+	assert_true(has_problem(f, VSWAP_PROBLEM_LEAKED_SLOT, UINT64_MAX, hole_slot));
+	assert_true(has_problem(f, VSWAP_PROBLEM_LEAKED_SLOT, UINT64_MAX, end_slot));
+	vswap_fsck_free(f);
+	expect_check_exit(fx, 4);
+	expect_repair_then_clean(fx, "-p", 1);
+}
+
+/* Open the index with liblmdb and let @edit change the value of @group. */
+static void edit_group(const struct rfx_store *fx, uint64_t group,
+		       void (*edit)(uint8_t *val, size_t *len))
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k, v;
+	uint64_t key = __builtin_bswap64(group);
+	uint8_t buf[8 + 16 * 64];
+	size_t len;
+
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 4);
+	assert_int_equal(mdb_env_open(env, fx->index, MDB_NOSUBDIR, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "pages", 0, &dbi), 0);
+	k = (MDB_val){ .mv_size = 8, .mv_data = &key };
+	assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+	len = v.mv_size;
+	assert_true(len <= sizeof(buf));
+	memcpy(buf, v.mv_data, len);
+	edit(buf, &len);
+	v = (MDB_val){ .mv_size = len, .mv_data = buf };
+	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+/* Group 1 holds pages 64..127, all present: entry i at 8 + 16 * i, its
+ * checksum at +8.  Flip a bit of page 70's checksum. */
+static void flip_checksum_of_page_70(uint8_t *val, size_t *len)
+{
+	(void)len;
+	val[8 + 16 * 6 + 8] ^= 0x10;
+}
+
+static void test_lmdb_record_checksum_edited(void **state)
+{
+	struct rfx_store *fx = *state;
+	struct vswap_fsck *f;
+
+	edit_group(fx, 1, flip_checksum_of_page_70);
+	f = run_lib(fx, VSWAP_FSCK_CHECK);
+	assert_int_equal(vswap_fsck_problem_count(f), 1);
+	assert_true(has_problem(f, VSWAP_PROBLEM_CHECKSUM_MISMATCH, 70, UINT64_MAX));
+	vswap_fsck_free(f);
+	expect_repair_then_clean(fx, "-y", 1);
+}
+
+static void truncate_value(uint8_t *val, size_t *len)
+{
+	(void)val;
+	*len -= 5;
+}
+
+static void test_lmdb_record_undecodable(void **state)
+{
+	struct rfx_store *fx = *state;
+	struct vswap_fsck *f;
+
+	edit_group(fx, 2, truncate_value); /* pages 128..191 */
+	f = run_lib(fx, VSWAP_FSCK_CHECK);
+	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 128, UINT64_MAX));
+	/* Its 64 slots now hold bytes no decodable record names. */
+	assert_true(vswap_fsck_count_kind(f, VSWAP_PROBLEM_LEAKED_SLOT) >= 1);
+	assert_int_equal(vswap_fsck_exit_code(f), 4);
+	vswap_fsck_free(f);
+	/* -p must not punch slots that may hold the group's pages. */
+	assert_int_equal(rfx_fsck(fx, "-p", NULL, NULL), 4);
+	f = run_lib(fx, VSWAP_FSCK_REPAIR);
+	assert_int_equal(vswap_fsck_exit_code(f), 1);
+	for (uint64_t p = 128; p < 192; p++)
+		assert_true(is_lost(f, p));
+	vswap_fsck_free(f);
+	expect_check_exit(fx, 0);
+}
+
+static void test_staging_records_and_bytes(void **state)
+{
+	struct rfx_store *fx = *state;
+	struct vswap_store *s;
+	struct vswap_fsck *f;
+	char staging[PATH_MAX];
+
+	/* A record with no bytes (crash after log-ahead, before the copy). */
+	assert_int_equal(rfx_open(fx, false, &s), 0);
+	assert_int_equal(vswap_store_stage_mark(s, 800, 3), 0);
+	assert_int_equal(vswap_store_commit(s), 0);
+	snprintf(staging, sizeof(staging), "%s", vswap_store_staging_path(s));
+	assert_int_equal(vswap_store_close(s), 0);
+	/* Bytes no record covers (a clear that never punched). */
+	assert_int_equal(rfx_fill(staging, 900 * (uint64_t)fx->page_size, 0x77, fx->page_size), 0);
+	f = run_lib(fx, VSWAP_FSCK_CHECK);
+	assert_true(has_problem(f, VSWAP_PROBLEM_EMPTY_STAGING_RECORD, 800, UINT64_MAX));
+	assert_true(has_problem(f, VSWAP_PROBLEM_LEAKED_STAGING, 900, UINT64_MAX));
+	assert_int_equal(vswap_fsck_problem_count(f), 2);
+	vswap_fsck_free(f);
+	expect_check_exit(fx, 4);
+	expect_repair_then_clean(fx, "-p", 1);
+	/* The staged pages that were fine are still staged. */
+	assert_int_equal(rfx_open(fx, true, &s), 0);
+	assert_true(vswap_store_staged(s, 700));
+	assert_false(vswap_store_staged(s, 800));
+	vswap_store_close(s);
+}
+
+static void test_orphan_staging_file(void **state)
+{
+	struct rfx_store *fx = *state;
+	char orphan[PATH_MAX], decoy[PATH_MAX];
+	struct timespec old[2] = { { .tv_sec = 1000000000 }, { .tv_sec = 1000000000 } };
+	struct vswap_fsck *f;
+	int fd;
+
+	snprintf(orphan, sizeof(orphan), "%s/vswap-01234567-89ab-4def-8123-456789abcdef.staging", fx->dir);
+	snprintf(decoy, sizeof(decoy), "%s/vswap-not-a-uuid.staging", fx->dir);
+	fd = open(orphan, O_CREAT | O_EXCL | O_RDWR, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	assert_int_equal(utimensat(AT_FDCWD, orphan, old, 0), 0);
+	fd = open(decoy, O_CREAT | O_EXCL | O_RDWR, 0600);
+	close(fd);
+	assert_int_equal(utimensat(AT_FDCWD, decoy, old, 0), 0);
+	f = run_lib(fx, VSWAP_FSCK_CHECK);
+	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_ORPHAN_STAGING_FILE), 1);
+	vswap_fsck_free(f);
+	expect_check_exit(fx, 4);
+	expect_repair_then_clean(fx, "-p", 1);
+	assert_int_equal(access(orphan, F_OK), -1);
+	assert_int_equal(access(decoy, F_OK), 0); /* not vswap's naming: untouched */
+}
+
+static void test_unclean_shutdown(void **state)
+{
+	struct rfx_store *fx = *state;
+	pid_t holder = rfx_holder_start(fx);
+	struct vswap_fsck *f;
+
+	assert_true(holder > 0);
+	rfx_holder_stop(holder); /* SIGKILL: no close */
+	f = run_lib(fx, VSWAP_FSCK_CHECK);
+	assert_true(has_problem(f, VSWAP_PROBLEM_UNCLEAN_SHUTDOWN, UINT64_MAX, UINT64_MAX));
+	vswap_fsck_free(f);
+	expect_check_exit(fx, 4);
+	expect_repair_then_clean(fx, "-p", 1);
+}
+
+static void test_busy_store(void **state)
+{
+	struct rfx_store *fx = *state;
+	pid_t holder = rfx_holder_start(fx);
+	char *out = NULL, *err = NULL, pid[32];
+
+	assert_true(holder > 0);
+	snprintf(pid, sizeof(pid), "%d", (int)holder);
+	assert_int_equal(rfx_fsck(fx, "-y", &out, &err), 8);
+	assert_non_null(strstr(err, pid));
+	free(out);
+	free(err);
+	assert_int_equal(rfx_fsck(fx, "-p", NULL, NULL), 8);
+	assert_int_equal(rfx_fsck(fx, "-n", &out, &err), 0);
+	assert_non_null(strstr(err, "in use"));
+	assert_non_null(strstr(out, "\"busy\":true"));
+	free(out);
+	free(err);
+	rfx_holder_stop(holder);
+}
+
+static void test_random_damage_never_crashes(void **state)
+{
+	struct rfx_store *fx = *state;
+	struct stat st;
+
+	srand(7);
+	assert_int_equal(stat(fx->path, &st), 0);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 40; i++)
+			rfx_flip_bit(fx->path, (uint64_t)rand() % (uint64_t)st.st_size, (unsigned)rand() % 8);
+		for (int i = 0; i < 20; i++) {
+			struct stat is;
+
+			assert_int_equal(stat(fx->index, &is), 0);
+			rfx_flip_bit(fx->index, (uint64_t)rand() % (uint64_t)is.st_size, (unsigned)rand() % 8);
+		}
+		int n = rfx_fsck(fx, "-n", NULL, NULL);
+		int y = rfx_fsck(fx, "-y", NULL, NULL);
+
+		assert_true(n == 0 || n == 4 || n == 8);
+		assert_true(y == 0 || y == 1 || y == 4 || y == 5 || y == 8);
+	}
+}
+
+static void test_usage_errors(void **state)
+{
+	const char *none[] = { NULL };
+	const char *both[] = { "-n", "-y", "x", NULL };
+	const char *help[] = { "--help", NULL };
+	const char *missing[] = { "-n", "/nonexistent/vswap.swap", NULL };
+	char *err = NULL;
+
+	(void)state;
+	assert_int_equal(rfx_run_tool("vswap-fsck", none, NULL, NULL), 16);
+	assert_int_equal(rfx_run_tool("vswap-fsck", both, NULL, NULL), 16);
+	assert_int_equal(rfx_run_tool("vswap-fsck", help, NULL, NULL), 0);
+	assert_int_equal(rfx_run_tool("vswap-fsck", missing, NULL, &err), 8);
+	assert_non_null(strstr(err, "/nonexistent/vswap.swap"));
+	free(err);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_clean_store, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flipped_bits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_corruption_is_dropped_by_preen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_truncated_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zeroed_superblock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_foreign_index, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_planted_bytes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lmdb_record_checksum_edited, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lmdb_record_undecodable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_staging_records_and_bytes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_orphan_staging_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unclean_shutdown, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_busy_store, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_random_damage_never_crashes, setup, teardown),
+		cmocka_unit_test(test_usage_errors),
+	};
+
+	return cmocka_run_group_tests_name("fsck_corruption", tests, NULL, NULL);
+}
