@@ -118,6 +118,8 @@ void fsck_lost_sort(struct vswap_fsck *f)
 {
 	size_t out = 0;
 
+	if (!f->nlost)
+		return;
 	qsort(f->lost, f->nlost, sizeof(*f->lost), cmp_u64);
 	for (size_t i = 0; i < f->nlost; i++)
 		if (out == 0 || f->lost[out - 1] != f->lost[i])
