@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/* The public commands: queued for the monitor, answered through qdone. */
+#include <errno.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "handler/internal.h"
+
+int cmd_submit(struct vswap_handler *h, struct cmd *c)
+{
+	c->done = false;
+	c->next = NULL;
+	pthread_mutex_lock(&h->qlock);
+	if (h->qtail)
+		h->qtail->next = c;
+	else
+		h->qhead = c;
+	h->qtail = c;
+	pthread_mutex_unlock(&h->qlock);
+	uint64_t one = 1;
+	if (write(h->m.cmd_efd, &one, sizeof(one)) < 0)
+		return -errno;
+	pthread_mutex_lock(&h->qlock);
+	while (!c->done)
+		pthread_cond_wait(&h->qdone, &h->qlock);
+	pthread_mutex_unlock(&h->qlock);
+	return c->result;
+}
+
+static int simple(struct vswap_handler *h, enum cmd_type type)
+{
+	if (!h)
+		return -EINVAL;
+	struct cmd c = {.type = type};
+	return cmd_submit(h, &c);
+}
+
+int vswap_handler_enable(struct vswap_handler *h)
+{
+	return simple(h, CMD_ENABLE);
+}
+
+int vswap_handler_trim(struct vswap_handler *h)
+{
+	return simple(h, CMD_TRIM);
+}
+
+int vswap_handler_swap_out(struct vswap_handler *h)
+{
+	return simple(h, CMD_SWAP_OUT);
+}
+
+int vswap_handler_gc(struct vswap_handler *h)
+{
+	return simple(h, CMD_GC);
+}
+
+int vswap_handler_disable(struct vswap_handler *h, bool slow_file_cleanup)
+{
+	if (!h)
+		return -EINVAL;
+	struct cmd c = {.type = CMD_DISABLE, .slow = slow_file_cleanup};
+	return cmd_submit(h, &c);
+}
+
+int vswap_handler_add_uffd(struct vswap_handler *h, int uffd)
+{
+	if (!h || uffd < 0)
+		return -EINVAL;
+	struct cmd c = {.type = CMD_ADD_UFFD, .fd = uffd};
+	return cmd_submit(h, &c);
+}
+
+int vswap_handler_set_static_uffds(struct vswap_handler *h, unsigned count)
+{
+	if (!h)
+		return -EINVAL;
+	struct cmd c = {.type = CMD_SET_STATIC, .count = count};
+	return cmd_submit(h, &c);
+}

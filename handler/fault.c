@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Page faults and remove events, on the monitor thread.  A fault never opens
+ * an index write transaction: the store calls here change the in-memory
+ * tables (and pread the swap file); the monitor commits them in batches.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+
+#include "handler/internal.h"
+
+int fault_corrupt(struct vswap_handler *h, int fd, uintptr_t addr, uint64_t page, int err,
+		  bool wake)
+{
+	bool can_poison = h->features & UFFD_FEATURE_POISON;
+	if (h->opts.on_corrupt == VSWAP_CORRUPT_POISON && can_poison) {
+		int rc = uffd_poison(fd, addr, h->page_size, wake);
+		if (rc == 0 || rc == -EEXIST) {
+			h->c.poisoned++;
+			hlog(h, VSWAP_LOG_ERROR, "page %llu failed verification (%s): poisoned",
+			     (unsigned long long)page, vswap_strerror(err));
+			return 1;
+		}
+		if (rc == -EAGAIN || rc == -ESRCH)
+			return rc;
+		err = rc;
+	}
+	/* Never map bad bytes: the fault stays unresolved and the embedding
+	 * VMM learns of it through the log and the status's last error. */
+	h->c.corrupt_errors++;
+	pthread_mutex_lock(&h->slock);
+	h->last_error = err;
+	pthread_mutex_unlock(&h->slock);
+	hlog(h, VSWAP_LOG_ERROR, "page %llu cannot be served: %s", (unsigned long long)page,
+	     vswap_strerror(err));
+	return 0;
+}
+
+/* The page is resident after all (filled by another process's uffd or the
+ * swap-in): its staged or swapped copy is obsolete. */
+static void page_now_resident(struct vswap_handler *h, uint64_t page)
+{
+	if (vswap_store_staged(h->store, page))
+		vswap_store_stage_clear(h->store, page, 1);
+	vswap_store_mark_stale(h->store, page, 1);
+}
+
+static int serve_from_file(struct vswap_handler *h, int fd, uintptr_t addr, uint64_t page)
+{
+	int rc = vswap_store_read_page(h->store, page, h->m.page_buf);
+	if (rc == -EBADMSG || rc == -EIO) {
+		h->c.checksum_failures++;
+		int prc = fault_corrupt(h, fd, addr, page, rc, true);
+		return prc < 0 ? prc : 0;
+	}
+	if (rc < 0)
+		return rc;
+	rc = uffd_copy(fd, addr, h->m.page_buf, h->page_size, true, NULL);
+	if (rc == 0) {
+		vswap_store_mark_stale(h->store, page, 1);
+		h->c.from_file++;
+	}
+	return rc;
+}
+
+/* Staging first, then the swap file (present pages only), else zeros. */
+static int resolve_locked(struct vswap_handler *h, int fd, uintptr_t addr, uint64_t page)
+{
+	if (vswap_store_staged(h->store, page)) {
+		int rc = uffd_copy(fd, addr, staging_ptr(h, page), h->page_size, true, NULL);
+		if (rc == 0) {
+			vswap_store_stage_clear(h->store, page, 1);
+			/* Written by a swap-out whose commit is still due. */
+			vswap_store_mark_stale(h->store, page, 1);
+			h->c.from_staging++;
+		}
+		return rc;
+	}
+	struct vswap_page_info pi;
+	int rc = vswap_store_page(h->store, page, &pi);
+	if (rc < 0)
+		return rc;
+	if (pi.state == VSWAP_PAGE_PRESENT)
+		return serve_from_file(h, fd, addr, page);
+	if (pi.state == VSWAP_PAGE_LOST) {
+		int prc = fault_corrupt(h, fd, addr, page, -EBADMSG, true);
+		return prc < 0 ? prc : 0;
+	}
+	rc = uffd_zeropage(fd, addr, h->page_size, true);
+	if (rc == 0)
+		h->c.zeroed++;
+	return rc;
+}
+
+int fault_serve(struct vswap_handler *h, unsigned index, uintptr_t addr)
+{
+	addr &= ~(uintptr_t)(h->page_size - 1);
+	const struct hregion *r = region_of_addr(h, addr);
+	if (!r) {
+		hlog(h, VSWAP_LOG_WARN, "fault at %#lx outside every region", (unsigned long)addr);
+		return -EFAULT;
+	}
+	uint64_t page = r->first + ((addr - r->start) >> h->page_shift);
+	int fd = h->m.uffds.v[index].fd;
+	for (;;) {
+		pthread_mutex_lock(&h->lock);
+		int rc = resolve_locked(h, fd, addr, page);
+		if (rc == -EEXIST) {
+			page_now_resident(h, page);
+			h->c.redundant++;
+			rc = uffd_wake(fd, addr, h->page_size);
+		}
+		pthread_mutex_unlock(&h->lock);
+		if (rc != -EAGAIN)
+			return rc;
+		/* A REMOVE event is queued on this uffd: every ioctl fails
+		 * until it is read.  Read it (faults wait their turn), retry. */
+		int n = events_drain(h, index, true);
+		if (n < 0)
+			return n;
+		if (n == 0) /* read, but the remover has not resumed yet */
+			sched_yield();
+	}
+}
+
+int remove_range(struct vswap_handler *h, uintptr_t start, uintptr_t end)
+{
+	size_t mask = h->page_size - 1;
+	if ((start & mask) || (end & mask) || end < start)
+		return -EINVAL;
+	int64_t pages = 0;
+	pthread_mutex_lock(&h->lock);
+	for (unsigned i = 0; i < h->nregions; i++) {
+		const struct hregion *g = &h->regions[i];
+		uintptr_t a = start > g->start ? start : g->start;
+		uintptr_t b = end < g->end ? end : g->end;
+		if (a >= b)
+			continue;
+		uint64_t first = g->first + ((a - g->start) >> h->page_shift);
+		uint64_t count = (b - a) >> h->page_shift;
+		int rc = vswap_store_stage_clear(h->store, first, count);
+		if (rc < 0) /* only the staging bytes stay: audited by fsck */
+			hlog(h, VSWAP_LOG_WARN, "remove: staging clear: %s", vswap_strerror(rc));
+		int64_t freed = vswap_store_free(h->store, first, count);
+		if (freed < 0)
+			hlog(h, VSWAP_LOG_WARN, "remove: free: %s", vswap_strerror((int)freed));
+		pages += (int64_t)count;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return pages ? (int)(pages > INT32_MAX ? INT32_MAX : pages) : -EFAULT;
+}
+
+static int defer_fault(struct monitor *m, unsigned index, uintptr_t addr)
+{
+	if (m->ndeferred == m->cap_deferred) {
+		unsigned cap = m->cap_deferred ? m->cap_deferred * 2 : 16;
+		struct deferred_fault *v = realloc(m->deferred, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		m->deferred = v;
+		m->cap_deferred = cap;
+	}
+	m->deferred[m->ndeferred++] = (struct deferred_fault){index, addr};
+	return 0;
+}
+
+static int event_handle(struct vswap_handler *h, unsigned index, const struct uffd_msg *msg,
+			bool defer)
+{
+	struct monitor *m = &h->m;
+	int fd = m->uffds.v[index].fd;
+	switch (msg->event) {
+	case UFFD_EVENT_PAGEFAULT: {
+		uintptr_t addr = (uintptr_t)msg->arg.pagefault.address;
+		if (!m->registered) /* read after unregister: let it retry */
+			return uffd_wake(fd, addr & ~(uintptr_t)(h->page_size - 1), h->page_size);
+		if (defer)
+			return defer_fault(m, index, addr);
+		int rc = fault_serve(h, index, addr);
+		if (rc == -ESRCH) {
+			m->uffds.v[index].dead = true;
+			m->gc_due = true;
+			return 0;
+		}
+		return rc;
+	}
+	case UFFD_EVENT_REMOVE: {
+		if (!m->registered) /* the kernel may deliver after unregister */
+			return 0;
+		int rc = remove_range(h, (uintptr_t)msg->arg.remove.start,
+				      (uintptr_t)msg->arg.remove.end);
+		return rc == -EFAULT ? 0 : rc < 0 ? rc : 0;
+	}
+	default:
+		hlog(h, VSWAP_LOG_WARN, "unexpected uffd event %u", msg->event);
+		return 0;
+	}
+}
+
+int events_drain(struct vswap_handler *h, unsigned index, bool defer)
+{
+	struct uffd_msg msgs[16];
+	int total = 0;
+	for (;;) {
+		if (h->m.uffds.v[index].dead)
+			return total;
+		int n = uffd_read_events(h->m.uffds.v[index].fd, msgs, 16);
+		if (n <= 0)
+			return n < 0 ? n : total;
+		for (int i = 0; i < n; i++) {
+			int rc = event_handle(h, index, &msgs[i], defer);
+			if (rc < 0)
+				hlog(h, VSWAP_LOG_ERROR, "uffd %u event %u: %s", index,
+				     msgs[i].event, vswap_strerror(rc));
+		}
+		total += n;
+	}
+}

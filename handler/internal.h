@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internals of handler/: the handle and what its files share.
+ *
+ * Threads and locks
+ *   monitor thread  owns the epoll, the uffd list, the command queue's
+ *                   consumer side and the swap-out progress (struct monitor).
+ *   job thread      at most one: trim or swap-in (struct job).
+ *   pool workers    move-to-staging copies; touch no store state.
+ *   callers         enqueue commands; status() reads under the locks.
+ * h->lock guards the store handle (not internally locked), the fault
+ * counters and every page-state decision; it is held per fault, per chunk,
+ * per trim batch.  h->slock guards the state, the transition record and the
+ * last error, and h->scond announces state changes.  h->qlock guards the
+ * command queue.  Lock order: lock, then slock; qlock is never nested.
+ */
+#ifndef VSWAP_HANDLER_INTERNAL_H
+#define VSWAP_HANDLER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <vswap/handler.h>
+
+#include "handler/pool.h"
+#include "handler/uffd.h"
+#include "handler/uffd_list.h"
+
+/* Epoll tokens below UFFD_TOKEN_BASE. */
+enum { TOKEN_CMD = 1, TOKEN_JOB = 2 };
+
+/* Swap-out commits (and so frees staging) every this many bytes. */
+#define SWAP_OUT_GROUP_BYTES (64u << 20)
+/* Faults and remove events leave the index behind; the monitor commits
+ * when this many changes are pending or it has been idle for a while. */
+#define LAZY_COMMIT_PAGES 8192u
+#define LAZY_COMMIT_MS 200
+
+struct hregion {
+	uintptr_t start, end; /* host addresses [start, end) */
+	int memfd;
+	off_t offset;
+	uint64_t first, pages; /* place in the store's page space */
+};
+
+struct counters {
+	uint64_t from_file, from_staging, zeroed, redundant; /* reset at each move */
+	uint64_t poisoned, checksum_failures, corrupt_errors; /* lifetime */
+};
+
+enum cmd_type {
+	CMD_ENABLE,
+	CMD_TRIM,
+	CMD_SWAP_OUT,
+	CMD_DISABLE,
+	CMD_EXIT,
+	CMD_ADD_UFFD,
+	CMD_SET_STATIC,
+	CMD_GC,
+};
+
+struct cmd {
+	enum cmd_type type;
+	bool slow;      /* DISABLE */
+	int fd;         /* ADD_UFFD */
+	unsigned count; /* SET_STATIC */
+	int result;
+	bool done;
+	struct cmd *next;
+};
+
+/* A run of pages written to the swap file whose staging copy is freed only
+ * after the commit that makes the write durable. */
+struct run {
+	uint64_t first, count;
+};
+
+/* A fault read while serving another one (EAGAIN): served next. */
+struct deferred_fault {
+	unsigned uffd;
+	uintptr_t addr;
+};
+
+enum job_kind { JOB_NONE, JOB_TRIM, JOB_SWAP_IN };
+
+/* State owned by the monitor thread. */
+struct monitor {
+	int epfd, cmd_efd, job_efd;
+	struct uffd_list uffds;
+	bool registered; /* regions registered on the uffds (enabled) */
+	bool gc_due;
+	bool rekeyed; /* a GC ran during this epoll batch */
+	bool exiting;
+	struct job job;
+	enum job_kind job_kind;
+	/* slow file cleanup after a disable: free slots a step per tick */
+	bool slow_cleanup, cleanup_active;
+	uint64_t cleanup_cursor, cleanup_next_ms;
+	/* swap-out progress */
+	uint64_t out_cursor, out_pages, out_t0_ms;
+	struct run *unclean;
+	unsigned nunclean, cap_unclean;
+	uint64_t unclean_pages;
+	/* faults read while retrying after EAGAIN */
+	struct deferred_fault *deferred;
+	unsigned ndeferred, cap_deferred;
+	void *page_buf; /* one page: a fault's read from the store */
+};
+
+/* The progress of the running trim or swap-in job (read by status()). */
+struct job_progress {
+	atomic_uint_fast64_t pages;
+	uint64_t t0_ms;
+	int swap_in_fd;  /* dup of the main uffd, used by the swap-in thread */
+	void *run_buf;   /* chunk_pages pages: swap-in reads */
+	uint64_t cursor; /* next page to look at */
+	bool staged_done;
+};
+
+struct vswap_handler {
+	struct vswap_store *store;
+	struct vswap_handler_opts opts; /* defaults filled in */
+	size_t page_size;
+	unsigned page_shift;
+	size_t thp_size;
+
+	struct hregion *regions;
+	unsigned nregions;
+	uint64_t total_pages;
+	uint8_t *staging; /* the store's staging file, mapped shared */
+	uint64_t features; /* granted to the main uffd */
+	int main_uffd; /* owned by the uffd list (index 0) */
+
+	pthread_mutex_t lock;
+	struct counters c;
+	struct pool *pool;
+
+	pthread_mutex_t slock;
+	pthread_cond_t scond;
+	enum vswap_state state;
+	struct vswap_transition trans;
+	int last_error;
+
+	pthread_mutex_t qlock;
+	pthread_cond_t qdone;
+	struct cmd *qhead, *qtail;
+
+	/* Test hook: called by the swap-in job between chunks, without the
+	 * lock, so a test can hold the swap-in still while faults are served. */
+	void (*swap_in_hook)(void *ctx);
+	void *swap_in_hook_ctx;
+
+	pthread_t thread;
+	atomic_uint nuffds; /* the monitor's list length, for status() */
+	struct monitor m;
+	struct job_progress jp;
+};
+
+/* log.c */
+void hlog(const struct vswap_handler *h, enum vswap_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+uint64_t now_ms(void);
+
+/* regions.c */
+int regions_validate(const struct vswap_region *r, unsigned n, size_t page_size);
+int regions_setup(struct vswap_handler *h, const struct vswap_region *r, unsigned n);
+/* The region holding host address @addr, or NULL. */
+const struct hregion *region_of_addr(const struct vswap_handler *h, uintptr_t addr);
+/* The region holding page @page, or NULL. */
+const struct hregion *region_of_page(const struct vswap_handler *h, uint64_t page);
+static inline uintptr_t page_addr(const struct vswap_handler *h, const struct hregion *r,
+				  uint64_t page)
+{
+	return r->start + ((page - r->first) << h->page_shift);
+}
+static inline void *staging_ptr(const struct vswap_handler *h, uint64_t page)
+{
+	return h->staging + (page << h->page_shift);
+}
+/* Register (or unregister) every region on @fd.  -ESRCH: the uffd's
+ * process is gone. */
+int regions_register(struct vswap_handler *h, int fd);
+int regions_unregister(struct vswap_handler *h, int fd);
+/* Guest pages resident in the memfds (SEEK_DATA/SEEK_HOLE). */
+uint64_t regions_resident_pages(const struct vswap_handler *h);
+
+/* fault.c */
+int fault_serve(struct vswap_handler *h, unsigned uffd_index, uintptr_t addr);
+int remove_range(struct vswap_handler *h, uintptr_t start, uintptr_t end);
+/* Read and handle the events of uffd @index (faults deferred while
+ * @defer_faults).  Returns the events handled or -errno. */
+int events_drain(struct vswap_handler *h, unsigned index, bool defer_faults);
+/* Poison (or report, by policy) a page that cannot be served; lock held.
+ * 1: poisoned; 0: left unresolved, error recorded; -errno: ioctl failed. */
+int fault_corrupt(struct vswap_handler *h, int fd, uintptr_t addr, uint64_t page, int err,
+		  bool wake);
+
+/* move.c */
+int move_to_staging(struct vswap_handler *h, uint64_t *pages);
+
+/* swap_out.c */
+int64_t swap_out_chunk(struct vswap_handler *h);
+int swap_out_flush(struct vswap_handler *h);
+
+/* swap_in.c */
+int swap_in_job(struct job *j, void *arg);
+int swap_in_prepare(struct vswap_handler *h);
+void swap_in_release(struct vswap_handler *h);
+
+/* trim.c */
+int trim_job(struct job *j, void *arg);
+
+/* cleanup.c: give the swap file's space back after a disable */
+int cleanup_step(struct vswap_handler *h, uint64_t max_pages);
+
+/* monitor.c */
+void *monitor_main(void *arg);
+void state_set(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t);
+int commit_locked(struct vswap_handler *h);
+
+/* commands.c */
+int cmd_submit(struct vswap_handler *h, struct cmd *c);
+
+#endif

@@ -1,0 +1,506 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The monitor thread: one epoll over the command eventfd, the job eventfd
+ * and every uffd.  It serves faults and remove events, runs the state
+ * machine of the reference (§2) with its known faults fixed, writes the
+ * swap-out a chunk at a time whenever nothing else is pending, and commits
+ * the index lazily for the faults.
+ */
+#include <errno.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "handler/internal.h"
+
+void state_set(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t)
+{
+	pthread_mutex_lock(&h->lock);
+	vswap_store_set_state(h->store, (uint32_t)st);
+	int rc = vswap_store_commit(h->store);
+	pthread_mutex_unlock(&h->lock);
+	if (rc < 0)
+		hlog(h, VSWAP_LOG_ERROR, "commit at state %s: %s", vswap_state_name(st),
+		     vswap_strerror(rc));
+	pthread_mutex_lock(&h->slock);
+	h->state = st;
+	h->trans = t;
+	pthread_cond_broadcast(&h->scond);
+	pthread_mutex_unlock(&h->slock);
+}
+
+static enum vswap_state state_get(struct vswap_handler *h)
+{
+	pthread_mutex_lock(&h->slock);
+	enum vswap_state st = h->state;
+	pthread_mutex_unlock(&h->slock);
+	return st;
+}
+
+static void error_set(struct vswap_handler *h, int err)
+{
+	pthread_mutex_lock(&h->slock);
+	h->last_error = err;
+	pthread_mutex_unlock(&h->slock);
+}
+
+static void fail(struct vswap_handler *h, const char *what, int err)
+{
+	hlog(h, VSWAP_LOG_ERROR, "%s: %s", what, vswap_strerror(err));
+	error_set(h, err);
+	state_set(h, VSWAP_STATE_FAILED, (struct vswap_transition){0, 0});
+}
+
+/* Abort and join the running job, and consume its completion signal so a
+ * later job's end is not mistaken for it. */
+static int job_stop(struct vswap_handler *h, bool abort)
+{
+	struct monitor *m = &h->m;
+	if (m->job_kind == JOB_NONE)
+		return 0;
+	if (abort)
+		job_abort(&m->job);
+	int rc = job_join(&m->job);
+	job_reset(&m->job);
+	m->job_kind = JOB_NONE;
+	return rc;
+}
+
+static int register_all(struct vswap_handler *h)
+{
+	struct monitor *m = &h->m;
+	for (unsigned i = 0; i < m->uffds.n; i++) {
+		if (uffd_list_is_dead(&m->uffds, i))
+			continue;
+		int rc = regions_register(h, m->uffds.v[i].fd);
+		if (rc == -ESRCH) { /* its process is gone: skip it */
+			m->uffds.v[i].dead = true;
+			m->gc_due = true;
+			continue;
+		}
+		if (rc < 0) {
+			while (i-- > 0)
+				if (!m->uffds.v[i].dead)
+					regions_unregister(h, m->uffds.v[i].fd);
+			return rc;
+		}
+	}
+	m->registered = true;
+	return 0;
+}
+
+static void unregister_all(struct vswap_handler *h)
+{
+	struct monitor *m = &h->m;
+	for (unsigned i = 0; i < m->uffds.n; i++) {
+		if (m->uffds.v[i].dead)
+			continue;
+		int rc = regions_unregister(h, m->uffds.v[i].fd);
+		if (rc == -ESRCH)
+			m->uffds.v[i].dead = true;
+		else if (rc < 0)
+			hlog(h, VSWAP_LOG_ERROR, "unregister uffd %u: %s", i, vswap_strerror(rc));
+	}
+	m->registered = false;
+}
+
+static void cleanup_finish(struct vswap_handler *h)
+{
+	while (h->m.cleanup_active)
+		if (cleanup_step(h, UINT64_MAX) < 0)
+			break;
+	h->m.cleanup_active = false;
+}
+
+/* Swap-in is complete: back to Ready with every page resident. */
+static void leave_enabled(struct vswap_handler *h, struct vswap_transition t)
+{
+	struct monitor *m = &h->m;
+	unregister_all(h);
+	m->cleanup_cursor = 0;
+	m->cleanup_active = true;
+	if (m->slow_cleanup && !m->exiting)
+		m->cleanup_next_ms = now_ms() + h->opts.cleanup_interval_ms;
+	else
+		cleanup_finish(h);
+	state_set(h, VSWAP_STATE_READY, t);
+}
+
+static int do_enable(struct vswap_handler *h)
+{
+	enum vswap_state st = state_get(h);
+	if (st == VSWAP_STATE_READY) {
+		cleanup_finish(h);
+		int rc = register_all(h);
+		if (rc < 0) {
+			hlog(h, VSWAP_LOG_ERROR, "enable: register: %s", vswap_strerror(rc));
+			return rc;
+		}
+	}
+	job_stop(h, true);
+	if (st == VSWAP_STATE_SWAP_OUT_IN_PROGRESS)
+		swap_out_flush(h);
+	uint64_t t0 = now_ms(), pages;
+	int rc = move_to_staging(h, &pages);
+	if (rc < 0) {
+		fail(h, "move to staging", rc);
+		return rc;
+	}
+	state_set(h, VSWAP_STATE_PENDING, (struct vswap_transition){pages, now_ms() - t0});
+	return 0;
+}
+
+static int do_trim(struct vswap_handler *h)
+{
+	switch (state_get(h)) {
+	case VSWAP_STATE_PENDING:
+		break;
+	case VSWAP_STATE_TRIM_IN_PROGRESS:
+	case VSWAP_STATE_ACTIVE:
+		return -EALREADY;
+	case VSWAP_STATE_SWAP_OUT_IN_PROGRESS:
+	case VSWAP_STATE_SWAP_IN_IN_PROGRESS:
+		return -EBUSY;
+	default:
+		return -EINVAL;
+	}
+	h->jp.t0_ms = now_ms();
+	state_set(h, VSWAP_STATE_TRIM_IN_PROGRESS, (struct vswap_transition){0, 0});
+	int rc = job_start(&h->m.job, trim_job, h);
+	if (rc < 0) {
+		fail(h, "trim", rc);
+		return rc;
+	}
+	h->m.job_kind = JOB_TRIM;
+	return 0;
+}
+
+static int do_swap_out(struct vswap_handler *h)
+{
+	struct monitor *m = &h->m;
+	switch (state_get(h)) {
+	case VSWAP_STATE_PENDING:
+		break;
+	case VSWAP_STATE_SWAP_OUT_IN_PROGRESS:
+	case VSWAP_STATE_ACTIVE:
+		return -EALREADY;
+	case VSWAP_STATE_TRIM_IN_PROGRESS:
+	case VSWAP_STATE_SWAP_IN_IN_PROGRESS:
+		return -EBUSY;
+	default:
+		return -EINVAL;
+	}
+	m->out_cursor = 0;
+	m->out_pages = 0;
+	m->out_t0_ms = now_ms();
+	state_set(h, VSWAP_STATE_SWAP_OUT_IN_PROGRESS, (struct vswap_transition){0, 0});
+	return 0;
+}
+
+static int start_swap_in(struct vswap_handler *h)
+{
+	int rc = swap_in_prepare(h);
+	if (rc == 0) {
+		state_set(h, VSWAP_STATE_SWAP_IN_IN_PROGRESS, (struct vswap_transition){0, 0});
+		rc = job_start(&h->m.job, swap_in_job, h);
+	}
+	if (rc < 0) {
+		fail(h, "swap-in", rc);
+		return rc;
+	}
+	h->m.job_kind = JOB_SWAP_IN;
+	return 0;
+}
+
+static int do_disable(struct vswap_handler *h, bool slow)
+{
+	struct monitor *m = &h->m;
+	switch (state_get(h)) {
+	case VSWAP_STATE_READY:
+		if (!slow)
+			cleanup_finish(h);
+		return -EALREADY;
+	case VSWAP_STATE_SWAP_IN_IN_PROGRESS:
+		m->slow_cleanup = slow;
+		return 0;
+	case VSWAP_STATE_SWAP_OUT_IN_PROGRESS:
+		swap_out_flush(h);
+		break;
+	default:
+		break;
+	}
+	job_stop(h, true);
+	m->slow_cleanup = slow;
+	return start_swap_in(h);
+}
+
+/* Exit: every page back in, regions unregistered, monitor ends. */
+static int do_exit(struct vswap_handler *h)
+{
+	struct monitor *m = &h->m;
+	m->exiting = true;
+	enum vswap_state st = state_get(h);
+	int rc = 0;
+	if (st == VSWAP_STATE_SWAP_IN_IN_PROGRESS) {
+		rc = job_stop(h, false);
+	} else if (st != VSWAP_STATE_READY) {
+		job_stop(h, true);
+		if (st == VSWAP_STATE_SWAP_OUT_IN_PROGRESS)
+			swap_out_flush(h);
+		rc = swap_in_prepare(h);
+		if (rc == 0)
+			rc = swap_in_job(NULL, h);
+	}
+	if (m->registered && rc == 0)
+		leave_enabled(h, (struct vswap_transition){0, 0});
+	else if (rc < 0)
+		hlog(h, VSWAP_LOG_ERROR, "exit: swap-in failed, regions stay registered: %s",
+		     vswap_strerror(rc));
+	cleanup_finish(h);
+	return rc;
+}
+
+static int do_add_uffd(struct vswap_handler *h, int fd)
+{
+	struct monitor *m = &h->m;
+	/* Registered first: a uffd in the list is always fully served. */
+	if (m->registered) {
+		int rc = regions_register(h, fd);
+		if (rc < 0)
+			return rc;
+	}
+	unsigned i;
+	int rc = uffd_list_add(&m->uffds, fd, &i);
+	if (rc < 0) {
+		if (m->registered)
+			regions_unregister(h, fd);
+		return rc;
+	}
+	if (m->uffds.v[i].dynamic)
+		m->gc_due = true;
+	atomic_store(&h->nuffds, m->uffds.n);
+	return 0;
+}
+
+static int gc_now(struct vswap_handler *h)
+{
+	struct monitor *m = &h->m;
+	m->gc_due = false;
+	m->rekeyed = true;
+	int rc = uffd_list_gc(&m->uffds);
+	atomic_store(&h->nuffds, m->uffds.n);
+	if (rc < 0)
+		hlog(h, VSWAP_LOG_ERROR, "uffd gc: %s", vswap_strerror(rc));
+	return rc;
+}
+
+static int cmd_run(struct vswap_handler *h, struct cmd *c)
+{
+	switch (c->type) {
+	case CMD_ENABLE:
+		return do_enable(h);
+	case CMD_TRIM:
+		return do_trim(h);
+	case CMD_SWAP_OUT:
+		return do_swap_out(h);
+	case CMD_DISABLE:
+		return do_disable(h, c->slow);
+	case CMD_EXIT:
+		return do_exit(h);
+	case CMD_ADD_UFFD:
+		return do_add_uffd(h, c->fd);
+	case CMD_SET_STATIC:
+		return uffd_list_set_static(&h->m.uffds, c->count);
+	case CMD_GC:
+		return gc_now(h);
+	}
+	return -EINVAL;
+}
+
+static void commands_run(struct vswap_handler *h)
+{
+	uint64_t v;
+	if (read(h->m.cmd_efd, &v, sizeof(v)) < 0) {
+		/* spurious wake-up: the queue says what to do */
+	}
+	for (;;) {
+		pthread_mutex_lock(&h->qlock);
+		struct cmd *c = h->qhead;
+		if (c) {
+			h->qhead = c->next;
+			if (!h->qhead)
+				h->qtail = NULL;
+		}
+		pthread_mutex_unlock(&h->qlock);
+		if (!c)
+			return;
+		int rc = cmd_run(h, c);
+		pthread_mutex_lock(&h->qlock);
+		c->result = rc;
+		c->done = true;
+		pthread_cond_broadcast(&h->qdone);
+		pthread_mutex_unlock(&h->qlock);
+		if (h->m.exiting)
+			return;
+	}
+}
+
+static void job_done(struct vswap_handler *h)
+{
+	struct monitor *m = &h->m;
+	/* Nothing to read: an abort already consumed this end. */
+	if (!job_reset(&m->job) || m->job_kind == JOB_NONE)
+		return;
+	enum job_kind kind = m->job_kind;
+	int rc = job_stop(h, false);
+	struct vswap_transition t;
+	pthread_mutex_lock(&h->slock);
+	t = h->trans;
+	pthread_mutex_unlock(&h->slock);
+	if (rc < 0) {
+		fail(h, kind == JOB_TRIM ? "trim" : "swap-in", rc);
+		return;
+	}
+	if (kind == JOB_TRIM)
+		state_set(h, VSWAP_STATE_PENDING, t);
+	else
+		leave_enabled(h, t);
+}
+
+/* One swap-out chunk; the end of the swap-out or its failure. */
+static void swap_out_step(struct vswap_handler *h)
+{
+	struct monitor *m = &h->m;
+	int64_t n = swap_out_chunk(h);
+	if (n < 0) {
+		swap_out_flush(h);
+		fail(h, "swap-out", (int)n);
+		return;
+	}
+	m->out_pages += (uint64_t)n;
+	struct vswap_transition t = {m->out_pages, now_ms() - m->out_t0_ms};
+	if (n == 0) {
+		state_set(h, VSWAP_STATE_ACTIVE, t);
+		return;
+	}
+	pthread_mutex_lock(&h->slock);
+	h->trans = t;
+	pthread_mutex_unlock(&h->slock);
+}
+
+static uint64_t pending_changes(struct vswap_handler *h)
+{
+	pthread_mutex_lock(&h->lock);
+	uint64_t n = vswap_store_pending(h->store);
+	pthread_mutex_unlock(&h->lock);
+	return n;
+}
+
+static int loop_timeout(struct vswap_handler *h)
+{
+	struct monitor *m = &h->m;
+	if (m->ndeferred || state_get(h) == VSWAP_STATE_SWAP_OUT_IN_PROGRESS)
+		return 0;
+	int t = -1;
+	if (m->cleanup_active) {
+		uint64_t now = now_ms();
+		t = m->cleanup_next_ms > now ? (int)(m->cleanup_next_ms - now) : 0;
+	}
+	if (m->registered && (t < 0 || t > LAZY_COMMIT_MS) && pending_changes(h) > 0)
+		t = LAZY_COMMIT_MS;
+	return t;
+}
+
+/* What faults and removes changed reaches the index here, in batches. */
+static void lazy_commit(struct vswap_handler *h, uint64_t threshold)
+{
+	if (!h->m.registered || pending_changes(h) < threshold)
+		return;
+	pthread_mutex_lock(&h->lock);
+	int rc = vswap_store_commit(h->store);
+	pthread_mutex_unlock(&h->lock);
+	if (rc < 0)
+		hlog(h, VSWAP_LOG_ERROR, "lazy commit: %s", vswap_strerror(rc));
+}
+
+static void idle_work(struct vswap_handler *h)
+{
+	struct monitor *m = &h->m;
+	if (state_get(h) == VSWAP_STATE_SWAP_OUT_IN_PROGRESS) {
+		swap_out_step(h);
+		return;
+	}
+	if (m->cleanup_active && now_ms() >= m->cleanup_next_ms) {
+		cleanup_step(h, h->opts.cleanup_step_pages);
+		m->cleanup_next_ms = now_ms() + h->opts.cleanup_interval_ms;
+	}
+	lazy_commit(h, 1);
+}
+
+static void serve_deferred(struct vswap_handler *h)
+{
+	struct monitor *m = &h->m;
+	/* Serving one may defer more; take them in order. */
+	for (unsigned i = 0; i < m->ndeferred; i++) {
+		struct deferred_fault d = m->deferred[i];
+		if (!m->registered || m->uffds.v[d.uffd].dead)
+			continue;
+		int rc = fault_serve(h, d.uffd, d.addr);
+		if (rc == -ESRCH) {
+			m->uffds.v[d.uffd].dead = true;
+			m->gc_due = true;
+		}
+	}
+	m->ndeferred = 0;
+}
+
+static void dispatch(struct vswap_handler *h, uint64_t tok)
+{
+	struct monitor *m = &h->m;
+	if (tok == TOKEN_CMD) {
+		commands_run(h);
+		return;
+	}
+	if (tok == TOKEN_JOB) {
+		job_done(h);
+		return;
+	}
+	int i = uffd_list_index(&m->uffds, tok);
+	if (i < 0) {
+		hlog(h, VSWAP_LOG_ERROR, "unknown epoll token %llu", (unsigned long long)tok);
+		return;
+	}
+	int rc = events_drain(h, (unsigned)i, false);
+	if (rc < 0)
+		hlog(h, VSWAP_LOG_ERROR, "uffd %d: %s", i, vswap_strerror(rc));
+}
+
+void *monitor_main(void *arg)
+{
+	struct vswap_handler *h = arg;
+	struct monitor *m = &h->m;
+	struct epoll_event ev[32];
+	while (!m->exiting) {
+		int n = epoll_wait(m->epfd, ev, 32, loop_timeout(h));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			hlog(h, VSWAP_LOG_ERROR, "epoll: %s", vswap_strerror(-errno));
+			break;
+		}
+		/* A GC re-keys the uffds: the rest of this batch's tokens may
+		 * be stale, and epoll (level-triggered) reports them again. */
+		m->rekeyed = false;
+		for (int i = 0; i < n && !m->exiting && !m->rekeyed; i++)
+			dispatch(h, ev[i].data.u64);
+		serve_deferred(h);
+		if (m->gc_due && !m->exiting)
+			gc_now(h);
+		if (m->exiting)
+			break;
+		if (n == 0)
+			idle_work(h);
+		else
+			lazy_commit(h, LAZY_COMMIT_PAGES);
+	}
+	return NULL;
+}

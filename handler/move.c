@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Move to staging (enable): every resident guest page goes to the staging
+ * file and leaves guest memory, so the next access faults.  The caller
+ * guarantees nothing writes guest RAM meanwhile.
+ *
+ * Pass 1 records every data extent as staged and commits (log ahead,
+ * invariant 5).  Pass 2 walks the same extents again, cut into batches of at
+ * most a huge page so that a huge page is always removed whole, and the pool
+ * copies each batch and punches its guest range.
+ *
+ * The guest range is punched with fallocate() rather than MADV_REMOVE: the
+ * handler runs inside a registered process, and MADV_REMOVE on a registered
+ * range queues a REMOVE event on our own uffd and blocks until it is read by
+ * the monitor, which is waiting for this very pool.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "handler/internal.h"
+
+#define MAX_OPS 512
+
+struct copy_op {
+	void *dst;
+	const void *src;
+	size_t len;
+};
+
+struct move_ctx {
+	struct vswap_handler *h;
+	const struct hregion *r;
+	atomic_int error;
+	/* the batch being built */
+	off_t head; /* punch from here (relative to the region) */
+	size_t remaining;
+	unsigned nops;
+	struct copy_op ops[MAX_OPS];
+};
+
+struct move_task {
+	struct move_ctx *ctx;
+	int memfd; /* the task's own: the context moves on to the next region */
+	off_t punch_off, punch_len; /* memfd offsets */
+	unsigned nops;
+	struct copy_op ops[];
+};
+
+/* Next data extent of @r at or after relative offset @pos: 1 and
+ * [*data, *hole), or 0 at the end. */
+static int next_extent(const struct hregion *r, off_t pos, off_t *data, off_t *hole)
+{
+	off_t len = (off_t)(r->end - r->start);
+	if (pos >= len)
+		return 0;
+	off_t d = lseek(r->memfd, r->offset + pos, SEEK_DATA);
+	if (d < 0)
+		return errno == ENXIO ? 0 : -errno;
+	if (d >= r->offset + len)
+		return 0;
+	off_t e = lseek(r->memfd, d, SEEK_HOLE);
+	if (e < 0)
+		return -errno;
+	*data = d - r->offset;
+	*hole = (e > r->offset + len ? r->offset + len : e) - r->offset;
+	return 1;
+}
+
+static int mark_region(struct vswap_handler *h, const struct hregion *r, uint64_t *pages)
+{
+	off_t pos = 0, data, hole;
+	int rc;
+	while ((rc = next_extent(r, pos, &data, &hole)) > 0) {
+		uint64_t first = r->first + ((uint64_t)data >> h->page_shift);
+		uint64_t count = (uint64_t)(hole - data) >> h->page_shift;
+		rc = vswap_store_stage_mark(h->store, first, count);
+		if (rc < 0)
+			return rc;
+		*pages += count;
+		pos = hole;
+	}
+	return rc;
+}
+
+static void move_worker(void *arg)
+{
+	struct move_task *t = arg;
+	for (unsigned i = 0; i < t->nops; i++)
+		memcpy(t->ops[i].dst, t->ops[i].src, t->ops[i].len);
+	if (t->punch_len > 0 &&
+	    fallocate(t->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, t->punch_off,
+		      t->punch_len) < 0) {
+		/* The guest keeps the page: staged and resident, resident
+		 * wins at the next fault; the move reports the error. */
+		int zero = 0;
+		atomic_compare_exchange_strong(&t->ctx->error, &zero, -errno);
+	}
+	free(t);
+}
+
+/* Queue the batch built so far; its punch runs from head to @end. */
+static int flush_batch(struct move_ctx *c, off_t end)
+{
+	struct move_task *t = malloc(sizeof(*t) + c->nops * sizeof(t->ops[0]));
+	if (!t)
+		return -ENOMEM;
+	t->ctx = c;
+	t->memfd = c->r->memfd;
+	t->punch_off = c->r->offset + c->head;
+	t->punch_len = end - c->head;
+	t->nops = c->nops;
+	memcpy(t->ops, c->ops, c->nops * sizeof(t->ops[0]));
+	c->nops = 0;
+	c->head = end;
+	c->remaining = c->h->thp_size;
+	int rc = pool_push(c->h->pool, move_worker, t);
+	if (rc < 0)
+		free(t);
+	return rc;
+}
+
+/* How much of an extent of @len bytes at @data the current batch takes. */
+static size_t piece_len(struct move_ctx *c, off_t data, size_t len, int *rc)
+{
+	size_t thp = c->h->thp_size;
+	*rc = 0;
+	if (len <= c->remaining)
+		return len;
+	if (len < thp)
+		return c->remaining;
+	size_t to_boundary = thp - ((size_t)(c->r->offset + data) & (thp - 1));
+	if (to_boundary != thp) /* unaligned: stop at the huge page boundary */
+		return to_boundary < c->remaining ? to_boundary : c->remaining;
+	/* An aligned huge page gets a batch of its own. */
+	if (c->remaining < thp)
+		*rc = flush_batch(c, data);
+	return thp;
+}
+
+static int move_region(struct move_ctx *c)
+{
+	struct vswap_handler *h = c->h;
+	const struct hregion *r = c->r;
+	off_t pos = 0, data, hole;
+	int rc;
+	c->head = 0;
+	c->remaining = h->thp_size;
+	c->nops = 0;
+	while ((rc = next_extent(r, pos, &data, &hole)) > 0) {
+		while (data < hole) {
+			size_t cut = piece_len(c, data, (size_t)(hole - data), &rc);
+			if (rc < 0)
+				return rc;
+			uint64_t page = r->first + ((uint64_t)data >> h->page_shift);
+			c->ops[c->nops++] = (struct copy_op){
+				.dst = staging_ptr(h, page),
+				.src = (const void *)(r->start + (uintptr_t)data),
+				.len = cut,
+			};
+			c->remaining -= cut;
+			data += (off_t)cut;
+			if (c->remaining == 0 || c->nops == MAX_OPS) {
+				rc = flush_batch(c, data);
+				if (rc < 0)
+					return rc;
+			}
+		}
+		pos = hole;
+	}
+	if (rc < 0)
+		return rc;
+	/* The last batch runs to the region end (it may hold only holes). */
+	return flush_batch(c, (off_t)(r->end - r->start));
+}
+
+int move_to_staging(struct vswap_handler *h, uint64_t *pages)
+{
+	*pages = 0;
+	pthread_mutex_lock(&h->lock);
+	int rc = 0;
+	for (unsigned i = 0; i < h->nregions && rc == 0; i++)
+		rc = mark_region(h, &h->regions[i], pages);
+	if (rc == 0)
+		rc = vswap_store_commit(h->store);
+	h->c.from_file = h->c.from_staging = h->c.zeroed = h->c.redundant = 0;
+	pthread_mutex_unlock(&h->lock);
+	if (rc < 0)
+		return rc;
+
+	struct move_ctx *c = malloc(sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->h = h;
+	atomic_init(&c->error, 0);
+	for (unsigned i = 0; i < h->nregions && rc == 0; i++) {
+		c->r = &h->regions[i];
+		rc = move_region(c);
+	}
+	/* Wait even after an error: queued tasks point into @c. */
+	pool_wait_complete(h->pool);
+	if (rc == 0)
+		rc = atomic_load(&c->error);
+	free(c);
+	if (rc == 0 && regions_resident_pages(h) > 0)
+		hlog(h, VSWAP_LOG_WARN, "guest memory was written during the move to staging");
+	return rc;
+}

@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Swap-in (disable, exit): on the job thread, a chunk per lock hold, so the
+ * monitor keeps serving faults in between.  Staged pages first, then the
+ * swap file in runs of pages whose slots are consecutive; every page read is
+ * verified by the store, and a page that fails is poisoned on its own (or
+ * reported, by policy).  Copies do not wake: nobody waits on a page that no
+ * fault asked for, and a fault that raced us is woken by its own EEXIST.
+ * An aborted swap-in leaves the remaining pages where they are; pages
+ * brought in keep their disk copies as stale slots for the next trim.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdlib.h>
+
+#include "handler/internal.h"
+
+int swap_in_prepare(struct vswap_handler *h)
+{
+	struct job_progress *jp = &h->jp;
+	if (!jp->run_buf) {
+		size_t len = (size_t)h->opts.chunk_pages << h->page_shift;
+		if (posix_memalign(&jp->run_buf, h->page_size, len))
+			return -ENOMEM;
+	}
+	jp->cursor = 0;
+	jp->staged_done = false;
+	jp->t0_ms = now_ms();
+	return 0;
+}
+
+void swap_in_release(struct vswap_handler *h)
+{
+	free(h->jp.run_buf);
+	h->jp.run_buf = NULL;
+}
+
+/* The copied pages are resident: their staged and swapped copies are now
+ * obsolete (the disk copy stays as a stale slot). */
+static void settle(struct vswap_handler *h, uint64_t first, uint64_t count, bool staged)
+{
+	if (count == 0)
+		return;
+	if (staged)
+		vswap_store_stage_clear(h->store, first, count);
+	vswap_store_mark_stale(h->store, first, count);
+}
+
+/* Copy @count pages without waking; a page already there is skipped. */
+static int copy_pages(struct vswap_handler *h, uintptr_t dst, const uint8_t *src, uint64_t first,
+		      uint64_t count, bool staged)
+{
+	uint64_t i = 0;
+	while (i < count) {
+		size_t done = 0;
+		int rc = uffd_copy(h->main_uffd, dst + (i << h->page_shift),
+				   src + (i << h->page_shift), (count - i) << h->page_shift, false,
+				   &done);
+		uint64_t n = done >> h->page_shift;
+		settle(h, first + i, n, staged);
+		i += n;
+		if (rc == 0)
+			break;
+		if (rc != -EEXIST)
+			return rc;
+		settle(h, first + i, 1, true);
+		i++;
+	}
+	return 0;
+}
+
+static int64_t swap_in_staged(struct vswap_handler *h, uint64_t first, uint64_t count)
+{
+	const struct hregion *r = region_of_page(h, first);
+	if (count > r->first + r->pages - first) /* host addresses end here */
+		count = r->first + r->pages - first;
+	int rc = copy_pages(h, page_addr(h, r, first), staging_ptr(h, first), first, count, true);
+	if (rc < 0)
+		return rc;
+	h->jp.cursor = first + count;
+	return (int64_t)count;
+}
+
+static int64_t swap_in_file(struct vswap_handler *h, uint64_t first, uint32_t count, int *status)
+{
+	const struct hregion *r = region_of_page(h, first);
+	if (count > r->first + r->pages - first)
+		count = (uint32_t)(r->first + r->pages - first);
+	int bad = vswap_store_read_run(h->store, first, count, h->jp.run_buf, status);
+	if (bad < 0)
+		return bad;
+	uint8_t *buf = h->jp.run_buf;
+	uint32_t i = 0;
+	int unserved = 0;
+	while (i < count) {
+		if (status[i] < 0) {
+			h->c.checksum_failures++;
+			int rc = fault_corrupt(h, h->main_uffd, page_addr(h, r, first + i), first + i,
+					       status[i], false);
+			if (rc < 0)
+				return rc;
+			if (rc == 0) /* by policy: the swap-in must not end */
+				unserved = status[i];
+			i++;
+			continue;
+		}
+		uint32_t j = i;
+		while (j < count && status[j] == 0)
+			j++;
+		int rc = copy_pages(h, page_addr(h, r, first + i), buf + ((size_t)i << h->page_shift),
+				    first + i, j - i, false);
+		if (rc < 0)
+			return rc;
+		i = j;
+	}
+	h->jp.cursor = first + count;
+	return unserved ? (int64_t)unserved : (int64_t)count;
+}
+
+/* One chunk: pages brought in, 0 when done, or -errno (-EAGAIN: retry). */
+static int64_t swap_in_chunk(struct vswap_handler *h, int *status)
+{
+	struct job_progress *jp = &h->jp;
+	int64_t n = 0;
+	pthread_mutex_lock(&h->lock);
+	if (!jp->staged_done) {
+		uint64_t first, count;
+		int found = vswap_store_next_staged_run(h->store, jp->cursor, h->total_pages,
+							h->opts.chunk_pages, &first, &count);
+		if (found > 0)
+			n = swap_in_staged(h, first, count);
+		else if (found == 0) {
+			jp->staged_done = true;
+			jp->cursor = 0;
+		} else
+			n = found;
+	}
+	if (jp->staged_done) {
+		uint64_t first;
+		uint32_t count;
+		if (vswap_store_next_present_run(h->store, jp->cursor, h->total_pages,
+						 h->opts.chunk_pages, &first, &count) > 0)
+			n = swap_in_file(h, first, count, status);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return n;
+}
+
+/* Pages lost earlier (a failed fault, fsck) were never served: poison them
+ * now, so that after unregistering the guest gets SIGBUS, never zeros. */
+static int poison_lost(struct vswap_handler *h)
+{
+	struct vswap_store_stats st;
+	pthread_mutex_lock(&h->lock);
+	int rc = vswap_store_stats(h->store, &st);
+	for (uint64_t p = 0; rc == 0 && st.pages_lost && p < h->total_pages; p++) {
+		struct vswap_page_info pi;
+		if (vswap_store_page(h->store, p, &pi) < 0 || pi.state != VSWAP_PAGE_LOST)
+			continue;
+		const struct hregion *r = region_of_page(h, p);
+		rc = fault_corrupt(h, h->main_uffd, page_addr(h, r, p), p, -EBADMSG, false);
+		rc = rc == 0 ? -EBADMSG : rc < 0 ? rc : 0; /* unserved: do not unregister */
+	}
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
+static void progress(struct vswap_handler *h, uint64_t pages)
+{
+	pthread_mutex_lock(&h->slock);
+	h->trans.pages = pages;
+	h->trans.time_ms = now_ms() - h->jp.t0_ms;
+	pthread_mutex_unlock(&h->slock);
+}
+
+int swap_in_job(struct job *j, void *arg)
+{
+	struct vswap_handler *h = arg;
+	int *status = calloc(h->opts.chunk_pages, sizeof(*status));
+	if (!status)
+		return -ENOMEM;
+	uint64_t pages = 0, since_commit = 0;
+	int64_t n;
+	int rc = 0;
+	while (!(j && job_aborted(j))) {
+		n = swap_in_chunk(h, status);
+		if (n == -EAGAIN) { /* a REMOVE event is pending: the monitor reads it */
+			sched_yield();
+			continue;
+		}
+		if (n <= 0) {
+			rc = (int)n;
+			break;
+		}
+		pages += (uint64_t)n;
+		since_commit += (uint64_t)n;
+		progress(h, pages);
+		if (h->swap_in_hook)
+			h->swap_in_hook(h->swap_in_hook_ctx);
+		if (since_commit << h->page_shift >= SWAP_OUT_GROUP_BYTES) {
+			pthread_mutex_lock(&h->lock);
+			vswap_store_commit(h->store);
+			pthread_mutex_unlock(&h->lock);
+			since_commit = 0;
+		}
+	}
+	if (rc == 0 && !(j && job_aborted(j)))
+		rc = poison_lost(h);
+	free(status);
+	pthread_mutex_lock(&h->lock);
+	int crc = vswap_store_commit(h->store);
+	pthread_mutex_unlock(&h->lock);
+	return rc < 0 ? rc : crc;
+}

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Trim (on the job thread, a batch per lock hold): staged pages that are all
+ * zeros leave staging and lose their slot (a fault zero-fills them); staged
+ * pages identical to their stale slot become present again without a write.
+ * A clean page's staging copy is dropped only after the commit that records
+ * it present, so a crash in between still finds its bytes.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "handler/internal.h"
+
+static bool page_is_zero(const void *p, size_t len)
+{
+	const uint64_t *w = p;
+	for (size_t i = 0; i < len / sizeof(*w); i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+struct trim_batch {
+	uint64_t *clean;
+	unsigned nclean;
+	uint64_t cursor;
+};
+
+/* Examine up to trim_batch_pages staged pages: the number trimmed, or -1
+ * when every staged page was examined. */
+static int64_t trim_batch(struct vswap_handler *h, struct trim_batch *b)
+{
+	uint64_t examined = 0, trimmed = 0;
+	while (examined < h->opts.trim_batch_pages) {
+		uint64_t first, count;
+		int found = vswap_store_next_staged_run(h->store, b->cursor, h->total_pages,
+							h->opts.trim_batch_pages - examined, &first,
+							&count);
+		if (found < 0)
+			return found;
+		if (found == 0)
+			return trimmed ? (int64_t)trimmed : -1;
+		for (uint64_t p = first; p < first + count; p++) {
+			const void *bytes = staging_ptr(h, p);
+			if (page_is_zero(bytes, h->page_size)) {
+				vswap_store_stage_clear(h->store, p, 1);
+				vswap_store_free(h->store, p, 1);
+				trimmed++;
+			} else if (vswap_store_stale_equals(h->store, p, bytes) == 1 &&
+				   vswap_store_mark_present(h->store, p) == 0) {
+				b->clean[b->nclean++] = p;
+				trimmed++;
+			}
+		}
+		b->cursor = first + count;
+		examined += count;
+	}
+	return (int64_t)trimmed;
+}
+
+static void progress(struct vswap_handler *h, uint64_t pages)
+{
+	pthread_mutex_lock(&h->slock);
+	h->trans.pages = pages;
+	h->trans.time_ms = now_ms() - h->jp.t0_ms;
+	pthread_mutex_unlock(&h->slock);
+}
+
+int trim_job(struct job *j, void *arg)
+{
+	struct vswap_handler *h = arg;
+	struct trim_batch b = {.clean = calloc(h->opts.trim_batch_pages, sizeof(uint64_t))};
+	if (!b.clean)
+		return -ENOMEM;
+	uint64_t total = 0;
+	int rc = 0;
+	while (!job_aborted(j)) {
+		pthread_mutex_lock(&h->lock);
+		b.nclean = 0;
+		int64_t n = trim_batch(h, &b);
+		rc = vswap_store_commit(h->store);
+		for (unsigned i = 0; rc == 0 && i < b.nclean; i++)
+			vswap_store_stage_clear(h->store, b.clean[i], 1);
+		pthread_mutex_unlock(&h->lock);
+		if (n < -1)
+			rc = (int)n;
+		if (rc < 0 || n == -1)
+			break;
+		total += (uint64_t)n;
+		progress(h, total);
+	}
+	free(b.clean);
+	return rc;
+}

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Test fixture for the page handler: a store in a fresh directory (staging
+ * in /dev/shm), guest regions carved from one memfd and mapped shared, a
+ * handler over them, and guest accesses run on another thread under a time
+ * limit, so that a fault nobody wakes fails the test instead of hanging it.
+ * A SIGBUS during such an access is caught and reported.
+ */
+#ifndef VSWAP_TESTS_HANDLER_FIXTURE_H
+#define VSWAP_TESTS_HANDLER_FIXTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <vswap/handler.h>
+
+#define HFX_MAX_REGIONS 4
+/* The limit on one guest access; generous so sanitizer builds pass, short
+ * enough that a missing wake fails fast. */
+#define HFX_TIMEOUT_MS 5000
+
+struct hfx {
+	char dir[256];
+	char path[320];
+	struct vswap_store *store;
+	struct vswap_handler *h;
+	int memfd;
+	size_t page_size;
+	void *reserve; /* the address range the regions sit in, guard pages apart */
+	size_t reserve_len;
+	unsigned n;
+	struct vswap_region regions[HFX_MAX_REGIONS];
+	uint64_t first[HFX_MAX_REGIONS]; /* each region's first page in the store */
+};
+
+/* NULL if the handler tests can run here, else why not (not root, no
+ * userfaultfd). */
+const char *hfx_unavailable(void);
+/* Exit 77 with a message when hfx_unavailable() says so. */
+void hfx_skip_if_unavailable(const char *suite);
+
+/* Store + memfd + regions of @pages[i] pages (offsets end to end, each
+ * mapped separately with an unmapped guard page before and after).  @opts may be NULL; its store field is ignored. */
+int hfx_setup(struct hfx *f, const size_t *pages, unsigned n, const struct vswap_handler_opts *opts);
+/* The same without the handler (for create-error tests). */
+int hfx_setup_memory(struct hfx *f, const size_t *pages, unsigned n);
+int hfx_start(struct hfx *f, const struct vswap_handler_opts *opts);
+/* Destroy the handler (returns its result), close and remove the store. */
+int hfx_teardown(struct hfx *f);
+
+/* Host address of page @page of region @r. */
+uint8_t *hfx_addr(const struct hfx *f, unsigned r, uint64_t page);
+
+/* Guest accesses on another thread, at most @timeout_ms (0: default).
+ * 0, -ETIMEDOUT (a fault was not resolved in time) or -EFAULT (SIGBUS;
+ * *bus_at gets the offset where it hit, may be NULL). */
+int hfx_read(void *dst, const void *guest, size_t len, int timeout_ms, size_t *bus_at);
+int hfx_write(void *guest, const void *src, size_t len, int timeout_ms);
+/* Fill / check one page with byte @v through timed accesses. */
+int hfx_fill(const struct hfx *f, unsigned r, uint64_t page, uint8_t v);
+/* The byte every position of the page holds, or -1 if mixed, -2 timeout,
+ * -3 SIGBUS. */
+int hfx_page_byte(const struct hfx *f, unsigned r, uint64_t page);
+
+/*
+ * A forked "device" process: it creates its own uffd and hands it over
+ * (SCM_RIGHTS); the parent adds it to the handler.  The child then waits
+ * for hfx_child_go() and exits with fn(f, arg)'s value.
+ */
+struct hfx_child {
+	int pid;
+	int sock;
+	int pidfd;
+};
+int hfx_child_start(struct hfx *f, int (*fn)(const struct hfx *f, void *arg), void *arg,
+		    struct hfx_child *c);
+int hfx_child_go(struct hfx_child *c);
+/* The child's exit status, or -ETIMEDOUT (it is then killed). */
+int hfx_child_wait(struct hfx_child *c, int timeout_ms);
+/* True once task @tid of process @pid (0: this one) waits on a userfault. */
+bool hfx_in_userfault(int pid, int tid);
+
+/* Wait for @st (default limit); 0 or -ETIMEDOUT. */
+int hfx_wait(const struct hfx *f, enum vswap_state st);
+
+#endif
