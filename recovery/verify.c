@@ -18,8 +18,8 @@
 
 #include "recovery/internal.h"
 
-#define DEFAULT_QUEUE_DEPTH 8u
-#define DEFAULT_READ_BYTES (1u << 20)
+#define DEFAULT_QUEUE_DEPTH 16u
+#define DEFAULT_READ_BYTES (256u << 10)
 
 /* One read in flight: the records whose slots it covers. */
 struct verify_read {

@@ -104,8 +104,8 @@ struct vswap_fsck_opts {
 	const char *staging_dir;
 	/* Skip the scan of the staging directory for orphan staging files. */
 	bool no_orphan_scan;
-	/* Verification I/O: reads in flight (default 8) and bytes per read
-	 * (default 1 MiB, rounded to whole pages). */
+	/* Verification I/O: reads in flight (default 16) and bytes per read
+	 * (default 256 KiB, rounded to whole pages). */
 	unsigned queue_depth;
 	uint32_t read_bytes;
 	vswap_fsck_progress_fn progress;
