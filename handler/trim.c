@@ -21,10 +21,41 @@ static bool page_is_zero(const void *p, size_t len)
 }
 
 struct trim_batch {
-	uint64_t *clean;
+	struct run *clean; /* runs of clean pages: staging dropped after commit */
 	unsigned nclean;
 	uint64_t cursor;
+	uint64_t zero_first, zero_count; /* the zero run being built */
 };
+
+/* Drop a run of zero pages: one clear and one free for the whole run. */
+static void zero_flush(struct vswap_handler *h, struct trim_batch *b)
+{
+	if (!b->zero_count)
+		return;
+	vswap_store_stage_clear(h->store, b->zero_first, b->zero_count);
+	vswap_store_free(h->store, b->zero_first, b->zero_count);
+	b->zero_count = 0;
+}
+
+static void zero_add(struct vswap_handler *h, struct trim_batch *b, uint64_t p)
+{
+	if (b->zero_count && b->zero_first + b->zero_count == p) {
+		b->zero_count++;
+		return;
+	}
+	zero_flush(h, b);
+	b->zero_first = p;
+	b->zero_count = 1;
+}
+
+static void clean_add(struct trim_batch *b, uint64_t p)
+{
+	struct run *last = b->nclean ? &b->clean[b->nclean - 1] : NULL;
+	if (last && last->first + last->count == p)
+		last->count++;
+	else
+		b->clean[b->nclean++] = (struct run){p, 1};
+}
 
 /* Examine up to trim_batch_pages staged pages: the number trimmed, or -1
  * when every staged page was examined. */
@@ -43,15 +74,16 @@ static int64_t trim_batch(struct vswap_handler *h, struct trim_batch *b)
 		for (uint64_t p = first; p < first + count; p++) {
 			const void *bytes = staging_ptr(h, p);
 			if (page_is_zero(bytes, h->page_size)) {
-				vswap_store_stage_clear(h->store, p, 1);
-				vswap_store_free(h->store, p, 1);
+				zero_add(h, b, p);
 				trimmed++;
 			} else if (vswap_store_stale_equals(h->store, p, bytes) == 1 &&
 				   vswap_store_mark_present(h->store, p) == 0) {
-				b->clean[b->nclean++] = p;
+				clean_add(b, p);
 				trimmed++;
 			}
 		}
+		/* The run walk must not see a zero page still staged. */
+		zero_flush(h, b);
 		b->cursor = first + count;
 		examined += count;
 	}
@@ -69,7 +101,7 @@ static void progress(struct vswap_handler *h, uint64_t pages)
 int trim_job(struct job *j, void *arg)
 {
 	struct vswap_handler *h = arg;
-	struct trim_batch b = {.clean = calloc(h->opts.trim_batch_pages, sizeof(uint64_t))};
+	struct trim_batch b = {.clean = calloc(h->opts.trim_batch_pages, sizeof(struct run))};
 	if (!b.clean)
 		return -ENOMEM;
 	uint64_t total = 0;
@@ -80,7 +112,7 @@ int trim_job(struct job *j, void *arg)
 		int64_t n = trim_batch(h, &b);
 		rc = vswap_store_commit(h->store);
 		for (unsigned i = 0; rc == 0 && i < b.nclean; i++)
-			vswap_store_stage_clear(h->store, b.clean[i], 1);
+			vswap_store_stage_clear(h->store, b.clean[i].first, b.clean[i].count);
 		pthread_mutex_unlock(&h->lock);
 		if (n < -1)
 			rc = (int)n;

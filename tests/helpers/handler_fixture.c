@@ -224,7 +224,14 @@ static int access_run(void *dst, const void *src, size_t len, int timeout_ms, si
 
 int hfx_read(void *dst, const void *guest, size_t len, int timeout_ms, size_t *bus_at)
 {
-	return access_run(dst, guest, len, timeout_ms, bus_at);
+	struct timespec a, b;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	int rc = access_run(dst, guest, len, timeout_ms, bus_at);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	if (getenv("HFX_TIMING"))
+		fprintf(stderr, "read %zu: %.1f ms\n", len,
+			(b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6);
+	return rc;
 }
 
 int hfx_write(void *guest, const void *src, size_t len, int timeout_ms)
@@ -259,7 +266,14 @@ int hfx_page_byte(const struct hfx *f, unsigned r, uint64_t page)
 
 int hfx_wait(const struct hfx *f, enum vswap_state st)
 {
-	return vswap_handler_wait_state(f->h, st, 20000);
+	struct timespec a, b;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	int rc = vswap_handler_wait_state(f->h, st, 20000);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	if (getenv("HFX_TIMING"))
+		fprintf(stderr, "wait %s: %.1f ms\n", vswap_state_name(st),
+			(b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6);
+	return rc;
 }
 
 /* ---- forked device processes --------------------------------------------- */
