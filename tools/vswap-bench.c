@@ -28,6 +28,10 @@
 #include <unistd.h>
 #include <xxh_x86dispatch.h>
 
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+
+#include <vswap/handler.h>
 #include <vswap/store.h>
 
 #include "tools/bench/common.h"
@@ -60,6 +64,7 @@ struct bench {
 	double store_write_batch_gbps;
 	double store_read_gbps;
 	double store_read_p50_us;
+	double swap_out_gbps, swap_in_gbps;
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -466,7 +471,7 @@ static void read_teardown(struct read_setup *rs)
 	free(rs->order);
 }
 
-static int drop_cache(int fd)
+static int cache_drop(int fd)
 {
 	int err = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 
@@ -478,7 +483,7 @@ static int raw_read_pass(struct bench *b, struct read_setup *rs, double *gbps, d
 	uint64_t off;
 	unsigned i;
 	double t0;
-	int err = drop_cache(rs->raw_fd);
+	int err = cache_drop(rs->raw_fd);
 
 	t0 = bench_now();
 	for (off = 0; off < b->size && !err; off += CHUNK_BYTES) {
@@ -488,7 +493,7 @@ static int raw_read_pass(struct bench *b, struct read_setup *rs, double *gbps, d
 	}
 	*gbps = bench_gbps(b->size, bench_now() - t0);
 	if (!err)
-		err = drop_cache(rs->raw_fd);
+		err = cache_drop(rs->raw_fd);
 	for (i = 0; i < rs->nrand && !err; i++) {
 		uint64_t a = bench_now_ns();
 
@@ -503,7 +508,7 @@ static int store_read_pass(struct bench *b, struct read_setup *rs, double *gbps,
 {
 	uint32_t chunk = (uint32_t)(CHUNK_BYTES / b->page_size);
 	uint64_t pages = b->size / b->page_size, p;
-	int fd = vswap_store_swap_fd(rs->s), err = drop_cache(fd), bad;
+	int fd = vswap_store_swap_fd(rs->s), err = cache_drop(fd), bad;
 	unsigned i;
 	double t0;
 
@@ -516,7 +521,7 @@ static int store_read_pass(struct bench *b, struct read_setup *rs, double *gbps,
 	}
 	*gbps = bench_gbps(pages * b->page_size, bench_now() - t0);
 	if (!err)
-		err = drop_cache(fd);
+		err = cache_drop(fd);
 	for (i = 0; i < rs->nrand && !err; i++) {
 		uint64_t a = bench_now_ns();
 
@@ -582,6 +587,262 @@ out:
 	return err;
 }
 
+/* ---- group "handler": enable, swap-out and swap-in through the handler -- */
+
+/* RssAnon of this process in bytes (the handler's and store's own memory;
+ * the staging file and the guest memfd count as shmem, the index as file). */
+static long long rss_anon(void)
+{
+	long long kb = kswap_proc_kb("/proc/self/status", "RssAnon");
+
+	return kb < 0 ? -1 : kb * 1024;
+}
+
+/* A memfd of @len bytes mapped shared: guest RAM as a VMM holds it. */
+static int memfd_map(size_t len, int *fd, uint8_t **mem)
+{
+	*fd = memfd_create("vswap-bench-guest", MFD_CLOEXEC);
+	if (*fd < 0)
+		return -errno;
+	if (ftruncate(*fd, (off_t)len)) {
+		close(*fd);
+		return -errno;
+	}
+	*mem = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+	if (*mem == MAP_FAILED) {
+		close(*fd);
+		return -errno;
+	}
+	return 0;
+}
+
+static void memfd_unmap(size_t len, int fd, uint8_t *mem)
+{
+	munmap(mem, len);
+	close(fd);
+}
+
+struct handler_pass {
+	double enable_gbps, swap_out_gbps, swap_in_gbps, disable_gbps;
+	double rss_per_page; /* NAN unless measured */
+};
+
+/*
+ * One cycle through the handler on a guest of @b->size bytes of
+ * incompressible data: enable (move to staging), swap out (batch), drop the
+ * swap file's page cache, disable (swap in, every page verified).  Swap-in
+ * is timed by the handler's own transition record (the swap-in job) and,
+ * as disable, by the wall time until Ready (which also frees the slots).
+ */
+static int handler_pass(struct bench *b, struct handler_pass *r, bool measure_rss)
+{
+	struct vswap_store_opts so = {.durability = VSWAP_DURABILITY_BATCH};
+	struct vswap_handler_opts ho = {0};
+	struct vswap_handler *h = NULL;
+	struct vswap_store *s = NULL;
+	struct vswap_status st;
+	char path[PATH_MAX];
+	long long rss0 = measure_rss ? rss_anon() : -1;
+	uint8_t *mem;
+	uint64_t off, pages = b->size / b->page_size;
+	double t0;
+	int fd, err;
+
+	r->rss_per_page = NAN;
+	err = memfd_map(b->size, &fd, &mem);
+	if (err)
+		return err;
+	for (off = 0; off < b->size; off += CHUNK_BYTES)
+		memcpy(mem + off, src_at(b, off), CHUNK_BYTES);
+	tmp_path(b, "swap", path, sizeof(path));
+	err = vswap_store_create(path, &so, &s);
+	if (err) {
+		s = NULL;
+		goto out;
+	}
+	{
+		struct vswap_region reg = {.addr = mem, .len = b->size, .memfd = fd, .offset = 0};
+
+		ho.store = s;
+		err = vswap_handler_create(&reg, 1, &ho, &h);
+		if (err) {
+			h = NULL;
+			goto out;
+		}
+	}
+	t0 = bench_now();
+	err = vswap_handler_enable(h);
+	r->enable_gbps = bench_gbps(b->size, bench_now() - t0);
+	if (err)
+		goto out;
+	t0 = bench_now();
+	err = vswap_handler_swap_out(h);
+	if (!err)
+		err = vswap_handler_wait_state(h, VSWAP_STATE_ACTIVE, 600000);
+	r->swap_out_gbps = bench_gbps(b->size, bench_now() - t0);
+	if (err)
+		goto out;
+	if (measure_rss && rss0 >= 0)
+		r->rss_per_page = (double)(rss_anon() - rss0) / (double)pages;
+	cache_drop(vswap_store_swap_fd(s));
+	t0 = bench_now();
+	err = vswap_handler_disable(h, false);
+	if (!err)
+		err = vswap_handler_wait_state(h, VSWAP_STATE_READY, 600000);
+	r->disable_gbps = bench_gbps(b->size, bench_now() - t0);
+	if (!err)
+		err = vswap_handler_status(h, &st);
+	if (!err)
+		r->swap_in_gbps = bench_gbps(st.transition.pages * b->page_size,
+					     (double)(st.transition.time_ms ? st.transition.time_ms : 1) / 1e3);
+	/* Every byte must have come back. */
+	for (off = 0; !err && off < b->size; off += CHUNK_BYTES)
+		if (memcmp(mem + off, src_at(b, off), CHUNK_BYTES))
+			err = -EBADMSG;
+	note(b, "  handler: enable %.3f, swap-out %.3f, swap-in %.3f, disable %.3f GB/s\n",
+	     r->enable_gbps, r->swap_out_gbps, r->swap_in_gbps, r->disable_gbps);
+out:
+	if (err)
+		fprintf(stderr, "vswap-bench: handler pass: %s\n", vswap_strerror(err));
+	if (h)
+		vswap_handler_destroy(h);
+	if (s)
+		store_gone(s, path);
+	memfd_unmap(b->size, fd, mem);
+	return err;
+}
+
+/*
+ * Baselines of the handler pass: memcpy of the same bytes into a fresh
+ * memfd (what a move to staging must at least do), and the bulk
+ * UFFDIO_COPY floor: the same bytes copied in 2 MiB UFFDIO_COPY calls into
+ * a fresh registered memfd (what a swap-in must at least do after reading).
+ */
+static int copy_floors(struct bench *b, double *memcpy_gbps, double *uffd_secs)
+{
+	struct uffdio_register reg = {0};
+	uint8_t *mem;
+	uint64_t off;
+	double t0;
+	int fd, uffd, err;
+
+	err = memfd_map(b->size, &fd, &mem);
+	if (err)
+		return err;
+	t0 = bench_now();
+	for (off = 0; off < b->size; off += CHUNK_BYTES)
+		memcpy(mem + off, src_at(b, off), CHUNK_BYTES);
+	*memcpy_gbps = bench_gbps(b->size, bench_now() - t0);
+	memfd_unmap(b->size, fd, mem);
+
+	err = memfd_map(b->size, &fd, &mem);
+	if (err)
+		return err;
+	err = vswap_uffd_create(&uffd);
+	if (err)
+		goto out;
+	reg.range.start = (uintptr_t)mem;
+	reg.range.len = b->size;
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg)) {
+		err = -errno;
+		close(uffd);
+		goto out;
+	}
+	t0 = bench_now();
+	for (off = 0; off < b->size && !err; off += CHUNK_BYTES) {
+		struct uffdio_copy c = {
+			.dst = (uintptr_t)(mem + off),
+			.src = (uintptr_t)src_at(b, off),
+			.len = CHUNK_BYTES,
+		};
+
+		if (ioctl(uffd, UFFDIO_COPY, &c) && errno != EEXIST)
+			err = -errno;
+	}
+	*uffd_secs = bench_now() - t0;
+	close(uffd);
+out:
+	memfd_unmap(b->size, fd, mem);
+	return err;
+}
+
+/* Sequential read of a synced file after dropping its page cache. */
+static int raw_read_file(struct bench *b, const char *path, double *secs)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), err;
+	uint64_t off;
+	double t0;
+
+	if (fd < 0)
+		return -errno;
+	err = cache_drop(fd);
+	t0 = bench_now();
+	for (off = 0; off < b->size && !err; off += CHUNK_BYTES)
+		err = pread_all(fd, b->dst, CHUNK_BYTES, off);
+	*secs = bench_now() - t0;
+	close(fd);
+	return err;
+}
+
+static int fig_handler(struct bench *b)
+{
+	double en[MAX_RUNS], out[MAX_RUNS], in[MAX_RUNS], dis[MAX_RUNS];
+	double mc[MAX_RUNS], rw[MAX_RUNS], rin[MAX_RUNS], rss = NAN;
+	unsigned r;
+	int err = 0;
+
+	if (b->size % CHUNK_BYTES) {
+		fprintf(stderr, "vswap-bench: handler figures need a size in whole 2 MiB\n");
+		return -EINVAL;
+	}
+	for (r = 0; r < b->runs && !err; r++) {
+		struct handler_pass hp = {0};
+		char path[PATH_MAX];
+		double secs = 0, sync_secs = 0, rsecs = 0, usecs = 0;
+
+		note(b, "handler run %u/%u\n", r + 1, b->runs);
+		if (interrupted(b))
+			return -EINTR;
+		err = handler_pass(b, &hp, r == 0);
+		if (err)
+			break;
+		en[r] = hp.enable_gbps;
+		out[r] = hp.swap_out_gbps;
+		in[r] = hp.swap_in_gbps;
+		dis[r] = hp.disable_gbps;
+		if (r == 0)
+			rss = hp.rss_per_page;
+		tmp_path(b, "raw", path, sizeof(path));
+		err = raw_write_file(b, path, true, 0, false, &secs, &sync_secs);
+		if (!err)
+			err = raw_read_file(b, path, &rsecs);
+		unlink(path);
+		if (!err)
+			err = copy_floors(b, &mc[r], &usecs);
+		if (err)
+			break;
+		rw[r] = bench_gbps(b->size, secs);
+		rin[r] = bench_gbps(b->size, rsecs + usecs);
+		note(b, "  raw write %.3f, read+UFFDIO_COPY %.3f, memcpy %.3f GB/s\n", rw[r], rin[r],
+		     mc[r]);
+	}
+	if (err)
+		return err;
+	bench_add(&b->res, "enable_gbps", bench_median(en, b->runs), "GB/s", "memcpy_to_memfd_gbps",
+		  bench_median(mc, b->runs));
+	bench_add(&b->res, "swap_out_gbps", bench_median(out, b->runs), "GB/s",
+		  "raw_write_fdatasync_gbps", bench_median(rw, b->runs));
+	bench_add(&b->res, "swap_in_gbps", bench_median(in, b->runs), "GB/s",
+		  "raw_read_plus_uffdio_copy_gbps", bench_median(rin, b->runs));
+	bench_add(&b->res, "disable_gbps", bench_median(dis, b->runs), "GB/s",
+		  "raw_read_plus_uffdio_copy_gbps", bench_median(rin, b->runs));
+	bench_add(&b->res, "metadata_bytes_per_page", rss, "B", NULL, NAN);
+	b->swap_out_gbps = bench_median(out, b->runs);
+	b->swap_in_gbps = bench_median(in, b->runs);
+	return 0;
+}
+
 /* ---- group "kernel-swap": the peer a user already has (root only) ------- */
 
 static int fig_kernel_swap(struct bench *b)
@@ -629,12 +890,14 @@ static int fig_kernel_swap(struct bench *b)
 		     kr.rand_p99_us);
 	}
 	/*
-	 * vswap's side: the store-level figures until the handler's swap-out,
-	 * swap-in and file-fault figures are measured in this run.
+	 * vswap's side: the handler's swap-out and swap-in when measured in
+	 * this run (group "handler"), else the store-level figures.
 	 */
-	bench_add(&b->res, "vs_kernel_swap_out_gbps", b->store_write_batch_gbps, "GB/s",
+	bench_add(&b->res, "vs_kernel_swap_out_gbps",
+		  isfinite(b->swap_out_gbps) ? b->swap_out_gbps : b->store_write_batch_gbps, "GB/s",
 		  "kernel_swap_out_gbps", bench_median(out, runs));
-	bench_add(&b->res, "vs_kernel_seq_refault_gbps", b->store_read_gbps, "GB/s",
+	bench_add(&b->res, "vs_kernel_seq_refault_gbps",
+		  isfinite(b->swap_in_gbps) ? b->swap_in_gbps : b->store_read_gbps, "GB/s",
 		  "kernel_seq_refault_gbps", bench_median(seq, runs));
 	bench_add(&b->res, "vs_kernel_rand_refault_p50_us", b->store_read_p50_us, "us",
 		  "kernel_rand_refault_p50_us", bench_median(p50, runs));
@@ -654,6 +917,7 @@ static const struct figure figures[] = {
 	{"hash", fig_hash, false},
 	{"store-write", fig_store_write, false},
 	{"store-read", fig_store_read, false},
+	{"handler", fig_handler, false},
 	{"kernel-swap", fig_kernel_swap, true},
 };
 
@@ -679,7 +943,7 @@ static void usage(FILE *f)
 		"  --dir DIR      file system to measure (default /var/tmp)\n"
 		"  --runs N       runs per figure, median reported (default 5; --quick 3)\n"
 		"  --kernel-swap  also measure the kernel's swap on a swap file (root)\n"
-		"  --only GROUPS  hash, store-write, store-read, kernel-swap\n");
+		"  --only GROUPS  hash, store-write, store-read, handler, kernel-swap\n");
 }
 
 static int parse_args(struct bench *b, int argc, char **argv)
@@ -767,6 +1031,7 @@ static int setup(struct bench *b)
 		return -ENOMEM;
 	bench_fill_random(b->src, b->src_len, 0x76737761700ull);
 	b->store_write_batch_gbps = b->store_read_gbps = b->store_read_p50_us = NAN;
+	b->swap_out_gbps = b->swap_in_gbps = NAN;
 	return 0;
 }
 
