@@ -143,7 +143,8 @@ struct run {
 	size_t at;
 	const struct variant *var;
 	uint32_t lo, hi;
-	bool created;
+	bool created, closed;
+	bool strict; /* nothing a returned call wrote can be missing (see strict()) */
 	char last_store_error[256];
 };
 
@@ -156,6 +157,18 @@ static bool long_mode(void)
 static bool durable_mode(const struct run *r)
 {
 	return r->mode != VSWAP_DURABILITY_NONE;
+}
+
+/*
+ * Whether the state at hand must hold everything the returned calls
+ * promised: always in full and batch; in none when the variant dropped no
+ * unsynced data (the write order alone gives invariants 1 and 5 and a store
+ * that opens); and after a clean close in every mode (close syncs both
+ * files even in none).
+ */
+static bool strict(const struct run *r, const struct variant *v)
+{
+	return durable_mode(r) || !v->drops || r->closed;
 }
 
 static void quiet_log(void *ctx, enum vswap_log_level level, const char *msg)
@@ -177,7 +190,8 @@ static const char *op_name(enum wl_type t)
 /* One violation: count it, print the first few in full with the exact state. */
 __attribute__((format(printf, 2, 3))) static void violation(struct run *r, const char *fmt, ...)
 {
-	if (r->c.violations++ >= MAX_REPORTED || r->cfg.quiet)
+	bool quiet = r->cfg.quiet && !getenv("VSWAP_TEST_VERBOSE");
+	if (r->c.violations++ >= MAX_REPORTED || quiet)
 		return;
 	char what[512];
 	va_list ap;
@@ -380,7 +394,7 @@ static uint64_t state_hash(struct run *r, const struct variant *v)
 	uint64_t keep = torn_keep(r, v->torn);
 	if (v->torn && !keep)
 		return 0;
-	uint64_t h[64 + 2];
+	uint64_t h[64 + 4];
 	int n = 0;
 	for (int f = 0; f < r->log.nfiles && n < 64; f++) {
 		enum view w = view_of(r, f, v);
@@ -388,6 +402,9 @@ static uint64_t state_hash(struct run *r, const struct variant *v)
 	}
 	h[n++] = keep ? r->at : 0;
 	h[n++] = keep;
+	/* The same files are judged by what was legal at this boundary. */
+	h[n++] = (uint64_t)r->lo << 32 | r->hi;
+	h[n++] = (uint64_t)r->strict | (uint64_t)r->created << 1 | (uint64_t)r->closed << 2;
 	return XXH3_64bits_dispatch(h, (size_t)n * sizeof(h[0]));
 }
 
@@ -514,8 +531,10 @@ static void check_present_bytes(struct run *r, struct vswap_store *s, const stru
 	}
 }
 
-/* Invariant 3: a read gives the recorded version's bytes or an error. */
-static void check_reads(struct run *r, struct vswap_store *s, const struct walk *w, int64_t c)
+/* Invariant 3: a read gives the recorded version's bytes or an error.
+ * @good[p] receives the version of each present page that read right. */
+static void check_reads(struct run *r, struct vswap_store *s, const struct walk *w, int64_t c,
+			uint32_t *good)
 {
 	for (uint32_t p = 0; p < r->npages; p++) {
 		const struct rec *x = &w->recs[p];
@@ -525,7 +544,7 @@ static void check_reads(struct run *r, struct vswap_store *s, const struct walk 
 		int ret = vswap_store_read_page(s, p, r->buf);
 		if (ret) {
 			r->c.read_errors++;
-			if (durable_mode(r) && x->state == VSWAP_PAGE_PRESENT)
+			if (r->strict && x->state == VSWAP_PAGE_PRESENT)
 				violation(r, "page %u: present page does not read: %s", p,
 					  vswap_strerror(ret));
 			continue;
@@ -535,6 +554,8 @@ static void check_reads(struct run *r, struct vswap_store *s, const struct walk 
 		if (!got || got != want || XXH3_64bits_dispatch(r->buf, r->ps) != x->xxh3)
 			violation(r, "page %u: read returned wrong bytes (version %u, want %u)", p,
 				  got, want);
+		else if (x->state == VSWAP_PAGE_PRESENT)
+			good[p] = got;
 	}
 }
 
@@ -555,8 +576,32 @@ static void check_staging(struct run *r, const struct walk *w)
 	close(fd);
 }
 
-/* Invariant 4: fsck -y leaves nothing for a second run. */
-static void check_fsck(struct run *r)
+/* After repair, every present page that read right still does: fsck lost
+ * nothing good.  The repaired index must open without tolerance. */
+static void check_repaired(struct run *r, const uint32_t *good)
+{
+	struct vswap_store_opts o = {.read_only = true, .durability = r->mode, .log = quiet_log,
+				     .log_ctx = r, .log_level = VSWAP_LOG_ERROR};
+	struct vswap_store *s;
+	int ret = vswap_store_open(r->abs[r->f_swap], &o, &s);
+	if (ret) {
+		violation(r, "repaired store does not open: %s (%s)", vswap_strerror(ret),
+			  r->last_store_error);
+		return;
+	}
+	for (uint32_t p = 0; p < r->npages; p++) {
+		if (!good[p])
+			continue;
+		ret = vswap_store_read_page(s, p, r->buf);
+		if (ret || !pl_is(r->buf, r->ps, p, good[p]))
+			violation(r, "page %u: read version %u before fsck -y, not after (%s)", p,
+				  good[p], ret ? vswap_strerror(ret) : "other bytes");
+	}
+	vswap_store_close(s);
+}
+
+/* Invariant 4: fsck -y leaves nothing for a second run, and loses nothing. */
+static void check_fsck(struct run *r, const uint32_t *good)
 {
 	struct vswap_fsck_opts o = {.mode = VSWAP_FSCK_REPAIR, .staging_dir = r->dir,
 				    .log = quiet_log, .log_ctx = r, .log_level = VSWAP_LOG_ERROR};
@@ -583,6 +628,16 @@ static void check_fsck(struct run *r)
 		o.mode = VSWAP_FSCK_CHECK;
 	}
 	r->c.fsck_repaired += codes[0] != 0;
+	check_repaired(r, good);
+}
+
+/* A clean close is durable in every mode: after it, the flag must say so. */
+static void check_clean(struct run *r, struct vswap_store *s)
+{
+	struct vswap_store_info info;
+	assert_int_equal(vswap_store_info(s, &info), 0);
+	if (r->closed && !info.was_clean)
+		violation(r, "store closed cleanly, but the index says unclean");
 }
 
 static void check_state(struct run *r)
@@ -595,7 +650,7 @@ static void check_state(struct run *r)
 	if (ret) {
 		r->c.refused++;
 		/* A store whose create returned was synced: it must open. */
-		if (r->created && durable_mode(r))
+		if (r->created && r->strict)
 			violation(r, "store does not open: %s (%s)", vswap_strerror(ret),
 				  r->last_store_error);
 		return;
@@ -608,17 +663,21 @@ static void check_state(struct run *r)
 	assert_int_equal(vswap_store_foreach_page(s, walk_page, &w), 0);
 	assert_int_equal(vswap_store_foreach_staged(s, walk_staged, &w), 0);
 	int64_t c = match_commit(r, &w);
-	if (durable_mode(r))
+	if (r->strict)
 		check_present_bytes(r, s, &w);
-	check_reads(r, s, &w, c);
+	check_clean(r, s);
+	uint32_t *good = calloc(r->npages, sizeof(*good));
+	assert_non_null(good);
+	check_reads(r, s, &w, c, good);
 	vswap_store_close(s);
-	if (durable_mode(r))
+	if (r->strict)
 		check_staging(r, &w);
 	free(w.recs);
 	free(w.staged);
 	free(w.owner);
 	if (r->created)
-		check_fsck(r);
+		check_fsck(r, good);
+	free(good);
 }
 
 /* ---- the replay loop ----------------------------------------------------------------- */
@@ -631,21 +690,22 @@ static void check_boundary(struct run *r)
 		r->var = &variants[v];
 		if (r->var->long_only && !long_mode())
 			continue;
-		uint64_t h = state_hash(r, r->var);
-		if (!h)
-			continue;
-		r->c.candidates++;
-		if (!seen_add(&r->seen, h))
-			continue;
-		r->c.states++;
-		r->c.per_variant[v]++;
-		/* States that may have lost a returned commit: any older one is
+		/* A state that may have lost a returned commit: any older one is
 		 * legal unless the mode promises durability. */
 		uint32_t lo_saved = r->lo;
-		if (!durable_mode(r) && r->var->drops)
+		r->strict = strict(r, r->var);
+		if (!r->strict)
 			r->lo = 0;
-		materialise(r, r->var);
-		check_state(r);
+		uint64_t h = state_hash(r, r->var);
+		if (h) {
+			r->c.candidates++;
+			if (seen_add(&r->seen, h)) {
+				r->c.states++;
+				r->c.per_variant[v]++;
+				materialise(r, r->var);
+				check_state(r);
+			}
+		}
 		r->lo = lo_saved;
 	}
 }
@@ -655,6 +715,8 @@ static void track_marks(struct run *r, const struct pl_op *op)
 {
 	if (pl_op_is_mark(op, PL_MARK_CREATED)) {
 		r->created = true;
+	} else if (pl_op_is_mark(op, PL_MARK_CLOSED)) {
+		r->closed = true;
 	} else if (pl_op_is_mark(op, PL_MARK_BEGIN)) {
 		uint32_t c;
 		memcpy(&c, op->data, sizeof(c));
@@ -726,7 +788,7 @@ static void replay_all(struct run *r)
 	assert_int_equal(pl_replay_init(&r->rp, &r->log), 0);
 	set_mutation(r);
 	r->lo = r->hi = 0;
-	r->created = false;
+	r->created = r->closed = false;
 	for (r->at = 0;; r->at++) {
 		check_boundary(r);
 		if (r->at == r->log.nops)
