@@ -145,10 +145,10 @@ struct vswap_handler {
 	pthread_cond_t qdone;
 	struct cmd *qhead, *qtail;
 
-	/* Test hook: called by the swap-in job between chunks, without the
-	 * lock, so a test can hold the swap-in still while faults are served. */
-	void (*swap_in_hook)(void *ctx);
-	void *swap_in_hook_ctx;
+	/* Test hook: called by the trim and swap-in jobs between batches,
+	 * without the lock, so a test can hold a job still meanwhile. */
+	void (*job_hook)(void *ctx);
+	void *job_hook_ctx;
 
 	pthread_t thread;
 	atomic_uint nuffds; /* the monitor's list length, for status() */

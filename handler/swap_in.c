@@ -196,8 +196,8 @@ int swap_in_job(struct job *j, void *arg)
 		pages += (uint64_t)n;
 		since_commit += (uint64_t)n;
 		progress(h, pages);
-		if (h->swap_in_hook)
-			h->swap_in_hook(h->swap_in_hook_ctx);
+		if (h->job_hook)
+			h->job_hook(h->job_hook_ctx);
 		if (since_commit << h->page_shift >= SWAP_OUT_GROUP_BYTES) {
 			pthread_mutex_lock(&h->lock);
 			vswap_store_commit(h->store);

@@ -120,6 +120,8 @@ int trim_job(struct job *j, void *arg)
 			break;
 		total += (uint64_t)n;
 		progress(h, total);
+		if (h->job_hook)
+			h->job_hook(h->job_hook_ctx);
 	}
 	free(b.clean);
 	return rc;

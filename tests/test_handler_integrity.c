@@ -273,8 +273,8 @@ static void faults_served_during_swap_in(void **state)
 	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
 	struct gate g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 	pthread_mutex_lock(&f.h->lock); /* the hook is read by the swap-in job */
-	f.h->swap_in_hook = gate_hook;
-	f.h->swap_in_hook_ctx = &g;
+	f.h->job_hook = gate_hook;
+	f.h->job_hook_ctx = &g;
 	pthread_mutex_unlock(&f.h->lock);
 	assert_int_equal(vswap_handler_disable(f.h, false), 0);
 	pthread_mutex_lock(&g.lock);
