@@ -187,27 +187,48 @@ static const char *op_name(enum wl_type t)
 	return t < sizeof(names) / sizeof(names[0]) ? names[t] : "?";
 }
 
+/* "WRITE swap @8192+4096", "MARK commit-begin" */
+static void describe(const struct run *r, size_t i, char *buf, size_t len)
+{
+	if (i >= r->log.nops) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	const struct pl_op *op = &r->log.ops[i];
+	if (op->type == WL_MARK)
+		snprintf(buf, len, "MARK %.*s", (int)op->label_len, op->label);
+	else
+		snprintf(buf, len, "%s %s @%llu+%llu", op_name(op->type),
+			 op->file >= 0 ? r->log.files[op->file] : "", (unsigned long long)op->off,
+			 (unsigned long long)(op->data_len ? op->data_len : op->len));
+}
+
+static uint64_t torn_keep(const struct run *r, int torn);
+
 /* One violation: count it, print the first few in full with the exact state. */
 __attribute__((format(printf, 2, 3))) static void violation(struct run *r, const char *fmt, ...)
 {
 	bool quiet = r->cfg.quiet && !getenv("VSWAP_TEST_VERBOSE");
 	if (r->c.violations++ >= MAX_REPORTED || quiet)
 		return;
-	char what[512];
+	char what[512], prev[160], torn[256] = "";
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	const struct pl_op *prev = r->at ? &r->log.ops[r->at - 1] : NULL;
+	describe(r, r->at - 1, prev, sizeof(prev));
+	uint64_t keep = torn_keep(r, r->var->torn);
+	if (keep) {
+		char next[128];
+		describe(r, r->at, next, sizeof(next));
+		snprintf(torn, sizeof(torn), ", record %zu (%s) torn after %llu bytes", r->at, next,
+			 (unsigned long long)keep);
+	}
 	fprintf(stderr,
-		"VIOLATION mode=%s boundary=%zu/%zu (after record %zd %s %s @%llu+%llu) "
-		"variant=%s commits [%u,%u]: %s\n",
+		"VIOLATION mode=%s boundary=%zu/%zu (after record %zd: %s%s) variant=%s "
+		"legal commits [%u,%u]: %s\n",
 		vswap_durability_name(r->mode), r->at, r->log.nops, (ssize_t)r->at - 1,
-		prev ? op_name(prev->type) : "-",
-		prev && prev->file >= 0 ? r->log.files[prev->file] : "",
-		prev ? (unsigned long long)prev->off : 0ull,
-		prev ? (unsigned long long)(prev->data_len ? prev->data_len : prev->len) : 0ull,
-		r->var->name, r->lo, r->hi, what);
+		r->at ? prev : "-", torn, r->var->name, r->lo, r->hi, what);
 }
 
 /* ---- workload ----------------------------------------------------------------------- */
