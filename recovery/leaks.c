@@ -13,16 +13,13 @@
 
 static int punch_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
 {
-	for (uint64_t s = first; s < end; s++) {
-		int ret = vswap_store_punch_slot(f->store, s);
+	int ret = vswap_store_punch_slots(f->store, first, end - first);
 
-		if (ret) {
-			fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot punch leaked slot %llu: %s", f->path,
-				 (unsigned long long)s, vswap_strerror(ret));
-			return ret;
-		}
-	}
-	return 0;
+	if (ret)
+		fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot punch leaked slots %llu-%llu: %s", f->path,
+			 (unsigned long long)first, (unsigned long long)(end - 1),
+			 vswap_strerror(ret));
+	return ret;
 }
 
 static int leaked_run(struct vswap_fsck *f, uint64_t first, uint64_t end)

@@ -19,10 +19,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "recovery/internal.h"
+#include "store/superblock.h"
 
 #define ORPHAN_MIN_AGE_S 60
 
@@ -119,6 +121,44 @@ static bool holds_bytes(int dirfd, const char *name)
 	return data;
 }
 
+enum owner_verdict {
+	OWNER_UNKNOWN,  /* no owner link: cannot prove the file is unwanted */
+	OWNER_ALIVE,    /* the named swap file exists and has this UUID */
+	OWNER_GONE,     /* the named swap file is gone or is another store */
+};
+
+/*
+ * The store writes its swap file's path into the staging file's
+ * VSWAP_STAGING_OWNER_XATTR.  The owner is alive when that file's superblock
+ * carries the UUID in the staging file's name: a closed store's staging
+ * file is then never taken for an orphan.
+ */
+static enum owner_verdict judge_owner(int dirfd, const char *name)
+{
+	char owner[PATH_MAX];
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return OWNER_UNKNOWN;
+	ssize_t n = fgetxattr(fd, VSWAP_STAGING_OWNER_XATTR, owner, sizeof(owner) - 1);
+	close(fd);
+	if (n <= 0)
+		return OWNER_UNKNOWN;
+	owner[n] = '\0';
+	int sfd = open(owner, O_RDONLY | O_CLOEXEC);
+	if (sfd < 0)
+		return errno == ENOENT ? OWNER_GONE : OWNER_UNKNOWN;
+	uint8_t buf[VSWAP_SB_BYTES];
+	ssize_t k = pread(sfd, buf, sizeof(buf), 0);
+	close(sfd);
+	struct vswap_superblock sb;
+	const char *why;
+	if (k < 0 || superblock_decode(buf, (size_t)k, &sb, &why) != 0)
+		return OWNER_GONE;
+	char uuid[37];
+	vswap_uuid_format(sb.uuid, uuid);
+	return strncmp(name + 6, uuid, 36) == 0 ? OWNER_ALIVE : OWNER_GONE;
+}
+
 /* Remove @name if it is still the file we judged (same inode). */
 static int remove_orphan(int dirfd, const char *name, const struct stat *judged)
 {
@@ -145,6 +185,9 @@ static int judge_candidate(struct vswap_fsck *f, int dirfd, const char *dir, con
 		return 0;
 	if (time(NULL) - st.st_mtime < ORPHAN_MIN_AGE_S || file_in_use(st.st_dev, st.st_ino))
 		return 0;
+	enum owner_verdict owner = judge_owner(dirfd, name);
+	if (owner == OWNER_ALIVE)
+		return 0; /* a closed store's staging file: it is needed */
 	data = holds_bytes(dirfd, name);
 	idx = fsck_problem(f, VSWAP_PROBLEM_ORPHAN_STAGING_FILE, FSCK_NONE, FSCK_NONE,
 			   "%s/%s: staging file of no open store (%s, %llu bytes allocated)", dir,
@@ -152,7 +195,9 @@ static int judge_candidate(struct vswap_fsck *f, int dirfd, const char *dir, con
 			   (unsigned long long)st.st_blocks * 512ull);
 	if (idx < 0)
 		return -ENOMEM;
-	if ((data ? fsck_repairing_all(f) : fsck_repairing(f)) && remove_orphan(dirfd, name, &st) == 0)
+	/* Staged bytes are removed only with proof that their store is gone. */
+	bool may = data ? owner == OWNER_GONE && fsck_repairing_all(f) : fsck_repairing(f);
+	if (may && remove_orphan(dirfd, name, &st) == 0)
 		fsck_problem_repaired(f, idx);
 	return 0;
 }

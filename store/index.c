@@ -678,3 +678,35 @@ uint64_t index_bytes_used(struct vswap_store *s)
 		return 0;
 	return (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
 }
+
+int vswap_store_drop_group(struct vswap_store *s, uint64_t group)
+{
+	if (s->read_only)
+		return -EROFS;
+	/* Pages of the group inside the regions: forget them in memory too. */
+	for (uint64_t p = group * GROUP_PAGES; p < (group + 1) * GROUP_PAGES && p < s->total_pages;
+	     p++) {
+		if (pw_has_slot(s->pages[p]))
+			slot_vec_push(&s->freed, pw_slot(s->pages[p]));
+		page_set(s, p, 0, 0);
+		if (bit_test(s->staged, p)) {
+			bit_clear(s->staged, p);
+			s->n_staged--;
+		}
+	}
+	MDB_txn *txn;
+	int ret = begin(s, 0, &txn);
+	if (ret)
+		return ret;
+	uint64_t kb;
+	MDB_val k;
+	group_key(group, &kb, &k);
+	int rc = mdb_del(txn, s->dbi_pages, &k, NULL);
+	if (rc == 0 || rc == MDB_NOTFOUND)
+		rc = mdb_del(txn, s->dbi_staging, &k, NULL);
+	if (rc && rc != MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		return mdb_to_errno(rc);
+	}
+	return mdb_to_errno(mdb_txn_commit(txn));
+}

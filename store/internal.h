@@ -53,11 +53,20 @@ struct slot_vec {
 	size_t n, cap;
 };
 
+/* Page ranges whose staging bytes are punched at the next commit. */
+struct range_vec {
+	struct {
+		uint64_t first, count;
+	} *v;
+	size_t n, cap;
+};
+
 struct vswap_store {
 	char *path;
 	char *index_path;
 	char *staging_path;
 	int fd;         /* swap file */
+	int dfd;        /* the same file opened O_DIRECT for writes, or -1 */
 	int staging_fd; /* -1 when a read-only open found none */
 	bool read_only;
 	bool tolerant;
@@ -89,8 +98,10 @@ struct vswap_store {
 	uint64_t ngroups;
 	bool meta_dirty;
 	bool data_unsynced;    /* bytes written since the last sync */
+	bool cached_writes;    /* buffered writes since the last commit */
 	uint64_t pending_pages;
 	struct slot_vec freed; /* reusable after the next commit */
+	struct range_vec unpunched; /* staging bytes to punch at the commit */
 
 	/* Counts kept up to date as pages change state. */
 	uint64_t n_present, n_stale, n_lost, n_staged;
@@ -98,6 +109,7 @@ struct vswap_store {
 
 	/* Scratch for the write and read paths, grown on demand. */
 	uint64_t *scratch_slots;
+	uint64_t *scratch_sums;
 	struct vswap_io_req *scratch_reqs;
 	size_t scratch_cap;
 
@@ -128,6 +140,7 @@ bool bit_test(const uint64_t *bm, uint64_t i);
 void bit_set(uint64_t *bm, uint64_t i);
 void bit_clear(uint64_t *bm, uint64_t i);
 int slot_vec_push(struct slot_vec *v, uint64_t slot);
+int range_vec_push(struct range_vec *v, uint64_t first, uint64_t count);
 
 /* index.c: the LMDB environment */
 int index_open(struct vswap_store *s, bool create);
@@ -144,6 +157,7 @@ int staging_open(struct vswap_store *s);
 int staging_resize(struct vswap_store *s);
 void staging_close(struct vswap_store *s);
 int staging_punch(struct vswap_store *s, uint64_t first, uint64_t count);
+int staging_punch_unstaged(struct vswap_store *s);
 
 /* Byte offset of slot @slot in the swap file. */
 static inline uint64_t slot_offset(const struct vswap_store *s, uint64_t slot)

@@ -72,8 +72,17 @@ static void prep(struct vswap_io *io, int fd, bool write, struct vswap_io_req *r
 
 int vswap_io_run(struct vswap_io *io, int fd, bool write, struct vswap_io_req *reqs, unsigned n)
 {
-	if (!io->have_ring)
+	return vswap_io_run_overlap(io, fd, write, reqs, n, NULL, NULL);
+}
+
+int vswap_io_run_overlap(struct vswap_io *io, int fd, bool write, struct vswap_io_req *reqs,
+			 unsigned n, void (*overlap)(void *), void *arg)
+{
+	if (!io->have_ring) {
+		if (overlap)
+			overlap(arg);
 		return run_sync(fd, write, reqs, n);
+	}
 
 	unsigned next = 0, inflight = 0;
 	for (unsigned i = 0; i < n; i++)
@@ -84,7 +93,16 @@ int vswap_io_run(struct vswap_io *io, int fd, bool write, struct vswap_io_req *r
 			next++;
 			inflight++;
 		}
-		int ret = io_uring_submit_and_wait(&io->ring, 1);
+		int ret;
+		if (overlap) {
+			ret = io_uring_submit(&io->ring);
+			overlap(arg);
+			overlap = NULL;
+			if (ret >= 0)
+				ret = io_uring_submit_and_wait(&io->ring, 1);
+		} else {
+			ret = io_uring_submit_and_wait(&io->ring, 1);
+		}
 		if (ret < 0 && ret != -EINTR)
 			return ret;
 		struct io_uring_cqe *cqe;

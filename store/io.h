@@ -38,4 +38,9 @@ void vswap_io_fini(struct vswap_io *io);
  */
 int vswap_io_run(struct vswap_io *io, int fd, bool write, struct vswap_io_req *reqs, unsigned n);
 
+/* As vswap_io_run(), calling @overlap(@arg) once while the first requests
+ * are in flight (the write path hashes pages meanwhile). */
+int vswap_io_run_overlap(struct vswap_io *io, int fd, bool write, struct vswap_io_req *reqs,
+			 unsigned n, void (*overlap)(void *), void *arg);
+
 #endif

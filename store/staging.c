@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "store/internal.h"
@@ -41,6 +42,24 @@ static int check_ours(struct vswap_store *s, int fd)
 	return 0;
 }
 
+/*
+ * Link the staging file back to its swap file (xattr user.vswap.store = the
+ * swap file's absolute path), so that vswap-fsck can tell the staging file
+ * of a closed store from a true orphan.  Best effort: a file system without
+ * user xattrs only loses that proof, and fsck then never removes the file
+ * while it holds bytes.
+ */
+static void staging_link_owner(struct vswap_store *s)
+{
+	char *abs = realpath(s->path, NULL);
+	if (!abs)
+		return;
+	if (fsetxattr(s->staging_fd, VSWAP_STAGING_OWNER_XATTR, abs, strlen(abs), 0) != 0)
+		store_log(s, VSWAP_LOG_DEBUG, "%s: no owner xattr: %s", s->staging_path,
+			  strerror(errno));
+	free(abs);
+}
+
 int staging_create(struct vswap_store *s, const char *dir)
 {
 	int ret = staging_name(s, dir);
@@ -54,6 +73,7 @@ int staging_create(struct vswap_store *s, const char *dir)
 			  strerror(errno));
 		return ret;
 	}
+	staging_link_owner(s);
 	return 0;
 }
 
@@ -87,8 +107,10 @@ int staging_open(struct vswap_store *s)
 		return ret;
 	}
 	int ret = check_ours(s, s->staging_fd);
-	if (!ret && !s->read_only)
+	if (!ret && !s->read_only) {
+		staging_link_owner(s);
 		ret = staging_resize(s);
+	}
 	return ret;
 }
 
@@ -117,4 +139,33 @@ int staging_punch(struct vswap_store *s, uint64_t first, uint64_t count)
 		      (off_t)(first << s->page_shift), (off_t)(count << s->page_shift)) != 0)
 		return -errno;
 	return 0;
+}
+
+/*
+ * Punch the staging bytes of pages that left staging since the last commit,
+ * skipping any page staged again meanwhile.  Deferred to the commit so that
+ * a fault costs no fallocate (a punch unmaps the page from every mapping of
+ * the file); a crash before it leaves bytes that no committed record covers
+ * only if the commit landed, and vswap-fsck reclaims those.
+ */
+int staging_punch_unstaged(struct vswap_store *s)
+{
+	int ret = 0;
+	for (size_t i = 0; i < s->unpunched.n; i++) {
+		uint64_t p = s->unpunched.v[i].first, end = p + s->unpunched.v[i].count;
+		while (p < end) {
+			while (p < end && bit_test(s->staged, p))
+				p++;
+			uint64_t run = p;
+			while (p < end && !bit_test(s->staged, p))
+				p++;
+			if (p > run && staging_punch(s, run, p - run) != 0 && !ret)
+				ret = -errno;
+		}
+	}
+	s->unpunched.n = 0;
+	if (ret)
+		store_log(s, VSWAP_LOG_WARN, "%s: cannot punch staging bytes: %s (vswap-fsck "
+			  "reclaims them)", s->staging_path, strerror(-ret));
+	return ret;
 }

@@ -134,9 +134,13 @@ int vswap_store_stage_clear(struct vswap_store *s, uint64_t first, uint64_t coun
 	if (!any)
 		return 0;
 	s->pending_pages += count;
-	/* A record covering no bytes is harmless (fsck drops it); bytes that no
-	 * record covers would be a leak, so punch now, after clearing. */
-	return staging_punch(s, first, count);
+	/* The bytes are punched after the commit that clears the record: a
+	 * record that covers no bytes cannot arise, and a crash in between
+	 * leaves bytes vswap-fsck reclaims.  If the list cannot grow, punch
+	 * now (the record then covers no bytes until the commit: also found). */
+	if (range_vec_push(&s->unpunched, first, count) != 0)
+		return staging_punch(s, first, count);
+	return 0;
 }
 
 bool vswap_store_staged(const struct vswap_store *s, uint64_t page)
@@ -188,15 +192,24 @@ int vswap_store_slot_owner(const struct vswap_store *s, uint64_t slot, uint64_t 
 	return 0;
 }
 
-int vswap_store_punch_slot(struct vswap_store *s, uint64_t slot)
+int vswap_store_punch_slots(struct vswap_store *s, uint64_t first, uint64_t count)
 {
 	if (s->read_only)
 		return -EROFS;
-	uint64_t owner;
-	if (slot_is_used(s, slot) || vswap_store_slot_owner(s, slot, &owner))
-		return -EBUSY;
+	if (count == 0 || first >= STORE_MAX_SLOTS || count > STORE_MAX_SLOTS - first)
+		return -EINVAL;
+	/* The slot bitmap holds every slot a loaded record or a pending free
+	 * names: a slot clear in it is referenced by nothing. */
+	for (uint64_t k = first; k < first + count; k++)
+		if (slot_is_used(s, k))
+			return -EBUSY;
 	if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		      (off_t)slot_offset(s, slot), s->page_size) != 0)
+		      (off_t)slot_offset(s, first), (off_t)(count << s->page_shift)) != 0)
 		return -errno;
 	return 0;
+}
+
+int vswap_store_punch_slot(struct vswap_store *s, uint64_t slot)
+{
+	return vswap_store_punch_slots(s, slot, 1);
 }

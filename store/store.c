@@ -28,7 +28,7 @@ static struct vswap_store *handle_new(const char *path, const struct vswap_store
 	struct vswap_store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
-	s->fd = s->staging_fd = -1;
+	s->fd = s->dfd = s->staging_fd = -1;
 	s->read_only = opts->read_only;
 	s->tolerant = opts->tolerant;
 	s->durability = opts->durability;
@@ -58,6 +58,8 @@ static void handle_free(struct vswap_store *s)
 	vswap_io_fini(&s->io);
 	index_close(s);
 	staging_close(s);
+	if (s->dfd >= 0)
+		close(s->dfd);
 	if (s->fd >= 0)
 		close(s->fd); /* releases the flock */
 	tables_free(s);
@@ -82,6 +84,9 @@ static int lock_store(struct vswap_store *s)
 
 static void start_io(struct vswap_store *s)
 {
+	/* Writes bypass the page cache where the file system allows it. */
+	if (!s->read_only)
+		s->dfd = open(s->path, O_WRONLY | O_DIRECT | O_CLOEXEC);
 	/* VSWAP_IO=sync forces pread/pwrite: for fault-injection and write-stream
 	 * recording shims, which cannot see io_uring's requests. */
 	const char *mode = getenv("VSWAP_IO");

@@ -50,6 +50,11 @@ void tables_free(struct vswap_store *s)
 	free(s->slot_used);
 	free(s->freed.v);
 	free(s->scratch_slots);
+	free(s->scratch_sums);
+	free(s->unpunched.v);
+	s->unpunched.v = NULL;
+	s->unpunched.n = s->unpunched.cap = 0;
+	s->scratch_sums = NULL;
 	free(s->scratch_reqs);
 	s->pages = NULL;
 	s->sums = NULL;
@@ -177,6 +182,27 @@ int slot_vec_push(struct slot_vec *v, uint64_t slot)
 		v->cap = cap;
 	}
 	v->v[v->n++] = slot;
+	return 0;
+}
+
+/* Appends a range, merged with the last one when adjacent. */
+int range_vec_push(struct range_vec *v, uint64_t first, uint64_t count)
+{
+	if (v->n && v->v[v->n - 1].first + v->v[v->n - 1].count == first) {
+		v->v[v->n - 1].count += count;
+		return 0;
+	}
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? v->cap * 2 : 256;
+		void *nv = realloc(v->v, cap * sizeof(*v->v));
+		if (!nv)
+			return -ENOMEM;
+		v->v = nv;
+		v->cap = cap;
+	}
+	v->v[v->n].first = first;
+	v->v[v->n].count = count;
+	v->n++;
 	return 0;
 }
 

@@ -25,21 +25,27 @@ static int scratch_reserve(struct vswap_store *s, size_t n)
 	if (!reqs)
 		return -ENOMEM;
 	s->scratch_reqs = reqs;
+	uint64_t *sums = realloc(s->scratch_sums, n * sizeof(*sums));
+	if (!sums)
+		return -ENOMEM;
+	s->scratch_sums = sums;
 	s->scratch_cap = n;
 	return 0;
 }
 
 /*
- * Choose a slot per page.  A stale page is rewritten in place: its old copy
- * is expendable (the current one is in staging until the commit).  A page
- * whose slot is present or lost gets a new one, so a crash mid-write never
- * damages the copy the index points at.
+ * Choose a slot per page.  A stale page is rewritten in place when the index
+ * already says stale: that old copy is expendable (the current one is in
+ * staging until the commit).  If the stale mark is not committed yet (its
+ * group is dirty), the index may still call the slot present, so the page
+ * gets a new slot like a present or lost one: a crash mid-write never
+ * damages a copy the committed index points at.
  */
 static int assign_slots(struct vswap_store *s, uint64_t first, uint32_t count, uint64_t *slots)
 {
 	for (uint32_t i = 0; i < count; i++) {
 		uint32_t w = s->pages[first + i];
-		if (pw_state(w) == VSWAP_PAGE_STALE) {
+		if (pw_state(w) == VSWAP_PAGE_STALE && !bit_test(s->dirty, (first + i) / GROUP_PAGES)) {
 			slots[i] = pw_slot(w);
 			continue;
 		}
@@ -91,9 +97,32 @@ static unsigned build_runs(struct vswap_store *s, const uint8_t *buf, uint32_t c
 	return n;
 }
 
-static int run_writes(struct vswap_store *s, struct vswap_io_req *reqs, unsigned n)
+struct hash_job {
+	const uint8_t *buf;
+	uint32_t count;
+	uint32_t page_size;
+	uint64_t *sums;
+};
+
+static void hash_pages(void *arg)
 {
-	int ret = vswap_io_run(&s->io, s->fd, true, reqs, n);
+	struct hash_job *j = arg;
+	for (uint32_t i = 0; i < j->count; i++)
+		j->sums[i] = vswap_checksum(j->buf + (size_t)i * j->page_size, j->page_size);
+}
+
+/*
+ * Write the runs and hash the pages while the writes are in flight.  Page-
+ * aligned buffers go through the O_DIRECT descriptor: no copy into the page
+ * cache, and swapped-out pages really leave RAM.
+ */
+static int run_writes(struct vswap_store *s, struct vswap_io_req *reqs, unsigned n,
+		      struct hash_job *hj)
+{
+	bool direct = s->dfd >= 0 && ((uintptr_t)hj->buf & (s->page_size - 1)) == 0;
+	s->cached_writes |= !direct;
+	int ret = vswap_io_run_overlap(&s->io, direct ? s->dfd : s->fd, true, reqs, n, hash_pages,
+				       hj);
 	if (ret)
 		return ret;
 	for (unsigned i = 0; i < n; i++) {
@@ -122,7 +151,9 @@ int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, con
 		return ret;
 	}
 	unsigned nreq = build_runs(s, buf, count, slots, s->scratch_reqs);
-	ret = run_writes(s, s->scratch_reqs, nreq);
+	struct hash_job hj = {.buf = buf, .count = count, .page_size = s->page_size,
+			      .sums = s->scratch_sums};
+	ret = run_writes(s, s->scratch_reqs, nreq, &hj);
 	if (ret) {
 		store_log(s, VSWAP_LOG_ERROR, "%s: writing %u pages at page %llu: %s", s->path,
 			  count, (unsigned long long)first, vswap_strerror(ret));
@@ -132,11 +163,9 @@ int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, con
 	/* The bytes are written: now the pages are present (in memory). */
 	for (uint32_t i = 0; i < count; i++) {
 		uint64_t p = first + i;
-		uint64_t sum = vswap_checksum((const uint8_t *)buf + ((size_t)i << s->page_shift),
-					      s->page_size);
 		if (pw_has_slot(s->pages[p]) && pw_slot(s->pages[p]) != slots[i])
 			page_release_slot(s, p);
-		page_set(s, p, pw_make(slots[i], VSWAP_PAGE_PRESENT), sum);
+		page_set(s, p, pw_make(slots[i], VSWAP_PAGE_PRESENT), s->scratch_sums[i]);
 	}
 	s->pending_pages += count;
 	s->bytes_written += (uint64_t)count << s->page_shift;
@@ -148,7 +177,7 @@ int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, con
 
 static bool anything_pending(const struct vswap_store *s)
 {
-	if (s->meta_dirty || s->freed.n || s->pending_pages)
+	if (s->meta_dirty || s->freed.n || s->pending_pages || s->unpunched.n)
 		return true;
 	for (uint64_t i = 0; i < (s->ngroups + 63) / 64; i++)
 		if (s->dirty[i])
@@ -156,17 +185,49 @@ static bool anything_pending(const struct vswap_store *s)
 	return false;
 }
 
-/* Punch the slots freed by the commit that just landed; reuse them now. */
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void punch_slots(struct vswap_store *s, uint64_t first, uint64_t count)
+{
+	if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)slot_offset(s, first), (off_t)(count << s->page_shift)) != 0)
+		store_log(s, VSWAP_LOG_WARN, "%s: cannot punch slots %llu+%llu: %s (vswap-fsck "
+			  "reclaims them)", s->path, (unsigned long long)first,
+			  (unsigned long long)count, strerror(errno));
+}
+
+/*
+ * Release the slots freed by the commit that just landed.  Freed slots at
+ * the end of the slot space are cut off by one ftruncate; the rest are
+ * punched in runs of consecutive slots (one fallocate per run: on a file
+ * system mounted with discard, each call waits for the device).
+ */
 static void release_freed(struct vswap_store *s)
 {
-	for (size_t i = 0; i < s->freed.n; i++) {
-		uint64_t slot = s->freed.v[i];
-		if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			      (off_t)slot_offset(s, slot), s->page_size) != 0)
-			store_log(s, VSWAP_LOG_WARN, "%s: cannot punch slot %llu: %s (vswap-fsck "
-				  "reclaims it)", s->path, (unsigned long long)slot, strerror(errno));
-		slot_clear_used(s, slot);
+	if (!s->freed.n)
+		return;
+	qsort(s->freed.v, s->freed.n, sizeof(uint64_t), cmp_u64);
+	for (size_t i = 0; i < s->freed.n; i++)
+		slot_clear_used(s, s->freed.v[i]);
+	uint64_t end = s->slots_end; /* shrunk past freed slots at the tail */
+	for (size_t i = 0; i < s->freed.n;) {
+		size_t j = i + 1;
+		while (j < s->freed.n && s->freed.v[j] == s->freed.v[j - 1] + 1)
+			j++;
+		if (s->freed.v[i] < end) {
+			uint64_t last = s->freed.v[j - 1] < end ? s->freed.v[j - 1] : end - 1;
+			punch_slots(s, s->freed.v[i], last - s->freed.v[i] + 1);
+		}
+		i = j;
 	}
+	/* A tolerant (repair) open may not know every slot: never cut there. */
+	uint64_t top = s->freed.v[s->freed.n - 1];
+	if (top >= end && (s->tolerant || ftruncate(s->fd, (off_t)slot_offset(s, end)) != 0))
+		punch_slots(s, end, top + 1 - end);
 	s->freed.n = 0;
 }
 
@@ -183,8 +244,11 @@ int vswap_store_commit(struct vswap_store *s)
 				  s->path, strerror(errno));
 			return ret;
 		}
-		/* Written pages should leave RAM: that is what swapping is for. */
-		posix_fadvise(s->fd, 0, 0, POSIX_FADV_DONTNEED);
+		/* Pages written through the page cache should leave RAM too:
+		 * that is what swapping is for. */
+		if (s->cached_writes)
+			posix_fadvise(s->fd, 0, 0, POSIX_FADV_DONTNEED);
+		s->cached_writes = false;
 	}
 	s->data_unsynced = false;
 	int ret = index_commit(s);
@@ -199,6 +263,7 @@ int vswap_store_commit(struct vswap_store *s)
 	s->pending_pages = 0;
 	s->commits++;
 	release_freed(s);
+	staging_punch_unstaged(s);
 	return 0;
 }
 

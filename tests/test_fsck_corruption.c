@@ -399,6 +399,48 @@ static void test_orphan_staging_file(void **state)
 	assert_int_equal(access(decoy, F_OK), 0); /* not vswap's naming: untouched */
 }
 
+/* Another store, closed with staged bytes: its staging file names its swap
+ * file (owner xattr), so no fsck takes it for an orphan while that store
+ * exists; once the store is gone, -y reclaims it. */
+static void test_closed_stores_staging_is_not_an_orphan(void **state)
+{
+	struct rfx_store *fx = *state;
+	struct timespec old[2] = { { .tv_sec = 1000000000 }, { .tv_sec = 1000000000 } };
+	struct vswap_store_opts o = { .staging_dir = fx->dir, .log_level = VSWAP_LOG_ERROR };
+	struct vswap_store *other;
+	char other_path[PATH_MAX + 16], staging[PATH_MAX];
+	uint64_t regions[] = { 16 };
+	uint8_t page[65536];
+
+	snprintf(other_path, sizeof(other_path), "%s/other.swap", fx->dir);
+	assert_int_equal(vswap_store_create(other_path, &o, &other), 0);
+	assert_int_equal(vswap_store_set_regions(other, regions, 1), 0);
+	assert_int_equal(vswap_store_stage_mark(other, 3, 1), 0);
+	assert_int_equal(vswap_store_commit(other), 0);
+	rfx_pattern(3, fx->page_size, page);
+	assert_int_equal(pwrite(vswap_store_staging_fd(other), page, fx->page_size,
+				3 * (off_t)fx->page_size), (ssize_t)fx->page_size);
+	snprintf(staging, sizeof(staging), "%s", vswap_store_staging_path(other));
+	assert_int_equal(vswap_store_close(other), 0);
+	assert_int_equal(utimensat(AT_FDCWD, staging, old, 0), 0);
+
+	assert_true(rfx_fsck(fx, "-y", NULL, NULL) <= 1);
+	assert_int_equal(access(staging, F_OK), 0);
+
+	/* The owner goes away: now the staged bytes belong to no store. */
+	char idx[PATH_MAX + 32];
+	snprintf(idx, sizeof(idx), "%s.idx", other_path);
+	assert_int_equal(unlink(other_path), 0);
+	unlink(idx);
+	strcat(idx, "-lock");
+	unlink(idx);
+	struct vswap_fsck *f = run_lib(fx, VSWAP_FSCK_CHECK);
+	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_ORPHAN_STAGING_FILE), 1);
+	vswap_fsck_free(f);
+	expect_repair_then_clean(fx, "-y", 1);
+	assert_int_equal(access(staging, F_OK), -1);
+}
+
 static void test_unclean_shutdown(void **state)
 {
 	struct rfx_store *fx = *state;
@@ -490,6 +532,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lmdb_record_undecodable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_staging_records_and_bytes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_orphan_staging_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_closed_stores_staging_is_not_an_orphan, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_unclean_shutdown, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy_store, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_random_damage_never_crashes, setup, teardown),

@@ -390,32 +390,40 @@ static void test_slot_reuse_order(void **state)
 		assert_int_equal(slot_of(c, p), p);
 	assert_int_equal(vswap_store_commit(c->s), 0);
 
-	/* 1. A stale page is rewritten in its own slot. */
-	assert_int_equal(vswap_store_mark_stale(c->s, 1, 1), 1);
+	/* 1. A stale page is rewritten in its own slot once the index says
+	 * stale; before that commit the index may still say present there. */
+	assert_int_equal(vswap_store_mark_stale(c->s, 1, 2), 2);
+	write_pages(c, 2, 1, 2);
+	assert_int_equal(slot_of(c, 2), 4); /* stale mark uncommitted: new slot */
+	assert_int_equal(vswap_store_commit(c->s), 0); /* frees slot 2 */
 	write_pages(c, 1, 1, 2);
 	assert_int_equal(slot_of(c, 1), 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
 
 	/* 2. A freed slot is not reused before the commit... */
-	assert_int_equal(vswap_store_free(c->s, 2, 1), 1);
+	assert_int_equal(vswap_store_free(c->s, 3, 1), 1);
 	write_pages(c, 10, 1, 1);
-	assert_int_equal(slot_of(c, 10), 4); /* appended */
+	assert_int_equal(slot_of(c, 10), 2); /* free since the last commit */
+	write_pages(c, 9, 1, 1);
+	assert_int_equal(slot_of(c, 9), 5); /* appended, not slot 3 */
 	assert_int_equal(vswap_store_commit(c->s), 0);
 	/* ...and is the first choice after it. */
 	write_pages(c, 11, 1, 1);
-	assert_int_equal(slot_of(c, 11), 2);
+	assert_int_equal(slot_of(c, 11), 3);
 	/* 3. Then append. */
 	write_pages(c, 12, 2, 1);
-	assert_int_equal(slot_of(c, 12), 5);
-	assert_int_equal(slot_of(c, 13), 6);
+	assert_int_equal(slot_of(c, 12), 6);
+	assert_int_equal(slot_of(c, 13), 7);
 	/* A present page written again moves to a new slot; the old one is
 	 * freed at the commit. */
 	write_pages(c, 0, 1, 3);
-	assert_int_equal(slot_of(c, 0), 7);
+	assert_int_equal(slot_of(c, 0), 8);
 	assert_int_equal(vswap_store_commit(c->s), 0);
 	write_pages(c, 14, 1, 1);
 	assert_int_equal(slot_of(c, 14), 0);
 	expect_page(c, 0, 3);
 	expect_page(c, 1, 2);
+	expect_page(c, 2, 2);
 	expect_page(c, 11, 1);
 }
 
@@ -620,6 +628,9 @@ static void test_staging_records_and_punch(void **state)
 	assert_int_equal(count, 10);
 	assert_int_equal(vswap_store_stage_clear(c->s, 40, 5), 0);
 	off_t off = 40 * (off_t)c->f.page_size;
+	/* The bytes go after the commit that clears the records. */
+	assert_int_equal(lseek(fd, off, SEEK_DATA), off);
+	assert_int_equal(vswap_store_commit(c->s), 0);
 	assert_int_equal(lseek(fd, off, SEEK_DATA), 45 * (off_t)c->f.page_size);
 	assert_false(vswap_store_staged(c->s, 44));
 	assert_true(vswap_store_staged(c->s, 45));

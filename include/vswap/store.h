@@ -234,6 +234,10 @@ int vswap_store_next_present_run(const struct vswap_store *s, uint64_t from, uin
 int vswap_store_staging_fd(const struct vswap_store *s);
 const char *vswap_store_staging_path(const struct vswap_store *s);
 
+/* Extended attribute on the staging file naming its swap file's absolute
+ * path: how vswap-fsck tells a closed store's staging file from an orphan. */
+#define VSWAP_STAGING_OWNER_XATTR "user.vswap.store"
+
 /* Record pages as staged.  Log ahead (invariant 5): mark, commit, then copy. */
 int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count);
 
@@ -321,8 +325,16 @@ const char *vswap_store_index_path(const struct vswap_store *s);
  * the slot is free. */
 int vswap_store_slot_owner(const struct vswap_store *s, uint64_t slot, uint64_t *page);
 
-/* Punch a slot that no record references (a leak found by recovery). */
+/* Punch slots that no record references (a leak found by recovery).
+ * -EBUSY if a slot in the range is in use (nothing punched). */
 int vswap_store_punch_slot(struct vswap_store *s, uint64_t slot);
+int vswap_store_punch_slots(struct vswap_store *s, uint64_t first, uint64_t count);
+
+/* Delete the index records (pages and staging) of group @group (64 pages
+ * from page 64 * group) at once, in one synced transaction: for records
+ * that cannot be loaded (beyond the regions, undecodable).  Recovery only;
+ * the in-memory tables of those pages are reset to "no record". */
+int vswap_store_drop_group(struct vswap_store *s, uint64_t group);
 
 /* Describe a vswap error code (negative errno) in words. */
 const char *vswap_strerror(int err);
