@@ -194,3 +194,14 @@ int vswap_handler_destroy(struct vswap_handler *h)
 	handler_free(h);
 	return rc;
 }
+
+int vswap_handler_detach(struct vswap_handler *h)
+{
+	if (!h)
+		return -EINVAL;
+	struct cmd c = {.type = CMD_DETACH};
+	int rc = cmd_submit(h, &c);
+	pthread_join(h->thread, NULL);
+	handler_free(h);
+	return rc;
+}

@@ -259,6 +259,59 @@ static int do_exit(struct vswap_handler *h)
 	return rc;
 }
 
+/* The state a detached store rests in, from what it holds: a restarted
+ * handler (or fsck) reads it as where the pages are, not as work to resume. */
+static enum vswap_state resting_state(struct vswap_handler *h, enum vswap_state st)
+{
+	if (st == VSWAP_STATE_FAILED)
+		return st;
+	struct vswap_store_stats ss;
+	pthread_mutex_lock(&h->lock);
+	int rc = vswap_store_stats(h->store, &ss);
+	pthread_mutex_unlock(&h->lock);
+	if (rc < 0)
+		return st;
+	if (ss.pages_staged)
+		return VSWAP_STATE_PENDING;
+	return ss.pages_present || ss.pages_lost ? VSWAP_STATE_ACTIVE : VSWAP_STATE_READY;
+}
+
+/*
+ * Detach: stop without swapping in.  A trim or swap-in is aborted (each
+ * leaves consistent tables), a swap-out's written chunks are committed and
+ * their staging freed, removes already queued reach the tables (a ballooned
+ * range must not come back), and queued faults are dropped: unregistering
+ * wakes their threads, which the caller has paused.  Then one commit with
+ * the resting state, and the monitor ends.
+ */
+static int do_detach(struct vswap_handler *h)
+{
+	struct monitor *m = &h->m;
+	m->exiting = true;
+	enum vswap_state st = state_get(h);
+	int rc = job_stop(h, true);
+	if (rc < 0) /* what the job did is in the tables; say why it ended */
+		hlog(h, VSWAP_LOG_WARN, "detach: job: %s", vswap_strerror(rc));
+	rc = 0;
+	if (st == VSWAP_STATE_SWAP_OUT_IN_PROGRESS)
+		rc = swap_out_flush(h);
+	if (m->registered) {
+		for (unsigned i = 0; i < m->uffds.n; i++)
+			if (!uffd_list_is_dead(&m->uffds, i))
+				events_drain(h, i, true);
+		m->ndeferred = 0;
+		unregister_all(h);
+	}
+	pthread_mutex_lock(&h->slock);
+	struct vswap_transition t = h->trans;
+	pthread_mutex_unlock(&h->slock);
+	state_set(h, resting_state(h, st), t);
+	pthread_mutex_lock(&h->lock);
+	int crc = vswap_store_commit(h->store); /* state_set logs; report it too */
+	pthread_mutex_unlock(&h->lock);
+	return rc < 0 ? rc : crc;
+}
+
 static int do_add_uffd(struct vswap_handler *h, int fd)
 {
 	struct monitor *m = &h->m;
@@ -306,6 +359,8 @@ static int cmd_run(struct vswap_handler *h, struct cmd *c)
 		return do_disable(h, c->slow);
 	case CMD_EXIT:
 		return do_exit(h);
+	case CMD_DETACH:
+		return do_detach(h);
 	case CMD_ADD_UFFD:
 		return do_add_uffd(h, c->fd);
 	case CMD_SET_STATIC:

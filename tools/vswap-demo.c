@@ -37,13 +37,6 @@
 #include "tools/bench/common.h"
 #include "tools/bench/results.h"
 
-/*
- * Leave the handler without swapping back in, so the store keeps its pages
- * for vswap-dump and vswap-fsck (--stop-after).  Declared weak: the handler
- * may not offer it yet, and the demo then says so instead of failing to link.
- */
-extern int vswap_handler_detach(struct vswap_handler *h) __attribute__((weak));
-
 #define MAX_CYCLES 1000
 #define MAX_THREADS 16
 #define BALLOON_RANGES 4
@@ -874,13 +867,7 @@ static int run(struct demo *d)
 	}
 	status(d);
 	if (err == 1) {
-		if (!vswap_handler_detach) {
-			fprintf(stderr, "vswap-demo: --stop-after needs vswap_handler_detach(), which "
-					"this libvswap lacks; swapping back in instead\n");
-			rc = vswap_handler_destroy(d->h);
-			d->h = NULL;
-			return rc ? rc : -ENOSYS;
-		}
+		/* The store keeps its pages (staged or in the swap file). */
 		rc = vswap_handler_detach(d->h);
 		d->h = NULL;
 		fprintf(f, "stopped after %s: the store keeps its pages%s\n", d->stop_after,

@@ -149,6 +149,29 @@ int vswap_handler_create(const struct vswap_region *regions, unsigned n,
 int vswap_handler_destroy(struct vswap_handler *h);
 
 /*
+ * Detach: stop the monitor and unregister WITHOUT swapping in, leaving the
+ * store holding the guest's pages (present slots in the swap file, staged
+ * pages in the staging file), committed, for vswap_store_close(), then
+ * vswap-dump / vswap-fsck or a later handler over the same store
+ * (hibernate).  A running trim or swap-in is aborted where it is; a
+ * swap-out's written chunks are committed and the rest stays staged;
+ * remove events already queued are applied.  The recorded state says where
+ * the pages rest: Pending if any page is staged, else Active if any is in
+ * the swap file, else Ready (Failed stays Failed).
+ *
+ * The guest's memory is left as it is: holes where pages were moved out.
+ * The caller must have stopped the guest (vCPUs and devices) and must not
+ * let it touch its RAM again until a handler is over the store once more:
+ * an access would read zeros, and a write would leave the store's copy
+ * stale.  Faults pending at detach are woken unserved by the unregister.
+ *
+ * Frees @h like vswap_handler_destroy() (the store stays open).  Returns 0
+ * or the error of the final commit (the store's in-memory tables still hold
+ * everything; vswap_store_close() tries again).
+ */
+int vswap_handler_detach(struct vswap_handler *h);
+
+/*
  * Enable (any state): register the regions on every uffd (from Ready), then
  * move every resident guest page to staging.  The caller must keep the
  * guest from writing its RAM until this returns (pause the vCPUs and
