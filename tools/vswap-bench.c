@@ -5,6 +5,8 @@
  *   vswap-bench [--quick] [--json] [--size BYTES] [--dir DIR] [--runs N]
  *               [--kernel-swap] [--only GROUP[,GROUP...]] [--verbose]
  *
+ * (docs/vswap-bench.1 describes every figure and its baseline.)
+ *
  * Absolute numbers on a shared virtual machine drift by 2x between minutes,
  * so each figure is compared with a baseline measured on the same bytes, on
  * the same file system, interleaved with it run by run, and the report gives
@@ -1225,11 +1227,17 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: vswap-bench [--quick] [--json] [--size BYTES] [--dir DIR] [--runs N]\n"
 		"                   [--kernel-swap] [--only GROUP[,GROUP]] [--verbose]\n"
+		"  --quick        256 MiB passes, 3 runs (under a minute)\n"
+		"  --json         print {\"results\":[{name,value,unit,baseline,baseline_value,ratio}]}\n"
 		"  --size BYTES   bytes per pass, K/M/G suffixes (default 1G; --quick 256M)\n"
 		"  --dir DIR      file system to measure (default /var/tmp)\n"
-		"  --runs N       runs per figure, median reported (default 5; --quick 3)\n"
-		"  --kernel-swap  also measure the kernel's swap on a swap file (root)\n"
-		"  --only GROUPS  hash, store-write, store-read, fsck, handler, faults, kernel-swap\n");
+		"  --runs N       runs per figure, median reported (default 5; --quick 3;\n"
+		"                 kernel-swap at most 3)\n"
+		"  --kernel-swap  also measure the kernel's swap on a temporary swap file (root)\n"
+		"  --only GROUPS  comma-separated: hash, store-write, store-read, fsck, handler,\n"
+		"                 faults, kernel-swap\n"
+		"  --verbose      every pass on stderr\n"
+		"  -h, --help     this help\n");
 }
 
 static int parse_args(struct bench *b, int argc, char **argv)
