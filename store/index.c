@@ -7,6 +7,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -266,6 +267,8 @@ static int load_regions(struct vswap_store *s, MDB_txn *txn)
 		uint64_t p;
 		memcpy(&p, (uint8_t *)d.mv_data + 4 + 8 * i, 8);
 		s->region_pages[i] = le64toh(p);
+		if (s->region_pages[i] == 0 || s->region_pages[i] > vswap_store_max_pages())
+			return MDB_CORRUPTED;
 		total += s->region_pages[i];
 	}
 	if (total == 0 || total > vswap_store_max_pages())
@@ -274,11 +277,22 @@ static int load_regions(struct vswap_store *s, MDB_txn *txn)
 	return 0;
 }
 
+/* A damaged index must not steer the store into truncating some other file:
+ * the staging path must be absolute and named after this store's UUID. */
+static bool staging_path_plausible(const struct vswap_store *s)
+{
+	char want[64], uuid[37];
+	vswap_uuid_format(s->sb.uuid, uuid);
+	snprintf(want, sizeof(want), "/vswap-%s.staging", uuid);
+	size_t n = strlen(s->staging_path), w = strlen(want);
+	return s->staging_path[0] == '/' && n > w && strcmp(s->staging_path + n - w, want) == 0;
+}
+
 /* Check the meta table against the superblock; fill the handle. */
 static int load_meta(struct vswap_store *s, MDB_txn *txn)
 {
 	uint32_t format = 0, psz = 0, clean = 0;
-	MDB_val d;
+	MDB_val d = {0, NULL};
 	int rc = get_meta_u32(s, txn, K_FORMAT, &format);
 	if (rc) {
 		store_log(s, VSWAP_LOG_ERROR, "%s: not a vswap index (no format record)",
@@ -317,6 +331,12 @@ static int load_meta(struct vswap_store *s, MDB_txn *txn)
 		s->staging_path = strndup(d.mv_data, d.mv_size);
 		if (!s->staging_path)
 			return -ENOMEM;
+		if (!staging_path_plausible(s)) {
+			store_log(s, VSWAP_LOG_ERROR,
+				  "%s: staging path \"%s\" is not vswap-<uuid>.staging of this store",
+				  s->index_path, s->staging_path);
+			return -EUCLEAN;
+		}
 	}
 	return 0;
 }
@@ -376,11 +396,24 @@ static size_t encode_group(const struct vswap_store *s, uint64_t g, uint8_t *buf
 	uint64_t first = g * GROUP_PAGES;
 	for (unsigned i = 0; i < GROUP_PAGES && first + i < s->total_pages; i++) {
 		uint32_t w = s->pages[first + i];
-		if (pw_state(w) == VSWAP_PAGE_NONE)
-			continue;
+		uint32_t slot1 = w & PW_SLOT_MASK, state = pw_state(w);
+		uint64_t sum = s->sums[first + i];
+		if (state == VSWAP_PAGE_NONE) {
+			/* A record a tolerant open left out stays until recovery
+			 * decides about it: a rewrite of its group must not drop
+			 * it silently. */
+			const struct vswap_page_record *lo =
+				s->nleftout ? leftout_find(s, first + i) : NULL;
+			if (!lo)
+				continue;
+			slot1 = lo->slot == UINT64_MAX ? 0 : (uint32_t)(lo->slot + 1);
+			state = lo->state;
+			sum = lo->xxh3;
+		}
 		mask |= 1ull << i;
-		uint32_t slot1 = htole32(w & PW_SLOT_MASK), state = htole32(pw_state(w));
-		uint64_t sum = htole64(s->sums[first + i]);
+		slot1 = htole32(slot1);
+		state = htole32(state);
+		sum = htole64(sum);
 		memcpy(p, &slot1, 4);
 		memcpy(p + 4, &state, 4);
 		memcpy(p + 8, &sum, 8);
@@ -416,6 +449,10 @@ static int load_record(void *arg, const struct vswap_page_record *r)
 		why = "slot owned twice";
 	if (why) {
 		lc->conflicts++;
+		/* Keep what fits the 30-bit slot field; kept records are written
+		 * back with their group (see encode_group()). */
+		if (s->tolerant && !r->corrupt && r->page < s->total_pages)
+			leftout_add(s, r);
 		store_log(s, s->tolerant ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR,
 			  "%s: index record of page %llu: %s%s", s->index_path,
 			  (unsigned long long)r->page, why,

@@ -5,6 +5,7 @@
 
 #include <lmdb.h>
 #include <stdarg.h>
+#include <sys/types.h>
 #include <vswap/store.h>
 
 #include "store/checksum.h"
@@ -102,6 +103,14 @@ struct vswap_store {
 	uint64_t pending_pages;
 	struct slot_vec freed; /* reusable after the next commit */
 	struct range_vec unpunched; /* staging bytes to punch at the commit */
+	int sync_error;        /* a failed data sync: no commit may follow */
+	pid_t pid;             /* the process that opened the handle */
+
+	/* Tolerant opens: records left out of the tables (a slot owned twice,
+	 * out of range).  They are written back when their group is rewritten,
+	 * until a state change of their page replaces them. */
+	struct vswap_page_record *leftout;
+	size_t nleftout, leftout_cap;
 
 	/* Counts kept up to date as pages change state. */
 	uint64_t n_present, n_stale, n_lost, n_staged;
@@ -141,6 +150,8 @@ void bit_set(uint64_t *bm, uint64_t i);
 void bit_clear(uint64_t *bm, uint64_t i);
 int slot_vec_push(struct slot_vec *v, uint64_t slot);
 int range_vec_push(struct range_vec *v, uint64_t first, uint64_t count);
+int leftout_add(struct vswap_store *s, const struct vswap_page_record *r);
+const struct vswap_page_record *leftout_find(const struct vswap_store *s, uint64_t page);
 
 /* index.c: the LMDB environment */
 int index_open(struct vswap_store *s, bool create);
@@ -158,6 +169,10 @@ int staging_resize(struct vswap_store *s);
 void staging_close(struct vswap_store *s);
 int staging_punch(struct vswap_store *s, uint64_t first, uint64_t count);
 int staging_punch_unstaged(struct vswap_store *s);
+
+/* The largest request the I/O paths issue: keeps lengths far from the
+ * kernel's per-call limit and from 32-bit overflow. */
+#define MAX_REQ_PAGES 16384u
 
 /* Byte offset of slot @slot in the swap file. */
 static inline uint64_t slot_offset(const struct vswap_store *s, uint64_t slot)

@@ -22,17 +22,6 @@ void vswap_io_fini(struct vswap_io *io)
 	io->have_ring = false;
 }
 
-/* Progress of one request: bytes done so far. */
-static int32_t req_step(struct vswap_io_req *r, int32_t done, int res, bool write)
-{
-	if (res < 0)
-		return res;
-	done += res;
-	if (res == 0 || done == (int32_t)r->len || !write)
-		return done; /* finished, EOF, or a short read (end of file) */
-	return done;
-}
-
 static int run_sync(int fd, bool write, struct vswap_io_req *reqs, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++) {
@@ -57,6 +46,25 @@ static int run_sync(int fd, bool write, struct vswap_io_req *reqs, unsigned n)
 next:;
 	}
 	return 0;
+}
+
+/*
+ * The ring failed with requests in flight: wait for all of them before the
+ * caller frees or verifies their buffers.
+ */
+static int drain(struct vswap_io *io, unsigned inflight, int err)
+{
+	while (inflight > 0) {
+		struct io_uring_cqe *cqe;
+		int ret = io_uring_wait_cqe(&io->ring, &cqe);
+		if (ret == -EINTR || ret == -EAGAIN)
+			continue;
+		if (ret < 0)
+			break; /* the ring is unusable: nothing more will complete */
+		io_uring_cqe_seen(&io->ring, cqe);
+		inflight--;
+	}
+	return err;
 }
 
 static void prep(struct vswap_io *io, int fd, bool write, struct vswap_io_req *r, unsigned idx,
@@ -104,7 +112,7 @@ int vswap_io_run_overlap(struct vswap_io *io, int fd, bool write, struct vswap_i
 			ret = io_uring_submit_and_wait(&io->ring, 1);
 		}
 		if (ret < 0 && ret != -EINTR)
-			return ret;
+			return drain(io, inflight, ret);
 		struct io_uring_cqe *cqe;
 		unsigned head, seen = 0;
 		io_uring_for_each_cqe(&io->ring, head, cqe)
@@ -118,11 +126,11 @@ int vswap_io_run_overlap(struct vswap_io *io, int fd, bool write, struct vswap_i
 				inflight++;
 				continue;
 			}
-			int32_t done = req_step(r, r->res, res, write);
+			int32_t done = res < 0 ? res : r->res + res; /* bytes so far */
 			r->res = done;
-			if (done >= 0 && write && res > 0 && (uint32_t)done < r->len) {
-				/* A short write: continue it (a full disk reports
-				 * ENOSPC on the next attempt). */
+			if (done >= 0 && res > 0 && (uint32_t)done < r->len) {
+				/* Short: continue it.  A full disk reports ENOSPC on
+				 * the next attempt; a read at end of file returns 0. */
 				prep(io, fd, write, r, (unsigned)cqe->user_data, (uint32_t)done);
 				inflight++;
 			} else if (done >= 0 && write && res == 0 && (uint32_t)done < r->len) {

@@ -11,10 +11,14 @@
 
 #include "store/internal.h"
 
-/* A page whose bytes are bad: never serve it, and remember why. */
+/* A page whose bytes are bad: never serve it, and remember why.  Only a
+ * checksum failure, missing bytes or a device error condemn the page; other
+ * errors (no memory, interrupted) say nothing about its bytes. */
 static int page_failed(struct vswap_store *s, uint64_t page, int err, const char *why)
 {
 	uint32_t w = s->pages[page];
+	if (err != -EBADMSG && err != -EIO)
+		return err;
 	s->checksum_failures += err == -EBADMSG;
 	store_log(s, VSWAP_LOG_ERROR, "%s: page %llu (slot %llu): %s", s->path,
 		  (unsigned long long)page, (unsigned long long)pw_slot(w), why);
@@ -90,7 +94,7 @@ int vswap_store_read_run(struct vswap_store *s, uint64_t first, uint32_t count, 
 		}
 		uint64_t slot = pw_slot(s->pages[first + i]);
 		uint32_t j = i + 1;
-		while (j < count && readable(s, first + j) == 0 &&
+		while (j < count && j - i < MAX_REQ_PAGES && readable(s, first + j) == 0 &&
 		       pw_slot(s->pages[first + j]) == slot + (j - i))
 			j++;
 		req_first[n] = i;
@@ -100,6 +104,9 @@ int vswap_store_read_run(struct vswap_store *s, uint64_t first, uint32_t count, 
 		i = j;
 	}
 	int ret = vswap_io_run(&s->io, s->fd, false, reqs, n);
+	for (unsigned r = 0; r < n && ret && status; r++)
+		for (uint32_t k = 0; k < reqs[r].len >> s->page_shift; k++)
+			status[req_first[r] + k] = ret; /* never read: not verified */
 	for (unsigned r = 0; r < n && !ret; r++) {
 		uint32_t pages = reqs[r].len >> s->page_shift;
 		int32_t got = reqs[r].res;

@@ -16,11 +16,21 @@
 
 #include "store/internal.h"
 
+/* The index records an absolute path: resolve the directory now. */
 static int staging_name(struct vswap_store *s, const char *dir)
 {
 	char uuid[37];
 	vswap_uuid_format(s->sb.uuid, uuid);
-	if (asprintf(&s->staging_path, "%s/vswap-%s.staging", dir ? dir : "/dev/shm", uuid) < 0) {
+	char *abs = realpath(dir ? dir : "/dev/shm", NULL);
+	if (!abs) {
+		int ret = -errno;
+		store_log(s, VSWAP_LOG_ERROR, "%s: staging directory: %s", dir ? dir : "/dev/shm",
+			  strerror(errno));
+		return ret;
+	}
+	int n = asprintf(&s->staging_path, "%s/vswap-%s.staging", abs, uuid);
+	free(abs);
+	if (n < 0) {
 		s->staging_path = NULL;
 		return -ENOMEM;
 	}

@@ -29,6 +29,7 @@ static struct vswap_store *handle_new(const char *path, const struct vswap_store
 	if (!s)
 		return NULL;
 	s->fd = s->dfd = s->staging_fd = -1;
+	s->pid = getpid();
 	s->read_only = opts->read_only;
 	s->tolerant = opts->tolerant;
 	s->durability = opts->durability;
@@ -114,6 +115,22 @@ static int write_superblock(struct vswap_store *s)
 	return ret;
 }
 
+/* A new file survives power loss only once its directory entry does. */
+static void sync_parent_dir(const char *path)
+{
+	char *dir = strdup(path);
+	if (!dir)
+		return;
+	char *slash = strrchr(dir, '/');
+	const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
+	int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	free(dir);
+}
+
 int vswap_store_create(const char *path, const struct vswap_store_opts *opts,
 		       struct vswap_store **out)
 {
@@ -150,8 +167,10 @@ int vswap_store_create(const char *path, const struct vswap_store_opts *opts,
 	if ((ret = index_open(s, true)))
 		goto fail;
 	made_index = true;
-	if ((ret = staging_create(s, opts ? opts->staging_dir : NULL)) || (ret = index_write_meta_initial(s)))
+	if ((ret = staging_create(s, opts ? opts->staging_dir : NULL)) ||
+	    (ret = index_write_meta_initial(s)))
 		goto fail;
+	sync_parent_dir(path);
 	start_io(s);
 	*out = s;
 	return 0;
@@ -211,8 +230,10 @@ int vswap_store_open(const char *path, const struct vswap_store_opts *opts,
 	if ((ret = read_superblock(s)) || (ret = index_open(s, false)) || (ret = index_load(s)) ||
 	    (ret = staging_open(s)))
 		goto fail;
-	/* From here until a clean close, a crash is visible to vswap-fsck. */
-	if (!s->read_only && (ret = index_set_clean(s, false)))
+	/* From here until a clean close, a crash is visible to vswap-fsck: the
+	 * flag is made durable even in NONE (one sync per open). */
+	if (!s->read_only && ((ret = index_set_clean(s, false)) ||
+			      (s->durability == VSWAP_DURABILITY_NONE && mdb_env_sync(s->env, 1))))
 		goto fail;
 	start_io(s);
 	*out = s;
@@ -222,18 +243,20 @@ fail:
 	return ret;
 }
 
-int vswap_store_close(struct vswap_store *s)
+static int close_store(struct vswap_store *s, bool clean)
 {
 	if (!s)
 		return 0;
 	int ret = 0;
-	if (!s->read_only) {
+	/* A forked child that inherited the handle only lets go of it: the
+	 * LMDB environment belongs to the parent (peers.md). */
+	if (!s->read_only && s->pid == getpid()) {
 		s->meta_dirty = true;
 		ret = vswap_store_commit(s);
 		/* A clean close is durable in every mode. */
 		if (!ret && fdatasync(s->fd) != 0)
 			ret = -errno;
-		if (!ret)
+		if (!ret && clean)
 			ret = index_set_clean(s, true);
 		if (!ret)
 			mdb_env_sync(s->env, 1);
@@ -245,8 +268,24 @@ int vswap_store_close(struct vswap_store *s)
 	return ret;
 }
 
+int vswap_store_close(struct vswap_store *s)
+{
+	return close_store(s, true);
+}
+
+int vswap_store_close_unclean(struct vswap_store *s)
+{
+	return close_store(s, false);
+}
+
 int vswap_store_destroy(const char *path, const struct vswap_store_opts *opts)
 {
+	/* Never pull a store from under a handle that has it open. */
+	int lfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (lfd >= 0 && flock(lfd, LOCK_EX | LOCK_NB) != 0) {
+		close(lfd);
+		return -EBUSY;
+	}
 	struct vswap_store_opts ro = opts ? *opts : (struct vswap_store_opts){0};
 	ro.read_only = true;
 	struct vswap_store *s;
@@ -269,6 +308,8 @@ int vswap_store_destroy(const char *path, const struct vswap_store_opts *opts)
 	if (staging)
 		unlink(staging);
 	free(staging);
+	if (lfd >= 0)
+		close(lfd);
 	return ret;
 }
 
@@ -313,20 +354,43 @@ int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsign
 	if (!copy)
 		return -ENOMEM;
 	memcpy(copy, pages, n * sizeof(*copy));
+	/* Build the new tables aside; the handle keeps the old layout until
+	 * everything is allocated. */
+	struct vswap_store next = *s;
+	next.pages = NULL;
+	next.sums = next.staged = next.dirty = next.slot_used = NULL;
+	next.slot_cap = 0;
+	next.total_pages = total;
+	int ret = tables_alloc(&next);
+	if (ret) {
+		tables_free(&next);
+		free(copy);
+		return ret;
+	}
+	uint64_t old_total = s->total_pages;
+	s->total_pages = total;
+	ret = staging_resize(s);
+	if (ret) {
+		s->total_pages = old_total;
+		tables_free(&next);
+		free(copy);
+		return ret;
+	}
 	tables_free(s);
 	free(s->region_pages);
+	s->pages = next.pages;
+	s->sums = next.sums;
+	s->staged = next.staged;
+	s->dirty = next.dirty;
+	s->slot_used = next.slot_used;
+	s->slot_cap = next.slot_cap;
+	s->ngroups = next.ngroups;
 	s->region_pages = copy;
 	s->nregions = n;
-	s->total_pages = total;
 	s->slots_end = s->free_hint = s->slots_used = 0;
-	s->freed.n = s->freed.cap = 0;
-	int ret = tables_alloc(s);
-	if (!ret)
-		ret = staging_resize(s);
+	s->unpunched.n = 0;
 	s->meta_dirty = true;
-	if (!ret)
-		ret = vswap_store_commit(s);
-	return ret;
+	return vswap_store_commit(s);
 }
 
 unsigned vswap_store_region_count(const struct vswap_store *s)

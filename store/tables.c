@@ -62,7 +62,45 @@ void tables_free(struct vswap_store *s)
 	s->freed.v = NULL;
 	s->scratch_slots = NULL;
 	s->scratch_reqs = NULL;
+	s->scratch_cap = 0;
 	s->slot_cap = 0;
+	s->freed.n = s->freed.cap = 0;
+	free(s->leftout);
+	s->leftout = NULL;
+	s->nleftout = s->leftout_cap = 0;
+}
+
+int leftout_add(struct vswap_store *s, const struct vswap_page_record *r)
+{
+	if (s->nleftout == s->leftout_cap) {
+		size_t cap = s->leftout_cap ? s->leftout_cap * 2 : 16;
+		void *nv = realloc(s->leftout, cap * sizeof(*s->leftout));
+		if (!nv)
+			return -ENOMEM;
+		s->leftout = nv;
+		s->leftout_cap = cap;
+	}
+	s->leftout[s->nleftout++] = *r;
+	return 0;
+}
+
+const struct vswap_page_record *leftout_find(const struct vswap_store *s, uint64_t page)
+{
+	for (size_t i = 0; i < s->nleftout; i++)
+		if (s->leftout[i].page == page)
+			return &s->leftout[i];
+	return NULL;
+}
+
+/* A state change of @page replaces a left-out record of it. */
+static void leftout_forget(struct vswap_store *s, uint64_t page)
+{
+	for (size_t i = 0; i < s->nleftout; i++) {
+		if (s->leftout[i].page == page) {
+			s->leftout[i] = s->leftout[--s->nleftout];
+			return;
+		}
+	}
 }
 
 int slots_reserve(struct vswap_store *s, uint64_t nslots)
@@ -164,6 +202,8 @@ static void count_state(struct vswap_store *s, uint32_t w, int delta)
 
 void page_set(struct vswap_store *s, uint64_t page, uint32_t word, uint64_t sum)
 {
+	if (s->nleftout)
+		leftout_forget(s, page);
 	count_state(s, s->pages[page], -1);
 	count_state(s, word, +1);
 	s->pages[page] = word;

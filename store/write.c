@@ -85,7 +85,7 @@ static unsigned build_runs(struct vswap_store *s, const uint8_t *buf, uint32_t c
 	unsigned n = 0;
 	for (uint32_t i = 0; i < count;) {
 		uint32_t j = i + 1;
-		while (j < count && slots[j] == slots[j - 1] + 1)
+		while (j < count && j - i < MAX_REQ_PAGES && slots[j] == slots[j - 1] + 1)
 			j++;
 		reqs[n++] = (struct vswap_io_req){
 			.buf = (void *)(buf + ((size_t)i << s->page_shift)),
@@ -138,6 +138,8 @@ int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, con
 {
 	if (s->read_only)
 		return -EROFS;
+	if (s->sync_error)
+		return s->sync_error;
 	if (count == 0 || first >= s->total_pages || count > s->total_pages - first)
 		return -EINVAL;
 	int ret = scratch_reserve(s, count);
@@ -235,14 +237,25 @@ int vswap_store_commit(struct vswap_store *s)
 {
 	if (s->read_only)
 		return -EROFS;
+	if (s->pid != getpid())
+		return -ECHILD; /* a forked child must not commit through LMDB */
+	if (s->sync_error)
+		return s->sync_error;
 	if (!anything_pending(s))
 		return 0;
 	if (s->data_unsynced && s->durability != VSWAP_DURABILITY_NONE) {
 		if (fdatasync(s->fd) != 0) {
-			int ret = -errno;
-			store_log(s, VSWAP_LOG_ERROR, "%s: sync failed: %s; index not committed",
+			/* After a failed sync the kernel may mark the dirty pages
+			 * clean: a later sync would succeed without the bytes.
+			 * So no commit may ever reference them: the failure
+			 * sticks until the store is reopened (the pages are still
+			 * in staging; the index still has the old state). */
+			s->sync_error = errno == EIO || errno == ENOSPC ? -errno : -EIO;
+			store_log(s, VSWAP_LOG_ERROR,
+				  "%s: sync failed: %s; nothing more is committed until the store is "
+				  "reopened",
 				  s->path, strerror(errno));
-			return ret;
+			return s->sync_error;
 		}
 		/* Pages written through the page cache should leave RAM too:
 		 * that is what swapping is for. */

@@ -438,8 +438,14 @@ static void test_no_reuse_before_commit_survives_crash(void **state)
 		write_pages(c, 0, 8, 1);
 		assert_int_equal(vswap_store_commit(c->s), 0);
 		uint64_t freed_slot = slot_of(c, 2);
+		/* The child opens the store itself: a handle belongs to the
+		 * process that opened it. */
+		assert_int_equal(vswap_store_close(c->s), 0);
+		c->s = NULL;
 		pid_t pid = fork();
 		if (pid == 0) {
+			if (vswap_store_open(c->f.path, &c->f.opts, &c->s))
+				_exit(1);
 			vswap_store_free(c->s, 2, 1);
 			/* New data goes elsewhere, even under slot pressure. */
 			for (unsigned i = 0; i < 8; i++)
@@ -450,8 +456,6 @@ static void test_no_reuse_before_commit_survives_crash(void **state)
 		int status;
 		assert_int_equal(waitpid(pid, &status, 0), pid);
 		assert_int_equal(status, SIGKILL);
-		vswap_store_close(c->s); /* the parent's handle: clean close of old state */
-		c->s = NULL;
 		assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), 0);
 		if (mode == VSWAP_DURABILITY_FULL) {
 			/* The write committed the free with it, but its own
@@ -680,8 +684,13 @@ static void test_efbig_leaves_index_unchanged(void **state)
 	assert_int_equal(vswap_store_commit(c->s), 0);
 	struct vswap_store_stats before;
 	vswap_store_stats(c->s, &before);
+	assert_int_equal(vswap_store_close(c->s), 0);
+	c->s = NULL;
 	pid_t pid = fork();
 	if (pid == 0) {
+		if (vswap_store_open(c->f.path, &c->f.opts, &c->s))
+			_exit(9);
+		vswap_store_stats(c->s, &before);
 		signal(SIGXFSZ, SIG_IGN);
 		struct rlimit rl = {.rlim_cur = 12 * (rlim_t)c->f.page_size,
 				    .rlim_max = RLIM_INFINITY};
@@ -710,8 +719,6 @@ static void test_efbig_leaves_index_unchanged(void **state)
 	waitpid(pid, &status, 0);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
-	vswap_store_close(c->s);
-	c->s = NULL;
 	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), 0);
 	expect_page(c, 50, 1);
 	expect_page(c, 51, 1);
@@ -772,6 +779,85 @@ static void test_enospc_on_small_tmpfs(void **state)
 	rmdir(mnt);
 }
 
+static void test_forked_child_cannot_commit(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	write_pages(c, 0, 2, 1);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(vswap_store_commit(c->s) == -ECHILD && vswap_store_close(c->s) == 0 ? 0 : 1);
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	/* The parent's handle is untouched and commits. */
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	reopen(c);
+	expect_page(c, 1, 1);
+}
+
+/* Regions may be redefined once the store is empty again; the write path's
+ * scratch space follows the new tables. */
+static void test_regions_redefined_after_use(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	write_pages(c, 0, 8, 1);
+	assert_int_equal(vswap_store_free(c->s, 0, 8), 8);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	uint64_t bigger[] = {1000};
+	assert_int_equal(vswap_store_set_regions(c->s, bigger, 1), 0);
+	write_pages(c, 900, 16, 2);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	reopen(c);
+	assert_int_equal(vswap_store_total_pages(c->s), 1000);
+	expect_page(c, 915, 2);
+}
+
+/* A corrupt index must not make the store truncate some other file. */
+static void test_foreign_staging_path_refused(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	vswap_store_close(c->s);
+	c->s = NULL;
+	char idx[400], victim[400];
+	snprintf(idx, sizeof(idx), "%s.idx", c->f.path);
+	snprintf(victim, sizeof(victim), "%s/precious", c->f.dir);
+	int fd = open(victim, O_CREAT | O_WRONLY, 0600);
+	assert_int_equal(write(fd, "keep", 4), 4);
+	close(fd);
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 4);
+	assert_int_equal(mdb_env_open(env, idx, MDB_NOSUBDIR, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+	MDB_val k = {12, "staging_path"}, d = {strlen(victim), victim};
+	assert_int_equal(mdb_put(txn, dbi, &k, &d, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), -EUCLEAN);
+	struct stat st;
+	assert_int_equal(stat(victim, &st), 0);
+	assert_int_equal(st.st_size, 4);
+}
+
+static void test_destroy_refuses_open_store(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	assert_int_equal(vswap_store_destroy(c->f.path, &c->f.opts), -EBUSY);
+	assert_int_equal(access(c->f.path, F_OK), 0);
+	vswap_store_close(c->s);
+	c->s = NULL;
+	assert_int_equal(vswap_store_destroy(c->f.path, &c->f.opts), 0);
+	assert_int_equal(access(c->f.path, F_OK), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -799,6 +885,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_map_full_grows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_efbig_leaves_index_unchanged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_on_small_tmpfs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_forked_child_cannot_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_regions_redefined_after_use, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_foreign_staging_path_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_destroy_refuses_open_store, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

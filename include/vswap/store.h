@@ -115,7 +115,12 @@ int vswap_store_open(const char *path, const struct vswap_store_opts *opts,
  */
 int vswap_store_close(struct vswap_store *s);
 
-/* Remove a store's files (swap file, index, lock file, staging file). */
+/* Release the store like vswap_store_close() but leave it marked unclean:
+ * for a repair that did not finish (vswap-fsck cancelled or failed). */
+int vswap_store_close_unclean(struct vswap_store *s);
+
+/* Remove a store's files (swap file, index, lock file, staging file).
+ * -EBUSY while a handle has the store open. */
 int vswap_store_destroy(const char *path, const struct vswap_store_opts *opts);
 
 /* ---- regions: the page-index space ------------------------------------ */
@@ -143,15 +148,21 @@ uint32_t vswap_store_page_size(const struct vswap_store *s);
  * free slot, else a new one at the end; freed slots become free only after
  * the commit that freed them.  Each page gets an XXH3-64 checksum.  On
  * success the pages are present (in memory now, in the index at the next
- * commit; FULL commits before returning).  On failure (-ENOSPC, -EFBIG,
- * -EIO ...) no page changes state and no slot is consumed.
+ * commit; FULL commits before returning).  On a failed write (-ENOSPC,
+ * -EFBIG, -EIO ...) no page changes state and no slot is consumed; in FULL,
+ * a write that succeeded but whose commit failed returns the commit's error
+ * with the pages present in memory (committed by the next commit).
  */
 int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, const void *buf);
 
 /*
  * Make everything pending durable, in order: sync the swap file (unless
  * NONE), commit the index (synced unless NONE), then punch the holes of the
- * slots freed since the last commit and make them reusable.
+ * slots freed since the last commit and make them reusable, and punch the
+ * staging bytes of pages that left staging.  A failed data sync is sticky:
+ * every later write and commit returns its error until the store is
+ * reopened (the kernel may have dropped the unsynced bytes).  -ECHILD from a
+ * forked child of the process that opened the store.
  */
 int vswap_store_commit(struct vswap_store *s);
 
@@ -242,7 +253,8 @@ const char *vswap_store_staging_path(const struct vswap_store *s);
 int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count);
 
 /* Pages leave staging: the record is cleared (durable at the next commit) and
- * the staging file's bytes are punched at once. */
+ * the staging file's bytes are punched right after that commit (a fault pays
+ * no fallocate; a page staged again meanwhile is not punched). */
 int vswap_store_stage_clear(struct vswap_store *s, uint64_t first, uint64_t count);
 
 bool vswap_store_staged(const struct vswap_store *s, uint64_t page);
@@ -325,8 +337,9 @@ const char *vswap_store_index_path(const struct vswap_store *s);
  * the slot is free. */
 int vswap_store_slot_owner(const struct vswap_store *s, uint64_t slot, uint64_t *page);
 
-/* Punch slots that no record references (a leak found by recovery).
- * -EBUSY if a slot in the range is in use (nothing punched). */
+/* Punch slots that no loaded record references (a leak found by recovery).
+ * -EBUSY if a slot in the range is in use (nothing punched).  In a tolerant
+ * open, records left out of the tables do not count: recovery decides. */
 int vswap_store_punch_slot(struct vswap_store *s, uint64_t slot);
 int vswap_store_punch_slots(struct vswap_store *s, uint64_t first, uint64_t count);
 
