@@ -1,0 +1,488 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Kill test (issue 4, "Proof"): a child process runs a guest and a handler
+ * over a store, cycling enable / trim / swap-out / faults / balloon remove /
+ * swap-in, with the durability mode changing every few cycles (see
+ * tests/helpers/kill_workload.h); the parent SIGKILLs it at random moments
+ * and, after each kill:
+ *   - rfx_check_after_crash(): vswap-fsck -y exits 0 or 1, a second run
+ *     (-n) exits 0, every surviving page record verifies; both runs include
+ *     fsck's staging audit (records against the staging file's bytes, and
+ *     the orphan scan of the staging directory: the test's private one);
+ *   - kc_check_store(): every present and stale page is, byte for byte, a
+ *     version the guest wrote for that page;
+ * then the next child either reopens the repaired store or starts a fresh
+ * one.  Kills: 60 by default, 1000 with VSWAP_LONG=1, or VSWAP_KILLS=N.
+ * The PRNG seed is printed; VSWAP_KILL_SEED=N repeats a run's choices
+ * (where a kill lands still depends on timing).
+ *
+ * Kill moments: a quarter of the kills come a random 1-50 ms after fork
+ * (store open, repair reuse, handler creation, first cycle); the rest wait
+ * for the child's k-th phase change (k in 1..40: about four cycles; read
+ * from a pipe, bounded) and then kill at once or after a random 0-3 ms, so
+ * kills spread over every phase whatever its length.
+ *
+ * A kill while a *fresh* store is being created is counted but not held to
+ * the fsck exit codes: vswap_store_create() writes its files one after the
+ * other, so such a store may have no superblock or index yet; it is
+ * discarded.  (Reported in the summary as "create".)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <vswap/recovery.h>
+
+#include "tests/helpers/handler_fixture.h"
+#include "tests/helpers/kill_check.h"
+#include "tests/helpers/kill_workload.h"
+#include "tests/helpers/recovery_fixture.h"
+
+#define KILLS_CI 60
+#define KILLS_LONG 1000
+#define CONTROL_CYCLES 4         /* the unkilled run: past one reopen */
+#define EVENT_WAIT_MS 20000      /* a child this slow to change phase hangs */
+#define MAX_REPORTED 10          /* violations printed in full */
+
+struct totals {
+	unsigned kills, violations, reused, fresh;
+	unsigned phase[KW_PHASES];
+	unsigned mode[3];
+	unsigned repair_exit[3];     /* fsck -y: 0, 1, other */
+	unsigned create_unchecked;   /* kills inside store creation */
+	unsigned lock_lingered;      /* the dead child still held the flock */
+	double lock_max_ms;
+	uint64_t fsck_verified, present, stale, lost;
+	uint64_t staged, staged_zero, staged_torn;
+	double secs;
+};
+
+struct kill_test {
+	char dir[256];       /* private: every store and staging file lives here */
+	char path[PATH_MAX]; /* the current store's swap file */
+	char sdir[PATH_MAX - 64]; /* its own subdirectory (staging files too) */
+	unsigned lineage;    /* stores made so far */
+	bool have_store;
+	struct kw_shared *sh;
+	uint64_t rng;
+	struct totals t;
+};
+
+static uint64_t rng_next(uint64_t *s)
+{
+	uint64_t x = (*s += 0x9e3779b97f4a7c15ull);
+
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+static uint64_t env_u64(const char *name, uint64_t dflt)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? strtoull(v, NULL, 0) : dflt;
+}
+
+static unsigned kills_wanted(void)
+{
+	uint64_t n = env_u64("VSWAP_KILLS", 0);
+
+	if (n)
+		return (unsigned)n;
+	return env_u64("VSWAP_LONG", 0) ? KILLS_LONG : KILLS_CI;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- stores ------------------------------------------------------------ */
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(p);
+}
+
+static void rm_tree(const char *dir)
+{
+	nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Discard the current store (whatever state it is in) and name a new one
+ * in a new subdirectory, so a half-created store's files go with it. */
+static void fresh_store(struct kill_test *kt)
+{
+	if (kt->sdir[0])
+		rm_tree(kt->sdir);
+	snprintf(kt->sdir, sizeof(kt->sdir), "%s/s%u", kt->dir, kt->lineage++);
+	assert_int_equal(mkdir(kt->sdir, 0700), 0);
+	snprintf(kt->path, sizeof(kt->path), "%s/store.swap", kt->sdir);
+	kt->have_store = false;
+}
+
+/* ---- one child ------------------------------------------------------- */
+
+struct child {
+	pid_t pid;
+	int progress; /* read end of the progress pipe */
+	unsigned events;
+	bool exited;  /* it ended before the kill (EOF on the pipe) */
+};
+
+static void child_start(struct kill_test *kt, unsigned max_cycles, struct child *c)
+{
+	int fds[2];
+	struct kw_child_args a = {
+		.sh = kt->sh,
+		.path = kt->path,
+		.staging_dir = kt->sdir,
+		.create = !kt->have_store,
+		.seed = rng_next(&kt->rng),
+		.max_cycles = max_cycles,
+	};
+
+	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+	fflush(NULL);
+	memset(kt->sh->msg, 0, sizeof(kt->sh->msg));
+	atomic_store(&kt->sh->failed, 0);
+	c->pid = fork();
+	assert_true(c->pid >= 0);
+	if (c->pid == 0) {
+		close(fds[0]);
+		fcntl(fds[1], F_SETFL, O_NONBLOCK);
+		a.progress_fd = fds[1];
+		_exit(kw_child_run(&a));
+	}
+	close(fds[1]);
+	*c = (struct child){ .pid = c->pid, .progress = fds[0] };
+	kt->have_store = true; /* it exists from here on, in some state */
+}
+
+/* Read progress marks until @until (CLOCK_MONOTONIC seconds) or until
+ * @events marks have come; false when the child closed the pipe (exit). */
+static bool child_wait(struct child *c, unsigned events, double until)
+{
+	uint8_t buf[256];
+
+	while (!c->exited && c->events < events) {
+		double left = until - now_s();
+		struct timespec ts = { 0, 0 };
+		struct pollfd pfd = { .fd = c->progress, .events = POLLIN };
+		ssize_t n;
+
+		if (left <= 0)
+			return true;
+		ts.tv_sec = (time_t)left;
+		ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+		if (ppoll(&pfd, 1, &ts, NULL) <= 0)
+			continue;
+		n = read(c->progress, buf, sizeof(buf));
+		if (n <= 0)
+			c->exited = true;
+		else
+			c->events += (unsigned)n;
+	}
+	return !c->exited;
+}
+
+/* Exit status of a child that is (or is about to be) dead. */
+static int child_reap(struct child *c)
+{
+	int status = 0;
+
+	while (waitpid(c->pid, &status, 0) < 0 && errno == EINTR)
+		;
+	close(c->progress);
+	return status;
+}
+
+static void violation(struct kill_test *kt, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void violation(struct kill_test *kt, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (kt->t.violations++ >= MAX_REPORTED)
+		return;
+	va_start(ap, fmt);
+	fprintf(stderr, "kill: VIOLATION: ");
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+/*
+ * Pick the kill moment and kill.  Returns true when the SIGKILL was what
+ * ended the child; false when it had already died (an error or a crash).
+ */
+static bool child_kill_at_random(struct kill_test *kt, struct child *c)
+{
+	uint64_t r = rng_next(&kt->rng);
+	double until;
+
+	if (r % 4 == 0) {
+		until = now_s() + (double)(1 + (r >> 8) % 50) / 1e3;
+		child_wait(c, UINT32_MAX, until);
+	} else {
+		/* Up to four cycles and a reopen; at once after the mark in half
+		 * the cases, so that short phases (balloon, reopen) get hit. */
+		unsigned k = 1 + (unsigned)((r >> 8) % 40);
+		double delay = (r >> 16) % 2 ? (double)((r >> 24) % 3000) / 1e6 : 0;
+
+		if (child_wait(c, k, now_s() + EVENT_WAIT_MS / 1e3) && c->events < k)
+			violation(kt, "child made no progress for %d ms in phase %s (hang)",
+				  EVENT_WAIT_MS, kw_phase_name(atomic_load(&kt->sh->phase)));
+		child_wait(c, UINT32_MAX, now_s() + delay);
+	}
+	if (!c->exited)
+		kill(c->pid, SIGKILL);
+	int status = child_reap(c);
+	return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
+
+/* ---- after a kill ---------------------------------------------------- */
+
+/*
+ * After a failed check: show what vswap-fsck says of the store now, and
+ * with VSWAP_KILL_KEEP=1 keep its files (the private directory stays and
+ * its path is printed) so the failure can be examined by hand.
+ */
+static void explain(struct kill_test *kt, unsigned n)
+{
+	const char *args[] = { "-n", "--json", "--no-progress", kt->path, NULL };
+	char *out = NULL, *err = NULL, keep[PATH_MAX];
+	int rc;
+
+	if (kt->t.violations > MAX_REPORTED)
+		return;
+	rc = rfx_run_tool("vswap-fsck", args, &out, &err);
+	fprintf(stderr, "kill %u: vswap-fsck -n --json exits %d\n%.3000s\n%.2000s\n", n, rc,
+		out ? out : "", err ? err : "");
+	free(out);
+	free(err);
+	if (!env_u64("VSWAP_KILL_KEEP", 0))
+		return;
+	snprintf(keep, sizeof(keep), "%s/kept-kill-%u", kt->dir, n);
+	if (rename(kt->sdir, keep) == 0)
+		fprintf(stderr, "kill %u: store kept in %s\n", n, keep);
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig; /* only interrupts flock() */
+}
+
+/*
+ * Known store/ bug (tests/test_kill_lock.c): the flock of a child killed
+ * with io_uring reads in flight is released by deferred kernel work, a few
+ * ms after waitpid(), so fsck -y would refuse the store (exit 8) naming a
+ * dead PID.  Count it, then block until the lock goes (bounded by an
+ * alarm; no polling) so the audit below still runs.  With
+ * VSWAP_KILL_LOCK_STRICT=1 it is a violation.
+ */
+static void wait_dead_lock(struct kill_test *kt, unsigned n, pid_t dead)
+{
+	struct sigaction sa = { .sa_handler = on_alarm }, old;
+	struct timespec t0, t1;
+	pid_t holder = 0;
+	int fd, rc;
+
+	if (vswap_lock_holder(kt->path, &holder) != 1)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	fd = open(kt->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	sigaction(SIGALRM, &sa, &old);
+	alarm(10);
+	rc = flock(fd, LOCK_EX);
+	alarm(0);
+	sigaction(SIGALRM, &old, NULL);
+	close(fd);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+	kt->t.lock_lingered++;
+	if (ms > kt->t.lock_max_ms)
+		kt->t.lock_max_ms = ms;
+	if (rc || getenv("VSWAP_KILL_LOCK_STRICT"))
+		violation(kt, "kill %u: store still locked by %d after the kill of %d was reaped (%s)",
+			  n, (int)holder, (int)dead, rc ? "never released" : "released later");
+}
+
+/* fsck repair, second run, checksums; then the bytes.  True if all held. */
+static bool check_store(struct kill_test *kt, unsigned n, enum kw_phase ph, const char *mode)
+{
+	struct rfx_crash_result cr;
+	struct kc_result kr;
+	int rc = rfx_check_after_crash(kt->path, NULL, &cr);
+
+	kt->t.repair_exit[cr.repair_exit == 0 ? 0 : cr.repair_exit == 1 ? 1 : 2]++;
+	kt->t.fsck_verified += cr.verified;
+	if (rc) {
+		violation(kt, "kill %u (%s, %s durability, %s): %s", n, kw_phase_name(ph), mode,
+			  kt->path, cr.why);
+		explain(kt, n);
+		return false;
+	}
+	rc = kc_check_store(kt->path, kt->sh, &kr);
+	kt->t.present += kr.present;
+	kt->t.stale += kr.stale;
+	kt->t.lost += kr.lost;
+	kt->t.staged += kr.staged;
+	kt->t.staged_zero += kr.staged_zero;
+	kt->t.staged_torn += kr.staged_torn;
+	if (rc) {
+		violation(kt, "kill %u (%s, %s durability, %s): %s", n, kw_phase_name(ph), mode,
+			  kt->path, rc == -1 ? kr.why : vswap_strerror(rc));
+		explain(kt, n);
+		return false;
+	}
+	return true;
+}
+
+/* One kill: child, kill, audit, and the choice of the next store. */
+static void one_kill(struct kill_test *kt, unsigned n)
+{
+	struct child c;
+	bool killed, ok = true;
+	enum kw_phase ph;
+	enum vswap_durability mode;
+
+	child_start(kt, 0, &c);
+	killed = child_kill_at_random(kt, &c);
+	wait_dead_lock(kt, n, c.pid);
+	ph = (enum kw_phase)atomic_load(&kt->sh->phase);
+	mode = (enum vswap_durability)atomic_load(&kt->sh->durability);
+	kt->t.kills++;
+	kt->t.phase[ph]++;
+	kt->t.mode[mode % 3]++;
+	if (!killed) {
+		violation(kt, "kill %u: the child died before the kill, in phase %s: %s", n,
+			  kw_phase_name(ph), kt->sh->msg[0] ? kt->sh->msg : "(no message)");
+		ok = false;
+	}
+	if (atomic_load(&kt->sh->violations)) {
+		violation(kt, "kill %u: the guest saw wrong bytes: %s", n, kt->sh->msg);
+		atomic_store(&kt->sh->violations, 0);
+	}
+	if (ph == KW_CREATE)
+		kt->t.create_unchecked++; /* not crash-atomic by design; discarded */
+	else
+		ok = check_store(kt, n, ph, vswap_durability_name(mode)) && ok;
+	/* Reuse two repaired stores in three; never a broken or half-made one. */
+	if (!ok || ph == KW_CREATE || rng_next(&kt->rng) % 3 == 0) {
+		fresh_store(kt);
+		kt->t.fresh++;
+	} else {
+		kt->t.reused++;
+	}
+}
+
+/* ---- the test -------------------------------------------------------- */
+
+/* An unkilled child first: the workload itself must run clean end to end
+ * (guest verification, a reopen in another mode) and leave a clean store. */
+static void control_run(struct kill_test *kt)
+{
+	struct child c;
+	struct rfx_crash_result cr;
+	int status;
+
+	child_start(kt, CONTROL_CYCLES, &c);
+	if (child_wait(&c, UINT32_MAX, now_s() + 120))
+		kill(c.pid, SIGKILL);
+	status = child_reap(&c);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("control run: status %#x: %s", status, kt->sh->msg);
+	assert_int_equal(rfx_check_after_crash(kt->path, NULL, &cr), 0);
+	assert_int_equal(cr.repair_exit, 0);
+	printf("kill: control run: %d cycles clean, store clean (fsck 0)\n", CONTROL_CYCLES);
+}
+
+static void report(const struct kill_test *kt, unsigned want)
+{
+	const struct totals *t = &kt->t;
+
+	printf("kill: %u kills (wanted %u) in %.1f s, %u violations\n", t->kills, want, t->secs,
+	       t->violations);
+	printf("kill: phases:");
+	for (int p = 0; p < KW_PHASES; p++)
+		printf(" %s=%u", kw_phase_name((enum kw_phase)p), t->phase[p]);
+	printf("\nkill: durability at the kill: full=%u batch=%u none=%u\n",
+	       t->mode[VSWAP_DURABILITY_FULL], t->mode[VSWAP_DURABILITY_BATCH],
+	       t->mode[VSWAP_DURABILITY_NONE]);
+	printf("kill: fsck -y exit: 0=%u 1=%u other=%u; unchecked (inside create)=%u\n",
+	       t->repair_exit[0], t->repair_exit[1], t->repair_exit[2], t->create_unchecked);
+	printf("kill: store lock outlived the reaped child %u times (longest %.1f ms; known bug, "
+	       "tests/test_kill_lock.c)\n", t->lock_lingered, t->lock_max_ms);
+	printf("kill: stores: %u reused after repair, %u fresh; %llu cycles completed\n",
+	       t->reused, t->fresh, (unsigned long long)atomic_load(&kt->sh->cycles));
+	printf("kill: pages verified by fsck+store %llu; matched a written version: present %llu, "
+	       "stale %llu; lost %llu\n", (unsigned long long)t->fsck_verified,
+	       (unsigned long long)t->present, (unsigned long long)t->stale,
+	       (unsigned long long)t->lost);
+	printf("kill: staged pages: %llu a written version, %llu zero, %llu torn (copy cut)\n",
+	       (unsigned long long)t->staged, (unsigned long long)t->staged_zero,
+	       (unsigned long long)t->staged_torn);
+	fflush(stdout);
+}
+
+static void kill_test(void **state)
+{
+	struct kill_test kt = { .rng = env_u64("VSWAP_KILL_SEED", 0x6b696c6cull) };
+	unsigned want = kills_wanted();
+	double t0 = now_s();
+
+	(void)state;
+	printf("kill: seed %#llx, %u kills\n", (unsigned long long)kt.rng, want);
+	snprintf(kt.dir, sizeof(kt.dir), "/var/tmp/vswap-kill-XXXXXX");
+	assert_non_null(mkdtemp(kt.dir));
+	kt.sh = mmap(NULL, sizeof(*kt.sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+		     0);
+	assert_true(kt.sh != MAP_FAILED);
+	fresh_store(&kt);
+	control_run(&kt);
+	for (unsigned n = 1; n <= want; n++)
+		one_kill(&kt, n);
+	kt.t.secs = now_s() - t0;
+	report(&kt, want);
+	if (kt.t.violations && env_u64("VSWAP_KILL_KEEP", 0))
+		printf("kill: kept %s\n", kt.dir);
+	else
+		rm_tree(kt.dir);
+	munmap(kt.sh, sizeof(*kt.sh));
+	assert_int_equal(kt.t.violations, 0);
+	assert_int_equal(kt.t.kills, want);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(kill_test),
+	};
+
+	hfx_skip_if_unavailable("kill");
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
