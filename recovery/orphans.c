@@ -7,7 +7,8 @@
  * a file that any process has open or mapped (a live handler), and never a
  * file modified in the last ORPHAN_MIN_AGE_S seconds (a store being created
  * or closed).  An orphan that holds no bytes loses nothing when removed
- * (-p); one that holds bytes is removed only by -y.
+ * (-p); one that holds bytes is removed only by -y, and only when its
+ * store is proven gone (see judge_owner()).
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -122,39 +123,65 @@ static bool holds_bytes(int dirfd, const char *name)
 }
 
 enum owner_verdict {
-	OWNER_UNKNOWN,  /* no owner link: cannot prove the file is unwanted */
-	OWNER_ALIVE,    /* the named swap file exists and has this UUID */
-	OWNER_GONE,     /* the named swap file is gone or is another store */
+	OWNER_UNKNOWN,    /* no owner link: cannot prove the file is unwanted */
+	OWNER_UNVERIFIED, /* the named swap file exists but its superblock cannot
+			   * be read or verified: a damaged store, not an orphan */
+	OWNER_ALIVE,      /* the named swap file exists and has this UUID */
+	OWNER_GONE,       /* the named swap file does not exist, or is a valid
+			   * store with another UUID */
 };
 
 /*
  * The store writes its swap file's path into the staging file's
  * VSWAP_STAGING_OWNER_XATTR.  The owner is alive when that file's superblock
  * carries the UUID in the staging file's name: a closed store's staging
- * file is then never taken for an orphan.
+ * file is then never taken for an orphan.  The owner is gone only on proof:
+ * the path does not exist (ENOENT), or it holds a valid superblock with
+ * another UUID.  Anything else (unreadable, truncated, bad checksum, unknown
+ * version) may be a damaged store whose only copy of its staged pages is
+ * this file: OWNER_UNVERIFIED, and @why says what failed.
  */
-static enum owner_verdict judge_owner(int dirfd, const char *name)
+static enum owner_verdict judge_owner(int dirfd, const char *name, char *owner, size_t olen,
+				      const char **why)
 {
-	char owner[PATH_MAX];
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	uint8_t buf[VSWAP_SB_BYTES];
+	struct vswap_superblock sb;
+	char uuid[37];
+	ssize_t n, k;
+	int fd, sfd, err;
+
+	*why = NULL;
+	owner[0] = '\0';
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return OWNER_UNKNOWN;
-	ssize_t n = fgetxattr(fd, VSWAP_STAGING_OWNER_XATTR, owner, sizeof(owner) - 1);
+	n = fgetxattr(fd, VSWAP_STAGING_OWNER_XATTR, owner, olen - 1);
 	close(fd);
-	if (n <= 0)
+	if (n <= 0) {
+		owner[0] = '\0';
 		return OWNER_UNKNOWN;
+	}
 	owner[n] = '\0';
-	int sfd = open(owner, O_RDONLY | O_CLOEXEC);
-	if (sfd < 0)
-		return errno == ENOENT ? OWNER_GONE : OWNER_UNKNOWN;
-	uint8_t buf[VSWAP_SB_BYTES];
-	ssize_t k = pread(sfd, buf, sizeof(buf), 0);
+	sfd = open(owner, O_RDONLY | O_CLOEXEC);
+	if (sfd < 0) {
+		err = errno;
+		if (err == ENOENT)
+			return OWNER_GONE;
+		*why = strerror(err);
+		return OWNER_UNVERIFIED;
+	}
+	k = pread(sfd, buf, sizeof(buf), 0);
+	err = errno;
 	close(sfd);
-	struct vswap_superblock sb;
-	const char *why;
-	if (k < 0 || superblock_decode(buf, (size_t)k, &sb, &why) != 0)
-		return OWNER_GONE;
-	char uuid[37];
+	if (k < 0) {
+		*why = strerror(err);
+		return OWNER_UNVERIFIED;
+	}
+	if (superblock_decode(buf, (size_t)k, &sb, why) != 0) {
+		if (!*why)
+			*why = "bad superblock";
+		return OWNER_UNVERIFIED;
+	}
 	vswap_uuid_format(sb.uuid, uuid);
 	return strncmp(name + 6, uuid, 36) == 0 ? OWNER_ALIVE : OWNER_GONE;
 }
@@ -185,9 +212,19 @@ static int judge_candidate(struct vswap_fsck *f, int dirfd, const char *dir, con
 		return 0;
 	if (time(NULL) - st.st_mtime < ORPHAN_MIN_AGE_S || file_in_use(st.st_dev, st.st_ino))
 		return 0;
-	enum owner_verdict owner = judge_owner(dirfd, name);
+	char owner_path[PATH_MAX];
+	const char *why;
+	enum owner_verdict owner = judge_owner(dirfd, name, owner_path, sizeof(owner_path), &why);
 	if (owner == OWNER_ALIVE)
 		return 0; /* a closed store's staging file: it is needed */
+	if (owner == OWNER_UNVERIFIED) {
+		/* A store refers to it; that store needs its own fsck. */
+		fsck_log(f, VSWAP_LOG_WARN,
+			 "%s/%s: staging file of %s, whose superblock cannot be verified (%s); "
+			 "left alone: check that store",
+			 dir, name, owner_path, why);
+		return 0;
+	}
 	data = holds_bytes(dirfd, name);
 	idx = fsck_problem(f, VSWAP_PROBLEM_ORPHAN_STAGING_FILE, FSCK_NONE, FSCK_NONE,
 			   "%s/%s: staging file of no open store (%s, %llu bytes allocated)", dir,
