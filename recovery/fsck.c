@@ -3,7 +3,8 @@
  * One fsck run: decide whether the store is in use, open it (read-only for
  * an audit or a busy store, tolerant so that conflicting records can be
  * examined), run the passes in order, commit the repairs, close.  Closing a
- * writable handle records the clean shutdown, which is itself a repair.
+ * writable handle after a complete run records the clean shutdown, which is
+ * itself a repair; an incomplete run (cancelled, failed) closes unclean.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,7 +46,7 @@ void vswap_fsck_free(struct vswap_fsck *f)
 	if (!f)
 		return;
 	if (f->store)
-		vswap_store_close(f->store);
+		vswap_store_close_unclean(f->store); /* the run did not finish */
 	for (size_t i = 0; i < f->nprob; i++)
 		free((void *)f->prob[i].detail);
 	free(f->prob);
@@ -185,7 +186,12 @@ static int run_passes(struct vswap_fsck *f)
 	return fsck_cancelled(f) ? -ECANCELED : 0;
 }
 
-/* Commit the repairs and close; a writable close records a clean shutdown. */
+/*
+ * Commit the repairs and close.  Only a run that went to the end records a
+ * clean shutdown: a cancelled or failed run commits the repairs it made
+ * (they stay made) but leaves the clean flag 0, so the next run audits the
+ * store again.
+ */
 static int finish(struct vswap_fsck *f, int ret)
 {
 	bool writable = fsck_repairing(f);
@@ -193,8 +199,12 @@ static int finish(struct vswap_fsck *f, int ret)
 
 	if (writable && !ret)
 		cret = vswap_store_commit(f->store);
-	if (f->store)
-		cret = vswap_store_close(f->store) ?: cret;
+	if (f->store) {
+		int close_ret = !ret && !cret ? vswap_store_close(f->store)
+					      : vswap_store_close_unclean(f->store);
+
+		cret = cret ?: close_ret;
+	}
 	f->store = NULL;
 	if (!ret && cret) {
 		fsck_log(f, VSWAP_LOG_ERROR, "%s: committing the repairs failed: %s", f->path,
