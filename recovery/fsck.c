@@ -180,8 +180,10 @@ static int run_passes(struct vswap_fsck *f)
 		return ret;
 	if (fsck_cancelled(f))
 		return -ECANCELED;
+	fsck_resolve_shared(f);
 	if ((ret = fsck_report_records(f)) || (ret = fsck_check_leaked_slots(f)) ||
-	    (ret = fsck_check_staging(f)) || (ret = fsck_check_orphans(f)))
+	    (ret = fsck_repair_shared(f)) || (ret = fsck_check_staging(f)) ||
+	    (ret = fsck_check_orphans(f)))
 		return ret;
 	return fsck_cancelled(f) ? -ECANCELED : 0;
 }

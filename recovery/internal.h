@@ -43,7 +43,16 @@ struct fsck_record {
 	enum vswap_page_state state;
 	enum fsck_verdict verdict;
 	bool keeps_slot;      /* the record that keeps a double-referenced slot */
+	bool shared;          /* names a slot another record names too */
+	bool loaded;          /* the store's tables hold it (shared slots only) */
+	bool rehome;          /* keeps its slot but the store left it out of its
+			       * tables: -y copies it to a slot of its own */
+	bool rehomed;         /* ... and did */
+	bool dropped;         /* its group's index record was deleted by this run */
+	uint32_t losers;      /* records that lost the slot to this one */
 	int io_error;         /* read error behind FSCK_MISSING, or 0 */
+	struct fsck_record *keeper; /* FSCK_DOUBLE: the record that keeps the slot */
+	ssize_t prob;         /* its problem, or -1 */
 };
 
 /* An index record that could not be decoded: pages [first, first+pages). */
@@ -114,6 +123,8 @@ bool fsck_cancelled(struct vswap_fsck *f);
 bool fsck_repairing(const struct vswap_fsck *f);
 bool fsck_repairing_all(const struct vswap_fsck *f);
 #define FSCK_NONE UINT64_MAX
+/* Pages per index record (group); see vswap_store_drop_group(). */
+#define FSCK_GROUP_PAGES 64u
 
 /* ---- extents.c ---- */
 /* Map the data of @fd from byte @base on, in units of @unit bytes (a unit is
@@ -125,6 +136,10 @@ void fsck_extents_free(struct fsck_extents *e);
 /* ---- records.c ---- */
 int fsck_load_records(struct vswap_fsck *f);
 void fsck_check_records(struct vswap_fsck *f);
+/* After verification: of the records naming one slot, keep the one whose
+ * checksum the slot's bytes match (the store's own first); the others become
+ * FSCK_DOUBLE. */
+void fsck_resolve_shared(struct vswap_fsck *f);
 
 /* ---- verify.c ---- */
 /* Read and hash every record still FSCK_OK with a slot, in slot order;
@@ -142,5 +157,13 @@ int fsck_check_orphans(struct vswap_fsck *f);
 
 /* ---- repair.c ---- */
 int fsck_report_records(struct vswap_fsck *f);
+/* -y: copy shared-slot keepers the store left out to slots of their own,
+ * then settle the records that lost the slot.  After the leak pass (the
+ * copies take free slots). */
+int fsck_repair_shared(struct vswap_fsck *f);
+/* -y: make the index forget group @g's records beyond the page-index space
+ * without losing a record inside it.  0 when done (durable at the commit or
+ * at once), negative when it cannot be done safely. */
+int fsck_fix_group_beyond(struct vswap_fsck *f, uint64_t g);
 
 #endif /* VSWAP_RECOVERY_INTERNAL_H */

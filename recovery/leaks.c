@@ -43,12 +43,16 @@ static int leaked_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
 	return 0;
 }
 
-/* Advance *k past records whose slot is below @slot; true if one names it. */
+/* Advance *k past records whose slot is below @slot; true if one names it
+ * (records this run deleted with their group name nothing any more). */
 static bool referenced(struct vswap_fsck *f, size_t *k, uint64_t slot)
 {
 	while (*k < f->nrec && f->by_slot[*k]->slot < slot)
 		(*k)++;
-	return *k < f->nrec && f->by_slot[*k]->slot == slot;
+	for (size_t j = *k; j < f->nrec && f->by_slot[j]->slot == slot; j++)
+		if (!f->by_slot[j]->dropped)
+			return true;
+	return false;
 }
 
 int fsck_check_leaked_slots(struct vswap_fsck *f)

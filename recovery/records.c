@@ -3,8 +3,9 @@
  * The index's page records, read raw (not the store's in-memory tables,
  * which leave conflicting records out) and judged before any byte is read:
  * undecodable groups, pages outside the page-index space, slots out of
- * range, slots owned twice, slots whose bytes are a hole or past the end of
- * the file.  What survives is verified by verify.c.
+ * range, slots whose bytes are a hole or past the end of the file.  What
+ * survives is verified by verify.c, records sharing a slot included: the
+ * one whose checksum the slot's bytes match keeps it (fsck_resolve_shared).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@ static int record_push(struct vswap_fsck *f, const struct vswap_page_record *r)
 		.xxh3 = r->xxh3,
 		.state = r->state,
 		.verdict = FSCK_OK,
+		.prob = -1,
 	};
 	return 0;
 }
@@ -103,24 +105,98 @@ static bool has_slot(const struct fsck_record *r)
 	return r->slot != UINT64_MAX;
 }
 
-/* Of the records naming one slot, the store keeps the one it loaded first
- * (see vswap_store_slot_owner()); the others are double references. */
-static void judge_shared_slot(struct vswap_fsck *f, size_t first, size_t end)
+/* Does the store's in-memory table hold @r (rather than leave it out)? */
+static bool record_loaded(const struct vswap_fsck *f, const struct fsck_record *r)
 {
-	uint64_t owner = UINT64_MAX;
+	struct vswap_page_info pi;
 
-	if (vswap_store_slot_owner(f->store, f->by_slot[first]->slot, &owner) != 1)
-		owner = f->by_slot[first]->page;
+	return vswap_store_page(f->store, r->page, &pi) == 0 && pi.state == r->state &&
+	       pi.slot == r->slot;
+}
+
+/*
+ * Records naming one slot, before any byte is read: every one still to be
+ * verified is a candidate for the slot, and all of them are verified (the
+ * slot's bytes are hashed once); fsck_resolve_shared() picks the keeper.
+ * Which one the store loaded is an O(1) look-up of the page's own entry.
+ */
+static void mark_shared_slot(struct vswap_fsck *f, size_t first, size_t end)
+{
 	for (size_t i = first; i < end; i++) {
 		struct fsck_record *r = f->by_slot[i];
 
 		if (r->verdict != FSCK_OK)
 			continue;
-		if (r->page == owner)
-			r->keeps_slot = true;
-		else
-			r->verdict = FSCK_DOUBLE;
+		r->shared = true;
+		r->loaded = record_loaded(f, r);
 	}
+}
+
+/* Keeper of a shared slot: a record whose checksum the bytes match, the one
+ * the store loaded first; else the one the store loaded; else the first. */
+static struct fsck_record *pick_keeper(struct vswap_fsck *f, size_t first, size_t end)
+{
+	struct fsck_record *ok = NULL, *loaded = NULL, *any = NULL;
+
+	for (size_t i = first; i < end; i++) {
+		struct fsck_record *r = f->by_slot[i];
+
+		if (!r->shared)
+			continue;
+		if (r->verdict == FSCK_OK && r->loaded)
+			return r;
+		if (r->verdict == FSCK_OK && !ok)
+			ok = r;
+		if (r->loaded && !loaded)
+			loaded = r;
+		if (!any)
+			any = r;
+	}
+	return ok ? ok : loaded ? loaded : any;
+}
+
+static void resolve_shared_slot(struct vswap_fsck *f, size_t first, size_t end)
+{
+	struct fsck_record *keeper = pick_keeper(f, first, end);
+
+	if (!keeper)
+		return;
+	keeper->keeps_slot = true;
+	/* The store's tables do not hold it (another record took the slot at
+	 * load): a strict open would refuse the index until it moves. */
+	keeper->rehome = keeper->verdict == FSCK_OK && !keeper->loaded;
+	for (size_t i = first; i < end; i++) {
+		struct fsck_record *r = f->by_slot[i];
+
+		if (!r->shared || r == keeper)
+			continue;
+		r->verdict = FSCK_DOUBLE;
+		r->keeper = keeper;
+		keeper->losers++;
+	}
+}
+
+/* Call @fn for each run of two or more records naming one slot. */
+static void for_each_shared_run(struct vswap_fsck *f,
+				void (*fn)(struct vswap_fsck *, size_t, size_t))
+{
+	size_t i = 0;
+
+	while (i < f->nrec) {
+		size_t j = i + 1;
+
+		while (j < f->nrec && has_slot(f->by_slot[i]) &&
+		       f->by_slot[j]->slot == f->by_slot[i]->slot)
+			j++;
+		if (j - i > 1)
+			fn(f, i, j);
+		i = j;
+	}
+}
+
+void fsck_resolve_shared(struct vswap_fsck *f)
+{
+	for_each_shared_run(f, resolve_shared_slot);
 }
 
 static void judge_slot_range(struct vswap_fsck *f, struct fsck_record *r)
@@ -143,20 +219,9 @@ static void judge_presence(struct vswap_fsck *f, struct fsck_record *r)
 
 void fsck_check_records(struct vswap_fsck *f)
 {
-	size_t i = 0;
-
 	for (size_t k = 0; k < f->nrec; k++)
 		judge_slot_range(f, &f->rec[k]);
-	while (i < f->nrec) {
-		size_t j = i + 1;
-
-		while (j < f->nrec && has_slot(f->by_slot[i]) &&
-		       f->by_slot[j]->slot == f->by_slot[i]->slot)
-			j++;
-		if (j - i > 1)
-			judge_shared_slot(f, i, j);
-		i = j;
-	}
+	for_each_shared_run(f, mark_shared_slot);
 	for (size_t k = 0; k < f->nrec; k++)
 		judge_presence(f, &f->rec[k]);
 }

@@ -8,10 +8,21 @@
  *   - a stale copy in that state is dropped: the guest holds the page, so
  *     nothing is lost (-p);
  *   - an index record that cannot be decoded hides which of its pages had
- *     bytes, so -y marks every page of it that the store did not load lost.
+ *     bytes, so -y marks every page of it that the store did not load lost;
+ *   - records beyond the page-index space (page or staging records, or an
+ *     undecodable group past its end) name no page: -y deletes them, and a
+ *     group that also holds pages inside the space is rewritten from the
+ *     store's tables instead, so that none of those is dropped;
+ *   - of the records sharing a slot, the one whose checksum the bytes match
+ *     keeps it; if the store left that one out of its tables, -y copies it
+ *     to a slot of its own before the others give the slot up.
  * Every change goes through the store's API and is durable at its commit.
  */
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
 
 #include "recovery/internal.h"
 
@@ -102,9 +113,23 @@ static ssize_t describe(struct vswap_fsck *f, const struct fsck_record *r)
 				    "page %llu (%s) names slot %llu, past the limit of %llu slots",
 				    page, state_word(r), slot, (unsigned long long)f->slot_limit);
 	case FSCK_DOUBLE:
+		if (r->keeper)
+			return fsck_problem(f, VSWAP_PROBLEM_DOUBLE_REFERENCE, r->page, r->slot,
+					    "page %llu (%s) names slot %llu, which page %llu keeps "
+					    "(its checksum matches the bytes%s)",
+					    page, state_word(r), slot,
+					    (unsigned long long)r->keeper->page,
+					    r->keeper->verdict == FSCK_OK ? "" : " no better");
 		return fsck_problem(f, VSWAP_PROBLEM_DOUBLE_REFERENCE, r->page, r->slot,
 				    "page %llu (%s) names slot %llu, which another page owns", page,
 				    state_word(r), slot);
+	case FSCK_OK:
+		/* A keeper the store left out, its slot shared only with records
+		 * that are not candidates (lost ones). */
+		return fsck_problem(f, VSWAP_PROBLEM_DOUBLE_REFERENCE, r->page, r->slot,
+				    "page %llu (%s) names slot %llu, which a lost record also names; "
+				    "the bytes match page %llu",
+				    page, state_word(r), slot, page);
 	case FSCK_MISSING:
 		return describe_missing(f, r);
 	case FSCK_MISMATCH:
@@ -116,14 +141,83 @@ static ssize_t describe(struct vswap_fsck *f, const struct fsck_record *r)
 	}
 }
 
-/* Pages of an undecodable group that the store could not load. */
+/*
+ * Make the index forget group @g's records beyond the page-index space.  A
+ * group wholly beyond it is deleted.  A group that straddles its end also
+ * holds real pages: it is rewritten from the store's tables (which only
+ * cover the space, and keep the records a tolerant open left out) by a
+ * change that changes nothing: a state round trip of a page that has a
+ * record, or else a staging mark and clear of a page that is not staged
+ * (which punches only staged bytes no record covers).
+ */
+int fsck_fix_group_beyond(struct vswap_fsck *f, uint64_t g)
+{
+	uint64_t first = g * FSCK_GROUP_PAGES, end = first + FSCK_GROUP_PAGES;
+	struct vswap_page_info pi;
+
+	if (first >= f->total_pages)
+		return vswap_store_drop_group(f->store, g);
+	if (end > f->total_pages)
+		end = f->total_pages;
+	for (uint64_t p = first; p < end; p++) {
+		int64_t n = 0;
+
+		if (vswap_store_page(f->store, p, &pi))
+			continue;
+		switch (pi.state) {
+		case VSWAP_PAGE_PRESENT:
+			n = vswap_store_mark_stale(f->store, p, 1);
+			return n < 0 ? (int)n : vswap_store_mark_present(f->store, p);
+		case VSWAP_PAGE_STALE:
+			n = vswap_store_mark_present(f->store, p);
+			if (!n)
+				n = vswap_store_mark_stale(f->store, p, 1);
+			return n < 0 ? (int)n : 0;
+		case VSWAP_PAGE_LOST:
+			return vswap_store_mark_lost(f->store, p);
+		default:
+			break;
+		}
+	}
+	for (uint64_t p = first; p < end; p++) {
+		int ret;
+
+		if (vswap_store_staged(f->store, p))
+			continue;
+		ret = vswap_store_stage_mark(f->store, p, 1);
+		return ret ? ret : vswap_store_stage_clear(f->store, p, 1);
+	}
+	return -EBUSY; /* every page of it is staged and has no record: cannot happen */
+}
+
+static void log_group_failure(struct vswap_fsck *f, uint64_t g, int err)
+{
+	fsck_log(f, VSWAP_LOG_ERROR,
+		 "%s: cannot delete the index records of group %llu (pages %llu-%llu) beyond "
+		 "the page-index space: %s",
+		 f->path, (unsigned long long)g, (unsigned long long)(g * FSCK_GROUP_PAGES),
+		 (unsigned long long)(g * FSCK_GROUP_PAGES + FSCK_GROUP_PAGES - 1),
+		 vswap_strerror(err));
+}
+
+/* Pages of an undecodable group that the store could not load.  A group
+ * wholly beyond the page-index space names no page: it is deleted. */
 static void repair_bad_group(struct vswap_fsck *f, const struct fsck_bad_group *g)
 {
 	uint64_t end = g->first + g->pages;
 	int failed = 0;
 
-	if (!fsck_repairing_all(f) || g->first >= f->total_pages)
+	if (!fsck_repairing_all(f) || g->pages == 0)
 		return;
+	if (g->first >= f->total_pages) {
+		int ret = fsck_fix_group_beyond(f, g->first / FSCK_GROUP_PAGES);
+
+		if (ret)
+			log_group_failure(f, g->first / FSCK_GROUP_PAGES, ret);
+		else
+			fsck_problem_repaired(f, g->prob);
+		return;
+	}
 	if (end > f->total_pages)
 		end = f->total_pages;
 	for (uint64_t p = g->first; p < end; p++) {
@@ -140,12 +234,54 @@ static void repair_bad_group(struct vswap_fsck *f, const struct fsck_bad_group *
 		fsck_problem_repaired(f, g->prob);
 }
 
+/* Page records beyond the page-index space, in page order: one fix per
+ * group; their slots then count as unreferenced for the leak pass. */
+static void repair_beyond_records(struct vswap_fsck *f)
+{
+	for (size_t i = 0; i < f->nrec;) {
+		uint64_t g = f->rec[i].page / FSCK_GROUP_PAGES;
+		size_t j = i;
+		int ret;
+
+		if (f->rec[i].verdict != FSCK_BAD_PAGE) {
+			i++;
+			continue;
+		}
+		while (j < f->nrec && f->rec[j].page / FSCK_GROUP_PAGES == g)
+			j++;
+		ret = fsck_fix_group_beyond(f, g);
+		if (ret)
+			log_group_failure(f, g, ret);
+		for (size_t k = i; !ret && k < j; k++) {
+			if (f->rec[k].verdict != FSCK_BAD_PAGE)
+				continue;
+			f->rec[k].dropped = true;
+			fsck_problem_repaired(f, f->rec[k].prob);
+		}
+		i = j;
+	}
+}
+
+/* A record that lost its slot to a keeper the store left out: the store
+ * holds it, so giving the slot up (free) would punch the keeper's bytes;
+ * it waits for fsck_repair_shared(). */
+static bool waits_for_keeper(const struct fsck_record *r)
+{
+	return r->verdict == FSCK_DOUBLE && r->loaded && r->keeper && r->keeper->rehome;
+}
+
 int fsck_report_records(struct vswap_fsck *f)
 {
 	for (size_t i = 0; i < f->nrec; i++) {
-		const struct fsck_record *r = &f->rec[i];
+		struct fsck_record *r = &f->rec[i];
 		ssize_t idx;
 
+		if (r->verdict == FSCK_OK && r->rehome && r->losers == 0) {
+			r->prob = describe(f, r);
+			if (r->prob < 0)
+				return -ENOMEM;
+			continue;
+		}
 		if (r->verdict == FSCK_OK || r->verdict == FSCK_UNCHECKED) {
 			if (r->state == VSWAP_PAGE_LOST && r->page < f->total_pages)
 				note_lost(f, r->page);
@@ -154,12 +290,102 @@ int fsck_report_records(struct vswap_fsck *f)
 		idx = describe(f, r);
 		if (idx < 0)
 			return -ENOMEM;
-		if (r->verdict != FSCK_BAD_PAGE && repair_record(f, r))
+		r->prob = idx;
+		if (r->verdict == FSCK_BAD_PAGE || waits_for_keeper(r))
+			continue;
+		if (repair_record(f, r))
 			fsck_problem_repaired(f, idx);
 		else if (r->state == VSWAP_PAGE_LOST && r->page < f->total_pages)
 			note_lost(f, r->page);
 	}
 	for (size_t i = 0; i < f->nbad; i++)
 		repair_bad_group(f, &f->bad[i]);
+	if (fsck_repairing_all(f))
+		repair_beyond_records(f);
+	return 0;
+}
+
+/* Copy a keeper the store left out to a slot of its own: read the shared
+ * slot, check the bytes against the record once more, write them as the
+ * page (a new slot), and restore a stale state. */
+static int rehome(struct vswap_fsck *f, struct fsck_record *r)
+{
+	uint8_t *buf = NULL;
+	off_t off = (off_t)((r->slot + 1) * f->page_size);
+	int ret = 0;
+
+	if (posix_memalign((void **)&buf, 4096, f->page_size))
+		return -ENOMEM;
+	for (uint32_t done = 0; !ret && done < f->page_size;) {
+		ssize_t k = pread(vswap_store_swap_fd(f->store), buf + done, f->page_size - done,
+				  off + done);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			ret = k < 0 ? -errno : -EIO;
+		else
+			done += (uint32_t)k;
+	}
+	if (!ret && XXH3_64bits(buf, f->page_size) != r->xxh3)
+		ret = -EBADMSG;
+	if (!ret)
+		ret = vswap_store_write(f->store, r->page, 1, buf);
+	if (!ret && r->state == VSWAP_PAGE_STALE) {
+		int64_t n = vswap_store_mark_stale(f->store, r->page, 1);
+
+		ret = n < 0 ? (int)n : 0;
+	}
+	free(buf);
+	if (ret)
+		fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot copy page %llu out of shared slot %llu: %s",
+			 f->path, (unsigned long long)r->page, (unsigned long long)r->slot,
+			 vswap_strerror(ret));
+	return ret;
+}
+
+/* The loser the store holds, once the keeper has moved: a present page is
+ * marked lost (its slot stays with it: nothing else names it now), a stale
+ * copy is dropped (its slot is punched at the commit). */
+static int settle_loser(struct vswap_fsck *f, const struct fsck_record *r)
+{
+	int ret;
+
+	if (r->state == VSWAP_PAGE_STALE) {
+		int64_t n = vswap_store_free(f->store, r->page, 1);
+
+		return n < 0 ? (int)n : 0;
+	}
+	ret = vswap_store_mark_lost(f->store, r->page);
+	if (!ret)
+		note_lost(f, r->page);
+	return ret;
+}
+
+int fsck_repair_shared(struct vswap_fsck *f)
+{
+	if (!fsck_repairing_all(f))
+		return 0;
+	for (size_t i = 0; i < f->nrec; i++) {
+		struct fsck_record *r = &f->rec[i];
+
+		if (!r->rehome || rehome(f, r))
+			continue;
+		r->rehomed = true;
+		fsck_problem_repaired(f, r->prob);
+	}
+	for (size_t i = 0; i < f->nrec; i++) {
+		struct fsck_record *r = &f->rec[i];
+		int ret;
+
+		if (!waits_for_keeper(r) || !r->keeper->rehomed)
+			continue;
+		ret = settle_loser(f, r);
+		if (ret)
+			fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot repair the record of page %llu: %s",
+				 f->path, (unsigned long long)r->page, vswap_strerror(ret));
+		else
+			fsck_problem_repaired(f, r->prob);
+	}
 	return 0;
 }

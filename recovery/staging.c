@@ -48,15 +48,43 @@ static int problem_run(struct vswap_fsck *f, enum vswap_problem_kind kind, uint6
 				 (unsigned long long)(end - first), what);
 }
 
+/* Staging records of pages beyond the page-index space: the store ignores
+ * them and the staging file has no place for them.  -y deletes them (the
+ * group is rewritten when it also holds pages inside the space). */
+static int beyond_record_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
+{
+	int idx = problem_run(f, VSWAP_PROBLEM_BAD_RECORD, first, end,
+			      "staging record beyond the page-index space");
+	int ret = 0;
+
+	if (idx < 0)
+		return -ENOMEM;
+	if (!fsck_repairing_all(f))
+		return 0;
+	for (uint64_t g = first / FSCK_GROUP_PAGES; !ret && g <= (end - 1) / FSCK_GROUP_PAGES; g++)
+		ret = fsck_fix_group_beyond(f, g);
+	if (ret)
+		fsck_log(f, VSWAP_LOG_ERROR,
+			 "%s: cannot delete the staging records of pages %llu-%llu: %s", f->path,
+			 (unsigned long long)first, (unsigned long long)(end - 1),
+			 vswap_strerror(ret));
+	else
+		fsck_problem_repaired(f, idx);
+	return 0;
+}
+
 /* Records over pages with no bytes: clear them (durable at the commit). */
 static int empty_record_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
 {
 	int idx;
 
 	if (end > f->total_pages) {
-		idx = problem_run(f, VSWAP_PROBLEM_BAD_RECORD, first, end,
-				  "staging record beyond the page-index space");
-		return idx < 0 ? -ENOMEM : 0;
+		uint64_t split = first > f->total_pages ? first : f->total_pages;
+		int ret = beyond_record_run(f, split, end);
+
+		if (ret || split == first)
+			return ret;
+		end = split;
 	}
 	idx = problem_run(f, VSWAP_PROBLEM_EMPTY_STAGING_RECORD, first, end,
 			  "recorded as staged but the staging file holds no bytes");

@@ -22,9 +22,18 @@
  *     guest holds the page), record the clean shutdown.
  *   REPAIR only: mark present pages whose bytes fail their checksum or are
  *     missing as lost (never dropped silently: they are listed in
- *     lost_pages and a later swap-in poisons them), drop records that
- *     reference a slot out of range or a slot owned twice, remove orphan
- *     staging files that still hold bytes.
+ *     lost_pages and a later swap-in poisons them), likewise present pages
+ *     whose record names a slot out of range or a slot another record keeps
+ *     (of the records sharing a slot, the one whose checksum the bytes match
+ *     keeps it, moved to a slot of its own if the store had left it out),
+ *     delete index records beyond the page-index space (a group that also
+ *     holds pages inside it is rewritten without them), remove orphan
+ *     staging files that still hold bytes when their store is proven gone
+ *     (its swap file does not exist, or is a valid store of another UUID).
+ *
+ * A run that does not complete (cancelled, failed) commits the repairs it
+ * made and leaves the store marked unclean; only a complete run of PREEN or
+ * REPAIR records the clean shutdown.
  *
  * Functions return 0 or a negative errno.  No global state: everything hangs
  * off the handle, logging goes through the handle's callback.
