@@ -116,6 +116,9 @@ struct job_progress {
 	void *run_buf;   /* chunk_pages pages: swap-in reads */
 	uint64_t cursor; /* next page to look at */
 	bool staged_done;
+	uint64_t ahead;  /* swap-file read-ahead issued for pages below this */
+	struct io_uring *ra_ring; /* read-ahead requests, or NULL: posix_fadvise */
+	unsigned ra_inflight;
 };
 
 struct vswap_handler {

@@ -64,7 +64,9 @@ struct vswap_handler_opts {
 	uint32_t chunk_pages;      /* swap-out / swap-in chunk; default 512 (2 MiB) */
 	uint32_t trim_batch_pages; /* default 1024 */
 	unsigned workers;          /* move-to-staging threads; default CPU count */
-	uint64_t prefetch_budget_pages; /* reserved (swap-in reads are batched by the store) */
+	/* Swap-in reads the swap file this many pages ahead of the run it
+	 * copies (kernel read-ahead through io_uring); default 4096 (16 MiB). */
+	uint64_t prefetch_budget_pages;
 	enum vswap_corrupt_policy on_corrupt;
 	/* Slow file cleanup after disable: free this many pages' slots every
 	 * interval; defaults 16384 (64 MiB) and 5000 ms, like the reference. */
