@@ -12,11 +12,37 @@ run() { # name build-dir ctest-args cmake-args...
 	shift 3
 	echo "=== vswap tests: $name ==="
 	"$top/tools/build.sh" "$dir" "$@"
-	(cd "$dir" && ctest --output-on-failure -j"$jobs" $filter) || status=1
+	# env -u: in the long mode these runs stay the CI ones; the long
+	# variants run below, outside ctest's 300 s timeout.
+	(cd "$dir" && env -u VSWAP_LONG ctest --output-on-failure -j"$jobs" $filter) || status=1
 }
 
 run plain "$top/build" ""
 run "asan+ubsan" "$top/build-asan" "" -DVSWAP_SANITIZE=address
 # TSan: the suites with threads of their own (label "threads").
 run tsan "$top/build-tsan" "-L threads" -DVSWAP_SANITIZE=thread -DVSWAP_TOOLS=OFF
+
+# Long mode (VSWAP_LONG=1), added to the runs above: the kill test with its
+# 1,000 kills, the power-loss test's long workloads (both plain build), and
+# the libFuzzer target over fsck's parsing (tests/fuzz_fsck.c; clang with
+# libclang-rt) for VSWAP_FUZZ_SECONDS (default 120).  Without VSWAP_LONG
+# nothing here runs.
+if [ "${VSWAP_LONG:-0}" != 0 ]; then
+	long() { # name command...
+		echo "=== vswap tests: long: $1 ==="
+		shift
+		"$@" || status=1
+	}
+	export VSWAP_BUILD_DIR="$top/build"
+	long "kill" "$top/build/test_kill"
+	long "powerloss" "$top/build/test_powerloss"
+	fuzz=$top/build-fuzz
+	mkdir -p "$fuzz/corpus"
+	rm -f "$fuzz/fuzz_fsck" # never run a stale build
+	long "fuzz_fsck build" clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
+		-I"$top" -I"$top/include" "$top/tests/fuzz_fsck.c" "$top/tests/helpers/recovery_fixture.c" \
+		"$top"/store/*.c "$top"/recovery/*.c -llmdb -lxxhash -luring -o "$fuzz/fuzz_fsck"
+	[ -x "$fuzz/fuzz_fsck" ] && long "fuzz_fsck (${VSWAP_FUZZ_SECONDS:-120} s)" \
+		"$fuzz/fuzz_fsck" -max_total_time="${VSWAP_FUZZ_SECONDS:-120}" -timeout=10 "$fuzz/corpus"
+fi
 exit $status

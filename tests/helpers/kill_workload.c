@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <vswap/handler.h>
@@ -17,7 +18,8 @@
 #define KW_MAGIC 0x6b696c6c76737770ull /* "killvswp" */
 #define KW_WAIT_MS 20000               /* a state not reached by then is a hang */
 #define KW_REOPEN_EVERY 3              /* cycles between durability changes */
-#define KW_BALLOON_PAGES 32
+#define KW_BALLOON_RANGES 8 /* one remove event each: a phase long enough to hit */
+#define KW_BALLOON_PAGES 8
 
 static const char *const phase_names[KW_PHASES] = {
 	"create", "open", "handler", "write", "enable", "touch-staging", "trim",
@@ -88,11 +90,13 @@ struct kw {
 	size_t reserve_len;
 	struct vswap_region regions[2];
 	uint32_t cur[KW_PAGES]; /* the version each guest page holds now */
+	bool ballooned[KW_PAGES]; /* being removed: the guest keeps off them */
 	enum vswap_durability mode;
 	struct vswap_store *store;
 	struct vswap_handler *h;
 	uint64_t rng;
 	unsigned cycle;
+	uint64_t phase_t0; /* when the current phase began (ns) */
 	pthread_mutex_t log_lock;
 	char last_log[256]; /* the library's last error, for the failure message */
 };
@@ -116,10 +120,24 @@ static void kw_log(void *ctx, enum vswap_log_level level, const char *msg)
 		fprintf(stderr, "kill child %d: %s\n", (int)getpid(), msg);
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Enter phase @p; the time of the one it ends is added up (for the report:
+ * where a cycle spends its time is where random kills land). */
 static void set_phase(struct kw *k, enum kw_phase p)
 {
 	uint8_t b = (uint8_t)p;
+	uint64_t t = now_ns();
 
+	if (k->phase_t0)
+		atomic_fetch_add(&k->sh->phase_ns[atomic_load(&k->sh->phase)], t - k->phase_t0);
+	k->phase_t0 = t;
 	atomic_store(&k->sh->phase, (uint32_t)p);
 	if (k->a->progress_fd >= 0 && write(k->a->progress_fd, &b, 1) < 0) {
 		/* A full pipe only loses a progress mark; the phase is in sh. */
@@ -221,6 +239,8 @@ static void job_touch(struct job *j)
 	for (uint64_t p = j->first; p < j->end; p++) {
 		unsigned r = (unsigned)(kw_rand(&j->rng) % 1000);
 
+		if (j->k->ballooned[p])
+			continue;
 		if (r < j->read_pm)
 			guest_check(j->k, p);
 		else if (r < j->read_pm + j->write_pm)
@@ -242,43 +262,82 @@ static void *job_main(void *arg)
 	return NULL;
 }
 
-/* Run @kind on the guest threads, each on its share of the pages. */
-static int guest_run(struct kw *k, enum job_kind kind, unsigned read_pm, unsigned write_pm)
-{
+struct guest_run {
 	pthread_t tid[KW_THREADS];
 	struct job jobs[KW_THREADS];
-	unsigned t, started = 0;
+	unsigned started;
+};
+
+/* Start @kind on the guest threads, each on its share of the pages. */
+static int guest_start(struct kw *k, struct guest_run *g, enum job_kind kind, unsigned read_pm,
+		       unsigned write_pm)
+{
 	int err = 0;
 
-	for (t = 0; t < KW_THREADS; t++) {
-		jobs[t] = (struct job){ k, kind, (uint64_t)KW_PAGES * t / KW_THREADS,
-					(uint64_t)KW_PAGES * (t + 1) / KW_THREADS, read_pm, write_pm,
-					kw_rand(&k->rng) };
-		err = pthread_create(&tid[t], NULL, job_main, &jobs[t]);
+	g->started = 0;
+	for (unsigned t = 0; t < KW_THREADS; t++) {
+		g->jobs[t] = (struct job){ k, kind, (uint64_t)KW_PAGES * t / KW_THREADS,
+					   (uint64_t)KW_PAGES * (t + 1) / KW_THREADS, read_pm,
+					   write_pm, kw_rand(&k->rng) };
+		err = pthread_create(&g->tid[t], NULL, job_main, &g->jobs[t]);
 		if (err)
 			break;
-		started++;
+		g->started++;
 	}
-	for (t = 0; t < started; t++)
-		pthread_join(tid[t], NULL);
 	return err ? fail(k, "pthread_create", -err) : 0;
 }
 
-/* Balloon: give two ranges back to the host (remove events); they read zero. */
+static void guest_join(struct guest_run *g)
+{
+	for (unsigned t = 0; t < g->started; t++)
+		pthread_join(g->tid[t], NULL);
+}
+
+static int guest_run(struct kw *k, enum job_kind kind, unsigned read_pm, unsigned write_pm)
+{
+	struct guest_run g;
+	int err = guest_start(k, &g, kind, read_pm, write_pm);
+
+	guest_join(&g);
+	return err;
+}
+
+/* Pick the ranges a balloon takes, inside one region each (the regions are
+ * separate mappings); the guest keeps off them from here on. */
+static void balloon_pick(struct kw *k, uint64_t *first)
+{
+	for (int i = 0; i < KW_BALLOON_RANGES; i++) {
+		first[i] = kw_rand(&k->rng) % (KW_PAGES - KW_BALLOON_PAGES);
+		if (first[i] < KW_REGION0_PAGES && first[i] + KW_BALLOON_PAGES > KW_REGION0_PAGES)
+			first[i] = KW_REGION0_PAGES;
+		for (uint64_t p = first[i]; p < first[i] + KW_BALLOON_PAGES; p++)
+			k->ballooned[p] = true;
+	}
+}
+
+/*
+ * Balloon: give ranges back to the host (MADV_REMOVE: remove events) while
+ * the guest keeps running and faulting elsewhere, as a balloon inflates
+ * under a live guest.  The removed pages read zero afterwards.
+ */
 static int balloon(struct kw *k)
 {
-	for (int i = 0; i < 2; i++) {
-		uint64_t first = kw_rand(&k->rng) % (KW_PAGES - KW_BALLOON_PAGES);
+	uint64_t first[KW_BALLOON_RANGES];
+	struct guest_run g;
+	int err;
 
-		/* Keep the range inside one region: they are separate mappings. */
-		if (first < KW_REGION0_PAGES && first + KW_BALLOON_PAGES > KW_REGION0_PAGES)
-			first = KW_REGION0_PAGES;
-		if (madvise(guest_page(k, first), (size_t)KW_BALLOON_PAGES * k->ps, MADV_REMOVE))
-			return fail(k, "madvise(MADV_REMOVE)", -errno);
-		for (uint64_t p = first; p < first + KW_BALLOON_PAGES; p++)
+	balloon_pick(k, first);
+	err = guest_start(k, &g, JOB_TOUCH, 30, 30);
+	for (int i = 0; !err && i < KW_BALLOON_RANGES; i++)
+		if (madvise(guest_page(k, first[i]), (size_t)KW_BALLOON_PAGES * k->ps, MADV_REMOVE))
+			err = fail(k, "madvise(MADV_REMOVE)", -errno);
+	guest_join(&g);
+	for (uint64_t p = 0; p < KW_PAGES; p++)
+		if (k->ballooned[p]) {
+			k->ballooned[p] = false;
 			k->cur[p] = 0;
-	}
-	return 0;
+		}
+	return err;
 }
 
 /* Two regions from one memfd, each its own mapping with a gap between. */
@@ -363,7 +422,7 @@ static int handler_start(struct kw *k)
 {
 	struct vswap_handler_opts o = {
 		.store = k->store,
-		.chunk_pages = 64,       /* many swap-out chunks: many commits to land in */
+		.chunk_pages = 256,      /* 4 swap-out chunks: commits to land in, few syncs */
 		.trim_batch_pages = 128,
 		.workers = 2,
 		.log = kw_log,
@@ -481,6 +540,7 @@ int kw_child_run(const struct kw_child_args *a)
 	    (err = handler_start(&k)) || (err = run_cycles(&k)))
 		return 1;
 	/* Only a bounded run gets here: leave cleanly (the control run). */
+	set_phase(&k, KW_REOPEN); /* closes the books on the last phase */
 	if ((err = vswap_handler_destroy(k.h)))
 		return fail(&k, "handler destroy", err), 1;
 	if ((err = vswap_store_close(k.store)))

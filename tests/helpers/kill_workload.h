@@ -35,7 +35,7 @@ enum kw_phase {
 	KW_TRIM,       /* background trim, guest touching meanwhile */
 	KW_SWAP_OUT,   /* background swap-out, guest touching meanwhile */
 	KW_TOUCH_FILE, /* guest reads and writes: faults from the swap file */
-	KW_BALLOON,    /* MADV_REMOVE of guest ranges (remove events) */
+	KW_BALLOON,    /* MADV_REMOVE of guest ranges while the guest runs */
 	KW_DISABLE,    /* swap-in */
 	KW_VERIFY,     /* guest checks every page */
 	KW_REOPEN,     /* handler destroyed, store closed, reopened in another mode */
@@ -56,6 +56,7 @@ struct kw_shared {
 	_Atomic uint32_t violations; /* wrong bytes seen by the guest */
 	_Atomic uint32_t failed;     /* the child hit an error and exits */
 	char msg[512];               /* the first violation or error, in words */
+	_Atomic uint64_t phase_ns[KW_PHASES]; /* time spent in each phase, all children */
 	_Atomic uint32_t vmax[KW_PAGES]; /* highest version written, per page */
 };
 
