@@ -533,6 +533,102 @@ static void test_shared_slot_keeps_matching_record(void **state)
 	free(want);
 }
 
+/* The record that loses the slot is a stale copy the store loaded: it must
+ * not give the slot up (a free punches it) before the keeper, which the
+ * store left out, has its own copy. */
+static void test_shared_slot_stale_loser_waits_for_keeper(void **state)
+{
+	struct rfx_store *fx = *state;
+	const struct rfx_shape shape = { .total_pages = TOTAL, .written = WRITTEN,
+					 .stale_first = 0, .stale_count = 1 };
+	struct raw_index ri;
+	uint8_t val[8 + ENTRY * 64];
+	size_t len = sizeof(val);
+	struct vswap_fsck *f;
+	uint8_t *buf = malloc(fx->page_size), *want = malloc(fx->page_size);
+	struct vswap_store *s;
+	struct vswap_page_info pi;
+
+	assert_non_null(buf);
+	assert_non_null(want);
+	rfx_cleanup(fx);
+	assert_int_equal(rfx_init(fx, "fsckfix"), 0);
+	assert_int_equal(rfx_build(fx, &shape), 0);
+	raw_open(fx, &ri);
+	raw_get(&ri, ri.pages, 0, val, &len);
+	memcpy(entry(val, 0), entry(val, 1), 4); /* stale page 0 -> slot of page 1 */
+	raw_put(&ri, ri.pages, 0, val, len);
+	raw_close(&ri);
+
+	/* -p loses nothing: it leaves both records (and page 1's bytes). */
+	f = run_lib(fx, VSWAP_FSCK_PREEN);
+	assert_true(has_problem(f, VSWAP_PROBLEM_DOUBLE_REFERENCE, 0, false));
+	assert_int_equal(vswap_fsck_exit_code(f), 5); /* page 0's old slot leaked */
+	vswap_fsck_free(f);
+	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 4);
+
+	f = run_lib(fx, VSWAP_FSCK_REPAIR);
+	assert_int_equal(vswap_fsck_exit_code(f), 1);
+	assert_false(is_lost(f, 0));
+	assert_false(is_lost(f, 1));
+	vswap_fsck_free(f);
+	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 0);
+
+	rfx_pattern(1, fx->page_size, want);
+	assert_int_equal(rfx_open(fx, false, &s), 0);
+	assert_int_equal(vswap_store_read_page(s, 1, buf), 0);
+	assert_memory_equal(buf, want, fx->page_size);
+	assert_int_equal(vswap_store_page(s, 0, &pi), 0);
+	assert_int_equal(pi.state, VSWAP_PAGE_NONE); /* the stale copy is dropped */
+	assert_int_equal(vswap_store_close(s), 0);
+	free(buf);
+	free(want);
+}
+
+/* The store loaded a lost record of the slot; the present record it left
+ * out matches the bytes: that one is reported and moved by -y. */
+static void test_shared_slot_with_lost_record(void **state)
+{
+	struct rfx_store *fx = *state;
+	struct raw_index ri;
+	uint8_t val[8 + ENTRY * 64];
+	size_t len = sizeof(val);
+	struct vswap_fsck *f;
+	uint8_t *buf = malloc(fx->page_size), *want = malloc(fx->page_size);
+	struct vswap_store *s;
+
+	assert_non_null(buf);
+	assert_non_null(want);
+	assert_int_equal(rfx_open(fx, false, &s), 0);
+	assert_int_equal(vswap_store_mark_lost(s, 0), 0);
+	assert_int_equal(vswap_store_close(s), 0);
+	raw_open(fx, &ri);
+	raw_get(&ri, ri.pages, 0, val, &len);
+	/* Page 1: page 0's slot and checksum, present. */
+	memcpy(entry(val, 1), entry(val, 0), 4);
+	memcpy(entry(val, 1) + 8, entry(val, 0) + 8, 8);
+	raw_put(&ri, ri.pages, 0, val, len);
+	raw_close(&ri);
+
+	f = run_lib(fx, VSWAP_FSCK_CHECK);
+	assert_true(has_problem(f, VSWAP_PROBLEM_DOUBLE_REFERENCE, 1, false));
+	vswap_fsck_free(f);
+	f = run_lib(fx, VSWAP_FSCK_REPAIR);
+	assert_int_equal(vswap_fsck_exit_code(f), 1);
+	assert_true(has_problem(f, VSWAP_PROBLEM_DOUBLE_REFERENCE, 1, true));
+	assert_true(is_lost(f, 0));
+	assert_false(is_lost(f, 1));
+	vswap_fsck_free(f);
+	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 0);
+	rfx_pattern(0, fx->page_size, want); /* page 1's record held page 0's bytes */
+	assert_int_equal(rfx_open(fx, true, &s), 0);
+	assert_int_equal(vswap_store_read_page(s, 1, buf), 0);
+	assert_memory_equal(buf, want, fx->page_size);
+	vswap_store_close(s);
+	free(buf);
+	free(want);
+}
+
 /* Many shared slots: the judgement is linear, not pages x shared. */
 static void test_many_shared_slots(void **state)
 {
@@ -558,6 +654,61 @@ static void test_many_shared_slots(void **state)
 		assert_true(has_problem(f, VSWAP_PROBLEM_DOUBLE_REFERENCE, p, false));
 	vswap_fsck_free(f);
 	expect_repair_then_clean(fx);
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A large page-index space with 2048 shared slots, all near its end:
+ * judging who keeps each slot must not scan the page table from the start
+ * per shared slot (that was 2048 x 4M entries, seconds; now it is one
+ * look-up each). */
+static void test_shared_slots_in_large_space(void **state)
+{
+	struct rfx_store *fx = *state;
+	const uint64_t total = 4u << 20, hi = total / 64 - 64; /* first group written */
+	struct vswap_store_opts o = { .staging_dir = fx->dir, .log_level = VSWAP_LOG_ERROR };
+	struct vswap_store *s;
+	uint8_t *buf = malloc(64 * (size_t)fx->page_size);
+	struct raw_index ri;
+	uint8_t val[8 + ENTRY * 64];
+	struct vswap_fsck *f;
+	uint64_t t0;
+
+	assert_non_null(buf);
+	rfx_cleanup(fx);
+	assert_int_equal(rfx_init(fx, "fsckfix"), 0);
+	assert_int_equal(vswap_store_create(fx->path, &o, &s), 0);
+	assert_int_equal(vswap_store_set_regions(s, &total, 1), 0);
+	for (uint64_t g = hi; g < hi + 64; g++) {
+		for (unsigned i = 0; i < 64; i++)
+			rfx_pattern(g * 64 + i, fx->page_size, buf + (size_t)i * fx->page_size);
+		assert_int_equal(vswap_store_write(s, g * 64, 64, buf), 0);
+	}
+	assert_int_equal(vswap_store_close(s), 0);
+	free(buf);
+	/* Groups hi+32..hi+63 now name the slots of groups hi..hi+31. */
+	raw_open(fx, &ri);
+	for (uint64_t g = hi; g < hi + 32; g++) {
+		size_t len = sizeof(val);
+
+		raw_get(&ri, ri.pages, g, val, &len);
+		raw_put(&ri, ri.pages, g + 32, val, len);
+	}
+	raw_close(&ri);
+	t0 = mono_ms();
+	f = run_lib_opts(fx, (struct vswap_fsck_opts){ .mode = VSWAP_FSCK_CHECK,
+						      .no_orphan_scan = true });
+	fprintf(stderr, "audit of 4M pages with 2048 shared slots: %llu ms\n",
+		(unsigned long long)(mono_ms() - t0));
+	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_DOUBLE_REFERENCE), 2048);
+	vswap_fsck_free(f);
+	assert_true(mono_ms() - t0 < 2000);
 }
 
 /* ---- 5. a left-out record survives a -p repair of its group ----------------- */
@@ -622,7 +773,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_staging_record_beyond_regions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undecodable_group_beyond_regions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shared_slot_keeps_matching_record, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shared_slot_stale_loser_waits_for_keeper, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_shared_slot_with_lost_record, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_many_shared_slots, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shared_slots_in_large_space, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_left_out_record_survives_preen, setup, teardown),
 	};
 
