@@ -68,6 +68,7 @@ struct totals {
 	unsigned create_ok;          /* kills inside store creation: fsck fine */
 	unsigned create_refused;     /* ... fsck refused the half-made store */
 	unsigned lock_lingered;      /* the dead child still held the flock */
+	uint64_t kinds[VSWAP_PROBLEM_KIND_COUNT]; /* what kills leave, before repair */
 	double lock_max_ms;
 	uint64_t fsck_verified, present, stale, lost;
 	uint64_t staged, staged_zero, staged_torn;
@@ -340,12 +341,35 @@ static void wait_dead_lock(struct kill_test *kt, unsigned n, pid_t dead)
 			  n, (int)holder, (int)dead, rc ? "never released" : "released later");
 }
 
+static void quiet(void *ctx, enum vswap_log_level level, const char *msg)
+{
+	(void)ctx, (void)level, (void)msg;
+}
+
+/* What the kill left, by kind: a read-only audit (it never writes) before
+ * the repair, for the summary. */
+static void count_problems(struct kill_test *kt)
+{
+	struct vswap_fsck_opts o = { .mode = VSWAP_FSCK_CHECK, .log = quiet };
+	struct vswap_fsck *f;
+
+	if (vswap_fsck_new(kt->path, &o, &f))
+		return;
+	if (vswap_fsck_run(f) == 0)
+		for (int k = 0; k < VSWAP_PROBLEM_KIND_COUNT; k++)
+			kt->t.kinds[k] += vswap_fsck_count_kind(f, (enum vswap_problem_kind)k);
+	vswap_fsck_free(f);
+}
+
 /* fsck repair, second run, checksums; then the bytes.  True if all held. */
 static bool check_store(struct kill_test *kt, unsigned n, enum kw_phase ph, const char *mode)
 {
 	struct rfx_crash_result cr;
 	struct kc_result kr;
-	int rc = rfx_check_after_crash(kt->path, NULL, &cr);
+	int rc;
+
+	count_problems(kt);
+	rc = rfx_check_after_crash(kt->path, NULL, &cr);
 
 	kt->t.repair_exit[cr.repair_exit == 0 ? 0 : cr.repair_exit == 1 ? 1 : 2]++;
 	kt->t.fsck_verified += cr.verified;
@@ -467,6 +491,12 @@ static void report(const struct kill_test *kt, unsigned want)
 	printf("kill: fsck -y exit: 0=%u 1=%u other=%u; inside create (not judged): %u checked "
 	       "clean, %u refused\n", t->repair_exit[0], t->repair_exit[1], t->repair_exit[2],
 	       t->create_ok, t->create_refused);
+	printf("kill: problems found before repair:");
+	for (int k = 0; k < VSWAP_PROBLEM_KIND_COUNT; k++)
+		if (t->kinds[k])
+			printf(" %s=%llu", vswap_problem_kind_name((enum vswap_problem_kind)k),
+			       (unsigned long long)t->kinds[k]);
+	printf("\n");
 	printf("kill: store lock outlived the reaped child %u times (longest %.1f ms; known bug, "
 	       "tests/test_kill_lock.c)\n", t->lock_lingered, t->lock_max_ms);
 	printf("kill: stores: %u reused after repair, %u fresh; %llu cycles completed\n",
