@@ -111,6 +111,8 @@ int fault_serve(struct vswap_handler *h, unsigned index, uintptr_t addr)
 			h->c.redundant++;
 			rc = uffd_wake(fd, addr, h->page_size);
 		}
+		if (rc == -EAGAIN)
+			h->c.eagain_retries++;
 		pthread_mutex_unlock(&h->lock);
 		if (rc != -EAGAIN)
 			return rc;

@@ -46,6 +46,7 @@ struct hregion {
 struct counters {
 	uint64_t from_file, from_staging, zeroed, redundant; /* reset at each move */
 	uint64_t poisoned, checksum_failures, corrupt_errors; /* lifetime */
+	uint64_t eagain_retries; /* faults retried after EAGAIN (tests) */
 };
 
 enum cmd_type {

@@ -296,6 +296,11 @@ int swap_in_job(struct job *j, void *arg)
 	free(status);
 	if (h->jp.ra_ring) /* the ring is reused by the next swap-in */
 		ra_reap(&h->jp, true);
+	/* The run buffer (a chunk, 2 MiB by default) would otherwise stay in
+	 * the process's RSS for the handler's life; the next swap-in
+	 * allocates it again. */
+	free(h->jp.run_buf);
+	h->jp.run_buf = NULL;
 	pthread_mutex_lock(&h->lock);
 	int crc = vswap_store_commit(h->store);
 	pthread_mutex_unlock(&h->lock);

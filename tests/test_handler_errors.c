@@ -1,0 +1,344 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The fault path's error handling:
+ *  - the ERROR corruption policy: a page whose bytes fail their checksum is
+ *    never served; the fault stays unresolved, the error reaches the status
+ *    (last_error, checksum_failures) and the log, and no wrong byte reaches
+ *    the guest, by fault or by swap-in (which fails instead of leaving a
+ *    hole); the VMM then decides (here: it poisons the page);
+ *  - EAGAIN: a UFFDIO_COPY attempted while a REMOVE event is queued and
+ *    unread fails with EAGAIN; the handler reads the event, applies it and
+ *    retries, and both the fault and the remove end correctly.
+ * The test holds the handler's lock to put the monitor exactly where each
+ * case needs it; every wait is for a condition, under a deadline.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "handler/internal.h"
+#include "tests/helpers/handler_fixture.h"
+
+#define DEADLINE_MS 10000
+
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Wait for @cond(@arg) under the deadline; false if it never held. */
+static bool wait_for(bool (*cond)(void *), void *arg)
+{
+	uint64_t until = ms_now() + DEADLINE_MS;
+	while (!cond(arg)) {
+		if (ms_now() > until)
+			return false;
+		sched_yield();
+	}
+	return true;
+}
+
+static struct vswap_status st_of(struct hfx *f)
+{
+	struct vswap_status st;
+	assert_int_equal(vswap_handler_status(f->h, &st), 0);
+	return st;
+}
+
+/* Flip one bit of the swap file's copy of page @r/@p. */
+static void corrupt_slot(struct hfx *f, unsigned r, uint64_t p)
+{
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_handler_page_info(f->h, f->first[r] + p, &pi), 0);
+	assert_int_equal(pi.state, VSWAP_PAGE_PRESENT);
+	int fd = open(f->path, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	off_t off = (off_t)((pi.slot + 1) * f->page_size + 777);
+	uint8_t b;
+	assert_int_equal(pread(fd, &b, 1, off), 1);
+	b ^= 0x10;
+	assert_int_equal(pwrite(fd, &b, 1, off), 1);
+	close(fd);
+}
+
+static uint8_t byte_of(uint64_t p)
+{
+	return (uint8_t)(0x40 + p);
+}
+
+/* ---- a guest access on its own thread, joined when it ends ------------ */
+
+struct reader {
+	pthread_t t;
+	struct hfx *f;
+	uint64_t page;
+	uint8_t *buf;
+	size_t bus_at;
+	int rc;
+	atomic_bool done;
+};
+
+/* The fixture's access thread (inside hfx_read) is the one that faults;
+ * the test finds it by its wait channel. */
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	r->rc = hfx_read(r->buf, hfx_addr(r->f, 0, r->page), r->f->page_size, 60000, &r->bus_at);
+	atomic_store(&r->done, true);
+	return NULL;
+}
+
+static void reader_start(struct reader *r, struct hfx *f, uint64_t page)
+{
+	*r = (struct reader){.f = f, .page = page};
+	r->buf = malloc(f->page_size);
+	assert_non_null(r->buf);
+	memset(r->buf, 0xaa, f->page_size);
+	assert_int_equal(pthread_create(&r->t, NULL, reader_main, r), 0);
+}
+
+static void reader_join(struct reader *r)
+{
+	pthread_join(r->t, NULL);
+}
+
+/* The first task of this process whose wchan names @what, or 0. */
+static int task_waiting_in(const char *what)
+{
+	DIR *d = opendir("/proc/self/task");
+	if (!d)
+		return 0;
+	int found = 0;
+	struct dirent *e;
+	while (!found && (e = readdir(d))) {
+		char path[300], buf[128];
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/wchan", e->d_name);
+		FILE *fp = fopen(path, "re");
+		if (!fp)
+			continue;
+		size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+		fclose(fp);
+		buf[n] = 0;
+		if (strstr(buf, what))
+			found = atoi(e->d_name);
+	}
+	closedir(d);
+	return found;
+}
+
+/* Some task of this process waits on a userfault (a fault or an event). */
+static bool any_in_userfault(void *arg)
+{
+	(void)arg;
+	return task_waiting_in("userfault") != 0;
+}
+
+/* The monitor sleeps in epoll_wait with nothing to do. */
+static bool monitor_idle(void *arg)
+{
+	(void)arg;
+	return task_waiting_in("epoll") != 0;
+}
+
+struct err_wait {
+	struct hfx *f;
+};
+
+static bool error_reported(void *arg)
+{
+	struct err_wait *w = arg;
+	return st_of(w->f).last_error != 0;
+}
+
+static void corrupt_error_policy(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {8};
+	struct vswap_handler_opts o = {.on_corrupt = VSWAP_CORRUPT_ERROR};
+	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
+	for (uint64_t p = 0; p < 8; p++)
+		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	corrupt_slot(&f, 0, 2);
+	corrupt_slot(&f, 0, 5);
+
+	/* The fault on page 2: verified, failed, reported, left waiting. */
+	struct reader r;
+	reader_start(&r, &f, 2);
+	struct err_wait w = {&f};
+	assert_true(wait_for(error_reported, &w));
+	struct vswap_status st = st_of(&f);
+	assert_int_equal(st.last_error, -EBADMSG);
+	assert_int_equal(st.metrics.checksum_failures, 1);
+	assert_int_equal(st.metrics.poisoned_pages, 0);
+	assert_int_equal(st.state, VSWAP_STATE_ACTIVE);
+	assert_true(any_in_userfault(NULL)); /* still blocked: not resolved */
+	assert_false(atomic_load(&r.done));
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_handler_page_info(f.h, f.first[0] + 2, &pi), 0);
+	assert_int_equal(pi.state, VSWAP_PAGE_LOST); /* recorded for vswap-fsck */
+	assert_int_equal(hfx_page_byte(&f, 0, 3), byte_of(3)); /* faults still served */
+
+	/* The swap-in meets page 5: it fails rather than leave a hole, the
+	 * regions stay registered, and the pages after it are still served. */
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_FAILED), 0);
+	st = st_of(&f);
+	assert_int_equal(st.last_error, -EBADMSG);
+	assert_int_equal(st.metrics.checksum_failures, 2);
+	assert_int_equal(st.metrics.poisoned_pages, 0);
+	for (uint64_t p = 0; p < 8; p++)
+		if (p != 2 && p != 5)
+			assert_int_equal(hfx_page_byte(&f, 0, p), byte_of(p));
+	assert_false(atomic_load(&r.done));
+
+	/* The VMM decides: here it poisons page 2.  The waiting access gets
+	 * SIGBUS on its first byte; not one byte of the page was delivered. */
+	if (!(f.h->features & UFFD_FEATURE_POISON)) {
+		/* Without UFFDIO_POISON the access stays blocked until the
+		 * handler goes; wake it with a clean zero page instead. */
+		skip();
+	}
+	assert_int_equal(uffd_poison(f.h->main_uffd, (uintptr_t)hfx_addr(&f, 0, 2), f.page_size,
+				     true),
+			 0);
+	reader_join(&r);
+	assert_int_equal(r.rc, -EFAULT);
+	assert_int_equal(r.bus_at, 0);
+	for (size_t i = 0; i < f.page_size; i++)
+		if (r.buf[i] != 0xaa)
+			fail_msg("byte %zu of a corrupt page reached the guest: %#x", i, r.buf[i]);
+	free(r.buf);
+	/* Exit cannot swap page 5 in under this policy: it says so. */
+	assert_int_equal(hfx_teardown(&f), -EBADMSG);
+}
+
+/* ---- EAGAIN: a COPY while a REMOVE event waits unread ------------------- */
+
+struct remover {
+	pthread_t t;
+	void *addr;
+	size_t len;
+	int rc;
+	atomic_int tid;
+};
+
+static void *remover_main(void *arg)
+{
+	struct remover *m = arg;
+	atomic_store(&m->tid, (int)syscall(SYS_gettid));
+	m->rc = madvise(m->addr, m->len, MADV_REMOVE) ? -errno : 0;
+	return NULL;
+}
+
+struct drained {
+	struct hfx *f;
+};
+
+/* The fault's message was read (by the monitor, now waiting for the lock
+ * the test holds) while its thread still waits on it. */
+static bool fault_read(void *arg)
+{
+	struct drained *d = arg;
+	struct pollfd p = {.fd = d->f->h->main_uffd, .events = POLLIN};
+	return any_in_userfault(NULL) && poll(&p, 1, 0) == 0;
+}
+
+static bool remover_waits(void *arg)
+{
+	struct remover *m = arg;
+	int tid = atomic_load(&m->tid);
+	return tid && hfx_in_userfault(0, tid);
+}
+
+static void eagain_retried(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {8};
+	assert_int_equal(hfx_setup(&f, pages, 1, NULL), 0);
+	for (uint64_t p = 0; p < 8; p++)
+		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0); /* every page staged */
+
+	/* Hold the monitor: taken while it sleeps in epoll (nothing pending
+	 * after the enable's commit), it reads the fault, then waits for the
+	 * lock in fault_serve(). */
+	assert_true(wait_for(monitor_idle, NULL));
+	pthread_mutex_lock(&f.h->lock);
+	struct reader r;
+	reader_start(&r, &f, 1);
+	struct drained d = {&f};
+	if (!wait_for(fault_read, &d)) {
+		pthread_mutex_unlock(&f.h->lock);
+		fail_msg("the monitor never read the fault");
+	}
+	/* Balloon pages 4-5: the REMOVE event is queued and its thread waits
+	 * until it is read, which only the held monitor can do. */
+	struct remover m = {.addr = hfx_addr(&f, 0, 4), .len = 2 * f.page_size};
+	atomic_init(&m.tid, 0);
+	assert_int_equal(pthread_create(&m.t, NULL, remover_main, &m), 0);
+	if (!wait_for(remover_waits, &m)) {
+		pthread_mutex_unlock(&f.h->lock);
+		fail_msg("the remove never waited on its event");
+	}
+	uint64_t before = f.h->c.eagain_retries;
+	pthread_mutex_unlock(&f.h->lock);
+
+	/* The COPY fails with EAGAIN, the event is read and applied, the
+	 * fault retried and served. */
+	reader_join(&r);
+	pthread_join(m.t, NULL);
+	assert_int_equal(r.rc, 0);
+	assert_int_equal(m.rc, 0);
+	for (size_t i = 0; i < f.page_size; i++)
+		if (r.buf[i] != byte_of(1))
+			fail_msg("byte %zu of page 1: %#x", i, r.buf[i]);
+	free(r.buf);
+	pthread_mutex_lock(&f.h->lock);
+	uint64_t retries = f.h->c.eagain_retries - before;
+	pthread_mutex_unlock(&f.h->lock);
+	assert_true(retries >= 1);
+	struct vswap_page_info pi;
+	for (uint64_t p = 4; p < 6; p++) { /* removed: staging dropped, zeros */
+		assert_int_equal(vswap_handler_page_info(f.h, f.first[0] + p, &pi), 0);
+		assert_false(pi.staged);
+		assert_int_equal(hfx_page_byte(&f, 0, p), 0);
+	}
+	assert_int_equal(hfx_page_byte(&f, 0, 6), byte_of(6));
+	struct vswap_status st = st_of(&f);
+	assert_int_equal(st.last_error, 0);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+int main(void)
+{
+	hfx_skip_if_unavailable("handler_errors");
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(corrupt_error_policy),
+		cmocka_unit_test(eagain_retried),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
