@@ -203,6 +203,56 @@ static void detach_during_swap_out(void **state)
 	resume_and_check(&f);
 }
 
+/*
+ * Detach while a swap-in runs, 4 pages a chunk: the swap-in is aborted
+ * where it is, and every page the guest wrote is either back in its memory
+ * or still present in the store (never lost, never both missing).
+ */
+static void detach_during_swap_in(void **state)
+{
+	(void)state;
+	struct hfx f;
+	static const size_t pages[] = {PAGES};
+	struct vswap_handler_opts o = {.chunk_pages = 4};
+	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
+	fill_guest(&f);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(vswap_handler_detach(f.h), 0);
+	f.h = NULL;
+	reopen(&f);
+	uint8_t *stg = staging_map(&f);
+	uint8_t *buf = malloc(f.page_size);
+	assert_non_null(buf);
+	unsigned in_store = 0, in_guest = 0;
+	for (uint64_t p = 0; p < HOLE_FROM; p++) {
+		char at = page_place(&f, stg, p);
+		assert_true(at == 'p' || at == 'n');
+		if (at == 'p') {
+			in_store++;
+			continue;
+		}
+		/* Read through the memfd: a hole reads zeros without filling. */
+		assert_int_equal(pread(f.memfd, buf, f.page_size, (off_t)(p * f.page_size)),
+				 (ssize_t)f.page_size);
+		for (size_t i = 0; i < f.page_size; i++)
+			if (buf[i] != byte_of(p))
+				fail_msg("page %llu is neither in the store nor in the guest",
+					 (unsigned long long)p);
+		in_guest++;
+	}
+	print_message("detach cut the swap-in at %u in the guest, %u in the store\n", in_guest,
+		      in_store);
+	struct vswap_store_info info;
+	assert_int_equal(vswap_store_info(f.store, &info), 0);
+	assert_int_equal(info.state, in_store ? VSWAP_STATE_ACTIVE : VSWAP_STATE_READY);
+	free(buf);
+	munmap(stg, PAGES * f.page_size);
+	resume_and_check(&f);
+}
+
 /* From Ready: nothing moved, nothing registered; the store records Ready. */
 static void detach_ready(void **state)
 {
@@ -230,6 +280,7 @@ int main(void)
 		cmocka_unit_test(detach_after_enable),
 		cmocka_unit_test(detach_after_swap_out),
 		cmocka_unit_test(detach_during_swap_out),
+		cmocka_unit_test(detach_during_swap_in),
 		cmocka_unit_test(detach_ready),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
