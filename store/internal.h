@@ -68,9 +68,11 @@ struct vswap_store {
 	char *staging_path;
 	int fd;         /* swap file */
 	int dfd;        /* the same file opened O_DIRECT for writes, or -1 */
+	int lock_fd;    /* holds the flock; never used for I/O (see lock_store) */
 	int staging_fd; /* -1 when a read-only open found none */
 	bool read_only;
 	bool tolerant;
+	bool unlinked;  /* creating: the swap file has no name yet */
 	bool was_clean;
 	enum vswap_durability durability;
 	vswap_log_fn log;

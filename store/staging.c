@@ -61,7 +61,19 @@ static int check_ours(struct vswap_store *s, int fd)
  */
 static void staging_link_owner(struct vswap_store *s)
 {
-	char *abs = realpath(s->path, NULL);
+	/* The swap file may not have its name yet (created unnamed, linked
+	 * last): resolve its directory and append the name. */
+	char *dir = strdup(s->path), *abs = NULL;
+	if (!dir)
+		return;
+	char *slash = strrchr(dir, '/');
+	const char *base = slash ? slash + 1 : s->path;
+	const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
+	char *rdir = realpath(d, NULL);
+	if (rdir && asprintf(&abs, "%s/%s", strcmp(rdir, "/") ? rdir : "", base) < 0)
+		abs = NULL;
+	free(rdir);
+	free(dir);
 	if (!abs)
 		return;
 	if (fsetxattr(s->staging_fd, VSWAP_STAGING_OWNER_XATTR, abs, strlen(abs), 0) != 0)

@@ -28,7 +28,7 @@ static struct vswap_store *handle_new(const char *path, const struct vswap_store
 	struct vswap_store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
-	s->fd = s->dfd = s->staging_fd = -1;
+	s->fd = s->dfd = s->lock_fd = s->staging_fd = -1;
 	s->pid = getpid();
 	s->read_only = opts->read_only;
 	s->tolerant = opts->tolerant;
@@ -61,6 +61,8 @@ static void handle_free(struct vswap_store *s)
 	staging_close(s);
 	if (s->dfd >= 0)
 		close(s->dfd);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd); /* releases the flock */
 	if (s->fd >= 0)
 		close(s->fd); /* releases the flock */
 	tables_free(s);
@@ -71,9 +73,23 @@ static void handle_free(struct vswap_store *s)
 	free(s);
 }
 
+/*
+ * The flock lives on a descriptor of its own.  io_uring requests in flight
+ * hold references to the descriptor they use; had the lock been taken on
+ * that one, a killed handler's lock would outlive it until the kernel tore
+ * its ring down, and the next open (a restarted monitor, vswap-fsck) would
+ * see a store "in use" by a dead process.
+ */
 static int lock_store(struct vswap_store *s)
 {
-	if (flock(s->fd, LOCK_EX | LOCK_NB) == 0)
+	char self[64];
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", s->fd);
+	s->lock_fd = open(self, O_RDONLY | O_CLOEXEC);
+	if (s->lock_fd < 0)
+		s->lock_fd = open(s->path, O_RDONLY | O_CLOEXEC);
+	if (s->lock_fd < 0)
+		return -errno;
+	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0)
 		return 0;
 	if (errno == EWOULDBLOCK) {
 		store_log(s, VSWAP_LOG_ERROR, "%s: store is in use (locked by another handle)",
@@ -88,8 +104,9 @@ static void start_io(struct vswap_store *s)
 	/* Writes bypass the page cache where the file system allows it. */
 	if (!s->read_only)
 		s->dfd = open(s->path, O_WRONLY | O_DIRECT | O_CLOEXEC);
-	/* VSWAP_IO=sync forces pread/pwrite: for fault-injection and write-stream
-	 * recording shims, which cannot see io_uring's requests. */
+	/* VSWAP_IO=sync forces pread/pwrite and named file creation: for
+	 * fault-injection and write-stream recording shims, which cannot see
+	 * io_uring's requests or follow an unnamed O_TMPFILE. */
 	const char *mode = getenv("VSWAP_IO");
 	if (mode && strcmp(mode, "sync") == 0) {
 		memset(&s->io, 0, sizeof(s->io));
@@ -131,6 +148,70 @@ static void sync_parent_dir(const char *path)
 	free(dir);
 }
 
+/*
+ * The swap file starts as an unnamed O_TMPFILE in its directory and is
+ * linked under its name once the store is complete, so a crash during
+ * creation never leaves a swap file without a superblock or an index.
+ * File systems without O_TMPFILE get a named file at once.
+ */
+static int make_swap_file(struct vswap_store *s)
+{
+	if (access(s->path, F_OK) == 0) {
+		store_log(s, VSWAP_LOG_ERROR, "%s: cannot create swap file: it exists", s->path);
+		return -EEXIST;
+	}
+	char *dir = strdup(s->path);
+	if (!dir)
+		return -ENOMEM;
+	char *slash = strrchr(dir, '/');
+	const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
+	/* I/O-recording shims (VSWAP_IO=sync) follow files by name. */
+	const char *io = getenv("VSWAP_IO");
+	bool plain = io && strcmp(io, "sync") == 0;
+	s->fd = plain ? -1 : open(d, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	free(dir);
+	s->unlinked = s->fd >= 0;
+	if (s->fd < 0)
+		s->fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (s->fd < 0) {
+		int ret = -errno;
+		store_log(s, VSWAP_LOG_ERROR, "%s: cannot create swap file: %s", s->path,
+			  strerror(errno));
+		return ret;
+	}
+	return 0;
+}
+
+static int link_swap_file(struct vswap_store *s)
+{
+	char self[64];
+	snprintf(self, sizeof(self), "/proc/self/fd/%d", s->fd);
+	if (linkat(s->fd, "", AT_FDCWD, s->path, AT_EMPTY_PATH) != 0 &&
+	    linkat(AT_FDCWD, self, AT_FDCWD, s->path, AT_SYMLINK_FOLLOW) != 0) {
+		int ret = -errno;
+		store_log(s, VSWAP_LOG_ERROR, "%s: cannot name the new swap file: %s", s->path,
+			  strerror(errno));
+		return ret;
+	}
+	s->unlinked = false;
+	return 0;
+}
+
+/* An index whose swap file does not exist is what a crash in the middle of
+ * a creation leaves (or a deleted store): it references no bytes, so a new
+ * store may take its place. */
+static void drop_stale_index(struct vswap_store *s)
+{
+	char lock[4096];
+	if (access(s->index_path, F_OK) != 0)
+		return;
+	store_log(s, VSWAP_LOG_WARN, "%s: replacing an index whose swap file does not exist",
+		  s->index_path);
+	unlink(s->index_path);
+	snprintf(lock, sizeof(lock), "%s-lock", s->index_path);
+	unlink(lock);
+}
+
 int vswap_store_create(const char *path, const struct vswap_store_opts *opts,
 		       struct vswap_store **out)
 {
@@ -140,15 +221,10 @@ int vswap_store_create(const char *path, const struct vswap_store_opts *opts,
 	if (!s)
 		return -ENOMEM;
 	int ret;
-	bool made_file = false, made_index = false;
-	s->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (s->fd < 0) {
-		ret = -errno;
-		store_log(s, VSWAP_LOG_ERROR, "%s: cannot create swap file: %s", path,
-			  strerror(errno));
+	bool linked = false, made_index = false;
+	if ((ret = make_swap_file(s)))
 		goto fail;
-	}
-	made_file = true;
+	linked = !s->unlinked;
 	if ((ret = lock_store(s)))
 		goto fail;
 	s->sb.format_version = VSWAP_FORMAT_VERSION;
@@ -164,18 +240,24 @@ int vswap_store_create(const char *path, const struct vswap_store_opts *opts,
 	s->sb.created_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	if ((ret = write_superblock(s)))
 		goto fail;
+	drop_stale_index(s);
 	if ((ret = index_open(s, true)))
 		goto fail;
 	made_index = true;
 	if ((ret = staging_create(s, opts ? opts->staging_dir : NULL)) ||
 	    (ret = index_write_meta_initial(s)))
 		goto fail;
+	/* Only now does the swap file get its name: a store is visible only
+	 * complete, with its superblock, index and staging file. */
+	if (!linked && (ret = link_swap_file(s)))
+		goto fail;
+	linked = true;
 	sync_parent_dir(path);
 	start_io(s);
 	*out = s;
 	return 0;
 fail:
-	if (made_file)
+	if (linked)
 		unlink(path);
 	if (made_index) {
 		char lock[4096];

@@ -305,12 +305,10 @@ static void on_alarm(int sig)
 }
 
 /*
- * Known store/ bug (tests/test_kill_lock.c): the flock of a child killed
- * with io_uring reads in flight is released by deferred kernel work, a few
- * ms after waitpid(), so fsck -y would refuse the store (exit 8) naming a
- * dead PID.  Count it, then block until the lock goes (bounded by an
- * alarm; no polling) so the audit below still runs.  With
- * VSWAP_KILL_LOCK_STRICT=1 it is a violation.
+ * A reaped child must not hold the store's lock (tests/test_kill_lock.c):
+ * fsck -y would refuse the store (exit 8) naming a dead PID.  If it does,
+ * that is a violation; block until the lock goes (bounded by an alarm; no
+ * polling) so the audit below still runs.
  */
 static void wait_dead_lock(struct kill_test *kt, unsigned n, pid_t dead)
 {
@@ -336,8 +334,8 @@ static void wait_dead_lock(struct kill_test *kt, unsigned n, pid_t dead)
 	kt->t.lock_lingered++;
 	if (ms > kt->t.lock_max_ms)
 		kt->t.lock_max_ms = ms;
-	if (rc || getenv("VSWAP_KILL_LOCK_STRICT"))
-		violation(kt, "kill %u: store still locked by %d after the kill of %d was reaped (%s)",
+	(void)rc;
+	violation(kt, "kill %u: store still locked by %d after the kill of %d was reaped (%s)",
 			  n, (int)holder, (int)dead, rc ? "never released" : "released later");
 }
 

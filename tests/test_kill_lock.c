@@ -13,18 +13,15 @@
  * still "holds" the store: vswap_store_open() gets -EBUSY and vswap-fsck -y
  * exits 8 naming a PID that no longer exists (seen in the kill test: kills
  * during the disable phase's swap-in).  A restarted monitor or fsck run
- * right after a crash fails.  Suggested fix: take the flock on a descriptor
- * of its own that no I/O ever uses.
+ * right after a crash would fail.
  *
  * A child opens a store and reads it in a loop through vswap_store_read_run
  * (several reads in flight, from the device: the page cache is dropped
  * before each pass, as after the store's O_DIRECT writes); the parent kills it, reaps it, and at once
  * tries to open the store writable.  Any -EBUSY is the bug.
  *
- * Known-bug gate: until store/ is fixed this suite reports what it saw and
- * exits 77 (skipped) unless VSWAP_KILL_LOCK_STRICT=1, so that the shared CI
- * run stays green; set it to make the repro fail.  Remove the gate with the
- * fix.
+ * The store takes its flock on a descriptor of its own that no I/O uses, so
+ * in-flight requests of a dead process cannot keep the lock alive.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -141,8 +138,7 @@ static void lock_released_at_death(void **state)
 	rfx_cleanup(&fx);
 	printf("kill_lock: %d of %d kills left the store locked by the dead process\n", busy_seen,
 	       KL_KILLS);
-	if (getenv("VSWAP_KILL_LOCK_STRICT"))
-		assert_int_equal(busy_seen, 0);
+	assert_int_equal(busy_seen, 0);
 }
 
 int main(void)
@@ -150,13 +146,5 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(lock_released_at_death),
 	};
-	int rc = cmocka_run_group_tests(tests, NULL, NULL);
-
-	if (rc == 0 && busy_seen) {
-		fprintf(stderr, "kill_lock: KNOWN BUG reproduced (store flock outlives a killed "
-				"owner with io_uring reads in flight); skipped, set "
-				"VSWAP_KILL_LOCK_STRICT=1 to fail\n");
-		return 77;
-	}
-	return rc;
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }
