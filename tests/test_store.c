@@ -858,6 +858,26 @@ static void test_destroy_refuses_open_store(void **state)
 	assert_int_equal(access(c->f.path, F_OK), -1);
 }
 
+/* A crash in the middle of a creation leaves at most an index without its
+ * swap file (the swap file is named last); creating the store again works. */
+static void test_create_replaces_index_without_swap_file(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	vswap_store_close(c->s);
+	c->s = NULL;
+	assert_int_equal(unlink(c->f.path), 0);
+	assert_int_equal(vswap_store_create(c->f.path, &c->f.opts, &c->s), 0);
+	uint64_t regions[] = {8};
+	assert_int_equal(vswap_store_set_regions(c->s, regions, 1), 0);
+	write_pages(c, 0, 8, 1);
+	reopen(c);
+	expect_page(c, 7, 1);
+	/* An existing swap file is never replaced. */
+	struct vswap_store *again = NULL;
+	assert_int_equal(vswap_store_create(c->f.path, &c->f.opts, &again), -EEXIST);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -889,6 +909,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_regions_redefined_after_use, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_staging_path_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_destroy_refuses_open_store, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_replaces_index_without_swap_file, setup,
+						teardown),
 	};
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
