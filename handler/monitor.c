@@ -240,9 +240,11 @@ static int do_exit(struct vswap_handler *h)
 	m->exiting = true;
 	enum vswap_state st = state_get(h);
 	int rc = 0;
-	if (st == VSWAP_STATE_SWAP_IN_IN_PROGRESS) {
-		rc = job_stop(h, false);
-	} else if (st != VSWAP_STATE_READY) {
+	if (st != VSWAP_STATE_READY) {
+		/* A running swap-in is aborted and finished here: joined while
+		 * it runs, its copies could wait forever for a REMOVE event
+		 * only this thread reads.  Restarted from the first page, it
+		 * skips what the job brought in. */
 		job_stop(h, true);
 		if (st == VSWAP_STATE_SWAP_OUT_IN_PROGRESS)
 			swap_out_flush(h);

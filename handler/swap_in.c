@@ -271,8 +271,13 @@ int swap_in_job(struct job *j, void *arg)
 	int rc = 0;
 	while (!(j && job_aborted(j))) {
 		n = swap_in_chunk(h, status);
-		if (n == -EAGAIN) { /* a REMOVE event is pending: the monitor reads it */
-			sched_yield();
+		if (n == -EAGAIN) {
+			/* A REMOVE event is pending on the main uffd.  On the job
+			 * thread the monitor reads it; run by the monitor itself
+			 * (exit), nobody else will: read it here. */
+			if (!j && events_drain(h, 0, true) > 0)
+				continue;
+			sched_yield(); /* or read, its remover not resumed yet */
 			continue;
 		}
 		if (n <= 0) {

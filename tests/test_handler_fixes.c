@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Regression tests for handler bugs a review found:
+ *  - exit_drains_remove_*: a REMOVE event queued while the monitor itself
+ *    runs the exit's swap-in (or waits for the swap-in job) must be read by
+ *    it, or every copy fails with EAGAIN forever;
+ * Each test puts the handler exactly where the bug bit through the job hook
+ * or the handler's lock; every wait is bounded.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "handler/internal.h"
+#include "tests/helpers/handler_fixture.h"
+
+#define DEADLINE_MS 10000
+
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool wait_for(bool (*cond)(void *), void *arg)
+{
+	uint64_t until = ms_now() + DEADLINE_MS;
+	while (!cond(arg)) {
+		if (ms_now() > until)
+			return false;
+		sched_yield();
+	}
+	return true;
+}
+
+static uint8_t byte_of(uint64_t p)
+{
+	return (uint8_t)(0x40 + p);
+}
+
+/* ---- a thread that balloons a range (MADV_REMOVE) ------------------------ */
+
+struct remover {
+	pthread_t t;
+	void *addr;
+	size_t len;
+	int rc;
+	atomic_int tid;
+	atomic_bool done;
+};
+
+static void *remover_main(void *arg)
+{
+	struct remover *m = arg;
+	atomic_store(&m->tid, (int)syscall(SYS_gettid));
+	m->rc = madvise(m->addr, m->len, MADV_REMOVE) ? -errno : 0;
+	atomic_store(&m->done, true);
+	return NULL;
+}
+
+/* Its REMOVE event is queued and unread: it waits until someone reads it. */
+static bool remover_waits(void *arg)
+{
+	struct remover *m = arg;
+	int tid = atomic_load(&m->tid);
+	return atomic_load(&m->done) || (tid && hfx_in_userfault(0, tid));
+}
+
+static void remover_start(struct remover *m, void *addr, size_t len)
+{
+	*m = (struct remover){.addr = addr, .len = len};
+	atomic_init(&m->tid, 0);
+	atomic_init(&m->done, false);
+	assert_int_equal(pthread_create(&m->t, NULL, remover_main, m), 0);
+}
+
+/* ---- a destroy (or detach) on its own thread, so a hang fails the test ---- */
+
+struct closer {
+	pthread_t t;
+	struct vswap_handler *h;
+	bool detach;
+	int rc;
+	atomic_bool done;
+};
+
+static void *closer_main(void *arg)
+{
+	struct closer *c = arg;
+	c->rc = c->detach ? vswap_handler_detach(c->h) : vswap_handler_destroy(c->h);
+	atomic_store(&c->done, true);
+	return NULL;
+}
+
+static void closer_start(struct closer *c, struct vswap_handler *h, bool detach)
+{
+	*c = (struct closer){.h = h, .detach = detach};
+	atomic_init(&c->done, false);
+	assert_int_equal(pthread_create(&c->t, NULL, closer_main, c), 0);
+}
+
+static bool closer_done(void *arg)
+{
+	return atomic_load(&((struct closer *)arg)->done);
+}
+
+/* ---- 1: exit with a REMOVE event nobody but the monitor can read -------- */
+
+struct remove_hook {
+	struct hfx *f;
+	bool wait_abort; /* the job thread: wait until the exit aborts it */
+	unsigned calls;
+	atomic_bool entered;
+	struct remover m;
+	bool started;
+};
+
+static bool job_abort_seen(void *arg)
+{
+	struct remove_hook *k = arg;
+	return atomic_load(&k->f->h->m.job.abort);
+}
+
+/* Between the swap-in's first and second chunk: balloon pages 6-7 and
+ * return once their REMOVE event waits to be read. */
+static void remove_hook(void *ctx)
+{
+	struct remove_hook *k = ctx;
+	if (k->calls++)
+		return;
+	atomic_store(&k->entered, true);
+	if (k->wait_abort && !wait_for(job_abort_seen, k))
+		return; /* the exit never aborted the job: the test fails later */
+	remover_start(&k->m, hfx_addr(k->f, 0, 6), 2 * k->f->page_size);
+	k->started = true;
+	wait_for(remover_waits, &k->m);
+}
+
+static bool hook_entered(void *arg)
+{
+	return atomic_load(&((struct remove_hook *)arg)->entered);
+}
+
+static void exit_drains_remove(bool during_job)
+{
+	struct hfx f;
+	const size_t pages[1] = {8};
+	struct vswap_handler_opts o = {.chunk_pages = 2};
+	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
+	for (uint64_t p = 0; p < 8; p++)
+		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0); /* every page staged */
+
+	struct remove_hook k = {.f = &f, .wait_abort = during_job};
+	atomic_init(&k.entered, false);
+	f.h->job_hook_ctx = &k;
+	f.h->job_hook = remove_hook;
+	if (during_job) {
+		/* The swap-in job runs and stops in the hook until the exit
+		 * aborts it. */
+		assert_int_equal(vswap_handler_disable(f.h, false), 0);
+		assert_true(wait_for(hook_entered, &k));
+	}
+	struct closer c;
+	closer_start(&c, f.h, false);
+	if (!wait_for(closer_done, &c))
+		fail_msg("destroy hangs: the REMOVE event is never read");
+	pthread_join(c.t, NULL);
+	assert_int_equal(c.rc, 0);
+	f.h = NULL;
+	assert_true(k.started);
+	pthread_join(k.m.t, NULL);
+	assert_int_equal(k.m.rc, 0);
+	/* Unregistered: plain memory now.  The ballooned pages are holes. */
+	for (uint64_t p = 0; p < 8; p++) {
+		const uint8_t *a = hfx_addr(&f, 0, p);
+		uint8_t want = p >= 6 ? 0 : byte_of(p);
+		for (size_t i = 0; i < f.page_size; i++)
+			if (a[i] != want)
+				fail_msg("page %llu byte %zu: %#x, want %#x", (unsigned long long)p,
+					 i, a[i], want);
+	}
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+static void exit_drains_remove_sync(void **state)
+{
+	(void)state;
+	exit_drains_remove(false);
+}
+
+static void exit_drains_remove_job(void **state)
+{
+	(void)state;
+	exit_drains_remove(true);
+}
+
+int main(void)
+{
+	hfx_skip_if_unavailable("handler_fixes");
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(exit_drains_remove_sync),
+		cmocka_unit_test(exit_drains_remove_job),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
