@@ -65,6 +65,16 @@ static int job_stop(struct vswap_handler *h, bool abort)
 	return rc;
 }
 
+/* End a swap-out before another transition: its written chunks stay staged
+ * if their commit fails (safe: every page is still in staging). */
+static void flush_or_log(struct vswap_handler *h, const char *what)
+{
+	int rc = swap_out_flush(h);
+	if (rc < 0)
+		hlog(h, VSWAP_LOG_ERROR, "%s: swap-out commit: %s; its pages stay staged", what,
+		     vswap_strerror(rc));
+}
+
 static int register_all(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
@@ -138,7 +148,12 @@ static int do_enable(struct vswap_handler *h)
 	}
 	job_stop(h, true);
 	if (st == VSWAP_STATE_SWAP_OUT_IN_PROGRESS)
-		swap_out_flush(h);
+		flush_or_log(h, "enable");
+	/* Runs a failed commit left: their pages stay staged (the next
+	 * swap-out writes them again); none may clear a page this move
+	 * stages again. */
+	h->m.nunclean = 0;
+	h->m.unclean_pages = 0;
 	uint64_t t0 = now_ms(), pages;
 	int rc = move_to_staging(h, &pages);
 	if (rc < 0) {
@@ -223,7 +238,7 @@ static int do_disable(struct vswap_handler *h, bool slow)
 		m->slow_cleanup = slow;
 		return 0;
 	case VSWAP_STATE_SWAP_OUT_IN_PROGRESS:
-		swap_out_flush(h);
+		flush_or_log(h, "disable");
 		break;
 	default:
 		break;
@@ -247,7 +262,7 @@ static int do_exit(struct vswap_handler *h)
 		 * skips what the job brought in. */
 		job_stop(h, true);
 		if (st == VSWAP_STATE_SWAP_OUT_IN_PROGRESS)
-			swap_out_flush(h);
+			flush_or_log(h, "exit");
 		rc = swap_in_prepare(h);
 		if (rc == 0)
 			rc = swap_in_job(NULL, h);

@@ -31,16 +31,43 @@ static int unclean_push(struct monitor *m, uint64_t first, uint64_t count)
 	return 0;
 }
 
+static bool written_and_staged(struct vswap_handler *h, uint64_t page)
+{
+	struct vswap_page_info pi;
+	return vswap_store_page(h->store, page, &pi) == 0 && pi.staged &&
+	       pi.state == VSWAP_PAGE_PRESENT;
+}
+
+/* Clear the staging marks of the pages of [first, first+count) that are
+ * staged and present; lock held. */
+static void clear_written(struct vswap_handler *h, uint64_t first, uint64_t count)
+{
+	uint64_t end = first + count, p = first;
+	while (p < end) {
+		while (p < end && !written_and_staged(h, p))
+			p++;
+		uint64_t q = p;
+		while (q < end && written_and_staged(h, q))
+			q++;
+		if (q > p)
+			vswap_store_stage_clear(h->store, p, q - p);
+		p = q;
+	}
+}
+
 int swap_out_flush(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
 	pthread_mutex_lock(&h->lock);
 	int rc = vswap_store_commit(h->store);
 	if (rc == 0) {
-		/* Durable now: the staging copies can go.  A page faulted in
-		 * meanwhile is no longer staged; clearing it again is a no-op. */
+		/* Durable now: the staging copies can go, of the pages whose
+		 * current copy is still the one written.  A page faulted in
+		 * since (stale), and perhaps changed and staged again by a
+		 * later enable, keeps its staging copy: a run can outlive a
+		 * failed commit. */
 		for (unsigned i = 0; i < m->nunclean; i++)
-			vswap_store_stage_clear(h->store, m->unclean[i].first, m->unclean[i].count);
+			clear_written(h, m->unclean[i].first, m->unclean[i].count);
 		m->nunclean = 0;
 		m->unclean_pages = 0;
 	}

@@ -4,6 +4,9 @@
  *  - exit_drains_remove_*: a REMOVE event queued while the monitor itself
  *    runs the exit's swap-in (or waits for the swap-in job) must be read by
  *    it, or every copy fails with EAGAIN forever;
+ *  - flush_keeps_restaged: a written run left over by a failed commit must
+ *    not clear the staging mark of a page faulted in, changed and staged
+ *    again since (it would read as zeros);
  * Each test puts the handler exactly where the bug bit through the job hook
  * or the handler's lock; every wait is bounded.
  */
@@ -210,12 +213,79 @@ static void exit_drains_remove_job(void **state)
 	exit_drains_remove(true);
 }
 
+/* ---- 2: a leftover written run and a page staged again ---------------- */
+
+/* Queue @a then @b at once (the monitor runs them back to back) and wait
+ * for both answers. */
+static void submit_pair(struct vswap_handler *h, struct cmd *a, struct cmd *b)
+{
+	a->done = b->done = false;
+	a->next = b;
+	b->next = NULL;
+	pthread_mutex_lock(&h->qlock);
+	if (h->qtail)
+		h->qtail->next = a;
+	else
+		h->qhead = a;
+	h->qtail = b;
+	pthread_mutex_unlock(&h->qlock);
+	uint64_t one = 1;
+	assert_int_equal(write(h->m.cmd_efd, &one, sizeof(one)), (ssize_t)sizeof(one));
+	pthread_mutex_lock(&h->qlock);
+	while (!a->done || !b->done)
+		pthread_cond_wait(&h->qdone, &h->qlock);
+	pthread_mutex_unlock(&h->qlock);
+}
+
+static void flush_keeps_restaged(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {4};
+	assert_int_equal(hfx_setup(&f, pages, 1, NULL), 0);
+	for (uint64_t p = 0; p < 4; p++)
+		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	/* Page 1 comes back, changes, and is staged again (its slot stale). */
+	assert_int_equal(hfx_page_byte(&f, 0, 1), byte_of(1));
+	assert_int_equal(hfx_fill(&f, 0, 1, 0x99), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_handler_page_info(f.h, f.first[0] + 1, &pi), 0);
+	assert_true(pi.staged);
+	assert_int_equal(pi.state, VSWAP_PAGE_STALE);
+
+	/* What a failed commit of the first swap-out leaves: its run still
+	 * listed (the monitor touches the list only under the lock). */
+	pthread_mutex_lock(&f.h->lock);
+	assert_true(f.h->m.cap_unclean >= 1);
+	f.h->m.unclean[0] = (struct run){f.first[0], 4};
+	f.h->m.nunclean = 1;
+	pthread_mutex_unlock(&f.h->lock);
+
+	/* A swap-out, and a disable before its first chunk: the disable's
+	 * flush succeeds and must leave page 1 staged. */
+	struct cmd out = {.type = CMD_SWAP_OUT}, dis = {.type = CMD_DISABLE};
+	submit_pair(f.h, &out, &dis);
+	assert_int_equal(out.result, 0);
+	assert_int_equal(dis.result, 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	assert_int_equal(hfx_page_byte(&f, 0, 1), 0x99);
+	for (uint64_t p = 0; p < 4; p++)
+		if (p != 1)
+			assert_int_equal(hfx_page_byte(&f, 0, p), byte_of(p));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_fixes");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(exit_drains_remove_sync),
 		cmocka_unit_test(exit_drains_remove_job),
+		cmocka_unit_test(flush_keeps_restaged),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
