@@ -16,7 +16,18 @@ int fault_corrupt(struct vswap_handler *h, int fd, uintptr_t addr, uint64_t page
 	bool can_poison = h->features & UFFD_FEATURE_POISON;
 	if (h->opts.on_corrupt == VSWAP_CORRUPT_POISON && can_poison) {
 		int rc = uffd_poison(fd, addr, h->page_size, wake);
-		if (rc == 0 || rc == -EEXIST) {
+		if (rc == -EEXIST) {
+			/* Poisoned already (the swap-in does not wake, and
+			 * counted it) or filled: a fault waiting on it must
+			 * still be woken. */
+			if (wake) {
+				rc = uffd_wake(fd, addr, h->page_size);
+				if (rc == -EAGAIN || rc == -ESRCH)
+					return rc;
+			}
+			return 1;
+		}
+		if (rc == 0) {
 			h->c.poisoned++;
 			hlog(h, VSWAP_LOG_ERROR, "page %llu failed verification (%s): poisoned",
 			     (unsigned long long)page, vswap_strerror(err));

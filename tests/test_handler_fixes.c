@@ -7,6 +7,8 @@
  *  - flush_keeps_restaged: a written run left over by a failed commit must
  *    not clear the staging mark of a page faulted in, changed and staged
  *    again since (it would read as zeros);
+ *  - poison_eexist_wakes: a fault on a page poisoned meanwhile without a
+ *    wake (by the swap-in) is woken, and the page counted once;
  * Each test puts the handler exactly where the bug bit through the job hook
  * or the handler's lock; every wait is bounded.
  */
@@ -27,6 +29,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <dirent.h>
 
 #include "handler/internal.h"
 #include "tests/helpers/handler_fixture.h"
@@ -279,6 +282,133 @@ static void flush_keeps_restaged(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* ---- 3: UFFDIO_POISON says EEXIST: the fault must still be woken ------- */
+
+/* Some task of this process whose wchan names @what. */
+static bool task_waiting_in(const char *what)
+{
+	DIR *d = opendir("/proc/self/task");
+	if (!d)
+		return false;
+	bool found = false;
+	struct dirent *e;
+	while (!found && (e = readdir(d))) {
+		char path[300], buf[128];
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/wchan", e->d_name);
+		FILE *fp = fopen(path, "re");
+		if (!fp)
+			continue;
+		size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+		fclose(fp);
+		buf[n] = 0;
+		found = strstr(buf, what) != NULL;
+	}
+	closedir(d);
+	return found;
+}
+
+static bool monitor_idle(void *arg)
+{
+	(void)arg;
+	return task_waiting_in("epoll");
+}
+
+/* A fault waits and its message was read (by the monitor, now waiting for
+ * the lock the test holds). */
+static bool fault_read(void *arg)
+{
+	struct hfx *f = arg;
+	struct pollfd p = {.fd = f->h->main_uffd, .events = POLLIN};
+	return task_waiting_in("userfault") && poll(&p, 1, 0) == 0;
+}
+
+struct reader {
+	pthread_t t;
+	struct hfx *f;
+	uint64_t page;
+	uint8_t *buf;
+	size_t bus_at;
+	int rc;
+	atomic_bool done;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	r->rc = hfx_read(r->buf, hfx_addr(r->f, 0, r->page), r->f->page_size, 0, &r->bus_at);
+	atomic_store(&r->done, true);
+	return NULL;
+}
+
+static void reader_start(struct reader *r, struct hfx *f, uint64_t page)
+{
+	*r = (struct reader){.f = f, .page = page};
+	atomic_init(&r->done, false);
+	r->buf = malloc(f->page_size);
+	assert_non_null(r->buf);
+	assert_int_equal(pthread_create(&r->t, NULL, reader_main, r), 0);
+}
+
+/* Flip one bit of the swap file's copy of page @r/@p. */
+static void corrupt_slot(struct hfx *f, unsigned r, uint64_t p)
+{
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_handler_page_info(f->h, f->first[r] + p, &pi), 0);
+	assert_int_equal(pi.state, VSWAP_PAGE_PRESENT);
+	int fd = open(f->path, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	off_t off = (off_t)((pi.slot + 1) * f->page_size + 777);
+	uint8_t b;
+	assert_int_equal(pread(fd, &b, 1, off), 1);
+	b ^= 0x10;
+	assert_int_equal(pwrite(fd, &b, 1, off), 1);
+	close(fd);
+}
+
+static void poison_eexist_wakes(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {4};
+	struct vswap_handler_opts o = {.on_corrupt = VSWAP_CORRUPT_POISON};
+	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
+	if (!(f.h->features & UFFD_FEATURE_POISON)) {
+		hfx_teardown(&f);
+		skip();
+	}
+	for (uint64_t p = 0; p < 4; p++)
+		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	corrupt_slot(&f, 0, 2);
+
+	/* The monitor reads the fault on page 2 and waits for the lock;
+	 * meanwhile the page is poisoned without a wake, as the swap-in
+	 * does. */
+	assert_true(wait_for(monitor_idle, NULL));
+	pthread_mutex_lock(&f.h->lock);
+	struct reader r;
+	reader_start(&r, &f, 2);
+	if (!wait_for(fault_read, &f)) {
+		pthread_mutex_unlock(&f.h->lock);
+		fail_msg("the monitor never read the fault");
+	}
+	int prc = uffd_poison(f.h->main_uffd, (uintptr_t)hfx_addr(&f, 0, 2), f.page_size, false);
+	pthread_mutex_unlock(&f.h->lock);
+	assert_int_equal(prc, 0);
+	pthread_join(r.t, NULL);
+	assert_int_equal(r.rc, -EFAULT); /* SIGBUS, not a timeout */
+	free(r.buf);
+	struct vswap_status st;
+	assert_int_equal(vswap_handler_status(f.h, &st), 0);
+	assert_int_equal(st.metrics.poisoned_pages, 0); /* the poisoner counts it */
+	assert_int_equal(hfx_page_byte(&f, 0, 3), byte_of(3));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_fixes");
@@ -286,6 +416,7 @@ int main(void)
 		cmocka_unit_test(exit_drains_remove_sync),
 		cmocka_unit_test(exit_drains_remove_job),
 		cmocka_unit_test(flush_keeps_restaged),
+		cmocka_unit_test(poison_eexist_wakes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
