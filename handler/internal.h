@@ -209,6 +209,9 @@ int swap_out_flush(struct vswap_handler *h);
 
 /* swap_in.c */
 int swap_in_job(struct job *j, void *arg);
+/* After a complete swap-in, on the monitor thread: poison the lost pages
+ * through every uffd.  -EBADMSG: one is unserved (policy). */
+int swap_in_poison_lost(struct vswap_handler *h);
 int swap_in_prepare(struct vswap_handler *h);
 void swap_in_release(struct vswap_handler *h);
 

@@ -266,6 +266,8 @@ static int do_exit(struct vswap_handler *h)
 		rc = swap_in_prepare(h);
 		if (rc == 0)
 			rc = swap_in_job(NULL, h);
+		if (rc == 0)
+			rc = swap_in_poison_lost(h);
 	}
 	if (m->registered && rc == 0)
 		leave_enabled(h, (struct vswap_transition){0, 0});
@@ -424,6 +426,8 @@ static void job_done(struct vswap_handler *h)
 		return;
 	enum job_kind kind = m->job_kind;
 	int rc = job_stop(h, false);
+	if (kind == JOB_SWAP_IN && rc == 0)
+		rc = swap_in_poison_lost(h);
 	struct vswap_transition t;
 	pthread_mutex_lock(&h->slock);
 	t = h->trans;

@@ -233,23 +233,86 @@ static int64_t swap_in_chunk(struct vswap_handler *h, int *status)
 	return n;
 }
 
+/* Poison @addr through uffd @i (not the main one); 0 when done or nothing to
+ * poison there, -EAGAIN, or -errno. */
+static int poison_other(struct vswap_handler *h, unsigned i, uintptr_t addr)
+{
+	struct monitor *m = &h->m;
+	int rc = uffd_poison(m->uffds.v[i].fd, addr, h->page_size, false);
+	if (rc == 0 || rc == -EEXIST || rc == -ENOENT) /* ENOENT: not mapped there */
+		return 0;
+	if (rc == -ESRCH) { /* its process is gone */
+		m->uffds.v[i].dead = true;
+		m->gc_due = true;
+		return 0;
+	}
+	return rc;
+}
+
+/* Poison lost page @p through every live uffd, lock held: poison markers
+ * are per page table.  1 poisoned, 0 unserved (by policy), -errno; -EAGAIN
+ * names the uffd in *@at. */
+static int poison_page(struct vswap_handler *h, uint64_t p, unsigned *at)
+{
+	struct monitor *m = &h->m;
+	const struct hregion *r = region_of_page(h, p);
+	uintptr_t addr = page_addr(h, r, p);
+	for (unsigned i = *at; i < m->uffds.n; i++) {
+		int rc;
+		if (uffd_list_is_dead(&m->uffds, i))
+			continue;
+		if (i == 0)
+			rc = fault_corrupt(h, h->main_uffd, addr, p, -EBADMSG, false);
+		else
+			rc = poison_other(h, i, addr);
+		if (rc == -EAGAIN) {
+			*at = i;
+			return rc;
+		}
+		if (i == 0 && rc == 0)
+			return 0; /* unserved: do not poison elsewhere either */
+		if (rc < 0) {
+			hlog(h, VSWAP_LOG_ERROR, "poison page %llu on uffd %u: %s",
+			     (unsigned long long)p, i, vswap_strerror(rc));
+			return rc;
+		}
+	}
+	return 1;
+}
+
 /* Pages lost earlier (a failed fault, fsck) were never served: poison them
- * now, so that after unregistering the guest gets SIGBUS, never zeros. */
-static int poison_lost(struct vswap_handler *h)
+ * now, through every uffd, so that after unregistering no process reads
+ * zeros there, only SIGBUS.  On the monitor thread (it owns the uffd list
+ * and reads the REMOVE events a poison may wait for). */
+int swap_in_poison_lost(struct vswap_handler *h)
 {
 	struct vswap_store_stats st;
 	pthread_mutex_lock(&h->lock);
 	int rc = vswap_store_stats(h->store, &st);
-	for (uint64_t p = 0; rc == 0 && st.pages_lost && p < h->total_pages; p++) {
-		struct vswap_page_info pi;
-		if (vswap_store_page(h->store, p, &pi) < 0 || pi.state != VSWAP_PAGE_LOST)
-			continue;
-		const struct hregion *r = region_of_page(h, p);
-		rc = fault_corrupt(h, h->main_uffd, page_addr(h, r, p), p, -EBADMSG, false);
-		rc = rc == 0 ? -EBADMSG : rc < 0 ? rc : 0; /* unserved: do not unregister */
-	}
 	pthread_mutex_unlock(&h->lock);
-	return rc;
+	if (rc < 0 || !st.pages_lost)
+		return rc;
+	for (uint64_t p = 0; p < h->total_pages; p++) {
+		unsigned at = 0;
+		for (;;) {
+			struct vswap_page_info pi;
+			pthread_mutex_lock(&h->lock);
+			rc = vswap_store_page(h->store, p, &pi) < 0 || pi.state != VSWAP_PAGE_LOST
+				     ? 1
+				     : poison_page(h, p, &at);
+			pthread_mutex_unlock(&h->lock);
+			if (rc != -EAGAIN)
+				break;
+			/* A REMOVE event waits on that uffd: read it, retry. */
+			if (events_drain(h, at, true) <= 0)
+				sched_yield();
+		}
+		if (rc == 0)
+			return -EBADMSG; /* unserved: do not unregister */
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
 }
 
 static void progress(struct vswap_handler *h, uint64_t pages)
@@ -260,6 +323,7 @@ static void progress(struct vswap_handler *h, uint64_t pages)
 	pthread_mutex_unlock(&h->slock);
 }
 
+/* The lost pages are left to swap_in_poison_lost(), on the monitor. */
 int swap_in_job(struct job *j, void *arg)
 {
 	struct vswap_handler *h = arg;
@@ -296,8 +360,6 @@ int swap_in_job(struct job *j, void *arg)
 			since_commit = 0;
 		}
 	}
-	if (rc == 0 && !(j && job_aborted(j)))
-		rc = poison_lost(h);
 	free(status);
 	if (h->jp.ra_ring) /* the ring is reused by the next swap-in */
 		ra_reap(&h->jp, true);

@@ -9,6 +9,10 @@
  *    again since (it would read as zeros);
  *  - poison_eexist_wakes: a fault on a page poisoned meanwhile without a
  *    wake (by the swap-in) is woken, and the page counted once;
+ *  - lost_poisoned_everywhere: after a disable, a lost page is SIGBUS in
+ *    another process too (poison markers are per page table), not zeros;
+ *  - poison_lost_drains: the exit's poisoning of lost pages retries after
+ *    reading a REMOVE event that made it fail with EAGAIN;
  * Each test puts the handler exactly where the bug bit through the job hook
  * or the handler's lock; every wait is bounded.
  */
@@ -409,6 +413,113 @@ static void poison_eexist_wakes(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* ---- 4: a lost page after disable, read by another process ------------ */
+
+/* Make page 2 lost: its slot corrupted, then faulted by this process
+ * (poisoned here).  Returns false if UFFDIO_POISON is unsupported. */
+static bool lose_page_2(struct hfx *f)
+{
+	for (uint64_t p = 0; p < 4; p++)
+		assert_int_equal(hfx_fill(f, 0, p, byte_of(p)), 0);
+	assert_int_equal(vswap_handler_enable(f->h), 0);
+	assert_int_equal(vswap_handler_swap_out(f->h), 0);
+	assert_int_equal(hfx_wait(f, VSWAP_STATE_ACTIVE), 0);
+	corrupt_slot(f, 0, 2);
+	assert_int_equal(hfx_page_byte(f, 0, 2), -3); /* SIGBUS */
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_handler_page_info(f->h, f->first[0] + 2, &pi), 0);
+	assert_int_equal(pi.state, VSWAP_PAGE_LOST);
+	return true;
+}
+
+static int child_lost_is_sigbus(const struct hfx *f, void *arg)
+{
+	(void)arg;
+	if (hfx_page_byte(f, 0, 3) != byte_of(3))
+		return 2;
+	int b = hfx_page_byte(f, 0, 2);
+	return b == -3 ? 0 : b == 0 ? 3 : 4;
+}
+
+static void lost_poisoned_everywhere(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {4};
+	struct vswap_handler_opts o = {.on_corrupt = VSWAP_CORRUPT_POISON};
+	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
+	if (!(f.h->features & UFFD_FEATURE_POISON)) {
+		hfx_teardown(&f);
+		skip();
+	}
+	struct hfx_child c;
+	assert_int_equal(hfx_child_start(&f, child_lost_is_sigbus, NULL, &c), 0);
+	lose_page_2(&f);
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	/* Unregistered: the child reads its own page tables only. */
+	assert_int_equal(hfx_child_go(&c), 0);
+	int rc = hfx_child_wait(&c, 0);
+	if (rc == 3)
+		fail_msg("the lost page reads as zeros in the other process");
+	assert_int_equal(rc, 0);
+	assert_int_equal(hfx_page_byte(&f, 0, 2), -3);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* ---- 6: the exit's poisoning of lost pages meets a REMOVE event ------- */
+
+struct last_chunk_hook {
+	struct hfx *f;
+	struct remover m;
+	bool started;
+};
+
+/* After the swap-in's last chunk (on the monitor, exiting): balloon page 0
+ * and return once its REMOVE event waits; the poisoning comes next. */
+static void last_chunk_hook(void *ctx)
+{
+	struct last_chunk_hook *k = ctx;
+	struct vswap_handler *h = k->f->h;
+	if (k->started || !h->jp.staged_done || h->jp.cursor < h->total_pages)
+		return;
+	remover_start(&k->m, hfx_addr(k->f, 0, 0), k->f->page_size);
+	k->started = true;
+	wait_for(remover_waits, &k->m);
+}
+
+static void poison_lost_drains(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {4};
+	struct vswap_handler_opts o = {.on_corrupt = VSWAP_CORRUPT_POISON};
+	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
+	if (!(f.h->features & UFFD_FEATURE_POISON)) {
+		hfx_teardown(&f);
+		skip();
+	}
+	lose_page_2(&f);
+	struct last_chunk_hook k = {.f = &f};
+	f.h->job_hook_ctx = &k;
+	f.h->job_hook = last_chunk_hook;
+	struct closer c;
+	closer_start(&c, f.h, false);
+	if (!wait_for(closer_done, &c))
+		fail_msg("destroy hangs");
+	pthread_join(c.t, NULL);
+	f.h = NULL;
+	assert_true(k.started);
+	pthread_join(k.m.t, NULL);
+	assert_int_equal(c.rc, 0);
+	assert_int_equal(k.m.rc, 0);
+	assert_int_equal(hfx_page_byte(&f, 0, 0), 0); /* ballooned */
+	assert_int_equal(hfx_page_byte(&f, 0, 1), byte_of(1));
+	assert_int_equal(hfx_page_byte(&f, 0, 2), -3);
+	assert_int_equal(hfx_page_byte(&f, 0, 3), byte_of(3));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_fixes");
@@ -417,6 +528,8 @@ int main(void)
 		cmocka_unit_test(exit_drains_remove_job),
 		cmocka_unit_test(flush_keeps_restaged),
 		cmocka_unit_test(poison_eexist_wakes),
+		cmocka_unit_test(lost_poisoned_everywhere),
+		cmocka_unit_test(poison_lost_drains),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
