@@ -107,6 +107,7 @@ struct monitor {
 	struct deferred_fault *deferred;
 	unsigned ndeferred, cap_deferred;
 	void *page_buf; /* one page: a fault's read from the store */
+	int lazy_error; /* the last lazy commit's error, logged once; 0 after a success */
 };
 
 /* The progress of the running trim or swap-in job (read by status()). */

@@ -481,7 +481,10 @@ static int loop_timeout(struct vswap_handler *h)
 		uint64_t now = now_ms();
 		t = m->cleanup_next_ms > now ? (int)(m->cleanup_next_ms - now) : 0;
 	}
-	if (m->registered && (t < 0 || t > LAZY_COMMIT_MS) && pending_changes(h) > 0)
+	/* After a failed lazy commit no timer retries it (a failed sync
+	 * sticks): the next batch of LAZY_COMMIT_PAGES or transition does. */
+	if (m->registered && !m->lazy_error && (t < 0 || t > LAZY_COMMIT_MS) &&
+	    pending_changes(h) > 0)
 		t = LAZY_COMMIT_MS;
 	return t;
 }
@@ -494,8 +497,11 @@ static void lazy_commit(struct vswap_handler *h, uint64_t threshold)
 	pthread_mutex_lock(&h->lock);
 	int rc = vswap_store_commit(h->store);
 	pthread_mutex_unlock(&h->lock);
-	if (rc < 0)
+	if (rc < 0 && rc != h->m.lazy_error) {
 		hlog(h, VSWAP_LOG_ERROR, "lazy commit: %s", vswap_strerror(rc));
+		error_set(h, rc);
+	}
+	h->m.lazy_error = rc < 0 ? rc : 0;
 }
 
 static void idle_work(struct vswap_handler *h)

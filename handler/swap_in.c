@@ -371,5 +371,16 @@ int swap_in_job(struct job *j, void *arg)
 	pthread_mutex_lock(&h->lock);
 	int crc = vswap_store_commit(h->store);
 	pthread_mutex_unlock(&h->lock);
+	if (rc == 0 && crc < 0 && !(j && job_aborted(j))) {
+		/* Every page is resident: what the index still says is moot
+		 * once the regions are unregistered (a failed sync sticks
+		 * until the store is reopened).  Say so; do not fail. */
+		hlog(h, VSWAP_LOG_ERROR, "swap-in: final commit: %s (every page is resident)",
+		     vswap_strerror(crc));
+		pthread_mutex_lock(&h->slock);
+		h->last_error = crc;
+		pthread_mutex_unlock(&h->slock);
+		return 0;
+	}
 	return rc < 0 ? rc : crc;
 }

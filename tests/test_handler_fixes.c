@@ -13,6 +13,9 @@
  *    another process too (poison markers are per page table), not zeros;
  *  - poison_lost_drains: the exit's poisoning of lost pages retries after
  *    reading a REMOVE event that made it fail with EAGAIN;
+ *  - sticky_sync_error: after a failed sync (sticky in the store) a disable
+ *    still completes once every page is resident (the error reported), and
+ *    the lazy commit neither retries on a timer nor logs more than once;
  * Each test puts the handler exactly where the bug bit through the job hook
  * or the handler's lock; every wait is bounded.
  */
@@ -36,6 +39,7 @@
 #include <dirent.h>
 
 #include "handler/internal.h"
+#include "store/internal.h"
 #include "tests/helpers/handler_fixture.h"
 
 #define DEADLINE_MS 10000
@@ -520,6 +524,102 @@ static void poison_lost_drains(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* ---- 5: a failed sync is sticky: disable completes, lazy commit quiet -- */
+
+static atomic_int lazy_logs;
+
+static void count_log(void *ctx, enum vswap_log_level lvl, const char *msg)
+{
+	(void)ctx, (void)lvl;
+	if (strstr(msg, "lazy commit"))
+		atomic_fetch_add(&lazy_logs, 1);
+}
+
+static bool lazy_logged(void *arg)
+{
+	(void)arg;
+	return atomic_load(&lazy_logs) > 0;
+}
+
+/* The monitor sleeps in epoll_wait without a timeout: its syscall's fourth
+ * argument (the timeout; epoll_pwait's too) is -1. */
+static bool monitor_waits_forever(void *arg)
+{
+	(void)arg;
+	DIR *d = opendir("/proc/self/task");
+	if (!d)
+		return false;
+	bool found = false;
+	struct dirent *e;
+	while (!found && (e = readdir(d))) {
+		char path[300], buf[256];
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/wchan", e->d_name);
+		FILE *fp = fopen(path, "re");
+		if (!fp)
+			continue;
+		size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+		fclose(fp);
+		buf[n] = 0;
+		if (!strstr(buf, "epoll"))
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/syscall", e->d_name);
+		fp = fopen(path, "re");
+		if (!fp)
+			continue;
+		n = fread(buf, 1, sizeof(buf) - 1, fp);
+		fclose(fp);
+		buf[n] = 0;
+		unsigned long long nr, a1, a2, a3, a4;
+		if (sscanf(buf, "%llu %llx %llx %llx %llx", &nr, &a1, &a2, &a3, &a4) == 5)
+			found = (int)a4 == -1;
+	}
+	closedir(d);
+	return found;
+}
+
+static void sticky_sync_error(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {4};
+	atomic_store(&lazy_logs, 0);
+	struct vswap_handler_opts o = {.log = count_log};
+	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
+	for (uint64_t p = 0; p < 4; p++)
+		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+
+	/* The swap file's sync fails: sticky until the store is reopened. */
+	pthread_mutex_lock(&f.h->lock);
+	f.h->store->sync_error = -EIO;
+	pthread_mutex_unlock(&f.h->lock);
+	/* A fault leaves a change to commit: the lazy commit fails once,
+	 * logs once, and no timer retries it. */
+	assert_int_equal(hfx_page_byte(&f, 0, 0), byte_of(0));
+	assert_true(wait_for(lazy_logged, NULL));
+	if (!wait_for(monitor_waits_forever, NULL))
+		fail_msg("the monitor keeps retrying the lazy commit on a timer");
+	assert_int_equal(atomic_load(&lazy_logs), 1);
+	struct vswap_status st;
+	assert_int_equal(vswap_handler_status(f.h, &st), 0);
+	assert_int_equal(st.last_error, -EIO);
+
+	/* Disable: every page comes back; the final commit's error is
+	 * reported, the handler is Ready. */
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	assert_int_equal(vswap_handler_status(f.h, &st), 0);
+	assert_int_equal(st.state, VSWAP_STATE_READY);
+	assert_int_equal(st.last_error, -EIO);
+	for (uint64_t p = 0; p < 4; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), byte_of(p));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_fixes");
@@ -530,6 +630,7 @@ int main(void)
 		cmocka_unit_test(poison_eexist_wakes),
 		cmocka_unit_test(lost_poisoned_everywhere),
 		cmocka_unit_test(poison_lost_drains),
+		cmocka_unit_test(sticky_sync_error),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
