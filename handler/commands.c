@@ -11,20 +11,52 @@ int cmd_submit(struct vswap_handler *h, struct cmd *c)
 	c->done = false;
 	c->next = NULL;
 	pthread_mutex_lock(&h->qlock);
+	if (h->dead) {
+		pthread_mutex_unlock(&h->qlock);
+		return -ESHUTDOWN;
+	}
 	if (h->qtail)
 		h->qtail->next = c;
 	else
 		h->qhead = c;
 	h->qtail = c;
+	h->waiters++;
 	pthread_mutex_unlock(&h->qlock);
+	/* Fails only when the counter is already far from zero: the monitor
+	 * wakes anyway, and the queue says what to do. */
 	uint64_t one = 1;
-	if (write(h->m.cmd_efd, &one, sizeof(one)) < 0)
-		return -errno;
+	if (write(h->m.cmd_efd, &one, sizeof(one)) < 0) {
+	}
 	pthread_mutex_lock(&h->qlock);
 	while (!c->done)
 		pthread_cond_wait(&h->qdone, &h->qlock);
+	if (--h->waiters == 0)
+		pthread_cond_broadcast(&h->qdone);
 	pthread_mutex_unlock(&h->qlock);
 	return c->result;
+}
+
+void cmd_refuse_all(struct vswap_handler *h)
+{
+	pthread_mutex_lock(&h->qlock);
+	h->dead = true;
+	for (struct cmd *c = h->qhead; c;) {
+		struct cmd *next = c->next;
+		c->result = -ESHUTDOWN;
+		c->done = true;
+		c = next;
+	}
+	h->qhead = h->qtail = NULL;
+	pthread_cond_broadcast(&h->qdone);
+	pthread_mutex_unlock(&h->qlock);
+}
+
+void cmd_wait_callers(struct vswap_handler *h)
+{
+	pthread_mutex_lock(&h->qlock);
+	while (h->waiters)
+		pthread_cond_wait(&h->qdone, &h->qlock);
+	pthread_mutex_unlock(&h->qlock);
 }
 
 static int simple(struct vswap_handler *h, enum cmd_type type)

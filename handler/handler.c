@@ -191,6 +191,7 @@ int vswap_handler_destroy(struct vswap_handler *h)
 	struct cmd c = {.type = CMD_EXIT};
 	int rc = cmd_submit(h, &c);
 	pthread_join(h->thread, NULL);
+	cmd_wait_callers(h); /* answered, but perhaps not yet returned */
 	handler_free(h);
 	return rc;
 }
@@ -202,6 +203,7 @@ int vswap_handler_detach(struct vswap_handler *h)
 	struct cmd c = {.type = CMD_DETACH};
 	int rc = cmd_submit(h, &c);
 	pthread_join(h->thread, NULL);
+	cmd_wait_callers(h);
 	handler_free(h);
 	return rc;
 }

@@ -150,6 +150,8 @@ struct vswap_handler {
 	pthread_mutex_t qlock;
 	pthread_cond_t qdone;
 	struct cmd *qhead, *qtail;
+	bool dead;        /* the monitor has ended: commands are refused */
+	unsigned waiters; /* callers inside cmd_submit (destroy waits for none) */
 
 	/* Test hook: called by the trim and swap-in jobs between batches,
 	 * without the lock, so a test can hold a job still meanwhile. */
@@ -228,6 +230,12 @@ void state_set(struct vswap_handler *h, enum vswap_state st, struct vswap_transi
 int commit_locked(struct vswap_handler *h);
 
 /* commands.c */
+/* Queue @c and wait for its answer; -ESHUTDOWN once the monitor ended. */
 int cmd_submit(struct vswap_handler *h, struct cmd *c);
+/* The monitor is ending: answer every queued command -ESHUTDOWN and refuse
+ * new ones. */
+void cmd_refuse_all(struct vswap_handler *h);
+/* Wait until no caller is inside cmd_submit (before freeing @h). */
+void cmd_wait_callers(struct vswap_handler *h);
 
 #endif

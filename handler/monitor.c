@@ -584,5 +584,8 @@ void *monitor_main(void *arg)
 		else
 			lazy_commit(h, LAZY_COMMIT_PAGES);
 	}
+	/* After an exit or detach (or a failed epoll), nobody would answer:
+	 * the callers still queued get -ESHUTDOWN, later ones at once. */
+	cmd_refuse_all(h);
 	return NULL;
 }

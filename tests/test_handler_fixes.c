@@ -16,6 +16,8 @@
  *  - sticky_sync_error: after a failed sync (sticky in the store) a disable
  *    still completes once every page is resident (the error reported), and
  *    the lazy commit neither retries on a timer nor logs more than once;
+ *  - commands_after_exit: a command queued behind an exit is answered
+ *    -ESHUTDOWN, and one submitted after it is refused at once;
  * Each test puts the handler exactly where the bug bit through the job hook
  * or the handler's lock; every wait is bounded.
  */
@@ -631,6 +633,75 @@ static void sticky_sync_error(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* ---- 7: commands behind an exit ---------------------------------------- */
+
+struct gc_call {
+	struct vswap_handler *h;
+	int rc;
+	atomic_bool done;
+};
+
+static void *gc_main(void *arg)
+{
+	struct gc_call *g = arg;
+	g->rc = vswap_handler_gc(g->h);
+	atomic_store(&g->done, true);
+	return NULL;
+}
+
+static bool gc_done(void *arg)
+{
+	return atomic_load(&((struct gc_call *)arg)->done);
+}
+
+static void commands_after_exit(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {4};
+	assert_int_equal(hfx_setup(&f, pages, 1, NULL), 0);
+	struct vswap_handler *h = f.h;
+	/* An exit and a command behind it, queued at once. */
+	struct cmd ex = {.type = CMD_EXIT}, gc = {.type = CMD_GC};
+	ex.next = &gc;
+	pthread_mutex_lock(&h->qlock);
+	assert_null(h->qhead);
+	h->qhead = &ex;
+	h->qtail = &gc;
+	h->waiters += 2; /* as two callers inside cmd_submit */
+	pthread_mutex_unlock(&h->qlock);
+	uint64_t one = 1;
+	assert_int_equal(write(h->m.cmd_efd, &one, sizeof(one)), (ssize_t)sizeof(one));
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += DEADLINE_MS / 1000;
+	pthread_mutex_lock(&h->qlock);
+	int wrc = 0;
+	while ((!ex.done || !gc.done) && wrc == 0)
+		wrc = pthread_cond_timedwait(&h->qdone, &h->qlock, &until);
+	bool answered = ex.done && gc.done;
+	if (answered)
+		h->waiters -= 2;
+	pthread_mutex_unlock(&h->qlock);
+	if (!answered)
+		fail_msg("the command behind the exit was never answered");
+	assert_int_equal(ex.result, 0);
+	assert_int_equal(gc.result, -ESHUTDOWN);
+	/* A command now is refused at once. */
+	struct gc_call g = {.h = h};
+	atomic_init(&g.done, false);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, gc_main, &g), 0);
+	if (!wait_for(gc_done, &g))
+		fail_msg("a command after the exit hangs");
+	pthread_join(t, NULL);
+	assert_int_equal(g.rc, -ESHUTDOWN);
+	/* Destroy: refused too, joins the ended monitor, frees. */
+	assert_int_equal(vswap_handler_destroy(h), -ESHUTDOWN);
+	f.h = NULL;
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_fixes");
@@ -642,6 +713,7 @@ int main(void)
 		cmocka_unit_test(lost_poisoned_everywhere),
 		cmocka_unit_test(poison_lost_drains),
 		cmocka_unit_test(sticky_sync_error),
+		cmocka_unit_test(commands_after_exit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
