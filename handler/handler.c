@@ -144,7 +144,9 @@ static int handler_init(struct vswap_handler *h, const struct vswap_region *regi
 	if (vswap_store_stats(h->store, &st) == 0 && (st.pages_present || st.pages_staged))
 		hlog(h, VSWAP_LOG_INFO, "store holds %llu swapped and %llu staged pages",
 		     (unsigned long long)st.pages_present, (unsigned long long)st.pages_staged);
-	vswap_store_set_state(h->store, VSWAP_STATE_READY);
+	/* The recorded state stays what it was (a detach's resting state
+	 * says where the pages are) until the first transition records
+	 * another; the commit only proves the store writable. */
 	rc = vswap_store_commit(h->store);
 	if (rc < 0)
 		return rc;

@@ -18,6 +18,8 @@
  *    the lazy commit neither retries on a timer nor logs more than once;
  *  - commands_after_exit: a command queued behind an exit is answered
  *    -ESHUTDOWN, and one submitted after it is refused at once;
+ *  - create_keeps_resting_state: a handler created over a detached store
+ *    leaves its recorded resting state alone until enable;
  * Each test puts the handler exactly where the bug bit through the job hook
  * or the handler's lock; every wait is bounded.
  */
@@ -702,6 +704,33 @@ static void commands_after_exit(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* ---- 8: create keeps the resting state a detach recorded -------------- */
+
+static void create_keeps_resting_state(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {4};
+	assert_int_equal(hfx_setup(&f, pages, 1, NULL), 0);
+	for (uint64_t p = 0; p < 4; p++)
+		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	assert_int_equal(vswap_handler_detach(f.h), 0);
+	f.h = NULL;
+	assert_int_equal(vswap_store_state(f.store), VSWAP_STATE_ACTIVE);
+	assert_int_equal(hfx_start(&f, NULL), 0);
+	assert_int_equal(vswap_store_state(f.store), VSWAP_STATE_ACTIVE);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_store_state(f.store), VSWAP_STATE_PENDING);
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	for (uint64_t p = 0; p < 4; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), byte_of(p));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_fixes");
@@ -714,6 +743,7 @@ int main(void)
 		cmocka_unit_test(poison_lost_drains),
 		cmocka_unit_test(sticky_sync_error),
 		cmocka_unit_test(commands_after_exit),
+		cmocka_unit_test(create_keeps_resting_state),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
