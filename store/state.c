@@ -105,6 +105,12 @@ int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count
 		return -EROFS;
 	if (!range_ok(s, first, count))
 		return -EINVAL;
+	/* Pages that left staging since the last commit still have their old
+	 * bytes there.  Punch them before anything is staged again: a page
+	 * marked now must hold its new copy or nothing, never an old copy
+	 * under a new record (if its copy never comes, after a failed move). */
+	if (s->unpunched.n)
+		staging_punch_unstaged(s);
 	for (uint64_t p = first; p < first + count; p++) {
 		if (bit_test(s->staged, p))
 			continue;

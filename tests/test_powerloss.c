@@ -589,7 +589,9 @@ static bool cleared_by_newest_commit(const struct run *r, uint32_t p, uint32_t v
 	if (c < 1 || c >= r->nsnaps || !r->snaps[c] || !r->snaps[c - 1])
 		return false;
 	const struct pl_page *now = &r->snaps[c]->pages[p], *before = &r->snaps[c - 1]->pages[p];
-	return !now->staged && before->staged && before->sver == ver;
+	/* sver 0: commit c-1 was the log-ahead commit, and the copy came after
+	 * it (the model learns the version once copied). */
+	return !now->staged && before->staged && (before->sver == ver || before->sver == 0);
 }
 
 /*
