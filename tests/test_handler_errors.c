@@ -62,21 +62,6 @@ static struct vswap_status st_of(struct hfx *f)
 	return st;
 }
 
-/* Flip one bit of the swap file's copy of page @r/@p. */
-static void corrupt_slot(struct hfx *f, unsigned r, uint64_t p)
-{
-	struct vswap_page_info pi;
-	assert_int_equal(vswap_handler_page_info(f->h, f->first[r] + p, &pi), 0);
-	assert_int_equal(pi.state, VSWAP_PAGE_PRESENT);
-	int fd = open(f->path, O_RDWR | O_CLOEXEC);
-	assert_true(fd >= 0);
-	off_t off = (off_t)((pi.slot + 1) * f->page_size + 777);
-	uint8_t b;
-	assert_int_equal(pread(fd, &b, 1, off), 1);
-	b ^= 0x10;
-	assert_int_equal(pwrite(fd, &b, 1, off), 1);
-	close(fd);
-}
 
 static uint8_t byte_of(uint64_t p)
 {
@@ -85,78 +70,23 @@ static uint8_t byte_of(uint64_t p)
 
 /* ---- a guest access on its own thread, joined when it ends ------------ */
 
-struct reader {
-	pthread_t t;
-	struct hfx *f;
-	uint64_t page;
-	uint8_t *buf;
-	size_t bus_at;
-	int rc;
-	atomic_bool done;
-};
 
-/* The fixture's access thread (inside hfx_read) is the one that faults;
- * the test finds it by its wait channel. */
-static void *reader_main(void *arg)
-{
-	struct reader *r = arg;
-	r->rc = hfx_read(r->buf, hfx_addr(r->f, 0, r->page), r->f->page_size, 60000, &r->bus_at);
-	atomic_store(&r->done, true);
-	return NULL;
-}
 
-static void reader_start(struct reader *r, struct hfx *f, uint64_t page)
-{
-	*r = (struct reader){.f = f, .page = page};
-	r->buf = malloc(f->page_size);
-	assert_non_null(r->buf);
-	memset(r->buf, 0xaa, f->page_size);
-	assert_int_equal(pthread_create(&r->t, NULL, reader_main, r), 0);
-}
 
-static void reader_join(struct reader *r)
-{
-	pthread_join(r->t, NULL);
-}
 
-/* The first task of this process whose wchan names @what, or 0. */
-static int task_waiting_in(const char *what)
-{
-	DIR *d = opendir("/proc/self/task");
-	if (!d)
-		return 0;
-	int found = 0;
-	struct dirent *e;
-	while (!found && (e = readdir(d))) {
-		char path[300], buf[128];
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/wchan", e->d_name);
-		FILE *fp = fopen(path, "re");
-		if (!fp)
-			continue;
-		size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
-		fclose(fp);
-		buf[n] = 0;
-		if (strstr(buf, what))
-			found = atoi(e->d_name);
-	}
-	closedir(d);
-	return found;
-}
 
 /* Some task of this process waits on a userfault (a fault or an event). */
 static bool any_in_userfault(void *arg)
 {
 	(void)arg;
-	return task_waiting_in("userfault") != 0;
+	return hfx_task_waiting_in("userfault") != 0;
 }
 
 /* The monitor sleeps in epoll_wait with nothing to do. */
 static bool monitor_idle(void *arg)
 {
 	(void)arg;
-	return task_waiting_in("epoll") != 0;
+	return hfx_task_waiting_in("epoll") != 0;
 }
 
 struct err_wait {
@@ -181,12 +111,12 @@ static void corrupt_error_policy(void **state)
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	assert_int_equal(vswap_handler_swap_out(f.h), 0);
 	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
-	corrupt_slot(&f, 0, 2);
-	corrupt_slot(&f, 0, 5);
+	assert_int_equal(hfx_corrupt_slot(&f, 0, 2), 0);
+	assert_int_equal(hfx_corrupt_slot(&f, 0, 5), 0);
 
 	/* The fault on page 2: verified, failed, reported, left waiting. */
-	struct reader r;
-	reader_start(&r, &f, 2);
+	struct hfx_reader r;
+	assert_int_equal(hfx_reader_start(&r, &f, 2, 60000), 0);
 	struct err_wait w = {&f};
 	assert_true(wait_for(error_reported, &w));
 	struct vswap_status st = st_of(&f);
@@ -224,7 +154,7 @@ static void corrupt_error_policy(void **state)
 	assert_int_equal(uffd_poison(f.h->main_uffd, (uintptr_t)hfx_addr(&f, 0, 2), f.page_size,
 				     true),
 			 0);
-	reader_join(&r);
+	hfx_reader_join(&r);
 	assert_int_equal(r.rc, -EFAULT);
 	assert_int_equal(r.bus_at, 0);
 	for (size_t i = 0; i < f.page_size; i++)
@@ -288,8 +218,8 @@ static void eagain_retried(void **state)
 	 * lock in fault_serve(). */
 	assert_true(wait_for(monitor_idle, NULL));
 	pthread_mutex_lock(&f.h->lock);
-	struct reader r;
-	reader_start(&r, &f, 1);
+	struct hfx_reader r;
+	assert_int_equal(hfx_reader_start(&r, &f, 1, 60000), 0);
 	struct drained d = {&f};
 	if (!wait_for(fault_read, &d)) {
 		pthread_mutex_unlock(&f.h->lock);
@@ -309,7 +239,7 @@ static void eagain_retried(void **state)
 
 	/* The COPY fails with EAGAIN, the event is read and applied, the
 	 * fault retried and served. */
-	reader_join(&r);
+	hfx_reader_join(&r);
 	pthread_join(m.t, NULL);
 	assert_int_equal(r.rc, 0);
 	assert_int_equal(m.rc, 0);

@@ -297,35 +297,11 @@ static void flush_keeps_restaged(void **state)
 
 /* ---- 3: UFFDIO_POISON says EEXIST: the fault must still be woken ------- */
 
-/* Some task of this process whose wchan names @what. */
-static bool task_waiting_in(const char *what)
-{
-	DIR *d = opendir("/proc/self/task");
-	if (!d)
-		return false;
-	bool found = false;
-	struct dirent *e;
-	while (!found && (e = readdir(d))) {
-		char path[300], buf[128];
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/wchan", e->d_name);
-		FILE *fp = fopen(path, "re");
-		if (!fp)
-			continue;
-		size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
-		fclose(fp);
-		buf[n] = 0;
-		found = strstr(buf, what) != NULL;
-	}
-	closedir(d);
-	return found;
-}
 
 static bool monitor_idle(void *arg)
 {
 	(void)arg;
-	return task_waiting_in("epoll");
+	return hfx_task_waiting_in("epoll");
 }
 
 /* A fault waits and its message was read (by the monitor, now waiting for
@@ -334,51 +310,12 @@ static bool fault_read(void *arg)
 {
 	struct hfx *f = arg;
 	struct pollfd p = {.fd = f->h->main_uffd, .events = POLLIN};
-	return task_waiting_in("userfault") && poll(&p, 1, 0) == 0;
+	return hfx_task_waiting_in("userfault") && poll(&p, 1, 0) == 0;
 }
 
-struct reader {
-	pthread_t t;
-	struct hfx *f;
-	uint64_t page;
-	uint8_t *buf;
-	size_t bus_at;
-	int rc;
-	atomic_bool done;
-};
 
-static void *reader_main(void *arg)
-{
-	struct reader *r = arg;
-	r->rc = hfx_read(r->buf, hfx_addr(r->f, 0, r->page), r->f->page_size, 0, &r->bus_at);
-	atomic_store(&r->done, true);
-	return NULL;
-}
 
-static void reader_start(struct reader *r, struct hfx *f, uint64_t page)
-{
-	*r = (struct reader){.f = f, .page = page};
-	atomic_init(&r->done, false);
-	r->buf = malloc(f->page_size);
-	assert_non_null(r->buf);
-	assert_int_equal(pthread_create(&r->t, NULL, reader_main, r), 0);
-}
 
-/* Flip one bit of the swap file's copy of page @r/@p. */
-static void corrupt_slot(struct hfx *f, unsigned r, uint64_t p)
-{
-	struct vswap_page_info pi;
-	assert_int_equal(vswap_handler_page_info(f->h, f->first[r] + p, &pi), 0);
-	assert_int_equal(pi.state, VSWAP_PAGE_PRESENT);
-	int fd = open(f->path, O_RDWR | O_CLOEXEC);
-	assert_true(fd >= 0);
-	off_t off = (off_t)((pi.slot + 1) * f->page_size + 777);
-	uint8_t b;
-	assert_int_equal(pread(fd, &b, 1, off), 1);
-	b ^= 0x10;
-	assert_int_equal(pwrite(fd, &b, 1, off), 1);
-	close(fd);
-}
 
 static void poison_eexist_wakes(void **state)
 {
@@ -396,15 +333,15 @@ static void poison_eexist_wakes(void **state)
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	assert_int_equal(vswap_handler_swap_out(f.h), 0);
 	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
-	corrupt_slot(&f, 0, 2);
+	assert_int_equal(hfx_corrupt_slot(&f, 0, 2), 0);
 
 	/* The monitor reads the fault on page 2 and waits for the lock;
 	 * meanwhile the page is poisoned without a wake, as the swap-in
 	 * does. */
 	assert_true(wait_for(monitor_idle, NULL));
 	pthread_mutex_lock(&f.h->lock);
-	struct reader r;
-	reader_start(&r, &f, 2);
+	struct hfx_reader r;
+	assert_int_equal(hfx_reader_start(&r, &f, 2, 0), 0);
 	if (!wait_for(fault_read, &f)) {
 		pthread_mutex_unlock(&f.h->lock);
 		fail_msg("the monitor never read the fault");
@@ -433,7 +370,7 @@ static bool lose_page_2(struct hfx *f)
 	assert_int_equal(vswap_handler_enable(f->h), 0);
 	assert_int_equal(vswap_handler_swap_out(f->h), 0);
 	assert_int_equal(hfx_wait(f, VSWAP_STATE_ACTIVE), 0);
-	corrupt_slot(f, 0, 2);
+	assert_int_equal(hfx_corrupt_slot(f, 0, 2), 0);
 	assert_int_equal(hfx_page_byte(f, 0, 2), -3); /* SIGBUS */
 	struct vswap_page_info pi;
 	assert_int_equal(vswap_handler_page_info(f->h, f->first[0] + 2, &pi), 0);

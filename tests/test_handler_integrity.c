@@ -29,21 +29,6 @@ static struct vswap_status st_of(struct hfx *f)
 	return st;
 }
 
-/* Flip one bit of the swap file's copy of page @r/@p. */
-static void corrupt_slot(struct hfx *f, unsigned r, uint64_t p)
-{
-	struct vswap_page_info pi;
-	assert_int_equal(vswap_handler_page_info(f->h, f->first[r] + p, &pi), 0);
-	assert_int_equal(pi.state, VSWAP_PAGE_PRESENT);
-	int fd = open(f->path, O_RDWR | O_CLOEXEC);
-	assert_true(fd >= 0);
-	off_t off = (off_t)((pi.slot + 1) * f->page_size + 100);
-	uint8_t b;
-	assert_int_equal(pread(fd, &b, 1, off), 1);
-	b ^= 0x01;
-	assert_int_equal(pwrite(fd, &b, 1, off), 1);
-	close(fd);
-}
 
 /* Read page r/p expecting SIGBUS, with no byte of it ever delivered. */
 static void expect_sigbus(struct hfx *f, unsigned r, uint64_t p)
@@ -72,8 +57,8 @@ static void corrupt_page_is_poisoned(void **state)
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	assert_int_equal(vswap_handler_swap_out(f.h), 0);
 	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
-	corrupt_slot(&f, 0, 1);
-	corrupt_slot(&f, 1, 0);
+	assert_int_equal(hfx_corrupt_slot(&f, 0, 1), 0);
+	assert_int_equal(hfx_corrupt_slot(&f, 1, 0), 0);
 
 	/* A fault: verified, poisoned, counted. */
 	expect_sigbus(&f, 0, 1);

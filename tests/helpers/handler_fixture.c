@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -384,4 +385,78 @@ bool hfx_in_userfault(int pid, int tid)
 	fclose(fp);
 	buf[n] = 0;
 	return strstr(buf, "userfault") != NULL;
+}
+
+int hfx_corrupt_slot(const struct hfx *f, unsigned r, uint64_t page)
+{
+	struct vswap_page_info pi;
+	int ret = vswap_handler_page_info(f->h, f->first[r] + page, &pi);
+	if (ret)
+		return ret;
+	if (pi.state != VSWAP_PAGE_PRESENT)
+		return -EINVAL;
+	int fd = open(f->path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	off_t off = (off_t)((pi.slot + 1) * f->page_size + 777);
+	uint8_t b;
+	ret = -EIO;
+	if (pread(fd, &b, 1, off) == 1) {
+		b ^= 0x10;
+		if (pwrite(fd, &b, 1, off) == 1)
+			ret = 0;
+	}
+	close(fd);
+	return ret;
+}
+
+int hfx_task_waiting_in(const char *what)
+{
+	DIR *d = opendir("/proc/self/task");
+	if (!d)
+		return 0;
+	int found = 0;
+	struct dirent *e;
+	while (!found && (e = readdir(d))) {
+		char path[300], buf[128];
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/wchan", e->d_name);
+		FILE *fp = fopen(path, "re");
+		if (!fp)
+			continue;
+		size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+		fclose(fp);
+		buf[n] = 0;
+		if (strstr(buf, what))
+			found = atoi(e->d_name);
+	}
+	closedir(d);
+	return found;
+}
+
+static void *reader_main(void *arg)
+{
+	struct hfx_reader *r = arg;
+	r->rc = hfx_read(r->buf, hfx_addr(r->f, 0, r->page), r->f->page_size, r->timeout_ms,
+			 &r->bus_at);
+	atomic_store(&r->done, true);
+	return NULL;
+}
+
+int hfx_reader_start(struct hfx_reader *r, const struct hfx *f, uint64_t page, int timeout_ms)
+{
+	*r = (struct hfx_reader){.f = f, .page = page, .timeout_ms = timeout_ms};
+	atomic_init(&r->done, false);
+	r->buf = malloc(f->page_size);
+	if (!r->buf)
+		return -ENOMEM;
+	memset(r->buf, 0xaa, f->page_size);
+	int ret = pthread_create(&r->t, NULL, reader_main, r);
+	return -ret;
+}
+
+void hfx_reader_join(struct hfx_reader *r)
+{
+	pthread_join(r->t, NULL);
 }

@@ -9,6 +9,8 @@
 #ifndef VSWAP_TESTS_HANDLER_FIXTURE_H
 #define VSWAP_TESTS_HANDLER_FIXTURE_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,6 +64,29 @@ int hfx_fill(const struct hfx *f, unsigned r, uint64_t page, uint8_t v);
 /* The byte every position of the page holds, or -1 if mixed, -2 timeout,
  * -3 SIGBUS. */
 int hfx_page_byte(const struct hfx *f, unsigned r, uint64_t page);
+
+/* Flip one bit of the swap file's copy of page @page of region @r (it must
+ * be present).  0 or a negative errno. */
+int hfx_corrupt_slot(const struct hfx *f, unsigned r, uint64_t page);
+
+/* The id of the first task of this process whose wchan names @what (say
+ * "userfault" or "epoll"), or 0: how a test knows a thread is blocked. */
+int hfx_task_waiting_in(const char *what);
+
+/* One guest read of a whole page on a thread of its own, left running
+ * while the test acts (a fault held unresolved, a SIGBUS to come). */
+struct hfx_reader {
+	pthread_t t;
+	const struct hfx *f;
+	uint64_t page;
+	int timeout_ms;
+	uint8_t *buf; /* page-sized, filled with 0xaa before the read */
+	size_t bus_at;
+	int rc;       /* hfx_read()'s result once done */
+	atomic_bool done;
+};
+int hfx_reader_start(struct hfx_reader *r, const struct hfx *f, uint64_t page, int timeout_ms);
+void hfx_reader_join(struct hfx_reader *r);
 
 /*
  * A forked "device" process: it creates its own uffd and hands it over
