@@ -2,6 +2,7 @@
 /* The public commands: queued for the monitor, answered through qdone. */
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "handler/internal.h"
@@ -109,4 +110,29 @@ int vswap_handler_set_static_uffds(struct vswap_handler *h, unsigned count)
 		return -EINVAL;
 	struct cmd c = {.type = CMD_SET_STATIC, .count = count};
 	return cmd_submit(h, &c);
+}
+
+int vswap_handler_add_uffd_at(struct vswap_handler *h, int uffd, void *const *bases)
+{
+	if (!bases)
+		return vswap_handler_add_uffd(h, uffd);
+	if (!h || uffd < 0)
+		return -EINVAL;
+	uintptr_t *v = calloc(h->nregions, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (unsigned i = 0; i < h->nregions; i++) {
+		uintptr_t a = (uintptr_t)bases[i];
+		uintptr_t len = h->regions[i].end - h->regions[i].start;
+		if (!a || (a & (h->page_size - 1)) || a + len < a) {
+			free(v);
+			return -EINVAL;
+		}
+		v[i] = a;
+	}
+	struct cmd c = {.type = CMD_ADD_UFFD, .fd = uffd, .bases = v};
+	int rc = cmd_submit(h, &c);
+	if (rc < 0) /* the list took it only on success */
+		free(v);
+	return rc;
 }

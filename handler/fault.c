@@ -107,12 +107,13 @@ static int resolve_locked(struct vswap_handler *h, int fd, uintptr_t addr, uint6
 int fault_serve(struct vswap_handler *h, unsigned index, uintptr_t addr)
 {
 	addr &= ~(uintptr_t)(h->page_size - 1);
-	const struct hregion *r = region_of_addr(h, addr);
+	uintptr_t start;
+	const struct hregion *r = region_of_uffd_addr(h, index, addr, &start);
 	if (!r) {
 		hlog(h, VSWAP_LOG_WARN, "fault at %#lx outside every region", (unsigned long)addr);
 		return -EFAULT;
 	}
-	uint64_t page = r->first + ((addr - r->start) >> h->page_shift);
+	uint64_t page = r->first + ((addr - start) >> h->page_shift);
 	int fd = h->m.uffds.v[index].fd;
 	for (;;) {
 		pthread_mutex_lock(&h->lock);
@@ -164,6 +165,31 @@ int remove_range(struct vswap_handler *h, uintptr_t start, uintptr_t end)
 	return pages ? (int)(pages > INT32_MAX ? INT32_MAX : pages) : -EFAULT;
 }
 
+int remove_range_at(struct vswap_handler *h, unsigned index, uintptr_t start, uintptr_t end)
+{
+	const uintptr_t *bases = h->m.uffds.v[index].bases;
+	if (!bases)
+		return remove_range(h, start, end);
+	size_t mask = h->page_size - 1;
+	if ((start & mask) || (end & mask) || end < start)
+		return -EINVAL;
+	/* Regions contiguous in that process may lie apart here: one piece
+	 * per region, each moved to the handler's addresses. */
+	int64_t pages = 0;
+	for (unsigned i = 0; i < h->nregions; i++) {
+		const struct hregion *g = &h->regions[i];
+		uintptr_t len = g->end - g->start;
+		uintptr_t a = start > bases[i] ? start : bases[i];
+		uintptr_t b = end < bases[i] + len ? end : bases[i] + len; /* no wrap: validated */
+		if (a >= b)
+			continue;
+		int rc = remove_range(h, g->start + (a - bases[i]), g->start + (b - bases[i]));
+		if (rc > 0)
+			pages += rc;
+	}
+	return pages ? (int)(pages > INT32_MAX ? INT32_MAX : pages) : -EFAULT;
+}
+
 static int defer_fault(struct monitor *m, unsigned index, uintptr_t addr)
 {
 	if (m->ndeferred == m->cap_deferred) {
@@ -201,8 +227,8 @@ static int event_handle(struct vswap_handler *h, unsigned index, const struct uf
 	case UFFD_EVENT_REMOVE: {
 		if (!m->registered) /* the kernel may deliver after unregister */
 			return 0;
-		int rc = remove_range(h, (uintptr_t)msg->arg.remove.start,
-				      (uintptr_t)msg->arg.remove.end);
+		int rc = remove_range_at(h, index, (uintptr_t)msg->arg.remove.start,
+					 (uintptr_t)msg->arg.remove.end);
 		return rc == -EFAULT ? 0 : rc < 0 ? rc : 0;
 	}
 	default:

@@ -59,12 +59,14 @@ enum cmd_type {
 	CMD_ADD_UFFD,
 	CMD_SET_STATIC,
 	CMD_GC,
+	CMD_RESUME,
 };
 
 struct cmd {
 	enum cmd_type type;
 	bool slow;      /* DISABLE */
 	int fd;         /* ADD_UFFD */
+	uintptr_t *bases; /* ADD_UFFD: the uffd's region addresses, or NULL */
 	unsigned count; /* SET_STATIC */
 	int result;
 	bool done;
@@ -185,16 +187,30 @@ static inline void *staging_ptr(const struct vswap_handler *h, uint64_t page)
 {
 	return h->staging + (page << h->page_shift);
 }
-/* Register (or unregister) every region on @fd.  -ESRCH: the uffd's
- * process is gone. */
-int regions_register(struct vswap_handler *h, int fd);
-int regions_unregister(struct vswap_handler *h, int fd);
+/* The region holding @addr in the process of uffd @index (at that
+ * process's addresses), or NULL; *start gets the region's start there. */
+const struct hregion *region_of_uffd_addr(const struct vswap_handler *h, unsigned index,
+					  uintptr_t addr, uintptr_t *start);
+/* Page @page's address in the process of uffd @index. */
+static inline uintptr_t uffd_page_addr(const struct vswap_handler *h, unsigned index,
+				       const struct hregion *r, uint64_t page)
+{
+	const uintptr_t *bases = h->m.uffds.v[index].bases;
+	uintptr_t start = bases ? bases[r - h->regions] : r->start;
+	return start + ((page - r->first) << h->page_shift);
+}
+/* Register (or unregister) every region on @fd, at @bases[i] (NULL: the
+ * handler's own addresses).  -ESRCH: the uffd's process is gone. */
+int regions_register(struct vswap_handler *h, int fd, const uintptr_t *bases);
+int regions_unregister(struct vswap_handler *h, int fd, const uintptr_t *bases);
 /* Guest pages resident in the memfds (SEEK_DATA/SEEK_HOLE). */
 uint64_t regions_resident_pages(const struct vswap_handler *h);
 
 /* fault.c */
 int fault_serve(struct vswap_handler *h, unsigned uffd_index, uintptr_t addr);
 int remove_range(struct vswap_handler *h, uintptr_t start, uintptr_t end);
+/* A REMOVE event of uffd @index: its range at that process's addresses. */
+int remove_range_at(struct vswap_handler *h, unsigned index, uintptr_t start, uintptr_t end);
 /* Read and handle the events of uffd @index (faults deferred while
  * @defer_faults).  Returns the events handled or -errno. */
 int events_drain(struct vswap_handler *h, unsigned index, bool defer_faults);
@@ -226,6 +242,13 @@ int cleanup_step(struct vswap_handler *h, uint64_t max_pages);
 
 /* monitor.c */
 void *monitor_main(void *arg);
+int register_all(struct vswap_handler *h);
+void unregister_all(struct vswap_handler *h);
+enum vswap_state resting_state(struct vswap_handler *h, enum vswap_state st);
+void cleanup_finish(struct vswap_handler *h);
+
+/* resume.c: take over from a handler that died (vswap_handler_resume) */
+int do_resume(struct vswap_handler *h);
 void state_set(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t);
 int commit_locked(struct vswap_handler *h);
 

@@ -75,13 +75,13 @@ static void flush_or_log(struct vswap_handler *h, const char *what)
 		     vswap_strerror(rc));
 }
 
-static int register_all(struct vswap_handler *h)
+int register_all(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
 	for (unsigned i = 0; i < m->uffds.n; i++) {
 		if (uffd_list_is_dead(&m->uffds, i))
 			continue;
-		int rc = regions_register(h, m->uffds.v[i].fd);
+		int rc = regions_register(h, m->uffds.v[i].fd, m->uffds.v[i].bases);
 		if (rc == -ESRCH) { /* its process is gone: skip it */
 			m->uffds.v[i].dead = true;
 			m->gc_due = true;
@@ -90,7 +90,8 @@ static int register_all(struct vswap_handler *h)
 		if (rc < 0) {
 			while (i-- > 0)
 				if (!m->uffds.v[i].dead)
-					regions_unregister(h, m->uffds.v[i].fd);
+					regions_unregister(h, m->uffds.v[i].fd,
+							   m->uffds.v[i].bases);
 			return rc;
 		}
 	}
@@ -98,13 +99,13 @@ static int register_all(struct vswap_handler *h)
 	return 0;
 }
 
-static void unregister_all(struct vswap_handler *h)
+void unregister_all(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
 	for (unsigned i = 0; i < m->uffds.n; i++) {
 		if (m->uffds.v[i].dead)
 			continue;
-		int rc = regions_unregister(h, m->uffds.v[i].fd);
+		int rc = regions_unregister(h, m->uffds.v[i].fd, m->uffds.v[i].bases);
 		if (rc == -ESRCH)
 			m->uffds.v[i].dead = true;
 		else if (rc < 0)
@@ -113,7 +114,7 @@ static void unregister_all(struct vswap_handler *h)
 	m->registered = false;
 }
 
-static void cleanup_finish(struct vswap_handler *h)
+void cleanup_finish(struct vswap_handler *h)
 {
 	while (h->m.cleanup_active)
 		if (cleanup_step(h, UINT64_MAX) < 0)
@@ -280,7 +281,7 @@ static int do_exit(struct vswap_handler *h)
 
 /* The state a detached store rests in, from what it holds: a restarted
  * handler (or fsck) reads it as where the pages are, not as work to resume. */
-static enum vswap_state resting_state(struct vswap_handler *h, enum vswap_state st)
+enum vswap_state resting_state(struct vswap_handler *h, enum vswap_state st)
 {
 	if (st == VSWAP_STATE_FAILED)
 		return st;
@@ -331,20 +332,21 @@ static int do_detach(struct vswap_handler *h)
 	return rc < 0 ? rc : crc;
 }
 
-static int do_add_uffd(struct vswap_handler *h, int fd)
+static int do_add_uffd(struct vswap_handler *h, int fd, uintptr_t *bases)
 {
 	struct monitor *m = &h->m;
 	/* Registered first: a uffd in the list is always fully served. */
 	if (m->registered) {
-		int rc = regions_register(h, fd);
+		int rc = regions_register(h, fd, bases);
 		if (rc < 0)
 			return rc;
 	}
 	unsigned i;
-	int rc = uffd_list_add(&m->uffds, fd, &i);
+	int rc = bases ? uffd_list_add_at(&m->uffds, fd, bases, &i)
+		       : uffd_list_add(&m->uffds, fd, &i);
 	if (rc < 0) {
 		if (m->registered)
-			regions_unregister(h, fd);
+			regions_unregister(h, fd, bases);
 		return rc;
 	}
 	if (m->uffds.v[i].dynamic)
@@ -381,11 +383,13 @@ static int cmd_run(struct vswap_handler *h, struct cmd *c)
 	case CMD_DETACH:
 		return do_detach(h);
 	case CMD_ADD_UFFD:
-		return do_add_uffd(h, c->fd);
+		return do_add_uffd(h, c->fd, c->bases);
 	case CMD_SET_STATIC:
 		return uffd_list_set_static(&h->m.uffds, c->count);
 	case CMD_GC:
 		return gc_now(h);
+	case CMD_RESUME:
+		return do_resume(h);
 	}
 	return -EINVAL;
 }

@@ -75,14 +75,35 @@ const struct hregion *region_of_page(const struct vswap_handler *h, uint64_t pag
 	return NULL;
 }
 
-int regions_register(struct vswap_handler *h, int fd)
+const struct hregion *region_of_uffd_addr(const struct vswap_handler *h, unsigned index,
+					  uintptr_t addr, uintptr_t *start)
+{
+	const uintptr_t *bases = h->m.uffds.v[index].bases;
+	if (!bases) {
+		const struct hregion *r = region_of_addr(h, addr);
+		if (r)
+			*start = r->start;
+		return r;
+	}
+	for (unsigned i = 0; i < h->nregions; i++) {
+		const struct hregion *g = &h->regions[i];
+		if (addr >= bases[i] && addr - bases[i] < g->end - g->start) {
+			*start = bases[i];
+			return g;
+		}
+	}
+	return NULL;
+}
+
+int regions_register(struct vswap_handler *h, int fd, const uintptr_t *bases)
 {
 	for (unsigned i = 0; i < h->nregions; i++) {
 		const struct hregion *g = &h->regions[i];
-		int rc = uffd_register(fd, g->start, g->end - g->start);
+		uintptr_t a = bases ? bases[i] : g->start;
+		int rc = uffd_register(fd, a, g->end - g->start);
 		if (rc < 0) {
 			while (i-- > 0)
-				uffd_unregister(fd, h->regions[i].start,
+				uffd_unregister(fd, bases ? bases[i] : h->regions[i].start,
 						h->regions[i].end - h->regions[i].start);
 			return rc;
 		}
@@ -90,12 +111,13 @@ int regions_register(struct vswap_handler *h, int fd)
 	return 0;
 }
 
-int regions_unregister(struct vswap_handler *h, int fd)
+int regions_unregister(struct vswap_handler *h, int fd, const uintptr_t *bases)
 {
 	int err = 0;
 	for (unsigned i = 0; i < h->nregions; i++) {
 		const struct hregion *g = &h->regions[i];
-		int rc = uffd_unregister(fd, g->start, g->end - g->start);
+		uintptr_t a = bases ? bases[i] : g->start;
+		int rc = uffd_unregister(fd, a, g->end - g->start);
 		if (rc < 0 && !err)
 			err = rc;
 	}

@@ -233,12 +233,12 @@ static int64_t swap_in_chunk(struct vswap_handler *h, int *status)
 	return n;
 }
 
-/* Poison @addr through uffd @i (not the main one); 0 when done or nothing to
+/* Poison page @p of @r through uffd @i (not the main one); 0 when done or nothing to
  * poison there, -EAGAIN, or -errno. */
-static int poison_other(struct vswap_handler *h, unsigned i, uintptr_t addr)
+static int poison_other(struct vswap_handler *h, unsigned i, const struct hregion *r, uint64_t p)
 {
 	struct monitor *m = &h->m;
-	int rc = uffd_poison(m->uffds.v[i].fd, addr, h->page_size, false);
+	int rc = uffd_poison(m->uffds.v[i].fd, uffd_page_addr(h, i, r, p), h->page_size, false);
 	if (rc == 0 || rc == -EEXIST || rc == -ENOENT) /* ENOENT: not mapped there */
 		return 0;
 	if (rc == -ESRCH) { /* its process is gone */
@@ -264,7 +264,7 @@ static int poison_page(struct vswap_handler *h, uint64_t p, unsigned *at)
 		if (i == 0)
 			rc = fault_corrupt(h, h->main_uffd, addr, p, -EBADMSG, false);
 		else
-			rc = poison_other(h, i, addr);
+			rc = poison_other(h, i, r, p);
 		if (rc == -EAGAIN) {
 			*at = i;
 			return rc;

@@ -24,8 +24,10 @@ int uffd_list_init(struct uffd_list *l, int epfd, size_t page_size)
 
 void uffd_list_fini(struct uffd_list *l)
 {
-	for (unsigned i = 0; i < l->n; i++)
+	for (unsigned i = 0; i < l->n; i++) {
 		close(l->v[i].fd);
+		free(l->v[i].bases);
+	}
 	free(l->v);
 	if (l->dummy)
 		munmap((void *)l->dummy, l->page_size);
@@ -40,7 +42,7 @@ static int epoll_key(struct uffd_list *l, int op, unsigned i)
 	return epoll_ctl(l->epfd, op, l->v[i].fd, &ev) < 0 ? -errno : 0;
 }
 
-int uffd_list_add(struct uffd_list *l, int fd, unsigned *index)
+static int list_add(struct uffd_list *l, int fd, uintptr_t *bases, unsigned *index)
 {
 	if (l->n == l->cap) {
 		unsigned cap = l->cap ? l->cap * 2 : 8;
@@ -50,14 +52,14 @@ int uffd_list_add(struct uffd_list *l, int fd, unsigned *index)
 		l->v = v;
 		l->cap = cap;
 	}
-	bool dynamic = l->static_count >= 0 && l->n >= (unsigned long)l->static_count + 1;
+	bool dynamic = !bases && l->static_count >= 0 && l->n >= (unsigned long)l->static_count + 1;
 	if (dynamic) {
 		int rc = uffd_register(fd, l->dummy, l->page_size);
 		if (rc < 0)
 			return rc;
 	}
 	unsigned i = l->n;
-	l->v[i] = (struct uffd_entry){.fd = fd, .dynamic = dynamic};
+	l->v[i] = (struct uffd_entry){.fd = fd, .dynamic = dynamic, .bases = bases};
 	int rc = epoll_key(l, EPOLL_CTL_ADD, i);
 	if (rc < 0)
 		return rc;
@@ -65,6 +67,16 @@ int uffd_list_add(struct uffd_list *l, int fd, unsigned *index)
 	if (index)
 		*index = i;
 	return 0;
+}
+
+int uffd_list_add(struct uffd_list *l, int fd, unsigned *index)
+{
+	return list_add(l, fd, NULL, index);
+}
+
+int uffd_list_add_at(struct uffd_list *l, int fd, uintptr_t *bases, unsigned *index)
+{
+	return list_add(l, fd, bases, index);
 }
 
 int uffd_list_set_static(struct uffd_list *l, unsigned count)
@@ -95,6 +107,7 @@ int uffd_list_gc(struct uffd_list *l)
 		if (l->epfd >= 0)
 			epoll_ctl(l->epfd, EPOLL_CTL_DEL, l->v[i].fd, NULL);
 		close(l->v[i].fd);
+		free(l->v[i].bases);
 		l->n--;
 		dropped++;
 		if (i == l->n)

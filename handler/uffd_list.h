@@ -20,6 +20,9 @@ struct uffd_entry {
 	int fd;
 	bool dynamic;
 	bool dead; /* its process is gone: skipped */
+	/* Where each region starts in this uffd's process (owned), or NULL:
+	 * at the handler's own addresses (a forked child). */
+	uintptr_t *bases;
 };
 
 struct uffd_list {
@@ -36,6 +39,9 @@ int uffd_list_init(struct uffd_list *l, int epfd, size_t page_size);
 void uffd_list_fini(struct uffd_list *l);
 /* Add @fd (the list takes ownership); *index gets its position. */
 int uffd_list_add(struct uffd_list *l, int fd, unsigned *index);
+/* Add @fd of a process that maps region i at @bases[i] (the list takes
+ * ownership of both; never dynamic: the checker page is not mapped there). */
+int uffd_list_add_at(struct uffd_list *l, int fd, uintptr_t *bases, unsigned *index);
 /* Set the static count once: -EALREADY the second time. */
 int uffd_list_set_static(struct uffd_list *l, unsigned count);
 /* True if the entry's process is gone (checked with ZEROPAGE on the

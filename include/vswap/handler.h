@@ -247,6 +247,29 @@ int vswap_handler_page_info(struct vswap_handler *h, uint64_t page, struct vswap
  */
 int vswap_uffd_create(int *out_fd);
 int vswap_handler_add_uffd(struct vswap_handler *h, int uffd);
+/*
+ * Add the uffd of a process that maps region i at @bases[i] rather than at
+ * the handler's own address (a VMM served by vswapd: the daemon maps the
+ * memfds itself for the pages' bytes, and resolves the VMM's faults at the
+ * VMM's addresses).  @bases has one page-aligned, non-NULL address per
+ * region (-EINVAL otherwise); NULL is vswap_handler_add_uffd().  Such a uffd
+ * is never dynamic.  Ownership of @uffd passes on success only.
+ */
+int vswap_handler_add_uffd_at(struct vswap_handler *h, int uffd, void *const *bases);
+/*
+ * Resume (state Ready, right after create and the uffds' adds): take over a
+ * guest whose previous handler died with swap enabled.  Pages resident in
+ * the memfds are resident (their staged copy dropped, their swapped copy
+ * stale); the rest are where the store says.  If any page is out, the
+ * regions are registered on every uffd (a range the dead handler left
+ * registered on the same uffd is registered again) and every range is
+ * woken, so faults the dead handler had read but not answered come again;
+ * the state is then Pending (pages staged) or Active.  Otherwise every
+ * uffd's ranges are unregistered, the swap file's stale copies freed, and
+ * the state stays Ready.  The transition record counts the resident pages
+ * that had a copy.  -EBUSY if swap was enabled by this handler.
+ */
+int vswap_handler_resume(struct vswap_handler *h);
 /* The number of static uffds (the handler's own excluded): settable once,
  * -EALREADY the second time.  Until set, no uffd is dynamic; after it, a
  * uffd added beyond the static ones is dynamic (hot-plugged) and collected

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Resume: a handler takes over a guest whose previous handler died (vswapd
+ * restarted).  The guest's process kept its uffds and memfds; its faults
+ * waited in the kernel.  What the store says is reconciled with guest
+ * memory, the regions are registered again, and every registered range is
+ * woken.
+ *
+ * Reconcile: a page resident in its memfd is resident, whatever the index
+ * says.  The dead handler may have copied it in (a fault, the swap-in) or
+ * not yet punched it (the move to staging) before its index caught up; the
+ * guest's copy is then the newest, so its staged copy is dropped and its
+ * swapped copy becomes stale.  Every other page is where the index and the
+ * staging file say (crash invariants 1-5 make them trustworthy).  A remove
+ * event the dead handler read but did not commit is undone: the range has
+ * its content from before the remove again (never another page's bytes).
+ *
+ * Wake: a uffd message is consumed when read, so a fault the dead handler
+ * read but did not answer is never delivered again; UFFDIO_WAKE on every
+ * range makes the waiting threads fault again, and this handler reads them.
+ * Registering a range the same uffd already has registered is allowed.
+ */
+#include <errno.h>
+#include <unistd.h>
+
+#include "handler/internal.h"
+
+/* Drop the staged and swapped copies of every page resident in @r's memfd;
+ * lock held.  *@pages counts the resident pages that had a copy. */
+static int reconcile_region(struct vswap_handler *h, const struct hregion *r, uint64_t *pages)
+{
+	off_t len = (off_t)(r->end - r->start), pos = 0;
+	while (pos < len) {
+		off_t d = lseek(r->memfd, r->offset + pos, SEEK_DATA);
+		if (d < 0)
+			return errno == ENXIO ? 0 : -errno;
+		if (d >= r->offset + len)
+			return 0;
+		off_t e = lseek(r->memfd, d, SEEK_HOLE);
+		if (e < 0)
+			return -errno;
+		if (e > r->offset + len)
+			e = r->offset + len;
+		uint64_t first = r->first + ((uint64_t)(d - r->offset) >> h->page_shift);
+		uint64_t count = (uint64_t)(e - d) >> h->page_shift;
+		for (uint64_t p = first; p < first + count; p++)
+			if (vswap_store_staged(h->store, p))
+				(*pages)++;
+		int rc = vswap_store_stage_clear(h->store, first, count);
+		if (rc < 0)
+			return rc;
+		int64_t n = vswap_store_mark_stale(h->store, first, count);
+		if (n < 0)
+			return (int)n;
+		*pages += (uint64_t)n;
+		pos = e - r->offset;
+	}
+	return 0;
+}
+
+/* Wake every registered range on every live uffd: the faults a dead
+ * handler read come again. */
+static void wake_all(struct vswap_handler *h)
+{
+	struct monitor *m = &h->m;
+	for (unsigned i = 0; i < m->uffds.n; i++) {
+		if (m->uffds.v[i].dead)
+			continue;
+		for (unsigned j = 0; j < h->nregions; j++) {
+			const struct hregion *g = &h->regions[j];
+			uintptr_t a = m->uffds.v[i].bases ? m->uffds.v[i].bases[j] : g->start;
+			int rc = uffd_wake(m->uffds.v[i].fd, a, g->end - g->start);
+			if (rc == -ESRCH) {
+				m->uffds.v[i].dead = true;
+				break;
+			}
+			if (rc < 0)
+				hlog(h, VSWAP_LOG_WARN, "resume: wake uffd %u region %u: %s", i, j,
+				     vswap_strerror(rc));
+		}
+	}
+}
+
+int do_resume(struct vswap_handler *h)
+{
+	struct monitor *m = &h->m;
+	pthread_mutex_lock(&h->slock);
+	enum vswap_state st = h->state;
+	pthread_mutex_unlock(&h->slock);
+	if (m->registered || st != VSWAP_STATE_READY)
+		return -EBUSY;
+	uint64_t t0 = now_ms(), pages = 0;
+	struct vswap_store_stats ss = {0};
+	pthread_mutex_lock(&h->lock);
+	int rc = 0;
+	for (unsigned i = 0; i < h->nregions && rc == 0; i++)
+		rc = reconcile_region(h, &h->regions[i], &pages);
+	if (rc == 0)
+		rc = vswap_store_commit(h->store);
+	if (rc == 0)
+		rc = vswap_store_stats(h->store, &ss);
+	pthread_mutex_unlock(&h->lock);
+	if (rc < 0) {
+		hlog(h, VSWAP_LOG_ERROR, "resume: reconcile: %s", vswap_strerror(rc));
+		return rc;
+	}
+	struct vswap_transition t = {pages, 0};
+	if (ss.pages_staged || ss.pages_present || ss.pages_lost) {
+		rc = register_all(h);
+		if (rc < 0) {
+			hlog(h, VSWAP_LOG_ERROR, "resume: register: %s", vswap_strerror(rc));
+			return rc;
+		}
+		wake_all(h);
+		t.time_ms = now_ms() - t0;
+		state_set(h, resting_state(h, st), t);
+		hlog(h, VSWAP_LOG_INFO,
+		     "resumed: %llu staged, %llu swapped pages; %llu found resident in %llu ms",
+		     (unsigned long long)ss.pages_staged, (unsigned long long)ss.pages_present,
+		     (unsigned long long)pages, (unsigned long long)t.time_ms);
+		return 0;
+	}
+	/* Every page is in guest memory: the ranges a dead handler left
+	 * registered are unregistered (which wakes their waiters: their pages
+	 * are there), and the stale copies go, as after a complete swap-in. */
+	m->registered = true;
+	unregister_all(h);
+	m->cleanup_cursor = 0;
+	m->cleanup_active = true;
+	cleanup_finish(h);
+	t.time_ms = now_ms() - t0;
+	state_set(h, VSWAP_STATE_READY, t);
+	return 0;
+}
+
+int vswap_handler_resume(struct vswap_handler *h)
+{
+	if (!h)
+		return -EINVAL;
+	struct cmd c = {.type = CMD_RESUME};
+	return cmd_submit(h, &c);
+}
