@@ -1,0 +1,313 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vswapd end to end: a VMM side in this process (guest memory, its uffd, the
+ * client) and the daemon as a child process.  Everything the in-process
+ * handler does, through the daemon: faults from staging and from the swap
+ * file at this process's addresses (the daemon maps the memfd elsewhere),
+ * remove events, trim, swap-out, swap-in, another process's uffd at other
+ * addresses, the status.  Then the restart (daemon killed with faults
+ * waiting, a new one resumes the guest), a VMM that dies (the daemon frees
+ * its guest; fsck repairs the store), socket activation and the socket's
+ * permissions.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tests/helpers/handler_fixture.h"
+#include "tests/helpers/kill_workload.h"
+#include "tests/helpers/vswapd_fixture.h"
+
+#define WAIT_MS 20000
+
+static const size_t two_regions[] = {48, 80};
+
+/* Write version @v of every page in [first, first + n). */
+static void write_pages(const struct vdx *x, uint64_t first, uint64_t n, uint32_t v)
+{
+	uint8_t *buf = malloc(x->page_size);
+	assert_non_null(buf);
+	for (uint64_t p = first; p < first + n; p++) {
+		kw_page_fill(buf, (uint32_t)x->page_size, p, v);
+		assert_int_equal(hfx_write(vdx_page(x, p), buf, x->page_size, WAIT_MS), 0);
+	}
+	free(buf);
+}
+
+/* Every page in [first, first + n) holds version @v (0: zeros). */
+static void check_pages(const struct vdx *x, uint64_t first, uint64_t n, uint32_t v)
+{
+	uint8_t *buf = malloc(x->page_size);
+	assert_non_null(buf);
+	for (uint64_t p = first; p < first + n; p++) {
+		assert_int_equal(hfx_read(buf, vdx_page(x, p), x->page_size, WAIT_MS, NULL), 0);
+		int64_t got = kw_page_version(buf, (uint32_t)x->page_size, p);
+		if (got != v)
+			fail_msg("page %llu: version %lld, expected %u", (unsigned long long)p,
+				 (long long)got, v);
+	}
+	free(buf);
+}
+
+static void setup_attached(struct vdx *x, const size_t *pages, unsigned n)
+{
+	assert_int_equal(vdx_init(x, pages, n), 0);
+	assert_int_equal(vdx_daemon_start(x), 0);
+	assert_int_equal(vdx_attach(x, NULL), 0);
+}
+
+static void status(struct vdx *x, struct vswap_status *st)
+{
+	assert_int_equal(vswap_client_status(x->c, st), 0);
+}
+
+/* The main job through the daemon, every byte checked. */
+static void test_cycle(void **state)
+{
+	(void)state;
+	struct vdx x;
+	setup_attached(&x, two_regions, 2);
+	write_pages(&x, 0, x.total_pages, 1);
+	struct vswap_status st;
+	status(&x, &st);
+	assert_int_equal(st.state, VSWAP_STATE_READY);
+	assert_int_equal(st.uffds, 2); /* the daemon's own and the VMM's */
+
+	assert_int_equal(vswap_client_enable(x.c), 0);
+	status(&x, &st);
+	assert_int_equal(st.state, VSWAP_STATE_PENDING);
+	assert_int_equal(st.metrics.staging_pages, x.total_pages);
+	/* Faults from staging, at this process's addresses. */
+	check_pages(&x, 0, 16, 1);
+	status(&x, &st);
+	assert_int_equal(st.metrics.copied_from_staging_pages, 16);
+
+	assert_int_equal(vswap_client_trim(x.c), 0);
+	assert_int_equal(vswap_client_wait_state(x.c, VSWAP_STATE_PENDING, WAIT_MS), 0);
+	assert_int_equal(vswap_client_swap_out(x.c), 0);
+	assert_int_equal(vswap_client_wait_state(x.c, VSWAP_STATE_ACTIVE, WAIT_MS), 0);
+	status(&x, &st);
+	assert_int_equal(st.metrics.swap_pages, x.total_pages - 16);
+	/* Faults from the swap file, both regions. */
+	check_pages(&x, 16, 40, 1);
+	status(&x, &st);
+	assert_int_equal(st.metrics.copied_from_file_pages, 40);
+	/* A remove event at this process's addresses, in the second region:
+	 * the range reads zeros (it is not brought back from the file). */
+	uint64_t rm = x.first[1] + 20;
+	assert_int_equal(madvise(vdx_page(&x, rm), 4 * x.page_size, MADV_REMOVE), 0);
+	write_pages(&x, 60, 4, 2); /* a write fault: a new version */
+
+	assert_int_equal(vswap_client_disable(x.c, false), 0);
+	assert_int_equal(vswap_client_wait_state(x.c, VSWAP_STATE_READY, WAIT_MS), 0);
+	status(&x, &st);
+	assert_int_equal(st.metrics.resident_pages, x.total_pages - 4);
+	check_pages(&x, 0, 60, 1);
+	check_pages(&x, 60, 4, 2);
+	check_pages(&x, 64, rm - 64, 1);
+	check_pages(&x, rm, 4, 0);
+	check_pages(&x, rm + 4, x.total_pages - rm - 4, 1);
+	status(&x, &st);
+	char json[1024];
+	assert_true(vswap_status_to_json(&st, json, sizeof(json)) > 0);
+	assert_non_null(strstr(json, "\"state\":\"Ready\""));
+
+	/* Commands a state cannot take are refused as in-process. */
+	assert_int_equal(vswap_client_trim(x.c), -EINVAL);
+	assert_int_equal(vswap_client_disable(x.c, false), -EALREADY);
+	assert_int_equal(vswap_client_detach(x.c), 0);
+	x.c = NULL;
+	assert_int_equal(vdx_fsck(&x, "-n"), 0);
+	vdx_fini(&x);
+}
+
+/* A device process maps the guest at other addresses than the VMM's: its
+ * uffd is handed over with its own region addresses and its faults are
+ * served there. */
+static int device_child(struct vdx *x, int sock)
+{
+	/* Map the regions again, at new addresses, before creating the uffd. */
+	void *bases[VDX_MAX_REGIONS];
+	for (unsigned i = 0; i < x->n; i++) {
+		bases[i] = mmap(NULL, x->regions[i].len, PROT_READ | PROT_WRITE, MAP_SHARED,
+				x->memfd, x->regions[i].offset);
+		if (bases[i] == MAP_FAILED || bases[i] == x->regions[i].addr)
+			return 10;
+	}
+	int u;
+	if (vswap_uffd_create(&u) < 0)
+		return 11;
+	char ok = 'u';
+	struct iovec iov[2] = {{&ok, 1}, {bases, sizeof(bases)}};
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} cm;
+	memset(&cm, 0, sizeof(cm));
+	struct msghdr mh = {
+	    .msg_iov = iov, .msg_iovlen = 2, .msg_control = cm.b, .msg_controllen = sizeof(cm.b)};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &u, sizeof(int));
+	if (sendmsg(sock, &mh, 0) < 0)
+		return 12;
+	if (read(sock, &ok, 1) != 1) /* go: swap is enabled */
+		return 13;
+	uint8_t *buf = malloc(x->page_size);
+	for (uint64_t p = 0; p < x->total_pages; p++) {
+		unsigned r = p < x->first[1] ? 0 : 1;
+		memcpy(buf, (uint8_t *)bases[r] + (p - x->first[r]) * x->page_size, x->page_size);
+		if (kw_page_version(buf, (uint32_t)x->page_size, p) != 3)
+			return 14;
+	}
+	return 0;
+}
+
+static void test_device_process(void **state)
+{
+	(void)state;
+	struct vdx x;
+	setup_attached(&x, two_regions, 2);
+	write_pages(&x, 0, x.total_pages, 3);
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(sv[0]);
+		_exit(device_child(&x, sv[1]));
+	}
+	close(sv[1]);
+	char ok;
+	void *bases[VDX_MAX_REGIONS];
+	struct iovec iov[2] = {{&ok, 1}, {bases, sizeof(bases)}};
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct msghdr mh = {
+	    .msg_iov = iov, .msg_iovlen = 2, .msg_control = cm.b, .msg_controllen = sizeof(cm.b)};
+	assert_true(recvmsg(sv[0], &mh, MSG_WAITALL) > 0);
+	int u;
+	memcpy(&u, CMSG_DATA(CMSG_FIRSTHDR(&mh)), sizeof(int));
+	assert_int_equal(vswap_client_add_uffd(x.c, u, bases), 0);
+	close(u); /* the client and the daemon keep their own */
+	assert_int_equal(vswap_client_enable(x.c), 0);
+	assert_int_equal(vswap_client_swap_out(x.c), 0);
+	assert_int_equal(vswap_client_wait_state(x.c, VSWAP_STATE_ACTIVE, WAIT_MS), 0);
+	assert_int_equal(write(sv[0], "g", 1), 1);
+	int wst;
+	assert_int_equal(waitpid(pid, &wst, 0), pid);
+	assert_true(WIFEXITED(wst));
+	assert_int_equal(WEXITSTATUS(wst), 0);
+	struct vswap_status st;
+	status(&x, &st);
+	assert_int_equal(st.metrics.copied_from_file_pages, x.total_pages);
+	assert_int_equal(st.uffds, 3);
+	/* The guest sees what the device process faulted in. */
+	check_pages(&x, 0, x.total_pages, 3);
+	assert_int_equal(vswap_client_disable(x.c, false), 0);
+	assert_int_equal(vswap_client_wait_state(x.c, VSWAP_STATE_READY, WAIT_MS), 0);
+	close(sv[0]);
+	vdx_fini(&x);
+}
+
+/* The daemon killed while the guest faults: the faults wait in the kernel,
+ * the client reconnects to a new daemon, which resumes the guest; every
+ * byte is there. */
+struct reader {
+	const struct vdx *x;
+	uint64_t first, n;
+	uint32_t v;
+	int bad;
+	pthread_t t;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader *r = arg;
+	uint8_t *buf = malloc(r->x->page_size);
+	for (uint64_t p = r->first; p < r->first + r->n; p++) {
+		/* The guest's own access: no time limit of its own, the test
+		 * joins it with one. */
+		memcpy(buf, vdx_page(r->x, p), r->x->page_size);
+		if (kw_page_version(buf, (uint32_t)r->x->page_size, p) != r->v)
+			r->bad++;
+	}
+	free(buf);
+	return NULL;
+}
+
+static void test_restart(void **state)
+{
+	(void)state;
+	struct vdx x;
+	setup_attached(&x, two_regions, 2);
+	write_pages(&x, 0, x.total_pages, 5);
+	assert_int_equal(vswap_client_enable(x.c), 0);
+	/* Half staged, half in the swap file: swap out, then stage again. */
+	assert_int_equal(vswap_client_swap_out(x.c), 0);
+	assert_int_equal(vswap_client_wait_state(x.c, VSWAP_STATE_ACTIVE, WAIT_MS), 0);
+	check_pages(&x, 0, 10, 5); /* resident again: reconcile keeps them */
+
+	assert_int_equal(vdx_daemon_kill(&x), 0);
+	/* Faults now wait in the kernel: nobody serves them. */
+	struct reader r = {.x = &x, .first = 10, .n = x.total_pages - 10, .v = 5};
+	assert_int_equal(pthread_create(&r.t, NULL, reader_main, &r), 0);
+	for (int i = 0; i < 2000 && !hfx_task_waiting_in("userfault"); i++)
+		usleep(1000);
+	assert_true(hfx_task_waiting_in("userfault") != 0);
+	assert_int_equal(vdx_daemon_start(&x), 0);
+	/* The client's watcher reconnects; the reader's faults are served. */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += WAIT_MS / 1000;
+	assert_int_equal(pthread_timedjoin_np(r.t, NULL, &ts), 0);
+	assert_int_equal(r.bad, 0);
+	struct vswap_client_info info;
+	assert_int_equal(vswap_client_info(x.c, &info), 0);
+	assert_int_equal(info.reconnects, 1);
+	assert_true(info.connected);
+	struct vswap_status st;
+	status(&x, &st);
+	assert_int_equal(st.state, VSWAP_STATE_ACTIVE);
+	/* Killed again with no fault pending, then a command: it waits for
+	 * the next daemon.  Every page is resident by now (the reader faulted
+	 * them in; the index may not say so yet): reconciled, the guest comes
+	 * back Ready, its ranges unregistered. */
+	assert_int_equal(vdx_daemon_kill(&x), 0);
+	assert_int_equal(vdx_daemon_start(&x), 0);
+	status(&x, &st);
+	assert_int_equal(st.state, VSWAP_STATE_READY);
+	assert_int_equal(vswap_client_disable(x.c, false), -EALREADY);
+	check_pages(&x, 0, x.total_pages, 5);
+	assert_int_equal(vswap_client_detach(x.c), 0);
+	x.c = NULL;
+	assert_int_equal(vdx_fsck(&x, "-n"), 0);
+	vdx_fini(&x);
+}
+
+int main(void)
+{
+	hfx_skip_if_unavailable("vswapd");
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_cycle),
+	    cmocka_unit_test(test_device_process),
+	    cmocka_unit_test(test_restart),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

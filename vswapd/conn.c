@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One connection: its peer's credentials checked, then requests answered in
+ * order until end of file.  Every request gets exactly one reply, an error
+ * for anything malformed (the connection stays usable); a VMM that goes
+ * away without detaching has its guest detached and freed.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "vswapd/internal.h"
+
+/* Same user as the daemon, or root. */
+static int peer_allowed(int fd, const struct daemon_opts *d)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return -errno;
+	if (cr.uid == 0 || cr.uid == geteuid())
+		return 0;
+	dlog(d->log_level, VSWAP_LOG_WARN, "refused pid %ld uid %ld: not root or uid %ld",
+	     (long)cr.pid, (long)cr.uid, (long)geteuid());
+	return -EACCES;
+}
+
+static int reply(int fd, uint64_t seq, int result, const struct guest *g)
+{
+	struct wire_reply r = {.result = result};
+	struct vswap_status st;
+	if (g->h && vswap_handler_status(g->h, &st) == 0) {
+		wire_status_from(&r.status, &st);
+		r.has_status = 1;
+	}
+	struct wire_hdr h = {.type = WIRE_REPLY, .seq = seq};
+	return wire_send(fd, &h, &r, sizeof(r), NULL, 0);
+}
+
+static void close_fds(int *fds, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+static int dispatch(struct guest *g, const struct wire_hdr *h, const uint8_t *msg, int *fds,
+		    unsigned nfds)
+{
+	const uint8_t *payload = msg + sizeof(*h);
+	size_t len = h->len - sizeof(*h);
+	switch (h->type) {
+	case WIRE_ATTACH:
+		return guest_attach(g, payload, len, fds, nfds);
+	case WIRE_ADD_UFFD:
+		if (nfds != 1) {
+			close_fds(fds, nfds);
+			return -EBADF;
+		}
+		return guest_add_uffd(g, payload, len, fds[0]);
+	case WIRE_COMMAND: {
+		close_fds(fds, nfds);
+		if (nfds)
+			return -EBADF;
+		struct wire_command c;
+		if (len != sizeof(c))
+			return -EBADMSG;
+		memcpy(&c, payload, sizeof(c));
+		return guest_command(g, &c);
+	}
+	default:
+		close_fds(fds, nfds);
+		return -EOPNOTSUPP;
+	}
+}
+
+void *conn_main(void *arg)
+{
+	struct conn_args a = *(struct conn_args *)arg;
+	free(arg);
+	uint8_t *msg = malloc(WIRE_MAX_MSG);
+	struct guest *g = calloc(1, sizeof(*g));
+	if (!msg || !g || peer_allowed(a.fd, a.d) < 0)
+		goto out;
+	g->d = a.d;
+	for (;;) {
+		int fds[WIRE_MAX_FDS];
+		unsigned nfds;
+		struct wire_hdr h;
+		int n = wire_recv(a.fd, msg, fds, WIRE_MAX_FDS, &nfds, &h);
+		if (n == 0)
+			break;
+		int rc;
+		if (n < 0) {
+			if (n == -ECONNRESET || n == -ENOTCONN)
+				break;
+			dlog(a.d->log_level, VSWAP_LOG_WARN, "malformed request: %s",
+			     vswap_strerror(n));
+			rc = n;
+		} else {
+			rc = dispatch(g, &h, msg, fds, nfds);
+		}
+		if (reply(a.fd, h.seq, rc, g) < 0)
+			break;
+	}
+	guest_abandon(g);
+out:
+	close(a.fd);
+	free(g);
+	free(msg);
+	return NULL;
+}

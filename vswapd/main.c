@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vswapd: serves guests' page faults over a Unix socket (vswapd(8)).
+ *   vswapd --socket PATH [--staging-dir DIR] [--log-level LEVEL] [--ready-fd FD]
+ * A VMM connects with the client (include/vswap/client.h), hands over its
+ * memfds, region layout and uffds, and sends commands.  Killed at any
+ * instant, the daemon loses nothing: the VMM keeps its descriptors, its
+ * faults wait in the kernel, and the next vswapd resumes every guest whose
+ * client reconnects.  Stopping it (SIGTERM) is the same as killing it.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "vswapd/internal.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: vswapd --socket PATH [--staging-dir DIR] [--log-level "
+		   "error|warn|info|debug] [--ready-fd FD]\n"
+		   "  Under systemd socket activation the inherited socket is used and\n"
+		   "  --socket may be left out.\n");
+}
+
+static int parse_level(const char *s, enum vswap_log_level *out)
+{
+	static const char *names[] = {"error", "warn", "info", "debug"};
+	for (unsigned i = 0; i < 4; i++)
+		if (strcmp(s, names[i]) == 0) {
+			*out = (enum vswap_log_level)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static int serve(int lfd, const struct daemon_opts *d)
+{
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE ||
+			    errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				if (errno != EINTR && errno != ECONNABORTED)
+					dlog(d->log_level, VSWAP_LOG_ERROR, "accept: %s",
+					     strerror(errno));
+				continue;
+			}
+			dlog(d->log_level, VSWAP_LOG_ERROR, "accept: %s", strerror(errno));
+			return 1;
+		}
+		struct conn_args *a = malloc(sizeof(*a));
+		pthread_t t;
+		if (a) {
+			*a = (struct conn_args){fd, d};
+			if (pthread_create(&t, &attr, conn_main, a) == 0)
+				continue;
+			free(a);
+		}
+		dlog(d->log_level, VSWAP_LOG_ERROR, "no thread for a connection: refused");
+		close(fd);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+	    {"socket", required_argument, NULL, 's'},
+	    {"staging-dir", required_argument, NULL, 'd'},
+	    {"log-level", required_argument, NULL, 'l'},
+	    {"ready-fd", required_argument, NULL, 'r'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct daemon_opts d = {.log_level = VSWAP_LOG_INFO};
+	const char *path = NULL;
+	int ready_fd = -1, c;
+	while ((c = getopt_long(argc, argv, "s:d:l:r:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			path = optarg;
+			break;
+		case 'd':
+			d.staging_dir = optarg;
+			break;
+		case 'l':
+			if (parse_level(optarg, &d.log_level) < 0) {
+				fprintf(stderr, "vswapd: unknown log level '%s'\n", optarg);
+				return 16;
+			}
+			break;
+		case 'r': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 0 || v > 65535) {
+				fprintf(stderr, "vswapd: bad --ready-fd '%s'\n", optarg);
+				return 16;
+			}
+			ready_fd = (int)v;
+			break;
+		}
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 16;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 16;
+	}
+	/* A VMM that closes its end mid-reply is an error, not a signal. */
+	signal(SIGPIPE, SIG_IGN);
+	bool inherited;
+	int lfd = listen_socket(path, &inherited);
+	if (lfd < 0) {
+		fprintf(stderr, "vswapd: socket %s: %s\n", path ? path : "(none given)",
+			vswap_strerror(lfd));
+		return 1;
+	}
+	dlog(d.log_level, VSWAP_LOG_INFO, "listening on %s",
+	     inherited ? "the inherited socket" : path);
+	if (ready_fd >= 0) {
+		if (write(ready_fd, "R", 1) != 1)
+			dlog(d.log_level, VSWAP_LOG_WARN, "--ready-fd %d: %s", ready_fd,
+			     strerror(errno));
+		close(ready_fd);
+	}
+	return serve(lfd, &d);
+}
