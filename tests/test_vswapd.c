@@ -11,6 +11,9 @@
  * permissions.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -301,6 +304,82 @@ static void test_restart(void **state)
 	vdx_fini(&x);
 }
 
+/* A VMM killed with its guest swapped out: the daemon sees its end of file,
+ * detaches the guest (every page stays in the store) and frees it: its
+ * descriptors go, its store lock is released, and vswap-fsck -y leaves the
+ * store clean. */
+static void vmm_child(const struct vdx *parent, int done_fd)
+{
+	struct vdx cx;
+	if (vdx_init(&cx, two_regions, 2) < 0)
+		_exit(10);
+	rmdir(cx.dir);
+	memcpy(cx.dir, parent->dir, sizeof(cx.dir));
+	memcpy(cx.sock, parent->sock, sizeof(cx.sock));
+	memcpy(cx.store, parent->store, sizeof(cx.store));
+	if (vdx_attach(&cx, NULL) < 0)
+		_exit(11);
+	write_pages(&cx, 0, cx.total_pages, 7);
+	if (vswap_client_enable(cx.c) || vswap_client_swap_out(cx.c) ||
+	    vswap_client_wait_state(cx.c, VSWAP_STATE_ACTIVE, WAIT_MS))
+		_exit(12);
+	check_pages(&cx, 0, 20, 7); /* some faults, some changes not committed */
+	if (write(done_fd, "d", 1) != 1)
+		_exit(13);
+	for (;;)
+		pause();
+}
+
+static void test_vmm_dies(void **state)
+{
+	(void)state;
+	struct vdx x;
+	assert_int_equal(vdx_init(&x, two_regions, 2), 0);
+	assert_int_equal(vdx_daemon_start(&x), 0);
+	int base = vdx_fd_count(x.pid);
+	assert_true(base > 0);
+	int p[2];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	pid_t vmm = fork();
+	assert_true(vmm >= 0);
+	if (vmm == 0) {
+		close(p[0]);
+		vmm_child(&x, p[1]);
+	}
+	close(p[1]);
+	char b;
+	struct pollfd pf = {.fd = p[0], .events = POLLIN};
+	assert_int_equal(poll(&pf, 1, WAIT_MS), 1);
+	assert_int_equal(read(p[0], &b, 1), 1);
+	close(p[0]);
+	assert_true(vdx_fd_count(x.pid) > base);
+	assert_int_equal(kill(vmm, SIGKILL), 0);
+	assert_int_equal(waitpid(vmm, NULL, 0), vmm);
+	/* The daemon frees the guest on its own: wait for it, bounded. */
+	int n = -1;
+	for (int i = 0; i < WAIT_MS && (n = vdx_fd_count(x.pid)) > base; i++)
+		usleep(1000);
+	assert_true(n >= 0 && n <= base);
+	int rc = vdx_fsck(&x, "-y");
+	assert_true(rc == 0 || rc == 1);
+	assert_int_equal(vdx_fsck(&x, "-n"), 0);
+	/* The store holds the dead guest's pages that were out. */
+	struct vswap_store *s;
+	assert_int_equal(vswap_store_open(x.store,
+					  &(struct vswap_store_opts){.staging_dir = x.dir,
+								     .read_only = true},
+					  &s),
+			 0);
+	struct vswap_store_stats ss;
+	assert_int_equal(vswap_store_stats(s, &ss), 0);
+	/* Less the 20 the VMM had faulted in: they died with it. */
+	assert_int_equal(ss.pages_present + ss.pages_staged, x.total_pages - 20);
+	vswap_store_close(s);
+	/* The daemon goes on serving others. */
+	assert_int_equal(kill(x.pid, 0), 0);
+	vdx_fini(&x);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("vswapd");
@@ -308,6 +387,7 @@ int main(void)
 	    cmocka_unit_test(test_cycle),
 	    cmocka_unit_test(test_device_process),
 	    cmocka_unit_test(test_restart),
+	    cmocka_unit_test(test_vmm_dies),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
