@@ -229,6 +229,8 @@ static int event_handle(struct vswap_handler *h, unsigned index, const struct uf
 			return 0;
 		int rc = remove_range_at(h, index, (uintptr_t)msg->arg.remove.start,
 					 (uintptr_t)msg->arg.remove.end);
+		if (rc > 0)
+			m->removed = true;
 		return rc == -EFAULT ? 0 : rc < 0 ? rc : 0;
 	}
 	default:

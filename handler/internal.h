@@ -94,6 +94,11 @@ struct monitor {
 	bool registered; /* regions registered on the uffds (enabled) */
 	bool gc_due;
 	bool rekeyed; /* a GC ran during this epoll batch */
+	/* Remove events were applied in this epoll batch: committed at its
+	 * end rather than lazily, so that a handler killed afterwards leaves
+	 * an index that knows (the remover is released when the event is
+	 * read, so a kill before this commit undoes the remove). */
+	bool removed;
 	bool exiting;
 	struct job job;
 	enum job_kind job_kind;

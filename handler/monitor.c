@@ -586,7 +586,8 @@ void *monitor_main(void *arg)
 		if (n == 0)
 			idle_work(h);
 		else
-			lazy_commit(h, LAZY_COMMIT_PAGES);
+			lazy_commit(h, m->removed ? 1 : LAZY_COMMIT_PAGES);
+		m->removed = false;
 	}
 	/* After an exit or detach (or a failed epoll), nobody would answer:
 	 * the callers still queued get -ESHUTDOWN, later ones at once. */

@@ -12,8 +12,15 @@
  * guest's copy is then the newest, so its staged copy is dropped and its
  * swapped copy becomes stale.  Every other page is where the index and the
  * staging file say (crash invariants 1-5 make them trustworthy).  A remove
- * event the dead handler read but did not commit is undone: the range has
- * its content from before the remove again (never another page's bytes).
+ * event the dead handler read but did not commit yet (the monitor commits
+ * at the end of the batch that read it; the remover is released by the
+ * read itself) is undone: each page of the range reads as the store last
+ * recorded it, an earlier version of that very page (say the copy a fault
+ * served from the swap file, its staleness not yet committed), or zeros;
+ * never another page's bytes.  Ballooned memory carries no content the
+ * guest may rely on, but a VMM that must not see it again tells the
+ * guest's balloon to fault it with zeros (or removes it while vswapd is
+ * known to be alive).
  *
  * Wake: a uffd message is consumed when read, so a fault the dead handler
  * read but did not answer is never delivered again; UFFDIO_WAKE on every

@@ -187,13 +187,24 @@ static int attach_checked(struct guest *g, const struct wire_attach *a, const st
 		if (p == MAP_FAILED)
 			return -errno;
 	}
+	/* Each step's time at debug level: restart-to-serving is a figure. */
+	uint64_t t1 = now_us();
 	int rc = open_store(g, a, staging);
+	uint64_t t2 = now_us();
 	if (rc == 0)
 		rc = start_handler(g, r);
+	uint64_t t3 = now_us();
 	if (rc == 0)
 		rc = add_uffds(g, fds + a->nregions, a->nuffds, bases);
+	uint64_t t4 = now_us();
 	if (rc == 0 && (a->flags & WIRE_ATTACH_RESUME))
 		rc = vswap_handler_resume(g->h);
+	uint64_t t5 = now_us();
+	dlog(g->d->log_level, VSWAP_LOG_DEBUG,
+	     "%s: attach: map %llu us, store %llu us, handler %llu us, uffds %llu us, resume %llu us",
+	     g->path, (unsigned long long)(t1 - t0), (unsigned long long)(t2 - t1),
+	     (unsigned long long)(t3 - t2), (unsigned long long)(t4 - t3),
+	     (unsigned long long)(t5 - t4));
 	g->attach_us = now_us() - t0;
 	return rc;
 }

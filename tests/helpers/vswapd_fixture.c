@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,7 +29,7 @@ const char *vdx_daemon_path(void)
 int vdx_init(struct vdx *x, const size_t *pages, unsigned n)
 {
 	memset(x, 0, sizeof(*x));
-	x->memfd = x->uffd = -1;
+	x->memfd = x->uffd = x->listen_fd = -1;
 	x->page_size = (size_t)sysconf(_SC_PAGESIZE);
 	if (n == 0 || n > VDX_MAX_REGIONS)
 		return -EINVAL;
@@ -81,9 +83,22 @@ int vdx_daemon_start(struct vdx *x)
 		char fd[16];
 		int w = dup(p[1]); /* without O_CLOEXEC: survives the exec */
 		snprintf(fd, sizeof(fd), "%d", w);
-		const char *lvl = getenv("VSWAP_TEST_VERBOSE") ? "info" : "error";
-		execl(vdx_daemon_path(), "vswapd", "--socket", x->sock, "--ready-fd", fd,
-		      "--log-level", lvl, (char *)NULL);
+		const char *lvl = getenv("VSWAPD_LOG_LEVEL") ? getenv("VSWAPD_LOG_LEVEL")
+				  : getenv("VSWAP_TEST_VERBOSE") ? "info"
+								 : "error";
+		if (x->listen_fd >= 0) {
+			char v[32];
+			if (dup2(x->listen_fd, 3) != 3)
+				_exit(126);
+			snprintf(v, sizeof(v), "%d", (int)getpid());
+			setenv("LISTEN_PID", v, 1);
+			setenv("LISTEN_FDS", "1", 1);
+			execl(vdx_daemon_path(), "vswapd", "--ready-fd", fd, "--log-level", lvl,
+			      (char *)NULL);
+		} else {
+			execl(vdx_daemon_path(), "vswapd", "--socket", x->sock, "--ready-fd", fd,
+			      "--log-level", lvl, (char *)NULL);
+		}
 		_exit(127);
 	}
 	close(p[1]);
@@ -97,6 +112,26 @@ int vdx_daemon_start(struct vdx *x)
 	if (rc < 0)
 		vdx_daemon_kill(x);
 	return rc;
+}
+
+int vdx_listen(struct vdx *x)
+{
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(x->sock) >= sizeof(sa.sun_path)) {
+		close(fd);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, x->sock, strlen(x->sock) + 1);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	x->listen_fd = fd;
+	return 0;
 }
 
 int vdx_daemon_kill(struct vdx *x)
@@ -155,6 +190,8 @@ void vdx_fini(struct vdx *x)
 		vswap_client_detach(x->c);
 	x->c = NULL;
 	vdx_daemon_kill(x);
+	if (x->listen_fd >= 0)
+		close(x->listen_fd);
 	if (x->store[0])
 		vswap_store_destroy(x->store, &(struct vswap_store_opts){.staging_dir = x->dir});
 	if (x->map && x->map != MAP_FAILED)

@@ -25,7 +25,8 @@ struct vdx {
 	char dir[256];
 	char sock[320];
 	char store[320];
-	pid_t pid; /* the daemon, or 0 */
+	pid_t pid;     /* the daemon, or 0 */
+	int listen_fd; /* socket activation: the socket every daemon inherits, or -1 */
 	int memfd;
 	size_t page_size;
 	unsigned n;
@@ -43,6 +44,9 @@ struct vdx {
 const char *vdx_daemon_path(void);
 /* Directory, memfd and mapping of @n regions of @pages[i] pages, a uffd. */
 int vdx_init(struct vdx *x, const size_t *pages, unsigned n);
+/* Listen on x->sock here and hand the socket to every daemon started
+ * (systemd's socket activation): clients connect while no daemon runs. */
+int vdx_listen(struct vdx *x);
 /* Start the daemon on x->sock and wait until it listens. */
 int vdx_daemon_start(struct vdx *x);
 /* SIGKILL the daemon and reap it. */

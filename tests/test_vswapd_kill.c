@@ -1,0 +1,565 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vswapd killed at random instants while its guest runs.  This process is
+ * the VMM: guest threads run verify/rewrite passes over their own blocks of
+ * guest memory (every page a versioned pattern, kw_page_fill()), and a
+ * driver thread cycles the commands: enable (guest paused), trim, swap-out,
+ * faults while Active, balloon removes, disable (swap-in), and now and then
+ * detach and attach again.  A killer thread SIGKILLs the daemon, aiming at
+ * each state in turn, restarts it at once, and the client resumes the guest.
+ *
+ * Judged: every byte the guest reads is the version it last wrote (a
+ * removed page reads zeros, or, when the kill took the remove event with it
+ * before its commit, an earlier version of that very page: see
+ * handler/resume.c; counted apart), no guest access or
+ * command waits past a limit (a hang fails the test), the store is clean
+ * for vswap-fsck after the final detach (one repair pass allowed for what
+ * kills leak), and no page is lost.  Printed: kills per state, and restart
+ * to serving (kill -> guest resumed, daemon start -> resumed): p50, max.
+ *
+ * CI runs VSWAPD_KILLS (default 60) kills; VSWAP_LONG=1 runs 1000.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tests/helpers/handler_fixture.h"
+#include "tests/helpers/kill_workload.h"
+#include "tests/helpers/vswapd_fixture.h"
+
+#define GUESTS 3
+#define REGION0 1536
+#define REGION1 2560
+#define PAGES (REGION0 + REGION1)
+#define BLOCK (PAGES / GUESTS)
+/* No guest access or command may take longer (a hang otherwise). */
+#define HANG_MS 20000
+
+enum phase {
+	PH_READY,    /* swap disabled, guest writing */
+	PH_ENABLE,   /* move to staging, guest paused */
+	PH_TRIM,
+	PH_SWAP_OUT,
+	PH_FAULTS,   /* Active: guest faulting pages back */
+	PH_REMOVES,  /* balloon: MADV_REMOVE of guest ranges */
+	PH_SWAP_IN,  /* disable */
+	PH_DETACH,   /* detach and attach again, guest paused */
+	PH_COUNT,
+};
+
+static const char *const phase_names[PH_COUNT] = {
+	"ready", "enable", "trim", "swap-out", "faults", "removes", "swap-in", "detach",
+};
+
+struct page_exp {
+	uint32_t v;   /* the version last written */
+	bool removed; /* removed since: zeros, or a version <= v (the remove undone) */
+};
+
+struct run {
+	struct vdx x;
+	/* Guards x.c, which the driver replaces (detach, attach again). */
+	pthread_mutex_t cl_lock;
+	pthread_rwlock_t pause; /* guest threads hold it shared per access */
+	atomic_int phase;
+	atomic_uint_fast64_t phase_t0;            /* when the phase began */
+	atomic_uint_fast64_t phase_dur[PH_COUNT]; /* how long it lasted last time */
+	atomic_bool stop;
+	atomic_int failed;
+	char why[512];
+	pthread_mutex_t why_lock;
+	struct page_exp exp[PAGES]; /* each written by its owner (or by the driver, guest paused) */
+	atomic_uint_fast64_t progress[GUESTS];
+	uint64_t kills[PH_COUNT];
+	uint64_t undone_removes, zero_removes, verified;
+	uint64_t cycles;
+	/* restart latencies, microseconds */
+	uint64_t *kill_us, *start_us;
+	unsigned nlat, nkills;
+};
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void failf(struct run *r, const char *fmt, ...)
+{
+	pthread_mutex_lock(&r->why_lock);
+	if (!atomic_load(&r->failed)) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(r->why, sizeof(r->why), fmt, ap);
+		va_end(ap);
+	}
+	atomic_store(&r->failed, 1);
+	atomic_store(&r->stop, true);
+	pthread_mutex_unlock(&r->why_lock);
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* Check page @p's bytes against what its owner expects. */
+static void judge(struct run *r, uint64_t p, const uint8_t *buf, uint64_t *undone, uint64_t *zero)
+{
+	int64_t got = kw_page_version(buf, (uint32_t)r->x.page_size, p);
+	struct page_exp *e = &r->exp[p];
+	if (got == e->v && !(e->removed && got != 0))
+		return;
+	if (e->removed && got >= 0 && got <= e->v) {
+		(*(got == 0 ? zero : undone))++;
+		return;
+	}
+	failf(r, "page %llu: read version %lld, expected %u%s (phase %s)", (unsigned long long)p,
+	      (long long)got, e->v, e->removed ? " or zeros" : "",
+	      phase_names[atomic_load(&r->phase)]);
+}
+
+struct guest_arg {
+	struct run *r;
+	unsigned id;
+};
+
+static void *guest_main(void *arg)
+{
+	struct guest_arg *g = arg;
+	struct run *r = g->r;
+	size_t ps = r->x.page_size;
+	uint8_t *buf = malloc(ps);
+	uint64_t seed = 0x9e3779b97f4a7c15ull * (g->id + 1), undone = 0, zero = 0;
+	uint64_t first = (uint64_t)g->id * BLOCK;
+	while (!atomic_load(&r->stop)) {
+		pthread_rwlock_rdlock(&r->pause);
+		uint64_t p = first + rnd(&seed) % BLOCK;
+		uint8_t *at = vdx_page(&r->x, p);
+		struct page_exp *e = &r->exp[p];
+		if (rnd(&seed) % 4 == 0) { /* rewrite: a new version */
+			kw_page_fill(buf, (uint32_t)ps, p, e->v + 1);
+			memcpy(at, buf, ps);
+			e->v++;
+			e->removed = false;
+		} else { /* verify */
+			memcpy(buf, at, ps);
+			judge(r, p, buf, &undone, &zero);
+		}
+		pthread_rwlock_unlock(&r->pause);
+		atomic_fetch_add(&r->progress[g->id], 1);
+	}
+	pthread_mutex_lock(&r->why_lock);
+	r->undone_removes += undone;
+	r->zero_removes += zero;
+	pthread_mutex_unlock(&r->why_lock);
+	free(buf);
+	return NULL;
+}
+
+static void client_log(void *ctx, enum vswap_log_level lvl, const char *msg)
+{
+	(void)ctx;
+	if (getenv("VSWAP_TEST_VERBOSE") || lvl == VSWAP_LOG_ERROR)
+		fprintf(stderr, "client: %s\n", msg);
+}
+
+static int attach(struct run *r, bool resume)
+{
+	struct vswap_client_opts o = {.store_path = r->x.store, .staging_dir = r->x.dir,
+				      .durability = VSWAP_DURABILITY_BATCH, .resume = resume,
+				      .reconnect_timeout_ms = HANG_MS, .log = client_log,
+				      .log_level = VSWAP_LOG_WARN};
+	return vdx_attach(&r->x, &o);
+}
+
+/* A command's result: what a restart may answer instead is fine (the
+ * resumed state decides), a timeout is a hang. */
+static bool cmd_ok(struct run *r, const char *what, int rc)
+{
+	if (rc == 0 || rc == -EALREADY || rc == -EINVAL || rc == -EBUSY)
+		return true;
+	failf(r, "%s: %s (phase %s)", what, vswap_strerror(rc),
+	      phase_names[atomic_load(&r->phase)]);
+	return false;
+}
+
+static int state_of(struct run *r)
+{
+	struct vswap_status st;
+	int rc = vswap_client_status(r->x.c, &st);
+	if (rc < 0) {
+		cmd_ok(r, "status", rc);
+		return -1;
+	}
+	return (int)st.state;
+}
+
+/* Wait for @st; a restart may move the state elsewhere (-ETIMEDOUT of the
+ * wait itself is a hang only if the state is not a resting one). */
+static void wait_for(struct run *r, enum vswap_state st)
+{
+	uint64_t t0 = mono_us();
+	while (!atomic_load(&r->stop)) {
+		int rc = vswap_client_wait_state(r->x.c, st, 200);
+		if (rc == 0)
+			return;
+		if (rc != -ETIMEDOUT) {
+			cmd_ok(r, "wait", rc);
+			return;
+		}
+		int now = state_of(r);
+		/* Resumed as Pending / Active / Ready instead: fine. */
+		if (now == VSWAP_STATE_PENDING || now == VSWAP_STATE_ACTIVE ||
+		    now == VSWAP_STATE_READY || now == VSWAP_STATE_FAILED)
+			if (st != VSWAP_STATE_READY || now == VSWAP_STATE_READY)
+				return;
+		if (mono_us() - t0 > (uint64_t)HANG_MS * 1000u) {
+			failf(r, "state %d never reached %s (now %d)", now, vswap_state_name(st), now);
+			return;
+		}
+	}
+}
+
+/* Balloon: remove a few runs of guest pages, guest paused meanwhile (the
+ * expectations change with the bytes). */
+static void removes(struct run *r, uint64_t *seed)
+{
+	pthread_rwlock_wrlock(&r->pause);
+	for (int i = 0; i < 3; i++) {
+		uint64_t p = rnd(seed) % PAGES, n = 1 + rnd(seed) % 8;
+		unsigned reg = p < REGION0 ? 0 : 1;
+		uint64_t end = reg == 0 ? REGION0 : PAGES;
+		if (p + n > end)
+			n = end - p;
+		if (madvise(vdx_page(&r->x, p), n * r->x.page_size, MADV_REMOVE) < 0) {
+			failf(r, "madvise: %s", strerror(errno));
+			break;
+		}
+		for (uint64_t q = p; q < p + n; q++)
+			r->exp[q].removed = true;
+	}
+	pthread_rwlock_unlock(&r->pause);
+}
+
+/* Every page checked, guest paused. */
+static void verify_all(struct run *r)
+{
+	uint8_t *buf = malloc(r->x.page_size);
+	uint64_t undone = 0, zero = 0;
+	pthread_rwlock_wrlock(&r->pause);
+	for (uint64_t p = 0; p < PAGES && !atomic_load(&r->stop); p++) {
+		if (hfx_read(buf, vdx_page(&r->x, p), r->x.page_size, HANG_MS, NULL) < 0) {
+			failf(r, "page %llu: read hung or faulted", (unsigned long long)p);
+			break;
+		}
+		judge(r, p, buf, &undone, &zero);
+	}
+	r->verified++;
+	pthread_rwlock_unlock(&r->pause);
+	r->undone_removes += undone;
+	r->zero_removes += zero;
+	free(buf);
+}
+
+static void phase_set(struct run *r, enum phase p)
+{
+	uint64_t now = mono_us();
+	int was = atomic_load(&r->phase);
+	atomic_store(&r->phase_dur[was], now - atomic_load(&r->phase_t0));
+	atomic_store(&r->phase_t0, now);
+	atomic_store(&r->phase, p);
+}
+
+static void cycle(struct run *r, uint64_t *seed)
+{
+	phase_set(r, PH_ENABLE);
+	pthread_rwlock_wrlock(&r->pause);
+	int rc = vswap_client_enable(r->x.c);
+	pthread_rwlock_unlock(&r->pause);
+	if (!cmd_ok(r, "enable", rc))
+		return;
+	if (rnd(seed) % 3) {
+		phase_set(r, PH_TRIM);
+		if (!cmd_ok(r, "trim", vswap_client_trim(r->x.c)))
+			return;
+		wait_for(r, VSWAP_STATE_PENDING);
+	}
+	phase_set(r, PH_SWAP_OUT);
+	if (!cmd_ok(r, "swap-out", vswap_client_swap_out(r->x.c)))
+		return;
+	wait_for(r, VSWAP_STATE_ACTIVE);
+	phase_set(r, PH_FAULTS);
+	uint64_t until = mono_us() + 2000 + rnd(seed) % 8000;
+	while (mono_us() < until && !atomic_load(&r->stop))
+		sched_yield();
+	phase_set(r, PH_REMOVES);
+	removes(r, seed);
+	if (rnd(seed) % 3 == 0) {
+		phase_set(r, PH_DETACH);
+		pthread_rwlock_wrlock(&r->pause);
+		pthread_mutex_lock(&r->cl_lock);
+		rc = vswap_client_detach(r->x.c);
+		r->x.c = NULL;
+		if (cmd_ok(r, "detach", rc))
+			rc = attach(r, true);
+		pthread_mutex_unlock(&r->cl_lock);
+		pthread_rwlock_unlock(&r->pause);
+		if (rc < 0) {
+			failf(r, "attach after detach: %s", vswap_strerror(rc));
+			return;
+		}
+	}
+	phase_set(r, PH_SWAP_IN);
+	if (!cmd_ok(r, "disable", vswap_client_disable(r->x.c, false)))
+		return;
+	wait_for(r, VSWAP_STATE_READY);
+	phase_set(r, PH_READY);
+	verify_all(r);
+	r->cycles++;
+}
+
+static void *driver_main(void *arg)
+{
+	struct run *r = arg;
+	uint64_t seed = 0x1234567;
+	while (!atomic_load(&r->stop))
+		cycle(r, &seed);
+	return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Where each thread of process @pid (0: this one) waits: for a hang's report. */
+static void dump_tasks(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), pid ? "/proc/%d/task" : "/proc/self/task", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char f[128], w[64] = "";
+		snprintf(f, sizeof(f), "%s/%s/wchan", path, e->d_name);
+		FILE *fp = fopen(f, "re");
+		if (fp) {
+			if (!fgets(w, sizeof(w), fp))
+				w[0] = 0;
+			fclose(fp);
+		}
+		fprintf(stderr, "  %s task %s waits in %s\n", pid ? "daemon" : "test", e->d_name, w);
+	}
+	closedir(d);
+}
+
+/* The client's last resume (0 if none) and which client it is. */
+static uint64_t resumed_at(struct run *r, const struct vswap_client **which)
+{
+	struct vswap_client_info in = {0};
+	pthread_mutex_lock(&r->cl_lock);
+	*which = r->x.c;
+	if (r->x.c)
+		vswap_client_info(r->x.c, &in);
+	pthread_mutex_unlock(&r->cl_lock);
+	return in.last_resumed_mono_us;
+}
+
+/* Kill the daemon @kills times, each aimed at the next phase in turn (at a
+ * random instant within the time it lasted last); the guest must be served
+ * again after each within HANG_MS. */
+static void killer(struct run *r, unsigned kills)
+{
+	uint64_t seed = 0xabcdef;
+	for (unsigned k = 0; k < kills && !atomic_load(&r->stop); k++) {
+		int target = (int)(k % PH_COUNT);
+		uint64_t t0 = mono_us();
+		while (atomic_load(&r->phase) != target && mono_us() - t0 < 3000000 &&
+		       !atomic_load(&r->stop))
+			sched_yield();
+		uint64_t span = atomic_load(&r->phase_dur[target]);
+		uint64_t at = atomic_load(&r->phase_t0) + rnd(&seed) % (span > 100 ? span : 100);
+		while (mono_us() < at)
+			sched_yield();
+		const struct vswap_client *c0, *c1;
+		resumed_at(r, &c0);
+		int ph = atomic_load(&r->phase);
+		uint64_t tk = mono_us();
+		vdx_daemon_kill(&r->x);
+		r->kills[ph]++;
+		uint64_t ts = mono_us();
+		if (vdx_daemon_start(&r->x) < 0) {
+			failf(r, "daemon restart failed");
+			return;
+		}
+		/* Served again: the client resumed the guest (a command in
+		 * flight or the watcher); or, when the driver replaced the
+		 * client meanwhile (detach, attach), every guest thread moved. */
+		uint64_t prog[GUESTS];
+		for (int g = 0; g < GUESTS; g++)
+			prog[g] = atomic_load(&r->progress[g]);
+		uint64_t resumed = 0;
+		for (;;) {
+			bool moved = true;
+			for (int g = 0; g < GUESTS; g++)
+				moved &= atomic_load(&r->progress[g]) != prog[g];
+			uint64_t at = resumed_at(r, &c1);
+			if (c1 == c0 && at >= ts) {
+				resumed = at;
+				break;
+			}
+			if (c1 != c0 && moved)
+				break;
+			if (atomic_load(&r->stop))
+				return;
+			if (mono_us() - tk > (uint64_t)HANG_MS * 1000u) {
+				dump_tasks(0);
+				dump_tasks(r->x.pid);
+				failf(r, "kill %u (%s): guest not served again within %d ms", k,
+				      phase_names[ph], HANG_MS);
+				return;
+			}
+			usleep(200);
+		}
+		r->nkills++;
+		if (resumed) {
+			r->kill_us[r->nlat] = resumed - tk;
+			r->start_us[r->nlat++] = resumed - ts;
+		}
+	}
+}
+
+static void report(struct run *r)
+{
+	fprintf(stderr, "vswapd kill test: %u kills, %llu cycles, %llu full verifies\n", r->nkills,
+		(unsigned long long)r->cycles, (unsigned long long)r->verified);
+	fprintf(stderr, "  kills per state:");
+	for (int p = 0; p < PH_COUNT; p++)
+		fprintf(stderr, " %s %llu", phase_names[p], (unsigned long long)r->kills[p]);
+	fprintf(stderr, "\n  removed pages read back: %llu zeros, %llu undone by a kill\n",
+		(unsigned long long)r->zero_removes, (unsigned long long)r->undone_removes);
+	if (r->nlat) {
+		qsort(r->kill_us, r->nlat, sizeof(uint64_t), cmp_u64);
+		qsort(r->start_us, r->nlat, sizeof(uint64_t), cmp_u64);
+		fprintf(stderr,
+			"  restart to serving (%u-page guest, %u resumes): kill -> resumed p50 %.2f "
+			"ms max %.2f ms; daemon start -> resumed p50 %.2f ms max %.2f ms\n",
+			PAGES, r->nlat, r->kill_us[r->nlat / 2] / 1e3, r->kill_us[r->nlat - 1] / 1e3,
+			r->start_us[r->nlat / 2] / 1e3, r->start_us[r->nlat - 1] / 1e3);
+	}
+}
+
+static void test_kills(void **state)
+{
+	(void)state;
+	unsigned kills = getenv("VSWAP_LONG") ? 1000 : 60;
+	if (getenv("VSWAPD_KILLS"))
+		kills = (unsigned)strtoul(getenv("VSWAPD_KILLS"), NULL, 10);
+	struct run *r = calloc(1, sizeof(*r));
+	assert_non_null(r);
+	r->kill_us = calloc(kills + 1, sizeof(uint64_t));
+	r->start_us = calloc(kills + 1, sizeof(uint64_t));
+	pthread_rwlock_init(&r->pause, NULL);
+	pthread_mutex_init(&r->why_lock, NULL);
+	pthread_mutex_init(&r->cl_lock, NULL);
+	static const size_t pages[] = {REGION0, REGION1};
+	assert_int_equal(vdx_init(&r->x, pages, 2), 0);
+	/* As under systemd: the socket outlives every daemon. */
+	assert_int_equal(vdx_listen(&r->x), 0);
+	assert_int_equal(vdx_daemon_start(&r->x), 0);
+	assert_int_equal(attach(r, false), 0);
+	uint8_t *buf = malloc(r->x.page_size);
+	for (uint64_t p = 0; p < PAGES; p++) { /* version 1 everywhere */
+		kw_page_fill(buf, (uint32_t)r->x.page_size, p, 1);
+		memcpy(vdx_page(&r->x, p), buf, r->x.page_size);
+		r->exp[p].v = 1;
+	}
+	free(buf);
+	pthread_t guests[GUESTS], driver;
+	struct guest_arg ga[GUESTS];
+	for (unsigned g = 0; g < GUESTS; g++) {
+		ga[g] = (struct guest_arg){r, g};
+		assert_int_equal(pthread_create(&guests[g], NULL, guest_main, &ga[g]), 0);
+	}
+	assert_int_equal(pthread_create(&driver, NULL, driver_main, r), 0);
+	killer(r, kills);
+	atomic_store(&r->stop, true);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += HANG_MS / 1000;
+	bool joined = pthread_timedjoin_np(driver, NULL, &ts) == 0;
+	for (unsigned g = 0; g < GUESTS; g++)
+		joined &= pthread_timedjoin_np(guests[g], NULL, &ts) == 0;
+	if (!joined) {
+		report(r);
+		fail_msg("a guest thread or the driver hung at the end");
+	}
+	report(r);
+	if (atomic_load(&r->failed))
+		fail_msg("%s", r->why);
+	/* The end: swap everything in, check, detach, audit. */
+	if (r->x.c) {
+		int rc = vswap_client_disable(r->x.c, false);
+		assert_true(rc == 0 || rc == -EALREADY);
+		assert_int_equal(vswap_client_wait_state(r->x.c, VSWAP_STATE_READY, HANG_MS), 0);
+		atomic_store(&r->stop, false);
+		verify_all(r);
+		assert_int_equal(atomic_load(&r->failed), 0);
+		assert_int_equal(vswap_client_detach(r->x.c), 0);
+		r->x.c = NULL;
+	}
+	int fy = vdx_fsck(&r->x, "-y");
+	fprintf(stderr, "  vswap-fsck -y at the end: exit %d (1: leaks of killed swap-outs reclaimed)\n",
+		fy);
+	assert_true(fy == 0 || fy == 1);
+	assert_int_equal(vdx_fsck(&r->x, "-n"), 0);
+	struct vswap_store *s;
+	assert_int_equal(vswap_store_open(r->x.store,
+					  &(struct vswap_store_opts){.staging_dir = r->x.dir,
+								     .read_only = true},
+					  &s),
+			 0);
+	struct vswap_store_stats ss;
+	assert_int_equal(vswap_store_stats(s, &ss), 0);
+	assert_int_equal(ss.pages_lost, 0);
+	vswap_store_close(s);
+	assert_true(r->nkills >= kills);
+	vdx_fini(&r->x);
+	free(r->kill_us);
+	free(r->start_us);
+	free(r);
+}
+
+int main(void)
+{
+	hfx_skip_if_unavailable("vswapd_kill");
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_kills),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
