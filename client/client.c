@@ -90,15 +90,17 @@ int vswap_client_connect(const char *socket_path, const struct vswap_client_opts
 }
 
 /* A request that survives a restart: on a lost connection, reconnect (the
- * guest resumed) and send it again. */
+ * guest resumed) and send it again.  @replay: send the last state command
+ * again first where the resumed state shows it unfinished (not when the
+ * request is itself a state command: it supersedes the last one). */
 static int request_retry(struct vswap_client *c, uint16_t type, const void *p, size_t len,
-			 const int *fds, unsigned nfds, struct wire_reply *r)
+			 const int *fds, unsigned nfds, struct wire_reply *r, bool replay)
 {
 	for (;;) {
 		int rc = client_request(c, type, p, len, fds, nfds, r);
 		if (rc != -ECONNRESET || !c->attached || c->opts.manual_reconnect)
 			return rc;
-		rc = client_reconnect_locked(c, false);
+		rc = client_reconnect_locked(c, replay);
 		if (rc < 0)
 			return rc;
 	}
@@ -238,13 +240,14 @@ static int command(struct vswap_client *c, uint32_t cmd, uint32_t arg, int timeo
 	int rc = c->attached ? 0 : -ENOTCONN;
 	struct wire_reply r = {0};
 	if (rc == 0) {
-		if (cmd == WIRE_CMD_TRIM || cmd == WIRE_CMD_SWAP_OUT || cmd == WIRE_CMD_DISABLE ||
-		    cmd == WIRE_CMD_ENABLE) {
+		bool state_cmd = cmd == WIRE_CMD_TRIM || cmd == WIRE_CMD_SWAP_OUT ||
+				 cmd == WIRE_CMD_DISABLE || cmd == WIRE_CMD_ENABLE;
+		if (state_cmd) {
 			c->last_cmd = cmd;
 			c->last_arg = arg;
 		}
 		struct wire_command w = {.cmd = cmd, .arg = arg, .timeout_ms = timeout_ms};
-		rc = request_retry(c, WIRE_COMMAND, &w, sizeof(w), NULL, 0, &r);
+		rc = request_retry(c, WIRE_COMMAND, &w, sizeof(w), NULL, 0, &r, !state_cmd);
 		if (rc == 0)
 			rc = r.result;
 	}

@@ -365,11 +365,10 @@ static void test_vmm_dies(void **state)
 	assert_int_equal(vdx_fsck(&x, "-n"), 0);
 	/* The store holds the dead guest's pages that were out. */
 	struct vswap_store *s;
-	assert_int_equal(vswap_store_open(x.store,
-					  &(struct vswap_store_opts){.staging_dir = x.dir,
-								     .read_only = true},
-					  &s),
-			 0);
+	assert_int_equal(
+	    vswap_store_open(
+		x.store, &(struct vswap_store_opts){.staging_dir = x.dir, .read_only = true}, &s),
+	    0);
 	struct vswap_store_stats ss;
 	assert_int_equal(vswap_store_stats(s, &ss), 0);
 	/* Less the 20 the VMM had faulted in: they died with it. */

@@ -87,8 +87,12 @@ static int reply_result(int sock, uint64_t seq)
 static size_t build(uint8_t *buf, uint16_t type, uint64_t seq, const void *payload, size_t len,
 		    unsigned nfds)
 {
-	struct wire_hdr h = {.magic = WIRE_MAGIC, .version = WIRE_VERSION, .type = type,
-			     .len = (uint32_t)(sizeof(h) + len), .nfds = nfds, .seq = seq};
+	struct wire_hdr h = {.magic = WIRE_MAGIC,
+			     .version = WIRE_VERSION,
+			     .type = type,
+			     .len = (uint32_t)(sizeof(h) + len),
+			     .nfds = nfds,
+			     .seq = seq};
 	memcpy(buf, &h, sizeof(h));
 	if (len)
 		memcpy(buf + sizeof(h), payload, len);
@@ -213,8 +217,8 @@ static void test_attach_checks(void **state)
 	int s = dial(&x);
 	uint8_t buf[2048];
 	size_t ps = x.page_size;
-	const struct wire_attach good = {.nregions = 1, .nuffds = 1,
-					 .path_len = (uint32_t)strlen(x.store)};
+	const struct wire_attach good = {
+	    .nregions = 1, .nuffds = 1, .path_len = (uint32_t)strlen(x.store)};
 	const struct wire_region reg = {16 * ps, 0};
 	int fds[2] = {x.memfd, x.uffd};
 	struct wire_attach a;
@@ -345,8 +349,11 @@ static void test_socket_mode_and_peer(void **state)
 		strcpy(sa.sun_path, x.sock);
 		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 			_exit(11);
-		struct wire_hdr h = {.magic = WIRE_MAGIC, .version = WIRE_VERSION,
-				     .type = WIRE_COMMAND, .len = sizeof(h), .seq = 1};
+		struct wire_hdr h = {.magic = WIRE_MAGIC,
+				     .version = WIRE_VERSION,
+				     .type = WIRE_COMMAND,
+				     .len = sizeof(h),
+				     .seq = 1};
 		if (send(fd, &h, sizeof(h), MSG_NOSIGNAL) < 0)
 			_exit(0); /* closed already */
 		char b[256];
@@ -398,10 +405,10 @@ int main(void)
 {
 	hfx_skip_if_unavailable("vswapd_proto");
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_framing),
-		cmocka_unit_test(test_attach_checks),
-		cmocka_unit_test(test_socket_mode_and_peer),
-		cmocka_unit_test(test_socket_activation),
+	    cmocka_unit_test(test_framing),
+	    cmocka_unit_test(test_attach_checks),
+	    cmocka_unit_test(test_socket_mode_and_peer),
+	    cmocka_unit_test(test_socket_activation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1191,6 +1191,10 @@ static int fig_kernel_swap(struct bench *b)
 	return 0;
 }
 
+/* ---- group "vswapd": the handler as its own process (tools/bench/vswapd.h) */
+
+#include "tools/bench/vswapd.h"
+
 /* ---- driver ------------------------------------------------------------- */
 
 struct figure {
@@ -1206,6 +1210,7 @@ static const struct figure figures[] = {
 	{"fsck", fig_fsck, false},
 	{"handler", fig_handler, false},
 	{"faults", fig_faults, false},
+	{"vswapd", fig_vswapd, false},
 	{"kernel-swap", fig_kernel_swap, true},
 };
 
@@ -1235,7 +1240,7 @@ static void usage(FILE *f)
 		"                 kernel-swap at most 3)\n"
 		"  --kernel-swap  also measure the kernel's swap on a temporary swap file (root)\n"
 		"  --only GROUPS  comma-separated: hash, store-write, store-read, fsck, handler,\n"
-		"                 faults, kernel-swap\n"
+		"                 faults, vswapd, kernel-swap\n"
 		"  --verbose      every pass on stderr\n"
 		"  -h, --help     this help\n");
 }

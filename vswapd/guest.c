@@ -201,7 +201,8 @@ static int attach_checked(struct guest *g, const struct wire_attach *a, const st
 		rc = vswap_handler_resume(g->h);
 	uint64_t t5 = now_us();
 	dlog(g->d->log_level, VSWAP_LOG_DEBUG,
-	     "%s: attach: map %llu us, store %llu us, handler %llu us, uffds %llu us, resume %llu us",
+	     "%s: attach: map %llu us, store %llu us, handler %llu us, uffds %llu us, resume %llu "
+	     "us",
 	     g->path, (unsigned long long)(t1 - t0), (unsigned long long)(t2 - t1),
 	     (unsigned long long)(t3 - t2), (unsigned long long)(t4 - t3),
 	     (unsigned long long)(t5 - t4));

@@ -83,7 +83,7 @@ int vdx_daemon_start(struct vdx *x)
 		char fd[16];
 		int w = dup(p[1]); /* without O_CLOEXEC: survives the exec */
 		snprintf(fd, sizeof(fd), "%d", w);
-		const char *lvl = getenv("VSWAPD_LOG_LEVEL") ? getenv("VSWAPD_LOG_LEVEL")
+		const char *lvl = getenv("VSWAPD_LOG_LEVEL")	 ? getenv("VSWAPD_LOG_LEVEL")
 				  : getenv("VSWAP_TEST_VERBOSE") ? "info"
 								 : "error";
 		if (x->listen_fd >= 0) {

@@ -37,6 +37,15 @@ for t in "$build"/vswap-*; do
 	[ -x "$t" ] && [ -f "$t" ] || continue
 	[ -x "$prefix/bin/$(basename "$t")" ] || die "tool $(basename "$t") not installed"
 done
+if [ -x "$build/vswapd" ]; then
+	[ -x "$prefix/bin/vswapd" ] || die "vswapd not installed"
+	for u in vswapd.service vswapd.socket; do
+		[ -f "$prefix/lib/systemd/system/$u" ] || die "missing systemd unit $u"
+	done
+	grep -qx "ExecStart=$prefix/bin/vswapd --socket /run/vswapd.sock" \
+		"$prefix/lib/systemd/system/vswapd.service" || die "vswapd.service does not run the installed vswapd"
+	[ -f "$prefix/include/vswap/client.h" ] || die "missing include/vswap/client.h"
+fi
 for m in "$here"/../../docs/*.[1-8]; do
 	[ -f "$m" ] || continue
 	sec=${m##*.}

@@ -1,0 +1,360 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vswap-bench group "vswapd": the page handler as its own process against
+ * the in-process handler, in the same run, on the same guest bytes.
+ *
+ *   vswapd_fault_staging_p50_us    a guest access served from staging through
+ *                                  vswapd; baseline: the in-process handler's
+ *   vswapd_fault_file_cached_p50_us  the same from the swap file (page cache)
+ *   vswapd_restart_p50_ms / _max_ms  a --size guest swapped out, vswapd
+ *                                  SIGKILLed and started again: from the new
+ *                                  daemon's start to the guest resumed (its
+ *                                  client re-attached, store opened, guest
+ *                                  reconciled, ranges registered and woken);
+ *                                  baseline: that daemon's start to listening
+ *   vswapd_kill_to_serving_p50_ms  from the kill itself, likewise
+ *
+ * Rounds alternate which handler goes first.  The daemon gets its socket
+ * the way systemd's vswapd.socket gives it (inherited, LISTEN_FDS), so a
+ * client connects while no daemon runs.  vswapd is looked up beside this
+ * program (the build directory, or the installed bin/), else $VSWAPD.
+ *
+ * Included by vswap-bench.c (header-only, like the other groups' helpers).
+ */
+#ifndef VSWAP_TOOLS_BENCH_VSWAPD_H
+#define VSWAP_TOOLS_BENCH_VSWAPD_H
+
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <vswap/client.h>
+
+struct vd_daemon {
+	char bin[PATH_MAX];
+	char sock[PATH_MAX];
+	int lfd;
+	pid_t pid;
+	double ready_s; /* start -> listening of the last start */
+};
+
+static int vd_find(struct vd_daemon *d)
+{
+	const char *env = getenv("VSWAPD");
+	if (env) {
+		snprintf(d->bin, sizeof(d->bin), "%s", env);
+		return access(d->bin, X_OK) == 0 ? 0 : -ENOENT;
+	}
+	char self[PATH_MAX - 16];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return -ENOENT;
+	self[n] = 0;
+	char *slash = strrchr(self, '/');
+	if (!slash)
+		return -ENOENT;
+	*slash = 0;
+	snprintf(d->bin, sizeof(d->bin), "%s/vswapd", self);
+	return access(d->bin, X_OK) == 0 ? 0 : -ENOENT;
+}
+
+static int vd_listen(struct vd_daemon *d, const char *dir)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(d->sock, sizeof(d->sock), "%s/vswap-bench.%d.vswapd.sock", dir, (int)getpid());
+	if (strlen(d->sock) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, d->sock, strlen(d->sock) + 1);
+	unlink(d->sock);
+	d->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (d->lfd < 0)
+		return -errno;
+	if (bind(d->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(d->lfd, 16) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Start a daemon on the inherited socket; 0 once it listens. */
+static int vd_start(struct vd_daemon *d)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	double t0 = bench_now();
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		char fd[16], me[32];
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		int w = dup(p[1]);
+		if (dup2(d->lfd, 3) != 3)
+			_exit(126);
+		snprintf(fd, sizeof(fd), "%d", w);
+		snprintf(me, sizeof(me), "%d", (int)getpid());
+		setenv("LISTEN_PID", me, 1);
+		setenv("LISTEN_FDS", "1", 1);
+		execl(d->bin, "vswapd", "--ready-fd", fd, "--log-level", "error", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	struct pollfd pf = {.fd = p[0], .events = POLLIN};
+	char c = 0;
+	int ok = poll(&pf, 1, 30000) == 1 && read(p[0], &c, 1) == 1 && c == 'R';
+	close(p[0]);
+	d->pid = pid;
+	d->ready_s = bench_now() - t0;
+	return ok ? 0 : -ETIMEDOUT;
+}
+
+static void vd_kill(struct vd_daemon *d)
+{
+	if (d->pid > 0) {
+		kill(d->pid, SIGKILL);
+		while (waitpid(d->pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	d->pid = 0;
+}
+
+/* A guest in a sealed memfd, mapped here, with this process's uffd. */
+struct vd_guest {
+	int memfd, uffd;
+	uint8_t *mem;
+	size_t pages, ps;
+	char path[PATH_MAX];
+};
+
+static int vd_guest_open(struct vd_guest *g, struct bench *b, size_t pages, const char *what)
+{
+	*g = (struct vd_guest){.memfd = -1, .uffd = -1, .pages = pages, .ps = b->page_size};
+	tmp_path(b, what, g->path, sizeof(g->path));
+	g->memfd = memfd_create("vswap-bench-guest", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (g->memfd < 0 || ftruncate(g->memfd, (off_t)(pages * g->ps)) < 0)
+		return -errno;
+	g->mem = mmap(NULL, pages * g->ps, PROT_READ | PROT_WRITE, MAP_SHARED, g->memfd, 0);
+	if (g->mem == MAP_FAILED) {
+		g->mem = NULL;
+		return -errno;
+	}
+	for (size_t i = 0; i < pages; i++)
+		memcpy(g->mem + i * g->ps, src_at(b, (uint64_t)i * g->ps), g->ps);
+	return vswap_uffd_create(&g->uffd);
+}
+
+static void vd_guest_close(struct vd_guest *g)
+{
+	if (g->mem)
+		munmap(g->mem, g->pages * g->ps);
+	if (g->memfd >= 0)
+		close(g->memfd);
+	if (g->uffd >= 0)
+		close(g->uffd);
+	vswap_store_destroy(g->path, &(struct vswap_store_opts){.staging_dir = "/dev/shm"});
+}
+
+static int vd_attach(struct vd_daemon *d, struct vd_guest *g, struct vswap_client **c)
+{
+	struct vswap_client_opts o = {
+	    .store_path = g->path, .staging_dir = "/dev/shm", .reconnect_timeout_ms = 60000};
+	int rc = vswap_client_connect(d->sock, &o, c);
+	if (rc < 0)
+		return rc;
+	struct vswap_region r = {g->mem, g->pages * g->ps, g->memfd, 0};
+	rc = vswap_client_attach(*c, &r, 1, g->uffd);
+	if (rc < 0) {
+		vswap_client_detach(*c);
+		*c = NULL;
+	}
+	return rc;
+}
+
+/* One round through vswapd: staging faults, then swap-file faults. */
+static int vd_fault_round(struct bench *b, struct vd_daemon *d, size_t pages,
+			  struct faultbench_row *staging, struct faultbench_row *file)
+{
+	struct vd_guest g;
+	struct vswap_client *c = NULL;
+	int rc = vd_guest_open(&g, b, pages, "vswapd-faults");
+	if (rc == 0)
+		rc = vd_attach(d, &g, &c);
+	if (rc == 0)
+		rc = vswap_client_enable(c);
+	if (rc == 0)
+		touch_all(g.mem, pages, g.ps, staging);
+	if (rc == 0)
+		rc = vswap_client_enable(c);
+	if (rc == 0)
+		rc = vswap_client_swap_out(c);
+	if (rc == 0)
+		rc = vswap_client_wait_state(c, VSWAP_STATE_ACTIVE, 60000);
+	if (rc == 0)
+		touch_all(g.mem, pages, g.ps, file);
+	if (c)
+		vswap_client_exit(c);
+	vd_guest_close(&g);
+	return rc;
+}
+
+/* The same round with the handler in this process. */
+static int vd_inproc_round(struct bench *b, size_t pages, struct faultbench_row *staging,
+			   struct faultbench_row *file)
+{
+	struct vd_guest g;
+	struct vswap_store *s = NULL;
+	struct vswap_handler *h = NULL;
+	int rc = vd_guest_open(&g, b, pages, "inproc-faults");
+	if (rc == 0)
+		rc = vswap_store_create(g.path,
+					&(struct vswap_store_opts){.staging_dir = "/dev/shm"}, &s);
+	struct vswap_region r = {g.mem, pages * g.ps, g.memfd, 0};
+	if (rc == 0)
+		rc = vswap_handler_create(&r, 1, &(struct vswap_handler_opts){.store = s}, &h);
+	if (rc == 0)
+		rc = vswap_handler_enable(h);
+	if (rc == 0)
+		touch_all(g.mem, pages, g.ps, staging);
+	if (rc == 0)
+		rc = vswap_handler_enable(h);
+	if (rc == 0)
+		rc = vswap_handler_swap_out(h);
+	if (rc == 0)
+		rc = vswap_handler_wait_state(h, VSWAP_STATE_ACTIVE, 60000);
+	if (rc == 0)
+		touch_all(g.mem, pages, g.ps, file);
+	if (h)
+		vswap_handler_destroy(h);
+	if (s)
+		vswap_store_close(s);
+	vd_guest_close(&g);
+	return rc;
+}
+
+/* Restart to serving: a guest of b->size swapped out, the daemon killed
+ * and started @n times.  Milliseconds into @start, @kill, @listen. */
+static int vd_restarts(struct bench *b, struct vd_daemon *d, unsigned n, double *start,
+		       double *killed, double *listening)
+{
+	struct vd_guest g;
+	struct vswap_client *c = NULL;
+	size_t pages = b->size / b->page_size;
+	int rc = vd_guest_open(&g, b, pages, "vswapd-restart");
+	if (rc == 0)
+		rc = vd_attach(d, &g, &c);
+	if (rc == 0)
+		rc = vswap_client_enable(c);
+	if (rc == 0)
+		rc = vswap_client_swap_out(c);
+	if (rc == 0)
+		rc = vswap_client_wait_state(c, VSWAP_STATE_ACTIVE, 600000);
+	for (unsigned i = 0; i < n && rc == 0; i++) {
+		struct vswap_client_info before, in;
+		vswap_client_info(c, &before);
+		double tk = bench_now();
+		vd_kill(d);
+		double ts = bench_now();
+		rc = vd_start(d);
+		for (;;) { /* the watcher resumes the guest: wait for it, bounded */
+			vswap_client_info(c, &in);
+			if (rc < 0 || in.reconnects > before.reconnects)
+				break;
+			if (bench_now() - ts > 60) {
+				rc = -ETIMEDOUT;
+				break;
+			}
+			usleep(100);
+		}
+		if (rc < 0)
+			break;
+		/* last_resumed_mono_us is CLOCK_MONOTONIC, like bench_now(). */
+		double resumed = (double)in.last_resumed_mono_us * 1e-6;
+		start[i] = (resumed - ts) * 1e3;
+		killed[i] = (resumed - tk) * 1e3;
+		listening[i] = d->ready_s * 1e3;
+		(void)g.mem[(size_t)i * g.ps % (pages * g.ps)]; /* served again */
+		note(b, "  vswapd restart %u: start->resumed %.2f ms (listening %.2f ms)\n", i + 1,
+		     start[i], listening[i]);
+	}
+	if (c)
+		vswap_client_exit(c);
+	vd_guest_close(&g);
+	return rc;
+}
+
+static double vd_max(const double *v, unsigned n)
+{
+	double m = 0;
+	for (unsigned i = 0; i < n; i++)
+		m = v[i] > m ? v[i] : m;
+	return m;
+}
+
+static int fig_vswapd(struct bench *b)
+{
+	struct vd_daemon d = {.lfd = -1};
+	if (vd_find(&d) < 0) {
+		fprintf(stderr,
+			"vswap-bench: vswapd: no vswapd beside this program (set VSWAPD)\n");
+		return 0;
+	}
+	int rc = vd_listen(&d, b->dir);
+	if (rc == 0)
+		rc = vd_start(&d);
+	size_t pages = b->quick ? 4096 : 16384;
+	double ds[MAX_RUNS], df[MAX_RUNS], is[MAX_RUNS], ifl[MAX_RUNS];
+	for (unsigned r = 0; r < b->runs && rc == 0; r++) {
+		struct faultbench_row s1 = {0}, f1 = {0}, s2 = {0}, f2 = {0};
+		if (interrupted(b)) {
+			rc = -EINTR;
+			break;
+		}
+		if (r % 2 == 0) {
+			rc = vd_inproc_round(b, pages, &s1, &f1);
+			if (rc == 0)
+				rc = vd_fault_round(b, &d, pages, &s2, &f2);
+		} else {
+			rc = vd_fault_round(b, &d, pages, &s2, &f2);
+			if (rc == 0)
+				rc = vd_inproc_round(b, pages, &s1, &f1);
+		}
+		is[r] = s1.p50_us;
+		ifl[r] = f1.p50_us;
+		ds[r] = s2.p50_us;
+		df[r] = f2.p50_us;
+		note(b, "  vswapd run %u: staging %.1f vs %.1f us, file %.1f vs %.1f us (p50)\n",
+		     r + 1, ds[r], is[r], df[r], ifl[r]);
+	}
+	if (rc == 0) {
+		bench_add(&b->res, "vswapd_fault_staging_p50_us", bench_median(ds, b->runs), "us",
+			  "inproc_fault_staging_p50_us", bench_median(is, b->runs));
+		bench_add(&b->res, "vswapd_fault_file_cached_p50_us", bench_median(df, b->runs),
+			  "us", "inproc_fault_file_cached_p50_us", bench_median(ifl, b->runs));
+	}
+	unsigned n = b->quick ? 5 : 11;
+	double st[16], kl[16], ls[16];
+	if (rc == 0)
+		rc = vd_restarts(b, &d, n, st, kl, ls);
+	if (rc == 0) {
+		char name[48];
+		snprintf(name, sizeof(name), "vswapd_restart_%llumib_p50_ms",
+			 (unsigned long long)(b->size >> 20));
+		bench_add(&b->res, name, bench_median(st, n), "ms",
+			  "vswapd_start_to_listening_p50_ms", bench_median(ls, n));
+		snprintf(name, sizeof(name), "vswapd_restart_%llumib_max_ms",
+			 (unsigned long long)(b->size >> 20));
+		bench_add(&b->res, name, vd_max(st, n), "ms", "vswapd_start_to_listening_max_ms",
+			  vd_max(ls, n));
+		snprintf(name, sizeof(name), "vswapd_kill_to_serving_%llumib_p50_ms",
+			 (unsigned long long)(b->size >> 20));
+		bench_add(&b->res, name, bench_median(kl, n), "ms", NULL, NAN);
+	}
+	vd_kill(&d);
+	if (d.lfd >= 0)
+		close(d.lfd);
+	unlink(d.sock);
+	return rc;
+}
+
+#endif
