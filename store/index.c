@@ -71,7 +71,8 @@ static int begin(struct vswap_store *s, unsigned flags, MDB_txn **txn)
 {
 	int rc = mdb_txn_begin(s->env, NULL, flags, txn);
 	if (rc == MDB_MAP_RESIZED) {
-		/* Another process grew the map: adopt its size (peers.md). */
+		/* Another process grew the map: adopt its size (LMDB returns
+		 * MDB_MAP_RESIZED until the environment does). */
 		mdb_env_set_mapsize(s->env, 0);
 		rc = mdb_txn_begin(s->env, NULL, flags, txn);
 	}

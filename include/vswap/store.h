@@ -5,7 +5,7 @@
  *
  * Vocabulary
  *   page    a position in the store's page-index space: the concatenation of
- *           all regions (the reference system's "file page index").
+ *           all regions (crosvm's vmm-swap calls it the "file page index").
  *   slot    a page-sized unit of the swap file; slot s lives at byte offset
  *           (s + 1) * page_size (page 0 of the file is the superblock).
  *   present the slot holds the page's current copy (the guest page is not
@@ -56,9 +56,10 @@ enum vswap_log_level {
 typedef void (*vswap_log_fn)(void *ctx, enum vswap_log_level level, const char *msg);
 
 /*
- * Durability modes (DESIGN.md).  In every mode a page's index record is
- * committed only after its bytes were written; FULL and BATCH also make the
- * bytes durable (fdatasync) before the index commit that references them.
+ * Durability modes (crash invariant 1 of docs/DESIGN.md).  In every mode a
+ * page's index record is committed only after its bytes were written; FULL
+ * and BATCH also make the bytes durable (fdatasync) before the index commit
+ * that references them.
  *   FULL   each vswap_store_write() syncs the data and commits the index.
  *   BATCH  writes accumulate; vswap_store_commit() syncs once and commits.
  *   NONE   like BATCH without any sync; checksums are still checked.
