@@ -100,6 +100,7 @@ static int monitor_init(struct vswap_handler *h)
 static void handler_free(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
+	workset_free(h);
 	uffd_list_fini(&m->uffds);
 	pool_destroy(h->pool);
 	if (h->staging)
@@ -191,6 +192,7 @@ int vswap_handler_destroy(struct vswap_handler *h)
 	if (!h)
 		return 0;
 	struct cmd c = {.type = CMD_EXIT};
+	workset_stop(h); /* no prefetch copy races the final swap-in */
 	int rc = cmd_submit(h, &c);
 	pthread_join(h->thread, NULL);
 	cmd_wait_callers(h); /* answered, but perhaps not yet returned */
@@ -203,6 +205,7 @@ int vswap_handler_detach(struct vswap_handler *h)
 	if (!h)
 		return -EINVAL;
 	struct cmd c = {.type = CMD_DETACH};
+	workset_stop(h);
 	int rc = cmd_submit(h, &c);
 	pthread_join(h->thread, NULL);
 	cmd_wait_callers(h);
