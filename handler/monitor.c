@@ -2,7 +2,7 @@
 /*
  * The monitor thread: one epoll over the command eventfd, the job eventfd
  * and every uffd.  It serves faults and remove events, runs the state
- * machine of the reference (§2) with its known faults fixed, writes the
+ * machine (docs/DESIGN.md has its transitions as a table), writes the
  * swap-out a chunk at a time whenever nothing else is pending, and commits
  * the index lazily for the faults.
  */

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The page handler's scenarios of the reference (§7 "Page handler"), through
- * the public commands.  Every guest access runs on another thread under a
+ * The page handler's scenarios (the behaviour of crosvm's vmm-swap page
+ * handler), through the public commands.  Every guest access runs on another thread under a
  * time limit (tests/helpers/handler_fixture.h), so a missing wake fails.
  * Regions are 3 pages unless a test says otherwise; "r1p1" is region 1's
- * page 1 (regions counted from 1, as in the reference).
+ * page 1 (regions counted from 1).
  */
 #include <errno.h>
 #include <setjmp.h>

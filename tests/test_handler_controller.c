@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The controller scenarios of the reference (§7 "Controller"), on two
+ * The controller scenarios (crosvm's vmm-swap controller behaviour), on two
  * sparse regions of 1024 pages: in each region page 0 = 1s/5s, page 1 =
  * 2s/6s, page 10 = 3s/7s and 768 pages from page 20 = 4s/8s (region 0 /
  * region 1): 771 pages a region, 1542 in all.  Guest accesses run on

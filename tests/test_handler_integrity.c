@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * What the reference lacks: a corrupted swapped page is never served (the
+ * What crosvm's vmm-swap lacks: a corrupted swapped page is never served (the
  * guest gets SIGBUS), a failed swap-out write leaves everything consistent,
  * forked device processes are served and their death collected, and faults
  * are served while the swap-in runs in the background.

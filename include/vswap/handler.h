@@ -111,7 +111,7 @@ struct vswap_handler_opts {
 	enum vswap_corrupt_policy on_corrupt;
 	enum vswap_enable_mode enable_mode; /* default AUTO */
 	/* Slow file cleanup after disable: free this many pages' slots every
-	 * interval; defaults 16384 (64 MiB) and 5000 ms, like the reference. */
+	 * interval; defaults 16384 (64 MiB) and 5000 ms, like crosvm's vmm-swap. */
 	uint64_t cleanup_step_pages;
 	uint32_t cleanup_interval_ms;
 	vswap_log_fn log;
@@ -119,7 +119,8 @@ struct vswap_handler_opts {
 	enum vswap_log_level log_level;
 };
 
-/* States, numbered as the reference system's C values. */
+/* States, numbered as crosvm's vmm-swap numbers them; the transitions are
+ * tabled in docs/DESIGN.md. */
 enum vswap_state {
 	VSWAP_STATE_READY = 0,
 	VSWAP_STATE_FAILED = 1,
@@ -161,7 +162,7 @@ const char *vswap_state_name(enum vswap_state st);
  * resident_pages and the store's lifetime counters read 0 in Ready.
  */
 struct vswap_metrics {
-	/* The reference system's seven fields. */
+	/* The seven fields of crosvm's vmm-swap metrics. */
 	uint64_t resident_pages;
 	uint64_t copied_from_file_pages;
 	uint64_t copied_from_staging_pages;
@@ -294,7 +295,7 @@ int vswap_handler_disable(struct vswap_handler *h, bool slow_file_cleanup);
 
 /* The state, metrics and current record.  Answered by the caller's thread
  * (it does not wait for the monitor).  In Ready only resident_pages and the
- * store's lifetime counters are filled, as the reference does. */
+ * store's lifetime counters are filled, as crosvm's vmm-swap does. */
 int vswap_handler_status(struct vswap_handler *h, struct vswap_status *out);
 
 /* Wait until the state is @st or @timeout_ms passed (-ETIMEDOUT); a
@@ -338,7 +339,7 @@ int vswap_handler_set_static_uffds(struct vswap_handler *h, unsigned count);
  * the number collected. */
 int vswap_handler_gc(struct vswap_handler *h);
 
-/* The reference's JSON with the added fields; returns the length written
+/* crosvm's vmm-swap status JSON with the added fields; returns the length written
  * (as snprintf: the length needed if @len is too small) or -EINVAL.
  *   {"state":"Active","metrics":{"resident_pages":N,...,"swap_pages":N,
  *    "checksum_failures":N,"poisoned_pages":N,"bytes_written":N,
