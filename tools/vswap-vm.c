@@ -23,13 +23,16 @@ static void usage(FILE *f)
 	fprintf(
 	    f,
 	    "usage: vswap-vm [--size BYTES] [--vcpus N] [--cycles N] [--store PATH] [--keep]\n"
-	    "                [--durability full|batch|none] [--json]\n"
+	    "                [--durability full|batch|none] [--enable-mode auto|copy|protect]\n"
+	    "                [--json]\n"
 	    "  --size BYTES   guest RAM, K/M/G suffixes, a multiple of 2 MiB (default 256M)\n"
 	    "  --vcpus N      vCPUs running the guest program (default 2, at most 8)\n"
 	    "  --cycles N     enable..disable cycles (default 2)\n"
 	    "  --store PATH   swap file to create (default: in a fresh directory under /var/tmp)\n"
 	    "  --keep         keep the store's files at the end\n"
 	    "  --durability   the store's durability mode (default batch)\n"
+	    "  --enable-mode  how enable takes guest memory (default auto: protect where\n"
+	    "                 the kernel has userfaultfd write protection on shmem)\n"
 	    "  --json         print the summary as one JSON object (progress goes to stderr)\n"
 	    "  --check-kvm    only check that KVM can run the guest here (exit 0 or 2)\n"
 	    "Exit status: 0 every page verified, 1 a check failed, 2 usage error or KVM\n"
@@ -43,7 +46,8 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 	    {"cycles", required_argument, NULL, 'c'}, {"store", required_argument, NULL, 'S'},
 	    {"keep", no_argument, NULL, 'k'},	      {"durability", required_argument, NULL, 'D'},
 	    {"json", no_argument, NULL, 'j'},	      {"check-kvm", no_argument, NULL, 'K'},
-	    {"help", no_argument, NULL, 'h'},	      {NULL, 0, NULL, 0},
+	    {"help", no_argument, NULL, 'h'},	      {"enable-mode", required_argument, NULL, 'E'},
+	    {NULL, 0, NULL, 0},
 	};
 	uint64_t n;
 	int c;
@@ -53,7 +57,7 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 			       .cycles = 2,
 			       .durability = VSWAP_DURABILITY_BATCH,
 			       .hot_permille = 100};
-	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:jKh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:E:jKh", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (cli_parse_size(optarg, &o->size) || o->size < (16ull << 20) ||
@@ -85,6 +89,12 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 		case 'D':
 			if (vswap_durability_parse(optarg, &o->durability)) {
 				fprintf(stderr, "vswap-vm: --durability full, batch or none\n");
+				return -EINVAL;
+			}
+			break;
+		case 'E':
+			if (vswap_enable_mode_parse(optarg, &o->enable_mode)) {
+				fprintf(stderr, "vswap-vm: --enable-mode auto, copy or protect\n");
 				return -EINVAL;
 			}
 			break;
@@ -144,6 +154,8 @@ static void print_json(const struct vmm_opts *o, const struct vmm_result *r, boo
 	json_u64(&w, o->vcpus);
 	json_key(&w, "durability");
 	json_string(&w, vswap_durability_name(o->durability));
+	json_key(&w, "enable_mode");
+	json_string(&w, vswap_enable_mode_name(o->enable_mode));
 	json_key(&w, "store");
 	json_string(&w, r->path);
 	json_key(&w, "cycles");

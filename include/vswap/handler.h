@@ -83,7 +83,7 @@ enum vswap_corrupt_policy {
  * punched out of the memfd behind the handler's back (fallocate without a
  * REMOVE event) reads as zeros, as the punch itself promises.
  *
- * COPY (the reference system's): enable copies every resident page into the
+ * COPY (crosvm vmm-swap's way): enable copies every resident page into the
  * staging file and removes it from guest memory; the guest must not write
  * its RAM during enable (pause the vCPUs and devices).
  *
