@@ -115,6 +115,7 @@ static void handler_free(struct vswap_handler *h)
 	free(m->unclean);
 	free(m->deferred);
 	swap_in_release(h);
+	protect_fini(h);
 	free(h->regions);
 	pthread_cond_destroy(&h->qdone);
 	pthread_cond_destroy(&h->scond);
@@ -139,6 +140,14 @@ static int handler_init(struct vswap_handler *h, const struct vswap_region *regi
 	rc = pool_create(h->opts.workers, h->opts.workers, &h->pool);
 	if (rc == 0)
 		rc = monitor_init(h);
+	if (rc < 0)
+		return rc;
+	/* The mode follows what the kernel granted the main uffd. */
+	rc = protect_resolve(h->opts.enable_mode, h->features);
+	if (rc < 0)
+		return rc;
+	h->wp.on = rc == VSWAP_ENABLE_PROTECT;
+	rc = protect_init(h);
 	if (rc < 0)
 		return rc;
 	struct vswap_store_stats st;

@@ -64,7 +64,8 @@ static int vm_run(const char *const *args, char **out, char **err)
 static void swap_cycles_two_vcpus(void **state)
 {
 	(void)state;
-	const char *args[] = {"--size", "32M", "--vcpus", "2", "--cycles", "2", "--json", NULL};
+	const char *args[] = {"--size", "32M",		 "--vcpus", "2",      "--cycles",
+			      "2",	"--enable-mode", "copy",    "--json", NULL};
 	char *out = NULL, *err = NULL;
 
 	assert_int_equal(vm_run(args, &out, &err), 0);
@@ -330,6 +331,26 @@ static void workset_replayed(void **state)
 	store_gone(&fx);
 }
 
+/* The same cycles with enable by write protection and the vCPUs running
+ * throughout: every page verified, nothing copied to staging. */
+static void swap_cycles_protect(void **state)
+{
+	(void)state;
+	const char *args[] = {"--size", "32M",		 "--vcpus", "2",      "--cycles",
+			      "2",	"--enable-mode", "protect", "--json", NULL};
+	char *out = NULL, *err = NULL;
+
+	assert_int_equal(vm_run(args, &out, &err), 0);
+	assert_int_equal(json_num(out, "ok"), 1);
+	assert_int_equal(json_num(out, "wrong_pages"), 0);
+	assert_int_equal(json_num(out, "fsck_exit"), 0);
+	assert_true(json_num(out, "faults_from_file") > 1000);
+	assert_int_equal(json_num(out, "faults_from_staging"), 0);
+	assert_true(json_num(out, "pages_removed") > 0);
+	free(out);
+	free(err);
+}
+
 static bool kvm_usable(void)
 {
 	const char *args[] = {"--check-kvm", NULL};
@@ -353,6 +374,7 @@ int main(void)
 	    cmocka_unit_test(sigkill_before_the_image),
 	    cmocka_unit_test(corrupt_page_sigbus_on_vcpu),
 	    cmocka_unit_test(workset_replayed),
+	    cmocka_unit_test(swap_cycles_protect),
 	};
 
 	if (!kvm_usable())

@@ -21,7 +21,8 @@
 static void usage(FILE *f)
 {
 	fputs("usage: vswap-vm [--size BYTES] [--vcpus N] [--cycles N] [--store PATH] [--keep]\n"
-	      "                [--durability full|batch|none] [--json]\n"
+	      "                [--durability full|batch|none] [--enable-mode auto|copy|protect]\n"
+	      "                [--json]\n"
 	      "       vswap-vm --hibernate --store PATH [--size BYTES] [--vcpus N] [--json]\n"
 	      "       vswap-vm --resume --store PATH [--hibernate] [--no-prefetch] [--json]\n"
 	      "       vswap-vm --check-kvm\n"
@@ -31,6 +32,8 @@ static void usage(FILE *f)
 	      "  --store PATH   swap file (default: in a fresh directory under /var/tmp)\n"
 	      "  --keep         keep the store's files at the end\n"
 	      "  --durability   the store's durability mode (default batch)\n"
+	      "  --enable-mode  how enable takes guest memory (default auto: protect where\n"
+	      "                 the kernel has userfaultfd write protection on shmem)\n"
 	      "  --json         print the summary as one JSON object (progress goes to stderr)\n"
 	      "  --hibernate    run the guest, stop it mid-pass, swap every page out to the\n"
 	      "                 store, save the vCPUs as blobs, close; with --resume: resume,\n"
@@ -47,19 +50,13 @@ static void usage(FILE *f)
 static int parse(int argc, char **argv, struct vmm_opts *o)
 {
 	static const struct option lo[] = {
-	    {"size", required_argument, NULL, 's'},
-	    {"vcpus", required_argument, NULL, 'v'},
-	    {"cycles", required_argument, NULL, 'c'},
-	    {"store", required_argument, NULL, 'S'},
-	    {"keep", no_argument, NULL, 'k'},
-	    {"durability", required_argument, NULL, 'D'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"hibernate", no_argument, NULL, 'H'},
-	    {"resume", no_argument, NULL, 'R'},
-	    {"no-prefetch", no_argument, NULL, 'P'},
-	    {"check-kvm", no_argument, NULL, 'K'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	    {"size", required_argument, NULL, 's'},   {"vcpus", required_argument, NULL, 'v'},
+	    {"cycles", required_argument, NULL, 'c'}, {"store", required_argument, NULL, 'S'},
+	    {"keep", no_argument, NULL, 'k'},	      {"durability", required_argument, NULL, 'D'},
+	    {"json", no_argument, NULL, 'j'},	      {"hibernate", no_argument, NULL, 'H'},
+	    {"resume", no_argument, NULL, 'R'},	      {"no-prefetch", no_argument, NULL, 'P'},
+	    {"check-kvm", no_argument, NULL, 'K'},    {"enable-mode", required_argument, NULL, 'E'},
+	    {"help", no_argument, NULL, 'h'},	      {NULL, 0, NULL, 0},
 	};
 	uint64_t n;
 	int c;
@@ -69,7 +66,7 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 			       .cycles = 2,
 			       .durability = VSWAP_DURABILITY_BATCH,
 			       .hot_permille = 100};
-	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:jHRPKh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:E:jHRPKh", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (cli_parse_size(optarg, &o->size) || o->size < (16ull << 20) ||
@@ -101,6 +98,12 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 		case 'D':
 			if (vswap_durability_parse(optarg, &o->durability)) {
 				fprintf(stderr, "vswap-vm: --durability full, batch or none\n");
+				return -EINVAL;
+			}
+			break;
+		case 'E':
+			if (vswap_enable_mode_parse(optarg, &o->enable_mode)) {
+				fprintf(stderr, "vswap-vm: --enable-mode auto, copy or protect\n");
 				return -EINVAL;
 			}
 			break;
@@ -206,6 +209,8 @@ static void print_json(const struct vmm_opts *o, const struct vmm_result *r, boo
 	json_u64(&w, o->vcpus);
 	json_key(&w, "durability");
 	json_string(&w, vswap_durability_name(o->durability));
+	json_key(&w, "enable_mode");
+	json_string(&w, vswap_enable_mode_name(o->enable_mode));
 	json_key(&w, "store");
 	json_string(&w, r->path);
 	json_key(&w, "cycles");
