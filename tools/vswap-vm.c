@@ -14,6 +14,8 @@
 
 #include <vswap/handler.h>
 
+#include "tools/bench/common.h"
+#include "tools/bench/results.h"
 #include "tools/common/cli.h"
 #include "tools/common/json.h"
 #include "vm/vmm.h"
@@ -25,6 +27,7 @@ static void usage(FILE *f)
 	      "                [--json]\n"
 	      "       vswap-vm --hibernate --store PATH [--size BYTES] [--vcpus N] [--json]\n"
 	      "       vswap-vm --resume --store PATH [--hibernate] [--no-prefetch] [--json]\n"
+	      "       vswap-vm --bench [--sizes LIST] [--runs N] [--dir DIR] [--json]\n"
 	      "       vswap-vm --check-kvm\n"
 	      "  --size BYTES   guest RAM, K/M/G suffixes, a multiple of 2 MiB (default 256M)\n"
 	      "  --vcpus N      vCPUs running the guest program (default 2, at most 8)\n"
@@ -41,6 +44,11 @@ static void usage(FILE *f)
 	      "  --resume       resume the guest hibernated in --store, its pages faulting in\n"
 	      "                 lazily; the guest then checks every page\n"
 	      "  --no-prefetch  resume without reading the recorded working set ahead\n"
+	      "  --bench        measure hibernate, resume, working-set prefetch and fault-in,\n"
+	      "                 each beside its baseline (see vswap-vm(1))\n"
+	      "  --sizes LIST   --bench guest sizes (default 64M,256M,1G,4G)\n"
+	      "  --runs N       --bench runs per figure (default 3; medians)\n"
+	      "  --dir DIR      --bench file system (default /var/tmp)\n"
 	      "  --check-kvm    only check that KVM can run the guest here (exit 0 or 2)\n"
 	      "Exit status: 0 every page verified, 1 a check failed, 2 usage error or KVM\n"
 	      "missing or unusable.\n",
@@ -56,6 +64,8 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 	    {"json", no_argument, NULL, 'j'},	      {"hibernate", no_argument, NULL, 'H'},
 	    {"resume", no_argument, NULL, 'R'},	      {"no-prefetch", no_argument, NULL, 'P'},
 	    {"check-kvm", no_argument, NULL, 'K'},    {"enable-mode", required_argument, NULL, 'E'},
+	    {"bench", no_argument, NULL, 'B'},	      {"sizes", required_argument, NULL, 'Z'},
+	    {"runs", required_argument, NULL, 'N'},   {"dir", required_argument, NULL, 'd'},
 	    {"help", no_argument, NULL, 'h'},	      {NULL, 0, NULL, 0},
 	};
 	uint64_t n;
@@ -65,8 +75,13 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 			       .vcpus = 2,
 			       .cycles = 2,
 			       .durability = VSWAP_DURABILITY_BATCH,
-			       .hot_permille = 100};
-	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:E:jHRPKh", lo, NULL)) != -1) {
+			       .hot_permille = 100,
+			       .bench_dir = "/var/tmp",
+			       .bench_sizes = {64ull << 20, 256ull << 20, 1ull << 30, 4ull << 30},
+			       .nbench_sizes = 4,
+			       .faultin_size = 256ull << 20,
+			       .runs = 3};
+	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:E:jHRPKBZ:N:d:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (cli_parse_size(optarg, &o->size) || o->size < (16ull << 20) ||
@@ -118,6 +133,40 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 			break;
 		case 'P':
 			o->no_prefetch = true;
+			break;
+		case 'B':
+			o->bench = true;
+			break;
+		case 'Z': {
+			char *list = strdup(optarg), *save = NULL, *tok;
+
+			o->nbench_sizes = 0;
+			for (tok = strtok_r(list, ",", &save); tok;
+			     tok = strtok_r(NULL, ",", &save)) {
+				uint64_t v;
+
+				if (o->nbench_sizes == 8 || cli_parse_size(tok, &v) ||
+				    v < (16ull << 20) || v % (2ull << 20) || v > (8ull << 30)) {
+					fprintf(stderr,
+						"vswap-vm: --sizes: up to 8 sizes, 16M to 8G, "
+						"multiples of 2M\n");
+					free(list);
+					return -EINVAL;
+				}
+				o->bench_sizes[o->nbench_sizes++] = v;
+			}
+			free(list);
+			break;
+		}
+		case 'N':
+			if (cli_parse_u64(optarg, &n) || n < 1 || n > 32) {
+				fprintf(stderr, "vswap-vm: --runs: 1 to 32\n");
+				return -EINVAL;
+			}
+			o->runs = (unsigned)n;
+			break;
+		case 'd':
+			o->bench_dir = optarg;
 			break;
 		case 'K':
 			o->check_kvm = true;
@@ -281,6 +330,12 @@ static void print_json(const struct vmm_opts *o, const struct vmm_result *r, boo
 		fprintf(stderr, "vswap-vm: status %s\n", r->status_json);
 }
 
+static void bench_row(void *ctx, const char *name, double value, const char *unit,
+		      const char *baseline, double baseline_value)
+{
+	bench_add(ctx, name, value, unit, baseline, baseline_value);
+}
+
 int main(int argc, char **argv)
 {
 	struct vmm_opts o;
@@ -290,6 +345,7 @@ int main(int argc, char **argv)
 
 	if (parse(argc, argv, &o))
 		return 2;
+	bool json = o.json;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return 1;
@@ -298,6 +354,26 @@ int main(int argc, char **argv)
 	sigemptyset(&block);
 	sigaddset(&block, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &block, NULL);
+	if (o.bench) {
+		struct bench_results br = {0};
+		char machine[256];
+
+		o.json = true; /* the flows' progress goes to stderr */
+		rc = vmm_bench(&o, bench_row, &br);
+		free(r);
+		if (rc == -ENODEV)
+			return VMM_EXIT_UNUSABLE;
+		bench_machine(machine, sizeof(machine));
+		if (json) {
+			bench_print_json_results(stdout, &br);
+		} else {
+			printf("vswap-vm --bench (%u vCPUs, median of %u runs; %s)\n", o.vcpus,
+			       o.runs, machine);
+			bench_print_table(stdout, &br);
+		}
+		bench_results_free(&br);
+		return rc ? 1 : 0;
+	}
 	if (o.check_kvm) {
 		free(r);
 		return vmm_check_kvm() ? VMM_EXIT_UNUSABLE : 0;

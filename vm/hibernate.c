@@ -375,7 +375,7 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	r->workset_recorded = nrec;
 	/* Every byte of the guest, checked by the guest. */
 	t0 = vm_now_ns();
-	if ((rc = vmm_guest(&m, VM_CMD_VERIFY, 0)))
+	if (!o->no_verify && (rc = vmm_guest(&m, VM_CMD_VERIFY, 0)))
 		goto out;
 	struct vswap_workset_stats wst;
 
