@@ -47,7 +47,7 @@ static void usage(FILE *f)
 	      "  --bench        measure hibernate, resume, working-set prefetch and fault-in,\n"
 	      "                 each beside its baseline (see vswap-vm(1))\n"
 	      "  --sizes LIST   --bench guest sizes (default 64M,256M,1G,4G)\n"
-	      "  --runs N       --bench runs per figure (default 3; medians)\n"
+	      "  --runs N       --bench resume and fault-in pairs (default 1; medians)\n"
 	      "  --dir DIR      --bench file system (default /var/tmp)\n"
 	      "  --check-kvm    only check that KVM can run the guest here (exit 0 or 2)\n"
 	      "Exit status: 0 every page verified, 1 a check failed, 2 usage error or KVM\n"
@@ -80,7 +80,7 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 			       .bench_sizes = {64ull << 20, 256ull << 20, 1ull << 30, 4ull << 30},
 			       .nbench_sizes = 4,
 			       .faultin_size = 256ull << 20,
-			       .runs = 3};
+			       .runs = 1};
 	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:E:jHRPKBZ:N:d:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
