@@ -29,7 +29,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxh_x86dispatch.h>
 
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
@@ -39,18 +38,10 @@
 #include <vswap/store.h>
 
 #include "tools/bench/common.h"
+#include "tools/bench/faults.h"
 #include "tools/bench/kswap.h"
 #include "tools/bench/results.h"
 
-/*
- * The fault-latency figures come from vswap-faultbench's
- * faultbench_measure(), the handler's own measurement, rather than a second
- * copy of it.  CMake builds every tools/vswap-*.c as its own program, so
- * its main() is renamed on the way in.
- */
-#define main vswap_faultbench_main
-#include "tools/vswap-faultbench.c"
-#undef main
 
 #define CHUNK_BYTES (2 * BENCH_MIB)          /* the handler's swap-out chunk */
 #define BATCH_COMMIT_BYTES (64 * BENCH_MIB)  /* "batch, commit every 64 MiB" */
@@ -203,7 +194,7 @@ static int fig_hash(struct bench *b)
 		double t0 = bench_now();
 
 		for (off = 0; off < b->size; off += b->page_size)
-			sink ^= XXH3_64bits_dispatch(src_at(b, off), b->page_size);
+			sink ^= bench_xxh3(src_at(b, off), b->page_size);
 		xx[r] = bench_gbps(b->size, bench_now() - t0);
 		t0 = bench_now();
 		for (off = 0; off < b->size; off += CHUNK_BYTES)
@@ -620,7 +611,7 @@ out:
  * drops the swap file's page cache and then either audits it
  * (vswap_fsck_run() in CHECK mode: every page read and its XXH3-64
  * checked) or reads the whole file with a plain reader and hashes every
- * 4 KiB page with XXH3_64bits_dispatch.  Three plain readers, 2 MiB
+ * 4 KiB page with bench_xxh3().  Three plain readers, 2 MiB
  * pread()s each: buffered (kernel readahead overlaps the disk with the
  * hashing), buffered after POSIX_FADV_SEQUENTIAL (twice the readahead, as
  * the audit asks for), and O_DIRECT (read, then hash); the fastest median
@@ -662,7 +653,7 @@ static int read_hash_pass(struct bench *b, const char *path, enum fsck_reader ho
 
 		err = pread_all(how == FR_DIRECT ? dfd : fd, b->dst, n, off);
 		for (i = 0; !err && i < n; i += b->page_size)
-			sink ^= XXH3_64bits_dispatch((const char *)b->dst + i, b->page_size);
+			sink ^= bench_xxh3((const char *)b->dst + i, b->page_size);
 	}
 	*gbps = bench_gbps(size, bench_now() - t0);
 	__asm__ volatile("" ::"r"(sink));

@@ -22,7 +22,9 @@
  *   -EPROTONOSUPPORT  unknown on-disk format version (superblock or index)
  *   -EMEDIUMTYPE      the index belongs to another swap file (UUID mismatch)
  *   -EXDEV            the store's page size differs from the system's
- *   -EBUSY            another handle holds the store's lock
+ *   -EBUSY            another handle holds the store's lock (a handler
+ *                     also answers it to a command while another job
+ *                     runs; vswap_strerror() says "busy" for both)
  *   -EBADMSG          a page failed its checksum (it is now recorded lost)
  *   -EIO              a page's bytes are missing (file truncated) or the
  *                     device failed (the page is recorded lost)
