@@ -43,49 +43,6 @@ double bench_gbps(uint64_t bytes, double secs)
 	return secs > 0 ? (double)bytes / secs / 1e9 : 0.0;
 }
 
-int bench_parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-	uint64_t mul = 1;
-
-	if (!s || !isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -EINVAL;
-	switch (toupper((unsigned char)*end)) {
-	case '\0':
-		break;
-	case 'K':
-		mul = BENCH_KIB;
-		break;
-	case 'M':
-		mul = BENCH_MIB;
-		break;
-	case 'G':
-		mul = BENCH_GIB;
-		break;
-	case 'T':
-		mul = BENCH_GIB * 1024;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (*end) {
-		end++;
-		if (!strcasecmp(end, "ib") || !strcasecmp(end, "b"))
-			end += strlen(end);
-		if (*end)
-			return -EINVAL;
-	}
-	if (v > UINT64_MAX / mul)
-		return -EINVAL;
-	*out = v * mul;
-	return 0;
-}
-
 static int bench_cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;

@@ -23,12 +23,6 @@ uint64_t bench_now_ns(void);
 /* Bytes over seconds in GB/s (10^9, as disks count). */
 double bench_gbps(uint64_t bytes, double secs);
 
-/*
- * Parse "256M", "1G", "4096", "2MiB", "512k": binary multiples, because
- * guest memory sizes are powers of two.  0 or -EINVAL.
- */
-int bench_parse_size(const char *s, uint64_t *out);
-
 /* The @q quantile (0..1) of @n values, nearest rank; sorts @v in place. */
 double bench_quantile(double *v, size_t n, double q);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "tools/bench/results.h"
+#include "tools/common/json.h"
 
 void bench_results_free(struct bench_results *r)
 {
@@ -80,53 +81,27 @@ void bench_print_table(FILE *f, const struct bench_results *r)
 	}
 }
 
-/* JSON numbers: NaN and infinities are not JSON, so they become null. */
-static void bench_json_num(FILE *f, double v)
+void bench_json_results(struct json_writer *w, const struct bench_results *r)
 {
-	if (isfinite(v))
-		fprintf(f, "%.6g", v);
-	else
-		fputs("null", f);
-}
-
-void bench_json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fputc('\\', f);
-		if ((unsigned char)*s < 0x20)
-			fprintf(f, "\\u%04x", (unsigned char)*s);
-		else
-			fputc(*s, f);
-	}
-	fputc('"', f);
-}
-
-void bench_print_json_results(FILE *f, const struct bench_results *r)
-{
-	size_t i;
-
-	fputs("\"results\":[", f);
-	for (i = 0; i < r->n; i++) {
+	json_key(w, "results");
+	json_begin_array(w);
+	for (size_t i = 0; i < r->n; i++) {
 		const struct bench_result *e = &r->v[i];
 
-		fputs(i ? ",\n{\"name\":" : "\n{\"name\":", f);
-		bench_json_str(f, e->name);
-		fputs(",\"value\":", f);
-		bench_json_num(f, e->value);
-		fputs(",\"unit\":", f);
-		bench_json_str(f, e->unit);
-		fputs(",\"baseline\":", f);
-		if (e->baseline[0])
-			bench_json_str(f, e->baseline);
-		else
-			fputs("null", f);
-		fputs(",\"baseline_value\":", f);
-		bench_json_num(f, e->baseline_value);
-		fputs(",\"ratio\":", f);
-		bench_json_num(f, e->ratio);
-		fputc('}', f);
+		json_begin_object(w);
+		json_key(w, "name");
+		json_string(w, e->name);
+		json_key(w, "value");
+		json_double(w, e->value); /* NaN and infinities become null */
+		json_key(w, "unit");
+		json_string(w, e->unit);
+		json_key(w, "baseline");
+		json_string(w, e->baseline[0] ? e->baseline : NULL);
+		json_key(w, "baseline_value");
+		json_double(w, e->baseline_value);
+		json_key(w, "ratio");
+		json_double(w, e->ratio);
+		json_end_object(w);
 	}
-	fputs("]", f);
+	json_end_array(w);
 }

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+struct json_writer;
+
 struct bench_result {
 	char name[48];
 	char unit[12];
@@ -35,11 +37,8 @@ int bench_add(struct bench_results *r, const char *name, double value, const cha
 
 void bench_print_table(FILE *f, const struct bench_results *r);
 
-/* Figure names and units are our own identifiers; only quotes and
- * backslashes could break the JSON, and they never appear, but escape. */
-void bench_json_str(FILE *f, const char *s);
-
-/* Print the "results" array (the caller prints the braces around it). */
-void bench_print_json_results(FILE *f, const struct bench_results *r);
+/* Write the "results" member: an array of {name, value, unit, baseline,
+ * baseline_value, ratio}. */
+void bench_json_results(struct json_writer *w, const struct bench_results *r);
 
 #endif
