@@ -2,7 +2,7 @@
 /*
  * The command-line tools as an operator runs them: the programs of the
  * build tree, started as child processes, their exit codes and output
- * checked.  Also the library's version and error wording the tools print.
+ * checked.
  * The whole suite skips (77) when the tools are not built (VSWAP_TOOLS=OFF);
  * the tests that run the demo skip without userfaultfd (not root).
  */
@@ -203,28 +203,6 @@ static void test_version_help_usage(void **state)
 		assert_non_null(strstr(r->err, "--help' for more information"));
 	}
 	free(r);
-}
-
-/* The library's version is the headers' (one definition, version.h). */
-static void test_library_version(void **state)
-{
-	(void)state;
-	char want[32];
-	snprintf(want, sizeof(want), "%d.%d.%d", VSWAP_VERSION_MAJOR, VSWAP_VERSION_MINOR,
-		 VSWAP_VERSION_PATCH);
-	assert_string_equal(VSWAP_VERSION, want);
-	assert_string_equal(vswap_version(), VSWAP_VERSION);
-	assert_int_equal(vswap_version_number(), VSWAP_VERSION_NUMBER);
-}
-
-/* -EBUSY is also a handler's answer to a command while another job runs:
- * the message may not claim another handle holds the store. */
-static void test_strerror_busy(void **state)
-{
-	(void)state;
-	const char *m = vswap_strerror(-EBUSY);
-	assert_non_null(strstr(m, "another handle"));
-	assert_non_null(strstr(m, "another operation is running"));
 }
 
 /* ---- vswap-fsck ------------------------------------------------------------ */
@@ -505,8 +483,6 @@ int main(void)
 	}
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_version_help_usage),
-	    cmocka_unit_test(test_library_version),
-	    cmocka_unit_test(test_strerror_busy),
 	    cmocka_unit_test_setup_teardown(test_fsck_orphans_apart, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fsck_names_allocation_failure, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fsck_json_escapes_invalid_utf8, setup, teardown),

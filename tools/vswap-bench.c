@@ -316,7 +316,7 @@ static int store_write_pass(struct bench *b, enum vswap_durability d, uint64_t c
 static int raw_write_pass(struct bench *b, uint64_t sync_every, bool direct, double *gbps)
 {
 	char path[PATH_MAX];
-	double secs, sync_secs, cpu0 = cpu_seconds();
+	double secs = 0, sync_secs = 0, cpu0 = cpu_seconds(); /* set unless the write fails */
 	int err;
 
 	tmp_path(b, "raw", path, sizeof(path));

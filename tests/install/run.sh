@@ -40,8 +40,9 @@ for t in "$build"/vswap-*; do
 	# installed beside it, whose version it reports.
 	v=$(env -u LD_LIBRARY_PATH "$prefix/bin/$name" --version) || die "$name --version failed"
 	[ "$v" = "$name $version" ] || die "$name --version says '$v', not '$name $version'"
-	deps=$(ldd "$prefix/bin/$name")
-	grep -qF "$libdir/libvswap.so" <<<"$deps" || die "$name does not load the installed libvswap.so"
+	loaded=$(env -u LD_LIBRARY_PATH ldd "$prefix/bin/$name" | awk '/libvswap/ { print $3 }')
+	[ -n "$loaded" ] && [ "$(readlink -f "$loaded")" = "$(readlink -f "$libdir/libvswap.so")" ] ||
+		die "$name does not load the installed libvswap.so (it loads '$loaded')"
 done
 for m in "$here"/../../docs/*.[1-8]; do
 	[ -f "$m" ] || continue
