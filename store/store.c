@@ -66,6 +66,7 @@ static void handle_free(struct vswap_store *s)
 	if (s->fd >= 0)
 		close(s->fd); /* releases the flock */
 	tables_free(s);
+	blob_free(s);
 	free(s->region_pages);
 	free(s->staging_path);
 	free(s->index_path);
