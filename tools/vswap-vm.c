@@ -18,32 +18,40 @@
 #include "tools/common/json.h"
 #include "vm/vmm.h"
 
-static void usage(FILE *f)
-{
-	fprintf(
-	    f,
-	    "usage: vswap-vm [--size BYTES] [--vcpus N] [--cycles N] [--store PATH] [--keep]\n"
-	    "                [--durability full|batch|none] [--json]\n"
-	    "  --size BYTES   guest RAM, K/M/G suffixes, a multiple of 2 MiB (default 256M)\n"
-	    "  --vcpus N      vCPUs running the guest program (default 2, at most 8)\n"
-	    "  --cycles N     enable..disable cycles (default 2)\n"
-	    "  --store PATH   swap file to create (default: in a fresh directory under /var/tmp)\n"
-	    "  --keep         keep the store's files at the end\n"
-	    "  --durability   the store's durability mode (default batch)\n"
-	    "  --json         print the summary as one JSON object (progress goes to stderr)\n"
-	    "  --check-kvm    only check that KVM can run the guest here (exit 0 or 2)\n"
+static const struct cli_tool tool = {
+    .name = "vswap-vm",
+    .synopsis = "[--size BYTES] [--vcpus N] [--cycles N] [--store PATH] [--keep]\n"
+		"       [--durability full|batch|none] [--json] [--check-kvm]\n",
+    .help = "A minimal KVM virtual machine that embeds vswap; its guest verifies its memory.\n"
+	    "\n"
+	    "      --size BYTES   guest RAM, K/M/G suffixes, a multiple of 2 MiB (default 256M)\n"
+	    "      --vcpus N      vCPUs running the guest program (default 2, at most 8)\n"
+	    "      --cycles N     enable..disable cycles (default 2)\n"
+	    "      --store PATH   swap file to create (default: in a fresh directory under\n"
+	    "                     /var/tmp)\n"
+	    "      --keep         keep the store's files at the end\n"
+	    "      --durability   the store's durability mode (default batch)\n"
+	    "      --json         print the summary as one JSON object (progress on stderr)\n"
+	    "      --check-kvm    only check that KVM can run the guest here (exit 0 or "
+	    "2)\n" CLI_STANDARD_HELP "\n"
 	    "Exit status: 0 every page verified, 1 a check failed, 2 usage error or KVM\n"
-	    "missing or unusable.\n");
-}
+	    "missing or unusable.\n",
+    .usage_exit = CLI_EXIT_USAGE,
+};
 
 static int parse(int argc, char **argv, struct vmm_opts *o)
 {
 	static const struct option lo[] = {
-	    {"size", required_argument, NULL, 's'},   {"vcpus", required_argument, NULL, 'v'},
-	    {"cycles", required_argument, NULL, 'c'}, {"store", required_argument, NULL, 'S'},
-	    {"keep", no_argument, NULL, 'k'},	      {"durability", required_argument, NULL, 'D'},
-	    {"json", no_argument, NULL, 'j'},	      {"check-kvm", no_argument, NULL, 'K'},
-	    {"help", no_argument, NULL, 'h'},	      {NULL, 0, NULL, 0},
+	    {"size", required_argument, NULL, 's'},
+	    {"vcpus", required_argument, NULL, 'v'},
+	    {"cycles", required_argument, NULL, 'c'},
+	    {"store", required_argument, NULL, 'S'},
+	    {"keep", no_argument, NULL, 'k'},
+	    {"durability", required_argument, NULL, 'D'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"check-kvm", no_argument, NULL, 'K'},
+	    CLI_STANDARD_LONGOPTS,
+	    {NULL, 0, NULL, 0},
 	};
 	uint64_t n;
 	int c;
@@ -58,21 +66,21 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 		case 's':
 			if (cli_parse_size(optarg, &o->size) || o->size < (16ull << 20) ||
 			    o->size % (2ull << 20) || o->size > (8ull << 30)) {
-				fprintf(stderr, "vswap-vm: --size: 16M to 8G, a multiple of 2M\n");
-				return -EINVAL;
+				cli_usage_error(&tool, "--size: 16M to 8G, a multiple of 2M");
+				return -1;
 			}
 			break;
 		case 'v':
 			if (cli_parse_u64(optarg, &n) || n < 1 || n > VM_MAX_VCPUS) {
-				fprintf(stderr, "vswap-vm: --vcpus: 1 to %u\n", VM_MAX_VCPUS);
-				return -EINVAL;
+				cli_usage_error(&tool, "--vcpus: 1 to %u", VM_MAX_VCPUS);
+				return -1;
 			}
 			o->vcpus = (unsigned)n;
 			break;
 		case 'c':
 			if (cli_parse_u64(optarg, &n) || n < 1 || n > 1000) {
-				fprintf(stderr, "vswap-vm: --cycles: 1 to 1000\n");
-				return -EINVAL;
+				cli_usage_error(&tool, "--cycles: 1 to 1000");
+				return -1;
 			}
 			o->cycles = (unsigned)n;
 			break;
@@ -84,8 +92,8 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 			break;
 		case 'D':
 			if (vswap_durability_parse(optarg, &o->durability)) {
-				fprintf(stderr, "vswap-vm: --durability full, batch or none\n");
-				return -EINVAL;
+				cli_usage_error(&tool, "--durability full, batch or none");
+				return -1;
 			}
 			break;
 		case 'j':
@@ -94,17 +102,14 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 		case 'K':
 			o->check_kvm = true;
 			break;
-		case 'h':
-			usage(stdout);
-			exit(0);
 		default:
-			usage(stderr);
-			return -EINVAL;
+			/* 1: --help or --version shown; -1: a usage error. */
+			return cli_standard_option(&tool, c);
 		}
 	}
 	if (optind != argc) {
-		usage(stderr);
-		return -EINVAL;
+		cli_usage_error(&tool, "unexpected argument '%s'", argv[optind]);
+		return -1;
 	}
 	return 0;
 }
@@ -135,7 +140,7 @@ static void print_json(const struct vmm_opts *o, const struct vmm_result *r, boo
 	struct json_writer w;
 
 	json_init(&w, stdout);
-	json_begin_object(&w);
+	json_begin_document(&w);
 	json_key(&w, "ok");
 	json_bool(&w, ok);
 	json_key(&w, "size");
@@ -201,8 +206,9 @@ int main(int argc, char **argv)
 	sigset_t block;
 	int rc;
 
-	if (parse(argc, argv, &o))
-		return 2;
+	rc = parse(argc, argv, &o);
+	if (rc)
+		return rc > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return 1;
