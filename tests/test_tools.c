@@ -261,15 +261,14 @@ static void test_fsck_orphans_apart(void **state)
 static void test_fsck_names_allocation_failure(void **state)
 {
 	struct store_fixture *f = *state;
-	struct run *r = new_run();
 	struct run_opts o = {.as_limit = 512u << 20};
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 	/* A sanitizer's shadow memory does not fit under the limit. */
 	fprintf(stderr, "skipped: address-space limit under a sanitizer\n");
-	free(r);
 	skip();
 #endif
+	struct run *r = new_run();
 
 	make_store(f, 4);
 	RUN(r, &o, "vswap-fsck", "-n", "--read-size", "256M", f->path);
@@ -416,8 +415,8 @@ static void test_demo_removes_only_its_own(void **state)
 static void test_demo_audits_a_store_holding_pages(void **state)
 {
 	struct store_fixture *f = *state;
-	struct run *r = new_run();
 	skip_without_uffd();
+	struct run *r = new_run();
 
 	RUN(r, NULL, "vswap-demo", "--size", "8M", "--cycles", "1", "--json", "--store", f->path);
 	assert_int_equal(r->status, 0);
@@ -435,9 +434,9 @@ static void test_demo_audits_a_store_holding_pages(void **state)
 static void test_demo_signal_exit_code(void **state)
 {
 	struct store_fixture *f = *state;
-	struct run *r = new_run();
 	struct run_opts o = {.term_pending = true};
 	skip_without_uffd();
+	struct run *r = new_run();
 
 	RUN(r, &o, "vswap-demo", "--size", "4M", "--cycles", "1", "--store", f->path);
 	assert_int_equal(r->status, 130);
@@ -452,7 +451,6 @@ static void test_demo_signal_exit_code(void **state)
 static void test_demo_stops_waiting_on_failed(void **state)
 {
 	struct store_fixture *f = *state;
-	struct run *r = new_run();
 	char mnt[PATH_MAX], store[PATH_MAX + 16];
 	skip_without_uffd();
 
@@ -461,9 +459,9 @@ static void test_demo_stops_waiting_on_failed(void **state)
 	if (mount("tmpfs", mnt, "tmpfs", 0, "size=4m") != 0) {
 		fprintf(stderr, "skipped: cannot mount a tmpfs: %s\n", strerror(errno));
 		rmdir(mnt);
-		free(r);
 		skip();
 	}
+	struct run *r = new_run();
 	snprintf(store, sizeof(store), "%s/g.swap", mnt);
 	RUN(r, NULL, "vswap-demo", "--size", "32M", "--cycles", "1", "--store", store);
 	umount2(mnt, MNT_DETACH);
