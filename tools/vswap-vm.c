@@ -21,17 +21,28 @@
 static const struct cli_tool tool = {
     .name = "vswap-vm",
     .synopsis = "[--size BYTES] [--vcpus N] [--cycles N] [--store PATH] [--keep]\n"
-		"       [--durability full|batch|none] [--json] [--check-kvm]\n",
+		"                [--durability full|batch|none] [--enable-mode auto|copy|protect]\n"
+		"                [--json]\n"
+		"       vswap-vm --hibernate --store PATH [--size BYTES] [--vcpus N] [--json]\n"
+		"       vswap-vm --resume --store PATH [--hibernate] [--no-prefetch] [--json]\n"
+		"       vswap-vm --check-kvm\n",
     .help = "A minimal KVM virtual machine that embeds vswap; its guest verifies its memory.\n"
 	    "\n"
 	    "      --size BYTES   guest RAM, K/M/G suffixes, a multiple of 2 MiB (default 256M)\n"
 	    "      --vcpus N      vCPUs running the guest program (default 2, at most 8)\n"
 	    "      --cycles N     enable..disable cycles (default 2)\n"
-	    "      --store PATH   swap file to create (default: in a fresh directory under\n"
-	    "                     /var/tmp)\n"
+	    "      --store PATH   swap file (default: in a fresh directory under /var/tmp)\n"
 	    "      --keep         keep the store's files at the end\n"
 	    "      --durability   the store's durability mode (default batch)\n"
+	    "      --enable-mode  how enable takes guest memory (default auto: protect where\n"
+	    "                     the kernel has userfaultfd write protection on shmem)\n"
 	    "      --json         print the summary as one JSON object (progress on stderr)\n"
+	    "      --hibernate    run the guest, stop it mid-pass, swap every page out to the\n"
+	    "                     store, save the vCPUs as blobs, close; with --resume: resume,\n"
+	    "                     then hibernate again (with this resume's working set)\n"
+	    "      --resume       resume the guest hibernated in --store, its pages faulting in\n"
+	    "                     lazily; the guest then checks every page\n"
+	    "      --no-prefetch  resume without reading the recorded working set ahead\n"
 	    "      --check-kvm    only check that KVM can run the guest here (exit 0 or "
 	    "2)\n" CLI_STANDARD_HELP "\n"
 	    "Exit status: 0 every page verified, 1 a check failed, 2 usage error or KVM\n"
@@ -49,7 +60,11 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 	    {"keep", no_argument, NULL, 'k'},
 	    {"durability", required_argument, NULL, 'D'},
 	    {"json", no_argument, NULL, 'j'},
+	    {"hibernate", no_argument, NULL, 'H'},
+	    {"resume", no_argument, NULL, 'R'},
+	    {"no-prefetch", no_argument, NULL, 'P'},
 	    {"check-kvm", no_argument, NULL, 'K'},
+	    {"enable-mode", required_argument, NULL, 'E'},
 	    CLI_STANDARD_LONGOPTS,
 	    {NULL, 0, NULL, 0},
 	};
@@ -61,7 +76,7 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 			       .cycles = 2,
 			       .durability = VSWAP_DURABILITY_BATCH,
 			       .hot_permille = 100};
-	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:jKh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:E:jHRPKh", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (cli_parse_size(optarg, &o->size) || o->size < (16ull << 20) ||
@@ -96,8 +111,23 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 				return -1;
 			}
 			break;
+		case 'E':
+			if (vswap_enable_mode_parse(optarg, &o->enable_mode)) {
+				cli_usage_error(&tool, "--enable-mode auto, copy or protect");
+				return -1;
+			}
+			break;
 		case 'j':
 			o->json = true;
+			break;
+		case 'H':
+			o->hibernate = true;
+			break;
+		case 'R':
+			o->resume = true;
+			break;
+		case 'P':
+			o->no_prefetch = true;
 			break;
 		case 'K':
 			o->check_kvm = true;
@@ -111,11 +141,48 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 		cli_usage_error(&tool, "unexpected argument '%s'", argv[optind]);
 		return -1;
 	}
+	if ((o->hibernate || o->resume) && !o->store) {
+		cli_usage_error(&tool, "--hibernate and --resume need --store PATH");
+		return -1;
+	}
 	return 0;
+}
+
+static void print_resume(const struct vmm_opts *o, const struct vmm_result *r, bool ok)
+{
+	if (o->resume) {
+		printf("\nresumed from %s\n", r->path);
+		printf("  store opened -> first guest instruction  %.3f ms\n",
+		       r->resume_to_first_instruction_ms);
+		printf("  first instruction -> working set in      %.3f ms (%llu faults from the "
+		       "file)\n",
+		       r->resume_to_hot_ms, (unsigned long long)r->resume_faults_hot);
+		printf("  working set: %llu pages replayed, %llu prefetched; %llu recorded\n",
+		       (unsigned long long)r->workset_replayed,
+		       (unsigned long long)r->workset_prefetched,
+		       (unsigned long long)r->workset_recorded);
+		printf("  faults from file         %10llu\n", (unsigned long long)r->from_file);
+		printf("  checksum failures        %10llu\n",
+		       (unsigned long long)r->status.metrics.checksum_failures);
+		printf("  pages that read wrong    %10llu\n", (unsigned long long)r->wrong_pages);
+	}
+	if (r->failed_vcpus)
+		printf("  vCPUs failed             %10u%s%s\n", r->failed_vcpus,
+		       r->sigbus ? ": " : "", r->sigbus ? r->sigbus_msg : "");
+	if (o->hibernate && r->hibernate_ms > 0)
+		printf("hibernated to %s: %llu pages in %.1f ms\n", r->path,
+		       (unsigned long long)r->hibernated_pages, r->hibernate_ms);
+	printf("%s\n", ok ? (o->resume ? "vswap-vm: OK, every page verified by the guest"
+				       : "vswap-vm: OK, hibernated")
+			  : "vswap-vm: FAILED");
 }
 
 static void print_summary(const struct vmm_opts *o, const struct vmm_result *r, bool ok)
 {
+	if (o->resume || o->hibernate) {
+		print_resume(o, r, ok);
+		return;
+	}
 	printf("\nsummary (%u cycle%s, %llu MiB guest, %u vCPUs, %s durability)\n", r->cycles_done,
 	       r->cycles_done == 1 ? "" : "s", (unsigned long long)(o->size >> 20), o->vcpus,
 	       vswap_durability_name(o->durability));
@@ -149,6 +216,8 @@ static void print_json(const struct vmm_opts *o, const struct vmm_result *r, boo
 	json_u64(&w, o->vcpus);
 	json_key(&w, "durability");
 	json_string(&w, vswap_durability_name(o->durability));
+	json_key(&w, "enable_mode");
+	json_string(&w, vswap_enable_mode_name(o->enable_mode));
 	json_key(&w, "store");
 	json_string(&w, r->path);
 	json_key(&w, "cycles");
@@ -191,6 +260,26 @@ static void print_json(const struct vmm_opts *o, const struct vmm_result *r, boo
 		json_end_object(&w);
 	}
 	json_end_array(&w);
+	if (o->resume || o->hibernate) {
+		json_key(&w, "hibernated_pages");
+		json_u64(&w, r->hibernated_pages);
+		json_key(&w, "hibernate_ms");
+		json_double(&w, r->hibernate_ms);
+	}
+	if (o->resume) {
+		json_key(&w, "resume_to_first_instruction_ms");
+		json_double(&w, r->resume_to_first_instruction_ms);
+		json_key(&w, "resume_to_working_set_ms");
+		json_double(&w, r->resume_to_hot_ms);
+		json_key(&w, "faults_until_working_set");
+		json_u64(&w, r->resume_faults_hot);
+		json_key(&w, "workset_replayed");
+		json_u64(&w, r->workset_replayed);
+		json_key(&w, "workset_prefetched");
+		json_u64(&w, r->workset_prefetched);
+		json_key(&w, "workset_recorded");
+		json_u64(&w, r->workset_recorded);
+	}
 	json_key(&w, "fsck_exit");
 	json_i64(&w, r->fsck_exit);
 	json_end_object(&w);
@@ -221,15 +310,22 @@ int main(int argc, char **argv)
 		free(r);
 		return vmm_check_kvm() ? VMM_EXIT_UNUSABLE : 0;
 	}
-	rc = vmm_cycles(&o, r);
+	if (o.resume)
+		rc = vmm_resume(&o, r);
+	else if (o.hibernate)
+		rc = vmm_hibernate(&o, r);
+	else
+		rc = vmm_cycles(&o, r);
 	if (rc == -ENODEV) {
 		free(r);
 		return VMM_EXIT_UNUSABLE;
 	}
-	if (rc && rc != -EIO)
+	/* The flows name what failed; a bare code only when they could not. */
+	if (rc && rc != -EIO && rc != -ENOENT && !(o.resume || o.hibernate))
 		fprintf(stderr, "vswap-vm: %s\n", vswap_strerror(rc));
 	bool ok = !rc && r->wrong_pages == 0 && r->fsck_exit == 0 && !r->failed_vcpus &&
-		  r->status.metrics.checksum_failures == 0 && r->cycles_done == o.cycles;
+		  r->status.metrics.checksum_failures == 0 &&
+		  (o.resume || o.hibernate || r->cycles_done == o.cycles);
 
 	if (o.json)
 		print_json(&o, r, ok);

@@ -29,6 +29,7 @@ struct vmm_opts {
 	bool no_prefetch;      /* resume without reading the recorded working set ahead */
 	uint32_t hot_permille; /* the hot subset a resumed guest reads first */
 	bool check_kvm;
+	enum vswap_enable_mode enable_mode;
 };
 
 #define VMM_MAX_STAGES 64
