@@ -70,7 +70,8 @@ static int begin(struct vswap_store *s, unsigned flags, MDB_txn **txn)
 {
 	int rc = mdb_txn_begin(s->env, NULL, flags, txn);
 	if (rc == MDB_MAP_RESIZED) {
-		/* Another process grew the map: adopt its size (peers.md). */
+		/* Another process grew the map: adopt its size (LMDB returns
+		 * MDB_MAP_RESIZED until the environment does). */
 		mdb_env_set_mapsize(s->env, 0);
 		rc = mdb_txn_begin(s->env, NULL, flags, txn);
 	}
@@ -122,7 +123,8 @@ int index_open(struct vswap_store *s, bool create)
 	unsigned dflags = create ? MDB_CREATE : 0;
 	if ((rc = mdb_dbi_open(txn, "meta", dflags, &s->dbi_meta)) ||
 	    (rc = mdb_dbi_open(txn, "pages", dflags, &s->dbi_pages)) ||
-	    (rc = mdb_dbi_open(txn, "staging", dflags, &s->dbi_staging))) {
+	    (rc = mdb_dbi_open(txn, "staging", dflags, &s->dbi_staging)) ||
+	    (rc = blob_db_open(s, txn))) {
 		mdb_txn_abort(txn);
 		store_log(s, VSWAP_LOG_ERROR, "%s: bad index: not a vswap index (%s)", s->index_path,
 			  mdb_strerror(rc));
@@ -166,7 +168,7 @@ int index_identify(const struct vswap_store *s, uint8_t uuid[16])
 		uint64_t sum;
 		memcpy(&sum, (uint8_t *)d.mv_data + 16, 8);
 		probe.seed = checksum_store_seed(d.mv_data);
-		if (le64toh(sum) == record_check(&probe, DB_META, K_UUID, k.mv_size, d.mv_data, 16)) {
+		if (le64toh(sum) == index_record_check(&probe, DB_META, K_UUID, k.mv_size, d.mv_data, 16)) {
 			memcpy(uuid, d.mv_data, 16);
 			ret = 0;
 		}
@@ -194,7 +196,7 @@ static int put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const 
 	int rc = mdb_put(txn, s->dbi_meta, &k, &d, MDB_RESERVE);
 	if (rc)
 		return rc;
-	uint64_t sum = htole64(record_check(s, DB_META, key, k.mv_size, v, len));
+	uint64_t sum = htole64(index_record_check(s, DB_META, key, k.mv_size, v, len));
 	memcpy(d.mv_data, v, len);
 	memcpy((uint8_t *)d.mv_data + len, &sum, 8);
 	return 0;
@@ -289,7 +291,7 @@ static int get_meta(struct vswap_store *s, MDB_txn *txn, const char *key, MDB_va
 	out->mv_size -= 8;
 	uint64_t sum;
 	memcpy(&sum, (uint8_t *)out->mv_data + out->mv_size, 8);
-	if (le64toh(sum) != record_check(s, DB_META, key, k.mv_size, out->mv_data, out->mv_size))
+	if (le64toh(sum) != index_record_check(s, DB_META, key, k.mv_size, out->mv_data, out->mv_size))
 		return META_BAD;
 	return 0;
 }
@@ -803,6 +805,8 @@ static int commit_once(struct vswap_store *s)
 	}
 	if (!rc && s->meta_dirty)
 		rc = put_all_meta(s, txn);
+	if (!rc)
+		rc = blob_commit_txn(s, txn);
 	if (rc) {
 		mdb_txn_abort(txn);
 		return rc;

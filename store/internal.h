@@ -160,6 +160,9 @@ struct vswap_store {
 
 	MDB_env *env;
 	MDB_dbi dbi_meta, dbi_pages, dbi_staging;
+	MDB_dbi dbi_blobs;
+	bool have_blobs;             /* the blobs database exists (blob.c) */
+	struct blob_pending *blobs;  /* puts and deletes for the next commit */
 	uint64_t map_size;
 
 	struct vswap_io io;
@@ -204,7 +207,7 @@ int index_set_clean(struct vswap_store *s, bool clean);
 uint64_t index_bytes_used(struct vswap_store *s);
 
 /* record.c: record encodings and checks */
-uint64_t record_check(const struct vswap_store *s, uint32_t db, const void *key, size_t klen,
+uint64_t index_record_check(const struct vswap_store *s, uint32_t db, const void *key, size_t klen,
 		      const void *val, size_t vlen);
 void record_seal(const struct vswap_store *s, uint32_t db, uint64_t group, uint8_t *val,
 		 size_t len);
@@ -218,6 +221,13 @@ enum vswap_record_fault staging_decode(const struct vswap_store *s, uint64_t key
 uint64_t staging_view_sum(const struct staging_view *v, unsigned bit);
 size_t staging_encode(const struct vswap_store *s, uint64_t g, uint8_t *buf);
 const char *record_fault_name(enum vswap_record_fault f);
+
+/* blob.c: named values committed with the pages (hooks for index.c) */
+int blob_db_open(struct vswap_store *s, MDB_txn *txn);
+bool blob_pending(const struct vswap_store *s);
+int blob_commit_txn(struct vswap_store *s, MDB_txn *txn);
+void blob_committed(struct vswap_store *s);
+void blob_free(struct vswap_store *s);
 
 /* staging.c: the staging file */
 int staging_create(struct vswap_store *s, const char *dir);

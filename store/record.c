@@ -16,7 +16,7 @@
 
 #include "store/internal.h"
 
-uint64_t record_check(const struct vswap_store *s, uint32_t db, const void *key, size_t klen,
+uint64_t index_record_check(const struct vswap_store *s, uint32_t db, const void *key, size_t klen,
 		      const void *val, size_t vlen)
 {
 	/* Streamed: the same XXH3-64 as over the concatenation, no copy. */
@@ -51,7 +51,7 @@ static uint64_t group_check(const struct vswap_store *s, uint32_t db, uint64_t g
 			    const uint8_t *val, size_t len)
 {
 	uint64_t be = htobe64(group);
-	return record_check(s, db, &be, 8, val, len);
+	return index_record_check(s, db, &be, 8, val, len);
 }
 
 void record_seal(const struct vswap_store *s, uint32_t db, uint64_t group, uint8_t *val, size_t len)

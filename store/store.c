@@ -68,6 +68,7 @@ static void handle_free(struct vswap_store *s)
 	if (s->fd >= 0)
 		close(s->fd); /* releases the flock */
 	tables_free(s);
+	blob_free(s);
 	free(s->region_pages);
 	free(s->staging_path);
 	free(s->index_path);
@@ -359,6 +360,9 @@ int vswap_store_create(const char *path, const struct vswap_store_opts *opts,
 {
 	if (!path || !out || (opts && opts->read_only))
 		return -EINVAL;
+	static const uint64_t zero[8]; /* the options' reserved space */
+	if (opts && memcmp(opts->reserved, zero, sizeof(zero)) != 0)
+		return -EINVAL;
 	struct vswap_store *s = handle_new(path, opts);
 	if (!s)
 		return -ENOMEM;
@@ -440,6 +444,9 @@ static int open_store(const char *path, const struct vswap_store_opts *opts, boo
 {
 	if (!path || !out)
 		return -EINVAL;
+	static const uint64_t zero[8]; /* the options' reserved space */
+	if (opts && memcmp(opts->reserved, zero, sizeof(zero)) != 0)
+		return -EINVAL;
 	struct vswap_store *s = handle_new(path, opts);
 	if (!s)
 		return -ENOMEM;
@@ -487,7 +494,8 @@ static int close_store(struct vswap_store *s, bool clean)
 		return 0;
 	int ret = 0;
 	/* A forked child that inherited the handle only lets go of it: the
-	 * LMDB environment belongs to the parent (peers.md). */
+	 * LMDB environment belongs to the parent (LMDB forbids using an
+	 * environment in a forked child). */
 	if (!s->read_only && s->pid == getpid()) {
 		s->meta_dirty = true;
 		ret = vswap_store_commit(s);

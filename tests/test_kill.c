@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Kill test (issue 4, "Proof"): a child process runs a guest and a handler
- * over a store, cycling enable / trim / swap-out / faults / balloon remove /
- * swap-in, with the durability mode changing every few cycles (see
+ * Kill test of the crash invariants (docs/DESIGN.md): a child process runs a
+ * guest and a handler over a store, cycling enable / trim / swap-out /
+ * faults / balloon remove / swap-in, with the durability mode changing every few cycles (see
  * tests/helpers/kill_workload.h); the parent SIGKILLs it at random moments
  * and, after each kill:
  *   - rfx_check_after_crash(): vswap-fsck -y exits 0 or 1, a second run
@@ -436,12 +436,15 @@ static void one_kill(struct kill_test *kt, unsigned n)
 	}
 	/* No swap file: the kill landed in a creation (the store names its swap
 	 * file last), perhaps before the new child had reported its phase. */
-	if (ph == KW_CREATE || access(kt->path, F_OK) != 0)
+	bool in_create = ph == KW_CREATE || access(kt->path, F_OK) != 0;
+	if (in_create)
 		check_created(kt);
 	else
 		ok = check_store(kt, n, ph, vswap_durability_name(mode)) && ok;
-	/* Reuse two repaired stores in three; never a broken or half-made one. */
-	if (!ok || ph == KW_CREATE || rng_next(&kt->rng) % 3 == 0) {
+	/* Reuse two repaired stores in three; never a broken or half-made one
+	 * (a kill in a creation the child had not reported yet leaves no swap
+	 * file to reopen). */
+	if (!ok || in_create || rng_next(&kt->rng) % 3 == 0) {
 		fresh_store(kt);
 		kt->t.fresh++;
 	} else {

@@ -125,6 +125,9 @@ struct vswap_fsck_opts {
 	vswap_log_fn log;
 	void *log_ctx;
 	enum vswap_log_level log_level;
+	/* Room for options added later without an ABI break (docs/ABI.md):
+	 * must be zero (zero-initialise the struct); -EINVAL otherwise. */
+	uint64_t reserved[8];
 };
 
 /* Prepare an audit of the store at @path.  Nothing is opened yet. */
@@ -134,7 +137,7 @@ int vswap_fsck_new(const char *path, const struct vswap_fsck_opts *opts, struct 
  * Run the audit (and the repairs the mode allows).  Returns 0 when the audit
  * ran to the end, whatever it found (see vswap_fsck_exit_code()), or:
  *   -EBUSY       a repair was asked and a live handler holds the store
- *                (vswap_fsck_holder() names it);
+ *                (vswap_fsck_busy() names it);
  *   -ECANCELED   *opts.cancel became non-zero;
  *   other        the store could not be audited (it cannot be opened, the
  *                index belongs to another swap file, ...); the problems
