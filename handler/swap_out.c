@@ -74,6 +74,9 @@ int swap_out_flush(struct vswap_handler *h)
 		m->unclean_pages = 0;
 	}
 	pthread_mutex_unlock(&h->lock);
+	/* Protect mode: the committed pages leave guest memory on the pool
+	 * while this thread writes the next ones. */
+	protect_remove_start(h);
 	return rc;
 }
 
@@ -104,6 +107,7 @@ int64_t swap_out_chunk(struct vswap_handler *h)
 		if (found < 0)
 			return found;
 		int rc = swap_out_flush(h);
+		protect_remove_wait(h); /* Active: the pages are out of memory */
 		return rc < 0 ? rc : 0;
 	}
 	/* The staging file is one mapping over all regions, so a run may
