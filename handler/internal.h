@@ -32,6 +32,8 @@
 /* Epoll tokens below UFFD_TOKEN_BASE. */
 enum { TOKEN_CMD = 1, TOKEN_JOB = 2 };
 
+enum { SWAP_OUT_HOOK_WRITTEN = 0, SWAP_OUT_HOOK_COMMITTED = 1 };
+
 /* Swap-out commits (and so frees staging) every this many bytes. */
 #define SWAP_OUT_GROUP_BYTES (64u << 20)
 /* Faults and remove events leave the index behind; the monitor commits
@@ -188,6 +190,12 @@ struct vswap_handler {
 	 * without the lock, so a test can hold a job still meanwhile. */
 	void (*job_hook)(void *ctx);
 	void *job_hook_ctx;
+	/* Test hook: called by the swap-out on the monitor thread, without
+	 * the lock, after each chunk's write (SWAP_OUT_HOOK_WRITTEN) and after
+	 * each commit before the removals it allows (SWAP_OUT_HOOK_COMMITTED),
+	 * so a test can place a guest write in either window. */
+	void (*swap_out_hook)(void *ctx, int where);
+	void *swap_out_hook_ctx;
 
 	pthread_t thread;
 	atomic_uint nuffds; /* the monitor's list length, for status() */

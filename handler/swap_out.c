@@ -74,6 +74,8 @@ int swap_out_flush(struct vswap_handler *h)
 		m->unclean_pages = 0;
 	}
 	pthread_mutex_unlock(&h->lock);
+	if (h->swap_out_hook)
+		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_COMMITTED);
 	/* Protect mode: the committed pages leave guest memory on the pool
 	 * while this thread writes the next ones. */
 	protect_remove_start(h);
@@ -95,6 +97,8 @@ int64_t swap_out_chunk(struct vswap_handler *h)
 		pthread_mutex_unlock(&h->lock);
 		if (rc < 0)
 			return rc;
+		if (h->swap_out_hook)
+			h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_WRITTEN);
 		if (m->unclean_pages << h->page_shift >= SWAP_OUT_GROUP_BYTES &&
 		    (rc = swap_out_flush(h)) < 0)
 			return rc;
