@@ -61,9 +61,6 @@
 #define VM_PORT_PAUSE 0xe1   /* paused at a pause point: do not re-enter */
 #define VM_PORT_RESUMED 0xe2 /* the instruction after a pause point */
 #define VM_PORT_FAULT 0xe3   /* an exception: eax = vector */
-#define VM_PORT_PHASE 0xe4   /* eax = a phase done (VM_PHASE_*) */
-
-#define VM_PHASE_HOT 1 /* the hot pass of a command finished */
 
 /* The image header at VM_CODE_BASE: where the VMM finds the entry points. */
 #define VM_IMAGE_MAGIC 0x6d7670617773766full /* "ovswapvm" */
@@ -81,7 +78,7 @@ enum vm_cmd {
 	VM_CMD_WRITE = 1,  /* every page of the share gets version shared.version */
 	VM_CMD_TOUCH = 2,  /* read a subset, rewrite half of it (version + 1) */
 	VM_CMD_VERIFY = 3, /* check every page, timing each first access */
-	VM_CMD_HOT = 4,	   /* read the hot subset, then verify everything */
+	VM_CMD_HOT = 4,	   /* read the hot subset (a resumed guest's working set) */
 };
 
 #define VM_MAX_REMOVED 8u

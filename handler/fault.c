@@ -71,6 +71,7 @@ static int serve_from_file(struct vswap_handler *h, int fd, uintptr_t addr, uint
 	if (rc == 0) {
 		vswap_store_mark_stale(h->store, page, 1);
 		h->c.from_file++;
+		workset_note(h, page);
 	}
 	return rc;
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -100,6 +101,7 @@ static int monitor_init(struct vswap_handler *h)
 static void handler_free(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
+	workset_free(h);
 	uffd_list_fini(&m->uffds);
 	pool_destroy(h->pool);
 	if (h->staging)
@@ -167,6 +169,9 @@ static int handler_init(struct vswap_handler *h, const struct vswap_region *regi
 int vswap_handler_create(const struct vswap_region *regions, unsigned n,
 			 const struct vswap_handler_opts *opts, struct vswap_handler **out)
 {
+	static const uint64_t zero[8]; /* the options' reserved space */
+	if (opts && memcmp(opts->reserved, zero, sizeof(zero)) != 0)
+		return -EINVAL;
 	long ps = sysconf(_SC_PAGESIZE);
 	int rc = regions_validate(regions, n, (size_t)ps);
 	if (rc < 0)
@@ -200,6 +205,7 @@ int vswap_handler_destroy(struct vswap_handler *h)
 	if (!h)
 		return 0;
 	struct cmd c = {.type = CMD_EXIT};
+	workset_stop(h); /* no prefetch copy races the final swap-in */
 	int rc = cmd_submit(h, &c);
 	pthread_join(h->thread, NULL);
 	cmd_wait_callers(h); /* answered, but perhaps not yet returned */
@@ -212,6 +218,7 @@ int vswap_handler_detach(struct vswap_handler *h)
 	if (!h)
 		return -EINVAL;
 	struct cmd c = {.type = CMD_DETACH};
+	workset_stop(h);
 	int rc = cmd_submit(h, &c);
 	pthread_join(h->thread, NULL);
 	cmd_wait_callers(h);

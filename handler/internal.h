@@ -201,6 +201,7 @@ struct vswap_handler {
 	atomic_uint nuffds; /* the monitor's list length, for status() */
 	struct monitor m;
 	struct job_progress jp;
+	struct workset *ws; /* working-set record and prefetch (workset.c), or NULL */
 };
 
 /* log.c */
@@ -295,6 +296,11 @@ int trim_job(struct job *j, void *arg);
 
 /* cleanup.c: give the swap file's space back after a disable */
 int cleanup_step(struct vswap_handler *h, uint64_t max_pages);
+
+/* workset.c: record the order pages come in (lock held), prefetch */
+void workset_note(struct vswap_handler *h, uint64_t page);
+void workset_stop(struct vswap_handler *h);
+void workset_free(struct vswap_handler *h);
 
 /* monitor.c */
 void *monitor_main(void *arg);

@@ -71,7 +71,9 @@ int region_next_extent(const struct hregion *r, off_t pos, off_t *data, off_t *h
 
 static int mark_region(struct vswap_handler *h, const struct hregion *r, uint64_t *pages)
 {
-	off_t pos = 0, data, hole;
+	/* Initialised: gcc -O2 cannot see that next_extent() sets both
+	 * whenever it returns 1. */
+	off_t pos = 0, data = 0, hole = 0;
 	int rc;
 	while ((rc = region_next_extent(r, pos, &data, &hole)) > 0) {
 		uint64_t first = r->first + ((uint64_t)data >> h->page_shift);
@@ -144,7 +146,7 @@ static int move_region(struct move_ctx *c)
 {
 	struct vswap_handler *h = c->h;
 	const struct hregion *r = c->r;
-	off_t pos = 0, data, hole;
+	off_t pos = 0, data = 0, hole = 0; /* see mark_region() */
 	int rc;
 	c->head = 0;
 	c->remaining = h->thp_size;

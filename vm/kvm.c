@@ -274,10 +274,6 @@ static bool vcpu_exit(struct vcpu *v)
 			if (!v->resumed_ns)
 				v->resumed_ns = vm_now_ns();
 			return true;
-		case VM_PORT_PHASE:
-			if (val == VM_PHASE_HOT)
-				v->hot_ns = vm_now_ns();
-			return true;
 		case VM_PORT_FAULT: {
 			struct kvm_regs regs;
 

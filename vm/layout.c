@@ -89,7 +89,8 @@ int layout_build(uint8_t *low, const uint8_t *image, size_t image_len, uint64_t 
 		return -ENOEXEC;
 	if (nvcpus == 0 || nvcpus > VM_MAX_VCPUS)
 		return -EINVAL;
-	memset(low, 0, VM_LOW_SIZE);
+	/* @low is fresh anonymous memory: zero already (touching all of it
+	 * would cost a resume ~256 page faults). */
 	int rc = page_tables(low, VM_RAM_BASE + ram_size);
 
 	if (rc)

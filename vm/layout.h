@@ -13,7 +13,7 @@ struct layout_entry {
 	uint64_t entry;
 };
 
-/* Build low memory (VM_LOW_SIZE bytes at @low) for @nvcpus vCPUs and a RAM
+/* Build low memory (VM_LOW_SIZE bytes of fresh, zeroed memory at @low) for @nvcpus vCPUs and a RAM
  * of @ram_size bytes: -ENOEXEC for a bad image, -E2BIG for too much RAM. */
 int layout_build(uint8_t *low, const uint8_t *image, size_t image_len, uint64_t ram_size,
 		 unsigned nvcpus, struct layout_entry *out);

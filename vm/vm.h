@@ -42,7 +42,6 @@ struct vcpu {
 	bool sigbus; /* a SIGBUS hit the thread in KVM_RUN */
 	uint64_t sigbus_addr;
 	uint64_t resumed_ns; /* first VM_PORT_RESUMED (0 = not yet) */
-	uint64_t hot_ns;     /* VM_PORT_PHASE hot (0 = not yet) */
 	uint64_t exits;
 };
 

@@ -117,6 +117,9 @@ struct vswap_handler_opts {
 	vswap_log_fn log;
 	void *log_ctx;
 	enum vswap_log_level log_level;
+	/* Room for options added later without an ABI break (docs/ABI.md):
+	 * must be zero (zero-initialise the struct); -EINVAL otherwise. */
+	uint64_t reserved[8];
 };
 
 /* States, numbered as crosvm's vmm-swap numbers them; the transitions are
@@ -338,6 +341,42 @@ int vswap_handler_set_static_uffds(struct vswap_handler *h, unsigned count);
  * every dynamic add and whenever a fault finds a process gone).  Returns
  * the number collected. */
 int vswap_handler_gc(struct vswap_handler *h);
+
+/*
+ * The working set: the pages a guest needs first, recorded in the order
+ * they come in, and read ahead in that order the next time (a resumed
+ * guest's cold start).
+ *
+ * vswap_handler_workset_record(): from now on note every page brought in
+ * from the swap file, by a fault or by a prefetch, in order, up to
+ * @max_pages (at most the store's pages; -EINVAL otherwise).  Restarts the
+ * record.  vswap_handler_workset_take(): stop recording and return a
+ * malloc()ed copy of the record (free() it; *n may be 0).
+ *
+ * vswap_handler_prefetch(): read @pages (n of them, page numbers in the
+ * store's page space; copied) ahead on a thread of the handler's, in order,
+ * while the guest runs: each page still present in the swap file and not in
+ * the guest is read, verified and copied in as a fault would (a page that
+ * fails is poisoned by the corruption policy).  Pages the guest faulted in
+ * first, pages not in the swap file and numbers beyond the regions are
+ * skipped.  Use it once swap is enabled (after vswap_handler_enable()).
+ * Returns at once; -EBUSY while a prefetch runs.  Destroy and detach stop
+ * it first.
+ */
+int vswap_handler_workset_record(struct vswap_handler *h, uint64_t max_pages);
+int vswap_handler_workset_take(struct vswap_handler *h, uint64_t **pages, size_t *n);
+int vswap_handler_prefetch(struct vswap_handler *h, const uint64_t *pages, size_t n);
+
+struct vswap_workset_stats {
+	uint64_t recorded;       /* pages in the record so far */
+	bool recording;
+	uint64_t prefetch_pages; /* pages given to the last prefetch */
+	uint64_t prefetched;     /* of those, copied into the guest */
+	uint64_t skipped;        /* already in the guest, not in the file, or beyond */
+	uint64_t failed;         /* failed verification (poisoned or reported) */
+	bool prefetch_done;      /* no prefetch is running */
+};
+int vswap_handler_workset_stats(struct vswap_handler *h, struct vswap_workset_stats *out);
 
 /* crosvm's vmm-swap status JSON with the added fields; returns the length written
  * (as snprintf: the length needed if @len is too small) or -EINVAL.

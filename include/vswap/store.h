@@ -22,7 +22,9 @@
  *   -EPROTONOSUPPORT  unknown on-disk format version (superblock or index)
  *   -EMEDIUMTYPE      the index belongs to another swap file (UUID mismatch)
  *   -EXDEV            the store's page size differs from the system's
- *   -EBUSY            another handle holds the store's lock
+ *   -EBUSY            another handle holds the store's lock (a handler
+ *                     also answers it to a command while another job
+ *                     runs; vswap_strerror() says "busy" for both)
  *   -EBADMSG          a page failed its checksum (it is now recorded lost)
  *   -EIO              a page's bytes are missing (file truncated) or the
  *                     device failed (the page is recorded lost)
@@ -96,6 +98,9 @@ struct vswap_store_opts {
 	vswap_log_fn log;
 	void *log_ctx;
 	enum vswap_log_level log_level;
+	/* Room for options added later without an ABI break (docs/ABI.md):
+	 * must be zero (zero-initialise the struct); -EINVAL otherwise. */
+	uint64_t reserved[8];
 };
 
 /*
