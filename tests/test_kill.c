@@ -439,12 +439,15 @@ static void one_kill(struct kill_test *kt, unsigned n)
 	}
 	/* No swap file: the kill landed in a creation (the store names its swap
 	 * file last), perhaps before the new child had reported its phase. */
-	if (ph == KW_CREATE || access(kt->path, F_OK) != 0)
+	bool in_create = ph == KW_CREATE || access(kt->path, F_OK) != 0;
+	if (in_create)
 		check_created(kt);
 	else
 		ok = check_store(kt, n, ph, vswap_durability_name(mode)) && ok;
-	/* Reuse two repaired stores in three; never a broken or half-made one. */
-	if (!ok || ph == KW_CREATE || rng_next(&kt->rng) % 3 == 0) {
+	/* Reuse two repaired stores in three; never a broken or half-made one
+	 * (a kill in a creation the child had not reported yet leaves no swap
+	 * file to reopen). */
+	if (!ok || in_create || rng_next(&kt->rng) % 3 == 0) {
 		fresh_store(kt);
 		kt->t.fresh++;
 	} else {

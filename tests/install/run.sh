@@ -20,7 +20,8 @@ cmake --install "$build" --prefix "$prefix" >/dev/null
 version=$(sed -n 's/^#define VSWAP_VERSION "\(.*\)"$/\1/p' "$prefix/include/vswap/version.h")
 [ -n "$version" ] || die "no VSWAP_VERSION in the installed version.h"
 
-for f in include/vswap/store.h include/vswap/handler.h include/vswap/recovery.h include/vswap/version.h; do
+for f in include/vswap/store.h include/vswap/handler.h include/vswap/recovery.h include/vswap/version.h \
+	share/doc/vswap/LICENSE share/doc/vswap/NEWS; do
 	[ -f "$prefix/$f" ] || die "missing $f"
 done
 pc=$(find "$prefix" -name vswap.pc -print -quit)
@@ -40,6 +41,10 @@ for t in "$build"/vswap-*; do
 	# installed beside it, whose version it reports.
 	v=$(env -u LD_LIBRARY_PATH "$prefix/bin/$name" --version) || die "$name --version failed"
 	[ "$v" = "$name $version" ] || die "$name --version says '$v', not '$name $version'"
+	# An ordinary program: the library is not linked into it.
+	if nm --defined-only "$prefix/bin/$name" 2>/dev/null | grep -q ' T vswap_store_open$'; then
+		die "$name carries its own copy of the library"
+	fi
 	loaded=$(env -u LD_LIBRARY_PATH ldd "$prefix/bin/$name" | awk '/libvswap/ { print $3 }')
 	[ -n "$loaded" ] && [ "$(readlink -f "$loaded")" = "$(readlink -f "$libdir/libvswap.so")" ] ||
 		die "$name does not load the installed libvswap.so (it loads '$loaded')"
