@@ -17,6 +17,7 @@
 #ifndef VSWAP_HANDLER_INTERNAL_H
 #define VSWAP_HANDLER_INTERNAL_H
 
+#include <liburing.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -27,7 +28,7 @@
 #include "handler/uffd_list.h"
 
 /* Epoll tokens below UFFD_TOKEN_BASE. */
-enum { TOKEN_CMD = 1, TOKEN_JOB = 2 };
+enum { TOKEN_CMD = 1, TOKEN_JOB = 2, TOKEN_READS = 3 };
 
 /* Swap-out commits (and so frees staging) every this many bytes. */
 #define SWAP_OUT_GROUP_BYTES (64u << 20)
@@ -85,6 +86,37 @@ struct deferred_fault {
 
 enum job_kind { JOB_NONE, JOB_TRIM, JOB_SWAP_IN };
 
+/* Swap-file reads of faults in flight at most (fault_io.c); a fault finding
+ * them all busy waits for one to complete. */
+#define FAULT_READS 64u
+
+/* A fault's swap-file read in flight.  Every fault on the page while it is
+ * in flight waits on it: one read, and each waiting uffd served once. */
+struct fault_read {
+	struct vswap_read r; /* where the bytes are, what they must hash to */
+	void *buf;           /* one page, page-aligned */
+	uintptr_t addr;      /* the page's host address */
+	bool busy;           /* submitted, its completion not yet handled */
+	bool cancelled;      /* a remove event covered the page: never copied in */
+	unsigned *waiters;   /* uffd indices, each once */
+	unsigned nwaiters, cap_waiters;
+};
+
+/* The fault reads' io_uring; its eventfd sits in the epoll (TOKEN_READS). */
+struct fault_io {
+	struct io_uring ring;
+	bool have_ring; /* else faults pread on the monitor */
+	int efd;
+	struct fault_read reads[FAULT_READS];
+	unsigned busy; /* changed under h->lock */
+	/* Test hook: while set, the monitor leaves completed reads unhandled
+	 * (a test holds reads in flight; it writes the eventfd after clearing
+	 * it); waits (ring full, drain) ignore it.  @taken counts the
+	 * completions handled or being handled. */
+	atomic_bool hold;
+	atomic_uint taken;
+};
+
 /* State owned by the monitor thread. */
 struct monitor {
 	int epfd, cmd_efd, job_efd;
@@ -106,7 +138,8 @@ struct monitor {
 	/* faults read while retrying after EAGAIN */
 	struct deferred_fault *deferred;
 	unsigned ndeferred, cap_deferred;
-	void *page_buf; /* one page: a fault's read from the store */
+	void *page_buf; /* one page: a fault's read from the store (no ring) */
+	struct fault_io fio;
 	int lazy_error; /* the last lazy commit's error, logged once; 0 after a success */
 };
 
@@ -193,6 +226,8 @@ int regions_unregister(struct vswap_handler *h, int fd);
 uint64_t regions_resident_pages(const struct vswap_handler *h);
 
 /* fault.c */
+/* Lock held: page @page is resident after all; its other copies are stale. */
+void fault_page_resident(struct vswap_handler *h, uint64_t page);
 int fault_serve(struct vswap_handler *h, unsigned uffd_index, uintptr_t addr);
 int remove_range(struct vswap_handler *h, uintptr_t start, uintptr_t end);
 /* Read and handle the events of uffd @index (faults deferred while
@@ -202,6 +237,24 @@ int events_drain(struct vswap_handler *h, unsigned index, bool defer_faults);
  * 1: poisoned; 0: left unresolved, error recorded; -errno: ioctl failed. */
 int fault_corrupt(struct vswap_handler *h, int fd, uintptr_t addr, uint64_t page, int err,
 		  bool wake);
+
+/* fault_io.c: faults' swap-file reads through io_uring */
+int fault_io_init(struct vswap_handler *h);
+void fault_io_fini(struct vswap_handler *h);
+/* Lock held: serve the fault on uffd @index at @addr (page @page, present)
+ * from the swap file: joins the page's read in flight or submits one.
+ * 0, -EBUSY (every read busy: fault_io_wait(), then resolve again), -ENOSYS
+ * (no ring: read synchronously), -errno. */
+int fault_io_submit(struct vswap_handler *h, unsigned index, uintptr_t addr, uint64_t page);
+/* Handle the completed reads (lock not held); with @wait, wait for one
+ * first.  Returns the number handled. */
+int fault_io_reap(struct vswap_handler *h, bool wait);
+/* Wait for every read in flight; @serve: copy their pages to the waiting
+ * faults, else drop them (the faults stay queued: detach). */
+void fault_io_drain(struct vswap_handler *h, bool serve);
+/* Lock held: a remove event covers [first, first+count): the reads in
+ * flight there must never be copied in. */
+void fault_io_cancel(struct vswap_handler *h, uint64_t first, uint64_t count);
 
 /* move.c */
 int move_to_staging(struct vswap_handler *h, uint64_t *pages);

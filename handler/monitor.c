@@ -125,6 +125,8 @@ static void cleanup_finish(struct vswap_handler *h)
 static void leave_enabled(struct vswap_handler *h, struct vswap_transition t)
 {
 	struct monitor *m = &h->m;
+	/* No fault read outlives the registration it was made under. */
+	fault_io_drain(h, true);
 	unregister_all(h);
 	m->cleanup_cursor = 0;
 	m->cleanup_active = true;
@@ -261,6 +263,8 @@ static int do_exit(struct vswap_handler *h)
 		 * only this thread reads.  Restarted from the first page, it
 		 * skips what the job brought in. */
 		job_stop(h, true);
+		/* The faults whose reads are in flight are served first. */
+		fault_io_drain(h, true);
 		if (st == VSWAP_STATE_SWAP_OUT_IN_PROGRESS)
 			flush_or_log(h, "exit");
 		rc = swap_in_prepare(h);
@@ -314,6 +318,10 @@ static int do_detach(struct vswap_handler *h)
 	rc = 0;
 	if (st == VSWAP_STATE_SWAP_OUT_IN_PROGRESS)
 		rc = swap_out_flush(h);
+	/* Faults whose reads are in flight are dropped like the queued ones
+	 * (their pages stay in the store); the reads must end before the
+	 * buffers go. */
+	fault_io_drain(h, false);
 	if (m->registered) {
 		for (unsigned i = 0; i < m->uffds.n; i++)
 			if (!uffd_list_is_dead(&m->uffds, i))
@@ -356,6 +364,9 @@ static int do_add_uffd(struct vswap_handler *h, int fd)
 static int gc_now(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
+	/* A GC moves uffds to other indices: the reads in flight name their
+	 * waiters by index, so they complete first. */
+	fault_io_drain(h, true);
 	m->gc_due = false;
 	m->rekeyed = true;
 	int rc = uffd_list_gc(&m->uffds);
@@ -544,6 +555,10 @@ static void dispatch(struct vswap_handler *h, uint64_t tok)
 	}
 	if (tok == TOKEN_JOB) {
 		job_done(h);
+		return;
+	}
+	if (tok == TOKEN_READS) {
+		fault_io_reap(h, false);
 		return;
 	}
 	int i = uffd_list_index(&m->uffds, tok);

@@ -67,7 +67,7 @@ struct vswap_store {
 	char *index_path;
 	char *staging_path;
 	int fd;         /* swap file */
-	int dfd;        /* the same file opened O_DIRECT for writes, or -1 */
+	int dfd;        /* the same file opened O_DIRECT (writes, fault reads), or -1 */
 	int lock_fd;    /* holds the flock; never used for I/O (see lock_store) */
 	int staging_fd; /* -1 when a read-only open found none */
 	bool read_only;

@@ -187,6 +187,30 @@ int vswap_store_read_page(struct vswap_store *s, uint64_t page, void *buf);
 int vswap_store_read_run(struct vswap_store *s, uint64_t first, uint32_t count, void *buf,
 			 int *status);
 
+/*
+ * One page read the caller runs itself (the handler keeps many in flight on
+ * its own io_uring).  vswap_store_read_begin() says where page @page's copy
+ * is (present or stale; -ENODATA: no slot, -EBADMSG: lost) and what it must
+ * hash to: read r->len bytes at r->offset of r->fd into a page-aligned
+ * buffer (r->fd may be opened O_DIRECT).  vswap_store_read_end() then
+ * verifies the bytes (@got: bytes read or a negative errno) like
+ * vswap_store_read_page(): 0, or -EBADMSG / -EIO with the page recorded
+ * lost.  Other calls on the store may come in between; if the page no
+ * longer holds that copy when the read ends (freed, written again, lost),
+ * the bytes say nothing about it: -ESTALE, and nothing is recorded.
+ */
+struct vswap_read {
+	uint64_t page;
+	uint64_t slot;
+	uint64_t xxh3;
+	uint64_t offset;
+	uint32_t len;
+	int fd;
+};
+int vswap_store_read_begin(const struct vswap_store *s, uint64_t page, struct vswap_read *r);
+int vswap_store_read_end(struct vswap_store *s, const struct vswap_read *r, const void *buf,
+			 int32_t got);
+
 /* ---- page state (in memory now, durable at the next commit) ----------- */
 
 enum vswap_page_state {
