@@ -100,6 +100,7 @@ static int monitor_init(struct vswap_handler *h)
 static void handler_free(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
+	committer_stop(h);
 	fault_io_fini(h); /* before the uffds: a drain may still name them */
 	uffd_list_fini(&m->uffds);
 	pool_destroy(h->pool);
@@ -152,6 +153,9 @@ static int handler_init(struct vswap_handler *h, const struct vswap_region *regi
 	if (rc < 0)
 		return rc;
 	h->state = VSWAP_STATE_READY;
+	rc = committer_start(h);
+	if (rc < 0)
+		return rc;
 	rc = pthread_create(&h->thread, NULL, monitor_main, h);
 	return -rc;
 }

@@ -3,8 +3,11 @@
  * Internals of handler/: the handle and what its files share.
  *
  * Threads and locks
- *   monitor thread  owns the epoll, the uffd list, the command queue's
- *                   consumer side and the swap-out progress (struct monitor).
+ *   monitor thread  owns the epoll, the uffd list, the fault reads, the
+ *                   command queue's consumer side and the swap-out progress
+ *                   (struct monitor).
+ *   commit thread   the lazy index commits, synced without h->lock held
+ *                   (struct committer).
  *   job thread      at most one: trim or swap-in (struct job).
  *   pool workers    move-to-staging copies; touch no store state.
  *   callers         enqueue commands; status() reads under the locks.
@@ -12,7 +15,8 @@
  * counters and every page-state decision; it is held per fault, per chunk,
  * per trim batch.  h->slock guards the state, the transition record and the
  * last error, and h->scond announces state changes.  h->qlock guards the
- * command queue.  Lock order: lock, then slock; qlock is never nested.
+ * command queue.  Lock order: lock, then slock; qlock and cm.mu are never
+ * nested.
  */
 #ifndef VSWAP_HANDLER_INTERNAL_H
 #define VSWAP_HANDLER_INTERNAL_H
@@ -140,7 +144,6 @@ struct monitor {
 	unsigned ndeferred, cap_deferred;
 	void *page_buf; /* one page: a fault's read from the store (no ring) */
 	struct fault_io fio;
-	int lazy_error; /* the last lazy commit's error, logged once; 0 after a success */
 };
 
 /* The progress of the running trim or swap-in job (read by status()). */
@@ -154,6 +157,21 @@ struct job_progress {
 	uint64_t ahead;  /* swap-file read-ahead issued for pages below this */
 	struct io_uring *ra_ring; /* read-ahead requests, or NULL: posix_fadvise */
 	unsigned ra_inflight;
+};
+
+/* The commit thread (committer.c).  mu guards the flags and the error and
+ * is never held with another lock. */
+struct committer {
+	pthread_t thread;
+	bool inited, started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* a request, the end of a commit, stop */
+	bool want, busy, stop;
+	int error; /* the last lazy commit's error, 0 after a success */
+	/* Test hook: called on the commit thread between a commit's begin and
+	 * its write, without the lock (a test holds a commit in flight). */
+	void (*hook)(void *ctx);
+	void *hook_ctx;
 };
 
 struct vswap_handler {
@@ -195,6 +213,7 @@ struct vswap_handler {
 	atomic_uint nuffds; /* the monitor's list length, for status() */
 	struct monitor m;
 	struct job_progress jp;
+	struct committer cm;
 };
 
 /* log.c */
@@ -281,6 +300,17 @@ int cleanup_step(struct vswap_handler *h, uint64_t max_pages);
 void *monitor_main(void *arg);
 void state_set(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t);
 int commit_locked(struct vswap_handler *h);
+
+/* committer.c: lazy index commits off the monitor */
+int committer_start(struct vswap_handler *h);
+void committer_stop(struct vswap_handler *h);
+/* Ask for a commit of what is pending (never waits). */
+void committer_request(struct vswap_handler *h);
+/* Wait until no commit is asked for or running (lock not held). */
+void committer_wait_idle(struct vswap_handler *h);
+bool committer_busy(struct vswap_handler *h);
+/* The last lazy commit's error (logged once), 0 after a success. */
+int committer_error(struct vswap_handler *h);
 
 /* commands.c */
 /* Queue @c and wait for its answer; -ESHUTDOWN once the monitor ended. */

@@ -494,25 +494,19 @@ static int loop_timeout(struct vswap_handler *h)
 	}
 	/* After a failed lazy commit no timer retries it (a failed sync
 	 * sticks): the next batch of LAZY_COMMIT_PAGES or transition does. */
-	if (m->registered && !m->lazy_error && (t < 0 || t > LAZY_COMMIT_MS) &&
+	if (m->registered && !committer_error(h) && (t < 0 || t > LAZY_COMMIT_MS) &&
 	    pending_changes(h) > 0)
 		t = LAZY_COMMIT_MS;
 	return t;
 }
 
-/* What faults and removes changed reaches the index here, in batches. */
+/* What faults and removes changed reaches the index in batches, committed
+ * and synced by the commit thread: no fault waits for it. */
 static void lazy_commit(struct vswap_handler *h, uint64_t threshold)
 {
-	if (!h->m.registered || pending_changes(h) < threshold)
+	if (!h->m.registered || pending_changes(h) < threshold || committer_busy(h))
 		return;
-	pthread_mutex_lock(&h->lock);
-	int rc = vswap_store_commit(h->store);
-	pthread_mutex_unlock(&h->lock);
-	if (rc < 0 && rc != h->m.lazy_error) {
-		hlog(h, VSWAP_LOG_ERROR, "lazy commit: %s", vswap_strerror(rc));
-		error_set(h, rc);
-	}
-	h->m.lazy_error = rc < 0 ? rc : 0;
+	committer_request(h);
 }
 
 static void idle_work(struct vswap_handler *h)

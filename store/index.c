@@ -608,6 +608,120 @@ static int commit_once(struct vswap_store *s)
 	return mdb_txn_commit(txn);
 }
 
+/*
+ * The split commit (write.c).  Encoding copies each dirty group's record and
+ * staging bits out of the tables, so the puts can run without the caller's
+ * lock; the transaction was begun under it (write.c), which keeps commits in
+ * the order of their begins (LMDB has one writer at a time).
+ */
+struct snap_head {
+	uint64_t group, staged, len;
+};
+
+int index_snap_encode(struct vswap_store *s)
+{
+	struct commit_snap *c = &s->snap;
+	uint64_t words = (s->ngroups + 63) / 64;
+	c->len = 0;
+	for (uint64_t wi = 0; wi < words; wi++) {
+		uint64_t w = s->dirty[wi];
+		c->committing[wi] = w;
+		while (w) {
+			uint64_t g = wi * 64 + (uint64_t)__builtin_ctzll(w);
+			w &= w - 1;
+			size_t need = sizeof(struct snap_head) + 8 + ENTRY_BYTES * GROUP_PAGES;
+			if (c->len + need > c->cap) {
+				size_t cap = c->cap ? c->cap * 2 : 64 * need;
+				while (cap < c->len + need)
+					cap *= 2;
+				uint8_t *v = realloc(c->recs, cap);
+				if (!v)
+					return -ENOMEM;
+				c->recs = v;
+				c->cap = cap;
+			}
+			struct snap_head hd = {.group = g, .staged = group_staged_bits(s, g)};
+			hd.len = encode_group(s, g, c->recs + c->len + sizeof(hd));
+			memcpy(c->recs + c->len, &hd, sizeof(hd));
+			c->len += sizeof(hd) + hd.len;
+		}
+	}
+	return 0;
+}
+
+int index_snap_put(struct vswap_store *s)
+{
+	struct commit_snap *c = &s->snap;
+	for (size_t off = 0; off < c->len;) {
+		struct snap_head hd;
+		memcpy(&hd, c->recs + off, sizeof(hd));
+		uint8_t *rec = c->recs + off + sizeof(hd);
+		off += sizeof(hd) + hd.len;
+		uint64_t kb, sb;
+		MDB_val k, v;
+		group_key(hd.group, &kb, &k);
+		int rc;
+		if (hd.len > 8) {
+			v = (MDB_val){.mv_size = hd.len, .mv_data = rec};
+			rc = mdb_put(c->txn, s->dbi_pages, &k, &v, 0);
+		} else {
+			rc = mdb_del(c->txn, s->dbi_pages, &k, NULL);
+		}
+		if (rc && rc != MDB_NOTFOUND)
+			return rc == MDB_MAP_FULL ? -EAGAIN : mdb_to_errno(rc);
+		if (hd.staged) {
+			sb = htole64(hd.staged);
+			v = (MDB_val){.mv_size = 8, .mv_data = &sb};
+			rc = mdb_put(c->txn, s->dbi_staging, &k, &v, 0);
+		} else {
+			rc = mdb_del(c->txn, s->dbi_staging, &k, NULL);
+		}
+		if (rc && rc != MDB_NOTFOUND)
+			return rc == MDB_MAP_FULL ? -EAGAIN : mdb_to_errno(rc);
+	}
+	return 0;
+}
+
+/* The metadata into the split commit's transaction (lock held). */
+int index_snap_meta(struct vswap_store *s)
+{
+	int rc = put_all_meta(s, s->snap.txn);
+	return rc == MDB_MAP_FULL ? -EAGAIN : mdb_to_errno(rc);
+}
+
+/* Begin the split commit's write transaction (lock held). */
+int index_snap_txn(struct vswap_store *s)
+{
+	return begin(s, 0, &s->snap.txn);
+}
+
+/* Commit it (no lock); -EAGAIN: the map is full (nothing committed). */
+int index_snap_commit(struct vswap_store *s)
+{
+	int rc = mdb_txn_commit(s->snap.txn);
+	s->snap.txn = NULL;
+	return rc == MDB_MAP_FULL ? -EAGAIN : mdb_to_errno(rc);
+}
+
+/* Wait until the split commit's write is over: its transaction holds
+ * LMDB's writer lock until committed or aborted. */
+int index_snap_wait(struct vswap_store *s)
+{
+	MDB_txn *txn;
+	int ret = begin(s, 0, &txn);
+	if (ret)
+		return ret;
+	mdb_txn_abort(txn);
+	return 0;
+}
+
+void index_snap_abort(struct vswap_store *s)
+{
+	if (s->snap.txn)
+		mdb_txn_abort(s->snap.txn);
+	s->snap.txn = NULL;
+}
+
 /* Double the map until the commit fits (MDB_MAP_FULL is not an error). */
 int index_commit(struct vswap_store *s)
 {
