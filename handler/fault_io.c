@@ -237,6 +237,7 @@ static int serve_waiter(struct vswap_handler *h, struct fault_read *fr, unsigned
 		if (rc == 0 && !*copied) {
 			vswap_store_mark_stale(h->store, page, 1);
 			h->c.from_file++;
+			workset_note(h, page);
 			*copied = true;
 		} else if (rc == -EEXIST) {
 			fault_page_resident(h, page);

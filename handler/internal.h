@@ -9,14 +9,16 @@
  *   commit thread   the lazy index commits, synced without h->lock held
  *                   (struct committer).
  *   job thread      at most one: trim or swap-in (struct job).
- *   pool workers    move-to-staging copies; touch no store state.
+ *   pool workers    move-to-staging copies (copy mode), removals of swapped-out
+ *                   pages (protect mode); touch no store state.
  *   callers         enqueue commands; status() reads under the locks.
  * h->lock guards the store handle (not internally locked), the fault
  * counters and every page-state decision; it is held per fault, per chunk,
  * per trim batch.  h->slock guards the state, the transition record and the
  * last error, and h->scond announces state changes.  h->qlock guards the
- * command queue.  Lock order: lock, then slock; qlock and cm.mu are never
- * nested.
+ * command queue.  h->wp.rlock guards the protect mode's bitmap (the pool's
+ * removals hold it alone).  Lock order: lock, then slock or wp.rlock; qlock
+ * and cm.mu are never nested.
  */
 #ifndef VSWAP_HANDLER_INTERNAL_H
 #define VSWAP_HANDLER_INTERNAL_H
@@ -34,6 +36,8 @@
 /* Epoll tokens below UFFD_TOKEN_BASE. */
 enum { TOKEN_CMD = 1, TOKEN_JOB = 2, TOKEN_READS = 3 };
 
+enum { SWAP_OUT_HOOK_WRITTEN = 0, SWAP_OUT_HOOK_COMMITTED = 1 };
+
 /* Swap-out commits (and so frees staging) every this many bytes. */
 #define SWAP_OUT_GROUP_BYTES (64u << 20)
 /* Faults and remove events leave the index behind; the monitor commits
@@ -46,6 +50,7 @@ struct hregion {
 	int memfd;
 	off_t offset;
 	uint64_t first, pages; /* place in the store's page space */
+	const uint8_t *alias;  /* protect mode: see struct protect */
 };
 
 struct counters {
@@ -86,6 +91,32 @@ struct run {
 struct deferred_fault {
 	unsigned uffd;
 	uintptr_t addr;
+	bool wp; /* a write-protect fault (protect mode) */
+};
+
+/*
+ * The protect enable mode (protect.c), under h->lock.  @clean has a bit per
+ * page: resident, write-protected on every uffd since the last enable and
+ * not written since (the swap-out set).  Only a page whose bit is set may be
+ * removed from guest memory by trim or swap-out, and the bit is tested in
+ * the same lock hold as the removal; a write-protect fault clears it under
+ * the same lock before the writer is let through.
+ */
+struct protect {
+	bool on;        /* the handler enables by protection */
+	bool active;    /* enabled: the bits are live */
+	/* @clean and its count are also changed by the pool workers that
+	 * remove swapped-out pages while the monitor writes the next ones:
+	 * every access holds @rlock (after h->lock where both are held). */
+	pthread_mutex_t rlock;
+	uint64_t *clean;
+	atomic_uint_fast64_t nclean;
+	struct run *removals; /* committed runs to remove (swap-out) */
+	unsigned nremovals, cap_removals;
+	uint64_t dirtied;   /* pages that left the set by a write since enable */
+	uint64_t wp_faults; /* write-protect faults handled (tests) */
+	uint64_t cursor;    /* swap-out: next page to look at */
+	void *trim_buf;     /* trim: guest bytes read with pread() */
 };
 
 enum job_kind { JOB_NONE, JOB_TRIM, JOB_SWAP_IN };
@@ -186,6 +217,7 @@ struct vswap_handler {
 	uint64_t total_pages;
 	uint8_t *staging; /* the store's staging file, mapped shared */
 	uint64_t features; /* granted to the main uffd */
+	struct protect wp;
 	int main_uffd; /* owned by the uffd list (index 0) */
 
 	pthread_mutex_t lock;
@@ -208,12 +240,19 @@ struct vswap_handler {
 	 * without the lock, so a test can hold a job still meanwhile. */
 	void (*job_hook)(void *ctx);
 	void *job_hook_ctx;
+	/* Test hook: called by the swap-out on the monitor thread, without
+	 * the lock, after each chunk's write (SWAP_OUT_HOOK_WRITTEN) and after
+	 * each commit before the removals it allows (SWAP_OUT_HOOK_COMMITTED),
+	 * so a test can place a guest write in either window. */
+	void (*swap_out_hook)(void *ctx, int where);
+	void *swap_out_hook_ctx;
 
 	pthread_t thread;
 	atomic_uint nuffds; /* the monitor's list length, for status() */
 	struct monitor m;
 	struct job_progress jp;
 	struct committer cm;
+	struct workset *ws; /* working-set record and prefetch (workset.c), or NULL */
 };
 
 /* log.c */
@@ -274,8 +313,40 @@ void fault_io_drain(struct vswap_handler *h, bool serve);
 /* Lock held: a remove event covers [first, first+count): the reads in
  * flight there must never be copied in. */
 void fault_io_cancel(struct vswap_handler *h, uint64_t first, uint64_t count);
+/* fault.c: a fault message's handling (MISSING or write-protect). */
+int fault_dispatch(struct vswap_handler *h, unsigned index, uintptr_t addr, bool wp);
+
+/* protect.c: the protect enable mode; see the comments there. */
+/* The mode a handler uses: COPY or PROTECT, or -EOPNOTSUPP / -EINVAL. */
+int protect_resolve(enum vswap_enable_mode want, uint64_t features);
+int protect_init(struct vswap_handler *h);
+void protect_fini(struct vswap_handler *h);
+int protect_enable(struct vswap_handler *h, uint64_t *pages);
+/* Write-protect every region through uffd @index (not under the lock). */
+int protect_uffd(struct vswap_handler *h, unsigned index);
+void protect_release(struct vswap_handler *h);
+int protect_wp_fault(struct vswap_handler *h, unsigned index, uintptr_t addr);
+/* Pages that are not resident (a MISSING fault, a REMOVE event) leave the
+ * swap-out set; lock held. */
+void protect_forget(struct vswap_handler *h, uint64_t first, uint64_t count);
+void protect_swap_out_start(struct vswap_handler *h);
+/* Write the next run of protected pages from guest memory; lock held.
+ * The pages written, 0 when none is left, or -errno; *first is set. */
+int64_t protect_write_run(struct vswap_handler *h, uint64_t *first);
+/* After the commit of written runs (lock held): note the pages still
+ * protected and present for removal; protect_remove_start() (lock not held)
+ * hands them to the pool, protect_remove_wait() waits for the removals. */
+void protect_remove_written(struct vswap_handler *h, uint64_t first, uint64_t count);
+void protect_remove_start(struct vswap_handler *h);
+void protect_remove_wait(struct vswap_handler *h);
+/* One trim batch in place (lock held): pages trimmed, or -1 when every
+ * protected page was examined. */
+int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor);
 
 /* move.c */
+/* Next data extent of @r at or after relative offset @pos: 1 and
+ * [*data, *hole) relative to the region, or 0 at the end, or -errno. */
+int region_next_extent(const struct hregion *r, off_t pos, off_t *data, off_t *hole);
 int move_to_staging(struct vswap_handler *h, uint64_t *pages);
 
 /* swap_out.c */
@@ -295,6 +366,11 @@ int trim_job(struct job *j, void *arg);
 
 /* cleanup.c: give the swap file's space back after a disable */
 int cleanup_step(struct vswap_handler *h, uint64_t max_pages);
+
+/* workset.c: record the order pages come in (lock held), prefetch */
+void workset_note(struct vswap_handler *h, uint64_t page);
+void workset_stop(struct vswap_handler *h);
+void workset_free(struct vswap_handler *h);
 
 /* monitor.c */
 void *monitor_main(void *arg);

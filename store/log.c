@@ -76,7 +76,7 @@ const char *vswap_strerror(int err)
 	case EXDEV:
 		return "store page size differs from the system's";
 	case EBUSY:
-		return "store is in use by another handle";
+		return "busy: another handle holds the store, or another operation is running";
 	case EBADMSG:
 		return "page failed its checksum";
 	case ENODATA:

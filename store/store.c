@@ -66,6 +66,7 @@ static void handle_free(struct vswap_store *s)
 	if (s->fd >= 0)
 		close(s->fd); /* releases the flock */
 	tables_free(s);
+	blob_free(s);
 	free(s->region_pages);
 	free(s->staging_path);
 	free(s->index_path);
@@ -218,6 +219,9 @@ int vswap_store_create(const char *path, const struct vswap_store_opts *opts,
 {
 	if (!path || !out || (opts && opts->read_only))
 		return -EINVAL;
+	static const uint64_t zero[8]; /* the options' reserved space */
+	if (opts && memcmp(opts->reserved, zero, sizeof(zero)) != 0)
+		return -EINVAL;
 	struct vswap_store *s = handle_new(path, opts);
 	if (!s)
 		return -ENOMEM;
@@ -296,6 +300,9 @@ int vswap_store_open(const char *path, const struct vswap_store_opts *opts,
 		     struct vswap_store **out)
 {
 	if (!path || !out)
+		return -EINVAL;
+	static const uint64_t zero[8]; /* the options' reserved space */
+	if (opts && memcmp(opts->reserved, zero, sizeof(zero)) != 0)
 		return -EINVAL;
 	struct vswap_store *s = handle_new(path, opts);
 	if (!s)

@@ -113,6 +113,30 @@ static void expect_check_exit(const struct rfx_store *fx, int want)
 	assert_true(rfx_hash_store(fx) == before);
 }
 
+/* The same for the orphan staging files (--orphans). */
+static void expect_orphans_check_exit(const struct rfx_store *fx, int want)
+{
+	uint64_t before = rfx_hash_store(fx);
+
+	assert_int_equal(rfx_fsck(fx, "-n", NULL, NULL), 0); /* the store is clean */
+	assert_int_equal(rfx_fsck_orphans(fx, "-n", NULL, NULL), want);
+	assert_true(rfx_hash_store(fx) == before);
+}
+
+static void expect_orphans_repaired(const struct rfx_store *fx, const char *flag, int want)
+{
+	char *out = NULL, *err = NULL;
+	int code = rfx_fsck_orphans(fx, flag, &out, &err);
+
+	if (code != want)
+		fprintf(stderr, "fsck %s --orphans exited %d\nstdout: %s\nstderr: %s\n", flag, code,
+			out, err);
+	assert_int_equal(code, want);
+	free(out);
+	free(err);
+	expect_orphans_check_exit(fx, 0);
+}
+
 /* The e2fsck contract: the repair exits @want, the second run exits 0. */
 static void expect_repair_then_clean(const struct rfx_store *fx, const char *flag, int want)
 {
@@ -393,8 +417,8 @@ static void test_orphan_staging_file(void **state)
 	f = run_lib(fx, VSWAP_FSCK_CHECK);
 	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_ORPHAN_STAGING_FILE), 1);
 	vswap_fsck_free(f);
-	expect_check_exit(fx, 4);
-	expect_repair_then_clean(fx, "-p", 1);
+	expect_orphans_check_exit(fx, 4);
+	expect_orphans_repaired(fx, "-p", 1);
 	assert_int_equal(access(orphan, F_OK), -1);
 	assert_int_equal(access(decoy, F_OK), 0); /* not vswap's naming: untouched */
 }
@@ -424,7 +448,7 @@ static void test_closed_stores_staging_is_not_an_orphan(void **state)
 	assert_int_equal(vswap_store_close(other), 0);
 	assert_int_equal(utimensat(AT_FDCWD, staging, old, 0), 0);
 
-	assert_true(rfx_fsck(fx, "-y", NULL, NULL) <= 1);
+	assert_true(rfx_fsck_orphans(fx, "-y", NULL, NULL) <= 1);
 	assert_int_equal(access(staging, F_OK), 0);
 
 	/* The owner goes away: now the staged bytes belong to no store. */
@@ -437,7 +461,7 @@ static void test_closed_stores_staging_is_not_an_orphan(void **state)
 	struct vswap_fsck *f = run_lib(fx, VSWAP_FSCK_CHECK);
 	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_ORPHAN_STAGING_FILE), 1);
 	vswap_fsck_free(f);
-	expect_repair_then_clean(fx, "-y", 1);
+	expect_orphans_repaired(fx, "-y", 1);
 	assert_int_equal(access(staging, F_OK), -1);
 }
 

@@ -127,18 +127,21 @@ static void expect_lib_exit(const struct rfx_store *fx, enum vswap_fsck_mode mod
 	vswap_fsck_free(f);
 }
 
-/* The e2fsck contract through the tool: -y exits 1, a second run 0. */
-static void expect_repair_then_clean(const struct rfx_store *fx)
+/* The e2fsck contract through the tool: -y exits 1, a second run 0; of the
+ * store, or (@orphans) of the orphan staging files. */
+static void expect_repair_then_clean(const struct rfx_store *fx, bool orphans)
 {
 	char *out = NULL, *err = NULL;
-	int code = rfx_fsck(fx, "-y", &out, &err);
+	int (*fsck)(const struct rfx_store *, const char *, char **, char **) =
+		orphans ? rfx_fsck_orphans : rfx_fsck;
+	int code = fsck(fx, "-y", &out, &err);
 
 	if (code != 1)
 		fprintf(stderr, "fsck -y exited %d\nstdout: %s\nstderr: %s\n", code, out, err);
 	assert_int_equal(code, 1);
 	free(out);
 	free(err);
-	code = rfx_fsck(fx, "-n", &out, &err);
+	code = fsck(fx, "-n", &out, &err);
 	if (code != 0)
 		fprintf(stderr, "second fsck -n exited %d\nstdout: %s\nstderr: %s\n", code, out, err);
 	assert_int_equal(code, 0);
@@ -239,11 +242,11 @@ static void make_other_store(const struct rfx_store *fx, char *other_path, size_
 
 static void expect_staging_survives(const struct rfx_store *fx, const char *staging)
 {
-	int y = rfx_fsck(fx, "-y", NULL, NULL);
+	int y = rfx_fsck_orphans(fx, "-y", NULL, NULL);
 
 	assert_true(y == 0 || y == 1);
 	assert_int_equal(access(staging, F_OK), 0);
-	assert_int_equal(rfx_fsck(fx, "-n", NULL, NULL), 0);
+	assert_int_equal(rfx_fsck_orphans(fx, "-n", NULL, NULL), 0);
 	assert_int_equal(access(staging, F_OK), 0);
 }
 
@@ -298,7 +301,7 @@ static void test_orphan_owner_replaced(void **state)
 	unlink(idx);
 	assert_int_equal(vswap_store_create(other, &o, &s), 0);
 	assert_int_equal(vswap_store_close(s), 0);
-	expect_repair_then_clean(fx);
+	expect_repair_then_clean(fx, true);
 	assert_int_equal(access(staging, F_OK), -1);
 }
 
@@ -396,7 +399,7 @@ static void test_page_records_beyond_regions(void **state)
 	assert_int_equal(vswap_fsck_exit_code(f), 4);
 	vswap_fsck_free(f);
 	expect_lib_exit(fx, VSWAP_FSCK_PREEN, 4); /* -y decides */
-	expect_repair_then_clean(fx);
+	expect_repair_then_clean(fx, false);
 	/* Group 1 itself is untouched. */
 	f = run_lib(fx, VSWAP_FSCK_CHECK);
 	assert_int_equal(vswap_fsck_problem_count(f), 0);
@@ -431,7 +434,7 @@ static void test_page_record_straddling_regions(void **state)
 	f = run_lib(fx, VSWAP_FSCK_CHECK);
 	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 1010, false));
 	vswap_fsck_free(f);
-	expect_repair_then_clean(fx);
+	expect_repair_then_clean(fx, false);
 	/* Nothing real was lost: pages 960..999 are present and verify. */
 	f = run_lib(fx, VSWAP_FSCK_CHECK);
 	assert_int_equal(vswap_fsck_exit_code(f), 0);
@@ -461,7 +464,7 @@ static void test_staging_record_beyond_regions(void **state)
 	f = run_lib(fx, VSWAP_FSCK_CHECK);
 	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 200 * 64 + 4, false));
 	vswap_fsck_free(f);
-	expect_repair_then_clean(fx);
+	expect_repair_then_clean(fx, false);
 	/* The real staged pages are still staged. */
 	struct vswap_store *s;
 	assert_int_equal(rfx_open(fx, true, &s), 0);
@@ -483,7 +486,7 @@ static void test_undecodable_group_beyond_regions(void **state)
 	f = run_lib(fx, VSWAP_FSCK_CHECK);
 	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 300 * 64, false));
 	vswap_fsck_free(f);
-	expect_repair_then_clean(fx);
+	expect_repair_then_clean(fx, false);
 }
 
 /* ---- 4. a shared slot keeps the record its bytes match ---------------------- */
@@ -653,7 +656,7 @@ static void test_many_shared_slots(void **state)
 	for (uint64_t p = 256; p < 512; p++)
 		assert_true(has_problem(f, VSWAP_PROBLEM_DOUBLE_REFERENCE, p, false));
 	vswap_fsck_free(f);
-	expect_repair_then_clean(fx);
+	expect_repair_then_clean(fx, false);
 }
 
 /* A large page-index space with 2048 shared slots, all near its end: every

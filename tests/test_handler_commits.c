@@ -5,7 +5,7 @@
  * committer's test hook), faults from the swap file, from staging and of
  * zero pages are all served, and once released the commit lands (the index
  * records what the faults changed).  A move to staging waits for a commit in
- * flight (its stage marks need the punches it holds).  Every wait is bounded.
+ * flight in copy mode (its stage marks need the punches it holds).  Every wait is bounded.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -108,10 +108,10 @@ static void set_hook(struct hfx *f, struct gate *g)
 }
 
 /* Pages 0..PAGES-2 swapped out; the last page never written (zero). */
-static void setup_swapped(struct hfx *f, struct gate *g)
+static void setup_swapped(struct hfx *f, struct gate *g, const struct vswap_handler_opts *o)
 {
 	const size_t pages[1] = {PAGES};
-	assert_int_equal(hfx_setup(f, pages, 1, NULL), 0);
+	assert_int_equal(hfx_setup(f, pages, 1, o), 0);
 	for (uint64_t p = 0; p < PAGES - 1; p++)
 		assert_int_equal(hfx_fill(f, 0, p, byte_of(p)), 0);
 	assert_int_equal(vswap_handler_enable(f->h), 0);
@@ -128,7 +128,7 @@ static void faults_served_during_commit(void **state)
 	(void)state;
 	struct hfx f;
 	struct gate g;
-	setup_swapped(&f, &g);
+	setup_swapped(&f, &g, NULL);
 	/* A fault leaves a change; the idle timer asks for its commit, which
 	 * the hook holds after its begin. */
 	assert_int_equal(hfx_page_byte(&f, 0, 0), byte_of(0));
@@ -177,7 +177,7 @@ static void enable_waits_for_commit(void **state)
 	(void)state;
 	struct hfx f;
 	struct gate g;
-	setup_swapped(&f, &g);
+	setup_swapped(&f, &g, &hfx_copy); /* copy mode: the enable stages */
 	assert_int_equal(hfx_page_byte(&f, 0, 2), byte_of(2));
 	assert_int_equal(hfx_write(hfx_addr(&f, 0, 2), "\x99", 1, 0), 0);
 	if (!wait_for(gate_entered, &g))

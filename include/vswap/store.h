@@ -22,7 +22,9 @@
  *   -EPROTONOSUPPORT  unknown on-disk format version (superblock or index)
  *   -EMEDIUMTYPE      the index belongs to another swap file (UUID mismatch)
  *   -EXDEV            the store's page size differs from the system's
- *   -EBUSY            another handle holds the store's lock
+ *   -EBUSY            another handle holds the store's lock (a handler
+ *                     also answers it to a command while another job
+ *                     runs; vswap_strerror() says "busy" for both)
  *   -EBADMSG          a page failed its checksum (it is now recorded lost)
  *   -EIO              a page's bytes are missing (file truncated) or the
  *                     device failed (the page is recorded lost)
@@ -96,6 +98,9 @@ struct vswap_store_opts {
 	vswap_log_fn log;
 	void *log_ctx;
 	enum vswap_log_level log_level;
+	/* Room for options added later without an ABI break (docs/ABI.md):
+	 * must be zero (zero-initialise the struct); -EINVAL otherwise. */
+	uint64_t reserved[8];
 };
 
 /*
@@ -402,6 +407,40 @@ int vswap_store_punch_slots(struct vswap_store *s, uint64_t first, uint64_t coun
  * that cannot be loaded (beyond the regions, undecodable).  Recovery only;
  * the in-memory tables of those pages are reset to "no record". */
 int vswap_store_drop_group(struct vswap_store *s, uint64_t group);
+
+/* ---- blobs: named values kept with the pages ------------------------------ */
+
+/*
+ * An embedder's own small state, kept in the store beside the guest's pages
+ * (a VMM's saved vCPU registers, a working-set record): named values of up
+ * to VSWAP_BLOB_MAX bytes.  Names are 1 to VSWAP_BLOB_NAME_MAX characters
+ * of [A-Za-z0-9._-] (-EINVAL otherwise).
+ *
+ * A put or a delete takes effect in memory at once (a get sees it) and is
+ * written by the next vswap_store_commit() or vswap_store_close(), in the
+ * same index transaction as the page records and the state: a blob and the
+ * pages committed with it become durable together, and a crash before that
+ * commit leaves the previous value.  Each record carries a checksum over
+ * its name and value seeded with the store UUID; a record that fails it is
+ * never returned (-EBADMSG, logged).  Blobs are not page data: they are not
+ * swapped, and vswap-fsck does not judge them.
+ */
+#define VSWAP_BLOB_NAME_MAX 63
+#define VSWAP_BLOB_MAX (64u << 20)
+
+/* Put @len bytes of @data (copied) under @name, replacing any value.
+ * -EROFS on a read-only handle, -EFBIG past VSWAP_BLOB_MAX. */
+int vswap_store_blob_put(struct vswap_store *s, const char *name, const void *data, size_t len);
+/* A malloc()ed copy of @name's value in *data (free() it) and its length;
+ * -ENOENT if there is none, -EBADMSG if its record fails its checksum. */
+int vswap_store_blob_get(struct vswap_store *s, const char *name, void **data, size_t *len);
+/* Delete @name (-ENOENT if there is none). */
+int vswap_store_blob_delete(struct vswap_store *s, const char *name);
+/* Walk the committed blobs in name order: @status is 0, or -EBADMSG for a
+ * record that fails its check (@len is then the record's size).  A callback
+ * returning non-zero stops the walk and that value is returned. */
+typedef int (*vswap_blob_fn)(void *ctx, const char *name, size_t len, int status);
+int vswap_store_foreach_blob(struct vswap_store *s, vswap_blob_fn fn, void *ctx);
 
 /* Describe a vswap error code (negative errno) in words. */
 const char *vswap_strerror(int err);

@@ -304,6 +304,13 @@ int rfx_fsck(const struct rfx_store *fx, const char *flag, char **out, char **er
 	return rfx_run_tool("vswap-fsck", args, out, err);
 }
 
+int rfx_fsck_orphans(const struct rfx_store *fx, const char *flag, char **out, char **err)
+{
+	const char *args[] = { flag, "--orphans", "--json", "--no-progress", fx->path, NULL };
+
+	return rfx_run_tool("vswap-fsck", args, out, err);
+}
+
 pid_t rfx_holder_start(const struct rfx_store *fx)
 {
 	int pipefd[2];
@@ -368,6 +375,8 @@ static int verify_record(void *arg, const struct vswap_page_record *rec)
 	return 0;
 }
 
+/* vswap-fsck @flag on the store, then (when that is 0 or 1) with
+ * --orphans for the staging directory: the worse of the two codes. */
 static int fsck_exit(const char *path, const char *index_path, const char *flag)
 {
 	const char *args[8] = { flag, "--no-progress" };
@@ -379,7 +388,14 @@ static int fsck_exit(const char *path, const char *index_path, const char *flag)
 	}
 	args[n++] = path;
 	args[n] = NULL;
-	return rfx_run_tool("vswap-fsck", args, NULL, NULL);
+	int store = rfx_run_tool("vswap-fsck", args, NULL, NULL);
+	if (store != 0 && store != 1)
+		return store;
+	args[n - 1] = "--orphans";
+	args[n] = path;
+	args[n + 1] = NULL;
+	int orphans = rfx_run_tool("vswap-fsck", args, NULL, NULL);
+	return orphans > store ? orphans : store;
 }
 
 int rfx_check_after_crash(const char *path, const char *index_path, struct rfx_crash_result *r)

@@ -2,7 +2,9 @@
 /*
  * The power-loss workload: drives the store API the way the page handler
  * does (move to staging, swap-out in chunks, faults, guest writes, trim,
- * remove events, commits) with a deterministic sequence, while the write-log
+ * remove events, commits; and the protect enable mode's swap-out straight
+ * from guest memory, with guest writes landing between a write and its
+ * commit) with a deterministic sequence, while the write-log
  * shim records every byte it writes.  It keeps a model of what the index
  * must say and logs it after every commit (PL_MARK_COMMIT), so the replayer
  * knows which states are legal at each point of the write stream.
@@ -129,8 +131,10 @@ static void commit(struct wl *w)
 	end_commit(w);
 }
 
-/* vswap_store_write commits by itself in FULL mode: bracket it like one. */
-static void store_write(struct wl *w, uint64_t first, uint32_t count)
+/* vswap_store_write commits by itself in FULL mode: bracket it like one.
+ * The pages leave the guest (copy mode: from staging) unless @resident (the
+ * protect mode: written from guest memory, removed after the commit). */
+static void store_write_from(struct wl *w, uint64_t first, uint32_t count, bool resident)
 {
 	for (uint32_t i = 0; i < count; i++) {
 		struct mpage *mp = &w->m[first + i];
@@ -145,10 +149,15 @@ static void store_write(struct wl *w, uint64_t first, uint32_t count)
 		struct mpage *mp = &w->m[first + i];
 		mp->st.state = VSWAP_PAGE_PRESENT;
 		mp->st.ver = mp->guest;
-		mp->resident = false;
+		mp->resident = resident;
 	}
 	if (full)
 		end_commit(w);
+}
+
+static void store_write(struct wl *w, uint64_t first, uint32_t count)
+{
+	store_write_from(w, first, count, false);
 }
 
 /* ---- the handler's operations ------------------------------------------------------ */
@@ -285,6 +294,48 @@ static void remove_range(struct wl *w, uint64_t first, uint64_t n)
 	}
 }
 
+/*
+ * The protect mode's swap-out of [first, first+n): resident pages with data
+ * (not staged) are written from guest memory in chunks, some are written to
+ * by the guest before the commit (their write-protect fault makes the fresh
+ * copy stale: the slot keeps the bytes its checksum covers), then the
+ * commit, then the pages still present leave guest memory.
+ */
+static void protect_swap_out(struct wl *w, uint64_t first, uint64_t n)
+{
+	uint64_t end = first + n < w->npages ? first + n : w->npages;
+	bool any = false;
+	for (uint64_t p = first; p < end;) {
+		uint32_t k = 0;
+		while (k < CHUNK && p + k < end && wants_out(&w->m[p + k]) &&
+		       !w->m[p + k].st.staged)
+			k++;
+		if (!k) {
+			p++;
+			continue;
+		}
+		store_write_from(w, p, k, true);
+		any = true;
+		p += k;
+	}
+	if (!any)
+		return;
+	for (uint64_t p = first; p < end; p++) {
+		struct mpage *mp = &w->m[p];
+		if (!mp->resident || mp->st.state != VSWAP_PAGE_PRESENT || rnd(w, 4))
+			continue;
+		CHECK(vswap_store_mark_stale(w->s, p, 1) == 1, "mark_stale %llu",
+		      (unsigned long long)p);
+		mp->st.state = VSWAP_PAGE_STALE;
+		mp->guest = w->next_ver++;
+	}
+	if (w->mode != VSWAP_DURABILITY_FULL || rnd(w, 2))
+		commit(w);
+	for (uint64_t p = first; p < end; p++)
+		if (w->m[p].resident && w->m[p].st.state == VSWAP_PAGE_PRESENT)
+			w->m[p].resident = false;
+}
+
 /* The edge case: fault, dirty and write a page straight away, so the
  * stale mark and the in-place rewrite share one commit. */
 static void edge_rewrite(struct wl *w, uint64_t p)
@@ -302,7 +353,7 @@ static void edge_rewrite(struct wl *w, uint64_t p)
 static void step(struct wl *w)
 {
 	uint64_t p = rnd(w, w->npages), n = 1 + rnd(w, 24);
-	switch (rnd(w, w->edge ? 9 : 8)) {
+	switch (rnd(w, w->edge ? 10 : 9)) {
 	case 0:
 	case 1:
 		for (uint64_t i = 0; i < n && p + i < w->npages; i++)
@@ -332,6 +383,9 @@ static void step(struct wl *w)
 		commit(w);
 		break;
 	case 8:
+		protect_swap_out(w, p, n);
+		break;
+	case 9:
 		edge_rewrite(w, p);
 		break;
 	}
