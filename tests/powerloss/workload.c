@@ -26,7 +26,6 @@
 #include <unistd.h>
 
 #include <vswap/store.h>
-#include <xxh_x86dispatch.h>
 
 #include "tests/helpers/powerloss_model.h"
 #include "tests/powerloss/writelog.h"
@@ -94,7 +93,7 @@ static void self_check(struct wl *w)
 		      vswap_page_state_name(e->state), e->staged ? "+staged" : "");
 		if (e->state != VSWAP_PAGE_NONE) {
 			pl_fill(w->buf, w->ps, p, e->ver);
-			CHECK(pi.xxh3 == XXH3_64bits_dispatch(w->buf, w->ps),
+			CHECK(pi.xxh3 == vswap_store_page_checksum(w->s, p, w->buf),
 			      "page %llu: checksum is not version %u's", (unsigned long long)p,
 			      e->ver);
 		}
@@ -193,6 +192,7 @@ static void stage(struct wl *w, uint64_t first, uint64_t n)
 		CHECK(vswap_store_stage_mark(w->s, p, 1) == 0, "stage_mark %llu",
 		      (unsigned long long)p);
 		w->m[p].st.staged = 1;
+		w->m[p].st.summed = 0;
 		any = true;
 	}
 	if (!any)
@@ -206,9 +206,18 @@ static void stage(struct wl *w, uint64_t first, uint64_t n)
 		pl_fill(w->buf, w->ps, p, mp->guest);
 		CHECK(pwrite(fd, w->buf, w->ps, (off_t)(p * w->ps)) == (ssize_t)w->ps,
 		      "staging copy of page %llu", (unsigned long long)p);
+		uint64_t sum = vswap_store_page_checksum(w->s, p, w->buf);
+		CHECK(vswap_store_stage_record_sums(w->s, p, 1, &sum) == 0, "stage sums %llu",
+		      (unsigned long long)p);
 		mp->st.sver = mp->guest;
-		mp->resident = false;
+		mp->st.summed = 1;
 	}
+	/* The checksums are durable before the guest's copies go (the
+	 * handler's move punches the guest's memory only after this). */
+	commit(w);
+	for (uint64_t p = first; p < end; p++)
+		if (w->m[p].st.staged && w->m[p].st.summed)
+			w->m[p].resident = false;
 }
 
 /* Swap-out: every staged page goes to the file in chunks of consecutive
@@ -239,6 +248,7 @@ static void swap_out(struct wl *w)
 		CHECK(vswap_store_stage_clear(w->s, p, 1) == 0, "stage_clear %llu",
 		      (unsigned long long)p);
 		w->m[p].st.staged = 0;
+		w->m[p].st.summed = 0;
 		w->m[p].st.sver = 0;
 	}
 	commit(w);
@@ -259,6 +269,7 @@ static void fault(struct wl *w, uint64_t p)
 		      (unsigned long long)p);
 		mp->guest = mp->st.sver;
 		mp->st.staged = 0;
+		mp->st.summed = 0;
 		mp->st.sver = 0;
 	} else {
 		int ret = vswap_store_read_page(w->s, p, w->buf);
