@@ -52,6 +52,7 @@ static inline uint64_t pw_slot(uint32_t w)
 #define DB_META 1u
 #define DB_PAGES 2u
 #define DB_STAGING 3u
+#define DB_BLOBS 4u
 /* Page-group value: u64 group, u64 mask, 16-byte entries, u64 check. */
 #define PG_HEAD 16u
 #define PG_ENTRY 16u
