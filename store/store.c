@@ -138,9 +138,10 @@ static int open_regular(const struct vswap_store *s, const char *path, int flags
 
 static void start_io(struct vswap_store *s)
 {
-	/* Writes bypass the page cache where the file system allows it. */
+	/* Writes, and the handler's fault reads (vswap_store_read_begin()),
+	 * bypass the page cache where the file system allows it. */
 	if (!s->read_only)
-		s->dfd = open(s->path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+		s->dfd = open(s->path, O_RDWR | O_DIRECT | O_CLOEXEC);
 	/* VSWAP_IO=sync forces pread/pwrite and named file creation: for
 	 * fault-injection and write-stream recording shims, which cannot see
 	 * io_uring's requests or follow an unnamed O_TMPFILE. */
