@@ -93,6 +93,7 @@ int client_send_attach(struct vswap_client *c, bool resume, struct wire_reply *r
 	    .durability = (uint32_t)c->opts.durability,
 	    .path_len = (uint32_t)plen,
 	    .staging_len = (uint32_t)slen,
+	    .enable_mode = (uint32_t)c->opts.enable_mode,
 	};
 	size_t len = sizeof(a) + c->nregions * sizeof(struct wire_region) +
 		     (size_t)c->nuffds * c->nregions * sizeof(uint64_t) + plen + slen;

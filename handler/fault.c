@@ -2,7 +2,8 @@
 /*
  * Page faults and remove events, on the monitor thread.  A fault never opens
  * an index write transaction: the store calls here change the in-memory
- * tables (and pread the swap file); the monitor commits them in batches.
+ * tables; the monitor commits them in batches.  A fault that needs the swap
+ * file submits its read and returns (fault_io.c serves it on completion).
  */
 #include <errno.h>
 #include <sched.h>
@@ -50,7 +51,7 @@ int fault_corrupt(struct vswap_handler *h, int fd, uintptr_t addr, uint64_t page
 
 /* The page is resident after all (filled by another process's uffd or the
  * swap-in): its staged or swapped copy is obsolete. */
-static void page_now_resident(struct vswap_handler *h, uint64_t page)
+void fault_page_resident(struct vswap_handler *h, uint64_t page)
 {
 	if (vswap_store_staged(h->store, page))
 		vswap_store_stage_clear(h->store, page, 1);
@@ -71,13 +72,17 @@ static int serve_from_file(struct vswap_handler *h, int fd, uintptr_t addr, uint
 	if (rc == 0) {
 		vswap_store_mark_stale(h->store, page, 1);
 		h->c.from_file++;
+		workset_note(h, page);
 	}
 	return rc;
 }
 
-/* Staging first, then the swap file (present pages only), else zeros. */
-static int resolve_locked(struct vswap_handler *h, int fd, uintptr_t addr, uint64_t page)
+/* Staging first, then the swap file (present pages only: a read submitted,
+ * or joined, and served when it completes), else zeros. */
+static int resolve_locked(struct vswap_handler *h, unsigned index, uintptr_t addr,
+			  uint64_t page)
 {
+	int fd = h->m.uffds.v[index].fd;
 	if (vswap_store_staged(h->store, page)) {
 		int rc = uffd_copy(fd, addr, staging_ptr(h, page), h->page_size, true, NULL);
 		if (rc == 0) {
@@ -92,8 +97,10 @@ static int resolve_locked(struct vswap_handler *h, int fd, uintptr_t addr, uint6
 	int rc = vswap_store_page(h->store, page, &pi);
 	if (rc < 0)
 		return rc;
-	if (pi.state == VSWAP_PAGE_PRESENT)
-		return serve_from_file(h, fd, addr, page);
+	if (pi.state == VSWAP_PAGE_PRESENT) {
+		rc = fault_io_submit(h, index, addr, page);
+		return rc == -ENOSYS ? serve_from_file(h, fd, addr, page) : rc;
+	}
 	if (pi.state == VSWAP_PAGE_LOST) {
 		int prc = fault_corrupt(h, fd, addr, page, -EBADMSG, true);
 		return prc < 0 ? prc : 0;
@@ -117,15 +124,22 @@ int fault_serve(struct vswap_handler *h, unsigned index, uintptr_t addr)
 	int fd = h->m.uffds.v[index].fd;
 	for (;;) {
 		pthread_mutex_lock(&h->lock);
-		int rc = resolve_locked(h, fd, addr, page);
+		/* Missing: whatever the protect set said, the page is not
+		 * resident now, and once filled it is not protected. */
+		protect_forget(h, page, 1);
+		int rc = resolve_locked(h, index, addr, page);
 		if (rc == -EEXIST) {
-			page_now_resident(h, page);
+			fault_page_resident(h, page);
 			h->c.redundant++;
 			rc = uffd_wake(fd, addr, h->page_size);
 		}
 		if (rc == -EAGAIN)
 			h->c.eagain_retries++;
 		pthread_mutex_unlock(&h->lock);
+		if (rc == -EBUSY) { /* every fault read busy: complete one */
+			fault_io_reap(h, true);
+			continue;
+		}
 		if (rc != -EAGAIN)
 			return rc;
 		/* A REMOVE event is queued on this uffd: every ioctl fails
@@ -153,6 +167,10 @@ int remove_range(struct vswap_handler *h, uintptr_t start, uintptr_t end)
 			continue;
 		uint64_t first = g->first + ((a - g->start) >> h->page_shift);
 		uint64_t count = (b - a) >> h->page_shift;
+		/* Before the remover resumes (it waits for this event to be
+		 * read) and punches the range: see fault_io.c. */
+		fault_io_cancel(h, first, count);
+		protect_forget(h, first, count);
 		int rc = vswap_store_stage_clear(h->store, first, count);
 		if (rc < 0) /* only the staging bytes stay: audited by fsck */
 			hlog(h, VSWAP_LOG_WARN, "remove: staging clear: %s", vswap_strerror(rc));
@@ -190,7 +208,12 @@ int remove_range_at(struct vswap_handler *h, unsigned index, uintptr_t start, ui
 	return pages ? (int)(pages > INT32_MAX ? INT32_MAX : pages) : -EFAULT;
 }
 
-static int defer_fault(struct monitor *m, unsigned index, uintptr_t addr)
+int fault_dispatch(struct vswap_handler *h, unsigned index, uintptr_t addr, bool wp)
+{
+	return wp ? protect_wp_fault(h, index, addr) : fault_serve(h, index, addr);
+}
+
+static int defer_fault(struct monitor *m, unsigned index, uintptr_t addr, bool wp)
 {
 	if (m->ndeferred == m->cap_deferred) {
 		unsigned cap = m->cap_deferred ? m->cap_deferred * 2 : 16;
@@ -200,7 +223,7 @@ static int defer_fault(struct monitor *m, unsigned index, uintptr_t addr)
 		m->deferred = v;
 		m->cap_deferred = cap;
 	}
-	m->deferred[m->ndeferred++] = (struct deferred_fault){index, addr};
+	m->deferred[m->ndeferred++] = (struct deferred_fault){index, addr, wp};
 	return 0;
 }
 
@@ -212,11 +235,12 @@ static int event_handle(struct vswap_handler *h, unsigned index, const struct uf
 	switch (msg->event) {
 	case UFFD_EVENT_PAGEFAULT: {
 		uintptr_t addr = (uintptr_t)msg->arg.pagefault.address;
+		bool wp = msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP;
 		if (!m->registered) /* read after unregister: let it retry */
 			return uffd_wake(fd, addr & ~(uintptr_t)(h->page_size - 1), h->page_size);
 		if (defer)
-			return defer_fault(m, index, addr);
-		int rc = fault_serve(h, index, addr);
+			return defer_fault(m, index, addr, wp);
+		int rc = fault_dispatch(h, index, addr, wp);
 		if (rc == -ESRCH) {
 			m->uffds.v[index].dead = true;
 			m->gc_due = true;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -94,12 +95,15 @@ static int monitor_init(struct vswap_handler *h)
 	atomic_store(&h->nuffds, 1);
 	if (posix_memalign(&m->page_buf, h->page_size, h->page_size))
 		return -ENOMEM;
-	return 0;
+	return fault_io_init(h);
 }
 
 static void handler_free(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
+	committer_stop(h);
+	fault_io_fini(h); /* before the uffds: a drain may still name them */
+	workset_free(h);
 	uffd_list_fini(&m->uffds);
 	pool_destroy(h->pool);
 	if (h->staging)
@@ -114,6 +118,7 @@ static void handler_free(struct vswap_handler *h)
 	free(m->unclean);
 	free(m->deferred);
 	swap_in_release(h);
+	protect_fini(h);
 	free(h->regions);
 	pthread_cond_destroy(&h->qdone);
 	pthread_cond_destroy(&h->scond);
@@ -140,6 +145,14 @@ static int handler_init(struct vswap_handler *h, const struct vswap_region *regi
 		rc = monitor_init(h);
 	if (rc < 0)
 		return rc;
+	/* The mode follows what the kernel granted the main uffd. */
+	rc = protect_resolve(h->opts.enable_mode, h->features);
+	if (rc < 0)
+		return rc;
+	h->wp.on = rc == VSWAP_ENABLE_PROTECT;
+	rc = protect_init(h);
+	if (rc < 0)
+		return rc;
 	struct vswap_store_stats st;
 	if (vswap_store_stats(h->store, &st) == 0 && (st.pages_present || st.pages_staged))
 		hlog(h, VSWAP_LOG_INFO, "store holds %llu swapped and %llu staged pages",
@@ -151,6 +164,9 @@ static int handler_init(struct vswap_handler *h, const struct vswap_region *regi
 	if (rc < 0)
 		return rc;
 	h->state = VSWAP_STATE_READY;
+	rc = committer_start(h);
+	if (rc < 0)
+		return rc;
 	rc = pthread_create(&h->thread, NULL, monitor_main, h);
 	return -rc;
 }
@@ -158,6 +174,9 @@ static int handler_init(struct vswap_handler *h, const struct vswap_region *regi
 int vswap_handler_create(const struct vswap_region *regions, unsigned n,
 			 const struct vswap_handler_opts *opts, struct vswap_handler **out)
 {
+	static const uint64_t zero[8]; /* the options' reserved space */
+	if (opts && memcmp(opts->reserved, zero, sizeof(zero)) != 0)
+		return -EINVAL;
 	long ps = sysconf(_SC_PAGESIZE);
 	int rc = regions_validate(regions, n, (size_t)ps);
 	if (rc < 0)
@@ -173,7 +192,7 @@ int vswap_handler_create(const struct vswap_region *regions, unsigned n,
 	h->page_size = (size_t)ps;
 	h->page_shift = (unsigned)__builtin_ctzl((unsigned long)ps);
 	h->thp_size = thp_size();
-	h->m.epfd = h->m.cmd_efd = h->m.job_efd = -1;
+	h->m.epfd = h->m.cmd_efd = h->m.job_efd = h->m.fio.efd = -1;
 	h->m.uffds.epfd = -1;
 	opts_defaults(h, opts);
 	sync_init(h);
@@ -191,6 +210,7 @@ int vswap_handler_destroy(struct vswap_handler *h)
 	if (!h)
 		return 0;
 	struct cmd c = {.type = CMD_EXIT};
+	workset_stop(h); /* no prefetch copy races the final swap-in */
 	int rc = cmd_submit(h, &c);
 	pthread_join(h->thread, NULL);
 	cmd_wait_callers(h); /* answered, but perhaps not yet returned */
@@ -203,6 +223,7 @@ int vswap_handler_detach(struct vswap_handler *h)
 	if (!h)
 		return -EINVAL;
 	struct cmd c = {.type = CMD_DETACH};
+	workset_stop(h);
 	int rc = cmd_submit(h, &c);
 	pthread_join(h->thread, NULL);
 	cmd_wait_callers(h);

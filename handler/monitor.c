@@ -102,6 +102,7 @@ int register_all(struct vswap_handler *h)
 void unregister_all(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
+	protect_release(h);
 	for (unsigned i = 0; i < m->uffds.n; i++) {
 		if (m->uffds.v[i].dead)
 			continue;
@@ -126,6 +127,8 @@ void cleanup_finish(struct vswap_handler *h)
 static void leave_enabled(struct vswap_handler *h, struct vswap_transition t)
 {
 	struct monitor *m = &h->m;
+	/* No fault read outlives the registration it was made under. */
+	fault_io_drain(h, true);
 	unregister_all(h);
 	m->cleanup_cursor = 0;
 	m->cleanup_active = true;
@@ -156,9 +159,9 @@ static int do_enable(struct vswap_handler *h)
 	h->m.nunclean = 0;
 	h->m.unclean_pages = 0;
 	uint64_t t0 = now_ms(), pages;
-	int rc = move_to_staging(h, &pages);
+	int rc = h->wp.on ? protect_enable(h, &pages) : move_to_staging(h, &pages);
 	if (rc < 0) {
-		fail(h, "move to staging", rc);
+		fail(h, h->wp.on ? "write-protect" : "move to staging", rc);
 		return rc;
 	}
 	state_set(h, VSWAP_STATE_PENDING, (struct vswap_transition){pages, now_ms() - t0});
@@ -206,6 +209,7 @@ static int do_swap_out(struct vswap_handler *h)
 		return -EINVAL;
 	}
 	m->out_cursor = 0;
+	protect_swap_out_start(h);
 	m->out_pages = 0;
 	m->out_t0_ms = now_ms();
 	state_set(h, VSWAP_STATE_SWAP_OUT_IN_PROGRESS, (struct vswap_transition){0, 0});
@@ -214,6 +218,7 @@ static int do_swap_out(struct vswap_handler *h)
 
 static int start_swap_in(struct vswap_handler *h)
 {
+	protect_release(h); /* resident pages need no copy: let writes through */
 	int rc = swap_in_prepare(h);
 	if (rc == 0) {
 		state_set(h, VSWAP_STATE_SWAP_IN_IN_PROGRESS, (struct vswap_transition){0, 0});
@@ -262,8 +267,11 @@ static int do_exit(struct vswap_handler *h)
 		 * only this thread reads.  Restarted from the first page, it
 		 * skips what the job brought in. */
 		job_stop(h, true);
+		/* The faults whose reads are in flight are served first. */
+		fault_io_drain(h, true);
 		if (st == VSWAP_STATE_SWAP_OUT_IN_PROGRESS)
 			flush_or_log(h, "exit");
+		protect_release(h);
 		rc = swap_in_prepare(h);
 		if (rc == 0)
 			rc = swap_in_job(NULL, h);
@@ -315,6 +323,10 @@ static int do_detach(struct vswap_handler *h)
 	rc = 0;
 	if (st == VSWAP_STATE_SWAP_OUT_IN_PROGRESS)
 		rc = swap_out_flush(h);
+	/* Faults whose reads are in flight are dropped like the queued ones
+	 * (their pages stay in the store); the reads must end before the
+	 * buffers go. */
+	fault_io_drain(h, false);
 	if (m->registered) {
 		for (unsigned i = 0; i < m->uffds.n; i++)
 			if (!uffd_list_is_dead(&m->uffds, i))
@@ -349,6 +361,14 @@ static int do_add_uffd(struct vswap_handler *h, int fd, uintptr_t *bases)
 			regions_unregister(h, fd, bases);
 		return rc;
 	}
+	/* Protected like the others before it is served: until this returns
+	 * its process waits (the fork protocol), so it wrote nothing. */
+	if (h->wp.active && (rc = protect_uffd(h, i)) < 0) {
+		regions_unregister(h, fd, bases);
+		m->uffds.v[i].dead = true;
+		m->gc_due = true;
+		return rc;
+	}
 	if (m->uffds.v[i].dynamic)
 		m->gc_due = true;
 	atomic_store(&h->nuffds, m->uffds.n);
@@ -358,6 +378,9 @@ static int do_add_uffd(struct vswap_handler *h, int fd, uintptr_t *bases)
 static int gc_now(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
+	/* A GC moves uffds to other indices: the reads in flight name their
+	 * waiters by index, so they complete first. */
+	fault_io_drain(h, true);
 	m->gc_due = false;
 	m->rekeyed = true;
 	int rc = uffd_list_gc(&m->uffds);
@@ -487,25 +510,19 @@ static int loop_timeout(struct vswap_handler *h)
 	}
 	/* After a failed lazy commit no timer retries it (a failed sync
 	 * sticks): the next batch of LAZY_COMMIT_PAGES or transition does. */
-	if (m->registered && !m->lazy_error && (t < 0 || t > LAZY_COMMIT_MS) &&
+	if (m->registered && !committer_error(h) && (t < 0 || t > LAZY_COMMIT_MS) &&
 	    pending_changes(h) > 0)
 		t = LAZY_COMMIT_MS;
 	return t;
 }
 
-/* What faults and removes changed reaches the index here, in batches. */
+/* What faults and removes changed reaches the index in batches, committed
+ * and synced by the commit thread: no fault waits for it. */
 static void lazy_commit(struct vswap_handler *h, uint64_t threshold)
 {
-	if (!h->m.registered || pending_changes(h) < threshold)
+	if (!h->m.registered || pending_changes(h) < threshold || committer_busy(h))
 		return;
-	pthread_mutex_lock(&h->lock);
-	int rc = vswap_store_commit(h->store);
-	pthread_mutex_unlock(&h->lock);
-	if (rc < 0 && rc != h->m.lazy_error) {
-		hlog(h, VSWAP_LOG_ERROR, "lazy commit: %s", vswap_strerror(rc));
-		error_set(h, rc);
-	}
-	h->m.lazy_error = rc < 0 ? rc : 0;
+	committer_request(h);
 }
 
 static void idle_work(struct vswap_handler *h)
@@ -530,7 +547,7 @@ static void serve_deferred(struct vswap_handler *h)
 		struct deferred_fault d = m->deferred[i];
 		if (!m->registered || m->uffds.v[d.uffd].dead)
 			continue;
-		int rc = fault_serve(h, d.uffd, d.addr);
+		int rc = fault_dispatch(h, d.uffd, d.addr, d.wp);
 		if (rc == -ESRCH) {
 			m->uffds.v[d.uffd].dead = true;
 			m->gc_due = true;
@@ -548,6 +565,10 @@ static void dispatch(struct vswap_handler *h, uint64_t tok)
 	}
 	if (tok == TOKEN_JOB) {
 		job_done(h);
+		return;
+	}
+	if (tok == TOKEN_READS) {
+		fault_io_reap(h, false);
 		return;
 	}
 	int i = uffd_list_index(&m->uffds, tok);

@@ -100,7 +100,7 @@ int regions_register(struct vswap_handler *h, int fd, const uintptr_t *bases)
 	for (unsigned i = 0; i < h->nregions; i++) {
 		const struct hregion *g = &h->regions[i];
 		uintptr_t a = bases ? bases[i] : g->start;
-		int rc = uffd_register(fd, a, g->end - g->start);
+		int rc = uffd_register_mode(fd, a, g->end - g->start, h->wp.on);
 		if (rc < 0) {
 			while (i-- > 0)
 				uffd_unregister(fd, bases ? bases[i] : h->regions[i].start,

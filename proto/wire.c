@@ -139,6 +139,7 @@ void wire_status_from(struct wire_status *w, const struct vswap_status *st)
 	    .state = (uint32_t)st->state,
 	    .last_error = st->last_error,
 	    .uffds = st->uffds,
+	    .enable_mode = (uint32_t)st->enable_mode,
 	    .metrics = {m->resident_pages, m->copied_from_file_pages, m->copied_from_staging_pages,
 			m->zeroed_pages, m->redundant_pages, m->staging_pages, m->swap_pages,
 			m->checksum_failures, m->poisoned_pages, m->bytes_written, m->bytes_read,
@@ -157,5 +158,6 @@ void wire_status_to(struct vswap_status *st, const struct wire_status *w)
 	    .transition = {w->trans_pages, w->trans_ms},
 	    .last_error = w->last_error,
 	    .uffds = w->uffds,
+	    .enable_mode = (enum vswap_enable_mode)w->enable_mode,
 	};
 }

@@ -69,6 +69,8 @@ struct wire_attach {
 	uint32_t flags;
 	uint32_t durability; /* enum vswap_durability */
 	uint32_t path_len, staging_len;
+	uint32_t enable_mode; /* enum vswap_enable_mode */
+	uint32_t pad;
 };
 
 struct wire_region {
@@ -103,7 +105,7 @@ struct wire_status {
 	uint32_t state;
 	int32_t last_error;
 	uint32_t uffds;
-	uint32_t pad;
+	uint32_t enable_mode; /* enum vswap_enable_mode: COPY or PROTECT */
 	uint64_t metrics[12]; /* struct vswap_metrics, in its order */
 	uint64_t trans_pages, trans_ms;
 };

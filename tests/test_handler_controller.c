@@ -107,7 +107,7 @@ static void controller_enable(void **state)
 {
 	(void)state;
 	struct hfx f;
-	assert_int_equal(hfx_setup(&f, two, 2, NULL), 0);
+	assert_int_equal(hfx_setup(&f, two, 2, &hfx_copy), 0);
 	write_layout(&f);
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	struct vswap_status st = st_of(&f);
@@ -195,7 +195,7 @@ static void controller_disable(void **state)
 {
 	(void)state;
 	struct hfx f;
-	assert_int_equal(hfx_setup(&f, two, 2, NULL), 0);
+	assert_int_equal(hfx_setup(&f, two, 2, &hfx_copy), 0);
 	write_layout(&f);
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	assert_int_equal(vswap_handler_disable(f.h, false), 0);

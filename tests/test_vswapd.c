@@ -76,33 +76,43 @@ static void status(struct vdx *x, struct vswap_status *st)
 	assert_int_equal(vswap_client_status(x->c, st), 0);
 }
 
-/* The main job through the daemon, every byte checked. */
-static void test_cycle(void **state)
+/* The main job through the daemon, every byte checked, in either enable
+ * mode. */
+static void cycle(enum vswap_enable_mode mode)
 {
-	(void)state;
 	struct vdx x;
-	setup_attached(&x, two_regions, 2);
+	assert_int_equal(vdx_init(&x, two_regions, 2), 0);
+	assert_int_equal(vdx_daemon_start(&x), 0);
+	struct vswap_client_opts o = {.store_path = x.store,
+				      .staging_dir = x.dir,
+				      .durability = VSWAP_DURABILITY_NONE,
+				      .enable_mode = mode};
+	assert_int_equal(vdx_attach(&x, &o), 0);
 	write_pages(&x, 0, x.total_pages, 1);
 	struct vswap_status st;
 	status(&x, &st);
 	assert_int_equal(st.state, VSWAP_STATE_READY);
 	assert_int_equal(st.uffds, 2); /* the daemon's own and the VMM's */
+	assert_int_equal(st.enable_mode, mode);
 
 	assert_int_equal(vswap_client_enable(x.c), 0);
 	status(&x, &st);
 	assert_int_equal(st.state, VSWAP_STATE_PENDING);
-	assert_int_equal(st.metrics.staging_pages, x.total_pages);
-	/* Faults from staging, at this process's addresses. */
+	/* Copy: faults from staging at this process's addresses.  Protect:
+	 * the pages stay, write-protected; a write un-protects its page. */
+	assert_int_equal(st.metrics.staging_pages, mode == VSWAP_ENABLE_COPY ? x.total_pages : 0);
 	check_pages(&x, 0, 16, 1);
 	status(&x, &st);
-	assert_int_equal(st.metrics.copied_from_staging_pages, 16);
+	assert_int_equal(st.metrics.copied_from_staging_pages, mode == VSWAP_ENABLE_COPY ? 16 : 0);
+	if (mode == VSWAP_ENABLE_PROTECT)
+		write_pages(&x, 0, 16, 1); /* write-protect faults, through the daemon */
 
 	assert_int_equal(vswap_client_trim(x.c), 0);
 	assert_int_equal(vswap_client_wait_state(x.c, VSWAP_STATE_PENDING, WAIT_MS), 0);
 	assert_int_equal(vswap_client_swap_out(x.c), 0);
 	assert_int_equal(vswap_client_wait_state(x.c, VSWAP_STATE_ACTIVE, WAIT_MS), 0);
 	status(&x, &st);
-	assert_int_equal(st.metrics.swap_pages, x.total_pages - 16);
+	assert_int_equal(st.metrics.swap_pages, x.total_pages - 16); /* 16 faulted in or written */
 	/* Faults from the swap file, both regions. */
 	check_pages(&x, 16, 40, 1);
 	status(&x, &st);
@@ -134,6 +144,18 @@ static void test_cycle(void **state)
 	x.c = NULL;
 	assert_int_equal(vdx_fsck(&x, "-n"), 0);
 	vdx_fini(&x);
+}
+
+static void test_cycle_copy(void **state)
+{
+	(void)state;
+	cycle(VSWAP_ENABLE_COPY);
+}
+
+static void test_cycle_protect(void **state)
+{
+	(void)state;
+	cycle(VSWAP_ENABLE_PROTECT);
 }
 
 /* A device process maps the guest at other addresses than the VMM's: its
@@ -383,9 +405,8 @@ int main(void)
 {
 	hfx_skip_if_unavailable("vswapd");
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_cycle),
-	    cmocka_unit_test(test_device_process),
-	    cmocka_unit_test(test_restart),
+	    cmocka_unit_test(test_cycle_copy),	   cmocka_unit_test(test_cycle_protect),
+	    cmocka_unit_test(test_device_process), cmocka_unit_test(test_restart),
 	    cmocka_unit_test(test_vmm_dies),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

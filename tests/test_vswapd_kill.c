@@ -5,7 +5,8 @@
  * guest memory (every page a versioned pattern, kw_page_fill()), and a
  * driver thread cycles the commands: enable (guest paused), trim, swap-out,
  * faults while Active, balloon removes, disable (swap-in), and now and then
- * detach and attach again.  A killer thread SIGKILLs the daemon, aiming at
+ * detach and attach again (switching between the copy and protect enable
+ * modes).  A killer thread SIGKILLs the daemon, aiming at
  * each state in turn, restarts it at once, and the client resumes the guest.
  *
  * Judged: every byte the guest reads is the version it last wrote (a
@@ -17,7 +18,8 @@
  * kills leak), and no page is lost.  Printed: kills per state, and restart
  * to serving (kill -> guest resumed, daemon start -> resumed): p50, max.
  *
- * CI runs VSWAPD_KILLS (default 60) kills; VSWAP_LONG=1 runs 1000.
+ * CI runs 50 kills (VSWAPD_KILLS sets another number); VSWAP_LONG=1 runs
+ * 1000.  VSWAPD_KILL_TRACE=1 prints where each kill landed.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -93,6 +95,8 @@ struct run {
 	uint64_t kills[PH_COUNT];
 	uint64_t undone_removes, zero_removes, verified;
 	uint64_t cycles;
+	enum vswap_enable_mode mode; /* copy and protect, in turn at each detach */
+	uint64_t mode_cycles[3];
 	/* restart latencies, microseconds */
 	uint64_t *kill_us, *start_us;
 	unsigned nlat, nkills;
@@ -195,6 +199,7 @@ static int attach(struct run *r, bool resume)
 				      .staging_dir = r->x.dir,
 				      .durability = VSWAP_DURABILITY_BATCH,
 				      .resume = resume,
+				      .enable_mode = r->mode,
 				      .reconnect_timeout_ms = HANG_MS,
 				      .log = client_log,
 				      .log_level = VSWAP_LOG_WARN};
@@ -363,6 +368,7 @@ static void cycle(struct run *r, uint64_t *seed)
 		pthread_mutex_lock(&r->cl_lock);
 		rc = vswap_client_detach(r->x.c);
 		r->x.c = NULL;
+		r->mode = r->mode == VSWAP_ENABLE_COPY ? VSWAP_ENABLE_PROTECT : VSWAP_ENABLE_COPY;
 		if (cmd_ok(r, "detach", rc))
 			rc = attach(r, true);
 		pthread_mutex_unlock(&r->cl_lock);
@@ -379,6 +385,7 @@ static void cycle(struct run *r, uint64_t *seed)
 	phase_set(r, PH_READY);
 	verify_all(r);
 	r->cycles++;
+	r->mode_cycles[r->mode]++;
 }
 
 static void *driver_main(void *arg)
@@ -478,6 +485,15 @@ static void killer(struct run *r, unsigned kills)
 			if (atomic_load(&r->stop))
 				return;
 			if (mono_us() - tk > (uint64_t)HANG_MS * 1000u) {
+				struct vswap_client_info in = {0};
+				if (c1)
+					vswap_client_info(r->x.c, &in);
+				fprintf(stderr,
+					"  hang: client %p (was %p) connected %d reconnects %llu "
+					"resumed %llu us after the restart began\n",
+					(void *)c1, (void *)c0, in.connected,
+					(unsigned long long)in.reconnects,
+					(unsigned long long)(in.last_resumed_mono_us - ts));
 				dump_tasks(0);
 				dump_tasks(r->x.pid);
 				failf(r, "kill %u (%s): guest not served again within %d ms", k,
@@ -496,8 +512,13 @@ static void killer(struct run *r, unsigned kills)
 
 static void report(struct run *r)
 {
-	fprintf(stderr, "vswapd kill test: %u kills, %llu cycles, %llu full verifies\n", r->nkills,
-		(unsigned long long)r->cycles, (unsigned long long)r->verified);
+	fprintf(stderr,
+		"vswapd kill test: %u kills, %llu cycles (%llu copy, %llu protect), %llu full "
+		"verifies\n",
+		r->nkills, (unsigned long long)r->cycles,
+		(unsigned long long)r->mode_cycles[VSWAP_ENABLE_COPY],
+		(unsigned long long)r->mode_cycles[VSWAP_ENABLE_PROTECT],
+		(unsigned long long)r->verified);
 	fprintf(stderr, "  kills per state:");
 	for (int p = 0; p < PH_COUNT; p++)
 		fprintf(stderr, " %s %llu", phase_names[p], (unsigned long long)r->kills[p]);
@@ -518,7 +539,7 @@ static void report(struct run *r)
 static void test_kills(void **state)
 {
 	(void)state;
-	unsigned kills = getenv("VSWAP_LONG") ? 1000 : 60;
+	unsigned kills = getenv("VSWAP_LONG") ? 1000 : 50;
 	if (getenv("VSWAPD_KILLS"))
 		kills = (unsigned)strtoul(getenv("VSWAPD_KILLS"), NULL, 10);
 	struct run *r = calloc(1, sizeof(*r));
@@ -541,6 +562,7 @@ static void test_kills(void **state)
 	 * runs at a higher priority than the guest threads (root: CI). */
 	setpriority(PRIO_PROCESS, (id_t)gettid(), -10);
 	static const size_t pages[] = {REGION0, REGION1};
+	r->mode = VSWAP_ENABLE_COPY;
 	assert_int_equal(vdx_init(&r->x, pages, 2), 0);
 	/* As under systemd: the socket outlives every daemon. */
 	assert_int_equal(vdx_listen(&r->x), 0);

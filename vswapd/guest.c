@@ -126,7 +126,7 @@ static int open_store(struct guest *g, const struct wire_attach *a, const char *
 	return vswap_store_create(g->path, &so, &g->store);
 }
 
-static int start_handler(struct guest *g, const struct wire_region *r)
+static int start_handler(struct guest *g, const struct wire_region *r, uint32_t mode)
 {
 	struct vswap_region reg[WIRE_MAX_REGIONS];
 	for (unsigned i = 0; i < g->n; i++)
@@ -134,6 +134,7 @@ static int start_handler(struct guest *g, const struct wire_region *r)
 		    (struct vswap_region){g->map[i], g->len[i], g->memfd[i], (off_t)r[i].offset};
 	struct vswap_handler_opts ho = {
 	    .store = g->store,
+	    .enable_mode = (enum vswap_enable_mode)mode,
 	    .log = guest_log,
 	    .log_ctx = g,
 	    .log_level = g->d->log_level,
@@ -192,7 +193,7 @@ static int attach_checked(struct guest *g, const struct wire_attach *a, const st
 	int rc = open_store(g, a, staging);
 	uint64_t t2 = now_us();
 	if (rc == 0)
-		rc = start_handler(g, r);
+		rc = start_handler(g, r, a->enable_mode);
 	uint64_t t3 = now_us();
 	if (rc == 0)
 		rc = add_uffds(g, fds + a->nregions, a->nuffds, bases);
@@ -219,7 +220,8 @@ int guest_attach(struct guest *g, const void *payload, size_t len, int *fds, uns
 	else if (len < sizeof(*a))
 		rc = -EBADMSG;
 	else if (!a->nregions || !a->nuffds || a->flags & ~WIRE_ATTACH_RESUME ||
-		 a->durability > VSWAP_DURABILITY_NONE)
+		 a->durability > VSWAP_DURABILITY_NONE || a->enable_mode > VSWAP_ENABLE_PROTECT ||
+		 a->pad)
 		rc = -EINVAL;
 	else if (a->nregions > WIRE_MAX_REGIONS || a->nuffds > WIRE_MAX_UFFDS)
 		rc = -E2BIG;

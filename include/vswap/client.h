@@ -44,6 +44,8 @@ struct vswap_client_opts {
 	 * Required.  One store per guest (its lock refuses a second). */
 	const char *store_path;
 	enum vswap_durability durability;
+	/* How enable works (vswap_handler_opts.enable_mode); default AUTO. */
+	enum vswap_enable_mode enable_mode;
 	const char *staging_dir; /* NULL: vswapd's default */
 	/* The store exists (a hibernated guest, or a VMM that restarts its
 	 * client): open it and resume.  Else a fresh store is created

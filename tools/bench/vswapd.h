@@ -32,6 +32,26 @@
 
 #include <vswap/client.h>
 
+/* The median first-touch latency of every page of @mem (each missing), the
+ * way the faults group measures its handler. */
+struct vd_row {
+	double p50_us;
+};
+
+static void vd_touch_all(volatile uint8_t *mem, size_t pages, size_t ps, struct vd_row *row)
+{
+	double *lat = malloc(pages * sizeof(*lat));
+	if (!lat)
+		return;
+	for (size_t i = 0; i < pages; i++) {
+		uint64_t t0 = bench_now_ns();
+		(void)mem[i * ps];
+		lat[i] = (double)(bench_now_ns() - t0) / 1e3;
+	}
+	row->p50_us = bench_median(lat, (unsigned)pages);
+	free(lat);
+}
+
 struct vd_daemon {
 	char bin[PATH_MAX];
 	char sock[PATH_MAX];
@@ -173,7 +193,7 @@ static int vd_attach(struct vd_daemon *d, struct vd_guest *g, struct vswap_clien
 
 /* One round through vswapd: staging faults, then swap-file faults. */
 static int vd_fault_round(struct bench *b, struct vd_daemon *d, size_t pages,
-			  struct faultbench_row *staging, struct faultbench_row *file)
+			  struct vd_row *staging, struct vd_row *file)
 {
 	struct vd_guest g;
 	struct vswap_client *c = NULL;
@@ -183,7 +203,7 @@ static int vd_fault_round(struct bench *b, struct vd_daemon *d, size_t pages,
 	if (rc == 0)
 		rc = vswap_client_enable(c);
 	if (rc == 0)
-		touch_all(g.mem, pages, g.ps, staging);
+		vd_touch_all(g.mem, pages, g.ps, staging);
 	if (rc == 0)
 		rc = vswap_client_enable(c);
 	if (rc == 0)
@@ -191,7 +211,7 @@ static int vd_fault_round(struct bench *b, struct vd_daemon *d, size_t pages,
 	if (rc == 0)
 		rc = vswap_client_wait_state(c, VSWAP_STATE_ACTIVE, 60000);
 	if (rc == 0)
-		touch_all(g.mem, pages, g.ps, file);
+		vd_touch_all(g.mem, pages, g.ps, file);
 	if (c)
 		vswap_client_exit(c);
 	vd_guest_close(&g);
@@ -199,8 +219,8 @@ static int vd_fault_round(struct bench *b, struct vd_daemon *d, size_t pages,
 }
 
 /* The same round with the handler in this process. */
-static int vd_inproc_round(struct bench *b, size_t pages, struct faultbench_row *staging,
-			   struct faultbench_row *file)
+static int vd_inproc_round(struct bench *b, size_t pages, struct vd_row *staging,
+			   struct vd_row *file)
 {
 	struct vd_guest g;
 	struct vswap_store *s = NULL;
@@ -215,7 +235,7 @@ static int vd_inproc_round(struct bench *b, size_t pages, struct faultbench_row 
 	if (rc == 0)
 		rc = vswap_handler_enable(h);
 	if (rc == 0)
-		touch_all(g.mem, pages, g.ps, staging);
+		vd_touch_all(g.mem, pages, g.ps, staging);
 	if (rc == 0)
 		rc = vswap_handler_enable(h);
 	if (rc == 0)
@@ -223,7 +243,7 @@ static int vd_inproc_round(struct bench *b, size_t pages, struct faultbench_row 
 	if (rc == 0)
 		rc = vswap_handler_wait_state(h, VSWAP_STATE_ACTIVE, 60000);
 	if (rc == 0)
-		touch_all(g.mem, pages, g.ps, file);
+		vd_touch_all(g.mem, pages, g.ps, file);
 	if (h)
 		vswap_handler_destroy(h);
 	if (s)
@@ -305,7 +325,7 @@ static int fig_vswapd(struct bench *b)
 	size_t pages = b->quick ? 4096 : 16384;
 	double ds[MAX_RUNS], df[MAX_RUNS], is[MAX_RUNS], ifl[MAX_RUNS];
 	for (unsigned r = 0; r < b->runs && rc == 0; r++) {
-		struct faultbench_row s1 = {0}, f1 = {0}, s2 = {0}, f2 = {0};
+		struct vd_row s1 = {0}, f1 = {0}, s2 = {0}, f2 = {0};
 		if (interrupted(b)) {
 			rc = -EINTR;
 			break;
