@@ -48,6 +48,33 @@ static inline uint64_t pw_slot(uint32_t w)
 	return (w & PW_SLOT_MASK) ? (uint64_t)(w & PW_SLOT_MASK) - 1 : PW_NO_SLOT;
 }
 
+/* Database ids bound into record checks (store/record.c). */
+#define DB_META 1u
+#define DB_PAGES 2u
+#define DB_STAGING 3u
+#define DB_BLOBS 4u
+/* Page-group value: u64 group, u64 mask, 16-byte entries, u64 check. */
+#define PG_HEAD 16u
+#define PG_ENTRY 16u
+/* Staging value: u64 group, u64 staged, u64 summed, u64 sums, u64 check. */
+#define SG_HEAD 24u
+#define PG_VALUE_MAX (PG_HEAD + PG_ENTRY * GROUP_PAGES + 8)
+#define SG_VALUE_MAX (SG_HEAD + 8 * GROUP_PAGES + 8)
+
+/* A decoded page-group value (points into the LMDB value). */
+struct group_view {
+	uint64_t group; /* the record's own group (the key's unless misplaced) */
+	uint64_t mask;
+	const uint8_t *entries;
+};
+
+/* A decoded staging value. */
+struct staging_view {
+	uint64_t group;
+	uint64_t staged, summed;
+	const uint8_t *sums;
+};
+
 /* Growable array of slot numbers (slots freed since the last commit). */
 struct slot_vec {
 	uint64_t *v;
@@ -62,17 +89,43 @@ struct range_vec {
 	size_t n, cap;
 };
 
+/*
+ * A commit split in halves (vswap_store_commit_begin/_write/_end, write.c):
+ * what the begin took from the tables, for the write to make durable
+ * without the caller's lock.  Between begin and end the groups it took
+ * count as uncommitted for the slot allocator (@committing), and the slots
+ * and staging bytes it set aside are released only by the end of a commit
+ * that landed.
+ */
+struct commit_snap {
+	bool active;           /* between begin and end */
+	MDB_txn *txn;          /* begun by begin, committed (or aborted) by write */
+	uint8_t *recs;         /* per group: u64 group, u64 staged bits, u64 length, record */
+	size_t len, cap;
+	uint64_t *committing;  /* bitmap: groups in the snapshot */
+	struct slot_vec freed; /* freed before the begin: reusable after the commit */
+	struct range_vec unpunched;
+	bool sync;             /* the swap file has bytes to sync first */
+	bool cached, meta;
+	uint64_t pending;
+	int sync_failed;       /* the write's data sync failed: sticky at the end */
+};
+
 struct vswap_store {
 	char *path;
 	char *index_path;
 	char *staging_path;
 	int fd;         /* swap file */
-	int dfd;        /* the same file opened O_DIRECT for writes, or -1 */
+	int dfd;        /* the same file opened O_DIRECT (writes, fault reads), or -1 */
 	int lock_fd;    /* holds the flock; never used for I/O (see lock_store) */
 	int staging_fd; /* -1 when a read-only open found none */
 	bool read_only;
 	bool tolerant;
 	bool unlinked;  /* creating: the swap file has no name yet */
+	/* creating: what this creation made (removed if it fails) and the
+	 * index's descriptor holding the creation's flock */
+	bool made_swap, made_index, made_lock, made_staging;
+	int index_fd;
 	bool was_clean;
 	enum vswap_durability durability;
 	vswap_log_fn log;
@@ -80,6 +133,8 @@ struct vswap_store {
 	enum vswap_log_level log_level;
 
 	struct vswap_superblock sb;
+	uint64_t seed; /* store seed: XXH3-64 of the UUID (store/checksum.h) */
+	uint32_t damaged; /* VSWAP_DAMAGED_* of a tolerant open */
 	uint32_t page_size;
 	unsigned page_shift;
 	uint32_t state;
@@ -92,6 +147,8 @@ struct vswap_store {
 	uint32_t *pages;       /* page word per page */
 	uint64_t *sums;        /* XXH3-64 per page (of its slot's bytes) */
 	uint64_t *staged;      /* bitmap: page is staged */
+	uint64_t *summed;      /* bitmap: the staged copy's checksum is known */
+	uint64_t *ssums;       /* checksum per page of its staged copy */
 	uint64_t *slot_used;   /* bitmap: slot allocated or freed-uncommitted */
 	uint64_t slot_cap;     /* bits in slot_used */
 	uint64_t slots_end;    /* one past the highest slot in use */
@@ -132,6 +189,7 @@ struct vswap_store {
 	uint64_t map_size;
 
 	struct vswap_io io;
+	struct commit_snap snap;
 };
 
 /* log.c */
@@ -158,14 +216,45 @@ int range_vec_push(struct range_vec *v, uint64_t first, uint64_t count);
 int leftout_add(struct vswap_store *s, const struct vswap_page_record *r);
 const struct vswap_page_record *leftout_find(const struct vswap_store *s, uint64_t page);
 
+/* index_file.c: the index's files checked before LMDB maps them */
+int index_file_check(struct vswap_store *s);
+int index_lock_file_prepare(struct vswap_store *s);
+
 /* index.c: the LMDB environment */
 int index_open(struct vswap_store *s, bool create);
+int index_identify(const struct vswap_store *s, uint8_t uuid[16]);
 void index_close(struct vswap_store *s);
 int index_write_meta_initial(struct vswap_store *s);
-int index_load(struct vswap_store *s);
+int index_load(struct vswap_store *s, const char *staging_dir);
 int index_commit(struct vswap_store *s);
+/* The split commit's halves: encode the dirty groups into s->snap (lock
+ * held), put them into s->snap.txn (no lock: touches only the snapshot and
+ * the environment). */
+int index_snap_txn(struct vswap_store *s);
+int index_snap_encode(struct vswap_store *s);
+int index_snap_meta(struct vswap_store *s);
+int index_snap_put(struct vswap_store *s);
+int index_snap_commit(struct vswap_store *s);
+void index_snap_abort(struct vswap_store *s);
+int index_snap_wait(struct vswap_store *s);
 int index_set_clean(struct vswap_store *s, bool clean);
 uint64_t index_bytes_used(struct vswap_store *s);
+
+/* record.c: record encodings and checks */
+uint64_t index_record_check(const struct vswap_store *s, uint32_t db, const void *key, size_t klen,
+		      const void *val, size_t vlen);
+void record_seal(const struct vswap_store *s, uint32_t db, uint64_t group, uint8_t *val,
+		 size_t len);
+size_t group_encode_begin(uint8_t *buf, uint64_t group);
+enum vswap_record_fault group_decode(const struct vswap_store *s, uint64_t key_group,
+				     const uint8_t *val, size_t len, struct group_view *out);
+void group_entry(const struct group_view *g, unsigned n, uint64_t *slot, uint32_t *state,
+		 uint64_t *sum);
+enum vswap_record_fault staging_decode(const struct vswap_store *s, uint64_t key_group,
+				       const uint8_t *val, size_t len, struct staging_view *out);
+uint64_t staging_view_sum(const struct staging_view *v, unsigned bit);
+size_t staging_encode(const struct vswap_store *s, uint64_t g, uint8_t *buf);
+const char *record_fault_name(enum vswap_record_fault f);
 
 /* blob.c: named values committed with the pages (hooks for index.c) */
 int blob_db_open(struct vswap_store *s, MDB_txn *txn);
@@ -176,15 +265,22 @@ void blob_free(struct vswap_store *s);
 
 /* staging.c: the staging file */
 int staging_create(struct vswap_store *s, const char *dir);
-int staging_open(struct vswap_store *s);
-int staging_resize(struct vswap_store *s);
+int staging_open(struct vswap_store *s, const char *dir);
+int staging_resize(struct vswap_store *s, bool shrink);
 void staging_close(struct vswap_store *s);
 int staging_punch(struct vswap_store *s, uint64_t first, uint64_t count);
 int staging_punch_unstaged(struct vswap_store *s);
+int staging_punch_ranges(struct vswap_store *s, struct range_vec *v);
+int staging_verify_loaded(struct vswap_store *s);
 
 /* The largest request the I/O paths issue: keeps lengths far from the
  * kernel's per-call limit and from 32-bit overflow. */
 #define MAX_REQ_PAGES 16384u
+
+static inline uint64_t page_sum(const struct vswap_store *s, uint64_t page, const void *buf)
+{
+	return checksum_page(s->seed, page, buf, s->page_size);
+}
 
 /* Byte offset of slot @slot in the swap file. */
 static inline uint64_t slot_offset(const struct vswap_store *s, uint64_t slot)

@@ -21,6 +21,7 @@
 
 #include <vswap/recovery.h>
 
+#include "tests/helpers/raw_index.h"
 #include "tests/helpers/recovery_fixture.h"
 
 #define TOTAL 1024
@@ -293,29 +294,15 @@ static void test_planted_bytes(void **state)
 static void edit_group(const struct rfx_store *fx, uint64_t group,
 		       void (*edit)(uint8_t *val, size_t *len))
 {
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi dbi;
-	MDB_val k, v;
-	uint64_t key = __builtin_bswap64(group);
+	struct raw_index ri;
 	uint8_t buf[8 + 16 * 64];
-	size_t len;
+	size_t len = sizeof(buf);
 
-	assert_int_equal(mdb_env_create(&env), 0);
-	mdb_env_set_maxdbs(env, 4);
-	assert_int_equal(mdb_env_open(env, fx->index, MDB_NOSUBDIR, 0600), 0);
-	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	assert_int_equal(mdb_dbi_open(txn, "pages", 0, &dbi), 0);
-	k = (MDB_val){ .mv_size = 8, .mv_data = &key };
-	assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
-	len = v.mv_size;
-	assert_true(len <= sizeof(buf));
-	memcpy(buf, v.mv_data, len);
+	assert_int_equal(raw_index_open(&ri, fx->index), 0);
+	assert_int_equal(raw_group_get(&ri, ri.pages, group, buf, &len), 0);
 	edit(buf, &len);
-	v = (MDB_val){ .mv_size = len, .mv_data = buf };
-	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
-	assert_int_equal(mdb_txn_commit(txn), 0);
-	mdb_env_close(env);
+	assert_int_equal(raw_group_put(&ri, ri.pages, group, group, buf, len), 0);
+	assert_int_equal(raw_index_close(&ri, 1), 0);
 }
 
 /* Group 1 holds pages 64..127, all present: entry i at 8 + 16 * i, its

@@ -30,6 +30,7 @@
 
 #include <vswap/recovery.h>
 
+#include "tests/helpers/raw_index.h"
 #include "tests/helpers/recovery_fixture.h"
 
 #define TOTAL 1024
@@ -151,47 +152,27 @@ static void expect_repair_then_clean(const struct rfx_store *fx, bool orphans)
 
 /* ---- the index, edited raw ------------------------------------------------ */
 
-struct raw_index {
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi pages, staging;
-};
-
+/* The index edited with liblmdb through the format-2 framing of
+ * tests/helpers/raw_index.h: bodies are edited, records stay sealed. */
 static void raw_open(const struct rfx_store *fx, struct raw_index *ri)
 {
-	assert_int_equal(mdb_env_create(&ri->env), 0);
-	mdb_env_set_maxdbs(ri->env, 4);
-	assert_int_equal(mdb_env_open(ri->env, fx->index, MDB_NOSUBDIR, 0600), 0);
-	assert_int_equal(mdb_txn_begin(ri->env, NULL, 0, &ri->txn), 0);
-	assert_int_equal(mdb_dbi_open(ri->txn, "pages", 0, &ri->pages), 0);
-	assert_int_equal(mdb_dbi_open(ri->txn, "staging", 0, &ri->staging), 0);
+	assert_int_equal(raw_index_open(ri, fx->index), 0);
 }
 
 static void raw_close(struct raw_index *ri)
 {
-	assert_int_equal(mdb_txn_commit(ri->txn), 0);
-	mdb_env_close(ri->env);
+	assert_int_equal(raw_index_close(ri, 1), 0);
 }
 
-/* Copy group @group's value of @dbi into @buf (*len in: capacity). */
+/* Copy group @group's body of @dbi into @buf (*len in: capacity). */
 static void raw_get(struct raw_index *ri, MDB_dbi dbi, uint64_t group, uint8_t *buf, size_t *len)
 {
-	uint64_t key = __builtin_bswap64(group);
-	MDB_val k = { .mv_size = 8, .mv_data = &key }, v;
-
-	assert_int_equal(mdb_get(ri->txn, dbi, &k, &v), 0);
-	assert_true(v.mv_size <= *len);
-	memcpy(buf, v.mv_data, v.mv_size);
-	*len = v.mv_size;
+	assert_int_equal(raw_group_get(ri, dbi, group, buf, len), 0);
 }
 
 static void raw_put(struct raw_index *ri, MDB_dbi dbi, uint64_t group, const void *buf, size_t len)
 {
-	uint64_t key = __builtin_bswap64(group);
-	MDB_val k = { .mv_size = 8, .mv_data = &key };
-	MDB_val v = { .mv_size = len, .mv_data = (void *)buf };
-
-	assert_int_equal(mdb_put(ri->txn, dbi, &k, &v, 0), 0);
+	assert_int_equal(raw_group_put(ri, dbi, group, group, buf, len), 0);
 }
 
 /* Entry @i of a full group value (every page of the group recorded). */
@@ -604,12 +585,16 @@ static void test_shared_slot_with_lost_record(void **state)
 	assert_non_null(want);
 	assert_int_equal(rfx_open(fx, false, &s), 0);
 	assert_int_equal(vswap_store_mark_lost(s, 0), 0);
+	/* Checksums bind the page number: page 1's record of page 0's bytes. */
+	rfx_pattern(0, fx->page_size, want);
+	uint64_t sum1 = vswap_store_page_checksum(s, 1, want);
 	assert_int_equal(vswap_store_close(s), 0);
 	raw_open(fx, &ri);
 	raw_get(&ri, ri.pages, 0, val, &len);
-	/* Page 1: page 0's slot and checksum, present. */
+	/* Page 1: page 0's slot, with a checksum of those bytes as page 1's,
+	 * present. */
 	memcpy(entry(val, 1), entry(val, 0), 4);
-	memcpy(entry(val, 1) + 8, entry(val, 0) + 8, 8);
+	memcpy(entry(val, 1) + 8, &sum1, 8);
 	raw_put(&ri, ri.pages, 0, val, len);
 	raw_close(&ri);
 

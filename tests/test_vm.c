@@ -247,7 +247,7 @@ static void sigkill_before_the_image(void **state)
 	store_new(&fx, "vm-kill-early");
 	const char *args[] = {"--hibernate", "--store", fx.path, "--size", "32M", NULL};
 
-	assert_int_equal(kill_at(args, "  hibernate-out "), 0);
+	assert_int_equal(kill_at(args, "  swap-out "), 0);
 	res[2] = fx.path;
 	assert_int_equal(rfx_run_tool("vswap-vm", res, &out, &err), 1);
 	assert_non_null(strstr(err, "holds no hibernated guest"));

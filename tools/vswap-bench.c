@@ -38,6 +38,7 @@
 #include <vswap/store.h>
 
 #include "tools/bench/common.h"
+#include "tools/bench/enable.h"
 #include "tools/bench/faults.h"
 #include "tools/bench/kswap.h"
 #include "tools/bench/results.h"
@@ -1190,6 +1191,24 @@ static int fig_kernel_swap(struct bench *b)
 	return 0;
 }
 
+/* ---- group "enable": copy and protect modes side by side (enable.c) ---- */
+
+static int fig_enable(struct bench *b)
+{
+	struct enable_bench o = {
+	    .size = b->size,
+	    .dir = b->dir,
+	    .runs = b->runs,
+	    .page_size = b->page_size,
+	    .src = b->src,
+	    .src_len = b->src_len,
+	    .stop = &b->stop,
+	    .verbose = b->verbose,
+	};
+
+	return enable_bench_run(&o, &b->res);
+}
+
 /* ---- driver ------------------------------------------------------------- */
 
 struct figure {
@@ -1204,6 +1223,7 @@ static const struct figure figures[] = {
     {"store-read", fig_store_read, false},
     {"fsck", fig_fsck, false},
     {"handler", fig_handler, false},
+    {"enable", fig_enable, false},
     {"faults", fig_faults, false},
     {"kernel-swap", fig_kernel_swap, true},
 };
@@ -1236,7 +1256,7 @@ static const struct cli_tool tool = {
 	    "                     kernel-swap at most 3)\n"
 	    "      --kernel-swap  also measure the kernel's swap on a temporary swap file (root)\n"
 	    "      --only GROUPS  comma-separated: hash, store-write, store-read, fsck, handler,\n"
-	    "                     faults, kernel-swap\n"
+	    "                     enable, faults, kernel-swap\n"
 	    "      --verbose      every pass on stderr\n" CLI_STANDARD_HELP "\n"
 	    "Exit: 0 every group ran, 1 one failed, 2 usage error, 130 interrupted.\n",
     .usage_exit = CLI_EXIT_USAGE,

@@ -50,7 +50,8 @@ void rfx_pattern(uint64_t page, uint32_t page_size, void *buf)
 
 int rfx_open(const struct rfx_store *fx, bool read_only, struct vswap_store **out)
 {
-	struct vswap_store_opts o = { .read_only = read_only, .log = quiet_log };
+	struct vswap_store_opts o = { .read_only = read_only, .staging_dir = fx->dir,
+				      .log = quiet_log };
 
 	return vswap_store_open(fx->path, &o, out);
 }
@@ -88,6 +89,9 @@ static int stage_pages(struct vswap_store *s, uint64_t first, uint64_t count, ui
 		if (pwrite(fd, buf, ps, (off_t)(p * ps)) != (ssize_t)ps)
 			ret = -EIO;
 	}
+	/* Then the copies' checksums, committed by the caller. */
+	if (!ret)
+		ret = vswap_store_stage_seal(s, first, count);
 	free(buf);
 	return ret;
 }
