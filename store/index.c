@@ -202,6 +202,12 @@ static int put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const 
 	return 0;
 }
 
+int index_put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const void *v,
+		   size_t len)
+{
+	return put_meta(s, txn, key, v, len);
+}
+
 static int put_meta_u32(struct vswap_store *s, MDB_txn *txn, const char *key, uint32_t v)
 {
 	uint32_t le = htole32(v);

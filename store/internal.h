@@ -192,6 +192,12 @@ struct vswap_store {
 	struct commit_snap snap;
 };
 
+/* store.c: handles and the store's files */
+struct vswap_store *handle_new(const char *path, const struct vswap_store_opts *opts);
+void handle_free(struct vswap_store *s);
+int lock_store(struct vswap_store *s);
+int open_regular(const struct vswap_store *s, const char *path, int flags, const char *what);
+
 /* log.c */
 void store_log(const struct vswap_store *s, enum vswap_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -223,6 +229,8 @@ int index_lock_file_prepare(struct vswap_store *s);
 /* index.c: the LMDB environment */
 int index_open(struct vswap_store *s, bool create);
 int index_identify(const struct vswap_store *s, uint8_t uuid[16]);
+int index_put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const void *v,
+		   size_t len);
 void index_close(struct vswap_store *s);
 int index_write_meta_initial(struct vswap_store *s);
 int index_load(struct vswap_store *s, const char *staging_dir);

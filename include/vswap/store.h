@@ -146,6 +146,20 @@ int vswap_store_open(const char *path, const struct vswap_store_opts *opts,
 		     struct vswap_store **out);
 
 /*
+ * Convert a format-1 store (written by vswap 0.1.0, refused by open with
+ * -EPROTONOSUPPORT) to the current format, in place: the index records get
+ * their checks, page checksums are recomputed bound to their pages after
+ * each slot's bytes are verified against the old checksum (a page whose
+ * bytes fail is recorded lost), staged pages get the checksums of what the
+ * staging file holds.  The index is converted in one transaction and the
+ * superblock rewritten last; an interrupted conversion is finished by
+ * running it again.  Returns 0 when converted, 1 if the store is of the
+ * current format already, or a negative errno (-EBUSY while a handle has
+ * it open).  The vswap-upgrade tool runs it.
+ */
+int vswap_store_upgrade(const char *path, const struct vswap_store_opts *opts);
+
+/*
  * Commit what is pending, record a clean shutdown and release the store.
  * The handle is freed even when the final commit fails (its error is
  * returned; the store is then marked unclean for vswap-fsck).
