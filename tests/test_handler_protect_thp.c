@@ -10,7 +10,6 @@
  * returns 0, but the pages stay in the page cache, as zeros: the guest's
  * next access takes no fault and reads zeros where its data was.
  */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
