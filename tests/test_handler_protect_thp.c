@@ -5,8 +5,8 @@
  * shmem_enabled=always|advise gives).  Swap-out removes 4 KiB runs of a
  * 2 MiB folio; the kernel zeroes such a sub-range in place and then tries
  * to split the folio.  When the split fails (any other reference on the
- * folio: a pin by a device, io_uring fixed buffers, or the handler's own
- * O_DIRECT write of the next chunk from the alias) fallocate() still
+ * folio at that moment: a device's pin, io_uring fixed buffers over guest
+ * RAM, a backend's O_DIRECT from guest memory) fallocate() still
  * returns 0, but the pages stay in the page cache, as zeros: the guest's
  * next access takes no fault and reads zeros where its data was.
  */
@@ -91,8 +91,8 @@ static void swap_out_partial_huge_folio(void **state)
 	const size_t pages[1] = {PAGES};
 	assert_int_equal(hfx_setup_memory(&f, pages, 1), 0);
 	use_huge_file(&f);
-	/* Another reference on the first folio, held throughout (a device's
-	 * pin; the handler's own O_DIRECT of the next chunk holds one too). */
+	/* Another reference on the first folio, held throughout (as a
+	 * device's pin or a backend's O_DIRECT in flight would). */
 	int pp[2];
 	assert_int_equal(pipe(pp), 0);
 	struct iovec iov = {hfx_addr(&f, 0, 5), f.page_size};
