@@ -8,7 +8,9 @@
  * folio at that moment: a device's pin, io_uring fixed buffers over guest
  * RAM, a backend's O_DIRECT from guest memory) fallocate() still
  * returns 0, but the pages stay in the page cache, as zeros: the guest's
- * next access takes no fault and reads zeros where its data was.
+ * next access takes no fault and reads zeros where its data was.  The
+ * suite runs in the default mode (protect) and with copy forced (whose
+ * enable removes whole extents: it passes there).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +33,6 @@
 
 #define PAGES 1024u /* two 2 MiB folios */
 
-static const struct vswap_handler_opts protect = {.enable_mode = VSWAP_ENABLE_PROTECT};
 static char mnt[] = "/tmp/vswap-thp-XXXXXX";
 
 /* A private tmpfs with huge=always (in this process's own mount namespace:
@@ -97,7 +98,7 @@ static void swap_out_partial_huge_folio(void **state)
 	assert_int_equal(pipe(pp), 0);
 	struct iovec iov = {hfx_addr(&f, 0, 5), f.page_size};
 	assert_int_equal(vmsplice(pp[1], &iov, 1, 0), (ssize_t)f.page_size);
-	assert_int_equal(hfx_start(&f, &protect), 0);
+	assert_int_equal(hfx_start(&f, NULL), 0);
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	/* One page written: the swap-out's runs now cut the folio. */
 	assert_int_equal(hfx_fill(&f, 0, 100, 0xee), 0);
