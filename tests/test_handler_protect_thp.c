@@ -113,6 +113,26 @@ static void swap_out_partial_huge_folio(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* The handler refuses protect mode on memory that may hold huge folios: a
+ * forced PROTECT fails, AUTO runs in copy mode. */
+static void protect_refused_on_huge_memory(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {PAGES};
+	assert_int_equal(hfx_setup_memory(&f, pages, 1), 0);
+	use_huge_file(&f);
+	const struct vswap_handler_opts forced = {.enable_mode = VSWAP_ENABLE_PROTECT};
+	assert_int_equal(hfx_start(&f, &forced), -EOPNOTSUPP);
+	f.h = NULL;
+	const struct vswap_handler_opts automatic = {.enable_mode = VSWAP_ENABLE_AUTO};
+	assert_int_equal(hfx_start(&f, &automatic), 0);
+	struct vswap_status st;
+	assert_int_equal(vswap_handler_status(f.h, &st), 0);
+	assert_int_equal(st.enable_mode, VSWAP_ENABLE_COPY);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_protect_thp");
@@ -123,6 +143,7 @@ int main(void)
 	}
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(swap_out_partial_huge_folio),
+	    cmocka_unit_test(protect_refused_on_huge_memory),
 	};
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
 	umount2(mnt, MNT_DETACH);
