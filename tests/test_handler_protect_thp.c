@@ -133,6 +133,36 @@ static void protect_refused_on_huge_memory(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* A tmpfs mounted huge=advise gives huge folios where the VMM madvises
+ * (which the handler cannot see; st_blksize does not say so either): a
+ * forced protect is refused there too. */
+static void protect_refused_on_huge_advise_mount(void **state)
+{
+	(void)state;
+	assert_int_equal(mount(NULL, mnt, NULL, MS_REMOUNT, "huge=advise"), 0);
+	struct hfx f;
+	const size_t pages[1] = {PAGES};
+	assert_int_equal(hfx_setup_memory(&f, pages, 1), 0);
+	char path[64];
+	snprintf(path, sizeof(path), "%s/guest", mnt);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(ftruncate(fd, (off_t)PAGES * (off_t)f.page_size), 0);
+	void *p = mmap(f.regions[0].addr, f.regions[0].len, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_FIXED, fd, 0);
+	assert_ptr_equal(p, f.regions[0].addr);
+	close(f.memfd);
+	f.memfd = fd;
+	f.regions[0].memfd = fd;
+	const struct vswap_handler_opts forced = {.enable_mode = VSWAP_ENABLE_PROTECT};
+	int rc = hfx_start(&f, &forced);
+	f.h = NULL;
+	assert_int_equal(hfx_teardown(&f), 0);
+	assert_int_equal(mount(NULL, mnt, NULL, MS_REMOUNT, "huge=always"), 0);
+	assert_int_equal(rc, -EOPNOTSUPP);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_protect_thp");
@@ -144,6 +174,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(swap_out_partial_huge_folio),
 	    cmocka_unit_test(protect_refused_on_huge_memory),
+	    cmocka_unit_test(protect_refused_on_huge_advise_mount),
 	};
 	rc = cmocka_run_group_tests(tests, NULL, NULL);
 	umount2(mnt, MNT_DETACH);
