@@ -54,9 +54,17 @@
  * swap-out writes with O_DIRECT from a read-only alias mapping of each
  * region that no uffd covers (zero copy: the same page-cache pages).  Only
  * pages whose bit is set are read through the alias, so it never fills a
- * hole the guest left on purpose (a page punched behind the handler's back,
- * without a REMOVE event, reads as zeros and is swapped out as zeros, which
- * is what the punch promised).
+ * hole the handler made.  A page punched behind the handler's back (no
+ * REMOVE event, no vswap_handler_discard()) while resident keeps its bit:
+ * the alias reads it as zeros and swap-out stores zeros, which is what the
+ * punch did to it.  A page punched after it was swapped out has no bit and
+ * no page-cache page to punch: its store copy stays and is served on the
+ * next fault (only the discard API drops it).
+ *
+ * Memory that may hold huge folios never runs in this mode
+ * (protect_check_memory()): a punch of a sub-range of a huge folio whose
+ * split fails leaves the range zeroed in the page cache with no fault to
+ * serve, so the guest would read zeros where its swapped-out data was.
  */
 #include <errno.h>
 #include <fcntl.h>
