@@ -181,6 +181,7 @@ static int run_passes(struct vswap_fsck *f)
 	if (fsck_cancelled(f))
 		return -ECANCELED;
 	fsck_resolve_shared(f);
+	fsck_judge_beyond(f);
 	if ((ret = fsck_report_records(f)) || (ret = fsck_check_leaked_slots(f)) ||
 	    (ret = fsck_repair_shared(f)) || (ret = fsck_check_staging(f)) ||
 	    (ret = fsck_check_orphans(f)))
@@ -216,6 +217,64 @@ static int finish(struct vswap_fsck *f, int ret)
 	if (!ret && writable && f->unclean_prob >= 0)
 		fsck_problem_repaired(f, f->unclean_prob);
 	return ret;
+}
+
+static bool same_place(const struct vswap_problem *a, const struct vswap_problem *b)
+{
+	return a->kind == b->kind && a->has_page == b->has_page && a->has_slot == b->has_slot &&
+	       (!a->has_page || a->page == b->page) && (!a->has_slot || a->slot == b->slot);
+}
+
+/*
+ * A repair counts only once it is seen to have taken: after a run that
+ * repaired anything, the store is audited again (read-only, without the
+ * orphan scan).  A problem found again was not repaired, whatever the call
+ * that should have repaired it returned (a keyed delete of a damaged key
+ * finds nothing to delete); a problem the first run had not seen is one the
+ * repairs made, reported as left.  So -y exits 0 or 1 only when the next
+ * -n finds nothing.
+ */
+static void recheck(struct vswap_fsck *f)
+{
+	struct vswap_fsck_opts o = f->opts;
+	struct vswap_fsck *g;
+	int ret;
+
+	if (!fsck_repairing(f) || !f->counts.repairs)
+		return;
+	o.mode = VSWAP_FSCK_CHECK;
+	o.no_orphan_scan = true;
+	o.progress = NULL;
+	if (vswap_fsck_new(f->path, &o, &g))
+		return;
+	ret = vswap_fsck_run(g);
+	if (ret) {
+		fsck_log(f, VSWAP_LOG_ERROR, "%s: the audit after the repairs failed: %s", f->path,
+			 vswap_strerror(ret));
+		if (ret == -ECANCELED)
+			f->cancelled = true;
+		else
+			f->error = ret;
+	}
+	for (size_t i = 0; i < g->nprob; i++) {
+		const struct vswap_problem *p = &g->prob[i];
+		size_t k = 0;
+
+		while (k < f->nprob && !same_place(&f->prob[k], p))
+			k++;
+		if (k < f->nprob) {
+			if (f->prob[k].repaired) {
+				f->prob[k].repaired = false;
+				f->counts.repairs--;
+				fsck_log(f, VSWAP_LOG_WARN, "%s: the repair did not take: %s",
+					 f->path, p->detail);
+			}
+			continue;
+		}
+		fsck_problem(f, p->kind, p->has_page ? p->page : FSCK_NONE,
+			     p->has_slot ? p->slot : FSCK_NONE, "after the repairs: %s", p->detail);
+	}
+	vswap_fsck_free(g);
 }
 
 static void warn_busy(struct vswap_fsck *f)
@@ -257,6 +316,8 @@ int vswap_fsck_run(struct vswap_fsck *f)
 	if (f->busy)
 		warn_busy(f);
 	ret = finish(f, run_passes(f));
+	if (!ret)
+		recheck(f);
 	fsck_lost_sort(f);
 	if (ret == -ECANCELED)
 		f->cancelled = true;

@@ -49,6 +49,9 @@ struct fsck_record {
 			       * tables: -y copies it to a slot of its own */
 	bool rehomed;         /* ... and did */
 	bool dropped;         /* its group's index record was deleted by this run */
+	bool beyond;          /* its page lies beyond the page-index space */
+	bool evidence;        /* ... and its slot's bytes verify against it: the
+			       * record is real, its key or the regions are not */
 	uint32_t losers;      /* records that lost the slot to this one */
 	int io_error;         /* read error behind FSCK_MISSING, or 0 */
 	struct fsck_record *keeper; /* FSCK_DOUBLE: the record that keeps the slot */
@@ -140,6 +143,9 @@ void fsck_check_records(struct vswap_fsck *f);
  * checksum the slot's bytes match (the store's own first); the others become
  * FSCK_DOUBLE. */
 void fsck_resolve_shared(struct vswap_fsck *f);
+/* After verification: records beyond the page-index space become
+ * FSCK_BAD_PAGE, those whose bytes verified marked as evidence. */
+void fsck_judge_beyond(struct vswap_fsck *f);
 
 /* ---- verify.c ---- */
 /* Read and hash every record still FSCK_OK with a slot, in slot order;

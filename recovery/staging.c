@@ -37,6 +37,57 @@ static int collect_staged(void *ctx, uint64_t first, uint64_t count)
 	return 0;
 }
 
+static int cmp_range(const void *a, const void *b)
+{
+	const struct fsck_range *x = a, *y = b;
+
+	return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/* The walk yields ranges in key order, which a damaged key breaks: sort and
+ * merge them, so that the look-ups below may search them. */
+static void sort_ranges(struct staged_list *l)
+{
+	size_t out = 0;
+
+	if (l->n < 2)
+		return;
+	qsort(l->r, l->n, sizeof(*l->r), cmp_range);
+	for (size_t i = 1; i < l->n; i++) {
+		if (l->r[i].first <= l->r[out].end) {
+			if (l->r[i].end > l->r[out].end)
+				l->r[out].end = l->r[i].end;
+		} else {
+			l->r[++out] = l->r[i];
+		}
+	}
+	l->n = out + 1;
+}
+
+/* Whether the index holds another verified copy of @page: a present record
+ * whose slot verified, or a stale one (the guest has the page). */
+static bool other_copy(const struct vswap_fsck *f, uint64_t page)
+{
+	size_t lo = 0, hi = f->nrec;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (f->rec[mid].page < page)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < f->nrec && f->rec[lo].page == page; lo++) {
+		const struct fsck_record *r = &f->rec[lo];
+
+		if (r->verdict == FSCK_OK &&
+		    (r->state == VSWAP_PAGE_PRESENT || r->state == VSWAP_PAGE_STALE))
+			return true;
+	}
+	return false;
+}
+
 static int problem_run(struct vswap_fsck *f, enum vswap_problem_kind kind, uint64_t first,
 		       uint64_t end, const char *what)
 {
@@ -73,7 +124,40 @@ static int beyond_record_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
 	return 0;
 }
 
-/* Records over pages with no bytes: clear them (durable at the commit). */
+/*
+ * Staged pages of a store closed cleanly whose bytes are gone (the staging
+ * file deleted, truncated or punched): after a detach the staging file held
+ * their only copy, so they are lost, never dropped to read as zeros.  -y
+ * records them lost (a swap-in poisons them) and clears their staging bits.
+ */
+static int lost_staged_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
+{
+	int idx = problem_run(f, VSWAP_PROBLEM_EMPTY_STAGING_RECORD, first, end,
+			      "recorded as staged in a store closed cleanly, but the staging file "
+			      "holds no bytes: the only copy is gone (lost)");
+	int failed = 0;
+
+	if (idx < 0)
+		return -ENOMEM;
+	if (!fsck_repairing_all(f))
+		return 0;
+	for (uint64_t p = first; p < end; p++) {
+		if (vswap_store_stage_clear(f->store, p, 1) || vswap_store_mark_lost(f->store, p)) {
+			failed++;
+			continue;
+		}
+		if (fsck_lost_add(f, p))
+			return -ENOMEM;
+	}
+	if (!failed)
+		fsck_problem_repaired(f, idx);
+	return 0;
+}
+
+/* Records over pages with no bytes.  After a crash (log ahead: recorded, not
+ * yet copied, the guest still has the page) and wherever the index holds
+ * another verified copy, clearing them loses nothing (durable at the
+ * commit); in a store closed cleanly the other pages are lost. */
 static int empty_record_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
 {
 	int idx;
@@ -86,6 +170,29 @@ static int empty_record_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
 			return ret;
 		end = split;
 	}
+	if (f->info.was_clean) {
+		for (uint64_t p = first; p < end;) {
+			uint64_t q = p + 1;
+			bool copy = other_copy(f, p);
+			int ret;
+
+			while (q < end && other_copy(f, q) == copy)
+				q++;
+			if (copy) {
+				idx = problem_run(f, VSWAP_PROBLEM_EMPTY_STAGING_RECORD, p, q,
+						  "recorded as staged but the staging file holds no "
+						  "bytes; the swap file holds the page");
+				if (idx < 0)
+					return -ENOMEM;
+				if (fsck_repairing(f) && vswap_store_stage_clear(f->store, p, q - p) == 0)
+					fsck_problem_repaired(f, idx);
+			} else if ((ret = lost_staged_run(f, p, q))) {
+				return ret;
+			}
+			p = q;
+		}
+		return 0;
+	}
 	idx = problem_run(f, VSWAP_PROBLEM_EMPTY_STAGING_RECORD, first, end,
 			  "recorded as staged but the staging file holds no bytes");
 	if (idx < 0)
@@ -95,8 +202,8 @@ static int empty_record_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
 	return 0;
 }
 
-/* Bytes no record covers: punch them from the staging file. */
-static int leaked_bytes_run(struct vswap_fsck *f, int fd, uint64_t first, uint64_t end)
+/* Bytes no record covers that loses nothing: punch them. */
+static int leaked_punch_run(struct vswap_fsck *f, int fd, uint64_t first, uint64_t end)
 {
 	int idx = problem_run(f, VSWAP_PROBLEM_LEAKED_STAGING, first, end,
 			      "staging file holds bytes that no staging record covers");
@@ -113,6 +220,43 @@ static int leaked_bytes_run(struct vswap_fsck *f, int fd, uint64_t first, uint64
 			 vswap_store_staging_path(f->store), (unsigned long long)first,
 			 (unsigned long long)(end - 1), strerror(errno));
 	return 0;
+}
+
+/*
+ * Bytes no record covers.  A crash between the commit that cleared a page's
+ * staging bit and the punch leaves such bytes, and punching them loses
+ * nothing; so does a page whose verified copy the swap file holds.  In a
+ * store closed cleanly, bytes of a page with no other copy may be the only
+ * copy of a staged page whose staging record was damaged: they are left in
+ * place and reported.
+ */
+static int leaked_bytes_run(struct vswap_fsck *f, int fd, uint64_t first, uint64_t end)
+{
+	if (f->info.was_clean) {
+		for (uint64_t p = first; p < end;) {
+			uint64_t q = p + 1;
+			bool copy = other_copy(f, p);
+
+			while (q < end && other_copy(f, q) == copy)
+				q++;
+			if (!copy) {
+				if (problem_run(f, VSWAP_PROBLEM_LEAKED_STAGING, p, q,
+						"staging file holds bytes that no staging record "
+						"covers, in a store closed cleanly and with no other "
+						"copy of the page: they may be the only copy of a "
+						"staged page whose record is damaged; left in place") < 0)
+					return -ENOMEM;
+			} else {
+				int ret = leaked_punch_run(f, fd, p, q);
+
+				if (ret)
+					return ret;
+			}
+			p = q;
+		}
+		return 0;
+	}
+	return leaked_punch_run(f, fd, first, end);
 }
 
 /* Walk pages [first, end) and emit runs where in_data != want. */
@@ -193,6 +337,7 @@ int fsck_check_staging(struct vswap_fsck *f)
 
 	if (ret)
 		goto out;
+	sort_ranges(&l);
 	for (size_t i = 0; i < l.n; i++)
 		f->counts.staged_pages += l.r[i].end - l.r[i].first;
 	if (fd >= 0 && (ret = fsck_extents_scan(fd, 0, f->page_size, &data)))
