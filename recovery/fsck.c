@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,13 +78,50 @@ static void store_log_relay(void *ctx, enum vswap_log_level lvl, const char *msg
 		fsck_log(f, lvl, "%s", msg);
 }
 
+const char *fsck_file_type(mode_t mode)
+{
+	if (S_ISFIFO(mode))
+		return "a FIFO";
+	if (S_ISDIR(mode))
+		return "a directory";
+	if (S_ISCHR(mode))
+		return "a character device";
+	if (S_ISBLK(mode))
+		return "a block device";
+	if (S_ISSOCK(mode))
+		return "a socket";
+	if (S_ISLNK(mode))
+		return "a symbolic link";
+	return S_ISREG(mode) ? "a regular file" : "not a regular file";
+}
+
+/* O_NONBLOCK: opening a FIFO for reading would wait for a writer forever. */
+int fsck_open_regular(const char *path, int dirfd, const char **what)
+{
+	struct stat st;
+	int fd = openat(dirfd, path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+	*what = NULL;
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		int err = errno;
+
+		*what = err ? strerror(err) : fsck_file_type(st.st_mode);
+		close(fd);
+		return -EINVAL;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
 /* Why the superblock was refused, or NULL if page 0 decodes. */
 static const char *superblock_problem(const char *path)
 {
 	uint8_t buf[VSWAP_SB_BYTES];
 	struct vswap_superblock sb;
-	const char *why = "cannot read the superblock";
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	const char *why = "cannot read the superblock", *what;
+	int fd = fsck_open_regular(path, AT_FDCWD, &what);
 	ssize_t k;
 
 	if (fd < 0)
@@ -288,6 +326,45 @@ static void warn_busy(struct vswap_fsck *f)
 		fsck_log(f, VSWAP_LOG_WARN, "%s is in use (locked): auditing read-only", f->path);
 }
 
+/*
+ * Before the store is opened: each of its files that exists must be a
+ * regular file (a FIFO would block the open, a device would be read as a
+ * store), and the index must not be empty.  The store's own open checks
+ * more (sizes, the staging file); these give the tool's message a name.
+ */
+static int check_file_types(struct vswap_fsck *f)
+{
+	char index[PATH_MAX], lock[PATH_MAX + 8];
+	struct stat st;
+
+	if (stat(f->path, &st) != 0) {
+		int ret = -errno;
+
+		fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot open: %s", f->path, strerror(errno));
+		return ret;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		fsck_log(f, VSWAP_LOG_ERROR, "%s: is %s, not a vswap swap file", f->path,
+			 fsck_file_type(st.st_mode));
+		return -EINVAL;
+	}
+	snprintf(index, sizeof(index), "%s%s", f->opts.index_path ? f->opts.index_path : f->path,
+		 f->opts.index_path ? "" : ".idx");
+	snprintf(lock, sizeof(lock), "%s-lock", index);
+	if (stat(index, &st) == 0 && (!S_ISREG(st.st_mode) || st.st_size == 0)) {
+		fsck_problem(f, VSWAP_PROBLEM_BAD_INDEX, FSCK_NONE, FSCK_NONE, "%s: the index is %s",
+			     index, st.st_size == 0 && S_ISREG(st.st_mode) ? "empty (0 bytes)"
+									 : fsck_file_type(st.st_mode));
+		return -EUCLEAN;
+	}
+	if (lstat(lock, &st) == 0 && !S_ISREG(st.st_mode)) {
+		fsck_problem(f, VSWAP_PROBLEM_BAD_INDEX, FSCK_NONE, FSCK_NONE,
+			     "%s: the index's lock file is %s", lock, fsck_file_type(st.st_mode));
+		return -EUCLEAN;
+	}
+	return 0;
+}
+
 int vswap_fsck_run(struct vswap_fsck *f)
 {
 	int ret;
@@ -296,9 +373,7 @@ int vswap_fsck_run(struct vswap_fsck *f)
 		return -EALREADY;
 	f->ran = true;
 	f->unclean_prob = -1;
-	if (access(f->path, F_OK) != 0) {
-		ret = -errno;
-		fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot open: %s", f->path, strerror(errno));
+	if ((ret = check_file_types(f))) {
 		f->open_failed = true;
 		return f->error = ret;
 	}

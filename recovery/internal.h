@@ -129,6 +129,13 @@ bool fsck_repairing_all(const struct vswap_fsck *f);
 /* Pages per index record (group); see vswap_store_drop_group(). */
 #define FSCK_GROUP_PAGES 64u
 
+/* ---- fsck.c ---- */
+/* Open @path read-only without blocking on a FIFO or a device and refuse
+ * anything but a regular file (-EINVAL, *what says what it is). */
+int fsck_open_regular(const char *path, int dirfd, const char **what);
+/* "a FIFO", "a directory", ... for a file mode that is not regular. */
+const char *fsck_file_type(mode_t mode);
+
 /* ---- extents.c ---- */
 /* Map the data of @fd from byte @base on, in units of @unit bytes (a unit is
  * data if any of its bytes is). */

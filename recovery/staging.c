@@ -99,18 +99,28 @@ static int problem_run(struct vswap_fsck *f, enum vswap_problem_kind kind, uint6
 				 (unsigned long long)(end - first), what);
 }
 
-/* Staging records of pages beyond the page-index space: the store ignores
- * them and the staging file has no place for them.  -y deletes them (the
- * group is rewritten when it also holds pages inside the space). */
-static int beyond_record_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
+/*
+ * Staging records of pages beyond the page-index space: the store ignores
+ * them.  If the staging file holds bytes where they say, the records are
+ * real and the page-index space is what is wrong (a damaged regions
+ * record): they are kept.  Otherwise -y deletes them (the group is
+ * rewritten when it also holds pages inside the space).
+ */
+static int beyond_record_run(struct vswap_fsck *f, const struct fsck_extents *data,
+			     uint64_t first, uint64_t end)
 {
-	int idx = problem_run(f, VSWAP_PROBLEM_BAD_RECORD, first, end,
-			      "staging record beyond the page-index space");
-	int ret = 0;
+	bool bytes = false;
+	int idx, ret = 0;
 
+	for (uint64_t p = first; p < end && !bytes; p++)
+		bytes = fsck_extents_contains(data, p);
+	idx = problem_run(f, VSWAP_PROBLEM_BAD_RECORD, first, end,
+			  bytes ? "staging record beyond the page-index space, over bytes of the "
+				  "staging file: the regions record or its key is damaged; not deleted"
+				: "staging record beyond the page-index space");
 	if (idx < 0)
 		return -ENOMEM;
-	if (!fsck_repairing_all(f))
+	if (bytes || !fsck_repairing_all(f))
 		return 0;
 	for (uint64_t g = first / FSCK_GROUP_PAGES; !ret && g <= (end - 1) / FSCK_GROUP_PAGES; g++)
 		ret = fsck_fix_group_beyond(f, g);
@@ -162,14 +172,6 @@ static int empty_record_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
 {
 	int idx;
 
-	if (end > f->total_pages) {
-		uint64_t split = first > f->total_pages ? first : f->total_pages;
-		int ret = beyond_record_run(f, split, end);
-
-		if (ret || split == first)
-			return ret;
-		end = split;
-	}
 	if (f->info.was_clean) {
 		for (uint64_t p = first; p < end;) {
 			uint64_t q = p + 1;
@@ -342,8 +344,18 @@ int fsck_check_staging(struct vswap_fsck *f)
 		f->counts.staged_pages += l.r[i].end - l.r[i].first;
 	if (fd >= 0 && (ret = fsck_extents_scan(fd, 0, f->page_size, &data)))
 		goto out;
-	for (size_t i = 0; i < l.n && !ret; i++)
-		ret = walk_runs(f, &data, l.r[i].first, l.r[i].end, true, fd, emit_empty);
+	for (size_t i = 0; i < l.n && !ret; i++) {
+		uint64_t first = l.r[i].first, end = l.r[i].end;
+
+		if (end > f->total_pages) {
+			uint64_t split = first > f->total_pages ? first : f->total_pages;
+
+			ret = beyond_record_run(f, &data, split, end);
+			end = split;
+		}
+		if (!ret && first < end)
+			ret = walk_runs(f, &data, first, end, true, fd, emit_empty);
+	}
 	if (!ret && fd >= 0)
 		ret = check_leaked_bytes(f, fd, &data, &l);
 out:

@@ -340,6 +340,46 @@ static void usage(FILE *out, const char *prog)
 		prog);
 }
 
+/* The store's last error names the file and what is wrong with it (an
+ * invalid index is not a "bad superblock"): kept for the final message. */
+struct relay {
+	struct cli_logger lg;
+	char last[512];
+};
+
+static void relay_log(void *ctx, enum vswap_log_level level, const char *msg)
+{
+	struct relay *rl = ctx;
+
+	if (level == VSWAP_LOG_ERROR)
+		snprintf(rl->last, sizeof(rl->last), "%s", msg);
+	cli_log(&rl->lg, level, msg);
+}
+
+/* A FIFO in place of the swap file or the index would block the open for
+ * ever, a device would be read as a store: name it and stop. */
+static int refuse_non_regular(const char *prog, const char *path, const char *index_path)
+{
+	char idx[4096];
+	const char *paths[2] = { path, idx };
+	struct stat st;
+
+	snprintf(idx, sizeof(idx), "%s%s", index_path ? index_path : path, index_path ? "" : ".idx");
+	for (int i = 0; i < 2; i++) {
+		if (stat(paths[i], &st) == 0 && !S_ISREG(st.st_mode)) {
+			fprintf(stderr, "%s: %s: not a regular file (%s)\n", prog, paths[i],
+				S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISDIR(st.st_mode) ? "a directory"
+								       : "a device or socket");
+			return -1;
+		}
+		if (i == 1 && stat(paths[i], &st) == 0 && st.st_size == 0) {
+			fprintf(stderr, "%s: %s: the index is empty (0 bytes)\n", prog, paths[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -353,6 +393,7 @@ int main(int argc, char **argv)
 	struct cli_logger lg = { .prog = prog, .max = VSWAP_LOG_ERROR };
 	struct vswap_store_opts so = { .read_only = true, .tolerant = true, .log = cli_log,
 				       .log_ctx = &lg, .log_level = VSWAP_LOG_ERROR };
+	struct relay rl = { .last = "" };
 	struct dump d = { 0 };
 	enum view view = VIEW_SUMMARY;
 	int opt, ret;
@@ -375,10 +416,15 @@ int main(int argc, char **argv)
 			optind >= argc ? "no swap file given" : "too many arguments", prog);
 		return 2;
 	}
+	if (refuse_non_regular(prog, argv[optind], so.index_path))
+		return 1;
+	so.log = relay_log;
+	so.log_ctx = &rl;
+	rl.lg = lg;
 	ret = vswap_store_open(argv[optind], &so, &d.s);
 	if (ret) {
 		fprintf(stderr, "%s: %s: cannot open the store: %s\n", prog, argv[optind],
-			vswap_strerror(ret));
+			rl.last[0] ? rl.last : vswap_strerror(ret));
 		return 1;
 	}
 	ret = vswap_store_foreach_page(d.s, collect, &d);
