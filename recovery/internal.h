@@ -109,6 +109,9 @@ struct vswap_fsck {
 	char *store_error;    /* the store's last error message */
 	bool cancelled;
 	int error;
+	/* The staging file of a store closed cleanly holds bytes no staging
+	 * record covers and no other copy backs (see staging.c). */
+	bool stray_staged;
 };
 
 /* ---- report.c ---- */

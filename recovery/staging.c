@@ -173,6 +173,18 @@ static int empty_record_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
 	int idx;
 
 	if (f->info.was_clean) {
+		/* Staged bytes elsewhere that no record covers: a damaged
+		 * key may have moved these records off their pages, so
+		 * marking their pages lost would not be justified. */
+		if (f->stray_staged) {
+			if (problem_run(f, VSWAP_PROBLEM_EMPTY_STAGING_RECORD, first, end,
+					"recorded as staged in a store closed cleanly, but the "
+					"staging file holds no bytes, while it holds bytes no "
+					"record covers: a staging key may be damaged; not "
+					"changed") < 0)
+				return -ENOMEM;
+			return 0;
+		}
 		for (uint64_t p = first; p < end;) {
 			uint64_t q = p + 1;
 			bool copy = other_copy(f, p);
@@ -307,6 +319,18 @@ static bool staged(const struct staged_list *l, uint64_t page)
 	return false;
 }
 
+/* Does the staging file hold bytes of a page no range covers and the index
+ * holds no other copy of?  (Only asked of a store closed cleanly.) */
+static bool stray_bytes(const struct vswap_fsck *f, const struct fsck_extents *data,
+			const struct staged_list *l)
+{
+	for (size_t e = 0; e < data->n; e++)
+		for (uint64_t p = data->r[e].first; p < data->r[e].end; p++)
+			if (!staged(l, p) && !other_copy(f, p))
+				return true;
+	return false;
+}
+
 /* Data extents of the staging file outside every staged range. */
 static int check_leaked_bytes(struct vswap_fsck *f, int fd, const struct fsck_extents *data,
 			      const struct staged_list *l)
@@ -344,6 +368,7 @@ int fsck_check_staging(struct vswap_fsck *f)
 		f->counts.staged_pages += l.r[i].end - l.r[i].first;
 	if (fd >= 0 && (ret = fsck_extents_scan(fd, 0, f->page_size, &data)))
 		goto out;
+	f->stray_staged = f->info.was_clean && stray_bytes(f, &data, &l);
 	for (size_t i = 0; i < l.n && !ret; i++) {
 		uint64_t first = l.r[i].first, end = l.r[i].end;
 

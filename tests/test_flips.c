@@ -70,17 +70,16 @@
 #endif
 
 #define GUEST_PAGES 128u
-#define RANDOM_FLIPS 700u       /* per store, swap file and staging file each */
+#define RANDOM_FLIPS 700u /* per store, swap file and staging file each */
 #define RANDOM_FLIPS_LONG 5000u
-#define CHILD_TIMEOUT_MS 20000  /* one flip, every step of it */
-#define SERVE_TIMEOUT_S 10      /* one handler run */
+#define CHILD_TIMEOUT_MS 20000 /* one flip, every step of it */
+#define SERVE_TIMEOUT_S 10     /* one handler run */
 
 enum store_stage { STAGE_ENABLE, STAGE_TRIM, STAGE_SWAP_OUT, STAGE_COUNT };
-static const char *const stage_names[STAGE_COUNT] = { "enable", "trim", "swap-out" };
+static const char *const stage_names[STAGE_COUNT] = {"enable", "trim", "swap-out"};
 
 enum file_kind { FK_SWAP, FK_INDEX, FK_LOCK, FK_STAGING, FK_COUNT };
-static const char *const file_names[FK_COUNT] = { "swap file", "index", "lock file",
-						 "staging file" };
+static const char *const file_names[FK_COUNT] = {"swap file", "index", "lock file", "staging file"};
 
 /* A file as it was: bytes, size, where its data lies, whether it existed. */
 struct image {
@@ -111,13 +110,13 @@ enum flip_outcome { OUT_HARMLESS, OUT_DETECTED, OUT_POISONED, OUT_VIOLATION };
 
 /* What went wrong, one bit each. */
 enum violation {
-	V_CRASH = 1,       /* a tool or the library died of a signal */
-	V_HANG = 2,        /* ... or did not finish in time */
-	V_WROTE = 4,       /* -n changed a byte or an mtime */
-	V_WRONG = 8,       /* a page was served with wrong bytes (or zeros) */
-	V_NONCONVERGE = 16,/* -y exited 0 or 1 and the next -n did not exit 0 */
-	V_REPAIR_LOST = 32,/* a page served right before -y was not after it */
-	V_HANDLER = 64,    /* the handler process crashed or hung */
+	V_CRASH = 1,	    /* a tool or the library died of a signal */
+	V_HANG = 2,	    /* ... or did not finish in time */
+	V_WROTE = 4,	    /* -n changed a byte or an mtime */
+	V_WRONG = 8,	    /* a page was served with wrong bytes (or zeros) */
+	V_NONCONVERGE = 16, /* -y exited 0 or 1 and the next -n did not exit 0 */
+	V_REPAIR_LOST = 32, /* a page served right before -y was not after it */
+	V_HANDLER = 64,	    /* the handler process crashed or hung */
 };
 
 struct flip_result {
@@ -218,7 +217,8 @@ static int image_restore(const char *path, const struct image *im)
 	for (unsigned i = 0; !im->sparse_overflow && i < im->next; i++) {
 		size_t len = (size_t)(im->ext[i].end - im->ext[i].first);
 
-		if (pwrite(fd, im->bytes + im->ext[i].first, len, im->ext[i].first) != (ssize_t)len) {
+		if (pwrite(fd, im->bytes + im->ext[i].first, len, im->ext[i].first) !=
+		    (ssize_t)len) {
 			close(fd);
 			return -EIO;
 		}
@@ -275,8 +275,9 @@ static uint64_t file_signature(const char *path)
 		XXH3_64bits_update(h, &d, sizeof(d));
 		XXH3_64bits_update(h, &e, sizeof(e));
 		for (off_t o = d; o < e;) {
-			ssize_t k = pread(fd, buf, (size_t)(e - o) < sizeof(buf) ? (size_t)(e - o)
-										 : sizeof(buf), o);
+			ssize_t k =
+			    pread(fd, buf,
+				  (size_t)(e - o) < sizeof(buf) ? (size_t)(e - o) : sizeof(buf), o);
 
 			if (k <= 0)
 				break;
@@ -326,7 +327,7 @@ static void digest_dbi(MDB_txn *txn, MDB_dbi dbi, XXH3_state_t *st)
  */
 static uint64_t index_digest(const char *path)
 {
-	static const char *const names[] = { "meta", "pages", "staging" };
+	static const char *const names[] = {"meta", "pages", "staging"};
 	XXH3_state_t *st = XXH3_createState();
 	MDB_env *env = NULL;
 	MDB_txn *txn = NULL;
@@ -361,10 +362,10 @@ static int fsck_code(const struct flipstore *fs, enum vswap_fsck_mode mode)
 {
 	bool debug = getenv("VSWAP_FLIPS_DEBUG");
 	struct vswap_fsck_opts o = {
-		.mode = mode,
-		.staging_dir = fs->dir,
-		.log = debug ? NULL : quiet,
-		.log_level = debug ? VSWAP_LOG_INFO : VSWAP_LOG_ERROR,
+	    .mode = mode,
+	    .staging_dir = fs->dir,
+	    .log = debug ? NULL : quiet,
+	    .log_level = debug ? VSWAP_LOG_INFO : VSWAP_LOG_ERROR,
 	};
 	struct vswap_fsck *f;
 	int code;
@@ -383,7 +384,7 @@ static int fsck_code(const struct flipstore *fs, enum vswap_fsck_mode mode)
  * the test in it. */
 static void default_signals(void)
 {
-	static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGALRM };
+	static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGALRM};
 
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		signal(sigs[i], SIG_DFL);
@@ -406,8 +407,7 @@ static bool all_zero(const uint8_t *p, size_t n)
 }
 
 /* One guest read of page @p: its verdict (a SIGBUS is a poisoned page). */
-static uint8_t read_page(const struct flipstore *fs, const uint8_t *guest, uint8_t *buf,
-			 uint32_t p)
+static uint8_t read_page(const struct flipstore *fs, const uint8_t *guest, uint8_t *buf, uint32_t p)
 {
 	if (sigsetjmp(bus_jmp, 1))
 		return PV_POISON;
@@ -421,11 +421,11 @@ static uint8_t read_page(const struct flipstore *fs, const uint8_t *guest, uint8
  * guest, enable, and read every page; one verdict byte per page. */
 static void serve_child(const struct flipstore *fs, int out)
 {
-	struct vswap_store_opts so = { .staging_dir = fs->dir, .log = quiet };
-	struct vswap_handler_opts ho = { .workers = 1, .log = quiet };
+	struct vswap_store_opts so = {.staging_dir = fs->dir, .log = quiet};
+	struct vswap_handler_opts ho = {.workers = 1, .log = quiet};
 	uint8_t verdict[GUEST_PAGES];
 	size_t len = (size_t)GUEST_PAGES * fs->ps;
-	struct sigaction sa = { .sa_handler = on_bus };
+	struct sigaction sa = {.sa_handler = on_bus};
 	struct vswap_region reg;
 	struct vswap_handler *h;
 	struct vswap_store *s;
@@ -442,7 +442,7 @@ static void serve_child(const struct flipstore *fs, int out)
 	guest = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
 	if (guest == MAP_FAILED)
 		goto done;
-	reg = (struct vswap_region){ .addr = guest, .len = len, .memfd = memfd };
+	reg = (struct vswap_region){.addr = guest, .len = len, .memfd = memfd};
 	ho.store = s;
 	if (vswap_handler_create(&reg, 1, &ho, &h))
 		goto done;
@@ -531,7 +531,7 @@ static void report_step(int out, uint32_t flip, uint8_t step)
 static void run_flip(const struct flipstore *fs, const struct flip_job *j, uint32_t idx,
 		     bool no_digest, int out)
 {
-	struct flip_result r = { .flip = idx, .repair_exit = -1, .recheck_exit = -1 };
+	struct flip_result r = {.flip = idx, .repair_exit = -1, .recheck_exit = -1};
 	uint8_t before[GUEST_PAGES], after[GUEST_PAGES];
 	uint64_t sig[FK_COUNT], sig2[FK_COUNT];
 	bool fast;
@@ -573,7 +573,7 @@ static void run_flip(const struct flipstore *fs, const struct flip_job *j, uint3
 	if (!serve(fs, after)) {
 		r.violations |= V_HANDLER;
 	} else {
-		struct flip_result scratch = { 0 };
+		struct flip_result scratch = {0};
 
 		if (!judge_serve(fs, after, &scratch))
 			r.violations |= V_WRONG;
@@ -602,32 +602,44 @@ finish:
 
 /* ---- the batch loop in the parent ---------------------------------------- */
 
-static const char *violation_names[8] = { "crash", "hang", "-n wrote", "wrong page",
-					  "-y did not converge", "page lost by -y",
-					  "handler crash/hang", "" };
+static const char *violation_names[8] = {"crash",
+					 "hang",
+					 "-n wrote",
+					 "wrong page",
+					 "-y did not converge",
+					 "page lost by -y",
+					 "handler crash/hang",
+					 ""};
 
 static void count(struct totals *t, const struct flip_result *r, const struct flipstore *fs,
 		  const struct flip_job *j)
 {
 	t->flips++;
 	switch (r->outcome) {
-	case OUT_HARMLESS: t->harmless++; break;
-	case OUT_DETECTED: t->detected++; break;
-	case OUT_POISONED: t->poisoned++; break;
+	case OUT_HARMLESS:
+		t->harmless++;
+		break;
+	case OUT_DETECTED:
+		t->detected++;
+		break;
+	case OUT_POISONED:
+		t->poisoned++;
+		break;
 	default:
 		t->violations++;
 		for (int b = 0; b < 8; b++)
 			if (r->violations & (1u << b))
 				t->by_violation[b]++;
-		if (t->violations <= 12 || r->violations != V_WROTE || getenv("VSWAP_FLIPS_VERBOSE"))
-			fprintf(stderr,
-				"flips: %s store, %s byte %llu ^%02x: violations %#x (-n %d, -y %d, "
-				"-n after %d, %u wrong pages, %u poisoned, -n wrote %#x, died in "
-				"step %u)\n",
-				stage_names[fs->stage], file_names[j->file],
-				(unsigned long long)j->off, j->mask, r->violations, r->check_exit,
-				r->repair_exit, r->recheck_exit, r->wrong_pages, r->poisoned_pages,
-				r->wrote, r->step);
+		if (t->violations <= 12 || r->violations != V_WROTE ||
+		    getenv("VSWAP_FLIPS_VERBOSE"))
+			fprintf(
+			    stderr,
+			    "flips: %s store, %s byte %llu ^%02x: violations %#x (-n %d, -y %d, "
+			    "-n after %d, %u wrong pages, %u poisoned, -n wrote %#x, died in "
+			    "step %u)\n",
+			    stage_names[fs->stage], file_names[j->file], (unsigned long long)j->off,
+			    j->mask, r->violations, r->check_exit, r->repair_exit, r->recheck_exit,
+			    r->wrong_pages, r->poisoned_pages, r->wrote, r->step);
 		break;
 	}
 }
@@ -637,7 +649,7 @@ static bool read_full(int fd, void *buf, size_t len, int timeout_ms)
 	size_t got = 0;
 
 	while (got < len) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		int pr = poll(&pfd, 1, timeout_ms);
 		ssize_t k;
 
@@ -700,7 +712,7 @@ static uint32_t run_batch(struct flipstore *fs, const struct flip_job *jobs, uin
 	close(p[0]);
 	if (next < n && last_step) {
 		bool hung = kill(pid, 0) == 0 && waitpid(pid, &status, WNOHANG) == 0;
-		struct flip_result r = { .flip = next, .outcome = OUT_VIOLATION };
+		struct flip_result r = {.flip = next, .outcome = OUT_VIOLATION};
 
 		kill(pid, SIGKILL);
 		waitpid(pid, &status, 0);
@@ -719,7 +731,8 @@ static uint32_t run_batch(struct flipstore *fs, const struct flip_job *jobs, uin
 	waitpid(pid, &status, 0);
 	restore_all(fs);
 	if (next < n && next == from) { /* died before starting a flip */
-		struct flip_result r = { .flip = next, .outcome = OUT_VIOLATION, .violations = V_CRASH };
+		struct flip_result r = {
+		    .flip = next, .outcome = OUT_VIOLATION, .violations = V_CRASH};
 
 		count(t, &r, fs, &jobs[next]);
 		return next + 1;
@@ -772,8 +785,8 @@ static void compact_index(const struct flipstore *fs)
 
 static void build_store(struct flipstore *fs, enum store_stage stage)
 {
-	struct vswap_store_opts so = { .staging_dir = NULL, .log = quiet };
-	struct vswap_handler_opts ho = { .workers = 1, .log = quiet };
+	struct vswap_store_opts so = {.staging_dir = NULL, .log = quiet};
+	struct vswap_handler_opts ho = {.workers = 1, .log = quiet};
 	size_t len;
 	struct vswap_region reg;
 	struct vswap_handler *h;
@@ -802,7 +815,7 @@ static void build_store(struct flipstore *fs, enum store_stage stage)
 	for (uint32_t p = 0; p < GUEST_PAGES; p++)
 		if (page_had_data(fs, p))
 			memcpy(guest + (size_t)p * fs->ps, fs->expect + (size_t)p * fs->ps, fs->ps);
-	reg = (struct vswap_region){ .addr = guest, .len = len, .memfd = memfd };
+	reg = (struct vswap_region){.addr = guest, .len = len, .memfd = memfd};
 	ho.store = s;
 	assert_int_equal(vswap_handler_create(&reg, 1, &ho, &h), 0);
 	assert_int_equal(vswap_handler_enable(h), 0);
@@ -862,16 +875,16 @@ static struct flip_job *make_jobs(const struct flipstore *fs, uint64_t *rng, uin
 		unsigned long long off;
 
 		if (sscanf(only, "%u:%llu:%x", &f, &off, &m) == 3 && f < FK_COUNT)
-			j[k++] = (struct flip_job){ (enum file_kind)f, off, (uint8_t)m };
+			j[k++] = (struct flip_job){(enum file_kind)f, off, (uint8_t)m};
 	}
 	for (size_t off = 0; off < isz && !only; off += stride)
-		j[k++] = (struct flip_job){ FK_INDEX, off, (uint8_t)(rng_next(rng) % 255 + 1) };
+		j[k++] = (struct flip_job){FK_INDEX, off, (uint8_t)(rng_next(rng) % 255 + 1)};
 	for (int f = FK_SWAP; f <= FK_STAGING; f += FK_STAGING - FK_SWAP) {
 		size_t sz = fs->img[f].size;
 
 		for (uint32_t i = 0; sz && i < nrand && !only; i++)
-			j[k++] = (struct flip_job){ (enum file_kind)f, rng_next(rng) % sz,
-						    (uint8_t)(rng_next(rng) % 255 + 1) };
+			j[k++] = (struct flip_job){(enum file_kind)f, rng_next(rng) % sz,
+						   (uint8_t)(rng_next(rng) % 255 + 1)};
 	}
 	*n = k;
 	return j;
@@ -895,12 +908,12 @@ static uint64_t now_ms(void)
 static void test_single_byte_flips(void **state)
 {
 	uint64_t seed = env_u64("VSWAP_FLIPS_SEED", (uint64_t)time(NULL) ^ (uint64_t)getpid());
-	uint32_t nrand = (uint32_t)env_u64("VSWAP_FLIPS_RANDOM",
-					   env_u64("VSWAP_LONG", 0) ? RANDOM_FLIPS_LONG : RANDOM_FLIPS);
+	uint32_t nrand = (uint32_t)env_u64(
+	    "VSWAP_FLIPS_RANDOM", env_u64("VSWAP_LONG", 0) ? RANDOM_FLIPS_LONG : RANDOM_FLIPS);
 	/* Sanitized builds run several times slower: every fourth byte of the
 	 * index there (the plain build does every byte). */
 	size_t stride = (size_t)env_u64("VSWAP_FLIPS_INDEX_STRIDE", SANITIZED ? 4 : 1);
-	struct totals all = { 0 };
+	struct totals all = {0};
 	uint64_t t0 = now_ms();
 
 	(void)state;
@@ -918,7 +931,7 @@ static void test_single_byte_flips(void **state)
 	fflush(stdout);
 	for (int stage = 0; stage < STAGE_COUNT; stage++) {
 		struct flipstore fs;
-		struct totals t = { 0 };
+		struct totals t = {0};
 		uint64_t rng = seed + (uint64_t)stage * 0x9e3779b97f4a7c15ull;
 		uint32_t n;
 		struct flip_job *jobs;
@@ -955,8 +968,8 @@ static void test_single_byte_flips(void **state)
 	       (unsigned long long)seed);
 	for (int b = 0; b < 7; b++)
 		if (all.by_violation[b])
-			printf("flips:   %llu flips with: %s\n", (unsigned long long)all.by_violation[b],
-			       violation_names[b]);
+			printf("flips:   %llu flips with: %s\n",
+			       (unsigned long long)all.by_violation[b], violation_names[b]);
 	fflush(stdout);
 	if (all.violations && !formats_bind_identity()) {
 		printf("flips: format %u does not bind pages to their identity nor check its "
@@ -970,7 +983,7 @@ static void test_single_byte_flips(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_single_byte_flips),
+	    cmocka_unit_test(test_single_byte_flips),
 	};
 
 	hfx_skip_if_unavailable("flips");
