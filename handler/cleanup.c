@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * After a complete swap-in every page is resident and the swap file holds
- * only stale copies.  The reference truncates the file (at once, or 64 MiB
- * every 5 s with slow cleanup); here the slots are freed and the store
+ * only stale copies.  crosvm's vmm-swap truncates the file (at once, or 64
+ * MiB every 5 s with slow cleanup); here the slots are freed and the store
  * punches their holes after the commit, a step at a time.  Lost pages keep
  * their records so that vswap-fsck still reports them.
  */

@@ -71,6 +71,7 @@ static int serve_from_file(struct vswap_handler *h, int fd, uintptr_t addr, uint
 	if (rc == 0) {
 		vswap_store_mark_stale(h->store, page, 1);
 		h->c.from_file++;
+		workset_note(h, page);
 	}
 	return rc;
 }
@@ -116,6 +117,9 @@ int fault_serve(struct vswap_handler *h, unsigned index, uintptr_t addr)
 	int fd = h->m.uffds.v[index].fd;
 	for (;;) {
 		pthread_mutex_lock(&h->lock);
+		/* Missing: whatever the protect set said, the page is not
+		 * resident now, and once filled it is not protected. */
+		protect_forget(h, page, 1);
 		int rc = resolve_locked(h, fd, addr, page);
 		if (rc == -EEXIST) {
 			page_now_resident(h, page);
@@ -152,6 +156,7 @@ int remove_range(struct vswap_handler *h, uintptr_t start, uintptr_t end)
 			continue;
 		uint64_t first = g->first + ((a - g->start) >> h->page_shift);
 		uint64_t count = (b - a) >> h->page_shift;
+		protect_forget(h, first, count);
 		int rc = vswap_store_stage_clear(h->store, first, count);
 		if (rc < 0) /* only the staging bytes stay: audited by fsck */
 			hlog(h, VSWAP_LOG_WARN, "remove: staging clear: %s", vswap_strerror(rc));
@@ -164,7 +169,12 @@ int remove_range(struct vswap_handler *h, uintptr_t start, uintptr_t end)
 	return pages ? (int)(pages > INT32_MAX ? INT32_MAX : pages) : -EFAULT;
 }
 
-static int defer_fault(struct monitor *m, unsigned index, uintptr_t addr)
+int fault_dispatch(struct vswap_handler *h, unsigned index, uintptr_t addr, bool wp)
+{
+	return wp ? protect_wp_fault(h, index, addr) : fault_serve(h, index, addr);
+}
+
+static int defer_fault(struct monitor *m, unsigned index, uintptr_t addr, bool wp)
 {
 	if (m->ndeferred == m->cap_deferred) {
 		unsigned cap = m->cap_deferred ? m->cap_deferred * 2 : 16;
@@ -174,7 +184,7 @@ static int defer_fault(struct monitor *m, unsigned index, uintptr_t addr)
 		m->deferred = v;
 		m->cap_deferred = cap;
 	}
-	m->deferred[m->ndeferred++] = (struct deferred_fault){index, addr};
+	m->deferred[m->ndeferred++] = (struct deferred_fault){index, addr, wp};
 	return 0;
 }
 
@@ -186,11 +196,12 @@ static int event_handle(struct vswap_handler *h, unsigned index, const struct uf
 	switch (msg->event) {
 	case UFFD_EVENT_PAGEFAULT: {
 		uintptr_t addr = (uintptr_t)msg->arg.pagefault.address;
+		bool wp = msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP;
 		if (!m->registered) /* read after unregister: let it retry */
 			return uffd_wake(fd, addr & ~(uintptr_t)(h->page_size - 1), h->page_size);
 		if (defer)
-			return defer_fault(m, index, addr);
-		int rc = fault_serve(h, index, addr);
+			return defer_fault(m, index, addr, wp);
+		int rc = fault_dispatch(h, index, addr, wp);
 		if (rc == -ESRCH) {
 			m->uffds.v[index].dead = true;
 			m->gc_due = true;

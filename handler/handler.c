@@ -100,6 +100,7 @@ static int monitor_init(struct vswap_handler *h)
 static void handler_free(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
+	workset_free(h);
 	uffd_list_fini(&m->uffds);
 	pool_destroy(h->pool);
 	if (h->staging)
@@ -114,6 +115,7 @@ static void handler_free(struct vswap_handler *h)
 	free(m->unclean);
 	free(m->deferred);
 	swap_in_release(h);
+	protect_fini(h);
 	free(h->regions);
 	pthread_cond_destroy(&h->qdone);
 	pthread_cond_destroy(&h->scond);
@@ -138,6 +140,14 @@ static int handler_init(struct vswap_handler *h, const struct vswap_region *regi
 	rc = pool_create(h->opts.workers, h->opts.workers, &h->pool);
 	if (rc == 0)
 		rc = monitor_init(h);
+	if (rc < 0)
+		return rc;
+	/* The mode follows what the kernel granted the main uffd. */
+	rc = protect_resolve(h->opts.enable_mode, h->features);
+	if (rc < 0)
+		return rc;
+	h->wp.on = rc == VSWAP_ENABLE_PROTECT;
+	rc = protect_init(h);
 	if (rc < 0)
 		return rc;
 	struct vswap_store_stats st;
@@ -191,6 +201,7 @@ int vswap_handler_destroy(struct vswap_handler *h)
 	if (!h)
 		return 0;
 	struct cmd c = {.type = CMD_EXIT};
+	workset_stop(h); /* no prefetch copy races the final swap-in */
 	int rc = cmd_submit(h, &c);
 	pthread_join(h->thread, NULL);
 	cmd_wait_callers(h); /* answered, but perhaps not yet returned */
@@ -203,6 +214,7 @@ int vswap_handler_detach(struct vswap_handler *h)
 	if (!h)
 		return -EINVAL;
 	struct cmd c = {.type = CMD_DETACH};
+	workset_stop(h);
 	int rc = cmd_submit(h, &c);
 	pthread_join(h->thread, NULL);
 	cmd_wait_callers(h);

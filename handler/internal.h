@@ -41,6 +41,7 @@ struct hregion {
 	int memfd;
 	off_t offset;
 	uint64_t first, pages; /* place in the store's page space */
+	const uint8_t *alias;  /* protect mode: see struct protect */
 };
 
 struct counters {
@@ -81,6 +82,26 @@ struct run {
 struct deferred_fault {
 	unsigned uffd;
 	uintptr_t addr;
+	bool wp; /* a write-protect fault (protect mode) */
+};
+
+/*
+ * The protect enable mode (protect.c), under h->lock.  @clean has a bit per
+ * page: resident, write-protected on every uffd since the last enable and
+ * not written since (the swap-out set).  Only a page whose bit is set may be
+ * removed from guest memory by trim or swap-out, and the bit is tested in
+ * the same lock hold as the removal; a write-protect fault clears it under
+ * the same lock before the writer is let through.
+ */
+struct protect {
+	bool on;        /* the handler enables by protection */
+	bool active;    /* enabled: the bits are live */
+	uint64_t *clean;
+	uint64_t nclean;
+	uint64_t dirtied;   /* pages that left the set by a write since enable */
+	uint64_t wp_faults; /* write-protect faults handled (tests) */
+	uint64_t cursor;    /* swap-out: next page to look at */
+	void *trim_buf;     /* trim: guest bytes read with pread() */
 };
 
 enum job_kind { JOB_NONE, JOB_TRIM, JOB_SWAP_IN };
@@ -135,6 +156,7 @@ struct vswap_handler {
 	uint64_t total_pages;
 	uint8_t *staging; /* the store's staging file, mapped shared */
 	uint64_t features; /* granted to the main uffd */
+	struct protect wp;
 	int main_uffd; /* owned by the uffd list (index 0) */
 
 	pthread_mutex_t lock;
@@ -162,6 +184,7 @@ struct vswap_handler {
 	atomic_uint nuffds; /* the monitor's list length, for status() */
 	struct monitor m;
 	struct job_progress jp;
+	struct workset *ws; /* working-set record and prefetch (workset.c), or NULL */
 };
 
 /* log.c */
@@ -203,7 +226,37 @@ int events_drain(struct vswap_handler *h, unsigned index, bool defer_faults);
 int fault_corrupt(struct vswap_handler *h, int fd, uintptr_t addr, uint64_t page, int err,
 		  bool wake);
 
+/* fault.c: a fault message's handling (MISSING or write-protect). */
+int fault_dispatch(struct vswap_handler *h, unsigned index, uintptr_t addr, bool wp);
+
+/* protect.c: the protect enable mode; see the comments there. */
+/* The mode a handler uses: COPY or PROTECT, or -EOPNOTSUPP / -EINVAL. */
+int protect_resolve(enum vswap_enable_mode want, uint64_t features);
+int protect_init(struct vswap_handler *h);
+void protect_fini(struct vswap_handler *h);
+int protect_enable(struct vswap_handler *h, uint64_t *pages);
+/* Write-protect every region through uffd @index (not under the lock). */
+int protect_uffd(struct vswap_handler *h, unsigned index);
+void protect_release(struct vswap_handler *h);
+int protect_wp_fault(struct vswap_handler *h, unsigned index, uintptr_t addr);
+/* Pages that are not resident (a MISSING fault, a REMOVE event) leave the
+ * swap-out set; lock held. */
+void protect_forget(struct vswap_handler *h, uint64_t first, uint64_t count);
+void protect_swap_out_start(struct vswap_handler *h);
+/* Write the next run of protected pages from guest memory; lock held.
+ * The pages written, 0 when none is left, or -errno; *first is set. */
+int64_t protect_write_run(struct vswap_handler *h, uint64_t *first);
+/* After the commit of written runs: remove those still protected; lock
+ * held. */
+void protect_remove_written(struct vswap_handler *h, uint64_t first, uint64_t count);
+/* One trim batch in place (lock held): pages trimmed, or -1 when every
+ * protected page was examined. */
+int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor);
+
 /* move.c */
+/* Next data extent of @r at or after relative offset @pos: 1 and
+ * [*data, *hole) relative to the region, or 0 at the end, or -errno. */
+int region_next_extent(const struct hregion *r, off_t pos, off_t *data, off_t *hole);
 int move_to_staging(struct vswap_handler *h, uint64_t *pages);
 
 /* swap_out.c */
@@ -223,6 +276,11 @@ int trim_job(struct job *j, void *arg);
 
 /* cleanup.c: give the swap file's space back after a disable */
 int cleanup_step(struct vswap_handler *h, uint64_t max_pages);
+
+/* workset.c: record the order pages come in (lock held), prefetch */
+void workset_note(struct vswap_handler *h, uint64_t page);
+void workset_stop(struct vswap_handler *h);
+void workset_free(struct vswap_handler *h);
 
 /* monitor.c */
 void *monitor_main(void *arg);

@@ -2,7 +2,7 @@
 /*
  * The monitor thread: one epoll over the command eventfd, the job eventfd
  * and every uffd.  It serves faults and remove events, runs the state
- * machine of the reference (§2) with its known faults fixed, writes the
+ * machine (docs/DESIGN.md has its transitions as a table), writes the
  * swap-out a chunk at a time whenever nothing else is pending, and commits
  * the index lazily for the faults.
  */
@@ -101,6 +101,7 @@ static int register_all(struct vswap_handler *h)
 static void unregister_all(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
+	protect_release(h);
 	for (unsigned i = 0; i < m->uffds.n; i++) {
 		if (m->uffds.v[i].dead)
 			continue;
@@ -155,9 +156,9 @@ static int do_enable(struct vswap_handler *h)
 	h->m.nunclean = 0;
 	h->m.unclean_pages = 0;
 	uint64_t t0 = now_ms(), pages;
-	int rc = move_to_staging(h, &pages);
+	int rc = h->wp.on ? protect_enable(h, &pages) : move_to_staging(h, &pages);
 	if (rc < 0) {
-		fail(h, "move to staging", rc);
+		fail(h, h->wp.on ? "write-protect" : "move to staging", rc);
 		return rc;
 	}
 	state_set(h, VSWAP_STATE_PENDING, (struct vswap_transition){pages, now_ms() - t0});
@@ -205,6 +206,7 @@ static int do_swap_out(struct vswap_handler *h)
 		return -EINVAL;
 	}
 	m->out_cursor = 0;
+	protect_swap_out_start(h);
 	m->out_pages = 0;
 	m->out_t0_ms = now_ms();
 	state_set(h, VSWAP_STATE_SWAP_OUT_IN_PROGRESS, (struct vswap_transition){0, 0});
@@ -213,6 +215,7 @@ static int do_swap_out(struct vswap_handler *h)
 
 static int start_swap_in(struct vswap_handler *h)
 {
+	protect_release(h); /* resident pages need no copy: let writes through */
 	int rc = swap_in_prepare(h);
 	if (rc == 0) {
 		state_set(h, VSWAP_STATE_SWAP_IN_IN_PROGRESS, (struct vswap_transition){0, 0});
@@ -263,6 +266,7 @@ static int do_exit(struct vswap_handler *h)
 		job_stop(h, true);
 		if (st == VSWAP_STATE_SWAP_OUT_IN_PROGRESS)
 			flush_or_log(h, "exit");
+		protect_release(h);
 		rc = swap_in_prepare(h);
 		if (rc == 0)
 			rc = swap_in_job(NULL, h);
@@ -345,6 +349,14 @@ static int do_add_uffd(struct vswap_handler *h, int fd)
 	if (rc < 0) {
 		if (m->registered)
 			regions_unregister(h, fd);
+		return rc;
+	}
+	/* Protected like the others before it is served: until this returns
+	 * its process waits (the fork protocol), so it wrote nothing. */
+	if (h->wp.active && (rc = protect_uffd(h, i)) < 0) {
+		regions_unregister(h, fd);
+		m->uffds.v[i].dead = true;
+		m->gc_due = true;
 		return rc;
 	}
 	if (m->uffds.v[i].dynamic)
@@ -526,7 +538,7 @@ static void serve_deferred(struct vswap_handler *h)
 		struct deferred_fault d = m->deferred[i];
 		if (!m->registered || m->uffds.v[d.uffd].dead)
 			continue;
-		int rc = fault_serve(h, d.uffd, d.addr);
+		int rc = fault_dispatch(h, d.uffd, d.addr, d.wp);
 		if (rc == -ESRCH) {
 			m->uffds.v[d.uffd].dead = true;
 			m->gc_due = true;

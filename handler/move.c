@@ -51,7 +51,7 @@ struct move_task {
 
 /* Next data extent of @r at or after relative offset @pos: 1 and
  * [*data, *hole), or 0 at the end. */
-static int next_extent(const struct hregion *r, off_t pos, off_t *data, off_t *hole)
+int region_next_extent(const struct hregion *r, off_t pos, off_t *data, off_t *hole)
 {
 	off_t len = (off_t)(r->end - r->start);
 	if (pos >= len)
@@ -73,7 +73,7 @@ static int mark_region(struct vswap_handler *h, const struct hregion *r, uint64_
 {
 	off_t pos = 0, data, hole;
 	int rc;
-	while ((rc = next_extent(r, pos, &data, &hole)) > 0) {
+	while ((rc = region_next_extent(r, pos, &data, &hole)) > 0) {
 		uint64_t first = r->first + ((uint64_t)data >> h->page_shift);
 		uint64_t count = (uint64_t)(hole - data) >> h->page_shift;
 		rc = vswap_store_stage_mark(h->store, first, count);
@@ -149,7 +149,7 @@ static int move_region(struct move_ctx *c)
 	c->head = 0;
 	c->remaining = h->thp_size;
 	c->nops = 0;
-	while ((rc = next_extent(r, pos, &data, &hole)) > 0) {
+	while ((rc = region_next_extent(r, pos, &data, &hole)) > 0) {
 		while (data < hole) {
 			size_t cut = piece_len(c, data, (size_t)(hole - data), &rc);
 			if (rc < 0)

@@ -79,7 +79,7 @@ int regions_register(struct vswap_handler *h, int fd)
 {
 	for (unsigned i = 0; i < h->nregions; i++) {
 		const struct hregion *g = &h->regions[i];
-		int rc = uffd_register(fd, g->start, g->end - g->start);
+		int rc = uffd_register_mode(fd, g->start, g->end - g->start, h->wp.on);
 		if (rc < 0) {
 			while (i-- > 0)
 				uffd_unregister(fd, h->regions[i].start,

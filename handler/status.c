@@ -39,6 +39,7 @@ int vswap_handler_status(struct vswap_handler *h, struct vswap_status *out)
 	pthread_mutex_lock(&h->lock);
 	int rc = vswap_store_stats(h->store, &st);
 	struct counters c = h->c;
+	uint64_t nclean = h->wp.nclean, dirtied = h->wp.dirtied;
 	pthread_mutex_lock(&h->slock);
 	out->state = h->state;
 	out->transition = h->trans;
@@ -48,6 +49,7 @@ int vswap_handler_status(struct vswap_handler *h, struct vswap_status *out)
 	if (rc < 0)
 		return rc;
 	out->uffds = atomic_load(&h->nuffds);
+	out->enable_mode = h->wp.on ? VSWAP_ENABLE_PROTECT : VSWAP_ENABLE_COPY;
 	mt->checksum_failures = st.checksum_failures;
 	mt->poisoned_pages = c.poisoned;
 	mt->bytes_written = st.bytes_written;
@@ -61,6 +63,8 @@ int vswap_handler_status(struct vswap_handler *h, struct vswap_status *out)
 	mt->redundant_pages = c.redundant;
 	mt->staging_pages = st.pages_staged;
 	mt->swap_pages = st.pages_present;
+	mt->protected_pages = nclean;
+	mt->dirtied_pages = dirtied;
 	return 0;
 }
 
@@ -111,9 +115,10 @@ int vswap_status_to_json(const struct vswap_status *s, char *buf, size_t len)
 			"\"copied_from_file_pages\":%llu,\"copied_from_staging_pages\":%llu,"
 			"\"zeroed_pages\":%llu,\"redundant_pages\":%llu,\"staging_pages\":%llu,"
 			"\"swap_pages\":%llu,\"checksum_failures\":%llu,\"poisoned_pages\":%llu,"
-			"\"bytes_written\":%llu,\"bytes_read\":%llu,\"commits\":%llu},"
+			"\"bytes_written\":%llu,\"bytes_read\":%llu,\"commits\":%llu,"
+			"\"protected_pages\":%llu,\"dirtied_pages\":%llu},"
 			"\"state_transition\":{\"pages\":%llu,\"time_ms\":%llu},"
-			"\"last_error\":%d,\"uffds\":%u}",
+			"\"last_error\":%d,\"uffds\":%u,\"enable_mode\":\"%s\"}",
 			vswap_state_name(s->state), (unsigned long long)m->resident_pages,
 			(unsigned long long)m->copied_from_file_pages,
 			(unsigned long long)m->copied_from_staging_pages,
@@ -122,6 +127,8 @@ int vswap_status_to_json(const struct vswap_status *s, char *buf, size_t len)
 			(unsigned long long)m->checksum_failures,
 			(unsigned long long)m->poisoned_pages, (unsigned long long)m->bytes_written,
 			(unsigned long long)m->bytes_read, (unsigned long long)m->commits,
+			(unsigned long long)m->protected_pages, (unsigned long long)m->dirtied_pages,
 			(unsigned long long)s->transition.pages,
-			(unsigned long long)s->transition.time_ms, s->last_error, s->uffds);
+			(unsigned long long)s->transition.time_ms, s->last_error, s->uffds,
+			vswap_enable_mode_name(s->enable_mode));
 }

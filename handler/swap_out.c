@@ -66,8 +66,10 @@ int swap_out_flush(struct vswap_handler *h)
 		 * since (stale), and perhaps changed and staged again by a
 		 * later enable, keeps its staging copy: a run can outlive a
 		 * failed commit. */
-		for (unsigned i = 0; i < m->nunclean; i++)
+		for (unsigned i = 0; i < m->nunclean; i++) {
 			clear_written(h, m->unclean[i].first, m->unclean[i].count);
+			protect_remove_written(h, m->unclean[i].first, m->unclean[i].count);
+		}
 		m->nunclean = 0;
 		m->unclean_pages = 0;
 	}
@@ -80,6 +82,21 @@ int64_t swap_out_chunk(struct vswap_handler *h)
 	struct monitor *m = &h->m;
 	uint64_t first, count;
 	pthread_mutex_lock(&h->lock);
+	/* Protect mode: the protected pages first, from guest memory; then
+	 * what staging holds (a store left by a copy-mode handler). */
+	int64_t w = protect_write_run(h, &first);
+	if (w != 0) {
+		int rc = w < 0 ? (int)w : unclean_push(m, first, (uint64_t)w);
+		if (w > 0)
+			m->unclean_pages += (uint64_t)w;
+		pthread_mutex_unlock(&h->lock);
+		if (rc < 0)
+			return rc;
+		if (m->unclean_pages << h->page_shift >= SWAP_OUT_GROUP_BYTES &&
+		    (rc = swap_out_flush(h)) < 0)
+			return rc;
+		return w;
+	}
 	int found = vswap_store_next_staged_run(h->store, m->out_cursor, h->total_pages,
 						h->opts.chunk_pages, &first, &count);
 	if (found <= 0) {

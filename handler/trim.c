@@ -104,12 +104,19 @@ int trim_job(struct job *j, void *arg)
 	struct trim_batch b = {.clean = calloc(h->opts.trim_batch_pages, sizeof(struct run))};
 	if (!b.clean)
 		return -ENOMEM;
-	uint64_t total = 0;
+	uint64_t total = 0, wp_cursor = 0;
+	bool wp_done = !h->wp.active;
 	int rc = 0;
 	while (!job_aborted(j)) {
 		pthread_mutex_lock(&h->lock);
 		b.nclean = 0;
-		int64_t n = trim_batch(h, &b);
+		/* Protect mode: the protected pages in place first (the batch
+		 * commits and removes itself), then what staging holds. */
+		int64_t n = wp_done ? trim_batch(h, &b) : protect_trim_batch(h, &wp_cursor);
+		if (n == -1 && !wp_done) {
+			wp_done = true;
+			n = 0;
+		}
 		rc = vswap_store_commit(h->store);
 		for (unsigned i = 0; rc == 0 && i < b.nclean; i++)
 			vswap_store_stage_clear(h->store, b.clean[i].first, b.clean[i].count);

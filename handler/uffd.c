@@ -51,7 +51,7 @@ int uffd_open(int *out_fd, uint64_t *features)
 		return rc;
 	if ((supported & UFFD_WANTED_FEATURES) != UFFD_WANTED_FEATURES)
 		return -EOPNOTSUPP;
-	uint64_t want = UFFD_WANTED_FEATURES | (supported & UFFD_FEATURE_POISON);
+	uint64_t want = UFFD_WANTED_FEATURES | (supported & UFFD_OPTIONAL_FEATURES);
 	int fd = uffd_new_fd();
 	if (fd < 0)
 		return fd;
@@ -71,21 +71,40 @@ int vswap_uffd_create(int *out_fd)
 	return uffd_open(out_fd, NULL);
 }
 
-int uffd_register(int fd, uintptr_t addr, size_t len)
+int uffd_register_mode(int fd, uintptr_t addr, size_t len, bool wp)
 {
 	struct uffdio_register reg = {
 		.range = {.start = addr, .len = len},
-		.mode = UFFDIO_REGISTER_MODE_MISSING,
+		.mode = UFFDIO_REGISTER_MODE_MISSING | (wp ? UFFDIO_REGISTER_MODE_WP : 0),
 	};
 	if (ioctl(fd, UFFDIO_REGISTER, &reg) < 0)
 		return errno == ENOMEM ? -ESRCH : -errno;
 	/* A mapping that cannot be served by COPY/ZEROPAGE is a caller bug. */
 	uint64_t need = (1ULL << _UFFDIO_COPY) | (1ULL << _UFFDIO_ZEROPAGE) | (1ULL << _UFFDIO_WAKE);
+	if (wp)
+		need |= 1ULL << _UFFDIO_WRITEPROTECT;
 	if ((reg.ioctls & need) != need) {
 		uffd_unregister(fd, addr, len);
 		return -EOPNOTSUPP;
 	}
 	return 0;
+}
+
+int uffd_register(int fd, uintptr_t addr, size_t len)
+{
+	return uffd_register_mode(fd, addr, len, false);
+}
+
+int uffd_writeprotect(int fd, uintptr_t addr, size_t len, bool protect, bool wake)
+{
+	struct uffdio_writeprotect w = {
+		.range = {.start = addr, .len = len},
+		/* The kernel refuses DONTWAKE with WP: protecting never wakes. */
+		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP
+				: (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE),
+	};
+	/* ESRCH: the process is gone; ENOMEM here is a page-table allocation. */
+	return ioctl(fd, UFFDIO_WRITEPROTECT, &w) < 0 ? -errno : 0;
 }
 
 int uffd_unregister(int fd, uintptr_t addr, size_t len)
@@ -140,6 +159,18 @@ int uffd_poison(int fd, uintptr_t dst, size_t len, bool wake)
 		.range = {.start = dst, .len = len},
 		.mode = wake ? 0 : UFFDIO_POISON_MODE_DONTWAKE,
 	};
+	if (ioctl(fd, UFFDIO_POISON, &p) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -errno;
+	/* A write-protected range keeps a uffd-wp marker where a page was
+	 * removed, and POISON (unlike COPY) refuses any entry but an empty
+	 * one.  The page has no copy in memory (it is being poisoned because
+	 * none can be served), so un-protecting only drops the marker; an
+	 * entry that is really there keeps failing with EEXIST. */
+	if (uffd_writeprotect(fd, dst, len, false, false) < 0)
+		return -EEXIST;
+	p.updated = 0;
 	return ioctl(fd, UFFDIO_POISON, &p) < 0 ? -errno : 0;
 }
 

@@ -29,21 +29,36 @@ struct uffdio_poison {
 };
 #define UFFDIO_POISON _IOWR(UFFDIO, _UFFDIO_POISON, struct uffdio_poison)
 #endif
+/* Write protection on shmem came with 5.19; guarded for older headers. */
+#ifndef UFFD_FEATURE_WP_HUGETLBFS_SHMEM
+#define UFFD_FEATURE_WP_HUGETLBFS_SHMEM (1 << 12)
+#endif
 #ifndef USERFAULTFD_IOC_NEW
 #define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
 #endif
 
-/* Features the handler asks for; POISON only when the kernel has it. */
+/* Features the handler asks for; POISON and write protection on shmem
+ * (the protect enable mode) only when the kernel has them. */
 #define UFFD_WANTED_FEATURES (UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_EVENT_REMOVE)
+#define UFFD_OPTIONAL_FEATURES (UFFD_FEATURE_POISON | UFFD_FEATURE_WP_HUGETLBFS_SHMEM)
 
 /*
  * Create a non-blocking, close-on-exec uffd (through /dev/userfaultfd, else
- * the syscall) with the wanted features plus POISON when supported.  The
+ * the syscall) with the wanted features plus the optional ones the kernel
+ * offers (UFFDIO_API at run time, not the headers' view).  The
  * features granted go to *features (may be NULL).
  */
 int uffd_open(int *out_fd, uint64_t *features);
 
+/* Register for MISSING faults (the dead-uffd checker page, copy mode). */
 int uffd_register(int fd, uintptr_t addr, size_t len);
+/* Register for MISSING and, with @wp, write-protect faults (protect mode);
+ * -EOPNOTSUPP if the range cannot be write-protected. */
+int uffd_register_mode(int fd, uintptr_t addr, size_t len, bool wp);
+/* Write-protect (@protect) or un-protect [addr, addr+len) in the uffd's
+ * page tables.  Un-protecting wakes the writers waiting there unless
+ * @wake is false; protecting never wakes. */
+int uffd_writeprotect(int fd, uintptr_t addr, size_t len, bool protect, bool wake);
 int uffd_unregister(int fd, uintptr_t addr, size_t len);
 
 /* Copy @len bytes from @src to @dst, retrying partial copies.  *done gets

@@ -5,7 +5,8 @@
  * most opts.read_bytes), with opts.queue_depth reads in flight through
  * io_uring, so the disk streams while this thread hashes what arrived.
  * Buffered reads: on the machines we measured, page-cache readahead beats
- * O_DIRECT for one sequential pass (limits.md).
+ * O_DIRECT for one sequential pass (vswap-bench's fsck group measures
+ * both).
  */
 #include <errno.h>
 #include <fcntl.h>

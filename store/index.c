@@ -71,7 +71,8 @@ static int begin(struct vswap_store *s, unsigned flags, MDB_txn **txn)
 {
 	int rc = mdb_txn_begin(s->env, NULL, flags, txn);
 	if (rc == MDB_MAP_RESIZED) {
-		/* Another process grew the map: adopt its size (peers.md). */
+		/* Another process grew the map: adopt its size (LMDB returns
+		 * MDB_MAP_RESIZED until the environment does). */
 		mdb_env_set_mapsize(s->env, 0);
 		rc = mdb_txn_begin(s->env, NULL, flags, txn);
 	}
@@ -120,7 +121,8 @@ int index_open(struct vswap_store *s, bool create)
 	unsigned dflags = create ? MDB_CREATE : 0;
 	if ((rc = mdb_dbi_open(txn, "meta", dflags, &s->dbi_meta)) ||
 	    (rc = mdb_dbi_open(txn, "pages", dflags, &s->dbi_pages)) ||
-	    (rc = mdb_dbi_open(txn, "staging", dflags, &s->dbi_staging))) {
+	    (rc = mdb_dbi_open(txn, "staging", dflags, &s->dbi_staging)) ||
+	    (rc = blob_db_open(s, txn))) {
 		mdb_txn_abort(txn);
 		store_log(s, VSWAP_LOG_ERROR, "%s: not a vswap index (%s)", s->index_path,
 			  mdb_strerror(rc));
@@ -600,6 +602,8 @@ static int commit_once(struct vswap_store *s)
 	}
 	if (!rc && s->meta_dirty)
 		rc = put_all_meta(s, txn);
+	if (!rc)
+		rc = blob_commit_txn(s, txn);
 	if (rc) {
 		mdb_txn_abort(txn);
 		return rc;

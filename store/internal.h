@@ -126,6 +126,9 @@ struct vswap_store {
 
 	MDB_env *env;
 	MDB_dbi dbi_meta, dbi_pages, dbi_staging;
+	MDB_dbi dbi_blobs;
+	bool have_blobs;             /* the blobs database exists (blob.c) */
+	struct blob_pending *blobs;  /* puts and deletes for the next commit */
 	uint64_t map_size;
 
 	struct vswap_io io;
@@ -163,6 +166,13 @@ int index_load(struct vswap_store *s);
 int index_commit(struct vswap_store *s);
 int index_set_clean(struct vswap_store *s, bool clean);
 uint64_t index_bytes_used(struct vswap_store *s);
+
+/* blob.c: named values committed with the pages (hooks for index.c) */
+int blob_db_open(struct vswap_store *s, MDB_txn *txn);
+bool blob_pending(const struct vswap_store *s);
+int blob_commit_txn(struct vswap_store *s, MDB_txn *txn);
+void blob_committed(struct vswap_store *s);
+void blob_free(struct vswap_store *s);
 
 /* staging.c: the staging file */
 int staging_create(struct vswap_store *s, const char *dir);

@@ -66,6 +66,7 @@ static void handle_free(struct vswap_store *s)
 	if (s->fd >= 0)
 		close(s->fd); /* releases the flock */
 	tables_free(s);
+	blob_free(s);
 	free(s->region_pages);
 	free(s->staging_path);
 	free(s->index_path);
@@ -331,7 +332,8 @@ static int close_store(struct vswap_store *s, bool clean)
 		return 0;
 	int ret = 0;
 	/* A forked child that inherited the handle only lets go of it: the
-	 * LMDB environment belongs to the parent (peers.md). */
+	 * LMDB environment belongs to the parent (LMDB forbids using an
+	 * environment in a forked child). */
 	if (!s->read_only && s->pid == getpid()) {
 		s->meta_dirty = true;
 		ret = vswap_store_commit(s);

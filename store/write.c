@@ -179,7 +179,7 @@ int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, con
 
 static bool anything_pending(const struct vswap_store *s)
 {
-	if (s->meta_dirty || s->freed.n || s->pending_pages || s->unpunched.n)
+	if (s->meta_dirty || s->freed.n || s->pending_pages || s->unpunched.n || blob_pending(s))
 		return true;
 	for (uint64_t i = 0; i < (s->ngroups + 63) / 64; i++)
 		if (s->dirty[i])
@@ -274,6 +274,7 @@ int vswap_store_commit(struct vswap_store *s)
 		memset(s->dirty, 0, (s->ngroups + 63) / 64 * sizeof(uint64_t));
 	s->meta_dirty = false;
 	s->pending_pages = 0;
+	blob_committed(s);
 	s->commits++;
 	release_freed(s);
 	staging_punch_unstaged(s);

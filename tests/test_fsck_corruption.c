@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Corruption tests for vswap-fsck (issue 4): each damage is reported by the
+ * Corruption tests for vswap-fsck: each damage is reported by the
  * right kind and page, -n never changes a byte, a repair run exits 1 and a
  * second run exits 0, and nothing crashes.  Stores are built through the
  * store API in private directories.

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The page handler's scenarios of the reference (§7 "Page handler"), through
- * the public commands.  Every guest access runs on another thread under a
+ * The page handler's scenarios (the behaviour of crosvm's vmm-swap page
+ * handler), through the public commands.  Every guest access runs on another thread under a
  * time limit (tests/helpers/handler_fixture.h), so a missing wake fails.
  * Regions are 3 pages unless a test says otherwise; "r1p1" is region 1's
- * page 1 (regions counted from 1, as in the reference).
+ * page 1 (regions counted from 1).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -231,7 +231,7 @@ static void move_two_regions_one_memfd(void **state)
 {
 	(void)state;
 	struct hfx f;
-	assert_int_equal(hfx_setup(&f, three, 2, NULL), 0);
+	assert_int_equal(hfx_setup(&f, three, 2, &hfx_copy), 0);
 	assert_int_equal(hfx_fill(&f, 0, 1, 1), 0);
 	assert_int_equal(hfx_fill(&f, 1, 1, 2), 0);
 	assert_int_equal(hfx_fill(&f, 1, 2, 3), 0);
@@ -268,7 +268,7 @@ static void move_hugepage_layout(void **state)
 	struct hfx f;
 	size_t ps = (size_t)sysconf(_SC_PAGESIZE), mib = 1u << 20;
 	const size_t pages[2] = {10 * mib / ps, 10 * mib / ps};
-	assert_int_equal(hfx_setup(&f, pages, 2, NULL), 0);
+	assert_int_equal(hfx_setup(&f, pages, 2, &hfx_copy), 0);
 	size_t len = 10 * mib;
 	uint8_t *shadow[2] = {calloc(1, len), calloc(1, len)};
 	assert_non_null(shadow[0]);
@@ -297,6 +297,9 @@ static void move_hugepage_layout(void **state)
 /* ---- swap out ---------------------------------------------------------- */
 
 static const struct vswap_handler_opts one_mib_chunks = {.chunk_pages = 256};
+/* For the tests of the copy mode's own behaviour (staging, faults after enable). */
+static const struct vswap_handler_opts one_mib_copy = {.chunk_pages = 256,
+						       .enable_mode = VSWAP_ENABLE_COPY};
 
 static void swap_out_and_fault_back(void **state)
 {
@@ -324,7 +327,7 @@ static void swap_out_keeps_page_faulted_before(void **state)
 {
 	(void)state;
 	struct hfx f;
-	assert_int_equal(hfx_setup(&f, three, 2, &one_mib_chunks), 0);
+	assert_int_equal(hfx_setup(&f, three, 2, &one_mib_copy), 0);
 	assert_int_equal(hfx_fill(&f, 0, 1, 1), 0);
 	assert_int_equal(hfx_fill(&f, 1, 1, 2), 0);
 	assert_int_equal(vswap_handler_enable(f.h), 0);
@@ -372,7 +375,7 @@ static void swap_in_all(void **state)
 {
 	(void)state;
 	struct hfx f;
-	assert_int_equal(hfx_setup(&f, three, 2, &one_mib_chunks), 0);
+	assert_int_equal(hfx_setup(&f, three, 2, &one_mib_copy), 0);
 	assert_int_equal(hfx_fill(&f, 0, 1, 1), 0);
 	assert_int_equal(hfx_fill(&f, 1, 1, 2), 0);
 	assert_int_equal(hfx_fill(&f, 1, 2, 3), 0);
@@ -401,7 +404,7 @@ static void trim_zero_and_clean(void **state)
 {
 	(void)state;
 	struct hfx f;
-	assert_int_equal(hfx_setup(&f, three, 2, &one_mib_chunks), 0);
+	assert_int_equal(hfx_setup(&f, three, 2, &one_mib_copy), 0);
 	assert_int_equal(hfx_fill(&f, 0, 0, 0), 0);
 	assert_int_equal(hfx_fill(&f, 0, 1, 1), 0);
 	assert_int_equal(hfx_fill(&f, 1, 0, 0), 0);

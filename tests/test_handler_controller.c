@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The controller scenarios of the reference (§7 "Controller"), on two
+ * The controller scenarios (crosvm's vmm-swap controller behaviour), on two
  * sparse regions of 1024 pages: in each region page 0 = 1s/5s, page 1 =
  * 2s/6s, page 10 = 3s/7s and 768 pages from page 20 = 4s/8s (region 0 /
  * region 1): 771 pages a region, 1542 in all.  Guest accesses run on
@@ -107,7 +107,7 @@ static void controller_enable(void **state)
 {
 	(void)state;
 	struct hfx f;
-	assert_int_equal(hfx_setup(&f, two, 2, NULL), 0);
+	assert_int_equal(hfx_setup(&f, two, 2, &hfx_copy), 0);
 	write_layout(&f);
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	struct vswap_status st = st_of(&f);
@@ -195,7 +195,7 @@ static void controller_disable(void **state)
 {
 	(void)state;
 	struct hfx f;
-	assert_int_equal(hfx_setup(&f, two, 2, NULL), 0);
+	assert_int_equal(hfx_setup(&f, two, 2, &hfx_copy), 0);
 	write_layout(&f);
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	assert_int_equal(vswap_handler_disable(f.h, false), 0);

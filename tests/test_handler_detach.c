@@ -112,7 +112,7 @@ static void detach_after_enable(void **state)
 	(void)state;
 	struct hfx f;
 	static const size_t pages[] = {PAGES};
-	assert_int_equal(hfx_setup(&f, pages, 1, NULL), 0);
+	assert_int_equal(hfx_setup(&f, pages, 1, &hfx_copy), 0);
 	fill_guest(&f);
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	assert_int_equal(hfx_page_byte(&f, 0, 1), byte_of(1)); /* back in the guest */
@@ -175,7 +175,7 @@ static void detach_during_swap_out(void **state)
 	(void)state;
 	struct hfx f;
 	static const size_t pages[] = {PAGES};
-	struct vswap_handler_opts o = {.chunk_pages = 4};
+	struct vswap_handler_opts o = {.chunk_pages = 4, .enable_mode = VSWAP_ENABLE_COPY};
 	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
 	fill_guest(&f);
 	assert_int_equal(vswap_handler_enable(f.h), 0);

@@ -208,7 +208,7 @@ static void eagain_retried(void **state)
 	(void)state;
 	struct hfx f;
 	const size_t pages[1] = {8};
-	assert_int_equal(hfx_setup(&f, pages, 1, NULL), 0);
+	assert_int_equal(hfx_setup(&f, pages, 1, &hfx_copy), 0);
 	for (uint64_t p = 0; p < 8; p++)
 		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
 	assert_int_equal(vswap_handler_enable(f.h), 0); /* every page staged */

@@ -179,7 +179,7 @@ static void exit_drains_remove(bool during_job)
 {
 	struct hfx f;
 	const size_t pages[1] = {8};
-	struct vswap_handler_opts o = {.chunk_pages = 2};
+	struct vswap_handler_opts o = {.chunk_pages = 2, .enable_mode = VSWAP_ENABLE_COPY};
 	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
 	for (uint64_t p = 0; p < 8; p++)
 		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
@@ -258,7 +258,7 @@ static void flush_keeps_restaged(void **state)
 	(void)state;
 	struct hfx f;
 	const size_t pages[1] = {4};
-	assert_int_equal(hfx_setup(&f, pages, 1, NULL), 0);
+	assert_int_equal(hfx_setup(&f, pages, 1, &hfx_copy), 0);
 	for (uint64_t p = 0; p < 4; p++)
 		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
 	assert_int_equal(vswap_handler_enable(f.h), 0);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * What the reference lacks: a corrupted swapped page is never served (the
+ * What crosvm's vmm-swap lacks: a corrupted swapped page is never served (the
  * guest gets SIGBUS), a failed swap-out write leaves everything consistent,
  * forked device processes are served and their death collected, and faults
  * are served while the swap-in runs in the background.
@@ -108,7 +108,7 @@ static void failed_write_stays_consistent(void **state)
 	(void)state;
 	struct hfx f;
 	const size_t pages[2] = {300, 16};
-	assert_int_equal(hfx_setup(&f, pages, 2, NULL), 0);
+	assert_int_equal(hfx_setup(&f, pages, 2, &hfx_copy), 0);
 	/* 300 slots in use, then the pages come back (their slots stale). */
 	fill_pattern(&f, 0, 0, 300, 1);
 	assert_int_equal(vswap_handler_enable(f.h), 0);
@@ -172,7 +172,7 @@ static void forked_child_served_and_collected(void **state)
 	(void)state;
 	struct hfx f;
 	const size_t pages[2] = {3, 3};
-	assert_int_equal(hfx_setup(&f, pages, 2, NULL), 0);
+	assert_int_equal(hfx_setup(&f, pages, 2, &hfx_copy), 0);
 	assert_int_equal(vswap_handler_set_static_uffds(f.h, 0), 0);
 	assert_int_equal(vswap_handler_set_static_uffds(f.h, 0), -EALREADY);
 	assert_int_equal(hfx_fill(&f, 0, 1, 0x41), 0);

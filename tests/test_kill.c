@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Kill test (issue 4, "Proof"): a child process runs a guest and a handler
- * over a store, cycling enable / trim / swap-out / faults / balloon remove /
- * swap-in, with the durability mode changing every few cycles (see
+ * Kill test of the crash invariants (docs/DESIGN.md): a child process runs a
+ * guest and a handler over a store, cycling enable / trim / swap-out /
+ * faults / balloon remove / swap-in, with the durability mode changing every few cycles (see
  * tests/helpers/kill_workload.h); the parent SIGKILLs it at random moments
  * and, after each kill:
  *   - rfx_check_after_crash(): vswap-fsck -y exits 0 or 1, a second run

@@ -175,18 +175,20 @@ static void status_json(void **state)
 	(void)state;
 	struct vswap_status st = {
 		.state = VSWAP_STATE_ACTIVE,
-		.metrics = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12},
+		.metrics = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 16},
 		.transition = {13, 14},
 		.last_error = -5,
 		.uffds = 2,
+		.enable_mode = VSWAP_ENABLE_PROTECT,
 	};
 	char buf[1024];
 	const char *want =
 		"{\"state\":\"Active\",\"metrics\":{\"resident_pages\":1,\"copied_from_file_pages\":2,"
 		"\"copied_from_staging_pages\":3,\"zeroed_pages\":4,\"redundant_pages\":5,"
 		"\"staging_pages\":6,\"swap_pages\":7,\"checksum_failures\":8,\"poisoned_pages\":9,"
-		"\"bytes_written\":10,\"bytes_read\":11,\"commits\":12},"
-		"\"state_transition\":{\"pages\":13,\"time_ms\":14},\"last_error\":-5,\"uffds\":2}";
+		"\"bytes_written\":10,\"bytes_read\":11,\"commits\":12,\"protected_pages\":15,"
+		"\"dirtied_pages\":16},\"state_transition\":{\"pages\":13,\"time_ms\":14},"
+		"\"last_error\":-5,\"uffds\":2,\"enable_mode\":\"protect\"}";
 	assert_int_equal(vswap_status_to_json(&st, buf, sizeof(buf)), (int)strlen(want));
 	assert_string_equal(buf, want);
 	assert_int_equal(vswap_status_to_json(&st, buf, 10), (int)strlen(want)); /* truncated */
@@ -194,6 +196,13 @@ static void status_json(void **state)
 	assert_int_equal(vswap_status_to_json(NULL, buf, 10), -EINVAL);
 	for (int s = 0; s <= 6; s++)
 		assert_string_not_equal(vswap_state_name((enum vswap_state)s), "Unknown");
+	enum vswap_enable_mode m;
+	for (int s = VSWAP_ENABLE_AUTO; s <= VSWAP_ENABLE_PROTECT; s++) {
+		const char *name = vswap_enable_mode_name((enum vswap_enable_mode)s);
+		assert_int_equal(vswap_enable_mode_parse(name, &m), 0);
+		assert_int_equal(m, s);
+	}
+	assert_int_equal(vswap_enable_mode_parse("move", &m), -EINVAL);
 }
 
 int main(void)

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The worker pool and the background-job control block (reference §7
- * "worker"). */
+/* The worker pool and the background-job control block. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Power-loss test (issue 4, DESIGN.md invariants 1-5).
+ * Power-loss test (the crash invariants 1-5 of docs/DESIGN.md).
  *
  * 1. Run tests/powerloss/workload.c under the write-log shim (LD_PRELOAD,
  *    VSWAP_IO=sync): every byte it writes to the store's files, every

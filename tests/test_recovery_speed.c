@@ -3,7 +3,7 @@
  * Verification throughput: vswap-fsck's io_uring verify pass against the
  * fastest plain reader (pread, buffered and O_DIRECT, 1 MiB reads, XXH3 of
  * every page) over the same swap file in the same run, page cache dropped
- * for the file before each pass.  Goal (issue 4): fsck takes at most
+ * for the file before each pass.  Goal: fsck takes at most
  * 1/0.8 of the plain reader's time.  Size: VSWAP_VERIFY_BENCH_MB (default
  * 64).  The suite asserts only that the verify pass read and checked every
  * byte; the throughput figures are printed, and the claim itself lives in

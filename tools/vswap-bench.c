@@ -217,7 +217,7 @@ static int fig_hash(struct bench *b)
 	return 0;
 }
 
-/* ---- group "store-write": issue 2's acceptance ---------------------------- */
+/* ---- group "store-write": the store against plain writes ---------------- */
 
 enum wmode { W_RAW, W_RAW64, W_RAWD, W_RAWD64, W_FULL, W_BATCH, W_BATCH64, W_NONE, W_NMODES };
 
@@ -403,7 +403,7 @@ static int fig_store_write(struct bench *b)
 		med[k] = bench_median(v[k], b->runs);
 	/*
 	 * Two baselines for every store figure.  The buffered write + fdatasync
-	 * is issue 2's baseline (what a program that just writes the bytes
+	 * is the plain baseline (what a program that just writes the bytes
 	 * gets); the O_DIRECT write + fdatasync is the floor under the store,
 	 * which writes page-aligned chunks with O_DIRECT itself.  The buffered
 	 * one swings with the cost of copying into the page cache on this VM;

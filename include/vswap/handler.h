@@ -58,6 +58,47 @@ enum vswap_corrupt_policy {
 	VSWAP_CORRUPT_ERROR = 1,
 };
 
+/*
+ * How enable takes the guest's resident pages out of its memory.
+ *
+ * PROTECT (the default where the kernel has userfaultfd write protection on
+ * shmem, UFFD_FEATURE_WP_HUGETLBFS_SHMEM, checked at run time): enable
+ * registers the regions for MISSING and write-protect faults on every uffd
+ * and write-protects them in place.  No page is copied and no staging
+ * memory is used; the guest may keep running (a VMM may still pause it for a
+ * consistent cut: the pause is then the protection's, milliseconds per
+ * GiB).  A guest write to a protected page is let through at once (the
+ * page is un-protected) and the page leaves the swap-out set: it stays
+ * resident and counts in dirtied_pages.  Trim drops zero pages and pages
+ * equal to their stale slot from guest memory after committing their
+ * state; swap-out writes the protected pages to the swap file straight from
+ * guest memory (O_DIRECT), commits, then removes them from the memfd; the
+ * guest's next access faults them back from the store.
+ *
+ * Contract in this mode: guest memory is written only through mappings of
+ * the registered processes (whose uffds the handler serves).  A write that
+ * bypasses the page tables (write(2) or pwrite(2) on the memfd, a device
+ * that pinned guest pages long term, a process forked after enable that
+ * writes before its uffd was added) is not seen and may be lost.  A range
+ * punched out of the memfd behind the handler's back (fallocate without a
+ * REMOVE event) reads as zeros, as the punch itself promises.
+ *
+ * COPY (crosvm vmm-swap's way): enable copies every resident page into the
+ * staging file and removes it from guest memory; the guest must not write
+ * its RAM during enable (pause the vCPUs and devices).
+ *
+ * AUTO picks PROTECT where the kernel has it, else COPY.  Forcing PROTECT on
+ * a kernel without it makes vswap_handler_create() fail with -EOPNOTSUPP.
+ */
+enum vswap_enable_mode {
+	VSWAP_ENABLE_AUTO = 0,
+	VSWAP_ENABLE_COPY = 1,
+	VSWAP_ENABLE_PROTECT = 2,
+};
+/* "auto", "copy", "protect"; parses the same names (-EINVAL). */
+const char *vswap_enable_mode_name(enum vswap_enable_mode m);
+int vswap_enable_mode_parse(const char *name, enum vswap_enable_mode *out);
+
 struct vswap_handler_opts {
 	/* The opened store (not owned; close it after vswap_handler_destroy). */
 	struct vswap_store *store;
@@ -68,8 +109,9 @@ struct vswap_handler_opts {
 	 * copies (kernel read-ahead through io_uring); default 4096 (16 MiB). */
 	uint64_t prefetch_budget_pages;
 	enum vswap_corrupt_policy on_corrupt;
+	enum vswap_enable_mode enable_mode; /* default AUTO */
 	/* Slow file cleanup after disable: free this many pages' slots every
-	 * interval; defaults 16384 (64 MiB) and 5000 ms, like the reference. */
+	 * interval; defaults 16384 (64 MiB) and 5000 ms, like crosvm's vmm-swap. */
 	uint64_t cleanup_step_pages;
 	uint32_t cleanup_interval_ms;
 	vswap_log_fn log;
@@ -77,7 +119,8 @@ struct vswap_handler_opts {
 	enum vswap_log_level log_level;
 };
 
-/* States, numbered as the reference system's C values. */
+/* States, numbered as crosvm's vmm-swap numbers them; the transitions are
+ * tabled in docs/DESIGN.md. */
 enum vswap_state {
 	VSWAP_STATE_READY = 0,
 	VSWAP_STATE_FAILED = 1,
@@ -89,8 +132,37 @@ enum vswap_state {
 };
 const char *vswap_state_name(enum vswap_state st);
 
+/*
+ * Metrics.  How they read in each enable mode:
+ *   resident_pages        both: guest pages in the memfds.  After a protect
+ *                         enable it is unchanged (nothing moved); it falls
+ *                         as trim and swap-out remove pages.
+ *   copied_from_staging   copy: faults served from staging.  protect: 0 (no
+ *                         staging), unless the store held staged pages of
+ *                         an earlier copy-mode handler.
+ *   copied_from_file, zeroed_pages, redundant_pages
+ *                         both: faults served from the swap file, with
+ *                         zeros, or found filled already.  In protect mode a
+ *                         guest reading its resident memory takes no fault,
+ *                         so these stay 0 until trim or swap-out removes
+ *                         pages (or the guest touches a hole).
+ *   staging_pages         copy: pages in staging (all moved pages in
+ *                         Pending).  protect: 0, as above.
+ *   protected_pages       protect: resident pages still write-protected and
+ *                         unwritten since enable (the swap-out set, the
+ *                         counterpart of staging_pages).  copy: 0.
+ *   dirtied_pages         protect: pages taken out of the swap-out set by a
+ *                         guest write since the last enable.  copy: 0 (a
+ *                         write after a copy enable lands on a page that
+ *                         faulted back, counted in copied_from_*).
+ *   swap_pages            both: pages whose current copy is in the swap
+ *                         file.  In protect mode a page written but not yet
+ *                         removed (its commit pending) is counted already.
+ * The fault counters and dirtied_pages restart at each enable; all but
+ * resident_pages and the store's lifetime counters read 0 in Ready.
+ */
 struct vswap_metrics {
-	/* The reference system's seven fields. */
+	/* The seven fields of crosvm's vmm-swap metrics. */
 	uint64_t resident_pages;
 	uint64_t copied_from_file_pages;
 	uint64_t copied_from_staging_pages;
@@ -104,6 +176,8 @@ struct vswap_metrics {
 	uint64_t bytes_written; /* store lifetime counters */
 	uint64_t bytes_read;
 	uint64_t commits;
+	uint64_t protected_pages; /* protect mode, see above */
+	uint64_t dirtied_pages;
 };
 
 struct vswap_transition {
@@ -124,6 +198,8 @@ struct vswap_status {
 	 * uffds served. */
 	int last_error;
 	unsigned uffds;
+	/* The mode enable uses (AUTO resolved: COPY or PROTECT). */
+	enum vswap_enable_mode enable_mode;
 };
 
 /*
@@ -135,8 +211,10 @@ struct vswap_status {
  *   -ERANGE     an empty region (len == 0)
  *   -EOVERFLOW  a region whose end wraps below its start
  *   -EEXIST     two regions overlap (identical, left, inside, right, covering)
- * Then -EINVAL without opts->store, -EPERM / -EOPNOTSUPP when userfaultfd is
- * unavailable (see vswap_uffd_create()), or the store's error.
+ * Then -EINVAL without opts->store or with an unknown enable mode, -EPERM /
+ * -EOPNOTSUPP when userfaultfd is unavailable (see vswap_uffd_create()),
+ * -EOPNOTSUPP for VSWAP_ENABLE_PROTECT on a kernel without write protection
+ * on shmem, or the store's error.
  */
 int vswap_handler_create(const struct vswap_region *regions, unsigned n,
 			 const struct vswap_handler_opts *opts, struct vswap_handler **out);
@@ -175,12 +253,14 @@ int vswap_handler_detach(struct vswap_handler *h);
 
 /*
  * Enable (any state): register the regions on every uffd (from Ready), then
- * move every resident guest page to staging.  The caller must keep the
- * guest from writing its RAM until this returns (pause the vCPUs and
- * devices).  Returns 0 in state Pending, or the error: from Ready a
- * registration error leaves the state Ready; a failed move leaves Failed
- * (regions registered, faults served; enable or disable again).  Aborts a
- * running trim or swap-in first.
+ * take every resident guest page into the swap-out set: in copy mode by
+ * moving it to staging (the caller must keep the guest from writing its RAM
+ * until this returns: pause the vCPUs and devices), in protect mode by
+ * write-protecting it in place (the guest may run).  Returns 0 in state
+ * Pending, or the error: from Ready a registration error leaves the state
+ * Ready; a failed move or protection leaves Failed (regions registered,
+ * faults served; enable or disable again).  Aborts a running trim or
+ * swap-in first.  The transition record is {pages taken, ms}.
  */
 int vswap_handler_enable(struct vswap_handler *h);
 
@@ -215,7 +295,7 @@ int vswap_handler_disable(struct vswap_handler *h, bool slow_file_cleanup);
 
 /* The state, metrics and current record.  Answered by the caller's thread
  * (it does not wait for the monitor).  In Ready only resident_pages and the
- * store's lifetime counters are filled, as the reference does. */
+ * store's lifetime counters are filled, as crosvm's vmm-swap does. */
 int vswap_handler_status(struct vswap_handler *h, struct vswap_status *out);
 
 /* Wait until the state is @st or @timeout_ms passed (-ETIMEDOUT); a
@@ -234,12 +314,15 @@ int vswap_handler_page_info(struct vswap_handler *h, uint64_t page, struct vswap
  * vswap_uffd_create() (it binds to the creating process's memory) and hands
  * it to the handler's process (SCM_RIGHTS), which adds it: the handler takes
  * ownership, registers the regions on it if swap is enabled (else at the
- * next enable) and serves its faults.  Process death is detected: a uffd
+ * next enable; in protect mode it also write-protects them there) and
+ * serves its faults.  The new process must not write guest memory before
+ * vswap_handler_add_uffd() returned (in protect mode such a write would not
+ * be seen).  Process death is detected: a uffd
  * whose process died is skipped, and a dynamic one is collected.
  *
  * vswap_uffd_create(): a non-blocking, close-on-exec uffd through
  * /dev/userfaultfd, else the userfaultfd(2) syscall, with MISSING_SHMEM and
- * EVENT_REMOVE (and POISON when the kernel has it).  -EPERM: neither
+ * EVENT_REMOVE (and POISON and WP_HUGETLBFS_SHMEM when the kernel has them).  -EPERM: neither
  * /dev/userfaultfd (needs read-write access) nor the syscall (needs
  * vm.unprivileged_userfaultfd = 1 or CAP_SYS_PTRACE) is allowed;
  * -EOPNOTSUPP: the kernel lacks a needed feature.
@@ -256,12 +339,49 @@ int vswap_handler_set_static_uffds(struct vswap_handler *h, unsigned count);
  * the number collected. */
 int vswap_handler_gc(struct vswap_handler *h);
 
-/* The reference's JSON with the added fields; returns the length written
+/*
+ * The working set: the pages a guest needs first, recorded in the order
+ * they come in, and read ahead in that order the next time (a resumed
+ * guest's cold start).
+ *
+ * vswap_handler_workset_record(): from now on note every page brought in
+ * from the swap file, by a fault or by a prefetch, in order, up to
+ * @max_pages (at most the store's pages; -EINVAL otherwise).  Restarts the
+ * record.  vswap_handler_workset_take(): stop recording and return a
+ * malloc()ed copy of the record (free() it; *n may be 0).
+ *
+ * vswap_handler_prefetch(): read @pages (n of them, page numbers in the
+ * store's page space; copied) ahead on a thread of the handler's, in order,
+ * while the guest runs: each page still present in the swap file and not in
+ * the guest is read, verified and copied in as a fault would (a page that
+ * fails is poisoned by the corruption policy).  Pages the guest faulted in
+ * first, pages not in the swap file and numbers beyond the regions are
+ * skipped.  Use it once swap is enabled (after vswap_handler_enable()).
+ * Returns at once; -EBUSY while a prefetch runs.  Destroy and detach stop
+ * it first.
+ */
+int vswap_handler_workset_record(struct vswap_handler *h, uint64_t max_pages);
+int vswap_handler_workset_take(struct vswap_handler *h, uint64_t **pages, size_t *n);
+int vswap_handler_prefetch(struct vswap_handler *h, const uint64_t *pages, size_t n);
+
+struct vswap_workset_stats {
+	uint64_t recorded;       /* pages in the record so far */
+	bool recording;
+	uint64_t prefetch_pages; /* pages given to the last prefetch */
+	uint64_t prefetched;     /* of those, copied into the guest */
+	uint64_t skipped;        /* already in the guest, not in the file, or beyond */
+	uint64_t failed;         /* failed verification (poisoned or reported) */
+	bool prefetch_done;      /* no prefetch is running */
+};
+int vswap_handler_workset_stats(struct vswap_handler *h, struct vswap_workset_stats *out);
+
+/* crosvm's vmm-swap status JSON with the added fields; returns the length written
  * (as snprintf: the length needed if @len is too small) or -EINVAL.
  *   {"state":"Active","metrics":{"resident_pages":N,...,"swap_pages":N,
  *    "checksum_failures":N,"poisoned_pages":N,"bytes_written":N,
- *    "bytes_read":N,"commits":N},"state_transition":{"pages":N,"time_ms":N},
- *    "last_error":0,"uffds":N} */
+ *    "bytes_read":N,"commits":N,"protected_pages":N,"dirtied_pages":N},
+ *    "state_transition":{"pages":N,"time_ms":N},"last_error":0,"uffds":N,
+ *    "enable_mode":"protect"} */
 int vswap_status_to_json(const struct vswap_status *st, char *buf, size_t len);
 
 #ifdef __cplusplus

@@ -134,7 +134,7 @@ int vswap_fsck_new(const char *path, const struct vswap_fsck_opts *opts, struct 
  * Run the audit (and the repairs the mode allows).  Returns 0 when the audit
  * ran to the end, whatever it found (see vswap_fsck_exit_code()), or:
  *   -EBUSY       a repair was asked and a live handler holds the store
- *                (vswap_fsck_holder() names it);
+ *                (vswap_fsck_busy() names it);
  *   -ECANCELED   *opts.cancel became non-zero;
  *   other        the store could not be audited (it cannot be opened, the
  *                index belongs to another swap file, ...); the problems

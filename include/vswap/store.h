@@ -5,7 +5,7 @@
  *
  * Vocabulary
  *   page    a position in the store's page-index space: the concatenation of
- *           all regions (the reference system's "file page index").
+ *           all regions (crosvm's vmm-swap calls it the "file page index").
  *   slot    a page-sized unit of the swap file; slot s lives at byte offset
  *           (s + 1) * page_size (page 0 of the file is the superblock).
  *   present the slot holds the page's current copy (the guest page is not
@@ -56,9 +56,10 @@ enum vswap_log_level {
 typedef void (*vswap_log_fn)(void *ctx, enum vswap_log_level level, const char *msg);
 
 /*
- * Durability modes (DESIGN.md).  In every mode a page's index record is
- * committed only after its bytes were written; FULL and BATCH also make the
- * bytes durable (fdatasync) before the index commit that references them.
+ * Durability modes (crash invariant 1 of docs/DESIGN.md).  In every mode a
+ * page's index record is committed only after its bytes were written; FULL
+ * and BATCH also make the bytes durable (fdatasync) before the index commit
+ * that references them.
  *   FULL   each vswap_store_write() syncs the data and commits the index.
  *   BATCH  writes accumulate; vswap_store_commit() syncs once and commits.
  *   NONE   like BATCH without any sync; checksums are still checked.
@@ -348,6 +349,40 @@ int vswap_store_punch_slots(struct vswap_store *s, uint64_t first, uint64_t coun
  * that cannot be loaded (beyond the regions, undecodable).  Recovery only;
  * the in-memory tables of those pages are reset to "no record". */
 int vswap_store_drop_group(struct vswap_store *s, uint64_t group);
+
+/* ---- blobs: named values kept with the pages ------------------------------ */
+
+/*
+ * An embedder's own small state, kept in the store beside the guest's pages
+ * (a VMM's saved vCPU registers, a working-set record): named values of up
+ * to VSWAP_BLOB_MAX bytes.  Names are 1 to VSWAP_BLOB_NAME_MAX characters
+ * of [A-Za-z0-9._-] (-EINVAL otherwise).
+ *
+ * A put or a delete takes effect in memory at once (a get sees it) and is
+ * written by the next vswap_store_commit() or vswap_store_close(), in the
+ * same index transaction as the page records and the state: a blob and the
+ * pages committed with it become durable together, and a crash before that
+ * commit leaves the previous value.  Each record carries a checksum over
+ * its name and value seeded with the store UUID; a record that fails it is
+ * never returned (-EBADMSG, logged).  Blobs are not page data: they are not
+ * swapped, and vswap-fsck does not judge them.
+ */
+#define VSWAP_BLOB_NAME_MAX 63
+#define VSWAP_BLOB_MAX (64u << 20)
+
+/* Put @len bytes of @data (copied) under @name, replacing any value.
+ * -EROFS on a read-only handle, -EFBIG past VSWAP_BLOB_MAX. */
+int vswap_store_blob_put(struct vswap_store *s, const char *name, const void *data, size_t len);
+/* A malloc()ed copy of @name's value in *data (free() it) and its length;
+ * -ENOENT if there is none, -EBADMSG if its record fails its checksum. */
+int vswap_store_blob_get(struct vswap_store *s, const char *name, void **data, size_t *len);
+/* Delete @name (-ENOENT if there is none). */
+int vswap_store_blob_delete(struct vswap_store *s, const char *name);
+/* Walk the committed blobs in name order: @status is 0, or -EBADMSG for a
+ * record that fails its check (@len is then the record's size).  A callback
+ * returning non-zero stops the walk and that value is returned. */
+typedef int (*vswap_blob_fn)(void *ctx, const char *name, size_t len, int status);
+int vswap_store_foreach_blob(struct vswap_store *s, vswap_blob_fn fn, void *ctx);
 
 /* Describe a vswap error code (negative errno) in words. */
 const char *vswap_strerror(int err);

@@ -19,6 +19,8 @@
 
 #include "tests/helpers/handler_fixture.h"
 
+const struct vswap_handler_opts hfx_copy = {.enable_mode = VSWAP_ENABLE_COPY};
+
 const char *hfx_unavailable(void)
 {
 	if (geteuid() != 0)
@@ -95,6 +97,12 @@ int hfx_start(struct hfx *f, const struct vswap_handler_opts *opts)
 	if (opts)
 		o = *opts;
 	o.store = f->store;
+	/* VSWAP_TEST_ENABLE_MODE=copy|protect runs a suite's tests that leave
+	 * the mode to the default in that mode instead. */
+	const char *mode = getenv("VSWAP_TEST_ENABLE_MODE");
+	if (o.enable_mode == VSWAP_ENABLE_AUTO && mode && mode[0] &&
+	    vswap_enable_mode_parse(mode, &o.enable_mode) < 0)
+		return -EINVAL;
 	if (!o.log)
 		o.log = quiet_log;
 	return vswap_handler_create(f->regions, f->n, &o, &f->h);

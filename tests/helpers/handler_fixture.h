@@ -36,6 +36,10 @@ struct hfx {
 	uint64_t first[HFX_MAX_REGIONS]; /* each region's first page in the store */
 };
 
+/* Options of the tests of the copy enable mode's own behaviour (staging,
+ * a fault at the first access after enable): the mode pinned. */
+extern const struct vswap_handler_opts hfx_copy;
+
 /* NULL if the handler tests can run here, else why not (not root, no
  * userfaultfd). */
 const char *hfx_unavailable(void);

@@ -45,7 +45,7 @@ static inline uint64_t bench_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Bytes over seconds in GB/s (10^9, as disks and limits.md count). */
+/* Bytes over seconds in GB/s (10^9, as disks count). */
 static inline double bench_gbps(uint64_t bytes, double secs)
 {
 	return secs > 0 ? (double)bytes / secs / 1e9 : 0.0;

@@ -1,0 +1,549 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The protect enable mode: guest memory is write-protected in place
+ * (userfaultfd WP on shmem) instead of being copied to staging, and trim and
+ * swap-out work on the protected pages where they are.
+ *
+ * The swap-out set is the bitmap h->wp.clean (struct protect): a page is in
+ * it when it is resident, write-protected through every uffd, and no write
+ * to it has been let through since.  Every rule below keeps one property:
+ *
+ *   A page is removed from guest memory (trim, swap-out) only while its bit
+ *   is set, tested in the same h->lock hold as the removal, and only after
+ *   the commit that records where its bytes now are.
+ *
+ * Why that is enough for "no write lost":
+ *   - A registered process cannot change a protected page without a WP
+ *     fault, and the fault waits until the handler un-protects the page.
+ *     protect_wp_fault() clears the bit under h->lock *before* un-protecting.
+ *     So while the bit is set under the lock, the page's bytes are the ones
+ *     that trim compared or swap-out wrote: the store's copy is the guest's.
+ *   - Swap-out writes a run synchronously on the monitor thread, which is
+ *     also the only thread that handles WP faults: no write is let through
+ *     while the bytes go to disk and are hashed (the checksum is of the bytes
+ *     written).  A WP fault handled after the write but before the commit
+ *     (race a) marks the page stale: the slot's bytes still match its
+ *     checksum, so the store keeps a valid older copy, never a present one
+ *     that the guest has changed; the page stays resident, unremoved.
+ *   - A writer that blocked on WP before the removal and whose message is
+ *     read only after it (race b) finds its bit clear: nothing changes in
+ *     the store, the page is un-protected (which clears the uffd-wp marker
+ *     the removal left in the page table) and the writer woken; it refaults
+ *     as MISSING, is served the committed copy from the store, and its write
+ *     lands on that.  A stale WP message must never mark such a page stale:
+ *     the store's copy is then the only one.
+ *   - A MISSING fault or a REMOVE event (balloon) means the page is not (or
+ *     soon not) resident: its bit is cleared (protect_forget) before any
+ *     later removal could test it.
+ *
+ * Guest bytes are read without ever touching the registered mappings, so the
+ * handler's own reads can never wait for a userfault it would serve itself:
+ * trim uses pread() on the memfd (a hole reads as zeros and stays a hole),
+ * swap-out writes with O_DIRECT from a read-only alias mapping of each
+ * region that no uffd covers (zero copy: the same page-cache pages).  Only
+ * pages whose bit is set are read through the alias, so it never fills a
+ * hole the guest left on purpose (a page punched behind the handler's back,
+ * without a REMOVE event, reads as zeros and is swapped out as zeros, which
+ * is what the punch promised).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "handler/internal.h"
+
+/* Trim reads guest bytes this many pages at a time. */
+#define TRIM_READ_PAGES 64u
+
+const char *vswap_enable_mode_name(enum vswap_enable_mode m)
+{
+	switch (m) {
+	case VSWAP_ENABLE_AUTO:
+		return "auto";
+	case VSWAP_ENABLE_COPY:
+		return "copy";
+	case VSWAP_ENABLE_PROTECT:
+		return "protect";
+	}
+	return "unknown";
+}
+
+int vswap_enable_mode_parse(const char *name, enum vswap_enable_mode *out)
+{
+	if (!name || !out)
+		return -EINVAL;
+	for (int m = VSWAP_ENABLE_AUTO; m <= VSWAP_ENABLE_PROTECT; m++)
+		if (!strcmp(name, vswap_enable_mode_name((enum vswap_enable_mode)m))) {
+			*out = (enum vswap_enable_mode)m;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+int protect_resolve(enum vswap_enable_mode want, uint64_t features)
+{
+	bool can = features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+	switch (want) {
+	case VSWAP_ENABLE_AUTO:
+		return can ? VSWAP_ENABLE_PROTECT : VSWAP_ENABLE_COPY;
+	case VSWAP_ENABLE_COPY:
+		return VSWAP_ENABLE_COPY;
+	case VSWAP_ENABLE_PROTECT:
+		return can ? VSWAP_ENABLE_PROTECT : -EOPNOTSUPP;
+	}
+	return -EINVAL;
+}
+
+/* ---- the bitmap ---------------------------------------------------------- */
+
+static inline bool bit_get(const uint64_t *v, uint64_t i)
+{
+	return v[i >> 6] >> (i & 63) & 1;
+}
+
+/* Set or clear bits [first, first+count); returns how many changed. */
+static uint64_t bits_change(uint64_t *v, uint64_t first, uint64_t count, bool set)
+{
+	uint64_t changed = 0, i = first, end = first + count;
+	while (i < end) {
+		unsigned lo = (unsigned)(i & 63);
+		uint64_t n = 64 - lo < end - i ? 64 - lo : end - i;
+		uint64_t mask = (n == 64 ? ~0ULL : ((1ULL << n) - 1)) << lo;
+		uint64_t *w = &v[i >> 6];
+		uint64_t diff = set ? mask & ~*w : mask & *w;
+		changed += (uint64_t)__builtin_popcountll(diff);
+		*w = set ? *w | mask : *w & ~mask;
+		i += n;
+	}
+	return changed;
+}
+
+/* The first set bit in [from, limit), or limit. */
+static uint64_t next_set(const uint64_t *v, uint64_t from, uint64_t limit)
+{
+	uint64_t i = from;
+	while (i < limit) {
+		uint64_t w = v[i >> 6] >> (i & 63);
+		if (w)
+			return i + (uint64_t)__builtin_ctzll(w) < limit
+				   ? i + (uint64_t)__builtin_ctzll(w)
+				   : limit;
+		i = (i | 63) + 1;
+	}
+	return limit;
+}
+
+void protect_forget(struct vswap_handler *h, uint64_t first, uint64_t count)
+{
+	struct protect *wp = &h->wp;
+	if (!wp->clean || first >= h->total_pages)
+		return;
+	if (count > h->total_pages - first)
+		count = h->total_pages - first;
+	wp->nclean -= bits_change(wp->clean, first, count, false);
+}
+
+/* ---- set-up -------------------------------------------------------------- */
+
+int protect_init(struct vswap_handler *h)
+{
+	struct protect *wp = &h->wp;
+	if (!wp->on)
+		return 0;
+	wp->clean = calloc((h->total_pages + 63) / 64, sizeof(uint64_t));
+	if (!wp->clean)
+		return -ENOMEM;
+	for (unsigned i = 0; i < h->nregions; i++) {
+		struct hregion *r = &h->regions[i];
+		void *p = mmap(NULL, r->end - r->start, PROT_READ, MAP_SHARED, r->memfd, r->offset);
+		if (p == MAP_FAILED)
+			return -errno;
+		r->alias = p;
+	}
+	return 0;
+}
+
+void protect_fini(struct vswap_handler *h)
+{
+	for (unsigned i = 0; h->regions && i < h->nregions; i++)
+		if (h->regions[i].alias)
+			munmap((void *)h->regions[i].alias,
+			       h->regions[i].end - h->regions[i].start);
+	free(h->wp.clean);
+	h->wp.clean = NULL;
+}
+
+/* ---- (un)protecting through the uffds ------------------------------------ */
+
+/* One UFFDIO_WRITEPROTECT through uffd @index, reading the events that make
+ * it fail with EAGAIN (a REMOVE event queued: the kernel refuses until it is
+ * read); faults read meanwhile are deferred.  Not under h->lock. */
+static int wp_range(struct vswap_handler *h, unsigned index, uintptr_t addr, size_t len,
+		    bool protect)
+{
+	for (;;) {
+		int rc = uffd_writeprotect(h->m.uffds.v[index].fd, addr, len, protect, !protect);
+		if (rc != -EAGAIN)
+			return rc;
+		int n = events_drain(h, index, true);
+		if (n < 0)
+			return n;
+		if (n == 0) /* read, but the remover has not resumed yet */
+			sched_yield();
+	}
+}
+
+int protect_uffd(struct vswap_handler *h, unsigned index)
+{
+	for (unsigned i = 0; i < h->nregions; i++) {
+		const struct hregion *r = &h->regions[i];
+		int rc = wp_range(h, index, r->start, r->end - r->start, true);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Write-protect every region through every live uffd; a dead one is marked
+ * for collection. */
+static int protect_all(struct vswap_handler *h)
+{
+	struct monitor *m = &h->m;
+	for (unsigned i = 0; i < m->uffds.n; i++) {
+		if (uffd_list_is_dead(&m->uffds, i))
+			continue;
+		int rc = protect_uffd(h, i);
+		if (rc == -ESRCH) {
+			m->uffds.v[i].dead = true;
+			m->gc_due = true;
+			continue;
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * Enable by protection.  Order:
+ *   1. write-protect every region through every uffd (each process has its
+ *      own page tables; on shmem the kernel also leaves a uffd-wp marker on
+ *      every empty entry, so a page mapped later is mapped protected);
+ *   2. then, under h->lock, take the resident pages (the memfds' data
+ *      extents) into the set.
+ * A page enters the set only after it is protected everywhere, so every
+ * write from then on traps.  Writes before step 1 are simply in memory;
+ * writes raised during enable wait for the monitor (this thread) and are
+ * handled right after, clearing the bits set in step 2.  A REMOVE event
+ * read during step 1 (EAGAIN) may let its range be punched while step 2
+ * walks: such a page may be counted, and then reads as zeros, the removal's
+ * own contract.
+ */
+int protect_enable(struct vswap_handler *h, uint64_t *pages)
+{
+	struct protect *wp = &h->wp;
+	*pages = 0;
+	int rc = protect_all(h);
+	if (rc < 0)
+		return rc;
+	struct vswap_store_stats st;
+	pthread_mutex_lock(&h->lock);
+	rc = vswap_store_stats(h->store, &st);
+	memset(wp->clean, 0, (h->total_pages + 63) / 64 * sizeof(uint64_t));
+	wp->nclean = 0;
+	wp->dirtied = 0;
+	wp->cursor = 0;
+	h->c.from_file = h->c.from_staging = h->c.zeroed = h->c.redundant = 0;
+	for (unsigned i = 0; i < h->nregions && rc == 0; i++) {
+		const struct hregion *r = &h->regions[i];
+		off_t pos = 0, data, hole;
+		while ((rc = region_next_extent(r, pos, &data, &hole)) > 0) {
+			uint64_t first = r->first + ((uint64_t)data >> h->page_shift);
+			uint64_t count = (uint64_t)(hole - data) >> h->page_shift;
+			/* Resident wins: a swapped or staged copy of a page the
+			 * guest holds is older than the guest's. */
+			vswap_store_mark_stale(h->store, first, count);
+			if (st.pages_staged)
+				vswap_store_stage_clear(h->store, first, count);
+			wp->nclean += bits_change(wp->clean, first, count, true);
+			pos = hole;
+		}
+	}
+	wp->active = rc == 0;
+	*pages = wp->nclean;
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
+/*
+ * Leave protection (disable, exit, detach): the set is emptied first, under
+ * the lock, then every region is un-protected through every uffd, which
+ * wakes the writers waiting.  In that order no page can be removed (nor
+ * counted clean) after a write was let through; removal runs only on this
+ * thread and on the trim job, both stopped here.
+ */
+void protect_release(struct vswap_handler *h)
+{
+	struct protect *wp = &h->wp;
+	struct monitor *m = &h->m;
+	if (!wp->on)
+		return;
+	pthread_mutex_lock(&h->lock);
+	bool was = wp->active;
+	wp->active = false;
+	protect_forget(h, 0, h->total_pages);
+	pthread_mutex_unlock(&h->lock);
+	if (!was || !m->registered)
+		return;
+	for (unsigned i = 0; i < m->uffds.n; i++) {
+		if (uffd_list_is_dead(&m->uffds, i))
+			continue;
+		for (unsigned k = 0; k < h->nregions; k++) {
+			const struct hregion *r = &h->regions[k];
+			int rc = wp_range(h, i, r->start, r->end - r->start, false);
+			if (rc == -ESRCH) {
+				m->uffds.v[i].dead = true;
+				m->gc_due = true;
+				break;
+			}
+			if (rc < 0) /* unregistering clears the protection too */
+				hlog(h, VSWAP_LOG_WARN, "un-protect uffd %u: %s", i,
+				     vswap_strerror(rc));
+		}
+	}
+}
+
+/* ---- write-protect faults ------------------------------------------------ */
+
+/*
+ * A write to a protected page: the page leaves the set (it stays resident)
+ * and the writer goes on at once.  The bit is cleared before the page is
+ * un-protected, under the lock that removal holds.  A page written by this
+ * swap-out and not yet removed becomes stale: its slot keeps the bytes its
+ * checksum was computed on.  A message whose page is no longer in the set
+ * (dirtied through another uffd, or removed after the writer blocked)
+ * changes nothing in the store.
+ */
+int protect_wp_fault(struct vswap_handler *h, unsigned index, uintptr_t addr)
+{
+	struct protect *wp = &h->wp;
+	addr &= ~(uintptr_t)(h->page_size - 1);
+	int fd = h->m.uffds.v[index].fd;
+	const struct hregion *r = region_of_addr(h, addr);
+	if (!r) {
+		hlog(h, VSWAP_LOG_WARN, "write-protect fault at %#lx outside every region",
+		     (unsigned long)addr);
+		return uffd_wake(fd, addr, h->page_size);
+	}
+	uint64_t page = r->first + ((addr - r->start) >> h->page_shift);
+	for (;;) {
+		pthread_mutex_lock(&h->lock);
+		if (wp->clean && bit_get(wp->clean, page)) {
+			protect_forget(h, page, 1);
+			wp->dirtied++;
+			vswap_store_mark_stale(h->store, page, 1);
+		}
+		wp->wp_faults++;
+		int rc = uffd_writeprotect(fd, addr, h->page_size, false, true);
+		pthread_mutex_unlock(&h->lock);
+		if (rc == -ENOENT || rc == -EINVAL) /* no longer registered there */
+			return uffd_wake(fd, addr, h->page_size);
+		if (rc != -EAGAIN)
+			return rc;
+		h->c.eagain_retries++;
+		int n = events_drain(h, index, true);
+		if (n < 0)
+			return n;
+		if (n == 0)
+			sched_yield();
+	}
+}
+
+/* ---- swap-out ------------------------------------------------------------ */
+
+void protect_swap_out_start(struct vswap_handler *h)
+{
+	pthread_mutex_lock(&h->lock);
+	h->wp.cursor = 0;
+	pthread_mutex_unlock(&h->lock);
+}
+
+int64_t protect_write_run(struct vswap_handler *h, uint64_t *first)
+{
+	struct protect *wp = &h->wp;
+	if (!wp->active)
+		return 0;
+	uint64_t p = next_set(wp->clean, wp->cursor, h->total_pages);
+	if (p >= h->total_pages) {
+		wp->cursor = p;
+		return 0;
+	}
+	const struct hregion *r = region_of_page(h, p);
+	uint64_t end = r->first + r->pages;
+	if (end - p > h->opts.chunk_pages)
+		end = p + h->opts.chunk_pages;
+	uint64_t q = p + 1;
+	while (q < end && bit_get(wp->clean, q))
+		q++;
+	/* Straight from guest memory (the alias of the same pages): the
+	 * bytes cannot change meanwhile, every writer waits on this thread. */
+	const uint8_t *src = r->alias + ((p - r->first) << h->page_shift);
+	int rc = vswap_store_write(h->store, p, (uint32_t)(q - p), src);
+	if (rc < 0)
+		return rc;
+	wp->cursor = q;
+	*first = p;
+	return (int64_t)(q - p);
+}
+
+static bool removable(struct vswap_handler *h, uint64_t p, bool want_present)
+{
+	if (!bit_get(h->wp.clean, p))
+		return false;
+	if (!want_present)
+		return true;
+	struct vswap_page_info pi;
+	return vswap_store_page(h->store, p, &pi) == 0 && pi.state == VSWAP_PAGE_PRESENT;
+}
+
+/* Punch [first, first+count) of one region out of its memfd and take the
+ * pages out of the set.  fallocate() rather than MADV_REMOVE: no REMOVE
+ * event on our own uffds (and none for the other processes either: the punch
+ * unmaps the pages from every mapping).  A page that cannot be punched stays
+ * resident and its disk copy becomes stale (resident wins). */
+static void punch(struct vswap_handler *h, const struct hregion *r, uint64_t first, uint64_t count)
+{
+	off_t off = r->offset + (off_t)((first - r->first) << h->page_shift);
+	if (fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
+		      (off_t)(count << h->page_shift)) < 0) {
+		hlog(h, VSWAP_LOG_WARN, "removing pages %llu+%llu from guest memory: %s",
+		     (unsigned long long)first, (unsigned long long)count, vswap_strerror(-errno));
+		vswap_store_mark_stale(h->store, first, count);
+	}
+	protect_forget(h, first, count);
+}
+
+/* Remove the pages of [first, first+count) that are still in the set (and,
+ * with @want_present, present in the store), in runs within a region. */
+static void remove_runs(struct vswap_handler *h, uint64_t first, uint64_t count, bool want_present)
+{
+	uint64_t end = first + count, p = first;
+	while (p < end) {
+		while (p < end && !removable(h, p, want_present))
+			p++;
+		if (p >= end)
+			break;
+		const struct hregion *r = region_of_page(h, p);
+		uint64_t rend = r->first + r->pages < end ? r->first + r->pages : end;
+		uint64_t q = p + 1;
+		while (q < rend && removable(h, q, want_present))
+			q++;
+		punch(h, r, p, q - p);
+		p = q;
+	}
+}
+
+void protect_remove_written(struct vswap_handler *h, uint64_t first, uint64_t count)
+{
+	if (h->wp.active)
+		remove_runs(h, first, count, true);
+}
+
+/* ---- trim in place ------------------------------------------------------- */
+
+static bool all_zero(const uint8_t *p, size_t len)
+{
+	const uint64_t *w = (const uint64_t *)p;
+	for (size_t i = 0; i < len / sizeof(*w); i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+/* Judge one run of protected pages read from the memfd: zero pages lose
+ * their slot, pages equal to their stale slot become present.  Both get
+ * their bit in @drop (relative to @base) for removal after the commit.
+ * Returns the count. */
+static uint64_t trim_judge(struct vswap_handler *h, uint64_t first, uint64_t count,
+			   const uint8_t *buf, uint64_t *drop, uint64_t base)
+{
+	uint64_t n = 0;
+	for (uint64_t i = 0; i < count; i++) {
+		const uint8_t *bytes = buf + (i << h->page_shift);
+		uint64_t p = first + i;
+		if (all_zero(bytes, h->page_size))
+			vswap_store_free(h->store, p, 1);
+		else if (vswap_store_stale_equals(h->store, p, bytes) != 1 ||
+			 vswap_store_mark_present(h->store, p) != 0)
+			continue;
+		drop[(p - base) >> 6] |= 1ULL << ((p - base) & 63);
+		n++;
+	}
+	return n;
+}
+
+/*
+ * One batch: the protected pages in the window of trim_batch_pages pages
+ * from the first one at or after *cursor are read with pread() and judged;
+ * then one commit records their new state, and only then are they removed
+ * from guest memory, all in this lock hold (the caller's), so no write can
+ * be let through in between.  If the commit fails nothing is removed: the
+ * pages stay resident and protected; their uncommitted records are
+ * rewritten by the swap-out or made stale by a guest write.
+ */
+int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor)
+{
+	struct protect *wp = &h->wp;
+	uint64_t start = wp->active ? next_set(wp->clean, *cursor, h->total_pages) : h->total_pages;
+	if (start >= h->total_pages)
+		return -1;
+	uint64_t limit = h->total_pages - start < h->opts.trim_batch_pages
+			     ? h->total_pages - start
+			     : h->opts.trim_batch_pages;
+	uint64_t *drop = calloc((limit + 63) / 64, sizeof(uint64_t));
+	uint8_t *buf = malloc((size_t)TRIM_READ_PAGES << h->page_shift);
+	int64_t rc = -ENOMEM, trimmed = 0;
+	if (!drop || !buf)
+		goto out;
+	uint64_t p = start, wend = start + limit;
+	while ((p = next_set(wp->clean, p, wend)) < wend) {
+		const struct hregion *r = region_of_page(h, p);
+		uint64_t end = r->first + r->pages < wend ? r->first + r->pages : wend;
+		if (end - p > TRIM_READ_PAGES)
+			end = p + TRIM_READ_PAGES;
+		uint64_t q = p + 1;
+		while (q < end && bit_get(wp->clean, q))
+			q++;
+		size_t len = (size_t)(q - p) << h->page_shift;
+		off_t off = r->offset + (off_t)((p - r->first) << h->page_shift);
+		if (pread(r->memfd, buf, len, off) == (ssize_t)len)
+			trimmed += (int64_t)trim_judge(h, p, q - p, buf, drop, start);
+		else /* not judged: they stay, swap-out writes them */
+			hlog(h, VSWAP_LOG_WARN,
+			     "trim: reading pages %llu+%llu of guest memory failed",
+			     (unsigned long long)p, (unsigned long long)(q - p));
+		p = q;
+	}
+	*cursor = wend;
+	rc = vswap_store_commit(h->store);
+	if (rc < 0)
+		goto out;
+	for (uint64_t i = 0; i < limit; i++) {
+		if (!(drop[i >> 6] >> (i & 63) & 1))
+			continue;
+		uint64_t j = i + 1;
+		while (j < limit && drop[j >> 6] >> (j & 63) & 1)
+			j++;
+		remove_runs(h, start + i, j - i, false);
+		i = j;
+	}
+	rc = trimmed;
+out:
+	free(drop);
+	free(buf);
+	return rc;
+}

@@ -1,0 +1,417 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The protect enable mode: enable write-protects guest memory in place (no
+ * copy, no staging), a guest write takes its page out of the swap-out set,
+ * trim and swap-out work on guest memory itself, and no write is lost while
+ * guest threads write throughout enable, trim and swap-out.  Forked device
+ * processes and the copy mode forced by option are covered too.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "handler/internal.h"
+#include "tests/helpers/handler_fixture.h"
+
+/* The tests of protect mode's own behaviour pin it (the suite is not run
+ * again with the copy mode forced). */
+static const struct vswap_handler_opts protect = {.enable_mode = VSWAP_ENABLE_PROTECT};
+
+static struct vswap_status status_of(struct hfx *f)
+{
+	struct vswap_status st;
+	assert_int_equal(vswap_handler_status(f->h, &st), 0);
+	return st;
+}
+
+static void enable_and_swap_out(struct hfx *f)
+{
+	assert_int_equal(vswap_handler_enable(f->h), 0);
+	assert_int_equal(vswap_handler_swap_out(f->h), 0);
+	assert_int_equal(hfx_wait(f, VSWAP_STATE_ACTIVE), 0);
+}
+
+/* The mode follows the kernel: AUTO is protect where WP on shmem exists,
+ * forcing protect without it is refused, copy is always possible. */
+static void mode_resolution(void **state)
+{
+	(void)state;
+	uint64_t wp = UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+	assert_int_equal(protect_resolve(VSWAP_ENABLE_AUTO, wp), VSWAP_ENABLE_PROTECT);
+	assert_int_equal(protect_resolve(VSWAP_ENABLE_AUTO, 0), VSWAP_ENABLE_COPY);
+	assert_int_equal(protect_resolve(VSWAP_ENABLE_COPY, wp), VSWAP_ENABLE_COPY);
+	assert_int_equal(protect_resolve(VSWAP_ENABLE_PROTECT, 0), -EOPNOTSUPP);
+	assert_int_equal(protect_resolve(VSWAP_ENABLE_PROTECT, wp), VSWAP_ENABLE_PROTECT);
+	assert_int_equal(protect_resolve((enum vswap_enable_mode)7, wp), -EINVAL);
+	/* This kernel (6.18) has it: the default handler protects. */
+	struct hfx f;
+	const size_t pages[1] = {4};
+	assert_int_equal(hfx_setup(&f, pages, 1, NULL), 0);
+	assert_int_equal(status_of(&f).enable_mode, VSWAP_ENABLE_PROTECT);
+	assert_int_equal(hfx_teardown(&f), 0);
+	struct vswap_handler_opts bad = {.enable_mode = (enum vswap_enable_mode)7};
+	assert_int_equal(hfx_setup(&f, pages, 1, &bad), -EINVAL);
+	hfx_teardown(&f);
+}
+
+/* Forced copy: enable moves the pages to staging, as crosvm does. */
+static void copy_forced(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {4};
+	assert_int_equal(hfx_setup(&f, pages, 1, &hfx_copy), 0);
+	assert_int_equal(hfx_fill(&f, 0, 1, 0x11), 0);
+	assert_int_equal(hfx_fill(&f, 0, 2, 0x22), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	struct vswap_status st = status_of(&f);
+	assert_int_equal(st.enable_mode, VSWAP_ENABLE_COPY);
+	assert_int_equal(st.metrics.staging_pages, 2);
+	assert_int_equal(st.metrics.protected_pages, 0);
+	assert_int_equal(st.metrics.resident_pages, 0);
+	assert_int_equal(hfx_page_byte(&f, 0, 1), 0x11);
+	assert_int_equal(status_of(&f).metrics.copied_from_staging_pages, 1);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* Enable copies nothing; reading guest memory in Pending takes no fault. */
+static void enable_protects_in_place(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[2] = {8, 8};
+	assert_int_equal(hfx_setup(&f, pages, 2, &protect), 0);
+	for (unsigned r = 0; r < 2; r++)
+		for (uint64_t p = 0; p < 6; p++)
+			assert_int_equal(hfx_fill(&f, r, p, (uint8_t)(0x10 * r + p + 1)), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	struct vswap_status st = status_of(&f);
+	assert_int_equal(st.state, VSWAP_STATE_PENDING);
+	assert_int_equal(st.transition.pages, 12);
+	assert_int_equal(st.metrics.protected_pages, 12);
+	assert_int_equal(st.metrics.resident_pages, 12); /* nothing moved */
+	assert_int_equal(st.metrics.staging_pages, 0);
+	for (unsigned r = 0; r < 2; r++)
+		for (uint64_t p = 0; p < 6; p++)
+			assert_int_equal(hfx_page_byte(&f, r, p), 0x10 * r + p + 1);
+	st = status_of(&f);
+	assert_int_equal(st.metrics.copied_from_staging_pages, 0);
+	assert_int_equal(st.metrics.copied_from_file_pages, 0);
+	assert_int_equal(st.metrics.zeroed_pages, 0);
+	assert_int_equal(st.metrics.redundant_pages, 0);
+	assert_int_equal(st.metrics.dirtied_pages, 0);
+	assert_int_equal(st.metrics.protected_pages, 12);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* A write goes through at once and keeps its page out of the swap-out; the
+ * other pages leave guest memory and come back from the swap file. */
+static void write_dirties_page(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {8};
+	assert_int_equal(hfx_setup(&f, pages, 1, &protect), 0);
+	for (uint64_t p = 0; p < 4; p++)
+		assert_int_equal(hfx_fill(&f, 0, p, (uint8_t)(p + 1)), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(hfx_fill(&f, 0, 2, 0x77), 0);
+	assert_int_equal(hfx_fill(&f, 0, 2, 0x78), 0); /* un-protected: no second fault */
+	struct vswap_status st = status_of(&f);
+	assert_int_equal(st.metrics.dirtied_pages, 1);
+	assert_int_equal(st.metrics.protected_pages, 3);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	st = status_of(&f);
+	assert_int_equal(st.transition.pages, 3);
+	assert_int_equal(st.metrics.swap_pages, 3);
+	assert_int_equal(st.metrics.resident_pages, 1); /* the dirtied page */
+	assert_int_equal(st.metrics.protected_pages, 0);
+	assert_int_equal(hfx_page_byte(&f, 0, 2), 0x78);
+	assert_int_equal(status_of(&f).metrics.copied_from_file_pages, 0);
+	for (uint64_t p = 0; p < 4; p++)
+		if (p != 2)
+			assert_int_equal(hfx_page_byte(&f, 0, p), p + 1);
+	assert_int_equal(status_of(&f).metrics.copied_from_file_pages, 3);
+	/* A page faulted back is not protected: writing it faults no more. */
+	assert_int_equal(hfx_fill(&f, 0, 0, 0x55), 0);
+	assert_int_equal(status_of(&f).metrics.dirtied_pages, 1);
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	assert_int_equal(hfx_page_byte(&f, 0, 0), 0x55);
+	assert_int_equal(hfx_page_byte(&f, 0, 1), 2);
+	assert_int_equal(hfx_page_byte(&f, 0, 2), 0x78);
+	assert_int_equal(hfx_page_byte(&f, 0, 3), 4);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* Trim in place: zero pages and pages equal to their stale slot leave guest
+ * memory without a write, after their state is committed. */
+static void trim_in_place(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {8};
+	assert_int_equal(hfx_setup(&f, pages, 1, &protect), 0);
+	assert_int_equal(hfx_fill(&f, 0, 0, 0), 0);
+	assert_int_equal(hfx_fill(&f, 0, 1, 1), 0);
+	assert_int_equal(hfx_fill(&f, 0, 2, 2), 0);
+	assert_int_equal(hfx_fill(&f, 0, 3, 3), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_trim(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_PENDING), 0);
+	struct vswap_status st = status_of(&f);
+	assert_int_equal(st.transition.pages, 1); /* the zero page */
+	assert_int_equal(st.metrics.resident_pages, 3);
+	assert_int_equal(st.metrics.protected_pages, 3);
+	enable_and_swap_out(&f);
+	uint64_t written = status_of(&f).metrics.bytes_written;
+	/* Every page back (stale copies on disk), then page 2 changed. */
+	for (uint64_t p = 0; p < 4; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), p);
+	assert_int_equal(hfx_fill(&f, 0, 2, 0x22), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_trim(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_PENDING), 0);
+	st = status_of(&f);
+	assert_int_equal(st.transition.pages, 3); /* 1 zero + 2 clean */
+	assert_int_equal(st.metrics.swap_pages, 2);
+	assert_int_equal(st.metrics.resident_pages, 1); /* page 2 */
+	assert_int_equal(st.metrics.protected_pages, 1);
+	assert_int_equal(st.metrics.bytes_written, written);
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_handler_page_info(f.h, 1, &pi), 0);
+	assert_int_equal(pi.state, VSWAP_PAGE_PRESENT);
+	assert_int_equal(vswap_handler_page_info(f.h, 0, &pi), 0);
+	assert_int_equal(pi.state, VSWAP_PAGE_NONE);
+	assert_int_equal(hfx_page_byte(&f, 0, 0), 0);
+	assert_int_equal(hfx_page_byte(&f, 0, 1), 1);
+	assert_int_equal(hfx_page_byte(&f, 0, 3), 3);
+	st = status_of(&f);
+	assert_int_equal(st.metrics.copied_from_file_pages, 2);
+	assert_int_equal(st.metrics.zeroed_pages, 1);
+	assert_int_equal(hfx_page_byte(&f, 0, 2), 0x22);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* A balloon discarding a protected page (REMOVE event) takes it out of the
+ * swap-out set: it is not written, and reads back as zeros. */
+static void *discard_page(void *arg)
+{
+	madvise(arg, (size_t)sysconf(_SC_PAGESIZE), MADV_REMOVE);
+	return NULL;
+}
+
+static void remove_event_leaves_set(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {4};
+	assert_int_equal(hfx_setup(&f, pages, 1, &protect), 0);
+	assert_int_equal(hfx_fill(&f, 0, 0, 1), 0);
+	assert_int_equal(hfx_fill(&f, 0, 1, 2), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	pthread_t t; /* the monitor must read the event: not on this thread */
+	assert_int_equal(pthread_create(&t, NULL, discard_page, hfx_addr(&f, 0, 1)), 0);
+	pthread_join(t, NULL);
+	/* The remover resumed once its event was read; the event is handled
+	 * before the monitor takes the next command. */
+	assert_int_equal(vswap_handler_gc(f.h), 0);
+	assert_int_equal(status_of(&f).metrics.protected_pages, 1);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	struct vswap_status st = status_of(&f);
+	assert_int_equal(st.transition.pages, 1);
+	assert_int_equal(st.metrics.resident_pages, 0);
+	assert_int_equal(hfx_page_byte(&f, 0, 0), 1);
+	assert_int_equal(hfx_page_byte(&f, 0, 1), 0);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* ---- several processes ---------------------------------------------------- */
+
+struct child_write {
+	unsigned r;
+	uint64_t p;
+	uint8_t v;
+};
+
+static int child_writes(const struct hfx *f, void *arg)
+{
+	const struct child_write *c = arg;
+	memset(hfx_addr(f, c->r, c->p), c->v, f->page_size);
+	return 0;
+}
+
+/* Protection covers every process's page tables: a forked device's write
+ * (added before or after enable) is seen and its page kept resident. */
+static void forked_writers_seen(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {8};
+	assert_int_equal(hfx_setup(&f, pages, 1, &protect), 0);
+	for (uint64_t p = 0; p < 6; p++)
+		assert_int_equal(hfx_fill(&f, 0, p, (uint8_t)(p + 1)), 0);
+	struct child_write w1 = {0, 1, 0x61}, w2 = {0, 4, 0x64};
+	struct hfx_child a, b;
+	assert_int_equal(hfx_child_start(&f, child_writes, &w1, &a), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(hfx_child_start(&f, child_writes, &w2, &b), 0);
+	assert_int_equal(hfx_child_go(&a), 0);
+	assert_int_equal(hfx_child_wait(&a, 0), 0);
+	assert_int_equal(hfx_child_go(&b), 0);
+	assert_int_equal(hfx_child_wait(&b, 0), 0);
+	struct vswap_status st = status_of(&f);
+	assert_int_equal(st.metrics.dirtied_pages, 2);
+	assert_int_equal(st.metrics.protected_pages, 4);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	assert_int_equal(status_of(&f).metrics.resident_pages, 2);
+	assert_int_equal(hfx_page_byte(&f, 0, 1), 0x61);
+	assert_int_equal(hfx_page_byte(&f, 0, 4), 0x64);
+	for (uint64_t p = 0; p < 6; p++)
+		if (p != 1 && p != 4)
+			assert_int_equal(hfx_page_byte(&f, 0, p), p + 1);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* ---- writers throughout ----------------------------------------------------- */
+
+#define WRITERS 3
+#define WRITER_PAGES 32
+#define STATIC_PAGES 32 /* written once, trimmed clean after the first round */
+#define ZERO_PAGES 16	/* zeros written: trimmed as zero */
+#define CYCLES 6
+
+struct writer {
+	struct hfx *f;
+	uint64_t first; /* its pages: [first, first + WRITER_PAGES) of region 0 */
+	uint64_t last[WRITER_PAGES];
+	atomic_bool *stop;
+	uint64_t writes;
+};
+
+static void page_set(uint8_t *page, size_t ps, uint64_t v)
+{
+	uint64_t *w = (uint64_t *)page;
+	for (size_t i = 0; i < ps / sizeof(*w); i++)
+		w[i] = v;
+}
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	uint64_t v = 0;
+	while (!atomic_load(w->stop)) {
+		for (unsigned i = 0; i < WRITER_PAGES; i++) {
+			v++;
+			uint64_t tagged = (w->first + i) << 40 | v;
+			page_set(hfx_addr(w->f, 0, w->first + i), w->f->page_size, tagged);
+			w->last[i] = tagged;
+			w->writes++;
+		}
+	}
+	return NULL;
+}
+
+/* Guest threads write their pages without pause while the handler enables,
+ * trims and swaps out, round after round: every page ends with the last
+ * value written to it, whole, and the untouched pages are intact. */
+static void writers_throughout(void **state)
+{
+	(void)state;
+	struct hfx f;
+	/* The last page is this thread's own. */
+	const size_t total = WRITERS * WRITER_PAGES + STATIC_PAGES + ZERO_PAGES;
+	const size_t pages[1] = {total + 1};
+	struct vswap_handler_opts o = {
+	    .chunk_pages = 8, .trim_batch_pages = 16, .enable_mode = VSWAP_ENABLE_PROTECT};
+	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
+	const uint64_t stat0 = WRITERS * WRITER_PAGES, zero0 = stat0 + STATIC_PAGES;
+	for (uint64_t p = stat0; p < zero0; p++)
+		page_set(hfx_addr(&f, 0, p), f.page_size, 0x5a5a000000000000ULL | p);
+	for (uint64_t p = zero0; p < total; p++)
+		page_set(hfx_addr(&f, 0, p), f.page_size, 0);
+	atomic_bool stop = false;
+	struct writer w[WRITERS];
+	pthread_t t[WRITERS];
+	for (unsigned i = 0; i < WRITERS; i++) {
+		w[i] = (struct writer){.f = &f, .first = i * WRITER_PAGES, .stop = &stop};
+		assert_int_equal(pthread_create(&t[i], NULL, writer_main, &w[i]), 0);
+	}
+	uint64_t dirtied = 0, from_file = 0;
+	for (unsigned c = 0; c < CYCLES; c++) {
+		assert_int_equal(vswap_handler_enable(f.h), 0);
+		/* A write of this thread's own, so each round has one. */
+		page_set(hfx_addr(&f, 0, total), f.page_size, c + 1);
+		dirtied += status_of(&f).metrics.dirtied_pages;
+		assert_int_equal(vswap_handler_trim(f.h), 0);
+		assert_int_equal(hfx_wait(&f, VSWAP_STATE_PENDING), 0);
+		assert_int_equal(vswap_handler_swap_out(f.h), 0);
+		assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+		struct vswap_status st = status_of(&f);
+		from_file += st.metrics.copied_from_file_pages;
+		assert_int_equal(st.metrics.staging_pages, 0);
+	}
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	atomic_store(&stop, true);
+	uint64_t writes = 0;
+	for (unsigned i = 0; i < WRITERS; i++) {
+		pthread_join(t[i], NULL);
+		writes += w[i].writes;
+	}
+	print_message("%llu writes, %llu pages dirtied, %llu faulted back from the file\n",
+		      (unsigned long long)writes, (unsigned long long)dirtied,
+		      (unsigned long long)from_file);
+	assert_true(dirtied >= CYCLES);
+	uint64_t lost = 0;
+	for (unsigned i = 0; i < WRITERS; i++)
+		for (unsigned k = 0; k < WRITER_PAGES; k++) {
+			const uint64_t *pw = (const uint64_t *)hfx_addr(&f, 0, w[i].first + k);
+			for (size_t j = 0; j < f.page_size / 8; j++)
+				if (pw[j] != w[i].last[k]) {
+					lost++;
+					break;
+				}
+		}
+	for (uint64_t p = stat0; p < total; p++) {
+		const uint64_t *pw = (const uint64_t *)hfx_addr(&f, 0, p);
+		uint64_t want = p < zero0 ? 0x5a5a000000000000ULL | p : 0;
+		for (size_t j = 0; j < f.page_size / 8; j++)
+			if (pw[j] != want) {
+				lost++;
+				break;
+			}
+	}
+	const uint64_t *mine = (const uint64_t *)hfx_addr(&f, 0, total);
+	assert_int_equal(mine[0], CYCLES);
+	assert_int_equal(lost, 0);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+int main(void)
+{
+	hfx_skip_if_unavailable("handler_protect");
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(mode_resolution),
+	    cmocka_unit_test(copy_forced),
+	    cmocka_unit_test(enable_protects_in_place),
+	    cmocka_unit_test(write_dirties_page),
+	    cmocka_unit_test(trim_in_place),
+	    cmocka_unit_test(remove_event_leaves_set),
+	    cmocka_unit_test(forked_writers_seen),
+	    cmocka_unit_test(writers_throughout),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,328 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vswap-vm: a minimal KVM virtual machine that embeds vswap (see
+ * vswap-vm(1)).  This file is options and output; the VMM is in vm/ and
+ * the guest program in guest/.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <vswap/handler.h>
+
+#include "tools/common/cli.h"
+#include "tools/common/json.h"
+#include "vm/vmm.h"
+
+static void usage(FILE *f)
+{
+	fputs("usage: vswap-vm [--size BYTES] [--vcpus N] [--cycles N] [--store PATH] [--keep]\n"
+	      "                [--durability full|batch|none] [--enable-mode auto|copy|protect]\n"
+	      "                [--json]\n"
+	      "       vswap-vm --hibernate --store PATH [--size BYTES] [--vcpus N] [--json]\n"
+	      "       vswap-vm --resume --store PATH [--hibernate] [--no-prefetch] [--json]\n"
+	      "       vswap-vm --check-kvm\n"
+	      "  --size BYTES   guest RAM, K/M/G suffixes, a multiple of 2 MiB (default 256M)\n"
+	      "  --vcpus N      vCPUs running the guest program (default 2, at most 8)\n"
+	      "  --cycles N     enable..disable cycles (default 2)\n"
+	      "  --store PATH   swap file (default: in a fresh directory under /var/tmp)\n"
+	      "  --keep         keep the store's files at the end\n"
+	      "  --durability   the store's durability mode (default batch)\n"
+	      "  --enable-mode  how enable takes guest memory (default auto: protect where\n"
+	      "                 the kernel has userfaultfd write protection on shmem)\n"
+	      "  --json         print the summary as one JSON object (progress goes to stderr)\n"
+	      "  --hibernate    run the guest, stop it mid-pass, swap every page out to the\n"
+	      "                 store, save the vCPUs as blobs, close; with --resume: resume,\n"
+	      "                 then hibernate again (with this resume's working set)\n"
+	      "  --resume       resume the guest hibernated in --store, its pages faulting in\n"
+	      "                 lazily; the guest then checks every page\n"
+	      "  --no-prefetch  resume without reading the recorded working set ahead\n"
+	      "  --check-kvm    only check that KVM can run the guest here (exit 0 or 2)\n"
+	      "Exit status: 0 every page verified, 1 a check failed, 2 usage error or KVM\n"
+	      "missing or unusable.\n",
+	      f);
+}
+
+static int parse(int argc, char **argv, struct vmm_opts *o)
+{
+	static const struct option lo[] = {
+	    {"size", required_argument, NULL, 's'},   {"vcpus", required_argument, NULL, 'v'},
+	    {"cycles", required_argument, NULL, 'c'}, {"store", required_argument, NULL, 'S'},
+	    {"keep", no_argument, NULL, 'k'},	      {"durability", required_argument, NULL, 'D'},
+	    {"json", no_argument, NULL, 'j'},	      {"hibernate", no_argument, NULL, 'H'},
+	    {"resume", no_argument, NULL, 'R'},	      {"no-prefetch", no_argument, NULL, 'P'},
+	    {"check-kvm", no_argument, NULL, 'K'},    {"enable-mode", required_argument, NULL, 'E'},
+	    {"help", no_argument, NULL, 'h'},	      {NULL, 0, NULL, 0},
+	};
+	uint64_t n;
+	int c;
+
+	*o = (struct vmm_opts){.size = 256ull << 20,
+			       .vcpus = 2,
+			       .cycles = 2,
+			       .durability = VSWAP_DURABILITY_BATCH,
+			       .hot_permille = 100};
+	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:E:jHRPKh", lo, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			if (cli_parse_size(optarg, &o->size) || o->size < (16ull << 20) ||
+			    o->size % (2ull << 20) || o->size > (8ull << 30)) {
+				fprintf(stderr, "vswap-vm: --size: 16M to 8G, a multiple of 2M\n");
+				return -EINVAL;
+			}
+			break;
+		case 'v':
+			if (cli_parse_u64(optarg, &n) || n < 1 || n > VM_MAX_VCPUS) {
+				fprintf(stderr, "vswap-vm: --vcpus: 1 to %u\n", VM_MAX_VCPUS);
+				return -EINVAL;
+			}
+			o->vcpus = (unsigned)n;
+			break;
+		case 'c':
+			if (cli_parse_u64(optarg, &n) || n < 1 || n > 1000) {
+				fprintf(stderr, "vswap-vm: --cycles: 1 to 1000\n");
+				return -EINVAL;
+			}
+			o->cycles = (unsigned)n;
+			break;
+		case 'S':
+			o->store = optarg;
+			break;
+		case 'k':
+			o->keep = true;
+			break;
+		case 'D':
+			if (vswap_durability_parse(optarg, &o->durability)) {
+				fprintf(stderr, "vswap-vm: --durability full, batch or none\n");
+				return -EINVAL;
+			}
+			break;
+		case 'E':
+			if (vswap_enable_mode_parse(optarg, &o->enable_mode)) {
+				fprintf(stderr, "vswap-vm: --enable-mode auto, copy or protect\n");
+				return -EINVAL;
+			}
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'H':
+			o->hibernate = true;
+			break;
+		case 'R':
+			o->resume = true;
+			break;
+		case 'P':
+			o->no_prefetch = true;
+			break;
+		case 'K':
+			o->check_kvm = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return -EINVAL;
+	}
+	if ((o->hibernate || o->resume) && !o->store) {
+		fprintf(stderr, "vswap-vm: --hibernate and --resume need --store PATH\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void print_resume(const struct vmm_opts *o, const struct vmm_result *r, bool ok)
+{
+	if (o->resume) {
+		printf("\nresumed from %s\n", r->path);
+		printf("  store opened -> first guest instruction  %.3f ms\n",
+		       r->resume_to_first_instruction_ms);
+		printf("  first instruction -> working set in      %.3f ms (%llu faults from the "
+		       "file)\n",
+		       r->resume_to_hot_ms, (unsigned long long)r->resume_faults_hot);
+		printf("  working set: %llu pages replayed, %llu prefetched; %llu recorded\n",
+		       (unsigned long long)r->workset_replayed,
+		       (unsigned long long)r->workset_prefetched,
+		       (unsigned long long)r->workset_recorded);
+		printf("  faults from file         %10llu\n", (unsigned long long)r->from_file);
+		printf("  checksum failures        %10llu\n",
+		       (unsigned long long)r->status.metrics.checksum_failures);
+		printf("  pages that read wrong    %10llu\n", (unsigned long long)r->wrong_pages);
+	}
+	if (r->failed_vcpus)
+		printf("  vCPUs failed             %10u%s%s\n", r->failed_vcpus,
+		       r->sigbus ? ": " : "", r->sigbus ? r->sigbus_msg : "");
+	if (o->hibernate && r->hibernate_ms > 0)
+		printf("hibernated to %s: %llu pages in %.1f ms\n", r->path,
+		       (unsigned long long)r->hibernated_pages, r->hibernate_ms);
+	printf("%s\n", ok ? (o->resume ? "vswap-vm: OK, every page verified by the guest"
+				       : "vswap-vm: OK, hibernated")
+			  : "vswap-vm: FAILED");
+}
+
+static void print_summary(const struct vmm_opts *o, const struct vmm_result *r, bool ok)
+{
+	if (o->resume || o->hibernate) {
+		print_resume(o, r, ok);
+		return;
+	}
+	printf("\nsummary (%u cycle%s, %llu MiB guest, %u vCPUs, %s durability)\n", r->cycles_done,
+	       r->cycles_done == 1 ? "" : "s", (unsigned long long)(o->size >> 20), o->vcpus,
+	       vswap_durability_name(o->durability));
+	printf("  faults from staging      %10llu\n", (unsigned long long)r->from_staging);
+	printf("  faults from file         %10llu\n", (unsigned long long)r->from_file);
+	printf("  pages removed (balloon)  %10llu\n", (unsigned long long)r->removed_pages);
+	printf("  checksum failures        %10llu\n",
+	       (unsigned long long)r->status.metrics.checksum_failures);
+	printf("  pages that read wrong    %10llu\n", (unsigned long long)r->wrong_pages);
+	printf("  first access from file   p50 %.1f us, p99 %.1f us, max %.1f us (guest TSC)\n",
+	       r->lat_p50_us, r->lat_p99_us, r->lat_max_us);
+	printf("  guest verify throughput  %.3f GB/s swapped, %.3f GB/s resident\n",
+	       r->swapped_gbps, r->resident_gbps);
+	printf("  status %s\n", r->status_json[0] ? r->status_json : "null");
+	printf("fsck audit of %s: %s (exit %d)\n", r->path, r->fsck_exit ? "NOT CLEAN" : "clean",
+	       r->fsck_exit);
+	printf("%s\n", ok ? "vswap-vm: OK, every page verified by the guest" : "vswap-vm: FAILED");
+}
+
+static void print_json(const struct vmm_opts *o, const struct vmm_result *r, bool ok)
+{
+	struct json_writer w;
+
+	json_init(&w, stdout);
+	json_begin_object(&w);
+	json_key(&w, "ok");
+	json_bool(&w, ok);
+	json_key(&w, "size");
+	json_u64(&w, o->size);
+	json_key(&w, "vcpus");
+	json_u64(&w, o->vcpus);
+	json_key(&w, "durability");
+	json_string(&w, vswap_durability_name(o->durability));
+	json_key(&w, "enable_mode");
+	json_string(&w, vswap_enable_mode_name(o->enable_mode));
+	json_key(&w, "store");
+	json_string(&w, r->path);
+	json_key(&w, "cycles");
+	json_u64(&w, r->cycles_done);
+	json_key(&w, "wrong_pages");
+	json_u64(&w, r->wrong_pages);
+	json_key(&w, "failed_vcpus");
+	json_u64(&w, r->failed_vcpus);
+	json_key(&w, "sigbus");
+	json_bool(&w, r->sigbus);
+	json_key(&w, "faults_from_staging");
+	json_u64(&w, r->from_staging);
+	json_key(&w, "faults_from_file");
+	json_u64(&w, r->from_file);
+	json_key(&w, "pages_removed");
+	json_u64(&w, r->removed_pages);
+	json_key(&w, "fault_latency_us");
+	json_begin_object(&w);
+	json_key(&w, "p50");
+	json_double(&w, r->lat_p50_us);
+	json_key(&w, "p99");
+	json_double(&w, r->lat_p99_us);
+	json_key(&w, "max");
+	json_double(&w, r->lat_max_us);
+	json_end_object(&w);
+	json_key(&w, "guest_gbps_swapped");
+	json_double(&w, r->swapped_gbps);
+	json_key(&w, "guest_gbps_resident");
+	json_double(&w, r->resident_gbps);
+	json_key(&w, "stages");
+	json_begin_array(&w);
+	for (unsigned i = 0; i < r->nstages; i++) {
+		json_begin_object(&w);
+		json_key(&w, "stage");
+		json_string(&w, r->stages[i].name);
+		json_key(&w, "seconds");
+		json_double(&w, r->stages[i].secs);
+		json_key(&w, "pages");
+		json_u64(&w, r->stages[i].pages);
+		json_end_object(&w);
+	}
+	json_end_array(&w);
+	if (o->resume || o->hibernate) {
+		json_key(&w, "hibernated_pages");
+		json_u64(&w, r->hibernated_pages);
+		json_key(&w, "hibernate_ms");
+		json_double(&w, r->hibernate_ms);
+	}
+	if (o->resume) {
+		json_key(&w, "resume_to_first_instruction_ms");
+		json_double(&w, r->resume_to_first_instruction_ms);
+		json_key(&w, "resume_to_working_set_ms");
+		json_double(&w, r->resume_to_hot_ms);
+		json_key(&w, "faults_until_working_set");
+		json_u64(&w, r->resume_faults_hot);
+		json_key(&w, "workset_replayed");
+		json_u64(&w, r->workset_replayed);
+		json_key(&w, "workset_prefetched");
+		json_u64(&w, r->workset_prefetched);
+		json_key(&w, "workset_recorded");
+		json_u64(&w, r->workset_recorded);
+	}
+	json_key(&w, "fsck_exit");
+	json_i64(&w, r->fsck_exit);
+	json_end_object(&w);
+	json_finish(&w);
+	if (r->status_json[0])
+		fprintf(stderr, "vswap-vm: status %s\n", r->status_json);
+}
+
+int main(int argc, char **argv)
+{
+	struct vmm_opts o;
+	struct vmm_result *r;
+	sigset_t block;
+	int rc;
+
+	if (parse(argc, argv, &o))
+		return 2;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return 1;
+	/* The vCPU threads and the handler's inherit this mask: only the
+	 * vCPU threads take SIGBUS and the kick signal (vm/kvm.c). */
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &block, NULL);
+	if (o.check_kvm) {
+		free(r);
+		return vmm_check_kvm() ? VMM_EXIT_UNUSABLE : 0;
+	}
+	if (o.resume)
+		rc = vmm_resume(&o, r);
+	else if (o.hibernate)
+		rc = vmm_hibernate(&o, r);
+	else
+		rc = vmm_cycles(&o, r);
+	if (rc == -ENODEV) {
+		free(r);
+		return VMM_EXIT_UNUSABLE;
+	}
+	/* The flows name what failed; a bare code only when they could not. */
+	if (rc && rc != -EIO && rc != -ENOENT && !(o.resume || o.hibernate))
+		fprintf(stderr, "vswap-vm: %s\n", vswap_strerror(rc));
+	bool ok = !rc && r->wrong_pages == 0 && r->fsck_exit == 0 && !r->failed_vcpus &&
+		  r->status.metrics.checksum_failures == 0 &&
+		  (o.resume || o.hibernate || r->cycles_done == o.cycles);
+
+	if (o.json)
+		print_json(&o, r, ok);
+	else
+		print_summary(&o, r, ok);
+	free(r);
+	return ok ? 0 : 1;
+}

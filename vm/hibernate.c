@@ -1,0 +1,424 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Hibernate and resume.  Hibernate: the guest is stopped at a pause point in
+ * the middle of a pass, every page goes to the store (enable, trim, swap
+ * out), the handler detaches, and the VMM's own state is saved as blobs:
+ *   vm.state    a header, every vCPU's registers, and the mutable part of
+ *               low memory (the guest's control blocks and stacks)
+ *   vm.workset  the pages the last resumed guest needed first, in order
+ * committed with the final state when the store closes.
+ *
+ * Resume, in a new process: open the store, read the blobs, make fresh
+ * guest memory and a fresh VM, put the saved state back and let the vCPUs
+ * run at once; pages fault in lazily from the store, every one verified,
+ * while the recorded working set is read ahead.  The image is used once: the
+ * resume deletes vm.state (committed when the handler is created, before a
+ * guest instruction runs), because from then on the guest changes its
+ * memory and the store no longer holds a consistent picture of it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <vswap/handler.h>
+
+#include "vm/vmm_internal.h"
+
+#define STATE_BLOB "vm.state"
+#define WORKSET_BLOB "vm.workset"
+#define STATE_MAGIC 0x3174617473766d76ull /* "vmvstat1" */
+
+struct saved_header {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t vcpus;
+	uint64_t ram_size;
+	uint64_t image_sum;
+	uint32_t regs_size, sregs_size;
+	uint64_t state_bytes;
+};
+
+static uint64_t state_bytes(unsigned nvcpus)
+{
+	return VM_STATE_END(nvcpus) - VM_STATE_BASE;
+}
+
+/* Whether every vCPU stopped at a pause point. */
+static bool all_paused(struct vmm *m)
+{
+	bool ok = true;
+
+	pthread_mutex_lock(&m->vm.lock);
+	for (unsigned i = 0; i < m->vm.nvcpus; i++)
+		ok &= m->vm.vcpus[i].state == VCPU_PAUSED;
+	pthread_mutex_unlock(&m->vm.lock);
+	return ok;
+}
+
+/* The vm.state blob of the paused machine (malloc()ed). */
+static int state_build(struct vmm *m, uint8_t **out, size_t *len)
+{
+	unsigned n = m->vm.nvcpus;
+	size_t sz = sizeof(struct saved_header) + n * sizeof(struct vm_saved_vcpu) + state_bytes(n);
+	uint8_t *b = calloc(1, sz);
+
+	if (!b)
+		return -ENOMEM;
+	struct saved_header hdr = {
+	    .magic = STATE_MAGIC,
+	    .version = 1,
+	    .vcpus = n,
+	    .ram_size = m->ram_size,
+	    .image_sum = m->vm.image_sum,
+	    .regs_size = sizeof(struct kvm_regs),
+	    .sregs_size = sizeof(struct kvm_sregs),
+	    .state_bytes = state_bytes(n),
+	};
+	uint8_t *p = b + sizeof(hdr);
+
+	memcpy(b, &hdr, sizeof(hdr));
+	for (unsigned i = 0; i < n; i++, p += sizeof(struct vm_saved_vcpu)) {
+		struct vm_saved_vcpu sv;
+		int rc = vm_save_vcpu(&m->vm, i, &sv);
+
+		if (rc) {
+			free(b);
+			return rc;
+		}
+		memcpy(p, &sv, sizeof(sv));
+	}
+	memcpy(p, m->vm.low + VM_STATE_BASE, state_bytes(n));
+	*out = b;
+	*len = sz;
+	return 0;
+}
+
+/* Check a vm.state blob against this build; fills @hdr. */
+static int state_check(const uint8_t *b, size_t len, struct saved_header *hdr)
+{
+	if (len < sizeof(*hdr))
+		return -EBADMSG;
+	memcpy(hdr, b, sizeof(*hdr));
+	if (hdr->magic != STATE_MAGIC || hdr->version != 1 || hdr->vcpus < 1 ||
+	    hdr->vcpus > VM_MAX_VCPUS || hdr->regs_size != sizeof(struct kvm_regs) ||
+	    hdr->sregs_size != sizeof(struct kvm_sregs) ||
+	    hdr->state_bytes != state_bytes(hdr->vcpus) ||
+	    len != sizeof(*hdr) + hdr->vcpus * sizeof(struct vm_saved_vcpu) + hdr->state_bytes ||
+	    hdr->ram_size % (2ull << 20) || !hdr->ram_size)
+		return -EBADMSG;
+	return 0;
+}
+
+/*
+ * The vCPUs are paused: put every page in the store, detach, save the
+ * state and close.  Leaves m->h and m->store NULL.
+ */
+static int hibernate_now(struct vmm *m, const uint64_t *workset, size_t nworkset)
+{
+	struct vmm_result *r = m->r;
+	uint64_t t0 = vm_now_ns(), t;
+	uint8_t *state = NULL;
+	size_t slen;
+	int rc;
+
+	if (!all_paused(m)) {
+		fprintf(stderr, "vswap-vm: hibernate: a vCPU did not reach its pause point\n");
+		return -EPROTO;
+	}
+	if ((rc = state_build(m, &state, &slen)))
+		return rc;
+	/* Every page to the store; the guest stays paused throughout. */
+	t = vm_now_ns();
+	rc = vswap_handler_enable(m->h);
+	if (!rc)
+		rc = vswap_handler_trim(m->h);
+	if (!rc)
+		rc = vmm_wait_state(m, VSWAP_STATE_PENDING, "hibernate: trim");
+	if (!rc)
+		rc = vswap_handler_swap_out(m->h);
+	if (!rc)
+		rc = vmm_wait_state(m, VSWAP_STATE_ACTIVE, "hibernate: swap-out");
+	if (rc)
+		goto out;
+	r->hibernated_pages = r->status.transition.pages;
+	vmm_stage(m, "hibernate-out", vmm_secs(t), r->hibernated_pages,
+		  r->hibernated_pages * VM_PAGE, "%llu pages written to the store",
+		  (unsigned long long)r->hibernated_pages);
+	rc = vswap_handler_detach(m->h);
+	m->h = NULL;
+	if (rc) {
+		fprintf(stderr, "vswap-vm: hibernate: detach: %s\n", vswap_strerror(rc));
+		goto out;
+	}
+	/* The VMM's state, committed with the final state by the close. */
+	rc = vswap_store_blob_put(m->store, STATE_BLOB, state, slen);
+	if (!rc && nworkset)
+		rc = vswap_store_blob_put(m->store, WORKSET_BLOB, workset,
+					  nworkset * sizeof(*workset));
+	if (rc) {
+		fprintf(stderr, "vswap-vm: hibernate: save state: %s\n", vswap_strerror(rc));
+		goto out;
+	}
+	rc = vswap_store_close(m->store);
+	m->store = NULL;
+	if (rc) {
+		fprintf(stderr, "vswap-vm: hibernate: close store: %s\n", vswap_strerror(rc));
+		goto out;
+	}
+	r->hibernate_ms = (double)(vm_now_ns() - t0) / 1e6;
+	vmm_stage(m, "hibernated", vmm_secs(t0), r->hibernated_pages, 0,
+		  "%u vCPUs and %llu KiB of state saved, store closed", m->vm.nvcpus,
+		  (unsigned long long)(slen >> 10));
+out:
+	free(state);
+	return rc;
+}
+
+/* The guest writes version @v over its memory and stops at 7/8 of it. */
+static int run_until_paused(struct vmm *m, uint32_t v)
+{
+	uint64_t share = m->pages / m->vm.nvcpus, t0 = vm_now_ns();
+	int rc;
+
+	m->vm.shared->version = v;
+	m->vm.shared->touch_permille = 0;
+	m->vm.shared->nremoved = 0;
+	rc = vmm_guest(m, VM_CMD_WRITE, share - share / 8);
+	if (rc != -EINTR) {
+		if (!rc)
+			fprintf(stderr, "vswap-vm: the guest did not pause\n");
+		return rc ? rc : -EPROTO;
+	}
+	vmm_stage(m, "run", vmm_secs(t0), share - share / 8, 0,
+		  "guest paused at 7/8 of writing version %u", v);
+	return 0;
+}
+
+int vmm_hibernate(const struct vmm_opts *o, struct vmm_result *r)
+{
+	struct vmm m = {.o = o, .r = r, .memfd = -1};
+	struct vswap_store_opts so;
+	FILE *f = o->json ? stderr : stdout;
+	uint64_t t0;
+	int rc;
+
+	if ((rc = vmm_memory(&m)) || (rc = vmm_machine(&m)) || (rc = vmm_store_path(&m)))
+		goto out;
+	vmm_store_opts(&m, &so);
+	rc = vswap_store_create(r->path, &so, &m.store);
+	if (rc) {
+		fprintf(stderr, "vswap-vm: create store %s: %s\n", r->path, vswap_strerror(rc));
+		m.store = NULL;
+		goto out;
+	}
+	if ((rc = vmm_handler(&m)))
+		goto out;
+	fprintf(f, "vswap-vm: hibernate: %llu MiB guest, %u vCPUs, store %s (%s)\n",
+		(unsigned long long)(m.ram_size >> 20), o->vcpus, r->path,
+		vswap_durability_name(o->durability));
+	m.vm.shared->hot_permille = o->hot_permille;
+	if ((rc = vm_start(&m.vm)) || (rc = vmm_guest_wait(&m)))
+		goto out;
+	m.vm.shared->version = 1;
+	t0 = vm_now_ns();
+	if ((rc = vmm_guest(&m, VM_CMD_WRITE, 0)))
+		goto out;
+	vmm_stage(&m, "write", vmm_secs(t0), m.pages, m.ram_size, "guest wrote version 1");
+	if ((rc = run_until_paused(&m, 3)) || (rc = hibernate_now(&m, NULL, 0)))
+		goto out;
+out:
+	vmm_teardown(&m, false);
+	return rc;
+}
+
+/* ---- resume --------------------------------------------------------------- */
+
+static int load_state(struct vmm *m, uint8_t **state, size_t *slen, struct saved_header *hdr)
+{
+	int rc = vswap_store_blob_get(m->store, STATE_BLOB, (void **)state, slen);
+
+	if (rc == -ENOENT) {
+		fprintf(stderr, "vswap-vm: %s holds no hibernated guest (no %s blob)\n", m->r->path,
+			STATE_BLOB);
+		return -ENOENT;
+	}
+	if (rc) {
+		fprintf(stderr, "vswap-vm: %s: %s: %s\n", m->r->path, STATE_BLOB,
+			vswap_strerror(rc));
+		return rc;
+	}
+	rc = state_check(*state, *slen, hdr);
+	if (rc)
+		fprintf(stderr, "vswap-vm: %s: the saved state is not one this build wrote\n",
+			m->r->path);
+	return rc;
+}
+
+static void load_workset(struct vmm *m, uint64_t **ws, size_t *n)
+{
+	size_t len = 0;
+	void *data = NULL;
+
+	*ws = NULL;
+	*n = 0;
+	if (vswap_store_blob_get(m->store, WORKSET_BLOB, &data, &len) || len % sizeof(uint64_t)) {
+		free(data);
+		return;
+	}
+	*ws = data;
+	*n = len / sizeof(uint64_t);
+}
+
+/* The fresh machine takes the saved one's place. */
+static int restore(struct vmm *m, const uint8_t *state, const struct saved_header *hdr)
+{
+	const uint8_t *p = state + sizeof(*hdr);
+
+	if (hdr->image_sum != m->vm.image_sum) {
+		fprintf(stderr, "vswap-vm: the hibernated guest ran another guest program (another "
+				"build of vswap-vm)\n");
+		return -ENOEXEC;
+	}
+	for (unsigned i = 0; i < hdr->vcpus; i++, p += sizeof(struct vm_saved_vcpu)) {
+		struct vm_saved_vcpu sv;
+		int rc;
+
+		memcpy(&sv, p, sizeof(sv));
+		if ((rc = vm_restore_vcpu(&m->vm, i, &sv))) {
+			fprintf(stderr, "vswap-vm: restore vCPU %u: %s\n", i, strerror(-rc));
+			return rc;
+		}
+	}
+	memcpy(m->vm.low + VM_STATE_BASE, p, hdr->state_bytes);
+	return 0;
+}
+
+static uint64_t file_faults(struct vmm *m)
+{
+	vmm_status(m);
+	return m->r->status.metrics.copied_from_file_pages;
+}
+
+int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
+{
+	struct vmm_opts mo = *o;
+	struct vmm m = {.o = &mo, .r = r, .memfd = -1};
+	struct vswap_store_opts so;
+	struct saved_header hdr;
+	FILE *f = o->json ? stderr : stdout;
+	uint8_t *state = NULL;
+	uint64_t *ws = NULL, *rec = NULL;
+	size_t slen, nws = 0, nrec = 0;
+	uint64_t t_open, t0;
+	int rc;
+
+	snprintf(r->path, sizeof(r->path), "%s", o->store);
+	vmm_store_opts(&m, &so);
+	t_open = vm_now_ns();
+	rc = vswap_store_open(r->path, &so, &m.store);
+	if (rc) {
+		fprintf(stderr, "vswap-vm: open store %s: %s\n", r->path, vswap_strerror(rc));
+		m.store = NULL;
+		goto out;
+	}
+	if ((rc = load_state(&m, &state, &slen, &hdr)))
+		goto out;
+	load_workset(&m, &ws, &nws);
+	mo.size = hdr.ram_size;
+	mo.vcpus = hdr.vcpus;
+	if ((rc = vmm_memory(&m)) || (rc = vmm_machine(&m)) || (rc = restore(&m, state, &hdr)))
+		goto out;
+	/* Used once: gone with the handler's first commit, before the guest runs. */
+	if ((rc = vswap_store_blob_delete(m.store, STATE_BLOB)) || (rc = vmm_handler(&m)))
+		goto out;
+	rc = vswap_handler_enable(m.h);
+	if (!rc)
+		rc = vswap_handler_workset_record(m.h, m.pages);
+	if (!rc && nws && !o->no_prefetch)
+		rc = vswap_handler_prefetch(m.h, ws, nws);
+	if (rc) {
+		fprintf(stderr, "vswap-vm: resume: %s\n", vswap_strerror(rc));
+		goto out;
+	}
+	if ((rc = vm_start(&m.vm)))
+		goto out;
+	/* The guest finishes the pass it was in, then reads its hot set. */
+	rc = vmm_guest_wait(&m);
+	uint64_t first = UINT64_MAX;
+
+	for (unsigned i = 0; i < m.vm.nvcpus; i++)
+		if (m.vm.vcpus[i].resumed_ns && m.vm.vcpus[i].resumed_ns < first)
+			first = m.vm.vcpus[i].resumed_ns;
+	if (first != UINT64_MAX)
+		r->resume_to_first_instruction_ms = (double)(first - t_open) / 1e6;
+	fprintf(f,
+		"vswap-vm: resume: %llu MiB guest, %u vCPUs, store %s: first guest "
+		"instruction %.3f ms after the store was opened%s\n",
+		(unsigned long long)(m.ram_size >> 20), m.vm.nvcpus, r->path,
+		r->resume_to_first_instruction_ms,
+		nws && !o->no_prefetch ? ", working set read ahead" : "");
+	if (rc)
+		goto out;
+	rc = vmm_guest(&m, VM_CMD_HOT, 0);
+	if (rc)
+		goto out;
+	r->resume_to_hot_ms = (double)(vm_now_ns() - first) / 1e6;
+	r->resume_faults_hot = file_faults(&m);
+	if ((rc = vswap_handler_workset_take(m.h, &rec, &nrec)))
+		goto out;
+	vmm_stage(&m, "resume-hot", r->resume_to_hot_ms / 1e3, nrec, 0,
+		  "working set in: %llu faults from the file, %llu pages recorded",
+		  (unsigned long long)r->resume_faults_hot, (unsigned long long)nrec);
+	r->workset_recorded = nrec;
+	/* Every byte of the guest, checked by the guest. */
+	t0 = vm_now_ns();
+	if ((rc = vmm_guest(&m, VM_CMD_VERIFY, 0)))
+		goto out;
+	struct vswap_workset_stats wst;
+
+	vswap_handler_workset_stats(m.h, &wst);
+	r->workset_prefetched = wst.prefetched;
+	r->workset_replayed = wst.prefetch_pages;
+	r->from_file = file_faults(&m);
+	vmm_stage(&m, "resume-verify", vmm_secs(t0), m.pages, m.ram_size,
+		  "%llu pages checked, %llu wrong; %llu from file in all, %llu prefetched",
+		  (unsigned long long)m.pages, (unsigned long long)r->wrong_pages,
+		  (unsigned long long)r->from_file, (unsigned long long)wst.prefetched);
+	if (o->hibernate) {
+		/* And hibernate again, with this resume's working set. */
+		if ((rc = run_until_paused(&m, m.vm.shared->version + 2)))
+			goto out;
+		rc = hibernate_now(&m, rec, nrec);
+		goto out;
+	}
+	vm_destroy(&m.vm);
+	m.vm_made = false;
+	rc = vswap_handler_destroy(m.h);
+	m.h = NULL;
+	if (!rc && nrec)
+		rc = vswap_store_blob_put(m.store, WORKSET_BLOB, rec, nrec * sizeof(*rec));
+out:
+	if (m.h) {
+		vmm_status(&m);
+		r->from_file = r->status.metrics.copied_from_file_pages;
+	}
+	if (m.h) {
+		vswap_handler_destroy(m.h);
+		m.h = NULL;
+	}
+	if (m.store) {
+		int crc = vswap_store_close(m.store);
+
+		m.store = NULL;
+		if (!rc)
+			rc = crc;
+	}
+	vmm_teardown(&m, false);
+	free(state);
+	free(ws);
+	free(rec);
+	return rc;
+}

@@ -1,0 +1,560 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The KVM side of vswap-vm: the VM, its two memory slots, the vCPUs and
+ * their threads, and the little protocol with the guest program (commands
+ * in each vCPU's control block; the guest halts when done).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vm/layout.h"
+#include "vm/vm.h"
+
+/*
+ * The vCPU a thread runs, for the signal handlers: a SIGBUS raised in
+ * KVM_RUN (a poisoned guest page) must reach that vCPU's record.  Thread-
+ * local, written once by each vCPU thread before it first enters the guest;
+ * a signal handler has no other way to find it.
+ */
+static __thread struct vcpu *vcpu_self;
+
+uint64_t vm_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	struct vcpu *v = vcpu_self;
+
+	(void)sig, (void)uc;
+	if (!v) {
+		/* Not a vCPU thread: the VMM itself touched a bad page. */
+		static const char msg[] = "vswap-vm: SIGBUS outside a vCPU thread\n";
+		ssize_t w = write(2, msg, sizeof(msg) - 1);
+
+		(void)w;
+		_exit(3);
+	}
+	v->sigbus = true;
+	v->sigbus_addr = (uint64_t)(uintptr_t)si->si_addr;
+	v->run->immediate_exit = 1; /* do not enter the guest again */
+}
+
+static void on_kick(int sig)
+{
+	(void)sig; /* only makes KVM_RUN return */
+}
+
+static int install_signals(void)
+{
+	struct sigaction sa = {0};
+
+	sa.sa_sigaction = on_sigbus;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGBUS, &sa, NULL))
+		return -errno;
+	struct sigaction sk = {0};
+
+	sk.sa_handler = on_kick;
+	sigemptyset(&sk.sa_mask);
+	return sigaction(SIGUSR1, &sk, NULL) ? -errno : 0;
+}
+
+static int why_fail(char *why, size_t len, int err, const char *fmt, const char *arg)
+{
+	char what[160];
+
+	snprintf(what, sizeof(what), fmt, arg);
+	snprintf(why, len, "%s: %s", what, strerror(-err));
+	return err;
+}
+
+static int set_memory(struct vm *vm, unsigned slot, uint64_t gpa, void *host, uint64_t len)
+{
+	struct kvm_userspace_memory_region r = {
+	    .slot = slot,
+	    .guest_phys_addr = gpa,
+	    .memory_size = len,
+	    .userspace_addr = (uint64_t)(uintptr_t)host,
+	};
+
+	return ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &r) < 0 ? -errno : 0;
+}
+
+static int set_cpuid(struct vm *vm, int vfd)
+{
+	unsigned n = 128;
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+	int rc = 0;
+
+	if (!c)
+		return -ENOMEM;
+	c->nent = n;
+	if (ioctl(vm->kvm, KVM_GET_SUPPORTED_CPUID, c) < 0 || ioctl(vfd, KVM_SET_CPUID2, c) < 0)
+		rc = -errno;
+	free(c);
+	return rc;
+}
+
+static int vcpu_create(struct vm *vm, unsigned i, const struct layout_entry *e, char *why,
+		       size_t whylen)
+{
+	struct vcpu *v = &vm->vcpus[i];
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	int rc;
+
+	v->vm = vm;
+	v->index = i;
+	v->area = (volatile struct vm_area *)(vm->low + VM_AREA_BASE + i * VM_AREA_STRIDE);
+	v->fd = ioctl(vm->fd, KVM_CREATE_VCPU, i);
+	if (v->fd < 0)
+		return why_fail(why, whylen, -errno, "KVM_CREATE_VCPU %s", "");
+	rc = set_cpuid(vm, v->fd);
+	if (rc)
+		return why_fail(why, whylen, rc, "KVM_SET_CPUID2%s", "");
+	v->run = mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
+	if (v->run == MAP_FAILED) {
+		v->run = NULL;
+		return why_fail(why, whylen, -errno, "mmap of kvm_run%s", "");
+	}
+	if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0)
+		return why_fail(why, whylen, -errno, "KVM_GET_SREGS%s", "");
+	layout_sregs(&sregs, i);
+	if (ioctl(v->fd, KVM_SET_SREGS, &sregs) < 0)
+		return why_fail(why, whylen, -errno, "KVM_SET_SREGS (64-bit, CPL 3)%s", "");
+	layout_regs(&regs, e, i);
+	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
+		return why_fail(why, whylen, -errno, "KVM_SET_REGS%s", "");
+	return 0;
+}
+
+int vm_create(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, char *why,
+	      size_t whylen)
+{
+	struct layout_entry e;
+	int rc;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->kvm = vm->fd = -1;
+	for (unsigned i = 0; i < VM_MAX_VCPUS; i++)
+		vm->vcpus[i].fd = -1;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	vm->ram = ram;
+	vm->ram_size = ram_size;
+	vm->nvcpus = nvcpus;
+	rc = install_signals();
+	if (rc)
+		return why_fail(why, whylen, rc, "signal handlers%s", "");
+	vm->kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm < 0) {
+		rc = -errno;
+		return why_fail(why, whylen, rc == -ENOENT ? -ENODEV : rc, "/dev/kvm%s", "");
+	}
+	if (ioctl(vm->kvm, KVM_GET_API_VERSION, 0) != KVM_API_VERSION)
+		return why_fail(why, whylen, -ENOTSUP, "/dev/kvm: API version is not %s", "12");
+	if (ioctl(vm->kvm, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY) <= 0 ||
+	    ioctl(vm->kvm, KVM_CHECK_EXTENSION, KVM_CAP_IMMEDIATE_EXIT) <= 0)
+		return why_fail(why, whylen, -ENOTSUP, "/dev/kvm lacks %s",
+				"KVM_CAP_USER_MEMORY or KVM_CAP_IMMEDIATE_EXIT");
+	vm->run_size = ioctl(vm->kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->run_size <= 0)
+		return why_fail(why, whylen, -ENOTSUP, "KVM_GET_VCPU_MMAP_SIZE%s", "");
+	vm->fd = ioctl(vm->kvm, KVM_CREATE_VM, 0);
+	if (vm->fd < 0)
+		return why_fail(why, whylen, -errno, "KVM_CREATE_VM%s", "");
+	/* Only hardware without unrestricted guests needs it; harmless elsewhere. */
+	ioctl(vm->fd, KVM_SET_TSS_ADDR, 0xfffbd000ul);
+	vm->low =
+	    mmap(NULL, VM_LOW_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (vm->low == MAP_FAILED) {
+		vm->low = NULL;
+		return why_fail(why, whylen, -errno, "low memory%s", "");
+	}
+	rc = layout_build(vm->low, vm_guest_image, (size_t)(vm_guest_image_end - vm_guest_image),
+			  ram_size, nvcpus, &e);
+	if (rc)
+		return why_fail(why, whylen, rc, "guest layout%s", "");
+	vm->shared = (volatile struct vm_shared *)(vm->low + VM_SHARED);
+	vm->shared->ram_base = VM_RAM_BASE;
+	vm->shared->ram_pages = ram_size / VM_PAGE;
+	vm->shared->vcpus = nvcpus;
+	vm->image_sum = 0;
+	for (const uint8_t *p = vm_guest_image; p < vm_guest_image_end; p++)
+		vm->image_sum = (vm->image_sum ^ *p) * 0x100000001b3ull; /* FNV-1a */
+	if ((rc = set_memory(vm, 0, 0, vm->low, VM_LOW_SIZE)) ||
+	    (rc = set_memory(vm, 1, VM_RAM_BASE, ram, ram_size)))
+		return why_fail(why, whylen, rc, "KVM_SET_USER_MEMORY_REGION%s", "");
+	for (unsigned i = 0; i < nvcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		uint64_t pages = ram_size / VM_PAGE;
+
+		rc = vcpu_create(vm, i, &e, why, whylen);
+		if (rc)
+			return rc;
+		v->area->first = pages * i / nvcpus;
+		v->area->end = pages * (i + 1) / nvcpus;
+	}
+	int khz = ioctl(vm->vcpus[0].fd, KVM_GET_TSC_KHZ, 0);
+
+	vm->tsc_khz = khz > 0 ? (uint64_t)khz : 1000000;
+	return 0;
+}
+
+/* ---- the vCPU threads ------------------------------------------------------ */
+
+static void vcpu_fail(struct vcpu *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void vcpu_fail(struct vcpu *v, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(v->error, sizeof(v->error), fmt, ap);
+	va_end(ap);
+	v->state = VCPU_FAILED;
+	v->go = false;
+}
+
+static void describe_sigbus(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	uint64_t a = v->sigbus_addr, base = (uint64_t)(uintptr_t)vm->ram;
+
+	if (a >= base && a < base + vm->ram_size)
+		vcpu_fail(v,
+			  "vCPU %u: SIGBUS on guest page %llu (guest-physical %#llx): the page "
+			  "failed verification and was poisoned, not served",
+			  v->index, (unsigned long long)((a - base) / VM_PAGE),
+			  (unsigned long long)(VM_RAM_BASE + a - base));
+	else
+		vcpu_fail(v, "vCPU %u: SIGBUS at host address %#llx", v->index,
+			  (unsigned long long)a);
+}
+
+/* One exit; the lock is held.  Returns true to enter the guest again. */
+static bool vcpu_exit(struct vcpu *v)
+{
+	struct kvm_run *r = v->run;
+
+	switch (r->exit_reason) {
+	case KVM_EXIT_HLT:
+		if (v->area->done_seq == v->area->cmd_seq) {
+			v->state = VCPU_IDLE;
+			v->go = false;
+		}
+		return true;
+	case KVM_EXIT_IO: {
+		uint32_t val = 0;
+
+		if (r->io.direction == KVM_EXIT_IO_OUT && r->io.size == 4)
+			memcpy(&val, (uint8_t *)r + r->io.data_offset, 4);
+		switch (r->io.port) {
+		case VM_PORT_PAUSE:
+			if (!v->vm->shared->pause && !v->area->pause_after)
+				return true; /* a pause point left over from a resumed save */
+			v->state = VCPU_PAUSED;
+			v->go = false;
+			return true;
+		case VM_PORT_RESUMED:
+			if (!v->resumed_ns)
+				v->resumed_ns = vm_now_ns();
+			return true;
+		case VM_PORT_FAULT: {
+			struct kvm_regs regs;
+
+			ioctl(v->fd, KVM_GET_REGS, &regs);
+			vcpu_fail(v, "vCPU %u: guest exception %u (rsp %#llx)", v->index, val,
+				  (unsigned long long)regs.rsp);
+			return false;
+		}
+		default:
+			vcpu_fail(v, "vCPU %u: I/O to unknown port %#x", v->index, r->io.port);
+			return false;
+		}
+	}
+	case KVM_EXIT_MMIO:
+		vcpu_fail(v, "vCPU %u: access outside guest memory at %#llx", v->index,
+			  (unsigned long long)r->mmio.phys_addr);
+		return false;
+	case KVM_EXIT_SHUTDOWN:
+		vcpu_fail(v, "vCPU %u: triple fault (KVM_EXIT_SHUTDOWN)", v->index);
+		return false;
+	case KVM_EXIT_FAIL_ENTRY:
+		vcpu_fail(v, "vCPU %u: entry failed (hardware reason %#llx)", v->index,
+			  (unsigned long long)r->fail_entry.hardware_entry_failure_reason);
+		return false;
+	case KVM_EXIT_INTERNAL_ERROR:
+		vcpu_fail(v, "vCPU %u: KVM internal error %u", v->index, r->internal.suberror);
+		return false;
+	case KVM_EXIT_INTR:
+		return true;
+	default:
+		vcpu_fail(v, "vCPU %u: unexpected exit %u", v->index, r->exit_reason);
+		return false;
+	}
+}
+
+/* After a pause exit the out is not complete until the next KVM_RUN: run
+ * once with immediate_exit so the saved registers are past it. */
+static void complete_pending_io(struct vcpu *v)
+{
+	v->run->immediate_exit = 1;
+	ioctl(v->fd, KVM_RUN, 0);
+	v->run->immediate_exit = 0;
+}
+
+static void *vcpu_main(void *arg)
+{
+	struct vcpu *v = arg;
+	struct vm *vm = v->vm;
+	sigset_t unblock;
+
+	vcpu_self = v;
+	sigemptyset(&unblock);
+	sigaddset(&unblock, SIGUSR1);
+	sigaddset(&unblock, SIGBUS);
+	pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
+	pthread_mutex_lock(&vm->lock);
+	for (;;) {
+		while (!v->go && !vm->stopping)
+			pthread_cond_wait(&vm->cond, &vm->lock);
+		if (vm->stopping)
+			break;
+		pthread_mutex_unlock(&vm->lock);
+		int rc = ioctl(v->fd, KVM_RUN, 0);
+		int err = rc < 0 ? errno : 0;
+
+		pthread_mutex_lock(&vm->lock);
+		v->exits++;
+		if (v->sigbus) {
+			describe_sigbus(v);
+		} else if (rc < 0 && err == EINTR) {
+			v->run->immediate_exit = 0; /* a kick */
+		} else if (rc < 0) {
+			vcpu_fail(v, "vCPU %u: KVM_RUN: %s", v->index, strerror(err));
+		} else if (vcpu_exit(v) && v->state == VCPU_PAUSED) {
+			complete_pending_io(v);
+		}
+		pthread_cond_broadcast(&vm->cond);
+	}
+	v->state = VCPU_EXITED;
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return NULL;
+}
+
+int vm_start(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		vm->vcpus[i].state = VCPU_RUNNING;
+		vm->vcpus[i].go = true;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+		int rc = pthread_create(&v->thread, NULL, vcpu_main, v);
+
+		if (rc)
+			return -rc;
+		v->started = true;
+	}
+	return 0;
+}
+
+int vm_command(struct vm *vm, enum vm_cmd cmd, uint64_t pause_after)
+{
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		if (vm->vcpus[i].state != VCPU_IDLE) {
+			pthread_mutex_unlock(&vm->lock);
+			return -EBUSY;
+		}
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		v->area->cmd = cmd;
+		v->area->pause_after = pause_after;
+		v->area->progress = 0;
+		v->area->cmd_seq++;
+		v->state = VCPU_RUNNING;
+		v->go = true;
+	}
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+int vm_wait(struct vm *vm)
+{
+	int rc;
+
+	pthread_mutex_lock(&vm->lock);
+	for (;;) {
+		unsigned running = 0, paused = 0, failed = 0;
+
+		for (unsigned i = 0; i < vm->nvcpus; i++) {
+			enum vcpu_state s = vm->vcpus[i].state;
+
+			running += s == VCPU_RUNNING;
+			paused += s == VCPU_PAUSED;
+			failed += s == VCPU_FAILED || s == VCPU_EXITED;
+		}
+		if (!running) {
+			rc = failed ? -EIO : paused ? -EINTR : 0;
+			break;
+		}
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return rc;
+}
+
+void vm_unpause(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		if (v->state == VCPU_PAUSED) {
+			v->state = VCPU_RUNNING;
+			v->go = true;
+		}
+	}
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+unsigned vm_report_failures(struct vm *vm, const char *prog)
+{
+	unsigned n = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		if (vm->vcpus[i].state == VCPU_FAILED) {
+			fprintf(stderr, "%s: %s\n", prog, vm->vcpus[i].error);
+			n++;
+		}
+	pthread_mutex_unlock(&vm->lock);
+	return n;
+}
+
+int vm_save_vcpu(struct vm *vm, unsigned i, struct vm_saved_vcpu *out)
+{
+	struct vcpu *v = &vm->vcpus[i];
+
+	if (ioctl(v->fd, KVM_GET_REGS, &out->regs) < 0 ||
+	    ioctl(v->fd, KVM_GET_SREGS, &out->sregs) < 0)
+		return -errno;
+	return 0;
+}
+
+int vm_restore_vcpu(struct vm *vm, unsigned i, const struct vm_saved_vcpu *in)
+{
+	struct vcpu *v = &vm->vcpus[i];
+
+	if (ioctl(v->fd, KVM_SET_SREGS, &in->sregs) < 0 ||
+	    ioctl(v->fd, KVM_SET_REGS, &in->regs) < 0)
+		return -errno;
+	return 0;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->stopping = true;
+	pthread_cond_broadcast(&vm->cond);
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		if (vm->vcpus[i].run)
+			vm->vcpus[i].run->immediate_exit = 1;
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		struct vcpu *v = &vm->vcpus[i];
+
+		if (!v->started)
+			continue;
+		/* Kick a vCPU in KVM_RUN until its thread is gone. */
+		while (pthread_tryjoin_np(v->thread, NULL) == EBUSY) {
+			pthread_kill(v->thread, SIGUSR1);
+			struct timespec ts = {0, 1000000};
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		if (vm->vcpus[i].run)
+			munmap(vm->vcpus[i].run, (size_t)vm->run_size);
+		if (vm->vcpus[i].fd >= 0)
+			close(vm->vcpus[i].fd);
+	}
+	if (vm->fd >= 0)
+		close(vm->fd);
+	if (vm->kvm >= 0)
+		close(vm->kvm);
+	if (vm->low)
+		munmap(vm->low, VM_LOW_SIZE);
+	pthread_cond_destroy(&vm->cond);
+	pthread_mutex_destroy(&vm->lock);
+}
+
+/* ---- the guest's latency histograms ------------------------------------------ */
+
+double vm_cycles_to_us(const struct vm *vm, uint64_t cycles)
+{
+	return (double)cycles * 1000.0 / (double)vm->tsc_khz;
+}
+
+double vm_latency_us(const struct vm *vm, double q)
+{
+	uint64_t total = 0, seen = 0;
+
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		total += vm->vcpus[i].area->timed;
+	if (!total)
+		return 0;
+	uint64_t want = (uint64_t)(q * (double)(total - 1)) + 1;
+
+	for (unsigned b = 0; b < VM_HIST_BUCKETS; b++) {
+		for (unsigned i = 0; i < vm->nvcpus; i++)
+			seen += vm->vcpus[i].area->hist[b];
+		if (seen >= want)
+			return vm_cycles_to_us(vm, vm_hist_floor(b));
+	}
+	return 0;
+}
+
+double vm_latency_max_us(const struct vm *vm)
+{
+	uint64_t m = 0;
+
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		if (vm->vcpus[i].area->max_cycles > m)
+			m = vm->vcpus[i].area->max_cycles;
+	return vm_cycles_to_us(vm, m);
+}
+
+void vm_latency_reset(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		volatile struct vm_area *a = vm->vcpus[i].area;
+
+		a->timed = a->max_cycles = 0;
+		for (unsigned b = 0; b < VM_HIST_BUCKETS; b++)
+			a->hist[b] = 0;
+	}
+}

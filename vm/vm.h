@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vswap-vm's machine: a minimal KVM virtual machine whose RAM is a memfd
+ * that vswap swaps.  It knows KVM and the guest program's contract
+ * (guest/abi.h); it knows nothing of vswap (vm/run.c drives both).
+ *
+ * Threads: one thread per vCPU runs KVM_RUN; the caller (the VMM's main
+ * thread) posts commands to idle vCPUs and waits for them.  A vCPU is idle
+ * when its guest halts with no command left (the guest is then paused: it
+ * touches no memory until the next command).
+ */
+#ifndef VSWAP_VM_VM_H
+#define VSWAP_VM_VM_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "guest/abi.h"
+
+enum vcpu_state {
+	VCPU_RUNNING = 0,
+	VCPU_IDLE,   /* halted with its command done */
+	VCPU_PAUSED, /* stopped at a pause point, state consistent for saving */
+	VCPU_FAILED, /* an exception, a KVM error or a SIGBUS: see error */
+	VCPU_EXITED,
+};
+
+struct vcpu {
+	struct vm *vm;
+	unsigned index;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+	volatile struct vm_area *area; /* host view of its control block */
+	/* under vm->lock */
+	enum vcpu_state state;
+	bool go; /* the VMM lets it (re-)enter the guest */
+	char error[256];
+	bool sigbus; /* a SIGBUS hit the thread in KVM_RUN */
+	uint64_t sigbus_addr;
+	uint64_t resumed_ns; /* first VM_PORT_RESUMED (0 = not yet) */
+	uint64_t exits;
+};
+
+struct vm_saved_vcpu {
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+};
+
+struct vm {
+	int kvm, fd;
+	int run_size;
+	uint64_t tsc_khz;
+	uint8_t *low; /* [0, VM_LOW_SIZE) */
+	uint8_t *ram; /* the memfd mapping, VM_RAM_BASE in the guest */
+	uint64_t ram_size;
+	unsigned nvcpus;
+	struct vcpu vcpus[VM_MAX_VCPUS];
+	volatile struct vm_shared *shared;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stopping;
+	uint64_t image_sum; /* checksum of the guest program (resume refuses another) */
+};
+
+/* The guest program's bytes, built from guest/ and embedded (vm/image.S). */
+extern const uint8_t vm_guest_image[];
+extern const uint8_t vm_guest_image_end[];
+
+/* Open /dev/kvm and create the VM: low memory, @ram (a mapping of the
+ * guest-RAM memfd, @ram_size bytes) at VM_RAM_BASE, @nvcpus vCPUs set up to
+ * enter the guest program.  Nothing runs yet.  A negative errno with a
+ * message in @why (KVM missing or unusable: -ENODEV, -EACCES, -ENOTSUP). */
+int vm_create(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, char *why,
+	      size_t whylen);
+/* Stop every vCPU thread and free everything but the RAM mapping. */
+void vm_destroy(struct vm *vm);
+
+/* Start the vCPU threads; each enters the guest, which halts idle at once
+ * (a fresh machine) or continues where it was saved (a restored one). */
+int vm_start(struct vm *vm);
+
+/* Give every vCPU command @cmd over its share of RAM and let them run.
+ * All must be idle.  @pause_after: WRITE pauses after that many pages. */
+int vm_command(struct vm *vm, enum vm_cmd cmd, uint64_t pause_after);
+/* Wait until no vCPU is running (idle, paused, failed).  Returns 0 if all
+ * are idle, -EINTR if one paused, -EIO if one failed (its error is in
+ * vcpu->error; vm_report_failures() prints them). */
+int vm_wait(struct vm *vm);
+/* Let paused vCPUs go on. */
+void vm_unpause(struct vm *vm);
+/* Print every failed vCPU's error to stderr; returns how many failed. */
+unsigned vm_report_failures(struct vm *vm, const char *prog);
+
+/* Registers of a paused or idle vCPU, and back (before vm_start). */
+int vm_save_vcpu(struct vm *vm, unsigned i, struct vm_saved_vcpu *out);
+int vm_restore_vcpu(struct vm *vm, unsigned i, const struct vm_saved_vcpu *in);
+
+/* The guest's first-access latency histogram, summed over vCPUs, as
+ * microseconds at percentile @q (0..1), and the maximum. */
+double vm_latency_us(const struct vm *vm, double q);
+double vm_latency_max_us(const struct vm *vm);
+void vm_latency_reset(struct vm *vm);
+double vm_cycles_to_us(const struct vm *vm, uint64_t cycles);
+
+uint64_t vm_now_ns(void);
+
+#endif

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/* What vm/'s flows share: one VMM's pieces and the helpers over them. */
+#ifndef VSWAP_VM_VMM_INTERNAL_H
+#define VSWAP_VM_VMM_INTERNAL_H
+
+#include <vswap/handler.h>
+#include <vswap/store.h>
+
+#include "vm/vm.h"
+#include "vm/vmm.h"
+
+struct vmm {
+	const struct vmm_opts *o;
+	struct vmm_result *r;
+	int memfd;
+	uint8_t *ram;
+	uint64_t ram_size, pages;
+	struct vm vm;
+	bool vm_made;
+	char tmpdir[64];
+	struct vswap_store *store;
+	struct vswap_handler *h;
+};
+
+double vmm_secs(uint64_t t0_ns);
+void vmm_stage(struct vmm *m, const char *name, double secs, uint64_t pages, uint64_t bytes,
+	       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+int vmm_status(struct vmm *m);
+int vmm_wait_state(struct vmm *m, enum vswap_state st, const char *what);
+int vmm_guest(struct vmm *m, enum vm_cmd cmd, uint64_t pause_after);
+int vmm_guest_wait(struct vmm *m);
+int vmm_memory(struct vmm *m);
+int vmm_machine(struct vmm *m);
+int vmm_store_path(struct vmm *m);
+int vmm_handler(struct vmm *m);
+void vmm_store_opts(const struct vmm *m, struct vswap_store_opts *so);
+int vmm_audit(struct vmm *m);
+void vmm_teardown(struct vmm *m, bool remove_store);
+
+#endif
