@@ -2,12 +2,16 @@
 /*
  * Acceptance test: single-byte damage to small stores.
  *
- * Three stores are built with a handler over a 512 KiB guest of known bytes
- * (every ninth page zero) and detached: after enable (every page staged),
- * after trim (zero pages dropped) and after swap-out (every page in the swap
- * file).  Each is then damaged one byte at a time (the byte XOR-ed with a
- * non-zero value): every byte of the index, and seeded random bytes of the
- * swap file and of the staging file.  For every flip:
+ * Three stores are built with a handler (enable by copy) over a 512 KiB
+ * guest of known bytes (every ninth page zero) and detached: after enable
+ * (every page staged), after trim (zero pages dropped) and after swap-out
+ * (every page in the swap file).  The index is first rewritten as a compact
+ * LMDB copy, so that it holds no free pages (which no reader reads) and
+ * every byte flipped is one a reader may meet.  Each store is then damaged
+ * one byte at a time (the byte XOR-ed with a non-zero value): every byte of
+ * the index (every fourth in sanitizer builds), and 700 seeded random bytes
+ * of the swap file and of the staging file (5000 with VSWAP_LONG=1).  For
+ * every flip:
  *   - vswap-fsck -n (the recovery library, in-process) neither crashes nor
  *     hangs and changes no byte (nor the mtime) of any file of the store,
  *     lock file included;
@@ -422,7 +426,8 @@ static uint8_t read_page(const struct flipstore *fs, const uint8_t *guest, uint8
 static void serve_child(const struct flipstore *fs, int out)
 {
 	struct vswap_store_opts so = {.staging_dir = fs->dir, .log = quiet};
-	struct vswap_handler_opts ho = {.workers = 1, .log = quiet};
+	struct vswap_handler_opts ho = {
+	    .workers = 1, .enable_mode = VSWAP_ENABLE_COPY, .log = quiet};
 	uint8_t verdict[GUEST_PAGES];
 	size_t len = (size_t)GUEST_PAGES * fs->ps;
 	struct sigaction sa = {.sa_handler = on_bus};
@@ -786,7 +791,8 @@ static void compact_index(const struct flipstore *fs)
 static void build_store(struct flipstore *fs, enum store_stage stage)
 {
 	struct vswap_store_opts so = {.staging_dir = NULL, .log = quiet};
-	struct vswap_handler_opts ho = {.workers = 1, .log = quiet};
+	struct vswap_handler_opts ho = {
+	    .workers = 1, .enable_mode = VSWAP_ENABLE_COPY, .log = quiet};
 	size_t len;
 	struct vswap_region reg;
 	struct vswap_handler *h;
