@@ -8,6 +8,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -354,6 +356,34 @@ static int check_leaked_bytes(struct vswap_fsck *f, int fd, const struct fsck_ex
 	return 0;
 }
 
+/*
+ * A read-only open leaves a missing staging file missing; a writable one
+ * creates it, if its directory exists.  So an audit says so rather than
+ * call clean a store whose staging file a handler would have to create, or
+ * could not (a damaged path).
+ */
+static int check_staging_file(struct vswap_fsck *f)
+{
+	const char *path = vswap_store_staging_path(f->store);
+	char dir[PATH_MAX];
+	struct stat st;
+	char *slash;
+
+	if (!path || vswap_store_staging_fd(f->store) >= 0)
+		return 0;
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	if (fsck_problem(f, VSWAP_PROBLEM_MISSING_STAGING_FILE, FSCK_NONE, FSCK_NONE,
+			 "%s: the staging file does not exist%s", path,
+			 slash && slash > dir && stat(dir, &st) != 0
+				 ? ", nor its directory: the store cannot be opened for writing"
+				 : "") < 0)
+		return -ENOMEM;
+	return 0;
+}
+
 int fsck_check_staging(struct vswap_fsck *f)
 {
 	struct staged_list l = { 0 };
@@ -361,6 +391,8 @@ int fsck_check_staging(struct vswap_fsck *f)
 	int fd = vswap_store_staging_fd(f->store);
 	int ret = vswap_store_foreach_staged(f->store, collect_staged, &l);
 
+	if (!ret)
+		ret = check_staging_file(f);
 	if (ret)
 		goto out;
 	sort_ranges(&l);

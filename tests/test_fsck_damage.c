@@ -17,8 +17,9 @@
  *     -y dropped the staged pages' records, which then read as zeros;
  * and per hostile file: an empty index, an invalid one (vswap-dump called
  * it a bad superblock), a FIFO in place of the swap file, the index or the
- * lock file, and a FIFO as the recorded owner of a leftover staging file
- * met by the orphan scan.  The tools run as child processes under a time
+ * lock file, a FIFO as the recorded owner of a leftover staging file met by
+ * the orphan scan, and a staging path with a typo (-n called clean a store
+ * the library cannot open).  The tools run as child processes under a time
  * limit, so a hang fails the test.
  */
 #include <errno.h>
@@ -681,6 +682,35 @@ static void test_orphan_owner_is_a_fifo(void **state)
 	free(page);
 }
 
+/* A typo in the index's staging path: a store the library cannot open for
+ * writing is not "clean". */
+static void test_staging_path_typo_is_not_clean(void **state)
+{
+	struct rfx_store *fx = *state;
+	const struct rfx_shape shape = {.total_pages = TOTAL, .written = WRITTEN};
+	char staging[PATH_MAX], typo[PATH_MAX + 16];
+	struct vswap_store *s;
+	struct raw_index ri;
+	char *out = NULL;
+	int code;
+
+	rebuild(fx, &shape);
+	staging_path(fx, staging, sizeof(staging));
+	snprintf(typo, sizeof(typo), "%s/nosuchdir%s", fx->dir, strrchr(staging, '/'));
+	raw_open(fx, &ri);
+	MDB_val k = {.mv_size = 12, .mv_data = "staging_path"};
+	MDB_val v = {.mv_size = strlen(typo), .mv_data = typo};
+	assert_int_equal(mdb_put(ri.txn, ri.meta, &k, &v, 0), 0);
+	raw_close(&ri);
+	assert_true(rfx_open(fx, false, &s) < 0);
+	code = fsck_tool(fx, "-n", &out);
+	if (code != 4 && code != 8)
+		fprintf(stderr, "fsck -n exited %d: %s\n", code, out);
+	assert_true(code == 4 || code == 8);
+	assert_non_null(strstr(out, "nosuchdir"));
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -703,6 +733,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_fifo_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fifo_lock_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_orphan_owner_is_a_fifo, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_staging_path_typo_is_not_clean, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

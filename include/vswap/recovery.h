@@ -95,6 +95,7 @@ enum vswap_problem_kind {
 	VSWAP_PROBLEM_LEAKED_STAGING,      /* staged bytes no record covers */
 	VSWAP_PROBLEM_EMPTY_STAGING_RECORD,/* staging record covers no bytes */
 	VSWAP_PROBLEM_ORPHAN_STAGING_FILE, /* staging file of no store */
+	VSWAP_PROBLEM_MISSING_STAGING_FILE,/* the store's staging file is gone */
 	VSWAP_PROBLEM_KIND_COUNT,
 };
 
