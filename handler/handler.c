@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -168,6 +169,9 @@ static int handler_init(struct vswap_handler *h, const struct vswap_region *regi
 int vswap_handler_create(const struct vswap_region *regions, unsigned n,
 			 const struct vswap_handler_opts *opts, struct vswap_handler **out)
 {
+	static const uint64_t zero[8]; /* the options' reserved space */
+	if (opts && memcmp(opts->reserved, zero, sizeof(zero)) != 0)
+		return -EINVAL;
 	long ps = sysconf(_SC_PAGESIZE);
 	int rc = regions_validate(regions, n, (size_t)ps);
 	if (rc < 0)

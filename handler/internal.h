@@ -6,13 +6,16 @@
  *   monitor thread  owns the epoll, the uffd list, the command queue's
  *                   consumer side and the swap-out progress (struct monitor).
  *   job thread      at most one: trim or swap-in (struct job).
- *   pool workers    move-to-staging copies; touch no store state.
+ *   pool workers    move-to-staging copies (copy mode), removals of swapped-out
+ *                   pages (protect mode); touch no store state.
  *   callers         enqueue commands; status() reads under the locks.
  * h->lock guards the store handle (not internally locked), the fault
  * counters and every page-state decision; it is held per fault, per chunk,
  * per trim batch.  h->slock guards the state, the transition record and the
  * last error, and h->scond announces state changes.  h->qlock guards the
- * command queue.  Lock order: lock, then slock; qlock is never nested.
+ * command queue.  h->wp.rlock guards the protect mode's bitmap (the pool's
+ * removals hold it alone).  Lock order: lock, then slock or wp.rlock; qlock
+ * is never nested.
  */
 #ifndef VSWAP_HANDLER_INTERNAL_H
 #define VSWAP_HANDLER_INTERNAL_H
@@ -28,6 +31,8 @@
 
 /* Epoll tokens below UFFD_TOKEN_BASE. */
 enum { TOKEN_CMD = 1, TOKEN_JOB = 2 };
+
+enum { SWAP_OUT_HOOK_WRITTEN = 0, SWAP_OUT_HOOK_COMMITTED = 1 };
 
 /* Swap-out commits (and so frees staging) every this many bytes. */
 #define SWAP_OUT_GROUP_BYTES (64u << 20)
@@ -96,8 +101,14 @@ struct deferred_fault {
 struct protect {
 	bool on;        /* the handler enables by protection */
 	bool active;    /* enabled: the bits are live */
+	/* @clean and its count are also changed by the pool workers that
+	 * remove swapped-out pages while the monitor writes the next ones:
+	 * every access holds @rlock (after h->lock where both are held). */
+	pthread_mutex_t rlock;
 	uint64_t *clean;
-	uint64_t nclean;
+	atomic_uint_fast64_t nclean;
+	struct run *removals; /* committed runs to remove (swap-out) */
+	unsigned nremovals, cap_removals;
 	uint64_t dirtied;   /* pages that left the set by a write since enable */
 	uint64_t wp_faults; /* write-protect faults handled (tests) */
 	uint64_t cursor;    /* swap-out: next page to look at */
@@ -179,6 +190,12 @@ struct vswap_handler {
 	 * without the lock, so a test can hold a job still meanwhile. */
 	void (*job_hook)(void *ctx);
 	void *job_hook_ctx;
+	/* Test hook: called by the swap-out on the monitor thread, without
+	 * the lock, after each chunk's write (SWAP_OUT_HOOK_WRITTEN) and after
+	 * each commit before the removals it allows (SWAP_OUT_HOOK_COMMITTED),
+	 * so a test can place a guest write in either window. */
+	void (*swap_out_hook)(void *ctx, int where);
+	void *swap_out_hook_ctx;
 
 	pthread_t thread;
 	atomic_uint nuffds; /* the monitor's list length, for status() */
@@ -246,9 +263,12 @@ void protect_swap_out_start(struct vswap_handler *h);
 /* Write the next run of protected pages from guest memory; lock held.
  * The pages written, 0 when none is left, or -errno; *first is set. */
 int64_t protect_write_run(struct vswap_handler *h, uint64_t *first);
-/* After the commit of written runs: remove those still protected; lock
- * held. */
+/* After the commit of written runs (lock held): note the pages still
+ * protected and present for removal; protect_remove_start() (lock not held)
+ * hands them to the pool, protect_remove_wait() waits for the removals. */
 void protect_remove_written(struct vswap_handler *h, uint64_t first, uint64_t count);
+void protect_remove_start(struct vswap_handler *h);
+void protect_remove_wait(struct vswap_handler *h);
 /* One trim batch in place (lock held): pages trimmed, or -1 when every
  * protected page was examined. */
 int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor);

@@ -7,7 +7,14 @@
  * Pass 1 records every data extent as staged and commits (log ahead,
  * invariant 5).  Pass 2 walks the same extents again, cut into batches of at
  * most a huge page so that a huge page is always removed whole, and the pool
- * copies each batch and punches its guest range.
+ * copies each batch, hashing every page as it lands (the store's page
+ * checksum, while the bytes are in cache).  Batches go in waves of at most
+ * MOVE_WAVE_BYTES: when a wave is copied, its checksums are recorded and
+ * committed, and only then are its guest ranges punched.  So a guest page
+ * leaves guest memory only once what verifies its staged copy is durable;
+ * a crash before that commit leaves staged pages without a checksum, which
+ * a later open never trusts.  The wave bounds how much guest memory is
+ * held twice (guest and staging) and costs one commit per wave.
  *
  * The guest range is punched with fallocate() rather than MADV_REMOVE: the
  * handler runs inside a registered process, and MADV_REMOVE on a registered
@@ -23,6 +30,7 @@
 #include "handler/internal.h"
 
 #define MAX_OPS 512
+#define MOVE_WAVE_BYTES (256ull << 20)
 
 struct copy_op {
 	void *dst;
@@ -30,21 +38,27 @@ struct copy_op {
 	size_t len;
 };
 
+struct move_task;
+
 struct move_ctx {
 	struct vswap_handler *h;
 	const struct hregion *r;
-	atomic_int error;
 	/* the batch being built */
 	off_t head; /* punch from here (relative to the region) */
 	size_t remaining;
 	unsigned nops;
 	struct copy_op ops[MAX_OPS];
+	/* the wave: batches copied or queued, not yet punched */
+	struct move_task *wave;
+	uint64_t wave_bytes;
 };
 
 struct move_task {
-	struct move_ctx *ctx;
+	struct move_task *next;
+	struct vswap_handler *h;
 	int memfd; /* the task's own: the context moves on to the next region */
 	off_t punch_off, punch_len; /* memfd offsets */
+	uint64_t *sums; /* per page of the ops, in order */
 	unsigned nops;
 	struct copy_op ops[];
 };
@@ -71,7 +85,9 @@ int region_next_extent(const struct hregion *r, off_t pos, off_t *data, off_t *h
 
 static int mark_region(struct vswap_handler *h, const struct hregion *r, uint64_t *pages)
 {
-	off_t pos = 0, data, hole;
+	/* Initialised: gcc -O2 cannot see that next_extent() sets both
+	 * whenever it returns 1. */
+	off_t pos = 0, data = 0, hole = 0;
 	int rc;
 	while ((rc = region_next_extent(r, pos, &data, &hole)) > 0) {
 		uint64_t first = r->first + ((uint64_t)data >> h->page_shift);
@@ -85,20 +101,63 @@ static int mark_region(struct vswap_handler *h, const struct hregion *r, uint64_
 	return rc;
 }
 
+static uint64_t op_first_page(const struct vswap_handler *h, const struct copy_op *op)
+{
+	return (uint64_t)((const uint8_t *)op->dst - (const uint8_t *)h->staging) >> h->page_shift;
+}
+
+/* Copy page by page and hash each copy while it is in cache. */
 static void move_worker(void *arg)
 {
 	struct move_task *t = arg;
-	for (unsigned i = 0; i < t->nops; i++)
-		memcpy(t->ops[i].dst, t->ops[i].src, t->ops[i].len);
-	if (t->punch_len > 0 &&
-	    fallocate(t->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, t->punch_off,
-		      t->punch_len) < 0) {
-		/* The guest keeps the page: staged and resident, resident
-		 * wins at the next fault; the move reports the error. */
-		int zero = 0;
-		atomic_compare_exchange_strong(&t->ctx->error, &zero, -errno);
+	const struct vswap_handler *h = t->h;
+	size_t k = 0;
+	for (unsigned i = 0; i < t->nops; i++) {
+		uint64_t page = op_first_page(h, &t->ops[i]);
+		for (size_t off = 0; off < t->ops[i].len; off += h->page_size) {
+			uint8_t *dst = (uint8_t *)t->ops[i].dst + off;
+			memcpy(dst, (const uint8_t *)t->ops[i].src + off, h->page_size);
+			t->sums[k++] = vswap_store_page_checksum(h->store, page++, dst);
+		}
 	}
-	free(t);
+}
+
+/*
+ * The wave is copied: record its checksums, commit them, and only then
+ * remove the guest's copies.  If the commit fails nothing is punched: the
+ * guest keeps every page (staged and resident: resident wins at the next
+ * fault) and the move reports the error.
+ */
+static int finish_wave(struct move_ctx *c)
+{
+	struct vswap_handler *h = c->h;
+	int rc = 0;
+	pool_wait_complete(h->pool);
+	pthread_mutex_lock(&h->lock);
+	for (struct move_task *t = c->wave; t && !rc; t = t->next) {
+		size_t k = 0;
+		for (unsigned i = 0; i < t->nops && !rc; i++) {
+			uint64_t n = t->ops[i].len >> h->page_shift;
+			rc = vswap_store_stage_record_sums(h->store, op_first_page(h, &t->ops[i]), n,
+							   t->sums + k);
+			k += n;
+		}
+	}
+	if (rc == 0)
+		rc = vswap_store_commit(h->store);
+	pthread_mutex_unlock(&h->lock);
+	while (c->wave) {
+		struct move_task *t = c->wave;
+		c->wave = t->next;
+		if (rc == 0 && t->punch_len > 0 &&
+		    fallocate(t->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, t->punch_off,
+			      t->punch_len) < 0)
+			rc = -errno;
+		free(t->sums);
+		free(t);
+	}
+	c->wave_bytes = 0;
+	return rc;
 }
 
 /* Queue the batch built so far; its punch runs from head to @end. */
@@ -107,7 +166,15 @@ static int flush_batch(struct move_ctx *c, off_t end)
 	struct move_task *t = malloc(sizeof(*t) + c->nops * sizeof(t->ops[0]));
 	if (!t)
 		return -ENOMEM;
-	t->ctx = c;
+	size_t bytes = 0;
+	for (unsigned i = 0; i < c->nops; i++)
+		bytes += c->ops[i].len;
+	t->sums = malloc((bytes >> c->h->page_shift) * sizeof(uint64_t) + 1);
+	if (!t->sums) {
+		free(t);
+		return -ENOMEM;
+	}
+	t->h = c->h;
 	t->memfd = c->r->memfd;
 	t->punch_off = c->r->offset + c->head;
 	t->punch_len = end - c->head;
@@ -117,9 +184,15 @@ static int flush_batch(struct move_ctx *c, off_t end)
 	c->head = end;
 	c->remaining = c->h->thp_size;
 	int rc = pool_push(c->h->pool, move_worker, t);
-	if (rc < 0)
+	if (rc < 0) {
+		free(t->sums);
 		free(t);
-	return rc;
+		return rc;
+	}
+	t->next = c->wave;
+	c->wave = t;
+	c->wave_bytes += bytes;
+	return c->wave_bytes >= MOVE_WAVE_BYTES ? finish_wave(c) : 0;
 }
 
 /* How much of an extent of @len bytes at @data the current batch takes. */
@@ -144,7 +217,7 @@ static int move_region(struct move_ctx *c)
 {
 	struct vswap_handler *h = c->h;
 	const struct hregion *r = c->r;
-	off_t pos = 0, data, hole;
+	off_t pos = 0, data = 0, hole = 0; /* see mark_region() */
 	int rc;
 	c->head = 0;
 	c->remaining = h->thp_size;
@@ -190,19 +263,26 @@ int move_to_staging(struct vswap_handler *h, uint64_t *pages)
 	if (rc < 0)
 		return rc;
 
-	struct move_ctx *c = malloc(sizeof(*c));
+	struct move_ctx *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	c->h = h;
-	atomic_init(&c->error, 0);
 	for (unsigned i = 0; i < h->nregions && rc == 0; i++) {
 		c->r = &h->regions[i];
 		rc = move_region(c);
 	}
-	/* Wait even after an error: queued tasks point into @c. */
-	pool_wait_complete(h->pool);
-	if (rc == 0)
-		rc = atomic_load(&c->error);
+	if (rc == 0) {
+		rc = finish_wave(c);
+	} else {
+		/* Copies queued are waited for and dropped, never punched. */
+		pool_wait_complete(h->pool);
+		while (c->wave) {
+			struct move_task *t = c->wave;
+			c->wave = t->next;
+			free(t->sums);
+			free(t);
+		}
+	}
 	free(c);
 	if (rc == 0 && regions_resident_pages(h) > 0)
 		hlog(h, VSWAP_LOG_WARN, "guest memory was written during the move to staging");

@@ -36,6 +36,18 @@
  *     soon not) resident: its bit is cleared (protect_forget) before any
  *     later removal could test it.
  *
+ * Swap-out removes its committed pages on the pool's workers, so that the
+ * monitor writes the next chunks meanwhile (the punch costs a third of the
+ * write).  A worker holds h->wp.rlock, not h->lock; so the bitmap has a lock
+ * of its own, taken by every reader and writer of a bit, and the rule above
+ * holds with "the same h->wp.rlock hold": a worker removes a page only while
+ * its bit is set under rlock, and protect_wp_fault() clears the bit under
+ * rlock (inside h->lock) before un-protecting.  The worker's snapshot was
+ * taken after the commit, and a page whose bit is still set has not changed
+ * since (every path that changes its record clears the bit first).  The
+ * monitor waits for the workers before Active, enable, and leaving
+ * protection.
+ *
  * Guest bytes are read without ever touching the registered mappings, so the
  * handler's own reads can never wait for a userfault it would serve itself:
  * trim uses pread() on the memfd (a hole reads as zeros and stays a hole),
@@ -137,14 +149,34 @@ static uint64_t next_set(const uint64_t *v, uint64_t from, uint64_t limit)
 	return limit;
 }
 
-void protect_forget(struct vswap_handler *h, uint64_t first, uint64_t count)
+/* Take [first, first+count) out of the set; rlock held. */
+static void forget_locked(struct vswap_handler *h, uint64_t first, uint64_t count)
 {
 	struct protect *wp = &h->wp;
-	if (!wp->clean || first >= h->total_pages)
+	if (first >= h->total_pages)
 		return;
 	if (count > h->total_pages - first)
 		count = h->total_pages - first;
-	wp->nclean -= bits_change(wp->clean, first, count, false);
+	atomic_fetch_sub(&wp->nclean, bits_change(wp->clean, first, count, false));
+}
+
+void protect_forget(struct vswap_handler *h, uint64_t first, uint64_t count)
+{
+	struct protect *wp = &h->wp;
+	if (!wp->clean)
+		return;
+	pthread_mutex_lock(&wp->rlock);
+	forget_locked(h, first, count);
+	pthread_mutex_unlock(&wp->rlock);
+}
+
+/* Whether page @p is in the set (rlock taken here). */
+static bool in_set(struct vswap_handler *h, uint64_t p)
+{
+	pthread_mutex_lock(&h->wp.rlock);
+	bool set = bit_get(h->wp.clean, p);
+	pthread_mutex_unlock(&h->wp.rlock);
+	return set;
 }
 
 /* ---- set-up -------------------------------------------------------------- */
@@ -154,6 +186,7 @@ int protect_init(struct vswap_handler *h)
 	struct protect *wp = &h->wp;
 	if (!wp->on)
 		return 0;
+	pthread_mutex_init(&wp->rlock, NULL);
 	wp->clean = calloc((h->total_pages + 63) / 64, sizeof(uint64_t));
 	if (!wp->clean)
 		return -ENOMEM;
@@ -173,8 +206,12 @@ void protect_fini(struct vswap_handler *h)
 		if (h->regions[i].alias)
 			munmap((void *)h->regions[i].alias,
 			       h->regions[i].end - h->regions[i].start);
+	if (h->wp.clean)
+		pthread_mutex_destroy(&h->wp.rlock);
 	free(h->wp.clean);
 	h->wp.clean = NULL;
+	free(h->wp.removals);
+	h->wp.removals = NULL;
 }
 
 /* ---- (un)protecting through the uffds ------------------------------------ */
@@ -247,14 +284,17 @@ int protect_enable(struct vswap_handler *h, uint64_t *pages)
 {
 	struct protect *wp = &h->wp;
 	*pages = 0;
+	protect_remove_wait(h);
 	int rc = protect_all(h);
 	if (rc < 0)
 		return rc;
 	struct vswap_store_stats st;
 	pthread_mutex_lock(&h->lock);
 	rc = vswap_store_stats(h->store, &st);
+	pthread_mutex_lock(&wp->rlock);
 	memset(wp->clean, 0, (h->total_pages + 63) / 64 * sizeof(uint64_t));
-	wp->nclean = 0;
+	atomic_store(&wp->nclean, 0);
+	pthread_mutex_unlock(&wp->rlock);
 	wp->dirtied = 0;
 	wp->cursor = 0;
 	h->c.from_file = h->c.from_staging = h->c.zeroed = h->c.redundant = 0;
@@ -269,7 +309,9 @@ int protect_enable(struct vswap_handler *h, uint64_t *pages)
 			vswap_store_mark_stale(h->store, first, count);
 			if (st.pages_staged)
 				vswap_store_stage_clear(h->store, first, count);
-			wp->nclean += bits_change(wp->clean, first, count, true);
+			pthread_mutex_lock(&wp->rlock);
+			atomic_fetch_add(&wp->nclean, bits_change(wp->clean, first, count, true));
+			pthread_mutex_unlock(&wp->rlock);
 			pos = hole;
 		}
 	}
@@ -292,6 +334,7 @@ void protect_release(struct vswap_handler *h)
 	struct monitor *m = &h->m;
 	if (!wp->on)
 		return;
+	protect_remove_wait(h);
 	pthread_mutex_lock(&h->lock);
 	bool was = wp->active;
 	wp->active = false;
@@ -342,8 +385,15 @@ int protect_wp_fault(struct vswap_handler *h, unsigned index, uintptr_t addr)
 	uint64_t page = r->first + ((addr - r->start) >> h->page_shift);
 	for (;;) {
 		pthread_mutex_lock(&h->lock);
-		if (wp->clean && bit_get(wp->clean, page)) {
-			protect_forget(h, page, 1);
+		bool was_clean = false;
+		if (wp->clean) {
+			pthread_mutex_lock(&wp->rlock);
+			was_clean = bit_get(wp->clean, page);
+			if (was_clean)
+				forget_locked(h, page, 1);
+			pthread_mutex_unlock(&wp->rlock);
+		}
+		if (was_clean) {
 			wp->dirtied++;
 			vswap_store_mark_stale(h->store, page, 1);
 		}
@@ -377,8 +427,10 @@ int64_t protect_write_run(struct vswap_handler *h, uint64_t *first)
 	struct protect *wp = &h->wp;
 	if (!wp->active)
 		return 0;
+	pthread_mutex_lock(&wp->rlock);
 	uint64_t p = next_set(wp->clean, wp->cursor, h->total_pages);
 	if (p >= h->total_pages) {
+		pthread_mutex_unlock(&wp->rlock);
 		wp->cursor = p;
 		return 0;
 	}
@@ -389,6 +441,7 @@ int64_t protect_write_run(struct vswap_handler *h, uint64_t *first)
 	uint64_t q = p + 1;
 	while (q < end && bit_get(wp->clean, q))
 		q++;
+	pthread_mutex_unlock(&wp->rlock);
 	/* Straight from guest memory (the alias of the same pages): the
 	 * bytes cannot change meanwhile, every writer waits on this thread. */
 	const uint8_t *src = r->alias + ((p - r->first) << h->page_shift);
@@ -402,7 +455,7 @@ int64_t protect_write_run(struct vswap_handler *h, uint64_t *first)
 
 static bool removable(struct vswap_handler *h, uint64_t p, bool want_present)
 {
-	if (!bit_get(h->wp.clean, p))
+	if (!in_set(h, p))
 		return false;
 	if (!want_present)
 		return true;
@@ -447,10 +500,132 @@ static void remove_runs(struct vswap_handler *h, uint64_t first, uint64_t count,
 	}
 }
 
+/* Note a run to remove, cut at region ends and at the chunk size (a
+ * worker holds rlock for one piece: a write fault waits at most that). */
+static int removal_add(struct vswap_handler *h, uint64_t first, uint64_t count)
+{
+	struct protect *wp = &h->wp;
+	while (count) {
+		const struct hregion *r = region_of_page(h, first);
+		uint64_t n = r->first + r->pages - first;
+		if (n > count)
+			n = count;
+		if (n > h->opts.chunk_pages)
+			n = h->opts.chunk_pages;
+		if (wp->nremovals == wp->cap_removals) {
+			unsigned cap = wp->cap_removals ? wp->cap_removals * 2 : 64;
+			struct run *v = realloc(wp->removals, cap * sizeof(*v));
+			if (!v)
+				return -ENOMEM;
+			wp->removals = v;
+			wp->cap_removals = cap;
+		}
+		wp->removals[wp->nremovals++] = (struct run){first, n};
+		first += n;
+		count -= n;
+	}
+	return 0;
+}
+
+static bool present(struct vswap_handler *h, uint64_t p)
+{
+	struct vswap_page_info pi;
+	return vswap_store_page(h->store, p, &pi) == 0 && pi.state == VSWAP_PAGE_PRESENT;
+}
+
 void protect_remove_written(struct vswap_handler *h, uint64_t first, uint64_t count)
 {
-	if (h->wp.active)
-		remove_runs(h, first, count, true);
+	struct protect *wp = &h->wp;
+	if (!wp->active)
+		return;
+	uint64_t end = first + count, p = first;
+	pthread_mutex_lock(&wp->rlock);
+	while (p < end) {
+		while (p < end && !(bit_get(wp->clean, p) && present(h, p)))
+			p++;
+		uint64_t q = p;
+		while (q < end && bit_get(wp->clean, q) && present(h, q))
+			q++;
+		/* Without memory for the list the pages stay: resident,
+		 * protected and present, consistent (see removal_run()). */
+		if (q > p && removal_add(h, p, q - p) < 0)
+			hlog(h, VSWAP_LOG_WARN,
+			     "no memory to remove pages %llu+%llu after swap-out",
+			     (unsigned long long)p, (unsigned long long)(q - p));
+		p = q;
+	}
+	pthread_mutex_unlock(&wp->rlock);
+}
+
+struct removal {
+	struct vswap_handler *h;
+	uint64_t first, count;
+};
+
+/*
+ * On a pool worker: punch the pages of the run still in the set, each piece
+ * in one rlock hold with its bit test.  A page that cannot be punched keeps
+ * its bit: it stays resident, protected and present in the store, and a
+ * later write makes it stale like any other (the next enable does too).
+ */
+static void removal_run(void *arg)
+{
+	struct removal *t = arg;
+	struct vswap_handler *h = t->h;
+	struct protect *wp = &h->wp;
+	const struct hregion *r = region_of_page(h, t->first);
+	uint64_t p = t->first, end = t->first + t->count;
+	pthread_mutex_lock(&wp->rlock);
+	while (p < end) {
+		while (p < end && !bit_get(wp->clean, p))
+			p++;
+		uint64_t q = p;
+		while (q < end && bit_get(wp->clean, q))
+			q++;
+		if (q == p)
+			break;
+		off_t off = r->offset + (off_t)((p - r->first) << h->page_shift);
+		if (fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
+			      (off_t)((q - p) << h->page_shift)) == 0)
+			forget_locked(h, p, q - p);
+		else
+			hlog(h, VSWAP_LOG_WARN, "removing pages %llu+%llu from guest memory: %s",
+			     (unsigned long long)p, (unsigned long long)(q - p),
+			     vswap_strerror(-errno));
+		p = q;
+	}
+	pthread_mutex_unlock(&wp->rlock);
+	free(t);
+}
+
+void protect_remove_start(struct vswap_handler *h)
+{
+	struct protect *wp = &h->wp;
+	pthread_mutex_lock(&h->lock);
+	unsigned n = wp->nremovals;
+	struct run *v = wp->removals;
+	wp->removals = NULL;
+	wp->nremovals = wp->cap_removals = 0;
+	pthread_mutex_unlock(&h->lock);
+	for (unsigned i = 0; i < n; i++) {
+		struct removal *t = malloc(sizeof(*t));
+		if (t) {
+			*t = (struct removal){h, v[i].first, v[i].count};
+			if (pool_push(h->pool, removal_run, t) == 0)
+				continue;
+			free(t);
+		}
+		/* No task: the pages stay (see removal_run()). */
+		hlog(h, VSWAP_LOG_WARN, "cannot queue the removal of pages %llu+%llu",
+		     (unsigned long long)v[i].first, (unsigned long long)v[i].count);
+	}
+	free(v);
+}
+
+void protect_remove_wait(struct vswap_handler *h)
+{
+	if (h->wp.on)
+		pool_wait_complete(h->pool);
 }
 
 /* ---- trim in place ------------------------------------------------------- */

@@ -74,6 +74,11 @@ int swap_out_flush(struct vswap_handler *h)
 		m->unclean_pages = 0;
 	}
 	pthread_mutex_unlock(&h->lock);
+	if (h->swap_out_hook)
+		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_COMMITTED);
+	/* Protect mode: the committed pages leave guest memory on the pool
+	 * while this thread writes the next ones. */
+	protect_remove_start(h);
 	return rc;
 }
 
@@ -92,6 +97,8 @@ int64_t swap_out_chunk(struct vswap_handler *h)
 		pthread_mutex_unlock(&h->lock);
 		if (rc < 0)
 			return rc;
+		if (h->swap_out_hook)
+			h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_WRITTEN);
 		if (m->unclean_pages << h->page_shift >= SWAP_OUT_GROUP_BYTES &&
 		    (rc = swap_out_flush(h)) < 0)
 			return rc;
@@ -104,6 +111,7 @@ int64_t swap_out_chunk(struct vswap_handler *h)
 		if (found < 0)
 			return found;
 		int rc = swap_out_flush(h);
+		protect_remove_wait(h); /* Active: the pages are out of memory */
 		return rc < 0 ? rc : 0;
 	}
 	/* The staging file is one mapping over all regions, so a run may

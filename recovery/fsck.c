@@ -24,6 +24,9 @@ int vswap_fsck_new(const char *path, const struct vswap_fsck_opts *opts, struct 
 
 	if (!path || !out)
 		return -EINVAL;
+	static const uint64_t zero[8]; /* the options' reserved space */
+	if (opts && memcmp(opts->reserved, zero, sizeof(zero)) != 0)
+		return -EINVAL;
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;

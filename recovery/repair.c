@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "recovery/internal.h"
 
@@ -339,7 +338,7 @@ static int rehome(struct vswap_fsck *f, struct fsck_record *r)
 		else
 			done += (uint32_t)k;
 	}
-	if (!ret && XXH3_64bits(buf, f->page_size) != r->xxh3)
+	if (!ret && vswap_store_page_checksum(f->store, r->page, buf) != r->xxh3)
 		ret = -EBADMSG;
 	if (!ret)
 		ret = vswap_store_write(f->store, r->page, 1, buf);

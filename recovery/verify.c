@@ -15,7 +15,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <xxh_x86dispatch.h>
 
 #include "recovery/internal.h"
 
@@ -109,10 +108,12 @@ static void queue_read(struct verifier *v, struct verify_read *rd)
 	io_uring_sqe_set_data(sqe, rd);
 }
 
-/* Hash what arrived; a page past the bytes that arrived is missing. */
+/* Hash what arrived; a page past the bytes that arrived is missing.  The
+ * checksum is the store's (vswap_store_page_checksum()): it binds the
+ * page number, so two records naming one slot are checked each. */
 static void check_read(struct verifier *v, struct verify_read *rd, int err)
 {
-	uint64_t last_slot = UINT64_MAX, last_sum = 0;
+	uint64_t last_slot = UINT64_MAX;
 
 	for (size_t k = 0; k < rd->nitems; k++) {
 		struct fsck_record *r = v->items[rd->first_item + k];
@@ -124,11 +125,10 @@ static void check_read(struct verifier *v, struct verify_read *rd, int err)
 			continue;
 		}
 		if (r->slot != last_slot) {
-			last_sum = XXH3_64bits_dispatch(rd->buf + off, v->ps);
 			last_slot = r->slot;
 			v->bytes_done += v->ps;
 		}
-		if (last_sum != r->xxh3)
+		if (vswap_store_page_checksum(v->f->store, r->page, rd->buf + off) != r->xxh3)
 			r->verdict = FSCK_MISMATCH;
 		v->pages_done++;
 	}

@@ -17,7 +17,6 @@
 #include "store/internal.h"
 
 #define DEFAULT_MAP_SIZE (64ull << 20)
-#define ENTRY_BYTES 16u /* u32 slot + 1, u32 state, u64 xxh3 */
 
 /* Meta keys. */
 static const char K_FORMAT[] = "format";
@@ -79,18 +78,20 @@ static int begin(struct vswap_store *s, unsigned flags, MDB_txn **txn)
 	return mdb_to_errno(rc);
 }
 
+/*
+ * Open the LMDB environment.  @create: the caller made the index file
+ * (empty, exclusively: LMDB initialises an empty file).  Otherwise the
+ * file is checked before LMDB maps it (store/index_file.c).  A read-only
+ * handle opens with MDB_RDONLY | MDB_NOLOCK: no lock file is created or
+ * written, and read access to the index is enough.
+ */
 int index_open(struct vswap_store *s, bool create)
 {
-	struct stat st;
-	if (!create && stat(s->index_path, &st) != 0) {
-		store_log(s, VSWAP_LOG_ERROR, "%s: index missing: %s", s->index_path,
-			  strerror(errno));
-		return -ENOENT;
-	}
-	if (create && stat(s->index_path, &st) == 0) {
-		store_log(s, VSWAP_LOG_ERROR, "%s: an index already exists", s->index_path);
-		return -EEXIST;
-	}
+	int ret;
+	if (!create && (ret = index_file_check(s)))
+		return ret;
+	if (!s->read_only && (ret = index_lock_file_prepare(s)))
+		return ret;
 	int rc = mdb_env_create(&s->env);
 	if (rc)
 		return mdb_to_errno(rc);
@@ -98,12 +99,13 @@ int index_open(struct vswap_store *s, bool create)
 	mdb_env_set_mapsize(s->env, s->map_size ? s->map_size : DEFAULT_MAP_SIZE);
 	unsigned flags = MDB_NOSUBDIR | MDB_NOTLS;
 	if (s->read_only)
-		flags |= MDB_RDONLY;
+		flags |= MDB_RDONLY | MDB_NOLOCK;
 	if (s->durability == VSWAP_DURABILITY_NONE)
 		flags |= MDB_NOSYNC;
 	rc = mdb_env_open(s->env, s->index_path, flags, 0600);
 	if (rc) {
-		store_log(s, VSWAP_LOG_ERROR, "%s: cannot open index: %s", s->index_path,
+		store_log(s, VSWAP_LOG_ERROR, "%s: %scannot open the index: %s", s->index_path,
+			  rc == MDB_INVALID || rc == MDB_CORRUPTED ? "bad index: " : "",
 			  mdb_strerror(rc));
 		return rc == MDB_INVALID ? -EUCLEAN : mdb_to_errno(rc);
 	}
@@ -115,7 +117,7 @@ int index_open(struct vswap_store *s, bool create)
 	}
 
 	MDB_txn *txn;
-	int ret = begin(s, s->read_only ? MDB_RDONLY : 0, &txn);
+	ret = begin(s, s->read_only ? MDB_RDONLY : 0, &txn);
 	if (ret)
 		return ret;
 	unsigned dflags = create ? MDB_CREATE : 0;
@@ -124,9 +126,9 @@ int index_open(struct vswap_store *s, bool create)
 	    (rc = mdb_dbi_open(txn, "staging", dflags, &s->dbi_staging)) ||
 	    (rc = blob_db_open(s, txn))) {
 		mdb_txn_abort(txn);
-		store_log(s, VSWAP_LOG_ERROR, "%s: not a vswap index (%s)", s->index_path,
+		store_log(s, VSWAP_LOG_ERROR, "%s: bad index: not a vswap index (%s)", s->index_path,
 			  mdb_strerror(rc));
-		return rc == MDB_NOTFOUND ? -EPROTONOSUPPORT : mdb_to_errno(rc);
+		return rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE ? -EUCLEAN : mdb_to_errno(rc);
 	}
 	rc = mdb_txn_commit(txn);
 	if (rc)
@@ -135,6 +137,46 @@ int index_open(struct vswap_store *s, bool create)
 	mdb_env_info(s->env, &info);
 	s->map_size = info.me_mapsize;
 	return 0;
+}
+
+/*
+ * Whether the file at the index path is a vswap index, and whose: its UUID
+ * record must be intact (its check is seeded by the UUID it holds, so a
+ * file that merely looks like one fails).  Read-only, no lock file.
+ */
+int index_identify(const struct vswap_store *s, uint8_t uuid[16])
+{
+	struct vswap_store probe = *s;
+	probe.env = NULL;
+	probe.read_only = true;
+	probe.log_level = VSWAP_LOG_ERROR;
+	int ret = index_file_check(&probe);
+	if (ret)
+		return ret;
+	MDB_env *env;
+	MDB_txn *txn = NULL;
+	MDB_dbi dbi;
+	MDB_val k = str_key(K_UUID), d;
+	if (mdb_env_create(&env))
+		return -ENOMEM;
+	mdb_env_set_maxdbs(env, 4);
+	ret = -EUCLEAN;
+	if (mdb_env_open(env, s->index_path, MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK, 0600) == 0 &&
+	    mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0 &&
+	    mdb_dbi_open(txn, "meta", 0, &dbi) == 0 && mdb_get(txn, dbi, &k, &d) == 0 &&
+	    d.mv_size == 24) {
+		uint64_t sum;
+		memcpy(&sum, (uint8_t *)d.mv_data + 16, 8);
+		probe.seed = checksum_store_seed(d.mv_data);
+		if (le64toh(sum) == index_record_check(&probe, DB_META, K_UUID, k.mv_size, d.mv_data, 16)) {
+			memcpy(uuid, d.mv_data, 16);
+			ret = 0;
+		}
+	}
+	if (txn)
+		mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return ret;
 }
 
 void index_close(struct vswap_store *s)
@@ -146,11 +188,18 @@ void index_close(struct vswap_store *s)
 
 /* ---- metadata ------------------------------------------------------------- */
 
+/* A meta value is its payload followed by the record check. */
 static int put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const void *v,
 		    size_t len)
 {
-	MDB_val k = str_key(key), d = {.mv_size = len, .mv_data = (void *)v};
-	return mdb_put(txn, s->dbi_meta, &k, &d, 0);
+	MDB_val k = str_key(key), d = {.mv_size = len + 8, .mv_data = NULL};
+	int rc = mdb_put(txn, s->dbi_meta, &k, &d, MDB_RESERVE);
+	if (rc)
+		return rc;
+	uint64_t sum = htole64(index_record_check(s, DB_META, key, k.mv_size, v, len));
+	memcpy(d.mv_data, v, len);
+	memcpy((uint8_t *)d.mv_data + len, &sum, 8);
+	return 0;
 }
 
 static int put_meta_u32(struct vswap_store *s, MDB_txn *txn, const char *key, uint32_t v)
@@ -226,10 +275,25 @@ int index_set_clean(struct vswap_store *s, bool clean)
 	return mdb_to_errno(mdb_txn_commit(txn));
 }
 
+/* get_meta()'s answer for a value whose check fails. */
+#define META_BAD (-30000)
+
+/* The payload of meta record @key: 0, MDB_NOTFOUND, or META_BAD (the value
+ * is too short for its check or fails it; @out then holds what is there). */
 static int get_meta(struct vswap_store *s, MDB_txn *txn, const char *key, MDB_val *out)
 {
 	MDB_val k = str_key(key);
-	return mdb_get(txn, s->dbi_meta, &k, out);
+	int rc = mdb_get(txn, s->dbi_meta, &k, out);
+	if (rc)
+		return rc;
+	if (out->mv_size < 8)
+		return META_BAD;
+	out->mv_size -= 8;
+	uint64_t sum;
+	memcpy(&sum, (uint8_t *)out->mv_data + out->mv_size, 8);
+	if (le64toh(sum) != index_record_check(s, DB_META, key, k.mv_size, out->mv_data, out->mv_size))
+		return META_BAD;
+	return 0;
 }
 
 static int get_meta_u32(struct vswap_store *s, MDB_txn *txn, const char *key, uint32_t *v)
@@ -239,24 +303,34 @@ static int get_meta_u32(struct vswap_store *s, MDB_txn *txn, const char *key, ui
 	if (rc)
 		return rc;
 	if (d.mv_size != 4)
-		return MDB_CORRUPTED;
+		return META_BAD;
 	memcpy(v, d.mv_data, 4);
 	*v = le32toh(*v);
 	return 0;
 }
 
-static int load_regions(struct vswap_store *s, MDB_txn *txn)
+static int get_meta_u64(struct vswap_store *s, MDB_txn *txn, const char *key, uint64_t *v)
 {
 	MDB_val d;
-	int rc = get_meta(s, txn, K_REGIONS, &d);
+	int rc = get_meta(s, txn, key, &d);
 	if (rc)
-		return rc == MDB_NOTFOUND ? 0 : rc;
+		return rc;
+	if (d.mv_size != 8)
+		return META_BAD;
+	memcpy(v, d.mv_data, 8);
+	*v = le64toh(*v);
+	return 0;
+}
+
+/* Decode the regions payload @d (its check already judged). */
+static int decode_regions(struct vswap_store *s, const MDB_val *d)
+{
 	uint32_t n;
-	if (d.mv_size < 4)
+	if (d->mv_size < 4)
 		return MDB_CORRUPTED;
-	memcpy(&n, d.mv_data, 4);
+	memcpy(&n, d->mv_data, 4);
 	n = le32toh(n);
-	if (d.mv_size != 4 + 8 * (size_t)n)
+	if (d->mv_size != 4 + 8 * (size_t)n)
 		return MDB_CORRUPTED;
 	if (n == 0)
 		return 0;
@@ -267,7 +341,7 @@ static int load_regions(struct vswap_store *s, MDB_txn *txn)
 	uint64_t total = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t p;
-		memcpy(&p, (uint8_t *)d.mv_data + 4 + 8 * i, 8);
+		memcpy(&p, (uint8_t *)d->mv_data + 4 + 8 * i, 8);
 		s->region_pages[i] = le64toh(p);
 		if (s->region_pages[i] == 0 || s->region_pages[i] > vswap_store_max_pages())
 			return MDB_CORRUPTED;
@@ -279,122 +353,231 @@ static int load_regions(struct vswap_store *s, MDB_txn *txn)
 	return 0;
 }
 
-/* A damaged index must not steer the store into truncating some other file:
- * the staging path must be absolute and named after this store's UUID. */
-static bool staging_path_plausible(const struct vswap_store *s)
+/*
+ * A damaged or hostile index must not steer the store to some other file:
+ * the staging path must be "<dir>/vswap-<uuid>.staging" of this store's
+ * UUID, in the configured staging directory when one is given, else in a
+ * canonical absolute directory (no symbolic link, no "." or "..": a store
+ * may have been created with another directory than the default).
+ */
+static bool staging_path_allowed(const struct vswap_store *s, const char *configured)
 {
 	char want[64], uuid[37];
 	vswap_uuid_format(s->sb.uuid, uuid);
 	snprintf(want, sizeof(want), "/vswap-%s.staging", uuid);
 	size_t n = strlen(s->staging_path), w = strlen(want);
-	return s->staging_path[0] == '/' && n > w && strcmp(s->staging_path + n - w, want) == 0;
+	if (s->staging_path[0] != '/' || n <= w || strcmp(s->staging_path + n - w, want) != 0)
+		return false;
+	char *dir = strndup(s->staging_path, n - w);
+	if (!dir)
+		return false;
+	char *real = realpath(configured ? configured : dir, NULL);
+	bool ok = real && strcmp(real, dir) == 0;
+	free(real);
+	free(dir);
+	return ok;
+}
+
+/* No regions record: a new store, unless records exist (then it is damage:
+ * pages would be read against no page space). */
+static int regions_missing(struct vswap_store *s, MDB_txn *txn)
+{
+	MDB_stat a, b;
+	if (mdb_stat(txn, s->dbi_pages, &a) || mdb_stat(txn, s->dbi_staging, &b))
+		return -EIO;
+	if (a.ms_entries == 0 && b.ms_entries == 0)
+		return 0;
+	store_log(s, s->tolerant ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR,
+		  "%s: bad index: regions record missing, but %zu page-group and %zu staging records "
+		  "exist",
+		  s->index_path, a.ms_entries, b.ms_entries);
+	if (!s->tolerant)
+		return -EUCLEAN;
+	s->damaged |= VSWAP_DAMAGED_REGIONS;
+	return 0;
+}
+
+/* A meta record that is missing or fails its check, by name. */
+static int bad_meta(struct vswap_store *s, const char *key, int rc)
+{
+	store_log(s, VSWAP_LOG_ERROR, "%s: bad index: the %s record %s", s->index_path, key,
+		  rc == MDB_NOTFOUND ? "is missing" : "fails its checksum");
+	return -EUCLEAN;
 }
 
 /* Check the meta table against the superblock; fill the handle. */
-static int load_meta(struct vswap_store *s, MDB_txn *txn)
+static int load_meta(struct vswap_store *s, MDB_txn *txn, const char *staging_dir)
 {
 	uint32_t format = 0, psz = 0, clean = 0;
+	uint64_t created = 0;
 	MDB_val d = {0, NULL};
-	int rc = get_meta_u32(s, txn, K_FORMAT, &format);
-	if (rc) {
-		store_log(s, VSWAP_LOG_ERROR, "%s: not a vswap index (no format record)",
+	/* The UUID first: an index of another store fails every check, and
+	 * that is what to say about it. */
+	int rc = get_meta(s, txn, K_UUID, &d);
+	if (rc == MDB_NOTFOUND) {
+		store_log(s, VSWAP_LOG_ERROR, "%s: bad index: not a vswap index (no uuid record)",
 			  s->index_path);
-		return rc == MDB_NOTFOUND ? -EPROTONOSUPPORT : mdb_to_errno(rc);
+		return -EUCLEAN;
 	}
-	if (format != VSWAP_FORMAT_VERSION) {
-		store_log(s, VSWAP_LOG_ERROR, "%s: unknown index format version %u (this build knows %u)",
-			  s->index_path, format, VSWAP_FORMAT_VERSION);
-		return -EPROTONOSUPPORT;
-	}
-	if (get_meta(s, txn, K_UUID, &d) || d.mv_size != 16 ||
-	    memcmp(d.mv_data, s->sb.uuid, 16) != 0) {
-		char a[37], b[37] = "(none)";
+	if (rc && rc != META_BAD)
+		return mdb_to_errno(rc);
+	if (d.mv_size < 16 || memcmp(d.mv_data, s->sb.uuid, 16) != 0) {
+		char a[37], b[37] = "(unreadable)";
 		vswap_uuid_format(s->sb.uuid, a);
-		if (d.mv_size == 16)
+		if (d.mv_size >= 16)
 			vswap_uuid_format(d.mv_data, b);
 		store_log(s, VSWAP_LOG_ERROR,
 			  "%s: index belongs to another store: its UUID is %s, the swap file's is %s",
 			  s->index_path, b, a);
 		return -EMEDIUMTYPE;
 	}
-	if (get_meta_u32(s, txn, K_PAGE_SIZE, &psz) || psz != s->page_size) {
+	if (rc == META_BAD || d.mv_size != 16)
+		return bad_meta(s, K_UUID, META_BAD);
+	rc = get_meta_u32(s, txn, K_FORMAT, &format);
+	if (rc)
+		return bad_meta(s, K_FORMAT, rc);
+	if (format != VSWAP_FORMAT_VERSION) {
+		store_log(s, VSWAP_LOG_ERROR, "%s: unknown index format version %u (this build knows %u)",
+			  s->index_path, format, VSWAP_FORMAT_VERSION);
+		return -EPROTONOSUPPORT;
+	}
+	if ((rc = get_meta_u32(s, txn, K_PAGE_SIZE, &psz)))
+		return bad_meta(s, K_PAGE_SIZE, rc);
+	if (psz != s->page_size) {
 		store_log(s, VSWAP_LOG_ERROR, "%s: index page size %u differs from the swap file's %u",
 			  s->index_path, psz, s->page_size);
 		return -EMEDIUMTYPE;
 	}
-	if ((rc = load_regions(s, txn))) {
-		store_log(s, VSWAP_LOG_ERROR, "%s: bad regions record", s->index_path);
-		return mdb_to_errno(rc);
-	}
-	get_meta_u32(s, txn, K_STATE, &s->state);
-	get_meta_u32(s, txn, K_CLEAN, &clean);
-	s->was_clean = clean != 0;
-	if (get_meta(s, txn, K_STAGING, &d) == 0 && d.mv_size > 0 && d.mv_size < 4096) {
-		s->staging_path = strndup(d.mv_data, d.mv_size);
-		if (!s->staging_path)
-			return -ENOMEM;
-		if (!staging_path_plausible(s)) {
+	rc = get_meta_u64(s, txn, K_CREATED, &created);
+	if (rc || created != s->sb.created_ns) {
+		if (!s->tolerant && rc)
+			return bad_meta(s, K_CREATED, rc);
+		if (!s->tolerant) {
 			store_log(s, VSWAP_LOG_ERROR,
-				  "%s: staging path \"%s\" is not vswap-<uuid>.staging of this store",
-				  s->index_path, s->staging_path);
+				  "%s: bad index: its creation time differs from the swap file's",
+				  s->index_path);
 			return -EUCLEAN;
 		}
+		s->damaged |= VSWAP_DAMAGED_CREATED;
+	}
+	/* regions: a damaged one must never silently change what the page
+	 * numbers mean.  A tolerant (repair) open takes it as decoded and
+	 * says so; recovery weighs it against the records' keys. */
+	rc = get_meta(s, txn, K_REGIONS, &d);
+	if (rc == META_BAD && s->tolerant) {
+		s->damaged |= VSWAP_DAMAGED_REGIONS;
+		store_log(s, VSWAP_LOG_WARN, "%s: the regions record fails its checksum",
+			  s->index_path);
+		rc = 0;
+	}
+	if (rc == META_BAD)
+		return bad_meta(s, K_REGIONS, rc);
+	if (rc == 0 && (rc = decode_regions(s, &d)) != 0) {
+		store_log(s, VSWAP_LOG_ERROR, "%s: bad index: bad regions record", s->index_path);
+		return rc == ENOMEM ? -ENOMEM : -EUCLEAN;
+	} else if (rc == MDB_NOTFOUND && (rc = regions_missing(s, txn)) != 0) {
+		return rc;
+	} else if (rc && rc != MDB_NOTFOUND) {
+		return mdb_to_errno(rc);
+	}
+	/* state and clean are advice: a damaged one reads as Failed and
+	 * unclean, which only makes the next steps more careful. */
+	rc = get_meta_u32(s, txn, K_STATE, &s->state);
+	if (rc == META_BAD || (rc == 0 && s->state > 6)) {
+		store_log(s, VSWAP_LOG_WARN, "%s: the state record is damaged; taken as Failed",
+			  s->index_path);
+		s->state = 1; /* Failed */
+		s->damaged |= VSWAP_DAMAGED_STATE;
+	}
+	rc = get_meta_u32(s, txn, K_CLEAN, &clean);
+	if (rc == META_BAD) {
+		store_log(s, VSWAP_LOG_WARN, "%s: the clean record is damaged; taken as unclean",
+			  s->index_path);
+		clean = 0;
+		s->damaged |= VSWAP_DAMAGED_CLEAN;
+	}
+	s->was_clean = rc == 0 && clean == 1;
+	rc = get_meta(s, txn, K_STAGING, &d);
+	if (rc == MDB_NOTFOUND)
+		return 0; /* staging_open() says so */
+	if (rc == META_BAD && !s->tolerant)
+		return bad_meta(s, K_STAGING, rc);
+	if (rc == META_BAD)
+		s->damaged |= VSWAP_DAMAGED_STAGING_PATH;
+	if (rc && rc != META_BAD)
+		return mdb_to_errno(rc);
+	if (d.mv_size == 0 || d.mv_size >= 4096 || memchr(d.mv_data, 0, d.mv_size)) {
+		store_log(s, VSWAP_LOG_ERROR, "%s: bad index: the staging path record is not a path",
+			  s->index_path);
+		return -EUCLEAN;
+	}
+	s->staging_path = strndup(d.mv_data, d.mv_size);
+	if (!s->staging_path)
+		return -ENOMEM;
+	if (!staging_path_allowed(s, staging_dir)) {
+		store_log(s, VSWAP_LOG_ERROR,
+			  "%s: the index's staging path \"%s\" is not vswap-<uuid>.staging of this "
+			  "store in %s%s; refusing it",
+			  s->index_path, s->staging_path, staging_dir ? "the staging directory " : "",
+			  staging_dir ? staging_dir : "a canonical absolute directory");
+		return -EUCLEAN;
 	}
 	return 0;
 }
 
 /* ---- page groups ----------------------------------------------------------- */
 
-/* Decode one group record, calling @fn for every entry (or once, corrupt). */
-static int decode_group(uint64_t group, const MDB_val *val, vswap_page_record_fn fn, void *ctx)
+/* Call @fn for every entry of a believed record, or once for one that is
+ * not (fault set, the group its key names). */
+static int walk_group(struct vswap_store *s, const MDB_val *key, const MDB_val *val,
+		      vswap_page_record_fn fn, void *ctx)
 {
-	const uint8_t *p = val->mv_data;
-	uint64_t mask;
-	struct vswap_page_record r = {.page = group * GROUP_PAGES, .group_pages = GROUP_PAGES};
-	if (val->mv_size < 8)
-		goto corrupt;
-	memcpy(&mask, p, 8);
-	mask = le64toh(mask);
-	if (val->mv_size != 8 + ENTRY_BYTES * (size_t)__builtin_popcountll(mask) || mask == 0)
-		goto corrupt;
-	p += 8;
-	for (unsigned i = 0; i < GROUP_PAGES; i++) {
-		if (!(mask >> i & 1))
-			continue;
-		uint32_t slot1, state;
-		uint64_t sum;
-		memcpy(&slot1, p, 4);
-		memcpy(&state, p + 4, 4);
-		memcpy(&sum, p + 8, 8);
-		p += ENTRY_BYTES;
-		slot1 = le32toh(slot1);
-		state = le32toh(state);
-		if (state < VSWAP_PAGE_PRESENT || state > VSWAP_PAGE_LOST ||
-		    (slot1 == 0 && state != VSWAP_PAGE_LOST))
-			goto corrupt;
-		struct vswap_page_record e = {
-			.page = group * GROUP_PAGES + i,
-			.slot = slot1 ? (uint64_t)slot1 - 1 : UINT64_MAX,
-			.state = (enum vswap_page_state)state,
-			.xxh3 = le64toh(sum),
-			.group_pages = 1,
+	uint64_t kg = 0;
+	struct group_view g;
+	enum vswap_record_fault f = VSWAP_RECORD_UNDECODABLE;
+	if (key->mv_size == 8) {
+		memcpy(&kg, key->mv_data, 8);
+		kg = be64toh(kg);
+		f = group_decode(s, kg, val->mv_data, val->mv_size, &g);
+	}
+	if (f != VSWAP_RECORD_OK) {
+		struct vswap_page_record r = {
+			.page = kg * GROUP_PAGES,
+			.slot = UINT64_MAX,
+			.corrupt = true,
+			.group_pages = GROUP_PAGES,
+			.fault = f,
+			.key_group = kg,
+			.claimed_group = f == VSWAP_RECORD_MISPLACED ? g.group : kg,
 		};
+		return fn(ctx, &r);
+	}
+	unsigned n = 0;
+	for (unsigned i = 0; i < GROUP_PAGES; i++) {
+		if (!(g.mask >> i & 1))
+			continue;
+		uint32_t state;
+		struct vswap_page_record e = {
+			.page = kg * GROUP_PAGES + i,
+			.group_pages = 1,
+			.key_group = kg,
+			.claimed_group = kg,
+		};
+		group_entry(&g, n++, &e.slot, &state, &e.xxh3);
+		e.state = (enum vswap_page_state)state;
 		int ret = fn(ctx, &e);
 		if (ret)
 			return ret;
 	}
 	return 0;
-corrupt:
-	r.corrupt = true;
-	r.slot = UINT64_MAX;
-	return fn(ctx, &r);
 }
 
-/* Encode group @g from the tables into @buf; returns bytes (8 = empty). */
+/* Encode group @g from the tables into @buf; returns the value's length,
+ * 0 if the group has no record. */
 static size_t encode_group(const struct vswap_store *s, uint64_t g, uint8_t *buf)
 {
 	uint64_t mask = 0;
-	uint8_t *p = buf + 8;
+	uint8_t *p = buf + group_encode_begin(buf, g);
 	uint64_t first = g * GROUP_PAGES;
 	for (unsigned i = 0; i < GROUP_PAGES && first + i < s->total_pages; i++) {
 		uint32_t w = s->pages[first + i];
@@ -419,16 +602,15 @@ static size_t encode_group(const struct vswap_store *s, uint64_t g, uint8_t *buf
 		memcpy(p, &slot1, 4);
 		memcpy(p + 4, &state, 4);
 		memcpy(p + 8, &sum, 8);
-		p += ENTRY_BYTES;
+		p += PG_ENTRY;
 	}
-	mask = htole64(mask);
-	memcpy(buf, &mask, 8);
-	return (size_t)(p - buf);
-}
-
-static uint64_t group_staged_bits(const struct vswap_store *s, uint64_t g)
-{
-	return s->staged[g]; /* GROUP_PAGES == 64: one bitmap word per group */
+	if (!mask)
+		return 0;
+	uint64_t le = htole64(mask);
+	memcpy(buf + 8, &le, 8);
+	size_t len = (size_t)(p - buf);
+	record_seal(s, DB_PAGES, g, buf, len);
+	return len + 8;
 }
 
 struct load_ctx {
@@ -442,7 +624,7 @@ static int load_record(void *arg, const struct vswap_page_record *r)
 	struct vswap_store *s = lc->s;
 	const char *why = NULL;
 	if (r->corrupt)
-		why = "undecodable group record";
+		why = record_fault_name(r->fault);
 	else if (r->page >= s->total_pages)
 		why = "page beyond the regions";
 	else if (r->slot != UINT64_MAX && r->slot >= STORE_MAX_SLOTS)
@@ -452,13 +634,24 @@ static int load_record(void *arg, const struct vswap_page_record *r)
 	if (why) {
 		lc->conflicts++;
 		/* Keep what fits the 30-bit slot field; kept records are written
-		 * back with their group (see encode_group()). */
+		 * back with their group (see encode_group()).  Records that
+		 * are not believed stay in the index as they are, for
+		 * recovery, until their group is rewritten. */
 		if (s->tolerant && !r->corrupt && r->page < s->total_pages)
 			leftout_add(s, r);
-		store_log(s, s->tolerant ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR,
-			  "%s: index record of page %llu: %s%s", s->index_path,
-			  (unsigned long long)r->page, why,
-			  s->tolerant ? " (left out)" : "; run vswap-fsck");
+		if (r->corrupt)
+			store_log(s, s->tolerant ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR,
+				  "%s: bad index: the page-group record of key %llu (pages %llu-%llu) "
+				  "%s%s",
+				  s->index_path, (unsigned long long)r->key_group,
+				  (unsigned long long)r->page,
+				  (unsigned long long)(r->page + r->group_pages - 1), why,
+				  s->tolerant ? "" : "; its pages are lost: run vswap-fsck");
+		else
+			store_log(s, s->tolerant ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR,
+				  "%s: index record of page %llu: %s%s", s->index_path,
+				  (unsigned long long)r->page, why,
+				  s->tolerant ? " (left out)" : "; run vswap-fsck");
 		return s->tolerant ? 0 : -EUCLEAN;
 	}
 	if (r->slot != UINT64_MAX)
@@ -478,24 +671,9 @@ static int load_groups(struct vswap_store *s, MDB_txn *txn)
 		return mdb_to_errno(rc);
 	MDB_val k, v;
 	int ret = 0;
-	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		uint64_t g;
-		if (k.mv_size != 8) {
-			ret = -EUCLEAN;
-			store_log(s, VSWAP_LOG_ERROR, "%s: bad page-group key", s->index_path);
-			if (s->tolerant) {
-				ret = 0;
-				continue;
-			}
-			break;
-		}
-		memcpy(&g, k.mv_data, 8);
-		g = be64toh(g);
-		ret = decode_group(g, &v, load_record, &lc);
-		if (ret)
-			break;
-	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && !ret;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+		ret = walk_group(s, &k, &v, load_record, &lc);
 	mdb_cursor_close(cur);
 	if (!ret && rc != MDB_NOTFOUND)
 		ret = mdb_to_errno(rc);
@@ -510,39 +688,65 @@ static int load_staging(struct vswap_store *s, MDB_txn *txn)
 	if (rc)
 		return mdb_to_errno(rc);
 	MDB_val k, v;
+	int ret = 0;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		uint64_t g, bits;
-		if (k.mv_size != 8 || v.mv_size != 8) {
-			store_log(s, VSWAP_LOG_WARN, "%s: bad staging record (ignored)", s->index_path);
+		uint64_t g = 0;
+		struct staging_view sv;
+		enum vswap_record_fault f = VSWAP_RECORD_UNDECODABLE;
+		if (k.mv_size == 8) {
+			memcpy(&g, k.mv_data, 8);
+			g = be64toh(g);
+			f = staging_decode(s, g, v.mv_data, v.mv_size, &sv);
+		}
+		if (f == VSWAP_RECORD_OK && g >= s->ngroups) {
+			store_log(s, s->tolerant ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR,
+				  "%s: bad index: staging record of group %llu beyond the regions",
+				  s->index_path, (unsigned long long)g);
+			if (!s->tolerant) {
+				ret = -EUCLEAN;
+				break;
+			}
 			continue;
 		}
-		memcpy(&g, k.mv_data, 8);
-		memcpy(&bits, v.mv_data, 8);
-		g = be64toh(g);
-		bits = le64toh(bits);
-		if (g >= s->ngroups) {
-			store_log(s, VSWAP_LOG_WARN, "%s: staging record beyond the regions (ignored)",
-				  s->index_path);
+		if (f != VSWAP_RECORD_OK) {
+			/* Which pages are staged is unknown: nothing is believed,
+			 * so a non-tolerant open refuses, and recovery sees it
+			 * through vswap_store_foreach_staged_page(). */
+			store_log(s, s->tolerant ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR,
+				  "%s: bad index: the staging record of key %llu %s%s", s->index_path,
+				  (unsigned long long)g, record_fault_name(f),
+				  s->tolerant ? "" : "; run vswap-fsck");
+			if (!s->tolerant) {
+				ret = -EUCLEAN;
+				break;
+			}
 			continue;
 		}
-		uint64_t last = s->total_pages - g * GROUP_PAGES;
+		uint64_t last = s->total_pages - g * GROUP_PAGES, keep = ~0ull;
 		if (last < 64)
-			bits &= (1ull << last) - 1;
-		s->staged[g] = bits;
-		s->n_staged += (uint64_t)__builtin_popcountll(bits);
+			keep = (1ull << last) - 1;
+		s->staged[g] = sv.staged & keep;
+		s->summed[g] = sv.summed & keep;
+		for (uint64_t w = s->summed[g]; w; w &= w - 1) {
+			unsigned bit = (unsigned)__builtin_ctzll(w);
+			s->ssums[g * GROUP_PAGES + bit] = staging_view_sum(&sv, bit);
+		}
+		s->n_staged += (uint64_t)__builtin_popcountll(s->staged[g]);
 	}
 	mdb_cursor_close(cur);
+	if (ret)
+		return ret;
 	return rc == MDB_NOTFOUND ? 0 : mdb_to_errno(rc);
 }
 
-int index_load(struct vswap_store *s)
+int index_load(struct vswap_store *s, const char *staging_dir)
 {
 	MDB_txn *txn;
 	int ret = begin(s, MDB_RDONLY, &txn);
 	if (ret)
 		return ret;
-	ret = load_meta(s, txn);
+	ret = load_meta(s, txn, staging_dir);
 	if (!ret && s->total_pages) {
 		ret = tables_alloc(s);
 		if (!ret)
@@ -558,12 +762,12 @@ int index_load(struct vswap_store *s)
 
 static int put_group(struct vswap_store *s, MDB_txn *txn, uint64_t g, uint8_t *buf)
 {
-	uint64_t kb, sb;
+	uint64_t kb;
 	MDB_val k, v;
 	group_key(g, &kb, &k);
 	size_t len = encode_group(s, g, buf);
 	int rc;
-	if (len > 8) {
+	if (len) {
 		v = (MDB_val){.mv_size = len, .mv_data = buf};
 		rc = mdb_put(txn, s->dbi_pages, &k, &v, 0);
 	} else {
@@ -571,10 +775,9 @@ static int put_group(struct vswap_store *s, MDB_txn *txn, uint64_t g, uint8_t *b
 	}
 	if (rc && rc != MDB_NOTFOUND)
 		return rc;
-	uint64_t bits = group_staged_bits(s, g);
-	if (bits) {
-		sb = htole64(bits);
-		v = (MDB_val){.mv_size = 8, .mv_data = &sb};
+	if (s->staged[g]) {
+		len = staging_encode(s, g, buf);
+		v = (MDB_val){.mv_size = len, .mv_data = buf};
 		rc = mdb_put(txn, s->dbi_staging, &k, &v, 0);
 	} else {
 		rc = mdb_del(txn, s->dbi_staging, &k, NULL);
@@ -589,7 +792,7 @@ static int commit_once(struct vswap_store *s)
 	int ret = begin(s, 0, &txn);
 	if (ret)
 		return ret;
-	uint8_t buf[8 + ENTRY_BYTES * GROUP_PAGES];
+	uint8_t buf[PG_VALUE_MAX > SG_VALUE_MAX ? PG_VALUE_MAX : SG_VALUE_MAX];
 	int rc = 0;
 	uint64_t words = (s->ngroups + 63) / 64;
 	for (uint64_t wi = 0; wi < words && !rc; wi++) {
@@ -647,17 +850,8 @@ int vswap_store_foreach_page(struct vswap_store *s, vswap_page_record_fn fn, voi
 	}
 	MDB_val k, v;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && !ret;
-	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		uint64_t g = 0;
-		if (k.mv_size == 8) {
-			memcpy(&g, k.mv_data, 8);
-			g = be64toh(g);
-			ret = decode_group(g, &v, fn, ctx);
-		} else {
-			struct vswap_page_record r = {.corrupt = true, .slot = UINT64_MAX};
-			ret = fn(ctx, &r);
-		}
-	}
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+		ret = walk_group(s, &k, &v, fn, ctx);
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 	if (!ret && rc != MDB_NOTFOUND)
@@ -665,7 +859,8 @@ int vswap_store_foreach_page(struct vswap_store *s, vswap_page_record_fn fn, voi
 	return ret;
 }
 
-int vswap_store_foreach_staged(struct vswap_store *s, vswap_staged_range_fn fn, void *ctx)
+/* Every staging record, per page, or once for a record not believed. */
+int vswap_store_foreach_staged_page(struct vswap_store *s, vswap_staged_record_fn fn, void *ctx)
 {
 	MDB_txn *txn;
 	int ret = begin(s, MDB_RDONLY, &txn);
@@ -677,37 +872,77 @@ int vswap_store_foreach_staged(struct vswap_store *s, vswap_staged_range_fn fn, 
 		mdb_txn_abort(txn);
 		return mdb_to_errno(rc);
 	}
-	uint64_t run_first = 0, run_len = 0;
 	MDB_val k, v;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && !ret;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-		uint64_t g, bits;
-		if (k.mv_size != 8 || v.mv_size != 8)
+		uint64_t g = 0;
+		struct staging_view sv;
+		enum vswap_record_fault f = VSWAP_RECORD_UNDECODABLE;
+		if (k.mv_size == 8) {
+			memcpy(&g, k.mv_data, 8);
+			g = be64toh(g);
+			f = staging_decode(s, g, v.mv_data, v.mv_size, &sv);
+		}
+		if (f != VSWAP_RECORD_OK) {
+			struct vswap_staged_record r = {
+				.page = g * GROUP_PAGES,
+				.corrupt = true,
+				.group_pages = GROUP_PAGES,
+				.fault = f,
+				.key_group = g,
+				.claimed_group = f == VSWAP_RECORD_MISPLACED ? sv.group : g,
+			};
+			ret = fn(ctx, &r);
 			continue;
-		memcpy(&g, k.mv_data, 8);
-		memcpy(&bits, v.mv_data, 8);
-		g = be64toh(g);
-		bits = le64toh(bits);
-		for (unsigned i = 0; i < 64 && !ret; i++) {
-			if (!(bits >> i & 1))
-				continue;
-			uint64_t p = g * 64 + i;
-			if (run_len && run_first + run_len == p) {
-				run_len++;
-				continue;
-			}
-			if (run_len)
-				ret = fn(ctx, run_first, run_len);
-			run_first = p;
-			run_len = 1;
+		}
+		for (uint64_t w = sv.staged; w && !ret; w &= w - 1) {
+			unsigned bit = (unsigned)__builtin_ctzll(w);
+			struct vswap_staged_record r = {
+				.page = g * GROUP_PAGES + bit,
+				.summed = sv.summed >> bit & 1,
+				.group_pages = 1,
+				.key_group = g,
+				.claimed_group = g,
+			};
+			if (r.summed)
+				r.xxh3 = staging_view_sum(&sv, bit);
+			ret = fn(ctx, &r);
 		}
 	}
-	if (!ret && run_len)
-		ret = fn(ctx, run_first, run_len);
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 	if (!ret && rc != MDB_NOTFOUND)
 		ret = mdb_to_errno(rc);
+	return ret;
+}
+
+struct range_walk {
+	vswap_staged_range_fn fn;
+	void *ctx;
+	uint64_t first, len;
+};
+
+static int range_step(void *arg, const struct vswap_staged_record *r)
+{
+	struct range_walk *w = arg;
+	if (r->corrupt)
+		return 0;
+	if (w->len && w->first + w->len == r->page) {
+		w->len++;
+		return 0;
+	}
+	int ret = w->len ? w->fn(w->ctx, w->first, w->len) : 0;
+	w->first = r->page;
+	w->len = 1;
+	return ret;
+}
+
+int vswap_store_foreach_staged(struct vswap_store *s, vswap_staged_range_fn fn, void *ctx)
+{
+	struct range_walk w = {.fn = fn, .ctx = ctx};
+	int ret = vswap_store_foreach_staged_page(s, range_step, &w);
+	if (!ret && w.len)
+		ret = fn(ctx, w.first, w.len);
 	return ret;
 }
 
@@ -732,6 +967,7 @@ int vswap_store_drop_group(struct vswap_store *s, uint64_t group)
 		page_set(s, p, 0, 0);
 		if (bit_test(s->staged, p)) {
 			bit_clear(s->staged, p);
+			bit_clear(s->summed, p);
 			s->n_staged--;
 		}
 	}
@@ -742,12 +978,20 @@ int vswap_store_drop_group(struct vswap_store *s, uint64_t group)
 	uint64_t kb;
 	MDB_val k;
 	group_key(group, &kb, &k);
-	int rc = mdb_del(txn, s->dbi_pages, &k, NULL);
-	if (rc == 0 || rc == MDB_NOTFOUND)
-		rc = mdb_del(txn, s->dbi_staging, &k, NULL);
-	if (rc && rc != MDB_NOTFOUND) {
+	int rc = mdb_del(txn, s->dbi_pages, &k, NULL), rc2 = 0;
+	bool deleted = rc == 0;
+	if (rc == 0 || rc == MDB_NOTFOUND) {
+		rc2 = mdb_del(txn, s->dbi_staging, &k, NULL);
+		deleted |= rc2 == 0;
+		rc = rc2 == MDB_NOTFOUND ? 0 : rc2;
+	}
+	if (rc) {
 		mdb_txn_abort(txn);
 		return mdb_to_errno(rc);
+	}
+	if (!deleted) {
+		mdb_txn_abort(txn);
+		return -ENOENT; /* nothing under that key: the caller's fix did not take */
 	}
 	return mdb_to_errno(mdb_txn_commit(txn));
 }

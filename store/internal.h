@@ -48,6 +48,32 @@ static inline uint64_t pw_slot(uint32_t w)
 	return (w & PW_SLOT_MASK) ? (uint64_t)(w & PW_SLOT_MASK) - 1 : PW_NO_SLOT;
 }
 
+/* Database ids bound into record checks (store/record.c). */
+#define DB_META 1u
+#define DB_PAGES 2u
+#define DB_STAGING 3u
+/* Page-group value: u64 group, u64 mask, 16-byte entries, u64 check. */
+#define PG_HEAD 16u
+#define PG_ENTRY 16u
+/* Staging value: u64 group, u64 staged, u64 summed, u64 sums, u64 check. */
+#define SG_HEAD 24u
+#define PG_VALUE_MAX (PG_HEAD + PG_ENTRY * GROUP_PAGES + 8)
+#define SG_VALUE_MAX (SG_HEAD + 8 * GROUP_PAGES + 8)
+
+/* A decoded page-group value (points into the LMDB value). */
+struct group_view {
+	uint64_t group; /* the record's own group (the key's unless misplaced) */
+	uint64_t mask;
+	const uint8_t *entries;
+};
+
+/* A decoded staging value. */
+struct staging_view {
+	uint64_t group;
+	uint64_t staged, summed;
+	const uint8_t *sums;
+};
+
 /* Growable array of slot numbers (slots freed since the last commit). */
 struct slot_vec {
 	uint64_t *v;
@@ -73,6 +99,10 @@ struct vswap_store {
 	bool read_only;
 	bool tolerant;
 	bool unlinked;  /* creating: the swap file has no name yet */
+	/* creating: what this creation made (removed if it fails) and the
+	 * index's descriptor holding the creation's flock */
+	bool made_swap, made_index, made_lock, made_staging;
+	int index_fd;
 	bool was_clean;
 	enum vswap_durability durability;
 	vswap_log_fn log;
@@ -80,6 +110,8 @@ struct vswap_store {
 	enum vswap_log_level log_level;
 
 	struct vswap_superblock sb;
+	uint64_t seed; /* store seed: XXH3-64 of the UUID (store/checksum.h) */
+	uint32_t damaged; /* VSWAP_DAMAGED_* of a tolerant open */
 	uint32_t page_size;
 	unsigned page_shift;
 	uint32_t state;
@@ -92,6 +124,8 @@ struct vswap_store {
 	uint32_t *pages;       /* page word per page */
 	uint64_t *sums;        /* XXH3-64 per page (of its slot's bytes) */
 	uint64_t *staged;      /* bitmap: page is staged */
+	uint64_t *summed;      /* bitmap: the staged copy's checksum is known */
+	uint64_t *ssums;       /* checksum per page of its staged copy */
 	uint64_t *slot_used;   /* bitmap: slot allocated or freed-uncommitted */
 	uint64_t slot_cap;     /* bits in slot_used */
 	uint64_t slots_end;    /* one past the highest slot in use */
@@ -158,14 +192,35 @@ int range_vec_push(struct range_vec *v, uint64_t first, uint64_t count);
 int leftout_add(struct vswap_store *s, const struct vswap_page_record *r);
 const struct vswap_page_record *leftout_find(const struct vswap_store *s, uint64_t page);
 
+/* index_file.c: the index's files checked before LMDB maps them */
+int index_file_check(struct vswap_store *s);
+int index_lock_file_prepare(struct vswap_store *s);
+
 /* index.c: the LMDB environment */
 int index_open(struct vswap_store *s, bool create);
+int index_identify(const struct vswap_store *s, uint8_t uuid[16]);
 void index_close(struct vswap_store *s);
 int index_write_meta_initial(struct vswap_store *s);
-int index_load(struct vswap_store *s);
+int index_load(struct vswap_store *s, const char *staging_dir);
 int index_commit(struct vswap_store *s);
 int index_set_clean(struct vswap_store *s, bool clean);
 uint64_t index_bytes_used(struct vswap_store *s);
+
+/* record.c: record encodings and checks */
+uint64_t index_record_check(const struct vswap_store *s, uint32_t db, const void *key, size_t klen,
+		      const void *val, size_t vlen);
+void record_seal(const struct vswap_store *s, uint32_t db, uint64_t group, uint8_t *val,
+		 size_t len);
+size_t group_encode_begin(uint8_t *buf, uint64_t group);
+enum vswap_record_fault group_decode(const struct vswap_store *s, uint64_t key_group,
+				     const uint8_t *val, size_t len, struct group_view *out);
+void group_entry(const struct group_view *g, unsigned n, uint64_t *slot, uint32_t *state,
+		 uint64_t *sum);
+enum vswap_record_fault staging_decode(const struct vswap_store *s, uint64_t key_group,
+				       const uint8_t *val, size_t len, struct staging_view *out);
+uint64_t staging_view_sum(const struct staging_view *v, unsigned bit);
+size_t staging_encode(const struct vswap_store *s, uint64_t g, uint8_t *buf);
+const char *record_fault_name(enum vswap_record_fault f);
 
 /* blob.c: named values committed with the pages (hooks for index.c) */
 int blob_db_open(struct vswap_store *s, MDB_txn *txn);
@@ -176,15 +231,21 @@ void blob_free(struct vswap_store *s);
 
 /* staging.c: the staging file */
 int staging_create(struct vswap_store *s, const char *dir);
-int staging_open(struct vswap_store *s);
-int staging_resize(struct vswap_store *s);
+int staging_open(struct vswap_store *s, const char *dir);
+int staging_resize(struct vswap_store *s, bool shrink);
 void staging_close(struct vswap_store *s);
 int staging_punch(struct vswap_store *s, uint64_t first, uint64_t count);
 int staging_punch_unstaged(struct vswap_store *s);
+int staging_verify_loaded(struct vswap_store *s);
 
 /* The largest request the I/O paths issue: keeps lengths far from the
  * kernel's per-call limit and from 32-bit overflow. */
 #define MAX_REQ_PAGES 16384u
+
+static inline uint64_t page_sum(const struct vswap_store *s, uint64_t page, const void *buf)
+{
+	return checksum_page(s->seed, page, buf, s->page_size);
+}
 
 /* Byte offset of slot @slot in the swap file. */
 static inline uint64_t slot_offset(const struct vswap_store *s, uint64_t slot)

@@ -68,15 +68,15 @@ const char *vswap_strerror(int err)
 	case 0:
 		return "success";
 	case EUCLEAN:
-		return "bad superblock (not a vswap swap file, or damaged)";
+		return "damaged or foreign store file (the log names it and what is wrong)";
 	case EPROTONOSUPPORT:
-		return "unknown vswap on-disk format version";
+		return "another vswap on-disk format version (format 1: convert with vswap-upgrade)";
 	case EMEDIUMTYPE:
 		return "index and swap file belong to different stores (UUID mismatch)";
 	case EXDEV:
 		return "store page size differs from the system's";
 	case EBUSY:
-		return "store is in use by another handle";
+		return "busy: another handle holds the store, or another operation is running";
 	case EBADMSG:
 		return "page failed its checksum";
 	case ENODATA:

@@ -33,7 +33,7 @@ static int verify(struct vswap_store *s, uint64_t page, const void *buf, int32_t
 {
 	if (got < (int32_t)s->page_size)
 		return page_failed(s, page, -EIO, "bytes missing (swap file truncated?)");
-	if (vswap_checksum(buf, s->page_size) != s->sums[page])
+	if (page_sum(s, page, buf) != s->sums[page])
 		return page_failed(s, page, -EBADMSG, "checksum mismatch");
 	return 0;
 }
@@ -136,7 +136,7 @@ int vswap_store_stale_equals(struct vswap_store *s, uint64_t page, const void *b
 	if (pw_state(s->pages[page]) != VSWAP_PAGE_STALE)
 		return 0;
 	/* Most dirty pages differ in their checksum: no read needed. */
-	if (vswap_checksum(buf, s->page_size) != s->sums[page])
+	if (page_sum(s, page, buf) != s->sums[page])
 		return 0;
 	void *copy;
 	if (posix_memalign(&copy, s->page_size, s->page_size))
@@ -145,4 +145,9 @@ int vswap_store_stale_equals(struct vswap_store *s, uint64_t page, const void *b
 	int equal = ret == 0 && memcmp(copy, buf, s->page_size) == 0;
 	free(copy);
 	return ret == -ENOMEM ? ret : equal;
+}
+
+uint64_t vswap_store_page_checksum(const struct vswap_store *s, uint64_t page, const void *buf)
+{
+	return page_sum(s, page, buf);
 }

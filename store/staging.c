@@ -43,7 +43,12 @@ static int check_ours(struct vswap_store *s, int fd)
 	struct stat st;
 	if (fstat(fd, &st) != 0)
 		return -errno;
-	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077)) {
+	if (!S_ISREG(st.st_mode)) {
+		store_log(s, VSWAP_LOG_ERROR, "%s: staging file is not a regular file; refusing it",
+			  s->staging_path);
+		return -EINVAL;
+	}
+	if (st.st_uid != geteuid() || (st.st_mode & 077)) {
 		store_log(s, VSWAP_LOG_ERROR,
 			  "%s: staging file is not a private regular file of ours; refusing it",
 			  s->staging_path);
@@ -99,15 +104,45 @@ int staging_create(struct vswap_store *s, const char *dir)
 	return 0;
 }
 
-int staging_open(struct vswap_store *s)
+/* Whether the recorded staging path lies in @dir (given or default). */
+static bool in_directory(const struct vswap_store *s, const char *dir)
+{
+	char *real = realpath(dir ? dir : "/dev/shm", NULL);
+	const char *slash = strrchr(s->staging_path, '/');
+	bool ok = real && slash && (size_t)(slash - s->staging_path) == strlen(real) &&
+		  strncmp(s->staging_path, real, strlen(real)) == 0;
+	free(real);
+	return ok;
+}
+
+/* Open without blocking (a FIFO would), then check it is ours. */
+static int open_existing(struct vswap_store *s)
+{
+	int flags = (s->read_only ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+	s->staging_fd = open(s->staging_path, flags);
+	if (s->staging_fd < 0)
+		return -errno;
+	int ret = check_ours(s, s->staging_fd);
+	int fl = ret ? -1 : fcntl(s->staging_fd, F_GETFL);
+	if (!ret && (fl < 0 || fcntl(s->staging_fd, F_SETFL, fl & ~O_NONBLOCK) != 0))
+		ret = -errno;
+	if (ret) {
+		close(s->staging_fd);
+		s->staging_fd = -1;
+		return ret;
+	}
+	return 0;
+}
+
+int staging_open(struct vswap_store *s, const char *dir)
 {
 	if (!s->staging_path) {
-		store_log(s, VSWAP_LOG_ERROR, "%s: index names no staging file", s->index_path);
+		store_log(s, VSWAP_LOG_ERROR, "%s: bad index: it names no staging file",
+			  s->index_path);
 		return -EUCLEAN;
 	}
-	int flags = (s->read_only ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC;
-	s->staging_fd = open(s->staging_path, flags);
-	if (s->staging_fd < 0 && errno == ENOENT) {
+	int ret = open_existing(s);
+	if (ret == -ENOENT) {
 		if (s->read_only) {
 			s->staging_fd = -1; /* an audit reports it; nothing to read */
 			return 0;
@@ -119,27 +154,108 @@ int staging_open(struct vswap_store *s)
 				  s->staging_path, (unsigned long long)s->n_staged);
 			return -ENOENT;
 		}
+		/* Never create a file where a damaged index points: only in
+		 * the staging directory this open was given (or the default). */
+		if (!in_directory(s, dir)) {
+			store_log(s, VSWAP_LOG_ERROR,
+				  "%s: staging file missing, and not in the staging directory %s: "
+				  "not creating it",
+				  s->staging_path, dir ? dir : "/dev/shm");
+			return -ENOENT;
+		}
 		s->staging_fd = open(s->staging_path,
 				     O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		ret = s->staging_fd < 0 ? -errno : 0;
 	}
-	if (s->staging_fd < 0) {
-		int ret = -errno;
-		store_log(s, VSWAP_LOG_ERROR, "%s: cannot open staging file: %s", s->staging_path,
-			  strerror(errno));
+	if (ret) {
+		if (ret != -EPERM && ret != -EINVAL)
+			store_log(s, VSWAP_LOG_ERROR, "%s: cannot open staging file: %s",
+				  s->staging_path, strerror(-ret));
 		return ret;
 	}
-	int ret = check_ours(s, s->staging_fd);
-	if (!ret && !s->read_only) {
+	if (!s->read_only) {
 		staging_link_owner(s);
-		ret = staging_resize(s);
+		ret = staging_resize(s, false);
 	}
 	return ret;
 }
 
-/* Size the file to the page-index space (sparse; tmpfs allocates on write). */
-int staging_resize(struct vswap_store *s)
+/*
+ * Staged pages a previous handle left are checked before anything serves
+ * them: each against the checksum its staging record carries.  A copy that
+ * fails, is missing (a hole, a short file) or has no committed checksum
+ * (a crash between the copy and the commit of its checksum) is not served:
+ * the page is lost, unless the swap file holds its current copy (present),
+ * in which case only the staging mark goes.  Writable, non-tolerant opens;
+ * recovery judges the others.  The changes are committed by the caller.
+ */
+int staging_verify_loaded(struct vswap_store *s)
 {
-	if (ftruncate(s->staging_fd, (off_t)(s->total_pages << s->page_shift)) != 0) {
+	if (!s->n_staged)
+		return 0;
+	enum { RUN = 256 };
+	uint8_t *buf = malloc((size_t)RUN << s->page_shift);
+	if (!buf)
+		return -ENOMEM;
+	uint64_t lost = 0, dropped = 0, p = 0, first, count;
+	int ret = 0;
+	while (!ret && vswap_store_next_staged_run(s, p, s->total_pages, RUN, &first, &count)) {
+		ssize_t k = pread(s->staging_fd, buf, count << s->page_shift,
+				  (off_t)(first << s->page_shift));
+		if (k < 0) {
+			ret = -errno;
+			break;
+		}
+		for (uint64_t i = 0; i < count; i++) {
+			uint64_t pg = first + i;
+			bool have = (uint64_t)k >= (i + 1) << s->page_shift;
+			if (have && bit_test(s->summed, pg) &&
+			    page_sum(s, pg, buf + (i << s->page_shift)) == s->ssums[pg])
+				continue;
+			uint32_t w = s->pages[pg];
+			vswap_store_stage_clear(s, pg, 1);
+			if (pw_state(w) == VSWAP_PAGE_PRESENT) {
+				dropped++;
+				continue;
+			}
+			if (lost < 8)
+				store_log(s, VSWAP_LOG_ERROR, "%s: staged page %llu %s: lost",
+					  s->staging_path, (unsigned long long)pg,
+					  !bit_test(s->summed, pg) && have ? "has no committed checksum"
+					  : have				 ? "fails its checksum"
+									 : "is missing");
+			page_set(s, pg, pw_make(pw_slot(w), VSWAP_PAGE_LOST), s->sums[pg]);
+			s->pending_pages++;
+			lost++;
+		}
+		p = first + count;
+	}
+	free(buf);
+	if (lost)
+		store_log(s, VSWAP_LOG_ERROR, "%s: %llu staged pages failed verification and are lost",
+			  s->staging_path, (unsigned long long)lost);
+	if (dropped)
+		store_log(s, VSWAP_LOG_WARN,
+			  "%s: %llu staged copies unverified; their swap-file copies are current",
+			  s->staging_path, (unsigned long long)dropped);
+	return ret;
+}
+
+/*
+ * Size the file to the page-index space (sparse; tmpfs allocates on
+ * write).  Never shorter: an open over a damaged or missing regions record
+ * must not cut the only copy of staged pages.  Only set_regions() on a
+ * store with nothing staged may shrink it (@shrink).
+ */
+int staging_resize(struct vswap_store *s, bool shrink)
+{
+	struct stat st;
+	off_t want = (off_t)(s->total_pages << s->page_shift);
+	if (fstat(s->staging_fd, &st) != 0)
+		return -errno;
+	if (st.st_size == want || (st.st_size > want && !shrink))
+		return 0;
+	if (ftruncate(s->staging_fd, want) != 0) {
 		int ret = -errno;
 		store_log(s, VSWAP_LOG_ERROR, "%s: cannot size staging file: %s", s->staging_path,
 			  strerror(errno));

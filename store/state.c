@@ -6,7 +6,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store/internal.h"
 
@@ -112,14 +114,59 @@ int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count
 	if (s->unpunched.n)
 		staging_punch_unstaged(s);
 	for (uint64_t p = first; p < first + count; p++) {
+		/* A new copy is coming: until its checksum is recorded the
+		 * staged bytes are not to be trusted by a later open. */
+		bit_clear(s->summed, p);
+		group_mark_dirty(s, p);
 		if (bit_test(s->staged, p))
 			continue;
 		bit_set(s->staged, p);
-		group_mark_dirty(s, p);
 		s->n_staged++;
 	}
 	s->pending_pages += count;
 	return 0;
+}
+
+int vswap_store_stage_record_sums(struct vswap_store *s, uint64_t first, uint64_t count,
+				  const uint64_t *sums)
+{
+	if (s->read_only)
+		return -EROFS;
+	if (!range_ok(s, first, count))
+		return -EINVAL;
+	for (uint64_t p = first; p < first + count; p++)
+		if (!bit_test(s->staged, p))
+			return -EINVAL;
+	for (uint64_t i = 0; i < count; i++) {
+		bit_set(s->summed, first + i);
+		s->ssums[first + i] = sums[i];
+		group_mark_dirty(s, first + i);
+	}
+	s->pending_pages += count;
+	return 0;
+}
+
+int vswap_store_stage_seal(struct vswap_store *s, uint64_t first, uint64_t count)
+{
+	if (s->read_only)
+		return -EROFS;
+	if (!range_ok(s, first, count))
+		return -EINVAL;
+	uint8_t *buf = malloc(s->page_size);
+	if (!buf)
+		return -ENOMEM;
+	int ret = 0;
+	for (uint64_t p = first; p < first + count && !ret; p++) {
+		ssize_t k = pread(s->staging_fd, buf, s->page_size, (off_t)(p << s->page_shift));
+		if (k != (ssize_t)s->page_size) {
+			ret = k < 0 ? -errno : -EIO;
+			break;
+		}
+		uint64_t sum = page_sum(s, p, buf);
+		ret = vswap_store_stage_record_sums(s, p, 1, &sum);
+	}
+	free(buf);
+	return ret;
 }
 
 int vswap_store_stage_clear(struct vswap_store *s, uint64_t first, uint64_t count)
@@ -133,6 +180,7 @@ int vswap_store_stage_clear(struct vswap_store *s, uint64_t first, uint64_t coun
 		if (!bit_test(s->staged, p))
 			continue;
 		bit_clear(s->staged, p);
+		bit_clear(s->summed, p);
 		group_mark_dirty(s, p);
 		s->n_staged--;
 		any = true;
@@ -218,4 +266,12 @@ int vswap_store_punch_slots(struct vswap_store *s, uint64_t first, uint64_t coun
 int vswap_store_punch_slot(struct vswap_store *s, uint64_t slot)
 {
 	return vswap_store_punch_slots(s, slot, 1);
+}
+
+int vswap_store_staged_sum(const struct vswap_store *s, uint64_t page, uint64_t *sum)
+{
+	if (page >= s->total_pages || !bit_test(s->staged, page) || !bit_test(s->summed, page))
+		return -ENODATA;
+	*sum = s->ssums[page];
+	return 0;
 }

@@ -28,7 +28,7 @@ static struct vswap_store *handle_new(const char *path, const struct vswap_store
 	struct vswap_store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
-	s->fd = s->dfd = s->lock_fd = s->staging_fd = -1;
+	s->fd = s->dfd = s->lock_fd = s->staging_fd = s->index_fd = -1;
 	s->pid = getpid();
 	s->read_only = opts->read_only;
 	s->tolerant = opts->tolerant;
@@ -63,6 +63,8 @@ static void handle_free(struct vswap_store *s)
 		close(s->dfd);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd); /* releases the flock */
+	if (s->index_fd >= 0)
+		close(s->index_fd);
 	if (s->fd >= 0)
 		close(s->fd); /* releases the flock */
 	tables_free(s);
@@ -87,17 +89,51 @@ static int lock_store(struct vswap_store *s)
 	snprintf(self, sizeof(self), "/proc/self/fd/%d", s->fd);
 	s->lock_fd = open(self, O_RDONLY | O_CLOEXEC);
 	if (s->lock_fd < 0)
-		s->lock_fd = open(s->path, O_RDONLY | O_CLOEXEC);
+		s->lock_fd = open(s->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (s->lock_fd < 0)
 		return -errno;
-	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0)
+	/* A read-only handle shares the lock: no writable handle opens
+	 * while it reads, and it still reads a store already open. */
+	if (flock(s->lock_fd, (s->read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0)
 		return 0;
+	if (errno == EWOULDBLOCK && s->read_only) {
+		store_log(s, VSWAP_LOG_WARN,
+			  "%s: store is open for writing elsewhere; reading it as it changes",
+			  s->path);
+		close(s->lock_fd);
+		s->lock_fd = -1;
+		return 0;
+	}
 	if (errno == EWOULDBLOCK) {
 		store_log(s, VSWAP_LOG_ERROR, "%s: store is in use (locked by another handle)",
 			  s->path);
 		return -EBUSY;
 	}
 	return -errno;
+}
+
+/* Open a file of the store without blocking (a FIFO would block) and
+ * refuse anything but a regular file, naming it. */
+static int open_regular(const struct vswap_store *s, const char *path, int flags,
+			const char *what)
+{
+	int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		int ret = -errno;
+		store_log(s, VSWAP_LOG_ERROR, "%s: cannot open %s: %s", path, what, strerror(errno));
+		return ret;
+	}
+	struct stat st;
+	int fl = fcntl(fd, F_GETFL);
+	if (fstat(fd, &st) != 0 || fl < 0 || !S_ISREG(st.st_mode) ||
+	    fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+		int ret = S_ISREG(st.st_mode) ? -errno : -EINVAL;
+		if (ret == -EINVAL)
+			store_log(s, VSWAP_LOG_ERROR, "%s: %s is not a regular file", path, what);
+		close(fd);
+		return ret;
+	}
+	return fd;
 }
 
 static void start_io(struct vswap_store *s)
@@ -153,14 +189,10 @@ static void sync_parent_dir(const char *path)
  * The swap file starts as an unnamed O_TMPFILE in its directory and is
  * linked under its name once the store is complete, so a crash during
  * creation never leaves a swap file without a superblock or an index.
- * File systems without O_TMPFILE get a named file at once.
+ * File systems without O_TMPFILE get a named file at once (O_EXCL).
  */
 static int make_swap_file(struct vswap_store *s)
 {
-	if (access(s->path, F_OK) == 0) {
-		store_log(s, VSWAP_LOG_ERROR, "%s: cannot create swap file: it exists", s->path);
-		return -EEXIST;
-	}
 	char *dir = strdup(s->path);
 	if (!dir)
 		return -ENOMEM;
@@ -172,8 +204,10 @@ static int make_swap_file(struct vswap_store *s)
 	s->fd = plain ? -1 : open(d, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	free(dir);
 	s->unlinked = s->fd >= 0;
-	if (s->fd < 0)
-		s->fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (s->fd < 0) {
+		s->fd = open(s->path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		s->made_swap = s->fd >= 0;
+	}
 	if (s->fd < 0) {
 		int ret = -errno;
 		store_log(s, VSWAP_LOG_ERROR, "%s: cannot create swap file: %s", s->path,
@@ -188,29 +222,137 @@ static int link_swap_file(struct vswap_store *s)
 	char self[64];
 	snprintf(self, sizeof(self), "/proc/self/fd/%d", s->fd);
 	if (linkat(s->fd, "", AT_FDCWD, s->path, AT_EMPTY_PATH) != 0 &&
-	    linkat(AT_FDCWD, self, AT_FDCWD, s->path, AT_SYMLINK_FOLLOW) != 0) {
+	    (errno == EEXIST ||
+	     linkat(AT_FDCWD, self, AT_FDCWD, s->path, AT_SYMLINK_FOLLOW) != 0)) {
 		int ret = -errno;
 		store_log(s, VSWAP_LOG_ERROR, "%s: cannot name the new swap file: %s", s->path,
 			  strerror(errno));
 		return ret;
 	}
 	s->unlinked = false;
+	s->made_swap = true;
 	return 0;
 }
 
-/* An index whose swap file does not exist is what a crash in the middle of
- * a creation leaves (or a deleted store): it references no bytes, so a new
- * store may take its place. */
-static void drop_stale_index(struct vswap_store *s)
+static int lock_path(const struct vswap_store *s, char *buf, size_t len)
+{
+	return snprintf(buf, len, "%s-lock", s->index_path) >= (int)len ? -ENAMETOOLONG : 0;
+}
+
+/* Whether @path exists (as anything, a dangling link included). */
+static bool exists(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0 || errno != ENOENT;
+}
+
+/*
+ * An index whose swap file does not exist is what a crash in the middle of
+ * a creation leaves: the swap file is named last.  It may be replaced only
+ * if it is one (a regular file holding a vswap index, with the UUID record
+ * intact) and no creation is using it: every creation holds an exclusive
+ * flock on its index until the swap file is named, so a create that finds
+ * the lock taken has lost a race, and leaves everything alone.  Then the
+ * swap file's absence is checked again under the lock.
+ */
+static int replace_stale_index(struct vswap_store *s, const char *staging_dir)
+{
+	int fd = open(s->index_path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		if (fd >= 0)
+			close(fd);
+		store_log(s, VSWAP_LOG_ERROR, "%s: cannot create the index: a file of that name exists",
+			  s->index_path);
+		return -EEXIST;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		close(fd);
+		store_log(s, VSWAP_LOG_ERROR, "%s: another creation of this store is under way",
+			  s->index_path);
+		return -EEXIST;
+	}
+	uint8_t uuid[16];
+	int ret = exists(s->path) ? -EEXIST : index_identify(s, uuid);
+	if (ret) {
+		close(fd);
+		store_log(s, VSWAP_LOG_ERROR, "%s: cannot create the store: %s", s->index_path,
+			  ret == -EEXIST ? "its swap file exists now"
+					 : "a file that is not a vswap index has the index's name");
+		return -EEXIST;
+	}
+	char lock[4096], uu[37], *staging = NULL;
+	vswap_uuid_format(uuid, uu);
+	store_log(s, VSWAP_LOG_WARN,
+		  "%s: replacing the index of store %s, whose swap file does not exist (a "
+		  "creation that did not finish)",
+		  s->index_path, uu);
+	if (lock_path(s, lock, sizeof(lock)) == 0 && lstat(lock, &st) == 0 && S_ISREG(st.st_mode))
+		unlink(lock);
+	char *dir = realpath(staging_dir ? staging_dir : "/dev/shm", NULL);
+	if (dir && asprintf(&staging, "%s/vswap-%s.staging", dir, uu) > 0 &&
+	    lstat(staging, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid())
+		unlink(staging);
+	free(staging);
+	free(dir);
+	unlink(s->index_path);
+	close(fd);
+	return 0;
+}
+
+/*
+ * Make the index file, exclusively, and hold an flock on it until the
+ * store is complete (see replace_stale_index()).  LMDB initialises the
+ * empty file.  Its lock file must not exist: a file of that name that no
+ * index of ours accounts for is not ours to overwrite.
+ */
+static int claim_index(struct vswap_store *s, const char *staging_dir)
 {
 	char lock[4096];
-	if (access(s->index_path, F_OK) != 0)
-		return;
-	store_log(s, VSWAP_LOG_WARN, "%s: replacing an index whose swap file does not exist",
-		  s->index_path);
-	unlink(s->index_path);
-	snprintf(lock, sizeof(lock), "%s-lock", s->index_path);
-	unlink(lock);
+	int ret = lock_path(s, lock, sizeof(lock));
+	if (ret)
+		return ret;
+	for (int tries = 0; tries < 2; tries++) {
+		s->index_fd = open(s->index_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+				   0600);
+		if (s->index_fd >= 0)
+			break;
+		if (errno != EEXIST || tries) {
+			ret = errno == EEXIST ? -EEXIST : -errno;
+			store_log(s, VSWAP_LOG_ERROR, "%s: cannot create the index: %s",
+				  s->index_path, strerror(errno));
+			return ret;
+		}
+		if ((ret = replace_stale_index(s, staging_dir)))
+			return ret;
+	}
+	s->made_index = true;
+	/* Blocking: only a create looking at it (replace_stale_index()) can
+	 * hold it, briefly, and it leaves an empty index alone. */
+	if (flock(s->index_fd, LOCK_EX) != 0)
+		return -errno;
+	if (exists(lock)) {
+		store_log(s, VSWAP_LOG_ERROR,
+			  "%s: cannot create the store: a file of the index lock file's name exists",
+			  lock);
+		return -EEXIST;
+	}
+	s->made_lock = true; /* LMDB creates it in index_open() */
+	return 0;
+}
+
+/* After a failed creation: remove exactly what this creation made. */
+static void unmake(struct vswap_store *s)
+{
+	char lock[4096];
+	if (s->made_swap)
+		unlink(s->path);
+	if (s->made_lock && lock_path(s, lock, sizeof(lock)) == 0)
+		unlink(lock);
+	if (s->made_index)
+		unlink(s->index_path);
+	if (s->staging_fd >= 0 && s->made_staging)
+		unlink(s->staging_path);
 }
 
 int vswap_store_create(const char *path, const struct vswap_store_opts *opts,
@@ -218,15 +360,21 @@ int vswap_store_create(const char *path, const struct vswap_store_opts *opts,
 {
 	if (!path || !out || (opts && opts->read_only))
 		return -EINVAL;
+	static const uint64_t zero[8]; /* the options' reserved space */
+	if (opts && memcmp(opts->reserved, zero, sizeof(zero)) != 0)
+		return -EINVAL;
 	struct vswap_store *s = handle_new(path, opts);
 	if (!s)
 		return -ENOMEM;
+	const char *staging_dir = opts ? opts->staging_dir : NULL;
 	int ret;
-	bool linked = false, made_index = false;
-	if ((ret = make_swap_file(s)))
+	if (exists(path)) {
+		store_log(s, VSWAP_LOG_ERROR, "%s: cannot create the store: the file exists", path);
+		ret = -EEXIST;
 		goto fail;
-	linked = !s->unlinked;
-	if ((ret = lock_store(s)))
+	}
+	if ((ret = claim_index(s, staging_dir)) || (ret = make_swap_file(s)) ||
+	    (ret = lock_store(s)))
 		goto fail;
 	s->sb.format_version = VSWAP_FORMAT_VERSION;
 	s->sb.page_size = s->page_size;
@@ -236,38 +384,29 @@ int vswap_store_create(const char *path, const struct vswap_store_opts *opts,
 	}
 	s->sb.uuid[6] = (s->sb.uuid[6] & 0x0f) | 0x40; /* RFC 4122 version 4 */
 	s->sb.uuid[8] = (s->sb.uuid[8] & 0x3f) | 0x80;
+	s->seed = checksum_store_seed(s->sb.uuid);
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	s->sb.created_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-	if ((ret = write_superblock(s)))
+	if ((ret = write_superblock(s)) || (ret = index_open(s, true)) ||
+	    (ret = staging_create(s, staging_dir)))
 		goto fail;
-	drop_stale_index(s);
-	if ((ret = index_open(s, true)))
-		goto fail;
-	made_index = true;
-	if ((ret = staging_create(s, opts ? opts->staging_dir : NULL)) ||
-	    (ret = index_write_meta_initial(s)))
+	s->made_staging = true;
+	if ((ret = index_write_meta_initial(s)))
 		goto fail;
 	/* Only now does the swap file get its name: a store is visible only
 	 * complete, with its superblock, index and staging file. */
-	if (!linked && (ret = link_swap_file(s)))
+	if (s->unlinked && (ret = link_swap_file(s)))
 		goto fail;
-	linked = true;
 	sync_parent_dir(path);
+	close(s->index_fd); /* the store is named: the creation is over */
+	s->index_fd = -1;
 	start_io(s);
 	*out = s;
 	return 0;
 fail:
-	if (linked)
-		unlink(path);
-	if (made_index) {
-		char lock[4096];
-		unlink(s->index_path);
-		snprintf(lock, sizeof(lock), "%s-lock", s->index_path);
-		unlink(lock);
-	}
-	if (s->staging_fd >= 0)
-		unlink(s->staging_path);
+	index_close(s);
+	unmake(s);
 	handle_free(s);
 	return ret;
 }
@@ -280,8 +419,15 @@ static int read_superblock(struct vswap_store *s)
 		return -errno;
 	const char *why;
 	int ret = superblock_decode(buf, (size_t)k, &s->sb, &why);
+	if (ret == -EPROTONOSUPPORT && s->sb.format_version == VSWAP_FORMAT_V1) {
+		store_log(s, VSWAP_LOG_ERROR,
+			  "%s: format 1 store (written by vswap 0.1.0): convert it to format %u "
+			  "with: vswap-upgrade %s",
+			  s->path, VSWAP_FORMAT_VERSION, s->path);
+		return ret;
+	}
 	if (ret) {
-		store_log(s, VSWAP_LOG_ERROR, "%s: %s", s->path, why);
+		store_log(s, VSWAP_LOG_ERROR, "%s: bad superblock: %s", s->path, why);
 		return ret;
 	}
 	if (s->sb.page_size != s->page_size) {
@@ -289,29 +435,37 @@ static int read_superblock(struct vswap_store *s)
 			  s->sb.page_size, s->page_size);
 		return -EXDEV;
 	}
+	s->seed = checksum_store_seed(s->sb.uuid);
 	return 0;
 }
 
-int vswap_store_open(const char *path, const struct vswap_store_opts *opts,
-		     struct vswap_store **out)
+static int open_store(const char *path, const struct vswap_store_opts *opts, bool lock,
+		      struct vswap_store **out)
 {
 	if (!path || !out)
+		return -EINVAL;
+	static const uint64_t zero[8]; /* the options' reserved space */
+	if (opts && memcmp(opts->reserved, zero, sizeof(zero)) != 0)
 		return -EINVAL;
 	struct vswap_store *s = handle_new(path, opts);
 	if (!s)
 		return -ENOMEM;
+	const char *staging_dir = opts ? opts->staging_dir : NULL;
 	int ret;
-	s->fd = open(path, (s->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+	s->fd = open_regular(s, path, s->read_only ? O_RDONLY : O_RDWR, "the swap file");
 	if (s->fd < 0) {
-		ret = -errno;
-		store_log(s, VSWAP_LOG_ERROR, "%s: cannot open swap file: %s", path,
-			  strerror(errno));
+		ret = s->fd;
+		s->fd = -1;
 		goto fail;
 	}
-	if (!s->read_only && (ret = lock_store(s)))
+	if (lock && (ret = lock_store(s)))
 		goto fail;
-	if ((ret = read_superblock(s)) || (ret = index_open(s, false)) || (ret = index_load(s)) ||
-	    (ret = staging_open(s)))
+	if ((ret = read_superblock(s)) || (ret = index_open(s, false)) ||
+	    (ret = index_load(s, staging_dir)) || (ret = staging_open(s, staging_dir)))
+		goto fail;
+	/* Nothing a previous handle staged is served before it is checked. */
+	bool verify = !s->read_only && !s->tolerant && s->n_staged;
+	if (verify && (ret = staging_verify_loaded(s)))
 		goto fail;
 	/* From here until a clean close, a crash is visible to vswap-fsck: the
 	 * flag is made durable even in NONE (one sync per open). */
@@ -319,11 +473,19 @@ int vswap_store_open(const char *path, const struct vswap_store_opts *opts,
 			      (s->durability == VSWAP_DURABILITY_NONE && mdb_env_sync(s->env, 1))))
 		goto fail;
 	start_io(s);
+	if (verify && (ret = vswap_store_commit(s)))
+		goto fail;
 	*out = s;
 	return 0;
 fail:
 	handle_free(s);
 	return ret;
+}
+
+int vswap_store_open(const char *path, const struct vswap_store_opts *opts,
+		     struct vswap_store **out)
+{
+	return open_store(path, opts, true, out);
 }
 
 static int close_store(struct vswap_store *s, bool clean)
@@ -362,38 +524,91 @@ int vswap_store_close_unclean(struct vswap_store *s)
 	return close_store(s, false);
 }
 
+/* Unlink @path if it is still the regular file @want (same inode). */
+static bool unlink_if_same(const char *path, const struct stat *want)
+{
+	struct stat st;
+	if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_dev != want->st_dev ||
+	    st.st_ino != want->st_ino)
+		return false;
+	return unlink(path) == 0;
+}
+
 int vswap_store_destroy(const char *path, const struct vswap_store_opts *opts)
 {
-	/* Never pull a store from under a handle that has it open. */
-	int lfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (lfd >= 0 && flock(lfd, LOCK_EX | LOCK_NB) != 0) {
-		close(lfd);
-		return -EBUSY;
-	}
+	if (!path)
+		return -EINVAL;
 	struct vswap_store_opts ro = opts ? *opts : (struct vswap_store_opts){0};
 	ro.read_only = true;
-	struct vswap_store *s;
-	char *staging = NULL;
-	if (vswap_store_open(path, &ro, &s) == 0) {
-		staging = s->staging_path ? strdup(s->staging_path) : NULL;
+	ro.tolerant = true;
+	struct vswap_store *probe = handle_new(path, &ro);
+	if (!probe)
+		return -ENOMEM;
+	/* Never pull a store from under a handle that has it open. */
+	int lfd = open_regular(probe, path, O_RDONLY | O_NOFOLLOW, "the swap file");
+	if (lfd < 0) {
+		handle_free(probe);
+		return lfd;
+	}
+	struct stat swap_st;
+	fstat(lfd, &swap_st);
+	if (flock(lfd, LOCK_EX | LOCK_NB) != 0) {
+		close(lfd);
+		handle_free(probe);
+		return -EBUSY;
+	}
+	/* The swap file is the store's only if its superblock is intact. */
+	probe->fd = lfd;
+	int ret = read_superblock(probe);
+	probe->fd = -1;
+	handle_free(probe);
+	if (ret && !(ret == -EPROTONOSUPPORT)) {
+		close(lfd);
+		return -EUCLEAN;
+	}
+	/* The index and the staging file are the store's only if the index
+	 * carries its UUID; the staging path is then checked by the open. */
+	struct vswap_store *s = NULL;
+	struct stat idx_st, lock_st, stg_st;
+	bool idx = false, lck = false, stg = false;
+	char lock[4096] = "";
+	char *index_path = NULL, *staging = NULL;
+	if (open_store(path, &ro, false, &s) == 0) {
+		index_path = strdup(s->index_path);
+		idx = stat(s->index_path, &idx_st) == 0;
+		if (lock_path(s, lock, sizeof(lock)) == 0)
+			lck = lstat(lock, &lock_st) == 0 && S_ISREG(lock_st.st_mode);
+		if (s->staging_fd >= 0 && fstat(s->staging_fd, &stg_st) == 0) {
+			staging = strdup(s->staging_path);
+			stg = staging != NULL;
+		}
 		vswap_store_close(s);
 	}
-	char buf[4096];
-	int ret = 0;
-	if (unlink(path) != 0)
-		ret = -errno;
-	if (opts && opts->index_path)
-		snprintf(buf, sizeof(buf), "%s", opts->index_path);
-	else
-		snprintf(buf, sizeof(buf), "%s.idx", path);
-	unlink(buf);
-	strncat(buf, "-lock", sizeof(buf) - strlen(buf) - 1);
-	unlink(buf);
-	if (staging)
-		unlink(staging);
+	ret = unlink_if_same(path, &swap_st) ? 0 : -errno;
+	if (idx && index_path)
+		unlink_if_same(index_path, &idx_st);
+	if (lck)
+		unlink_if_same(lock, &lock_st);
+	if (stg)
+		unlink_if_same(staging, &stg_st);
+	if (!ret && !idx) {
+		/* Unproven (damaged, another store's) or missing: left alone. */
+		char def[4096];
+		snprintf(def, sizeof(def), "%s.idx", path);
+		const char *ip = opts && opts->index_path ? opts->index_path : def;
+		if (exists(ip)) {
+			struct vswap_store *q = handle_new(path, &ro);
+			if (q)
+				store_log(q, VSWAP_LOG_ERROR,
+					  "%s: not removed: not shown to be this store's index", ip);
+			if (q)
+				handle_free(q);
+			ret = -EUCLEAN;
+		}
+	}
+	free(index_path);
 	free(staging);
-	if (lfd >= 0)
-		close(lfd);
+	close(lfd);
 	return ret;
 }
 
@@ -442,7 +657,7 @@ int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsign
 	 * everything is allocated. */
 	struct vswap_store next = *s;
 	next.pages = NULL;
-	next.sums = next.staged = next.dirty = next.slot_used = NULL;
+	next.sums = next.staged = next.summed = next.ssums = next.dirty = next.slot_used = NULL;
 	next.slot_cap = 0;
 	next.total_pages = total;
 	int ret = tables_alloc(&next);
@@ -453,7 +668,7 @@ int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsign
 	}
 	uint64_t old_total = s->total_pages;
 	s->total_pages = total;
-	ret = staging_resize(s);
+	ret = staging_resize(s, s->n_staged == 0 && !s->tolerant);
 	if (ret) {
 		s->total_pages = old_total;
 		tables_free(&next);
@@ -465,6 +680,8 @@ int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsign
 	s->pages = next.pages;
 	s->sums = next.sums;
 	s->staged = next.staged;
+	s->summed = next.summed;
+	s->ssums = next.ssums;
 	s->dirty = next.dirty;
 	s->slot_used = next.slot_used;
 	s->slot_cap = next.slot_cap;
@@ -535,6 +752,7 @@ int vswap_store_info(const struct vswap_store *s, struct vswap_store_info *out)
 	out->read_only = s->read_only;
 	out->was_clean = s->was_clean;
 	out->state = s->state;
+	out->damaged = s->damaged;
 	return 0;
 }
 

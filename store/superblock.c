@@ -74,7 +74,10 @@ int superblock_decode(const uint8_t *buf, size_t len, struct vswap_superblock *s
 	sb->created_ns = get64(buf + SB_OFF_CREATED);
 	sb->flags = get64(buf + SB_OFF_FLAGS);
 	if (sb->format_version != VSWAP_FORMAT_VERSION) {
-		*why = "unknown format version";
+		*why = sb->format_version == VSWAP_FORMAT_V1
+			       ? "format 1 store (written by vswap 0.1.0): convert it with "
+				 "vswap-upgrade"
+			       : "unknown format version";
 		return -EPROTONOSUPPORT;
 	}
 	if (sb->page_size < 512 || (sb->page_size & (sb->page_size - 1))) {

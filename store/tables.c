@@ -35,8 +35,11 @@ int tables_alloc(struct vswap_store *s)
 	s->pages = calloc(n, sizeof(*s->pages));
 	s->sums = calloc(n, sizeof(*s->sums));
 	s->staged = calloc(words_for(n), sizeof(uint64_t));
+	s->summed = calloc(words_for(n), sizeof(uint64_t));
+	/* calloc: the kernel backs it lazily, so only staged pages cost. */
+	s->ssums = calloc(n, sizeof(*s->ssums));
 	s->dirty = calloc(words_for(s->ngroups), sizeof(uint64_t));
-	if (!s->pages || !s->sums || !s->staged || !s->dirty)
+	if (!s->pages || !s->sums || !s->staged || !s->summed || !s->ssums || !s->dirty)
 		return -ENOMEM;
 	return slots_reserve(s, n < 64 ? 64 : n);
 }
@@ -46,6 +49,8 @@ void tables_free(struct vswap_store *s)
 	free(s->pages);
 	free(s->sums);
 	free(s->staged);
+	free(s->summed);
+	free(s->ssums);
 	free(s->dirty);
 	free(s->slot_used);
 	free(s->freed.v);
@@ -58,7 +63,8 @@ void tables_free(struct vswap_store *s)
 	free(s->scratch_reqs);
 	s->pages = NULL;
 	s->sums = NULL;
-	s->staged = s->dirty = s->slot_used = NULL;
+	s->staged = s->summed = s->dirty = s->slot_used = NULL;
+	s->ssums = NULL;
 	s->freed.v = NULL;
 	s->scratch_slots = NULL;
 	s->scratch_reqs = NULL;

@@ -98,9 +98,10 @@ static unsigned build_runs(struct vswap_store *s, const uint8_t *buf, uint32_t c
 }
 
 struct hash_job {
+	const struct vswap_store *s;
 	const uint8_t *buf;
+	uint64_t first;
 	uint32_t count;
-	uint32_t page_size;
 	uint64_t *sums;
 };
 
@@ -108,7 +109,8 @@ static void hash_pages(void *arg)
 {
 	struct hash_job *j = arg;
 	for (uint32_t i = 0; i < j->count; i++)
-		j->sums[i] = vswap_checksum(j->buf + (size_t)i * j->page_size, j->page_size);
+		j->sums[i] = page_sum(j->s, j->first + i,
+				      j->buf + ((size_t)i << j->s->page_shift));
 }
 
 /*
@@ -153,7 +155,7 @@ int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, con
 		return ret;
 	}
 	unsigned nreq = build_runs(s, buf, count, slots, s->scratch_reqs);
-	struct hash_job hj = {.buf = buf, .count = count, .page_size = s->page_size,
+	struct hash_job hj = {.s = s, .buf = buf, .first = first, .count = count,
 			      .sums = s->scratch_sums};
 	ret = run_writes(s, s->scratch_reqs, nreq, &hj);
 	if (ret) {

@@ -1,26 +1,42 @@
 #!/usr/bin/env bash
 # The whole test suite: installs missing packages, builds, and runs every
 # cmocka suite through ctest three ways: plain, under ASan+UBSan, and the
-# threaded suites under ThreadSanitizer.
+# threaded suites under ThreadSanitizer.  Then it builds (without running)
+# the configurations a packager meets: gcc Release, clang, and the library
+# alone.  Warnings are errors in every build here (VSWAP_WERROR).
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 jobs=$(nproc)
 status=0
+export VSWAP_EXTRA_PACKAGES="clang"
 
 run() { # name build-dir ctest-args cmake-args...
 	local name=$1 dir=$2 filter=$3
 	shift 3
 	echo "=== vswap tests: $name ==="
-	"$top/tools/build.sh" "$dir" "$@"
+	"$top/tools/build.sh" "$dir" -DVSWAP_WERROR=ON "$@"
 	# env -u: in the long mode these runs stay the CI ones; the long
 	# variants run below, outside ctest's 300 s timeout.
 	(cd "$dir" && env -u VSWAP_LONG ctest --output-on-failure -j"$jobs" $filter) || status=1
+}
+
+build_only() { # name build-dir cmake-args...
+	local name=$1 dir=$2
+	shift 2
+	echo "=== vswap build: $name ==="
+	"$top/tools/build.sh" "$dir" -DVSWAP_WERROR=ON "$@" || status=1
 }
 
 run plain "$top/build" ""
 run "asan+ubsan" "$top/build-asan" "" -DVSWAP_SANITIZE=address
 # TSan: the suites with threads of their own (label "threads").
 run tsan "$top/build-tsan" "-L threads" -DVSWAP_SANITIZE=thread -DVSWAP_TOOLS=OFF
+# gcc at -O2 finds what the default -O2 -g does not (maybe-uninitialized);
+# clang warns about other things; the library alone must not need the
+# tools' or the tests' dependencies.
+build_only "gcc Release" "$top/build-release" -DCMAKE_BUILD_TYPE=Release
+build_only "clang" "$top/build-clang" -DCMAKE_C_COMPILER=clang
+build_only "library alone" "$top/build-lib" -DVSWAP_TOOLS=OFF -DVSWAP_TESTS=OFF
 
 # Long mode (VSWAP_LONG=1), added to the runs above: the kill test with its
 # 1,000 kills, the power-loss test's long workloads (both plain build), and

@@ -72,7 +72,7 @@ static void test_views(void **state)
 	out = dump(fx, "--pages", true);
 	assert_int_equal(count(out, "\"page\":"), 100);
 	assert_int_equal(count(out, "\"state\":\"stale\""), 5);
-	assert_non_null(strstr(out, "{\"pages\":[{\"page\":0,\"region\":0,\"slot\":0,\"state\":\"present\",\"xxh3\":\""));
+	assert_non_null(strstr(out, "{\"schema_version\":1,\"pages\":[{\"page\":0,\"region\":0,\"slot\":0,\"state\":\"present\",\"xxh3\":\""));
 	free(out);
 	out = dump(fx, "--pages", false);
 	assert_int_equal(count(out, "present"), 95);

@@ -21,6 +21,7 @@
 
 #include <vswap/recovery.h>
 
+#include "tests/helpers/raw_index.h"
 #include "tests/helpers/recovery_fixture.h"
 
 #define TOTAL 1024
@@ -111,6 +112,30 @@ static void expect_check_exit(const struct rfx_store *fx, int want)
 
 	assert_int_equal(code, want);
 	assert_true(rfx_hash_store(fx) == before);
+}
+
+/* The same for the orphan staging files (--orphans). */
+static void expect_orphans_check_exit(const struct rfx_store *fx, int want)
+{
+	uint64_t before = rfx_hash_store(fx);
+
+	assert_int_equal(rfx_fsck(fx, "-n", NULL, NULL), 0); /* the store is clean */
+	assert_int_equal(rfx_fsck_orphans(fx, "-n", NULL, NULL), want);
+	assert_true(rfx_hash_store(fx) == before);
+}
+
+static void expect_orphans_repaired(const struct rfx_store *fx, const char *flag, int want)
+{
+	char *out = NULL, *err = NULL;
+	int code = rfx_fsck_orphans(fx, flag, &out, &err);
+
+	if (code != want)
+		fprintf(stderr, "fsck %s --orphans exited %d\nstdout: %s\nstderr: %s\n", flag, code,
+			out, err);
+	assert_int_equal(code, want);
+	free(out);
+	free(err);
+	expect_orphans_check_exit(fx, 0);
 }
 
 /* The e2fsck contract: the repair exits @want, the second run exits 0. */
@@ -269,29 +294,15 @@ static void test_planted_bytes(void **state)
 static void edit_group(const struct rfx_store *fx, uint64_t group,
 		       void (*edit)(uint8_t *val, size_t *len))
 {
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi dbi;
-	MDB_val k, v;
-	uint64_t key = __builtin_bswap64(group);
+	struct raw_index ri;
 	uint8_t buf[8 + 16 * 64];
-	size_t len;
+	size_t len = sizeof(buf);
 
-	assert_int_equal(mdb_env_create(&env), 0);
-	mdb_env_set_maxdbs(env, 4);
-	assert_int_equal(mdb_env_open(env, fx->index, MDB_NOSUBDIR, 0600), 0);
-	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-	assert_int_equal(mdb_dbi_open(txn, "pages", 0, &dbi), 0);
-	k = (MDB_val){ .mv_size = 8, .mv_data = &key };
-	assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
-	len = v.mv_size;
-	assert_true(len <= sizeof(buf));
-	memcpy(buf, v.mv_data, len);
+	assert_int_equal(raw_index_open(&ri, fx->index), 0);
+	assert_int_equal(raw_group_get(&ri, ri.pages, group, buf, &len), 0);
 	edit(buf, &len);
-	v = (MDB_val){ .mv_size = len, .mv_data = buf };
-	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
-	assert_int_equal(mdb_txn_commit(txn), 0);
-	mdb_env_close(env);
+	assert_int_equal(raw_group_put(&ri, ri.pages, group, group, buf, len), 0);
+	assert_int_equal(raw_index_close(&ri, 1), 0);
 }
 
 /* Group 1 holds pages 64..127, all present: entry i at 8 + 16 * i, its
@@ -396,8 +407,8 @@ static void test_orphan_staging_file(void **state)
 	f = run_lib(fx, VSWAP_FSCK_CHECK);
 	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_ORPHAN_STAGING_FILE), 1);
 	vswap_fsck_free(f);
-	expect_check_exit(fx, 4);
-	expect_repair_then_clean(fx, "-p", 1);
+	expect_orphans_check_exit(fx, 4);
+	expect_orphans_repaired(fx, "-p", 1);
 	assert_int_equal(access(orphan, F_OK), -1);
 	assert_int_equal(access(decoy, F_OK), 0); /* not vswap's naming: untouched */
 }
@@ -427,7 +438,7 @@ static void test_closed_stores_staging_is_not_an_orphan(void **state)
 	assert_int_equal(vswap_store_close(other), 0);
 	assert_int_equal(utimensat(AT_FDCWD, staging, old, 0), 0);
 
-	assert_true(rfx_fsck(fx, "-y", NULL, NULL) <= 1);
+	assert_true(rfx_fsck_orphans(fx, "-y", NULL, NULL) <= 1);
 	assert_int_equal(access(staging, F_OK), 0);
 
 	/* The owner goes away: now the staged bytes belong to no store. */
@@ -440,7 +451,7 @@ static void test_closed_stores_staging_is_not_an_orphan(void **state)
 	struct vswap_fsck *f = run_lib(fx, VSWAP_FSCK_CHECK);
 	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_ORPHAN_STAGING_FILE), 1);
 	vswap_fsck_free(f);
-	expect_repair_then_clean(fx, "-y", 1);
+	expect_orphans_repaired(fx, "-y", 1);
 	assert_int_equal(access(staging, F_OK), -1);
 }
 

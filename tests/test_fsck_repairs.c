@@ -30,6 +30,7 @@
 
 #include <vswap/recovery.h>
 
+#include "tests/helpers/raw_index.h"
 #include "tests/helpers/recovery_fixture.h"
 
 #define TOTAL 1024
@@ -127,18 +128,21 @@ static void expect_lib_exit(const struct rfx_store *fx, enum vswap_fsck_mode mod
 	vswap_fsck_free(f);
 }
 
-/* The e2fsck contract through the tool: -y exits 1, a second run 0. */
-static void expect_repair_then_clean(const struct rfx_store *fx)
+/* The e2fsck contract through the tool: -y exits 1, a second run 0; of the
+ * store, or (@orphans) of the orphan staging files. */
+static void expect_repair_then_clean(const struct rfx_store *fx, bool orphans)
 {
 	char *out = NULL, *err = NULL;
-	int code = rfx_fsck(fx, "-y", &out, &err);
+	int (*fsck)(const struct rfx_store *, const char *, char **, char **) =
+		orphans ? rfx_fsck_orphans : rfx_fsck;
+	int code = fsck(fx, "-y", &out, &err);
 
 	if (code != 1)
 		fprintf(stderr, "fsck -y exited %d\nstdout: %s\nstderr: %s\n", code, out, err);
 	assert_int_equal(code, 1);
 	free(out);
 	free(err);
-	code = rfx_fsck(fx, "-n", &out, &err);
+	code = fsck(fx, "-n", &out, &err);
 	if (code != 0)
 		fprintf(stderr, "second fsck -n exited %d\nstdout: %s\nstderr: %s\n", code, out, err);
 	assert_int_equal(code, 0);
@@ -148,47 +152,27 @@ static void expect_repair_then_clean(const struct rfx_store *fx)
 
 /* ---- the index, edited raw ------------------------------------------------ */
 
-struct raw_index {
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi pages, staging;
-};
-
+/* The index edited with liblmdb through the format-2 framing of
+ * tests/helpers/raw_index.h: bodies are edited, records stay sealed. */
 static void raw_open(const struct rfx_store *fx, struct raw_index *ri)
 {
-	assert_int_equal(mdb_env_create(&ri->env), 0);
-	mdb_env_set_maxdbs(ri->env, 4);
-	assert_int_equal(mdb_env_open(ri->env, fx->index, MDB_NOSUBDIR, 0600), 0);
-	assert_int_equal(mdb_txn_begin(ri->env, NULL, 0, &ri->txn), 0);
-	assert_int_equal(mdb_dbi_open(ri->txn, "pages", 0, &ri->pages), 0);
-	assert_int_equal(mdb_dbi_open(ri->txn, "staging", 0, &ri->staging), 0);
+	assert_int_equal(raw_index_open(ri, fx->index), 0);
 }
 
 static void raw_close(struct raw_index *ri)
 {
-	assert_int_equal(mdb_txn_commit(ri->txn), 0);
-	mdb_env_close(ri->env);
+	assert_int_equal(raw_index_close(ri, 1), 0);
 }
 
-/* Copy group @group's value of @dbi into @buf (*len in: capacity). */
+/* Copy group @group's body of @dbi into @buf (*len in: capacity). */
 static void raw_get(struct raw_index *ri, MDB_dbi dbi, uint64_t group, uint8_t *buf, size_t *len)
 {
-	uint64_t key = __builtin_bswap64(group);
-	MDB_val k = { .mv_size = 8, .mv_data = &key }, v;
-
-	assert_int_equal(mdb_get(ri->txn, dbi, &k, &v), 0);
-	assert_true(v.mv_size <= *len);
-	memcpy(buf, v.mv_data, v.mv_size);
-	*len = v.mv_size;
+	assert_int_equal(raw_group_get(ri, dbi, group, buf, len), 0);
 }
 
 static void raw_put(struct raw_index *ri, MDB_dbi dbi, uint64_t group, const void *buf, size_t len)
 {
-	uint64_t key = __builtin_bswap64(group);
-	MDB_val k = { .mv_size = 8, .mv_data = &key };
-	MDB_val v = { .mv_size = len, .mv_data = (void *)buf };
-
-	assert_int_equal(mdb_put(ri->txn, dbi, &k, &v, 0), 0);
+	assert_int_equal(raw_group_put(ri, dbi, group, group, buf, len), 0);
 }
 
 /* Entry @i of a full group value (every page of the group recorded). */
@@ -239,11 +223,11 @@ static void make_other_store(const struct rfx_store *fx, char *other_path, size_
 
 static void expect_staging_survives(const struct rfx_store *fx, const char *staging)
 {
-	int y = rfx_fsck(fx, "-y", NULL, NULL);
+	int y = rfx_fsck_orphans(fx, "-y", NULL, NULL);
 
 	assert_true(y == 0 || y == 1);
 	assert_int_equal(access(staging, F_OK), 0);
-	assert_int_equal(rfx_fsck(fx, "-n", NULL, NULL), 0);
+	assert_int_equal(rfx_fsck_orphans(fx, "-n", NULL, NULL), 0);
 	assert_int_equal(access(staging, F_OK), 0);
 }
 
@@ -298,7 +282,7 @@ static void test_orphan_owner_replaced(void **state)
 	unlink(idx);
 	assert_int_equal(vswap_store_create(other, &o, &s), 0);
 	assert_int_equal(vswap_store_close(s), 0);
-	expect_repair_then_clean(fx);
+	expect_repair_then_clean(fx, true);
 	assert_int_equal(access(staging, F_OK), -1);
 }
 
@@ -396,7 +380,7 @@ static void test_page_records_beyond_regions(void **state)
 	assert_int_equal(vswap_fsck_exit_code(f), 4);
 	vswap_fsck_free(f);
 	expect_lib_exit(fx, VSWAP_FSCK_PREEN, 4); /* -y decides */
-	expect_repair_then_clean(fx);
+	expect_repair_then_clean(fx, false);
 	/* Group 1 itself is untouched. */
 	f = run_lib(fx, VSWAP_FSCK_CHECK);
 	assert_int_equal(vswap_fsck_problem_count(f), 0);
@@ -431,7 +415,7 @@ static void test_page_record_straddling_regions(void **state)
 	f = run_lib(fx, VSWAP_FSCK_CHECK);
 	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 1010, false));
 	vswap_fsck_free(f);
-	expect_repair_then_clean(fx);
+	expect_repair_then_clean(fx, false);
 	/* Nothing real was lost: pages 960..999 are present and verify. */
 	f = run_lib(fx, VSWAP_FSCK_CHECK);
 	assert_int_equal(vswap_fsck_exit_code(f), 0);
@@ -461,7 +445,7 @@ static void test_staging_record_beyond_regions(void **state)
 	f = run_lib(fx, VSWAP_FSCK_CHECK);
 	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 200 * 64 + 4, false));
 	vswap_fsck_free(f);
-	expect_repair_then_clean(fx);
+	expect_repair_then_clean(fx, false);
 	/* The real staged pages are still staged. */
 	struct vswap_store *s;
 	assert_int_equal(rfx_open(fx, true, &s), 0);
@@ -483,7 +467,7 @@ static void test_undecodable_group_beyond_regions(void **state)
 	f = run_lib(fx, VSWAP_FSCK_CHECK);
 	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 300 * 64, false));
 	vswap_fsck_free(f);
-	expect_repair_then_clean(fx);
+	expect_repair_then_clean(fx, false);
 }
 
 /* ---- 4. a shared slot keeps the record its bytes match ---------------------- */
@@ -601,12 +585,16 @@ static void test_shared_slot_with_lost_record(void **state)
 	assert_non_null(want);
 	assert_int_equal(rfx_open(fx, false, &s), 0);
 	assert_int_equal(vswap_store_mark_lost(s, 0), 0);
+	/* Checksums bind the page number: page 1's record of page 0's bytes. */
+	rfx_pattern(0, fx->page_size, want);
+	uint64_t sum1 = vswap_store_page_checksum(s, 1, want);
 	assert_int_equal(vswap_store_close(s), 0);
 	raw_open(fx, &ri);
 	raw_get(&ri, ri.pages, 0, val, &len);
-	/* Page 1: page 0's slot and checksum, present. */
+	/* Page 1: page 0's slot, with a checksum of those bytes as page 1's,
+	 * present. */
 	memcpy(entry(val, 1), entry(val, 0), 4);
-	memcpy(entry(val, 1) + 8, entry(val, 0) + 8, 8);
+	memcpy(entry(val, 1) + 8, &sum1, 8);
 	raw_put(&ri, ri.pages, 0, val, len);
 	raw_close(&ri);
 
@@ -653,7 +641,7 @@ static void test_many_shared_slots(void **state)
 	for (uint64_t p = 256; p < 512; p++)
 		assert_true(has_problem(f, VSWAP_PROBLEM_DOUBLE_REFERENCE, p, false));
 	vswap_fsck_free(f);
-	expect_repair_then_clean(fx);
+	expect_repair_then_clean(fx, false);
 }
 
 /* A large page-index space with 2048 shared slots, all near its end: every

@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -285,6 +288,128 @@ static void forked_writers_seen(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* ---- the two races of a write with swap-out ---------------------------------- */
+
+#define DEADLINE_MS 10000
+
+struct racer {
+	struct hfx *f;
+	uint64_t page;
+	int where; /* the hook call that starts the write */
+	uint8_t v;
+	pthread_t t;
+	atomic_int tid;
+	atomic_bool started, done;
+};
+
+static void *racer_main(void *arg)
+{
+	struct racer *r = arg;
+	atomic_store(&r->tid, (int)syscall(SYS_gettid));
+	/* One byte: the rest of the page must keep what the guest had. */
+	*(volatile uint8_t *)hfx_addr(r->f, 0, r->page) = r->v;
+	atomic_store(&r->done, true);
+	return NULL;
+}
+
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* On the monitor: start the guest write and return once it waits on its
+ * write-protect fault (its message queued, unread). */
+static void racer_hook(void *ctx, int where)
+{
+	struct racer *r = ctx;
+	if (where != r->where || atomic_load(&r->started))
+		return;
+	atomic_store(&r->started, true);
+	if (pthread_create(&r->t, NULL, racer_main, r))
+		return;
+	uint64_t until = ms_now() + DEADLINE_MS;
+	for (;;) {
+		int tid = atomic_load(&r->tid);
+		if ((tid && hfx_in_userfault(0, tid)) || atomic_load(&r->done) || ms_now() > until)
+			return;
+		sched_yield();
+	}
+}
+
+static void race(int where)
+{
+	struct hfx f;
+	const size_t pages[1] = {8};
+	struct vswap_handler_opts o = {.chunk_pages = 8, .enable_mode = VSWAP_ENABLE_PROTECT};
+	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
+	for (uint64_t p = 0; p < 8; p++)
+		assert_int_equal(hfx_fill(&f, 0, p, (uint8_t)(p + 1)), 0);
+	struct racer r = {.f = &f, .page = 3, .where = where, .v = 0x99};
+	atomic_init(&r.tid, 0);
+	atomic_init(&r.started, false);
+	atomic_init(&r.done, false);
+	f.h->swap_out_hook_ctx = &r;
+	f.h->swap_out_hook = racer_hook;
+	enable_and_swap_out(&f);
+	uint64_t until = ms_now() + DEADLINE_MS;
+	while (!atomic_load(&r.done) && ms_now() < until)
+		sched_yield();
+	assert_true(atomic_load(&r.started));
+	assert_true(atomic_load(&r.done));
+	pthread_join(r.t, NULL);
+	f.h->swap_out_hook = NULL;
+	struct vswap_status st = status_of(&f);
+	assert_int_equal(st.metrics.swap_pages, 7);
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_handler_page_info(f.h, 3, &pi), 0);
+	/* Its slot keeps the old bytes as a stale copy: never present. */
+	assert_int_equal(pi.state, VSWAP_PAGE_STALE);
+	if (where == SWAP_OUT_HOOK_WRITTEN) {
+		/* Let through before the commit: never removed. */
+		assert_int_equal(st.metrics.dirtied_pages, 1);
+		assert_int_equal(st.metrics.copied_from_file_pages, 0);
+	} else {
+		/* Removed while the write waited: it faulted the committed
+		 * copy back and wrote on it. */
+		assert_int_equal(st.metrics.dirtied_pages, 0);
+		assert_int_equal(st.metrics.copied_from_file_pages, 1);
+	}
+	assert_int_equal(st.metrics.resident_pages, 1);
+	uint8_t got[2];
+	assert_int_equal(hfx_read(got, hfx_addr(&f, 0, 3), 2, 0, NULL), 0);
+	assert_int_equal(got[0], 0x99);
+	assert_int_equal(got[1], 4);
+	for (uint64_t p = 0; p < 8; p++)
+		if (p != 3)
+			assert_int_equal(hfx_page_byte(&f, 0, p), p + 1);
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	const uint8_t *pg = hfx_addr(&f, 0, 3);
+	assert_int_equal(pg[0], 0x99);
+	for (size_t i = 1; i < f.page_size; i++)
+		if (pg[i] != 4)
+			fail_msg("byte %zu of the written page is %#x, not 4", i, pg[i]);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* Race (a): a write let through after the page's swap-out write and
+ * before its commit. */
+static void write_between_write_and_commit(void **state)
+{
+	(void)state;
+	race(SWAP_OUT_HOOK_WRITTEN);
+}
+
+/* Race (b): a write that blocked before the page's removal and whose fault
+ * message is read after it. */
+static void write_blocked_across_removal(void **state)
+{
+	(void)state;
+	race(SWAP_OUT_HOOK_COMMITTED);
+}
+
 /* ---- writers throughout ----------------------------------------------------- */
 
 #define WRITERS 3
@@ -411,6 +536,8 @@ int main(void)
 	    cmocka_unit_test(trim_in_place),
 	    cmocka_unit_test(remove_event_leaves_set),
 	    cmocka_unit_test(forked_writers_seen),
+	    cmocka_unit_test(write_between_write_and_commit),
+	    cmocka_unit_test(write_blocked_across_removal),
 	    cmocka_unit_test(writers_throughout),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -47,6 +47,7 @@
 
 #include <cmocka.h>
 
+#include <vswap/handler.h>
 #include <vswap/recovery.h>
 
 #include "tests/helpers/handler_fixture.h"
@@ -64,6 +65,7 @@ struct totals {
 	unsigned kills, violations, reused, fresh;
 	unsigned phase[KW_PHASES];
 	unsigned mode[3];
+	unsigned enable[3];          /* enum vswap_enable_mode at the kill */
 	unsigned repair_exit[3];     /* fsck -y: 0, 1, other */
 	unsigned create_ok;          /* kills inside store creation: fsck fine */
 	unsigned create_refused;     /* ... fsck refused the half-made store */
@@ -425,6 +427,7 @@ static void one_kill(struct kill_test *kt, unsigned n)
 	kt->t.kills++;
 	kt->t.phase[ph]++;
 	kt->t.mode[mode % 3]++;
+	kt->t.enable[atomic_load(&kt->sh->enable_mode) % 3]++;
 	if (!killed) {
 		violation(kt, "kill %u: the child died before the kill, in phase %s: %s", n,
 			  kw_phase_name(ph), kt->sh->msg[0] ? kt->sh->msg : "(no message)");
@@ -436,12 +439,15 @@ static void one_kill(struct kill_test *kt, unsigned n)
 	}
 	/* No swap file: the kill landed in a creation (the store names its swap
 	 * file last), perhaps before the new child had reported its phase. */
-	if (ph == KW_CREATE || access(kt->path, F_OK) != 0)
+	bool in_create = ph == KW_CREATE || access(kt->path, F_OK) != 0;
+	if (in_create)
 		check_created(kt);
 	else
 		ok = check_store(kt, n, ph, vswap_durability_name(mode)) && ok;
-	/* Reuse two repaired stores in three; never a broken or half-made one. */
-	if (!ok || ph == KW_CREATE || rng_next(&kt->rng) % 3 == 0) {
+	/* Reuse two repaired stores in three; never a broken or half-made one
+	 * (a kill in a creation the child had not reported yet leaves no swap
+	 * file to reopen). */
+	if (!ok || in_create || rng_next(&kt->rng) % 3 == 0) {
 		fresh_store(kt);
 		kt->t.fresh++;
 	} else {
@@ -488,6 +494,8 @@ static void report(const struct kill_test *kt, unsigned want)
 	printf("\nkill: durability at the kill: full=%u batch=%u none=%u\n",
 	       t->mode[VSWAP_DURABILITY_FULL], t->mode[VSWAP_DURABILITY_BATCH],
 	       t->mode[VSWAP_DURABILITY_NONE]);
+	printf("kill: enable mode at the kill: copy=%u protect=%u\n", t->enable[VSWAP_ENABLE_COPY],
+	       t->enable[VSWAP_ENABLE_PROTECT]);
 	printf("kill: fsck -y exit: 0=%u 1=%u other=%u; inside create (not judged): %u checked "
 	       "clean, %u refused\n", t->repair_exit[0], t->repair_exit[1], t->repair_exit[2],
 	       t->create_ok, t->create_refused);

@@ -117,6 +117,7 @@ struct seen { /* open-addressing set of state hashes */
 
 struct counts {
 	uint64_t boundaries, candidates, states, opened, refused, reads, read_errors;
+	uint64_t staged_unverified; /* summed staged copies that did not survive */
 	uint64_t fsck_runs, fsck_repaired, violations;
 	uint64_t per_variant[NVARIANTS];
 };
@@ -134,7 +135,8 @@ struct run {
 	struct pl_snap **snaps; /* by commit number; [0] = empty */
 	uint32_t nsnaps;
 	uint32_t npages, ps;
-	uint64_t *vsum; /* XXH3 of each page version, by version */
+	uint64_t *vsum; /* checksum of each page version, by version */
+	struct vswap_store *store; /* the store being checked (its UUID seeds them) */
 	uint32_t nvers;
 	uint8_t *buf;
 	struct seen seen;
@@ -316,9 +318,12 @@ static void load_snapshots(struct run *r)
 	r->snaps[0]->npages = r->npages;
 	uint32_t maxv = 0;
 	for (uint32_t c = 1; c <= r->nsnaps; c++)
-		for (uint32_t p = 0; p < r->npages; p++)
+		for (uint32_t p = 0; p < r->npages; p++) {
 			if (r->snaps[c]->pages[p].ver > maxv)
 				maxv = r->snaps[c]->pages[p].ver;
+			if (r->snaps[c]->pages[p].sver > maxv)
+				maxv = r->snaps[c]->pages[p].sver;
+		}
 	r->nvers = maxv + 1;
 	r->vsum = calloc(r->nvers, sizeof(*r->vsum));
 	assert_non_null(r->vsum);
@@ -330,7 +335,7 @@ static uint64_t version_sum(struct run *r, uint64_t page, uint32_t ver)
 	if (ver < r->nvers && r->vsum[ver])
 		return r->vsum[ver];
 	pl_fill(r->buf, r->ps, page, ver);
-	uint64_t sum = XXH3_64bits_dispatch(r->buf, r->ps);
+	uint64_t sum = vswap_store_page_checksum(r->store, page, r->buf);
 	if (ver < r->nvers)
 		r->vsum[ver] = sum;
 	return sum;
@@ -458,6 +463,8 @@ struct walk {
 	uint64_t *owner; /* slot -> page + 1 */
 	size_t nslots;
 	uint64_t *staged; /* bitmap */
+	uint64_t *summed; /* bitmap */
+	uint64_t *ssum;   /* per page: the staged copy's recorded checksum */
 };
 
 static int walk_page(void *ctx, const struct vswap_page_record *pr)
@@ -487,12 +494,25 @@ static int walk_page(void *ctx, const struct vswap_page_record *pr)
 	return 0;
 }
 
-static int walk_staged(void *ctx, uint64_t first, uint64_t count)
+static int walk_staged(void *ctx, const struct vswap_staged_record *sr)
 {
 	struct walk *w = ctx;
-	for (uint64_t p = first; p < first + count && p < w->r->npages; p++)
-		w->staged[p / 64] |= 1ull << (p % 64);
+	if (sr->corrupt || sr->page >= w->r->npages) {
+		violation(w->r, "undecodable or out-of-range staging record at page %llu",
+			  (unsigned long long)sr->page);
+		return 0;
+	}
+	w->staged[sr->page / 64] |= 1ull << (sr->page % 64);
+	if (sr->summed) {
+		w->summed[sr->page / 64] |= 1ull << (sr->page % 64);
+		w->ssum[sr->page] = sr->xxh3;
+	}
 	return 0;
+}
+
+static bool is_summed(const struct walk *w, uint64_t p)
+{
+	return w->summed[p / 64] >> (p % 64) & 1;
 }
 
 static bool is_staged(const struct walk *w, uint64_t p)
@@ -509,7 +529,9 @@ static bool matches(struct run *r, const struct walk *w, uint32_t c, char *why, 
 		const struct rec *x = &w->recs[p];
 		enum vswap_page_state st = x->has ? x->state : VSWAP_PAGE_NONE;
 		bool ok = st == e->state && is_staged(w, p) == (bool)e->staged &&
-			  (st == VSWAP_PAGE_NONE || x->xxh3 == version_sum(r, p, e->ver));
+			  (st == VSWAP_PAGE_NONE || x->xxh3 == version_sum(r, p, e->ver)) &&
+			  is_summed(w, p) == (bool)e->summed &&
+			  (!e->summed || w->ssum[p] == version_sum(r, p, e->sver));
 		if (!ok) {
 			snprintf(why, len, "page %u: index %s%s, commit %u says %s%s v%u", p,
 				 vswap_page_state_name(st), is_staged(w, p) ? "+staged" : "", c,
@@ -544,7 +566,7 @@ static void check_present_bytes(struct run *r, struct vswap_store *s, const stru
 		if (k != (ssize_t)r->ps)
 			violation(r, "page %u: present record, slot %llu has no bytes", p,
 				  (unsigned long long)x->slot);
-		else if (XXH3_64bits_dispatch(r->buf, r->ps) != x->xxh3)
+		else if (vswap_store_page_checksum(s, p, r->buf) != x->xxh3)
 			violation(r, "page %u: present record, slot %llu holds %s (version %u)", p,
 				  (unsigned long long)x->slot,
 				  pl_all_zero(r->buf, r->ps) ? "zeros" : "other bytes",
@@ -572,7 +594,7 @@ static void check_reads(struct run *r, struct vswap_store *s, const struct walk 
 		}
 		uint32_t got = pl_version_of(r->buf, r->ps, p);
 		uint32_t want = c >= 0 ? r->snaps[c]->pages[p].ver : got;
-		if (!got || got != want || XXH3_64bits_dispatch(r->buf, r->ps) != x->xxh3)
+		if (!got || got != want || vswap_store_page_checksum(s, p, r->buf) != x->xxh3)
 			violation(r, "page %u: read returned wrong bytes (version %u, want %u)", p,
 				  got, want);
 		else if (x->state == VSWAP_PAGE_PRESENT)
@@ -612,6 +634,33 @@ static void check_staging(struct run *r, const struct walk *w)
 		    !cleared_by_newest_commit(r, p, pl_version_of(r->buf, r->ps, p)))
 			violation(r, "page %u: staging file holds bytes (version %u) no record covers",
 				  p, pl_version_of(r->buf, r->ps, p));
+	}
+	close(fd);
+}
+
+/*
+ * Staged copies: a staged page whose checksum is committed either holds
+ * bytes that verify against it, and those are the version copied, or fails
+ * (its copy did not survive: a later open records it lost, never serves
+ * it).  A checksum never vouches for other bytes.
+ */
+static void check_staged_copies(struct run *r, const struct walk *w)
+{
+	int fd = open(r->abs[r->f_staging], O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	for (uint32_t p = 0; p < r->npages; p++) {
+		if (!is_staged(w, p) || !is_summed(w, p))
+			continue;
+		ssize_t k = pread(fd, r->buf, r->ps, (off_t)p * r->ps);
+		if (k != (ssize_t)r->ps ||
+		    vswap_store_page_checksum(r->store, p, r->buf) != w->ssum[p]) {
+			r->c.staged_unverified++;
+			continue;
+		}
+		if (!pl_version_of(r->buf, r->ps, p))
+			violation(r, "page %u: staged bytes verify against their record but are no "
+				  "version of the page", p);
 	}
 	close(fd);
 }
@@ -699,9 +748,12 @@ static void check_state(struct run *r)
 	struct walk w = {.r = r};
 	w.recs = calloc(r->npages, sizeof(*w.recs));
 	w.staged = calloc(r->npages / 64 + 1, sizeof(*w.staged));
-	assert_true(w.recs && w.staged);
+	w.summed = calloc(r->npages / 64 + 1, sizeof(*w.summed));
+	w.ssum = calloc(r->npages, sizeof(*w.ssum));
+	assert_true(w.recs && w.staged && w.summed && w.ssum);
+	r->store = s;
 	assert_int_equal(vswap_store_foreach_page(s, walk_page, &w), 0);
-	assert_int_equal(vswap_store_foreach_staged(s, walk_staged, &w), 0);
+	assert_int_equal(vswap_store_foreach_staged_page(s, walk_staged, &w), 0);
 	int64_t c = match_commit(r, &w);
 	if (r->strict)
 		check_present_bytes(r, s, &w);
@@ -709,11 +761,15 @@ static void check_state(struct run *r)
 	uint32_t *good = calloc(r->npages, sizeof(*good));
 	assert_non_null(good);
 	check_reads(r, s, &w, c, good);
-	vswap_store_close(s);
 	if (r->strict)
 		check_staging(r, &w);
+	check_staged_copies(r, &w);
+	vswap_store_close(s);
+	r->store = NULL;
 	free(w.recs);
 	free(w.staged);
+	free(w.summed);
+	free(w.ssum);
 	free(w.owner);
 	if (r->created)
 		check_fsck(r, good);
@@ -863,14 +919,16 @@ static void print_counts(const struct run *r, double secs)
 {
 	printf("powerloss %s%s%s (steps %u, seed %u): %zu log records, %u commits; %llu boundaries, "
 	       "%llu candidate states, %llu distinct states checked (%llu opened, %llu refused), "
-	       "%llu page reads (%llu refused), %llu fsck runs (%llu repaired); "
+	       "%llu page reads (%llu refused), %llu staged copies unverified, "
+	       "%llu fsck runs (%llu repaired); "
 	       "%llu violations; %.1f s\n",
 	       vswap_durability_name(r->mode), r->cfg.edge ? " edge" : "",
 	       mutation_name(r->cfg.mutation), r->cfg.steps, r->cfg.seed, r->log.nops, r->nsnaps,
 	       (unsigned long long)r->c.boundaries, (unsigned long long)r->c.candidates,
 	       (unsigned long long)r->c.states, (unsigned long long)r->c.opened,
 	       (unsigned long long)r->c.refused, (unsigned long long)r->c.reads,
-	       (unsigned long long)r->c.read_errors, (unsigned long long)r->c.fsck_runs,
+	       (unsigned long long)r->c.read_errors, (unsigned long long)r->c.staged_unverified,
+	       (unsigned long long)r->c.fsck_runs,
 	       (unsigned long long)r->c.fsck_repaired, (unsigned long long)r->c.violations, secs);
 	printf("  per variant:");
 	for (size_t v = 0; v < NVARIANTS; v++)

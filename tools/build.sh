@@ -2,13 +2,17 @@
 # Shared by the two quick-start commands: install the Debian packages vswap
 # needs (only those missing), then configure and build one build tree.
 #   tools/build.sh BUILD_DIR [extra cmake args...]
+# VSWAP_EXTRA_PACKAGES: more Debian packages the caller needs (tests/run.sh
+# asks for clang and clang-format).
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${1:?usage: build.sh BUILD_DIR [cmake args]}
 shift
 
 need=()
-for pkg in build-essential cmake pkg-config liblmdb-dev libxxhash-dev liburing-dev libcmocka-dev; do
+# shellcheck disable=SC2086 # a list of package names
+for pkg in build-essential cmake pkg-config liblmdb-dev libxxhash-dev liburing-dev libcmocka-dev \
+	${VSWAP_EXTRA_PACKAGES:-}; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -29,7 +29,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxh_x86dispatch.h>
 
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
@@ -39,18 +38,13 @@
 #include <vswap/store.h>
 
 #include "tools/bench/common.h"
+#include "tools/bench/enable.h"
+#include "tools/bench/faults.h"
 #include "tools/bench/kswap.h"
 #include "tools/bench/results.h"
+#include "tools/common/cli.h"
+#include "tools/common/json.h"
 
-/*
- * The fault-latency figures come from vswap-faultbench's
- * faultbench_measure(), the handler's own measurement, rather than a second
- * copy of it.  CMake builds every tools/vswap-*.c as its own program, so
- * its main() is renamed on the way in.
- */
-#define main vswap_faultbench_main
-#include "tools/vswap-faultbench.c"
-#undef main
 
 #define CHUNK_BYTES (2 * BENCH_MIB)          /* the handler's swap-out chunk */
 #define BATCH_COMMIT_BYTES (64 * BENCH_MIB)  /* "batch, commit every 64 MiB" */
@@ -203,7 +197,7 @@ static int fig_hash(struct bench *b)
 		double t0 = bench_now();
 
 		for (off = 0; off < b->size; off += b->page_size)
-			sink ^= XXH3_64bits_dispatch(src_at(b, off), b->page_size);
+			sink ^= bench_xxh3(src_at(b, off), b->page_size);
 		xx[r] = bench_gbps(b->size, bench_now() - t0);
 		t0 = bench_now();
 		for (off = 0; off < b->size; off += CHUNK_BYTES)
@@ -323,7 +317,7 @@ static int store_write_pass(struct bench *b, enum vswap_durability d, uint64_t c
 static int raw_write_pass(struct bench *b, uint64_t sync_every, bool direct, double *gbps)
 {
 	char path[PATH_MAX];
-	double secs, sync_secs, cpu0 = cpu_seconds();
+	double secs = 0, sync_secs = 0, cpu0 = cpu_seconds(); /* set unless the write fails */
 	int err;
 
 	tmp_path(b, "raw", path, sizeof(path));
@@ -620,7 +614,7 @@ out:
  * drops the swap file's page cache and then either audits it
  * (vswap_fsck_run() in CHECK mode: every page read and its XXH3-64
  * checked) or reads the whole file with a plain reader and hashes every
- * 4 KiB page with XXH3_64bits_dispatch.  Three plain readers, 2 MiB
+ * 4 KiB page with bench_xxh3().  Three plain readers, 2 MiB
  * pread()s each: buffered (kernel readahead overlaps the disk with the
  * hashing), buffered after POSIX_FADV_SEQUENTIAL (twice the readahead, as
  * the audit asks for), and O_DIRECT (read, then hash); the fastest median
@@ -662,7 +656,7 @@ static int read_hash_pass(struct bench *b, const char *path, enum fsck_reader ho
 
 		err = pread_all(how == FR_DIRECT ? dfd : fd, b->dst, n, off);
 		for (i = 0; !err && i < n; i += b->page_size)
-			sink ^= XXH3_64bits_dispatch((const char *)b->dst + i, b->page_size);
+			sink ^= bench_xxh3((const char *)b->dst + i, b->page_size);
 	}
 	*gbps = bench_gbps(size, bench_now() - t0);
 	__asm__ volatile("" ::"r"(sink));
@@ -1191,6 +1185,24 @@ static int fig_kernel_swap(struct bench *b)
 	return 0;
 }
 
+/* ---- group "enable": copy and protect modes side by side (enable.c) ---- */
+
+static int fig_enable(struct bench *b)
+{
+	struct enable_bench o = {
+		.size = b->size,
+		.dir = b->dir,
+		.runs = b->runs,
+		.page_size = b->page_size,
+		.src = b->src,
+		.src_len = b->src_len,
+		.stop = &b->stop,
+		.verbose = b->verbose,
+	};
+
+	return enable_bench_run(&o, &b->res);
+}
+
 /* ---- driver ------------------------------------------------------------- */
 
 struct figure {
@@ -1205,6 +1217,7 @@ static const struct figure figures[] = {
 	{"store-read", fig_store_read, false},
 	{"fsck", fig_fsck, false},
 	{"handler", fig_handler, false},
+	{"enable", fig_enable, false},
 	{"faults", fig_faults, false},
 	{"kernel-swap", fig_kernel_swap, true},
 };
@@ -1222,38 +1235,72 @@ static bool selected(const struct bench *b, const struct figure *f)
 	return false;
 }
 
-static void usage(FILE *f)
+static const struct cli_tool tool = {
+	.name = "vswap-bench",
+	.synopsis = "[--quick] [--json] [--size BYTES] [--dir DIR] [--runs N]\n"
+		    "       [--kernel-swap] [--only GROUP[,GROUP]] [--verbose]\n",
+	.help = "Measure vswap, each figure beside a baseline measured in the same run.\n"
+		"\n"
+		"      --quick        256 MiB passes, 3 runs (under a minute)\n"
+		"      --json         print {\"schema_version\":1,...,\"results\":[{name,value,unit,\n"
+		"                     baseline,baseline_value,ratio}]}\n"
+		"      --size BYTES   bytes per pass, K/M/G suffixes (default 1G; --quick 256M)\n"
+		"      --dir DIR      file system to measure (default /var/tmp)\n"
+		"      --runs N       runs per figure, median reported (default 5; --quick 3;\n"
+		"                     kernel-swap at most 3)\n"
+		"      --kernel-swap  also measure the kernel's swap on a temporary swap file (root)\n"
+		"      --only GROUPS  comma-separated: hash, store-write, store-read, fsck, handler,\n"
+		"                     enable, faults, kernel-swap\n"
+		"      --verbose      every pass on stderr\n" CLI_STANDARD_HELP
+		"\n"
+		"Exit: 0 every group ran, 1 one failed, 2 usage error, 130 interrupted.\n",
+	.usage_exit = CLI_EXIT_USAGE,
+};
+
+/* Every name of @list (comma-separated) is a group: an unknown one would
+ * measure nothing and say nothing. */
+static int check_groups(const char *list)
 {
-	fprintf(f,
-		"usage: vswap-bench [--quick] [--json] [--size BYTES] [--dir DIR] [--runs N]\n"
-		"                   [--kernel-swap] [--only GROUP[,GROUP]] [--verbose]\n"
-		"  --quick        256 MiB passes, 3 runs (under a minute)\n"
-		"  --json         print {\"results\":[{name,value,unit,baseline,baseline_value,ratio}]}\n"
-		"  --size BYTES   bytes per pass, K/M/G suffixes (default 1G; --quick 256M)\n"
-		"  --dir DIR      file system to measure (default /var/tmp)\n"
-		"  --runs N       runs per figure, median reported (default 5; --quick 3;\n"
-		"                 kernel-swap at most 3)\n"
-		"  --kernel-swap  also measure the kernel's swap on a temporary swap file (root)\n"
-		"  --only GROUPS  comma-separated: hash, store-write, store-read, fsck, handler,\n"
-		"                 faults, kernel-swap\n"
-		"  --verbose      every pass on stderr\n"
-		"  -h, --help     this help\n");
+	const char *p = list;
+
+	for (;;) {
+		size_t len = strcspn(p, ",");
+		bool known = false;
+
+		for (size_t i = 0; i < sizeof(figures) / sizeof(figures[0]); i++)
+			known |= strlen(figures[i].group) == len && !strncmp(figures[i].group, p, len);
+		if (!known) {
+			cli_usage_error(&tool, "--only: unknown group '%.*s'", (int)len, p);
+			return -1;
+		}
+		if (!p[len])
+			return 0;
+		p += len + 1;
+	}
 }
 
+/* Returns 0 to run, 1 when --help or --version was shown, -1 on a usage
+ * error (already reported). */
 static int parse_args(struct bench *b, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"quick", no_argument, NULL, 'q'},   {"json", no_argument, NULL, 'j'},
-		{"size", required_argument, NULL, 's'}, {"dir", required_argument, NULL, 'd'},
-		{"runs", required_argument, NULL, 'r'}, {"kernel-swap", no_argument, NULL, 'k'},
-		{"only", required_argument, NULL, 'o'}, {"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},    {NULL, 0, NULL, 0},
+		{"quick", no_argument, NULL, 'q'},
+		{"json", no_argument, NULL, 'j'},
+		{"size", required_argument, NULL, 's'},
+		{"dir", required_argument, NULL, 'd'},
+		{"runs", required_argument, NULL, 'r'},
+		{"kernel-swap", no_argument, NULL, 'k'},
+		{"only", required_argument, NULL, 'o'},
+		{"verbose", no_argument, NULL, 'v'},
+		CLI_STANDARD_LONGOPTS,
+		{NULL, 0, NULL, 0},
 	};
 	bool have_size = false, have_runs = false;
+	uint64_t v;
 	int c;
 
 	b->dir = "/var/tmp";
-	while ((c = getopt_long(argc, argv, "qjs:d:r:ko:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'q':
 			b->quick = true;
@@ -1262,9 +1309,9 @@ static int parse_args(struct bench *b, int argc, char **argv)
 			b->json = true;
 			break;
 		case 's':
-			if (bench_parse_size(optarg, &b->size) || b->size < CHUNK_BYTES) {
-				fprintf(stderr, "vswap-bench: bad --size '%s' (at least 2M)\n", optarg);
-				return -EINVAL;
+			if (cli_parse_size(optarg, &b->size) || b->size < CHUNK_BYTES) {
+				cli_usage_error(&tool, "bad --size '%s' (at least 2M)", optarg);
+				return -1;
 			}
 			have_size = true;
 			break;
@@ -1272,33 +1319,31 @@ static int parse_args(struct bench *b, int argc, char **argv)
 			b->dir = optarg;
 			break;
 		case 'r':
-			b->runs = (unsigned)atoi(optarg);
-			if (b->runs < 1 || b->runs > MAX_RUNS) {
-				fprintf(stderr, "vswap-bench: --runs must be 1..%d\n", MAX_RUNS);
-				return -EINVAL;
+			if (cli_parse_u64(optarg, &v) || v < 1 || v > MAX_RUNS) {
+				cli_usage_error(&tool, "--runs must be 1..%d", MAX_RUNS);
+				return -1;
 			}
+			b->runs = (unsigned)v;
 			have_runs = true;
 			break;
 		case 'k':
 			b->kernel_swap = true;
 			break;
 		case 'o':
+			if (check_groups(optarg))
+				return -1;
 			b->only = optarg;
 			break;
 		case 'v':
 			b->verbose = true;
 			break;
-		case 'h':
-			usage(stdout);
-			exit(0);
 		default:
-			usage(stderr);
-			return -EINVAL;
+			return cli_standard_option(&tool, c);
 		}
 	}
 	if (optind != argc) {
-		usage(stderr);
-		return -EINVAL;
+		cli_usage_error(&tool, "unexpected argument '%s'", argv[optind]);
+		return -1;
 	}
 	if (!have_size)
 		b->size = b->quick ? 256 * BENCH_MIB : BENCH_GIB;
@@ -1336,16 +1381,25 @@ static void report(const struct bench *b)
 	bench_machine(machine, sizeof(machine));
 	bench_cpu_model(cpu, sizeof(cpu));
 	if (b->json) {
-		printf("{\"machine\":");
-		bench_json_str(stdout, machine);
-		printf(",\"cpu\":");
-		bench_json_str(stdout, cpu);
-		printf(",\"dir\":");
-		bench_json_str(stdout, b->dir);
-		printf(",\"fs\":\"%s\",\"size\":%llu,\"runs\":%u,\n", bench_fs_name(b->dir),
-		       (unsigned long long)b->size, b->runs);
-		bench_print_json_results(stdout, &b->res);
-		printf("}\n");
+		struct json_writer w;
+
+		json_init(&w, stdout);
+		json_begin_document(&w);
+		json_key(&w, "machine");
+		json_string(&w, machine);
+		json_key(&w, "cpu");
+		json_string(&w, cpu);
+		json_key(&w, "dir");
+		json_string(&w, b->dir);
+		json_key(&w, "fs");
+		json_string(&w, bench_fs_name(b->dir));
+		json_key(&w, "size");
+		json_u64(&w, b->size);
+		json_key(&w, "runs");
+		json_u64(&w, b->runs);
+		bench_json_results(&w, &b->res);
+		json_end_object(&w);
+		json_finish(&w);
 		return;
 	}
 	printf("vswap-bench: %s; %s\n", machine, cpu);
@@ -1361,8 +1415,9 @@ int main(int argc, char **argv)
 	size_t i;
 	int err = 0, status = 0;
 
-	if (parse_args(&b, argc, argv))
-		return 2;
+	err = parse_args(&b, argc, argv);
+	if (err)
+		return err > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 	err = setup(&b);
 	if (err) {
 		fprintf(stderr, "vswap-bench: %s\n", strerror(-err));
@@ -1371,8 +1426,8 @@ int main(int argc, char **argv)
 	/*
 	 * Keep the terminating signals blocked and poll for them between
 	 * passes: a Ctrl-C then never leaves a temporary store, file or swap
-	 * device behind.  They are unblocked at the end, so a pending one
-	 * still ends the process with its usual status.
+	 * device behind.  A pending one is consumed before they are
+	 * unblocked, and the exit status says it (130, as documented).
 	 */
 	sigemptyset(&b.stop);
 	sigaddset(&b.stop, SIGINT);
@@ -1399,6 +1454,11 @@ int main(int argc, char **argv)
 	bench_results_free(&b.res);
 	munmap(b.src, b.src_len);
 	free(b.dst);
+	if (kswap_interrupted(&b.stop))
+		err = -EINTR;
+	const struct timespec now = {0, 0};
+	while (sigtimedwait(&b.stop, NULL, &now) > 0)
+		;
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	return err == -EINTR ? 130 : status;
 }

@@ -12,8 +12,15 @@
  * enable -> trim -> swap out -> guest touches a random subset (faults from
  * staging and from the swap file) -> balloon removes -> disable, --cycles
  * times, and checks every byte of the guest against what it last wrote
- * (removed ranges read zero).  It ends with the fsck audit of its store and
- * exits 0 only if every byte verified and the audit is clean.
+ * (removed ranges read zero).  After the first swap-out, while the store
+ * holds the guest's pages, vswap-fsck -n audits it (another process, as an
+ * operator would run it on a store in use); at the end the closed store is
+ * audited again.  Exit 0 only if every byte verified and both audits are
+ * clean, 1 otherwise, 2 on a usage error, 130 when a signal stopped it.
+ *
+ * Files: the demo removes only what it created.  With --store PATH over an
+ * existing file (or a store another demo is creating) the create fails and
+ * nothing is removed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +34,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <vswap/handler.h>
@@ -35,25 +45,41 @@
 #include <vswap/store.h>
 
 #include "tools/bench/common.h"
-#include "tools/bench/results.h"
+#include "tools/common/cli.h"
+#include "tools/common/json.h"
+
+extern char **environ;
+
+/* The exit status of a demo stopped by SIGINT, SIGTERM or SIGHUP (after its
+ * cleanup), whichever it was: what vswap-demo(1) documents. */
+#define EXIT_INTERRUPTED 130
 
 #define MAX_CYCLES 1000
 #define MAX_THREADS 16
 #define BALLOON_RANGES 4
 
-enum stage { ST_WRITE, ST_ENABLE, ST_TOUCH_STAGING, ST_TRIM, ST_SWAP_OUT, ST_TOUCH, ST_BALLOON,
-	     ST_DISABLE, ST_VERIFY, ST_COUNT };
+enum stage {
+	ST_WRITE,
+	ST_ENABLE,
+	ST_TOUCH_STAGING,
+	ST_TRIM,
+	ST_SWAP_OUT,
+	ST_TOUCH,
+	ST_BALLOON,
+	ST_DISABLE,
+	ST_VERIFY,
+	ST_COUNT
+};
 
 static const char *const stage_name[ST_COUNT] = {
-	"write", "enable", "touch-staging", "trim", "swap-out",
-	"touch", "balloon", "disable", "verify",
+    "write", "enable", "touch-staging", "trim", "swap-out", "touch", "balloon", "disable", "verify",
 };
 
 /* What one stage did, for the progress line, the summary and the JSON. */
 struct stage_stat {
 	double secs;
-	uint64_t pages;   /* the stage's main count (moved, trimmed, written ...) */
-	uint64_t bytes;   /* bytes moved, for GB/s; 0 when a rate means nothing */
+	uint64_t pages; /* the stage's main count (moved, trimmed, written ...) */
+	uint64_t bytes; /* bytes moved, for GB/s; 0 when a rate means nothing */
 };
 
 struct cycle_stat {
@@ -61,6 +87,14 @@ struct cycle_stat {
 	uint64_t written, zero_written, written_twice;
 	uint64_t from_staging, from_file, zero_filled;
 	uint64_t touched, rewritten, removed, bad_pages;
+};
+
+/* One audit: vswap-fsck's exit code and what it verified. */
+struct audit_result {
+	bool ran;
+	int exit_code;
+	uint64_t pages, bytes;
+	uint64_t problems;
 };
 
 struct demo {
@@ -84,18 +118,18 @@ struct demo {
 	/* the store and the handler */
 	char tmpdir[64];
 	char path[PATH_MAX];
+	bool created; /* the store's files are ours to remove */
 	struct vswap_store *store;
 	struct vswap_handler *h;
 	struct vswap_status status; /* the last one read */
 	char status_json[1024];
 
-	sigset_t stop;
+	sigset_t stop, old; /* the signals held, and the mask before */
 	struct cycle_stat cyc[MAX_CYCLES];
 	unsigned done_cycles;
 	uint64_t bad_pages;
-	int fsck_exit;
-	uint64_t fsck_pages, fsck_bytes;
-	size_t fsck_problems;
+	struct audit_result live;  /* vswap-fsck -n while the store held pages */
+	struct audit_result final; /* the closed store */
 };
 
 /* ---- the guest's patterns ------------------------------------------------ */
@@ -257,14 +291,14 @@ static int guest_run(struct demo *d, enum job_kind kind, unsigned cycle, uint64_
 	memset(sum, 0, sizeof(*sum));
 	for (t = 0; t < d->threads; t++) {
 		jobs[t] = (struct job){
-			.d = d,
-			.kind = kind,
-			.cycle = cycle,
-			.index = t,
-			.first = d->pages * t / d->threads,
-			.end = d->pages * (t + 1) / d->threads,
-			.permille = permille,
-			.seed = d->seed ^ ((uint64_t)cycle << 32) ^ ((uint64_t)kind << 48) ^ t,
+		    .d = d,
+		    .kind = kind,
+		    .cycle = cycle,
+		    .index = t,
+		    .first = d->pages * t / d->threads,
+		    .end = d->pages * (t + 1) / d->threads,
+		    .permille = permille,
+		    .seed = d->seed ^ ((uint64_t)cycle << 32) ^ ((uint64_t)kind << 48) ^ t,
 		};
 		err = -pthread_create(&tid[t], NULL, job_main, &jobs[t]);
 		if (err)
@@ -318,19 +352,41 @@ static int status(struct demo *d)
 	return err;
 }
 
-/* Wait for @st; a state the command cannot reach in time is an error. */
+static bool interrupted(const struct demo *d);
+
+/*
+ * Wait for @st.  The wait ends early when the handler fails (a failed
+ * swap-out, ENOSPC for one, leaves it in Failed: @st cannot come) or a
+ * terminating signal is pending (-EINTR), and after WAIT_LIMIT_MS.  The
+ * handler has no wait for "@st or Failed", so the wait is cut in slices.
+ */
+#define WAIT_SLICE_MS 100
+#define WAIT_LIMIT_MS 600000
 static int wait_for(struct demo *d, enum vswap_state st, const char *what)
 {
-	int err = vswap_handler_wait_state(d->h, st, 600000);
+	int err = -ETIMEDOUT;
 
-	status(d);
-	if (err || d->status.state != st) {
-		fprintf(stderr, "vswap-demo: %s: waiting for %s: %s (state %s, last error %s)\n",
-			what, vswap_state_name(st), vswap_strerror(err ? err : -EPROTO),
-			vswap_state_name(d->status.state), vswap_strerror(d->status.last_error));
-		return err ? err : -EPROTO;
+	for (int waited = 0; waited < WAIT_LIMIT_MS; waited += WAIT_SLICE_MS) {
+		err = vswap_handler_wait_state(d->h, st, WAIT_SLICE_MS);
+		if (err != -ETIMEDOUT)
+			break;
+		status(d);
+		if (d->status.state == VSWAP_STATE_FAILED)
+			break;
+		if (interrupted(d))
+			return -EINTR;
 	}
-	return 0;
+	status(d);
+	if (!err && d->status.state == st)
+		return 0;
+	if (d->status.state == VSWAP_STATE_FAILED)
+		err = d->status.last_error ? d->status.last_error : -EIO;
+	else if (!err)
+		err = -EPROTO;
+	fprintf(stderr, "vswap-demo: %s: waiting for %s: %s (state %s, last error %s)\n", what,
+		vswap_state_name(st), vswap_strerror(err), vswap_state_name(d->status.state),
+		vswap_strerror(d->status.last_error));
+	return err;
 }
 
 static void progress(const struct demo *d, enum stage s, const struct stage_stat *st,
@@ -385,6 +441,131 @@ static struct faults faults_now(struct demo *d)
 			       d->status.metrics.zeroed_pages};
 }
 
+/* ---- the audit of the store in use ------------------------------------------ */
+
+/* The path of the tool @name installed beside this program. */
+static int sibling_tool(const char *name, char *buf, size_t len)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	if (n < 0)
+		return -errno;
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	if (!slash)
+		return -ENOENT;
+	*slash = '\0';
+	if ((size_t)snprintf(buf, len, "%s/%s", self, name) >= len)
+		return -ENAMETOOLONG;
+	return access(buf, X_OK) == 0 ? 0 : -errno;
+}
+
+/* The number after "@key": in vswap-fsck's JSON report, or -1. */
+static long long report_number(const char *doc, const char *key)
+{
+	char pat[64];
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	const char *p = strstr(doc, pat);
+	return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
+}
+
+static uint64_t report_count(const char *doc, const char *needle)
+{
+	uint64_t n = 0;
+	for (const char *p = doc; (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	return n;
+}
+
+/* Read all of @fd into a NUL-terminated buffer (at most 4 MiB kept; the
+ * rest is read and dropped so that the writer never blocks). */
+static char *read_all(int fd)
+{
+	size_t cap = 65536, len = 0;
+	char *buf = malloc(cap), chunk[65536];
+	ssize_t k;
+
+	while (buf && (k = read(fd, chunk, sizeof(chunk))) != 0) {
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (len + (size_t)k + 1 > cap && cap < (4u << 20)) {
+			char *nb = realloc(buf, cap * 2);
+			if (!nb)
+				break;
+			buf = nb;
+			cap *= 2;
+		}
+		size_t keep = len + (size_t)k + 1 <= cap ? (size_t)k : cap - len - 1;
+		memcpy(buf + len, chunk, keep);
+		len += keep;
+	}
+	if (buf)
+		buf[len] = '\0';
+	return buf;
+}
+
+/*
+ * vswap-fsck -n on the store while the handler has it open, holding the
+ * guest's pages: what an operator would run.  Another process, as it must
+ * be (LMDB allows one open of an environment per process).  The child gets
+ * the signal mask the demo started with, so a Ctrl-C cancels it too.
+ */
+static int audit_live(struct demo *d)
+{
+	char fsck[PATH_MAX];
+	int err = sibling_tool("vswap-fsck", fsck, sizeof(fsck));
+
+	if (err) {
+		fprintf(stderr, "vswap-demo: no vswap-fsck beside this program to audit with: %s\n",
+			strerror(-err));
+		return err;
+	}
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC))
+		return -errno;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pfd[1], STDOUT_FILENO);
+	posix_spawnattr_init(&at);
+	posix_spawnattr_setsigmask(&at, &d->old);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
+	char *argv[] = {fsck, "-n", "--json", "--no-progress", d->path, NULL};
+	pid_t pid;
+	err = -posix_spawn(&pid, fsck, &fa, &at, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	close(pfd[1]);
+	if (err) {
+		close(pfd[0]);
+		fprintf(stderr, "vswap-demo: %s: %s\n", fsck, strerror(-err));
+		return err;
+	}
+	char *report = read_all(pfd[0]);
+	close(pfd[0]);
+	int ws;
+	while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
+		;
+	d->live.ran = true;
+	d->live.exit_code = WIFEXITED(ws) ? WEXITSTATUS(ws) : VSWAP_FSCK_EXIT_OPERATIONAL;
+	if (report) {
+		long long pages = report_number(report, "pages_checked");
+		long long bytes = report_number(report, "bytes_verified");
+		d->live.pages = pages > 0 ? (uint64_t)pages : 0;
+		d->live.bytes = bytes > 0 ? (uint64_t)bytes : 0;
+		d->live.problems = report_count(report, "\"kind\":");
+		if (d->live.exit_code)
+			fprintf(stderr, "vswap-demo: vswap-fsck -n %s exited %d: %s", d->path,
+				d->live.exit_code, report);
+	}
+	free(report);
+	return 0;
+}
+
 /*
  * One cycle.  Returns 1 when --stop-after stopped it, 0 when it ran to the
  * end, or a negative errno.
@@ -410,6 +591,8 @@ static int cycle(struct demo *d, unsigned c)
 	progress(d, ST_WRITE, &st[ST_WRITE], "%llu pages (%llu zero), %llu written twice",
 		 (unsigned long long)sum.written, (unsigned long long)sum.zero_written,
 		 (unsigned long long)sum.twice);
+	if (interrupted(d))
+		return -EINTR;
 
 	/* Enable: the guest is paused (no writer runs) while pages move. */
 	t0 = bench_now();
@@ -425,6 +608,8 @@ static int cycle(struct demo *d, unsigned c)
 	progress(d, ST_ENABLE, &st[ST_ENABLE], "%llu pages moved to staging (%llu ms)",
 		 (unsigned long long)st[ST_ENABLE].pages,
 		 (unsigned long long)d->status.transition.time_ms);
+	if (interrupted(d))
+		return -EINTR;
 	if (stop_here(d, c, "enable"))
 		return 1;
 
@@ -443,6 +628,8 @@ static int cycle(struct demo *d, unsigned c)
 		 "%llu pages read: %llu from staging, %llu zero-filled",
 		 (unsigned long long)sum.touched, (unsigned long long)(f1.staging - f0.staging),
 		 (unsigned long long)(f1.zero - f0.zero));
+	if (interrupted(d))
+		return -EINTR;
 
 	/* Trim: zero pages and pages identical to their stale slot. */
 	t0 = bench_now();
@@ -455,6 +642,8 @@ static int cycle(struct demo *d, unsigned c)
 	st[ST_TRIM].pages = d->status.transition.pages;
 	progress(d, ST_TRIM, &st[ST_TRIM], "%llu pages trimmed (zero or unchanged)",
 		 (unsigned long long)st[ST_TRIM].pages);
+	if (interrupted(d))
+		return -EINTR;
 	if (stop_here(d, c, "trim"))
 		return 1;
 
@@ -471,6 +660,22 @@ static int cycle(struct demo *d, unsigned c)
 	progress(d, ST_SWAP_OUT, &st[ST_SWAP_OUT], "%llu pages written to the store (%llu ms)",
 		 (unsigned long long)st[ST_SWAP_OUT].pages,
 		 (unsigned long long)d->status.transition.time_ms);
+	if (interrupted(d))
+		return -EINTR;
+	if (c == 1) {
+		/* The guest's pages are in the store now: the audit has bytes
+		 * to verify (after the disable it would find none). */
+		t0 = bench_now();
+		err = audit_live(d);
+		if (err)
+			return err;
+		char what[96];
+		snprintf(what, sizeof(what), "vswap-fsck -n of the store in use: %s, %llu pages",
+			 d->live.exit_code ? "NOT CLEAN" : "clean",
+			 (unsigned long long)d->live.pages);
+		fprintf(d->json ? stderr : stdout, "  %-13s %-52s %7.3f s\n", "audit", what,
+			bench_now() - t0);
+	}
 	if (stop_here(d, c, "swap-out"))
 		return 1;
 
@@ -492,6 +697,8 @@ static int cycle(struct demo *d, unsigned c)
 		 "%llu pages: %llu from file, %llu zero-filled, %llu rewritten",
 		 (unsigned long long)sum.touched, (unsigned long long)(f1.file - f0.file),
 		 (unsigned long long)(f1.zero - f0.zero), (unsigned long long)sum.rewritten);
+	if (interrupted(d))
+		return -EINTR;
 
 	/* Balloon: ranges given back to the host. */
 	t0 = bench_now();
@@ -503,6 +710,8 @@ static int cycle(struct demo *d, unsigned c)
 	}
 	progress(d, ST_BALLOON, &st[ST_BALLOON], "%u ranges, %llu pages removed", BALLOON_RANGES,
 		 (unsigned long long)cs->removed);
+	if (interrupted(d))
+		return -EINTR;
 
 	/* Disable: everything comes back in, every page verified. */
 	t0 = bench_now();
@@ -517,6 +726,8 @@ static int cycle(struct demo *d, unsigned c)
 	progress(d, ST_DISABLE, &st[ST_DISABLE], "%llu pages swapped in (%llu ms)",
 		 (unsigned long long)st[ST_DISABLE].pages,
 		 (unsigned long long)d->status.transition.time_ms);
+	if (interrupted(d))
+		return -EINTR;
 
 	/* Every byte of the guest against what it last wrote. */
 	t0 = bench_now();
@@ -568,10 +779,13 @@ static int store_and_handler_create(struct demo *d)
 	}
 	err = vswap_store_create(d->path, &so, &d->store);
 	if (err) {
+		/* -EEXIST: a file (or another demo's store) is there; it is not
+		 * ours, so nothing of it is removed. */
 		fprintf(stderr, "vswap-demo: create store %s: %s\n", d->path, vswap_strerror(err));
 		d->store = NULL;
 		return err;
 	}
+	d->created = true;
 	ho.store = d->store;
 	err = vswap_handler_create(&r, 1, &ho, &d->h);
 	if (err) {
@@ -599,12 +813,13 @@ static int audit(struct demo *d)
 	if (err)
 		return err;
 	err = vswap_fsck_run(f);
-	d->fsck_exit = vswap_fsck_exit_code(f);
-	d->fsck_problems = vswap_fsck_problem_count(f);
+	d->final.ran = true;
+	d->final.exit_code = vswap_fsck_exit_code(f);
+	d->final.problems = vswap_fsck_problem_count(f);
 	vswap_fsck_counts(f, &c);
-	d->fsck_pages = c.pages_checked;
-	d->fsck_bytes = c.bytes_verified;
-	for (i = 0; i < d->fsck_problems; i++) {
+	d->final.pages = c.pages_checked;
+	d->final.bytes = c.bytes_verified;
+	for (i = 0; i < d->final.problems; i++) {
 		const struct vswap_problem *p = vswap_fsck_problem(f, i);
 
 		fprintf(stderr, "vswap-demo: fsck: %s: %s\n", vswap_problem_kind_name(p->kind),
@@ -614,15 +829,18 @@ static int audit(struct demo *d)
 	return err;
 }
 
+/* Remove only what this run created: the store (if its create succeeded)
+ * and the directory made for it. */
 static void cleanup(struct demo *d)
 {
 	struct vswap_store_opts so = {0};
 
-	if (!d->keep && d->path[0]) {
+	if (!d->keep && d->created) {
 		int err = vswap_store_destroy(d->path, &so);
 
 		if (err && err != -ENOENT)
-			fprintf(stderr, "vswap-demo: remove %s: %s\n", d->path, vswap_strerror(err));
+			fprintf(stderr, "vswap-demo: remove %s: %s\n", d->path,
+				vswap_strerror(err));
 	}
 	if (!d->keep && d->tmpdir[0])
 		rmdir(d->tmpdir);
@@ -661,6 +879,14 @@ static void totals(const struct demo *d, struct cycle_stat *t)
 	}
 }
 
+static void print_audit(const char *what, const struct audit_result *a)
+{
+	printf("%s: %s (exit %d, %llu pages and %llu MiB verified, %llu problems)\n", what,
+	       a->exit_code == 0 ? "clean" : "NOT CLEAN", a->exit_code,
+	       (unsigned long long)a->pages, (unsigned long long)(a->bytes / BENCH_MIB),
+	       (unsigned long long)a->problems);
+}
+
 static void print_summary(const struct demo *d, bool ok)
 {
 	struct cycle_stat t;
@@ -684,122 +910,171 @@ static void print_summary(const struct demo *d, bool ok)
 	printf("  time per stage:");
 	for (s = 0; s < ST_COUNT; s++) {
 		printf(" %s %.2fs", stage_name[s], t.st[s].secs);
-		if (t.st[s].bytes && t.st[s].secs > 0 && (s == ST_ENABLE || s == ST_SWAP_OUT ||
-							 s == ST_DISABLE))
+		if (t.st[s].bytes && t.st[s].secs > 0 &&
+		    (s == ST_ENABLE || s == ST_SWAP_OUT || s == ST_DISABLE))
 			printf(" (%.2f GB/s)", bench_gbps(t.st[s].bytes, t.st[s].secs));
 		printf(s + 1 < ST_COUNT ? "," : "\n");
 	}
 	printf("  status %s\n", d->status_json);
-	printf("fsck audit of %s: %s (exit %d, %llu pages and %llu MiB verified, %zu problems)\n",
-	       d->path, d->fsck_exit == 0 ? "clean" : "NOT CLEAN", d->fsck_exit,
-	       (unsigned long long)d->fsck_pages, (unsigned long long)(d->fsck_bytes / BENCH_MIB),
-	       d->fsck_problems);
+	if (d->live.ran)
+		print_audit("fsck audit of the store in use, after swap-out", &d->live);
+	if (d->final.ran)
+		print_audit("fsck audit of the closed store", &d->final);
 	printf("%s\n", ok ? "vswap-demo: OK, every byte verified" : "vswap-demo: FAILED");
 	if (d->keep)
 		printf("store kept: %s (try: vswap-dump %s; vswap-fsck -n %s)\n", d->path, d->path,
 		       d->path);
 }
 
-static void json_stage(const struct stage_stat *s, const char *name, bool last)
+static void json_u64_member(struct json_writer *w, const char *key, uint64_t v)
 {
-	printf("\"%s\":{\"seconds\":%.6f,\"pages\":%llu", name, s->secs,
-	       (unsigned long long)s->pages);
-	if (s->bytes && s->secs > 0)
-		printf(",\"gbps\":%.4f", bench_gbps(s->bytes, s->secs));
-	printf("}%s", last ? "" : ",");
+	json_key(w, key);
+	json_u64(w, v);
 }
 
-static void json_cycle(const struct cycle_stat *c)
+static void json_stage(struct json_writer *w, const struct stage_stat *s, const char *name)
 {
-	unsigned s;
+	json_key(w, name);
+	json_begin_object(w);
+	json_key(w, "seconds");
+	json_double(w, s->secs);
+	json_u64_member(w, "pages", s->pages);
+	if (s->bytes && s->secs > 0) {
+		json_key(w, "gbps");
+		json_double(w, bench_gbps(s->bytes, s->secs));
+	}
+	json_end_object(w);
+}
 
-	printf("{\"stages\":{");
-	for (s = 0; s < ST_COUNT; s++)
-		json_stage(&c->st[s], stage_name[s], s + 1 == ST_COUNT);
-	printf("},\"pages_written_by_guest\":%llu,\"zero_pages_written\":%llu,"
-	       "\"pages_written_twice\":%llu,\"pages_moved\":%llu,\"pages_trimmed\":%llu,"
-	       "\"pages_swapped_out\":%llu,\"faults_from_staging\":%llu,\"faults_from_file\":%llu,"
-	       "\"zero_filled\":%llu,\"pages_removed\":%llu,\"pages_swapped_in\":%llu,"
-	       "\"pages_wrong\":%llu}",
-	       (unsigned long long)c->written, (unsigned long long)c->zero_written,
-	       (unsigned long long)c->written_twice, (unsigned long long)c->st[ST_ENABLE].pages,
-	       (unsigned long long)c->st[ST_TRIM].pages,
-	       (unsigned long long)c->st[ST_SWAP_OUT].pages, (unsigned long long)c->from_staging,
-	       (unsigned long long)c->from_file, (unsigned long long)c->zero_filled,
-	       (unsigned long long)c->removed, (unsigned long long)c->st[ST_DISABLE].pages,
-	       (unsigned long long)c->bad_pages);
+static void json_cycle(struct json_writer *w, const struct cycle_stat *c)
+{
+	json_begin_object(w);
+	json_key(w, "stages");
+	json_begin_object(w);
+	for (unsigned s = 0; s < ST_COUNT; s++)
+		json_stage(w, &c->st[s], stage_name[s]);
+	json_end_object(w);
+	json_u64_member(w, "pages_written_by_guest", c->written);
+	json_u64_member(w, "zero_pages_written", c->zero_written);
+	json_u64_member(w, "pages_written_twice", c->written_twice);
+	json_u64_member(w, "pages_moved", c->st[ST_ENABLE].pages);
+	json_u64_member(w, "pages_trimmed", c->st[ST_TRIM].pages);
+	json_u64_member(w, "pages_swapped_out", c->st[ST_SWAP_OUT].pages);
+	json_u64_member(w, "faults_from_staging", c->from_staging);
+	json_u64_member(w, "faults_from_file", c->from_file);
+	json_u64_member(w, "zero_filled", c->zero_filled);
+	json_u64_member(w, "pages_removed", c->removed);
+	json_u64_member(w, "pages_swapped_in", c->st[ST_DISABLE].pages);
+	json_u64_member(w, "pages_wrong", c->bad_pages);
+	json_end_object(w);
+}
+
+/* An audit's object, or null when it did not run. */
+static void json_audit(struct json_writer *w, const char *key, const struct audit_result *a)
+{
+	json_key(w, key);
+	if (!a->ran) {
+		json_null(w);
+		return;
+	}
+	json_begin_object(w);
+	json_key(w, "exit_code");
+	json_i64(w, a->exit_code);
+	json_u64_member(w, "problems", a->problems);
+	json_u64_member(w, "pages_checked", a->pages);
+	json_u64_member(w, "bytes_verified", a->bytes);
+	json_end_object(w);
 }
 
 static void print_json(const struct demo *d, bool ok)
 {
+	struct json_writer w;
 	struct cycle_stat t;
-	unsigned c;
 
 	totals(d, &t);
-	printf("{\"ok\":%s,\"size\":%llu,\"pages\":%llu,\"page_size\":%u,\"durability\":\"%s\",",
-	       ok ? "true" : "false", (unsigned long long)d->size, (unsigned long long)d->pages,
-	       d->ps, vswap_durability_name(d->durability));
-	printf("\"store\":");
-	bench_json_str(stdout, d->path);
-	printf(",\"kept\":%s,\"stop_after\":", d->keep ? "true" : "false");
-	if (d->stop_after)
-		printf("\"%s\",", d->stop_after);
-	else
-		printf("null,");
-	printf("\"cycles\":[");
-	for (c = 0; c < d->done_cycles; c++) {
-		if (c)
-			putchar(',');
-		json_cycle(&d->cyc[c]);
-	}
-	printf("],\"totals\":");
-	json_cycle(&t);
-	printf(",\"checksum_failures\":%llu,\"pages_wrong\":%llu,\"status\":%s,",
-	       (unsigned long long)d->status.metrics.checksum_failures,
-	       (unsigned long long)t.bad_pages, d->status_json[0] ? d->status_json : "null");
-	printf("\"fsck\":{\"exit_code\":%d,\"problems\":%zu,\"pages_checked\":%llu,"
-	       "\"bytes_verified\":%llu}}\n",
-	       d->fsck_exit, d->fsck_problems, (unsigned long long)d->fsck_pages,
-	       (unsigned long long)d->fsck_bytes);
+	json_init(&w, stdout);
+	json_begin_document(&w);
+	json_key(&w, "ok");
+	json_bool(&w, ok);
+	json_u64_member(&w, "size", d->size);
+	json_u64_member(&w, "pages", d->pages);
+	json_u64_member(&w, "page_size", d->ps);
+	json_key(&w, "durability");
+	json_string(&w, vswap_durability_name(d->durability));
+	json_key(&w, "store");
+	json_string(&w, d->path);
+	json_key(&w, "kept");
+	json_bool(&w, d->keep);
+	json_key(&w, "stop_after");
+	json_string(&w, d->stop_after); /* null when not given */
+	json_key(&w, "cycles");
+	json_begin_array(&w);
+	for (unsigned c = 0; c < d->done_cycles; c++)
+		json_cycle(&w, &d->cyc[c]);
+	json_end_array(&w);
+	json_key(&w, "totals");
+	json_cycle(&w, &t);
+	json_u64_member(&w, "checksum_failures", d->status.metrics.checksum_failures);
+	json_u64_member(&w, "pages_wrong", t.bad_pages);
+	json_key(&w, "status");
+	json_raw(&w, d->status_json);
+	json_audit(&w, "fsck_in_use", &d->live);
+	json_audit(&w, "fsck", &d->final);
+	json_end_object(&w);
+	json_finish(&w);
 }
 
 /* ---- options and main ------------------------------------------------------ */
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: vswap-demo [--size BYTES] [--store PATH] [--keep]\n"
-		"                  [--durability full|batch|none]\n"
-		"                  [--stop-after enable|trim|swap-out] [--cycles N] [--json]\n"
-		"  --size BYTES   guest memory, K/M/G suffixes (default 256M)\n"
-		"  --store PATH   swap file to create (default: in a fresh directory under /var/tmp)\n"
-		"  --keep         keep the store's files at the end\n"
-		"  --stop-after   stop after that stage of the first cycle, close the store\n"
-		"                 without swapping in (use with --keep, then vswap-dump / vswap-fsck)\n"
-		"  --cycles N     enable..disable cycles (default 2)\n"
-		"  --json         print the summary as one JSON object (progress goes to stderr)\n");
-}
+static const struct cli_tool tool = {
+    .name = "vswap-demo",
+    .synopsis = "[--size BYTES] [--store PATH] [--keep] [--durability full|batch|none]\n"
+		"       [--stop-after enable|trim|swap-out] [--cycles N] [--json]\n",
+    .help = "Run a small VMM-like guest through vswap and verify every byte.\n"
+	    "\n"
+	    "      --size BYTES   guest memory, K/M/G suffixes (default 256M, at least 4M)\n"
+	    "      --store PATH   swap file to create; it must not exist (default: in a\n"
+	    "                     fresh directory under /var/tmp)\n"
+	    "      --keep         keep the store's files at the end\n"
+	    "      --durability full|batch|none   the store's mode (default batch)\n"
+	    "      --stop-after STAGE   stop after that stage of the first cycle (enable,\n"
+	    "                     trim or swap-out), close the store without swapping in\n"
+	    "                     (use with --keep, then vswap-dump / vswap-fsck)\n"
+	    "      --cycles N     enable..disable cycles, 1 to 1000 (default 2)\n"
+	    "      --json         print the summary as one JSON object (progress on "
+	    "stderr)\n" CLI_STANDARD_HELP "\n"
+	    "Exit: 0 every byte verified and the audits clean, 1 otherwise, 2 usage\n"
+	    "error, 130 stopped by SIGINT, SIGTERM or SIGHUP.\n",
+    .usage_exit = CLI_EXIT_USAGE,
+};
 
+/* Returns 0 to run, 1 when --help or --version was shown, -1 on a usage
+ * error (already reported). */
 static int parse_args(struct demo *d, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"size", required_argument, NULL, 's'},  {"store", required_argument, NULL, 'S'},
-		{"keep", no_argument, NULL, 'k'},         {"durability", required_argument, NULL, 'D'},
-		{"stop-after", required_argument, NULL, 'a'}, {"cycles", required_argument, NULL, 'c'},
-		{"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"size", required_argument, NULL, 's'},
+	    {"store", required_argument, NULL, 'S'},
+	    {"keep", no_argument, NULL, 'k'},
+	    {"durability", required_argument, NULL, 'D'},
+	    {"stop-after", required_argument, NULL, 'a'},
+	    {"cycles", required_argument, NULL, 'c'},
+	    {"json", no_argument, NULL, 'j'},
+	    CLI_STANDARD_LONGOPTS,
+	    {NULL, 0, NULL, 0},
 	};
+	uint64_t v;
 	int c;
 
 	d->size = 256 * BENCH_MIB;
 	d->cycles = 2;
 	d->durability = VSWAP_DURABILITY_BATCH;
-	while ((c = getopt_long(argc, argv, "s:S:kD:a:c:jh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			if (bench_parse_size(optarg, &d->size) || d->size < 4 * BENCH_MIB) {
-				fprintf(stderr, "vswap-demo: bad --size '%s' (at least 4M)\n", optarg);
-				return -EINVAL;
+			if (cli_parse_size(optarg, &d->size) || d->size < 4 * BENCH_MIB) {
+				cli_usage_error(&tool, "bad --size '%s' (at least 4M)", optarg);
+				return -1;
 			}
 			break;
 		case 'S':
@@ -810,39 +1085,35 @@ static int parse_args(struct demo *d, int argc, char **argv)
 			break;
 		case 'D':
 			if (vswap_durability_parse(optarg, &d->durability)) {
-				fprintf(stderr, "vswap-demo: --durability full, batch or none\n");
-				return -EINVAL;
+				cli_usage_error(&tool, "--durability full, batch or none");
+				return -1;
 			}
 			break;
 		case 'a':
 			if (strcmp(optarg, "enable") && strcmp(optarg, "trim") &&
 			    strcmp(optarg, "swap-out")) {
-				fprintf(stderr, "vswap-demo: --stop-after enable, trim or swap-out\n");
-				return -EINVAL;
+				cli_usage_error(&tool, "--stop-after enable, trim or swap-out");
+				return -1;
 			}
 			d->stop_after = optarg;
 			break;
 		case 'c':
-			d->cycles = (unsigned)atoi(optarg);
-			if (d->cycles < 1 || d->cycles > MAX_CYCLES) {
-				fprintf(stderr, "vswap-demo: --cycles 1..%d\n", MAX_CYCLES);
-				return -EINVAL;
+			if (cli_parse_u64(optarg, &v) || v < 1 || v > MAX_CYCLES) {
+				cli_usage_error(&tool, "--cycles 1..%d", MAX_CYCLES);
+				return -1;
 			}
+			d->cycles = (unsigned)v;
 			break;
 		case 'j':
 			d->json = true;
 			break;
-		case 'h':
-			usage(stdout);
-			exit(0);
 		default:
-			usage(stderr);
-			return -EINVAL;
+			return cli_standard_option(&tool, c);
 		}
 	}
 	if (optind != argc) {
-		usage(stderr);
-		return -EINVAL;
+		cli_usage_error(&tool, "unexpected argument '%s'", argv[optind]);
+		return -1;
 	}
 	return 0;
 }
@@ -881,33 +1152,45 @@ static int run(struct demo *d)
 	return err ? err : rc;
 }
 
+/* Consume the terminating signals still pending, so that restoring the
+ * mask does not kill the process before it exits with EXIT_INTERRUPTED. */
+static void drain_signals(const struct demo *d)
+{
+	const struct timespec now = {0, 0};
+	while (sigtimedwait(&d->stop, NULL, &now) > 0)
+		;
+}
+
 int main(int argc, char **argv)
 {
 	struct demo *d = calloc(1, sizeof(*d));
 	FILE *f;
-	sigset_t old;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	bool ok;
 	int err, rc;
 
 	if (!d)
-		return 1;
+		return CLI_EXIT_FAILED;
 	d->memfd = -1;
-	if (parse_args(d, argc, argv))
-		return 2;
+	rc = parse_args(d, argc, argv);
+	if (rc) {
+		free(d);
+		return rc > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+	}
 	f = d->json ? stderr : stdout;
 	d->threads = cpus < 2 ? 2 : cpus > 4 ? 4 : (unsigned)cpus;
 	d->seed = 0x64656d6f;
 	/*
 	 * Block the terminating signals in every thread (the guest threads and
-	 * the handler's inherit the mask) and look for them between stages: a
-	 * Ctrl-C then still swaps in, closes the store and removes it.
+	 * the handler's inherit the mask) and look for them between stages and
+	 * while waiting for the handler: a Ctrl-C then still swaps in, closes
+	 * the store and removes it, and the demo exits EXIT_INTERRUPTED.
 	 */
 	sigemptyset(&d->stop);
 	sigaddset(&d->stop, SIGINT);
 	sigaddset(&d->stop, SIGTERM);
 	sigaddset(&d->stop, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &d->stop, &old);
+	pthread_sigmask(SIG_BLOCK, &d->stop, &d->old);
 
 	err = guest_create(d);
 	if (err) {
@@ -921,10 +1204,10 @@ int main(int argc, char **argv)
 		(unsigned long long)(d->size / BENCH_MIB), (unsigned long long)d->pages, d->threads,
 		d->path, vswap_durability_name(d->durability));
 	rc = run(d);
-	if (rc < 0 && rc != -EINTR)
+	if (rc < 0)
 		err = rc;
-	else if (rc == -EINTR)
-		err = rc;
+	if (!err && interrupted(d))
+		err = -EINTR;
 	if (d->store) {
 		int cerr = vswap_store_close(d->store);
 
@@ -956,8 +1239,9 @@ out:
 		totals(d, &t);
 		d->bad_pages = t.bad_pages;
 	}
-	ok = !err && d->bad_pages == 0 && d->fsck_exit == 0 &&
-	     d->status.metrics.checksum_failures == 0 && d->done_cycles > 0;
+	ok = !err && d->bad_pages == 0 && d->live.exit_code == 0 && d->final.ran &&
+	     d->final.exit_code == 0 && d->status.metrics.checksum_failures == 0 &&
+	     d->done_cycles > 0;
 	if (d->done_cycles && err != -EINTR) {
 		if (d->json)
 			print_json(d, ok);
@@ -965,7 +1249,10 @@ out:
 			print_summary(d, ok);
 	}
 	cleanup(d);
+	if (err != -EINTR && interrupted(d))
+		err = -EINTR; /* a signal during the last steps still counts */
+	drain_signals(d);
+	pthread_sigmask(SIG_SETMASK, &d->old, NULL);
 	free(d);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return err == -EINTR ? 130 : ok ? 0 : 1;
+	return err == -EINTR ? EXIT_INTERRUPTED : ok ? CLI_EXIT_OK : CLI_EXIT_FAILED;
 }

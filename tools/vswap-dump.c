@@ -10,10 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <vswap/handler.h>
 #include <vswap/store.h>
 
 #include "tools/common/cli.h"
@@ -30,14 +30,11 @@ struct dump {
 	uint64_t corrupt_groups;
 };
 
-/* The handler's states (enum vswap_state in handler.h), by number. */
+/* The handler's state recorded in the store, by the library's name for it
+ * (the one the status JSON and vswap-demo use). */
 static const char *state_name(uint32_t st)
 {
-	static const char *const names[] = { "ready", "failed", "pending", "trim_in_progress",
-					     "swap_out_in_progress", "active",
-					     "swap_in_in_progress" };
-
-	return st < sizeof(names) / sizeof(names[0]) ? names[st] : "unknown";
+	return vswap_state_name((enum vswap_state)st);
 }
 
 static int collect(void *ctx, const struct vswap_page_record *r)
@@ -99,9 +96,12 @@ static void json_file(struct json_writer *w, const char *key, const char *path)
 	file_sizes(path, &size, &alloc);
 	json_key(w, key);
 	json_begin_object(w);
-	json_key(w, "path"); json_string(w, path);
-	json_key(w, "size"); json_u64(w, size);
-	json_key(w, "allocated"); json_u64(w, alloc);
+	json_key(w, "path");
+	json_string(w, path);
+	json_key(w, "size");
+	json_u64(w, size);
+	json_key(w, "allocated");
+	json_u64(w, alloc);
 	json_end_object(w);
 }
 
@@ -111,14 +111,22 @@ static void json_meta_fields(struct dump *d, const struct vswap_store_info *in)
 	char uuid[37];
 
 	vswap_uuid_format(in->uuid, uuid);
-	json_key(w, "uuid"); json_string(w, uuid);
-	json_key(w, "format_version"); json_u64(w, in->format_version);
-	json_key(w, "page_size"); json_u64(w, in->page_size);
-	json_key(w, "created_ns"); json_u64(w, in->created_ns);
-	json_key(w, "state"); json_string(w, state_name(in->state));
-	json_key(w, "state_value"); json_u64(w, in->state);
-	json_key(w, "clean"); json_bool(w, in->was_clean);
-	json_key(w, "total_pages"); json_u64(w, in->total_pages);
+	json_key(w, "uuid");
+	json_string(w, uuid);
+	json_key(w, "format_version");
+	json_u64(w, in->format_version);
+	json_key(w, "page_size");
+	json_u64(w, in->page_size);
+	json_key(w, "created_ns");
+	json_u64(w, in->created_ns);
+	json_key(w, "state");
+	json_string(w, state_name(in->state));
+	json_key(w, "state_value");
+	json_u64(w, in->state);
+	json_key(w, "clean");
+	json_bool(w, in->was_clean);
+	json_key(w, "total_pages");
+	json_u64(w, in->total_pages);
 	json_key(w, "regions");
 	json_begin_array(w);
 	for (unsigned i = 0; i < in->regions; i++) {
@@ -126,9 +134,12 @@ static void json_meta_fields(struct dump *d, const struct vswap_store_info *in)
 
 		vswap_store_region(d->s, i, &first, &n);
 		json_begin_object(w);
-		json_key(w, "region"); json_u64(w, i);
-		json_key(w, "first_page"); json_u64(w, first);
-		json_key(w, "pages"); json_u64(w, n);
+		json_key(w, "region");
+		json_u64(w, i);
+		json_key(w, "first_page");
+		json_u64(w, first);
+		json_key(w, "pages");
+		json_u64(w, n);
 		json_end_object(w);
 	}
 	json_end_array(w);
@@ -147,14 +158,15 @@ static void text_meta_fields(struct dump *d, const struct vswap_store_info *in)
 	printf("page size:      %u\n", in->page_size);
 	printf("created:        %s\n", when);
 	printf("state:          %s (%u)\n", state_name(in->state), in->state);
-	printf("clean:          %s\n", in->was_clean ? "yes" : "no (not closed cleanly, or in use)");
+	printf("clean:          %s\n",
+	       in->was_clean ? "yes" : "no (not closed cleanly, or in use)");
 	printf("total pages:    %" PRIu64 "\n", in->total_pages);
 	for (unsigned i = 0; i < in->regions; i++) {
 		uint64_t first, n;
 
 		vswap_store_region(d->s, i, &first, &n);
-		printf("region %u:       pages %" PRIu64 "-%" PRIu64 " (%" PRIu64 " pages)\n", i, first,
-		       first + n - 1, n);
+		printf("region %u:       pages %" PRIu64 "-%" PRIu64 " (%" PRIu64 " pages)\n", i,
+		       first, first + n - 1, n);
 	}
 }
 
@@ -168,21 +180,30 @@ static void show_meta(struct dump *d, bool summary)
 	vswap_store_stats(d->s, &st);
 	count_states(d, n);
 	if (d->json) {
-		json_begin_object(&d->w);
-		json_key(&d->w, "store"); json_string(&d->w, vswap_store_path(d->s));
+		json_begin_document(&d->w);
+		json_key(&d->w, "store");
+		json_string(&d->w, vswap_store_path(d->s));
 		json_meta_fields(d, &in);
 		json_file(&d->w, "swap_file", vswap_store_path(d->s));
 		json_file(&d->w, "index", vswap_store_index_path(d->s));
 		json_file(&d->w, "staging_file", vswap_store_staging_path(d->s));
 		if (summary) {
-			json_key(&d->w, "pages_present"); json_u64(&d->w, n[VSWAP_PAGE_PRESENT]);
-			json_key(&d->w, "pages_stale"); json_u64(&d->w, n[VSWAP_PAGE_STALE]);
-			json_key(&d->w, "pages_lost"); json_u64(&d->w, n[VSWAP_PAGE_LOST]);
-			json_key(&d->w, "undecodable_records"); json_u64(&d->w, d->corrupt_groups);
-			json_key(&d->w, "slots_used"); json_u64(&d->w, st.slots_used);
-			json_key(&d->w, "slots_free"); json_u64(&d->w, st.slots_free);
-			json_key(&d->w, "slots_end"); json_u64(&d->w, st.slots_end);
-			json_key(&d->w, "staging_pages"); json_u64(&d->w, st.pages_staged);
+			json_key(&d->w, "pages_present");
+			json_u64(&d->w, n[VSWAP_PAGE_PRESENT]);
+			json_key(&d->w, "pages_stale");
+			json_u64(&d->w, n[VSWAP_PAGE_STALE]);
+			json_key(&d->w, "pages_lost");
+			json_u64(&d->w, n[VSWAP_PAGE_LOST]);
+			json_key(&d->w, "undecodable_records");
+			json_u64(&d->w, d->corrupt_groups);
+			json_key(&d->w, "slots_used");
+			json_u64(&d->w, st.slots_used);
+			json_key(&d->w, "slots_free");
+			json_u64(&d->w, st.slots_free);
+			json_key(&d->w, "slots_end");
+			json_u64(&d->w, st.slots_end);
+			json_key(&d->w, "staging_pages");
+			json_u64(&d->w, st.pages_staged);
 		}
 		json_end_object(&d->w);
 		return;
@@ -195,15 +216,17 @@ static void show_meta(struct dump *d, bool summary)
 	printf("index:          %s (%" PRIu64 " bytes)\n", vswap_store_index_path(d->s), size);
 	file_sizes(vswap_store_staging_path(d->s), &size, &alloc);
 	printf("staging file:   %s (%" PRIu64 " bytes, %" PRIu64 " allocated)\n",
-	       vswap_store_staging_path(d->s) ? vswap_store_staging_path(d->s) : "(none)", size, alloc);
+	       vswap_store_staging_path(d->s) ? vswap_store_staging_path(d->s) : "(none)", size,
+	       alloc);
 	if (!summary)
 		return;
 	printf("pages:          %" PRIu64 " present, %" PRIu64 " stale, %" PRIu64 " lost\n",
 	       n[VSWAP_PAGE_PRESENT], n[VSWAP_PAGE_STALE], n[VSWAP_PAGE_LOST]);
 	if (d->corrupt_groups)
-		printf("undecodable:    %" PRIu64 " index records (run vswap-fsck)\n", d->corrupt_groups);
-	printf("slots:          %" PRIu64 " used, %" PRIu64 " free, %" PRIu64 " end\n", st.slots_used,
-	       st.slots_free, st.slots_end);
+		printf("undecodable:    %" PRIu64 " index records (run vswap-fsck)\n",
+		       d->corrupt_groups);
+	printf("slots:          %" PRIu64 " used, %" PRIu64 " free, %" PRIu64 " end\n",
+	       st.slots_used, st.slots_free, st.slots_end);
 	printf("staging pages:  %" PRIu64 "\n", st.pages_staged);
 }
 
@@ -220,17 +243,20 @@ static void page_line(struct dump *d, const struct vswap_page_record *r, bool sl
 			json_key(&d->w, "slot");
 			has_slot ? json_u64(&d->w, r->slot) : json_null(&d->w);
 		}
-		json_key(&d->w, "page"); json_u64(&d->w, r->page);
+		json_key(&d->w, "page");
+		json_u64(&d->w, r->page);
 		json_key(&d->w, "region");
 		region >= 0 ? json_i64(&d->w, region) : json_null(&d->w);
 		if (!slot_first) {
 			json_key(&d->w, "slot");
 			has_slot ? json_u64(&d->w, r->slot) : json_null(&d->w);
 		}
-		json_key(&d->w, "state"); json_string(&d->w, vswap_page_state_name(r->state));
+		json_key(&d->w, "state");
+		json_string(&d->w, vswap_page_state_name(r->state));
 		char hex[17];
 		snprintf(hex, sizeof(hex), "%016" PRIx64, r->xxh3);
-		json_key(&d->w, "xxh3"); json_string(&d->w, hex);
+		json_key(&d->w, "xxh3");
+		json_string(&d->w, hex);
 		json_end_object(&d->w);
 		return;
 	}
@@ -261,7 +287,7 @@ static void show_records(struct dump *d, bool by_slot)
 	if (by_slot)
 		qsort(d->rec, d->nrec, sizeof(*d->rec), cmp_slot);
 	if (d->json) {
-		json_begin_object(&d->w);
+		json_begin_document(&d->w);
 		json_key(&d->w, by_slot ? "slots" : "pages");
 		json_begin_array(&d->w);
 	} else {
@@ -286,8 +312,10 @@ static int staged_range(void *ctx, uint64_t first, uint64_t count)
 
 	if (d->json) {
 		json_begin_object(&d->w);
-		json_key(&d->w, "first_page"); json_u64(&d->w, first);
-		json_key(&d->w, "pages"); json_u64(&d->w, count);
+		json_key(&d->w, "first_page");
+		json_u64(&d->w, first);
+		json_key(&d->w, "pages");
+		json_u64(&d->w, count);
 		json_key(&d->w, "region");
 		int region = region_of(d->s, first);
 		region >= 0 ? json_i64(&d->w, region) : json_null(&d->w);
@@ -303,8 +331,9 @@ static int show_staging(struct dump *d)
 	int ret;
 
 	if (d->json) {
-		json_begin_object(&d->w);
-		json_key(&d->w, "staging_file"); json_string(&d->w, vswap_store_staging_path(d->s));
+		json_begin_document(&d->w);
+		json_key(&d->w, "staging_file");
+		json_string(&d->w, vswap_store_staging_path(d->s));
 		json_key(&d->w, "staging");
 		json_begin_array(&d->w);
 	} else {
@@ -322,23 +351,21 @@ static int show_staging(struct dump *d)
 
 /* ---- main ---- */
 
-static void usage(FILE *out, const char *prog)
-{
-	fprintf(out,
-		"Usage: %s [--json] [--summary|--meta|--pages|--slots|--staging] [--index PATH] SWAPFILE\n"
-		"\n"
-		"Show a vswap store's index, read-only (safe while a handler runs).\n"
-		"\n"
-		"      --summary   state, clean flag, UUID, regions, page and slot counts (default)\n"
-		"      --meta      the metadata only\n"
-		"      --pages     one line per page record: page, region, slot, state, xxh3\n"
-		"      --slots     the same, in slot order\n"
-		"      --staging   the staged page ranges\n"
-		"      --json      one JSON object on stdout\n"
-		"      --index PATH  the LMDB index (default SWAPFILE.idx)\n"
-		"  -h, --help      show this help\n",
-		prog);
-}
+static const struct cli_tool tool = {
+    .name = "vswap-dump",
+    .synopsis = "[--json] [--summary|--meta|--pages|--slots|--staging] [--index PATH] SWAPFILE\n",
+    .help = "Show a vswap store's index, read-only (safe while a handler runs).\n"
+	    "\n"
+	    "      --summary   state, clean flag, UUID, regions, page and slot counts (default)\n"
+	    "      --meta      the metadata only\n"
+	    "      --pages     one line per page record: page, region, slot, state, xxh3\n"
+	    "      --slots     the same, in slot order\n"
+	    "      --staging   the staged page ranges\n"
+	    "      --json      one JSON object on stdout\n"
+	    "      --index PATH  the LMDB index (default SWAPFILE.idx)\n" CLI_STANDARD_HELP "\n"
+	    "Exit: 0 shown, 1 the store cannot be opened or read, 2 usage error.\n",
+    .usage_exit = CLI_EXIT_USAGE,
+};
 
 /* The store's last error names the file and what is wrong with it (an
  * invalid index is not a "bad superblock"): kept for the final message. */
@@ -356,93 +383,97 @@ static void relay_log(void *ctx, enum vswap_log_level level, const char *msg)
 	cli_log(&rl->lg, level, msg);
 }
 
-/* A FIFO in place of the swap file or the index would block the open for
- * ever, a device would be read as a store: name it and stop. */
-static int refuse_non_regular(const char *prog, const char *path, const char *index_path)
-{
-	char idx[4096];
-	const char *paths[2] = { path, idx };
-	struct stat st;
-
-	snprintf(idx, sizeof(idx), "%s%s", index_path ? index_path : path, index_path ? "" : ".idx");
-	for (int i = 0; i < 2; i++) {
-		if (stat(paths[i], &st) == 0 && !S_ISREG(st.st_mode)) {
-			fprintf(stderr, "%s: %s: not a regular file (%s)\n", prog, paths[i],
-				S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISDIR(st.st_mode) ? "a directory"
-								       : "a device or socket");
-			return -1;
-		}
-		if (i == 1 && stat(paths[i], &st) == 0 && st.st_size == 0) {
-			fprintf(stderr, "%s: %s: the index is empty (0 bytes)\n", prog, paths[i]);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' },       { "summary", no_argument, NULL, 's' },
-		{ "meta", no_argument, NULL, 'm' },       { "pages", no_argument, NULL, 'p' },
-		{ "slots", no_argument, NULL, 'S' },      { "staging", no_argument, NULL, 'g' },
-		{ "index", required_argument, NULL, 'i' }, { "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"json", no_argument, NULL, 'j'},
+	    {"summary", no_argument, NULL, 's'},
+	    {"meta", no_argument, NULL, 'm'},
+	    {"pages", no_argument, NULL, 'p'},
+	    {"slots", no_argument, NULL, 'S'},
+	    {"staging", no_argument, NULL, 'g'},
+	    {"index", required_argument, NULL, 'i'},
+	    CLI_STANDARD_LONGOPTS,
+	    {NULL, 0, NULL, 0},
 	};
-	const char *prog = cli_basename(argv[0]);
-	struct cli_logger lg = { .prog = prog, .max = VSWAP_LOG_ERROR };
-	struct vswap_store_opts so = { .read_only = true, .tolerant = true, .log = cli_log,
-				       .log_ctx = &lg, .log_level = VSWAP_LOG_ERROR };
-	struct relay rl = { .last = "" };
-	struct dump d = { 0 };
+	struct cli_logger lg = {.prog = tool.name, .max = VSWAP_LOG_ERROR};
+	struct vswap_store_opts so = {.read_only = true,
+				      .tolerant = true,
+				      .log = cli_log,
+				      .log_ctx = &lg,
+				      .log_level = VSWAP_LOG_ERROR};
+	struct relay rl = {.last = ""};
+	struct dump d = {0};
 	enum view view = VIEW_SUMMARY;
 	int opt, ret;
 
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
-		case 'j': d.json = true; break;
-		case 's': view = VIEW_SUMMARY; break;
-		case 'm': view = VIEW_META; break;
-		case 'p': view = VIEW_PAGES; break;
-		case 'S': view = VIEW_SLOTS; break;
-		case 'g': view = VIEW_STAGING; break;
-		case 'i': so.index_path = optarg; break;
-		case 'h': usage(stdout, prog); return 0;
-		default: fprintf(stderr, "Try '%s --help' for more information.\n", prog); return 2;
+		case 'j':
+			d.json = true;
+			break;
+		case 's':
+			view = VIEW_SUMMARY;
+			break;
+		case 'm':
+			view = VIEW_META;
+			break;
+		case 'p':
+			view = VIEW_PAGES;
+			break;
+		case 'S':
+			view = VIEW_SLOTS;
+			break;
+		case 'g':
+			view = VIEW_STAGING;
+			break;
+		case 'i':
+			so.index_path = optarg;
+			break;
+		default:
+			ret = cli_standard_option(&tool, opt);
+			return ret > 0 ? CLI_EXIT_OK : tool.usage_exit;
 		}
 	}
-	if (optind != argc - 1) {
-		fprintf(stderr, "%s: %s\nTry '%s --help' for more information.\n", prog,
-			optind >= argc ? "no swap file given" : "too many arguments", prog);
-		return 2;
-	}
-	if (refuse_non_regular(prog, argv[optind], so.index_path))
-		return 1;
+	if (optind != argc - 1)
+		return cli_usage_error(
+		    &tool, "%s", optind >= argc ? "no swap file given" : "too many arguments");
 	so.log = relay_log;
 	so.log_ctx = &rl;
 	rl.lg = lg;
 	ret = vswap_store_open(argv[optind], &so, &d.s);
 	if (ret) {
-		fprintf(stderr, "%s: %s: cannot open the store: %s\n", prog, argv[optind],
+		fprintf(stderr, "%s: %s: cannot open the store: %s\n", tool.name, argv[optind],
 			rl.last[0] ? rl.last : vswap_strerror(ret));
-		return 1;
+		return CLI_EXIT_FAILED;
 	}
 	ret = vswap_store_foreach_page(d.s, collect, &d);
 	json_init(&d.w, stdout);
 	if (!ret) {
 		switch (view) {
-		case VIEW_SUMMARY: show_meta(&d, true); break;
-		case VIEW_META: show_meta(&d, false); break;
-		case VIEW_PAGES: show_records(&d, false); break;
-		case VIEW_SLOTS: show_records(&d, true); break;
-		case VIEW_STAGING: ret = show_staging(&d); break;
+		case VIEW_SUMMARY:
+			show_meta(&d, true);
+			break;
+		case VIEW_META:
+			show_meta(&d, false);
+			break;
+		case VIEW_PAGES:
+			show_records(&d, false);
+			break;
+		case VIEW_SLOTS:
+			show_records(&d, true);
+			break;
+		case VIEW_STAGING:
+			ret = show_staging(&d);
+			break;
 		}
 		if (d.json)
 			json_finish(&d.w);
 	}
 	if (ret)
-		fprintf(stderr, "%s: %s: reading the index: %s\n", prog, argv[optind], vswap_strerror(ret));
+		fprintf(stderr, "%s: %s: reading the index: %s\n", tool.name, argv[optind],
+			vswap_strerror(ret));
 	vswap_store_close(d.s);
 	free(d.rec);
-	return ret ? 1 : 0;
+	return ret ? CLI_EXIT_FAILED : CLI_EXIT_OK;
 }

@@ -117,6 +117,9 @@ struct vswap_handler_opts {
 	vswap_log_fn log;
 	void *log_ctx;
 	enum vswap_log_level log_level;
+	/* Room for options added later without an ABI break (docs/ABI.md):
+	 * must be zero (zero-initialise the struct); -EINVAL otherwise. */
+	uint64_t reserved[8];
 };
 
 /* States, numbered as crosvm's vmm-swap numbers them; the transitions are

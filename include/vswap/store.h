@@ -18,11 +18,22 @@
  *
  * Every function returns 0 (or a count) on success and a negative errno on
  * failure.  Errors specific to vswap (see vswap_strerror()):
- *   -EUCLEAN          bad superblock: wrong magic, checksum or truncated
- *   -EPROTONOSUPPORT  unknown on-disk format version (superblock or index)
+ *   -EUCLEAN          a damaged or foreign store file: the log names the
+ *                     file and what is wrong (bad superblock, bad index:
+ *                     truncated, not LMDB, a record failing its checksum,
+ *                     a staging path outside the staging directory ...)
+ *   -EPROTONOSUPPORT  another on-disk format version (superblock or index);
+ *                     a format 1 store (vswap 0.1.0) is converted by
+ *                     vswap_store_upgrade() (the vswap-upgrade tool)
+ *   -EEXIST           create: a file of the store's exists already
+ *   -EINVAL           (open, create) a file of the store is not a regular
+ *                     file (FIFO, device, directory): refused without
+ *                     blocking, the log names it
  *   -EMEDIUMTYPE      the index belongs to another swap file (UUID mismatch)
  *   -EXDEV            the store's page size differs from the system's
- *   -EBUSY            another handle holds the store's lock
+ *   -EBUSY            another handle holds the store's lock (a handler
+ *                     also answers it to a command while another job
+ *                     runs; vswap_strerror() says "busy" for both)
  *   -EBADMSG          a page failed its checksum (it is now recorded lost)
  *   -EIO              a page's bytes are missing (file truncated) or the
  *                     device failed (the page is recorded lost)
@@ -77,7 +88,15 @@ int vswap_durability_parse(const char *name, enum vswap_durability *out);
 /* Options for create and open.  Zero-initialise; every field is optional. */
 struct vswap_store_opts {
 	enum vswap_durability durability;
-	/* Open without the lock and without writing a byte (dump, audit). */
+	/*
+	 * Open without writing a byte to any file (not even LMDB's lock file,
+	 * which is neither created nor used) and with read access only: dump,
+	 * audit.  It takes a shared flock on the swap file when it can, so no
+	 * writable handle opens meanwhile; a store already open for writing
+	 * is read anyway (the log warns): without LMDB's reader table such a
+	 * read may see records the writer is replacing, and those fail their
+	 * checks rather than being believed.
+	 */
 	bool read_only;
 	/*
 	 * Repair mode (recovery/ only): load an index with conflicting records
@@ -88,7 +107,15 @@ struct vswap_store_opts {
 	bool tolerant;
 	/* LMDB environment path; default "<swap file>.idx". */
 	const char *index_path;
-	/* Directory of the staging file; default "/dev/shm". */
+	/*
+	 * Directory of the staging file; default "/dev/shm".  An open refuses
+	 * a store whose index records a staging path that is not
+	 * "<dir>/vswap-<uuid>.staging" of this store's UUID in this directory
+	 * (given), or not such a name in a canonical absolute directory (not
+	 * given: the store may have been created with another directory).  A
+	 * writable open creates a missing staging file only in the given or
+	 * default directory.
+	 */
 	const char *staging_dir;
 	/* Initial LMDB map size in bytes; default 64 MiB.  It grows when full. */
 	uint64_t map_size;
@@ -96,11 +123,20 @@ struct vswap_store_opts {
 	vswap_log_fn log;
 	void *log_ctx;
 	enum vswap_log_level log_level;
+	/* Room for options added later without an ABI break (docs/ABI.md):
+	 * must be zero (zero-initialise the struct); -EINVAL otherwise. */
+	uint64_t reserved[8];
 };
 
 /*
  * Create a new store at @path (swap file, PATH.idx, staging file).  Fails
- * with -EEXIST if the swap file exists.  The store starts with no regions.
+ * with -EEXIST, touching nothing, if the swap file exists (whatever it is),
+ * if the index exists and is not a vswap index whose swap file is missing
+ * (what a crash during a creation leaves: that one is replaced), if the
+ * index's lock file exists without such an index, or if another create of
+ * the same path is under way: of concurrent creates exactly one succeeds.
+ * On failure only files this call created are removed.  The store starts
+ * with no regions.
  */
 int vswap_store_create(const char *path, const struct vswap_store_opts *opts,
 		       struct vswap_store **out);
@@ -120,8 +156,16 @@ int vswap_store_close(struct vswap_store *s);
  * for a repair that did not finish (vswap-fsck cancelled or failed). */
 int vswap_store_close_unclean(struct vswap_store *s);
 
-/* Remove a store's files (swap file, index, lock file, staging file).
- * -EBUSY while a handle has the store open. */
+/*
+ * Remove a store's files (swap file, index, lock file, staging file), each
+ * only if it is a regular file shown to be this store's: the swap file by
+ * its superblock, the index by its UUID record, the staging file by its
+ * recorded path (in the staging directory, named after the UUID).  -EBUSY
+ * while a handle has the store open; -EUCLEAN (nothing removed) if the
+ * swap file is not a vswap swap file; -EUCLEAN after removing the swap
+ * file if the index could not be shown to be the store's (left in place,
+ * named in the log).
+ */
 int vswap_store_destroy(const char *path, const struct vswap_store_opts *opts);
 
 /* ---- regions: the page-index space ------------------------------------ */
@@ -169,6 +213,14 @@ int vswap_store_commit(struct vswap_store *s);
 
 /* Pages written, freed or re-marked since the last commit (0 = nothing). */
 uint64_t vswap_store_pending(const struct vswap_store *s);
+
+/*
+ * The checksum of a page's bytes as the store records it (format 2): the
+ * XXH3-64 of the @page_size bytes at @buf seeded with the store's seed XOR
+ * @page, so the valid bytes of another page or of another store fail.  A
+ * pure function of the handle's UUID: any thread may call it.
+ */
+uint64_t vswap_store_page_checksum(const struct vswap_store *s, uint64_t page, const void *buf);
 
 /*
  * Read page @page (present or stale) into @buf and verify its checksum.
@@ -250,8 +302,25 @@ const char *vswap_store_staging_path(const struct vswap_store *s);
  * path: how vswap-fsck tells a closed store's staging file from an orphan. */
 #define VSWAP_STAGING_OWNER_XATTR "user.vswap.store"
 
-/* Record pages as staged.  Log ahead (invariant 5): mark, commit, then copy. */
+/*
+ * Record pages as staged.  Log ahead (invariant 5): mark, commit, then copy,
+ * then record the copies' checksums and commit them before the guest's copy
+ * is removed.  A staged page without a committed checksum is never trusted
+ * by a later open: it is lost (or dropped from staging if the swap file
+ * holds its current copy).
+ */
 int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count);
+
+/* The checksums (vswap_store_page_checksum()) of the staged copies of
+ * [first, first+count), computed while copying.  Durable at the next
+ * commit.  -EINVAL if a page is not staged. */
+int vswap_store_stage_record_sums(struct vswap_store *s, uint64_t first, uint64_t count,
+				  const uint64_t *sums);
+
+/* As vswap_store_stage_record_sums() with the checksums of what the staging
+ * file holds now (read through the staging file descriptor): for tools and
+ * tests that write the staging file themselves. */
+int vswap_store_stage_seal(struct vswap_store *s, uint64_t first, uint64_t count);
 
 /* Pages leave staging: the record is cleared (durable at the next commit) and
  * the staging file's bytes are punched right after that commit (a fault pays
@@ -259,6 +328,10 @@ int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count
 int vswap_store_stage_clear(struct vswap_store *s, uint64_t first, uint64_t count);
 
 bool vswap_store_staged(const struct vswap_store *s, uint64_t page);
+
+/* The recorded checksum of @page's staged copy (in memory): 0, or -ENODATA
+ * if the page is not staged or its checksum is not recorded. */
+int vswap_store_staged_sum(const struct vswap_store *s, uint64_t page, uint64_t *sum);
 
 /* First run of staged pages in [from, limit), at most @max: 1 and the run,
  * or 0 if none. */
@@ -282,7 +355,16 @@ struct vswap_store_info {
 	bool read_only;
 	bool was_clean;  /* the previous handle closed the store cleanly */
 	uint32_t state;  /* handler state recorded in the index */
+	/* Tolerant opens: meta records that failed their checks (VSWAP_DAMAGED_*)
+	 * and were taken as decoded, or replaced (state Failed, unclean).
+	 * Other opens refuse such an index (-EUCLEAN). */
+	uint32_t damaged;
 };
+#define VSWAP_DAMAGED_REGIONS 0x1u
+#define VSWAP_DAMAGED_STATE 0x2u
+#define VSWAP_DAMAGED_CLEAN 0x4u
+#define VSWAP_DAMAGED_STAGING_PATH 0x8u
+#define VSWAP_DAMAGED_CREATED 0x10u
 int vswap_store_info(const struct vswap_store *s, struct vswap_store_info *out);
 
 /* Format a UUID as 36 characters plus NUL into @buf (>= 37 bytes). */
@@ -307,10 +389,21 @@ int vswap_store_stats(const struct vswap_store *s, struct vswap_store_stats *out
 
 /* ---- recovery and dump: the index as recorded ------------------------- */
 
+/* Why an index record is not believed. */
+enum vswap_record_fault {
+	VSWAP_RECORD_OK = 0,
+	VSWAP_RECORD_UNDECODABLE = 1, /* wrong length or fields (check valid or not) */
+	VSWAP_RECORD_CHECKSUM = 2,    /* its check fails: key or value damaged */
+	VSWAP_RECORD_MISPLACED = 3,   /* a valid record of group @claimed_group
+				       * stored under another group's key */
+};
+
 /*
  * One page record as the index holds it (not the in-memory tables).  A
- * record that cannot be decoded is passed once with @corrupt set, @page the
- * first page of its group and @group_pages the pages it covers.
+ * record that is not believed (fault != OK) is passed once with @corrupt
+ * set, @page the first page of the group its key names (@key_group) and
+ * @group_pages the pages it covers; its pages must be treated as lost
+ * (never as absent), and a non-tolerant open refuses the index.
  */
 struct vswap_page_record {
 	uint64_t page;
@@ -319,15 +412,38 @@ struct vswap_page_record {
 	uint64_t xxh3;
 	bool corrupt;
 	uint32_t group_pages;
+	enum vswap_record_fault fault;
+	uint64_t key_group;     /* the group its LMDB key names */
+	uint64_t claimed_group; /* MISPLACED: the group the record says it is */
 };
 typedef int (*vswap_page_record_fn)(void *ctx, const struct vswap_page_record *r);
 /* Walk every page record in page order in one read transaction.  A callback
  * returning non-zero stops the walk and that value is returned. */
 int vswap_store_foreach_page(struct vswap_store *s, vswap_page_record_fn fn, void *ctx);
 
-/* Walk the staged ranges recorded in the index, coalesced, in page order. */
+/* Walk the staged ranges recorded in the index, coalesced, in page order
+ * (records that are not believed are skipped: see the per-page walk). */
 typedef int (*vswap_staged_range_fn)(void *ctx, uint64_t first, uint64_t count);
 int vswap_store_foreach_staged(struct vswap_store *s, vswap_staged_range_fn fn, void *ctx);
+
+/*
+ * One staged page as the index records it.  @summed: the checksum of its
+ * staged copy (vswap_store_page_checksum()) was committed and is @xxh3;
+ * without it the copy is not trusted (it may be incomplete).  A record that
+ * is not believed is passed once with @corrupt set, as for page records.
+ */
+struct vswap_staged_record {
+	uint64_t page;
+	bool summed;
+	uint64_t xxh3;
+	bool corrupt;
+	uint32_t group_pages;
+	enum vswap_record_fault fault;
+	uint64_t key_group;
+	uint64_t claimed_group;
+};
+typedef int (*vswap_staged_record_fn)(void *ctx, const struct vswap_staged_record *r);
+int vswap_store_foreach_staged_page(struct vswap_store *s, vswap_staged_record_fn fn, void *ctx);
 
 /* The swap file's descriptor (read-only use: SEEK_DATA walks, verify). */
 int vswap_store_swap_fd(const struct vswap_store *s);
@@ -347,7 +463,8 @@ int vswap_store_punch_slots(struct vswap_store *s, uint64_t first, uint64_t coun
 /* Delete the index records (pages and staging) of group @group (64 pages
  * from page 64 * group) at once, in one synced transaction: for records
  * that cannot be loaded (beyond the regions, undecodable).  Recovery only;
- * the in-memory tables of those pages are reset to "no record". */
+ * the in-memory tables of those pages are reset to "no record".  -ENOENT
+ * if neither database held a record under that key (nothing deleted). */
 int vswap_store_drop_group(struct vswap_store *s, uint64_t group);
 
 /* ---- blobs: named values kept with the pages ------------------------------ */

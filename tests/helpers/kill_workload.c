@@ -92,6 +92,7 @@ struct kw {
 	uint32_t cur[KW_PAGES]; /* the version each guest page holds now */
 	bool ballooned[KW_PAGES]; /* being removed: the guest keeps off them */
 	enum vswap_durability mode;
+	enum vswap_enable_mode enable; /* copy and protect, in turn */
 	struct vswap_store *store;
 	struct vswap_handler *h;
 	uint64_t rng;
@@ -428,9 +429,11 @@ static int handler_start(struct kw *k)
 		.log = kw_log,
 		.log_ctx = k,
 		.log_level = VSWAP_LOG_WARN,
+		.enable_mode = k->enable,
 	};
 	int err;
 
+	atomic_store(&k->sh->enable_mode, (uint32_t)k->enable);
 	set_phase(k, KW_HANDLER);
 	err = vswap_handler_create(k->regions, 2, &o, &k->h);
 	return err ? fail(k, "handler create", err) : 0;
@@ -459,6 +462,7 @@ static int reopen(struct kw *k)
 	if (err)
 		return fail(k, "store close", err);
 	k->mode = (enum vswap_durability)((k->mode + 1) % 3);
+	k->enable = k->enable == VSWAP_ENABLE_COPY ? VSWAP_ENABLE_PROTECT : VSWAP_ENABLE_COPY;
 	if ((err = store_start(k, false)) || (err = handler_start(k)))
 		return err;
 	return 0;
@@ -534,7 +538,8 @@ int kw_child_run(const struct kw_child_args *a)
 	int err;
 
 	k = (struct kw){ .a = a, .sh = a->sh, .ps = (uint32_t)sysconf(_SC_PAGESIZE), .memfd = -1,
-			 .mode = (enum vswap_durability)(a->seed % 3), .rng = a->seed };
+			 .mode = (enum vswap_durability)(a->seed % 3), .rng = a->seed,
+			 .enable = (a->seed >> 2) & 1 ? VSWAP_ENABLE_COPY : VSWAP_ENABLE_PROTECT };
 	pthread_mutex_init(&k.log_lock, NULL);
 	if ((err = guest_create(&k)) || (err = store_start(&k, a->create)) ||
 	    (err = handler_start(&k)) || (err = run_cycles(&k)))

@@ -30,15 +30,16 @@ enum kw_phase {
 	KW_OPEN,       /* opening a repaired store and dropping the dead guest's pages */
 	KW_HANDLER,    /* creating the handler */
 	KW_WRITE,      /* guest writes new versions (handler Ready) */
-	KW_ENABLE,     /* move to staging */
-	KW_TOUCH_STAGING, /* guest reads: faults from staging */
+	KW_ENABLE,     /* move to staging (copy) or write-protect in place (protect) */
+	KW_TOUCH_STAGING, /* guest reads: faults from staging (copy), none (protect) */
 	KW_TRIM,       /* background trim, guest touching meanwhile */
 	KW_SWAP_OUT,   /* background swap-out, guest touching meanwhile */
 	KW_TOUCH_FILE, /* guest reads and writes: faults from the swap file */
 	KW_BALLOON,    /* MADV_REMOVE of guest ranges while the guest runs */
 	KW_DISABLE,    /* swap-in */
 	KW_VERIFY,     /* guest checks every page */
-	KW_REOPEN,     /* handler destroyed, store closed, reopened in another mode */
+	KW_REOPEN,     /* handler destroyed, store closed, reopened in another
+		        * durability mode, the handler in the other enable mode */
 	KW_PHASES,
 };
 
@@ -52,6 +53,7 @@ const char *kw_phase_name(enum kw_phase p);
 struct kw_shared {
 	_Atomic uint32_t phase;      /* enum kw_phase */
 	_Atomic uint32_t durability; /* enum vswap_durability of the open store */
+	_Atomic uint32_t enable_mode; /* enum vswap_enable_mode of the handler */
 	_Atomic uint64_t cycles;     /* cycles completed, all children */
 	_Atomic uint32_t violations; /* wrong bytes seen by the guest */
 	_Atomic uint32_t failed;     /* the child hit an error and exits */

@@ -29,7 +29,8 @@ struct pl_page {
 	uint32_t sver; /* version copied into staging (0: none) */
 	uint8_t state; /* VSWAP_PAGE_NONE, _PRESENT or _STALE */
 	uint8_t staged;
-	uint16_t pad;
+	uint8_t summed; /* the staged copy's checksum is committed (of sver) */
+	uint8_t pad;
 };
 
 /* The model after commit number @commit: what the index must say. */

@@ -50,7 +50,8 @@ void rfx_pattern(uint64_t page, uint32_t page_size, void *buf)
 
 int rfx_open(const struct rfx_store *fx, bool read_only, struct vswap_store **out)
 {
-	struct vswap_store_opts o = { .read_only = read_only, .log = quiet_log };
+	struct vswap_store_opts o = { .read_only = read_only, .staging_dir = fx->dir,
+				      .log = quiet_log };
 
 	return vswap_store_open(fx->path, &o, out);
 }
@@ -88,6 +89,9 @@ static int stage_pages(struct vswap_store *s, uint64_t first, uint64_t count, ui
 		if (pwrite(fd, buf, ps, (off_t)(p * ps)) != (ssize_t)ps)
 			ret = -EIO;
 	}
+	/* Then the copies' checksums, committed by the caller. */
+	if (!ret)
+		ret = vswap_store_stage_seal(s, first, count);
 	free(buf);
 	return ret;
 }
@@ -304,6 +308,13 @@ int rfx_fsck(const struct rfx_store *fx, const char *flag, char **out, char **er
 	return rfx_run_tool("vswap-fsck", args, out, err);
 }
 
+int rfx_fsck_orphans(const struct rfx_store *fx, const char *flag, char **out, char **err)
+{
+	const char *args[] = { flag, "--orphans", "--json", "--no-progress", fx->path, NULL };
+
+	return rfx_run_tool("vswap-fsck", args, out, err);
+}
+
 pid_t rfx_holder_start(const struct rfx_store *fx)
 {
 	int pipefd[2];
@@ -368,6 +379,8 @@ static int verify_record(void *arg, const struct vswap_page_record *rec)
 	return 0;
 }
 
+/* vswap-fsck @flag on the store, then (when that is 0 or 1) with
+ * --orphans for the staging directory: the worse of the two codes. */
 static int fsck_exit(const char *path, const char *index_path, const char *flag)
 {
 	const char *args[8] = { flag, "--no-progress" };
@@ -379,7 +392,14 @@ static int fsck_exit(const char *path, const char *index_path, const char *flag)
 	}
 	args[n++] = path;
 	args[n] = NULL;
-	return rfx_run_tool("vswap-fsck", args, NULL, NULL);
+	int store = rfx_run_tool("vswap-fsck", args, NULL, NULL);
+	if (store != 0 && store != 1)
+		return store;
+	args[n - 1] = "--orphans";
+	args[n] = path;
+	args[n + 1] = NULL;
+	int orphans = rfx_run_tool("vswap-fsck", args, NULL, NULL);
+	return orphans > store ? orphans : store;
 }
 
 int rfx_check_after_crash(const char *path, const char *index_path, struct rfx_crash_result *r)

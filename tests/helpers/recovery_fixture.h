@@ -68,6 +68,8 @@ uint64_t rfx_hash_store(const struct rfx_store *fx);
 int rfx_run_tool(const char *tool, const char *const *args, char **out, char **err);
 /* vswap-fsck @flag [--json] PATH; returns the exit code. */
 int rfx_fsck(const struct rfx_store *fx, const char *flag, char **out, char **err);
+/* The same with --orphans: the exit code is the orphan staging files'. */
+int rfx_fsck_orphans(const struct rfx_store *fx, const char *flag, char **out, char **err);
 
 /* Fork a child that opens the store writable and waits; it holds the lock
  * until rfx_holder_stop().  Returns the child's PID or -1. */
@@ -86,7 +88,8 @@ struct rfx_crash_result {
 };
 
 /*
- * After a simulated crash of a store at @path: run vswap-fsck -y (exit 0 or
+ * After a simulated crash of a store at @path (both vswap-fsck runs are made
+ * for the store and again with --orphans): run vswap-fsck -y (exit 0 or
  * 1), then vswap-fsck -n (exit 0), then open the store read-only and read
  * every present and stale page through the store, which verifies each
  * checksum.  Returns 0 when every invariant held, -1 otherwise (r->why).

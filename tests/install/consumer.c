@@ -7,6 +7,7 @@
 #include <vswap/handler.h>
 #include <vswap/recovery.h>
 #include <vswap/store.h>
+#include <vswap/version.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,11 @@ int main(void)
 
 	if (!page || !mkdtemp(dir))
 		return 1;
+	/* The library it runs with is the one whose headers it was built with. */
+	if (strcmp(vswap_version(), VSWAP_VERSION) || vswap_version_number() != VSWAP_VERSION_NUMBER) {
+		fprintf(stderr, "consumer: library %s, headers %s\n", vswap_version(), VSWAP_VERSION);
+		return 1;
+	}
 	/* The staging file goes beside the store, not into /dev/shm. */
 	o.staging_dir = dir;
 	snprintf(path, sizeof(path), "%s/swap", dir);

@@ -2,7 +2,9 @@
 /*
  * The power-loss workload: drives the store API the way the page handler
  * does (move to staging, swap-out in chunks, faults, guest writes, trim,
- * remove events, commits) with a deterministic sequence, while the write-log
+ * remove events, commits; and the protect enable mode's swap-out straight
+ * from guest memory, with guest writes landing between a write and its
+ * commit) with a deterministic sequence, while the write-log
  * shim records every byte it writes.  It keeps a model of what the index
  * must say and logs it after every commit (PL_MARK_COMMIT), so the replayer
  * knows which states are legal at each point of the write stream.
@@ -24,7 +26,6 @@
 #include <unistd.h>
 
 #include <vswap/store.h>
-#include <xxh_x86dispatch.h>
 
 #include "tests/helpers/powerloss_model.h"
 #include "tests/powerloss/writelog.h"
@@ -92,7 +93,7 @@ static void self_check(struct wl *w)
 		      vswap_page_state_name(e->state), e->staged ? "+staged" : "");
 		if (e->state != VSWAP_PAGE_NONE) {
 			pl_fill(w->buf, w->ps, p, e->ver);
-			CHECK(pi.xxh3 == XXH3_64bits_dispatch(w->buf, w->ps),
+			CHECK(pi.xxh3 == vswap_store_page_checksum(w->s, p, w->buf),
 			      "page %llu: checksum is not version %u's", (unsigned long long)p,
 			      e->ver);
 		}
@@ -129,8 +130,10 @@ static void commit(struct wl *w)
 	end_commit(w);
 }
 
-/* vswap_store_write commits by itself in FULL mode: bracket it like one. */
-static void store_write(struct wl *w, uint64_t first, uint32_t count)
+/* vswap_store_write commits by itself in FULL mode: bracket it like one.
+ * The pages leave the guest (copy mode: from staging) unless @resident (the
+ * protect mode: written from guest memory, removed after the commit). */
+static void store_write_from(struct wl *w, uint64_t first, uint32_t count, bool resident)
 {
 	for (uint32_t i = 0; i < count; i++) {
 		struct mpage *mp = &w->m[first + i];
@@ -145,10 +148,15 @@ static void store_write(struct wl *w, uint64_t first, uint32_t count)
 		struct mpage *mp = &w->m[first + i];
 		mp->st.state = VSWAP_PAGE_PRESENT;
 		mp->st.ver = mp->guest;
-		mp->resident = false;
+		mp->resident = resident;
 	}
 	if (full)
 		end_commit(w);
+}
+
+static void store_write(struct wl *w, uint64_t first, uint32_t count)
+{
+	store_write_from(w, first, count, false);
 }
 
 /* ---- the handler's operations ------------------------------------------------------ */
@@ -184,6 +192,7 @@ static void stage(struct wl *w, uint64_t first, uint64_t n)
 		CHECK(vswap_store_stage_mark(w->s, p, 1) == 0, "stage_mark %llu",
 		      (unsigned long long)p);
 		w->m[p].st.staged = 1;
+		w->m[p].st.summed = 0;
 		any = true;
 	}
 	if (!any)
@@ -197,9 +206,18 @@ static void stage(struct wl *w, uint64_t first, uint64_t n)
 		pl_fill(w->buf, w->ps, p, mp->guest);
 		CHECK(pwrite(fd, w->buf, w->ps, (off_t)(p * w->ps)) == (ssize_t)w->ps,
 		      "staging copy of page %llu", (unsigned long long)p);
+		uint64_t sum = vswap_store_page_checksum(w->s, p, w->buf);
+		CHECK(vswap_store_stage_record_sums(w->s, p, 1, &sum) == 0, "stage sums %llu",
+		      (unsigned long long)p);
 		mp->st.sver = mp->guest;
-		mp->resident = false;
+		mp->st.summed = 1;
 	}
+	/* The checksums are durable before the guest's copies go (the
+	 * handler's move punches the guest's memory only after this). */
+	commit(w);
+	for (uint64_t p = first; p < end; p++)
+		if (w->m[p].st.staged && w->m[p].st.summed)
+			w->m[p].resident = false;
 }
 
 /* Swap-out: every staged page goes to the file in chunks of consecutive
@@ -230,6 +248,7 @@ static void swap_out(struct wl *w)
 		CHECK(vswap_store_stage_clear(w->s, p, 1) == 0, "stage_clear %llu",
 		      (unsigned long long)p);
 		w->m[p].st.staged = 0;
+		w->m[p].st.summed = 0;
 		w->m[p].st.sver = 0;
 	}
 	commit(w);
@@ -250,6 +269,7 @@ static void fault(struct wl *w, uint64_t p)
 		      (unsigned long long)p);
 		mp->guest = mp->st.sver;
 		mp->st.staged = 0;
+		mp->st.summed = 0;
 		mp->st.sver = 0;
 	} else {
 		int ret = vswap_store_read_page(w->s, p, w->buf);
@@ -285,6 +305,48 @@ static void remove_range(struct wl *w, uint64_t first, uint64_t n)
 	}
 }
 
+/*
+ * The protect mode's swap-out of [first, first+n): resident pages with data
+ * (not staged) are written from guest memory in chunks, some are written to
+ * by the guest before the commit (their write-protect fault makes the fresh
+ * copy stale: the slot keeps the bytes its checksum covers), then the
+ * commit, then the pages still present leave guest memory.
+ */
+static void protect_swap_out(struct wl *w, uint64_t first, uint64_t n)
+{
+	uint64_t end = first + n < w->npages ? first + n : w->npages;
+	bool any = false;
+	for (uint64_t p = first; p < end;) {
+		uint32_t k = 0;
+		while (k < CHUNK && p + k < end && wants_out(&w->m[p + k]) &&
+		       !w->m[p + k].st.staged)
+			k++;
+		if (!k) {
+			p++;
+			continue;
+		}
+		store_write_from(w, p, k, true);
+		any = true;
+		p += k;
+	}
+	if (!any)
+		return;
+	for (uint64_t p = first; p < end; p++) {
+		struct mpage *mp = &w->m[p];
+		if (!mp->resident || mp->st.state != VSWAP_PAGE_PRESENT || rnd(w, 4))
+			continue;
+		CHECK(vswap_store_mark_stale(w->s, p, 1) == 1, "mark_stale %llu",
+		      (unsigned long long)p);
+		mp->st.state = VSWAP_PAGE_STALE;
+		mp->guest = w->next_ver++;
+	}
+	if (w->mode != VSWAP_DURABILITY_FULL || rnd(w, 2))
+		commit(w);
+	for (uint64_t p = first; p < end; p++)
+		if (w->m[p].resident && w->m[p].st.state == VSWAP_PAGE_PRESENT)
+			w->m[p].resident = false;
+}
+
 /* The edge case: fault, dirty and write a page straight away, so the
  * stale mark and the in-place rewrite share one commit. */
 static void edge_rewrite(struct wl *w, uint64_t p)
@@ -302,7 +364,7 @@ static void edge_rewrite(struct wl *w, uint64_t p)
 static void step(struct wl *w)
 {
 	uint64_t p = rnd(w, w->npages), n = 1 + rnd(w, 24);
-	switch (rnd(w, w->edge ? 9 : 8)) {
+	switch (rnd(w, w->edge ? 10 : 9)) {
 	case 0:
 	case 1:
 		for (uint64_t i = 0; i < n && p + i < w->npages; i++)
@@ -332,6 +394,9 @@ static void step(struct wl *w)
 		commit(w);
 		break;
 	case 8:
+		protect_swap_out(w, p, n);
+		break;
+	case 9:
 		edge_rewrite(w, p);
 		break;
 	}

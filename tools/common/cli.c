@@ -3,10 +3,52 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <vswap/version.h>
+
+void cli_usage(const struct cli_tool *t, FILE *out)
+{
+	fprintf(out, "Usage: %s %s\n\n%s", t->name, t->synopsis, t->help);
+}
+
+void cli_version(const struct cli_tool *t)
+{
+	printf("%s %s\n", t->name, vswap_version());
+}
+
+int cli_standard_option(const struct cli_tool *t, int opt)
+{
+	switch (opt) {
+	case CLI_OPT_HELP:
+		cli_usage(t, stdout);
+		return 1;
+	case CLI_OPT_VERSION:
+		cli_version(t);
+		return 1;
+	case '?':
+	case ':':
+		fprintf(stderr, "Try '%s --help' for more information.\n", t->name);
+		return -1;
+	}
+	return 0;
+}
+
+int cli_usage_error(const struct cli_tool *t, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", t->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry '%s --help' for more information.\n", t->name);
+	return t->usage_exit;
+}
 
 int cli_parse_u64(const char *s, uint64_t *out)
 {
@@ -65,7 +107,7 @@ int cli_parse_size(const char *s, uint64_t *out)
 
 const char *cli_format_size(uint64_t bytes, char *buf, unsigned len)
 {
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
 	double v = (double)bytes;
 	unsigned i = 0;
 
@@ -82,7 +124,7 @@ const char *cli_format_size(uint64_t bytes, char *buf, unsigned len)
 
 void cli_log(void *ctx, enum vswap_log_level level, const char *msg)
 {
-	static const char *const names[] = { "error", "warning", "info", "debug" };
+	static const char *const names[] = {"error", "warning", "info", "debug"};
 	const struct cli_logger *lg = ctx;
 
 	if (lg && level > lg->max)

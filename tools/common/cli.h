@@ -1,16 +1,64 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Small helpers shared by the vswap command-line tools: number and size
- * parsing, a stderr logger that fits vswap_log_fn, and the e2fsck-style exit
- * codes.  Tools are thin main()s; everything here is free of global state.
+ * The command-line layer every vswap tool shares: usage text, --help,
+ * --version, usage errors and exit codes, number and size parsing, and a
+ * stderr logger that fits vswap_log_fn.  Free of global state.
+ *
+ * Exit codes: every tool exits CLI_EXIT_OK (0) on success, CLI_EXIT_FAILED
+ * (1) when the work failed and CLI_EXIT_USAGE (2) on a usage error, except
+ * vswap-fsck, which keeps e2fsck's codes (0/1/4/8/16/32, usage 16), and
+ * vswap-demo, which also exits 130 when a signal stopped it (its man page).
  */
 #ifndef VSWAP_TOOLS_CLI_H
 #define VSWAP_TOOLS_CLI_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <vswap/store.h>
+
+enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILED = 1, CLI_EXIT_USAGE = 2 };
+
+/* getopt_long values of the options every tool takes: "-h, --help" and
+ * "--version" (long only: -V and -v mean other things to other tools). */
+enum { CLI_OPT_HELP = 'h', CLI_OPT_VERSION = 0x1000 };
+#define CLI_STANDARD_LONGOPTS                                                                      \
+	{"help", no_argument, NULL, CLI_OPT_HELP},                                                 \
+	{                                                                                          \
+		"version", no_argument, NULL, CLI_OPT_VERSION                                      \
+	}
+#define CLI_STANDARD_HELP                                                                          \
+	"  -h, --help      show this help\n"                                                       \
+	"      --version   show the version of the tool and of libvswap\n"
+
+/* What a tool says about itself. */
+struct cli_tool {
+	const char *name;     /* "vswap-dump" */
+	const char *synopsis; /* one or more lines after "Usage: NAME " */
+	const char *help;     /* the description and option lines (ends in \n) */
+	int usage_exit;	      /* CLI_EXIT_USAGE, or e2fsck's 16 for vswap-fsck */
+};
+
+/* "Usage: NAME SYNOPSIS\n\nHELP" to @out. */
+void cli_usage(const struct cli_tool *t, FILE *out);
+
+/* "NAME VERSION\n" to stdout, VERSION being the libvswap the tool runs with
+ * (vswap_version()). */
+void cli_version(const struct cli_tool *t);
+
+/*
+ * Handle the standard options inside a getopt_long() loop: for @opt
+ * CLI_OPT_HELP or CLI_OPT_VERSION print the text and return 1 (the tool
+ * exits CLI_EXIT_OK); for '?' or ':' (getopt printed why) print the "Try
+ * --help" line and return -1 (the tool exits t->usage_exit); else 0.
+ */
+int cli_standard_option(const struct cli_tool *t, int opt);
+
+/* Print "NAME: <message>" and the "Try 'NAME --help'" line to stderr;
+ * returns t->usage_exit for the caller to exit with. */
+int cli_usage_error(const struct cli_tool *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Parse a decimal unsigned 64-bit integer; the whole string must be used.
  * Returns 0 or -EINVAL / -ERANGE. */

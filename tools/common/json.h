@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A minimal JSON writer for the tools' --json output.  It tracks only
- * whether a comma is due, so callers write objects and arrays in order.
+ * The one JSON writer of the tools' --json output.  It tracks only whether
+ * a comma is due, so callers write objects and arrays in order.  Every
+ * document a tool prints is an object that starts with "schema_version"
+ * (json_begin_document()): a consumer checks it, and the number grows when a
+ * field changes meaning or goes away (adding a field does not change it).
+ * Strings are written as valid UTF-8: a byte that is not part of a valid
+ * UTF-8 sequence (a path is any bytes) becomes U+FFFD.
  */
 #ifndef VSWAP_TOOLS_JSON_H
 #define VSWAP_TOOLS_JSON_H
@@ -11,6 +16,8 @@
 #include <stdio.h>
 
 #define JSON_MAX_DEPTH 16
+/* The version of every tool's JSON documents. */
+#define JSON_SCHEMA_VERSION 1
 
 struct json_writer {
 	FILE *out;
@@ -20,6 +27,8 @@ struct json_writer {
 };
 
 void json_init(struct json_writer *w, FILE *out);
+/* Begin the top-level object and write its "schema_version" member. */
+void json_begin_document(struct json_writer *w);
 void json_begin_object(struct json_writer *w);
 void json_end_object(struct json_writer *w);
 void json_begin_array(struct json_writer *w);
@@ -32,6 +41,8 @@ void json_i64(struct json_writer *w, int64_t v);
 void json_double(struct json_writer *w, double v);
 void json_bool(struct json_writer *w, bool v);
 void json_null(struct json_writer *w);
+/* A value that is already JSON (the library's status JSON), written as is. */
+void json_raw(struct json_writer *w, const char *json);
 /* Finish the document with a newline. */
 void json_finish(struct json_writer *w);
 
