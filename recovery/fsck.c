@@ -58,6 +58,7 @@ void vswap_fsck_free(struct vswap_fsck *f)
 	free(f->rec);
 	free(f->by_slot);
 	free(f->bad);
+	free(f->bad_staging);
 	fsck_extents_free(&f->swap_data);
 	free(f->store_error);
 	free(f->path);
@@ -173,10 +174,76 @@ static int find_holder(struct vswap_fsck *f)
 	return 0;
 }
 
+/* Meta records whose damage no repair may seal: they say what page numbers
+ * mean, which store this is, where its staging file lives.  A writable
+ * handle rewrites every meta record when it closes, with a valid check. */
+#define DAMAGED_KEEP (VSWAP_DAMAGED_REGIONS | VSWAP_DAMAGED_STAGING_PATH | VSWAP_DAMAGED_CREATED)
+
+static void quiet_log(void *ctx, enum vswap_log_level lvl, const char *msg)
+{
+	(void)ctx;
+	(void)lvl;
+	(void)msg;
+}
+
+/*
+ * Before a repair opens the store for writing: a read-only look at its meta
+ * records.  If one that must not be rewritten is damaged, the run becomes an
+ * audit (the damage is reported, exit 4): closing a writable handle would
+ * seal the damaged value as good.
+ */
+static void probe_meta(struct vswap_fsck *f)
+{
+	struct vswap_store_opts so = {
+		.read_only = true,
+		.tolerant = true,
+		.index_path = f->opts.index_path,
+		.staging_dir = f->opts.staging_dir,
+		.log = quiet_log,
+	};
+	struct vswap_store_info info;
+	struct vswap_store *s;
+
+	if (f->opts.mode == VSWAP_FSCK_CHECK || f->busy || vswap_store_open(f->path, &so, &s))
+		return;
+	if (vswap_store_info(s, &info) == 0 && (info.damaged & DAMAGED_KEEP)) {
+		f->hold_repairs = true;
+		fsck_log(f, VSWAP_LOG_WARN,
+			 "%s: a meta record that says what the store's pages are is damaged: "
+			 "auditing only, nothing is repaired",
+			 f->path);
+	}
+	vswap_store_close(s);
+}
+
+static const char *const damaged_names[] = { "regions", "state", "clean", "staging_path",
+					     "created_ns" };
+
+/* The meta records the open found damaged, one problem each. */
+static void report_damaged(struct vswap_fsck *f)
+{
+	for (unsigned b = 0; b < 5; b++) {
+		uint32_t bit = 1u << b;
+		ssize_t idx;
+
+		if (!(f->info.damaged & bit))
+			continue;
+		idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, FSCK_NONE, FSCK_NONE,
+				   "%s: the %s record fails its check%s", vswap_store_index_path(f->store),
+				   damaged_names[b],
+				   bit & DAMAGED_KEEP ? "; kept as evidence, nothing is repaired"
+						      : " (taken as the safe value)");
+		if (bit == VSWAP_DAMAGED_STATE)
+			f->advice_prob[0] = idx;
+		if (bit == VSWAP_DAMAGED_CLEAN)
+			f->advice_prob[1] = idx;
+	}
+}
+
 static int open_store(struct vswap_fsck *f)
 {
 	struct vswap_store_opts so = {
-		.read_only = f->opts.mode == VSWAP_FSCK_CHECK || f->busy,
+		.read_only = f->opts.mode == VSWAP_FSCK_CHECK || f->busy || f->hold_repairs,
 		.tolerant = true,
 		.index_path = f->opts.index_path,
 		.staging_dir = f->opts.staging_dir,
@@ -202,6 +269,8 @@ static int load_store_facts(struct vswap_fsck *f)
 	f->page_size = f->info.page_size;
 	f->total_pages = vswap_store_total_pages(f->store);
 	f->slot_limit = vswap_store_max_pages();
+	f->damaged = f->info.damaged;
+	report_damaged(f);
 	if (!f->info.was_clean && !f->busy)
 		f->unclean_prob = fsck_problem(f, VSWAP_PROBLEM_UNCLEAN_SHUTDOWN, FSCK_NONE, FSCK_NONE,
 					       "%s was not closed cleanly (state %u)", f->path,
@@ -257,6 +326,10 @@ static int finish(struct vswap_fsck *f, int ret)
 	}
 	if (!ret && writable && f->unclean_prob >= 0)
 		fsck_problem_repaired(f, f->unclean_prob);
+	/* The close rewrote the advisory records with their safe values. */
+	for (int i = 0; i < 2 && !ret && writable; i++)
+		if (f->advice_prob[i] >= 0)
+			fsck_problem_repaired(f, f->advice_prob[i]);
 	return ret;
 }
 
@@ -376,6 +449,7 @@ int vswap_fsck_run(struct vswap_fsck *f)
 		return -EALREADY;
 	f->ran = true;
 	f->unclean_prob = -1;
+	f->advice_prob[0] = f->advice_prob[1] = -1;
 	if ((ret = check_file_types(f))) {
 		f->open_failed = true;
 		return f->error = ret;
@@ -384,6 +458,7 @@ int vswap_fsck_run(struct vswap_fsck *f)
 		fsck_log(f, VSWAP_LOG_DEBUG, "cannot read /proc/locks: %s", strerror(-ret));
 	if (f->busy && f->opts.mode != VSWAP_FSCK_CHECK)
 		goto busy;
+	probe_meta(f);
 	ret = open_store(f);
 	if (ret == -EBUSY && f->opts.mode != VSWAP_FSCK_CHECK)
 		goto busy;

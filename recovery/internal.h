@@ -63,6 +63,9 @@ struct fsck_bad_group {
 	uint64_t first;
 	uint32_t pages;
 	ssize_t prob;
+	/* A valid record of another group under this group's key (its key
+	 * is damaged): it says nothing about this group's pages. */
+	bool misplaced;
 };
 
 /* Sorted, disjoint ranges [first, end) in page units. */
@@ -112,6 +115,14 @@ struct vswap_fsck {
 	/* The staging file of a store closed cleanly holds bytes no staging
 	 * record covers and no other copy backs (see staging.c). */
 	bool stray_staged;
+	/* Meta records the store found damaged (VSWAP_DAMAGED_*), and whether
+	 * they are ones a repair must not rewrite (the run is then an audit). */
+	uint32_t damaged;
+	bool hold_repairs;
+	/* Groups whose staging record is not believed (see staging.c). */
+	uint64_t *bad_staging;
+	size_t nbad_staging, bad_staging_cap;
+	ssize_t advice_prob[2]; /* damaged state / clean records, or -1 */
 };
 
 /* ---- report.c ---- */

@@ -35,7 +35,8 @@ static int record_push(struct vswap_fsck *f, const struct vswap_page_record *r)
 	return 0;
 }
 
-static int fsck_bad_group_add(struct vswap_fsck *f, uint64_t first, uint32_t pages, ssize_t prob)
+static int fsck_bad_group_add(struct vswap_fsck *f, uint64_t first, uint32_t pages, ssize_t prob,
+			      bool misplaced)
 {
 	if (f->nbad == f->bad_cap) {
 		size_t cap = f->bad_cap ? f->bad_cap * 2 : 16;
@@ -46,21 +47,36 @@ static int fsck_bad_group_add(struct vswap_fsck *f, uint64_t first, uint32_t pag
 		f->bad = v;
 		f->bad_cap = cap;
 	}
-	f->bad[f->nbad++] = (struct fsck_bad_group){ first, pages, prob };
+	f->bad[f->nbad++] = (struct fsck_bad_group){ first, pages, prob, misplaced };
 	return 0;
 }
 
-/* An undecodable group: its pages' slots and checksums are unknown. */
+/* A group record that is not believed: its pages' slots and checksums are
+ * unknown.  A misplaced one (a valid record of another group under this
+ * key) is the evidence of a damaged key, and names the group it belongs to. */
 static int corrupt_group(struct vswap_fsck *f, const struct vswap_page_record *r)
 {
-	ssize_t idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, r->page, FSCK_NONE,
-				   "index record of pages %llu-%llu cannot be decoded",
-				   (unsigned long long)r->page,
-				   (unsigned long long)(r->page + r->group_pages - 1));
+	unsigned long long first = r->page, last = r->page + r->group_pages - 1;
+	bool misplaced = r->fault == VSWAP_RECORD_MISPLACED;
+	ssize_t idx;
 
+	if (misplaced)
+		idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, r->page, FSCK_NONE,
+				   "index record of group %llu (pages %llu-%llu) is stored under the "
+				   "key of pages %llu-%llu: its key is damaged; kept as evidence",
+				   (unsigned long long)r->claimed_group,
+				   (unsigned long long)r->claimed_group * FSCK_GROUP_PAGES,
+				   (unsigned long long)r->claimed_group * FSCK_GROUP_PAGES +
+					   FSCK_GROUP_PAGES - 1,
+				   first, last);
+	else
+		idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, r->page, FSCK_NONE,
+				   "index record of pages %llu-%llu %s", first, last,
+				   r->fault == VSWAP_RECORD_CHECKSUM ? "fails its check"
+								     : "cannot be decoded");
 	if (idx < 0)
 		return -ENOMEM;
-	return fsck_bad_group_add(f, r->page, r->group_pages, idx);
+	return fsck_bad_group_add(f, r->page, r->group_pages, idx, misplaced);
 }
 
 static int collect_record(void *ctx, const struct vswap_page_record *r)

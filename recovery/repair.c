@@ -212,7 +212,10 @@ static void repair_bad_group(struct vswap_fsck *f, const struct fsck_bad_group *
 	uint64_t end = g->first + g->pages;
 	int failed = 0;
 
-	if (!fsck_repairing_all(f) || g->pages == 0)
+	/* A misplaced record is another group's, found by its own valid check
+	 * under a damaged key: deleting it would orphan that group's pages,
+	 * and this group's pages are not its business.  Kept. */
+	if (!fsck_repairing_all(f) || g->pages == 0 || g->misplaced)
 		return;
 	if (g->first >= f->total_pages) {
 		int ret = fsck_fix_group_beyond(f, g->first / FSCK_GROUP_PAGES);

@@ -137,12 +137,12 @@ bool fsck_cancelled(struct vswap_fsck *f)
 
 bool fsck_repairing(const struct vswap_fsck *f)
 {
-	return f->opts.mode != VSWAP_FSCK_CHECK && !f->busy;
+	return f->opts.mode != VSWAP_FSCK_CHECK && !f->busy && !f->hold_repairs;
 }
 
 bool fsck_repairing_all(const struct vswap_fsck *f)
 {
-	return f->opts.mode == VSWAP_FSCK_REPAIR && !f->busy;
+	return f->opts.mode == VSWAP_FSCK_REPAIR && !f->busy && !f->hold_repairs;
 }
 
 /* ---- public accessors ---- */

@@ -246,21 +246,36 @@ static int leaked_punch_run(struct vswap_fsck *f, int fd, uint64_t first, uint64
  * copy of a staged page whose staging record was damaged: they are left in
  * place and reported.
  */
+static bool in_bad_staging(const struct vswap_fsck *f, uint64_t page)
+{
+	for (size_t i = 0; i < f->nbad_staging; i++)
+		if (f->bad_staging[i] == page / FSCK_GROUP_PAGES)
+			return true;
+	return false;
+}
+
+static bool may_punch(const struct vswap_fsck *f, uint64_t page)
+{
+	if (in_bad_staging(f, page))
+		return false;
+	return !f->info.was_clean || other_copy(f, page);
+}
+
 static int leaked_bytes_run(struct vswap_fsck *f, int fd, uint64_t first, uint64_t end)
 {
-	if (f->info.was_clean) {
+	if (f->info.was_clean || f->nbad_staging) {
 		for (uint64_t p = first; p < end;) {
 			uint64_t q = p + 1;
-			bool copy = other_copy(f, p);
+			bool copy = may_punch(f, p);
 
-			while (q < end && other_copy(f, q) == copy)
+			while (q < end && may_punch(f, q) == copy)
 				q++;
 			if (!copy) {
 				if (problem_run(f, VSWAP_PROBLEM_LEAKED_STAGING, p, q,
 						"staging file holds bytes that no staging record "
-						"covers, in a store closed cleanly and with no other "
-						"copy of the page: they may be the only copy of a "
-						"staged page whose record is damaged; left in place") < 0)
+						"covers and no other copy backs: they may be the only "
+						"copy of a staged page whose record is damaged; left "
+						"in place") < 0)
 					return -ENOMEM;
 			} else {
 				int ret = leaked_punch_run(f, fd, p, q);
@@ -384,6 +399,113 @@ static int check_staging_file(struct vswap_fsck *f)
 	return 0;
 }
 
+/* The per-page walk of the staging records: records not believed, and the
+ * staged copies whose checksum was recorded, checked against their bytes. */
+struct staged_walk {
+	struct vswap_fsck *f;
+	const struct fsck_extents *data;
+	int fd;
+	uint8_t *buf;
+	int err;
+};
+
+static int bad_staging_add(struct vswap_fsck *f, uint64_t group)
+{
+	if (f->nbad_staging == f->bad_staging_cap) {
+		size_t cap = f->bad_staging_cap ? f->bad_staging_cap * 2 : 16;
+		uint64_t *v = realloc(f->bad_staging, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		f->bad_staging = v;
+		f->bad_staging_cap = cap;
+	}
+	f->bad_staging[f->nbad_staging++] = group;
+	return 0;
+}
+
+
+/* A staging record not believed: which of its group's pages are staged is
+ * unknown, so the staging file's bytes there may be their only copies.  It
+ * is reported and kept, and those bytes are never punched. */
+static int bad_staging_record(struct vswap_fsck *f, const struct vswap_staged_record *r)
+{
+	unsigned long long first = r->key_group * FSCK_GROUP_PAGES;
+	int ret;
+
+	if (r->fault == VSWAP_RECORD_MISPLACED)
+		ret = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, first, FSCK_NONE,
+				   "staging record of group %llu is stored under the key of pages "
+				   "%llu-%llu: its key is damaged; kept as evidence",
+				   (unsigned long long)r->claimed_group, first,
+				   first + FSCK_GROUP_PAGES - 1) < 0;
+	else
+		ret = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, first, FSCK_NONE,
+				   "staging record of pages %llu-%llu %s; its staged bytes are kept",
+				   first, first + FSCK_GROUP_PAGES - 1,
+				   r->fault == VSWAP_RECORD_CHECKSUM ? "fails its check"
+								     : "cannot be decoded") < 0;
+	if (ret)
+		return -ENOMEM;
+	if ((ret = bad_staging_add(f, r->key_group)))
+		return ret;
+	return r->fault == VSWAP_RECORD_MISPLACED ? bad_staging_add(f, r->claimed_group) : 0;
+}
+
+/* A staged copy whose recorded checksum its bytes fail: lost (-y), unless
+ * the swap file holds a verified copy (then only the staging bit goes). */
+static int bad_staged_copy(struct vswap_fsck *f, uint64_t page)
+{
+	bool copy = other_copy(f, page);
+	ssize_t idx = fsck_problem(f, VSWAP_PROBLEM_CHECKSUM_MISMATCH, page, FSCK_NONE,
+				   "staged copy of page %llu fails its checksum%s",
+				   (unsigned long long)page,
+				   copy ? "; the swap file holds the page" : "");
+
+	if (idx < 0)
+		return -ENOMEM;
+	if (!(copy ? fsck_repairing(f) : fsck_repairing_all(f)))
+		return 0;
+	if (vswap_store_stage_clear(f->store, page, 1) ||
+	    (!copy && vswap_store_mark_lost(f->store, page)))
+		return 0;
+	if (!copy && fsck_lost_add(f, page))
+		return -ENOMEM;
+	fsck_problem_repaired(f, idx);
+	return 0;
+}
+
+static int walk_staged_page(void *ctx, const struct vswap_staged_record *r)
+{
+	struct staged_walk *w = ctx;
+	struct vswap_fsck *f = w->f;
+	ssize_t k;
+
+	if (r->corrupt)
+		return bad_staging_record(f, r);
+	if (!r->summed || w->fd < 0 || r->page >= f->total_pages ||
+	    !fsck_extents_contains(w->data, r->page))
+		return 0;
+	k = pread(w->fd, w->buf, f->page_size, (off_t)(r->page * f->page_size));
+	if (k != (ssize_t)f->page_size)
+		return 0; /* a short file: the bytes are missing (empty_record_run) */
+	if (vswap_store_page_checksum(f->store, r->page, w->buf) != r->xxh3)
+		return bad_staged_copy(f, r->page);
+	return 0;
+}
+
+static int walk_staged_pages(struct vswap_fsck *f, const struct fsck_extents *data, int fd)
+{
+	struct staged_walk w = { .f = f, .data = data, .fd = fd, .buf = malloc(f->page_size) };
+	int ret;
+
+	if (!w.buf)
+		return -ENOMEM;
+	ret = vswap_store_foreach_staged_page(f->store, walk_staged_page, &w);
+	free(w.buf);
+	return ret;
+}
+
 int fsck_check_staging(struct vswap_fsck *f)
 {
 	struct staged_list l = { 0 };
@@ -400,7 +522,9 @@ int fsck_check_staging(struct vswap_fsck *f)
 		f->counts.staged_pages += l.r[i].end - l.r[i].first;
 	if (fd >= 0 && (ret = fsck_extents_scan(fd, 0, f->page_size, &data)))
 		goto out;
-	f->stray_staged = f->info.was_clean && stray_bytes(f, &data, &l);
+	if ((ret = walk_staged_pages(f, &data, fd)))
+		goto out;
+	f->stray_staged = f->nbad_staging || (f->info.was_clean && stray_bytes(f, &data, &l));
 	for (size_t i = 0; i < l.n && !ret; i++) {
 		uint64_t first = l.r[i].first, end = l.r[i].end;
 

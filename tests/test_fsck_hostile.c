@@ -377,12 +377,6 @@ static void read_only_user(struct rfx_store *fx, bool with_lock)
 	assert_int_equal(code, 0);
 	free(out);
 	expect_unchanged(fs, n);
-	/* And as root (the owner of nothing here, with every permission). */
-	if (geteuid() == 0) {
-		assert_int_equal(fsck_as(0, fx, "-n", NULL), 0);
-		assert_int_equal(dump_as(0, fx, NULL), 0);
-		expect_unchanged(fs, n);
-	}
 }
 
 static void test_read_only_user_with_lock_file(void **state)
