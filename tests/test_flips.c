@@ -134,6 +134,7 @@ struct flip_result {
 	int8_t check_exit, repair_exit, recheck_exit;
 	uint8_t wrote; /* files -n changed, one bit per enum file_kind */
 	uint8_t step;  /* where a child died (enum step) */
+	uint8_t signal, status; /* ... of what signal, or with what exit status */
 	uint16_t wrong_pages, poisoned_pages;
 };
 
@@ -649,15 +650,18 @@ static void count(struct totals *t, const struct flip_result *r, const struct fl
 			    stderr,
 			    "flips: %s store, %s byte %llu ^%02x: violations %#x (-n %d, -y %d, "
 			    "-n after %d, %u wrong pages, %u poisoned, -n wrote %#x, died in "
-			    "step %u)\n",
+			    "step %u, signal %u, status %u)\n",
 			    stage_names[fs->stage], file_names[j->file], (unsigned long long)j->off,
 			    j->mask, r->violations, r->check_exit, r->repair_exit, r->recheck_exit,
-			    r->wrong_pages, r->poisoned_pages, r->wrote, r->step);
+			    r->wrong_pages, r->poisoned_pages, r->wrote, r->step, r->signal,
+			    r->status);
 		break;
 	}
 }
 
-static bool read_full(int fd, void *buf, size_t len, int timeout_ms)
+/* 1 when @len bytes arrived, 0 at end of file, -1 after @timeout_ms of
+ * silence. */
+static int read_full(int fd, void *buf, size_t len, int timeout_ms)
 {
 	size_t got = 0;
 
@@ -668,16 +672,18 @@ static bool read_full(int fd, void *buf, size_t len, int timeout_ms)
 
 		if (pr < 0 && errno == EINTR)
 			continue;
-		if (pr <= 0)
-			return false;
+		if (pr == 0)
+			return -1;
+		if (pr < 0)
+			return 0;
 		k = read(fd, (uint8_t *)buf + got, len - got);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)
-			return false;
+			return 0;
 		got += (size_t)k;
 	}
-	return true;
+	return 1;
 }
 
 /* Run jobs [from, n) in one child; returns the next job to run.  A job
@@ -690,6 +696,7 @@ static uint32_t run_batch(struct flipstore *fs, const struct flip_job *jobs, uin
 	pid_t pid;
 	uint32_t next = from;
 	uint8_t last_step = 0;
+	int got = 0;
 
 	*redo = false;
 	if (pipe2(p, O_CLOEXEC))
@@ -709,14 +716,14 @@ static uint32_t run_batch(struct flipstore *fs, const struct flip_job *jobs, uin
 		uint32_t idx;
 		struct flip_result r;
 
-		if (!read_full(p[0], msg, sizeof(msg), CHILD_TIMEOUT_MS))
+		if ((got = read_full(p[0], msg, sizeof(msg), CHILD_TIMEOUT_MS)) <= 0)
 			break;
 		memcpy(&idx, msg, 4);
 		last_step = msg[4];
 		next = idx;
 		if (last_step != STEP_DONE)
 			continue;
-		if (!read_full(p[0], &r, sizeof(r), CHILD_TIMEOUT_MS))
+		if ((got = read_full(p[0], &r, sizeof(r), CHILD_TIMEOUT_MS)) <= 0)
 			break;
 		count(t, &r, fs, &jobs[idx]);
 		next = idx + 1;
@@ -724,18 +731,22 @@ static uint32_t run_batch(struct flipstore *fs, const struct flip_job *jobs, uin
 	}
 	close(p[0]);
 	if (next < n && last_step) {
-		bool hung = kill(pid, 0) == 0 && waitpid(pid, &status, WNOHANG) == 0;
+		bool hung = got < 0;
 		struct flip_result r = {.flip = next, .outcome = OUT_VIOLATION};
 
-		kill(pid, SIGKILL);
+		if (hung)
+			kill(pid, SIGKILL);
 		waitpid(pid, &status, 0);
 		restore_all(fs);
-		if (last_step == STEP_DIGEST && !hung) {
+		/* The digest is this test's own LMDB reader, not a tool. */
+		if (last_step == STEP_DIGEST && !no_digest_first) {
 			*redo = true;
 			return next;
 		}
 		r.violations = hung ? V_HANG : V_CRASH;
 		r.step = last_step;
+		r.signal = hung ? 0 : WIFSIGNALED(status) ? (uint8_t)WTERMSIG(status) : 0;
+		r.status = WIFEXITED(status) ? (uint8_t)WEXITSTATUS(status) : 0;
 		r.check_exit = r.repair_exit = r.recheck_exit = -1;
 		count(t, &r, fs, &jobs[next]);
 		return next + 1;
