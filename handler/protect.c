@@ -265,39 +265,20 @@ static int protect_all(struct vswap_handler *h)
 	return 0;
 }
 
-/*
- * Enable by protection.  Order:
- *   1. write-protect every region through every uffd (each process has its
- *      own page tables; on shmem the kernel also leaves a uffd-wp marker on
- *      every empty entry, so a page mapped later is mapped protected);
- *   2. then, under h->lock, take the resident pages (the memfds' data
- *      extents) into the set.
- * A page enters the set only after it is protected everywhere, so every
- * write from then on traps.  Writes before step 1 are simply in memory;
- * writes raised during enable wait for the monitor (this thread) and are
- * handled right after, clearing the bits set in step 2.  A REMOVE event
- * read during step 1 (EAGAIN) may let its range be punched while step 2
- * walks: such a page may be counted, and then reads as zeros, the removal's
- * own contract.
- */
-int protect_enable(struct vswap_handler *h, uint64_t *pages)
+/* Take the resident pages (the memfds' data extents) into the set. */
+struct walk {
+	struct vswap_handler *h;
+	int rc;
+};
+
+static void walk_resident(void *arg)
 {
+	struct walk *w = arg;
+	struct vswap_handler *h = w->h;
 	struct protect *wp = &h->wp;
-	*pages = 0;
-	protect_remove_wait(h);
-	int rc = protect_all(h);
-	if (rc < 0)
-		return rc;
 	struct vswap_store_stats st;
 	pthread_mutex_lock(&h->lock);
-	rc = vswap_store_stats(h->store, &st);
-	pthread_mutex_lock(&wp->rlock);
-	memset(wp->clean, 0, (h->total_pages + 63) / 64 * sizeof(uint64_t));
-	atomic_store(&wp->nclean, 0);
-	pthread_mutex_unlock(&wp->rlock);
-	wp->dirtied = 0;
-	wp->cursor = 0;
-	h->c.from_file = h->c.from_staging = h->c.zeroed = h->c.redundant = 0;
+	int rc = vswap_store_stats(h->store, &st);
 	for (unsigned i = 0; i < h->nregions && rc == 0; i++) {
 		const struct hregion *r = &h->regions[i];
 		off_t pos = 0, data, hole;
@@ -315,8 +296,57 @@ int protect_enable(struct vswap_handler *h, uint64_t *pages)
 			pos = hole;
 		}
 	}
+	pthread_mutex_unlock(&h->lock);
+	w->rc = rc;
+}
+
+/*
+ * Enable by protection: write-protect every region through every uffd (each
+ * process has its own page tables; on shmem the kernel also leaves a uffd-wp
+ * marker on every empty entry, so a page mapped later is mapped protected),
+ * and take the resident pages into the set.  The two run at once, the walk
+ * on a pool worker (together they are the whole cost of enable).
+ *
+ * Why the walk may run before the protection is complete: nothing removes a
+ * page before enable returns (removal is trim's and swap-out's, started
+ * later, and this thread waits for the walk), and by then every page in the
+ * set is protected everywhere, so every write from then on traps.  A write
+ * that lands before its page is protected is simply in memory when trim or
+ * swap-out reads it; writes raised during enable wait for the monitor (this
+ * thread) and are handled right after, clearing their bits.  A page that
+ * becomes resident meanwhile is not counted and stays.  A REMOVE event read
+ * here (EAGAIN) may let its range be punched while the walk counts it: the
+ * page then reads as zeros, the removal's own contract.
+ */
+int protect_enable(struct vswap_handler *h, uint64_t *pages)
+{
+	struct protect *wp = &h->wp;
+	*pages = 0;
+	protect_remove_wait(h);
+	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&wp->rlock);
+	memset(wp->clean, 0, (h->total_pages + 63) / 64 * sizeof(uint64_t));
+	atomic_store(&wp->nclean, 0);
+	pthread_mutex_unlock(&wp->rlock);
+	wp->active = false;
+	wp->dirtied = 0;
+	wp->cursor = 0;
+	h->c.from_file = h->c.from_staging = h->c.zeroed = h->c.redundant = 0;
+	pthread_mutex_unlock(&h->lock);
+	struct walk w = {h, 0};
+	bool queued = pool_push(h->pool, walk_resident, &w) == 0;
+	int rc = protect_all(h);
+	if (queued)
+		pool_wait_complete(h->pool);
+	else
+		walk_resident(&w);
+	if (rc == 0)
+		rc = w.rc;
+	pthread_mutex_lock(&h->lock);
+	if (rc < 0)
+		protect_forget(h, 0, h->total_pages);
 	wp->active = rc == 0;
-	*pages = wp->nclean;
+	*pages = atomic_load(&wp->nclean);
 	pthread_mutex_unlock(&h->lock);
 	return rc;
 }

@@ -7,6 +7,7 @@
  * processes and the copy mode forced by option are covered too.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -410,6 +411,98 @@ static void write_blocked_across_removal(void **state)
 	race(SWAP_OUT_HOOK_COMMITTED);
 }
 
+/* ---- detach ---------------------------------------------------------------- */
+
+struct detacher {
+	struct vswap_handler *h;
+	pthread_t t;
+	unsigned chunks;
+	atomic_bool started;
+	int rc;
+};
+
+static void *detacher_main(void *arg)
+{
+	struct detacher *d = arg;
+	d->rc = vswap_handler_detach(d->h);
+	return NULL;
+}
+
+/* On the monitor, after the third chunk's write: a detach is asked for
+ * (queued; the monitor takes it between two chunks). */
+static void detach_hook(void *ctx, int where)
+{
+	struct detacher *d = ctx;
+	if (where != SWAP_OUT_HOOK_WRITTEN || ++d->chunks != 3)
+		return;
+	if (pthread_create(&d->t, NULL, detacher_main, d) == 0)
+		atomic_store(&d->started, true);
+}
+
+/*
+ * Detach in the middle of a protect-mode swap-out, a chunk of 4 pages at a
+ * time: wherever it is cut, every page the guest wrote is exactly in one
+ * place with its bytes: still in guest memory, or present in the store
+ * (verified) and gone from guest memory; never neither.
+ */
+static void detach_during_swap_out(void **state)
+{
+	(void)state;
+	struct hfx f;
+	enum { N = 64 };
+	const size_t pages[1] = {N};
+	struct vswap_handler_opts o = {.chunk_pages = 4, .enable_mode = VSWAP_ENABLE_PROTECT};
+	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
+	for (uint64_t p = 0; p < N; p++)
+		memset(hfx_addr(&f, 0, p), (int)(0x40 + p), f.page_size);
+	struct detacher d = {.h = f.h};
+	atomic_init(&d.started, false);
+	f.h->swap_out_hook_ctx = &d;
+	f.h->swap_out_hook = detach_hook;
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	/* The detach frees the handler; until it is asked, wait for it. */
+	uint64_t until = ms_now() + DEADLINE_MS;
+	while (!atomic_load(&d.started) && ms_now() < until)
+		sched_yield();
+	assert_true(atomic_load(&d.started));
+	pthread_join(d.t, NULL);
+	assert_int_equal(d.rc, 0);
+	f.h = NULL;
+	uint8_t *buf = aligned_alloc(f.page_size, f.page_size);
+	assert_non_null(buf);
+	unsigned in_memory = 0, in_store = 0;
+	for (uint64_t p = 0; p < N; p++) {
+		off_t off = (off_t)(p * f.page_size);
+		bool resident = lseek(f.memfd, off, SEEK_DATA) == off;
+		struct vswap_page_info pi;
+		assert_int_equal(vswap_store_page(f.store, p, &pi), 0);
+		if (resident) {
+			/* pread: reading a hole through the mapping would fill it */
+			assert_int_equal(pread(f.memfd, buf, f.page_size, off),
+					 (ssize_t)f.page_size);
+			in_memory++;
+		} else {
+			if (pi.state != VSWAP_PAGE_PRESENT)
+				fail_msg("page %llu rests nowhere", (unsigned long long)p);
+			assert_int_equal(vswap_store_read_page(f.store, p, buf), 0);
+			in_store++;
+		}
+		for (size_t i = 0; i < f.page_size; i++)
+			if (buf[i] != (uint8_t)(0x40 + p))
+				fail_msg("page %llu byte %zu: %#x", (unsigned long long)p, i,
+					 buf[i]);
+	}
+	free(buf);
+	print_message("detach cut the swap-out at %u in memory, %u in the store\n", in_memory,
+		      in_store);
+	assert_true(in_store >= 12); /* the three chunks before the detach */
+	struct vswap_store_stats ss;
+	assert_int_equal(vswap_store_stats(f.store, &ss), 0);
+	assert_int_equal(ss.pages_staged, 0);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 /* ---- writers throughout ----------------------------------------------------- */
 
 #define WRITERS 3
@@ -538,6 +631,7 @@ int main(void)
 	    cmocka_unit_test(forked_writers_seen),
 	    cmocka_unit_test(write_between_write_and_commit),
 	    cmocka_unit_test(write_blocked_across_removal),
+	    cmocka_unit_test(detach_during_swap_out),
 	    cmocka_unit_test(writers_throughout),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
