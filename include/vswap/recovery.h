@@ -22,7 +22,11 @@
  * and staged bytes no record covers are kept.  After a run that repaired
  * anything the store is audited again (read-only): a repair counts only if
  * its problem is gone, and what is found anew is reported, so a REPAIR that
- * exits 0 or 1 is followed by a CHECK that exits 0.
+ * exits 0 or 1 is followed by a CHECK that exits 0.  Index records that are
+ * not believed (failing their check, undecodable, misplaced under a damaged
+ * key) are reported and kept, their slots and staged bytes never punched
+ * while their entries are unknown; a damaged regions, staging_path or
+ * created_ns record makes a repair an audit.
  *
  * Repairs (never in CHECK mode):
  *   PREEN and REPAIR: punch leaked slots, drop staging records that cover
