@@ -119,6 +119,9 @@ struct vswap_fsck {
 	 * they are ones a repair must not rewrite (the run is then an audit). */
 	uint32_t damaged;
 	bool hold_repairs;
+	/* The audit after a repair: the slots' and staged copies' bytes were
+	 * checked by the run that repaired, so they are not read again. */
+	bool skip_bytes;
 	/* Groups whose staging record is not believed (see staging.c). */
 	uint64_t *bad_staging;
 	size_t nbad_staging, bad_staging_cap;

@@ -483,7 +483,7 @@ static int walk_staged_page(void *ctx, const struct vswap_staged_record *r)
 
 	if (r->corrupt)
 		return bad_staging_record(f, r);
-	if (!r->summed || w->fd < 0 || r->page >= f->total_pages ||
+	if (!r->summed || w->fd < 0 || f->skip_bytes || r->page >= f->total_pages ||
 	    !fsck_extents_contains(w->data, r->page))
 		return 0;
 	k = pread(w->fd, w->buf, f->page_size, (off_t)(r->page * f->page_size));
