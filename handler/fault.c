@@ -2,7 +2,8 @@
 /*
  * Page faults and remove events, on the monitor thread.  A fault never opens
  * an index write transaction: the store calls here change the in-memory
- * tables (and pread the swap file); the monitor commits them in batches.
+ * tables; the monitor commits them in batches.  A fault that needs the swap
+ * file submits its read and returns (fault_io.c serves it on completion).
  */
 #include <errno.h>
 #include <sched.h>
@@ -50,7 +51,7 @@ int fault_corrupt(struct vswap_handler *h, int fd, uintptr_t addr, uint64_t page
 
 /* The page is resident after all (filled by another process's uffd or the
  * swap-in): its staged or swapped copy is obsolete. */
-static void page_now_resident(struct vswap_handler *h, uint64_t page)
+void fault_page_resident(struct vswap_handler *h, uint64_t page)
 {
 	if (vswap_store_staged(h->store, page))
 		vswap_store_stage_clear(h->store, page, 1);
@@ -76,9 +77,12 @@ static int serve_from_file(struct vswap_handler *h, int fd, uintptr_t addr, uint
 	return rc;
 }
 
-/* Staging first, then the swap file (present pages only), else zeros. */
-static int resolve_locked(struct vswap_handler *h, int fd, uintptr_t addr, uint64_t page)
+/* Staging first, then the swap file (present pages only: a read submitted,
+ * or joined, and served when it completes), else zeros. */
+static int resolve_locked(struct vswap_handler *h, unsigned index, uintptr_t addr,
+			  uint64_t page)
 {
+	int fd = h->m.uffds.v[index].fd;
 	if (vswap_store_staged(h->store, page)) {
 		int rc = uffd_copy(fd, addr, staging_ptr(h, page), h->page_size, true, NULL);
 		if (rc == 0) {
@@ -93,8 +97,10 @@ static int resolve_locked(struct vswap_handler *h, int fd, uintptr_t addr, uint6
 	int rc = vswap_store_page(h->store, page, &pi);
 	if (rc < 0)
 		return rc;
-	if (pi.state == VSWAP_PAGE_PRESENT)
-		return serve_from_file(h, fd, addr, page);
+	if (pi.state == VSWAP_PAGE_PRESENT) {
+		rc = fault_io_submit(h, index, addr, page);
+		return rc == -ENOSYS ? serve_from_file(h, fd, addr, page) : rc;
+	}
 	if (pi.state == VSWAP_PAGE_LOST) {
 		int prc = fault_corrupt(h, fd, addr, page, -EBADMSG, true);
 		return prc < 0 ? prc : 0;
@@ -120,15 +126,19 @@ int fault_serve(struct vswap_handler *h, unsigned index, uintptr_t addr)
 		/* Missing: whatever the protect set said, the page is not
 		 * resident now, and once filled it is not protected. */
 		protect_forget(h, page, 1);
-		int rc = resolve_locked(h, fd, addr, page);
+		int rc = resolve_locked(h, index, addr, page);
 		if (rc == -EEXIST) {
-			page_now_resident(h, page);
+			fault_page_resident(h, page);
 			h->c.redundant++;
 			rc = uffd_wake(fd, addr, h->page_size);
 		}
 		if (rc == -EAGAIN)
 			h->c.eagain_retries++;
 		pthread_mutex_unlock(&h->lock);
+		if (rc == -EBUSY) { /* every fault read busy: complete one */
+			fault_io_reap(h, true);
+			continue;
+		}
 		if (rc != -EAGAIN)
 			return rc;
 		/* A REMOVE event is queued on this uffd: every ioctl fails
@@ -156,6 +166,9 @@ int remove_range(struct vswap_handler *h, uintptr_t start, uintptr_t end)
 			continue;
 		uint64_t first = g->first + ((a - g->start) >> h->page_shift);
 		uint64_t count = (b - a) >> h->page_shift;
+		/* Before the remover resumes (it waits for this event to be
+		 * read) and punches the range: see fault_io.c. */
+		fault_io_cancel(h, first, count);
 		protect_forget(h, first, count);
 		int rc = vswap_store_stage_clear(h->store, first, count);
 		if (rc < 0) /* only the staging bytes stay: audited by fsck */

@@ -95,12 +95,14 @@ static int monitor_init(struct vswap_handler *h)
 	atomic_store(&h->nuffds, 1);
 	if (posix_memalign(&m->page_buf, h->page_size, h->page_size))
 		return -ENOMEM;
-	return 0;
+	return fault_io_init(h);
 }
 
 static void handler_free(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
+	committer_stop(h);
+	fault_io_fini(h); /* before the uffds: a drain may still name them */
 	workset_free(h);
 	uffd_list_fini(&m->uffds);
 	pool_destroy(h->pool);
@@ -162,6 +164,9 @@ static int handler_init(struct vswap_handler *h, const struct vswap_region *regi
 	if (rc < 0)
 		return rc;
 	h->state = VSWAP_STATE_READY;
+	rc = committer_start(h);
+	if (rc < 0)
+		return rc;
 	rc = pthread_create(&h->thread, NULL, monitor_main, h);
 	return -rc;
 }
@@ -187,7 +192,7 @@ int vswap_handler_create(const struct vswap_region *regions, unsigned n,
 	h->page_size = (size_t)ps;
 	h->page_shift = (unsigned)__builtin_ctzl((unsigned long)ps);
 	h->thp_size = thp_size();
-	h->m.epfd = h->m.cmd_efd = h->m.job_efd = -1;
+	h->m.epfd = h->m.cmd_efd = h->m.job_efd = h->m.fio.efd = -1;
 	h->m.uffds.epfd = -1;
 	opts_defaults(h, opts);
 	sync_init(h);

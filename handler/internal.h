@@ -3,8 +3,11 @@
  * Internals of handler/: the handle and what its files share.
  *
  * Threads and locks
- *   monitor thread  owns the epoll, the uffd list, the command queue's
- *                   consumer side and the swap-out progress (struct monitor).
+ *   monitor thread  owns the epoll, the uffd list, the fault reads, the
+ *                   command queue's consumer side and the swap-out progress
+ *                   (struct monitor).
+ *   commit thread   the lazy index commits, synced without h->lock held
+ *                   (struct committer).
  *   job thread      at most one: trim or swap-in (struct job).
  *   pool workers    move-to-staging copies (copy mode), removals of swapped-out
  *                   pages (protect mode); touch no store state.
@@ -15,11 +18,12 @@
  * last error, and h->scond announces state changes.  h->qlock guards the
  * command queue.  h->wp.rlock guards the protect mode's bitmap (the pool's
  * removals hold it alone).  Lock order: lock, then slock or wp.rlock; qlock
- * is never nested.
+ * and cm.mu are never nested.
  */
 #ifndef VSWAP_HANDLER_INTERNAL_H
 #define VSWAP_HANDLER_INTERNAL_H
 
+#include <liburing.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -30,7 +34,7 @@
 #include "handler/uffd_list.h"
 
 /* Epoll tokens below UFFD_TOKEN_BASE. */
-enum { TOKEN_CMD = 1, TOKEN_JOB = 2 };
+enum { TOKEN_CMD = 1, TOKEN_JOB = 2, TOKEN_READS = 3 };
 
 enum { SWAP_OUT_HOOK_WRITTEN = 0, SWAP_OUT_HOOK_COMMITTED = 1 };
 
@@ -117,6 +121,37 @@ struct protect {
 
 enum job_kind { JOB_NONE, JOB_TRIM, JOB_SWAP_IN };
 
+/* Swap-file reads of faults in flight at most (fault_io.c); a fault finding
+ * them all busy waits for one to complete. */
+#define FAULT_READS 64u
+
+/* A fault's swap-file read in flight.  Every fault on the page while it is
+ * in flight waits on it: one read, and each waiting uffd served once. */
+struct fault_read {
+	struct vswap_read r; /* where the bytes are, what they must hash to */
+	void *buf;           /* one page, page-aligned */
+	uintptr_t addr;      /* the page's host address */
+	bool busy;           /* submitted, its completion not yet handled */
+	bool cancelled;      /* a remove event covered the page: never copied in */
+	unsigned *waiters;   /* uffd indices, each once */
+	unsigned nwaiters, cap_waiters;
+};
+
+/* The fault reads' io_uring; its eventfd sits in the epoll (TOKEN_READS). */
+struct fault_io {
+	struct io_uring ring;
+	bool have_ring; /* else faults pread on the monitor */
+	int efd;
+	struct fault_read reads[FAULT_READS];
+	unsigned busy; /* changed under h->lock */
+	/* Test hook: while set, the monitor leaves completed reads unhandled
+	 * (a test holds reads in flight; it writes the eventfd after clearing
+	 * it); waits (ring full, drain) ignore it.  @taken counts the
+	 * completions handled or being handled. */
+	atomic_bool hold;
+	atomic_uint taken;
+};
+
 /* State owned by the monitor thread. */
 struct monitor {
 	int epfd, cmd_efd, job_efd;
@@ -138,8 +173,8 @@ struct monitor {
 	/* faults read while retrying after EAGAIN */
 	struct deferred_fault *deferred;
 	unsigned ndeferred, cap_deferred;
-	void *page_buf; /* one page: a fault's read from the store */
-	int lazy_error; /* the last lazy commit's error, logged once; 0 after a success */
+	void *page_buf; /* one page: a fault's read from the store (no ring) */
+	struct fault_io fio;
 };
 
 /* The progress of the running trim or swap-in job (read by status()). */
@@ -153,6 +188,21 @@ struct job_progress {
 	uint64_t ahead;  /* swap-file read-ahead issued for pages below this */
 	struct io_uring *ra_ring; /* read-ahead requests, or NULL: posix_fadvise */
 	unsigned ra_inflight;
+};
+
+/* The commit thread (committer.c).  mu guards the flags and the error and
+ * is never held with another lock. */
+struct committer {
+	pthread_t thread;
+	bool inited, started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* a request, the end of a commit, stop */
+	bool want, busy, stop;
+	int error; /* the last lazy commit's error, 0 after a success */
+	/* Test hook: called on the commit thread between a commit's begin and
+	 * its write, without the lock (a test holds a commit in flight). */
+	void (*hook)(void *ctx);
+	void *hook_ctx;
 };
 
 struct vswap_handler {
@@ -201,6 +251,7 @@ struct vswap_handler {
 	atomic_uint nuffds; /* the monitor's list length, for status() */
 	struct monitor m;
 	struct job_progress jp;
+	struct committer cm;
 	struct workset *ws; /* working-set record and prefetch (workset.c), or NULL */
 };
 
@@ -233,6 +284,8 @@ int regions_unregister(struct vswap_handler *h, int fd);
 uint64_t regions_resident_pages(const struct vswap_handler *h);
 
 /* fault.c */
+/* Lock held: page @page is resident after all; its other copies are stale. */
+void fault_page_resident(struct vswap_handler *h, uint64_t page);
 int fault_serve(struct vswap_handler *h, unsigned uffd_index, uintptr_t addr);
 int remove_range(struct vswap_handler *h, uintptr_t start, uintptr_t end);
 /* Read and handle the events of uffd @index (faults deferred while
@@ -243,6 +296,23 @@ int events_drain(struct vswap_handler *h, unsigned index, bool defer_faults);
 int fault_corrupt(struct vswap_handler *h, int fd, uintptr_t addr, uint64_t page, int err,
 		  bool wake);
 
+/* fault_io.c: faults' swap-file reads through io_uring */
+int fault_io_init(struct vswap_handler *h);
+void fault_io_fini(struct vswap_handler *h);
+/* Lock held: serve the fault on uffd @index at @addr (page @page, present)
+ * from the swap file: joins the page's read in flight or submits one.
+ * 0, -EBUSY (every read busy: fault_io_wait(), then resolve again), -ENOSYS
+ * (no ring: read synchronously), -errno. */
+int fault_io_submit(struct vswap_handler *h, unsigned index, uintptr_t addr, uint64_t page);
+/* Handle the completed reads (lock not held); with @wait, wait for one
+ * first.  Returns the number handled. */
+int fault_io_reap(struct vswap_handler *h, bool wait);
+/* Wait for every read in flight; @serve: copy their pages to the waiting
+ * faults, else drop them (the faults stay queued: detach). */
+void fault_io_drain(struct vswap_handler *h, bool serve);
+/* Lock held: a remove event covers [first, first+count): the reads in
+ * flight there must never be copied in. */
+void fault_io_cancel(struct vswap_handler *h, uint64_t first, uint64_t count);
 /* fault.c: a fault message's handling (MISSING or write-protect). */
 int fault_dispatch(struct vswap_handler *h, unsigned index, uintptr_t addr, bool wp);
 
@@ -306,6 +376,17 @@ void workset_free(struct vswap_handler *h);
 void *monitor_main(void *arg);
 void state_set(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t);
 int commit_locked(struct vswap_handler *h);
+
+/* committer.c: lazy index commits off the monitor */
+int committer_start(struct vswap_handler *h);
+void committer_stop(struct vswap_handler *h);
+/* Ask for a commit of what is pending (never waits). */
+void committer_request(struct vswap_handler *h);
+/* Wait until no commit is asked for or running (lock not held). */
+void committer_wait_idle(struct vswap_handler *h);
+bool committer_busy(struct vswap_handler *h);
+/* The last lazy commit's error (logged once), 0 after a success. */
+int committer_error(struct vswap_handler *h);
 
 /* commands.c */
 /* Queue @c and wait for its answer; -ESHUTDOWN once the monitor ended. */

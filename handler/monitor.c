@@ -126,6 +126,8 @@ static void cleanup_finish(struct vswap_handler *h)
 static void leave_enabled(struct vswap_handler *h, struct vswap_transition t)
 {
 	struct monitor *m = &h->m;
+	/* No fault read outlives the registration it was made under. */
+	fault_io_drain(h, true);
 	unregister_all(h);
 	m->cleanup_cursor = 0;
 	m->cleanup_active = true;
@@ -264,6 +266,8 @@ static int do_exit(struct vswap_handler *h)
 		 * only this thread reads.  Restarted from the first page, it
 		 * skips what the job brought in. */
 		job_stop(h, true);
+		/* The faults whose reads are in flight are served first. */
+		fault_io_drain(h, true);
 		if (st == VSWAP_STATE_SWAP_OUT_IN_PROGRESS)
 			flush_or_log(h, "exit");
 		protect_release(h);
@@ -318,6 +322,10 @@ static int do_detach(struct vswap_handler *h)
 	rc = 0;
 	if (st == VSWAP_STATE_SWAP_OUT_IN_PROGRESS)
 		rc = swap_out_flush(h);
+	/* Faults whose reads are in flight are dropped like the queued ones
+	 * (their pages stay in the store); the reads must end before the
+	 * buffers go. */
+	fault_io_drain(h, false);
 	if (m->registered) {
 		for (unsigned i = 0; i < m->uffds.n; i++)
 			if (!uffd_list_is_dead(&m->uffds, i))
@@ -368,6 +376,9 @@ static int do_add_uffd(struct vswap_handler *h, int fd)
 static int gc_now(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
+	/* A GC moves uffds to other indices: the reads in flight name their
+	 * waiters by index, so they complete first. */
+	fault_io_drain(h, true);
 	m->gc_due = false;
 	m->rekeyed = true;
 	int rc = uffd_list_gc(&m->uffds);
@@ -495,25 +506,19 @@ static int loop_timeout(struct vswap_handler *h)
 	}
 	/* After a failed lazy commit no timer retries it (a failed sync
 	 * sticks): the next batch of LAZY_COMMIT_PAGES or transition does. */
-	if (m->registered && !m->lazy_error && (t < 0 || t > LAZY_COMMIT_MS) &&
+	if (m->registered && !committer_error(h) && (t < 0 || t > LAZY_COMMIT_MS) &&
 	    pending_changes(h) > 0)
 		t = LAZY_COMMIT_MS;
 	return t;
 }
 
-/* What faults and removes changed reaches the index here, in batches. */
+/* What faults and removes changed reaches the index in batches, committed
+ * and synced by the commit thread: no fault waits for it. */
 static void lazy_commit(struct vswap_handler *h, uint64_t threshold)
 {
-	if (!h->m.registered || pending_changes(h) < threshold)
+	if (!h->m.registered || pending_changes(h) < threshold || committer_busy(h))
 		return;
-	pthread_mutex_lock(&h->lock);
-	int rc = vswap_store_commit(h->store);
-	pthread_mutex_unlock(&h->lock);
-	if (rc < 0 && rc != h->m.lazy_error) {
-		hlog(h, VSWAP_LOG_ERROR, "lazy commit: %s", vswap_strerror(rc));
-		error_set(h, rc);
-	}
-	h->m.lazy_error = rc < 0 ? rc : 0;
+	committer_request(h);
 }
 
 static void idle_work(struct vswap_handler *h)
@@ -556,6 +561,10 @@ static void dispatch(struct vswap_handler *h, uint64_t tok)
 	}
 	if (tok == TOKEN_JOB) {
 		job_done(h);
+		return;
+	}
+	if (tok == TOKEN_READS) {
+		fault_io_reap(h, false);
 		return;
 	}
 	int i = uffd_list_index(&m->uffds, tok);

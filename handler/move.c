@@ -252,6 +252,9 @@ static int move_region(struct move_ctx *c)
 int move_to_staging(struct vswap_handler *h, uint64_t *pages)
 {
 	*pages = 0;
+	/* A lazy commit in flight holds staging bytes to punch before any
+	 * page is staged again (vswap_store_stage_mark()). */
+	committer_wait_idle(h);
 	pthread_mutex_lock(&h->lock);
 	int rc = 0;
 	for (unsigned i = 0; i < h->nregions && rc == 0; i++)

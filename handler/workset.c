@@ -26,7 +26,10 @@
 
 #include "handler/internal.h"
 
-#define AHEAD_PAGES 512u /* read-ahead window of the prefetch */
+/* The prefetch takes the list this many pages at a time, and reads at
+ * most this many consecutive pages at once. */
+#define WORKSET_WINDOW 512u
+#define WORKSET_RUN_PAGES 64u
 
 struct workset {
 	/* recording (under h->lock) */
@@ -40,7 +43,8 @@ struct workset {
 	atomic_bool done;
 	uint64_t *list;
 	size_t nlist;
-	void *buf;
+	void *buf;   /* WORKSET_RUN_PAGES pages */
+	int *status; /* per page of a run read */
 	atomic_uint_fast64_t prefetched, skipped, failed;
 };
 
@@ -142,28 +146,13 @@ static void read_ahead(struct vswap_handler *h, struct workset *w, size_t from, 
 		posix_fadvise(fd, run_off, run_len, POSIX_FADV_WILLNEED);
 }
 
-/* Bring @page in if it is still only in the swap file; lock held. */
-static void fetch_locked(struct vswap_handler *h, struct workset *w, uint64_t page)
+/* Copy page @page (its bytes at @src, verified) into the guest; lock held. */
+static void copy_in_locked(struct vswap_handler *h, struct workset *w, uint64_t page,
+			   const void *src)
 {
 	const struct hregion *r = region_of_page(h, page);
-	struct vswap_page_info pi;
+	int rc = uffd_copy(h->main_uffd, page_addr(h, r, page), src, h->page_size, true, NULL);
 
-	if (!r || vswap_store_page(h->store, page, &pi) || pi.state != VSWAP_PAGE_PRESENT ||
-	    pi.staged) {
-		atomic_fetch_add(&w->skipped, 1);
-		return;
-	}
-	uintptr_t addr = page_addr(h, r, page);
-	int rc = vswap_store_read_page(h->store, page, w->buf);
-
-	if (rc == -EBADMSG || rc == -EIO) {
-		h->c.checksum_failures++;
-		fault_corrupt(h, h->main_uffd, addr, page, rc, true);
-		atomic_fetch_add(&w->failed, 1);
-		return;
-	}
-	if (rc == 0)
-		rc = uffd_copy(h->main_uffd, addr, w->buf, h->page_size, true, NULL);
 	if (rc == 0) {
 		vswap_store_mark_stale(h->store, page, 1);
 		workset_note(h, page);
@@ -175,22 +164,103 @@ static void fetch_locked(struct vswap_handler *h, struct workset *w, uint64_t pa
 	}
 }
 
+/*
+ * Bring in pages [first, first + count) of the window, all listed, those
+ * still only in the swap file, in runs whose slots are consecutive (one
+ * large read each, every page verified); lock held.
+ */
+static void fetch_locked(struct vswap_handler *h, struct workset *w, uint64_t first, uint32_t count)
+{
+	uint64_t end = first + count, p = first;
+
+	if (!region_of_page(h, first) || !region_of_page(h, end - 1)) {
+		atomic_fetch_add(&w->skipped, count);
+		return;
+	}
+	while (p < end) {
+		uint64_t rf;
+		uint32_t rn;
+
+		if (vswap_store_next_present_run(h->store, p, end, WORKSET_RUN_PAGES, &rf, &rn) !=
+		    1) {
+			atomic_fetch_add(&w->skipped, end - p);
+			return;
+		}
+		atomic_fetch_add(&w->skipped, rf - p);
+		int n = vswap_store_read_run(h->store, rf, rn, w->buf, w->status);
+
+		if (n < 0) {
+			atomic_fetch_add(&w->skipped, rn);
+		} else {
+			for (uint32_t i = 0; i < rn; i++) {
+				uint64_t page = rf + i;
+
+				if (w->status[i] == 0) {
+					copy_in_locked(h, w, page,
+						       (uint8_t *)w->buf +
+							   ((size_t)i << h->page_shift));
+				} else if (w->status[i] == -EBADMSG || w->status[i] == -EIO) {
+					const struct hregion *r = region_of_page(h, page);
+
+					h->c.checksum_failures++;
+					fault_corrupt(h, h->main_uffd, page_addr(h, r, page), page,
+						      w->status[i], true);
+					atomic_fetch_add(&w->failed, 1);
+				} else {
+					atomic_fetch_add(&w->skipped, 1);
+				}
+			}
+		}
+		p = rf + rn;
+	}
+}
+
+static int cmp_page(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The list a window at a time: the window's pages sorted, so that pages
+ * the guest needed one after the other on different vCPUs (interleaved in
+ * the record) and neighbours in the swap file are read together.
+ */
 static void *prefetch_main(void *arg)
 {
 	struct vswap_handler *h = arg;
 	struct workset *w = h->ws;
-	size_t ahead = 0;
+	uint64_t win[WORKSET_WINDOW];
 
-	for (size_t i = 0; i < w->nlist && !atomic_load(&w->stop); i++) {
-		if (i == ahead || (ahead < w->nlist && ahead - i < AHEAD_PAGES / 2)) {
-			size_t to = ahead + AHEAD_PAGES < w->nlist ? ahead + AHEAD_PAGES : w->nlist;
+	read_ahead(h, w, 0, w->nlist < WORKSET_WINDOW ? w->nlist : WORKSET_WINDOW);
+	for (size_t i = 0; i < w->nlist && !atomic_load(&w->stop); i += WORKSET_WINDOW) {
+		size_t n = w->nlist - i < WORKSET_WINDOW ? w->nlist - i : WORKSET_WINDOW;
+		size_t next = i + n;
 
-			read_ahead(h, w, ahead, to);
-			ahead = to;
+		/* The kernel reads the next window while this one is copied. */
+		if (next < w->nlist)
+			read_ahead(h, w, next,
+				   w->nlist - next < WORKSET_WINDOW ? w->nlist
+								    : next + WORKSET_WINDOW);
+		memcpy(win, w->list + i, n * sizeof(*win));
+		qsort(win, n, sizeof(*win), cmp_page);
+		for (size_t k = 0; k < n && !atomic_load(&w->stop);) {
+			size_t run = 1;
+
+			while (k + run < n && run < WORKSET_RUN_PAGES &&
+			       win[k + run] <= win[k + run - 1] + 1) {
+				if (win[k + run] == win[k + run - 1]) /* listed twice */
+					atomic_fetch_add(&w->skipped, 1);
+				run++;
+			}
+			uint32_t pages = (uint32_t)(win[k + run - 1] - win[k] + 1);
+
+			pthread_mutex_lock(&h->lock);
+			fetch_locked(h, w, win[k], pages);
+			pthread_mutex_unlock(&h->lock);
+			k += run;
 		}
-		pthread_mutex_lock(&h->lock);
-		fetch_locked(h, w, w->list[i]);
-		pthread_mutex_unlock(&h->lock);
 	}
 	atomic_store(&w->done, true);
 	return NULL;
@@ -213,11 +283,17 @@ int vswap_handler_prefetch(struct vswap_handler *h, const uint64_t *pages, size_
 	workset_stop(h); /* the last one, finished: join it */
 	free(w->list);
 	free(w->buf);
+	free(w->status);
 	w->buf = NULL;
+	w->status = NULL;
 	w->list = malloc((n ? n : 1) * sizeof(*w->list));
-	if (!w->list || posix_memalign(&w->buf, h->page_size, h->page_size)) {
+	w->status = malloc(WORKSET_RUN_PAGES * sizeof(*w->status));
+	if (!w->list || !w->status ||
+	    posix_memalign(&w->buf, h->page_size, WORKSET_RUN_PAGES * h->page_size)) {
 		free(w->list);
+		free(w->status);
 		w->list = NULL;
+		w->status = NULL;
 		w->buf = NULL;
 		return -ENOMEM;
 	}
@@ -229,8 +305,10 @@ int vswap_handler_prefetch(struct vswap_handler *h, const uint64_t *pages, size_
 	if (rc) {
 		free(w->list);
 		free(w->buf);
+		free(w->status);
 		w->list = NULL;
 		w->buf = NULL;
+		w->status = NULL;
 		return rc;
 	}
 	w->running = true;
@@ -279,6 +357,7 @@ void workset_free(struct vswap_handler *h)
 	free(w->rec);
 	free(w->list);
 	free(w->buf);
+	free(w->status);
 	free(w);
 	h->ws = NULL;
 }

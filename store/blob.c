@@ -5,9 +5,10 @@
  * LMDB database of their own ("blobs").  A put or delete is held in memory
  * and written by the next commit, in the same transaction as the page
  * records and the state, so a blob and the pages it describes become
- * durable together.  Each record carries a checksum over its name and value
- * seeded with the store UUID (docs/FORMAT.md, "Blobs"): a record copied from
- * another store, under another name, or damaged fails and is never returned.
+ * durable together.  Each record ends in the index's record check (over the
+ * database id, its name and its bytes, seeded with the store seed; see
+ * store/record.c and docs/FORMAT.md): a record copied from another store,
+ * moved under another name, or damaged fails and is never returned.
  */
 #include <endian.h>
 #include <errno.h>
@@ -19,7 +20,8 @@
 
 #define BLOB_MAGIC 0x4c425356u /* "VSBL" */
 #define BLOB_VERSION 1u
-#define BLOB_HDR 24u /* u64 xxh3, u32 magic, u32 version, u64 length */
+#define BLOB_HDR 16u   /* u32 magic, u32 version, u64 length */
+#define BLOB_FRAME 24u /* the header and the u64 check at the end */
 
 struct blob_op {
 	char name[VSWAP_BLOB_NAME_MAX + 1];
@@ -48,14 +50,11 @@ static int name_ok(const char *name)
 	return 0;
 }
 
-/* The checksum of a record (bytes 8.. of @rec, @len in all) named @name. */
+/* The check of record @rec (@len bytes, the check excluded) named @name. */
 static uint64_t record_sum(const struct vswap_store *s, const char *name, const uint8_t *rec,
 			   size_t len)
 {
-	uint64_t seed =
-	    XXH3_64bits_withSeed_dispatch(name, strlen(name), XXH3_64bits_dispatch(s->sb.uuid, 16));
-
-	return XXH3_64bits_withSeed_dispatch(rec + 8, len - 8, seed);
+	return index_record_check(s, DB_BLOBS, name, strlen(name), rec, len);
 }
 
 int blob_db_open(struct vswap_store *s, MDB_txn *txn)
@@ -162,22 +161,22 @@ int vswap_store_blob_put(struct vswap_store *s, const char *name, const void *da
 		return -EROFS;
 	if (len > VSWAP_BLOB_MAX)
 		return -EFBIG;
-	uint8_t *rec = malloc(BLOB_HDR + len);
+	uint8_t *rec = malloc(BLOB_FRAME + len);
 
 	if (!rec)
 		return -ENOMEM;
 	uint32_t magic = htole32(BLOB_MAGIC), ver = htole32(BLOB_VERSION);
 	uint64_t l = htole64(len);
 
-	memcpy(rec + 8, &magic, 4);
-	memcpy(rec + 12, &ver, 4);
-	memcpy(rec + 16, &l, 8);
+	memcpy(rec, &magic, 4);
+	memcpy(rec + 4, &ver, 4);
+	memcpy(rec + 8, &l, 8);
 	if (len)
 		memcpy(rec + BLOB_HDR, data, len);
 	uint64_t sum = htole64(record_sum(s, name, rec, BLOB_HDR + len));
 
-	memcpy(rec, &sum, 8);
-	int rc = pending_set(s, name, rec, BLOB_HDR + len);
+	memcpy(rec + BLOB_HDR + len, &sum, 8);
+	int rc = pending_set(s, name, rec, BLOB_FRAME + len);
 
 	if (rc)
 		free(rec);
@@ -192,18 +191,18 @@ static int record_check(const struct vswap_store *s, const char *name, const MDB
 	uint32_t magic, ver;
 	uint64_t sum, l;
 
-	if (d->mv_size < BLOB_HDR)
+	if (d->mv_size < BLOB_FRAME)
 		goto bad;
-	memcpy(&sum, rec, 8);
-	memcpy(&magic, rec + 8, 4);
-	memcpy(&ver, rec + 12, 4);
-	memcpy(&l, rec + 16, 8);
+	memcpy(&magic, rec, 4);
+	memcpy(&ver, rec + 4, 4);
+	memcpy(&l, rec + 8, 8);
+	memcpy(&sum, rec + d->mv_size - 8, 8);
 	if (le32toh(magic) != BLOB_MAGIC || le32toh(ver) != BLOB_VERSION ||
-	    le64toh(l) != d->mv_size - BLOB_HDR ||
-	    le64toh(sum) != record_sum(s, name, rec, d->mv_size))
+	    le64toh(l) != d->mv_size - BLOB_FRAME ||
+	    le64toh(sum) != record_sum(s, name, rec, d->mv_size - 8))
 		goto bad;
 	*val = rec + BLOB_HDR;
-	*len = d->mv_size - BLOB_HDR;
+	*len = d->mv_size - BLOB_FRAME;
 	return 0;
 bad:
 	store_log(s, VSWAP_LOG_ERROR, "%s: blob \"%s\" fails its checksum: not used", s->index_path,
@@ -239,7 +238,7 @@ int vswap_store_blob_get(struct vswap_store *s, const char *name, void **data, s
 		if (!op->rec)
 			return -ENOENT;
 		val = op->rec + BLOB_HDR;
-		vlen = op->rec_len - BLOB_HDR;
+		vlen = op->rec_len - BLOB_FRAME;
 	} else {
 		if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn))
 			return -EIO;

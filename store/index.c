@@ -202,6 +202,12 @@ static int put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const 
 	return 0;
 }
 
+int index_put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const void *v,
+		   size_t len)
+{
+	return put_meta(s, txn, key, v, len);
+}
+
 static int put_meta_u32(struct vswap_store *s, MDB_txn *txn, const char *key, uint32_t v)
 {
 	uint32_t le = htole32(v);
@@ -812,6 +818,118 @@ static int commit_once(struct vswap_store *s)
 		return rc;
 	}
 	return mdb_txn_commit(txn);
+}
+
+/*
+ * The split commit (write.c).  Encoding copies each dirty group's record and
+ * staging bits out of the tables, so the puts can run without the caller's
+ * lock; the transaction was begun under it (write.c), which keeps commits in
+ * the order of their begins (LMDB has one writer at a time).
+ */
+struct snap_head {
+	uint64_t group, pg_len, sg_len; /* 0: no record (deleted) */
+};
+
+int index_snap_encode(struct vswap_store *s)
+{
+	struct commit_snap *c = &s->snap;
+	uint64_t words = (s->ngroups + 63) / 64;
+	c->len = 0;
+	for (uint64_t wi = 0; wi < words; wi++) {
+		uint64_t w = s->dirty[wi];
+		c->committing[wi] = w;
+		while (w) {
+			uint64_t g = wi * 64 + (uint64_t)__builtin_ctzll(w);
+			w &= w - 1;
+			size_t need = sizeof(struct snap_head) + PG_VALUE_MAX + SG_VALUE_MAX;
+			if (c->len + need > c->cap) {
+				size_t cap = c->cap ? c->cap * 2 : 64 * need;
+				while (cap < c->len + need)
+					cap *= 2;
+				uint8_t *v = realloc(c->recs, cap);
+				if (!v)
+					return -ENOMEM;
+				c->recs = v;
+				c->cap = cap;
+			}
+			struct snap_head hd = {.group = g};
+			uint8_t *p = c->recs + c->len + sizeof(hd);
+			hd.pg_len = encode_group(s, g, p);
+			hd.sg_len = s->staged[g] ? staging_encode(s, g, p + hd.pg_len) : 0;
+			memcpy(c->recs + c->len, &hd, sizeof(hd));
+			c->len += sizeof(hd) + hd.pg_len + hd.sg_len;
+		}
+	}
+	return 0;
+}
+
+static int snap_put(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, uint8_t *val, size_t len)
+{
+	MDB_val v = {.mv_size = len, .mv_data = val};
+	int rc = len ? mdb_put(txn, dbi, k, &v, 0) : mdb_del(txn, dbi, k, NULL);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	return rc == MDB_MAP_FULL ? -EAGAIN : mdb_to_errno(rc);
+}
+
+int index_snap_put(struct vswap_store *s)
+{
+	struct commit_snap *c = &s->snap;
+	for (size_t off = 0; off < c->len;) {
+		struct snap_head hd;
+		memcpy(&hd, c->recs + off, sizeof(hd));
+		uint8_t *pg = c->recs + off + sizeof(hd);
+		off += sizeof(hd) + hd.pg_len + hd.sg_len;
+		uint64_t kb;
+		MDB_val k;
+		group_key(hd.group, &kb, &k);
+		int rc = snap_put(c->txn, s->dbi_pages, &k, pg, hd.pg_len);
+		if (!rc)
+			rc = snap_put(c->txn, s->dbi_staging, &k, pg + hd.pg_len, hd.sg_len);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* The metadata into the split commit's transaction (lock held). */
+int index_snap_meta(struct vswap_store *s)
+{
+	int rc = put_all_meta(s, s->snap.txn);
+	return rc == MDB_MAP_FULL ? -EAGAIN : mdb_to_errno(rc);
+}
+
+/* Begin the split commit's write transaction (lock held). */
+int index_snap_txn(struct vswap_store *s)
+{
+	return begin(s, 0, &s->snap.txn);
+}
+
+/* Commit it (no lock); -EAGAIN: the map is full (nothing committed). */
+int index_snap_commit(struct vswap_store *s)
+{
+	int rc = mdb_txn_commit(s->snap.txn);
+	s->snap.txn = NULL;
+	return rc == MDB_MAP_FULL ? -EAGAIN : mdb_to_errno(rc);
+}
+
+/* Wait until the split commit's write is over: its transaction holds
+ * LMDB's writer lock until committed or aborted. */
+int index_snap_wait(struct vswap_store *s)
+{
+	MDB_txn *txn;
+	int ret = begin(s, 0, &txn);
+	if (ret)
+		return ret;
+	mdb_txn_abort(txn);
+	return 0;
+}
+
+void index_snap_abort(struct vswap_store *s)
+{
+	if (s->snap.txn)
+		mdb_txn_abort(s->snap.txn);
+	s->snap.txn = NULL;
 }
 
 /* Double the map until the commit fits (MDB_MAP_FULL is not an error). */

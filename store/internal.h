@@ -52,6 +52,7 @@ static inline uint64_t pw_slot(uint32_t w)
 #define DB_META 1u
 #define DB_PAGES 2u
 #define DB_STAGING 3u
+#define DB_BLOBS 4u
 /* Page-group value: u64 group, u64 mask, 16-byte entries, u64 check. */
 #define PG_HEAD 16u
 #define PG_ENTRY 16u
@@ -88,12 +89,34 @@ struct range_vec {
 	size_t n, cap;
 };
 
+/*
+ * A commit split in halves (vswap_store_commit_begin/_write/_end, write.c):
+ * what the begin took from the tables, for the write to make durable
+ * without the caller's lock.  Between begin and end the groups it took
+ * count as uncommitted for the slot allocator (@committing), and the slots
+ * and staging bytes it set aside are released only by the end of a commit
+ * that landed.
+ */
+struct commit_snap {
+	bool active;           /* between begin and end */
+	MDB_txn *txn;          /* begun by begin, committed (or aborted) by write */
+	uint8_t *recs;         /* per group: u64 group, u64 staged bits, u64 length, record */
+	size_t len, cap;
+	uint64_t *committing;  /* bitmap: groups in the snapshot */
+	struct slot_vec freed; /* freed before the begin: reusable after the commit */
+	struct range_vec unpunched;
+	bool sync;             /* the swap file has bytes to sync first */
+	bool cached, meta;
+	uint64_t pending;
+	int sync_failed;       /* the write's data sync failed: sticky at the end */
+};
+
 struct vswap_store {
 	char *path;
 	char *index_path;
 	char *staging_path;
 	int fd;         /* swap file */
-	int dfd;        /* the same file opened O_DIRECT for writes, or -1 */
+	int dfd;        /* the same file opened O_DIRECT (writes, fault reads), or -1 */
 	int lock_fd;    /* holds the flock; never used for I/O (see lock_store) */
 	int staging_fd; /* -1 when a read-only open found none */
 	bool read_only;
@@ -166,7 +189,14 @@ struct vswap_store {
 	uint64_t map_size;
 
 	struct vswap_io io;
+	struct commit_snap snap;
 };
+
+/* store.c: handles and the store's files */
+struct vswap_store *handle_new(const char *path, const struct vswap_store_opts *opts);
+void handle_free(struct vswap_store *s);
+int lock_store(struct vswap_store *s);
+int open_regular(const struct vswap_store *s, const char *path, int flags, const char *what);
 
 /* log.c */
 void store_log(const struct vswap_store *s, enum vswap_log_level lvl, const char *fmt, ...)
@@ -199,10 +229,22 @@ int index_lock_file_prepare(struct vswap_store *s);
 /* index.c: the LMDB environment */
 int index_open(struct vswap_store *s, bool create);
 int index_identify(const struct vswap_store *s, uint8_t uuid[16]);
+int index_put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const void *v,
+		   size_t len);
 void index_close(struct vswap_store *s);
 int index_write_meta_initial(struct vswap_store *s);
 int index_load(struct vswap_store *s, const char *staging_dir);
 int index_commit(struct vswap_store *s);
+/* The split commit's halves: encode the dirty groups into s->snap (lock
+ * held), put them into s->snap.txn (no lock: touches only the snapshot and
+ * the environment). */
+int index_snap_txn(struct vswap_store *s);
+int index_snap_encode(struct vswap_store *s);
+int index_snap_meta(struct vswap_store *s);
+int index_snap_put(struct vswap_store *s);
+int index_snap_commit(struct vswap_store *s);
+void index_snap_abort(struct vswap_store *s);
+int index_snap_wait(struct vswap_store *s);
 int index_set_clean(struct vswap_store *s, bool clean);
 uint64_t index_bytes_used(struct vswap_store *s);
 
@@ -236,6 +278,7 @@ int staging_resize(struct vswap_store *s, bool shrink);
 void staging_close(struct vswap_store *s);
 int staging_punch(struct vswap_store *s, uint64_t first, uint64_t count);
 int staging_punch_unstaged(struct vswap_store *s);
+int staging_punch_ranges(struct vswap_store *s, struct range_vec *v);
 int staging_verify_loaded(struct vswap_store *s);
 
 /* The largest request the I/O paths issue: keeps lengths far from the

@@ -68,6 +68,42 @@ int vswap_store_read_page(struct vswap_store *s, uint64_t page, void *buf)
 	return verify(s, page, buf, (int32_t)k);
 }
 
+int vswap_store_read_begin(const struct vswap_store *s, uint64_t page, struct vswap_read *r)
+{
+	int ret = readable(s, page);
+	if (ret)
+		return ret;
+	uint32_t w = s->pages[page];
+	*r = (struct vswap_read){
+		.page = page,
+		.slot = pw_slot(w),
+		.xxh3 = s->sums[page],
+		.offset = slot_offset(s, pw_slot(w)),
+		.len = s->page_size,
+		.fd = s->dfd >= 0 ? s->dfd : s->fd,
+	};
+	return 0;
+}
+
+int vswap_store_read_end(struct vswap_store *s, const struct vswap_read *r, const void *buf,
+			 int32_t got)
+{
+	if (r->page >= s->total_pages)
+		return -EINVAL;
+	/* The same copy still: the same slot and checksum, present or stale.
+	 * Otherwise the slot may have been freed and written for another page
+	 * meanwhile, and its bytes condemn nothing. */
+	uint32_t w = s->pages[r->page];
+	enum vswap_page_state st = pw_state(w);
+	if ((st != VSWAP_PAGE_PRESENT && st != VSWAP_PAGE_STALE) || pw_slot(w) != r->slot ||
+	    s->sums[r->page] != r->xxh3)
+		return -ESTALE;
+	if (got < 0)
+		return page_failed(s, r->page, got, strerror(-got));
+	s->bytes_read += (uint64_t)got;
+	return verify(s, r->page, buf, got);
+}
+
 int vswap_store_read_run(struct vswap_store *s, uint64_t first, uint32_t count, void *buf,
 			 int *status)
 {

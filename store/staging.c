@@ -288,9 +288,15 @@ int staging_punch(struct vswap_store *s, uint64_t first, uint64_t count)
  */
 int staging_punch_unstaged(struct vswap_store *s)
 {
+	return staging_punch_ranges(s, &s->unpunched);
+}
+
+/* The same for the ranges of @v (a split commit's, set aside at its begin). */
+int staging_punch_ranges(struct vswap_store *s, struct range_vec *v)
+{
 	int ret = 0;
-	for (size_t i = 0; i < s->unpunched.n; i++) {
-		uint64_t p = s->unpunched.v[i].first, end = p + s->unpunched.v[i].count;
+	for (size_t i = 0; i < v->n; i++) {
+		uint64_t p = v->v[i].first, end = p + v->v[i].count;
 		while (p < end) {
 			while (p < end && bit_test(s->staged, p))
 				p++;
@@ -301,7 +307,7 @@ int staging_punch_unstaged(struct vswap_store *s)
 				ret = -errno;
 		}
 	}
-	s->unpunched.n = 0;
+	v->n = 0;
 	if (ret)
 		store_log(s, VSWAP_LOG_WARN, "%s: cannot punch staging bytes: %s (vswap-fsck "
 			  "reclaims them)", s->staging_path, strerror(-ret));

@@ -107,6 +107,10 @@ int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count
 		return -EROFS;
 	if (!range_ok(s, first, count))
 		return -EINVAL;
+	/* A split commit holds staging bytes to punch that this could not
+	 * punch first (below). */
+	if (s->snap.active)
+		return -EBUSY;
 	/* Pages that left staging since the last commit still have their old
 	 * bytes there.  Punch them before anything is staged again: a page
 	 * marked now must hold its new copy or nothing, never an old copy

@@ -20,7 +20,7 @@ uint64_t vswap_store_max_pages(void)
 	return STORE_MAX_SLOTS;
 }
 
-static struct vswap_store *handle_new(const char *path, const struct vswap_store_opts *opts)
+struct vswap_store *handle_new(const char *path, const struct vswap_store_opts *opts)
 {
 	static const struct vswap_store_opts defaults = {.log_level = VSWAP_LOG_WARN};
 	if (!opts)
@@ -54,7 +54,7 @@ static struct vswap_store *handle_new(const char *path, const struct vswap_store
 	return s;
 }
 
-static void handle_free(struct vswap_store *s)
+void handle_free(struct vswap_store *s)
 {
 	vswap_io_fini(&s->io);
 	index_close(s);
@@ -83,7 +83,7 @@ static void handle_free(struct vswap_store *s)
  * its ring down, and the next open (a restarted monitor, vswap-fsck) would
  * see a store "in use" by a dead process.
  */
-static int lock_store(struct vswap_store *s)
+int lock_store(struct vswap_store *s)
 {
 	char self[64];
 	snprintf(self, sizeof(self), "/proc/self/fd/%d", s->fd);
@@ -114,8 +114,7 @@ static int lock_store(struct vswap_store *s)
 
 /* Open a file of the store without blocking (a FIFO would block) and
  * refuse anything but a regular file, naming it. */
-static int open_regular(const struct vswap_store *s, const char *path, int flags,
-			const char *what)
+int open_regular(const struct vswap_store *s, const char *path, int flags, const char *what)
 {
 	int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
@@ -138,9 +137,10 @@ static int open_regular(const struct vswap_store *s, const char *path, int flags
 
 static void start_io(struct vswap_store *s)
 {
-	/* Writes bypass the page cache where the file system allows it. */
+	/* Writes, and the handler's fault reads (vswap_store_read_begin()),
+	 * bypass the page cache where the file system allows it. */
 	if (!s->read_only)
-		s->dfd = open(s->path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+		s->dfd = open(s->path, O_RDWR | O_DIRECT | O_CLOEXEC);
 	/* VSWAP_IO=sync forces pread/pwrite and named file creation: for
 	 * fault-injection and write-stream recording shims, which cannot see
 	 * io_uring's requests or follow an unnamed O_TMPFILE. */

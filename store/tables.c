@@ -74,6 +74,11 @@ void tables_free(struct vswap_store *s)
 	free(s->leftout);
 	s->leftout = NULL;
 	s->nleftout = s->leftout_cap = 0;
+	free(s->snap.recs);
+	free(s->snap.committing);
+	free(s->snap.freed.v);
+	free(s->snap.unpunched.v);
+	memset(&s->snap, 0, sizeof(s->snap));
 }
 
 int leftout_add(struct vswap_store *s, const struct vswap_page_record *r)

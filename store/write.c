@@ -45,7 +45,11 @@ static int assign_slots(struct vswap_store *s, uint64_t first, uint32_t count, u
 {
 	for (uint32_t i = 0; i < count; i++) {
 		uint32_t w = s->pages[first + i];
-		if (pw_state(w) == VSWAP_PAGE_STALE && !bit_test(s->dirty, (first + i) / GROUP_PAGES)) {
+		uint64_t g = (first + i) / GROUP_PAGES;
+		/* A group in a split commit's snapshot is not committed yet
+		 * either: the index on disk may still call the slot present. */
+		if (pw_state(w) == VSWAP_PAGE_STALE && !bit_test(s->dirty, g) &&
+		    !(s->snap.active && bit_test(s->snap.committing, g))) {
 			slots[i] = pw_slot(w);
 			continue;
 		}
@@ -210,29 +214,29 @@ static void punch_slots(struct vswap_store *s, uint64_t first, uint64_t count)
  * punched in runs of consecutive slots (one fallocate per run: on a file
  * system mounted with discard, each call waits for the device).
  */
-static void release_freed(struct vswap_store *s)
+static void release_freed(struct vswap_store *s, struct slot_vec *f)
 {
-	if (!s->freed.n)
+	if (!f->n)
 		return;
-	qsort(s->freed.v, s->freed.n, sizeof(uint64_t), cmp_u64);
-	for (size_t i = 0; i < s->freed.n; i++)
-		slot_clear_used(s, s->freed.v[i]);
+	qsort(f->v, f->n, sizeof(uint64_t), cmp_u64);
+	for (size_t i = 0; i < f->n; i++)
+		slot_clear_used(s, f->v[i]);
 	uint64_t end = s->slots_end; /* shrunk past freed slots at the tail */
-	for (size_t i = 0; i < s->freed.n;) {
+	for (size_t i = 0; i < f->n;) {
 		size_t j = i + 1;
-		while (j < s->freed.n && s->freed.v[j] == s->freed.v[j - 1] + 1)
+		while (j < f->n && f->v[j] == f->v[j - 1] + 1)
 			j++;
-		if (s->freed.v[i] < end) {
-			uint64_t last = s->freed.v[j - 1] < end ? s->freed.v[j - 1] : end - 1;
-			punch_slots(s, s->freed.v[i], last - s->freed.v[i] + 1);
+		if (f->v[i] < end) {
+			uint64_t last = f->v[j - 1] < end ? f->v[j - 1] : end - 1;
+			punch_slots(s, f->v[i], last - f->v[i] + 1);
 		}
 		i = j;
 	}
 	/* A tolerant (repair) open may not know every slot: never cut there. */
-	uint64_t top = s->freed.v[s->freed.n - 1];
+	uint64_t top = f->v[f->n - 1];
 	if (top >= end && (s->tolerant || ftruncate(s->fd, (off_t)slot_offset(s, end)) != 0))
 		punch_slots(s, end, top + 1 - end);
-	s->freed.n = 0;
+	f->n = 0;
 }
 
 int vswap_store_commit(struct vswap_store *s)
@@ -243,6 +247,26 @@ int vswap_store_commit(struct vswap_store *s)
 		return -ECHILD; /* a forked child must not commit through LMDB */
 	if (s->sync_error)
 		return s->sync_error;
+	struct commit_snap *c = &s->snap;
+	bool joined = c->active;
+	if (joined) {
+		/* A split commit is between its begin and its end: wait until
+		 * its write is over (it holds the index's writer lock), then
+		 * commit what it took as well, so that this commit makes
+		 * everything durable whether or not that one landed. */
+		int ret = index_snap_wait(s);
+		if (ret)
+			return ret;
+		if (c->sync_failed) { /* its data sync failed: the kernel may
+				       * have dropped bytes it names */
+			s->sync_error = c->sync_failed;
+			return s->sync_error;
+		}
+		for (uint64_t wi = 0; wi < (s->ngroups + 63) / 64; wi++)
+			s->dirty[wi] |= c->committing[wi];
+		s->data_unsynced |= c->sync;
+		s->meta_dirty |= c->meta;
+	}
 	if (!anything_pending(s))
 		return 0;
 	if (s->data_unsynced && s->durability != VSWAP_DURABILITY_NONE) {
@@ -278,9 +302,149 @@ int vswap_store_commit(struct vswap_store *s)
 	s->pending_pages = 0;
 	blob_committed(s);
 	s->commits++;
-	release_freed(s);
+	release_freed(s, &s->freed);
 	staging_punch_unstaged(s);
+	if (joined) { /* recorded by this commit too: the split one's end
+		       * finds nothing left to release */
+		release_freed(s, &c->freed);
+		staging_punch_ranges(s, &c->unpunched);
+		c->sync = c->meta = false;
+	}
 	return 0;
+}
+
+/* ---- the split commit ------------------------------------------------------ */
+
+/* Move every element of @from to the end of @to (@from emptied). */
+static int slots_move(struct slot_vec *to, struct slot_vec *from)
+{
+	for (size_t i = 0; i < from->n; i++)
+		if (slot_vec_push(to, from->v[i]) != 0)
+			return -ENOMEM;
+	from->n = 0;
+	return 0;
+}
+
+static int ranges_move(struct range_vec *to, struct range_vec *from)
+{
+	for (size_t i = 0; i < from->n; i++)
+		if (range_vec_push(to, from->v[i].first, from->v[i].count) != 0)
+			return -ENOMEM;
+	from->n = 0;
+	return 0;
+}
+
+int vswap_store_commit_begin(struct vswap_store *s)
+{
+	struct commit_snap *c = &s->snap;
+	if (s->read_only)
+		return -EROFS;
+	if (s->pid != getpid())
+		return -ECHILD;
+	if (s->sync_error)
+		return s->sync_error;
+	if (c->active)
+		return -EBUSY;
+	if (!anything_pending(s))
+		return 0;
+	/* Named blobs are rare (a hibernation's last commit): they go with a
+	 * plain commit, which keeps their list simple. */
+	if (blob_pending(s))
+		return -EAGAIN;
+	uint64_t words = (s->ngroups + 63) / 64;
+	uint64_t *bm = realloc(c->committing, (words ? words : 1) * sizeof(uint64_t));
+	if (!bm)
+		return -ENOMEM;
+	c->committing = bm;
+	/* The transaction first: it makes every later commit wait for this
+	 * one, so commits land in the order of their begins. */
+	int ret = index_snap_txn(s);
+	if (ret)
+		return ret;
+	c->meta = s->meta_dirty;
+	ret = c->meta ? index_snap_meta(s) : 0;
+	if (!ret)
+		ret = index_snap_encode(s);
+	/* Slots freed and staging left before this point are recorded by the
+	 * groups just encoded: they may go once this commit lands. */
+	if (!ret)
+		ret = slots_move(&c->freed, &s->freed);
+	if (!ret)
+		ret = ranges_move(&c->unpunched, &s->unpunched);
+	if (ret) {
+		slots_move(&s->freed, &c->freed);
+		ranges_move(&s->unpunched, &c->unpunched);
+		index_snap_abort(s);
+		return ret;
+	}
+	if (s->dirty)
+		memset(s->dirty, 0, words * sizeof(uint64_t));
+	c->sync = s->data_unsynced && s->durability != VSWAP_DURABILITY_NONE;
+	c->cached = s->cached_writes;
+	c->pending = s->pending_pages;
+	c->sync_failed = 0;
+	s->data_unsynced = false;
+	s->cached_writes = false;
+	s->meta_dirty = false;
+	s->pending_pages = 0;
+	c->active = true;
+	return 1;
+}
+
+int vswap_store_commit_write(struct vswap_store *s)
+{
+	struct commit_snap *c = &s->snap;
+	if (!c->active || !c->txn)
+		return -EINVAL;
+	/* Invariant 1: the bytes the snapshot's records name were written
+	 * before its begin; they are durable before the index names them. */
+	if (c->sync && fdatasync(s->fd) != 0) {
+		c->sync_failed = errno == EIO || errno == ENOSPC ? -errno : -EIO;
+		store_log(s, VSWAP_LOG_ERROR,
+			  "%s: sync failed: %s; nothing more is committed until the store is reopened",
+			  s->path, strerror(errno));
+		index_snap_abort(s);
+		return c->sync_failed;
+	}
+	int ret = index_snap_put(s);
+	if (ret) {
+		index_snap_abort(s);
+		return ret;
+	}
+	ret = index_snap_commit(s);
+	if (ret && ret != -EAGAIN)
+		store_log(s, VSWAP_LOG_ERROR, "%s: index commit failed: %s", s->index_path,
+			  vswap_strerror(ret));
+	return ret;
+}
+
+void vswap_store_commit_end(struct vswap_store *s, int result)
+{
+	struct commit_snap *c = &s->snap;
+	if (!c->active)
+		return;
+	index_snap_abort(s); /* a write never called */
+	uint64_t words = (s->ngroups + 63) / 64;
+	if (result == 0) {
+		s->commits++;
+		if (c->cached)
+			posix_fadvise(s->fd, 0, 0, POSIX_FADV_DONTNEED);
+		release_freed(s, &c->freed);
+		staging_punch_ranges(s, &c->unpunched);
+	} else {
+		/* Nothing landed: everything taken is pending again. */
+		for (uint64_t wi = 0; wi < words; wi++)
+			s->dirty[wi] |= c->committing[wi];
+		slots_move(&s->freed, &c->freed);
+		ranges_move(&s->unpunched, &c->unpunched);
+		s->data_unsynced |= c->sync;
+		s->cached_writes |= c->cached;
+		s->meta_dirty |= c->meta;
+		s->pending_pages += c->pending;
+		if (c->sync_failed)
+			s->sync_error = c->sync_failed;
+	}
+	c->active = false;
 }
 
 uint64_t vswap_store_pending(const struct vswap_store *s)

@@ -247,7 +247,7 @@ static void sigkill_before_the_image(void **state)
 	store_new(&fx, "vm-kill-early");
 	const char *args[] = {"--hibernate", "--store", fx.path, "--size", "32M", NULL};
 
-	assert_int_equal(kill_at(args, "  hibernate-out "), 0);
+	assert_int_equal(kill_at(args, "  swap-out "), 0);
 	res[2] = fx.path;
 	assert_int_equal(rfx_run_tool("vswap-vm", res, &out, &err), 1);
 	assert_non_null(strstr(err, "holds no hibernated guest"));
@@ -351,6 +351,34 @@ static void swap_cycles_protect(void **state)
 	free(err);
 }
 
+/* Where /dev/kvm cannot run a guest, vswap-vm says so and exits 2: here
+ * /dev/null stands in for it, in a mount namespace of the test's own. */
+static void unusable_kvm_exit_2(void **state)
+{
+	(void)state;
+	const char *bd = getenv("VSWAP_BUILD_DIR");
+	char cmd[PATH_MAX + 256], err[] = "/tmp/vswap-test-vm-XXXXXX", buf[512] = "";
+	int fd, rc;
+
+	if (system("unshare -m true 2>/dev/null") != 0)
+		skip(); /* no mount namespaces here */
+	fd = mkstemp(err);
+	assert_true(fd >= 0);
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "unshare -m sh -c 'mount --bind /dev/null /dev/kvm && exec %s/vswap-vm --size 16M' "
+	    ">/dev/null 2>%s",
+	    bd ? bd : VSWAP_BUILD_DIR, err);
+	rc = system(cmd);
+	assert_true(pread(fd, buf, sizeof(buf) - 1, 0) > 0);
+	close(fd);
+	unlink(err);
+	assert_true(WIFEXITED(rc));
+	assert_int_equal(WEXITSTATUS(rc), 2);
+	if (!strstr(buf, "KVM is missing or unusable here: /dev/kvm"))
+		fail_msg("no reason given: %s", buf);
+}
+
 static bool kvm_usable(void)
 {
 	const char *args[] = {"--check-kvm", NULL};
@@ -375,6 +403,7 @@ int main(void)
 	    cmocka_unit_test(corrupt_page_sigbus_on_vcpu),
 	    cmocka_unit_test(workset_replayed),
 	    cmocka_unit_test(swap_cycles_protect),
+	    cmocka_unit_test(unusable_kvm_exit_2),
 	};
 
 	if (!kvm_usable())

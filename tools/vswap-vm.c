@@ -14,6 +14,8 @@
 
 #include <vswap/handler.h>
 
+#include "tools/bench/common.h"
+#include "tools/bench/results.h"
 #include "tools/common/cli.h"
 #include "tools/common/json.h"
 #include "vm/vmm.h"
@@ -25,6 +27,7 @@ static const struct cli_tool tool = {
 		"                [--json]\n"
 		"       vswap-vm --hibernate --store PATH [--size BYTES] [--vcpus N] [--json]\n"
 		"       vswap-vm --resume --store PATH [--hibernate] [--no-prefetch] [--json]\n"
+		"       vswap-vm --bench [--sizes LIST] [--runs N] [--dir DIR] [--json]\n"
 		"       vswap-vm --check-kvm\n",
     .help = "A minimal KVM virtual machine that embeds vswap; its guest verifies its memory.\n"
 	    "\n"
@@ -43,12 +46,38 @@ static const struct cli_tool tool = {
 	    "      --resume       resume the guest hibernated in --store, its pages faulting in\n"
 	    "                     lazily; the guest then checks every page\n"
 	    "      --no-prefetch  resume without reading the recorded working set ahead\n"
+	    "      --bench        measure hibernate, resume, working-set prefetch and fault-in,\n"
+	    "                     each beside its baseline (see vswap-vm(1))\n"
+	    "      --sizes LIST   --bench guest sizes (default 64M,256M,1G,4G)\n"
+	    "      --runs N       --bench resume and fault-in pairs (default 1; medians)\n"
+	    "      --dir DIR      --bench file system (default /var/tmp)\n"
 	    "      --check-kvm    only check that KVM can run the guest here (exit 0 or "
 	    "2)\n" CLI_STANDARD_HELP "\n"
 	    "Exit status: 0 every page verified, 1 a check failed, 2 usage error or KVM\n"
 	    "missing or unusable.\n",
     .usage_exit = CLI_EXIT_USAGE,
 };
+
+/* --sizes 64M,1G: 0 or -EINVAL. */
+static int parse_sizes(const char *arg, struct vmm_opts *o)
+{
+	char *list = strdup(arg), *save = NULL, *tok;
+	int rc = list ? 0 : -ENOMEM;
+
+	o->nbench_sizes = 0;
+	for (tok = list ? strtok_r(list, ",", &save) : NULL; tok && !rc;
+	     tok = strtok_r(NULL, ",", &save)) {
+		uint64_t v;
+
+		if (o->nbench_sizes == 8 || cli_parse_size(tok, &v) || v < (16ull << 20) ||
+		    v % (2ull << 20) || v > (8ull << 30))
+			rc = -EINVAL;
+		else
+			o->bench_sizes[o->nbench_sizes++] = v;
+	}
+	free(list);
+	return rc || !o->nbench_sizes ? -EINVAL : 0;
+}
 
 static int parse(int argc, char **argv, struct vmm_opts *o)
 {
@@ -65,6 +94,10 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 	    {"no-prefetch", no_argument, NULL, 'P'},
 	    {"check-kvm", no_argument, NULL, 'K'},
 	    {"enable-mode", required_argument, NULL, 'E'},
+	    {"bench", no_argument, NULL, 'B'},
+	    {"sizes", required_argument, NULL, 'Z'},
+	    {"runs", required_argument, NULL, 'N'},
+	    {"dir", required_argument, NULL, 'd'},
 	    CLI_STANDARD_LONGOPTS,
 	    {NULL, 0, NULL, 0},
 	};
@@ -75,8 +108,13 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 			       .vcpus = 2,
 			       .cycles = 2,
 			       .durability = VSWAP_DURABILITY_BATCH,
-			       .hot_permille = 100};
-	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:E:jHRPKh", lo, NULL)) != -1) {
+			       .hot_permille = 100,
+			       .bench_dir = "/var/tmp",
+			       .bench_sizes = {64ull << 20, 256ull << 20, 1ull << 30, 4ull << 30},
+			       .nbench_sizes = 4,
+			       .faultin_size = 256ull << 20,
+			       .runs = 1};
+	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:E:jHRPKBZ:N:d:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (cli_parse_size(optarg, &o->size) || o->size < (16ull << 20) ||
@@ -131,6 +169,26 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 			break;
 		case 'K':
 			o->check_kvm = true;
+			break;
+		case 'B':
+			o->bench = true;
+			break;
+		case 'Z':
+			if (parse_sizes(optarg, o)) {
+				cli_usage_error(
+				    &tool, "--sizes: up to 8 sizes, 16M to 8G, multiples of 2M");
+				return -1;
+			}
+			break;
+		case 'N':
+			if (cli_parse_u64(optarg, &n) || n < 1 || n > 32) {
+				cli_usage_error(&tool, "--runs: 1 to 32");
+				return -1;
+			}
+			o->runs = (unsigned)n;
+			break;
+		case 'd':
+			o->bench_dir = optarg;
 			break;
 		default:
 			/* 1: --help or --version shown; -1: a usage error. */
@@ -288,6 +346,12 @@ static void print_json(const struct vmm_opts *o, const struct vmm_result *r, boo
 		fprintf(stderr, "vswap-vm: status %s\n", r->status_json);
 }
 
+static void bench_row(void *ctx, const char *name, double value, const char *unit,
+		      const char *baseline, double baseline_value)
+{
+	bench_add(ctx, name, value, unit, baseline, baseline_value);
+}
+
 int main(int argc, char **argv)
 {
 	struct vmm_opts o;
@@ -298,6 +362,7 @@ int main(int argc, char **argv)
 	rc = parse(argc, argv, &o);
 	if (rc)
 		return rc > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+	bool json = o.json;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return 1;
@@ -306,6 +371,38 @@ int main(int argc, char **argv)
 	sigemptyset(&block);
 	sigaddset(&block, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &block, NULL);
+	if (o.bench) {
+		struct bench_results br = {0};
+		char machine[256];
+
+		o.json = true; /* the flows' progress goes to stderr */
+		rc = vmm_bench(&o, bench_row, &br);
+		free(r);
+		if (rc == -ENODEV)
+			return VMM_EXIT_UNUSABLE;
+		bench_machine(machine, sizeof(machine));
+		if (json) {
+			struct json_writer w;
+
+			json_init(&w, stdout);
+			json_begin_object(&w);
+			json_key(&w, "machine");
+			json_string(&w, machine);
+			json_key(&w, "vcpus");
+			json_u64(&w, o.vcpus);
+			json_key(&w, "runs");
+			json_u64(&w, o.runs);
+			bench_json_results(&w, &br);
+			json_end_object(&w);
+			json_finish(&w);
+		} else {
+			printf("vswap-vm --bench (%u vCPUs, median of %u runs; %s)\n", o.vcpus,
+			       o.runs, machine);
+			bench_print_table(stdout, &br);
+		}
+		bench_results_free(&br);
+		return rc ? 1 : 0;
+	}
 	if (o.check_kvm) {
 		free(r);
 		return vmm_check_kvm() ? VMM_EXIT_UNUSABLE : 0;

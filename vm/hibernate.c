@@ -133,20 +133,31 @@ static int hibernate_now(struct vmm *m, const uint64_t *workset, size_t nworkset
 	/* Every page to the store; the guest stays paused throughout. */
 	t = vm_now_ns();
 	rc = vswap_handler_enable(m->h);
-	if (!rc)
-		rc = vswap_handler_trim(m->h);
+	if (rc) {
+		fprintf(stderr, "vswap-vm: hibernate: enable: %s\n", vswap_strerror(rc));
+		goto out;
+	}
+	vmm_status(m);
+	vmm_stage(m, "enable", vmm_secs(t), r->status.transition.pages, 0, "%llu pages taken",
+		  (unsigned long long)r->status.transition.pages);
+	t = vm_now_ns();
+	rc = vswap_handler_trim(m->h);
 	if (!rc)
 		rc = vmm_wait_state(m, VSWAP_STATE_PENDING, "hibernate: trim");
-	if (!rc)
-		rc = vswap_handler_swap_out(m->h);
+	if (rc)
+		goto out;
+	vmm_stage(m, "trim", vmm_secs(t), r->status.transition.pages, 0,
+		  "%llu zero or unchanged pages dropped",
+		  (unsigned long long)r->status.transition.pages);
+	t = vm_now_ns();
+	rc = vswap_handler_swap_out(m->h);
 	if (!rc)
 		rc = vmm_wait_state(m, VSWAP_STATE_ACTIVE, "hibernate: swap-out");
 	if (rc)
 		goto out;
 	r->hibernated_pages = r->status.transition.pages;
-	vmm_stage(m, "hibernate-out", vmm_secs(t), r->hibernated_pages,
-		  r->hibernated_pages * VM_PAGE, "%llu pages written to the store",
-		  (unsigned long long)r->hibernated_pages);
+	vmm_stage(m, "swap-out", vmm_secs(t), r->hibernated_pages, r->hibernated_pages * VM_PAGE,
+		  "%llu pages written to the store", (unsigned long long)r->hibernated_pages);
 	rc = vswap_handler_detach(m->h);
 	m->h = NULL;
 	if (rc) {
@@ -296,6 +307,25 @@ static int restore(struct vmm *m, const uint8_t *state, const struct saved_heade
 	return 0;
 }
 
+/* The VM is made on a thread of its own while the handler is set up: a
+ * resume waits for the longer of the two, not for both. */
+struct machine_job {
+	struct vmm *m;
+	const uint8_t *state;
+	const struct saved_header *hdr;
+	int rc;
+};
+
+static void *machine_main(void *arg)
+{
+	struct machine_job *j = arg;
+
+	j->rc = vmm_machine(j->m);
+	if (!j->rc)
+		j->rc = restore(j->m, j->state, j->hdr);
+	return NULL;
+}
+
 static uint64_t file_faults(struct vmm *m)
 {
 	vmm_status(m);
@@ -329,20 +359,31 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	load_workset(&m, &ws, &nws);
 	mo.size = hdr.ram_size;
 	mo.vcpus = hdr.vcpus;
-	if ((rc = vmm_memory(&m)) || (rc = vmm_machine(&m)) || (rc = restore(&m, state, &hdr)))
+	if ((rc = vmm_memory(&m)))
 		goto out;
-	/* Used once: gone with the handler's first commit, before the guest runs. */
-	if ((rc = vswap_store_blob_delete(m.store, STATE_BLOB)) || (rc = vmm_handler(&m)))
+	struct machine_job mj = {.m = &m, .state = state, .hdr = &hdr};
+	pthread_t mt;
+
+	if ((rc = -pthread_create(&mt, NULL, machine_main, &mj)))
 		goto out;
-	rc = vswap_handler_enable(m.h);
+	/* Used once: gone with the handler's first commit, before the guest
+	 * runs (no commit before it can change what the image says). */
+	rc = vswap_store_blob_delete(m.store, STATE_BLOB);
+	if (!rc)
+		rc = vmm_handler(&m);
+	if (!rc)
+		rc = vswap_handler_enable(m.h);
 	if (!rc)
 		rc = vswap_handler_workset_record(m.h, m.pages);
 	if (!rc && nws && !o->no_prefetch)
 		rc = vswap_handler_prefetch(m.h, ws, nws);
-	if (rc) {
+	if (rc && m.h)
 		fprintf(stderr, "vswap-vm: resume: %s\n", vswap_strerror(rc));
+	pthread_join(mt, NULL);
+	if (!rc)
+		rc = mj.rc;
+	if (rc)
 		goto out;
-	}
 	if ((rc = vm_start(&m.vm)))
 		goto out;
 	/* The guest finishes the pass it was in, then reads its hot set. */
@@ -375,7 +416,7 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	r->workset_recorded = nrec;
 	/* Every byte of the guest, checked by the guest. */
 	t0 = vm_now_ns();
-	if ((rc = vmm_guest(&m, VM_CMD_VERIFY, 0)))
+	if (!o->no_verify && (rc = vmm_guest(&m, VM_CMD_VERIFY, 0)))
 		goto out;
 	struct vswap_workset_stats wst;
 

@@ -29,6 +29,14 @@ struct vmm_opts {
 	bool no_prefetch;      /* resume without reading the recorded working set ahead */
 	uint32_t hot_permille; /* the hot subset a resumed guest reads first */
 	bool check_kvm;
+	bool no_verify; /* resume: skip the final check of every page (--bench) */
+	/* --bench */
+	bool bench;
+	const char *bench_dir;
+	uint64_t bench_sizes[8];
+	unsigned nbench_sizes;
+	uint64_t faultin_size;
+	unsigned runs;
 	enum vswap_enable_mode enable_mode;
 };
 
@@ -83,5 +91,10 @@ int vmm_check_kvm(void);
 int vmm_cycles(const struct vmm_opts *o, struct vmm_result *r);
 int vmm_hibernate(const struct vmm_opts *o, struct vmm_result *r);
 int vmm_resume(const struct vmm_opts *o, struct vmm_result *r);
+
+/* One figure of --bench beside its baseline (NULL: none). */
+typedef void (*vmm_bench_fn)(void *ctx, const char *name, double value, const char *unit,
+			     const char *baseline, double baseline_value);
+int vmm_bench(const struct vmm_opts *o, vmm_bench_fn add, void *ctx);
 
 #endif

@@ -146,6 +146,20 @@ int vswap_store_open(const char *path, const struct vswap_store_opts *opts,
 		     struct vswap_store **out);
 
 /*
+ * Convert a format-1 store (written by vswap 0.1.0, refused by open with
+ * -EPROTONOSUPPORT) to the current format, in place: the index records get
+ * their checks, page checksums are recomputed bound to their pages after
+ * each slot's bytes are verified against the old checksum (a page whose
+ * bytes fail is recorded lost), staged pages get the checksums of what the
+ * staging file holds.  The index is converted in one transaction and the
+ * superblock rewritten last; an interrupted conversion is finished by
+ * running it again.  Returns 0 when converted, 1 if the store is of the
+ * current format already, or a negative errno (-EBUSY while a handle has
+ * it open).  The vswap-upgrade tool runs it.
+ */
+int vswap_store_upgrade(const char *path, const struct vswap_store_opts *opts);
+
+/*
  * Commit what is pending, record a clean shutdown and release the store.
  * The handle is freed even when the final commit fails (its error is
  * returned; the store is then marked unclean for vswap-fsck).
@@ -211,6 +225,36 @@ int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, con
  */
 int vswap_store_commit(struct vswap_store *s);
 
+/*
+ * The same commit split in three, for a caller that serialises its calls
+ * with a lock of its own and must not hold it while the swap file and the
+ * index sync (the handler commits on a thread of its own, so no fault
+ * waits for an fsync).  On one thread, in order:
+ *   vswap_store_commit_begin()  with the lock: takes what is pending (the
+ *       changed records, the slots freed, the staging bytes left) and begins
+ *       the index transaction.  1: taken; 0: nothing pending; -EAGAIN:
+ *       named blobs are pending, call vswap_store_commit(); -errno.
+ *   vswap_store_commit_write()  without the lock: syncs the swap file (unless
+ *       NONE) and commits the index.  Meanwhile the other calls may go on
+ *       under the lock (faults, reads, writes, frees; a vswap_store_commit()
+ *       waits for this write to end, then commits what it took as well),
+ *       except
+ *       vswap_store_stage_mark(), which says -EBUSY.  -EAGAIN: the index map
+ *       is full, nothing was committed: call vswap_store_commit() (it grows
+ *       the map).
+ *   vswap_store_commit_end()  with the lock, given write's result: on
+ *       success the freed slots become reusable and the staging bytes are
+ *       punched; on failure everything taken is pending again (a failed data
+ *       sync sticks, as in vswap_store_commit()).  Call it after a begin that
+ *       returned 1 even if write was never called.
+ * Invariants 1-5 hold as for vswap_store_commit(): what a commit names was
+ * written before its begin, and nothing it frees is reused or punched before
+ * it lands.
+ */
+int vswap_store_commit_begin(struct vswap_store *s);
+int vswap_store_commit_write(struct vswap_store *s);
+void vswap_store_commit_end(struct vswap_store *s, int result);
+
 /* Pages written, freed or re-marked since the last commit (0 = nothing). */
 uint64_t vswap_store_pending(const struct vswap_store *s);
 
@@ -238,6 +282,30 @@ int vswap_store_read_page(struct vswap_store *s, uint64_t page, void *buf);
  */
 int vswap_store_read_run(struct vswap_store *s, uint64_t first, uint32_t count, void *buf,
 			 int *status);
+
+/*
+ * One page read the caller runs itself (the handler keeps many in flight on
+ * its own io_uring).  vswap_store_read_begin() says where page @page's copy
+ * is (present or stale; -ENODATA: no slot, -EBADMSG: lost) and what it must
+ * hash to: read r->len bytes at r->offset of r->fd into a page-aligned
+ * buffer (r->fd may be opened O_DIRECT).  vswap_store_read_end() then
+ * verifies the bytes (@got: bytes read or a negative errno) like
+ * vswap_store_read_page(): 0, or -EBADMSG / -EIO with the page recorded
+ * lost.  Other calls on the store may come in between; if the page no
+ * longer holds that copy when the read ends (freed, written again, lost),
+ * the bytes say nothing about it: -ESTALE, and nothing is recorded.
+ */
+struct vswap_read {
+	uint64_t page;
+	uint64_t slot;
+	uint64_t xxh3;
+	uint64_t offset;
+	uint32_t len;
+	int fd;
+};
+int vswap_store_read_begin(const struct vswap_store *s, uint64_t page, struct vswap_read *r);
+int vswap_store_read_end(struct vswap_store *s, const struct vswap_read *r, const void *buf,
+			 int32_t got);
 
 /* ---- page state (in memory now, durable at the next commit) ----------- */
 

@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Lazy index commits run on the commit thread (handler/committer.c), off the
+ * monitor: while one is held between its begin and its write (the
+ * committer's test hook), faults from the swap file, from staging and of
+ * zero pages are all served, and once released the commit lands (the index
+ * records what the faults changed).  A move to staging waits for a commit in
+ * flight in copy mode (its stage marks need the punches it holds).  Every wait is bounded.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "handler/internal.h"
+#include "tests/helpers/handler_fixture.h"
+
+#define DEADLINE_MS 10000
+#define PAGES 16
+
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool wait_for(bool (*cond)(void *), void *arg)
+{
+	uint64_t until = ms_now() + DEADLINE_MS;
+	while (!cond(arg)) {
+		if (ms_now() > until)
+			return false;
+		sched_yield();
+	}
+	return true;
+}
+
+static uint8_t byte_of(uint64_t p)
+{
+	return (uint8_t)(0x40 + p);
+}
+
+struct gate {
+	atomic_bool entered, open;
+	atomic_uint calls;
+};
+
+static void gate_hook(void *ctx)
+{
+	struct gate *g = ctx;
+	atomic_fetch_add(&g->calls, 1);
+	atomic_store(&g->entered, true);
+	uint64_t until = ms_now() + 2 * DEADLINE_MS;
+	while (!atomic_load(&g->open) && ms_now() < until)
+		sched_yield();
+}
+
+static bool gate_entered(void *arg)
+{
+	return atomic_load(&((struct gate *)arg)->entered);
+}
+
+static bool committer_idle(void *arg)
+{
+	return !committer_busy(((struct hfx *)arg)->h);
+}
+
+struct find {
+	uint64_t page;
+	enum vswap_page_state st;
+};
+
+static int find_record(void *ctx, const struct vswap_page_record *r)
+{
+	struct find *f = ctx;
+	if (!r->corrupt && r->page == f->page)
+		f->st = r->state;
+	return 0;
+}
+
+/* Page @page's state as the index records it. */
+static enum vswap_page_state recorded(struct hfx *f, uint64_t page)
+{
+	struct find fd = {.page = page, .st = VSWAP_PAGE_NONE};
+	pthread_mutex_lock(&f->h->lock);
+	int rc = vswap_store_foreach_page(f->store, find_record, &fd);
+	pthread_mutex_unlock(&f->h->lock);
+	assert_int_equal(rc, 0);
+	return fd.st;
+}
+
+/* The commit thread reads the hook after taking the lock. */
+static void set_hook(struct hfx *f, struct gate *g)
+{
+	pthread_mutex_lock(&f->h->lock);
+	f->h->cm.hook_ctx = g;
+	f->h->cm.hook = g ? gate_hook : NULL;
+	pthread_mutex_unlock(&f->h->lock);
+}
+
+/* Pages 0..PAGES-2 swapped out; the last page never written (zero). */
+static void setup_swapped(struct hfx *f, struct gate *g, const struct vswap_handler_opts *o)
+{
+	const size_t pages[1] = {PAGES};
+	assert_int_equal(hfx_setup(f, pages, 1, o), 0);
+	for (uint64_t p = 0; p < PAGES - 1; p++)
+		assert_int_equal(hfx_fill(f, 0, p, byte_of(p)), 0);
+	assert_int_equal(vswap_handler_enable(f->h), 0);
+	assert_int_equal(vswap_handler_swap_out(f->h), 0);
+	assert_int_equal(hfx_wait(f, VSWAP_STATE_ACTIVE), 0);
+	atomic_init(&g->entered, false);
+	atomic_init(&g->open, false);
+	atomic_init(&g->calls, 0);
+	set_hook(f, g);
+}
+
+static void faults_served_during_commit(void **state)
+{
+	(void)state;
+	struct hfx f;
+	struct gate g;
+	setup_swapped(&f, &g, NULL);
+	/* A fault leaves a change; the idle timer asks for its commit, which
+	 * the hook holds after its begin. */
+	assert_int_equal(hfx_page_byte(&f, 0, 0), byte_of(0));
+	if (!wait_for(gate_entered, &g))
+		fail_msg("no lazy commit began");
+	assert_int_equal(recorded(&f, 0), VSWAP_PAGE_PRESENT); /* not landed */
+	/* Faults from the swap file and of a zero page go on meanwhile. */
+	for (uint64_t p = 1; p < 6; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), byte_of(p));
+	assert_int_equal(hfx_page_byte(&f, 0, PAGES - 1), 0);
+	struct vswap_status st;
+	assert_int_equal(vswap_handler_status(f.h, &st), 0);
+	assert_int_equal(st.metrics.copied_from_file_pages, 6);
+	atomic_store(&g.open, true);
+	assert_true(wait_for(committer_idle, &f));
+	assert_int_equal(recorded(&f, 0), VSWAP_PAGE_STALE);
+	/* The later faults' changes are committed by a later lazy commit. */
+	for (;;) {
+		if (recorded(&f, 5) == VSWAP_PAGE_STALE)
+			break;
+		if (atomic_load(&g.calls) > 50)
+			fail_msg("page 5's fault never reached the index");
+		sched_yield();
+	}
+	set_hook(&f, NULL);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+struct enabler {
+	pthread_t t;
+	struct vswap_handler *h;
+	int rc;
+	atomic_bool done;
+};
+
+static void *enable_main(void *arg)
+{
+	struct enabler *e = arg;
+	e->rc = vswap_handler_enable(e->h);
+	atomic_store(&e->done, true);
+	return NULL;
+}
+
+static void enable_waits_for_commit(void **state)
+{
+	(void)state;
+	struct hfx f;
+	struct gate g;
+	setup_swapped(&f, &g, &hfx_copy); /* copy mode: the enable stages */
+	assert_int_equal(hfx_page_byte(&f, 0, 2), byte_of(2));
+	assert_int_equal(hfx_write(hfx_addr(&f, 0, 2), "\x99", 1, 0), 0);
+	if (!wait_for(gate_entered, &g))
+		fail_msg("no lazy commit began");
+	struct enabler e = {.h = f.h};
+	atomic_init(&e.done, false);
+	assert_int_equal(pthread_create(&e.t, NULL, enable_main, &e), 0);
+	/* The enable cannot stage page 2 while the commit is in flight; it
+	 * completes once the commit ends. */
+	uint64_t until = ms_now() + 200;
+	while (ms_now() < until)
+		assert_false(atomic_load(&e.done));
+	atomic_store(&g.open, true);
+	pthread_join(e.t, NULL);
+	assert_int_equal(e.rc, 0);
+	assert_true(wait_for(committer_idle, &f));
+	set_hook(&f, NULL);
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_handler_page_info(f.h, f.first[0] + 2, &pi), 0);
+	assert_true(pi.staged);
+	uint8_t b;
+	assert_int_equal(hfx_read(&b, hfx_addr(&f, 0, 2), 1, 0, NULL), 0);
+	assert_int_equal(b, 0x99);
+	assert_int_equal(hfx_page_byte(&f, 0, 3), byte_of(3));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+int main(void)
+{
+	hfx_skip_if_unavailable("handler_commits");
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(faults_served_during_commit),
+	    cmocka_unit_test(enable_waits_for_commit),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

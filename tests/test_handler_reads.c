@@ -1,0 +1,559 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Faults served from the swap file with their reads in flight (io_uring on
+ * the monitor, handler/fault_io.c).  The handler's test hook holds
+ * completed reads unhandled, so each test puts a read exactly where it
+ * wants it:
+ *  - many_in_flight: faults on different pages from several threads are
+ *    all submitted before any completes, and each gets its own bytes;
+ *  - zero_not_behind_read: a fault on a zero page is served while a
+ *    swap-file read is held in flight;
+ *  - redundant_threads / redundant_process: the same page faulted from
+ *    several threads and from another process while its read is in flight:
+ *    one read, every waiter served;
+ *  - corrupt_waiters_poisoned: a read that fails its checksum poisons the
+ *    page for every waiter, counted once;
+ *  - remove_before_completion: a remove event of the page read before its
+ *    read completes: the read is never copied in, the page reads zeros;
+ *  - eagain_other_page / eagain_same_page: the completion's copy meets a
+ *    remove event queued unread on its uffd (of another page: served after
+ *    reading it; of the same page: dropped, zeros);
+ *  - exit_serves_in_flight / detach_drops_in_flight: an exit serves the
+ *    faults waiting on reads; a detach drops them and the page stays
+ *    present in the store.
+ * Every wait is bounded.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "handler/internal.h"
+#include "tests/helpers/handler_fixture.h"
+
+#define DEADLINE_MS 10000
+#define PAGES 16
+
+static uint64_t ms_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool wait_for(bool (*cond)(void *), void *arg)
+{
+	uint64_t until = ms_now() + DEADLINE_MS;
+	while (!cond(arg)) {
+		if (ms_now() > until)
+			return false;
+		sched_yield();
+	}
+	return true;
+}
+
+static uint8_t byte_of(uint64_t p)
+{
+	return (uint8_t)(0x40 + p);
+}
+
+/* Pages 0..PAGES-2 hold byte_of(p) and are swapped out (present in the
+ * swap file, not resident); the last page was never written (zero). */
+static void setup_swapped(struct hfx *f, const struct vswap_handler_opts *o)
+{
+	const size_t pages[1] = {PAGES};
+	assert_int_equal(hfx_setup(f, pages, 1, o), 0);
+	if (!f->h->m.fio.have_ring) {
+		hfx_teardown(f);
+		skip(); /* io_uring refused here: faults read synchronously */
+	}
+	for (uint64_t p = 0; p < PAGES - 1; p++)
+		assert_int_equal(hfx_fill(f, 0, p, byte_of(p)), 0);
+	assert_int_equal(vswap_handler_enable(f->h), 0);
+	assert_int_equal(vswap_handler_swap_out(f->h), 0);
+	assert_int_equal(hfx_wait(f, VSWAP_STATE_ACTIVE), 0);
+}
+
+static void hold(struct hfx *f, bool on)
+{
+	atomic_store(&f->h->m.fio.hold, on);
+	if (!on) { /* the held completions were signalled already: signal again */
+		uint64_t one = 1;
+		assert_int_equal(write(f->h->m.fio.efd, &one, sizeof(one)), (ssize_t)sizeof(one));
+	}
+}
+
+struct count_wait {
+	struct hfx *f;
+	unsigned busy;
+	uint64_t redundant;
+};
+
+static bool reads_busy(void *arg)
+{
+	struct count_wait *w = arg;
+	pthread_mutex_lock(&w->f->h->lock);
+	bool ok = w->f->h->m.fio.busy >= w->busy;
+	pthread_mutex_unlock(&w->f->h->lock);
+	return ok;
+}
+
+static bool redundant_seen(void *arg)
+{
+	struct count_wait *w = arg;
+	pthread_mutex_lock(&w->f->h->lock);
+	bool ok = w->f->h->c.redundant >= w->redundant;
+	pthread_mutex_unlock(&w->f->h->lock);
+	return ok;
+}
+
+static void wait_busy(struct hfx *f, unsigned n)
+{
+	struct count_wait w = {.f = f, .busy = n};
+	if (!wait_for(reads_busy, &w))
+		fail_msg("%u reads never were in flight together", n);
+}
+
+static void check_page(const struct hfx_reader *r, uint8_t want)
+{
+	assert_int_equal(r->rc, 0);
+	for (size_t i = 0; i < r->f->page_size; i++)
+		if (r->buf[i] != want)
+			fail_msg("page %llu byte %zu: %#x, want %#x", (unsigned long long)r->page,
+				 i, r->buf[i], want);
+}
+
+static struct vswap_status st_of(struct hfx *f)
+{
+	struct vswap_status st;
+	assert_int_equal(vswap_handler_status(f->h, &st), 0);
+	return st;
+}
+
+static uint64_t bytes_read(struct hfx *f)
+{
+	struct vswap_store_stats ss;
+	pthread_mutex_lock(&f->h->lock);
+	assert_int_equal(vswap_store_stats(f->store, &ss), 0);
+	pthread_mutex_unlock(&f->h->lock);
+	return ss.bytes_read;
+}
+
+/* ---- many reads in flight ------------------------------------------------ */
+
+static void many_in_flight(void **state)
+{
+	(void)state;
+	struct hfx f;
+	setup_swapped(&f, NULL);
+	hold(&f, true);
+	enum { N = 8 };
+	struct hfx_reader r[N];
+	for (unsigned i = 0; i < N; i++)
+		assert_int_equal(hfx_reader_start(&r[i], &f, i, 60000), 0);
+	/* All eight submitted, none handled: the monitor went on after each. */
+	wait_busy(&f, N);
+	assert_int_equal(atomic_load(&f.h->m.fio.taken), 0);
+	hold(&f, false);
+	for (unsigned i = 0; i < N; i++) {
+		hfx_reader_join(&r[i]);
+		check_page(&r[i], byte_of(i));
+		free(r[i].buf);
+	}
+	assert_int_equal(st_of(&f).metrics.copied_from_file_pages, N);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+static void zero_not_behind_read(void **state)
+{
+	(void)state;
+	struct hfx f;
+	setup_swapped(&f, NULL);
+	hold(&f, true);
+	struct hfx_reader a, z;
+	assert_int_equal(hfx_reader_start(&a, &f, 3, 60000), 0);
+	wait_busy(&f, 1);
+	/* The swap-file read stays in flight; the zero page is served now. */
+	assert_int_equal(hfx_reader_start(&z, &f, PAGES - 1, 60000), 0);
+	hfx_reader_join(&z);
+	check_page(&z, 0);
+	assert_false(atomic_load(&a.done));
+	hold(&f, false);
+	hfx_reader_join(&a);
+	check_page(&a, byte_of(3));
+	free(a.buf);
+	free(z.buf);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* ---- redundant faults ---------------------------------------------------- */
+
+static void redundant_threads(void **state)
+{
+	(void)state;
+	struct hfx f;
+	setup_swapped(&f, NULL);
+	uint64_t read0 = bytes_read(&f);
+	hold(&f, true);
+	enum { N = 4 };
+	struct hfx_reader r[N];
+	assert_int_equal(hfx_reader_start(&r[0], &f, 5, 60000), 0);
+	wait_busy(&f, 1);
+	pthread_mutex_lock(&f.h->lock);
+	uint64_t red0 = f.h->c.redundant;
+	pthread_mutex_unlock(&f.h->lock);
+	for (unsigned i = 1; i < N; i++)
+		assert_int_equal(hfx_reader_start(&r[i], &f, 5, 60000), 0);
+	/* Each later fault joins the read in flight. */
+	struct count_wait w = {.f = &f, .redundant = red0 + N - 1};
+	assert_true(wait_for(redundant_seen, &w));
+	pthread_mutex_lock(&f.h->lock);
+	assert_int_equal(f.h->m.fio.busy, 1);
+	pthread_mutex_unlock(&f.h->lock);
+	hold(&f, false);
+	for (unsigned i = 0; i < N; i++) {
+		hfx_reader_join(&r[i]);
+		check_page(&r[i], byte_of(5));
+		free(r[i].buf);
+	}
+	assert_int_equal(bytes_read(&f) - read0, f.page_size); /* one read */
+	assert_int_equal(st_of(&f).metrics.copied_from_file_pages, 1);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* In the other process: plain accesses (no threads after fork). */
+static int child_reads_page5(const struct hfx *f, void *arg)
+{
+	(void)arg;
+	const volatile uint8_t *p = hfx_addr(f, 0, 5);
+	for (size_t i = 0; i < f->page_size; i++)
+		if (p[i] != byte_of(5))
+			return 3;
+	return 0;
+}
+
+struct child_wait {
+	struct hfx *f;
+	struct hfx_child *c;
+};
+
+static bool child_joined(void *arg)
+{
+	struct child_wait *w = arg;
+	struct vswap_handler *h = w->f->h;
+	pthread_mutex_lock(&h->lock);
+	bool ok = false;
+	for (unsigned k = 0; k < FAULT_READS; k++)
+		if (h->m.fio.reads[k].busy && h->m.fio.reads[k].nwaiters == 2)
+			ok = true;
+	pthread_mutex_unlock(&h->lock);
+	return ok;
+}
+
+static void redundant_process(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {PAGES};
+	assert_int_equal(hfx_setup(&f, pages, 1, NULL), 0);
+	if (!f.h->m.fio.have_ring) {
+		hfx_teardown(&f);
+		skip();
+	}
+	struct hfx_child c;
+	assert_int_equal(hfx_child_start(&f, child_reads_page5, NULL, &c), 0);
+	for (uint64_t p = 0; p < PAGES - 1; p++)
+		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	uint64_t read0 = bytes_read(&f);
+	hold(&f, true);
+	struct hfx_reader r;
+	assert_int_equal(hfx_reader_start(&r, &f, 5, 60000), 0);
+	wait_busy(&f, 1);
+	assert_int_equal(hfx_child_go(&c), 0);
+	/* The other process's fault (its own uffd) waits on the same read. */
+	struct child_wait w = {&f, &c};
+	if (!wait_for(child_joined, &w)) {
+		hold(&f, false);
+		hfx_child_wait(&c, 0);
+		fail_msg("the other process's fault never joined the read in flight");
+	}
+	hold(&f, false);
+	hfx_reader_join(&r);
+	check_page(&r, byte_of(5));
+	free(r.buf);
+	assert_int_equal(hfx_child_wait(&c, 0), 0);
+	assert_int_equal(bytes_read(&f) - read0, f.page_size);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+static void corrupt_waiters_poisoned(void **state)
+{
+	(void)state;
+	struct hfx f;
+	struct vswap_handler_opts o = {.on_corrupt = VSWAP_CORRUPT_POISON};
+	setup_swapped(&f, &o);
+	if (!(f.h->features & UFFD_FEATURE_POISON)) {
+		hfx_teardown(&f);
+		skip();
+	}
+	assert_int_equal(hfx_corrupt_slot(&f, 0, 6), 0);
+	hold(&f, true);
+	struct hfx_reader r[3];
+	assert_int_equal(hfx_reader_start(&r[0], &f, 6, 60000), 0);
+	wait_busy(&f, 1);
+	pthread_mutex_lock(&f.h->lock);
+	uint64_t red0 = f.h->c.redundant;
+	pthread_mutex_unlock(&f.h->lock);
+	for (unsigned i = 1; i < 3; i++)
+		assert_int_equal(hfx_reader_start(&r[i], &f, 6, 60000), 0);
+	struct count_wait w = {.f = &f, .redundant = red0 + 2};
+	assert_true(wait_for(redundant_seen, &w));
+	hold(&f, false);
+	for (unsigned i = 0; i < 3; i++) {
+		hfx_reader_join(&r[i]);
+		assert_int_equal(r[i].rc, -EFAULT); /* SIGBUS, never the bad bytes */
+		free(r[i].buf);
+	}
+	struct vswap_status st = st_of(&f);
+	assert_int_equal(st.metrics.checksum_failures, 1);
+	assert_int_equal(st.metrics.poisoned_pages, 1);
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_handler_page_info(f.h, f.first[0] + 6, &pi), 0);
+	assert_int_equal(pi.state, VSWAP_PAGE_LOST);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* ---- remove events and reads in flight ---------------------------------- */
+
+struct remover {
+	pthread_t t;
+	void *addr;
+	size_t len;
+	int rc;
+	atomic_int tid;
+	atomic_bool done;
+};
+
+static void *remover_main(void *arg)
+{
+	struct remover *m = arg;
+	atomic_store(&m->tid, (int)syscall(SYS_gettid));
+	m->rc = madvise(m->addr, m->len, MADV_REMOVE) ? -errno : 0;
+	atomic_store(&m->done, true);
+	return NULL;
+}
+
+static bool remover_waits(void *arg)
+{
+	struct remover *m = arg;
+	int tid = atomic_load(&m->tid);
+	return atomic_load(&m->done) || (tid && hfx_in_userfault(0, tid));
+}
+
+static bool remover_done(void *arg)
+{
+	return atomic_load(&((struct remover *)arg)->done);
+}
+
+static void remover_start(struct remover *m, void *addr, size_t len)
+{
+	*m = (struct remover){.addr = addr, .len = len};
+	atomic_init(&m->tid, 0);
+	atomic_init(&m->done, false);
+	assert_int_equal(pthread_create(&m->t, NULL, remover_main, m), 0);
+}
+
+static void remove_before_completion(void **state)
+{
+	(void)state;
+	struct hfx f;
+	setup_swapped(&f, NULL);
+	hold(&f, true);
+	struct hfx_reader r;
+	assert_int_equal(hfx_reader_start(&r, &f, 7, 60000), 0);
+	wait_busy(&f, 1);
+	/* The monitor reads the remove event at once (the read is held) and
+	 * the remover punches the page. */
+	struct remover m;
+	remover_start(&m, hfx_addr(&f, 0, 7), f.page_size);
+	assert_true(wait_for(remover_done, &m));
+	pthread_join(m.t, NULL);
+	assert_int_equal(m.rc, 0);
+	hold(&f, false);
+	/* Woken, the fault finds the page removed: zeros, never the bytes
+	 * read before the remove. */
+	hfx_reader_join(&r);
+	check_page(&r, 0);
+	free(r.buf);
+	assert_int_equal(hfx_page_byte(&f, 0, 7), 0);
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_handler_page_info(f.h, f.first[0] + 7, &pi), 0);
+	assert_int_equal(pi.state, VSWAP_PAGE_NONE);
+	assert_int_equal(hfx_page_byte(&f, 0, 8), byte_of(8));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+static bool completion_queued(void *arg)
+{
+	struct hfx *f = arg;
+	return io_uring_cq_ready(&f->h->m.fio.ring) >= 1;
+}
+
+static bool monitor_idle(void *arg)
+{
+	(void)arg;
+	return hfx_task_waiting_in("epoll") != 0;
+}
+
+static bool completion_taken(void *arg)
+{
+	struct hfx *f = arg;
+	return atomic_load(&f->h->m.fio.taken) >= 1;
+}
+
+/* The completion of page 7's read is handled while a remove event of
+ * @removed waits unread on the main uffd: its copy fails with EAGAIN. */
+static void eagain_on_completion(uint64_t removed)
+{
+	struct hfx f;
+	setup_swapped(&f, NULL);
+	hold(&f, true);
+	struct hfx_reader r;
+	assert_int_equal(hfx_reader_start(&r, &f, 7, 60000), 0);
+	wait_busy(&f, 1);
+	/* The read completed and the monitor sleeps.  Hold the lock, let the
+	 * completion in: the monitor takes it and waits for the lock, so it
+	 * reads no event meanwhile. */
+	assert_true(wait_for(completion_queued, &f));
+	assert_true(wait_for(monitor_idle, NULL));
+	pthread_mutex_lock(&f.h->lock);
+	uint64_t retries0 = f.h->c.eagain_retries;
+	hold(&f, false);
+	if (!wait_for(completion_taken, &f)) {
+		pthread_mutex_unlock(&f.h->lock);
+		fail_msg("the completion was never taken");
+	}
+	struct remover m;
+	remover_start(&m, hfx_addr(&f, 0, removed), f.page_size);
+	if (!wait_for(remover_waits, &m)) {
+		pthread_mutex_unlock(&f.h->lock);
+		fail_msg("the remove never waited on its event");
+	}
+	pthread_mutex_unlock(&f.h->lock);
+	hfx_reader_join(&r);
+	pthread_join(m.t, NULL);
+	assert_int_equal(m.rc, 0);
+	pthread_mutex_lock(&f.h->lock);
+	uint64_t retries = f.h->c.eagain_retries - retries0;
+	pthread_mutex_unlock(&f.h->lock);
+	assert_true(retries >= 1);
+	if (removed == 7) {
+		check_page(&r, 0); /* the read is dropped: the page was removed */
+		assert_int_equal(hfx_page_byte(&f, 0, 7), 0);
+	} else {
+		check_page(&r, byte_of(7));
+		assert_int_equal(hfx_page_byte(&f, 0, 7), byte_of(7));
+		assert_int_equal(hfx_page_byte(&f, 0, removed), 0);
+	}
+	free(r.buf);
+	assert_int_equal(st_of(&f).last_error, 0);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+static void eagain_other_page(void **state)
+{
+	(void)state;
+	eagain_on_completion(9);
+}
+
+static void eagain_same_page(void **state)
+{
+	(void)state;
+	eagain_on_completion(7);
+}
+
+/* ---- exit and detach with reads in flight ------------------------------- */
+
+static void exit_serves_in_flight(void **state)
+{
+	(void)state;
+	struct hfx f;
+	setup_swapped(&f, NULL);
+	hold(&f, true);
+	struct hfx_reader r[2];
+	assert_int_equal(hfx_reader_start(&r[0], &f, 2, 60000), 0);
+	assert_int_equal(hfx_reader_start(&r[1], &f, 4, 60000), 0);
+	wait_busy(&f, 2);
+	/* The exit serves them (the hold does not apply to its drain), then
+	 * swaps every page in. */
+	struct vswap_handler *h = f.h;
+	f.h = NULL;
+	assert_int_equal(vswap_handler_destroy(h), 0);
+	for (unsigned i = 0; i < 2; i++) {
+		hfx_reader_join(&r[i]);
+		check_page(&r[i], byte_of(r[i].page));
+		free(r[i].buf);
+	}
+	for (uint64_t p = 0; p < PAGES - 1; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), byte_of(p));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+static void detach_drops_in_flight(void **state)
+{
+	(void)state;
+	struct hfx f;
+	setup_swapped(&f, NULL);
+	hold(&f, true);
+	struct hfx_reader r;
+	/* The reader stands for a paused vCPU: woken by the unregister, it
+	 * reads the memfd's hole; what matters is the store. */
+	assert_int_equal(hfx_reader_start(&r, &f, 3, 60000), 0);
+	wait_busy(&f, 1);
+	struct vswap_handler *h = f.h;
+	f.h = NULL;
+	assert_int_equal(vswap_handler_detach(h), 0);
+	hfx_reader_join(&r);
+	free(r.buf);
+	/* The dropped fault left page 3 present and intact in the store. */
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_store_page(f.store, f.first[0] + 3, &pi), 0);
+	assert_int_equal(pi.state, VSWAP_PAGE_PRESENT);
+	uint8_t *buf = malloc(f.page_size);
+	assert_non_null(buf);
+	assert_int_equal(vswap_store_read_page(f.store, f.first[0] + 3, buf), 0);
+	for (size_t i = 0; i < f.page_size; i++)
+		if (buf[i] != byte_of(3))
+			fail_msg("page 3 byte %zu in the store: %#x", i, buf[i]);
+	free(buf);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+int main(void)
+{
+	hfx_skip_if_unavailable("handler_reads");
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(many_in_flight),		cmocka_unit_test(zero_not_behind_read),
+	    cmocka_unit_test(redundant_threads),	cmocka_unit_test(redundant_process),
+	    cmocka_unit_test(corrupt_waiters_poisoned), cmocka_unit_test(remove_before_completion),
+	    cmocka_unit_test(eagain_other_page),	cmocka_unit_test(eagain_same_page),
+	    cmocka_unit_test(exit_serves_in_flight),	cmocka_unit_test(detach_drops_in_flight),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

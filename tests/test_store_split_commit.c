@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The split commit (vswap_store_commit_begin / _write / _end): what the
+ * begin took lands with the write; what changed after the begin stays
+ * pending; slots it freed are reused only after its end; a stale page in its
+ * snapshot is not rewritten in place meanwhile; a failed commit leaves
+ * everything pending; a plain commit meanwhile (another thread) waits for
+ * the write and makes everything durable; stage marks wait for the end.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tests/helpers/store_fixture.h"
+
+struct ctx {
+	struct store_fixture f;
+	struct vswap_store *s;
+	uint8_t *buf; /* 16 pages */
+};
+
+static int setup(void **state)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+	assert_non_null(c);
+	assert_int_equal(fixture_init(&c->f), 0);
+	c->buf = aligned_alloc(c->f.page_size, 16 * (size_t)c->f.page_size);
+	assert_non_null(c->buf);
+	assert_int_equal(vswap_store_create(c->f.path, &c->f.opts, &c->s), 0);
+	uint64_t regions[] = {256};
+	assert_int_equal(vswap_store_set_regions(c->s, regions, 1), 0);
+	*state = c;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct ctx *c = *state;
+	if (c->s) {
+		/* A failed assertion may leave a split commit begun: end it
+		 * (it aborts its transaction) before the close commits. */
+		vswap_store_commit_end(c->s, -ECANCELED);
+		vswap_store_close(c->s);
+	}
+	fixture_cleanup(&c->f);
+	free(c->buf);
+	free(c);
+	return 0;
+}
+
+static void write_pages(struct ctx *c, uint64_t first, unsigned n, uint32_t version)
+{
+	for (unsigned i = 0; i < n; i++)
+		fixture_pattern(c->buf + (size_t)i * c->f.page_size, c->f.page_size, first + i,
+				version);
+	assert_int_equal(vswap_store_write(c->s, first, n, c->buf), 0);
+}
+
+static struct vswap_page_info info(struct ctx *c, uint64_t page)
+{
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_store_page(c->s, page, &pi), 0);
+	return pi;
+}
+
+static void expect_page(struct ctx *c, uint64_t page, uint32_t version)
+{
+	uint8_t *want = c->buf + 14 * (size_t)c->f.page_size;
+	uint8_t *got = c->buf + 15 * (size_t)c->f.page_size;
+	fixture_pattern(want, c->f.page_size, page, version);
+	assert_int_equal(vswap_store_read_page(c->s, page, got), 0);
+	assert_memory_equal(want, got, c->f.page_size);
+}
+
+struct find {
+	uint64_t page;
+	enum vswap_page_state st;
+};
+
+static int find_record(void *ctx, const struct vswap_page_record *r)
+{
+	struct find *f = ctx;
+	if (!r->corrupt && r->page == f->page)
+		f->st = r->state;
+	return 0;
+}
+
+/* The page's state as the index records it (not the tables). */
+static enum vswap_page_state recorded_state(struct ctx *c, uint64_t page)
+{
+	struct find f = {.page = page, .st = VSWAP_PAGE_NONE};
+	assert_int_equal(vswap_store_foreach_page(c->s, find_record, &f), 0);
+	return f.st;
+}
+
+static void reopen(struct ctx *c)
+{
+	assert_int_equal(vswap_store_close(c->s), 0);
+	c->s = NULL;
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), 0);
+}
+
+static void lands_and_keeps_later_changes(void **state)
+{
+	struct ctx *c = *state;
+	write_pages(c, 0, 8, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	assert_int_equal(vswap_store_mark_stale(c->s, 1, 1), 1);
+	assert_int_equal(vswap_store_free(c->s, 5, 1), 1);
+	uint64_t freed = 5; /* page 5's slot */
+	assert_int_equal(vswap_store_commit_begin(c->s), 1);
+	/* After the begin: pending again, not in this commit. */
+	assert_int_equal(vswap_store_pending(c->s), 0);
+	assert_int_equal(vswap_store_mark_stale(c->s, 2, 1), 1);
+	write_pages(c, 20, 1, 1);
+	assert_true(info(c, 20).slot != freed); /* freed, not yet committed */
+	assert_int_equal(vswap_store_commit_write(c->s), 0);
+	/* Landed: page 1 stale and page 5 gone in the index; page 2's change
+	 * is not. */
+	assert_int_equal(recorded_state(c, 1), VSWAP_PAGE_STALE);
+	assert_int_equal(recorded_state(c, 5), VSWAP_PAGE_NONE);
+	assert_int_equal(recorded_state(c, 2), VSWAP_PAGE_PRESENT);
+	assert_int_equal(recorded_state(c, 20), VSWAP_PAGE_NONE);
+	write_pages(c, 21, 1, 1);
+	assert_true(info(c, 21).slot != freed); /* reusable only after the end */
+	vswap_store_commit_end(c->s, 0);
+	write_pages(c, 22, 1, 1);
+	assert_int_equal(info(c, 22).slot, freed);
+	assert_true(vswap_store_pending(c->s) > 0);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	reopen(c);
+	assert_int_equal(info(c, 2).state, VSWAP_PAGE_STALE);
+	expect_page(c, 20, 1);
+	expect_page(c, 21, 1);
+	expect_page(c, 22, 1);
+	expect_page(c, 0, 1);
+}
+
+static void no_in_place_rewrite_while_committing(void **state)
+{
+	struct ctx *c = *state;
+	write_pages(c, 0, 4, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	uint64_t old = info(c, 1).slot;
+	assert_int_equal(vswap_store_mark_stale(c->s, 1, 1), 1);
+	assert_int_equal(vswap_store_commit_begin(c->s), 1);
+	/* The stale mark is not on disk yet: the index may still call the
+	 * slot page 1's present copy, so the write takes another slot. */
+	write_pages(c, 1, 1, 2);
+	assert_true(info(c, 1).slot != old);
+	assert_int_equal(vswap_store_commit_write(c->s), 0);
+	vswap_store_commit_end(c->s, 0);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	/* Once it is on disk, a stale page is rewritten in place again. */
+	assert_int_equal(vswap_store_mark_stale(c->s, 2, 1), 1);
+	assert_int_equal(vswap_store_commit_begin(c->s), 1);
+	assert_int_equal(vswap_store_commit_write(c->s), 0);
+	vswap_store_commit_end(c->s, 0);
+	uint64_t s2 = info(c, 2).slot;
+	write_pages(c, 2, 1, 2);
+	assert_int_equal(info(c, 2).slot, s2);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	reopen(c);
+	expect_page(c, 1, 2);
+	expect_page(c, 2, 2);
+}
+
+static void failure_leaves_everything_pending(void **state)
+{
+	struct ctx *c = *state;
+	write_pages(c, 0, 4, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	assert_int_equal(vswap_store_free(c->s, 3, 1), 1);
+	uint64_t freed = 3;
+	write_pages(c, 8, 2, 1);
+	assert_int_equal(vswap_store_commit_begin(c->s), 1);
+	vswap_store_commit_end(c->s, -EIO); /* as if the write failed */
+	assert_true(vswap_store_pending(c->s) > 0);
+	write_pages(c, 10, 1, 1);
+	assert_true(info(c, 10).slot != freed); /* the free never landed */
+	assert_int_equal(recorded_state(c, 8), VSWAP_PAGE_NONE);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	assert_int_equal(recorded_state(c, 8), VSWAP_PAGE_PRESENT);
+	assert_int_equal(recorded_state(c, 3), VSWAP_PAGE_NONE);
+	reopen(c);
+	expect_page(c, 8, 1);
+	expect_page(c, 9, 1);
+	expect_page(c, 10, 1);
+}
+
+struct committer {
+	struct vswap_store *s;
+	int rc;
+};
+
+static void *commit_main(void *arg)
+{
+	struct committer *k = arg;
+	k->rc = vswap_store_commit(k->s);
+	return NULL;
+}
+
+static void plain_commit_joins(void **state)
+{
+	struct ctx *c = *state;
+	write_pages(c, 0, 4, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	assert_int_equal(vswap_store_free(c->s, 2, 1), 1);
+	assert_int_equal(vswap_store_commit_begin(c->s), 1);
+	write_pages(c, 6, 1, 1);
+	/* Another thread commits while the split commit is written: it waits
+	 * for the write, then commits what the split commit took as well. */
+	struct committer k = {.s = c->s};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, commit_main, &k), 0);
+	int wrc = vswap_store_commit_write(c->s);
+	pthread_join(t, NULL);
+	assert_int_equal(wrc, 0);
+	assert_int_equal(k.rc, 0);
+	assert_int_equal(recorded_state(c, 2), VSWAP_PAGE_NONE);
+	assert_int_equal(recorded_state(c, 6), VSWAP_PAGE_PRESENT);
+	vswap_store_commit_end(c->s, wrc);
+	assert_int_equal(vswap_store_pending(c->s), 0);
+	reopen(c);
+	expect_page(c, 6, 1);
+	assert_int_equal(info(c, 2).state, VSWAP_PAGE_NONE);
+}
+
+static void stage_mark_waits_for_end(void **state)
+{
+	struct ctx *c = *state;
+	write_pages(c, 0, 2, 1);
+	assert_int_equal(vswap_store_commit_begin(c->s), 1);
+	assert_int_equal(vswap_store_stage_mark(c->s, 4, 2), -EBUSY);
+	assert_int_equal(vswap_store_commit_begin(c->s), -EBUSY);
+	assert_int_equal(vswap_store_commit_write(c->s), 0);
+	vswap_store_commit_end(c->s, 0);
+	assert_int_equal(vswap_store_stage_mark(c->s, 4, 2), 0);
+	/* Nothing pending: nothing to take. */
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	assert_int_equal(vswap_store_commit_begin(c->s), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(lands_and_keeps_later_changes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(no_in_place_rewrite_while_committing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(failure_leaves_everything_pending, setup, teardown),
+	    cmocka_unit_test_setup_teardown(plain_commit_joins, setup, teardown),
+	    cmocka_unit_test_setup_teardown(stage_mark_waits_for_end, setup, teardown),
+	};
+	return cmocka_run_group_tests_name("store_split_commit", tests, NULL, NULL);
+}
