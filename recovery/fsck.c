@@ -356,7 +356,16 @@ static void recheck(struct vswap_fsck *f)
 	struct vswap_fsck *g;
 	int ret;
 
-	if (!fsck_repairing(f) || !f->counts.repairs)
+	uint64_t changes = f->counts.repairs;
+
+	/* The clean flag and the advisory records are rewritten by the close
+	 * itself: a run that repaired nothing else has nothing to confirm. */
+	if (f->unclean_prob >= 0 && f->prob[f->unclean_prob].repaired)
+		changes--;
+	for (int i = 0; i < 2; i++)
+		if (f->advice_prob[i] >= 0 && f->prob[f->advice_prob[i]].repaired)
+			changes--;
+	if (!fsck_repairing(f) || !changes)
 		return;
 	o.mode = VSWAP_FSCK_CHECK;
 	o.no_orphan_scan = true;
