@@ -192,7 +192,8 @@ struct vswap_status {
 	enum vswap_state state;
 	struct vswap_metrics metrics;
 	/* The current state's record: Ready = the last swap-in (or zeros),
-	 * Pending = the move (or after a trim the pages trimmed),
+	 * Pending = the enable (pages moved to staging, or protected
+	 * in place; after a trim the pages trimmed),
 	 * TrimInProgress = trimmed so far, SwapOutInProgress / Active = pages
 	 * written, SwapInInProgress = pages brought in so far, Failed = 0. */
 	struct vswap_transition transition;
