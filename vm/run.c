@@ -35,9 +35,11 @@ void vmm_stage(struct vmm *m, const char *name, double secs, uint64_t pages, uin
 	struct vmm_stage *s;
 	va_list ap;
 
-	if (r->nstages == VMM_MAX_STAGES)
-		memmove(r->stages, r->stages + 1, sizeof(r->stages[0]) * (VMM_MAX_STAGES - 1)),
-		    r->nstages--;
+	/* Many cycles: keep the last VMM_MAX_STAGES for the JSON. */
+	if (r->nstages == VMM_MAX_STAGES) {
+		memmove(r->stages, r->stages + 1, sizeof(r->stages[0]) * (VMM_MAX_STAGES - 1));
+		r->nstages--;
+	}
 	s = &r->stages[r->nstages++];
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	va_start(ap, fmt);
