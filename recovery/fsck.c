@@ -201,12 +201,11 @@ static void probe_meta(struct vswap_fsck *f)
 		.staging_dir = f->opts.staging_dir,
 		.log = quiet_log,
 	};
-	struct vswap_store_info info;
 	struct vswap_store *s;
 
 	if (f->opts.mode == VSWAP_FSCK_CHECK || f->busy || vswap_store_open(f->path, &so, &s))
 		return;
-	if (vswap_store_info(s, &info) == 0 && (info.damaged & DAMAGED_KEEP)) {
+	if (vswap_store_damaged(s) & DAMAGED_KEEP) {
 		f->hold_repairs = true;
 		fsck_log(f, VSWAP_LOG_WARN,
 			 "%s: a meta record that says what the store's pages are is damaged: "
@@ -226,7 +225,7 @@ static void report_damaged(struct vswap_fsck *f)
 		uint32_t bit = 1u << b;
 		ssize_t idx;
 
-		if (!(f->info.damaged & bit))
+		if (!(f->damaged & bit))
 			continue;
 		idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, FSCK_NONE, FSCK_NONE,
 				   "%s: the %s record fails its check%s", vswap_store_index_path(f->store),
@@ -269,7 +268,7 @@ static int load_store_facts(struct vswap_fsck *f)
 	f->page_size = f->info.page_size;
 	f->total_pages = vswap_store_total_pages(f->store);
 	f->slot_limit = vswap_store_max_pages();
-	f->damaged = f->info.damaged;
+	f->damaged = vswap_store_damaged(f->store);
 	report_damaged(f);
 	if (!f->info.was_clean && !f->busy)
 		f->unclean_prob = fsck_problem(f, VSWAP_PROBLEM_UNCLEAN_SHUTDOWN, FSCK_NONE, FSCK_NONE,
