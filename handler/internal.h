@@ -69,6 +69,7 @@ enum cmd_type {
 	CMD_ADD_UFFD,
 	CMD_SET_STATIC,
 	CMD_GC,
+	CMD_DISCARD,
 };
 
 struct cmd {
@@ -76,6 +77,7 @@ struct cmd {
 	bool slow;      /* DISABLE */
 	int fd;         /* ADD_UFFD */
 	unsigned count; /* SET_STATIC */
+	uintptr_t start, end; /* DISCARD */
 	int result;
 	bool done;
 	struct cmd *next;
@@ -391,6 +393,11 @@ int committer_error(struct vswap_handler *h);
 /* commands.c */
 /* Queue @c and wait for its answer; -ESHUTDOWN once the monitor ended. */
 int cmd_submit(struct vswap_handler *h, struct cmd *c);
+
+/* lost.c: lost pages and discards */
+uint64_t lost_count(struct vswap_handler *h);
+int lost_poison_uffd(struct vswap_handler *h, int fd);
+int lost_discard(struct vswap_handler *h, uintptr_t start, uintptr_t end);
 /* The monitor is ending: answer every queued command -ESHUTDOWN and refuse
  * new ones. */
 void cmd_refuse_all(struct vswap_handler *h);

@@ -370,6 +370,10 @@ static int do_add_uffd(struct vswap_handler *h, int fd)
 	if (m->uffds.v[i].dynamic)
 		m->gc_due = true;
 	atomic_store(&h->nuffds, m->uffds.n);
+	/* Not registered: the lost pages are poisoned through it now (a
+	 * registered uffd poisons them when they fault). */
+	if (!m->registered)
+		lost_poison_uffd(h, fd);
 	return 0;
 }
 
@@ -409,6 +413,8 @@ static int cmd_run(struct vswap_handler *h, struct cmd *c)
 		return uffd_list_set_static(&h->m.uffds, c->count);
 	case CMD_GC:
 		return gc_now(h);
+	case CMD_DISCARD:
+		return lost_discard(h, c->start, c->end);
 	}
 	return -EINVAL;
 }

@@ -228,7 +228,10 @@ int vswap_handler_create(const struct vswap_region *regions, unsigned n,
  * the swap file's space back, unregister, stop the monitor and free (the
  * store stays open).  Returns the swap-in's error, if any; then the regions
  * stay registered until the uffds close with the handle, which is freed
- * regardless.
+ * regardless.  Returns -EBADMSG, also freeing the handle, when the swap-in
+ * completed but guest pages are lost (see vswap_handler_lost_pages(): list
+ * them first; the store keeps them recorded lost): the guest's memory is
+ * not whole.
  */
 int vswap_handler_destroy(struct vswap_handler *h);
 
@@ -254,6 +257,44 @@ int vswap_handler_destroy(struct vswap_handler *h);
  * everything; vswap_store_close() tries again).
  */
 int vswap_handler_detach(struct vswap_handler *h);
+
+/*
+ * Lost pages: pages whose copy in the store failed verification or is gone
+ * (a checksum mismatch, a missing or damaged staged copy, a record vswap-fsck
+ * recorded lost).  They are never served.  For as long as the handler lives,
+ * every process whose uffd it serves gets SIGBUS on them: while enabled, a
+ * fault on one is poisoned (VSWAP_CORRUPT_POISON; the ERROR policy leaves it
+ * unresolved); after a swap-in each live uffd carries a poison marker for
+ * each; a uffd added while disabled gets them when added.  The markers stay
+ * in those processes' page tables after destroy until the guest discards or
+ * rewrites the page.
+ *
+ * Outside such a mapping a lost page is a hole in the guest's memfd: pread()
+ * of the memfd, a new mapping of it, a snapshot of it, or a process whose
+ * uffd was never added reads it as ZEROS.  A VMM must not take those zeros
+ * for data: list the lost pages here (and treat them as the guest having
+ * lost them), before destroy or detach, which return -EBADMSG while any
+ * exist.
+ *
+ * vswap_handler_lost_pages() writes up to @cap page numbers (the store's
+ * page space, in order) into @pages and sets *@count to how many are lost
+ * in all.  It walks the page tables: not for a hot path.
+ */
+int vswap_handler_lost_pages(struct vswap_handler *h, uint64_t *pages, size_t cap,
+			     uint64_t *count);
+
+/*
+ * Discard [addr, addr+len) of guest memory as a REMOVE event would: its
+ * staged and swapped copies are dropped (lost marks too), so a later fault
+ * reads zeros, not the old contents.  A VMM that frees guest memory by
+ * punching holes in the memfd (fallocate(FALLOC_FL_PUNCH_HOLE), as QEMU does
+ * for shared memory) must call it, because a hole punch sends no event to
+ * any uffd: without it the handler would later serve the page's old bytes.
+ * Call it before punching, with the guest not touching the range.
+ * Page-aligned @addr and @len (-EINVAL); -EFAULT if the range is outside
+ * every region.  Allowed in every state.
+ */
+int vswap_handler_discard(struct vswap_handler *h, void *addr, size_t len);
 
 /*
  * Enable (any state): register the regions on every uffd (from Ready), then
@@ -387,6 +428,12 @@ int vswap_handler_workset_stats(struct vswap_handler *h, struct vswap_workset_st
  *    "state_transition":{"pages":N,"time_ms":N},"last_error":0,"uffds":N,
  *    "enable_mode":"protect"} */
 int vswap_status_to_json(const struct vswap_status *st, char *buf, size_t len);
+
+/* The status JSON of vswap_status_to_json() with the lost pages added
+ * before its closing brace: "lost_pages":N (the count), "lost":[p,...] (the
+ * first 64 page numbers) and "lost_listed_all":true|false.  Returns the
+ * length as snprintf, or a negative errno. */
+int vswap_handler_status_json(struct vswap_handler *h, char *buf, size_t len);
 
 #ifdef __cplusplus
 }
