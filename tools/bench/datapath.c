@@ -453,8 +453,8 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 	double v[12][MAX_RUNS], scv[MAX_RUNS], cov[MAX_RUNS];
 	int rc = 0;
 	for (unsigned r = 0; r < runs && rc == 0; r++) {
-		struct rand_run rr;
-		struct lat idle, busy;
+		struct rand_run rr = {{NAN, NAN, NAN}, {NAN, NAN, NAN}, {NAN, NAN, NAN}, NAN, NAN};
+		struct lat idle = {NAN, NAN, NAN}, busy = {NAN, NAN, NAN};
 		double sc = NAN, co = NAN;
 		if (stopped(o))
 			return -EINTR;
