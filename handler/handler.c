@@ -147,6 +147,8 @@ static int handler_init(struct vswap_handler *h, const struct vswap_region *regi
 		return rc;
 	/* The mode follows what the kernel granted the main uffd. */
 	rc = protect_resolve(h->opts.enable_mode, h->features);
+	if (rc >= 0)
+		rc = protect_check_memory(h, h->opts.enable_mode, rc);
 	if (rc < 0)
 		return rc;
 	h->wp.on = rc == VSWAP_ENABLE_PROTECT;
@@ -205,6 +207,18 @@ int vswap_handler_create(const struct vswap_region *regions, unsigned n,
 	return 0;
 }
 
+/* Lost pages are an error of destroy and detach: the VMM must not take
+ * the guest's memory for whole (vswap_handler_lost_pages() lists them). */
+static int lost_verdict(struct vswap_handler *h, const char *what)
+{
+	uint64_t n = lost_count(h);
+	if (!n)
+		return 0;
+	hlog(h, VSWAP_LOG_ERROR, "%s: %llu guest pages are lost (poisoned; recorded in the store)",
+	     what, (unsigned long long)n);
+	return -EBADMSG;
+}
+
 int vswap_handler_destroy(struct vswap_handler *h)
 {
 	if (!h)
@@ -214,6 +228,7 @@ int vswap_handler_destroy(struct vswap_handler *h)
 	int rc = cmd_submit(h, &c);
 	pthread_join(h->thread, NULL);
 	cmd_wait_callers(h); /* answered, but perhaps not yet returned */
+	rc = rc ? rc : lost_verdict(h, "destroy");
 	handler_free(h);
 	return rc;
 }
@@ -227,6 +242,7 @@ int vswap_handler_detach(struct vswap_handler *h)
 	int rc = cmd_submit(h, &c);
 	pthread_join(h->thread, NULL);
 	cmd_wait_callers(h);
+	rc = rc ? rc : lost_verdict(h, "detach");
 	handler_free(h);
 	return rc;
 }

@@ -70,6 +70,7 @@ enum cmd_type {
 	CMD_SET_STATIC,
 	CMD_GC,
 	CMD_RESUME,
+	CMD_DISCARD,
 };
 
 struct cmd {
@@ -78,6 +79,7 @@ struct cmd {
 	int fd;         /* ADD_UFFD */
 	uintptr_t *bases; /* ADD_UFFD: the uffd's region addresses, or NULL */
 	unsigned count; /* SET_STATIC */
+	uintptr_t start, end; /* DISCARD */
 	int result;
 	bool done;
 	struct cmd *next;
@@ -340,6 +342,9 @@ int fault_dispatch(struct vswap_handler *h, unsigned index, uintptr_t addr, bool
 /* protect.c: the protect enable mode; see the comments there. */
 /* The mode a handler uses: COPY or PROTECT, or -EOPNOTSUPP / -EINVAL. */
 int protect_resolve(enum vswap_enable_mode want, uint64_t features);
+/* PROTECT only where no region's memory may hold huge folios: else AUTO
+ * becomes COPY, a forced PROTECT -EOPNOTSUPP (logged). */
+int protect_check_memory(struct vswap_handler *h, enum vswap_enable_mode want, int resolved);
 int protect_init(struct vswap_handler *h);
 void protect_fini(struct vswap_handler *h);
 int protect_enable(struct vswap_handler *h, uint64_t *pages);
@@ -419,6 +424,11 @@ int committer_error(struct vswap_handler *h);
 /* commands.c */
 /* Queue @c and wait for its answer; -ESHUTDOWN once the monitor ended. */
 int cmd_submit(struct vswap_handler *h, struct cmd *c);
+
+/* lost.c: lost pages and discards */
+uint64_t lost_count(struct vswap_handler *h);
+int lost_poison_uffd(struct vswap_handler *h, int fd, const uintptr_t *bases);
+int lost_discard(struct vswap_handler *h, uintptr_t start, uintptr_t end);
 /* The monitor is ending: answer every queued command -ESHUTDOWN and refuse
  * new ones. */
 void cmd_refuse_all(struct vswap_handler *h);

@@ -372,6 +372,10 @@ static int do_add_uffd(struct vswap_handler *h, int fd, uintptr_t *bases)
 	if (m->uffds.v[i].dynamic)
 		m->gc_due = true;
 	atomic_store(&h->nuffds, m->uffds.n);
+	/* Not registered: the lost pages are poisoned through it now (a
+	 * registered uffd poisons them when they fault). */
+	if (!m->registered)
+		lost_poison_uffd(h, fd, bases);
 	return 0;
 }
 
@@ -413,6 +417,8 @@ static int cmd_run(struct vswap_handler *h, struct cmd *c)
 		return gc_now(h);
 	case CMD_RESUME:
 		return do_resume(h);
+	case CMD_DISCARD:
+		return lost_discard(h, c->start, c->end);
 	}
 	return -EINVAL;
 }

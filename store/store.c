@@ -752,7 +752,6 @@ int vswap_store_info(const struct vswap_store *s, struct vswap_store_info *out)
 	out->read_only = s->read_only;
 	out->was_clean = s->was_clean;
 	out->state = s->state;
-	out->damaged = s->damaged;
 	return 0;
 }
 
@@ -773,6 +772,11 @@ int vswap_store_stats(const struct vswap_store *s, struct vswap_store_stats *out
 	out->index_map_size = s->map_size;
 	out->index_bytes = index_bytes_used((struct vswap_store *)s);
 	return 0;
+}
+
+uint32_t vswap_store_damaged(const struct vswap_store *s)
+{
+	return s->damaged;
 }
 
 int vswap_store_swap_fd(const struct vswap_store *s)

@@ -518,9 +518,7 @@ static void test_damaged_regions_refused(void **state)
 	o.tolerant = true;
 	o.read_only = true;
 	assert_int_equal(vswap_store_open(c->f.path, &o, &s), 0);
-	struct vswap_store_info info;
-	vswap_store_info(s, &info);
-	assert_true(info.damaged & VSWAP_DAMAGED_REGIONS);
+	assert_true(vswap_store_damaged(s) & VSWAP_DAMAGED_REGIONS);
 	assert_int_equal(vswap_store_close(s), 0);
 	/* Gone while records exist: damage too, not a new store. */
 	assert_int_equal(raw_index_open(&ri, c->idx), 0);

@@ -77,18 +77,53 @@ enum vswap_corrupt_policy {
  *
  * Contract in this mode: guest memory is written only through mappings of
  * the registered processes (whose uffds the handler serves).  A write that
- * bypasses the page tables (write(2) or pwrite(2) on the memfd, a device
- * that pinned guest pages long term, a process forked after enable that
- * writes before its uffd was added) is not seen and may be lost.  A range
- * punched out of the memfd behind the handler's back (fallocate without a
- * REMOVE event) reads as zeros, as the punch itself promises.
+ * bypasses the page tables (a device that pinned guest pages long term, a
+ * process forked after enable that writes before its uffd was added) is not
+ * seen and may be lost.  No write(2) or pwrite(2) into a registered memfd,
+ * in either mode: a partial write into a swapped-out page creates the page
+ * with zeros around the written bytes (the store's copy is no longer
+ * served), and a pwrite() whose source is guest memory can deadlock against
+ * the handler's own hole punch.  A range punched out of the memfd behind
+ * the handler's back (fallocate(PUNCH_HOLE) without a REMOVE event and
+ * without vswap_handler_discard()) does not simply read as zeros: a page
+ * resident when punched does, but a page already swapped out keeps its
+ * copy in the store, and the guest's next access is served that copy.  Call
+ * vswap_handler_discard() first to make the whole range read as zeros.
+ *
+ * Huge pages: protect mode removes single pages from guest memory by
+ * punching them out of the memfd, and inside a huge (large) shmem folio the
+ * kernel zeroes such a sub-range in place and then splits the folio; if
+ * anything else holds a reference to it (a device's pin, io_uring fixed
+ * buffers, an O_DIRECT in flight) the split fails, the punch still
+ * succeeds, and the zeroed pages stay mapped: the guest would read zeros.
+ * So protect mode is used only where no region's memory may hold huge
+ * folios: st_blksize of every memfd is the page size, its tmpfs (if any) is
+ * not mounted with a huge= option other than never, and the kernel's shmem
+ * THP policy (/sys/kernel/mm/transparent_hugepage/shmem_enabled and every
+ * hugepages-*kB/shmem_enabled) is never or deny.  "advise" counts as huge
+ * too: the VMM may MADV_HUGEPAGE guest RAM, which the handler cannot see;
+ * an unreadable policy counts as huge.  Otherwise AUTO resolves to COPY
+ * (logged at INFO) and a forced PROTECT makes vswap_handler_create() fail
+ * with -EOPNOTSUPP (logged at ERROR).  Copy mode removes whole extents only
+ * after copying them and is safe on huge pages.  The checks run once, at
+ * create: a VMM must not turn huge pages on for guest RAM afterwards.
  *
  * COPY (crosvm vmm-swap's way): enable copies every resident page into the
  * staging file and removes it from guest memory; the guest must not write
  * its RAM during enable (pause the vCPUs and devices).
  *
- * AUTO picks PROTECT where the kernel has it, else COPY.  Forcing PROTECT on
- * a kernel without it makes vswap_handler_create() fail with -EOPNOTSUPP.
+ * AUTO picks PROTECT where the kernel has it and guest memory cannot hold
+ * huge folios (above), else COPY.  Forcing PROTECT on a kernel without it,
+ * or on such memory, makes vswap_handler_create() fail with -EOPNOTSUPP.
+ *
+ * REMOVE events, both modes: the kernel reports MADV_REMOVE and
+ * MADV_DONTNEED on a registered range with the same UFFD_EVENT_REMOVE, and
+ * the handler cannot tell them apart.  A REMOVE event discards the range's
+ * contents: its staged and swapped copies are dropped, and the pages read
+ * as zero afterwards (a page still resident in the memfd when a DONTNEED
+ * came keeps its bytes there, but the handler no longer tracks it as the
+ * guest's).  So a VMM must not MADV_DONTNEED guest RAM whose contents it
+ * wants kept while swap is enabled (crosvm's vmm-swap behaves the same).
  */
 enum vswap_enable_mode {
 	VSWAP_ENABLE_AUTO = 0,
@@ -228,7 +263,10 @@ int vswap_handler_create(const struct vswap_region *regions, unsigned n,
  * the swap file's space back, unregister, stop the monitor and free (the
  * store stays open).  Returns the swap-in's error, if any; then the regions
  * stay registered until the uffds close with the handle, which is freed
- * regardless.
+ * regardless.  Returns -EBADMSG, also freeing the handle, when the swap-in
+ * completed but guest pages are lost (see vswap_handler_lost_pages(): list
+ * them first; the store keeps them recorded lost): the guest's memory is
+ * not whole.
  */
 int vswap_handler_destroy(struct vswap_handler *h);
 
@@ -254,6 +292,44 @@ int vswap_handler_destroy(struct vswap_handler *h);
  * everything; vswap_store_close() tries again).
  */
 int vswap_handler_detach(struct vswap_handler *h);
+
+/*
+ * Lost pages: pages whose copy in the store failed verification or is gone
+ * (a checksum mismatch, a missing or damaged staged copy, a record vswap-fsck
+ * recorded lost).  They are never served.  For as long as the handler lives,
+ * every process whose uffd it serves gets SIGBUS on them: while enabled, a
+ * fault on one is poisoned (VSWAP_CORRUPT_POISON; the ERROR policy leaves it
+ * unresolved); after a swap-in each live uffd carries a poison marker for
+ * each; a uffd added while disabled gets them when added.  The markers stay
+ * in those processes' page tables after destroy until the guest discards or
+ * rewrites the page.
+ *
+ * Outside such a mapping a lost page is a hole in the guest's memfd: pread()
+ * of the memfd, a new mapping of it, a snapshot of it, or a process whose
+ * uffd was never added reads it as ZEROS.  A VMM must not take those zeros
+ * for data: list the lost pages here (and treat them as the guest having
+ * lost them), before destroy or detach, which return -EBADMSG while any
+ * exist.
+ *
+ * vswap_handler_lost_pages() writes up to @cap page numbers (the store's
+ * page space, in order) into @pages and sets *@count to how many are lost
+ * in all.  It walks the page tables: not for a hot path.
+ */
+int vswap_handler_lost_pages(struct vswap_handler *h, uint64_t *pages, size_t cap,
+			     uint64_t *count);
+
+/*
+ * Discard [addr, addr+len) of guest memory as a REMOVE event would: its
+ * staged and swapped copies are dropped (lost marks too), so a later fault
+ * reads zeros, not the old contents.  A VMM that frees guest memory by
+ * punching holes in the memfd (fallocate(FALLOC_FL_PUNCH_HOLE), as QEMU does
+ * for shared memory) must call it, because a hole punch sends no event to
+ * any uffd: without it the handler would later serve the page's old bytes.
+ * Call it before punching, with the guest not touching the range.
+ * Page-aligned @addr and @len (-EINVAL); -EFAULT if the range is outside
+ * every region.  Allowed in every state.
+ */
+int vswap_handler_discard(struct vswap_handler *h, void *addr, size_t len);
 
 /*
  * Enable (any state): register the regions on every uffd (from Ready), then
@@ -410,6 +486,12 @@ int vswap_handler_workset_stats(struct vswap_handler *h, struct vswap_workset_st
  *    "state_transition":{"pages":N,"time_ms":N},"last_error":0,"uffds":N,
  *    "enable_mode":"protect"} */
 int vswap_status_to_json(const struct vswap_status *st, char *buf, size_t len);
+
+/* The status JSON of vswap_status_to_json() with the lost pages added
+ * before its closing brace: "lost_pages":N (the count), "lost":[p,...] (the
+ * first 64 page numbers) and "lost_listed_all":true|false.  Returns the
+ * length as snprintf, or a negative errno. */
+int vswap_handler_status_json(struct vswap_handler *h, char *buf, size_t len);
 
 #ifdef __cplusplus
 }

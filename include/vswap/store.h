@@ -423,11 +423,13 @@ struct vswap_store_info {
 	bool read_only;
 	bool was_clean;  /* the previous handle closed the store cleanly */
 	uint32_t state;  /* handler state recorded in the index */
-	/* Tolerant opens: meta records that failed their checks (VSWAP_DAMAGED_*)
-	 * and were taken as decoded, or replaced (state Failed, unclean).
-	 * Other opens refuse such an index (-EUCLEAN). */
-	uint32_t damaged;
 };
+
+/* Meta records that failed their checks (VSWAP_DAMAGED_*) and were taken as
+ * decoded (tolerant opens) or replaced (state taken as Failed, clean as
+ * unclean, in every open).  Other damage makes non-tolerant opens refuse the
+ * index (-EUCLEAN). */
+uint32_t vswap_store_damaged(const struct vswap_store *s);
 #define VSWAP_DAMAGED_REGIONS 0x1u
 #define VSWAP_DAMAGED_STATE 0x2u
 #define VSWAP_DAMAGED_CLEAN 0x4u
