@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Swap-in (disable, exit): on the job thread, a chunk per lock hold, so the
- * monitor keeps serving faults in between.  Staged pages first, then the
+ * monitor keeps serving faults in between; a swap-file run's disk read runs
+ * without the lock (swap_in_file()), so no fault waits behind it.  Staged pages first, then the
  * swap file in runs of pages whose slots are consecutive; every page read is
  * verified by the store, and a page that fails is poisoned on its own (or
  * reported, by policy).  Copies do not wake: nobody waits on a page that no
@@ -23,6 +24,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <liburing.h>
 
@@ -167,19 +169,66 @@ static int64_t swap_in_staged(struct vswap_handler *h, uint64_t first, uint64_t 
 	return (int64_t)count;
 }
 
-static int64_t swap_in_file(struct vswap_handler *h, uint64_t first, uint32_t count, int *status)
+/* Read the run of @count pages whose slots are consecutive from @rd[0]'s
+ * offset into the run buffer, without the lock; bytes read or -errno. */
+static ssize_t read_run_unlocked(struct vswap_handler *h, const struct vswap_read *rd,
+				 uint32_t count)
+{
+	/* The buffered descriptor: the read-ahead above filled its cache. */
+	int fd = vswap_store_swap_fd(h->store);
+	size_t len = (size_t)count << h->page_shift, done = 0;
+	while (done < len) {
+		ssize_t k = pread(fd, (uint8_t *)h->jp.run_buf + done, len - done,
+				  (off_t)(rd[0].offset + done));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			break; /* end of file: the missing pages fail verification */
+		done += (size_t)k;
+	}
+	return (ssize_t)done;
+}
+
+/*
+ * One run from the swap file.  Called and returning with the lock held, but
+ * the disk read runs without it, so faults (zero, staging, other pages)
+ * never wait behind a swap-in's read.  Meanwhile a page of the run may
+ * change (a fault brings it in, a remove frees it): vswap_store_read_end()
+ * then says -ESTALE and the page is left to whoever changed it; only bytes
+ * of the copy the read began with are verified and copied.
+ */
+static int64_t swap_in_file(struct vswap_handler *h, uint64_t first, uint32_t count, int *status,
+			    struct vswap_read *rd)
 {
 	const struct hregion *r = region_of_page(h, first);
 	if (count > r->first + r->pages - first)
 		count = (uint32_t)(r->first + r->pages - first);
 	read_ahead(h, first + count);
-	int bad = vswap_store_read_run(h->store, first, count, h->jp.run_buf, status);
-	if (bad < 0)
-		return bad;
+	for (uint32_t i = 0; i < count; i++) {
+		int rc = vswap_store_read_begin(h->store, first + i, &rd[i]);
+		if (rc < 0)
+			return rc; /* a present run: cannot happen */
+	}
+	pthread_mutex_unlock(&h->lock);
+	ssize_t got = read_run_unlocked(h, rd, count);
+	pthread_mutex_lock(&h->lock);
 	uint8_t *buf = h->jp.run_buf;
+	for (uint32_t i = 0; i < count; i++) {
+		ssize_t have = got < 0 ? got : got - ((ssize_t)i << h->page_shift);
+		if (have > (ssize_t)h->page_size)
+			have = (ssize_t)h->page_size;
+		status[i] = vswap_store_read_end(h->store, &rd[i], buf + ((size_t)i << h->page_shift),
+						 got < 0 ? (int32_t)got : have < 0 ? 0 : (int32_t)have);
+	}
 	uint32_t i = 0;
 	int unserved = 0;
 	while (i < count) {
+		if (status[i] == -ESTALE) { /* changed meanwhile: not ours */
+			i++;
+			continue;
+		}
 		if (status[i] < 0) {
 			h->c.checksum_failures++;
 			int rc = fault_corrupt(h, h->main_uffd, page_addr(h, r, first + i), first + i,
@@ -205,7 +254,7 @@ static int64_t swap_in_file(struct vswap_handler *h, uint64_t first, uint32_t co
 }
 
 /* One chunk: pages brought in, 0 when done, or -errno (-EAGAIN: retry). */
-static int64_t swap_in_chunk(struct vswap_handler *h, int *status)
+static int64_t swap_in_chunk(struct vswap_handler *h, int *status, struct vswap_read *rd)
 {
 	struct job_progress *jp = &h->jp;
 	int64_t n = 0;
@@ -227,7 +276,7 @@ static int64_t swap_in_chunk(struct vswap_handler *h, int *status)
 		uint32_t count;
 		if (vswap_store_next_present_run(h->store, jp->cursor, h->total_pages,
 						 h->opts.chunk_pages, &first, &count) > 0)
-			n = swap_in_file(h, first, count, status);
+			n = swap_in_file(h, first, count, status, rd);
 	}
 	pthread_mutex_unlock(&h->lock);
 	return n;
@@ -328,13 +377,17 @@ int swap_in_job(struct job *j, void *arg)
 {
 	struct vswap_handler *h = arg;
 	int *status = calloc(h->opts.chunk_pages, sizeof(*status));
-	if (!status)
+	struct vswap_read *rd = calloc(h->opts.chunk_pages, sizeof(*rd));
+	if (!status || !rd) {
+		free(status);
+		free(rd);
 		return -ENOMEM;
+	}
 	uint64_t pages = 0, since_commit = 0;
 	int64_t n;
 	int rc = 0;
 	while (!(j && job_aborted(j))) {
-		n = swap_in_chunk(h, status);
+		n = swap_in_chunk(h, status, rd);
 		if (n == -EAGAIN) {
 			/* A REMOVE event is pending on the main uffd.  On the job
 			 * thread the monitor reads it; run by the monitor itself
@@ -361,6 +414,7 @@ int swap_in_job(struct job *j, void *arg)
 		}
 	}
 	free(status);
+	free(rd);
 	if (h->jp.ra_ring) /* the ring is reused by the next swap-in */
 		ra_reap(&h->jp, true);
 	/* The run buffer (a chunk, 2 MiB by default) would otherwise stay in

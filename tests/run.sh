@@ -8,7 +8,7 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 jobs=$(nproc)
 status=0
-export VSWAP_EXTRA_PACKAGES="clang"
+export VSWAP_EXTRA_PACKAGES="clang clang-format"
 
 run() { # name build-dir ctest-args cmake-args...
 	local name=$1 dir=$2 filter=$3

@@ -22,7 +22,7 @@ extern "C" {
 #define VSWAP_VERSION_PATCH 0
 #define VSWAP_VERSION "0.1.0"
 /* MAJOR * 10000 + MINOR * 100 + PATCH, for #if comparisons. */
-#define VSWAP_VERSION_NUMBER \
+#define VSWAP_VERSION_NUMBER                                                                       \
 	(VSWAP_VERSION_MAJOR * 10000 + VSWAP_VERSION_MINOR * 100 + VSWAP_VERSION_PATCH)
 
 /* The library's version as "MAJOR.MINOR.PATCH". */

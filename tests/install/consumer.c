@@ -34,8 +34,10 @@ int main(void)
 	if (!page || !mkdtemp(dir))
 		return 1;
 	/* The library it runs with is the one whose headers it was built with. */
-	if (strcmp(vswap_version(), VSWAP_VERSION) || vswap_version_number() != VSWAP_VERSION_NUMBER) {
-		fprintf(stderr, "consumer: library %s, headers %s\n", vswap_version(), VSWAP_VERSION);
+	if (strcmp(vswap_version(), VSWAP_VERSION) ||
+	    vswap_version_number() != VSWAP_VERSION_NUMBER) {
+		fprintf(stderr, "consumer: library %s, headers %s\n", vswap_version(),
+			VSWAP_VERSION);
 		return 1;
 	}
 	/* The staging file goes beside the store, not into /dev/shm. */
@@ -47,8 +49,9 @@ int main(void)
 	if ((err = vswap_store_create(path, &o, &s)))
 		return fail("create", err);
 	memset(page, 0xa5, (size_t)ps);
-	if ((err = vswap_store_set_regions(s, &pages, 1)) || (err = vswap_store_write(s, 3, 1, page)) ||
-	    (err = vswap_store_commit(s)) || (err = vswap_store_read_page(s, 3, page + ps))) {
+	if ((err = vswap_store_set_regions(s, &pages, 1)) ||
+	    (err = vswap_store_write(s, 3, 1, page)) || (err = vswap_store_commit(s)) ||
+	    (err = vswap_store_read_page(s, 3, page + ps))) {
 		vswap_store_close(s);
 		vswap_store_destroy(path, &o);
 		return fail("store round trip", err);

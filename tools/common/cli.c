@@ -13,7 +13,9 @@
 
 void cli_usage(const struct cli_tool *t, FILE *out)
 {
-	fprintf(out, "Usage: %s %s\n\n%s", t->name, t->synopsis, t->help);
+	size_t n = strlen(t->synopsis);
+	bool nl = n && t->synopsis[n - 1] == '\n';
+	fprintf(out, "Usage: %s %s%s\n%s", t->name, t->synopsis, nl ? "" : "\n", t->help);
 }
 
 void cli_version(const struct cli_tool *t)

@@ -35,7 +35,7 @@ enum { CLI_OPT_HELP = 'h', CLI_OPT_VERSION = 0x1000 };
 /* What a tool says about itself. */
 struct cli_tool {
 	const char *name;     /* "vswap-dump" */
-	const char *synopsis; /* one or more lines after "Usage: NAME " */
+	const char *synopsis; /* one or more lines after "Usage: NAME " (\n-ended) */
 	const char *help;     /* the description and option lines (ends in \n) */
 	int usage_exit;	      /* CLI_EXIT_USAGE, or e2fsck's 16 for vswap-fsck */
 };
