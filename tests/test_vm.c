@@ -95,8 +95,26 @@ static void store_gone(struct rfx_store *fx)
 {
 	struct vswap_store_opts so = {0};
 
+	if (!fx->dir[0])
+		return;
 	vswap_store_destroy(fx->path, &so); /* the staging file in /dev/shm too */
 	rfx_cleanup(fx);
+	fx->dir[0] = 0;
+}
+
+/* Each store test's fixture lives in its state, so that a failed assertion
+ * still leaves no store behind (the teardown removes it). */
+static int fixture_setup(void **state)
+{
+	*state = calloc(1, sizeof(struct rfx_store));
+	return *state ? 0 : -1;
+}
+
+static int fixture_teardown(void **state)
+{
+	store_gone(*state);
+	free(*state);
+	return 0;
 }
 
 static void hibernate(struct rfx_store *fx, const char *durability)
@@ -151,25 +169,24 @@ static char *resume(const struct rfx_store *fx, bool again, bool prefetch)
 
 static void hibernate_then_resume(void **state)
 {
-	(void)state;
-	struct rfx_store fx;
+	struct rfx_store *fxp = *state;
 	const char *args[] = {"--resume", "--store", NULL, NULL};
 	char *out, *err = NULL;
 
-	store_new(&fx, "vm-hibernate");
-	hibernate(&fx, "batch");
-	assert_int_equal(fsck_n(&fx), 0);
-	out = resume(&fx, false, true);
+	store_new(fxp, "vm-hibernate");
+	hibernate(fxp, "batch");
+	assert_int_equal(fsck_n(fxp), 0);
+	out = resume(fxp, false, true);
 	free(out);
 	/* The image is used once: a second resume refuses, saying why. */
-	args[2] = fx.path;
+	args[2] = fxp->path;
 	out = NULL;
 	assert_int_equal(rfx_run_tool("vswap-vm", args, &out, &err), 1);
 	assert_non_null(strstr(err, "holds no hibernated guest"));
 	free(out);
 	free(err);
-	assert_int_equal(fsck_n(&fx), 0);
-	store_gone(&fx);
+	assert_int_equal(fsck_n(fxp), 0);
+	store_gone(fxp);
 }
 
 /* Start vswap-vm with @args, read its stdout until a line holding @line,
@@ -218,20 +235,18 @@ static int kill_at(const char *const *args, const char *line)
  * resumed guest verifies every byte. */
 static void resume_after_sigkill(void **state)
 {
-	(void)state;
+	struct rfx_store *fxp = *state;
 	static const char *const modes[] = {"full", "batch"};
 
 	for (unsigned i = 0; i < 2; i++) {
-		struct rfx_store fx;
-
-		store_new(&fx, "vm-kill");
-		const char *args[] = {"--hibernate", "--store",	     fx.path,  "--size",
-				      "32M",	     "--durability", modes[i], NULL};
+		store_new(fxp, "vm-kill");
+		const char *args[] = {"--hibernate", "--store",	     fxp->path, "--size",
+				      "32M",	     "--durability", modes[i],	NULL};
 
 		assert_int_equal(kill_at(args, "  hibernated "), 0);
-		assert_int_equal(fsck_n(&fx), 0);
-		free(resume(&fx, false, true));
-		store_gone(&fx);
+		assert_int_equal(fsck_n(fxp), 0);
+		free(resume(fxp, false, true));
+		store_gone(fxp);
 	}
 }
 
@@ -239,21 +254,20 @@ static void resume_after_sigkill(void **state)
  * resume says there is no hibernated guest, nothing is served. */
 static void sigkill_before_the_image(void **state)
 {
-	(void)state;
-	struct rfx_store fx;
+	struct rfx_store *fxp = *state;
 	const char *res[] = {"--resume", "--store", NULL, NULL};
 	char *out = NULL, *err = NULL;
 
-	store_new(&fx, "vm-kill-early");
-	const char *args[] = {"--hibernate", "--store", fx.path, "--size", "32M", NULL};
+	store_new(fxp, "vm-kill-early");
+	const char *args[] = {"--hibernate", "--store", fxp->path, "--size", "32M", NULL};
 
 	assert_int_equal(kill_at(args, "  swap-out "), 0);
-	res[2] = fx.path;
+	res[2] = fxp->path;
 	assert_int_equal(rfx_run_tool("vswap-vm", res, &out, &err), 1);
 	assert_non_null(strstr(err, "holds no hibernated guest"));
 	free(out);
 	free(err);
-	store_gone(&fx);
+	store_gone(fxp);
 }
 
 /* The first present page at or after @from and its slot. */
@@ -280,16 +294,15 @@ static uint64_t present_page(const struct rfx_store *fx, uint64_t from, uint64_t
  * page number; no wrong byte reaches the guest and vswap-vm exits 1. */
 static void corrupt_page_sigbus_on_vcpu(void **state)
 {
-	(void)state;
-	struct rfx_store fx;
+	struct rfx_store *fxp = *state;
 	uint64_t slot, page;
 	char *out = NULL, *err = NULL, want[64];
 
-	store_new(&fx, "vm-corrupt");
-	hibernate(&fx, "batch");
-	page = present_page(&fx, 1000, &slot);
-	assert_int_equal(rfx_flip_bit(fx.path, (slot + 1) * fx.page_size + 100, 3), 0);
-	const char *args[] = {"--resume", "--store", fx.path, "--json", NULL};
+	store_new(fxp, "vm-corrupt");
+	hibernate(fxp, "batch");
+	page = present_page(fxp, 1000, &slot);
+	assert_int_equal(rfx_flip_bit(fxp->path, (slot + 1) * fxp->page_size + 100, 3), 0);
+	const char *args[] = {"--resume", "--store", fxp->path, "--json", NULL};
 
 	assert_int_equal(rfx_run_tool("vswap-vm", args, &out, &err), 1);
 	assert_int_equal(json_num(out, "sigbus"), 1);
@@ -300,25 +313,24 @@ static void corrupt_page_sigbus_on_vcpu(void **state)
 		fail_msg("no \"%s\" in:\n%s", want, err);
 	free(out);
 	free(err);
-	store_gone(&fx);
+	store_gone(fxp);
 }
 
 /* The working set one resume records is read ahead by the next: the
  * guest's faults until its working set is in drop. */
 static void workset_replayed(void **state)
 {
-	(void)state;
-	struct rfx_store fx;
+	struct rfx_store *fxp = *state;
 
-	store_new(&fx, "vm-workset");
-	hibernate(&fx, "batch");
-	char *first = resume(&fx, true, true);
+	store_new(fxp, "vm-workset");
+	hibernate(fxp, "batch");
+	char *first = resume(fxp, true, true);
 	long long f1 = json_num(first, "faults_until_working_set");
 
 	assert_int_equal(json_num(first, "workset_replayed"), 0); /* nothing recorded yet */
 	assert_true(json_num(first, "workset_recorded") >= f1);
 	assert_true(f1 > 500);
-	char *second = resume(&fx, false, true);
+	char *second = resume(fxp, false, true);
 	long long f2 = json_num(second, "faults_until_working_set");
 
 	assert_int_equal(json_num(second, "workset_replayed"), json_num(first, "workset_recorded"));
@@ -328,7 +340,7 @@ static void workset_replayed(void **state)
 			 f1, f2);
 	free(first);
 	free(second);
-	store_gone(&fx);
+	store_gone(fxp);
 }
 
 /* The same cycles with enable by write protection and the vCPUs running
@@ -397,11 +409,13 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(swap_cycles_two_vcpus),
-	    cmocka_unit_test(hibernate_then_resume),
-	    cmocka_unit_test(resume_after_sigkill),
-	    cmocka_unit_test(sigkill_before_the_image),
-	    cmocka_unit_test(corrupt_page_sigbus_on_vcpu),
-	    cmocka_unit_test(workset_replayed),
+	    cmocka_unit_test_setup_teardown(hibernate_then_resume, fixture_setup, fixture_teardown),
+	    cmocka_unit_test_setup_teardown(resume_after_sigkill, fixture_setup, fixture_teardown),
+	    cmocka_unit_test_setup_teardown(sigkill_before_the_image, fixture_setup,
+					    fixture_teardown),
+	    cmocka_unit_test_setup_teardown(corrupt_page_sigbus_on_vcpu, fixture_setup,
+					    fixture_teardown),
+	    cmocka_unit_test_setup_teardown(workset_replayed, fixture_setup, fixture_teardown),
 	    cmocka_unit_test(swap_cycles_protect),
 	    cmocka_unit_test(unusable_kvm_exit_2),
 	};
