@@ -147,6 +147,8 @@ static int handler_init(struct vswap_handler *h, const struct vswap_region *regi
 		return rc;
 	/* The mode follows what the kernel granted the main uffd. */
 	rc = protect_resolve(h->opts.enable_mode, h->features);
+	if (rc >= 0)
+		rc = protect_check_memory(h, h->opts.enable_mode, rc);
 	if (rc < 0)
 		return rc;
 	h->wp.on = rc == VSWAP_ENABLE_PROTECT;

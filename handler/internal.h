@@ -321,6 +321,9 @@ int fault_dispatch(struct vswap_handler *h, unsigned index, uintptr_t addr, bool
 /* protect.c: the protect enable mode; see the comments there. */
 /* The mode a handler uses: COPY or PROTECT, or -EOPNOTSUPP / -EINVAL. */
 int protect_resolve(enum vswap_enable_mode want, uint64_t features);
+/* PROTECT only where no region's memory may hold huge folios: else AUTO
+ * becomes COPY, a forced PROTECT -EOPNOTSUPP (logged). */
+int protect_check_memory(struct vswap_handler *h, enum vswap_enable_mode want, int resolved);
 int protect_init(struct vswap_handler *h);
 void protect_fini(struct vswap_handler *h);
 int protect_enable(struct vswap_handler *h, uint64_t *pages);

@@ -54,16 +54,27 @@
  * swap-out writes with O_DIRECT from a read-only alias mapping of each
  * region that no uffd covers (zero copy: the same page-cache pages).  Only
  * pages whose bit is set are read through the alias, so it never fills a
- * hole the guest left on purpose (a page punched behind the handler's back,
- * without a REMOVE event, reads as zeros and is swapped out as zeros, which
- * is what the punch promised).
+ * hole the handler made.  A page punched behind the handler's back (no
+ * REMOVE event, no vswap_handler_discard()) while resident keeps its bit:
+ * the alias reads it as zeros and swap-out stores zeros, which is what the
+ * punch did to it.  A page punched after it was swapped out has no bit and
+ * no page-cache page to punch: its store copy stays and is served on the
+ * next fault (only the discard API drops it).
+ *
+ * Memory that may hold huge folios never runs in this mode
+ * (protect_check_memory()): a punch of a sub-range of a huge folio whose
+ * split fails leaves the range zeroed in the page cache with no fault to
+ * serve, so the guest would read zeros where its swapped-out data was.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "handler/internal.h"
@@ -108,6 +119,151 @@ int protect_resolve(enum vswap_enable_mode want, uint64_t features)
 		return can ? VSWAP_ENABLE_PROTECT : -EOPNOTSUPP;
 	}
 	return -EINVAL;
+}
+
+/* ---- memory that may hold huge folios ------------------------------------ */
+
+/*
+ * Why protect mode refuses memory that may be backed by huge folios (shmem
+ * THP, any size above the base page): protect mode removes single pages
+ * (or short runs) from guest memory by punching them out of the memfd.
+ * Inside a large folio the kernel zeroes the punched sub-range in place and
+ * then tries to split the folio; if anything else holds a reference at that
+ * moment (a device's pin, io_uring fixed buffers, an O_DIRECT in flight)
+ * the split fails, fallocate() still returns 0, and the zeroed pages stay
+ * in the page cache: the guest would read zeros with no MISSING fault.
+ * Copy mode removes only whole extents after copying them, so it is safe.
+ *
+ * Tests, each failing safe ("may be huge"):
+ *   - st_blksize of the memfd above the page size: shmem reports the PMD
+ *     size when the inode may take huge folios without any madvise (tmpfs
+ *     huge=always|within_size, shmem_enabled=always|within_size|force).
+ *   - the shmem THP policy in sysfs (top level and every per-size knob):
+ *     anything but never/deny (or inherit, which defers to the top level)
+ *     counts as may be huge.  "advise" counts too: a VMM may MADV_HUGEPAGE
+ *     guest RAM, and the handler cannot see another process's madvise; an
+ *     unreadable or unknown policy counts too.  A kernel without THP has no
+ *     such files (ENOENT at the top level): no huge folios.
+ *   - the huge= option of the tmpfs mount holding the file (huge=advise
+ *     is not in st_blksize: the VMM's madvise decides), from mountinfo.
+ * What none of these can see (a kernel policy changed after create) is why
+ * the documentation tells a VMM not to give protect mode huge pages.
+ */
+static int read_policy(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, buf, len - 1);
+	int e = n < 0 ? -errno : 0;
+	close(fd);
+	if (n < 0)
+		return e;
+	buf[n] = 0;
+	return 0;
+}
+
+/* The bracketed word of a sysfs policy line, e.g. "always [never] deny". */
+static bool policy_is(const char *buf, const char *word)
+{
+	const char *b = strchr(buf, '[');
+	size_t n = strlen(word);
+	return b && !strncmp(b + 1, word, n) && b[1 + n] == ']';
+}
+
+#define THP_SYSFS "/sys/kernel/mm/transparent_hugepage"
+
+/* Whether the shmem THP policy may give huge folios; @why names the knob. */
+static bool shmem_policy_may_be_huge(char *why, size_t why_len)
+{
+	char buf[256];
+	int rc = read_policy(THP_SYSFS "/shmem_enabled", buf, sizeof(buf));
+	if (rc == -ENOENT)
+		return false; /* no THP in this kernel */
+	if (rc < 0 || !(policy_is(buf, "never") || policy_is(buf, "deny"))) {
+		snprintf(why, why_len, "shmem_enabled is %s",
+			 rc < 0 ? "unreadable" : strchr(buf, '[') ? strchr(buf, '[') : "unknown");
+		why[strcspn(why, "\n")] = 0;
+		return true;
+	}
+	if (policy_is(buf, "deny"))
+		return false; /* overrides every per-size knob and mount */
+	static const char *const sizes[] = {"8", "16", "32", "64", "128", "256", "512", "1024",
+					    "2048"};
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		char path[128];
+		snprintf(path, sizeof(path), THP_SYSFS "/hugepages-%skB/shmem_enabled", sizes[i]);
+		rc = read_policy(path, buf, sizeof(buf));
+		if (rc == -ENOENT)
+			continue; /* no such size here (or no per-size knobs) */
+		if (rc < 0 || !(policy_is(buf, "never") || policy_is(buf, "inherit"))) {
+			snprintf(why, why_len, "hugepages-%skB shmem_enabled is not never", sizes[i]);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Whether the mount holding @st (a tmpfs mounted with huge=advise, say)
+ * may give huge folios: its super options in /proc/self/mountinfo name a
+ * huge= policy other than never.  A memfd lives on the kernel's internal
+ * mount, absent from the table (the sysfs policy governs it). */
+static bool mount_may_be_huge(const struct stat *st, char *why, size_t why_len)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f) {
+		snprintf(why, why_len, "/proc/self/mountinfo unreadable");
+		return true;
+	}
+	char want[32], line[4096];
+	snprintf(want, sizeof(want), " %u:%u ", major(st->st_dev), minor(st->st_dev));
+	bool huge = false;
+	while (!huge && fgets(line, sizeof(line), f)) {
+		const char *sep = strstr(line, " - ");
+		const char *dev = strstr(line, want);
+		if (!sep || !dev || dev > sep)
+			continue;
+		const char *h = strstr(sep, "huge=");
+		if (h && strncmp(h, "huge=never", 10) != 0) {
+			snprintf(why, why_len, "its tmpfs is mounted %.*s", (int)strcspn(h, ", \n"),
+				 h);
+			huge = true;
+		}
+	}
+	fclose(f);
+	return huge;
+}
+
+int protect_check_memory(struct vswap_handler *h, enum vswap_enable_mode want, int resolved)
+{
+	if (resolved != VSWAP_ENABLE_PROTECT)
+		return resolved;
+	char why[128] = "";
+	for (unsigned i = 0; i < h->nregions && !why[0]; i++) {
+		struct stat st;
+		if (fstat(h->regions[i].memfd, &st) < 0)
+			snprintf(why, sizeof(why), "region %u: fstat: %s", i,
+				 vswap_strerror(-errno));
+		else if ((uint64_t)st.st_blksize > h->page_size)
+			snprintf(why, sizeof(why), "region %u's memory may hold %ld-byte huge pages",
+				 i, (long)st.st_blksize);
+		else
+			mount_may_be_huge(&st, why, sizeof(why));
+	}
+	if (!why[0])
+		shmem_policy_may_be_huge(why, sizeof(why));
+	if (!why[0])
+		return VSWAP_ENABLE_PROTECT;
+	if (want == VSWAP_ENABLE_PROTECT) {
+		hlog(h, VSWAP_LOG_ERROR,
+		     "protect mode refused: %s (removing single pages of a huge page can leave "
+		     "zeros in guest memory); use copy mode",
+		     why);
+		return -EOPNOTSUPP;
+	}
+	hlog(h, VSWAP_LOG_INFO, "copy mode: %s (protect mode removes single pages, unsafe there)",
+	     why);
+	return VSWAP_ENABLE_COPY;
 }
 
 /* ---- the bitmap ---------------------------------------------------------- */

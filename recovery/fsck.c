@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,7 @@ void vswap_fsck_free(struct vswap_fsck *f)
 	free(f->rec);
 	free(f->by_slot);
 	free(f->bad);
+	free(f->bad_staging);
 	fsck_extents_free(&f->swap_data);
 	free(f->store_error);
 	free(f->path);
@@ -80,13 +82,50 @@ static void store_log_relay(void *ctx, enum vswap_log_level lvl, const char *msg
 		fsck_log(f, lvl, "%s", msg);
 }
 
+const char *fsck_file_type(mode_t mode)
+{
+	if (S_ISFIFO(mode))
+		return "a FIFO";
+	if (S_ISDIR(mode))
+		return "a directory";
+	if (S_ISCHR(mode))
+		return "a character device";
+	if (S_ISBLK(mode))
+		return "a block device";
+	if (S_ISSOCK(mode))
+		return "a socket";
+	if (S_ISLNK(mode))
+		return "a symbolic link";
+	return S_ISREG(mode) ? "a regular file" : "not a regular file";
+}
+
+/* O_NONBLOCK: opening a FIFO for reading would wait for a writer forever. */
+int fsck_open_regular(const char *path, int dirfd, const char **what)
+{
+	struct stat st;
+	int fd = openat(dirfd, path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+	*what = NULL;
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		int err = errno;
+
+		*what = err ? strerror(err) : fsck_file_type(st.st_mode);
+		close(fd);
+		return -EINVAL;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
 /* Why the superblock was refused, or NULL if page 0 decodes. */
 static const char *superblock_problem(const char *path)
 {
 	uint8_t buf[VSWAP_SB_BYTES];
 	struct vswap_superblock sb;
-	const char *why = "cannot read the superblock";
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	const char *why = "cannot read the superblock", *what;
+	int fd = fsck_open_regular(path, AT_FDCWD, &what);
 	ssize_t k;
 
 	if (fd < 0)
@@ -135,10 +174,75 @@ static int find_holder(struct vswap_fsck *f)
 	return 0;
 }
 
+/* Meta records whose damage no repair may seal: they say what page numbers
+ * mean, which store this is, where its staging file lives.  A writable
+ * handle rewrites every meta record when it closes, with a valid check. */
+#define DAMAGED_KEEP (VSWAP_DAMAGED_REGIONS | VSWAP_DAMAGED_STAGING_PATH | VSWAP_DAMAGED_CREATED)
+
+static void quiet_log(void *ctx, enum vswap_log_level lvl, const char *msg)
+{
+	(void)ctx;
+	(void)lvl;
+	(void)msg;
+}
+
+/*
+ * Before a repair opens the store for writing: a read-only look at its meta
+ * records.  If one that must not be rewritten is damaged, the run becomes an
+ * audit (the damage is reported, exit 4): closing a writable handle would
+ * seal the damaged value as good.
+ */
+static void probe_meta(struct vswap_fsck *f)
+{
+	struct vswap_store_opts so = {
+		.read_only = true,
+		.tolerant = true,
+		.index_path = f->opts.index_path,
+		.staging_dir = f->opts.staging_dir,
+		.log = quiet_log,
+	};
+	struct vswap_store *s;
+
+	if (f->opts.mode == VSWAP_FSCK_CHECK || f->busy || vswap_store_open(f->path, &so, &s))
+		return;
+	if (vswap_store_damaged(s) & DAMAGED_KEEP) {
+		f->hold_repairs = true;
+		fsck_log(f, VSWAP_LOG_WARN,
+			 "%s: a meta record that says what the store's pages are is damaged: "
+			 "auditing only, nothing is repaired",
+			 f->path);
+	}
+	vswap_store_close(s);
+}
+
+static const char *const damaged_names[] = { "regions", "state", "clean", "staging_path",
+					     "created_ns" };
+
+/* The meta records the open found damaged, one problem each. */
+static void report_damaged(struct vswap_fsck *f)
+{
+	for (unsigned b = 0; b < 5; b++) {
+		uint32_t bit = 1u << b;
+		ssize_t idx;
+
+		if (!(f->damaged & bit))
+			continue;
+		idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, FSCK_NONE, FSCK_NONE,
+				   "%s: the %s record fails its check%s", vswap_store_index_path(f->store),
+				   damaged_names[b],
+				   bit & DAMAGED_KEEP ? "; kept as evidence, nothing is repaired"
+						      : " (taken as the safe value)");
+		if (bit == VSWAP_DAMAGED_STATE)
+			f->advice_prob[0] = idx;
+		if (bit == VSWAP_DAMAGED_CLEAN)
+			f->advice_prob[1] = idx;
+	}
+}
+
 static int open_store(struct vswap_fsck *f)
 {
 	struct vswap_store_opts so = {
-		.read_only = f->opts.mode == VSWAP_FSCK_CHECK || f->busy,
+		.read_only = f->opts.mode == VSWAP_FSCK_CHECK || f->busy || f->hold_repairs,
 		.tolerant = true,
 		.index_path = f->opts.index_path,
 		.staging_dir = f->opts.staging_dir,
@@ -164,6 +268,8 @@ static int load_store_facts(struct vswap_fsck *f)
 	f->page_size = f->info.page_size;
 	f->total_pages = vswap_store_total_pages(f->store);
 	f->slot_limit = vswap_store_max_pages();
+	f->damaged = vswap_store_damaged(f->store);
+	report_damaged(f);
 	if (!f->info.was_clean && !f->busy)
 		f->unclean_prob = fsck_problem(f, VSWAP_PROBLEM_UNCLEAN_SHUTDOWN, FSCK_NONE, FSCK_NONE,
 					       "%s was not closed cleanly (state %u)", f->path,
@@ -184,6 +290,7 @@ static int run_passes(struct vswap_fsck *f)
 	if (fsck_cancelled(f))
 		return -ECANCELED;
 	fsck_resolve_shared(f);
+	fsck_judge_beyond(f);
 	if ((ret = fsck_report_records(f)) || (ret = fsck_check_leaked_slots(f)) ||
 	    (ret = fsck_repair_shared(f)) || (ret = fsck_check_staging(f)) ||
 	    (ret = fsck_check_orphans(f)))
@@ -218,7 +325,81 @@ static int finish(struct vswap_fsck *f, int ret)
 	}
 	if (!ret && writable && f->unclean_prob >= 0)
 		fsck_problem_repaired(f, f->unclean_prob);
+	/* The close rewrote the advisory records with their safe values. */
+	for (int i = 0; i < 2 && !ret && writable; i++)
+		if (f->advice_prob[i] >= 0)
+			fsck_problem_repaired(f, f->advice_prob[i]);
 	return ret;
+}
+
+static bool same_place(const struct vswap_problem *a, const struct vswap_problem *b)
+{
+	return a->kind == b->kind && a->has_page == b->has_page && a->has_slot == b->has_slot &&
+	       (!a->has_page || a->page == b->page) && (!a->has_slot || a->slot == b->slot);
+}
+
+/*
+ * A repair counts only once it is seen to have taken: after a run that
+ * repaired anything, the store is audited again (read-only, without the
+ * orphan scan, and without hashing the bytes this run hashed: a repair
+ * changes records and punches holes, and a copy it writes is verified as
+ * it is made).  A problem found again was not repaired, whatever the call
+ * that should have repaired it returned (a keyed delete of a damaged key
+ * finds nothing to delete); a problem the first run had not seen is one the
+ * repairs made, reported as left.  So -y exits 0 or 1 only when the next
+ * -n finds nothing.
+ */
+static void recheck(struct vswap_fsck *f)
+{
+	struct vswap_fsck_opts o = f->opts;
+	struct vswap_fsck *g;
+	int ret;
+
+	uint64_t changes = f->counts.repairs;
+
+	/* The clean flag and the advisory records are rewritten by the close
+	 * itself: a run that repaired nothing else has nothing to confirm. */
+	if (f->unclean_prob >= 0 && f->prob[f->unclean_prob].repaired)
+		changes--;
+	for (int i = 0; i < 2; i++)
+		if (f->advice_prob[i] >= 0 && f->prob[f->advice_prob[i]].repaired)
+			changes--;
+	if (!fsck_repairing(f) || !changes)
+		return;
+	o.mode = VSWAP_FSCK_CHECK;
+	o.no_orphan_scan = true;
+	o.progress = NULL;
+	if (vswap_fsck_new(f->path, &o, &g))
+		return;
+	g->skip_bytes = true;
+	ret = vswap_fsck_run(g);
+	if (ret) {
+		fsck_log(f, VSWAP_LOG_ERROR, "%s: the audit after the repairs failed: %s", f->path,
+			 vswap_strerror(ret));
+		if (ret == -ECANCELED)
+			f->cancelled = true;
+		else
+			f->error = ret;
+	}
+	for (size_t i = 0; i < g->nprob; i++) {
+		const struct vswap_problem *p = &g->prob[i];
+		size_t k = 0;
+
+		while (k < f->nprob && !same_place(&f->prob[k], p))
+			k++;
+		if (k < f->nprob) {
+			if (f->prob[k].repaired) {
+				f->prob[k].repaired = false;
+				f->counts.repairs--;
+				fsck_log(f, VSWAP_LOG_WARN, "%s: the repair did not take: %s",
+					 f->path, p->detail);
+			}
+			continue;
+		}
+		fsck_problem(f, p->kind, p->has_page ? p->page : FSCK_NONE,
+			     p->has_slot ? p->slot : FSCK_NONE, "after the repairs: %s", p->detail);
+	}
+	vswap_fsck_free(g);
 }
 
 static void warn_busy(struct vswap_fsck *f)
@@ -232,6 +413,45 @@ static void warn_busy(struct vswap_fsck *f)
 		fsck_log(f, VSWAP_LOG_WARN, "%s is in use (locked): auditing read-only", f->path);
 }
 
+/*
+ * Before the store is opened: each of its files that exists must be a
+ * regular file (a FIFO would block the open, a device would be read as a
+ * store), and the index must not be empty.  The store's own open checks
+ * more (sizes, the staging file); these give the tool's message a name.
+ */
+static int check_file_types(struct vswap_fsck *f)
+{
+	char index[PATH_MAX], lock[PATH_MAX + 8];
+	struct stat st;
+
+	if (stat(f->path, &st) != 0) {
+		int ret = -errno;
+
+		fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot open: %s", f->path, strerror(errno));
+		return ret;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		fsck_log(f, VSWAP_LOG_ERROR, "%s: is %s, not a vswap swap file", f->path,
+			 fsck_file_type(st.st_mode));
+		return -EINVAL;
+	}
+	snprintf(index, sizeof(index), "%s%s", f->opts.index_path ? f->opts.index_path : f->path,
+		 f->opts.index_path ? "" : ".idx");
+	snprintf(lock, sizeof(lock), "%s-lock", index);
+	if (stat(index, &st) == 0 && (!S_ISREG(st.st_mode) || st.st_size == 0)) {
+		fsck_problem(f, VSWAP_PROBLEM_BAD_INDEX, FSCK_NONE, FSCK_NONE, "%s: the index is %s",
+			     index, st.st_size == 0 && S_ISREG(st.st_mode) ? "empty (0 bytes)"
+									 : fsck_file_type(st.st_mode));
+		return -EUCLEAN;
+	}
+	if (lstat(lock, &st) == 0 && !S_ISREG(st.st_mode)) {
+		fsck_problem(f, VSWAP_PROBLEM_BAD_INDEX, FSCK_NONE, FSCK_NONE,
+			     "%s: the index's lock file is %s", lock, fsck_file_type(st.st_mode));
+		return -EUCLEAN;
+	}
+	return 0;
+}
+
 int vswap_fsck_run(struct vswap_fsck *f)
 {
 	int ret;
@@ -240,9 +460,8 @@ int vswap_fsck_run(struct vswap_fsck *f)
 		return -EALREADY;
 	f->ran = true;
 	f->unclean_prob = -1;
-	if (access(f->path, F_OK) != 0) {
-		ret = -errno;
-		fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot open: %s", f->path, strerror(errno));
+	f->advice_prob[0] = f->advice_prob[1] = -1;
+	if ((ret = check_file_types(f))) {
 		f->open_failed = true;
 		return f->error = ret;
 	}
@@ -250,6 +469,7 @@ int vswap_fsck_run(struct vswap_fsck *f)
 		fsck_log(f, VSWAP_LOG_DEBUG, "cannot read /proc/locks: %s", strerror(-ret));
 	if (f->busy && f->opts.mode != VSWAP_FSCK_CHECK)
 		goto busy;
+	probe_meta(f);
 	ret = open_store(f);
 	if (ret == -EBUSY && f->opts.mode != VSWAP_FSCK_CHECK)
 		goto busy;
@@ -260,6 +480,8 @@ int vswap_fsck_run(struct vswap_fsck *f)
 	if (f->busy)
 		warn_busy(f);
 	ret = finish(f, run_passes(f));
+	if (!ret)
+		recheck(f);
 	fsck_lost_sort(f);
 	if (ret == -ECANCELED)
 		f->cancelled = true;

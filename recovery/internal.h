@@ -49,6 +49,9 @@ struct fsck_record {
 			       * tables: -y copies it to a slot of its own */
 	bool rehomed;         /* ... and did */
 	bool dropped;         /* its group's index record was deleted by this run */
+	bool beyond;          /* its page lies beyond the page-index space */
+	bool evidence;        /* ... and its slot's bytes verify against it: the
+			       * record is real, its key or the regions are not */
 	uint32_t losers;      /* records that lost the slot to this one */
 	int io_error;         /* read error behind FSCK_MISSING, or 0 */
 	struct fsck_record *keeper; /* FSCK_DOUBLE: the record that keeps the slot */
@@ -60,6 +63,9 @@ struct fsck_bad_group {
 	uint64_t first;
 	uint32_t pages;
 	ssize_t prob;
+	/* A valid record of another group under this group's key (its key
+	 * is damaged): it says nothing about this group's pages. */
+	bool misplaced;
 };
 
 /* Sorted, disjoint ranges [first, end) in page units. */
@@ -106,6 +112,20 @@ struct vswap_fsck {
 	char *store_error;    /* the store's last error message */
 	bool cancelled;
 	int error;
+	/* The staging file of a store closed cleanly holds bytes no staging
+	 * record covers and no other copy backs (see staging.c). */
+	bool stray_staged;
+	/* Meta records the store found damaged (VSWAP_DAMAGED_*), and whether
+	 * they are ones a repair must not rewrite (the run is then an audit). */
+	uint32_t damaged;
+	bool hold_repairs;
+	/* The audit after a repair: the slots' and staged copies' bytes were
+	 * checked by the run that repaired, so they are not read again. */
+	bool skip_bytes;
+	/* Groups whose staging record is not believed (see staging.c). */
+	uint64_t *bad_staging;
+	size_t nbad_staging, bad_staging_cap;
+	ssize_t advice_prob[2]; /* damaged state / clean records, or -1 */
 };
 
 /* ---- report.c ---- */
@@ -126,6 +146,13 @@ bool fsck_repairing_all(const struct vswap_fsck *f);
 /* Pages per index record (group); see vswap_store_drop_group(). */
 #define FSCK_GROUP_PAGES 64u
 
+/* ---- fsck.c ---- */
+/* Open @path read-only without blocking on a FIFO or a device and refuse
+ * anything but a regular file (-EINVAL, *what says what it is). */
+int fsck_open_regular(const char *path, int dirfd, const char **what);
+/* "a FIFO", "a directory", ... for a file mode that is not regular. */
+const char *fsck_file_type(mode_t mode);
+
 /* ---- extents.c ---- */
 /* Map the data of @fd from byte @base on, in units of @unit bytes (a unit is
  * data if any of its bytes is). */
@@ -140,6 +167,9 @@ void fsck_check_records(struct vswap_fsck *f);
  * checksum the slot's bytes match (the store's own first); the others become
  * FSCK_DOUBLE. */
 void fsck_resolve_shared(struct vswap_fsck *f);
+/* After verification: records beyond the page-index space become
+ * FSCK_BAD_PAGE, those whose bytes verified marked as evidence. */
+void fsck_judge_beyond(struct vswap_fsck *f);
 
 /* ---- verify.c ---- */
 /* Read and hash every record still FSCK_OK with a slot, in slot order;

@@ -4,8 +4,9 @@
  * write and the index commit leaves behind (invariant 4).  The swap file's
  * data map is walked against the records in slot order; each run of
  * unreferenced slots is one problem.  Punching them loses nothing, unless an
- * index record could not be decoded: then a "leaked" slot may be the only
- * copy of one of that record's pages, and only -y punches it.
+ * index record is not believed (undecodable, failing its check, misplaced):
+ * then a "leaked" slot may be the only copy of one of that record's pages,
+ * and it is kept until -y has recorded that record's pages lost.
  */
 #include <errno.h>
 
@@ -22,10 +23,22 @@ static int punch_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
 	return ret;
 }
 
+static bool bad_groups_resolved(const struct vswap_fsck *f)
+{
+	for (size_t i = 0; i < f->nbad; i++)
+		if (f->bad[i].misplaced || f->bad[i].prob < 0 || !f->prob[f->bad[i].prob].repaired)
+			return false;
+	return true;
+}
+
 static int leaked_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
 {
 	ssize_t idx;
-	bool may_repair = f->nbad ? fsck_repairing_all(f) : fsck_repairing(f);
+	/* An index record that is not believed may be these slots' owner: its
+	 * entries are unknown, so its slots are kept until it is resolved
+	 * (-y recorded its pages lost) or for good (a misplaced record is the
+	 * evidence of a damaged key). */
+	bool may_repair = fsck_repairing(f) && bad_groups_resolved(f);
 
 	if (end - first == 1)
 		idx = fsck_problem(f, VSWAP_PROBLEM_LEAKED_SLOT, FSCK_NONE, first,

@@ -112,7 +112,7 @@ static bool file_in_use(dev_t dev, ino_t ino)
 
 static bool holds_bytes(int dirfd, const char *name)
 {
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	bool data;
 
 	if (fd < 0)
@@ -152,7 +152,7 @@ static enum owner_verdict judge_owner(int dirfd, const char *name, char *owner, 
 
 	*why = NULL;
 	owner[0] = '\0';
-	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return OWNER_UNKNOWN;
 	n = fgetxattr(fd, VSWAP_STAGING_OWNER_XATTR, owner, olen - 1);
@@ -162,12 +162,13 @@ static enum owner_verdict judge_owner(int dirfd, const char *name, char *owner, 
 		return OWNER_UNKNOWN;
 	}
 	owner[n] = '\0';
-	sfd = open(owner, O_RDONLY | O_CLOEXEC);
+	/* The owner path is whatever the xattr says: it may be a FIFO now. */
+	sfd = fsck_open_regular(owner, AT_FDCWD, why);
 	if (sfd < 0) {
-		err = errno;
-		if (err == ENOENT)
+		if (sfd == -ENOENT)
 			return OWNER_GONE;
-		*why = strerror(err);
+		if (!*why)
+			*why = strerror(-sfd);
 		return OWNER_UNVERIFIED;
 	}
 	k = pread(sfd, buf, sizeof(buf), 0);

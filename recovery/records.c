@@ -35,7 +35,8 @@ static int record_push(struct vswap_fsck *f, const struct vswap_page_record *r)
 	return 0;
 }
 
-static int fsck_bad_group_add(struct vswap_fsck *f, uint64_t first, uint32_t pages, ssize_t prob)
+static int fsck_bad_group_add(struct vswap_fsck *f, uint64_t first, uint32_t pages, ssize_t prob,
+			      bool misplaced)
 {
 	if (f->nbad == f->bad_cap) {
 		size_t cap = f->bad_cap ? f->bad_cap * 2 : 16;
@@ -46,21 +47,36 @@ static int fsck_bad_group_add(struct vswap_fsck *f, uint64_t first, uint32_t pag
 		f->bad = v;
 		f->bad_cap = cap;
 	}
-	f->bad[f->nbad++] = (struct fsck_bad_group){ first, pages, prob };
+	f->bad[f->nbad++] = (struct fsck_bad_group){ first, pages, prob, misplaced };
 	return 0;
 }
 
-/* An undecodable group: its pages' slots and checksums are unknown. */
+/* A group record that is not believed: its pages' slots and checksums are
+ * unknown.  A misplaced one (a valid record of another group under this
+ * key) is the evidence of a damaged key, and names the group it belongs to. */
 static int corrupt_group(struct vswap_fsck *f, const struct vswap_page_record *r)
 {
-	ssize_t idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, r->page, FSCK_NONE,
-				   "index record of pages %llu-%llu cannot be decoded",
-				   (unsigned long long)r->page,
-				   (unsigned long long)(r->page + r->group_pages - 1));
+	unsigned long long first = r->page, last = r->page + r->group_pages - 1;
+	bool misplaced = r->fault == VSWAP_RECORD_MISPLACED;
+	ssize_t idx;
 
+	if (misplaced)
+		idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, r->page, FSCK_NONE,
+				   "index record of group %llu (pages %llu-%llu) is stored under the "
+				   "key of pages %llu-%llu: its key is damaged; kept as evidence",
+				   (unsigned long long)r->claimed_group,
+				   (unsigned long long)r->claimed_group * FSCK_GROUP_PAGES,
+				   (unsigned long long)r->claimed_group * FSCK_GROUP_PAGES +
+					   FSCK_GROUP_PAGES - 1,
+				   first, last);
+	else
+		idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, r->page, FSCK_NONE,
+				   "index record of pages %llu-%llu %s", first, last,
+				   r->fault == VSWAP_RECORD_CHECKSUM ? "fails its check"
+								     : "cannot be decoded");
 	if (idx < 0)
 		return -ENOMEM;
-	return fsck_bad_group_add(f, r->page, r->group_pages, idx);
+	return fsck_bad_group_add(f, r->page, r->group_pages, idx, misplaced);
 }
 
 static int collect_record(void *ctx, const struct vswap_page_record *r)
@@ -125,7 +141,7 @@ static void mark_shared_slot(struct vswap_fsck *f, size_t first, size_t end)
 	for (size_t i = first; i < end; i++) {
 		struct fsck_record *r = f->by_slot[i];
 
-		if (r->verdict != FSCK_OK)
+		if (r->verdict != FSCK_OK || r->beyond)
 			continue;
 		r->shared = true;
 		r->loaded = record_loaded(f, r);
@@ -199,11 +215,19 @@ void fsck_resolve_shared(struct vswap_fsck *f)
 	for_each_shared_run(f, resolve_shared_slot);
 }
 
+/*
+ * A record beyond the page-index space names no page the store knows; but
+ * one flipped bit of its key or of the regions record puts a real record
+ * there.  So its slot is verified like any other (fsck_judge_beyond() then
+ * sorts it), unless it has no bytes to check.
+ */
 static void judge_slot_range(struct vswap_fsck *f, struct fsck_record *r)
 {
-	if (r->page >= f->total_pages)
-		r->verdict = FSCK_BAD_PAGE;
-	else if (has_slot(r) && r->slot >= f->slot_limit)
+	if (r->page >= f->total_pages) {
+		r->beyond = true;
+		if (!has_slot(r) || r->slot >= f->slot_limit || r->state == VSWAP_PAGE_LOST)
+			r->verdict = FSCK_BAD_PAGE;
+	} else if (has_slot(r) && r->slot >= f->slot_limit)
 		r->verdict = FSCK_OUT_OF_RANGE;
 	else if (r->state == VSWAP_PAGE_LOST)
 		r->verdict = FSCK_UNCHECKED;
@@ -224,4 +248,48 @@ void fsck_check_records(struct vswap_fsck *f)
 	for_each_shared_run(f, mark_shared_slot);
 	for (size_t k = 0; k < f->nrec; k++)
 		judge_presence(f, &f->rec[k]);
+}
+
+/* Does a record inside the page-index space keep @r's slot, its bytes
+ * verified?  Then @r is a stray duplicate, not the only trace of a page. */
+static bool slot_kept_inside(const struct vswap_fsck *f, const struct fsck_record *r)
+{
+	size_t lo = 0, hi = f->nrec;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (f->by_slot[mid]->slot < r->slot)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < f->nrec && f->by_slot[lo]->slot == r->slot; lo++) {
+		const struct fsck_record *o = f->by_slot[lo];
+
+		if (!o->beyond && o->verdict == FSCK_OK)
+			return true;
+	}
+	return false;
+}
+
+void fsck_judge_beyond(struct vswap_fsck *f)
+{
+	uint64_t n = 0;
+
+	for (size_t k = 0; k < f->nrec; k++) {
+		struct fsck_record *r = &f->rec[k];
+
+		if (!r->beyond)
+			continue;
+		r->evidence = r->verdict == FSCK_OK && !slot_kept_inside(f, r);
+		r->verdict = FSCK_BAD_PAGE;
+		n += r->evidence;
+	}
+	if (n)
+		fsck_log(f, VSWAP_LOG_WARN,
+			 "%s: %llu records beyond the page-index space (%llu pages) name slots whose "
+			 "bytes verify against them: their keys or the regions record are damaged, "
+			 "not the records; they are kept",
+			 f->path, (unsigned long long)n, (unsigned long long)f->total_pages);
 }

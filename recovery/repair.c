@@ -103,6 +103,12 @@ static ssize_t describe(struct vswap_fsck *f, const struct fsck_record *r)
 
 	switch (r->verdict) {
 	case FSCK_BAD_PAGE:
+		if (r->evidence)
+			return fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, r->page, r->slot,
+					    "record of page %llu lies beyond the page-index space "
+					    "(%llu pages) but slot %llu holds bytes that verify against "
+					    "it: its key or the regions record is damaged; not deleted",
+					    page, (unsigned long long)f->total_pages, slot);
 		return fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, r->page,
 				    r->slot == UINT64_MAX ? FSCK_NONE : r->slot,
 				    "record of page %llu lies beyond the page-index space (%llu pages)",
@@ -206,7 +212,10 @@ static void repair_bad_group(struct vswap_fsck *f, const struct fsck_bad_group *
 	uint64_t end = g->first + g->pages;
 	int failed = 0;
 
-	if (!fsck_repairing_all(f) || g->pages == 0)
+	/* A misplaced record is another group's, found by its own valid check
+	 * under a damaged key: deleting it would orphan that group's pages,
+	 * and this group's pages are not its business.  Kept. */
+	if (!fsck_repairing_all(f) || g->pages == 0 || g->misplaced)
 		return;
 	if (g->first >= f->total_pages) {
 		int ret = fsck_fix_group_beyond(f, g->first / FSCK_GROUP_PAGES);
@@ -248,6 +257,11 @@ static void repair_beyond_records(struct vswap_fsck *f)
 		}
 		while (j < f->nrec && f->rec[j].page / FSCK_GROUP_PAGES == g)
 			j++;
+		/* Deleting a record whose bytes verify would orphan a real page:
+		 * never (its slot stays referenced, so it is not punched). */
+		for (size_t k = i; k < j; k++)
+			if (f->rec[k].evidence)
+				goto next;
 		ret = fsck_fix_group_beyond(f, g);
 		if (ret)
 			log_group_failure(f, g, ret);
@@ -257,6 +271,7 @@ static void repair_beyond_records(struct vswap_fsck *f)
 			f->rec[k].dropped = true;
 			fsck_problem_repaired(f, f->rec[k].prob);
 		}
+	next:
 		i = j;
 	}
 }
@@ -361,10 +376,27 @@ static int settle_loser(struct vswap_fsck *f, const struct fsck_record *r)
 	return ret;
 }
 
+/* Slots of records kept beyond the page-index space are free in the store's
+ * tables: a copy could land on one of them. */
+static bool kept_beyond(const struct vswap_fsck *f)
+{
+	for (size_t i = 0; i < f->nrec; i++)
+		if (f->rec[i].evidence)
+			return true;
+	return false;
+}
+
 int fsck_repair_shared(struct vswap_fsck *f)
 {
 	if (!fsck_repairing_all(f))
 		return 0;
+	if (kept_beyond(f)) {
+		fsck_log(f, VSWAP_LOG_WARN,
+			 "%s: not moving records out of shared slots while records beyond the "
+			 "page-index space are kept",
+			 f->path);
+		return 0;
+	}
 	for (size_t i = 0; i < f->nrec; i++) {
 		struct fsck_record *r = &f->rec[i];
 

@@ -22,6 +22,7 @@ static const char *const kind_names[VSWAP_PROBLEM_KIND_COUNT] = {
 	[VSWAP_PROBLEM_LEAKED_STAGING] = "leaked_staging",
 	[VSWAP_PROBLEM_EMPTY_STAGING_RECORD] = "empty_staging_record",
 	[VSWAP_PROBLEM_ORPHAN_STAGING_FILE] = "orphan_staging_file",
+	[VSWAP_PROBLEM_MISSING_STAGING_FILE] = "missing_staging_file",
 };
 
 const char *vswap_problem_kind_name(enum vswap_problem_kind kind)
@@ -136,12 +137,12 @@ bool fsck_cancelled(struct vswap_fsck *f)
 
 bool fsck_repairing(const struct vswap_fsck *f)
 {
-	return f->opts.mode != VSWAP_FSCK_CHECK && !f->busy;
+	return f->opts.mode != VSWAP_FSCK_CHECK && !f->busy && !f->hold_repairs;
 }
 
 bool fsck_repairing_all(const struct vswap_fsck *f)
 {
-	return f->opts.mode == VSWAP_FSCK_REPAIR && !f->busy;
+	return f->opts.mode == VSWAP_FSCK_REPAIR && !f->busy && !f->hold_repairs;
 }
 
 /* ---- public accessors ---- */

@@ -230,9 +230,16 @@ static int verifier_init(struct verifier *v, struct vswap_fsck *f)
 	v->ps = f->page_size;
 	v->max_pages = rb / v->ps ? rb / v->ps : 1;
 	v->depth = f->opts.queue_depth ? f->opts.queue_depth : DEFAULT_QUEUE_DEPTH;
-	v->fd = open(f->path, O_RDONLY | O_CLOEXEC);
-	if (v->fd < 0)
-		return -errno;
+	const char *what;
+
+	v->fd = fsck_open_regular(f->path, AT_FDCWD, &what);
+	if (v->fd < 0) {
+		int ret = v->fd;
+
+		if (what)
+			fsck_log(f, VSWAP_LOG_ERROR, "%s: is %s now", f->path, what);
+		return ret;
+	}
 	posix_fadvise(v->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	v->reads = calloc(v->depth, sizeof(*v->reads));
 	if (!v->reads)
@@ -260,6 +267,8 @@ static void verifier_fini(struct verifier *v)
 
 int fsck_verify(struct vswap_fsck *f)
 {
+	if (f->skip_bytes)
+		return 0;
 	struct verifier v = { .fd = -1 };
 	uint64_t t0 = now_ns();
 	int ret = verifier_init(&v, f);

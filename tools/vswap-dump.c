@@ -368,6 +368,22 @@ static const struct cli_tool tool = {
     .usage_exit = CLI_EXIT_USAGE,
 };
 
+/* The store's last error names the file and what is wrong with it (an
+ * invalid index is not a "bad superblock"): kept for the final message. */
+struct relay {
+	struct cli_logger lg;
+	char last[512];
+};
+
+static void relay_log(void *ctx, enum vswap_log_level level, const char *msg)
+{
+	struct relay *rl = ctx;
+
+	if (level == VSWAP_LOG_ERROR)
+		snprintf(rl->last, sizeof(rl->last), "%s", msg);
+	cli_log(&rl->lg, level, msg);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -387,6 +403,7 @@ int main(int argc, char **argv)
 				      .log = cli_log,
 				      .log_ctx = &lg,
 				      .log_level = VSWAP_LOG_ERROR};
+	struct relay rl = {.last = ""};
 	struct dump d = {0};
 	enum view view = VIEW_SUMMARY;
 	int opt, ret;
@@ -422,10 +439,13 @@ int main(int argc, char **argv)
 	if (optind != argc - 1)
 		return cli_usage_error(
 		    &tool, "%s", optind >= argc ? "no swap file given" : "too many arguments");
+	so.log = relay_log;
+	so.log_ctx = &rl;
+	rl.lg = lg;
 	ret = vswap_store_open(argv[optind], &so, &d.s);
 	if (ret) {
 		fprintf(stderr, "%s: %s: cannot open the store: %s\n", tool.name, argv[optind],
-			vswap_strerror(ret));
+			rl.last[0] ? rl.last : vswap_strerror(ret));
 		return CLI_EXIT_FAILED;
 	}
 	ret = vswap_store_foreach_page(d.s, collect, &d);

@@ -77,18 +77,53 @@ enum vswap_corrupt_policy {
  *
  * Contract in this mode: guest memory is written only through mappings of
  * the registered processes (whose uffds the handler serves).  A write that
- * bypasses the page tables (write(2) or pwrite(2) on the memfd, a device
- * that pinned guest pages long term, a process forked after enable that
- * writes before its uffd was added) is not seen and may be lost.  A range
- * punched out of the memfd behind the handler's back (fallocate without a
- * REMOVE event) reads as zeros, as the punch itself promises.
+ * bypasses the page tables (a device that pinned guest pages long term, a
+ * process forked after enable that writes before its uffd was added) is not
+ * seen and may be lost.  No write(2) or pwrite(2) into a registered memfd,
+ * in either mode: a partial write into a swapped-out page creates the page
+ * with zeros around the written bytes (the store's copy is no longer
+ * served), and a pwrite() whose source is guest memory can deadlock against
+ * the handler's own hole punch.  A range punched out of the memfd behind
+ * the handler's back (fallocate(PUNCH_HOLE) without a REMOVE event and
+ * without vswap_handler_discard()) does not simply read as zeros: a page
+ * resident when punched does, but a page already swapped out keeps its
+ * copy in the store, and the guest's next access is served that copy.  Call
+ * vswap_handler_discard() first to make the whole range read as zeros.
+ *
+ * Huge pages: protect mode removes single pages from guest memory by
+ * punching them out of the memfd, and inside a huge (large) shmem folio the
+ * kernel zeroes such a sub-range in place and then splits the folio; if
+ * anything else holds a reference to it (a device's pin, io_uring fixed
+ * buffers, an O_DIRECT in flight) the split fails, the punch still
+ * succeeds, and the zeroed pages stay mapped: the guest would read zeros.
+ * So protect mode is used only where no region's memory may hold huge
+ * folios: st_blksize of every memfd is the page size, its tmpfs (if any) is
+ * not mounted with a huge= option other than never, and the kernel's shmem
+ * THP policy (/sys/kernel/mm/transparent_hugepage/shmem_enabled and every
+ * hugepages-*kB/shmem_enabled) is never or deny.  "advise" counts as huge
+ * too: the VMM may MADV_HUGEPAGE guest RAM, which the handler cannot see;
+ * an unreadable policy counts as huge.  Otherwise AUTO resolves to COPY
+ * (logged at INFO) and a forced PROTECT makes vswap_handler_create() fail
+ * with -EOPNOTSUPP (logged at ERROR).  Copy mode removes whole extents only
+ * after copying them and is safe on huge pages.  The checks run once, at
+ * create: a VMM must not turn huge pages on for guest RAM afterwards.
  *
  * COPY (crosvm vmm-swap's way): enable copies every resident page into the
  * staging file and removes it from guest memory; the guest must not write
  * its RAM during enable (pause the vCPUs and devices).
  *
- * AUTO picks PROTECT where the kernel has it, else COPY.  Forcing PROTECT on
- * a kernel without it makes vswap_handler_create() fail with -EOPNOTSUPP.
+ * AUTO picks PROTECT where the kernel has it and guest memory cannot hold
+ * huge folios (above), else COPY.  Forcing PROTECT on a kernel without it,
+ * or on such memory, makes vswap_handler_create() fail with -EOPNOTSUPP.
+ *
+ * REMOVE events, both modes: the kernel reports MADV_REMOVE and
+ * MADV_DONTNEED on a registered range with the same UFFD_EVENT_REMOVE, and
+ * the handler cannot tell them apart.  A REMOVE event discards the range's
+ * contents: its staged and swapped copies are dropped, and the pages read
+ * as zero afterwards (a page still resident in the memfd when a DONTNEED
+ * came keeps its bytes there, but the handler no longer tracks it as the
+ * guest's).  So a VMM must not MADV_DONTNEED guest RAM whose contents it
+ * wants kept while swap is enabled (crosvm's vmm-swap behaves the same).
  */
 enum vswap_enable_mode {
 	VSWAP_ENABLE_AUTO = 0,

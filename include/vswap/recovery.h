@@ -15,6 +15,19 @@
  *   - staging records against the staging file's bytes (SEEK_DATA), and
  *     staging files in the staging directory that no store refers to.
  *
+ * A repair never makes a store worse: a slot whose bytes verify against a
+ * record is never punched; a record beyond the page-index space whose slot
+ * verifies is kept (its key or the regions record is what is damaged); in a
+ * store closed cleanly, staged pages whose bytes are gone are recorded lost
+ * and staged bytes no record covers are kept.  After a run that repaired
+ * anything the store is audited again (read-only): a repair counts only if
+ * its problem is gone, and what is found anew is reported, so a REPAIR that
+ * exits 0 or 1 is followed by a CHECK that exits 0.  Index records that are
+ * not believed (failing their check, undecodable, misplaced under a damaged
+ * key) are reported and kept, their slots and staged bytes never punched
+ * while their entries are unknown; a damaged regions, staging_path or
+ * created_ns record makes a repair an audit.
+ *
  * Repairs (never in CHECK mode):
  *   PREEN and REPAIR: punch leaked slots, drop staging records that cover
  *     no bytes, punch staged bytes no record covers, remove orphan staging
@@ -86,6 +99,7 @@ enum vswap_problem_kind {
 	VSWAP_PROBLEM_LEAKED_STAGING,      /* staged bytes no record covers */
 	VSWAP_PROBLEM_EMPTY_STAGING_RECORD,/* staging record covers no bytes */
 	VSWAP_PROBLEM_ORPHAN_STAGING_FILE, /* staging file of no store */
+	VSWAP_PROBLEM_MISSING_STAGING_FILE,/* the store's staging file is gone */
 	VSWAP_PROBLEM_KIND_COUNT,
 };
 

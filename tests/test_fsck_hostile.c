@@ -1,0 +1,406 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Hostile store files against vswap-fsck and vswap-dump, which must give a
+ * clear error naming the file (vswap-fsck: exit 8, bad_index for a bad
+ * index) and never die of a signal, hang, or write where they should not:
+ *   - the index truncated to 8 KiB, 12 KiB or half its size (LMDB mapped
+ *     past the end of the file: SIGBUS, in the tools and in any process
+ *     calling vswap_store_open());
+ *   - a FIFO in place of the staging file;
+ *   - an index whose staging path points outside the staging directory
+ *     (-y created a file there, in / for example);
+ *   - -n and vswap-dump write no byte of any file, the lock file included
+ *     (they wrote and recreated it), and work with read access only: run as
+ *     an unprivileged user who owns the files read-only (mode 0400) in a
+ *     directory it cannot write, every byte and mtime is checked after.
+ * The tools run as child processes under a time limit.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <lmdb.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include <cmocka.h>
+
+#include <vswap/recovery.h>
+
+#include "tests/helpers/recovery_fixture.h"
+
+#define TOOL_TIMEOUT_S 20
+#define NOBODY 65534
+
+static const struct rfx_shape shape = {
+    .total_pages = 1024,
+    .written = 512,
+    .staged_first = 700,
+    .staged_count = 20,
+};
+
+static int setup(void **state)
+{
+	struct rfx_store *fx = calloc(1, sizeof(*fx));
+
+	assert_non_null(fx);
+	assert_int_equal(rfx_init(fx, "fsckhostile"), 0);
+	assert_int_equal(rfx_build(fx, &shape), 0);
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	rfx_cleanup(*state);
+	free(*state);
+	return 0;
+}
+
+/* Run @tool with @args, as @uid when non-zero, killed by SIGALRM after
+ * TOOL_TIMEOUT_S (the alarm survives exec).  Returns the exit code or 128 +
+ * signal; *out gets stdout and stderr (may be NULL). */
+static int run_tool_as(uid_t uid, const char *tool, const char *const *args, char **out)
+{
+	char exe[PATH_MAX], path[] = "/tmp/vswap-hostile-out-XXXXXX";
+	const char *bd = getenv("VSWAP_BUILD_DIR");
+	const char *argv[16];
+	int fd = mkstemp(path), status = 0, n = 0;
+	pid_t pid;
+
+	assert_true(fd >= 0);
+	unlink(path);
+	snprintf(exe, sizeof(exe), "%s/%s", bd ? bd : VSWAP_BUILD_DIR, tool);
+	argv[n++] = exe;
+	for (int i = 0; args[i] && n < 15; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (uid &&
+		    (setgroups(0, NULL) || setresgid(uid, uid, uid) || setresuid(uid, uid, uid)))
+			_exit(126);
+		alarm(TOOL_TIMEOUT_S);
+		execv(exe, (char *const *)argv);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (out) {
+		off_t len = lseek(fd, 0, SEEK_END);
+
+		*out = calloc(1, (size_t)len + 1);
+		assert_non_null(*out);
+		assert_int_equal(pread(fd, *out, (size_t)len, 0), len);
+	}
+	close(fd);
+	return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+static int fsck_as(uid_t uid, const struct rfx_store *fx, const char *flag, char **out)
+{
+	const char *args[] = {flag, "--no-progress", fx->path, NULL};
+
+	return run_tool_as(uid, "vswap-fsck", args, out);
+}
+
+static int dump_as(uid_t uid, const struct rfx_store *fx, char **out)
+{
+	const char *args[] = {fx->path, NULL};
+
+	return run_tool_as(uid, "vswap-dump", args, out);
+}
+
+static void staging_path(const struct rfx_store *fx, char *buf, size_t len)
+{
+	struct vswap_store *s;
+
+	assert_int_equal(rfx_open(fx, true, &s), 0);
+	snprintf(buf, len, "%s", vswap_store_staging_path(s));
+	vswap_store_close(s);
+}
+
+static void quiet(void *ctx, enum vswap_log_level l, const char *msg)
+{
+	(void)ctx;
+	(void)l;
+	(void)msg;
+}
+
+/* vswap_store_open() in a child: its error, or 128 + the signal it died of. */
+static int open_in_child(const struct rfx_store *fx, bool read_only)
+{
+	int status = 0;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct vswap_store_opts o = {.read_only = read_only, .log = quiet};
+		struct vswap_store *s;
+		int ret;
+
+		signal(SIGBUS, SIG_DFL);
+		signal(SIGSEGV, SIG_DFL);
+		alarm(TOOL_TIMEOUT_S);
+		ret = vswap_store_open(fx->path, &o, &s);
+		if (!ret)
+			vswap_store_close(s);
+		_exit(ret ? 1 : 0);
+	}
+	waitpid(pid, &status, 0);
+	return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+/* ---- a truncated index ---------------------------------------------------- */
+
+static void truncated_index(struct rfx_store *fx, off_t size)
+{
+	struct stat st;
+	char *out = NULL;
+	int code;
+
+	assert_int_equal(stat(fx->index, &st), 0);
+	if (size < 0)
+		size = st.st_size / 2;
+	assert_true(size < st.st_size);
+	assert_int_equal(truncate(fx->index, size), 0);
+	for (int m = 0; m < 3; m++) {
+		code = fsck_as(0, fx, m == 0 ? "-n" : m == 1 ? "-p" : "-y", &out);
+		if (code != 8)
+			fprintf(stderr, "fsck exited %d:\n%s\n", code, out);
+		assert_int_equal(code, 8);
+		assert_non_null(strstr(out, "bad_index"));
+		assert_non_null(strstr(out, fx->index));
+		free(out);
+	}
+	code = dump_as(0, fx, &out);
+	if (code != 1)
+		fprintf(stderr, "vswap-dump exited %d:\n%s\n", code, out);
+	assert_int_equal(code, 1);
+	assert_non_null(strstr(out, fx->index));
+	free(out);
+	assert_int_equal(open_in_child(fx, true), 1);
+	assert_int_equal(open_in_child(fx, false), 1);
+}
+
+static void test_index_truncated_8k(void **state)
+{
+	truncated_index(*state, 8192);
+}
+
+static void test_index_truncated_12k(void **state)
+{
+	truncated_index(*state, 12288);
+}
+
+static void test_index_truncated_half(void **state)
+{
+	truncated_index(*state, -1);
+}
+
+/* ---- a FIFO as the staging file ---------------------------------------------- */
+
+static void test_fifo_staging_file(void **state)
+{
+	struct rfx_store *fx = *state;
+	char staging[PATH_MAX], *out = NULL;
+	int code;
+
+	staging_path(fx, staging, sizeof(staging));
+	assert_int_equal(unlink(staging), 0);
+	assert_int_equal(mkfifo(staging, 0600), 0);
+	for (int m = 0; m < 3; m++) {
+		code = fsck_as(0, fx, m == 0 ? "-n" : m == 1 ? "-p" : "-y", &out);
+		if (code != 8)
+			fprintf(stderr, "fsck exited %d:\n%s\n", code, out);
+		assert_int_equal(code, 8);
+		assert_non_null(strstr(out, staging));
+		free(out);
+	}
+	code = dump_as(0, fx, &out);
+	assert_true(code < 128);
+	free(out);
+	assert_int_equal(open_in_child(fx, false), 1);
+}
+
+/* ---- the staging path steering a repair ----------------------------------- */
+
+static void set_staging_path(const struct rfx_store *fx, const char *path)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta;
+	MDB_val k = {.mv_size = 12, .mv_data = "staging_path"};
+	MDB_val v = {.mv_size = strlen(path), .mv_data = (void *)path};
+
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 8);
+	assert_int_equal(mdb_env_open(env, fx->index, MDB_NOSUBDIR, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+/* Point the index's staging path at @dir (same file name), run every mode,
+ * and check that nothing was created there. */
+static void steer_to(struct rfx_store *fx, const char *dir)
+{
+	char staging[PATH_MAX], target[PATH_MAX + 64];
+	int code;
+
+	staging_path(fx, staging, sizeof(staging));
+	snprintf(target, sizeof(target), "%s%s", strcmp(dir, "/") ? dir : "",
+		 strrchr(staging, '/'));
+	assert_int_equal(unlink(staging), 0); /* a missing file is what -y would create */
+	set_staging_path(fx, target);
+	for (int m = 0; m < 3; m++) {
+		code = fsck_as(0, fx, m == 0 ? "-n" : m == 1 ? "-p" : "-y", NULL);
+		assert_true(code == 4 || code == 8);
+		assert_int_equal(access(target, F_OK), -1);
+	}
+	assert_true(dump_as(0, fx, NULL) < 128);
+	assert_int_equal(open_in_child(fx, false), 1);
+	assert_int_equal(access(target, F_OK), -1);
+}
+
+static void test_staging_path_outside_directory(void **state)
+{
+	struct rfx_store *fx = *state;
+	char other[] = "/var/tmp/vswap-steer-XXXXXX";
+
+	assert_non_null(mkdtemp(other));
+	steer_to(fx, other);
+	rmdir(other);
+}
+
+/* "//vswap-<uuid>.staging" passed the old check (absolute, named after the
+ * UUID) and -y created it in /. */
+static void test_staging_path_in_root(void **state)
+{
+	steer_to(*state, "//");
+}
+
+/* ---- read-only tools write nothing -------------------------------------------- */
+
+struct file_state {
+	char path[PATH_MAX + 16];
+	bool exists;
+	uint64_t hash;
+	struct timespec mtime;
+};
+
+static void snap(struct file_state *f)
+{
+	struct stat st;
+
+	f->exists = stat(f->path, &st) == 0;
+	f->hash = f->exists ? rfx_hash_file(f->path) : 0;
+	f->mtime = f->exists ? st.st_mtim : (struct timespec){0};
+}
+
+static void expect_unchanged(const struct file_state *before, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct file_state now = before[i];
+
+		snap(&now);
+		if (now.exists != before[i].exists || now.hash != before[i].hash ||
+		    now.mtime.tv_sec != before[i].mtime.tv_sec ||
+		    now.mtime.tv_nsec != before[i].mtime.tv_nsec)
+			fail_msg("%s changed (exists %d -> %d)", before[i].path, before[i].exists,
+				 now.exists);
+	}
+}
+
+/* Give the store's files to @uid, read-only, in a directory it may not
+ * write; returns the number of files recorded in @fs. */
+static size_t hand_over_read_only(const struct rfx_store *fx, uid_t uid, struct file_state *fs,
+				  bool with_lock)
+{
+	char staging[PATH_MAX];
+	size_t n = 0;
+
+	staging_path(fx, staging, sizeof(staging));
+	snprintf(fs[n++].path, sizeof(fs[0].path), "%s", fx->path);
+	snprintf(fs[n++].path, sizeof(fs[0].path), "%s", fx->index);
+	snprintf(fs[n++].path, sizeof(fs[0].path), "%s-lock", fx->index);
+	snprintf(fs[n++].path, sizeof(fs[0].path), "%s", staging);
+	if (!with_lock)
+		unlink(fs[2].path);
+	for (size_t i = 0; i < n; i++) {
+		if (access(fs[i].path, F_OK) != 0)
+			continue;
+		assert_int_equal(chown(fs[i].path, uid, uid), 0);
+		assert_int_equal(chmod(fs[i].path, 0400), 0);
+	}
+	assert_int_equal(chmod(fx->dir, 0755), 0);
+	for (size_t i = 0; i < n; i++)
+		snap(&fs[i]);
+	return n;
+}
+
+static void read_only_user(struct rfx_store *fx, bool with_lock)
+{
+	struct file_state fs[4];
+	size_t n;
+	char *out = NULL;
+	int code;
+
+	if (geteuid() != 0) {
+		/* As the files' owner: the same checks, with read access only. */
+		n = hand_over_read_only(fx, geteuid(), fs, with_lock);
+	} else {
+		n = hand_over_read_only(fx, NOBODY, fs, with_lock);
+	}
+	code = fsck_as(geteuid() == 0 ? NOBODY : 0, fx, "-n", &out);
+	if (code != 0)
+		fprintf(stderr, "fsck -n exited %d:\n%s\n", code, out);
+	assert_int_equal(code, 0);
+	free(out);
+	expect_unchanged(fs, n);
+	code = dump_as(geteuid() == 0 ? NOBODY : 0, fx, &out);
+	if (code != 0)
+		fprintf(stderr, "vswap-dump exited %d:\n%s\n", code, out);
+	assert_int_equal(code, 0);
+	free(out);
+	expect_unchanged(fs, n);
+}
+
+static void test_read_only_user_with_lock_file(void **state)
+{
+	read_only_user(*state, true);
+}
+
+static void test_read_only_user_without_lock_file(void **state)
+{
+	read_only_user(*state, false);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_index_truncated_8k, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_index_truncated_12k, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_index_truncated_half, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fifo_staging_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_staging_path_outside_directory, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_staging_path_in_root, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_only_user_with_lock_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_only_user_without_lock_file, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
