@@ -213,6 +213,9 @@ int staging_verify_loaded(struct vswap_store *s)
 			    page_sum(s, pg, buf + (i << s->page_shift)) == s->ssums[pg])
 				continue;
 			uint32_t w = s->pages[pg];
+			const char *why = !have			       ? "is missing"
+					  : !bit_test(s->summed, pg) ? "has no committed checksum"
+								     : "fails its checksum";
 			vswap_store_stage_clear(s, pg, 1);
 			if (pw_state(w) == VSWAP_PAGE_PRESENT) {
 				dropped++;
@@ -220,10 +223,7 @@ int staging_verify_loaded(struct vswap_store *s)
 			}
 			if (lost < 8)
 				store_log(s, VSWAP_LOG_ERROR, "%s: staged page %llu %s: lost",
-					  s->staging_path, (unsigned long long)pg,
-					  !bit_test(s->summed, pg) && have ? "has no committed checksum"
-					  : have				 ? "fails its checksum"
-									 : "is missing");
+					  s->staging_path, (unsigned long long)pg, why);
 			page_set(s, pg, pw_make(pw_slot(w), VSWAP_PAGE_LOST), s->sums[pg]);
 			s->pending_pages++;
 			lost++;

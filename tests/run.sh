@@ -3,7 +3,8 @@
 # cmocka suite through ctest three ways: plain, under ASan+UBSan, and the
 # threaded suites under ThreadSanitizer.  Then it builds (without running)
 # the configurations a packager meets: gcc Release, clang, and the library
-# alone.  Warnings are errors in every build here (VSWAP_WERROR).
+# alone.  Warnings are errors in every build here (VSWAP_WERROR), and the
+# sources must follow .clang-format (tools/format.sh --check).
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 jobs=$(nproc)
@@ -37,6 +38,8 @@ run tsan "$top/build-tsan" "-L threads" -DVSWAP_SANITIZE=thread -DVSWAP_TOOLS=OF
 build_only "gcc Release" "$top/build-release" -DCMAKE_BUILD_TYPE=Release
 build_only "clang" "$top/build-clang" -DCMAKE_C_COMPILER=clang
 build_only "library alone" "$top/build-lib" -DVSWAP_TOOLS=OFF -DVSWAP_TESTS=OFF
+echo "=== vswap format: tools/format.sh --check ==="
+"$top/tools/format.sh" --check || status=1
 
 # Long mode (VSWAP_LONG=1), added to the runs above: the kill test with its
 # 1,000 kills, the power-loss test's long workloads (both plain build), and

@@ -176,6 +176,49 @@ static void discard_clears_lost(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* A flipped byte in a staged copy that a detach left: format 1 served it
+ * to the guest; now the reopened store finds it failing and the guest gets
+ * SIGBUS there, every other page intact. */
+static void flipped_staged_byte_after_detach(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {8};
+	assert_int_equal(hfx_setup(&f, pages, 1, &hfx_copy), 0);
+	if (!(f.h->features & UFFD_FEATURE_POISON)) {
+		hfx_teardown(&f);
+		skip();
+	}
+	for (uint64_t p = 0; p < 8; p++)
+		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_detach(f.h), 0);
+	f.h = NULL;
+	char staging[512];
+	snprintf(staging, sizeof(staging), "%s", vswap_store_staging_path(f.store));
+	assert_int_equal(vswap_store_close(f.store), 0);
+	f.store = NULL;
+	int fd = open(staging, O_RDWR);
+	assert_true(fd >= 0);
+	uint8_t b;
+	off_t at = (off_t)(f.first[0] + 5) * (off_t)f.page_size + 100;
+	assert_int_equal(pread(fd, &b, 1, at), 1);
+	b ^= 0x01;
+	assert_int_equal(pwrite(fd, &b, 1, at), 1);
+	close(fd);
+	struct vswap_store_opts so = {.staging_dir = "/dev/shm", .log_level = VSWAP_LOG_ERROR};
+	assert_int_equal(vswap_store_open(f.path, &so, &f.store), 0);
+	assert_int_equal(hfx_start(&f, NULL), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	for (uint64_t p = 0; p < 8; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), p == 5 ? -3 : byte_of(p));
+	uint64_t lost[2], n = 0;
+	assert_int_equal(vswap_handler_lost_pages(f.h, lost, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(lost[0], f.first[0] + 5);
+	assert_int_equal(hfx_teardown(&f), -EBADMSG);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_lost");
@@ -184,6 +227,7 @@ int main(void)
 	    cmocka_unit_test(lost_poisoned_for_uffd_added_later),
 	    cmocka_unit_test(discard_after_hole_punch),
 	    cmocka_unit_test(discard_clears_lost),
+	    cmocka_unit_test(flipped_staged_byte_after_detach),
 	};
 	return cmocka_run_group_tests_name("handler_lost", tests, NULL, NULL);
 }

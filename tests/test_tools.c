@@ -34,8 +34,9 @@
 #include "tests/helpers/handler_fixture.h"
 #include "tests/helpers/store_fixture.h"
 
-static const char *const tools[] = {"vswap-fsck",	"vswap-dump", "vswap-demo", "vswap-bench",
-				    "vswap-faultbench", "vswap-rm",   "vswap-vm"};
+static const char *const tools[] = {"vswap-fsck",  "vswap-dump",       "vswap-demo",
+				    "vswap-bench", "vswap-faultbench", "vswap-rm",
+				    "vswap-vm",	   "vswap-upgrade"};
 
 /* ---- running a tool ------------------------------------------------------- */
 

@@ -6,9 +6,9 @@
  * was built with).  CMakeLists.txt reads its project version from this file,
  * so the two never disagree.
  *
- * The ABI rule (docs/ABI.md): the SOVERSION is the major version; within
- * one major version functions, enum values and option fields are only
- * added (a minor version), never changed or removed.
+ * The ABI rule (docs/ABI.md): from 1.0 the SOVERSION is the major version
+ * and a minor release only adds; before 1.0 each minor release may change
+ * the ABI, and the SOVERSION is "0.MINOR".
  */
 #ifndef VSWAP_VERSION_H
 #define VSWAP_VERSION_H
@@ -18,9 +18,9 @@ extern "C" {
 #endif
 
 #define VSWAP_VERSION_MAJOR 0
-#define VSWAP_VERSION_MINOR 1
+#define VSWAP_VERSION_MINOR 2
 #define VSWAP_VERSION_PATCH 0
-#define VSWAP_VERSION "0.1.0"
+#define VSWAP_VERSION "0.2.0"
 /* MAJOR * 10000 + MINOR * 100 + PATCH, for #if comparisons. */
 #define VSWAP_VERSION_NUMBER                                                                       \
 	(VSWAP_VERSION_MAJOR * 10000 + VSWAP_VERSION_MINOR * 100 + VSWAP_VERSION_PATCH)

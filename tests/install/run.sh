@@ -105,7 +105,7 @@ grep -qx now_ms "$tmp/internal.names" || die "now_ms is not among the library's 
 "$tmp/collide_static"
 
 step "find_package(vswap), shared and static"
-cmake -S "$here" -B "$tmp/cm" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_C_COMPILER="$cc" \
+cmake -S "$here" -B "$tmp/cm" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_C_COMPILER="$cc" -DVSWAP_WANT_VERSION="$version" \
 	-DCMAKE_C_FLAGS="-Wall -Wextra -Werror ${flags[*]}" -DCMAKE_EXE_LINKER_FLAGS="${flags[*]}" \
 	>/dev/null
 cmake --build "$tmp/cm" >/dev/null

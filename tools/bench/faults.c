@@ -167,7 +167,10 @@ static int guest_open(struct fb_guest *g, const char *dir, size_t pages, size_t 
 	if (g->mem == MAP_FAILED)
 		return -errno;
 	struct vswap_region r = {g->mem, pages * ps, g->memfd, 0};
-	struct vswap_handler_opts o = {.store = g->store};
+	/* The copy mode: the staging row measures a fault served from the
+	 * staging file, which the protect mode never makes (its enable moves
+	 * nothing, so that row would time a plain memory access). */
+	struct vswap_handler_opts o = {.store = g->store, .enable_mode = VSWAP_ENABLE_COPY};
 	return vswap_handler_create(&r, 1, &o, &g->h);
 }
 
