@@ -177,7 +177,6 @@ static void swap_in_and_destroy_during_prefetch(void **state)
 	for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++)
 		list[i] = (i * 7) % PAGES;
 	assert_int_equal(vswap_handler_prefetch(f.h, list, sizeof(list) / sizeof(list[0])), 0);
-	assert_int_equal(vswap_handler_prefetch(f.h, list, 1), -EBUSY);
 	assert_int_equal(vswap_handler_disable(f.h, false), 0);
 	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
 	for (uint64_t p = 0; p < PAGES; p++)
