@@ -81,15 +81,19 @@ int vdx_daemon_start(struct vdx *x)
 		/* The test's death ends its daemon (no daemon left behind). */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		char fd[16];
-		int w = dup(p[1]); /* without O_CLOEXEC: survives the exec */
+		/* The inherited socket first, at fd 3 without close-on-exec
+		 * (dup2 onto itself would keep the flag); then the ready pipe
+		 * without O_CLOEXEC, elsewhere. */
+		if (x->listen_fd >= 0 &&
+		    (x->listen_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(x->listen_fd, 3) != 3))
+			_exit(126);
+		int w = dup(p[1]);
 		snprintf(fd, sizeof(fd), "%d", w);
 		const char *lvl = getenv("VSWAPD_LOG_LEVEL")	 ? getenv("VSWAPD_LOG_LEVEL")
 				  : getenv("VSWAP_TEST_VERBOSE") ? "info"
 								 : "error";
 		if (x->listen_fd >= 0) {
 			char v[32];
-			if (dup2(x->listen_fd, 3) != 3)
-				_exit(126);
 			snprintf(v, sizeof(v), "%d", (int)getpid());
 			setenv("LISTEN_PID", v, 1);
 			setenv("LISTEN_FDS", "1", 1);

@@ -109,9 +109,11 @@ static int vd_start(struct vd_daemon *d)
 	if (pid == 0) {
 		char fd[16], me[32];
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		int w = dup(p[1]);
-		if (dup2(d->lfd, 3) != 3)
+		/* The socket at fd 3 without close-on-exec (dup2 onto itself
+		 * would keep the flag), then the ready pipe elsewhere. */
+		if (d->lfd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(d->lfd, 3) != 3)
 			_exit(126);
+		int w = dup(p[1]);
 		snprintf(fd, sizeof(fd), "%d", w);
 		snprintf(me, sizeof(me), "%d", (int)getpid());
 		setenv("LISTEN_PID", me, 1);
@@ -177,8 +179,11 @@ static void vd_guest_close(struct vd_guest *g)
 
 static int vd_attach(struct vd_daemon *d, struct vd_guest *g, struct vswap_client **c)
 {
-	struct vswap_client_opts o = {
-	    .store_path = g->path, .staging_dir = "/dev/shm", .reconnect_timeout_ms = 60000};
+	/* Copy mode, as the in-process baseline: its faults come from staging. */
+	struct vswap_client_opts o = {.store_path = g->path,
+				      .staging_dir = "/dev/shm",
+				      .enable_mode = VSWAP_ENABLE_COPY,
+				      .reconnect_timeout_ms = 60000};
 	int rc = vswap_client_connect(d->sock, &o, c);
 	if (rc < 0)
 		return rc;
@@ -231,7 +236,9 @@ static int vd_inproc_round(struct bench *b, size_t pages, struct vd_row *staging
 					&(struct vswap_store_opts){.staging_dir = "/dev/shm"}, &s);
 	struct vswap_region r = {g.mem, pages * g.ps, g.memfd, 0};
 	if (rc == 0)
-		rc = vswap_handler_create(&r, 1, &(struct vswap_handler_opts){.store = s}, &h);
+		rc = vswap_handler_create(
+		    &r, 1,
+		    &(struct vswap_handler_opts){.store = s, .enable_mode = VSWAP_ENABLE_COPY}, &h);
 	if (rc == 0)
 		rc = vswap_handler_enable(h);
 	if (rc == 0)
@@ -268,7 +275,7 @@ static int vd_restarts(struct bench *b, struct vd_daemon *d, unsigned n, double 
 	if (rc == 0)
 		rc = vswap_client_swap_out(c);
 	if (rc == 0)
-		rc = vswap_client_wait_state(c, VSWAP_STATE_ACTIVE, 600000);
+		rc = vswap_client_wait_state(c, VSWAP_STATE_ACTIVE, 60000);
 	for (unsigned i = 0; i < n && rc == 0; i++) {
 		struct vswap_client_info before, in;
 		vswap_client_info(c, &before);
