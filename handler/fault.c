@@ -79,8 +79,7 @@ static int serve_from_file(struct vswap_handler *h, int fd, uintptr_t addr, uint
 
 /* Staging first, then the swap file (present pages only: a read submitted,
  * or joined, and served when it completes), else zeros. */
-static int resolve_locked(struct vswap_handler *h, unsigned index, uintptr_t addr,
-			  uint64_t page)
+static int resolve_locked(struct vswap_handler *h, unsigned index, uintptr_t addr, uint64_t page)
 {
 	int fd = h->m.uffds.v[index].fd;
 	if (vswap_store_staged(h->store, page)) {

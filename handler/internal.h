@@ -54,7 +54,7 @@ struct hregion {
 };
 
 struct counters {
-	uint64_t from_file, from_staging, zeroed, redundant; /* reset at each move */
+	uint64_t from_file, from_staging, zeroed, redundant;  /* reset at each move */
 	uint64_t poisoned, checksum_failures, corrupt_errors; /* lifetime */
 	uint64_t eagain_retries; /* faults retried after EAGAIN (tests) */
 };
@@ -75,10 +75,10 @@ enum cmd_type {
 
 struct cmd {
 	enum cmd_type type;
-	bool slow;      /* DISABLE */
-	int fd;         /* ADD_UFFD */
-	uintptr_t *bases; /* ADD_UFFD: the uffd's region addresses, or NULL */
-	unsigned count; /* SET_STATIC */
+	bool slow;	      /* DISABLE */
+	int fd;		      /* ADD_UFFD */
+	uintptr_t *bases;     /* ADD_UFFD: the uffd's region addresses, or NULL */
+	unsigned count;	      /* SET_STATIC */
 	uintptr_t start, end; /* DISCARD */
 	int result;
 	bool done;
@@ -107,8 +107,8 @@ struct deferred_fault {
  * the same lock before the writer is let through.
  */
 struct protect {
-	bool on;        /* the handler enables by protection */
-	bool active;    /* enabled: the bits are live */
+	bool on;     /* the handler enables by protection */
+	bool active; /* enabled: the bits are live */
 	/* @clean and its count are also changed by the pool workers that
 	 * remove swapped-out pages while the monitor writes the next ones:
 	 * every access holds @rlock (after h->lock where both are held). */
@@ -120,7 +120,7 @@ struct protect {
 	uint64_t dirtied;   /* pages that left the set by a write since enable */
 	uint64_t wp_faults; /* write-protect faults handled (tests) */
 	uint64_t cursor;    /* swap-out: next page to look at */
-	void *trim_buf;     /* trim: guest bytes read with pread() */
+	void *trim_buf;	    /* trim: guest bytes read with pread() */
 };
 
 enum job_kind { JOB_NONE, JOB_TRIM, JOB_SWAP_IN };
@@ -133,10 +133,10 @@ enum job_kind { JOB_NONE, JOB_TRIM, JOB_SWAP_IN };
  * in flight waits on it: one read, and each waiting uffd served once. */
 struct fault_read {
 	struct vswap_read r; /* where the bytes are, what they must hash to */
-	void *buf;           /* one page, page-aligned */
-	uintptr_t addr;      /* the page's host address */
-	bool busy;           /* submitted, its completion not yet handled */
-	bool cancelled;      /* a remove event covered the page: never copied in */
+	void *buf;	     /* one page, page-aligned */
+	uintptr_t addr;	     /* the page's host address */
+	bool busy;	     /* submitted, its completion not yet handled */
+	bool cancelled;	     /* a remove event covered the page: never copied in */
 	unsigned *waiters;   /* uffd indices, each once */
 	unsigned nwaiters, cap_waiters;
 };
@@ -190,11 +190,11 @@ struct monitor {
 struct job_progress {
 	atomic_uint_fast64_t pages;
 	uint64_t t0_ms;
-	int swap_in_fd;  /* dup of the main uffd, used by the swap-in thread */
-	void *run_buf;   /* chunk_pages pages: swap-in reads */
+	int swap_in_fd;	 /* dup of the main uffd, used by the swap-in thread */
+	void *run_buf;	 /* chunk_pages pages: swap-in reads */
 	uint64_t cursor; /* next page to look at */
 	bool staged_done;
-	uint64_t ahead;  /* swap-file read-ahead issued for pages below this */
+	uint64_t ahead;		  /* swap-file read-ahead issued for pages below this */
 	struct io_uring *ra_ring; /* read-ahead requests, or NULL: posix_fadvise */
 	unsigned ra_inflight;
 };
@@ -224,7 +224,7 @@ struct vswap_handler {
 	struct hregion *regions;
 	unsigned nregions;
 	uint64_t total_pages;
-	uint8_t *staging; /* the store's staging file, mapped shared */
+	uint8_t *staging;  /* the store's staging file, mapped shared */
 	uint64_t features; /* granted to the main uffd */
 	struct protect wp;
 	int main_uffd; /* owned by the uffd list (index 0) */
@@ -242,7 +242,7 @@ struct vswap_handler {
 	pthread_mutex_t qlock;
 	pthread_cond_t qdone;
 	struct cmd *qhead, *qtail;
-	bool dead;        /* the monitor has ended: commands are refused */
+	bool dead;	  /* the monitor has ended: commands are refused */
 	unsigned waiters; /* callers inside cmd_submit (destroy waits for none) */
 
 	/* Test hook: called by the trim and swap-in jobs between batches,
@@ -266,7 +266,7 @@ struct vswap_handler {
 
 /* log.c */
 void hlog(const struct vswap_handler *h, enum vswap_log_level lvl, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 uint64_t now_ms(void);
 
 /* regions.c */

@@ -68,7 +68,8 @@ int lost_poison_uffd(struct vswap_handler *h, int fd, const uintptr_t *bases)
 			continue;
 		const struct hregion *r = region_of_page(h, p);
 		uintptr_t start = bases ? bases[r - h->regions] : r->start; /* in @fd's process */
-		rc = uffd_poison(fd, start + ((p - r->first) << h->page_shift), h->page_size, false);
+		rc =
+		    uffd_poison(fd, start + ((p - r->first) << h->page_shift), h->page_size, false);
 		if (rc == 0)
 			poisoned++;
 		if (rc == -EEXIST || rc == -ENOENT) /* poisoned or filled already; not mapped */

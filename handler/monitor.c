@@ -354,8 +354,8 @@ static int do_add_uffd(struct vswap_handler *h, int fd, uintptr_t *bases)
 			return rc;
 	}
 	unsigned i;
-	int rc = bases ? uffd_list_add_at(&m->uffds, fd, bases, &i)
-		       : uffd_list_add(&m->uffds, fd, &i);
+	int rc =
+	    bases ? uffd_list_add_at(&m->uffds, fd, bases, &i) : uffd_list_add(&m->uffds, fd, &i);
 	if (rc < 0) {
 		if (m->registered)
 			regions_unregister(h, fd, bases);

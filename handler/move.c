@@ -56,9 +56,9 @@ struct move_ctx {
 struct move_task {
 	struct move_task *next;
 	struct vswap_handler *h;
-	int memfd; /* the task's own: the context moves on to the next region */
+	int memfd;		    /* the task's own: the context moves on to the next region */
 	off_t punch_off, punch_len; /* memfd offsets */
-	uint64_t *sums; /* per page of the ops, in order */
+	uint64_t *sums;		    /* per page of the ops, in order */
 	unsigned nops;
 	struct copy_op ops[];
 };
@@ -138,8 +138,8 @@ static int finish_wave(struct move_ctx *c)
 		size_t k = 0;
 		for (unsigned i = 0; i < t->nops && !rc; i++) {
 			uint64_t n = t->ops[i].len >> h->page_shift;
-			rc = vswap_store_stage_record_sums(h->store, op_first_page(h, &t->ops[i]), n,
-							   t->sums + k);
+			rc = vswap_store_stage_record_sums(h->store, op_first_page(h, &t->ops[i]),
+							   n, t->sums + k);
 			k += n;
 		}
 	}
@@ -229,9 +229,9 @@ static int move_region(struct move_ctx *c)
 				return rc;
 			uint64_t page = r->first + ((uint64_t)data >> h->page_shift);
 			c->ops[c->nops++] = (struct copy_op){
-				.dst = staging_ptr(h, page),
-				.src = (const void *)(r->start + (uintptr_t)data),
-				.len = cut,
+			    .dst = staging_ptr(h, page),
+			    .src = (const void *)(r->start + (uintptr_t)data),
+			    .len = cut,
 			};
 			c->remaining -= cut;
 			data += (off_t)cut;

@@ -182,14 +182,16 @@ static bool shmem_policy_may_be_huge(char *why, size_t why_len)
 		return false; /* no THP in this kernel */
 	if (rc < 0 || !(policy_is(buf, "never") || policy_is(buf, "deny"))) {
 		snprintf(why, why_len, "shmem_enabled is %s",
-			 rc < 0 ? "unreadable" : strchr(buf, '[') ? strchr(buf, '[') : "unknown");
+			 rc < 0		    ? "unreadable"
+			 : strchr(buf, '[') ? strchr(buf, '[')
+					    : "unknown");
 		why[strcspn(why, "\n")] = 0;
 		return true;
 	}
 	if (policy_is(buf, "deny"))
 		return false; /* overrides every per-size knob and mount */
-	static const char *const sizes[] = {"8", "16", "32", "64", "128", "256", "512", "1024",
-					    "2048"};
+	static const char *const sizes[] = {"8",   "16",  "32",	  "64",	 "128",
+					    "256", "512", "1024", "2048"};
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		char path[128];
 		snprintf(path, sizeof(path), THP_SYSFS "/hugepages-%skB/shmem_enabled", sizes[i]);
@@ -197,7 +199,8 @@ static bool shmem_policy_may_be_huge(char *why, size_t why_len)
 		if (rc == -ENOENT)
 			continue; /* no such size here (or no per-size knobs) */
 		if (rc < 0 || !(policy_is(buf, "never") || policy_is(buf, "inherit"))) {
-			snprintf(why, why_len, "hugepages-%skB shmem_enabled is not never", sizes[i]);
+			snprintf(why, why_len, "hugepages-%skB shmem_enabled is not never",
+				 sizes[i]);
 			return true;
 		}
 	}
@@ -245,8 +248,9 @@ int protect_check_memory(struct vswap_handler *h, enum vswap_enable_mode want, i
 			snprintf(why, sizeof(why), "region %u: fstat: %s", i,
 				 vswap_strerror(-errno));
 		else if ((uint64_t)st.st_blksize > h->page_size)
-			snprintf(why, sizeof(why), "region %u's memory may hold %ld-byte huge pages",
-				 i, (long)st.st_blksize);
+			snprintf(why, sizeof(why),
+				 "region %u's memory may hold %ld-byte huge pages", i,
+				 (long)st.st_blksize);
 		else
 			mount_may_be_huge(&st, why, sizeof(why));
 	}
@@ -394,8 +398,8 @@ int protect_uffd(struct vswap_handler *h, unsigned index)
 {
 	for (unsigned i = 0; i < h->nregions; i++) {
 		const struct hregion *r = &h->regions[i];
-		int rc = wp_range(h, index, uffd_page_addr(h, index, r, r->first), r->end - r->start,
-				  true);
+		int rc = wp_range(h, index, uffd_page_addr(h, index, r, r->first),
+				  r->end - r->start, true);
 		if (rc < 0)
 			return rc;
 	}

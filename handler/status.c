@@ -110,25 +110,24 @@ int vswap_status_to_json(const struct vswap_status *s, char *buf, size_t len)
 	if (!s || (!buf && len))
 		return -EINVAL;
 	const struct vswap_metrics *m = &s->metrics;
-	return snprintf(buf, len,
-			"{\"state\":\"%s\",\"metrics\":{\"resident_pages\":%llu,"
-			"\"copied_from_file_pages\":%llu,\"copied_from_staging_pages\":%llu,"
-			"\"zeroed_pages\":%llu,\"redundant_pages\":%llu,\"staging_pages\":%llu,"
-			"\"swap_pages\":%llu,\"checksum_failures\":%llu,\"poisoned_pages\":%llu,"
-			"\"bytes_written\":%llu,\"bytes_read\":%llu,\"commits\":%llu,"
-			"\"protected_pages\":%llu,\"dirtied_pages\":%llu},"
-			"\"state_transition\":{\"pages\":%llu,\"time_ms\":%llu},"
-			"\"last_error\":%d,\"uffds\":%u,\"enable_mode\":\"%s\"}",
-			vswap_state_name(s->state), (unsigned long long)m->resident_pages,
-			(unsigned long long)m->copied_from_file_pages,
-			(unsigned long long)m->copied_from_staging_pages,
-			(unsigned long long)m->zeroed_pages, (unsigned long long)m->redundant_pages,
-			(unsigned long long)m->staging_pages, (unsigned long long)m->swap_pages,
-			(unsigned long long)m->checksum_failures,
-			(unsigned long long)m->poisoned_pages, (unsigned long long)m->bytes_written,
-			(unsigned long long)m->bytes_read, (unsigned long long)m->commits,
-			(unsigned long long)m->protected_pages, (unsigned long long)m->dirtied_pages,
-			(unsigned long long)s->transition.pages,
-			(unsigned long long)s->transition.time_ms, s->last_error, s->uffds,
-			vswap_enable_mode_name(s->enable_mode));
+	return snprintf(
+	    buf, len,
+	    "{\"state\":\"%s\",\"metrics\":{\"resident_pages\":%llu,"
+	    "\"copied_from_file_pages\":%llu,\"copied_from_staging_pages\":%llu,"
+	    "\"zeroed_pages\":%llu,\"redundant_pages\":%llu,\"staging_pages\":%llu,"
+	    "\"swap_pages\":%llu,\"checksum_failures\":%llu,\"poisoned_pages\":%llu,"
+	    "\"bytes_written\":%llu,\"bytes_read\":%llu,\"commits\":%llu,"
+	    "\"protected_pages\":%llu,\"dirtied_pages\":%llu},"
+	    "\"state_transition\":{\"pages\":%llu,\"time_ms\":%llu},"
+	    "\"last_error\":%d,\"uffds\":%u,\"enable_mode\":\"%s\"}",
+	    vswap_state_name(s->state), (unsigned long long)m->resident_pages,
+	    (unsigned long long)m->copied_from_file_pages,
+	    (unsigned long long)m->copied_from_staging_pages, (unsigned long long)m->zeroed_pages,
+	    (unsigned long long)m->redundant_pages, (unsigned long long)m->staging_pages,
+	    (unsigned long long)m->swap_pages, (unsigned long long)m->checksum_failures,
+	    (unsigned long long)m->poisoned_pages, (unsigned long long)m->bytes_written,
+	    (unsigned long long)m->bytes_read, (unsigned long long)m->commits,
+	    (unsigned long long)m->protected_pages, (unsigned long long)m->dirtied_pages,
+	    (unsigned long long)s->transition.pages, (unsigned long long)s->transition.time_ms,
+	    s->last_error, s->uffds, vswap_enable_mode_name(s->enable_mode));
 }

@@ -54,7 +54,7 @@ static void ra_issue(struct vswap_handler *h, uint64_t off, uint64_t len)
 	if (jp->ra_ring) {
 		ra_reap(jp, false);
 		struct io_uring_sqe *sqe =
-			jp->ra_inflight < RA_DEPTH ? io_uring_get_sqe(jp->ra_ring) : NULL;
+		    jp->ra_inflight < RA_DEPTH ? io_uring_get_sqe(jp->ra_ring) : NULL;
 		if (sqe) {
 			io_uring_prep_fadvise(sqe, fd, off, (off_t)len, POSIX_FADV_WILLNEED);
 			if (io_uring_submit(jp->ra_ring) == 1) {
@@ -141,9 +141,9 @@ static int copy_pages(struct vswap_handler *h, uintptr_t dst, const uint8_t *src
 	uint64_t i = 0;
 	while (i < count) {
 		size_t done = 0;
-		int rc = uffd_copy(h->main_uffd, dst + (i << h->page_shift),
-				   src + (i << h->page_shift), (count - i) << h->page_shift, false,
-				   &done);
+		int rc =
+		    uffd_copy(h->main_uffd, dst + (i << h->page_shift), src + (i << h->page_shift),
+			      (count - i) << h->page_shift, false, &done);
 		uint64_t n = done >> h->page_shift;
 		settle(h, first + i, n, staged);
 		i += n;
@@ -219,8 +219,11 @@ static int64_t swap_in_file(struct vswap_handler *h, uint64_t first, uint32_t co
 		ssize_t have = got < 0 ? got : got - ((ssize_t)i << h->page_shift);
 		if (have > (ssize_t)h->page_size)
 			have = (ssize_t)h->page_size;
-		status[i] = vswap_store_read_end(h->store, &rd[i], buf + ((size_t)i << h->page_shift),
-						 got < 0 ? (int32_t)got : have < 0 ? 0 : (int32_t)have);
+		status[i] =
+		    vswap_store_read_end(h->store, &rd[i], buf + ((size_t)i << h->page_shift),
+					 got < 0    ? (int32_t)got
+					 : have < 0 ? 0
+						    : (int32_t)have);
 	}
 	uint32_t i = 0;
 	int unserved = 0;
@@ -231,8 +234,8 @@ static int64_t swap_in_file(struct vswap_handler *h, uint64_t first, uint32_t co
 		}
 		if (status[i] < 0) {
 			h->c.checksum_failures++;
-			int rc = fault_corrupt(h, h->main_uffd, page_addr(h, r, first + i), first + i,
-					       status[i], false);
+			int rc = fault_corrupt(h, h->main_uffd, page_addr(h, r, first + i),
+					       first + i, status[i], false);
 			if (rc < 0)
 				return rc;
 			if (rc == 0) /* by policy: the swap-in must not end */
@@ -243,8 +246,8 @@ static int64_t swap_in_file(struct vswap_handler *h, uint64_t first, uint32_t co
 		uint32_t j = i;
 		while (j < count && status[j] == 0)
 			j++;
-		int rc = copy_pages(h, page_addr(h, r, first + i), buf + ((size_t)i << h->page_shift),
-				    first + i, j - i, false);
+		int rc = copy_pages(h, page_addr(h, r, first + i),
+				    buf + ((size_t)i << h->page_shift), first + i, j - i, false);
 		if (rc < 0)
 			return rc;
 		i = j;
@@ -347,8 +350,8 @@ int swap_in_poison_lost(struct vswap_handler *h)
 			struct vswap_page_info pi;
 			pthread_mutex_lock(&h->lock);
 			rc = vswap_store_page(h->store, p, &pi) < 0 || pi.state != VSWAP_PAGE_LOST
-				     ? 1
-				     : poison_page(h, p, &at);
+				 ? 1
+				 : poison_page(h, p, &at);
 			pthread_mutex_unlock(&h->lock);
 			if (rc != -EAGAIN)
 				break;

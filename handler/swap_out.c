@@ -14,8 +14,8 @@
 
 static int unclean_push(struct monitor *m, uint64_t first, uint64_t count)
 {
-	if (m->nunclean && m->unclean[m->nunclean - 1].first + m->unclean[m->nunclean - 1].count ==
-				   first) {
+	if (m->nunclean &&
+	    m->unclean[m->nunclean - 1].first + m->unclean[m->nunclean - 1].count == first) {
 		m->unclean[m->nunclean - 1].count += count;
 		return 0;
 	}

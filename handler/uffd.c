@@ -74,13 +74,14 @@ int vswap_uffd_create(int *out_fd)
 int uffd_register_mode(int fd, uintptr_t addr, size_t len, bool wp)
 {
 	struct uffdio_register reg = {
-		.range = {.start = addr, .len = len},
-		.mode = UFFDIO_REGISTER_MODE_MISSING | (wp ? UFFDIO_REGISTER_MODE_WP : 0),
+	    .range = {.start = addr, .len = len},
+	    .mode = UFFDIO_REGISTER_MODE_MISSING | (wp ? UFFDIO_REGISTER_MODE_WP : 0),
 	};
 	if (ioctl(fd, UFFDIO_REGISTER, &reg) < 0)
 		return errno == ENOMEM ? -ESRCH : -errno;
 	/* A mapping that cannot be served by COPY/ZEROPAGE is a caller bug. */
-	uint64_t need = (1ULL << _UFFDIO_COPY) | (1ULL << _UFFDIO_ZEROPAGE) | (1ULL << _UFFDIO_WAKE);
+	uint64_t need =
+	    (1ULL << _UFFDIO_COPY) | (1ULL << _UFFDIO_ZEROPAGE) | (1ULL << _UFFDIO_WAKE);
 	if (wp)
 		need |= 1ULL << _UFFDIO_WRITEPROTECT;
 	if ((reg.ioctls & need) != need) {
@@ -98,10 +99,10 @@ int uffd_register(int fd, uintptr_t addr, size_t len)
 int uffd_writeprotect(int fd, uintptr_t addr, size_t len, bool protect, bool wake)
 {
 	struct uffdio_writeprotect w = {
-		.range = {.start = addr, .len = len},
-		/* The kernel refuses DONTWAKE with WP: protecting never wakes. */
-		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP
-				: (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE),
+	    .range = {.start = addr, .len = len},
+	    /* The kernel refuses DONTWAKE with WP: protecting never wakes. */
+	    .mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP
+			    : (wake ? 0 : UFFDIO_WRITEPROTECT_MODE_DONTWAKE),
 	};
 	/* ESRCH: the process is gone; ENOMEM here is a page-table allocation. */
 	return ioctl(fd, UFFDIO_WRITEPROTECT, &w) < 0 ? -errno : 0;
@@ -121,10 +122,10 @@ int uffd_copy(int fd, uintptr_t dst, const void *src, size_t len, bool wake, siz
 	int rc = 0;
 	while (off < len) {
 		struct uffdio_copy c = {
-			.dst = dst + off,
-			.src = (uintptr_t)src + off,
-			.len = len - off,
-			.mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE,
+		    .dst = dst + off,
+		    .src = (uintptr_t)src + off,
+		    .len = len - off,
+		    .mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE,
 		};
 		if (ioctl(fd, UFFDIO_COPY, &c) == 0) {
 			off = len;
@@ -147,8 +148,8 @@ int uffd_copy(int fd, uintptr_t dst, const void *src, size_t len, bool wake, siz
 int uffd_zeropage(int fd, uintptr_t dst, size_t len, bool wake)
 {
 	struct uffdio_zeropage z = {
-		.range = {.start = dst, .len = len},
-		.mode = wake ? 0 : UFFDIO_ZEROPAGE_MODE_DONTWAKE,
+	    .range = {.start = dst, .len = len},
+	    .mode = wake ? 0 : UFFDIO_ZEROPAGE_MODE_DONTWAKE,
 	};
 	return ioctl(fd, UFFDIO_ZEROPAGE, &z) < 0 ? -errno : 0;
 }
@@ -156,8 +157,8 @@ int uffd_zeropage(int fd, uintptr_t dst, size_t len, bool wake)
 int uffd_poison(int fd, uintptr_t dst, size_t len, bool wake)
 {
 	struct uffdio_poison p = {
-		.range = {.start = dst, .len = len},
-		.mode = wake ? 0 : UFFDIO_POISON_MODE_DONTWAKE,
+	    .range = {.start = dst, .len = len},
+	    .mode = wake ? 0 : UFFDIO_POISON_MODE_DONTWAKE,
 	};
 	if (ioctl(fd, UFFDIO_POISON, &p) == 0)
 		return 0;

@@ -31,7 +31,7 @@ struct uffd_list {
 	long static_count; /* -1 until set */
 	uintptr_t dummy;   /* the dead-uffd checker page (shared anonymous) */
 	size_t page_size;
-	int epfd;          /* -1: no epoll (tests) */
+	int epfd; /* -1: no epoll (tests) */
 };
 
 int uffd_list_init(struct uffd_list *l, int epfd, size_t page_size);

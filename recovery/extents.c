@@ -28,7 +28,7 @@ static int extents_push(struct fsck_extents *e, uint64_t first, uint64_t end)
 		e->r = r;
 		e->cap = cap;
 	}
-	e->r[e->n++] = (struct fsck_range){ first, end };
+	e->r[e->n++] = (struct fsck_range){first, end};
 	return 0;
 }
 
@@ -77,5 +77,5 @@ bool fsck_extents_contains(const struct fsck_extents *e, uint64_t unit)
 void fsck_extents_free(struct fsck_extents *e)
 {
 	free(e->r);
-	*e = (struct fsck_extents){ 0 };
+	*e = (struct fsck_extents){0};
 }

@@ -143,14 +143,14 @@ static const char *superblock_problem(const char *path)
 static void open_failed(struct vswap_fsck *f, int err)
 {
 	const char *msg = f->store_error ? f->store_error : vswap_strerror(err);
-	const char *sb = (err == -EUCLEAN || err == -EPROTONOSUPPORT) ? superblock_problem(f->path)
-								       : NULL;
+	const char *sb =
+	    (err == -EUCLEAN || err == -EPROTONOSUPPORT) ? superblock_problem(f->path) : NULL;
 
 	f->open_failed = true;
 	f->error = err;
 	if (sb)
-		fsck_problem(f, VSWAP_PROBLEM_BAD_SUPERBLOCK, FSCK_NONE, FSCK_NONE, "%s: %s", f->path,
-			     sb);
+		fsck_problem(f, VSWAP_PROBLEM_BAD_SUPERBLOCK, FSCK_NONE, FSCK_NONE, "%s: %s",
+			     f->path, sb);
 	else if (err == -EMEDIUMTYPE)
 		fsck_problem(f, VSWAP_PROBLEM_UUID_MISMATCH, FSCK_NONE, FSCK_NONE, "%s", msg);
 	else if (err == -EXDEV)
@@ -195,11 +195,11 @@ static void quiet_log(void *ctx, enum vswap_log_level lvl, const char *msg)
 static void probe_meta(struct vswap_fsck *f)
 {
 	struct vswap_store_opts so = {
-		.read_only = true,
-		.tolerant = true,
-		.index_path = f->opts.index_path,
-		.staging_dir = f->opts.staging_dir,
-		.log = quiet_log,
+	    .read_only = true,
+	    .tolerant = true,
+	    .index_path = f->opts.index_path,
+	    .staging_dir = f->opts.staging_dir,
+	    .log = quiet_log,
 	};
 	struct vswap_store *s;
 
@@ -215,8 +215,8 @@ static void probe_meta(struct vswap_fsck *f)
 	vswap_store_close(s);
 }
 
-static const char *const damaged_names[] = { "regions", "state", "clean", "staging_path",
-					     "created_ns" };
+static const char *const damaged_names[] = {"regions", "state", "clean", "staging_path",
+					    "created_ns"};
 
 /* The meta records the open found damaged, one problem each. */
 static void report_damaged(struct vswap_fsck *f)
@@ -228,8 +228,8 @@ static void report_damaged(struct vswap_fsck *f)
 		if (!(f->damaged & bit))
 			continue;
 		idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, FSCK_NONE, FSCK_NONE,
-				   "%s: the %s record fails its check%s", vswap_store_index_path(f->store),
-				   damaged_names[b],
+				   "%s: the %s record fails its check%s",
+				   vswap_store_index_path(f->store), damaged_names[b],
 				   bit & DAMAGED_KEEP ? "; kept as evidence, nothing is repaired"
 						      : " (taken as the safe value)");
 		if (bit == VSWAP_DAMAGED_STATE)
@@ -242,13 +242,13 @@ static void report_damaged(struct vswap_fsck *f)
 static int open_store(struct vswap_fsck *f)
 {
 	struct vswap_store_opts so = {
-		.read_only = f->opts.mode == VSWAP_FSCK_CHECK || f->busy || f->hold_repairs,
-		.tolerant = true,
-		.index_path = f->opts.index_path,
-		.staging_dir = f->opts.staging_dir,
-		.log = store_log_relay,
-		.log_ctx = f,
-		.log_level = VSWAP_LOG_DEBUG,
+	    .read_only = f->opts.mode == VSWAP_FSCK_CHECK || f->busy || f->hold_repairs,
+	    .tolerant = true,
+	    .index_path = f->opts.index_path,
+	    .staging_dir = f->opts.staging_dir,
+	    .log = store_log_relay,
+	    .log_ctx = f,
+	    .log_level = VSWAP_LOG_DEBUG,
 	};
 	int ret = vswap_store_open(f->path, &so, &f->store);
 
@@ -271,9 +271,9 @@ static int load_store_facts(struct vswap_fsck *f)
 	f->damaged = vswap_store_damaged(f->store);
 	report_damaged(f);
 	if (!f->info.was_clean && !f->busy)
-		f->unclean_prob = fsck_problem(f, VSWAP_PROBLEM_UNCLEAN_SHUTDOWN, FSCK_NONE, FSCK_NONE,
-					       "%s was not closed cleanly (state %u)", f->path,
-					       f->info.state);
+		f->unclean_prob =
+		    fsck_problem(f, VSWAP_PROBLEM_UNCLEAN_SHUTDOWN, FSCK_NONE, FSCK_NONE,
+				 "%s was not closed cleanly (state %u)", f->path, f->info.state);
 	return fsck_extents_scan(vswap_store_swap_fd(f->store), f->page_size, f->page_size,
 				 &f->swap_data);
 }
@@ -362,11 +362,11 @@ static int count_record(void *ctx, const struct vswap_page_record *r)
 static bool close_only_took(struct vswap_fsck *f)
 {
 	struct vswap_store_opts so = {
-		.read_only = true,
-		.tolerant = true,
-		.index_path = f->opts.index_path,
-		.staging_dir = f->opts.staging_dir,
-		.log = quiet_log,
+	    .read_only = true,
+	    .tolerant = true,
+	    .index_path = f->opts.index_path,
+	    .staging_dir = f->opts.staging_dir,
+	    .log = quiet_log,
 	};
 	struct vswap_store *s;
 	size_t n = 0;
@@ -468,9 +468,10 @@ static int check_file_types(struct vswap_fsck *f)
 		 f->opts.index_path ? "" : ".idx");
 	snprintf(lock, sizeof(lock), "%s-lock", index);
 	if (stat(index, &st) == 0 && (!S_ISREG(st.st_mode) || st.st_size == 0)) {
-		fsck_problem(f, VSWAP_PROBLEM_BAD_INDEX, FSCK_NONE, FSCK_NONE, "%s: the index is %s",
-			     index, st.st_size == 0 && S_ISREG(st.st_mode) ? "empty (0 bytes)"
-									 : fsck_file_type(st.st_mode));
+		fsck_problem(f, VSWAP_PROBLEM_BAD_INDEX, FSCK_NONE, FSCK_NONE,
+			     "%s: the index is %s", index,
+			     st.st_size == 0 && S_ISREG(st.st_mode) ? "empty (0 bytes)"
+								    : fsck_file_type(st.st_mode));
 		return -EUCLEAN;
 	}
 	if (lstat(lock, &st) == 0 && !S_ISREG(st.st_mode)) {
@@ -521,8 +522,9 @@ busy:
 	f->open_failed = true;
 	f->error = -EBUSY;
 	if (f->holder)
-		fsck_log(f, VSWAP_LOG_ERROR, "%s is in use by process %d; not repairing a store in use",
-			 f->path, (int)f->holder);
+		fsck_log(f, VSWAP_LOG_ERROR,
+			 "%s is in use by process %d; not repairing a store in use", f->path,
+			 (int)f->holder);
 	else
 		fsck_log(f, VSWAP_LOG_ERROR, "%s is in use (locked); not repairing a store in use",
 			 f->path);

@@ -31,7 +31,8 @@ static int lock_line_matches(const char *line, unsigned maj, unsigned min, unsig
 		p++;
 	if (!strncmp(p, "->", 2)) /* a waiter, not the holder */
 		return 0;
-	if (sscanf(p, "%15s %15s %15s %d %x:%x:%lu", type, mode, rw, &lpid, &lmaj, &lmin, &lino) != 7)
+	if (sscanf(p, "%15s %15s %15s %d %x:%x:%lu", type, mode, rw, &lpid, &lmaj, &lmin, &lino) !=
+	    7)
 		return 0;
 	if (strcmp(type, "FLOCK") || lmaj != maj || lmin != min || lino != ino)
 		return 0;

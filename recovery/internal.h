@@ -28,12 +28,12 @@
 /* What the audit concluded about one page record. */
 enum fsck_verdict {
 	FSCK_OK = 0,
-	FSCK_UNCHECKED,     /* lost already, or not read (cancelled) */
-	FSCK_BAD_PAGE,      /* page outside the page-index space */
-	FSCK_OUT_OF_RANGE,  /* slot past the limit */
-	FSCK_DOUBLE,        /* slot also owned by another record */
-	FSCK_MISSING,       /* slot is a hole or past the end of the file */
-	FSCK_MISMATCH,      /* bytes fail the checksum */
+	FSCK_UNCHECKED,	   /* lost already, or not read (cancelled) */
+	FSCK_BAD_PAGE,	   /* page outside the page-index space */
+	FSCK_OUT_OF_RANGE, /* slot past the limit */
+	FSCK_DOUBLE,	   /* slot also owned by another record */
+	FSCK_MISSING,	   /* slot is a hole or past the end of the file */
+	FSCK_MISMATCH,	   /* bytes fail the checksum */
 };
 
 struct fsck_record {
@@ -42,20 +42,20 @@ struct fsck_record {
 	uint64_t xxh3;
 	enum vswap_page_state state;
 	enum fsck_verdict verdict;
-	bool keeps_slot;      /* the record that keeps a double-referenced slot */
-	bool shared;          /* names a slot another record names too */
-	bool loaded;          /* the store's tables hold it (shared slots only) */
-	bool rehome;          /* keeps its slot but the store left it out of its
-			       * tables: -y copies it to a slot of its own */
-	bool rehomed;         /* ... and did */
-	bool dropped;         /* its group's index record was deleted by this run */
-	bool beyond;          /* its page lies beyond the page-index space */
-	bool evidence;        /* ... and its slot's bytes verify against it: the
-			       * record is real, its key or the regions are not */
-	uint32_t losers;      /* records that lost the slot to this one */
-	int io_error;         /* read error behind FSCK_MISSING, or 0 */
+	bool keeps_slot;	    /* the record that keeps a double-referenced slot */
+	bool shared;		    /* names a slot another record names too */
+	bool loaded;		    /* the store's tables hold it (shared slots only) */
+	bool rehome;		    /* keeps its slot but the store left it out of its
+				     * tables: -y copies it to a slot of its own */
+	bool rehomed;		    /* ... and did */
+	bool dropped;		    /* its group's index record was deleted by this run */
+	bool beyond;		    /* its page lies beyond the page-index space */
+	bool evidence;		    /* ... and its slot's bytes verify against it: the
+				     * record is real, its key or the regions are not */
+	uint32_t losers;	    /* records that lost the slot to this one */
+	int io_error;		    /* read error behind FSCK_MISSING, or 0 */
 	struct fsck_record *keeper; /* FSCK_DOUBLE: the record that keeps the slot */
-	ssize_t prob;         /* its problem, or -1 */
+	ssize_t prob;		    /* its problem, or -1 */
 };
 
 /* An index record that could not be decoded: pages [first, first+pages). */
@@ -130,12 +130,12 @@ struct vswap_fsck {
 
 /* ---- report.c ---- */
 void fsck_log(struct vswap_fsck *f, enum vswap_log_level lvl, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Append a problem; @page / @slot are UINT64_MAX when they do not apply.
  * Returns the problem (its index stays valid; the pointer does not), or
  * NULL when out of memory. */
-ssize_t fsck_problem(struct vswap_fsck *f, enum vswap_problem_kind kind, uint64_t page, uint64_t slot,
-		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+ssize_t fsck_problem(struct vswap_fsck *f, enum vswap_problem_kind kind, uint64_t page,
+		     uint64_t slot, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 void fsck_problem_repaired(struct vswap_fsck *f, ssize_t idx);
 int fsck_lost_add(struct vswap_fsck *f, uint64_t page);
 void fsck_lost_sort(struct vswap_fsck *f);

@@ -45,10 +45,11 @@ static int leaked_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
 				   "slot %llu holds bytes that no record references",
 				   (unsigned long long)first);
 	else
-		idx = fsck_problem(f, VSWAP_PROBLEM_LEAKED_SLOT, FSCK_NONE, first,
-				   "slots %llu-%llu (%llu slots) hold bytes that no record references",
-				   (unsigned long long)first, (unsigned long long)(end - 1),
-				   (unsigned long long)(end - first));
+		idx = fsck_problem(
+		    f, VSWAP_PROBLEM_LEAKED_SLOT, FSCK_NONE, first,
+		    "slots %llu-%llu (%llu slots) hold bytes that no record references",
+		    (unsigned long long)first, (unsigned long long)(end - 1),
+		    (unsigned long long)(end - first));
 	if (idx < 0)
 		return -ENOMEM;
 	if (may_repair && punch_run(f, first, end) == 0)

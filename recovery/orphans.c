@@ -123,11 +123,11 @@ static bool holds_bytes(int dirfd, const char *name)
 }
 
 enum owner_verdict {
-	OWNER_UNKNOWN,    /* no owner link: cannot prove the file is unwanted */
+	OWNER_UNKNOWN,	  /* no owner link: cannot prove the file is unwanted */
 	OWNER_UNVERIFIED, /* the named swap file exists but its superblock cannot
 			   * be read or verified: a damaged store, not an orphan */
-	OWNER_ALIVE,      /* the named swap file exists and has this UUID */
-	OWNER_GONE,       /* the named swap file does not exist, or is a valid
+	OWNER_ALIVE,	  /* the named swap file exists and has this UUID */
+	OWNER_GONE,	  /* the named swap file does not exist, or is a valid
 			   * store with another UUID */
 };
 

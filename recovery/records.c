@@ -25,12 +25,12 @@ static int record_push(struct vswap_fsck *f, const struct vswap_page_record *r)
 		f->rec_cap = cap;
 	}
 	f->rec[f->nrec++] = (struct fsck_record){
-		.page = r->page,
-		.slot = r->slot,
-		.xxh3 = r->xxh3,
-		.state = r->state,
-		.verdict = FSCK_OK,
-		.prob = -1,
+	    .page = r->page,
+	    .slot = r->slot,
+	    .xxh3 = r->xxh3,
+	    .state = r->state,
+	    .verdict = FSCK_OK,
+	    .prob = -1,
 	};
 	return 0;
 }
@@ -47,7 +47,7 @@ static int fsck_bad_group_add(struct vswap_fsck *f, uint64_t first, uint32_t pag
 		f->bad = v;
 		f->bad_cap = cap;
 	}
-	f->bad[f->nbad++] = (struct fsck_bad_group){ first, pages, prob, misplaced };
+	f->bad[f->nbad++] = (struct fsck_bad_group){first, pages, prob, misplaced};
 	return 0;
 }
 
@@ -61,14 +61,14 @@ static int corrupt_group(struct vswap_fsck *f, const struct vswap_page_record *r
 	ssize_t idx;
 
 	if (misplaced)
-		idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, r->page, FSCK_NONE,
-				   "index record of group %llu (pages %llu-%llu) is stored under the "
-				   "key of pages %llu-%llu: its key is damaged; kept as evidence",
-				   (unsigned long long)r->claimed_group,
-				   (unsigned long long)r->claimed_group * FSCK_GROUP_PAGES,
-				   (unsigned long long)r->claimed_group * FSCK_GROUP_PAGES +
-					   FSCK_GROUP_PAGES - 1,
-				   first, last);
+		idx = fsck_problem(
+		    f, VSWAP_PROBLEM_BAD_RECORD, r->page, FSCK_NONE,
+		    "index record of group %llu (pages %llu-%llu) is stored under the "
+		    "key of pages %llu-%llu: its key is damaged; kept as evidence",
+		    (unsigned long long)r->claimed_group,
+		    (unsigned long long)r->claimed_group * FSCK_GROUP_PAGES,
+		    (unsigned long long)r->claimed_group * FSCK_GROUP_PAGES + FSCK_GROUP_PAGES - 1,
+		    first, last);
 	else
 		idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, r->page, FSCK_NONE,
 				   "index record of pages %llu-%llu %s", first, last,
@@ -287,9 +287,10 @@ void fsck_judge_beyond(struct vswap_fsck *f)
 		n += r->evidence;
 	}
 	if (n)
-		fsck_log(f, VSWAP_LOG_WARN,
-			 "%s: %llu records beyond the page-index space (%llu pages) name slots whose "
-			 "bytes verify against them: their keys or the regions record are damaged, "
-			 "not the records; they are kept",
-			 f->path, (unsigned long long)n, (unsigned long long)f->total_pages);
+		fsck_log(
+		    f, VSWAP_LOG_WARN,
+		    "%s: %llu records beyond the page-index space (%llu pages) name slots whose "
+		    "bytes verify against them: their keys or the regions record are damaged, "
+		    "not the records; they are kept",
+		    f->path, (unsigned long long)n, (unsigned long long)f->total_pages);
 }

@@ -66,8 +66,8 @@ static bool repair_record(struct vswap_fsck *f, const struct fsck_record *r)
 			note_lost(f, r->page);
 	}
 	if (ret)
-		fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot repair the record of page %llu: %s", f->path,
-			 (unsigned long long)r->page, vswap_strerror(ret));
+		fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot repair the record of page %llu: %s",
+			 f->path, (unsigned long long)r->page, vswap_strerror(ret));
 	return ret == 0;
 }
 
@@ -94,7 +94,8 @@ static ssize_t describe_missing(struct vswap_fsck *f, const struct fsck_record *
 				    (unsigned long long)f->swap_data.file_size);
 	return fsck_problem(f, VSWAP_PROBLEM_MISSING_DATA, r->page, r->slot,
 			    "page %llu (%s): slot %llu is a hole in the swap file",
-			    (unsigned long long)r->page, state_word(r), (unsigned long long)r->slot);
+			    (unsigned long long)r->page, state_word(r),
+			    (unsigned long long)r->slot);
 }
 
 static ssize_t describe(struct vswap_fsck *f, const struct fsck_record *r)
@@ -104,15 +105,17 @@ static ssize_t describe(struct vswap_fsck *f, const struct fsck_record *r)
 	switch (r->verdict) {
 	case FSCK_BAD_PAGE:
 		if (r->evidence)
-			return fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, r->page, r->slot,
-					    "record of page %llu lies beyond the page-index space "
-					    "(%llu pages) but slot %llu holds bytes that verify against "
-					    "it: its key or the regions record is damaged; not deleted",
-					    page, (unsigned long long)f->total_pages, slot);
-		return fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, r->page,
-				    r->slot == UINT64_MAX ? FSCK_NONE : r->slot,
-				    "record of page %llu lies beyond the page-index space (%llu pages)",
-				    page, (unsigned long long)f->total_pages);
+			return fsck_problem(
+			    f, VSWAP_PROBLEM_BAD_RECORD, r->page, r->slot,
+			    "record of page %llu lies beyond the page-index space "
+			    "(%llu pages) but slot %llu holds bytes that verify against "
+			    "it: its key or the regions record is damaged; not deleted",
+			    page, (unsigned long long)f->total_pages, slot);
+		return fsck_problem(
+		    f, VSWAP_PROBLEM_BAD_RECORD, r->page,
+		    r->slot == UINT64_MAX ? FSCK_NONE : r->slot,
+		    "record of page %llu lies beyond the page-index space (%llu pages)", page,
+		    (unsigned long long)f->total_pages);
 	case FSCK_OUT_OF_RANGE:
 		return fsck_problem(f, VSWAP_PROBLEM_SLOT_OUT_OF_RANGE, r->page, r->slot,
 				    "page %llu (%s) names slot %llu, past the limit of %llu slots",
@@ -131,16 +134,17 @@ static ssize_t describe(struct vswap_fsck *f, const struct fsck_record *r)
 	case FSCK_OK:
 		/* A keeper the store left out, its slot shared only with records
 		 * that are not candidates (lost ones). */
-		return fsck_problem(f, VSWAP_PROBLEM_DOUBLE_REFERENCE, r->page, r->slot,
-				    "page %llu (%s) names slot %llu, which a lost record also names; "
-				    "the bytes match page %llu",
-				    page, state_word(r), slot, page);
+		return fsck_problem(
+		    f, VSWAP_PROBLEM_DOUBLE_REFERENCE, r->page, r->slot,
+		    "page %llu (%s) names slot %llu, which a lost record also names; "
+		    "the bytes match page %llu",
+		    page, state_word(r), slot, page);
 	case FSCK_MISSING:
 		return describe_missing(f, r);
 	case FSCK_MISMATCH:
 		return fsck_problem(f, VSWAP_PROBLEM_CHECKSUM_MISMATCH, r->page, r->slot,
-				    "page %llu (%s): bytes of slot %llu fail their XXH3 %016llx", page,
-				    state_word(r), slot, (unsigned long long)r->xxh3);
+				    "page %llu (%s): bytes of slot %llu fail their XXH3 %016llx",
+				    page, state_word(r), slot, (unsigned long long)r->xxh3);
 	default:
 		return -1;
 	}
@@ -352,8 +356,9 @@ static int rehome(struct vswap_fsck *f, struct fsck_record *r)
 	}
 	free(buf);
 	if (ret)
-		fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot copy page %llu out of shared slot %llu: %s",
-			 f->path, (unsigned long long)r->page, (unsigned long long)r->slot,
+		fsck_log(f, VSWAP_LOG_ERROR,
+			 "%s: cannot copy page %llu out of shared slot %llu: %s", f->path,
+			 (unsigned long long)r->page, (unsigned long long)r->slot,
 			 vswap_strerror(ret));
 	return ret;
 }
@@ -413,8 +418,9 @@ int fsck_repair_shared(struct vswap_fsck *f)
 			continue;
 		ret = settle_loser(f, r);
 		if (ret)
-			fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot repair the record of page %llu: %s",
-				 f->path, (unsigned long long)r->page, vswap_strerror(ret));
+			fsck_log(f, VSWAP_LOG_ERROR,
+				 "%s: cannot repair the record of page %llu: %s", f->path,
+				 (unsigned long long)r->page, vswap_strerror(ret));
 		else
 			fsck_problem_repaired(f, r->prob);
 	}

@@ -8,21 +8,21 @@
 #include "recovery/internal.h"
 
 static const char *const kind_names[VSWAP_PROBLEM_KIND_COUNT] = {
-	[VSWAP_PROBLEM_BAD_SUPERBLOCK] = "bad_superblock",
-	[VSWAP_PROBLEM_UUID_MISMATCH] = "uuid_mismatch",
-	[VSWAP_PROBLEM_BAD_INDEX] = "bad_index",
-	[VSWAP_PROBLEM_PAGE_SIZE_MISMATCH] = "page_size_mismatch",
-	[VSWAP_PROBLEM_UNCLEAN_SHUTDOWN] = "unclean_shutdown",
-	[VSWAP_PROBLEM_BAD_RECORD] = "bad_record",
-	[VSWAP_PROBLEM_SLOT_OUT_OF_RANGE] = "slot_out_of_range",
-	[VSWAP_PROBLEM_DOUBLE_REFERENCE] = "double_reference",
-	[VSWAP_PROBLEM_MISSING_DATA] = "missing_data",
-	[VSWAP_PROBLEM_CHECKSUM_MISMATCH] = "checksum_mismatch",
-	[VSWAP_PROBLEM_LEAKED_SLOT] = "leaked_slot",
-	[VSWAP_PROBLEM_LEAKED_STAGING] = "leaked_staging",
-	[VSWAP_PROBLEM_EMPTY_STAGING_RECORD] = "empty_staging_record",
-	[VSWAP_PROBLEM_ORPHAN_STAGING_FILE] = "orphan_staging_file",
-	[VSWAP_PROBLEM_MISSING_STAGING_FILE] = "missing_staging_file",
+    [VSWAP_PROBLEM_BAD_SUPERBLOCK] = "bad_superblock",
+    [VSWAP_PROBLEM_UUID_MISMATCH] = "uuid_mismatch",
+    [VSWAP_PROBLEM_BAD_INDEX] = "bad_index",
+    [VSWAP_PROBLEM_PAGE_SIZE_MISMATCH] = "page_size_mismatch",
+    [VSWAP_PROBLEM_UNCLEAN_SHUTDOWN] = "unclean_shutdown",
+    [VSWAP_PROBLEM_BAD_RECORD] = "bad_record",
+    [VSWAP_PROBLEM_SLOT_OUT_OF_RANGE] = "slot_out_of_range",
+    [VSWAP_PROBLEM_DOUBLE_REFERENCE] = "double_reference",
+    [VSWAP_PROBLEM_MISSING_DATA] = "missing_data",
+    [VSWAP_PROBLEM_CHECKSUM_MISMATCH] = "checksum_mismatch",
+    [VSWAP_PROBLEM_LEAKED_SLOT] = "leaked_slot",
+    [VSWAP_PROBLEM_LEAKED_STAGING] = "leaked_staging",
+    [VSWAP_PROBLEM_EMPTY_STAGING_RECORD] = "empty_staging_record",
+    [VSWAP_PROBLEM_ORPHAN_STAGING_FILE] = "orphan_staging_file",
+    [VSWAP_PROBLEM_MISSING_STAGING_FILE] = "missing_staging_file",
 };
 
 const char *vswap_problem_kind_name(enum vswap_problem_kind kind)
@@ -66,8 +66,8 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
-ssize_t fsck_problem(struct vswap_fsck *f, enum vswap_problem_kind kind, uint64_t page, uint64_t slot,
-		     const char *fmt, ...)
+ssize_t fsck_problem(struct vswap_fsck *f, enum vswap_problem_kind kind, uint64_t page,
+		     uint64_t slot, const char *fmt, ...)
 {
 	struct vswap_problem *p;
 	char detail[512];
@@ -80,12 +80,12 @@ ssize_t fsck_problem(struct vswap_fsck *f, enum vswap_problem_kind kind, uint64_
 	va_end(ap);
 	p = &f->prob[f->nprob];
 	*p = (struct vswap_problem){
-		.kind = kind,
-		.has_page = page != FSCK_NONE,
-		.has_slot = slot != FSCK_NONE,
-		.page = page,
-		.slot = slot,
-		.detail = strdup(detail),
+	    .kind = kind,
+	    .has_page = page != FSCK_NONE,
+	    .has_slot = slot != FSCK_NONE,
+	    .page = page,
+	    .slot = slot,
+	    .detail = strdup(detail),
 	};
 	fsck_log(f, VSWAP_LOG_INFO, "%s: %s", vswap_problem_kind_name(kind), detail);
 	return (ssize_t)f->nprob++;
@@ -160,7 +160,8 @@ int vswap_fsck_exit_code(const struct vswap_fsck *f)
 	if (f->error)
 		code |= VSWAP_FSCK_EXIT_OPERATIONAL;
 	for (size_t i = 0; i < f->nprob; i++)
-		code |= f->prob[i].repaired ? VSWAP_FSCK_EXIT_CORRECTED : VSWAP_FSCK_EXIT_UNCORRECTED;
+		code |=
+		    f->prob[i].repaired ? VSWAP_FSCK_EXIT_CORRECTED : VSWAP_FSCK_EXIT_UNCORRECTED;
 	return code;
 }
 

@@ -35,7 +35,7 @@ static int collect_staged(void *ctx, uint64_t first, uint64_t count)
 		l->r = r;
 		l->cap = cap;
 	}
-	l->r[l->n++] = (struct fsck_range){ first, first + count };
+	l->r[l->n++] = (struct fsck_range){first, first + count};
 	return 0;
 }
 
@@ -96,7 +96,8 @@ static int problem_run(struct vswap_fsck *f, enum vswap_problem_kind kind, uint6
 	if (end - first == 1)
 		return (int)fsck_problem(f, kind, first, FSCK_NONE, "staged page %llu: %s",
 					 (unsigned long long)first, what);
-	return (int)fsck_problem(f, kind, first, FSCK_NONE, "staged pages %llu-%llu (%llu pages): %s",
+	return (int)fsck_problem(f, kind, first, FSCK_NONE,
+				 "staged pages %llu-%llu (%llu pages): %s",
 				 (unsigned long long)first, (unsigned long long)(end - 1),
 				 (unsigned long long)(end - first), what);
 }
@@ -108,18 +109,19 @@ static int problem_run(struct vswap_fsck *f, enum vswap_problem_kind kind, uint6
  * record): they are kept.  Otherwise -y deletes them (the group is
  * rewritten when it also holds pages inside the space).
  */
-static int beyond_record_run(struct vswap_fsck *f, const struct fsck_extents *data,
-			     uint64_t first, uint64_t end)
+static int beyond_record_run(struct vswap_fsck *f, const struct fsck_extents *data, uint64_t first,
+			     uint64_t end)
 {
 	bool bytes = false;
 	int idx, ret = 0;
 
 	for (uint64_t p = first; p < end && !bytes; p++)
 		bytes = fsck_extents_contains(data, p);
-	idx = problem_run(f, VSWAP_PROBLEM_BAD_RECORD, first, end,
-			  bytes ? "staging record beyond the page-index space, over bytes of the "
-				  "staging file: the regions record or its key is damaged; not deleted"
-				: "staging record beyond the page-index space");
+	idx = problem_run(
+	    f, VSWAP_PROBLEM_BAD_RECORD, first, end,
+	    bytes ? "staging record beyond the page-index space, over bytes of the "
+		    "staging file: the regions record or its key is damaged; not deleted"
+		  : "staging record beyond the page-index space");
 	if (idx < 0)
 		return -ENOMEM;
 	if (bytes || !fsck_repairing_all(f))
@@ -195,12 +197,14 @@ static int empty_record_run(struct vswap_fsck *f, uint64_t first, uint64_t end)
 			while (q < end && other_copy(f, q) == copy)
 				q++;
 			if (copy) {
-				idx = problem_run(f, VSWAP_PROBLEM_EMPTY_STAGING_RECORD, p, q,
-						  "recorded as staged but the staging file holds no "
-						  "bytes; the swap file holds the page");
+				idx =
+				    problem_run(f, VSWAP_PROBLEM_EMPTY_STAGING_RECORD, p, q,
+						"recorded as staged but the staging file holds no "
+						"bytes; the swap file holds the page");
 				if (idx < 0)
 					return -ENOMEM;
-				if (fsck_repairing(f) && vswap_store_stage_clear(f->store, p, q - p) == 0)
+				if (fsck_repairing(f) &&
+				    vswap_store_stage_clear(f->store, p, q - p) == 0)
 					fsck_problem_repaired(f, idx);
 			} else if ((ret = lost_staged_run(f, p, q))) {
 				return ret;
@@ -271,11 +275,12 @@ static int leaked_bytes_run(struct vswap_fsck *f, int fd, uint64_t first, uint64
 			while (q < end && may_punch(f, q) == copy)
 				q++;
 			if (!copy) {
-				if (problem_run(f, VSWAP_PROBLEM_LEAKED_STAGING, p, q,
-						"staging file holds bytes that no staging record "
-						"covers and no other copy backs: they may be the only "
-						"copy of a staged page whose record is damaged; left "
-						"in place") < 0)
+				if (problem_run(
+					f, VSWAP_PROBLEM_LEAKED_STAGING, p, q,
+					"staging file holds bytes that no staging record "
+					"covers and no other copy backs: they may be the only "
+					"copy of a staged page whose record is damaged; left "
+					"in place") < 0)
 					return -ENOMEM;
 			} else {
 				int ret = leaked_punch_run(f, fd, p, q);
@@ -393,8 +398,8 @@ static int check_staging_file(struct vswap_fsck *f)
 	if (fsck_problem(f, VSWAP_PROBLEM_MISSING_STAGING_FILE, FSCK_NONE, FSCK_NONE,
 			 "%s: the staging file does not exist%s", path,
 			 slash && slash > dir && stat(dir, &st) != 0
-				 ? ", nor its directory: the store cannot be opened for writing"
-				 : "") < 0)
+			     ? ", nor its directory: the store cannot be opened for writing"
+			     : "") < 0)
 		return -ENOMEM;
 	return 0;
 }
@@ -424,7 +429,6 @@ static int bad_staging_add(struct vswap_fsck *f, uint64_t group)
 	return 0;
 }
 
-
 /* A staging record not believed: which of its group's pages are staged is
  * unknown, so the staging file's bytes there may be their only copies.  It
  * is reported and kept, and those bytes are never punched. */
@@ -440,11 +444,12 @@ static int bad_staging_record(struct vswap_fsck *f, const struct vswap_staged_re
 				   (unsigned long long)r->claimed_group, first,
 				   first + FSCK_GROUP_PAGES - 1) < 0;
 	else
-		ret = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, first, FSCK_NONE,
-				   "staging record of pages %llu-%llu %s; its staged bytes are kept",
-				   first, first + FSCK_GROUP_PAGES - 1,
-				   r->fault == VSWAP_RECORD_CHECKSUM ? "fails its check"
-								     : "cannot be decoded") < 0;
+		ret =
+		    fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, first, FSCK_NONE,
+				 "staging record of pages %llu-%llu %s; its staged bytes are kept",
+				 first, first + FSCK_GROUP_PAGES - 1,
+				 r->fault == VSWAP_RECORD_CHECKSUM ? "fails its check"
+								   : "cannot be decoded") < 0;
 	if (ret)
 		return -ENOMEM;
 	if ((ret = bad_staging_add(f, r->key_group)))
@@ -457,10 +462,10 @@ static int bad_staging_record(struct vswap_fsck *f, const struct vswap_staged_re
 static int bad_staged_copy(struct vswap_fsck *f, uint64_t page)
 {
 	bool copy = other_copy(f, page);
-	ssize_t idx = fsck_problem(f, VSWAP_PROBLEM_CHECKSUM_MISMATCH, page, FSCK_NONE,
-				   "staged copy of page %llu fails its checksum%s",
-				   (unsigned long long)page,
-				   copy ? "; the swap file holds the page" : "");
+	ssize_t idx =
+	    fsck_problem(f, VSWAP_PROBLEM_CHECKSUM_MISMATCH, page, FSCK_NONE,
+			 "staged copy of page %llu fails its checksum%s", (unsigned long long)page,
+			 copy ? "; the swap file holds the page" : "");
 
 	if (idx < 0)
 		return -ENOMEM;
@@ -496,7 +501,7 @@ static int walk_staged_page(void *ctx, const struct vswap_staged_record *r)
 
 static int walk_staged_pages(struct vswap_fsck *f, const struct fsck_extents *data, int fd)
 {
-	struct staged_walk w = { .f = f, .data = data, .fd = fd, .buf = malloc(f->page_size) };
+	struct staged_walk w = {.f = f, .data = data, .fd = fd, .buf = malloc(f->page_size)};
 	int ret;
 
 	if (!w.buf)
@@ -508,8 +513,8 @@ static int walk_staged_pages(struct vswap_fsck *f, const struct fsck_extents *da
 
 int fsck_check_staging(struct vswap_fsck *f)
 {
-	struct staged_list l = { 0 };
-	struct fsck_extents data = { 0 };
+	struct staged_list l = {0};
+	struct fsck_extents data = {0};
 	int fd = vswap_store_staging_fd(f->store);
 	int ret = vswap_store_foreach_staged(f->store, collect_staged, &l);
 

@@ -269,7 +269,7 @@ int fsck_verify(struct vswap_fsck *f)
 {
 	if (f->skip_bytes)
 		return 0;
-	struct verifier v = { .fd = -1 };
+	struct verifier v = {.fd = -1};
 	uint64_t t0 = now_ns();
 	int ret = verifier_init(&v, f);
 

@@ -126,8 +126,8 @@ int index_open(struct vswap_store *s, bool create)
 	    (rc = mdb_dbi_open(txn, "staging", dflags, &s->dbi_staging)) ||
 	    (rc = blob_db_open(s, txn))) {
 		mdb_txn_abort(txn);
-		store_log(s, VSWAP_LOG_ERROR, "%s: bad index: not a vswap index (%s)", s->index_path,
-			  mdb_strerror(rc));
+		store_log(s, VSWAP_LOG_ERROR, "%s: bad index: not a vswap index (%s)",
+			  s->index_path, mdb_strerror(rc));
 		return rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE ? -EUCLEAN : mdb_to_errno(rc);
 	}
 	rc = mdb_txn_commit(txn);
@@ -168,7 +168,8 @@ int index_identify(const struct vswap_store *s, uint8_t uuid[16])
 		uint64_t sum;
 		memcpy(&sum, (uint8_t *)d.mv_data + 16, 8);
 		probe.seed = checksum_store_seed(d.mv_data);
-		if (le64toh(sum) == index_record_check(&probe, DB_META, K_UUID, k.mv_size, d.mv_data, 16)) {
+		if (le64toh(sum) ==
+		    index_record_check(&probe, DB_META, K_UUID, k.mv_size, d.mv_data, 16)) {
 			memcpy(uuid, d.mv_data, 16);
 			ret = 0;
 		}
@@ -189,8 +190,7 @@ void index_close(struct vswap_store *s)
 /* ---- metadata ------------------------------------------------------------- */
 
 /* A meta value is its payload followed by the record check. */
-static int put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const void *v,
-		    size_t len)
+static int put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const void *v, size_t len)
 {
 	MDB_val k = str_key(key), d = {.mv_size = len + 8, .mv_data = NULL};
 	int rc = mdb_put(txn, s->dbi_meta, &k, &d, MDB_RESERVE);
@@ -202,8 +202,7 @@ static int put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const 
 	return 0;
 }
 
-int index_put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const void *v,
-		   size_t len)
+int index_put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const void *v, size_t len)
 {
 	return put_meta(s, txn, key, v, len);
 }
@@ -297,7 +296,8 @@ static int get_meta(struct vswap_store *s, MDB_txn *txn, const char *key, MDB_va
 	out->mv_size -= 8;
 	uint64_t sum;
 	memcpy(&sum, (uint8_t *)out->mv_data + out->mv_size, 8);
-	if (le64toh(sum) != index_record_check(s, DB_META, key, k.mv_size, out->mv_data, out->mv_size))
+	if (le64toh(sum) !=
+	    index_record_check(s, DB_META, key, k.mv_size, out->mv_data, out->mv_size))
 		return META_BAD;
 	return 0;
 }
@@ -393,10 +393,11 @@ static int regions_missing(struct vswap_store *s, MDB_txn *txn)
 		return -EIO;
 	if (a.ms_entries == 0 && b.ms_entries == 0)
 		return 0;
-	store_log(s, s->tolerant ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR,
-		  "%s: bad index: regions record missing, but %zu page-group and %zu staging records "
-		  "exist",
-		  s->index_path, a.ms_entries, b.ms_entries);
+	store_log(
+	    s, s->tolerant ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR,
+	    "%s: bad index: regions record missing, but %zu page-group and %zu staging records "
+	    "exist",
+	    s->index_path, a.ms_entries, b.ms_entries);
 	if (!s->tolerant)
 		return -EUCLEAN;
 	s->damaged |= VSWAP_DAMAGED_REGIONS;
@@ -432,9 +433,10 @@ static int load_meta(struct vswap_store *s, MDB_txn *txn, const char *staging_di
 		vswap_uuid_format(s->sb.uuid, a);
 		if (d.mv_size >= 16)
 			vswap_uuid_format(d.mv_data, b);
-		store_log(s, VSWAP_LOG_ERROR,
-			  "%s: index belongs to another store: its UUID is %s, the swap file's is %s",
-			  s->index_path, b, a);
+		store_log(
+		    s, VSWAP_LOG_ERROR,
+		    "%s: index belongs to another store: its UUID is %s, the swap file's is %s",
+		    s->index_path, b, a);
 		return -EMEDIUMTYPE;
 	}
 	if (rc == META_BAD || d.mv_size != 16)
@@ -443,15 +445,17 @@ static int load_meta(struct vswap_store *s, MDB_txn *txn, const char *staging_di
 	if (rc)
 		return bad_meta(s, K_FORMAT, rc);
 	if (format != VSWAP_FORMAT_VERSION) {
-		store_log(s, VSWAP_LOG_ERROR, "%s: unknown index format version %u (this build knows %u)",
+		store_log(s, VSWAP_LOG_ERROR,
+			  "%s: unknown index format version %u (this build knows %u)",
 			  s->index_path, format, VSWAP_FORMAT_VERSION);
 		return -EPROTONOSUPPORT;
 	}
 	if ((rc = get_meta_u32(s, txn, K_PAGE_SIZE, &psz)))
 		return bad_meta(s, K_PAGE_SIZE, rc);
 	if (psz != s->page_size) {
-		store_log(s, VSWAP_LOG_ERROR, "%s: index page size %u differs from the swap file's %u",
-			  s->index_path, psz, s->page_size);
+		store_log(s, VSWAP_LOG_ERROR,
+			  "%s: index page size %u differs from the swap file's %u", s->index_path,
+			  psz, s->page_size);
 		return -EMEDIUMTYPE;
 	}
 	rc = get_meta_u64(s, txn, K_CREATED, &created);
@@ -513,8 +517,8 @@ static int load_meta(struct vswap_store *s, MDB_txn *txn, const char *staging_di
 	if (rc && rc != META_BAD)
 		return mdb_to_errno(rc);
 	if (d.mv_size == 0 || d.mv_size >= 4096 || memchr(d.mv_data, 0, d.mv_size)) {
-		store_log(s, VSWAP_LOG_ERROR, "%s: bad index: the staging path record is not a path",
-			  s->index_path);
+		store_log(s, VSWAP_LOG_ERROR,
+			  "%s: bad index: the staging path record is not a path", s->index_path);
 		return -EUCLEAN;
 	}
 	s->staging_path = strndup(d.mv_data, d.mv_size);
@@ -524,7 +528,8 @@ static int load_meta(struct vswap_store *s, MDB_txn *txn, const char *staging_di
 		store_log(s, VSWAP_LOG_ERROR,
 			  "%s: the index's staging path \"%s\" is not vswap-<uuid>.staging of this "
 			  "store in %s%s; refusing it",
-			  s->index_path, s->staging_path, staging_dir ? "the staging directory " : "",
+			  s->index_path, s->staging_path,
+			  staging_dir ? "the staging directory " : "",
 			  staging_dir ? staging_dir : "a canonical absolute directory");
 		return -EUCLEAN;
 	}
@@ -548,13 +553,13 @@ static int walk_group(struct vswap_store *s, const MDB_val *key, const MDB_val *
 	}
 	if (f != VSWAP_RECORD_OK) {
 		struct vswap_page_record r = {
-			.page = kg * GROUP_PAGES,
-			.slot = UINT64_MAX,
-			.corrupt = true,
-			.group_pages = GROUP_PAGES,
-			.fault = f,
-			.key_group = kg,
-			.claimed_group = f == VSWAP_RECORD_MISPLACED ? g.group : kg,
+		    .page = kg * GROUP_PAGES,
+		    .slot = UINT64_MAX,
+		    .corrupt = true,
+		    .group_pages = GROUP_PAGES,
+		    .fault = f,
+		    .key_group = kg,
+		    .claimed_group = f == VSWAP_RECORD_MISPLACED ? g.group : kg,
 		};
 		return fn(ctx, &r);
 	}
@@ -564,10 +569,10 @@ static int walk_group(struct vswap_store *s, const MDB_val *key, const MDB_val *
 			continue;
 		uint32_t state;
 		struct vswap_page_record e = {
-			.page = kg * GROUP_PAGES + i,
-			.group_pages = 1,
-			.key_group = kg,
-			.claimed_group = kg,
+		    .page = kg * GROUP_PAGES + i,
+		    .group_pages = 1,
+		    .key_group = kg,
+		    .claimed_group = kg,
 		};
 		group_entry(&g, n++, &e.slot, &state, &e.xxh3);
 		e.state = (enum vswap_page_state)state;
@@ -594,7 +599,7 @@ static size_t encode_group(const struct vswap_store *s, uint64_t g, uint8_t *buf
 			 * decides about it: a rewrite of its group must not drop
 			 * it silently. */
 			const struct vswap_page_record *lo =
-				s->nleftout ? leftout_find(s, first + i) : NULL;
+			    s->nleftout ? leftout_find(s, first + i) : NULL;
 			if (!lo)
 				continue;
 			slot1 = lo->slot == UINT64_MAX ? 0 : (uint32_t)(lo->slot + 1);
@@ -646,13 +651,14 @@ static int load_record(void *arg, const struct vswap_page_record *r)
 		if (s->tolerant && !r->corrupt && r->page < s->total_pages)
 			leftout_add(s, r);
 		if (r->corrupt)
-			store_log(s, s->tolerant ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR,
-				  "%s: bad index: the page-group record of key %llu (pages %llu-%llu) "
-				  "%s%s",
-				  s->index_path, (unsigned long long)r->key_group,
-				  (unsigned long long)r->page,
-				  (unsigned long long)(r->page + r->group_pages - 1), why,
-				  s->tolerant ? "" : "; its pages are lost: run vswap-fsck");
+			store_log(
+			    s, s->tolerant ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR,
+			    "%s: bad index: the page-group record of key %llu (pages %llu-%llu) "
+			    "%s%s",
+			    s->index_path, (unsigned long long)r->key_group,
+			    (unsigned long long)r->page,
+			    (unsigned long long)(r->page + r->group_pages - 1), why,
+			    s->tolerant ? "" : "; its pages are lost: run vswap-fsck");
 		else
 			store_log(s, s->tolerant ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR,
 				  "%s: index record of page %llu: %s%s", s->index_path,
@@ -720,8 +726,8 @@ static int load_staging(struct vswap_store *s, MDB_txn *txn)
 			 * so a non-tolerant open refuses, and recovery sees it
 			 * through vswap_store_foreach_staged_page(). */
 			store_log(s, s->tolerant ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR,
-				  "%s: bad index: the staging record of key %llu %s%s", s->index_path,
-				  (unsigned long long)g, record_fault_name(f),
+				  "%s: bad index: the staging record of key %llu %s%s",
+				  s->index_path, (unsigned long long)g, record_fault_name(f),
 				  s->tolerant ? "" : "; run vswap-fsck");
 			if (!s->tolerant) {
 				ret = -EUCLEAN;
@@ -942,7 +948,8 @@ int index_commit(struct vswap_store *s)
 		uint64_t grown = s->map_size * 2;
 		rc = mdb_env_set_mapsize(s->env, grown);
 		if (rc) {
-			store_log(s, VSWAP_LOG_ERROR, "index map full and cannot grow to %llu bytes: %s",
+			store_log(s, VSWAP_LOG_ERROR,
+				  "index map full and cannot grow to %llu bytes: %s",
 				  (unsigned long long)grown, mdb_strerror(rc));
 			return -ENOSPC;
 		}
@@ -1003,12 +1010,12 @@ int vswap_store_foreach_staged_page(struct vswap_store *s, vswap_staged_record_f
 		}
 		if (f != VSWAP_RECORD_OK) {
 			struct vswap_staged_record r = {
-				.page = g * GROUP_PAGES,
-				.corrupt = true,
-				.group_pages = GROUP_PAGES,
-				.fault = f,
-				.key_group = g,
-				.claimed_group = f == VSWAP_RECORD_MISPLACED ? sv.group : g,
+			    .page = g * GROUP_PAGES,
+			    .corrupt = true,
+			    .group_pages = GROUP_PAGES,
+			    .fault = f,
+			    .key_group = g,
+			    .claimed_group = f == VSWAP_RECORD_MISPLACED ? sv.group : g,
 			};
 			ret = fn(ctx, &r);
 			continue;
@@ -1016,11 +1023,11 @@ int vswap_store_foreach_staged_page(struct vswap_store *s, vswap_staged_record_f
 		for (uint64_t w = sv.staged; w && !ret; w &= w - 1) {
 			unsigned bit = (unsigned)__builtin_ctzll(w);
 			struct vswap_staged_record r = {
-				.page = g * GROUP_PAGES + bit,
-				.summed = sv.summed >> bit & 1,
-				.group_pages = 1,
-				.key_group = g,
-				.claimed_group = g,
+			    .page = g * GROUP_PAGES + bit,
+			    .summed = sv.summed >> bit & 1,
+			    .group_pages = 1,
+			    .key_group = g,
+			    .claimed_group = g,
 			};
 			if (r.summed)
 				r.xxh3 = staging_view_sum(&sv, bit);

@@ -85,7 +85,7 @@ struct slot_vec {
 struct range_vec {
 	struct {
 		uint64_t first, count;
-	} *v;
+	} * v;
 	size_t n, cap;
 };
 
@@ -98,30 +98,30 @@ struct range_vec {
  * that landed.
  */
 struct commit_snap {
-	bool active;           /* between begin and end */
-	MDB_txn *txn;          /* begun by begin, committed (or aborted) by write */
-	uint8_t *recs;         /* per group: u64 group, u64 staged bits, u64 length, record */
+	bool active;   /* between begin and end */
+	MDB_txn *txn;  /* begun by begin, committed (or aborted) by write */
+	uint8_t *recs; /* per group: u64 group, u64 staged bits, u64 length, record */
 	size_t len, cap;
 	uint64_t *committing;  /* bitmap: groups in the snapshot */
 	struct slot_vec freed; /* freed before the begin: reusable after the commit */
 	struct range_vec unpunched;
-	bool sync;             /* the swap file has bytes to sync first */
+	bool sync; /* the swap file has bytes to sync first */
 	bool cached, meta;
 	uint64_t pending;
-	int sync_failed;       /* the write's data sync failed: sticky at the end */
+	int sync_failed; /* the write's data sync failed: sticky at the end */
 };
 
 struct vswap_store {
 	char *path;
 	char *index_path;
 	char *staging_path;
-	int fd;         /* swap file */
-	int dfd;        /* the same file opened O_DIRECT (writes, fault reads), or -1 */
-	int lock_fd;    /* holds the flock; never used for I/O (see lock_store) */
+	int fd;		/* swap file */
+	int dfd;	/* the same file opened O_DIRECT (writes, fault reads), or -1 */
+	int lock_fd;	/* holds the flock; never used for I/O (see lock_store) */
 	int staging_fd; /* -1 when a read-only open found none */
 	bool read_only;
 	bool tolerant;
-	bool unlinked;  /* creating: the swap file has no name yet */
+	bool unlinked; /* creating: the swap file has no name yet */
 	/* creating: what this creation made (removed if it fails) and the
 	 * index's descriptor holding the creation's flock */
 	bool made_swap, made_index, made_lock, made_staging;
@@ -133,7 +133,7 @@ struct vswap_store {
 	enum vswap_log_level log_level;
 
 	struct vswap_superblock sb;
-	uint64_t seed; /* store seed: XXH3-64 of the UUID (store/checksum.h) */
+	uint64_t seed;	  /* store seed: XXH3-64 of the UUID (store/checksum.h) */
 	uint32_t damaged; /* VSWAP_DAMAGED_* of a tolerant open */
 	uint32_t page_size;
 	unsigned page_shift;
@@ -144,26 +144,26 @@ struct vswap_store {
 	uint64_t total_pages;
 
 	/* Hot state: the index's content, in memory. */
-	uint32_t *pages;       /* page word per page */
-	uint64_t *sums;        /* XXH3-64 per page (of its slot's bytes) */
-	uint64_t *staged;      /* bitmap: page is staged */
-	uint64_t *summed;      /* bitmap: the staged copy's checksum is known */
-	uint64_t *ssums;       /* checksum per page of its staged copy */
-	uint64_t *slot_used;   /* bitmap: slot allocated or freed-uncommitted */
-	uint64_t slot_cap;     /* bits in slot_used */
-	uint64_t slots_end;    /* one past the highest slot in use */
-	uint64_t free_hint;    /* no free slot below this */
+	uint32_t *pages;     /* page word per page */
+	uint64_t *sums;	     /* XXH3-64 per page (of its slot's bytes) */
+	uint64_t *staged;    /* bitmap: page is staged */
+	uint64_t *summed;    /* bitmap: the staged copy's checksum is known */
+	uint64_t *ssums;     /* checksum per page of its staged copy */
+	uint64_t *slot_used; /* bitmap: slot allocated or freed-uncommitted */
+	uint64_t slot_cap;   /* bits in slot_used */
+	uint64_t slots_end;  /* one past the highest slot in use */
+	uint64_t free_hint;  /* no free slot below this */
 	uint64_t slots_used;
-	uint64_t *dirty;       /* bitmap: group changed since the last commit */
+	uint64_t *dirty; /* bitmap: group changed since the last commit */
 	uint64_t ngroups;
 	bool meta_dirty;
-	bool data_unsynced;    /* bytes written since the last sync */
-	bool cached_writes;    /* buffered writes since the last commit */
+	bool data_unsynced; /* bytes written since the last sync */
+	bool cached_writes; /* buffered writes since the last commit */
 	uint64_t pending_pages;
-	struct slot_vec freed; /* reusable after the next commit */
+	struct slot_vec freed;	    /* reusable after the next commit */
 	struct range_vec unpunched; /* staging bytes to punch at the commit */
-	int sync_error;        /* a failed data sync: no commit may follow */
-	pid_t pid;             /* the process that opened the handle */
+	int sync_error;		    /* a failed data sync: no commit may follow */
+	pid_t pid;		    /* the process that opened the handle */
 
 	/* Tolerant opens: records left out of the tables (a slot owned twice,
 	 * out of range).  They are written back when their group is rewritten,
@@ -184,8 +184,8 @@ struct vswap_store {
 	MDB_env *env;
 	MDB_dbi dbi_meta, dbi_pages, dbi_staging;
 	MDB_dbi dbi_blobs;
-	bool have_blobs;             /* the blobs database exists (blob.c) */
-	struct blob_pending *blobs;  /* puts and deletes for the next commit */
+	bool have_blobs;	    /* the blobs database exists (blob.c) */
+	struct blob_pending *blobs; /* puts and deletes for the next commit */
 	uint64_t map_size;
 
 	struct vswap_io io;
@@ -200,7 +200,7 @@ int open_regular(const struct vswap_store *s, const char *path, int flags, const
 
 /* log.c */
 void store_log(const struct vswap_store *s, enum vswap_log_level lvl, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* tables.c: the in-memory tables */
 int tables_alloc(struct vswap_store *s);
@@ -229,8 +229,7 @@ int index_lock_file_prepare(struct vswap_store *s);
 /* index.c: the LMDB environment */
 int index_open(struct vswap_store *s, bool create);
 int index_identify(const struct vswap_store *s, uint8_t uuid[16]);
-int index_put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const void *v,
-		   size_t len);
+int index_put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const void *v, size_t len);
 void index_close(struct vswap_store *s);
 int index_write_meta_initial(struct vswap_store *s);
 int index_load(struct vswap_store *s, const char *staging_dir);
@@ -250,7 +249,7 @@ uint64_t index_bytes_used(struct vswap_store *s);
 
 /* record.c: record encodings and checks */
 uint64_t index_record_check(const struct vswap_store *s, uint32_t db, const void *key, size_t klen,
-		      const void *val, size_t vlen);
+			    const void *val, size_t vlen);
 void record_seal(const struct vswap_store *s, uint32_t db, uint64_t group, uint8_t *val,
 		 size_t len);
 size_t group_encode_begin(uint8_t *buf, uint64_t group);

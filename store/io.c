@@ -28,8 +28,9 @@ static int run_sync(int fd, bool write, struct vswap_io_req *reqs, unsigned n)
 		struct vswap_io_req *r = &reqs[i];
 		uint32_t done = 0;
 		while (done < r->len) {
-			ssize_t k = write ? pwrite(fd, (char *)r->buf + done, r->len - done, r->off + done)
-					  : pread(fd, (char *)r->buf + done, r->len - done, r->off + done);
+			ssize_t k =
+			    write ? pwrite(fd, (char *)r->buf + done, r->len - done, r->off + done)
+				  : pread(fd, (char *)r->buf + done, r->len - done, r->off + done);
 			if (k < 0 && errno == EINTR)
 				continue;
 			if (k < 0) {
@@ -43,7 +44,7 @@ static int run_sync(int fd, bool write, struct vswap_io_req *reqs, unsigned n)
 		r->res = (int32_t)done;
 		if (write && done < r->len)
 			r->res = -EIO;
-next:;
+	next:;
 	}
 	return 0;
 }

@@ -70,7 +70,8 @@ const char *vswap_strerror(int err)
 	case EUCLEAN:
 		return "damaged or foreign store file (the log names it and what is wrong)";
 	case EPROTONOSUPPORT:
-		return "another vswap on-disk format version (format 1: convert with vswap-upgrade)";
+		return "another vswap on-disk format version (format 1: convert with "
+		       "vswap-upgrade)";
 	case EMEDIUMTYPE:
 		return "index and swap file belong to different stores (UUID mismatch)";
 	case EXDEV:

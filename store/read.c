@@ -75,12 +75,12 @@ int vswap_store_read_begin(const struct vswap_store *s, uint64_t page, struct vs
 		return ret;
 	uint32_t w = s->pages[page];
 	*r = (struct vswap_read){
-		.page = page,
-		.slot = pw_slot(w),
-		.xxh3 = s->sums[page],
-		.offset = slot_offset(s, pw_slot(w)),
-		.len = s->page_size,
-		.fd = s->dfd >= 0 ? s->dfd : s->fd,
+	    .page = page,
+	    .slot = pw_slot(w),
+	    .xxh3 = s->sums[page],
+	    .offset = slot_offset(s, pw_slot(w)),
+	    .len = s->page_size,
+	    .fd = s->dfd >= 0 ? s->dfd : s->fd,
 	};
 	return 0;
 }
@@ -152,9 +152,9 @@ int vswap_store_read_run(struct vswap_store *s, uint64_t first, uint32_t count, 
 			uint32_t i = req_first[r] + k;
 			int32_t have = got < 0 ? got : got - (int32_t)(k << s->page_shift);
 			int st = have < 0 && got < 0
-					 ? page_failed(s, first + i, got, strerror(-got))
-					 : verify(s, first + i, out + ((size_t)i << s->page_shift),
-						  have < 0 ? 0 : have);
+				     ? page_failed(s, first + i, got, strerror(-got))
+				     : verify(s, first + i, out + ((size_t)i << s->page_shift),
+					      have < 0 ? 0 : have);
 			if (status)
 				status[i] = st;
 			failed += st != 0;

@@ -17,7 +17,7 @@
 #include "store/internal.h"
 
 uint64_t index_record_check(const struct vswap_store *s, uint32_t db, const void *key, size_t klen,
-		      const void *val, size_t vlen)
+			    const void *val, size_t vlen)
 {
 	/* Streamed: the same XXH3-64 as over the concatenation, no copy. */
 	XXH3_state_t st;

@@ -93,7 +93,7 @@ int staging_create(struct vswap_store *s, const char *dir)
 	if (ret)
 		return ret;
 	s->staging_fd =
-		open(s->staging_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	    open(s->staging_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (s->staging_fd < 0) {
 		ret = -errno;
 		store_log(s, VSWAP_LOG_ERROR, "%s: cannot create staging file: %s", s->staging_path,
@@ -148,10 +148,11 @@ int staging_open(struct vswap_store *s, const char *dir)
 			return 0;
 		}
 		if (s->n_staged && !s->tolerant) {
-			store_log(s, VSWAP_LOG_ERROR,
-				  "%s: staging file is gone but the index records %llu staged pages; "
-				  "run vswap-fsck",
-				  s->staging_path, (unsigned long long)s->n_staged);
+			store_log(
+			    s, VSWAP_LOG_ERROR,
+			    "%s: staging file is gone but the index records %llu staged pages; "
+			    "run vswap-fsck",
+			    s->staging_path, (unsigned long long)s->n_staged);
 			return -ENOENT;
 		}
 		/* Never create a file where a damaged index points: only in
@@ -163,8 +164,8 @@ int staging_open(struct vswap_store *s, const char *dir)
 				  s->staging_path, dir ? dir : "/dev/shm");
 			return -ENOENT;
 		}
-		s->staging_fd = open(s->staging_path,
-				     O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		s->staging_fd =
+		    open(s->staging_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		ret = s->staging_fd < 0 ? -errno : 0;
 	}
 	if (ret) {
@@ -213,7 +214,7 @@ int staging_verify_loaded(struct vswap_store *s)
 			    page_sum(s, pg, buf + (i << s->page_shift)) == s->ssums[pg])
 				continue;
 			uint32_t w = s->pages[pg];
-			const char *why = !have			       ? "is missing"
+			const char *why = !have			     ? "is missing"
 					  : !bit_test(s->summed, pg) ? "has no committed checksum"
 								     : "fails its checksum";
 			vswap_store_stage_clear(s, pg, 1);
@@ -232,8 +233,9 @@ int staging_verify_loaded(struct vswap_store *s)
 	}
 	free(buf);
 	if (lost)
-		store_log(s, VSWAP_LOG_ERROR, "%s: %llu staged pages failed verification and are lost",
-			  s->staging_path, (unsigned long long)lost);
+		store_log(s, VSWAP_LOG_ERROR,
+			  "%s: %llu staged pages failed verification and are lost", s->staging_path,
+			  (unsigned long long)lost);
 	if (dropped)
 		store_log(s, VSWAP_LOG_WARN,
 			  "%s: %llu staged copies unverified; their swap-file copies are current",
@@ -309,7 +311,9 @@ int staging_punch_ranges(struct vswap_store *s, struct range_vec *v)
 	}
 	v->n = 0;
 	if (ret)
-		store_log(s, VSWAP_LOG_WARN, "%s: cannot punch staging bytes: %s (vswap-fsck "
-			  "reclaims them)", s->staging_path, strerror(-ret));
+		store_log(s, VSWAP_LOG_WARN,
+			  "%s: cannot punch staging bytes: %s (vswap-fsck "
+			  "reclaims them)",
+			  s->staging_path, strerror(-ret));
 	return ret;
 }

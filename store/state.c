@@ -213,8 +213,8 @@ static uint64_t next_set(const uint64_t *bm, uint64_t from, uint64_t limit)
 		uint64_t w = bm[from / 64] >> (from % 64);
 		if (w)
 			return from + (uint64_t)__builtin_ctzll(w) < limit
-				       ? from + (uint64_t)__builtin_ctzll(w)
-				       : limit;
+				   ? from + (uint64_t)__builtin_ctzll(w)
+				   : limit;
 		from = (from | 63) + 1;
 	}
 	return limit;

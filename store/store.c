@@ -119,7 +119,8 @@ int open_regular(const struct vswap_store *s, const char *path, int flags, const
 	int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
 		int ret = -errno;
-		store_log(s, VSWAP_LOG_ERROR, "%s: cannot open %s: %s", path, what, strerror(errno));
+		store_log(s, VSWAP_LOG_ERROR, "%s: cannot open %s: %s", path, what,
+			  strerror(errno));
 		return ret;
 	}
 	struct stat st;
@@ -262,8 +263,8 @@ static int replace_stale_index(struct vswap_store *s, const char *staging_dir)
 	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		if (fd >= 0)
 			close(fd);
-		store_log(s, VSWAP_LOG_ERROR, "%s: cannot create the index: a file of that name exists",
-			  s->index_path);
+		store_log(s, VSWAP_LOG_ERROR,
+			  "%s: cannot create the index: a file of that name exists", s->index_path);
 		return -EEXIST;
 	}
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -313,8 +314,8 @@ static int claim_index(struct vswap_store *s, const char *staging_dir)
 	if (ret)
 		return ret;
 	for (int tries = 0; tries < 2; tries++) {
-		s->index_fd = open(s->index_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-				   0600);
+		s->index_fd =
+		    open(s->index_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (s->index_fd >= 0)
 			break;
 		if (errno != EEXIST || tries) {
@@ -332,9 +333,10 @@ static int claim_index(struct vswap_store *s, const char *staging_dir)
 	if (flock(s->index_fd, LOCK_EX) != 0)
 		return -errno;
 	if (exists(lock)) {
-		store_log(s, VSWAP_LOG_ERROR,
-			  "%s: cannot create the store: a file of the index lock file's name exists",
-			  lock);
+		store_log(
+		    s, VSWAP_LOG_ERROR,
+		    "%s: cannot create the store: a file of the index lock file's name exists",
+		    lock);
 		return -EEXIST;
 	}
 	s->made_lock = true; /* LMDB creates it in index_open() */
@@ -431,8 +433,8 @@ static int read_superblock(struct vswap_store *s)
 		return ret;
 	}
 	if (s->sb.page_size != s->page_size) {
-		store_log(s, VSWAP_LOG_ERROR, "%s: store page size %u, system page size %u", s->path,
-			  s->sb.page_size, s->page_size);
+		store_log(s, VSWAP_LOG_ERROR, "%s: store page size %u, system page size %u",
+			  s->path, s->sb.page_size, s->page_size);
 		return -EXDEV;
 	}
 	s->seed = checksum_store_seed(s->sb.uuid);
@@ -507,8 +509,8 @@ static int close_store(struct vswap_store *s, bool clean)
 		if (!ret)
 			mdb_env_sync(s->env, 1);
 		if (ret)
-			store_log(s, VSWAP_LOG_ERROR, "%s: closing: %s; store left unclean", s->path,
-				  vswap_strerror(ret));
+			store_log(s, VSWAP_LOG_ERROR, "%s: closing: %s; store left unclean",
+				  s->path, vswap_strerror(ret));
 	}
 	handle_free(s);
 	return ret;
@@ -600,7 +602,8 @@ int vswap_store_destroy(const char *path, const struct vswap_store_opts *opts)
 			struct vswap_store *q = handle_new(path, &ro);
 			if (q)
 				store_log(q, VSWAP_LOG_ERROR,
-					  "%s: not removed: not shown to be this store's index", ip);
+					  "%s: not removed: not shown to be this store's index",
+					  ip);
 			if (q)
 				handle_free(q);
 			ret = -EUCLEAN;
@@ -638,7 +641,8 @@ int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsign
 		if (pages[i] > vswap_store_max_pages() || total > vswap_store_max_pages()) {
 			store_log(s, VSWAP_LOG_ERROR,
 				  "%s: %llu+ pages exceed the store's limit of %llu pages", s->path,
-				  (unsigned long long)total, (unsigned long long)vswap_store_max_pages());
+				  (unsigned long long)total,
+				  (unsigned long long)vswap_store_max_pages());
 			return -E2BIG;
 		}
 	}

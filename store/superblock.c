@@ -53,8 +53,7 @@ void superblock_encode(const struct vswap_superblock *sb, uint8_t *buf)
 	put64(buf + SB_OFF_CHECKSUM, vswap_checksum(buf, SB_OFF_CHECKSUM));
 }
 
-int superblock_decode(const uint8_t *buf, size_t len, struct vswap_superblock *sb,
-		      const char **why)
+int superblock_decode(const uint8_t *buf, size_t len, struct vswap_superblock *sb, const char **why)
 {
 	if (len < VSWAP_SB_BYTES) {
 		*why = "file too short for a superblock";
@@ -75,9 +74,9 @@ int superblock_decode(const uint8_t *buf, size_t len, struct vswap_superblock *s
 	sb->flags = get64(buf + SB_OFF_FLAGS);
 	if (sb->format_version != VSWAP_FORMAT_VERSION) {
 		*why = sb->format_version == VSWAP_FORMAT_V1
-			       ? "format 1 store (written by vswap 0.1.0): convert it with "
-				 "vswap-upgrade"
-			       : "unknown format version";
+			   ? "format 1 store (written by vswap 0.1.0): convert it with "
+			     "vswap-upgrade"
+			   : "unknown format version";
 		return -EPROTONOSUPPORT;
 	}
 	if (sb->page_size < 512 || (sb->page_size & (sb->page_size - 1))) {

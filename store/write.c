@@ -78,7 +78,8 @@ static void unassign_slots(struct vswap_store *s, uint64_t first, uint32_t count
 			  (off_t)slot_offset(s, slots[i]), s->page_size);
 	}
 	/* Give back what an append grew (keeps a full disk usable). */
-	if (ftruncate(s->fd, (off_t)slot_offset(s, old_end > s->slots_end ? old_end : s->slots_end)))
+	if (ftruncate(s->fd,
+		      (off_t)slot_offset(s, old_end > s->slots_end ? old_end : s->slots_end)))
 		store_log(s, VSWAP_LOG_WARN, "%s: cannot shrink after a failed write", s->path);
 }
 
@@ -92,9 +93,9 @@ static unsigned build_runs(struct vswap_store *s, const uint8_t *buf, uint32_t c
 		while (j < count && j - i < MAX_REQ_PAGES && slots[j] == slots[j - 1] + 1)
 			j++;
 		reqs[n++] = (struct vswap_io_req){
-			.buf = (void *)(buf + ((size_t)i << s->page_shift)),
-			.off = slot_offset(s, slots[i]),
-			.len = (j - i) << s->page_shift,
+		    .buf = (void *)(buf + ((size_t)i << s->page_shift)),
+		    .off = slot_offset(s, slots[i]),
+		    .len = (j - i) << s->page_shift,
 		};
 		i = j;
 	}
@@ -113,8 +114,7 @@ static void hash_pages(void *arg)
 {
 	struct hash_job *j = arg;
 	for (uint32_t i = 0; i < j->count; i++)
-		j->sums[i] = page_sum(j->s, j->first + i,
-				      j->buf + ((size_t)i << j->s->page_shift));
+		j->sums[i] = page_sum(j->s, j->first + i, j->buf + ((size_t)i << j->s->page_shift));
 }
 
 /*
@@ -127,8 +127,8 @@ static int run_writes(struct vswap_store *s, struct vswap_io_req *reqs, unsigned
 {
 	bool direct = s->dfd >= 0 && ((uintptr_t)hj->buf & (s->page_size - 1)) == 0;
 	s->cached_writes |= !direct;
-	int ret = vswap_io_run_overlap(&s->io, direct ? s->dfd : s->fd, true, reqs, n, hash_pages,
-				       hj);
+	int ret =
+	    vswap_io_run_overlap(&s->io, direct ? s->dfd : s->fd, true, reqs, n, hash_pages, hj);
 	if (ret)
 		return ret;
 	for (unsigned i = 0; i < n; i++) {
@@ -159,8 +159,8 @@ int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, con
 		return ret;
 	}
 	unsigned nreq = build_runs(s, buf, count, slots, s->scratch_reqs);
-	struct hash_job hj = {.s = s, .buf = buf, .first = first, .count = count,
-			      .sums = s->scratch_sums};
+	struct hash_job hj = {
+	    .s = s, .buf = buf, .first = first, .count = count, .sums = s->scratch_sums};
 	ret = run_writes(s, s->scratch_reqs, nreq, &hj);
 	if (ret) {
 		store_log(s, VSWAP_LOG_ERROR, "%s: writing %u pages at page %llu: %s", s->path,
@@ -203,9 +203,11 @@ static void punch_slots(struct vswap_store *s, uint64_t first, uint64_t count)
 {
 	if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		      (off_t)slot_offset(s, first), (off_t)(count << s->page_shift)) != 0)
-		store_log(s, VSWAP_LOG_WARN, "%s: cannot punch slots %llu+%llu: %s (vswap-fsck "
-			  "reclaims them)", s->path, (unsigned long long)first,
-			  (unsigned long long)count, strerror(errno));
+		store_log(s, VSWAP_LOG_WARN,
+			  "%s: cannot punch slots %llu+%llu: %s (vswap-fsck "
+			  "reclaims them)",
+			  s->path, (unsigned long long)first, (unsigned long long)count,
+			  strerror(errno));
 }
 
 /*
@@ -277,10 +279,11 @@ int vswap_store_commit(struct vswap_store *s)
 			 * sticks until the store is reopened (the pages are still
 			 * in staging; the index still has the old state). */
 			s->sync_error = errno == EIO || errno == ENOSPC ? -errno : -EIO;
-			store_log(s, VSWAP_LOG_ERROR,
-				  "%s: sync failed: %s; nothing more is committed until the store is "
-				  "reopened",
-				  s->path, strerror(errno));
+			store_log(
+			    s, VSWAP_LOG_ERROR,
+			    "%s: sync failed: %s; nothing more is committed until the store is "
+			    "reopened",
+			    s->path, strerror(errno));
 			return s->sync_error;
 		}
 		/* Pages written through the page cache should leave RAM too:
@@ -400,9 +403,10 @@ int vswap_store_commit_write(struct vswap_store *s)
 	 * before its begin; they are durable before the index names them. */
 	if (c->sync && fdatasync(s->fd) != 0) {
 		c->sync_failed = errno == EIO || errno == ENOSPC ? -errno : -EIO;
-		store_log(s, VSWAP_LOG_ERROR,
-			  "%s: sync failed: %s; nothing more is committed until the store is reopened",
-			  s->path, strerror(errno));
+		store_log(
+		    s, VSWAP_LOG_ERROR,
+		    "%s: sync failed: %s; nothing more is committed until the store is reopened",
+		    s->path, strerror(errno));
 		index_snap_abort(s);
 		return c->sync_failed;
 	}

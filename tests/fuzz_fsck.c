@@ -70,8 +70,12 @@ static void cleanup(void)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	const struct rfx_shape shape = { .total_pages = 256, .written = 130, .stale_first = 5,
-					 .stale_count = 3, .staged_first = 200, .staged_count = 4 };
+	const struct rfx_shape shape = {.total_pages = 256,
+					.written = 130,
+					.stale_first = 5,
+					.stale_count = 3,
+					.staged_first = 200,
+					.staged_count = 4};
 
 	(void)argc;
 	(void)argv;
@@ -85,7 +89,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 /* Apply the record part of the input to the index through liblmdb. */
 static void apply_records(const uint8_t *p, size_t n)
 {
-	static const char *const names[] = { "pages", "staging", "meta" };
+	static const char *const names[] = {"pages", "staging", "meta"};
 	MDB_env *env;
 	MDB_txn *txn;
 	MDB_dbi dbi[3];
@@ -107,13 +111,13 @@ static void apply_records(const uint8_t *p, size_t n)
 
 		if (n < 2 + (size_t)klen + 2 || klen == 0)
 			break;
-		MDB_val k = { .mv_size = klen, .mv_data = (void *)(p + 2) };
+		MDB_val k = {.mv_size = klen, .mv_data = (void *)(p + 2)};
 		vlen = (size_t)p[2 + klen] | (size_t)p[3 + klen] << 8;
 		p += 4 + klen;
 		n -= 4 + klen;
 		if (vlen > n)
 			vlen = n;
-		MDB_val v = { .mv_size = vlen, .mv_data = (void *)p };
+		MDB_val v = {.mv_size = vlen, .mv_data = (void *)p};
 		if (vlen == 0)
 			mdb_del(txn, dbi[db], &k, NULL);
 		else if (mdb_put(txn, dbi[db], &k, &v, 0))
@@ -131,8 +135,8 @@ abort:
 
 static void audit(enum vswap_fsck_mode mode)
 {
-	struct vswap_fsck_opts o = { .mode = mode, .no_orphan_scan = true,
-				     .log_level = VSWAP_LOG_ERROR, .log = NULL };
+	struct vswap_fsck_opts o = {
+	    .mode = mode, .no_orphan_scan = true, .log_level = VSWAP_LOG_ERROR, .log = NULL};
 	struct vswap_fsck *f;
 
 	o.log_level = VSWAP_LOG_ERROR;

@@ -13,8 +13,12 @@
 #include "tests/helpers/recovery_fixture.h"
 
 static const struct rfx_shape shape = {
-	.total_pages = 256, .written = 100, .stale_first = 10, .stale_count = 5,
-	.staged_first = 200, .staged_count = 8,
+    .total_pages = 256,
+    .written = 100,
+    .stale_first = 10,
+    .stale_count = 5,
+    .staged_first = 200,
+    .staged_count = 8,
 };
 
 static int setup(void **state)
@@ -37,7 +41,7 @@ static int teardown(void **state)
 
 static char *dump(const struct rfx_store *fx, const char *view, bool json)
 {
-	const char *args[4] = { view, json ? "--json" : fx->path, json ? fx->path : NULL, NULL };
+	const char *args[4] = {view, json ? "--json" : fx->path, json ? fx->path : NULL, NULL};
 	char *out = NULL;
 
 	assert_int_equal(rfx_run_tool("vswap-dump", args, &out, NULL), 0);
@@ -72,7 +76,8 @@ static void test_views(void **state)
 	out = dump(fx, "--pages", true);
 	assert_int_equal(count(out, "\"page\":"), 100);
 	assert_int_equal(count(out, "\"state\":\"stale\""), 5);
-	assert_non_null(strstr(out, "{\"schema_version\":1,\"pages\":[{\"page\":0,\"region\":0,\"slot\":0,\"state\":\"present\",\"xxh3\":\""));
+	assert_non_null(strstr(out, "{\"schema_version\":1,\"pages\":[{\"page\":0,\"region\":0,"
+				    "\"slot\":0,\"state\":\"present\",\"xxh3\":\""));
 	free(out);
 	out = dump(fx, "--pages", false);
 	assert_int_equal(count(out, "present"), 95);
@@ -106,8 +111,8 @@ static void test_while_held(void **state)
 
 static void test_errors(void **state)
 {
-	const char *missing[] = { "/nonexistent/x.swap", NULL };
-	const char *help[] = { "--help", NULL };
+	const char *missing[] = {"/nonexistent/x.swap", NULL};
+	const char *help[] = {"--help", NULL};
 	char *err = NULL;
 
 	(void)state;
@@ -120,9 +125,9 @@ static void test_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_views, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_while_held, setup, teardown),
-		cmocka_unit_test(test_errors),
+	    cmocka_unit_test_setup_teardown(test_views, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_while_held, setup, teardown),
+	    cmocka_unit_test(test_errors),
 	};
 
 	return cmocka_run_group_tests_name("dump", tests, NULL, NULL);

@@ -28,12 +28,12 @@
 #define WRITTEN 512
 
 static const struct rfx_shape default_shape = {
-	.total_pages = TOTAL,
-	.written = WRITTEN,
-	.stale_first = 100,
-	.stale_count = 10,
-	.staged_first = 700,
-	.staged_count = 20,
+    .total_pages = TOTAL,
+    .written = WRITTEN,
+    .stale_first = 100,
+    .stale_count = 10,
+    .staged_first = 700,
+    .staged_count = 20,
 };
 
 static int setup(void **state)
@@ -57,7 +57,7 @@ static int teardown(void **state)
 /* Run the library in @mode; returns the handle (caller frees). */
 static struct vswap_fsck *run_lib(const struct rfx_store *fx, enum vswap_fsck_mode mode)
 {
-	struct vswap_fsck_opts o = { .mode = mode, .log_level = VSWAP_LOG_ERROR };
+	struct vswap_fsck_opts o = {.mode = mode, .log_level = VSWAP_LOG_ERROR};
 	struct vswap_fsck *f;
 
 	assert_int_equal(vswap_fsck_new(fx->path, &o, &f), 0);
@@ -145,7 +145,8 @@ static void expect_repair_then_clean(const struct rfx_store *fx, const char *fla
 	int code = rfx_fsck(fx, flag, &out, &err);
 
 	if (code != want)
-		fprintf(stderr, "fsck %s exited %d\nstdout: %s\nstderr: %s\n", flag, code, out, err);
+		fprintf(stderr, "fsck %s exited %d\nstdout: %s\nstderr: %s\n", flag, code, out,
+			err);
 	assert_int_equal(code, want);
 	free(out);
 	free(err);
@@ -173,12 +174,13 @@ static void test_clean_store(void **state)
 static void test_flipped_bits(void **state)
 {
 	struct rfx_store *fx = *state;
-	const uint64_t pages[] = { 0, 77, 300, 511 };
+	const uint64_t pages[] = {0, 77, 300, 511};
 	struct vswap_fsck *f;
 
 	srand(42);
 	for (size_t i = 0; i < 4; i++) {
-		uint64_t off = rfx_slot_offset(fx, slot_of(fx, pages[i])) + (uint64_t)rand() % fx->page_size;
+		uint64_t off =
+		    rfx_slot_offset(fx, slot_of(fx, pages[i])) + (uint64_t)rand() % fx->page_size;
 
 		assert_int_equal(rfx_flip_bit(fx->path, off, (unsigned)rand() % 8), 0);
 	}
@@ -186,7 +188,8 @@ static void test_flipped_bits(void **state)
 	f = run_lib(fx, VSWAP_FSCK_CHECK);
 	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_CHECKSUM_MISMATCH), 4);
 	for (size_t i = 0; i < 4; i++)
-		assert_true(has_problem(f, VSWAP_PROBLEM_CHECKSUM_MISMATCH, pages[i], slot_of(fx, pages[i])));
+		assert_true(has_problem(f, VSWAP_PROBLEM_CHECKSUM_MISMATCH, pages[i],
+					slot_of(fx, pages[i])));
 	vswap_fsck_free(f);
 	/* -p loses nothing, so it leaves present pages alone. */
 	assert_int_equal(rfx_fsck(fx, "-p", NULL, NULL), 4);
@@ -219,11 +222,13 @@ static void test_truncated_file(void **state)
 	struct vswap_fsck *f;
 
 	/* Cut the last three slots and half of the fourth. */
-	assert_int_equal(truncate(fx->path, (off_t)(rfx_slot_offset(fx, last_slot - 3) + fx->page_size / 2)), 0);
+	assert_int_equal(
+	    truncate(fx->path, (off_t)(rfx_slot_offset(fx, last_slot - 3) + fx->page_size / 2)), 0);
 	f = run_lib(fx, VSWAP_FSCK_CHECK);
 	assert_int_equal(vswap_fsck_exit_code(f), 4);
 	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_MISSING_DATA) +
-				 vswap_fsck_count_kind(f, VSWAP_PROBLEM_CHECKSUM_MISMATCH), 4);
+			     vswap_fsck_count_kind(f, VSWAP_PROBLEM_CHECKSUM_MISMATCH),
+			 4);
 	for (uint64_t p = WRITTEN - 3; p < WRITTEN; p++)
 		assert_true(has_problem(f, VSWAP_PROBLEM_MISSING_DATA, p, UINT64_MAX));
 	vswap_fsck_free(f);
@@ -248,7 +253,7 @@ static void test_foreign_index(void **state)
 	struct rfx_store *fx = *state, other;
 	char from[PATH_MAX + 16];
 	struct vswap_fsck *f;
-	const struct rfx_shape small = { .total_pages = 128, .written = 64 };
+	const struct rfx_shape small = {.total_pages = 128, .written = 64};
 
 	assert_int_equal(rfx_init(&other, "fsck-other"), 0);
 	assert_int_equal(rfx_build(&other, &small), 0);
@@ -279,7 +284,8 @@ static void test_planted_bytes(void **state)
 	assert_int_equal(vswap_store_close(s), 0);
 	assert_int_equal(stat(fx->path, &st), 0);
 	end_slot = (uint64_t)st.st_size / fx->page_size - 1;
-	assert_int_equal(rfx_fill(fx->path, rfx_slot_offset(fx, hole_slot), 0xab, fx->page_size), 0);
+	assert_int_equal(rfx_fill(fx->path, rfx_slot_offset(fx, hole_slot), 0xab, fx->page_size),
+			 0);
 	assert_int_equal(rfx_fill(fx->path, rfx_slot_offset(fx, end_slot), 0xcd, fx->page_size), 0);
 	f = run_lib(fx, VSWAP_FSCK_CHECK);
 	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_LEAKED_SLOT), 2);
@@ -390,11 +396,12 @@ static void test_orphan_staging_file(void **state)
 {
 	struct rfx_store *fx = *state;
 	char orphan[PATH_MAX], decoy[PATH_MAX];
-	struct timespec old[2] = { { .tv_sec = 1000000000 }, { .tv_sec = 1000000000 } };
+	struct timespec old[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
 	struct vswap_fsck *f;
 	int fd;
 
-	snprintf(orphan, sizeof(orphan), "%s/vswap-01234567-89ab-4def-8123-456789abcdef.staging", fx->dir);
+	snprintf(orphan, sizeof(orphan), "%s/vswap-01234567-89ab-4def-8123-456789abcdef.staging",
+		 fx->dir);
 	snprintf(decoy, sizeof(decoy), "%s/vswap-not-a-uuid.staging", fx->dir);
 	fd = open(orphan, O_CREAT | O_EXCL | O_RDWR, 0600);
 	assert_true(fd >= 0);
@@ -419,11 +426,11 @@ static void test_orphan_staging_file(void **state)
 static void test_closed_stores_staging_is_not_an_orphan(void **state)
 {
 	struct rfx_store *fx = *state;
-	struct timespec old[2] = { { .tv_sec = 1000000000 }, { .tv_sec = 1000000000 } };
-	struct vswap_store_opts o = { .staging_dir = fx->dir, .log_level = VSWAP_LOG_ERROR };
+	struct timespec old[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+	struct vswap_store_opts o = {.staging_dir = fx->dir, .log_level = VSWAP_LOG_ERROR};
 	struct vswap_store *other;
 	char other_path[PATH_MAX + 16], staging[PATH_MAX];
-	uint64_t regions[] = { 16 };
+	uint64_t regions[] = {16};
 	uint8_t page[65536];
 
 	snprintf(other_path, sizeof(other_path), "%s/other.swap", fx->dir);
@@ -432,8 +439,9 @@ static void test_closed_stores_staging_is_not_an_orphan(void **state)
 	assert_int_equal(vswap_store_stage_mark(other, 3, 1), 0);
 	assert_int_equal(vswap_store_commit(other), 0);
 	rfx_pattern(3, fx->page_size, page);
-	assert_int_equal(pwrite(vswap_store_staging_fd(other), page, fx->page_size,
-				3 * (off_t)fx->page_size), (ssize_t)fx->page_size);
+	assert_int_equal(
+	    pwrite(vswap_store_staging_fd(other), page, fx->page_size, 3 * (off_t)fx->page_size),
+	    (ssize_t)fx->page_size);
 	snprintf(staging, sizeof(staging), "%s", vswap_store_staging_path(other));
 	assert_int_equal(vswap_store_close(other), 0);
 	assert_int_equal(utimensat(AT_FDCWD, staging, old, 0), 0);
@@ -500,12 +508,14 @@ static void test_random_damage_never_crashes(void **state)
 	assert_int_equal(stat(fx->path, &st), 0);
 	for (int round = 0; round < 3; round++) {
 		for (int i = 0; i < 40; i++)
-			rfx_flip_bit(fx->path, (uint64_t)rand() % (uint64_t)st.st_size, (unsigned)rand() % 8);
+			rfx_flip_bit(fx->path, (uint64_t)rand() % (uint64_t)st.st_size,
+				     (unsigned)rand() % 8);
 		for (int i = 0; i < 20; i++) {
 			struct stat is;
 
 			assert_int_equal(stat(fx->index, &is), 0);
-			rfx_flip_bit(fx->index, (uint64_t)rand() % (uint64_t)is.st_size, (unsigned)rand() % 8);
+			rfx_flip_bit(fx->index, (uint64_t)rand() % (uint64_t)is.st_size,
+				     (unsigned)rand() % 8);
 		}
 		int n = rfx_fsck(fx, "-n", NULL, NULL);
 		int y = rfx_fsck(fx, "-y", NULL, NULL);
@@ -517,10 +527,10 @@ static void test_random_damage_never_crashes(void **state)
 
 static void test_usage_errors(void **state)
 {
-	const char *none[] = { NULL };
-	const char *both[] = { "-n", "-y", "x", NULL };
-	const char *help[] = { "--help", NULL };
-	const char *missing[] = { "-n", "/nonexistent/vswap.swap", NULL };
+	const char *none[] = {NULL};
+	const char *both[] = {"-n", "-y", "x", NULL};
+	const char *help[] = {"--help", NULL};
+	const char *missing[] = {"-n", "/nonexistent/vswap.swap", NULL};
 	char *err = NULL;
 
 	(void)state;
@@ -535,23 +545,24 @@ static void test_usage_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_clean_store, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_flipped_bits, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stale_corruption_is_dropped_by_preen, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_truncated_file, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_zeroed_superblock, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_foreign_index, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_planted_bytes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lmdb_record_checksum_edited, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lmdb_record_undecodable, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_staging_records_and_bytes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_orphan_staging_file, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_closed_stores_staging_is_not_an_orphan, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_unclean_shutdown, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_busy_store, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_random_damage_never_crashes, setup, teardown),
-		cmocka_unit_test(test_usage_errors),
+	    cmocka_unit_test_setup_teardown(test_clean_store, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_flipped_bits, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stale_corruption_is_dropped_by_preen, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_truncated_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_zeroed_superblock, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_foreign_index, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_planted_bytes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lmdb_record_checksum_edited, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lmdb_record_undecodable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_staging_records_and_bytes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_orphan_staging_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_closed_stores_staging_is_not_an_orphan, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_unclean_shutdown, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_busy_store, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_random_damage_never_crashes, setup, teardown),
+	    cmocka_unit_test(test_usage_errors),
 	};
 
 	return cmocka_run_group_tests_name("fsck_corruption", tests, NULL, NULL);

@@ -38,12 +38,12 @@
 #define ENTRY 16 /* u32 slot + 1, u32 state, u64 xxh3 */
 
 static const struct rfx_shape default_shape = {
-	.total_pages = TOTAL,
-	.written = WRITTEN,
-	.stale_first = 100,
-	.stale_count = 10,
-	.staged_first = 700,
-	.staged_count = 20,
+    .total_pages = TOTAL,
+    .written = WRITTEN,
+    .stale_first = 100,
+    .stale_count = 10,
+    .staged_first = 700,
+    .staged_count = 20,
 };
 
 static int setup(void **state)
@@ -77,7 +77,7 @@ static struct vswap_fsck *run_lib_opts(const struct rfx_store *fx, struct vswap_
 
 static struct vswap_fsck *run_lib(const struct rfx_store *fx, enum vswap_fsck_mode mode)
 {
-	return run_lib_opts(fx, (struct vswap_fsck_opts){ .mode = mode });
+	return run_lib_opts(fx, (struct vswap_fsck_opts){.mode = mode});
 }
 
 static bool has_problem(const struct vswap_fsck *f, enum vswap_problem_kind kind, uint64_t page,
@@ -134,7 +134,7 @@ static void expect_repair_then_clean(const struct rfx_store *fx, bool orphans)
 {
 	char *out = NULL, *err = NULL;
 	int (*fsck)(const struct rfx_store *, const char *, char **, char **) =
-		orphans ? rfx_fsck_orphans : rfx_fsck;
+	    orphans ? rfx_fsck_orphans : rfx_fsck;
 	int code = fsck(fx, "-y", &out, &err);
 
 	if (code != 1)
@@ -144,7 +144,8 @@ static void expect_repair_then_clean(const struct rfx_store *fx, bool orphans)
 	free(err);
 	code = fsck(fx, "-n", &out, &err);
 	if (code != 0)
-		fprintf(stderr, "second fsck -n exited %d\nstdout: %s\nstderr: %s\n", code, out, err);
+		fprintf(stderr, "second fsck -n exited %d\nstdout: %s\nstderr: %s\n", code, out,
+			err);
 	assert_int_equal(code, 0);
 	free(out);
 	free(err);
@@ -199,10 +200,10 @@ static uint64_t slot_of(const struct rfx_store *fx, uint64_t page)
 static void make_other_store(const struct rfx_store *fx, char *other_path, size_t plen,
 			     char *staging, size_t slen)
 {
-	struct timespec old[2] = { { .tv_sec = 1000000000 }, { .tv_sec = 1000000000 } };
-	struct vswap_store_opts o = { .staging_dir = fx->dir, .log_level = VSWAP_LOG_ERROR };
+	struct timespec old[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+	struct vswap_store_opts o = {.staging_dir = fx->dir, .log_level = VSWAP_LOG_ERROR};
 	struct vswap_store *other;
-	uint64_t regions[] = { 16 };
+	uint64_t regions[] = {16};
 	uint8_t *page = malloc(fx->page_size);
 
 	assert_non_null(page);
@@ -212,9 +213,9 @@ static void make_other_store(const struct rfx_store *fx, char *other_path, size_
 	assert_int_equal(vswap_store_stage_mark(other, 3, 1), 0);
 	assert_int_equal(vswap_store_commit(other), 0);
 	rfx_pattern(3, fx->page_size, page);
-	assert_int_equal(pwrite(vswap_store_staging_fd(other), page, fx->page_size,
-				3 * (off_t)fx->page_size),
-			 (ssize_t)fx->page_size);
+	assert_int_equal(
+	    pwrite(vswap_store_staging_fd(other), page, fx->page_size, 3 * (off_t)fx->page_size),
+	    (ssize_t)fx->page_size);
 	snprintf(staging, slen, "%s", vswap_store_staging_path(other));
 	assert_int_equal(vswap_store_close(other), 0);
 	assert_int_equal(utimensat(AT_FDCWD, staging, old, 0), 0);
@@ -271,7 +272,7 @@ static void test_orphan_owner_replaced(void **state)
 {
 	struct rfx_store *fx = *state;
 	char other[PATH_MAX + 16], staging[PATH_MAX], idx[PATH_MAX + 32];
-	struct vswap_store_opts o = { .staging_dir = fx->dir, .log_level = VSWAP_LOG_ERROR };
+	struct vswap_store_opts o = {.staging_dir = fx->dir, .log_level = VSWAP_LOG_ERROR};
 	struct vswap_store *s;
 
 	make_other_store(fx, other, sizeof(other), staging, sizeof(staging));
@@ -319,11 +320,11 @@ static void cancelled_run_leaves_unclean(const struct rfx_store *fx, enum vswap_
 	rfx_holder_stop(holder); /* SIGKILL: the store is left unclean */
 	assert_false(store_was_clean(fx));
 	cancel_flag = 0;
-	f = run_lib_opts(fx, (struct vswap_fsck_opts){ .mode = mode,
+	f = run_lib_opts(fx, (struct vswap_fsck_opts){.mode = mode,
 						      .progress = cancel_on_progress,
 						      .cancel = &cancel_flag,
 						      .read_bytes = 4096,
-						      .queue_depth = 1 });
+						      .queue_depth = 1});
 	assert_int_equal(vswap_fsck_exit_code(f), 32);
 	vswap_fsck_free(f);
 	assert_false(store_was_clean(fx));
@@ -351,8 +352,8 @@ static void test_cancelled_repair_of_clean_store(void **state)
 	struct vswap_fsck *f;
 
 	cancel_flag = 1;
-	f = run_lib_opts(fx, (struct vswap_fsck_opts){ .mode = VSWAP_FSCK_REPAIR,
-						      .cancel = &cancel_flag });
+	f = run_lib_opts(
+	    fx, (struct vswap_fsck_opts){.mode = VSWAP_FSCK_REPAIR, .cancel = &cancel_flag});
 	assert_int_equal(vswap_fsck_exit_code(f), 32);
 	vswap_fsck_free(f);
 	assert_false(store_was_clean(fx));
@@ -393,7 +394,7 @@ static void test_page_records_beyond_regions(void **state)
 static void test_page_record_straddling_regions(void **state)
 {
 	struct rfx_store *fx = *state;
-	const struct rfx_shape shape = { .total_pages = 1000, .written = 1000 };
+	const struct rfx_shape shape = {.total_pages = 1000, .written = 1000};
 	struct raw_index ri;
 	uint8_t val[8 + ENTRY * 64];
 	size_t len = sizeof(val);
@@ -458,7 +459,7 @@ static void test_undecodable_group_beyond_regions(void **state)
 {
 	struct rfx_store *fx = *state;
 	struct raw_index ri;
-	const uint8_t junk[5] = { 1, 2, 3, 4, 5 };
+	const uint8_t junk[5] = {1, 2, 3, 4, 5};
 	struct vswap_fsck *f;
 
 	raw_open(fx, &ri);
@@ -523,8 +524,8 @@ static void test_shared_slot_keeps_matching_record(void **state)
 static void test_shared_slot_stale_loser_waits_for_keeper(void **state)
 {
 	struct rfx_store *fx = *state;
-	const struct rfx_shape shape = { .total_pages = TOTAL, .written = WRITTEN,
-					 .stale_first = 0, .stale_count = 1 };
+	const struct rfx_shape shape = {
+	    .total_pages = TOTAL, .written = WRITTEN, .stale_first = 0, .stale_count = 1};
 	struct raw_index ri;
 	uint8_t val[8 + ENTRY * 64];
 	size_t len = sizeof(val);
@@ -651,7 +652,7 @@ static void test_shared_slots_in_large_space(void **state)
 {
 	struct rfx_store *fx = *state;
 	const uint64_t total = 4u << 20, hi = total / 64 - 64; /* first group written */
-	struct vswap_store_opts o = { .staging_dir = fx->dir, .log_level = VSWAP_LOG_ERROR };
+	struct vswap_store_opts o = {.staging_dir = fx->dir, .log_level = VSWAP_LOG_ERROR};
 	struct vswap_store *s;
 	uint8_t *buf = malloc(64 * (size_t)fx->page_size);
 	struct raw_index ri;
@@ -679,8 +680,8 @@ static void test_shared_slots_in_large_space(void **state)
 		raw_put(&ri, ri.pages, g + 32, val, len);
 	}
 	raw_close(&ri);
-	f = run_lib_opts(fx, (struct vswap_fsck_opts){ .mode = VSWAP_FSCK_CHECK,
-						      .no_orphan_scan = true });
+	f = run_lib_opts(
+	    fx, (struct vswap_fsck_opts){.mode = VSWAP_FSCK_CHECK, .no_orphan_scan = true});
 	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_DOUBLE_REFERENCE), 2048);
 	vswap_fsck_free(f);
 }
@@ -690,8 +691,8 @@ static void test_shared_slots_in_large_space(void **state)
 static void test_left_out_record_survives_preen(void **state)
 {
 	struct rfx_store *fx = *state;
-	const struct rfx_shape shape = { .total_pages = TOTAL, .written = WRITTEN,
-					 .stale_first = 2, .stale_count = 1 };
+	const struct rfx_shape shape = {
+	    .total_pages = TOTAL, .written = WRITTEN, .stale_first = 2, .stale_count = 1};
 	struct raw_index ri;
 	uint8_t val[8 + ENTRY * 64];
 	size_t len = sizeof(val);
@@ -735,24 +736,25 @@ static void test_left_out_record_survives_preen(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_orphan_owner_bad_superblock, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_orphan_owner_truncated, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_orphan_owner_unreadable, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_orphan_owner_replaced, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancelled_repair_stays_unclean, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancelled_preen_stays_unclean, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancelled_repair_of_clean_store, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_page_records_beyond_regions, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_page_record_straddling_regions, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_staging_record_beyond_regions, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_undecodable_group_beyond_regions, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shared_slot_keeps_matching_record, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shared_slot_stale_loser_waits_for_keeper, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_shared_slot_with_lost_record, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_many_shared_slots, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shared_slots_in_large_space, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_left_out_record_survives_preen, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_orphan_owner_bad_superblock, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_orphan_owner_truncated, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_orphan_owner_unreadable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_orphan_owner_replaced, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cancelled_repair_stays_unclean, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cancelled_preen_stays_unclean, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cancelled_repair_of_clean_store, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_page_records_beyond_regions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_page_record_straddling_regions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_staging_record_beyond_regions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_undecodable_group_beyond_regions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_shared_slot_keeps_matching_record, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_shared_slot_stale_loser_waits_for_keeper, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_shared_slot_with_lost_record, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_many_shared_slots, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_shared_slots_in_large_space, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_left_out_record_survives_preen, setup, teardown),
 	};
 
 	return cmocka_run_group_tests_name("fsck_repairs", tests, NULL, NULL);

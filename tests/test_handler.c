@@ -55,9 +55,9 @@ static void create_rejects_bad_regions(void **state)
 		int want;
 		const char *what;
 	} cases[] = {
-		{4 * ps, 4 * ps, 0, "adjacent"},   {0, 4 * ps, -EEXIST, "identical"},
-		{-2 * ps, 4 * ps, -EEXIST, "left"}, {ps, 2 * ps, -EEXIST, "inside"},
-		{2 * ps, 4 * ps, -EEXIST, "right"}, {-ps, 6 * ps, -EEXIST, "covering"},
+	    {4 * ps, 4 * ps, 0, "adjacent"},	{0, 4 * ps, -EEXIST, "identical"},
+	    {-2 * ps, 4 * ps, -EEXIST, "left"}, {ps, 2 * ps, -EEXIST, "inside"},
+	    {2 * ps, 4 * ps, -EEXIST, "right"}, {-ps, 6 * ps, -EEXIST, "covering"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		pair[0] = a;
@@ -273,10 +273,10 @@ static void move_hugepage_layout(void **state)
 	uint8_t *shadow[2] = {calloc(1, len), calloc(1, len)};
 	assert_non_null(shadow[0]);
 	assert_non_null(shadow[1]);
-	fill_run(&f, 0, ps, 2 * ps, shadow[0]);                  /* pages 1-2 */
-	fill_run(&f, 0, 2 * mib - ps, 2 * ps, shadow[0]);        /* straddling 2 MiB */
-	fill_run(&f, 0, 4 * mib + ps, 2 * mib, shadow[0]);       /* unaligned 2 MiB */
-	fill_run(&f, 1, 2 * mib, 2 * mib, shadow[1]);            /* aligned 2 MiB */
+	fill_run(&f, 0, ps, 2 * ps, shadow[0]);			    /* pages 1-2 */
+	fill_run(&f, 0, 2 * mib - ps, 2 * ps, shadow[0]);	    /* straddling 2 MiB */
+	fill_run(&f, 0, 4 * mib + ps, 2 * mib, shadow[0]);	    /* unaligned 2 MiB */
+	fill_run(&f, 1, 2 * mib, 2 * mib, shadow[1]);		    /* aligned 2 MiB */
 	fill_run(&f, 1, 4 * mib + ps, 6 * mib - 2 * ps, shadow[1]); /* long, unaligned */
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	struct vswap_status st = status_of(&f);
@@ -430,7 +430,7 @@ static void trim_zero_and_clean(void **state)
 	assert_int_equal(vswap_handler_trim(f.h), 0);
 	assert_int_equal(hfx_wait(&f, VSWAP_STATE_PENDING), 0);
 	st = status_of(&f);
-	assert_int_equal(st.transition.pages, 5); /* 2 clean + 3 zero */
+	assert_int_equal(st.transition.pages, 5);   /* 2 clean + 3 zero */
 	assert_int_equal(st.metrics.swap_pages, 2); /* clean: present, no write */
 	assert_int_equal(st.metrics.staging_pages, 1);
 	assert_int_equal(st.metrics.bytes_written, written);
@@ -445,18 +445,18 @@ int main(void)
 {
 	hfx_skip_if_unavailable("handler");
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(create_rejects_bad_regions),
-		cmocka_unit_test(create_adjacent_regions_in_one_mapping),
-		cmocka_unit_test(fault_zero_fill_edges),
-		cmocka_unit_test(fault_same_page_twice_is_redundant),
-		cmocka_unit_test(remove_events),
-		cmocka_unit_test(move_two_regions_one_memfd),
-		cmocka_unit_test(move_hugepage_layout),
-		cmocka_unit_test(swap_out_and_fault_back),
-		cmocka_unit_test(swap_out_keeps_page_faulted_before),
-		cmocka_unit_test(swap_out_twice_with_writes_between),
-		cmocka_unit_test(swap_in_all),
-		cmocka_unit_test(trim_zero_and_clean),
+	    cmocka_unit_test(create_rejects_bad_regions),
+	    cmocka_unit_test(create_adjacent_regions_in_one_mapping),
+	    cmocka_unit_test(fault_zero_fill_edges),
+	    cmocka_unit_test(fault_same_page_twice_is_redundant),
+	    cmocka_unit_test(remove_events),
+	    cmocka_unit_test(move_two_regions_one_memfd),
+	    cmocka_unit_test(move_hugepage_layout),
+	    cmocka_unit_test(swap_out_and_fault_back),
+	    cmocka_unit_test(swap_out_keeps_page_faulted_before),
+	    cmocka_unit_test(swap_out_twice_with_writes_between),
+	    cmocka_unit_test(swap_in_all),
+	    cmocka_unit_test(trim_zero_and_clean),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -68,7 +68,8 @@ static void check_layout(struct hfx *f, int (*over)(unsigned r, uint64_t p))
 				want = layout_byte(r, p);
 			int got = hfx_page_byte(f, r, p);
 			if (got != want)
-				fail_msg("r%up%llu: got %d want %d", r, (unsigned long long)p, got, want);
+				fail_msg("r%up%llu: got %d want %d", r, (unsigned long long)p, got,
+					 want);
 		}
 		assert_int_equal(hfx_read(buf, hfx_addr(f, r, 20), 768 * ps, 0, NULL), 0);
 		for (size_t i = 0; i < 768 * ps; i++)
@@ -245,11 +246,9 @@ int main(void)
 {
 	hfx_skip_if_unavailable("handler_controller");
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(controller_enable),
-		cmocka_unit_test(controller_swap_out),
-		cmocka_unit_test(controller_trim),
-		cmocka_unit_test(controller_disable),
-		cmocka_unit_test(cycles_keep_content),
+	    cmocka_unit_test(controller_enable),   cmocka_unit_test(controller_swap_out),
+	    cmocka_unit_test(controller_trim),	   cmocka_unit_test(controller_disable),
+	    cmocka_unit_test(cycles_keep_content),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -76,7 +76,8 @@ static char page_place(struct hfx *f, const uint8_t *staging, uint64_t p)
 	assert_int_equal(vswap_store_read_page(f->store, p, buf), 0); /* checksum verified */
 	for (size_t i = 0; i < f->page_size; i++)
 		if (buf[i] != byte_of(p))
-			fail_msg("present page %llu byte %zu: %#x", (unsigned long long)p, i, buf[i]);
+			fail_msg("present page %llu byte %zu: %#x", (unsigned long long)p, i,
+				 buf[i]);
 	free(buf);
 	return 'p';
 }
@@ -277,11 +278,9 @@ int main(void)
 {
 	hfx_skip_if_unavailable("handler_detach");
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(detach_after_enable),
-		cmocka_unit_test(detach_after_swap_out),
-		cmocka_unit_test(detach_during_swap_out),
-		cmocka_unit_test(detach_during_swap_in),
-		cmocka_unit_test(detach_ready),
+	    cmocka_unit_test(detach_after_enable),    cmocka_unit_test(detach_after_swap_out),
+	    cmocka_unit_test(detach_during_swap_out), cmocka_unit_test(detach_during_swap_in),
+	    cmocka_unit_test(detach_ready),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

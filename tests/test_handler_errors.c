@@ -62,18 +62,12 @@ static struct vswap_status st_of(struct hfx *f)
 	return st;
 }
 
-
 static uint8_t byte_of(uint64_t p)
 {
 	return (uint8_t)(0x40 + p);
 }
 
 /* ---- a guest access on its own thread, joined when it ends ------------ */
-
-
-
-
-
 
 /* Some task of this process waits on a userfault (a fault or an event). */
 static bool any_in_userfault(void *arg)
@@ -128,7 +122,7 @@ static void corrupt_error_policy(void **state)
 	assert_false(atomic_load(&r.done));
 	struct vswap_page_info pi;
 	assert_int_equal(vswap_handler_page_info(f.h, f.first[0] + 2, &pi), 0);
-	assert_int_equal(pi.state, VSWAP_PAGE_LOST); /* recorded for vswap-fsck */
+	assert_int_equal(pi.state, VSWAP_PAGE_LOST);	       /* recorded for vswap-fsck */
 	assert_int_equal(hfx_page_byte(&f, 0, 3), byte_of(3)); /* faults still served */
 
 	/* The swap-in meets page 5: it fails rather than leave a hole, the
@@ -151,9 +145,8 @@ static void corrupt_error_policy(void **state)
 		 * handler goes; wake it with a clean zero page instead. */
 		skip();
 	}
-	assert_int_equal(uffd_poison(f.h->main_uffd, (uintptr_t)hfx_addr(&f, 0, 2), f.page_size,
-				     true),
-			 0);
+	assert_int_equal(
+	    uffd_poison(f.h->main_uffd, (uintptr_t)hfx_addr(&f, 0, 2), f.page_size, true), 0);
 	hfx_reader_join(&r);
 	assert_int_equal(r.rc, -EFAULT);
 	assert_int_equal(r.bus_at, 0);
@@ -267,8 +260,8 @@ int main(void)
 {
 	hfx_skip_if_unavailable("handler_errors");
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(corrupt_error_policy),
-		cmocka_unit_test(eagain_retried),
+	    cmocka_unit_test(corrupt_error_policy),
+	    cmocka_unit_test(eagain_retried),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

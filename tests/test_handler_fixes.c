@@ -297,7 +297,6 @@ static void flush_keeps_restaged(void **state)
 
 /* ---- 3: UFFDIO_POISON says EEXIST: the fault must still be woken ------- */
 
-
 static bool monitor_idle(void *arg)
 {
 	(void)arg;
@@ -312,10 +311,6 @@ static bool fault_read(void *arg)
 	struct pollfd p = {.fd = f->h->main_uffd, .events = POLLIN};
 	return hfx_task_waiting_in("userfault") && poll(&p, 1, 0) == 0;
 }
-
-
-
-
 
 static void poison_eexist_wakes(void **state)
 {
@@ -672,15 +667,11 @@ int main(void)
 {
 	hfx_skip_if_unavailable("handler_fixes");
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(exit_drains_remove_sync),
-		cmocka_unit_test(exit_drains_remove_job),
-		cmocka_unit_test(flush_keeps_restaged),
-		cmocka_unit_test(poison_eexist_wakes),
-		cmocka_unit_test(lost_poisoned_everywhere),
-		cmocka_unit_test(poison_lost_drains),
-		cmocka_unit_test(sticky_sync_error),
-		cmocka_unit_test(commands_after_exit),
-		cmocka_unit_test(create_keeps_resting_state),
+	    cmocka_unit_test(exit_drains_remove_sync),	  cmocka_unit_test(exit_drains_remove_job),
+	    cmocka_unit_test(flush_keeps_restaged),	  cmocka_unit_test(poison_eexist_wakes),
+	    cmocka_unit_test(lost_poisoned_everywhere),	  cmocka_unit_test(poison_lost_drains),
+	    cmocka_unit_test(sticky_sync_error),	  cmocka_unit_test(commands_after_exit),
+	    cmocka_unit_test(create_keeps_resting_state),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,7 +29,6 @@ static struct vswap_status st_of(struct hfx *f)
 	return st;
 }
 
-
 /* Read page r/p expecting SIGBUS, with no byte of it ever delivered. */
 static void expect_sigbus(struct hfx *f, unsigned r, uint64_t p)
 {
@@ -66,7 +65,7 @@ static void corrupt_page_is_poisoned(void **state)
 	assert_int_equal(st.metrics.checksum_failures, 1);
 	assert_int_equal(st.metrics.poisoned_pages, 1);
 	assert_int_equal(hfx_page_byte(&f, 0, 2), 0x22); /* its neighbour is fine */
-	expect_sigbus(&f, 0, 1);                          /* and it stays poisoned */
+	expect_sigbus(&f, 0, 1);			 /* and it stays poisoned */
 	struct vswap_page_info pi;
 	assert_int_equal(vswap_handler_page_info(f.h, f.first[0] + 1, &pi), 0);
 	assert_int_equal(pi.state, VSWAP_PAGE_LOST); /* recorded for vswap-fsck */
@@ -98,8 +97,9 @@ static void check_pattern(struct hfx *f, unsigned r, uint64_t first, uint64_t n,
 	for (uint64_t p = 0; p < n; p++)
 		for (size_t i = 0; i < f->page_size; i++)
 			if (buf[p * f->page_size + i] != (uint8_t)((first + p) * 7 + salt))
-				fail_msg("r%u p%llu byte %zu: %#x", r, (unsigned long long)(first + p),
-					 i, buf[p * f->page_size + i]);
+				fail_msg("r%u p%llu byte %zu: %#x", r,
+					 (unsigned long long)(first + p), i,
+					 buf[p * f->page_size + i]);
 	free(buf);
 }
 
@@ -133,7 +133,7 @@ static void failed_write_stays_consistent(void **state)
 	assert_int_equal(waited, 0);
 	struct vswap_status st = st_of(&f);
 	assert_int_equal(st.last_error, -EFBIG);
-	assert_int_equal(st.metrics.swap_pages, 300);  /* the rewrites landed */
+	assert_int_equal(st.metrics.swap_pages, 300);	/* the rewrites landed */
 	assert_int_equal(st.metrics.staging_pages, 10); /* the rest is staged */
 	for (uint64_t p = 1; p <= 10; p++) {
 		struct vswap_page_info pi;
@@ -288,11 +288,11 @@ int main(void)
 {
 	hfx_skip_if_unavailable("handler_integrity");
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(corrupt_page_is_poisoned),
-		cmocka_unit_test(failed_write_stays_consistent),
-		cmocka_unit_test(forked_child_served_and_collected),
-		cmocka_unit_test(dead_static_child_is_skipped),
-		cmocka_unit_test(faults_served_during_swap_in),
+	    cmocka_unit_test(corrupt_page_is_poisoned),
+	    cmocka_unit_test(failed_write_stays_consistent),
+	    cmocka_unit_test(forked_child_served_and_collected),
+	    cmocka_unit_test(dead_static_child_is_skipped),
+	    cmocka_unit_test(faults_served_during_swap_in),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

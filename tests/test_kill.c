@@ -57,19 +57,19 @@
 
 #define KILLS_CI 60
 #define KILLS_LONG 1000
-#define CONTROL_CYCLES 4         /* the unkilled run: past one reopen */
-#define EVENT_WAIT_MS 20000      /* a child this slow to change phase hangs */
-#define MAX_REPORTED 10          /* violations printed in full */
+#define CONTROL_CYCLES 4    /* the unkilled run: past one reopen */
+#define EVENT_WAIT_MS 20000 /* a child this slow to change phase hangs */
+#define MAX_REPORTED 10	    /* violations printed in full */
 
 struct totals {
 	unsigned kills, violations, reused, fresh;
 	unsigned phase[KW_PHASES];
 	unsigned mode[3];
-	unsigned enable[3];          /* enum vswap_enable_mode at the kill */
-	unsigned repair_exit[3];     /* fsck -y: 0, 1, other */
-	unsigned create_ok;          /* kills inside store creation: fsck fine */
-	unsigned create_refused;     /* ... fsck refused the half-made store */
-	unsigned lock_lingered;      /* the dead child still held the flock */
+	unsigned enable[3];			  /* enum vswap_enable_mode at the kill */
+	unsigned repair_exit[3];		  /* fsck -y: 0, 1, other */
+	unsigned create_ok;			  /* kills inside store creation: fsck fine */
+	unsigned create_refused;		  /* ... fsck refused the half-made store */
+	unsigned lock_lingered;			  /* the dead child still held the flock */
 	uint64_t kinds[VSWAP_PROBLEM_KIND_COUNT]; /* what kills leave, before repair */
 	double lock_max_ms;
 	uint64_t fsck_verified, present, stale, lost;
@@ -78,10 +78,10 @@ struct totals {
 };
 
 struct kill_test {
-	char dir[256];       /* private: every store and staging file lives here */
-	char path[PATH_MAX]; /* the current store's swap file */
+	char dir[256];		  /* private: every store and staging file lives here */
+	char path[PATH_MAX];	  /* the current store's swap file */
 	char sdir[PATH_MAX - 64]; /* its own subdirectory (staging files too) */
-	unsigned lineage;    /* stores made so far */
+	unsigned lineage;	  /* stores made so far */
 	bool have_store;
 	struct kw_shared *sh;
 	uint64_t rng;
@@ -153,19 +153,19 @@ struct child {
 	int progress; /* read end of the progress pipe */
 	unsigned events;
 	unsigned seen[KW_PHASES]; /* times each phase was entered */
-	bool exited;  /* it ended before the kill (EOF on the pipe) */
+	bool exited;		  /* it ended before the kill (EOF on the pipe) */
 };
 
 static void child_start(struct kill_test *kt, unsigned max_cycles, struct child *c)
 {
 	int fds[2];
 	struct kw_child_args a = {
-		.sh = kt->sh,
-		.path = kt->path,
-		.staging_dir = kt->sdir,
-		.create = !kt->have_store,
-		.seed = rng_next(&kt->rng),
-		.max_cycles = max_cycles,
+	    .sh = kt->sh,
+	    .path = kt->path,
+	    .staging_dir = kt->sdir,
+	    .create = !kt->have_store,
+	    .seed = rng_next(&kt->rng),
+	    .max_cycles = max_cycles,
 	};
 
 	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
@@ -181,7 +181,7 @@ static void child_start(struct kill_test *kt, unsigned max_cycles, struct child 
 		_exit(kw_child_run(&a));
 	}
 	close(fds[1]);
-	*c = (struct child){ .pid = c->pid, .progress = fds[0] };
+	*c = (struct child){.pid = c->pid, .progress = fds[0]};
 	kt->have_store = true; /* it exists from here on, in some state */
 }
 
@@ -195,8 +195,8 @@ static bool child_wait(struct child *c, enum kw_phase ph, unsigned times, double
 
 	while (!c->exited && (ph == KW_PHASES ? c->events : c->seen[ph]) < times) {
 		double left = until - now_s();
-		struct timespec ts = { 0, 0 };
-		struct pollfd pfd = { .fd = c->progress, .events = POLLIN };
+		struct timespec ts = {0, 0};
+		struct pollfd pfd = {.fd = c->progress, .events = POLLIN};
 		ssize_t n;
 
 		if (left <= 0)
@@ -227,7 +227,7 @@ static int child_reap(struct child *c)
 }
 
 static void violation(struct kill_test *kt, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static void violation(struct kill_test *kt, const char *fmt, ...)
 {
 	va_list ap;
@@ -258,7 +258,8 @@ static bool child_kill_at_random(struct kill_test *kt, struct child *c)
 		 * create or open), its first or second entry, then at once or
 		 * 0-3 ms later: every phase gets kills whatever its length. */
 		enum kw_phase ph = (enum kw_phase)(KW_OPEN + (r >> 8) % (KW_PHASES - KW_OPEN));
-		unsigned times = ph >= KW_WRITE && ph < KW_REOPEN ? 1 + (unsigned)((r >> 16) % 2) : 1;
+		unsigned times =
+		    ph >= KW_WRITE && ph < KW_REOPEN ? 1 + (unsigned)((r >> 16) % 2) : 1;
 		double delay = (r >> 20) % 2 ? (double)((r >> 24) % 3000) / 1e6 : 0;
 		bool any = ph == KW_OPEN;
 
@@ -283,7 +284,7 @@ static bool child_kill_at_random(struct kill_test *kt, struct child *c)
  */
 static void explain(struct kill_test *kt, unsigned n)
 {
-	const char *args[] = { "-n", "--json", "--no-progress", kt->path, NULL };
+	const char *args[] = {"-n", "--json", "--no-progress", kt->path, NULL};
 	char *out = NULL, *err = NULL, keep[PATH_MAX];
 	int rc;
 
@@ -314,7 +315,7 @@ static void on_alarm(int sig)
  */
 static void wait_dead_lock(struct kill_test *kt, unsigned n, pid_t dead)
 {
-	struct sigaction sa = { .sa_handler = on_alarm }, old;
+	struct sigaction sa = {.sa_handler = on_alarm}, old;
 	struct timespec t0, t1;
 	pid_t holder = 0;
 	int fd, rc;
@@ -337,8 +338,8 @@ static void wait_dead_lock(struct kill_test *kt, unsigned n, pid_t dead)
 	if (ms > kt->t.lock_max_ms)
 		kt->t.lock_max_ms = ms;
 	(void)rc;
-	violation(kt, "kill %u: store still locked by %d after the kill of %d was reaped (%s)",
-			  n, (int)holder, (int)dead, rc ? "never released" : "released later");
+	violation(kt, "kill %u: store still locked by %d after the kill of %d was reaped (%s)", n,
+		  (int)holder, (int)dead, rc ? "never released" : "released later");
 }
 
 static void quiet(void *ctx, enum vswap_log_level level, const char *msg)
@@ -350,7 +351,7 @@ static void quiet(void *ctx, enum vswap_log_level level, const char *msg)
  * the repair, for the summary. */
 static void count_problems(struct kill_test *kt)
 {
-	struct vswap_fsck_opts o = { .mode = VSWAP_FSCK_CHECK, .log = quiet };
+	struct vswap_fsck_opts o = {.mode = VSWAP_FSCK_CHECK, .log = quiet};
 	struct vswap_fsck *f;
 
 	if (vswap_fsck_new(kt->path, &o, &f))
@@ -478,7 +479,8 @@ static void control_run(struct kill_test *kt)
 	printf("kill: control run: %d cycles clean in %.2f s, store clean (fsck 0); ms per phase:",
 	       CONTROL_CYCLES, now_s() - t0);
 	for (int p = 0; p < KW_PHASES; p++)
-		printf(" %s=%.1f", kw_phase_name((enum kw_phase)p), (double)kt->sh->phase_ns[p] / 1e6);
+		printf(" %s=%.1f", kw_phase_name((enum kw_phase)p),
+		       (double)kt->sh->phase_ns[p] / 1e6);
 	printf("\n");
 }
 
@@ -497,8 +499,9 @@ static void report(const struct kill_test *kt, unsigned want)
 	printf("kill: enable mode at the kill: copy=%u protect=%u\n", t->enable[VSWAP_ENABLE_COPY],
 	       t->enable[VSWAP_ENABLE_PROTECT]);
 	printf("kill: fsck -y exit: 0=%u 1=%u other=%u; inside create (not judged): %u checked "
-	       "clean, %u refused\n", t->repair_exit[0], t->repair_exit[1], t->repair_exit[2],
-	       t->create_ok, t->create_refused);
+	       "clean, %u refused\n",
+	       t->repair_exit[0], t->repair_exit[1], t->repair_exit[2], t->create_ok,
+	       t->create_refused);
 	printf("kill: problems found before repair:");
 	for (int k = 0; k < VSWAP_PROBLEM_KIND_COUNT; k++)
 		if (t->kinds[k])
@@ -506,13 +509,14 @@ static void report(const struct kill_test *kt, unsigned want)
 			       (unsigned long long)t->kinds[k]);
 	printf("\n");
 	printf("kill: store lock outlived the reaped child %u times (longest %.1f ms; known bug, "
-	       "tests/test_kill_lock.c)\n", t->lock_lingered, t->lock_max_ms);
-	printf("kill: stores: %u reused after repair, %u fresh; %llu cycles completed\n",
-	       t->reused, t->fresh, (unsigned long long)atomic_load(&kt->sh->cycles));
+	       "tests/test_kill_lock.c)\n",
+	       t->lock_lingered, t->lock_max_ms);
+	printf("kill: stores: %u reused after repair, %u fresh; %llu cycles completed\n", t->reused,
+	       t->fresh, (unsigned long long)atomic_load(&kt->sh->cycles));
 	printf("kill: pages verified by fsck+store %llu; matched a written version: present %llu, "
-	       "stale %llu; lost %llu\n", (unsigned long long)t->fsck_verified,
-	       (unsigned long long)t->present, (unsigned long long)t->stale,
-	       (unsigned long long)t->lost);
+	       "stale %llu; lost %llu\n",
+	       (unsigned long long)t->fsck_verified, (unsigned long long)t->present,
+	       (unsigned long long)t->stale, (unsigned long long)t->lost);
 	printf("kill: staged pages: %llu a written version, %llu zero, %llu torn (copy cut)\n",
 	       (unsigned long long)t->staged, (unsigned long long)t->staged_zero,
 	       (unsigned long long)t->staged_torn);
@@ -521,7 +525,7 @@ static void report(const struct kill_test *kt, unsigned want)
 
 static void kill_test(void **state)
 {
-	struct kill_test kt = { .rng = env_u64("VSWAP_KILL_SEED", 0x6b696c6cull) };
+	struct kill_test kt = {.rng = env_u64("VSWAP_KILL_SEED", 0x6b696c6cull)};
 	unsigned want = kills_wanted();
 	double t0 = now_s();
 
@@ -529,8 +533,8 @@ static void kill_test(void **state)
 	printf("kill: seed %#llx, %u kills\n", (unsigned long long)kt.rng, want);
 	snprintf(kt.dir, sizeof(kt.dir), "/var/tmp/vswap-kill-XXXXXX");
 	assert_non_null(mkdtemp(kt.dir));
-	kt.sh = mmap(NULL, sizeof(*kt.sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
-		     0);
+	kt.sh =
+	    mmap(NULL, sizeof(*kt.sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(kt.sh != MAP_FAILED);
 	fresh_store(&kt);
 	control_run(&kt);
@@ -550,7 +554,7 @@ static void kill_test(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(kill_test),
+	    cmocka_unit_test(kill_test),
 	};
 
 	hfx_skip_if_unavailable("kill");

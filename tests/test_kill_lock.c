@@ -17,8 +17,8 @@
  *
  * A child opens a store and reads it in a loop through vswap_store_read_run
  * (several reads in flight, from the device: the page cache is dropped
- * before each pass, as after the store's O_DIRECT writes); the parent kills it, reaps it, and at once
- * tries to open the store writable.  Any -EBUSY is the bug.
+ * before each pass, as after the store's O_DIRECT writes); the parent kills it, reaps it, and at
+ * once tries to open the store writable.  Any -EBUSY is the bug.
  *
  * The store takes its flock on a descriptor of its own that no I/O uses, so
  * in-flight requests of a dead process cannot keep the lock alive.
@@ -127,8 +127,8 @@ static bool kill_once(const struct rfx_store *fx, unsigned n)
 static void lock_released_at_death(void **state)
 {
 	struct rfx_store fx;
-	struct rfx_shape sh = { .total_pages = KL_PAGES, .written = KL_PAGES,
-				.durability = VSWAP_DURABILITY_NONE };
+	struct rfx_shape sh = {
+	    .total_pages = KL_PAGES, .written = KL_PAGES, .durability = VSWAP_DURABILITY_NONE};
 
 	(void)state;
 	assert_int_equal(rfx_init(&fx, "kill-lock"), 0);
@@ -144,7 +144,7 @@ static void lock_released_at_death(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(lock_released_at_death),
+	    cmocka_unit_test(lock_released_at_death),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

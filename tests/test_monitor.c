@@ -174,21 +174,21 @@ static void status_json(void **state)
 {
 	(void)state;
 	struct vswap_status st = {
-		.state = VSWAP_STATE_ACTIVE,
-		.metrics = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 16},
-		.transition = {13, 14},
-		.last_error = -5,
-		.uffds = 2,
-		.enable_mode = VSWAP_ENABLE_PROTECT,
+	    .state = VSWAP_STATE_ACTIVE,
+	    .metrics = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 16},
+	    .transition = {13, 14},
+	    .last_error = -5,
+	    .uffds = 2,
+	    .enable_mode = VSWAP_ENABLE_PROTECT,
 	};
 	char buf[1024];
 	const char *want =
-		"{\"state\":\"Active\",\"metrics\":{\"resident_pages\":1,\"copied_from_file_pages\":2,"
-		"\"copied_from_staging_pages\":3,\"zeroed_pages\":4,\"redundant_pages\":5,"
-		"\"staging_pages\":6,\"swap_pages\":7,\"checksum_failures\":8,\"poisoned_pages\":9,"
-		"\"bytes_written\":10,\"bytes_read\":11,\"commits\":12,\"protected_pages\":15,"
-		"\"dirtied_pages\":16},\"state_transition\":{\"pages\":13,\"time_ms\":14},"
-		"\"last_error\":-5,\"uffds\":2,\"enable_mode\":\"protect\"}";
+	    "{\"state\":\"Active\",\"metrics\":{\"resident_pages\":1,\"copied_from_file_pages\":2,"
+	    "\"copied_from_staging_pages\":3,\"zeroed_pages\":4,\"redundant_pages\":5,"
+	    "\"staging_pages\":6,\"swap_pages\":7,\"checksum_failures\":8,\"poisoned_pages\":9,"
+	    "\"bytes_written\":10,\"bytes_read\":11,\"commits\":12,\"protected_pages\":15,"
+	    "\"dirtied_pages\":16},\"state_transition\":{\"pages\":13,\"time_ms\":14},"
+	    "\"last_error\":-5,\"uffds\":2,\"enable_mode\":\"protect\"}";
 	assert_int_equal(vswap_status_to_json(&st, buf, sizeof(buf)), (int)strlen(want));
 	assert_string_equal(buf, want);
 	assert_int_equal(vswap_status_to_json(&st, buf, 10), (int)strlen(want)); /* truncated */
@@ -209,11 +209,11 @@ int main(void)
 {
 	hfx_skip_if_unavailable("monitor");
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(ignored_commands_say_so),
-		cmocka_unit_test(enable_reports_failure),
-		cmocka_unit_test(slow_cleanup_until_next_disable),
-		cmocka_unit_test(exit_from_pending_keeps_content),
-		cmocka_unit_test(status_json),
+	    cmocka_unit_test(ignored_commands_say_so),
+	    cmocka_unit_test(enable_reports_failure),
+	    cmocka_unit_test(slow_cleanup_until_next_disable),
+	    cmocka_unit_test(exit_from_pending_keeps_content),
+	    cmocka_unit_test(status_json),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -174,9 +174,9 @@ static void job_abort_and_reset(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(tasks_finish_after_wait_complete),
-		cmocka_unit_test(full_queue_blocks_push),
-		cmocka_unit_test(job_abort_and_reset),
+	    cmocka_unit_test(tasks_finish_after_wait_complete),
+	    cmocka_unit_test(full_queue_blocks_push),
+	    cmocka_unit_test(job_abort_and_reset),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -78,34 +78,34 @@ struct variant {
 };
 
 static const struct variant variants[] = {
-	{"full", V_FULL, V_FULL, V_FULL, 0, false, false},
-	{"synced", V_SYNCED, V_SYNCED, V_SYNCED, 0, true, false},
-	{"swap-synced", V_SYNCED, V_FULL, V_FULL, 0, true, false},
-	{"index-synced", V_FULL, V_SYNCED, V_FULL, 0, true, false},
-	{"staging-synced", V_FULL, V_FULL, V_SYNCED, 0, false, false},
-	{"staging-lost", V_FULL, V_FULL, V_LOST, 0, false, false},
-	{"torn-half", V_FULL, V_FULL, V_FULL, 4, false, false},
-	{"torn-sector", V_FULL, V_FULL, V_FULL, -1, false, false},
-	{"torn-quarter", V_FULL, V_FULL, V_FULL, 2, false, true},
-	{"torn-3/4", V_FULL, V_FULL, V_FULL, 6, false, true},
-	{"synced-torn", V_SYNCED, V_SYNCED, V_SYNCED, 4, true, true},
-	{"swap-synced-torn", V_SYNCED, V_FULL, V_FULL, 4, true, true},
+    {"full", V_FULL, V_FULL, V_FULL, 0, false, false},
+    {"synced", V_SYNCED, V_SYNCED, V_SYNCED, 0, true, false},
+    {"swap-synced", V_SYNCED, V_FULL, V_FULL, 0, true, false},
+    {"index-synced", V_FULL, V_SYNCED, V_FULL, 0, true, false},
+    {"staging-synced", V_FULL, V_FULL, V_SYNCED, 0, false, false},
+    {"staging-lost", V_FULL, V_FULL, V_LOST, 0, false, false},
+    {"torn-half", V_FULL, V_FULL, V_FULL, 4, false, false},
+    {"torn-sector", V_FULL, V_FULL, V_FULL, -1, false, false},
+    {"torn-quarter", V_FULL, V_FULL, V_FULL, 2, false, true},
+    {"torn-3/4", V_FULL, V_FULL, V_FULL, 6, false, true},
+    {"synced-torn", V_SYNCED, V_SYNCED, V_SYNCED, 4, true, true},
+    {"swap-synced-torn", V_SYNCED, V_FULL, V_FULL, 4, true, true},
 };
 #define NVARIANTS (sizeof(variants) / sizeof(variants[0]))
 
 /* What one run does: a workload and, optionally, a mutation of its replay. */
 enum mutation {
 	MUT_NONE,
-	MUT_NO_DATA_SYNC,       /* the swap file's syncs after create are lost */
-	MUT_NO_STAGING_PUNCH,   /* the staging file's hole punches are lost */
+	MUT_NO_DATA_SYNC,     /* the swap file's syncs after create are lost */
+	MUT_NO_STAGING_PUNCH, /* the staging file's hole punches are lost */
 };
 
 struct config {
 	enum vswap_durability mode;
 	unsigned steps, seed;
-	bool edge;     /* the workload's edge_rewrite operation */
+	bool edge; /* the workload's edge_rewrite operation */
 	enum mutation mutation;
-	bool quiet;    /* do not print violations (mutation runs expect them) */
+	bool quiet; /* do not print violations (mutation runs expect them) */
 };
 
 /* ---- the run's context ----------------------------------------------------------- */
@@ -131,11 +131,11 @@ struct run {
 	struct pl_log log;
 	struct pl_replay rp;
 	int f_swap, f_index, f_lock, f_staging;
-	char **abs; /* absolute path of each log file in dir */
+	char **abs;		/* absolute path of each log file in dir */
 	struct pl_snap **snaps; /* by commit number; [0] = empty */
 	uint32_t nsnaps;
 	uint32_t npages, ps;
-	uint64_t *vsum; /* checksum of each page version, by version */
+	uint64_t *vsum;		   /* checksum of each page version, by version */
 	struct vswap_store *store; /* the store being checked (its UUID seeds them) */
 	uint32_t nvers;
 	uint8_t *buf;
@@ -184,8 +184,8 @@ static void quiet_log(void *ctx, enum vswap_log_level level, const char *msg)
 
 static const char *op_name(enum wl_type t)
 {
-	static const char *names[] = {"?", "CREATE", "WRITE", "TRUNCATE", "PUNCH", "ZERO",
-				      "ALLOC", "SYNC", "RENAME", "UNLINK", "MARK", "RANGE"};
+	static const char *names[] = {"?",     "CREATE", "WRITE",  "TRUNCATE", "PUNCH", "ZERO",
+				      "ALLOC", "SYNC",	 "RENAME", "UNLINK",   "MARK",	"RANGE"};
 	return t < sizeof(names) / sizeof(names[0]) ? names[t] : "?";
 }
 
@@ -278,9 +278,13 @@ static int run_workload(struct run *r)
 		setenv("VSWAP_WRITELOG", r->log_path, 1);
 		setenv("VSWAP_WRITELOG_DIR", r->dir, 1);
 		setenv("VSWAP_IO", "sync", 1); /* io_uring is invisible to the shim */
-		char *argv[] = {(char *)VSWAP_POWERLOSS_WORKLOAD, r->dir,
-				(char *)vswap_durability_name(r->mode), steps_s, seed_s,
-				edge ? "edge" : NULL, NULL};
+		char *argv[] = {(char *)VSWAP_POWERLOSS_WORKLOAD,
+				r->dir,
+				(char *)vswap_durability_name(r->mode),
+				steps_s,
+				seed_s,
+				edge ? "edge" : NULL,
+				NULL};
 		execv(argv[0], argv);
 		perror(argv[0]);
 		_exit(127);
@@ -464,7 +468,7 @@ struct walk {
 	size_t nslots;
 	uint64_t *staged; /* bitmap */
 	uint64_t *summed; /* bitmap */
-	uint64_t *ssum;   /* per page: the staged copy's recorded checksum */
+	uint64_t *ssum;	  /* per page: the staged copy's recorded checksum */
 };
 
 static int walk_page(void *ctx, const struct vswap_page_record *pr)
@@ -487,8 +491,9 @@ static int walk_page(void *ctx, const struct vswap_page_record *pr)
 		w->nslots = n;
 	}
 	if (w->owner[pr->slot]) /* invariant 2 */
-		violation(w->r, "slot %llu owned by pages %llu and %llu", (unsigned long long)pr->slot,
-			  (unsigned long long)w->owner[pr->slot] - 1, (unsigned long long)pr->page);
+		violation(w->r, "slot %llu owned by pages %llu and %llu",
+			  (unsigned long long)pr->slot, (unsigned long long)w->owner[pr->slot] - 1,
+			  (unsigned long long)pr->page);
 	else
 		w->owner[pr->slot] = pr->page + 1;
 	return 0;
@@ -535,7 +540,8 @@ static bool matches(struct run *r, const struct walk *w, uint32_t c, char *why, 
 		if (!ok) {
 			snprintf(why, len, "page %u: index %s%s, commit %u says %s%s v%u", p,
 				 vswap_page_state_name(st), is_staged(w, p) ? "+staged" : "", c,
-				 vswap_page_state_name(e->state), e->staged ? "+staged" : "", e->ver);
+				 vswap_page_state_name(e->state), e->staged ? "+staged" : "",
+				 e->ver);
 			return false;
 		}
 	}
@@ -632,7 +638,8 @@ static void check_staging(struct run *r, const struct walk *w)
 			break;
 		if (!pl_all_zero(r->buf, (uint32_t)k) && !is_staged(w, p) &&
 		    !cleared_by_newest_commit(r, p, pl_version_of(r->buf, r->ps, p)))
-			violation(r, "page %u: staging file holds bytes (version %u) no record covers",
+			violation(r,
+				  "page %u: staging file holds bytes (version %u) no record covers",
 				  p, pl_version_of(r->buf, r->ps, p));
 	}
 	close(fd);
@@ -659,8 +666,10 @@ static void check_staged_copies(struct run *r, const struct walk *w)
 			continue;
 		}
 		if (!pl_version_of(r->buf, r->ps, p))
-			violation(r, "page %u: staged bytes verify against their record but are no "
-				  "version of the page", p);
+			violation(r,
+				  "page %u: staged bytes verify against their record but are no "
+				  "version of the page",
+				  p);
 	}
 	close(fd);
 }
@@ -669,8 +678,11 @@ static void check_staged_copies(struct run *r, const struct walk *w)
  * nothing good.  The repaired index must open without tolerance. */
 static void check_repaired(struct run *r, const uint32_t *good)
 {
-	struct vswap_store_opts o = {.read_only = true, .durability = r->mode, .log = quiet_log,
-				     .log_ctx = r, .log_level = VSWAP_LOG_ERROR};
+	struct vswap_store_opts o = {.read_only = true,
+				     .durability = r->mode,
+				     .log = quiet_log,
+				     .log_ctx = r,
+				     .log_level = VSWAP_LOG_ERROR};
 	struct vswap_store *s;
 	int ret = vswap_store_open(r->abs[r->f_swap], &o, &s);
 	if (ret) {
@@ -692,8 +704,11 @@ static void check_repaired(struct run *r, const uint32_t *good)
 /* Invariant 4: fsck -y leaves nothing for a second run, and loses nothing. */
 static void check_fsck(struct run *r, const uint32_t *good)
 {
-	struct vswap_fsck_opts o = {.mode = VSWAP_FSCK_REPAIR, .staging_dir = r->dir,
-				    .log = quiet_log, .log_ctx = r, .log_level = VSWAP_LOG_ERROR};
+	struct vswap_fsck_opts o = {.mode = VSWAP_FSCK_REPAIR,
+				    .staging_dir = r->dir,
+				    .log = quiet_log,
+				    .log_ctx = r,
+				    .log_level = VSWAP_LOG_ERROR};
 	int codes[2];
 	for (int pass = 0; pass < 2; pass++) {
 		struct vswap_fsck *f;
@@ -703,13 +718,15 @@ static void check_fsck(struct run *r, const uint32_t *good)
 		r->c.fsck_runs++;
 		if (ret || codes[pass] > VSWAP_FSCK_EXIT_CORRECTED || (pass && codes[pass])) {
 			const struct vswap_problem *pb =
-				vswap_fsck_problem_count(f) ? vswap_fsck_problem(f, 0) : NULL;
-			violation(r, "fsck -y pass %d: %s, exit %d, %zu problems (first: %s page %lld: %s)",
-				  pass + 1, ret ? vswap_strerror(ret) : "ran", codes[pass],
-				  vswap_fsck_problem_count(f),
-				  pb ? vswap_problem_kind_name(pb->kind) : "-",
-				  pb && pb->has_page ? (long long)pb->page : -1ll,
-				  pb && pb->detail ? pb->detail : "");
+			    vswap_fsck_problem_count(f) ? vswap_fsck_problem(f, 0) : NULL;
+			violation(
+			    r,
+			    "fsck -y pass %d: %s, exit %d, %zu problems (first: %s page %lld: %s)",
+			    pass + 1, ret ? vswap_strerror(ret) : "ran", codes[pass],
+			    vswap_fsck_problem_count(f),
+			    pb ? vswap_problem_kind_name(pb->kind) : "-",
+			    pb && pb->has_page ? (long long)pb->page : -1ll,
+			    pb && pb->detail ? pb->detail : "");
 			vswap_fsck_free(f);
 			return;
 		}
@@ -731,8 +748,12 @@ static void check_clean(struct run *r, struct vswap_store *s)
 
 static void check_state(struct run *r)
 {
-	struct vswap_store_opts o = {.read_only = true, .tolerant = true, .durability = r->mode,
-				     .log = quiet_log, .log_ctx = r, .log_level = VSWAP_LOG_ERROR};
+	struct vswap_store_opts o = {.read_only = true,
+				     .tolerant = true,
+				     .durability = r->mode,
+				     .log = quiet_log,
+				     .log_ctx = r,
+				     .log_level = VSWAP_LOG_ERROR};
 	struct vswap_store *s;
 	r->last_store_error[0] = 0;
 	int ret = vswap_store_open(r->abs[r->f_swap], &o, &s);
@@ -911,25 +932,27 @@ static void free_run(struct run *r)
 
 static const char *mutation_name(enum mutation m)
 {
-	return m == MUT_NO_DATA_SYNC ? " mutation no-data-sync"
-	       : m == MUT_NO_STAGING_PUNCH ? " mutation no-staging-punch" : "";
+	return m == MUT_NO_DATA_SYNC	   ? " mutation no-data-sync"
+	       : m == MUT_NO_STAGING_PUNCH ? " mutation no-staging-punch"
+					   : "";
 }
 
 static void print_counts(const struct run *r, double secs)
 {
-	printf("powerloss %s%s%s (steps %u, seed %u): %zu log records, %u commits; %llu boundaries, "
-	       "%llu candidate states, %llu distinct states checked (%llu opened, %llu refused), "
-	       "%llu page reads (%llu refused), %llu staged copies unverified, "
-	       "%llu fsck runs (%llu repaired); "
-	       "%llu violations; %.1f s\n",
-	       vswap_durability_name(r->mode), r->cfg.edge ? " edge" : "",
-	       mutation_name(r->cfg.mutation), r->cfg.steps, r->cfg.seed, r->log.nops, r->nsnaps,
-	       (unsigned long long)r->c.boundaries, (unsigned long long)r->c.candidates,
-	       (unsigned long long)r->c.states, (unsigned long long)r->c.opened,
-	       (unsigned long long)r->c.refused, (unsigned long long)r->c.reads,
-	       (unsigned long long)r->c.read_errors, (unsigned long long)r->c.staged_unverified,
-	       (unsigned long long)r->c.fsck_runs,
-	       (unsigned long long)r->c.fsck_repaired, (unsigned long long)r->c.violations, secs);
+	printf(
+	    "powerloss %s%s%s (steps %u, seed %u): %zu log records, %u commits; %llu boundaries, "
+	    "%llu candidate states, %llu distinct states checked (%llu opened, %llu refused), "
+	    "%llu page reads (%llu refused), %llu staged copies unverified, "
+	    "%llu fsck runs (%llu repaired); "
+	    "%llu violations; %.1f s\n",
+	    vswap_durability_name(r->mode), r->cfg.edge ? " edge" : "",
+	    mutation_name(r->cfg.mutation), r->cfg.steps, r->cfg.seed, r->log.nops, r->nsnaps,
+	    (unsigned long long)r->c.boundaries, (unsigned long long)r->c.candidates,
+	    (unsigned long long)r->c.states, (unsigned long long)r->c.opened,
+	    (unsigned long long)r->c.refused, (unsigned long long)r->c.reads,
+	    (unsigned long long)r->c.read_errors, (unsigned long long)r->c.staged_unverified,
+	    (unsigned long long)r->c.fsck_runs, (unsigned long long)r->c.fsck_repaired,
+	    (unsigned long long)r->c.violations, secs);
 	printf("  per variant:");
 	for (size_t v = 0; v < NVARIANTS; v++)
 		if (!variants[v].long_only || long_mode())
@@ -979,7 +1002,8 @@ static void run_mode(enum vswap_durability mode)
 	unsigned seeds = long_mode() ? 2 : 1;
 	uint64_t bad = 0;
 	for (unsigned i = 0; i < seeds; i++) {
-		struct config cfg = {.mode = mode, .steps = long_mode() ? 300 : 40, .seed = 0x5eed + i};
+		struct config cfg = {
+		    .mode = mode, .steps = long_mode() ? 300 : 40, .seed = 0x5eed + i};
 		bad += powerloss(&cfg);
 	}
 	assert_int_equal(bad, 0);
@@ -1008,8 +1032,11 @@ static void test_none(void **state)
 static void test_mutation_no_data_sync(void **state)
 {
 	(void)state;
-	struct config cfg = {.mode = VSWAP_DURABILITY_BATCH, .steps = 10, .seed = 0x5eed,
-			     .mutation = MUT_NO_DATA_SYNC, .quiet = true};
+	struct config cfg = {.mode = VSWAP_DURABILITY_BATCH,
+			     .steps = 10,
+			     .seed = 0x5eed,
+			     .mutation = MUT_NO_DATA_SYNC,
+			     .quiet = true};
 	assert_true(powerloss(&cfg) > 0);
 }
 
@@ -1018,8 +1045,11 @@ static void test_mutation_no_data_sync(void **state)
 static void test_mutation_no_staging_punch(void **state)
 {
 	(void)state;
-	struct config cfg = {.mode = VSWAP_DURABILITY_BATCH, .steps = 10, .seed = 0x5eed,
-			     .mutation = MUT_NO_STAGING_PUNCH, .quiet = true};
+	struct config cfg = {.mode = VSWAP_DURABILITY_BATCH,
+			     .steps = 10,
+			     .seed = 0x5eed,
+			     .mutation = MUT_NO_STAGING_PUNCH,
+			     .quiet = true};
 	assert_true(powerloss(&cfg) > 0);
 }
 
@@ -1038,7 +1068,9 @@ static void test_edge_rewrite_before_commit(void **state)
 	uint64_t bad = 0;
 	for (int m = 0; m < 2; m++) {
 		struct config cfg = {.mode = m ? VSWAP_DURABILITY_BATCH : VSWAP_DURABILITY_FULL,
-				     .steps = long_mode() ? 300 : 40, .seed = 0x5eed, .edge = true};
+				     .steps = long_mode() ? 300 : 40,
+				     .seed = 0x5eed,
+				     .edge = true};
 		bad += powerloss(&cfg);
 	}
 	assert_int_equal(bad, 0);
@@ -1046,19 +1078,21 @@ static void test_edge_rewrite_before_commit(void **state)
 
 int main(void)
 {
-	if (access(VSWAP_POWERLOSS_SHIM, R_OK) != 0 || access(VSWAP_POWERLOSS_WORKLOAD, X_OK) != 0) {
-		fprintf(stderr, "powerloss: shim or workload not built (%s, %s); build the "
-				"tests/powerloss targets\n",
+	if (access(VSWAP_POWERLOSS_SHIM, R_OK) != 0 ||
+	    access(VSWAP_POWERLOSS_WORKLOAD, X_OK) != 0) {
+		fprintf(stderr,
+			"powerloss: shim or workload not built (%s, %s); build the "
+			"tests/powerloss targets\n",
 			VSWAP_POWERLOSS_SHIM, VSWAP_POWERLOSS_WORKLOAD);
 		return 1;
 	}
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_full),
-		cmocka_unit_test(test_batch),
-		cmocka_unit_test(test_none),
-		cmocka_unit_test(test_mutation_no_data_sync),
-		cmocka_unit_test(test_mutation_no_staging_punch),
-		cmocka_unit_test(test_edge_rewrite_before_commit),
+	    cmocka_unit_test(test_full),
+	    cmocka_unit_test(test_batch),
+	    cmocka_unit_test(test_none),
+	    cmocka_unit_test(test_mutation_no_data_sync),
+	    cmocka_unit_test(test_mutation_no_staging_punch),
+	    cmocka_unit_test(test_edge_rewrite_before_commit),
 	};
 	return cmocka_run_group_tests_name("powerloss", tests, NULL, NULL);
 }

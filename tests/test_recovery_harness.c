@@ -20,7 +20,7 @@
 
 #include "tests/helpers/recovery_fixture.h"
 
-static const struct rfx_shape shape = { .total_pages = 512, .written = 256 };
+static const struct rfx_shape shape = {.total_pages = 512, .written = 256};
 
 enum crash_point { CRASH_BEFORE_COMMIT, CRASH_AFTER_STAGE_MARK, CRASH_AFTER_FREE, CRASH_POINTS };
 
@@ -73,7 +73,8 @@ static void test_crash_points(void **state)
 		assert_true(WIFSIGNALED(status));
 		if (rfx_check_after_crash(fx.path, NULL, &r) != 0)
 			fail_msg("crash point %d: %s", point, r.why);
-		printf("crash point %d: fsck -y exit %d, then -n exit %d, %llu pages verified, %llu lost\n",
+		printf("crash point %d: fsck -y exit %d, then -n exit %d, %llu pages verified, "
+		       "%llu lost\n",
 		       point, r.repair_exit, r.check_exit, (unsigned long long)r.verified,
 		       (unsigned long long)r.lost);
 		assert_int_equal(r.repair_exit, 1); /* at least the unclean shutdown */
@@ -85,7 +86,7 @@ static void test_crash_points(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_crash_points),
+	    cmocka_unit_test(test_crash_points),
 	};
 
 	return cmocka_run_group_tests_name("recovery_harness", tests, NULL, NULL);

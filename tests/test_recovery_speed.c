@@ -73,8 +73,8 @@ static uint64_t plain_reader(const char *path, uint32_t ps, bool direct, uint64_
 
 static uint64_t fsck_verify(const struct rfx_store *fx, uint64_t *bytes)
 {
-	struct vswap_fsck_opts o = { .mode = VSWAP_FSCK_CHECK, .no_orphan_scan = true,
-				     .log_level = VSWAP_LOG_ERROR };
+	struct vswap_fsck_opts o = {
+	    .mode = VSWAP_FSCK_CHECK, .no_orphan_scan = true, .log_level = VSWAP_LOG_ERROR};
 	struct vswap_fsck *f;
 	struct vswap_fsck_counts k;
 
@@ -111,8 +111,8 @@ static void test_verify_throughput(void **state)
 
 	(void)state;
 	assert_int_equal(rfx_init(&fx, "speed"), 0);
-	struct rfx_shape sh = { .total_pages = mb * 256, .written = mb * 256,
-				.durability = VSWAP_DURABILITY_NONE };
+	struct rfx_shape sh = {
+	    .total_pages = mb * 256, .written = mb * 256, .durability = VSWAP_DURABILITY_NONE};
 	sh.total_pages = sh.written = (mb << 20) / fx.page_size;
 	assert_int_equal(rfx_build(&fx, &sh), 0);
 	for (int r = 0; r < RUNS; r++) {
@@ -135,7 +135,7 @@ static void test_verify_throughput(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_verify_throughput),
+	    cmocka_unit_test(test_verify_throughput),
 	};
 
 	return cmocka_run_group_tests_name("recovery_speed", tests, NULL, NULL);

@@ -406,7 +406,7 @@ static void test_slot_reuse_order(void **state)
 	 * stale; before that commit the index may still say present there. */
 	assert_int_equal(vswap_store_mark_stale(c->s, 1, 2), 2);
 	write_pages(c, 2, 1, 2);
-	assert_int_equal(slot_of(c, 2), 4); /* stale mark uncommitted: new slot */
+	assert_int_equal(slot_of(c, 2), 4);	       /* stale mark uncommitted: new slot */
 	assert_int_equal(vswap_store_commit(c->s), 0); /* frees slot 2 */
 	write_pages(c, 1, 1, 2);
 	assert_int_equal(slot_of(c, 1), 1);
@@ -524,13 +524,13 @@ static void test_flipped_bit_detected_in_any_page(void **state)
 		uint64_t page = 64 + victim;
 		uint64_t slot = slot_of(c, page);
 		unsigned byte = (victim * 131) % c->f.page_size;
-		assert_int_equal(fixture_flip_bit(c->f.path, (slot + 1) * c->f.page_size + byte,
-						  victim % 8),
-				 0);
+		assert_int_equal(
+		    fixture_flip_bit(c->f.path, (slot + 1) * c->f.page_size + byte, victim % 8), 0);
 		int status[64];
 		struct vswap_store_stats st0, st1;
 		vswap_store_stats(c->s, &st0);
-		assert_int_equal(vswap_store_read_run(c->s, 64, 64, c->buf, status), 1 + victim / 9);
+		assert_int_equal(vswap_store_read_run(c->s, 64, 64, c->buf, status),
+				 1 + victim / 9);
 		vswap_store_stats(c->s, &st1);
 		assert_int_equal(st1.checksum_failures, st0.checksum_failures + 1);
 		for (unsigned i = 0; i < 64; i++) {
@@ -636,8 +636,9 @@ static void test_staging_records_and_punch(void **state)
 	assert_int_equal(vswap_store_stage_mark(c->s, 40, 10), 0);
 	fixture_pattern(c->buf, c->f.page_size, 40, 1);
 	for (unsigned i = 0; i < 10; i++)
-		assert_int_equal(pwrite(fd, c->buf, c->f.page_size, (off_t)(40 + i) * c->f.page_size),
-				 c->f.page_size);
+		assert_int_equal(
+		    pwrite(fd, c->buf, c->f.page_size, (off_t)(40 + i) * c->f.page_size),
+		    c->f.page_size);
 	assert_int_equal(vswap_store_stage_seal(c->s, 40, 10), 0);
 	uint64_t first, count;
 	assert_int_equal(vswap_store_next_staged_run(c->s, 0, 400, 512, &first, &count), 1);
@@ -894,36 +895,36 @@ static void test_create_replaces_index_without_swap_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_round_trip_keeps_every_mapping, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unclean_close_is_reported, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_mismatched_index_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_missing_index_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_superblock_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_page_size_mismatch_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unknown_index_format_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_format_v1_superblock_by_hand, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_busy_store_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_regions_validated, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_slot_reuse_order, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_no_reuse_before_commit_survives_crash, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_hole_punched_on_free, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_flipped_bit_detected_in_any_page, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_single_page_read_detects_flip, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_truncated_file_reported_per_page, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_trim_compare_uses_stale_copy, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_durability_modes_commit_when_promised, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_staging_records_and_punch, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_map_full_grows, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_efbig_leaves_index_unchanged, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_enospc_on_small_tmpfs, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_forked_child_cannot_commit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_regions_redefined_after_use, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_foreign_staging_path_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_destroy_refuses_open_store, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_create_replaces_index_without_swap_file, setup,
-						teardown),
+	    cmocka_unit_test_setup_teardown(test_round_trip_keeps_every_mapping, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unclean_close_is_reported, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mismatched_index_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_missing_index_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_superblock_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_page_size_mismatch_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unknown_index_format_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_format_v1_superblock_by_hand, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_busy_store_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_regions_validated, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_slot_reuse_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_no_reuse_before_commit_survives_crash, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_hole_punched_on_free, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_flipped_bit_detected_in_any_page, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_single_page_read_detects_flip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_truncated_file_reported_per_page, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_trim_compare_uses_stale_copy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_durability_modes_commit_when_promised, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_staging_records_and_punch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_map_full_grows, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_efbig_leaves_index_unchanged, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_enospc_on_small_tmpfs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_forked_child_cannot_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_regions_redefined_after_use, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_foreign_staging_path_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_destroy_refuses_open_store, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_create_replaces_index_without_swap_file, setup,
+					    teardown),
 	};
 	return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

@@ -140,7 +140,9 @@ static int recv_fd(int sock)
 		struct cmsghdr h;
 		char buf[CMSG_SPACE(sizeof(int))];
 	} u;
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = u.buf,
 			     .msg_controllen = sizeof(u.buf)};
 	if (recvmsg(sock, &msg, 0) != 1)
 		return -1;
@@ -166,7 +168,9 @@ static int kid_start(struct kid *k, const volatile uint8_t *touch)
 		} u;
 		memset(&u, 0, sizeof(u));
 		struct iovec iov = {&c, 1};
-		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+		struct msghdr msg = {.msg_iov = &iov,
+				     .msg_iovlen = 1,
+				     .msg_control = u.buf,
 				     .msg_controllen = sizeof(u.buf)};
 		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
 		cm->cmsg_level = SOL_SOCKET;
@@ -261,9 +265,9 @@ int main(void)
 {
 	hfx_skip_if_unavailable("uffd");
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(ioctls_and_errors),
-		cmocka_unit_test(remove_event_and_eagain),
-		cmocka_unit_test(list_static_dynamic_gc),
+	    cmocka_unit_test(ioctls_and_errors),
+	    cmocka_unit_test(remove_event_and_eagain),
+	    cmocka_unit_test(list_static_dynamic_gc),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -46,9 +46,8 @@
 #include "tools/common/cli.h"
 #include "tools/common/json.h"
 
-
-#define CHUNK_BYTES (2 * BENCH_MIB)          /* the handler's swap-out chunk */
-#define BATCH_COMMIT_BYTES (64 * BENCH_MIB)  /* "batch, commit every 64 MiB" */
+#define CHUNK_BYTES (2 * BENCH_MIB)	    /* the handler's swap-out chunk */
+#define BATCH_COMMIT_BYTES (64 * BENCH_MIB) /* "batch, commit every 64 MiB" */
 #define MAX_RUNS 64
 
 struct bench {
@@ -64,7 +63,7 @@ struct bench {
 	uint32_t page_size;
 	void *src; /* incompressible bytes, cycled when size > src_len */
 	size_t src_len;
-	void *dst; /* one chunk: where reads land (like UFFDIO_COPY's source) */
+	void *dst;     /* one chunk: where reads land (like UFFDIO_COPY's source) */
 	sigset_t stop; /* blocked for the whole run; polled between passes */
 	unsigned seq;  /* temp file names */
 	struct bench_results res;
@@ -157,8 +156,8 @@ static void note(const struct bench *b, const char *fmt, ...)
 static int raw_write_file(struct bench *b, const char *path, bool sync, uint64_t sync_every,
 			  bool direct, double *secs, double *sync_secs)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (direct ? O_DIRECT : 0),
-		      0600);
+	int fd =
+	    open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (direct ? O_DIRECT : 0), 0600);
 	uint64_t off, since = 0;
 	double t0;
 	int err = 0;
@@ -218,14 +217,10 @@ static int fig_hash(struct bench *b)
 enum wmode { W_RAW, W_RAW64, W_RAWD, W_RAWD64, W_FULL, W_BATCH, W_BATCH64, W_NONE, W_NMODES };
 
 static const char *const wmode_name[W_NMODES] = {
-	[W_RAW] = "raw_write_fdatasync_gbps",
-	[W_RAW64] = "raw_write_sync64m_gbps",
-	[W_RAWD] = "raw_write_odirect_gbps",
-	[W_RAWD64] = "raw_write_odirect_sync64m_gbps",
-	[W_FULL] = "store_write_full_gbps",
-	[W_BATCH] = "store_write_batch_gbps",
-	[W_BATCH64] = "store_write_batch64m_gbps",
-	[W_NONE] = "store_write_none_gbps",
+    [W_RAW] = "raw_write_fdatasync_gbps",      [W_RAW64] = "raw_write_sync64m_gbps",
+    [W_RAWD] = "raw_write_odirect_gbps",       [W_RAWD64] = "raw_write_odirect_sync64m_gbps",
+    [W_FULL] = "store_write_full_gbps",	       [W_BATCH] = "store_write_batch_gbps",
+    [W_BATCH64] = "store_write_batch64m_gbps", [W_NONE] = "store_write_none_gbps",
 };
 
 /*
@@ -599,8 +594,10 @@ static int fig_store_read(struct bench *b)
 		b->store_read_p50_us = sp50;
 		bench_add(&b->res, "store_read_run_gbps", b->store_read_gbps, "GB/s",
 			  "raw_read_gbps", bench_median(raw, b->runs));
-		bench_add(&b->res, "store_read_page_p50_us", sp50, "us", "raw_pread_4k_p50_us", rp50);
-		bench_add(&b->res, "store_read_page_p99_us", sp99, "us", "raw_pread_4k_p99_us", rp99);
+		bench_add(&b->res, "store_read_page_p50_us", sp50, "us", "raw_pread_4k_p50_us",
+			  rp50);
+		bench_add(&b->res, "store_read_page_p99_us", sp99, "us", "raw_pread_4k_p99_us",
+			  rp99);
 	}
 out:
 	free(rlat);
@@ -625,9 +622,9 @@ out:
 enum fsck_reader { FR_BUFFERED, FR_SEQUENTIAL, FR_DIRECT, FR_NREADERS };
 
 static const char *const fsck_reader_name[FR_NREADERS] = {
-	[FR_BUFFERED] = "read_xxh3_buffered_gbps",
-	[FR_SEQUENTIAL] = "read_xxh3_fadv_seq_gbps",
-	[FR_DIRECT] = "read_xxh3_odirect_gbps",
+    [FR_BUFFERED] = "read_xxh3_buffered_gbps",
+    [FR_SEQUENTIAL] = "read_xxh3_fadv_seq_gbps",
+    [FR_DIRECT] = "read_xxh3_odirect_gbps",
 };
 
 static int read_hash_pass(struct bench *b, const char *path, enum fsck_reader how, double *gbps)
@@ -693,9 +690,10 @@ static int fsck_pass(struct bench *b, const char *path, double *gbps, double *pa
 	secs = bench_now() - t0;
 	if (!err)
 		err = vswap_fsck_counts(f, &c);
-	if (!err && (vswap_fsck_exit_code(f) != VSWAP_FSCK_EXIT_CLEAN || c.pages_checked != pages)) {
-		fprintf(stderr, "vswap-bench: fsck of %s: exit %d, %llu of %llu pages checked\n", path,
-			vswap_fsck_exit_code(f), (unsigned long long)c.pages_checked,
+	if (!err &&
+	    (vswap_fsck_exit_code(f) != VSWAP_FSCK_EXIT_CLEAN || c.pages_checked != pages)) {
+		fprintf(stderr, "vswap-bench: fsck of %s: exit %d, %llu of %llu pages checked\n",
+			path, vswap_fsck_exit_code(f), (unsigned long long)c.pages_checked,
 			(unsigned long long)pages);
 		err = -EIO;
 	}
@@ -752,7 +750,8 @@ static int fig_fsck(struct bench *b)
 			if (which == FR_NREADERS)
 				err = fsck_pass(b, path, &fs[r], &fp[r]);
 			else
-				err = read_hash_pass(b, path, (enum fsck_reader)which, &rd[which][r]);
+				err =
+				    read_hash_pass(b, path, (enum fsck_reader)which, &rd[which][r]);
 		}
 		if (!err)
 			note(b, "  read+xxh3 buffered %.3f, fadv-seq %.3f, O_DIRECT %.3f GB/s\n",
@@ -879,8 +878,9 @@ static int handler_pass(struct bench *b, struct handler_pass *r, bool measure_rs
 	if (!err)
 		err = vswap_handler_status(h, &st);
 	if (!err)
-		r->swap_in_gbps = bench_gbps(st.transition.pages * b->page_size,
-					     (double)(st.transition.time_ms ? st.transition.time_ms : 1) / 1e3);
+		r->swap_in_gbps =
+		    bench_gbps(st.transition.pages * b->page_size,
+			       (double)(st.transition.time_ms ? st.transition.time_ms : 1) / 1e3);
 	/* Every byte must have come back. */
 	for (off = 0; !err && off < b->size; off += CHUNK_BYTES)
 		if (memcmp(mem + off, src_at(b, off), CHUNK_BYTES))
@@ -938,9 +938,9 @@ static int copy_floors(struct bench *b, double *memcpy_gbps, double *uffd_secs)
 	t0 = bench_now();
 	for (off = 0; off < b->size && !err; off += CHUNK_BYTES) {
 		struct uffdio_copy c = {
-			.dst = (uintptr_t)(mem + off),
-			.src = (uintptr_t)src_at(b, off),
-			.len = CHUNK_BYTES,
+		    .dst = (uintptr_t)(mem + off),
+		    .src = (uintptr_t)src_at(b, off),
+		    .len = CHUNK_BYTES,
 		};
 
 		if (ioctl(uffd, UFFDIO_COPY, &c) && errno != EEXIST)
@@ -1016,7 +1016,8 @@ static int fig_handler(struct bench *b)
 		rw[r] = bench_gbps(b->size, secs);
 		rwd[r] = bench_gbps(b->size, dsecs);
 		rin[r] = bench_gbps(b->size, rsecs + usecs);
-		note(b, "  raw write %.3f, O_DIRECT %.3f, read+UFFDIO_COPY %.3f, memcpy %.3f GB/s\n",
+		note(b,
+		     "  raw write %.3f, O_DIRECT %.3f, read+UFFDIO_COPY %.3f, memcpy %.3f GB/s\n",
 		     rw[r], rwd[r], rin[r], mc[r]);
 	}
 	if (err)
@@ -1045,10 +1046,13 @@ static int fig_faults(struct bench *b)
 	size_t pages = b->quick ? 4096 : 16384;
 	double p50[FB_ROWS][MAX_RUNS], p99[FB_ROWS][MAX_RUNS];
 	static const char *const names[FB_ROWS] = {
-		[FB_PLAIN] = "plain_first_touch",  [FB_BARE] = "bare_uffdio_copy",
-		/* touched in page order: read-ahead helps the file rows */
-		[FB_ZERO] = "fault_zero_seq",          [FB_STAGING] = "fault_staging_seq",
-		[FB_FILE_CACHED] = "fault_file_cached_seq", [FB_FILE_COLD] = "fault_file_seq",
+	    [FB_PLAIN] = "plain_first_touch",
+	    [FB_BARE] = "bare_uffdio_copy",
+	    /* touched in page order: read-ahead helps the file rows */
+	    [FB_ZERO] = "fault_zero_seq",
+	    [FB_STAGING] = "fault_staging_seq",
+	    [FB_FILE_CACHED] = "fault_file_cached_seq",
+	    [FB_FILE_COLD] = "fault_file_seq",
 	};
 	char name[48], base[48];
 	unsigned r, k;
@@ -1074,7 +1078,7 @@ static int fig_faults(struct bench *b)
 	}
 	for (k = FB_ZERO; k < FB_ROWS; k++) {
 		const char *q[2] = {"p50", "p99"};
-		double (*v)[MAX_RUNS] = p50;
+		double(*v)[MAX_RUNS] = p50;
 		unsigned i;
 
 		for (i = 0; i < 2; i++, v = p99) {
@@ -1109,13 +1113,13 @@ static int fig_faults(struct bench *b)
 static int fig_kernel_swap(struct bench *b)
 {
 	struct kswap_opts o = {
-		.dir = b->dir,
-		.size = b->size / b->page_size * b->page_size,
-		.rand_pages = b->rand_samples * 4u,
-		.src = b->src,
-		.src_len = b->src_len,
-		.stop = &b->stop,
-		.verbose = b->verbose,
+	    .dir = b->dir,
+	    .size = b->size / b->page_size * b->page_size,
+	    .rand_pages = b->rand_samples * 4u,
+	    .src = b->src,
+	    .src_len = b->src_len,
+	    .stop = &b->stop,
+	    .verbose = b->verbose,
 	};
 	double out[MAX_RUNS], seq[MAX_RUNS], rnd[MAX_RUNS], p50[MAX_RUNS];
 	double vout[MAX_RUNS], vtrip[MAX_RUNS], vin[MAX_RUNS];
@@ -1137,7 +1141,8 @@ static int fig_kernel_swap(struct bench *b)
 			return -EINTR;
 		err = kswap_run(&o, &kr);
 		if (err == -EPERM) {
-			fprintf(stderr, "vswap-bench: --kernel-swap needs root (swapon); skipped\n");
+			fprintf(stderr,
+				"vswap-bench: --kernel-swap needs root (swapon); skipped\n");
 			return 0;
 		}
 		if (err && err != -EINTR) {
@@ -1160,8 +1165,9 @@ static int fig_kernel_swap(struct bench *b)
 		vout[r] = hp.swap_out_gbps;
 		vtrip[r] = 1.0 / (1.0 / hp.enable_gbps + 1.0 / hp.swap_out_gbps);
 		vin[r] = hp.swap_in_gbps;
-		note(b, "  out %.3f GB/s, seq refault %.3f GB/s (%.1f us/page), random %.3f GB/s "
-			"(p50 %.1f us, p99 %.1f us)\n",
+		note(b,
+		     "  out %.3f GB/s, seq refault %.3f GB/s (%.1f us/page), random %.3f GB/s "
+		     "(p50 %.1f us, p99 %.1f us)\n",
 		     kr.out_gbps, kr.seq_gbps, kr.seq_fault_us, kr.rand_gbps, kr.rand_p50_us,
 		     kr.rand_p99_us);
 	}
@@ -1195,14 +1201,14 @@ static int fig_kernel_swap(struct bench *b)
 static int fig_enable(struct bench *b)
 {
 	struct enable_bench o = {
-		.size = b->size,
-		.dir = b->dir,
-		.runs = b->runs,
-		.page_size = b->page_size,
-		.src = b->src,
-		.src_len = b->src_len,
-		.stop = &b->stop,
-		.verbose = b->verbose,
+	    .size = b->size,
+	    .dir = b->dir,
+	    .runs = b->runs,
+	    .page_size = b->page_size,
+	    .src = b->src,
+	    .src_len = b->src_len,
+	    .stop = &b->stop,
+	    .verbose = b->verbose,
 	};
 
 	return enable_bench_run(&o, &b->res);
@@ -1213,15 +1219,15 @@ static int fig_enable(struct bench *b)
 static int fig_datapath(struct bench *b)
 {
 	struct datapath_bench o = {
-		.size = b->size,
-		.dir = b->dir,
-		.runs = b->runs < 3 ? b->runs : 3, /* each run swaps out five times */
-		.page_size = b->page_size,
-		.src = b->src,
-		.src_len = b->src_len,
-		.stop = &b->stop,
-		.verbose = b->verbose,
-		.rand_p50_us = NAN,
+	    .size = b->size,
+	    .dir = b->dir,
+	    .runs = b->runs < 3 ? b->runs : 3, /* each run swaps out five times */
+	    .page_size = b->page_size,
+	    .src = b->src,
+	    .src_len = b->src_len,
+	    .stop = &b->stop,
+	    .verbose = b->verbose,
+	    .rand_p50_us = NAN,
 	};
 	int rc = datapath_bench_run(&o, &b->res);
 	b->fault_file_rand_p50_us = o.rand_p50_us;
@@ -1241,16 +1247,16 @@ struct figure {
 };
 
 static const struct figure figures[] = {
-	{"hash", fig_hash, false},
-	{"store-write", fig_store_write, false},
-	{"store-read", fig_store_read, false},
-	{"fsck", fig_fsck, false},
-	{"handler", fig_handler, false},
-	{"enable", fig_enable, false},
-	{"faults", fig_faults, false},
-	{"datapath", fig_datapath, false},
-	{"vswapd", fig_vswapd, false},
-	{"kernel-swap", fig_kernel_swap, true},
+    {"hash", fig_hash, false},
+    {"store-write", fig_store_write, false},
+    {"store-read", fig_store_read, false},
+    {"fsck", fig_fsck, false},
+    {"handler", fig_handler, false},
+    {"enable", fig_enable, false},
+    {"faults", fig_faults, false},
+    {"datapath", fig_datapath, false},
+    {"vswapd", fig_vswapd, false},
+    {"kernel-swap", fig_kernel_swap, true},
 };
 
 static bool selected(const struct bench *b, const struct figure *f)
@@ -1267,25 +1273,24 @@ static bool selected(const struct bench *b, const struct figure *f)
 }
 
 static const struct cli_tool tool = {
-	.name = "vswap-bench",
-	.synopsis = "[--quick] [--json] [--size BYTES] [--dir DIR] [--runs N]\n"
-		    "       [--kernel-swap] [--only GROUP[,GROUP]] [--verbose]\n",
-	.help = "Measure vswap, each figure beside a baseline measured in the same run.\n"
-		"\n"
-		"      --quick        256 MiB passes, 3 runs (under a minute)\n"
-		"      --json         print {\"schema_version\":1,...,\"results\":[{name,value,unit,\n"
-		"                     baseline,baseline_value,ratio}]}\n"
-		"      --size BYTES   bytes per pass, K/M/G suffixes (default 1G; --quick 256M)\n"
-		"      --dir DIR      file system to measure (default /var/tmp)\n"
-		"      --runs N       runs per figure, median reported (default 5; --quick 3;\n"
-		"                     kernel-swap at most 3)\n"
-		"      --kernel-swap  also measure the kernel's swap on a temporary swap file (root)\n"
-		"      --only GROUPS  comma-separated: hash, store-write, store-read, fsck, handler,\n"
-		"                     enable, faults, datapath, vswapd, kernel-swap\n"
-		"      --verbose      every pass on stderr\n" CLI_STANDARD_HELP
-		"\n"
-		"Exit: 0 every group ran, 1 one failed, 2 usage error, 130 interrupted.\n",
-	.usage_exit = CLI_EXIT_USAGE,
+    .name = "vswap-bench",
+    .synopsis = "[--quick] [--json] [--size BYTES] [--dir DIR] [--runs N]\n"
+		"       [--kernel-swap] [--only GROUP[,GROUP]] [--verbose]\n",
+    .help = "Measure vswap, each figure beside a baseline measured in the same run.\n"
+	    "\n"
+	    "      --quick        256 MiB passes, 3 runs (under a minute)\n"
+	    "      --json         print {\"schema_version\":1,...,\"results\":[{name,value,unit,\n"
+	    "                     baseline,baseline_value,ratio}]}\n"
+	    "      --size BYTES   bytes per pass, K/M/G suffixes (default 1G; --quick 256M)\n"
+	    "      --dir DIR      file system to measure (default /var/tmp)\n"
+	    "      --runs N       runs per figure, median reported (default 5; --quick 3;\n"
+	    "                     kernel-swap at most 3)\n"
+	    "      --kernel-swap  also measure the kernel's swap on a temporary swap file (root)\n"
+	    "      --only GROUPS  comma-separated: hash, store-write, store-read, fsck, handler,\n"
+	    "                     enable, faults, datapath, vswapd, kernel-swap\n"
+	    "      --verbose      every pass on stderr\n" CLI_STANDARD_HELP "\n"
+	    "Exit: 0 every group ran, 1 one failed, 2 usage error, 130 interrupted.\n",
+    .usage_exit = CLI_EXIT_USAGE,
 };
 
 /* Every name of @list (comma-separated) is a group: an unknown one would
@@ -1299,7 +1304,8 @@ static int check_groups(const char *list)
 		bool known = false;
 
 		for (size_t i = 0; i < sizeof(figures) / sizeof(figures[0]); i++)
-			known |= strlen(figures[i].group) == len && !strncmp(figures[i].group, p, len);
+			known |=
+			    strlen(figures[i].group) == len && !strncmp(figures[i].group, p, len);
 		if (!known) {
 			cli_usage_error(&tool, "--only: unknown group '%.*s'", (int)len, p);
 			return -1;
@@ -1315,16 +1321,16 @@ static int check_groups(const char *list)
 static int parse_args(struct bench *b, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"quick", no_argument, NULL, 'q'},
-		{"json", no_argument, NULL, 'j'},
-		{"size", required_argument, NULL, 's'},
-		{"dir", required_argument, NULL, 'd'},
-		{"runs", required_argument, NULL, 'r'},
-		{"kernel-swap", no_argument, NULL, 'k'},
-		{"only", required_argument, NULL, 'o'},
-		{"verbose", no_argument, NULL, 'v'},
-		CLI_STANDARD_LONGOPTS,
-		{NULL, 0, NULL, 0},
+	    {"quick", no_argument, NULL, 'q'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"size", required_argument, NULL, 's'},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"runs", required_argument, NULL, 'r'},
+	    {"kernel-swap", no_argument, NULL, 'k'},
+	    {"only", required_argument, NULL, 'o'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    CLI_STANDARD_LONGOPTS,
+	    {NULL, 0, NULL, 0},
 	};
 	bool have_size = false, have_runs = false;
 	uint64_t v;

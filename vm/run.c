@@ -176,11 +176,10 @@ int vmm_store_path(struct vmm *m)
 int vmm_handler(struct vmm *m)
 {
 	struct vswap_region reg = {.addr = m->ram, .len = m->ram_size, .memfd = m->memfd};
-	struct vswap_handler_opts ho = {
-	    .store = m->store,
-	    .log = vmm_log,
-	    .log_level = VSWAP_LOG_WARN,
-	    .enable_mode = m->o->enable_mode};
+	struct vswap_handler_opts ho = {.store = m->store,
+					.log = vmm_log,
+					.log_level = VSWAP_LOG_WARN,
+					.enable_mode = m->o->enable_mode};
 	int rc = vswap_handler_create(&reg, 1, &ho, &m->h);
 
 	if (rc) {

@@ -137,9 +137,9 @@ int vswap_enable_mode_parse(const char *name, enum vswap_enable_mode *out);
 struct vswap_handler_opts {
 	/* The opened store (not owned; close it after vswap_handler_destroy). */
 	struct vswap_store *store;
-	uint32_t chunk_pages;      /* swap-out / swap-in chunk; default 512 (2 MiB) */
+	uint32_t chunk_pages;	   /* swap-out / swap-in chunk; default 512 (2 MiB) */
 	uint32_t trim_batch_pages; /* default 1024 */
-	unsigned workers;          /* move-to-staging threads; default CPU count */
+	unsigned workers;	   /* move-to-staging threads; default CPU count */
 	/* Swap-in reads the swap file this many pages ahead of the run it
 	 * copies (kernel read-ahead through io_uring); default 4096 (16 MiB). */
 	uint64_t prefetch_budget_pages;
@@ -315,8 +315,7 @@ int vswap_handler_detach(struct vswap_handler *h);
  * page space, in order) into @pages and sets *@count to how many are lost
  * in all.  It walks the page tables: not for a hot path.
  */
-int vswap_handler_lost_pages(struct vswap_handler *h, uint64_t *pages, size_t cap,
-			     uint64_t *count);
+int vswap_handler_lost_pages(struct vswap_handler *h, uint64_t *pages, size_t cap, uint64_t *count);
 
 /*
  * Discard [addr, addr+len) of guest memory as a REMOVE event would: its
@@ -468,13 +467,13 @@ int vswap_handler_workset_take(struct vswap_handler *h, uint64_t **pages, size_t
 int vswap_handler_prefetch(struct vswap_handler *h, const uint64_t *pages, size_t n);
 
 struct vswap_workset_stats {
-	uint64_t recorded;       /* pages in the record so far */
+	uint64_t recorded; /* pages in the record so far */
 	bool recording;
 	uint64_t prefetch_pages; /* pages given to the last prefetch */
-	uint64_t prefetched;     /* of those, copied into the guest */
-	uint64_t skipped;        /* already in the guest, not in the file, or beyond */
-	uint64_t failed;         /* failed verification (poisoned or reported) */
-	bool prefetch_done;      /* no prefetch is running */
+	uint64_t prefetched;	 /* of those, copied into the guest */
+	uint64_t skipped;	 /* already in the guest, not in the file, or beyond */
+	uint64_t failed;	 /* failed verification (poisoned or reported) */
+	bool prefetch_done;	 /* no prefetch is running */
 };
 int vswap_handler_workset_stats(struct vswap_handler *h, struct vswap_workset_stats *out);
 

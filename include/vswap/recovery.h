@@ -85,21 +85,21 @@ enum vswap_fsck_exit {
 };
 
 enum vswap_problem_kind {
-	VSWAP_PROBLEM_BAD_SUPERBLOCK = 0,  /* magic, version or checksum wrong */
-	VSWAP_PROBLEM_UUID_MISMATCH,       /* index belongs to another swap file */
-	VSWAP_PROBLEM_BAD_INDEX,           /* index unreadable or unknown format */
-	VSWAP_PROBLEM_PAGE_SIZE_MISMATCH,  /* store page size != system's */
-	VSWAP_PROBLEM_UNCLEAN_SHUTDOWN,    /* previous handle did not close */
-	VSWAP_PROBLEM_BAD_RECORD,          /* record malformed (page out of space) */
-	VSWAP_PROBLEM_SLOT_OUT_OF_RANGE,   /* record names a slot past the limit */
-	VSWAP_PROBLEM_DOUBLE_REFERENCE,    /* two records name one slot */
-	VSWAP_PROBLEM_MISSING_DATA,        /* slot is a hole or past end of file */
-	VSWAP_PROBLEM_CHECKSUM_MISMATCH,   /* slot bytes fail the record's XXH3 */
-	VSWAP_PROBLEM_LEAKED_SLOT,         /* slot holds bytes no record names */
-	VSWAP_PROBLEM_LEAKED_STAGING,      /* staged bytes no record covers */
-	VSWAP_PROBLEM_EMPTY_STAGING_RECORD,/* staging record covers no bytes */
-	VSWAP_PROBLEM_ORPHAN_STAGING_FILE, /* staging file of no store */
-	VSWAP_PROBLEM_MISSING_STAGING_FILE,/* the store's staging file is gone */
+	VSWAP_PROBLEM_BAD_SUPERBLOCK = 0,   /* magic, version or checksum wrong */
+	VSWAP_PROBLEM_UUID_MISMATCH,	    /* index belongs to another swap file */
+	VSWAP_PROBLEM_BAD_INDEX,	    /* index unreadable or unknown format */
+	VSWAP_PROBLEM_PAGE_SIZE_MISMATCH,   /* store page size != system's */
+	VSWAP_PROBLEM_UNCLEAN_SHUTDOWN,	    /* previous handle did not close */
+	VSWAP_PROBLEM_BAD_RECORD,	    /* record malformed (page out of space) */
+	VSWAP_PROBLEM_SLOT_OUT_OF_RANGE,    /* record names a slot past the limit */
+	VSWAP_PROBLEM_DOUBLE_REFERENCE,	    /* two records name one slot */
+	VSWAP_PROBLEM_MISSING_DATA,	    /* slot is a hole or past end of file */
+	VSWAP_PROBLEM_CHECKSUM_MISMATCH,    /* slot bytes fail the record's XXH3 */
+	VSWAP_PROBLEM_LEAKED_SLOT,	    /* slot holds bytes no record names */
+	VSWAP_PROBLEM_LEAKED_STAGING,	    /* staged bytes no record covers */
+	VSWAP_PROBLEM_EMPTY_STAGING_RECORD, /* staging record covers no bytes */
+	VSWAP_PROBLEM_ORPHAN_STAGING_FILE,  /* staging file of no store */
+	VSWAP_PROBLEM_MISSING_STAGING_FILE, /* the store's staging file is gone */
 	VSWAP_PROBLEM_KIND_COUNT,
 };
 
@@ -172,12 +172,12 @@ size_t vswap_fsck_count_kind(const struct vswap_fsck *f, enum vswap_problem_kind
 const uint64_t *vswap_fsck_lost_pages(const struct vswap_fsck *f, size_t *count);
 
 struct vswap_fsck_counts {
-	uint64_t records;        /* page records in the index */
-	uint64_t pages_checked;  /* records whose bytes were read and hashed */
+	uint64_t records;	 /* page records in the index */
+	uint64_t pages_checked;	 /* records whose bytes were read and hashed */
 	uint64_t bytes_verified; /* bytes read and hashed */
-	uint64_t verify_ns;      /* wall time of the verification pass */
-	uint64_t staged_pages;   /* pages the index records as staged */
-	uint64_t repairs;        /* problems repaired */
+	uint64_t verify_ns;	 /* wall time of the verification pass */
+	uint64_t staged_pages;	 /* pages the index records as staged */
+	uint64_t repairs;	 /* problems repaired */
 };
 int vswap_fsck_counts(const struct vswap_fsck *f, struct vswap_fsck_counts *out);
 

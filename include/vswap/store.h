@@ -421,8 +421,8 @@ struct vswap_store_info {
 	unsigned regions;
 	enum vswap_durability durability;
 	bool read_only;
-	bool was_clean;  /* the previous handle closed the store cleanly */
-	uint32_t state;  /* handler state recorded in the index */
+	bool was_clean; /* the previous handle closed the store cleanly */
+	uint32_t state; /* handler state recorded in the index */
 };
 
 /* Meta records that failed their checks (VSWAP_DAMAGED_*) and were taken as
@@ -446,8 +446,8 @@ struct vswap_store_stats {
 	uint64_t pages_lost;
 	uint64_t pages_staged;
 	uint64_t slots_used;
-	uint64_t slots_free;  /* holes below the end of the slot space */
-	uint64_t slots_end;   /* one past the highest slot ever used */
+	uint64_t slots_free; /* holes below the end of the slot space */
+	uint64_t slots_end;  /* one past the highest slot ever used */
 	uint64_t bytes_written;
 	uint64_t bytes_read;
 	uint64_t checksum_failures;
@@ -477,13 +477,13 @@ enum vswap_record_fault {
  */
 struct vswap_page_record {
 	uint64_t page;
-	uint64_t slot; /* UINT64_MAX: no slot (a lost page whose bytes are gone) */
+	uint64_t slot;		     /* UINT64_MAX: no slot (a lost page whose bytes are gone) */
 	enum vswap_page_state state; /* PRESENT, STALE or LOST */
 	uint64_t xxh3;
 	bool corrupt;
 	uint32_t group_pages;
 	enum vswap_record_fault fault;
-	uint64_t key_group;     /* the group its LMDB key names */
+	uint64_t key_group;	/* the group its LMDB key names */
 	uint64_t claimed_group; /* MISPLACED: the group the record says it is */
 };
 typedef int (*vswap_page_record_fn)(void *ctx, const struct vswap_page_record *r);

@@ -28,7 +28,8 @@ const char *hfx_unavailable(void)
 	int fd;
 	int rc = vswap_uffd_create(&fd);
 	if (rc == -EPERM)
-		return "userfaultfd not permitted (/dev/userfaultfd or vm.unprivileged_userfaultfd)";
+		return "userfaultfd not permitted (/dev/userfaultfd or "
+		       "vm.unprivileged_userfaultfd)";
 	if (rc < 0)
 		return "userfaultfd unavailable";
 	close(fd);
@@ -71,15 +72,16 @@ int hfx_setup_memory(struct hfx *f, const size_t *pages, unsigned n)
 	if (f->memfd < 0 || ftruncate(f->memfd, (off_t)(total * f->page_size)) < 0)
 		return -errno;
 	f->reserve_len = (total + n + 1) * f->page_size;
-	f->reserve = mmap(NULL, f->reserve_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-			  -1, 0);
+	f->reserve = mmap(NULL, f->reserve_len, PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (f->reserve == MAP_FAILED)
 		return -errno;
 	uint8_t *at = (uint8_t *)f->reserve + f->page_size;
 	off_t off = 0;
 	for (unsigned i = 0; i < n; i++) {
 		size_t len = pages[i] * f->page_size;
-		void *p = mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, f->memfd, off);
+		void *p =
+		    mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, f->memfd, off);
 		if (p == MAP_FAILED)
 			return -errno;
 		f->regions[i] = (struct vswap_region){p, len, f->memfd, off};
@@ -152,7 +154,7 @@ struct access {
 	uint8_t *dst;
 	const uint8_t *src;
 	size_t len;
-	size_t at;   /* progress, for SIGBUS */
+	size_t at; /* progress, for SIGBUS */
 	int result;
 	sigjmp_buf jb;
 };
@@ -296,7 +298,9 @@ static int send_fd(int sock, int fd)
 		char buf[CMSG_SPACE(sizeof(int))];
 	} u;
 	memset(&u, 0, sizeof(u));
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = u.buf,
 			     .msg_controllen = sizeof(u.buf)};
 	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
 	cm->cmsg_level = SOL_SOCKET;
@@ -314,7 +318,9 @@ static int recv_fd(int sock)
 		struct cmsghdr h;
 		char buf[CMSG_SPACE(sizeof(int))];
 	} u;
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = u.buf,
 			     .msg_controllen = sizeof(u.buf)};
 	if (recvmsg(sock, &msg, 0) != 1)
 		return -EPIPE;

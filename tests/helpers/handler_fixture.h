@@ -47,8 +47,10 @@ const char *hfx_unavailable(void);
 void hfx_skip_if_unavailable(const char *suite);
 
 /* Store + memfd + regions of @pages[i] pages (offsets end to end, each
- * mapped separately with an unmapped guard page before and after).  @opts may be NULL; its store field is ignored. */
-int hfx_setup(struct hfx *f, const size_t *pages, unsigned n, const struct vswap_handler_opts *opts);
+ * mapped separately with an unmapped guard page before and after).  @opts may be NULL; its store
+ * field is ignored. */
+int hfx_setup(struct hfx *f, const size_t *pages, unsigned n,
+	      const struct vswap_handler_opts *opts);
 /* The same without the handler (for create-error tests). */
 int hfx_setup_memory(struct hfx *f, const size_t *pages, unsigned n);
 int hfx_start(struct hfx *f, const struct vswap_handler_opts *opts);
@@ -86,7 +88,7 @@ struct hfx_reader {
 	int timeout_ms;
 	uint8_t *buf; /* page-sized, filled with 0xaa before the read */
 	size_t bus_at;
-	int rc;       /* hfx_read()'s result once done */
+	int rc; /* hfx_read()'s result once done */
 	atomic_bool done;
 };
 int hfx_reader_start(struct hfx_reader *r, const struct hfx *f, uint64_t page, int timeout_ms);

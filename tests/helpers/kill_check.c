@@ -36,7 +36,8 @@ static int check_record(void *arg, const struct vswap_page_record *rec)
 		return 0; /* never served; rfx_check_after_crash judges corrupt ones */
 	}
 	if (rec->page >= KW_PAGES) {
-		kc_wrong(c, "page %llu (slot %llu) outside the guest (%lld)", rec->page, rec->slot, 0);
+		kc_wrong(c, "page %llu (slot %llu) outside the guest (%lld)", rec->page, rec->slot,
+			 0);
 		return 0;
 	}
 	err = vswap_store_read_page(c->s, rec->page, c->buf);
@@ -76,7 +77,8 @@ static int check_staged(void *arg, uint64_t first, uint64_t count)
 		else if (v == 0)
 			c->r->staged_zero++;
 		else if (v > (int64_t)atomic_load(&c->sh->vmax[p]))
-			kc_wrong(c, "staged page %llu (slot %llu) holds version %lld, never written",
+			kc_wrong(c,
+				 "staged page %llu (slot %llu) holds version %lld, never written",
 				 p, UINT64_MAX, v);
 		else
 			c->r->staged++;
@@ -86,8 +88,8 @@ static int check_staged(void *arg, uint64_t first, uint64_t count)
 
 int kc_check_store(const char *path, const struct kw_shared *sh, struct kc_result *r)
 {
-	struct vswap_store_opts o = { .read_only = true, .log_level = VSWAP_LOG_ERROR };
-	struct kc_ctx c = { .sh = sh, .r = r, .staging_fd = -1 };
+	struct vswap_store_opts o = {.read_only = true, .log_level = VSWAP_LOG_ERROR};
+	struct kc_ctx c = {.sh = sh, .r = r, .staging_fd = -1};
 	int err;
 
 	memset(r, 0, sizeof(*r));

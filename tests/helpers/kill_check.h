@@ -14,14 +14,14 @@
 #include "tests/helpers/kill_workload.h"
 
 struct kc_result {
-	uint64_t present;      /* present pages read, verified and matched */
-	uint64_t stale;        /* stale pages read, verified and matched */
-	uint64_t lost;         /* pages the index records lost */
-	uint64_t staged;       /* staged pages holding a version of their page */
-	uint64_t staged_zero;  /* staged pages still zero (copy not begun) */
-	uint64_t staged_torn;  /* staged pages part copied (kill inside the copy) */
-	uint64_t wrong;        /* present/stale pages with wrong bytes: violations */
-	char why[256];         /* the first wrong page, in words */
+	uint64_t present;     /* present pages read, verified and matched */
+	uint64_t stale;	      /* stale pages read, verified and matched */
+	uint64_t lost;	      /* pages the index records lost */
+	uint64_t staged;      /* staged pages holding a version of their page */
+	uint64_t staged_zero; /* staged pages still zero (copy not begun) */
+	uint64_t staged_torn; /* staged pages part copied (kill inside the copy) */
+	uint64_t wrong;	      /* present/stale pages with wrong bytes: violations */
+	char why[256];	      /* the first wrong page, in words */
 };
 
 /* Open the store at @path read-only and check it against @sh's versions.

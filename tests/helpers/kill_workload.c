@@ -16,14 +16,14 @@
 
 #define KW_THREADS 2
 #define KW_MAGIC 0x6b696c6c76737770ull /* "killvswp" */
-#define KW_WAIT_MS 20000               /* a state not reached by then is a hang */
-#define KW_REOPEN_EVERY 3              /* cycles between durability changes */
-#define KW_BALLOON_RANGES 8 /* one remove event each: a phase long enough to hit */
+#define KW_WAIT_MS 20000	       /* a state not reached by then is a hang */
+#define KW_REOPEN_EVERY 3	       /* cycles between durability changes */
+#define KW_BALLOON_RANGES 8	       /* one remove event each: a phase long enough to hit */
 #define KW_BALLOON_PAGES 8
 
 static const char *const phase_names[KW_PHASES] = {
-	"create", "open", "handler", "write", "enable", "touch-staging", "trim",
-	"swap-out", "touch-file", "balloon", "disable", "verify", "reopen",
+    "create",	"open",	      "handler", "write",   "enable", "touch-staging", "trim",
+    "swap-out", "touch-file", "balloon", "disable", "verify", "reopen",
 };
 
 const char *kw_phase_name(enum kw_phase p)
@@ -89,7 +89,7 @@ struct kw {
 	uint8_t *reserve;
 	size_t reserve_len;
 	struct vswap_region regions[2];
-	uint32_t cur[KW_PAGES]; /* the version each guest page holds now */
+	uint32_t cur[KW_PAGES];	  /* the version each guest page holds now */
 	bool ballooned[KW_PAGES]; /* being removed: the guest keeps off them */
 	enum vswap_durability mode;
 	enum vswap_enable_mode enable; /* copy and protect, in turn */
@@ -162,9 +162,9 @@ static void note(struct kw *k, const char *fmt, ...)
 /* An error of the workload (not of the data): the child stops. */
 static int fail(struct kw *k, const char *what, int err)
 {
-	note(k, "child %d, cycle %u, %s durability, phase %s: %s: %s (last log: %s)",
-	     (int)getpid(), k->cycle, vswap_durability_name(k->mode),
-	     kw_phase_name(atomic_load(&k->sh->phase)), what, vswap_strerror(err), k->last_log);
+	note(k, "child %d, cycle %u, %s durability, phase %s: %s: %s (last log: %s)", (int)getpid(),
+	     k->cycle, vswap_durability_name(k->mode), kw_phase_name(atomic_load(&k->sh->phase)),
+	     what, vswap_strerror(err), k->last_log);
 	atomic_store(&k->sh->failed, 1);
 	return err ? err : -EPROTO;
 }
@@ -201,8 +201,10 @@ static void guest_check(struct kw *k, uint64_t p)
 	if (got == (int64_t)k->cur[p])
 		return;
 	atomic_fetch_add(&k->sh->violations, 1);
-	note(k, "child %d, cycle %u, %s durability, phase %s: guest page %llu holds version %lld, "
-	     "wrote %u", (int)getpid(), k->cycle, vswap_durability_name(k->mode),
+	note(k,
+	     "child %d, cycle %u, %s durability, phase %s: guest page %llu holds version %lld, "
+	     "wrote %u",
+	     (int)getpid(), k->cycle, vswap_durability_name(k->mode),
 	     kw_phase_name(atomic_load(&k->sh->phase)), (unsigned long long)p, (long long)got,
 	     k->cur[p]);
 }
@@ -277,9 +279,13 @@ static int guest_start(struct kw *k, struct guest_run *g, enum job_kind kind, un
 
 	g->started = 0;
 	for (unsigned t = 0; t < KW_THREADS; t++) {
-		g->jobs[t] = (struct job){ k, kind, (uint64_t)KW_PAGES * t / KW_THREADS,
-					   (uint64_t)KW_PAGES * (t + 1) / KW_THREADS, read_pm,
-					   write_pm, kw_rand(&k->rng) };
+		g->jobs[t] = (struct job){k,
+					  kind,
+					  (uint64_t)KW_PAGES * t / KW_THREADS,
+					  (uint64_t)KW_PAGES * (t + 1) / KW_THREADS,
+					  read_pm,
+					  write_pm,
+					  kw_rand(&k->rng)};
 		err = pthread_create(&g->tid[t], NULL, job_main, &g->jobs[t]);
 		if (err)
 			break;
@@ -344,7 +350,7 @@ static int balloon(struct kw *k)
 /* Two regions from one memfd, each its own mapping with a gap between. */
 static int guest_create(struct kw *k)
 {
-	static const size_t pages[2] = { KW_REGION0_PAGES, KW_REGION1_PAGES };
+	static const size_t pages[2] = {KW_REGION0_PAGES, KW_REGION1_PAGES};
 	uint8_t *at;
 	off_t off = 0;
 
@@ -358,11 +364,12 @@ static int guest_create(struct kw *k)
 	at = k->reserve + k->ps;
 	for (int i = 0; i < 2; i++) {
 		size_t len = pages[i] * k->ps;
-		void *m = mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, k->memfd, off);
+		void *m =
+		    mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, k->memfd, off);
 
 		if (m == MAP_FAILED)
 			return fail(k, "mmap region", -errno);
-		k->regions[i] = (struct vswap_region){ m, len, k->memfd, off };
+		k->regions[i] = (struct vswap_region){m, len, k->memfd, off};
 		off += (off_t)len;
 		at += len + k->ps;
 	}
@@ -373,9 +380,11 @@ static int guest_create(struct kw *k)
 
 static struct vswap_store_opts store_opts(struct kw *k)
 {
-	return (struct vswap_store_opts){ .durability = k->mode, .staging_dir = k->a->staging_dir,
-					  .log = kw_log, .log_ctx = k,
-					  .log_level = VSWAP_LOG_WARN };
+	return (struct vswap_store_opts){.durability = k->mode,
+					 .staging_dir = k->a->staging_dir,
+					 .log = kw_log,
+					 .log_ctx = k,
+					 .log_level = VSWAP_LOG_WARN};
 }
 
 /*
@@ -422,14 +431,14 @@ static int store_start(struct kw *k, bool create)
 static int handler_start(struct kw *k)
 {
 	struct vswap_handler_opts o = {
-		.store = k->store,
-		.chunk_pages = 256,      /* 4 swap-out chunks: commits to land in, few syncs */
-		.trim_batch_pages = 128,
-		.workers = 2,
-		.log = kw_log,
-		.log_ctx = k,
-		.log_level = VSWAP_LOG_WARN,
-		.enable_mode = k->enable,
+	    .store = k->store,
+	    .chunk_pages = 256, /* 4 swap-out chunks: commits to land in, few syncs */
+	    .trim_batch_pages = 128,
+	    .workers = 2,
+	    .log = kw_log,
+	    .log_ctx = k,
+	    .log_level = VSWAP_LOG_WARN,
+	    .enable_mode = k->enable,
 	};
 	int err;
 
@@ -537,9 +546,13 @@ int kw_child_run(const struct kw_child_args *a)
 	static struct kw k; /* one per (forked) process; too big for the stack */
 	int err;
 
-	k = (struct kw){ .a = a, .sh = a->sh, .ps = (uint32_t)sysconf(_SC_PAGESIZE), .memfd = -1,
-			 .mode = (enum vswap_durability)(a->seed % 3), .rng = a->seed,
-			 .enable = (a->seed >> 2) & 1 ? VSWAP_ENABLE_COPY : VSWAP_ENABLE_PROTECT };
+	k = (struct kw){.a = a,
+			.sh = a->sh,
+			.ps = (uint32_t)sysconf(_SC_PAGESIZE),
+			.memfd = -1,
+			.mode = (enum vswap_durability)(a->seed % 3),
+			.rng = a->seed,
+			.enable = (a->seed >> 2) & 1 ? VSWAP_ENABLE_COPY : VSWAP_ENABLE_PROTECT};
 	pthread_mutex_init(&k.log_lock, NULL);
 	if ((err = guest_create(&k)) || (err = store_start(&k, a->create)) ||
 	    (err = handler_start(&k)) || (err = run_cycles(&k)))

@@ -18,10 +18,10 @@
 #define PL_PAGE_TAG 0x50574c5050414745ull /* "EGAPPLWP" */
 
 /* Labels of the workload's marks in the write log. */
-#define PL_MARK_CREATED "created"       /* vswap_store_create returned */
-#define PL_MARK_BEGIN "commit-begin"    /* payload: u32 commit number */
-#define PL_MARK_COMMIT "commit"         /* payload: struct pl_snap + pages */
-#define PL_MARK_CLOSED "closed"         /* vswap_store_close returned */
+#define PL_MARK_CREATED "created"    /* vswap_store_create returned */
+#define PL_MARK_BEGIN "commit-begin" /* payload: u32 commit number */
+#define PL_MARK_COMMIT "commit"	     /* payload: struct pl_snap + pages */
+#define PL_MARK_CLOSED "closed"	     /* vswap_store_close returned */
 
 /* Page states in the model: the values of enum vswap_page_state. */
 struct pl_page {
@@ -43,7 +43,8 @@ struct pl_snap {
 static inline void pl_fill(void *buf, uint32_t page_size, uint64_t page, uint32_t ver)
 {
 	uint64_t *w = buf;
-	uint64_t x = (page + 1) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)ver << 29) ^ 0x2545F4914F6CDD1Dull;
+	uint64_t x =
+	    (page + 1) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)ver << 29) ^ 0x2545F4914F6CDD1Dull;
 	w[0] = PL_PAGE_TAG;
 	w[1] = page;
 	w[2] = ver;
@@ -61,7 +62,8 @@ static inline bool pl_is(const void *buf, uint32_t page_size, uint64_t page, uin
 	const uint64_t *w = buf;
 	if (w[0] != PL_PAGE_TAG || w[1] != page || w[2] != ver)
 		return false;
-	uint64_t x = (page + 1) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)ver << 29) ^ 0x2545F4914F6CDD1Dull;
+	uint64_t x =
+	    (page + 1) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)ver << 29) ^ 0x2545F4914F6CDD1Dull;
 	for (uint32_t i = 3; i < page_size / 8; i++) {
 		x ^= x << 13;
 		x ^= x >> 7;

@@ -39,14 +39,20 @@ static int decode(struct pl_log *log, const uint8_t *p, size_t left, uint64_t wa
 		goto torn;
 	memcpy(&h, p, sizeof(h));
 	if (h.magic != WL_MAGIC || h.seq != want_seq) {
-		snprintf(err, errlen, "record %llu: bad magic or sequence", (unsigned long long)want_seq);
+		snprintf(err, errlen, "record %llu: bad magic or sequence",
+			 (unsigned long long)want_seq);
 		return -1;
 	}
 	if (left - sizeof(h) < (uint64_t)h.path_len + h.data_len)
 		goto torn;
 	const char *path = (const char *)p + sizeof(h);
-	*op = (struct pl_op){.type = h.type, .flags = h.flags, .file = -1, .file2 = -1,
-			     .off = h.off, .len = h.len, .data = (const uint8_t *)path + h.path_len,
+	*op = (struct pl_op){.type = h.type,
+			     .flags = h.flags,
+			     .file = -1,
+			     .file2 = -1,
+			     .off = h.off,
+			     .len = h.len,
+			     .data = (const uint8_t *)path + h.path_len,
 			     .data_len = h.data_len};
 	if (h.type == WL_MARK) {
 		op->label = path;

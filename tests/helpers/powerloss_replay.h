@@ -55,7 +55,7 @@ struct pl_image {
 	uint64_t cap; /* bytes allocated in data (multiple of the block size) */
 	uint8_t *data;
 	uint8_t *alloc; /* per 4 KiB block: 1 = holds data on disk */
-	uint64_t hash;  /* of everything above; valid when hash_ok */
+	uint64_t hash;	/* of everything above; valid when hash_ok */
 	bool hash_ok;
 };
 

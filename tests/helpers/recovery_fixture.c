@@ -50,8 +50,8 @@ void rfx_pattern(uint64_t page, uint32_t page_size, void *buf)
 
 int rfx_open(const struct rfx_store *fx, bool read_only, struct vswap_store **out)
 {
-	struct vswap_store_opts o = { .read_only = read_only, .staging_dir = fx->dir,
-				      .log = quiet_log };
+	struct vswap_store_opts o = {
+	    .read_only = read_only, .staging_dir = fx->dir, .log = quiet_log};
 
 	return vswap_store_open(fx->path, &o, out);
 }
@@ -98,9 +98,9 @@ static int stage_pages(struct vswap_store *s, uint64_t first, uint64_t count, ui
 
 int rfx_build(struct rfx_store *fx, const struct rfx_shape *sh)
 {
-	struct vswap_store_opts o = { .durability = sh->durability, .staging_dir = fx->dir,
-				      .log = quiet_log };
-	uint64_t regions[2] = { sh->total_pages / 2, sh->total_pages - sh->total_pages / 2 };
+	struct vswap_store_opts o = {
+	    .durability = sh->durability, .staging_dir = fx->dir, .log = quiet_log};
+	uint64_t regions[2] = {sh->total_pages / 2, sh->total_pages - sh->total_pages / 2};
 	struct vswap_store *s;
 	int ret = vswap_store_create(fx->path, &o, &s);
 
@@ -303,14 +303,14 @@ int rfx_run_tool(const char *tool, const char *const *args, char **out, char **e
 
 int rfx_fsck(const struct rfx_store *fx, const char *flag, char **out, char **err)
 {
-	const char *args[] = { flag, "--json", "--no-progress", fx->path, NULL };
+	const char *args[] = {flag, "--json", "--no-progress", fx->path, NULL};
 
 	return rfx_run_tool("vswap-fsck", args, out, err);
 }
 
 int rfx_fsck_orphans(const struct rfx_store *fx, const char *flag, char **out, char **err)
 {
-	const char *args[] = { flag, "--orphans", "--json", "--no-progress", fx->path, NULL };
+	const char *args[] = {flag, "--orphans", "--json", "--no-progress", fx->path, NULL};
 
 	return rfx_run_tool("vswap-fsck", args, out, err);
 }
@@ -383,7 +383,7 @@ static int verify_record(void *arg, const struct vswap_page_record *rec)
  * --orphans for the staging directory: the worse of the two codes. */
 static int fsck_exit(const char *path, const char *index_path, const char *flag)
 {
-	const char *args[8] = { flag, "--no-progress" };
+	const char *args[8] = {flag, "--no-progress"};
 	int n = 2;
 
 	if (index_path) {
@@ -404,8 +404,8 @@ static int fsck_exit(const char *path, const char *index_path, const char *flag)
 
 int rfx_check_after_crash(const char *path, const char *index_path, struct rfx_crash_result *r)
 {
-	struct vswap_store_opts o = { .read_only = true, .index_path = index_path, .log = quiet_log };
-	struct verify_ctx c = { .r = r };
+	struct vswap_store_opts o = {.read_only = true, .index_path = index_path, .log = quiet_log};
+	struct verify_ctx c = {.r = r};
 	int ret;
 
 	memset(r, 0, sizeof(*r));
@@ -416,7 +416,8 @@ int rfx_check_after_crash(const char *path, const char *index_path, struct rfx_c
 	}
 	r->check_exit = fsck_exit(path, index_path, "-n");
 	if (r->check_exit != 0) {
-		snprintf(r->why, sizeof(r->why), "second run vswap-fsck -n exited %d", r->check_exit);
+		snprintf(r->why, sizeof(r->why), "second run vswap-fsck -n exited %d",
+			 r->check_exit);
 		return -1;
 	}
 	ret = vswap_store_open(path, &o, &c.s);

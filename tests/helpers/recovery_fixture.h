@@ -17,8 +17,8 @@
 #include <vswap/store.h>
 
 struct rfx_store {
-	char dir[256];          /* private directory, removed by rfx_cleanup */
-	char path[PATH_MAX];    /* the swap file */
+	char dir[256];	     /* private directory, removed by rfx_cleanup */
+	char path[PATH_MAX]; /* the swap file */
 	char index[PATH_MAX + 8];
 	uint64_t total_pages;
 	uint32_t page_size;
@@ -26,12 +26,12 @@ struct rfx_store {
 
 /* Shape of a fixture built by rfx_build(). */
 struct rfx_shape {
-	uint64_t total_pages;   /* page-index space, split in two regions */
-	uint64_t written;       /* pages 0..written-1 are written (present) */
-	uint64_t stale_first;   /* then [stale_first, +stale_count) become stale */
+	uint64_t total_pages; /* page-index space, split in two regions */
+	uint64_t written;     /* pages 0..written-1 are written (present) */
+	uint64_t stale_first; /* then [stale_first, +stale_count) become stale */
 	uint64_t stale_count;
-	uint64_t staged_first;  /* and [staged_first, +staged_count) are staged */
-	uint64_t staged_count;  /* (recorded, committed, bytes copied in) */
+	uint64_t staged_first; /* and [staged_first, +staged_count) are staged */
+	uint64_t staged_count; /* (recorded, committed, bytes copied in) */
 	enum vswap_durability durability;
 };
 
@@ -79,12 +79,12 @@ void rfx_holder_stop(pid_t pid);
 /* ---- the crash harness --------------------------------------------------- */
 
 struct rfx_crash_result {
-	int repair_exit;     /* vswap-fsck -y: must be 0 or 1 */
-	int check_exit;      /* the second run, vswap-fsck -n: must be 0 */
-	uint64_t verified;   /* present and stale pages read and verified */
-	uint64_t lost;       /* pages recorded lost */
-	uint64_t bad;        /* pages that failed to verify after the repair */
-	char why[256];       /* what failed, when the result is not 0 */
+	int repair_exit;   /* vswap-fsck -y: must be 0 or 1 */
+	int check_exit;	   /* the second run, vswap-fsck -n: must be 0 */
+	uint64_t verified; /* present and stale pages read and verified */
+	uint64_t lost;	   /* pages recorded lost */
+	uint64_t bad;	   /* pages that failed to verify after the repair */
+	char why[256];	   /* what failed, when the result is not 0 */
 };
 
 /*

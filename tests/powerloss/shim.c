@@ -60,10 +60,10 @@ static void *real_sym(const char *name)
 }
 
 /* Resolve once per symbol; a benign race resolves the same pointer twice. */
-#define REAL(type, name)                                                                     \
-	static type real_##name;                                                             \
-	if (!real_##name)                                                                    \
-		real_##name = (type)real_sym(#name)
+#define REAL(type, name)                                                                           \
+	static type real_##name;                                                                   \
+	if (!real_##name)                                                                          \
+	real_##name = (type)real_sym(#name)
 
 typedef int (*open_fn)(const char *, int, ...);
 typedef int (*openat_fn)(int, const char *, int, ...);
@@ -86,9 +86,9 @@ typedef int (*unlink_fn)(const char *);
 /* ---- state ------------------------------------------------------------------ */
 
 struct watched_fd {
-	char *rel;    /* path relative to the watched directory; NULL: not watched */
-	bool sync;    /* opened O_SYNC or O_DSYNC: every write is durable */
-	bool append;  /* opened O_APPEND */
+	char *rel;   /* path relative to the watched directory; NULL: not watched */
+	bool sync;   /* opened O_SYNC or O_DSYNC: every write is durable */
+	bool append; /* opened O_APPEND */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -203,8 +203,13 @@ static void append(enum wl_type type, const char *path, size_t path_len, uint32_
 		   uint64_t off, uint64_t len, const struct iovec *data, int ndata,
 		   uint64_t data_len)
 {
-	struct wl_header h = {.magic = WL_MAGIC, .type = type, .path_len = (uint32_t)path_len,
-			      .flags = flags, .off = off, .len = len, .data_len = data_len,
+	struct wl_header h = {.magic = WL_MAGIC,
+			      .type = type,
+			      .path_len = (uint32_t)path_len,
+			      .flags = flags,
+			      .off = off,
+			      .len = len,
+			      .data_len = data_len,
 			      .seq = seq++};
 	struct iovec iov[MAX_IOV + 2];
 	iov[0] = (struct iovec){&h, sizeof(h)};
@@ -273,8 +278,8 @@ static void note_open(int fd, int dirfd, const char *path, int flags)
 	if (fd >= MAX_FDS)
 		die("watched fd beyond the shim's table");
 	free(fds[fd].rel);
-	fds[fd] = (struct watched_fd){.rel = rel, .sync = (flags & O_DSYNC) != 0,
-				      .append = (flags & O_APPEND) != 0};
+	fds[fd] = (struct watched_fd){
+	    .rel = rel, .sync = (flags & O_DSYNC) != 0, .append = (flags & O_APPEND) != 0};
 	if (flags & (O_CREAT | O_TRUNC))
 		append_simple(WL_CREATE, rel, 0, (flags & O_TRUNC) ? 1 : 0, 0);
 }

@@ -35,8 +35,8 @@
 /* The model of one page: the guest's view and the store's. */
 struct mpage {
 	struct pl_page st; /* what the index says after the next commit */
-	bool resident;     /* the guest holds the page */
-	uint32_t guest;    /* version the guest holds (0: zero page) */
+	bool resident;	   /* the guest holds the page */
+	uint32_t guest;	   /* version the guest holds (0: zero page) */
 };
 
 struct wl {
@@ -54,14 +54,14 @@ struct wl {
 	struct pl_snap *snap;
 };
 
-#define CHECK(cond, ...)                                                                       \
-	do {                                                                                   \
-		if (!(cond)) {                                                                 \
-			fprintf(stderr, "workload: %s:%d: ", __FILE__, __LINE__);             \
-			fprintf(stderr, __VA_ARGS__);                                          \
-			fprintf(stderr, "\n");                                                 \
-			exit(1);                                                               \
-		}                                                                              \
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "workload: %s:%d: ", __FILE__, __LINE__);                  \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fprintf(stderr, "\n");                                                     \
+			exit(1);                                                                   \
+		}                                                                                  \
 	} while (0)
 
 static uint64_t rnd(struct wl *w, uint64_t n)
@@ -263,7 +263,7 @@ static void fault(struct wl *w, uint64_t p)
 	if (mp->st.staged) {
 		int fd = vswap_store_staging_fd(w->s);
 		CHECK(pread(fd, w->buf, w->ps, (off_t)(p * w->ps)) == (ssize_t)w->ps &&
-			      pl_is(w->buf, w->ps, p, mp->st.sver),
+			  pl_is(w->buf, w->ps, p, mp->st.sver),
 		      "staged page %llu is not version %u", (unsigned long long)p, mp->st.sver);
 		CHECK(vswap_store_stage_clear(w->s, p, 1) == 0, "stage_clear %llu",
 		      (unsigned long long)p);
@@ -420,8 +420,8 @@ static void open_store(struct wl *w, const char *dir)
 {
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/swap", dir);
-	struct vswap_store_opts o = {.durability = w->mode, .staging_dir = dir,
-				     .log_level = VSWAP_LOG_WARN};
+	struct vswap_store_opts o = {
+	    .durability = w->mode, .staging_dir = dir, .log_level = VSWAP_LOG_WARN};
 	int ret = vswap_store_create(path, &o, &w->s);
 	CHECK(ret == 0, "create %s: %s", path, vswap_strerror(ret));
 	mark(w, PL_MARK_CREATED, NULL, 0);
@@ -460,8 +460,8 @@ int main(int argc, char **argv)
 	w.commits++;
 	log_snapshot(&w);
 	mark(&w, PL_MARK_CLOSED, NULL, 0);
-	printf("workload: %s, %u steps, %u commits, %u page versions\n", argv[2], steps,
-	       w.commits, w.next_ver - 1);
+	printf("workload: %s, %u steps, %u commits, %u page versions\n", argv[2], steps, w.commits,
+	       w.next_ver - 1);
 	free(w.m);
 	free(w.buf);
 	free(w.snap);
