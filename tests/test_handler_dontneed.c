@@ -19,10 +19,12 @@
 
 #include "tests/helpers/handler_fixture.h"
 
+/* Read through the handler (under its lock): the monitor changes the store's
+ * tables while it applies the REMOVE event. */
 static int slot_state(const struct hfx *f, uint64_t page)
 {
 	struct vswap_page_info pi;
-	int rc = vswap_store_page(f->store, page, &pi);
+	int rc = vswap_handler_page_info(f->h, f->first[0] + page, &pi);
 	return rc < 0 ? rc : (int)pi.state;
 }
 
