@@ -42,6 +42,7 @@ echo "=== vswap format: tools/format.sh --check ==="
 "$top/tools/format.sh" --check || status=1
 
 # Long mode (VSWAP_LONG=1), added to the runs above: the kill test with its
+# the flips acceptance test with a new seed,
 # 1,000 kills, the power-loss test's long workloads (both plain build), and
 # the libFuzzer target over fsck's parsing (tests/fuzz_fsck.c; clang with
 # libclang-rt) for VSWAP_FUZZ_SECONDS (default 120).  Without VSWAP_LONG
@@ -55,6 +56,7 @@ if [ "${VSWAP_LONG:-0}" != 0 ]; then
 	export VSWAP_BUILD_DIR="$top/build"
 	long "kill" "$top/build/test_kill"
 	long "powerloss" "$top/build/test_powerloss"
+	long "flips (a new seed, 5,000 random bytes a file)" "$top/build/test_flips"
 	fuzz=$top/build-fuzz
 	mkdir -p "$fuzz/corpus"
 	rm -f "$fuzz/fuzz_fsck" # never run a stale build
