@@ -42,8 +42,8 @@ echo "=== vswap format: tools/format.sh --check ==="
 "$top/tools/format.sh" --check || status=1
 
 # Long mode (VSWAP_LONG=1), added to the runs above: the kill test with its
-# the flips acceptance test with a new seed,
-# 1,000 kills, the power-loss test's long workloads (both plain build), and
+# 1,000 kills, the power-loss test's long workloads, the flips acceptance
+# test with a new seed (all three plain build), and
 # the libFuzzer target over fsck's parsing (tests/fuzz_fsck.c; clang with
 # libclang-rt) for VSWAP_FUZZ_SECONDS (default 120).  Without VSWAP_LONG
 # nothing here runs.
