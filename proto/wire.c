@@ -154,7 +154,10 @@ void wire_status_to(struct vswap_status *st, const struct wire_status *w)
 	const uint64_t *v = w->metrics;
 	*st = (struct vswap_status){
 	    .state = (enum vswap_state)w->state,
-	    .metrics = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11]},
+	    /* The protocol's version 1 carries the first twelve metrics; the
+	     * protect mode's two (protected, dirtied) read 0 through vswapd. */
+	    .metrics = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], 0,
+			0},
 	    .transition = {w->trans_pages, w->trans_ms},
 	    .last_error = w->last_error,
 	    .uffds = w->uffds,
