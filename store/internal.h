@@ -4,7 +4,9 @@
 #define VSWAP_STORE_INTERNAL_H
 
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <sys/types.h>
 #include <vswap/store.h>
 
@@ -190,9 +192,18 @@ struct vswap_store {
 
 	struct vswap_io io;
 	struct commit_snap snap;
+
+	/* Opened with lazy_index: the page groups load behind the open
+	 * (lazy.c); NULL once closing, or for an eager open. */
+	struct index_loader *loader;
+	bool load_held; /* tests: the walk starts held (loader_release()) */
 };
 
 /* store.c: handles and the store's files */
+#define STORE_OPEN_LOCK 1u	/* take the store's flock (every open but destroy's) */
+#define STORE_OPEN_LOAD_HELD 2u /* tests: a lazy load's walk waits for loader_release() */
+int store_open_flags(const char *path, const struct vswap_store_opts *opts, unsigned flags,
+		     struct vswap_store **out);
 struct vswap_store *handle_new(const char *path, const struct vswap_store_opts *opts);
 void handle_free(struct vswap_store *s);
 int lock_store(struct vswap_store *s);
@@ -226,13 +237,41 @@ const struct vswap_page_record *leftout_find(const struct vswap_store *s, uint64
 int index_file_check(struct vswap_store *s);
 int index_lock_file_prepare(struct vswap_store *s);
 
+/* lazy.c: the page groups loaded behind the open (lazy_index) */
+int loader_start(struct vswap_store *s);
+void loader_stop(struct vswap_store *s);
+int loader_need(const struct vswap_store *s, uint64_t first, uint64_t count);
+int loader_need_all(const struct vswap_store *s);
+int loader_absorb(struct vswap_store *s);
+void loader_counts(const struct vswap_store *s, uint64_t *present, uint64_t *stale, uint64_t *lost);
+bool loader_found_damage(const struct vswap_store *s);
+/* Tests: let a walk opened held (STORE_OPEN_LOAD_HELD) go. */
+void loader_release(struct vswap_store *s);
+
+/*
+ * Before a call reads or changes the tables of pages [first, first+count):
+ * their groups are loaded (at once when the store loads eagerly or the
+ * groups are in memory already).  -ECHILD in a forked child.
+ */
+static inline int index_need(const struct vswap_store *s, uint64_t first, uint64_t count)
+{
+	return s->loader ? loader_need(s, first, count) : 0;
+}
+/* Before a call that needs every group (the slot allocator, the counts). */
+static inline int index_need_all(const struct vswap_store *s)
+{
+	return s->loader ? loader_need_all(s) : 0;
+}
+
 /* index.c: the LMDB environment */
 int index_open(struct vswap_store *s, bool create);
 int index_identify(const struct vswap_store *s, uint8_t uuid[16]);
 int index_put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const void *v, size_t len);
 void index_close(struct vswap_store *s);
 int index_write_meta_initial(struct vswap_store *s);
-int index_load(struct vswap_store *s, const char *staging_dir);
+int index_load(struct vswap_store *s, const char *staging_dir, bool lazy);
+int index_walk_group(struct vswap_store *s, const MDB_val *key, const MDB_val *val,
+		     vswap_page_record_fn fn, void *ctx);
 int index_commit(struct vswap_store *s);
 /* The split commit's halves: encode the dirty groups into s->snap (lock
  * held), put them into s->snap.txn (no lock: touches only the snapshot and

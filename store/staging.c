@@ -201,6 +201,8 @@ int staging_verify_loaded(struct vswap_store *s)
 	uint64_t lost = 0, dropped = 0, p = 0, first, count;
 	int ret = 0;
 	while (!ret && vswap_store_next_staged_run(s, p, s->total_pages, RUN, &first, &count)) {
+		if ((ret = index_need(s, first, count)))
+			break;
 		ssize_t k = pread(s->staging_fd, buf, count << s->page_shift,
 				  (off_t)(first << s->page_shift));
 		if (k < 0) {

@@ -21,6 +21,9 @@ int vswap_store_page(const struct vswap_store *s, uint64_t page, struct vswap_pa
 {
 	if (page >= s->total_pages)
 		return -EINVAL;
+	int need = index_need(s, page, 1);
+	if (need)
+		return need;
 	uint32_t w = s->pages[page];
 	out->state = pw_state(w);
 	out->staged = bit_test(s->staged, page);
@@ -33,6 +36,9 @@ int64_t vswap_store_mark_stale(struct vswap_store *s, uint64_t first, uint64_t c
 {
 	if (!range_ok(s, first, count))
 		return -EINVAL;
+	int need = index_need(s, first, count);
+	if (need)
+		return need;
 	int64_t n = 0;
 	for (uint64_t p = first; p < first + count; p++) {
 		uint32_t w = s->pages[p];
@@ -47,7 +53,12 @@ int64_t vswap_store_mark_stale(struct vswap_store *s, uint64_t first, uint64_t c
 
 int vswap_store_mark_present(struct vswap_store *s, uint64_t page)
 {
-	if (page >= s->total_pages || pw_state(s->pages[page]) != VSWAP_PAGE_STALE)
+	if (page >= s->total_pages)
+		return -EINVAL;
+	int need = index_need(s, page, 1);
+	if (need)
+		return need;
+	if (pw_state(s->pages[page]) != VSWAP_PAGE_STALE)
 		return -EINVAL;
 	page_set(s, page, pw_make(pw_slot(s->pages[page]), VSWAP_PAGE_PRESENT), s->sums[page]);
 	s->pending_pages++;
@@ -58,6 +69,9 @@ int vswap_store_mark_lost(struct vswap_store *s, uint64_t page)
 {
 	if (page >= s->total_pages)
 		return -EINVAL;
+	int need = index_need(s, page, 1);
+	if (need)
+		return need;
 	uint32_t w = s->pages[page];
 	page_set(s, page, pw_make(pw_slot(w), VSWAP_PAGE_LOST), s->sums[page]);
 	s->pending_pages++;
@@ -68,6 +82,9 @@ int64_t vswap_store_free(struct vswap_store *s, uint64_t first, uint64_t count)
 {
 	if (!range_ok(s, first, count))
 		return -EINVAL;
+	int need = index_need(s, first, count);
+	if (need)
+		return need;
 	int64_t n = 0;
 	for (uint64_t p = first; p < first + count; p++) {
 		uint32_t w = s->pages[p];
@@ -84,6 +101,11 @@ int vswap_store_next_present_run(const struct vswap_store *s, uint64_t from, uin
 {
 	if (limit > s->total_pages)
 		limit = s->total_pages;
+	if (from >= limit)
+		return 0;
+	int need = index_need(s, from, limit - from);
+	if (need)
+		return need;
 	uint64_t p = from;
 	while (p < limit && pw_state(s->pages[p]) != VSWAP_PAGE_PRESENT)
 		p++;
@@ -111,6 +133,9 @@ int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count
 	 * punch first (below). */
 	if (s->snap.active)
 		return -EBUSY;
+	int need = index_need(s, first, count);
+	if (need)
+		return need;
 	/* Pages that left staging since the last commit still have their old
 	 * bytes there.  Punch them before anything is staged again: a page
 	 * marked now must hold its new copy or nothing, never an old copy
@@ -141,6 +166,9 @@ int vswap_store_stage_record_sums(struct vswap_store *s, uint64_t first, uint64_
 	for (uint64_t p = first; p < first + count; p++)
 		if (!bit_test(s->staged, p))
 			return -EINVAL;
+	int need = index_need(s, first, count);
+	if (need)
+		return need;
 	for (uint64_t i = 0; i < count; i++) {
 		bit_set(s->summed, first + i);
 		s->ssums[first + i] = sums[i];
@@ -179,6 +207,9 @@ int vswap_store_stage_clear(struct vswap_store *s, uint64_t first, uint64_t coun
 		return -EROFS;
 	if (!range_ok(s, first, count))
 		return -EINVAL;
+	int need = index_need(s, first, count);
+	if (need)
+		return need;
 	bool any = false;
 	for (uint64_t p = first; p < first + count; p++) {
 		if (!bit_test(s->staged, p))
@@ -241,6 +272,9 @@ int vswap_store_next_staged_run(const struct vswap_store *s, uint64_t from, uint
 int vswap_store_slot_owner(const struct vswap_store *s, uint64_t slot, uint64_t *page)
 {
 	/* A linear scan: recovery builds its own map for bulk use. */
+	int need = index_need_all(s);
+	if (need)
+		return need;
 	for (uint64_t p = 0; p < s->total_pages; p++) {
 		if (pw_has_slot(s->pages[p]) && pw_slot(s->pages[p]) == slot) {
 			*page = p;
@@ -256,6 +290,9 @@ int vswap_store_punch_slots(struct vswap_store *s, uint64_t first, uint64_t coun
 		return -EROFS;
 	if (count == 0 || first >= STORE_MAX_SLOTS || count > STORE_MAX_SLOTS - first)
 		return -EINVAL;
+	int need = index_need_all(s);
+	if (need)
+		return need;
 	/* The slot bitmap holds every slot a loaded record or a pending free
 	 * names: a slot clear in it is referenced by nothing. */
 	for (uint64_t k = first; k < first + count; k++)

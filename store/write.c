@@ -148,7 +148,11 @@ int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, con
 		return s->sync_error;
 	if (count == 0 || first >= s->total_pages || count > s->total_pages - first)
 		return -EINVAL;
-	int ret = scratch_reserve(s, count);
+	/* New slots: the allocator needs every record's. */
+	int ret = index_need_all(s);
+	if (ret)
+		return ret;
+	ret = scratch_reserve(s, count);
 	if (ret)
 		return ret;
 	uint64_t *slots = s->scratch_slots;
@@ -220,6 +224,9 @@ static void release_freed(struct vswap_store *s, struct slot_vec *f)
 {
 	if (!f->n)
 		return;
+	/* The slot bitmap is the lazy load's until it ends. */
+	if (index_need_all(s))
+		return; /* a forked child: they leak until vswap-fsck reclaims them */
 	qsort(f->v, f->n, sizeof(uint64_t), cmp_u64);
 	for (size_t i = 0; i < f->n; i++)
 		slot_clear_used(s, f->v[i]);

@@ -123,9 +123,25 @@ struct vswap_store_opts {
 	vswap_log_fn log;
 	void *log_ctx;
 	enum vswap_log_level log_level;
+	/*
+	 * Writable opens (not tolerant): load the page-group records behind
+	 * the open instead of before it returns, so that a large store opens
+	 * in constant time (a resume's first guest instruction does not wait
+	 * for the whole index).  The open still checks everything else (the
+	 * superblock, the index file, the meta, regions and staging records).
+	 * A call that needs a group not loaded yet loads it first, through a
+	 * read transaction; calls that need every record (stats, writes, a
+	 * commit that frees slots) wait for the load to end.  A page-group
+	 * record that fails its check is found only when loaded: its pages are
+	 * then recorded lost (a handler poisons them, never serves them) and
+	 * the log names it, where an eager open refuses the store; the store
+	 * is then left unclean at close, for vswap-fsck.
+	 * vswap_store_load_status() says how far the load is.
+	 */
+	bool lazy_index;
 	/* Room for options added later without an ABI break (docs/ABI.md):
 	 * must be zero (zero-initialise the struct); -EINVAL otherwise. */
-	uint64_t reserved[8];
+	uint64_t reserved[7];
 };
 
 /*
@@ -144,6 +160,22 @@ int vswap_store_create(const char *path, const struct vswap_store_opts *opts,
 /* Open an existing store; see the error list above. */
 int vswap_store_open(const char *path, const struct vswap_store_opts *opts,
 		     struct vswap_store **out);
+
+/* How far the page-group records of a store opened with lazy_index are
+ * loaded (an eager open reports done at once). */
+struct vswap_store_load {
+	bool lazy;	      /* opened with lazy_index */
+	bool done;	      /* every group's records are in memory */
+	uint64_t groups;      /* page groups of the page-index space (64 pages each) */
+	uint64_t loaded;      /* groups in memory now */
+	uint64_t on_demand;   /* of which a call loaded itself: it needed them first */
+	uint64_t waits;	      /* calls that waited for the load to end */
+	uint64_t bad_records; /* records not believed: their pages are lost */
+	uint64_t load_ns;     /* from the open to done (0 while loading) */
+};
+int vswap_store_load_status(const struct vswap_store *s, struct vswap_store_load *out);
+/* Wait until every page-group record is loaded; 0 (at once when eager). */
+int vswap_store_load_wait(struct vswap_store *s);
 
 /*
  * Convert a format-1 store (written by vswap 0.1.0, refused by open with
