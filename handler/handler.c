@@ -155,8 +155,12 @@ static int handler_init(struct vswap_handler *h, const struct vswap_region *regi
 	rc = protect_init(h);
 	if (rc < 0)
 		return rc;
+	/* Counted only once the store's index is loaded: a lazy load is not
+	 * waited for here. */
+	struct vswap_store_load ld;
 	struct vswap_store_stats st;
-	if (vswap_store_stats(h->store, &st) == 0 && (st.pages_present || st.pages_staged))
+	if (vswap_store_load_status(h->store, &ld) == 0 && ld.done &&
+	    vswap_store_stats(h->store, &st) == 0 && (st.pages_present || st.pages_staged))
 		hlog(h, VSWAP_LOG_INFO, "store holds %llu swapped and %llu staged pages",
 		     (unsigned long long)st.pages_present, (unsigned long long)st.pages_staged);
 	/* The recorded state stays what it was (a detach's resting state
