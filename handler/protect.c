@@ -406,15 +406,111 @@ int protect_uffd(struct vswap_handler *h, unsigned index)
 	return 0;
 }
 
-/* Write-protect every region through every live uffd; a dead one is marked
- * for collection. */
-static int protect_all(struct vswap_handler *h)
+/*
+ * The resident pages: the memfds' data extents, in store pages.  Write
+ * protection costs per page table entry, holes included (on shmem the
+ * kernel leaves a marker in every empty entry of a protected range), so
+ * enable protects these ranges only, merged where the gap between two is
+ * short enough that one call over the gap costs less than two calls.
+ */
+#define WP_MERGE_GAP_PAGES 256u
+
+struct extent {
+	const struct hregion *r;
+	uint64_t first, count; /* store pages */
+};
+
+struct extents {
+	struct extent *v;
+	size_t n, cap;
+};
+
+static int extents_collect(struct vswap_handler *h, struct extents *x)
+{
+	for (unsigned i = 0; i < h->nregions; i++) {
+		const struct hregion *r = &h->regions[i];
+		off_t pos = 0, data = 0, hole = 0;
+		int rc;
+		while ((rc = region_next_extent(r, pos, &data, &hole)) > 0) {
+			if (x->n == x->cap) {
+				size_t cap = x->cap ? x->cap * 2 : 64;
+				struct extent *v = realloc(x->v, cap * sizeof(*v));
+				if (!v)
+					return -ENOMEM;
+				x->v = v;
+				x->cap = cap;
+			}
+			x->v[x->n++] = (struct extent){
+			    .r = r,
+			    .first = r->first + ((uint64_t)data >> h->page_shift),
+			    .count = (uint64_t)(hole - data) >> h->page_shift,
+			};
+			pos = hole;
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Take the resident pages into the set (and the store's view of them). */
+struct walk {
+	struct vswap_handler *h;
+	const struct extents *x;
+	int rc;
+};
+
+static void walk_resident(void *arg)
+{
+	struct walk *w = arg;
+	struct vswap_handler *h = w->h;
+	struct protect *wp = &h->wp;
+	uint64_t sf, sc;
+	pthread_mutex_lock(&h->lock);
+	bool staged = vswap_store_next_staged_run(h->store, 0, h->total_pages, 1, &sf, &sc) > 0;
+	int rc = 0;
+	for (size_t i = 0; i < w->x->n && rc >= 0; i++) {
+		uint64_t first = w->x->v[i].first, count = w->x->v[i].count;
+		/* Resident wins: a swapped or staged copy of a page the guest
+		 * holds is older than the guest's. */
+		int64_t n = vswap_store_mark_stale(h->store, first, count);
+		rc = n < 0 ? (int)n : 0;
+		if (rc == 0 && staged)
+			rc = vswap_store_stage_clear(h->store, first, count);
+		pthread_mutex_lock(&wp->rlock);
+		atomic_fetch_add(&wp->nclean, bits_change(wp->clean, first, count, true));
+		pthread_mutex_unlock(&wp->rlock);
+	}
+	pthread_mutex_unlock(&h->lock);
+	w->rc = rc;
+}
+
+/* Write-protect the extents through uffd @index, short gaps included. */
+static int protect_extents(struct vswap_handler *h, unsigned index, const struct extents *x)
+{
+	for (size_t i = 0; i < x->n;) {
+		const struct hregion *r = x->v[i].r;
+		uint64_t first = x->v[i].first, end = first + x->v[i].count;
+		size_t j = i + 1;
+		for (; j < x->n && x->v[j].r == r && x->v[j].first - end <= WP_MERGE_GAP_PAGES; j++)
+			end = x->v[j].first + x->v[j].count;
+		int rc = wp_range(h, index, uffd_page_addr(h, index, r, first),
+				  (size_t)(end - first) << h->page_shift, true);
+		if (rc < 0)
+			return rc;
+		i = j;
+	}
+	return 0;
+}
+
+/* Every live uffd; a dead one is marked for collection. */
+static int protect_all_extents(struct vswap_handler *h, const struct extents *x)
 {
 	struct monitor *m = &h->m;
 	for (unsigned i = 0; i < m->uffds.n; i++) {
 		if (uffd_list_is_dead(&m->uffds, i))
 			continue;
-		int rc = protect_uffd(h, i);
+		int rc = protect_extents(h, i, x);
 		if (rc == -ESRCH) {
 			m->uffds.v[i].dead = true;
 			m->gc_due = true;
@@ -426,58 +522,28 @@ static int protect_all(struct vswap_handler *h)
 	return 0;
 }
 
-/* Take the resident pages (the memfds' data extents) into the set. */
-struct walk {
-	struct vswap_handler *h;
-	int rc;
-};
-
-static void walk_resident(void *arg)
-{
-	struct walk *w = arg;
-	struct vswap_handler *h = w->h;
-	struct protect *wp = &h->wp;
-	struct vswap_store_stats st;
-	pthread_mutex_lock(&h->lock);
-	int rc = vswap_store_stats(h->store, &st);
-	for (unsigned i = 0; i < h->nregions && rc == 0; i++) {
-		const struct hregion *r = &h->regions[i];
-		off_t pos = 0, data, hole;
-		while ((rc = region_next_extent(r, pos, &data, &hole)) > 0) {
-			uint64_t first = r->first + ((uint64_t)data >> h->page_shift);
-			uint64_t count = (uint64_t)(hole - data) >> h->page_shift;
-			/* Resident wins: a swapped or staged copy of a page the
-			 * guest holds is older than the guest's. */
-			vswap_store_mark_stale(h->store, first, count);
-			if (st.pages_staged)
-				vswap_store_stage_clear(h->store, first, count);
-			pthread_mutex_lock(&wp->rlock);
-			atomic_fetch_add(&wp->nclean, bits_change(wp->clean, first, count, true));
-			pthread_mutex_unlock(&wp->rlock);
-			pos = hole;
-		}
-	}
-	pthread_mutex_unlock(&h->lock);
-	w->rc = rc;
-}
-
 /*
- * Enable by protection: write-protect every region through every uffd (each
- * process has its own page tables; on shmem the kernel also leaves a uffd-wp
- * marker on every empty entry, so a page mapped later is mapped protected),
- * and take the resident pages into the set.  The two run at once, the walk
- * on a pool worker (together they are the whole cost of enable).
+ * Enable by protection: find the resident pages (the memfds' data
+ * extents), write-protect them through every uffd (each process has its
+ * own page tables; on shmem a protected range also protects the entries
+ * not mapped yet, so a page of an extent mapped later is mapped
+ * protected), and take them into the set.  The protection and the set's
+ * bookkeeping run at once, the latter on a pool worker (together they are
+ * the whole cost of enable, and both scale with the resident pages only).
  *
- * Why the walk may run before the protection is complete: nothing removes a
- * page before enable returns (removal is trim's and swap-out's, started
- * later, and this thread waits for the walk), and by then every page in the
- * set is protected everywhere, so every write from then on traps.  A write
- * that lands before its page is protected is simply in memory when trim or
+ * Why only the extents found: the set holds exactly those pages, and only
+ * pages of the set are ever removed, so only they must trap writes.  A page
+ * that becomes resident after the extents were read is not in the set: it
+ * stays, unprotected or not, and nothing is lost.  Why the bookkeeping may
+ * run before the protection is complete: nothing removes a page before
+ * enable returns (removal is trim's and swap-out's, started later, and this
+ * thread waits for the walk), and by then every page in the set is
+ * protected everywhere, so every write from then on traps.  A write that
+ * lands before its page is protected is simply in memory when trim or
  * swap-out reads it; writes raised during enable wait for the monitor (this
- * thread) and are handled right after, clearing their bits.  A page that
- * becomes resident meanwhile is not counted and stays.  A REMOVE event read
- * here (EAGAIN) may let its range be punched while the walk counts it: the
- * page then reads as zeros, the removal's own contract.
+ * thread) and are handled right after, clearing their bits.  A REMOVE event
+ * read here (EAGAIN) may let its range be punched while the walk counts it:
+ * the page then reads as zeros, the removal's own contract.
  */
 int protect_enable(struct vswap_handler *h, uint64_t *pages)
 {
@@ -494,13 +560,18 @@ int protect_enable(struct vswap_handler *h, uint64_t *pages)
 	wp->cursor = 0;
 	h->c.from_file = h->c.from_staging = h->c.zeroed = h->c.redundant = 0;
 	pthread_mutex_unlock(&h->lock);
-	struct walk w = {h, 0};
-	bool queued = pool_push(h->pool, walk_resident, &w) == 0;
-	int rc = protect_all(h);
-	if (queued)
-		pool_wait_complete(h->pool);
-	else
-		walk_resident(&w);
+	struct extents x = {0};
+	int rc = extents_collect(h, &x);
+	struct walk w = {h, &x, 0};
+	if (rc == 0 && x.n) {
+		bool queued = pool_push(h->pool, walk_resident, &w) == 0;
+		rc = protect_all_extents(h, &x);
+		if (queued)
+			pool_wait_complete(h->pool);
+		else
+			walk_resident(&w);
+	}
+	free(x.v);
 	if (rc == 0)
 		rc = w.rc;
 	pthread_mutex_lock(&h->lock);
