@@ -347,6 +347,9 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 
 	snprintf(r->path, sizeof(r->path), "%s", o->store);
 	vmm_store_opts(&m, &so);
+	/* The guest runs before the whole index is read: its groups load
+	 * behind the open, each one first when a fault needs it. */
+	so.lazy_index = true;
 	t_open = vm_now_ns();
 	rc = vswap_store_open(r->path, &so, &m.store);
 	if (rc) {
