@@ -174,7 +174,9 @@ struct vswap_store_load {
 	uint64_t load_ns;     /* from the open to done (0 while loading) */
 };
 int vswap_store_load_status(const struct vswap_store *s, struct vswap_store_load *out);
-/* Wait until every page-group record is loaded; 0 (at once when eager). */
+/* Wait until every page-group record is loaded; 0 (at once when eager).
+ * These two may be called from any thread, also while another one uses the
+ * store (a VMM asking while its handler serves faults). */
 int vswap_store_load_wait(struct vswap_store *s);
 
 /*
