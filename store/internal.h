@@ -242,6 +242,7 @@ int loader_start(struct vswap_store *s);
 void loader_stop(struct vswap_store *s);
 int loader_need(const struct vswap_store *s, uint64_t first, uint64_t count);
 int loader_need_all(const struct vswap_store *s);
+bool loader_done(const struct vswap_store *s);
 int loader_absorb(struct vswap_store *s);
 void loader_counts(const struct vswap_store *s, uint64_t *present, uint64_t *stale, uint64_t *lost);
 bool loader_found_damage(const struct vswap_store *s);

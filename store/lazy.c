@@ -441,6 +441,11 @@ int loader_need(const struct vswap_store *cs, uint64_t first, uint64_t count)
 	return 0;
 }
 
+bool loader_done(const struct vswap_store *s)
+{
+	return atomic_load_explicit(&s->loader->done, memory_order_acquire);
+}
+
 int loader_need_all(const struct vswap_store *s)
 {
 	return wait_done(s);

@@ -197,6 +197,17 @@ static bool anything_pending(const struct vswap_store *s)
 	return false;
 }
 
+/* Page-group records to write: while a lazy load walks the `pages`
+ * database, nothing is written into it (the walk reads a snapshot, and a
+ * put touches the leaf of its key, which the load has not read yet). */
+static bool groups_dirty(const struct vswap_store *s)
+{
+	for (uint64_t i = 0; i < (s->ngroups + 63) / 64; i++)
+		if (s->dirty[i])
+			return true;
+	return false;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -278,6 +289,11 @@ int vswap_store_commit(struct vswap_store *s)
 	}
 	if (!anything_pending(s))
 		return 0;
+	if (s->loader && groups_dirty(s)) {
+		int ret = index_need_all(s);
+		if (ret)
+			return ret;
+	}
 	if (s->data_unsynced && s->durability != VSWAP_DURABILITY_NONE) {
 		if (fdatasync(s->fd) != 0) {
 			/* After a failed sync the kernel may mark the dirty pages
@@ -356,6 +372,10 @@ int vswap_store_commit_begin(struct vswap_store *s)
 	if (c->active)
 		return -EBUSY;
 	if (!anything_pending(s))
+		return 0;
+	/* The lazy commit waits for the load rather than make its caller wait
+	 * (under the caller's lock): taken by a commit after the load. */
+	if (s->loader && !loader_done(s) && groups_dirty(s))
 		return 0;
 	/* Named blobs are rare (a hibernation's last commit): they go with a
 	 * plain commit, which keeps their list simple. */

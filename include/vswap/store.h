@@ -266,7 +266,9 @@ int vswap_store_commit(struct vswap_store *s);
  * waits for an fsync).  On one thread, in order:
  *   vswap_store_commit_begin()  with the lock: takes what is pending (the
  *       changed records, the slots freed, the staging bytes left) and begins
- *       the index transaction.  1: taken; 0: nothing pending; -EAGAIN:
+ *       the index transaction.  1: taken; 0: nothing pending (or, while
+ *       a lazy_index load runs, only changed page groups: a later commit
+ *       takes them; vswap_store_commit() waits for the load); -EAGAIN:
  *       named blobs are pending, call vswap_store_commit(); -errno.
  *   vswap_store_commit_write()  without the lock: syncs the swap file (unless
  *       NONE) and commits the index.  Meanwhile the other calls may go on
