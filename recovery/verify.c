@@ -26,6 +26,7 @@ struct verify_read {
 	size_t first_item;
 	size_t nitems;
 	uint64_t first_slot;
+	uint64_t off;  /* the first slot's byte offset; the others follow it */
 	uint32_t len;  /* bytes asked for */
 	uint32_t done; /* bytes arrived so far (short reads are resumed) */
 	uint8_t *buf;
@@ -93,6 +94,7 @@ static void plan_read(struct verifier *v, struct verify_read *rd)
 	rd->first_item = v->next_item;
 	rd->nitems = i - v->next_item;
 	rd->first_slot = first;
+	rd->off = vswap_store_slot_offset(v->f->store, first);
 	rd->len = (uint32_t)((last - first + 1) * v->ps);
 	rd->done = 0;
 	rd->busy = true;
@@ -102,7 +104,7 @@ static void plan_read(struct verifier *v, struct verify_read *rd)
 static void queue_read(struct verifier *v, struct verify_read *rd)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&v->ring);
-	uint64_t off = (rd->first_slot + 1) * v->ps + rd->done;
+	uint64_t off = rd->off + rd->done;
 
 	io_uring_prep_read(sqe, v->fd, rd->buf + rd->done, rd->len - rd->done, off);
 	io_uring_sqe_set_data(sqe, rd);
@@ -205,7 +207,7 @@ static int run_pread(struct verifier *v)
 		plan_read(v, rd);
 		while (rd->done < rd->len) {
 			ssize_t k = pread(v->fd, rd->buf + rd->done, rd->len - rd->done,
-					  (off_t)((rd->first_slot + 1) * v->ps + rd->done));
+					  (off_t)(rd->off + rd->done));
 
 			if (k < 0 && errno == EINTR)
 				continue;

@@ -368,13 +368,10 @@ static int decode_regions(struct vswap_store *s, const MDB_val *d)
  */
 static bool staging_path_allowed(const struct vswap_store *s, const char *configured)
 {
-	char want[64], uuid[37];
-	vswap_uuid_format(s->sb.uuid, uuid);
-	snprintf(want, sizeof(want), "/vswap-%s.staging", uuid);
-	size_t n = strlen(s->staging_path), w = strlen(want);
-	if (s->staging_path[0] != '/' || n <= w || strcmp(s->staging_path + n - w, want) != 0)
+	size_t dirlen;
+	if (!store_staging_path_split(s->staging_path, s->sb.uuid, &dirlen))
 		return false;
-	char *dir = strndup(s->staging_path, n - w);
+	char *dir = strndup(s->staging_path, dirlen);
 	if (!dir)
 		return false;
 	char *real = realpath(configured ? configured : dir, NULL);

@@ -282,8 +282,9 @@ static int replace_stale_index(struct vswap_store *s, const char *staging_dir)
 					 : "a file that is not a vswap index has the index's name");
 		return -EEXIST;
 	}
-	char lock[4096], uu[37], *staging = NULL;
+	char lock[4096], uu[37], name[STORE_STAGING_NAME_LEN + 1], *staging = NULL;
 	vswap_uuid_format(uuid, uu);
+	store_staging_name(uuid, name);
 	store_log(s, VSWAP_LOG_WARN,
 		  "%s: replacing the index of store %s, whose swap file does not exist (a "
 		  "creation that did not finish)",
@@ -291,7 +292,7 @@ static int replace_stale_index(struct vswap_store *s, const char *staging_dir)
 	if (lock_path(s, lock, sizeof(lock)) == 0 && lstat(lock, &st) == 0 && S_ISREG(st.st_mode))
 		unlink(lock);
 	char *dir = realpath(staging_dir ? staging_dir : "/dev/shm", NULL);
-	if (dir && asprintf(&staging, "%s/vswap-%s.staging", dir, uu) > 0 &&
+	if (dir && asprintf(&staging, "%s/%s", dir, name) > 0 &&
 	    lstat(staging, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid())
 		unlink(staging);
 	free(staging);

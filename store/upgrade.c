@@ -284,11 +284,8 @@ static int convert_meta(struct upgrade *u)
 static int open_staging(struct upgrade *u)
 {
 	struct vswap_store *s = u->s;
-	char want[64], uuid[37];
-	vswap_uuid_format(s->sb.uuid, uuid);
-	snprintf(want, sizeof(want), "/vswap-%s.staging", uuid);
-	size_t n = s->staging_path ? strlen(s->staging_path) : 0, w = strlen(want);
-	if (n <= w || s->staging_path[0] != '/' || strcmp(s->staging_path + n - w, want) != 0) {
+	size_t dirlen;
+	if (!store_staging_path_split(s->staging_path, s->sb.uuid, &dirlen)) {
 		store_log(s, VSWAP_LOG_WARN,
 			  "%s: no staging file of this store named: staged pages get no checksum",
 			  s->index_path);

@@ -6,8 +6,9 @@
  * Vocabulary
  *   page    a position in the store's page-index space: the concatenation of
  *           all regions (crosvm's vmm-swap calls it the "file page index").
- *   slot    a page-sized unit of the swap file; slot s lives at byte offset
- *           (s + 1) * page_size (page 0 of the file is the superblock).
+ *   slot    a page-sized unit of the swap file, at the byte offset
+ *           vswap_store_slot_offset() says (page 0 of the file is the
+ *           superblock).
  *   present the slot holds the page's current copy (the guest page is not
  *           resident).
  *   stale   the slot holds an older copy, kept so that trim can tell a clean
@@ -517,6 +518,9 @@ int vswap_store_foreach_staged_page(struct vswap_store *s, vswap_staged_record_f
 
 /* The swap file's descriptor (read-only use: SEEK_DATA walks, verify). */
 int vswap_store_swap_fd(const struct vswap_store *s);
+/* The byte offset of slot @slot in the swap file (of vswap_store_swap_fd()):
+ * the one definition of the swap file's layout (docs/FORMAT.md). */
+uint64_t vswap_store_slot_offset(const struct vswap_store *s, uint64_t slot);
 const char *vswap_store_path(const struct vswap_store *s);
 const char *vswap_store_index_path(const struct vswap_store *s);
 
