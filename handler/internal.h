@@ -32,6 +32,7 @@
 #include "handler/pool.h"
 #include "handler/uffd.h"
 #include "handler/uffd_list.h"
+#include "util/log.h"
 
 /* Epoll tokens below UFFD_TOKEN_BASE. */
 enum { TOKEN_CMD = 1, TOKEN_JOB = 2, TOKEN_READS = 3 };
@@ -217,6 +218,7 @@ struct committer {
 struct vswap_handler {
 	struct vswap_store *store;
 	struct vswap_handler_opts opts; /* defaults filled in */
+	struct logger log;
 	size_t page_size;
 	unsigned page_shift;
 	size_t thp_size;

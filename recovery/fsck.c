@@ -31,10 +31,7 @@ int vswap_fsck_new(const char *path, const struct vswap_fsck_opts *opts, struct 
 		return -ENOMEM;
 	if (opts)
 		f->opts = *opts;
-	else
-		f->opts.log_level = VSWAP_LOG_WARN;
-	if (!f->opts.log && f->opts.log_level < VSWAP_LOG_WARN)
-		f->opts.log_level = VSWAP_LOG_WARN;
+	f->log = logger_make("fsck", f->opts.log, f->opts.log_ctx, f->opts.log_level);
 	f->path = strdup(path);
 	if (!f->path) {
 		free(f);
@@ -77,8 +74,7 @@ static void store_log_relay(void *ctx, enum vswap_log_level lvl, const char *msg
 	}
 	if (lvl == VSWAP_LOG_WARN && !f->store)
 		lvl = VSWAP_LOG_INFO;
-	if (lvl <= f->opts.log_level)
-		fsck_log(f, lvl, "%s", msg);
+	fsck_log(f, lvl, "%s", msg);
 }
 
 const char *fsck_file_type(mode_t mode)

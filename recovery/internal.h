@@ -26,6 +26,7 @@
 #include <vswap/store.h>
 
 #include "store/layout.h"
+#include "util/log.h"
 
 /* What the audit concluded about one page record. */
 enum fsck_verdict {
@@ -84,6 +85,7 @@ struct fsck_extents {
 struct vswap_fsck {
 	char *path;
 	struct vswap_fsck_opts opts;
+	struct logger log;
 	bool ran;
 
 	struct vswap_store *store;

@@ -34,18 +34,11 @@ const char *vswap_problem_kind_name(enum vswap_problem_kind kind)
 
 void fsck_log(struct vswap_fsck *f, enum vswap_log_level lvl, const char *fmt, ...)
 {
-	char msg[1024];
 	va_list ap;
 
-	if (lvl > f->opts.log_level)
-		return;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	logger_vprintf(&f->log, lvl, fmt, ap);
 	va_end(ap);
-	if (f->opts.log)
-		f->opts.log(f->opts.log_ctx, lvl, msg);
-	else
-		fprintf(stderr, "vswap-fsck: %s\n", msg);
 }
 
 static int grow(void **arr, size_t *cap, size_t need, size_t elem)

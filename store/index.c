@@ -149,7 +149,7 @@ int index_identify(const struct vswap_store *s, uint8_t uuid[16])
 	struct vswap_store probe = *s;
 	probe.env = NULL;
 	probe.read_only = true;
-	probe.log_level = VSWAP_LOG_ERROR;
+	probe.log.level = VSWAP_LOG_ERROR; /* a probe: its doubts are not news */
 	int ret = index_file_check(&probe);
 	if (ret)
 		return ret;

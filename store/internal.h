@@ -12,6 +12,7 @@
 #include "store/io.h"
 #include "store/layout.h"
 #include "store/superblock.h"
+#include "util/log.h"
 
 /* Pages an index record covers (store/layout.h). */
 #define GROUP_SHIFT STORE_GROUP_SHIFT
@@ -126,9 +127,7 @@ struct vswap_store {
 	int index_fd;
 	bool was_clean;
 	enum vswap_durability durability;
-	vswap_log_fn log;
-	void *log_ctx;
-	enum vswap_log_level log_level;
+	struct logger log;
 
 	struct vswap_superblock sb;
 	uint64_t seed;	  /* store seed: XXH3-64 of the UUID (store/checksum.h) */

@@ -33,9 +33,7 @@ struct vswap_store *handle_new(const char *path, const struct vswap_store_opts *
 	s->read_only = opts->read_only;
 	s->tolerant = opts->tolerant;
 	s->durability = opts->durability;
-	s->log = opts->log;
-	s->log_ctx = opts->log_ctx;
-	s->log_level = opts->log ? opts->log_level : VSWAP_LOG_WARN;
+	s->log = logger_make("store", opts->log, opts->log_ctx, opts->log_level);
 	s->map_size = opts->map_size;
 	long psz = sysconf(_SC_PAGESIZE);
 	s->page_size = (uint32_t)psz;

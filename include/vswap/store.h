@@ -58,7 +58,19 @@ extern "C" {
 
 struct vswap_store;
 
-/* Log levels and the per-handle log callback (no global state). */
+/*
+ * Log levels and the per-handle log callback (no global state).  Every
+ * handle (store, handler, fsck, client) takes vswap_log_fn log, void
+ * *log_ctx and enum vswap_log_level log_level in its options and logs by
+ * one rule:
+ *   - a message of level L is emitted when L <= log_level, the most verbose
+ *     level wanted (its zero value, VSWAP_LOG_ERROR, means errors only);
+ *   - with a callback, the message goes to log(log_ctx, L, msg), called on
+ *     the thread that logs (the handler's monitor and workers among them);
+ *   - without one, it goes to stderr as one line "vswap PART: LEVEL: MSG"
+ *     (PART is store, handler, fsck or client), and warnings are always
+ *     included: a log_level below VSWAP_LOG_WARN counts as VSWAP_LOG_WARN.
+ */
 enum vswap_log_level {
 	VSWAP_LOG_ERROR = 0,
 	VSWAP_LOG_WARN = 1,
@@ -120,7 +132,7 @@ struct vswap_store_opts {
 	const char *staging_dir;
 	/* Initial LMDB map size in bytes; default 64 MiB.  It grows when full. */
 	uint64_t map_size;
-	/* Log callback; NULL logs warnings and errors to stderr. */
+	/* Logging: the rule is next to enum vswap_log_level. */
 	vswap_log_fn log;
 	void *log_ctx;
 	enum vswap_log_level log_level;
