@@ -290,8 +290,8 @@ static int replace_stale_index(struct vswap_store *s, const char *staging_dir)
 	if (lock_path(s, lock, sizeof(lock)) == 0 && lstat(lock, &st) == 0 && S_ISREG(st.st_mode))
 		unlink(lock);
 	char *dir = realpath(staging_dir ? staging_dir : "/dev/shm", NULL);
-	if (dir && asprintf(&staging, "%s/%s", dir, name) > 0 &&
-	    lstat(staging, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid())
+	if (dir && asprintf(&staging, "%s/%s", dir, name) > 0 && lstat(staging, &st) == 0 &&
+	    S_ISREG(st.st_mode) && st.st_uid == geteuid())
 		unlink(staging);
 	free(staging);
 	free(dir);

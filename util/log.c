@@ -4,8 +4,7 @@
 
 #include "util/log.h"
 
-struct logger logger_make(const char *part, vswap_log_fn fn, void *ctx,
-			  enum vswap_log_level level)
+struct logger logger_make(const char *part, vswap_log_fn fn, void *ctx, enum vswap_log_level level)
 {
 	if (!fn && level < VSWAP_LOG_WARN)
 		level = VSWAP_LOG_WARN;

@@ -31,8 +31,7 @@ struct logger {
 };
 
 /* The logger of a handle whose options gave @fn, @ctx and @level. */
-struct logger logger_make(const char *part, vswap_log_fn fn, void *ctx,
-			  enum vswap_log_level level);
+struct logger logger_make(const char *part, vswap_log_fn fn, void *ctx, enum vswap_log_level level);
 
 bool logger_wants(const struct logger *l, enum vswap_log_level lvl);
 
