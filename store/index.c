@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "store/internal.h"
+#include "util/array.h"
 
 #define DEFAULT_MAP_SIZE (64ull << 20)
 
@@ -845,16 +846,8 @@ int index_snap_encode(struct vswap_store *s)
 			uint64_t g = wi * 64 + (uint64_t)__builtin_ctzll(w);
 			w &= w - 1;
 			size_t need = sizeof(struct snap_head) + PG_VALUE_MAX + SG_VALUE_MAX;
-			if (c->len + need > c->cap) {
-				size_t cap = c->cap ? c->cap * 2 : 64 * need;
-				while (cap < c->len + need)
-					cap *= 2;
-				uint8_t *v = realloc(c->recs, cap);
-				if (!v)
-					return -ENOMEM;
-				c->recs = v;
-				c->cap = cap;
-			}
+			if (ARRAY_RESERVE(c->recs, c->cap, c->len + need, 64 * need))
+				return -ENOMEM;
 			struct snap_head hd = {.group = g};
 			uint8_t *p = c->recs + c->len + sizeof(hd);
 			hd.pg_len = encode_group(s, g, p);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "store/internal.h"
+#include "util/array.h"
 
 struct raw_rec {
 	uint64_t group;
@@ -72,14 +73,9 @@ static int collect(struct upgrade *u, MDB_dbi dbi, struct raw_rec **out, size_t 
 			u->left++;
 			continue;
 		}
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 64;
-			struct raw_rec *nv = realloc(*out, cap * sizeof(**out));
-			if (!nv) {
-				ret = -ENOMEM;
-				break;
-			}
-			*out = nv;
+		if (ARRAY_RESERVE(*out, cap, *n + 1, 64)) {
+			ret = -ENOMEM;
+			break;
 		}
 		uint64_t g;
 		memcpy(&g, k.mv_data, 8);
