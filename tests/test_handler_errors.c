@@ -96,7 +96,7 @@ static void corrupt_error_policy(void **state)
 	assert_false(atomic_load(&r.done));
 	struct vswap_page_info pi;
 	assert_int_equal(vswap_handler_page_info(f.h, f.first[0] + 2, &pi), 0);
-	assert_int_equal(pi.state, VSWAP_PAGE_LOST);	       /* recorded for vswap-fsck */
+	assert_int_equal(pi.state, VSWAP_PAGE_LOST);		   /* recorded for vswap-fsck */
 	assert_int_equal(hfx_page_byte(&f, 0, 3), hfx_byte_of(3)); /* faults still served */
 
 	/* The swap-in meets page 5: it fails rather than leave a hole, the

@@ -324,7 +324,8 @@ static void racer_hook(void *ctx, int where)
 	uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS;
 	for (;;) {
 		int tid = atomic_load(&r->tid);
-		if ((tid && hfx_in_userfault(0, tid)) || atomic_load(&r->done) || hfx_now_ms() > until)
+		if ((tid && hfx_in_userfault(0, tid)) || atomic_load(&r->done) ||
+		    hfx_now_ms() > until)
 			return;
 		sched_yield();
 	}
