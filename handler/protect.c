@@ -411,10 +411,15 @@ int protect_uffd(struct vswap_handler *h, unsigned index)
  * The resident pages: the memfds' data extents, in store pages.  Write
  * protection costs per page table entry, holes included (on shmem the
  * kernel leaves a marker in every empty entry of a protected range), so
- * enable protects these ranges only, merged where the gap between two is
- * short enough that one call over the gap costs less than two calls.
+ * enable protects where the data is, not whole regions.  Finding the exact
+ * extents costs too (SEEK_HOLE visits every page of an extent), so the two
+ * run at once: a pool worker finds the extents and takes them into the set
+ * (walk_resident()), while the monitor protects windows of WP_WINDOW_PAGES
+ * starting at each data offset (SEEK_DATA skips holes cheaply); then every
+ * page of the set that no window covered (data that appeared meanwhile) is
+ * protected too, so the set ends protected whole.
  */
-#define WP_MERGE_GAP_PAGES 256u
+#define WP_WINDOW_PAGES 2048u /* 8 MiB of 4 KiB pages */
 
 struct extent {
 	const struct hregion *r;
@@ -426,38 +431,29 @@ struct extents {
 	size_t n, cap;
 };
 
-static int extents_collect(struct vswap_handler *h, struct extents *x)
+static int extents_push(struct extents *x, const struct hregion *r, uint64_t first, uint64_t count)
 {
-	for (unsigned i = 0; i < h->nregions; i++) {
-		const struct hregion *r = &h->regions[i];
-		off_t pos = 0, data = 0, hole = 0;
-		int rc;
-		while ((rc = region_next_extent(r, pos, &data, &hole)) > 0) {
-			if (x->n == x->cap) {
-				size_t cap = x->cap ? x->cap * 2 : 64;
-				struct extent *v = realloc(x->v, cap * sizeof(*v));
-				if (!v)
-					return -ENOMEM;
-				x->v = v;
-				x->cap = cap;
-			}
-			x->v[x->n++] = (struct extent){
-			    .r = r,
-			    .first = r->first + ((uint64_t)data >> h->page_shift),
-			    .count = (uint64_t)(hole - data) >> h->page_shift,
-			};
-			pos = hole;
-		}
-		if (rc < 0)
-			return rc;
+	if (x->n && x->v[x->n - 1].r == r && x->v[x->n - 1].first + x->v[x->n - 1].count == first) {
+		x->v[x->n - 1].count += count;
+		return 0;
 	}
+	if (x->n == x->cap) {
+		size_t cap = x->cap ? x->cap * 2 : 64;
+		struct extent *v = realloc(x->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		x->v = v;
+		x->cap = cap;
+	}
+	x->v[x->n++] = (struct extent){.r = r, .first = first, .count = count};
 	return 0;
 }
 
-/* Take the resident pages into the set (and the store's view of them). */
+/* Take the resident pages into the set (and the store's view of them),
+ * recording the exact extents in @x. */
 struct walk {
 	struct vswap_handler *h;
-	const struct extents *x;
+	struct extents x;
 	int rc;
 };
 
@@ -467,51 +463,46 @@ static void walk_resident(void *arg)
 	struct vswap_handler *h = w->h;
 	struct protect *wp = &h->wp;
 	uint64_t sf, sc;
+	int rc = 0;
 	pthread_mutex_lock(&h->lock);
 	bool staged = vswap_store_next_staged_run(h->store, 0, h->total_pages, 1, &sf, &sc) > 0;
-	int rc = 0;
-	for (size_t i = 0; i < w->x->n && rc >= 0; i++) {
-		uint64_t first = w->x->v[i].first, count = w->x->v[i].count;
-		/* Resident wins: a swapped or staged copy of a page the guest
-		 * holds is older than the guest's. */
-		int64_t n = vswap_store_mark_stale(h->store, first, count);
-		rc = n < 0 ? (int)n : 0;
-		if (rc == 0 && staged)
-			rc = vswap_store_stage_clear(h->store, first, count);
-		pthread_mutex_lock(&wp->rlock);
-		atomic_fetch_add(&wp->nclean, bits_change(wp->clean, first, count, true));
-		pthread_mutex_unlock(&wp->rlock);
+	for (unsigned i = 0; i < h->nregions && rc >= 0; i++) {
+		const struct hregion *r = &h->regions[i];
+		off_t pos = 0, data = 0, hole = 0;
+		while (rc >= 0 && (rc = region_next_extent(r, pos, &data, &hole)) > 0) {
+			uint64_t first = r->first + ((uint64_t)data >> h->page_shift);
+			uint64_t count = (uint64_t)(hole - data) >> h->page_shift;
+			rc = extents_push(&w->x, r, first, count);
+			/* Resident wins: a swapped or staged copy of a page the
+			 * guest holds is older than the guest's. */
+			int64_t n = rc ? rc : vswap_store_mark_stale(h->store, first, count);
+			rc = n < 0 ? (int)n : 0;
+			if (rc == 0 && staged)
+				rc = vswap_store_stage_clear(h->store, first, count);
+			if (rc == 0) {
+				pthread_mutex_lock(&wp->rlock);
+				atomic_fetch_add(&wp->nclean,
+						 bits_change(wp->clean, first, count, true));
+				pthread_mutex_unlock(&wp->rlock);
+			}
+			pos = hole;
+		}
 	}
 	pthread_mutex_unlock(&h->lock);
-	w->rc = rc;
+	w->rc = rc < 0 ? rc : 0;
 }
 
-/* Write-protect the extents through uffd @index, short gaps included. */
-static int protect_extents(struct vswap_handler *h, unsigned index, const struct extents *x)
-{
-	for (size_t i = 0; i < x->n;) {
-		const struct hregion *r = x->v[i].r;
-		uint64_t first = x->v[i].first, end = first + x->v[i].count;
-		size_t j = i + 1;
-		for (; j < x->n && x->v[j].r == r && x->v[j].first - end <= WP_MERGE_GAP_PAGES; j++)
-			end = x->v[j].first + x->v[j].count;
-		int rc = wp_range(h, index, uffd_page_addr(h, index, r, first),
-				  (size_t)(end - first) << h->page_shift, true);
-		if (rc < 0)
-			return rc;
-		i = j;
-	}
-	return 0;
-}
-
-/* Every live uffd; a dead one is marked for collection. */
-static int protect_all_extents(struct vswap_handler *h, const struct extents *x)
+/* [first, first+count) of region @r through every live uffd; a dead one is
+ * marked for collection. */
+static int protect_range(struct vswap_handler *h, const struct hregion *r, uint64_t first,
+			 uint64_t count)
 {
 	struct monitor *m = &h->m;
 	for (unsigned i = 0; i < m->uffds.n; i++) {
 		if (uffd_list_is_dead(&m->uffds, i))
 			continue;
-		int rc = protect_extents(h, i, x);
+		int rc =
+		    wp_range(h, i, uffd_page_addr(h, i, r, first), count << h->page_shift, true);
 		if (rc == -ESRCH) {
 			m->uffds.v[i].dead = true;
 			m->gc_due = true;
@@ -523,28 +514,85 @@ static int protect_all_extents(struct vswap_handler *h, const struct extents *x)
 	return 0;
 }
 
+/* The monitor's part: windows at the data, recorded in @win. */
+static int protect_windows(struct vswap_handler *h, struct extents *win)
+{
+	for (unsigned i = 0; i < h->nregions; i++) {
+		const struct hregion *r = &h->regions[i];
+		off_t len = (off_t)(r->end - r->start), pos = 0;
+		while (pos < len) {
+			off_t d = lseek(r->memfd, r->offset + pos, SEEK_DATA);
+			if (d < 0 && errno == ENXIO)
+				break;
+			if (d < 0)
+				return -errno;
+			d -= r->offset;
+			if (d >= len)
+				break;
+			uint64_t first = (uint64_t)d >> h->page_shift;
+			uint64_t count = ((uint64_t)len >> h->page_shift) - first;
+			if (count > WP_WINDOW_PAGES)
+				count = WP_WINDOW_PAGES;
+			int rc = protect_range(h, r, r->first + first, count);
+			if (rc == 0)
+				rc = extents_push(win, r, r->first + first, count);
+			if (rc < 0)
+				return rc;
+			pos = (off_t)((first + count) << h->page_shift);
+		}
+	}
+	return 0;
+}
+
+/* Protect what of the exact extents @x no window of @win covered (both
+ * sorted, per region in order). */
+static int protect_uncovered(struct vswap_handler *h, const struct extents *x,
+			     const struct extents *win)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < x->n; i++) {
+		uint64_t p = x->v[i].first, end = p + x->v[i].count;
+		while (p < end) {
+			while (k < win->n && win->v[k].first + win->v[k].count <= p)
+				k++;
+			uint64_t next = k < win->n ? win->v[k].first : end;
+			if (next > p) { /* [p, min(next, end)) is uncovered */
+				uint64_t stop = next < end ? next : end;
+				int rc = protect_range(h, x->v[i].r, p, stop - p);
+				if (rc < 0)
+					return rc;
+				p = stop;
+				continue;
+			}
+			p = win->v[k].first + win->v[k].count; /* covered up to there */
+		}
+	}
+	return 0;
+}
+
 /*
- * Enable by protection: find the resident pages (the memfds' data
- * extents), write-protect them through every uffd (each process has its
- * own page tables; on shmem a protected range also protects the entries
- * not mapped yet, so a page of an extent mapped later is mapped
- * protected), and take them into the set.  The protection and the set's
- * bookkeeping run at once, the latter on a pool worker (together they are
- * the whole cost of enable, and both scale with the resident pages only).
+ * Enable by protection: write-protect the resident pages through every uffd
+ * (each process has its own page tables; on shmem a protected range also
+ * protects its entries not mapped yet, so a resident page mapped later is
+ * mapped protected), and take them into the set.  The protection and the
+ * set's bookkeeping run at once, the latter on a pool worker (together they
+ * are the whole cost of enable, and both scale with the resident pages).
  *
- * Why only the extents found: the set holds exactly those pages, and only
- * pages of the set are ever removed, so only they must trap writes.  A page
- * that becomes resident after the extents were read is not in the set: it
- * stays, unprotected or not, and nothing is lost.  Why the bookkeeping may
- * run before the protection is complete: nothing removes a page before
- * enable returns (removal is trim's and swap-out's, started later, and this
- * thread waits for the walk), and by then every page in the set is
- * protected everywhere, so every write from then on traps.  A write that
- * lands before its page is protected is simply in memory when trim or
- * swap-out reads it; writes raised during enable wait for the monitor (this
- * thread) and are handled right after, clearing their bits.  A REMOVE event
- * read here (EAGAIN) may let its range be punched while the walk counts it:
- * the page then reads as zeros, the removal's own contract.
+ * Why only resident pages are protected: only pages of the set are ever
+ * removed, so only they must trap writes, and the set holds only pages the
+ * walk found resident; every one of them is protected before enable
+ * returns (protect_uncovered()).  A page that becomes resident after the
+ * walk read its place is not in the set: it stays, protected or not, and
+ * nothing is lost.  Why the bookkeeping may run before the protection is
+ * complete: nothing removes a page before enable returns (removal is
+ * trim's and swap-out's, started later, and this thread waits for the
+ * walk), and by then every page in the set is protected everywhere, so
+ * every write from then on traps.  A write that lands before its page is
+ * protected is simply in memory when trim or swap-out reads it; writes
+ * raised during enable wait for the monitor (this thread) and are handled
+ * right after, clearing their bits.  A REMOVE event read here (EAGAIN) may
+ * let its range be punched while the walk counts it: the page then reads
+ * as zeros, the removal's own contract.
  */
 int protect_enable(struct vswap_handler *h, uint64_t *pages)
 {
@@ -561,20 +609,20 @@ int protect_enable(struct vswap_handler *h, uint64_t *pages)
 	wp->cursor = 0;
 	h->c.from_file = h->c.from_staging = h->c.zeroed = h->c.redundant = 0;
 	pthread_mutex_unlock(&h->lock);
-	struct extents x = {0};
-	int rc = extents_collect(h, &x);
-	struct walk w = {h, &x, 0};
-	if (rc == 0 && x.n) {
-		bool queued = pool_push(h->pool, walk_resident, &w) == 0;
-		rc = protect_all_extents(h, &x);
-		if (queued)
-			pool_wait_complete(h->pool);
-		else
-			walk_resident(&w);
-	}
-	free(x.v);
+	struct walk w = {.h = h};
+	struct extents win = {0};
+	bool queued = pool_push(h->pool, walk_resident, &w) == 0;
+	int rc = protect_windows(h, &win);
+	if (queued)
+		pool_wait_complete(h->pool);
+	else
+		walk_resident(&w);
 	if (rc == 0)
 		rc = w.rc;
+	if (rc == 0)
+		rc = protect_uncovered(h, &w.x, &win);
+	free(w.x.v);
+	free(win.v);
 	pthread_mutex_lock(&h->lock);
 	if (rc < 0)
 		protect_forget(h, 0, h->total_pages);
