@@ -46,6 +46,7 @@ static void client_free(struct vswap_client *c)
 	if (c->stop_efd >= 0)
 		close(c->stop_efd);
 	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->info_lock);
 	free(c->store_path);
 	free(c->staging_dir);
 	free(c);
@@ -68,11 +69,14 @@ int vswap_client_connect(const char *socket_path, const struct vswap_client_opts
 	c->opts = *opts;
 	if (!c->opts.reconnect_timeout_ms)
 		c->opts.reconnect_timeout_ms = 30000;
+	if (c->opts.reply_timeout_ms <= 0)
+		c->opts.reply_timeout_ms = 120000;
 	if (!c->opts.log && c->opts.log_level == VSWAP_LOG_ERROR)
 		c->opts.log_level = VSWAP_LOG_WARN;
 	c->addr.sun_family = AF_UNIX;
 	strcpy(c->addr.sun_path, socket_path);
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->info_lock, NULL);
 	c->store_path = strdup(opts->store_path);
 	c->staging_dir = opts->staging_dir ? strdup(opts->staging_dir) : NULL;
 	c->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -331,8 +335,15 @@ int vswap_client_info(struct vswap_client *c, struct vswap_client_info *out)
 {
 	if (!c || !out)
 		return -EINVAL;
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->info_lock);
 	*out = c->info;
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->info_lock);
 	return 0;
+}
+
+void client_set_connected(struct vswap_client *c, bool connected)
+{
+	pthread_mutex_lock(&c->info_lock);
+	c->info.connected = connected;
+	pthread_mutex_unlock(&c->info_lock);
 }

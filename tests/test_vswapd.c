@@ -326,6 +326,128 @@ static void test_restart(void **state)
 	vdx_fini(&x);
 }
 
+/* vswapd killed during a copy-mode enable, between the commit that marks
+ * pages staged and the commit of their checksums (the guest's copies not
+ * yet punched): the next open cannot trust those staged copies and marks
+ * the pages lost, but they are resident in guest memory, so the resume
+ * gives them back to the guest: every byte reads as written, nothing is
+ * lost, detach succeeds.  (It failed with -EBADMSG: the pages stayed
+ * lost.) */
+static void test_resume_unsummed_staged(void **state)
+{
+	(void)state;
+	struct vdx x;
+	assert_int_equal(vdx_init(&x, two_regions, 2), 0);
+	write_pages(&x, 0, x.total_pages, 3);
+	/* The store as the killed daemon left it. */
+	struct vswap_store_opts so = {.staging_dir = x.dir, .durability = VSWAP_DURABILITY_NONE};
+	struct vswap_store *s;
+	assert_int_equal(vswap_store_create(x.store, &so, &s), 0);
+	uint64_t pages[2] = {two_regions[0], two_regions[1]};
+	assert_int_equal(vswap_store_set_regions(s, pages, 2), 0);
+	assert_int_equal(vswap_store_stage_mark(s, 0, x.total_pages), 0);
+	assert_int_equal(vswap_store_commit(s), 0);
+	assert_int_equal(vswap_store_close(s), 0);
+
+	assert_int_equal(vdx_daemon_start(&x), 0);
+	struct vswap_client_opts o = {.store_path = x.store,
+				      .staging_dir = x.dir,
+				      .durability = VSWAP_DURABILITY_NONE,
+				      .resume = true,
+				      .log_level = VSWAP_LOG_ERROR};
+	assert_int_equal(vdx_attach(&x, &o), 0);
+	struct vswap_status st;
+	status(&x, &st);
+	assert_int_equal(st.state, VSWAP_STATE_READY);
+	check_pages(&x, 0, x.total_pages, 3);
+	assert_int_equal(vswap_client_detach(x.c), 0);
+	x.c = NULL;
+	assert_int_equal(
+	    vswap_store_open(
+		x.store, &(struct vswap_store_opts){.staging_dir = x.dir, .read_only = true}, &s),
+	    0);
+	struct vswap_store_stats ss;
+	assert_int_equal(vswap_store_stats(s, &ss), 0);
+	assert_int_equal(ss.pages_lost, 0);
+	vswap_store_close(s);
+	assert_int_equal(vdx_fsck(&x, "-n"), 0);
+	vdx_fini(&x);
+}
+
+struct call {
+	struct vdx *x;
+	pthread_t t;
+	int rc;
+	struct vswap_client_info info;
+};
+
+static void *status_main(void *arg)
+{
+	struct call *c = arg;
+	struct vswap_status st;
+	c->rc = vswap_client_status(c->x->c, &st);
+	return NULL;
+}
+
+static void *info_main(void *arg)
+{
+	struct call *c = arg;
+	c->rc = vswap_client_info(c->x->c, &c->info);
+	return NULL;
+}
+
+static int timed_join(pthread_t t, int ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return pthread_timedjoin_np(t, NULL, &ts);
+}
+
+/* A daemon alive but silent (stopped here; stuck would be the same): a
+ * command gets -ETIMEDOUT after the reply timeout instead of waiting
+ * forever, vswap_client_info() answers meanwhile (it never waits for the
+ * request in flight), and once the daemon answers again the late reply is
+ * skipped and the next command gets its own. */
+static void test_silent_daemon(void **state)
+{
+	(void)state;
+	struct vdx x;
+	assert_int_equal(vdx_init(&x, two_regions, 2), 0);
+	assert_int_equal(vdx_daemon_start(&x), 0);
+	struct vswap_client_opts o = {.store_path = x.store,
+				      .staging_dir = x.dir,
+				      .durability = VSWAP_DURABILITY_NONE,
+				      .reply_timeout_ms = 300,
+				      .log_level = VSWAP_LOG_ERROR};
+	assert_int_equal(vdx_attach(&x, &o), 0);
+	assert_int_equal(kill(x.pid, SIGSTOP), 0);
+	struct call st = {.x = &x, .rc = 1}, in = {.x = &x, .rc = 1};
+	assert_int_equal(pthread_create(&st.t, NULL, status_main, &st), 0);
+	/* The status request is in flight (or about to be): info answers. */
+	assert_int_equal(pthread_create(&in.t, NULL, info_main, &in), 0);
+	assert_int_equal(timed_join(in.t, WAIT_MS), 0);
+	assert_int_equal(in.rc, 0);
+	assert_true(in.info.connected);
+	assert_int_equal(timed_join(st.t, WAIT_MS), 0);
+	assert_int_equal(st.rc, -ETIMEDOUT);
+	assert_int_equal(kill(x.pid, SIGCONT), 0);
+	struct vswap_status s;
+	status(&x, &s);
+	assert_int_equal(s.state, VSWAP_STATE_READY);
+	assert_int_equal(vswap_client_enable(x.c), 0);
+	status(&x, &s);
+	assert_int_equal(s.state, VSWAP_STATE_PENDING);
+	assert_int_equal(vswap_client_detach(x.c), 0);
+	x.c = NULL;
+	vdx_fini(&x);
+}
+
 /* A VMM killed with its guest swapped out: the daemon sees its end of file,
  * detaches the guest (every page stays in the store) and frees it: its
  * descriptors go, its store lock is released, and vswap-fsck -y leaves the
@@ -405,9 +527,13 @@ int main(void)
 {
 	hfx_skip_if_unavailable("vswapd");
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_cycle_copy),	   cmocka_unit_test(test_cycle_protect),
-	    cmocka_unit_test(test_device_process), cmocka_unit_test(test_restart),
+	    cmocka_unit_test(test_cycle_copy),
+	    cmocka_unit_test(test_cycle_protect),
+	    cmocka_unit_test(test_device_process),
+	    cmocka_unit_test(test_restart),
 	    cmocka_unit_test(test_vmm_dies),
+	    cmocka_unit_test(test_silent_daemon),
+	    cmocka_unit_test(test_resume_unsummed_staged),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -54,6 +54,12 @@ struct vswap_client_opts {
 	/* How long a command, or the watcher, keeps trying to reach a vswapd
 	 * again: default (0) 30000 ms; negative: forever. */
 	int reconnect_timeout_ms;
+	/* How long a request waits for vswapd's reply (a wait for a state
+	 * adds its own timeout): default (0) 120000 ms, enough to copy or
+	 * swap in a large guest.  A daemon alive but silent for that long
+	 * (stopped, stuck) gets -ETIMEDOUT, logged with the request it
+	 * waited for; the connection is kept (a late reply is discarded). */
+	int reply_timeout_ms;
 	/* No watcher thread: call vswap_client_reconnect() after -ECONNRESET. */
 	bool manual_reconnect;
 	vswap_log_fn log; /* NULL: warnings and errors to stderr */
@@ -104,6 +110,8 @@ int vswap_client_exit(struct vswap_client *c);
  * opts.manual_reconnect. */
 int vswap_client_reconnect(struct vswap_client *c);
 
+/* Never waits for a request in flight: a monitoring thread may call it
+ * while another thread's command (or the watcher's reconnect) runs. */
 struct vswap_client_info {
 	bool connected;
 	uint64_t reconnects;	       /* resumed by a new vswapd */
