@@ -283,6 +283,39 @@ int vswap_client_disable(struct vswap_client *c, bool slow_file_cleanup)
 	return command(c, WIRE_CMD_DISABLE, slow_file_cleanup, 0, NULL);
 }
 
+int vswap_client_discard(struct vswap_client *c, void *addr, size_t len)
+{
+	if (!c || !len)
+		return -EINVAL;
+	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = (uintptr_t)addr;
+	if ((a | len) & (ps - 1) || a + len < a)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	int rc = c->attached ? 0 : -ENOTCONN;
+	/* This process's addresses (the attach's) to the guest's page space,
+	 * one request per region the range meets. */
+	uint64_t first = 0;
+	bool met = false;
+	for (unsigned i = 0; i < c->nregions && rc == 0; i++) {
+		uintptr_t base = (uintptr_t)c->uffds[0].bases[i], end = base + c->regions[i].len;
+		uintptr_t s = a > base ? a : base, e = a + len < end ? a + len : end;
+		if (s < e) {
+			met = true;
+			struct wire_discard d = {first + (s - base) / ps, (e - s) / ps};
+			struct wire_reply r;
+			rc = request_retry(c, WIRE_DISCARD, &d, sizeof(d), NULL, 0, &r, true);
+			if (rc == 0)
+				rc = r.result;
+		}
+		first += c->regions[i].len / ps;
+	}
+	if (rc == 0 && !met)
+		rc = -EFAULT;
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
 int vswap_client_status(struct vswap_client *c, struct vswap_status *out)
 {
 	if (!out)

@@ -46,6 +46,8 @@ static const char *request_name(uint16_t type, const void *payload, size_t len)
 		return "attach";
 	if (type == WIRE_ADD_UFFD)
 		return "add-uffd";
+	if (type == WIRE_DISCARD)
+		return "discard";
 	if (type == WIRE_COMMAND && len >= sizeof(struct wire_command)) {
 		struct wire_command w;
 		memcpy(&w, payload, sizeof(w));
@@ -130,7 +132,23 @@ int client_request(struct vswap_client *c, uint16_t type, const void *payload, s
 			rc = -ECONNRESET;
 			break;
 		}
-		if (rc < 0 || rh.type != WIRE_REPLY || rh.len != sizeof(rh) + sizeof(*r)) {
+		if (rc > 0 && rh.type == WIRE_REPLY && rh.version < WIRE_VERSION &&
+		    rh.len == sizeof(rh) + sizeof(struct wire_reply_v1)) {
+			/* An older daemon: it answers this version's requests
+			 * with -EPROTONOSUPPORT in its own. */
+			struct wire_reply_v1 r1;
+			memcpy(&r1, buf + sizeof(rh), sizeof(r1));
+			clog_(c, VSWAP_LOG_ERROR,
+			      "vswapd at %s speaks protocol version %u; this client needs %u "
+			      "(upgrade vswapd): %s",
+			      c->addr.sun_path, rh.version, WIRE_VERSION,
+			      vswap_strerror(r1.result));
+			drop(c);
+			rc = -EPROTONOSUPPORT;
+			break;
+		}
+		if (rc < 0 || rh.type != WIRE_REPLY || rh.version != WIRE_VERSION ||
+		    rh.len != sizeof(rh) + sizeof(*r)) {
 			/* Not a reply we can read: the daemon speaks
 			 * something else.  Drop the connection. */
 			clog_(c, VSWAP_LOG_ERROR, "malformed reply from vswapd: %s",

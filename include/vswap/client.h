@@ -96,6 +96,13 @@ int vswap_client_trim(struct vswap_client *c);
 int vswap_client_swap_out(struct vswap_client *c);
 int vswap_client_disable(struct vswap_client *c, bool slow_file_cleanup);
 int vswap_client_status(struct vswap_client *c, struct vswap_status *out);
+/* vswap_handler_discard() through vswapd: [addr, addr + len) (this
+ * process's addresses of the attached regions, page-aligned) reads zeros
+ * from now on, committed when it returns.  Call it before freeing guest
+ * memory (MADV_REMOVE of a balloon, a hole punch): a REMOVE event alone is
+ * lost if vswapd dies between reading it and committing it, and the old
+ * bytes would come back.  -EFAULT: outside every region. */
+int vswap_client_discard(struct vswap_client *c, void *addr, size_t len);
 /* Wait until the state is @st (at most @timeout_ms, 0..60000): -ETIMEDOUT. */
 int vswap_client_wait_state(struct vswap_client *c, enum vswap_state st, int timeout_ms);
 
