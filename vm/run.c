@@ -240,6 +240,10 @@ static int balloon(struct vmm *m, unsigned cycle)
 		seed = vm_mix(seed + i);
 		uint64_t first = seed % (m->pages / span) * span;
 
+		int rc = vmm_discard(m, m->ram + first * VM_PAGE, span * VM_PAGE);
+
+		if (rc)
+			return rc;
 		if (madvise(m->ram + first * VM_PAGE, span * VM_PAGE, MADV_REMOVE))
 			return -errno;
 		s->removed[i][0] = first;

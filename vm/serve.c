@@ -34,12 +34,16 @@ static uint64_t restarts(struct vmm *m)
 	return in.reconnects;
 }
 
-/* @rc of command @what sent when the daemon had restarted @before times. */
-static int after_restart(struct vmm *m, const char *what, int rc, uint64_t before)
+/* @rc of command @what: a refusal is the resumed state's answer when the
+ * daemon restarted since the cycle began (a restart that resumed the guest
+ * Ready makes the rest of the cycle's commands refused, and the cycle goes
+ * on with the guest resident). */
+static int after_restart(struct vmm *m, const char *what, int rc)
 {
 	if (!m->c || !rc)
 		return rc;
-	if ((rc == -EALREADY || rc == -EINVAL || rc == -EBUSY) && restarts(m) > before) {
+	if ((rc == -EALREADY || rc == -EINVAL || rc == -EBUSY) &&
+	    restarts(m) > m->restarts_at_cycle) {
 		fprintf(stderr,
 			"vswap-vm: %s: vswapd restarted meanwhile; the resumed guest says %s\n",
 			what, vswap_strerror(rc));
@@ -108,32 +112,41 @@ int vmm_enable(struct vmm *m)
 {
 	if (!m->c)
 		return vswap_handler_enable(m->h);
-	uint64_t n = restarts(m);
-	return after_restart(m, "enable", vswap_client_enable(m->c), n);
+	return after_restart(m, "enable", vswap_client_enable(m->c));
 }
 
 int vmm_trim(struct vmm *m)
 {
 	if (!m->c)
 		return vswap_handler_trim(m->h);
-	uint64_t n = restarts(m);
-	return after_restart(m, "trim", vswap_client_trim(m->c), n);
+	return after_restart(m, "trim", vswap_client_trim(m->c));
 }
 
 int vmm_swap_out(struct vmm *m)
 {
 	if (!m->c)
 		return vswap_handler_swap_out(m->h);
-	uint64_t n = restarts(m);
-	return after_restart(m, "swap-out", vswap_client_swap_out(m->c), n);
+	return after_restart(m, "swap-out", vswap_client_swap_out(m->c));
 }
 
 int vmm_disable(struct vmm *m)
 {
 	if (!m->c)
 		return vswap_handler_disable(m->h, false);
-	uint64_t n = restarts(m);
-	return after_restart(m, "disable", vswap_client_disable(m->c, false), n);
+	return after_restart(m, "disable", vswap_client_disable(m->c, false));
+}
+
+int vmm_discard(struct vmm *m, void *addr, size_t len)
+{
+	/* In process, the REMOVE event is enough (the handler dies with this
+	 * process).  Through vswapd it is not: a daemon killed after reading
+	 * the event and before committing it would serve the old bytes. */
+	if (!m->c)
+		return 0;
+	int rc = vswap_client_discard(m->c, addr, len);
+	if (rc)
+		fprintf(stderr, "vswap-vm: vswapd discard: %s\n", vswap_strerror(rc));
+	return rc;
 }
 
 int vmm_status(struct vmm *m)

@@ -38,6 +38,8 @@ int vmm_enable(struct vmm *m);
 int vmm_trim(struct vmm *m);
 int vmm_swap_out(struct vmm *m);
 int vmm_disable(struct vmm *m);
+/* Before guest memory is freed (the balloon): see serve.c. */
+int vmm_discard(struct vmm *m, void *addr, size_t len);
 int vmm_status(struct vmm *m);
 int vmm_wait_state(struct vmm *m, enum vswap_state st, const char *what);
 void vmm_cycle_begins(struct vmm *m);
