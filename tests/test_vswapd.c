@@ -488,6 +488,21 @@ static void test_silent_daemon(void **state)
 				      .log_level = VSWAP_LOG_ERROR};
 	assert_int_equal(vdx_attach(&x, &o), 0);
 	assert_int_equal(kill(x.pid, SIGSTOP), 0);
+	/* Stopped for sure (the signal takes effect as the daemon's threads
+	 * next run): its state in /proc says T. */
+	char statp[64], line[256];
+	snprintf(statp, sizeof(statp), "/proc/%d/stat", (int)x.pid);
+	bool stopped = false;
+	for (int i = 0; i < WAIT_MS && !stopped; i++) {
+		FILE *f = fopen(statp, "re");
+		assert_non_null(f);
+		char *rp = fgets(line, sizeof(line), f) ? strrchr(line, ')') : NULL;
+		stopped = rp && rp[1] == ' ' && rp[2] == 'T';
+		fclose(f);
+		if (!stopped)
+			usleep(1000);
+	}
+	assert_true(stopped);
 	struct call st = {.x = &x, .rc = 1}, in = {.x = &x, .rc = 1};
 	assert_int_equal(pthread_create(&st.t, NULL, status_main, &st), 0);
 	/* The status request is in flight (or about to be): info answers. */
@@ -518,6 +533,20 @@ static void test_silent_daemon(void **state)
  * detaches the guest (every page stays in the store) and frees it: its
  * descriptors go, its store lock is released, and vswap-fsck -y leaves the
  * store clean. */
+/* Whether process @pid maps a guest memfd of the fixture's. */
+static bool maps_guest(pid_t pid)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	FILE *f = fopen(path, "re");
+	assert_non_null(f);
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, "memfd:vswapd-guest") != NULL;
+	fclose(f);
+	return found;
+}
+
 static void vmm_child(const struct vdx *parent, int done_fd)
 {
 	struct vdx cx;
@@ -570,6 +599,8 @@ static void test_vmm_dies(void **state)
 	for (int i = 0; i < WAIT_MS && (n = vdx_fd_count(x.pid)) > base; i++)
 		usleep(1000);
 	assert_true(n >= 0 && n <= base);
+	/* Nor does it map the dead guest's memory any more. */
+	assert_false(maps_guest(x.pid));
 	int rc = vdx_fsck(&x, "-y");
 	assert_true(rc == 0 || rc == 1);
 	assert_int_equal(vdx_fsck(&x, "-n"), 0);
@@ -584,8 +615,17 @@ static void test_vmm_dies(void **state)
 	/* Less the 20 the VMM had faulted in: they died with it. */
 	assert_int_equal(ss.pages_present + ss.pages_staged, x.total_pages - 20);
 	vswap_store_close(s);
-	/* The daemon goes on serving others. */
+	/* The daemon goes on serving others, and let go of the store: a
+	 * new VMM resumes it (the store's lock is free). */
 	assert_int_equal(kill(x.pid, 0), 0);
+	struct vswap_client_opts o = {.store_path = x.store,
+				      .staging_dir = x.dir,
+				      .durability = VSWAP_DURABILITY_NONE,
+				      .resume = true};
+	assert_int_equal(vdx_attach(&x, &o), 0);
+	assert_true(maps_guest(x.pid));
+	assert_int_equal(vswap_client_exit(x.c), 0);
+	x.c = NULL;
 	vdx_fini(&x);
 }
 
