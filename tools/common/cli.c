@@ -165,13 +165,12 @@ const char *cli_format_size(uint64_t bytes, char *buf, unsigned len)
 
 void cli_log(void *ctx, enum vswap_log_level level, const char *msg)
 {
-	static const char *const names[] = {"error", "warning", "info", "debug"};
 	const struct cli_logger *lg = ctx;
 
 	if (lg && level > lg->max)
 		return;
 	fprintf(stderr, "%s: %s: %s\n", lg && lg->prog ? lg->prog : "vswap",
-		(unsigned)level < 4 ? names[level] : "log", msg);
+		vswap_log_level_name(level), msg);
 }
 
 const char *cli_basename(const char *argv0)
