@@ -36,7 +36,7 @@
 /* Epoll tokens below UFFD_TOKEN_BASE. */
 enum { TOKEN_CMD = 1, TOKEN_JOB = 2, TOKEN_READS = 3 };
 
-enum { SWAP_OUT_HOOK_WRITTEN = 0, SWAP_OUT_HOOK_COMMITTED = 1 };
+enum { SWAP_OUT_HOOK_WRITTEN = 0, SWAP_OUT_HOOK_COMMITTED = 1, SWAP_OUT_HOOK_IN_FLIGHT = 2 };
 
 /* Swap-out commits (and so frees staging) every this many bytes. */
 #define SWAP_OUT_GROUP_BYTES (64u << 20)
@@ -123,7 +123,7 @@ struct protect {
 	void *trim_buf;	    /* trim: guest bytes read with pread() */
 };
 
-enum job_kind { JOB_NONE, JOB_TRIM, JOB_SWAP_IN };
+enum job_kind { JOB_NONE, JOB_TRIM, JOB_SWAP_IN, JOB_SWAP_OUT };
 
 /* Swap-file reads of faults in flight at most (fault_io.c); a fault finding
  * them all busy waits for one to complete. */
@@ -184,6 +184,9 @@ struct monitor {
 	unsigned ndeferred, cap_deferred;
 	void *page_buf; /* one page: a fault's read from the store (no ring) */
 	struct fault_io fio;
+	/* Test hook: while set, the monitor leaves the uffds' messages unread
+	 * (a test orders a fault after a step of another thread). */
+	atomic_bool hold_events;
 };
 
 /* The progress of the running trim or swap-in job (read by status()). */
@@ -208,6 +211,9 @@ struct committer {
 	pthread_cond_t cv; /* a request, the end of a commit, stop */
 	bool want, busy, stop;
 	int error; /* the last lazy commit's error, 0 after a success */
+	/* Commits numbered in the order they begin: begun, the last one that
+	 * finished, the last one that landed (committer_ticket()). */
+	uint64_t begun, finished, landed;
 	/* Test hook: called on the commit thread between a commit's begin and
 	 * its write, without the lock (a test holds a commit in flight). */
 	void (*hook)(void *ctx);
@@ -249,10 +255,11 @@ struct vswap_handler {
 	 * without the lock, so a test can hold a job still meanwhile. */
 	void (*job_hook)(void *ctx);
 	void *job_hook_ctx;
-	/* Test hook: called by the swap-out on the monitor thread, without
-	 * the lock, after each chunk's write (SWAP_OUT_HOOK_WRITTEN) and after
-	 * each commit before the removals it allows (SWAP_OUT_HOOK_COMMITTED),
-	 * so a test can place a guest write in either window. */
+	/* Test hook: called by the swap-out on the job thread, without the
+	 * lock, while a batch's writes are in flight (SWAP_OUT_HOOK_IN_FLIGHT),
+	 * after each batch's end (SWAP_OUT_HOOK_WRITTEN) and after each commit
+	 * before the removals it allows (SWAP_OUT_HOOK_COMMITTED), so a test
+	 * can place a guest access in each window. */
 	void (*swap_out_hook)(void *ctx, int where);
 	void *swap_out_hook_ctx;
 
@@ -356,18 +363,26 @@ int protect_wp_fault(struct vswap_handler *h, unsigned index, uintptr_t addr);
  * swap-out set; lock held. */
 void protect_forget(struct vswap_handler *h, uint64_t first, uint64_t count);
 void protect_swap_out_start(struct vswap_handler *h);
-/* Write the next run of protected pages from guest memory; lock held.
- * The pages written, 0 when none is left, or -errno; *first is set. */
-int64_t protect_write_run(struct vswap_handler *h, uint64_t *first);
+/* Lock held: up to @max pages of the swap-out set from the swap-out's
+ * cursor on, in at most @max_runs runs (each within a region), into @pages;
+ * the cursor moves past them.  0 when none is left. */
+uint32_t protect_gather(struct vswap_handler *h, uint64_t *pages, uint32_t max, unsigned max_runs);
 /* After the commit of written runs (lock held): note the pages still
  * protected and present for removal; protect_remove_start() (lock not held)
  * hands them to the pool, protect_remove_wait() waits for the removals. */
 void protect_remove_written(struct vswap_handler *h, uint64_t first, uint64_t count);
 void protect_remove_start(struct vswap_handler *h);
 void protect_remove_wait(struct vswap_handler *h);
-/* One trim batch in place (lock held): pages trimmed, or -1 when every
- * protected page was examined. */
-int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor);
+/* One trim batch in place: judged under the lock (pages trimmed, or -1
+ * when every protected page was examined), committed by the caller without
+ * it, then removed under it (protect_trim_remove(), which also frees @t;
+ * @committed: the commit landed, else nothing is removed). */
+struct protect_trim {
+	uint64_t *drop; /* bit i: page start + i judged, to remove */
+	uint64_t start, limit;
+};
+int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor, struct protect_trim *t);
+void protect_trim_remove(struct vswap_handler *h, struct protect_trim *t, bool committed);
 
 /* move.c */
 /* Next data extent of @r at or after relative offset @pos: 1 and
@@ -376,7 +391,10 @@ int region_next_extent(const struct hregion *r, off_t pos, off_t *data, off_t *h
 int move_to_staging(struct vswap_handler *h, uint64_t *pages);
 
 /* swap_out.c */
-int64_t swap_out_chunk(struct vswap_handler *h);
+/* The swap-out job: every page to write, SWAP_OUT_WRITES batches in flight,
+ * committed on the commit thread; 0 when all are out (or aborted). */
+int swap_out_job(struct job *j, void *arg);
+/* Commit the runs ended and clean them (after the job, on the monitor). */
 int swap_out_flush(struct vswap_handler *h);
 
 /* swap_in.c */
@@ -420,6 +438,11 @@ void committer_wait_idle(struct vswap_handler *h);
 bool committer_busy(struct vswap_handler *h);
 /* The last lazy commit's error (logged once), 0 after a success. */
 int committer_error(struct vswap_handler *h);
+/* Ask for a commit of everything pending now (lock not held): a ticket for
+ * committer_result(), which says 0 once it landed, -errno if it failed,
+ * -EINPROGRESS while it runs (with @wait: waits for its end). */
+uint64_t committer_ticket(struct vswap_handler *h);
+int committer_result(struct vswap_handler *h, uint64_t ticket, bool wait);
 
 /* commands.c */
 /* Queue @c and wait for its answer; -ESHUTDOWN once the monitor ended. */

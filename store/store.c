@@ -68,6 +68,8 @@ void handle_free(struct vswap_store *s)
 	if (s->fd >= 0)
 		close(s->fd); /* releases the flock */
 	tables_free(s);
+	free(s->wflight);
+	free(s->wpins);
 	blob_free(s);
 	free(s->region_pages);
 	free(s->staging_path);

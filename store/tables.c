@@ -215,6 +215,7 @@ void page_set(struct vswap_store *s, uint64_t page, uint32_t word, uint64_t sum)
 {
 	if (s->nleftout)
 		leftout_forget(s, page);
+	wflight_cancel(s, page, 1);
 	count_state(s, s->pages[page], -1);
 	count_state(s, word, +1);
 	s->pages[page] = word;
