@@ -18,7 +18,7 @@
  * last error, and h->scond announces state changes.  h->qlock guards the
  * command queue.  h->wp.rlock guards the protect mode's bitmap (the pool's
  * removals hold it alone).  Lock order: lock, then slock or wp.rlock; qlock
- * and cm.mu are never nested.
+ * and cm.mu are never nested; m.drain_mu comes after lock.
  */
 #ifndef VSWAP_HANDLER_INTERNAL_H
 #define VSWAP_HANDLER_INTERNAL_H
@@ -37,6 +37,7 @@
 enum { TOKEN_CMD = 1, TOKEN_JOB = 2, TOKEN_READS = 3 };
 
 enum { SWAP_OUT_HOOK_WRITTEN = 0, SWAP_OUT_HOOK_COMMITTED = 1, SWAP_OUT_HOOK_IN_FLIGHT = 2 };
+enum { SWAP_IN_HOOK_READ = 0, SWAP_IN_HOOK_COPIED = 1 };
 
 /* Swap-out commits (and so frees staging) every this many bytes. */
 #define SWAP_OUT_GROUP_BYTES (64u << 20)
@@ -187,6 +188,19 @@ struct monitor {
 	/* Test hook: while set, the monitor leaves the uffds' messages unread
 	 * (a test orders a fault after a step of another thread). */
 	atomic_bool hold_events;
+	/* Test hook: called on the monitor, without the lock, for each remove
+	 * event read, before it is applied. */
+	void (*remove_hook)(void *ctx);
+	void *remove_hook_ctx;
+	/* Nonzero while the monitor reads uffd messages and handles the
+	 * remove events among them (events_drain()); guarded by @drain_mu,
+	 * taken after h->lock or alone.  A page copied in off the monitor
+	 * (swap-in, prefetch) is copied only with @drain_mu held and the depth
+	 * 0 (events_settle()): a remove event read but not yet applied lets
+	 * its remover punch the range, and a copy after that punch would bring
+	 * back what the guest removed. */
+	pthread_mutex_t drain_mu;
+	unsigned drain_depth;
 };
 
 /* The progress of the running trim or swap-in job (read by status()). */
@@ -251,6 +265,12 @@ struct vswap_handler {
 	bool dead;	  /* the monitor has ended: commands are refused */
 	unsigned waiters; /* callers inside cmd_submit (destroy waits for none) */
 
+	/* Test hook: called by the swap-in job without the lock after a
+	 * swap-file run's read (SWAP_IN_HOOK_READ) and after its copies
+	 * (SWAP_IN_HOOK_COPIED). */
+	void (*swap_in_hook)(void *ctx, int where);
+	void *swap_in_hook_ctx;
+	atomic_uint settle_waits; /* copies that waited for events_settle() */
 	/* Test hook: called by the trim and swap-in jobs between batches,
 	 * without the lock, so a test can hold a job still meanwhile. */
 	void (*job_hook)(void *ctx);
@@ -321,6 +341,12 @@ int remove_range_at(struct vswap_handler *h, unsigned index, uintptr_t start, ui
 /* Read and handle the events of uffd @index (faults deferred while
  * @defer_faults).  Returns the events handled or -errno. */
 int events_drain(struct vswap_handler *h, unsigned index, bool defer_faults);
+/* h->lock held (dropped while waiting): returns once no uffd read of the
+ * monitor has remove events unapplied, holding m.drain_mu, which keeps the
+ * next read from starting until events_release().  Copy pages in between,
+ * never drop h->lock there.  Off the monitor, or on it outside a drain. */
+void events_settle(struct vswap_handler *h);
+void events_release(struct vswap_handler *h);
 /* Poison (or report, by policy) a page that cannot be served; lock held.
  * 1: poisoned; 0: left unresolved, error recorded; -errno: ioctl failed. */
 int fault_corrupt(struct vswap_handler *h, int fd, uintptr_t addr, uint64_t page, int err,
