@@ -40,6 +40,9 @@ static int commit_once(struct vswap_handler *h)
 	if (rc == -EAGAIN) /* the index map must grow: a plain commit does */
 		rc = vswap_store_commit(h->store);
 	pthread_mutex_unlock(&h->lock);
+	/* The staging bytes it let go, without the lock (a move to staging
+	 * waits for this thread to be idle, so none is staged again first). */
+	vswap_store_commit_punch(h->store);
 	return rc;
 }
 

@@ -109,6 +109,12 @@ struct commit_snap {
 	bool cached, meta;
 	uint64_t pending;
 	int sync_failed; /* the write's data sync failed: sticky at the end */
+	/* Staging bytes the landed commit lets go, punched by
+	 * vswap_store_commit_punch() without the caller's lock: runs of pages
+	 * unstaged at the end; none may be staged again until the punch is
+	 * over (@punch_due: vswap_store_stage_mark() says -EBUSY). */
+	struct range_vec punch;
+	atomic_bool punch_due;
 };
 
 struct vswap_store {
@@ -292,6 +298,8 @@ void staging_close(struct vswap_store *s);
 int staging_punch(struct vswap_store *s, uint64_t first, uint64_t count);
 int staging_punch_unstaged(struct vswap_store *s);
 int staging_punch_ranges(struct vswap_store *s, struct range_vec *v);
+/* The runs of @v's pages not staged now, into @out (emptied first). */
+int staging_unstaged_runs(struct vswap_store *s, const struct range_vec *v, struct range_vec *out);
 int staging_verify_loaded(struct vswap_store *s);
 
 /* The largest request the I/O paths issue: keeps lengths far from the

@@ -113,7 +113,7 @@ int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count
 		return -EINVAL;
 	/* A split commit holds staging bytes to punch that this could not
 	 * punch first (below). */
-	if (s->snap.active)
+	if (s->snap.active || atomic_load(&s->snap.punch_due))
 		return -EBUSY;
 	/* Pages that left staging since the last commit still have their old
 	 * bytes there.  Punch them before anything is staged again: a page

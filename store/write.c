@@ -460,7 +460,16 @@ void vswap_store_commit_end(struct vswap_store *s, int result)
 		if (c->cached)
 			posix_fadvise(s->fd, 0, 0, POSIX_FADV_DONTNEED);
 		release_freed(s, &c->freed);
-		staging_punch_ranges(s, &c->unpunched);
+		/* The staging bytes go in vswap_store_commit_punch(), without
+		 * the caller's lock: punching 64 MiB of shared memory takes
+		 * tens of milliseconds, and faults would wait for it. */
+		if (!atomic_load(&c->punch_due) &&
+		    staging_unstaged_runs(s, &c->unpunched, &c->punch) == 0) {
+			c->unpunched.n = 0;
+			atomic_store(&c->punch_due, c->punch.n > 0);
+		} else {
+			staging_punch_ranges(s, &c->unpunched);
+		}
 	} else {
 		/* Nothing landed: everything taken is pending again. */
 		for (uint64_t wi = 0; wi < words; wi++)
@@ -475,6 +484,22 @@ void vswap_store_commit_end(struct vswap_store *s, int result)
 			s->sync_error = c->sync_failed;
 	}
 	c->active = false;
+}
+
+void vswap_store_commit_punch(struct vswap_store *s)
+{
+	struct commit_snap *c = &s->snap;
+	if (!atomic_load(&c->punch_due))
+		return;
+	/* Only this call and the end that filled it touch c->punch; the
+	 * runs' pages cannot be staged again before punch_due is cleared. */
+	for (size_t i = 0; i < c->punch.n; i++)
+		if (staging_punch(s, c->punch.v[i].first, c->punch.v[i].count) != 0)
+			store_log(s, VSWAP_LOG_WARN,
+				  "%s: cannot punch staging bytes: %s (vswap-fsck reclaims them)",
+				  s->staging_path, strerror(errno));
+	c->punch.n = 0;
+	atomic_store(&c->punch_due, false);
 }
 
 uint64_t vswap_store_pending(const struct vswap_store *s)

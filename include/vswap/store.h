@@ -283,7 +283,8 @@ int vswap_store_commit(struct vswap_store *s);
  *       the map).
  *   vswap_store_commit_end()  with the lock, given write's result: on
  *       success the freed slots become reusable and the staging bytes are
- *       punched; on failure everything taken is pending again (a failed data
+ *       punched (by vswap_store_commit_punch(), below); on failure everything
+ *       taken is pending again (a failed data
  *       sync sticks, as in vswap_store_commit()).  Call it after a begin that
  *       returned 1 even if write was never called.
  * Invariants 1-5 hold as for vswap_store_commit(): what a commit names was
@@ -293,6 +294,15 @@ int vswap_store_commit(struct vswap_store *s);
 int vswap_store_commit_begin(struct vswap_store *s);
 int vswap_store_commit_write(struct vswap_store *s);
 void vswap_store_commit_end(struct vswap_store *s, int result);
+/*
+ * After a successful vswap_store_commit_end(), without the lock, on the
+ * same thread: punch the staging bytes the commit let go (punching tens of
+ * MiB of shared memory takes tens of milliseconds: no other call should
+ * wait for it).  Until it returns, vswap_store_stage_mark() says -EBUSY;
+ * nothing else is affected (those pages are not staged).  Called by
+ * vswap_store_close() if the caller did not.
+ */
+void vswap_store_commit_punch(struct vswap_store *s);
 
 /* Pages written, freed or re-marked since the last commit (0 = nothing). */
 uint64_t vswap_store_pending(const struct vswap_store *s);
