@@ -66,8 +66,7 @@ static void ra_issue(struct vswap_handler *h, uint64_t off, uint64_t len)
 	posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
 }
 
-/* Read ahead the swap file's runs from @from on, up to the budget past it.
- * Slot s is at byte (s + 1) * page_size (store.h). */
+/* Read ahead the swap file's runs from @from on, up to the budget past it. */
 static void read_ahead(struct vswap_handler *h, uint64_t from)
 {
 	struct job_progress *jp = &h->jp;
@@ -84,7 +83,7 @@ static void read_ahead(struct vswap_handler *h, uint64_t from)
 			jp->ahead = h->total_pages;
 			return;
 		}
-		ra_issue(h, (pi.slot + 1) << h->page_shift, (uint64_t)count << h->page_shift);
+		ra_issue(h, vswap_store_slot_offset(h->store, pi.slot), (uint64_t)count << h->page_shift);
 		jp->ahead = first + count;
 	}
 }

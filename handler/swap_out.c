@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "handler/internal.h"
+#include "util/array.h"
 
 /* Batches in flight at most. */
 #define SWAP_OUT_WRITES 4u
@@ -85,26 +86,20 @@ struct swap_out {
 	bool full;	   /* FULL durability: a commit after every batch */
 	/* runs ended, not yet in a commit's ticket; runs whose commit is asked */
 	struct run *committing;
-	unsigned ncommitting, cap_committing;
+	size_t ncommitting, cap_committing;
 	bool waiting;
 	uint64_t ticket;
 	int error;
 };
 
-static int runs_push(struct run **v, unsigned *n, unsigned *cap, uint64_t first, uint64_t count)
+static int runs_push(struct run **v, size_t *n, size_t *cap, uint64_t first, uint64_t count)
 {
 	if (*n && (*v)[*n - 1].first + (*v)[*n - 1].count == first) {
 		(*v)[*n - 1].count += count;
 		return 0;
 	}
-	if (*n == *cap) {
-		unsigned ncap = *cap ? *cap * 2 : 16;
-		struct run *nv = realloc(*v, ncap * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		*v = nv;
-		*cap = ncap;
-	}
+	if (ARRAY_RESERVE(*v, *cap, *n + 1, 16) < 0)
+		return -ENOMEM;
 	(*v)[(*n)++] = (struct run){first, count};
 	return 0;
 }
@@ -137,9 +132,9 @@ static void clear_written(struct vswap_handler *h, uint64_t first, uint64_t coun
  * current copy is still the one written (a page faulted in since is stale,
  * and keeps what it has); protect mode notes its pages for removal.  Lock
  * held. */
-static void clean_runs(struct vswap_handler *h, const struct run *v, unsigned n)
+static void clean_runs(struct vswap_handler *h, const struct run *v, size_t n)
 {
-	for (unsigned i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		clear_written(h, v[i].first, v[i].count);
 		protect_remove_written(h, v[i].first, v[i].count);
 	}
@@ -176,7 +171,7 @@ static void commit_ask(struct swap_out *so)
 {
 	struct vswap_handler *h = so->h;
 	struct monitor *m = &h->m;
-	for (unsigned i = 0; i < m->nunclean; i++)
+	for (size_t i = 0; i < m->nunclean; i++)
 		if (runs_push(&so->committing, &so->ncommitting, &so->cap_committing,
 			      m->unclean[i].first, m->unclean[i].count) < 0) {
 			so->error = so->error ? so->error : -ENOMEM;

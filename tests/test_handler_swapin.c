@@ -24,14 +24,6 @@
 
 #define N 16
 #define VICTIM 5
-#define DEADLINE_MS 10000
-
-static uint64_t ms_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 struct race {
 	struct hfx *f;
@@ -60,9 +52,9 @@ static void remove_hook(void *ctx)
 {
 	struct race *r = ctx;
 	struct vswap_handler *h = r->f->h;
-	uint64_t until = ms_now() + DEADLINE_MS;
+	uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS;
 	while (!atomic_load(&r->copied) && !atomic_load(&h->settle_waits)) {
-		if (ms_now() > until) {
+		if (hfx_now_ms() > until) {
 			atomic_store(&r->hook_timed_out, true);
 			return;
 		}

@@ -30,16 +30,8 @@
 #include "tests/helpers/handler_fixture.h"
 
 #define N 64
-#define DEADLINE_MS 10000
 /* Small batches, so that several are in flight at once. */
 static const struct vswap_handler_opts small = {.chunk_pages = 4};
-
-static uint64_t ms_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static uint8_t byte_of(uint64_t p)
 {
@@ -120,7 +112,7 @@ static void write_page(struct at_flight *a)
 	 * protect mode: a write-protect fault.  Served by the monitor while
 	 * the batch is in flight: done before this returns. */
 	uint8_t v = 0xee;
-	a->rc = hfx_write(hfx_addr(a->f, 0, a->page), &v, 1, DEADLINE_MS);
+	a->rc = hfx_write(hfx_addr(a->f, 0, a->page), &v, 1, HFX_DEADLINE_MS);
 	atomic_store(&a->done, true);
 }
 
@@ -178,8 +170,8 @@ static void remove_page(struct at_flight *a)
 	/* Returns once the monitor read the event; then wait until it is
 	 * applied, before the batch ends. */
 	a->rc = madvise(hfx_addr(a->f, 0, a->page), a->f->page_size, MADV_REMOVE) ? -errno : 0;
-	uint64_t until = ms_now() + DEADLINE_MS;
-	while (a->rc == 0 && !page_removed(a->f, a->page) && ms_now() < until)
+	uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS;
+	while (a->rc == 0 && !page_removed(a->f, a->page) && hfx_now_ms() < until)
 		sched_yield();
 	atomic_store(&a->done, page_removed(a->f, a->page));
 }
@@ -246,8 +238,8 @@ static void start_exit(struct at_flight *a)
 
 static void join_within(struct at_flight *a)
 {
-	uint64_t until = ms_now() + DEADLINE_MS;
-	while (!atomic_load(&a->done) && ms_now() < until)
+	uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS;
+	while (!atomic_load(&a->done) && hfx_now_ms() < until)
 		sched_yield();
 	assert_true(atomic_load(&a->done));
 	pthread_join(a->t, NULL);
