@@ -39,6 +39,9 @@ int64_t vswap_store_mark_stale(struct vswap_store *s, uint64_t first, uint64_t c
 	int need = index_need(s, first, count);
 	if (need)
 		return need;
+	/* Even a page with nothing to mark: its copy in flight is older than
+	 * what the caller now has (a guest write let through). */
+	wflight_cancel(s, first, count);
 	int64_t n = 0;
 	for (uint64_t p = first; p < first + count; p++) {
 		uint32_t w = s->pages[p];
@@ -85,6 +88,7 @@ int64_t vswap_store_free(struct vswap_store *s, uint64_t first, uint64_t count)
 	int need = index_need(s, first, count);
 	if (need)
 		return need;
+	wflight_cancel(s, first, count);
 	int64_t n = 0;
 	for (uint64_t p = first; p < first + count; p++) {
 		uint32_t w = s->pages[p];
@@ -131,7 +135,7 @@ int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count
 		return -EINVAL;
 	/* A split commit holds staging bytes to punch that this could not
 	 * punch first (below). */
-	if (s->snap.active)
+	if (s->snap.active || atomic_load(&s->snap.punch_due))
 		return -EBUSY;
 	int need = index_need(s, first, count);
 	if (need)
@@ -142,6 +146,7 @@ int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count
 	 * under a new record (if its copy never comes, after a failed move). */
 	if (s->unpunched.n)
 		staging_punch_unstaged(s);
+	wflight_cancel(s, first, count);
 	for (uint64_t p = first; p < first + count; p++) {
 		/* A new copy is coming: until its checksum is recorded the
 		 * staged bytes are not to be trusted by a later open. */
@@ -210,6 +215,7 @@ int vswap_store_stage_clear(struct vswap_store *s, uint64_t first, uint64_t coun
 	int need = index_need(s, first, count);
 	if (need)
 		return need;
+	wflight_cancel(s, first, count);
 	bool any = false;
 	for (uint64_t p = first; p < first + count; p++) {
 		if (!bit_test(s->staged, p))
