@@ -226,6 +226,11 @@ const struct vswap_page_record *leftout_find(const struct vswap_store *s, uint64
 int index_file_check(struct vswap_store *s);
 int index_lock_file_prepare(struct vswap_store *s);
 
+/* lmdb_check.c: LMDB's pages bounded before LMDB maps the file (on @fd, of
+ * @file_size bytes, its meta pages already checked): 0, or -EUCLEAN with a
+ * message naming the page and what is wrong with it. */
+int index_lmdb_check(const struct vswap_store *s, int fd, uint64_t file_size);
+
 /* index.c: the LMDB environment */
 int index_open(struct vswap_store *s, bool create);
 int index_identify(const struct vswap_store *s, uint8_t uuid[16]);
