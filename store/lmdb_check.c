@@ -110,6 +110,10 @@ struct tree {
 	bool free_db;	  /* leaves hold free-page lists */
 	unsigned depth;	  /* of the leaves, once one is met */
 	uint64_t entries; /* leaf nodes met */
+	/* Deferred (the `pages` database of index_lmdb_check_deferred()):
+	 * the leaves, at the record's depth, are claimed but read later. */
+	bool defer;
+	unsigned record_depth;
 };
 
 /* A key bound: @len bytes at @p, or none when @p is NULL. */
@@ -125,15 +129,30 @@ struct free_list {
 	uint64_t txnid, pgno;
 };
 
+/* A leaf left for later: its page and the bounds of its keys. */
+struct leaf {
+	uint64_t pgno;
+	struct key lo, hi;
+	bool checked;
+};
+
 struct walk {
 	const struct vswap_store *s;
 	const uint8_t *map;
+	size_t map_len;
 	uint64_t psize, npages, txnid;
 	uint64_t meta_pgno; /* the meta page in use: where the roots are named */
 	uint64_t *seen;	    /* bitmap: page reachable (or, later, free) */
 	struct free_list *fl;
 	size_t nfl, flcap;
 	char disorder[200]; /* the first key out of order, if any */
+	bool disorder_told;
+	/* Deferred: the `pages` tree, its record and its leaves in key order. */
+	bool defer;
+	struct tree pages;
+	struct db_record pages_rec;
+	struct leaf *leaves;
+	size_t nleaves, leafcap, unchecked;
 };
 
 static uint16_t rd16(const uint8_t *p)
@@ -226,6 +245,7 @@ static int overflow_run(struct walk *w, const struct tree *t, uint64_t from, uin
 }
 
 static int walk_tree(struct walk *w, struct tree *t, const struct db_record *d);
+static int disorder_verdict(struct walk *w);
 
 /* A named database's record in a leaf of the main DB. */
 static int named_db(struct walk *w, uint64_t pgno, const uint8_t *key, size_t klen,
@@ -241,6 +261,11 @@ static int named_db(struct walk *w, uint64_t pgno, const uint8_t *key, size_t kl
 	struct tree sub = {.name = name};
 	if (d.flags & DB_ORDER_FLAGS)
 		return bad(w, &sub, pgno, "database flags %#x (vswap uses none)", d.flags);
+	if (w->defer && klen == 5 && !memcmp(key, "pages", 5) && !w->pages.name) {
+		w->pages = (struct tree){.name = "pages", .defer = true, .record_depth = d.depth};
+		w->pages_rec = d;
+		return walk_tree(w, &w->pages, &d);
+	}
 	return walk_tree(w, &sub, &d);
 }
 
@@ -292,12 +317,36 @@ static int leaf_nodes(struct walk *w, struct tree *t, uint64_t pgno, const uint8
  * The page @pgno at @level of @t, every key of it in [@lo, @hi): its
  * header, its nodes' bounds and order, then (a branch) its children.
  */
+static int check_page(struct walk *w, struct tree *t, uint64_t pgno, unsigned level, struct key lo,
+		      struct key hi);
+
 static int walk_page(struct walk *w, struct tree *t, uint64_t from, uint64_t pgno, unsigned level,
 		     struct key lo, struct key hi)
 {
 	int ret = claim(w, t, from, pgno, 1);
 	if (ret)
 		return ret;
+	if (t->defer && level + 1 == t->record_depth) {
+		if (w->nleaves == w->leafcap) {
+			size_t cap = w->leafcap ? 2 * w->leafcap : 64;
+			struct leaf *v = realloc(w->leaves, cap * sizeof(*v));
+			if (!v)
+				return -ENOMEM;
+			w->leaves = v;
+			w->leafcap = cap;
+		}
+		w->leaves[w->nleaves++] = (struct leaf){pgno, lo, hi, false};
+		w->unchecked++;
+		return 0;
+	}
+	return check_page(w, t, pgno, level, lo, hi);
+}
+
+/* The page @pgno (claimed) at @level of @t, every key in [@lo, @hi). */
+static int check_page(struct walk *w, struct tree *t, uint64_t pgno, unsigned level, struct key lo,
+		      struct key hi)
+{
+	int ret;
 	const uint8_t *p = w->map + pgno * w->psize;
 	uint16_t flags = rd16(p + 10), lower = rd16(p + 12), upper = rd16(p + 14);
 	if (rd64(p) != pgno)
@@ -393,7 +442,7 @@ static int walk_tree(struct walk *w, struct tree *t, const struct db_record *d)
 	}
 	struct key none = {NULL, 0};
 	int ret = walk_page(w, t, w->meta_pgno, d->root, 0, none, none);
-	if (ret)
+	if (ret || t->defer) /* a deferred tree is counted when its leaves are */
 		return ret;
 	if (t->entries != d->entries || t->depth != d->depth)
 		return bad(w, t, d->root,
@@ -441,9 +490,9 @@ static int free_lists(struct walk *w)
 	return 0;
 }
 
-int index_lmdb_check(const struct vswap_store *s, int fd, uint64_t file_size)
+static int walk_file(struct walk *wp, int fd, uint64_t file_size)
 {
-	struct walk w = {.s = s};
+	struct walk w = *wp;
 	uint8_t head[2][META_OFF + 136];
 	uint64_t psize = 0;
 	for (unsigned i = 0; i < NUM_METAS; i++) {
@@ -473,8 +522,8 @@ int index_lmdb_check(const struct vswap_store *s, int fd, uint64_t file_size)
 		return bad(&w, NULL, w.meta_pgno, "database flags %#x (free), %#x (main)",
 			   fdb.flags, mdb.flags);
 
-	size_t map_len = (size_t)(w.npages * psize);
-	void *map = mmap(NULL, map_len, PROT_READ, MAP_SHARED, fd, 0);
+	w.map_len = (size_t)(w.npages * psize);
+	void *map = mmap(NULL, w.map_len, PROT_READ, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED)
 		return -errno;
 	w.map = map;
@@ -486,18 +535,120 @@ int index_lmdb_check(const struct vswap_store *s, int fd, uint64_t file_size)
 		ret = walk_tree(&w, &free_t, &fdb);
 	if (!ret)
 		ret = free_lists(&w);
-	if (!ret && w.disorder[0]) {
-		/* Keys out of order break keyed look-ups (a put may add a
-		 * second record of a key), not reads in page order, and every
-		 * key of vswap's databases is covered by its record's check.
-		 * A tolerant open (vswap-fsck) reads on to report the records
-		 * by what they hold; any other open refuses. */
-		store_log(s, s->tolerant ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR, "%s: bad index: %s",
-			  s->index_path, w.disorder);
-		ret = s->tolerant ? 0 : -EUCLEAN;
-	}
 	free(w.fl);
-	free(w.seen);
-	munmap(map, map_len);
+	w.fl = NULL;
+	*wp = w;
+	return ret ? ret : disorder_verdict(wp);
+}
+
+static void walk_free(struct walk *w)
+{
+	free(w->fl);
+	free(w->seen);
+	free(w->leaves);
+	if (w->map)
+		munmap((void *)w->map, w->map_len);
+}
+
+int index_lmdb_check(const struct vswap_store *s, int fd, uint64_t file_size)
+{
+	struct walk w = {.s = s};
+	int ret = walk_file(&w, fd, file_size);
+	walk_free(&w);
 	return ret;
+}
+
+int index_lmdb_check_deferred(const struct vswap_store *s, int fd, uint64_t file_size,
+			      struct lmdb_deferred **out)
+{
+	struct walk *w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->s = s;
+	w->defer = true;
+	int ret = walk_file(w, fd, file_size);
+	if (ret) {
+		walk_free(w);
+		free(w);
+		return ret;
+	}
+	*out = (struct lmdb_deferred *)w;
+	return 0;
+}
+
+static int check_leaf(struct walk *w, struct leaf *l)
+{
+	if (l->checked)
+		return 0;
+	int ret = check_page(w, &w->pages, l->pgno, w->pages.record_depth - 1, l->lo, l->hi);
+	if (ret)
+		return ret;
+	l->checked = true;
+	w->unchecked--;
+	return disorder_verdict(w);
+}
+
+int index_lmdb_check_rest(struct lmdb_deferred *d)
+{
+	struct walk *w = (struct walk *)d;
+	for (size_t i = 0; i < w->nleaves && w->unchecked; i++) {
+		int ret = check_leaf(w, &w->leaves[i]);
+		if (ret)
+			return ret;
+	}
+	const struct db_record *r = &w->pages_rec;
+	if (w->pages.name && r->root != P_INVALID &&
+	    (w->pages.entries != r->entries || w->pages.depth != r->depth))
+		return bad(w, &w->pages, r->root,
+			   "its root's tree holds %llu entries in %u levels, its record says "
+			   "%llu in %u",
+			   (unsigned long long)w->pages.entries, w->pages.depth,
+			   (unsigned long long)r->entries, r->depth);
+	return 0;
+}
+
+int index_lmdb_check_key(struct lmdb_deferred *d, const void *key, size_t klen)
+{
+	struct walk *w = (struct walk *)d;
+	/* With keys out of order (a tolerant open) LMDB's descent need not
+	 * follow the bounds: check every leaf. */
+	if (w->disorder[0] || !w->nleaves)
+		return index_lmdb_check_rest(d);
+	size_t lo = 0, hi = w->nleaves; /* the last leaf whose lower bound <= key */
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct key *b = &w->leaves[mid].lo;
+		if (key_cmp(&w->pages, key, klen, b->p, b->len) >= 0)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return check_leaf(w, &w->leaves[lo]);
+}
+
+void index_lmdb_deferred_free(struct lmdb_deferred *d)
+{
+	if (d) {
+		walk_free((struct walk *)d);
+		free(d);
+	}
+}
+
+/*
+ * A walk that met keys out of order.  They break keyed look-ups (a put may
+ * add a second record of a key), not reads in page order, and every key of
+ * vswap's databases is covered by its record's check: a tolerant open
+ * (vswap-fsck) reads on to report the records by what they hold; any other
+ * open refuses.  Logged once.
+ */
+static int disorder_verdict(struct walk *w)
+{
+	const struct vswap_store *s = w->s;
+	if (!w->disorder[0])
+		return 0;
+	if (!w->disorder_told)
+		store_log(s, s->tolerant ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR, "%s: bad index: %s",
+			  s->index_path, w->disorder);
+	w->disorder_told = true;
+	return s->tolerant ? 0 : -EUCLEAN;
 }

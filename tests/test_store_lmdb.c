@@ -30,6 +30,7 @@
 
 #include <cmocka.h>
 
+#include "store/internal.h"
 #include "tests/helpers/store_fixture.h"
 
 #define TOTAL 4096
@@ -408,6 +409,147 @@ static void test_intact_index_opens(void **state)
 		assert_int_equal(open_in_child(c, (enum open_kind)k, msg, sizeof(msg)), 0);
 }
 
+/* ---- the walk with the leaves of `pages` left for later ------------------ */
+
+/* A handle for the internal walk: the index path, nothing else (its
+ * errors go to stderr, which run_walk() captures). */
+static struct vswap_store *walk_handle(struct ctx *c)
+{
+	struct vswap_store *s = calloc(1, sizeof(*s));
+	assert_non_null(s);
+	s->index_path = c->idx;
+	return s;
+}
+
+/* stderr into a file while @fd_saved holds the real one. */
+static int capture_begin(char *path, size_t len, int *fd_saved)
+{
+	snprintf(path, len, "/tmp/vswap-lmdbcheck-XXXXXX");
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	fflush(stderr);
+	*fd_saved = dup(2);
+	assert_true(dup2(fd, 2) == 2);
+	close(fd);
+	return 0;
+}
+
+/* Restore stderr; what was written meanwhile in @msg. */
+static void capture_end(const char *path, int fd_saved, char *msg, size_t len)
+{
+	fflush(stderr);
+	dup2(fd_saved, 2);
+	close(fd_saved);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	ssize_t k = read(fd, msg, len - 1);
+	msg[k > 0 ? k : 0] = 0;
+	close(fd);
+	unlink(path);
+}
+
+static int deferred(struct ctx *c, struct vswap_store *s, struct lmdb_deferred **d, char *msg)
+{
+	struct stat st;
+	char path[64];
+	int saved, fd = open(c->idx, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	capture_begin(path, sizeof(path), &saved);
+	int ret = index_lmdb_check_deferred(s, fd, (uint64_t)st.st_size, d);
+	capture_end(path, saved, msg, 512);
+	close(fd);
+	return ret;
+}
+
+static int check_group(struct lmdb_deferred *d, uint64_t group, char *msg)
+{
+	uint64_t key = __builtin_bswap64(group);
+	char path[64];
+	int saved;
+	capture_begin(path, sizeof(path), &saved);
+	int ret = index_lmdb_check_key(d, &key, 8);
+	capture_end(path, saved, msg, 512);
+	return ret;
+}
+
+/* An intact index: every key's leaf and the rest check out. */
+static void test_deferred_intact(void **state)
+{
+	struct ctx *c = *state;
+	char msg[512] = "";
+	make_store(c);
+	struct vswap_store *s = walk_handle(c);
+	struct lmdb_deferred *d;
+	assert_int_equal(deferred(c, s, &d, msg), 0);
+	for (uint64_t g = 0; g < TOTAL / 64; g += 3)
+		assert_int_equal(check_group(d, g, msg), 0);
+	assert_int_equal(index_lmdb_check_rest(d), 0);
+	index_lmdb_deferred_free(d);
+	free(s);
+}
+
+/* The first leaf damaged: the deferred walk passes (it reads no leaf), a
+ * key of that leaf fails, a key of another leaf passes, the rest fails. */
+static void test_deferred_damaged_leaf(void **state)
+{
+	struct ctx *c = *state;
+	char msg[512] = "";
+	uint64_t root;
+	make_store(c);
+	load(c);
+	named_node(c, "pages", &root);
+	uint8_t *pg = page(c, root);
+	while (get16(pg + 10) == 0x01)
+		pg = page(c, get16(node(pg, 0)) | (uint64_t)get16(node(pg, 0) + 2) << 16);
+	uint64_t leaf = get64(pg);
+	uint16_t lower = get16(pg + 12) - 2;
+	memcpy(pg + 12, &lower, 2);
+	store_bytes(c, (size_t)(pg - c->map) + 12, 2);
+	struct vswap_store *s = walk_handle(c);
+	struct lmdb_deferred *d;
+	assert_int_equal(deferred(c, s, &d, msg), 0);
+	assert_int_equal(check_group(d, WRITTEN / 64 - 1, msg), 0);
+	assert_int_equal(check_group(d, 0, msg), -EUCLEAN);
+	char want[64];
+	snprintf(want, sizeof(want), "LMDB page %llu (pages database)", (unsigned long long)leaf);
+	assert_non_null(strstr(msg, want));
+	assert_int_equal(index_lmdb_check_rest(d), -EUCLEAN);
+	index_lmdb_deferred_free(d);
+	free(s);
+}
+
+/* The free list is checked at once, against every live page, leaves of
+ * `pages` included (claimed from the branch pages unread). */
+static void test_deferred_free_page_is_a_leaf(void **state)
+{
+	struct ctx *c = *state;
+	char msg[512] = "";
+	uint64_t root;
+	make_store(c);
+	load(c);
+	named_node(c, "pages", &root);
+	uint8_t *br = page(c, root);
+	assert_int_equal(get16(br + 10), 0x01);
+	uint64_t leaf = get16(node(br, 0)) | (uint64_t)get16(node(br, 0) + 2) << 16;
+	uint8_t *fp = page(c, get64(meta(c) + 24 + 40));
+	for (unsigned i = 0; i < nkeys(fp); i++) {
+		uint8_t *n = node(fp, i);
+		uint8_t *idl = n + 8 + get16(n + 6);
+		if (get16(n + 4) || get64(idl) != 1)
+			continue;
+		memcpy(idl + 8, &leaf, 8); /* a one-page list: any page is in order */
+		store_bytes(c, (size_t)(idl - c->map) + 8, 8);
+		struct vswap_store *s = walk_handle(c);
+		struct lmdb_deferred *d = NULL;
+		assert_int_equal(deferred(c, s, &d, msg), -EUCLEAN);
+		assert_non_null(strstr(msg, "which is in use"));
+		free(s);
+		return;
+	}
+	skip(); /* no one-page free list in this index */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -419,6 +561,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_child_out_of_range_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_free_page_in_use_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_keys_out_of_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deferred_intact, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deferred_damaged_leaf, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deferred_free_page_is_a_leaf, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
