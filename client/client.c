@@ -22,17 +22,10 @@ uint64_t client_now_us(void)
 
 void clog_(const struct vswap_client *c, enum vswap_log_level lvl, const char *fmt, ...)
 {
-	if (lvl > c->opts.log_level)
-		return;
-	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	logger_vprintf(&c->log, lvl, fmt, ap);
 	va_end(ap);
-	if (c->opts.log)
-		c->opts.log(c->opts.log_ctx, lvl, msg);
-	else
-		fprintf(stderr, "vswap client: %s\n", msg);
 }
 
 static void client_free(struct vswap_client *c)
@@ -68,8 +61,7 @@ int vswap_client_connect(const char *socket_path, const struct vswap_client_opts
 	c->opts = *opts;
 	if (!c->opts.reconnect_timeout_ms)
 		c->opts.reconnect_timeout_ms = 30000;
-	if (!c->opts.log && c->opts.log_level == VSWAP_LOG_ERROR)
-		c->opts.log_level = VSWAP_LOG_WARN;
+	c->log = logger_make("client", c->opts.log, c->opts.log_ctx, c->opts.log_level);
 	c->addr.sun_family = AF_UNIX;
 	strcpy(c->addr.sun_path, socket_path);
 	pthread_mutex_init(&c->lock, NULL);

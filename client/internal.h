@@ -11,6 +11,7 @@
 #include <vswap/client.h>
 
 #include "proto/wire.h"
+#include "util/log.h"
 
 struct client_uffd {
 	int fd; /* the client's own duplicate */
@@ -20,6 +21,7 @@ struct client_uffd {
 struct vswap_client {
 	struct sockaddr_un addr;
 	struct vswap_client_opts opts;
+	struct logger log;
 	char *store_path, *staging_dir; /* copies */
 
 	/* lock serialises the connection: one request and its reply at a

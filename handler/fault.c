@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "handler/internal.h"
+#include "util/array.h"
 
 int fault_corrupt(struct vswap_handler *h, int fd, uintptr_t addr, uint64_t page, int err,
 		  bool wake)
@@ -214,14 +215,8 @@ int fault_dispatch(struct vswap_handler *h, unsigned index, uintptr_t addr, bool
 
 static int defer_fault(struct monitor *m, unsigned index, uintptr_t addr, bool wp)
 {
-	if (m->ndeferred == m->cap_deferred) {
-		unsigned cap = m->cap_deferred ? m->cap_deferred * 2 : 16;
-		struct deferred_fault *v = realloc(m->deferred, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		m->deferred = v;
-		m->cap_deferred = cap;
-	}
+	if (ARRAY_RESERVE(m->deferred, m->cap_deferred, m->ndeferred + 1, 16))
+		return -ENOMEM;
 	m->deferred[m->ndeferred++] = (struct deferred_fault){index, addr, wp};
 	return 0;
 }

@@ -41,8 +41,7 @@ static void opts_defaults(struct vswap_handler *h, const struct vswap_handler_op
 		h->opts.cleanup_step_pages = 16384;
 	if (!h->opts.cleanup_interval_ms)
 		h->opts.cleanup_interval_ms = 5000;
-	if (!h->opts.log && h->opts.log_level == VSWAP_LOG_ERROR)
-		h->opts.log_level = VSWAP_LOG_WARN;
+	h->log = logger_make("handler", h->opts.log, h->opts.log_ctx, h->opts.log_level);
 }
 
 static int epoll_add(int epfd, int fd, uint64_t tok)

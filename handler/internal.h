@@ -32,6 +32,7 @@
 #include "handler/pool.h"
 #include "handler/uffd.h"
 #include "handler/uffd_list.h"
+#include "util/log.h"
 
 /* Epoll tokens below UFFD_TOKEN_BASE. */
 enum { TOKEN_CMD = 1, TOKEN_JOB = 2, TOKEN_READS = 3 };
@@ -116,7 +117,8 @@ struct protect {
 	uint64_t *clean;
 	atomic_uint_fast64_t nclean;
 	struct run *removals; /* committed runs to remove (swap-out) */
-	unsigned nremovals, cap_removals;
+	unsigned nremovals;
+	size_t cap_removals;
 	uint64_t dirtied;   /* pages that left the set by a write since enable */
 	uint64_t wp_faults; /* write-protect faults handled (tests) */
 	uint64_t cursor;    /* swap-out: next page to look at */
@@ -181,7 +183,8 @@ struct monitor {
 	uint64_t unclean_pages;
 	/* faults read while retrying after EAGAIN */
 	struct deferred_fault *deferred;
-	unsigned ndeferred, cap_deferred;
+	unsigned ndeferred;
+	size_t cap_deferred;
 	void *page_buf; /* one page: a fault's read from the store (no ring) */
 	struct fault_io fio;
 };
@@ -217,6 +220,7 @@ struct committer {
 struct vswap_handler {
 	struct vswap_store *store;
 	struct vswap_handler_opts opts; /* defaults filled in */
+	struct logger log;
 	size_t page_size;
 	unsigned page_shift;
 	size_t thp_size;

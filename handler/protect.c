@@ -78,6 +78,7 @@
 #include <unistd.h>
 
 #include "handler/internal.h"
+#include "util/array.h"
 
 /* Trim reads guest bytes this many pages at a time. */
 #define TRIM_READ_PAGES 64u
@@ -705,14 +706,8 @@ static int removal_add(struct vswap_handler *h, uint64_t first, uint64_t count)
 			n = count;
 		if (n > h->opts.chunk_pages)
 			n = h->opts.chunk_pages;
-		if (wp->nremovals == wp->cap_removals) {
-			unsigned cap = wp->cap_removals ? wp->cap_removals * 2 : 64;
-			struct run *v = realloc(wp->removals, cap * sizeof(*v));
-			if (!v)
-				return -ENOMEM;
-			wp->removals = v;
-			wp->cap_removals = cap;
-		}
+		if (ARRAY_RESERVE(wp->removals, wp->cap_removals, wp->nremovals + 1, 64))
+			return -ENOMEM;
 		wp->removals[wp->nremovals++] = (struct run){first, n};
 		first += n;
 		count -= n;

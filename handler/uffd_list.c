@@ -8,6 +8,7 @@
 
 #include "handler/uffd.h"
 #include "handler/uffd_list.h"
+#include "util/array.h"
 
 int uffd_list_init(struct uffd_list *l, int epfd, size_t page_size)
 {
@@ -44,14 +45,8 @@ static int epoll_key(struct uffd_list *l, int op, unsigned i)
 
 static int list_add(struct uffd_list *l, int fd, uintptr_t *bases, unsigned *index)
 {
-	if (l->n == l->cap) {
-		unsigned cap = l->cap ? l->cap * 2 : 8;
-		struct uffd_entry *v = realloc(l->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
+	if (ARRAY_RESERVE(l->v, l->cap, l->n + 1, 8))
+		return -ENOMEM;
 	bool dynamic = !bases && l->static_count >= 0 && l->n >= (unsigned long)l->static_count + 1;
 	if (dynamic) {
 		int rc = uffd_register(fd, l->dummy, l->page_size);

@@ -27,7 +27,8 @@ struct uffd_entry {
 
 struct uffd_list {
 	struct uffd_entry *v;
-	unsigned n, cap;
+	unsigned n;
+	size_t cap;
 	long static_count; /* -1 until set */
 	uintptr_t dummy;   /* the dead-uffd checker page (shared anonymous) */
 	size_t page_size;

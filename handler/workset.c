@@ -131,7 +131,7 @@ static void read_ahead(struct vswap_handler *h, struct workset *w, size_t from, 
 		pthread_mutex_unlock(&h->lock);
 		if (rc || pi.state != VSWAP_PAGE_PRESENT || pi.staged)
 			continue;
-		off_t off = (off_t)((pi.slot + 1) << h->page_shift);
+		off_t off = (off_t)vswap_store_slot_offset(h->store, pi.slot);
 
 		if (run_off >= 0 && off == run_off + run_len) {
 			run_len += (off_t)h->page_size;

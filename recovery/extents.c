@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "recovery/internal.h"
+#include "util/array.h"
 
 static int extents_push(struct fsck_extents *e, uint64_t first, uint64_t end)
 {
@@ -19,15 +20,8 @@ static int extents_push(struct fsck_extents *e, uint64_t first, uint64_t end)
 			e->r[e->n - 1].end = end;
 		return 0;
 	}
-	if (e->n == e->cap) {
-		size_t cap = e->cap ? e->cap * 2 : 64;
-		struct fsck_range *r = realloc(e->r, cap * sizeof(*r));
-
-		if (!r)
-			return -ENOMEM;
-		e->r = r;
-		e->cap = cap;
-	}
+	if (ARRAY_RESERVE(e->r, e->cap, e->n + 1, 64))
+		return -ENOMEM;
 	e->r[e->n++] = (struct fsck_range){first, end};
 	return 0;
 }

@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include "recovery/internal.h"
-#include "store/superblock.h"
 
 int vswap_fsck_new(const char *path, const struct vswap_fsck_opts *opts, struct vswap_fsck **out)
 {
@@ -32,10 +31,7 @@ int vswap_fsck_new(const char *path, const struct vswap_fsck_opts *opts, struct 
 		return -ENOMEM;
 	if (opts)
 		f->opts = *opts;
-	else
-		f->opts.log_level = VSWAP_LOG_WARN;
-	if (!f->opts.log && f->opts.log_level < VSWAP_LOG_WARN)
-		f->opts.log_level = VSWAP_LOG_WARN;
+	f->log = logger_make("fsck", f->opts.log, f->opts.log_ctx, f->opts.log_level);
 	f->path = strdup(path);
 	if (!f->path) {
 		free(f);
@@ -78,8 +74,7 @@ static void store_log_relay(void *ctx, enum vswap_log_level lvl, const char *msg
 	}
 	if (lvl == VSWAP_LOG_WARN && !f->store)
 		lvl = VSWAP_LOG_INFO;
-	if (lvl <= f->opts.log_level)
-		fsck_log(f, lvl, "%s", msg);
+	fsck_log(f, lvl, "%s", msg);
 }
 
 const char *fsck_file_type(mode_t mode)
@@ -122,21 +117,18 @@ int fsck_open_regular(const char *path, int dirfd, const char **what)
 /* Why the superblock was refused, or NULL if page 0 decodes. */
 static const char *superblock_problem(const char *path)
 {
-	uint8_t buf[VSWAP_SB_BYTES];
-	struct vswap_superblock sb;
-	const char *why = "cannot read the superblock", *what;
+	const char *why, *what;
+	uint8_t uuid[16];
 	int fd = fsck_open_regular(path, AT_FDCWD, &what);
-	ssize_t k;
+	int ret;
 
 	if (fd < 0)
-		return why;
-	k = pread(fd, buf, sizeof(buf), 0);
+		return "cannot read the superblock";
+	ret = store_identify_fd(fd, uuid, &why);
 	close(fd);
-	if (k < 0)
+	if (ret == -EUCLEAN || ret == -EPROTONOSUPPORT)
 		return why;
-	if (superblock_decode(buf, (size_t)k, &sb, &why) == 0)
-		return NULL;
-	return why;
+	return ret ? "cannot read the superblock" : NULL;
 }
 
 /* A store that cannot be opened: name the problem, if it is one of ours. */
@@ -274,8 +266,9 @@ static int load_store_facts(struct vswap_fsck *f)
 		f->unclean_prob =
 		    fsck_problem(f, VSWAP_PROBLEM_UNCLEAN_SHUTDOWN, FSCK_NONE, FSCK_NONE,
 				 "%s was not closed cleanly (state %u)", f->path, f->info.state);
-	return fsck_extents_scan(vswap_store_swap_fd(f->store), f->page_size, f->page_size,
-				 &f->swap_data);
+	/* The extents in slots: slot s is at vswap_store_slot_offset(s). */
+	return fsck_extents_scan(vswap_store_swap_fd(f->store),
+				 vswap_store_slot_offset(f->store, 0), f->page_size, &f->swap_data);
 }
 
 static int run_passes(struct vswap_fsck *f)

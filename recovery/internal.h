@@ -25,6 +25,9 @@
 #include <vswap/recovery.h>
 #include <vswap/store.h>
 
+#include "store/layout.h"
+#include "util/log.h"
+
 /* What the audit concluded about one page record. */
 enum fsck_verdict {
 	FSCK_OK = 0,
@@ -82,6 +85,7 @@ struct fsck_extents {
 struct vswap_fsck {
 	char *path;
 	struct vswap_fsck_opts opts;
+	struct logger log;
 	bool ran;
 
 	struct vswap_store *store;
@@ -143,8 +147,8 @@ bool fsck_cancelled(struct vswap_fsck *f);
 bool fsck_repairing(const struct vswap_fsck *f);
 bool fsck_repairing_all(const struct vswap_fsck *f);
 #define FSCK_NONE UINT64_MAX
-/* Pages per index record (group); see vswap_store_drop_group(). */
-#define FSCK_GROUP_PAGES 64u
+/* Pages per index record (group; store/layout.h); see vswap_store_drop_group(). */
+#define FSCK_GROUP_PAGES STORE_GROUP_PAGES
 
 /* ---- fsck.c ---- */
 /* Open @path read-only without blocking on a FIFO or a device and refuse

@@ -25,26 +25,8 @@
 #include <unistd.h>
 
 #include "recovery/internal.h"
-#include "store/superblock.h"
 
 #define ORPHAN_MIN_AGE_S 60
-
-/* "vswap-" + 36-character UUID + ".staging" */
-static bool staging_name(const char *name)
-{
-	static const char prefix[] = "vswap-", suffix[] = ".staging";
-	const char *u = name + sizeof(prefix) - 1;
-
-	if (strncmp(name, prefix, sizeof(prefix) - 1) || strlen(name) != 6 + 36 + 8)
-		return false;
-	for (int i = 0; i < 36; i++) {
-		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-
-		if (dash ? u[i] != '-' : !isxdigit((unsigned char)u[i]))
-			return false;
-	}
-	return strcmp(u + 36, suffix) == 0;
-}
 
 /* Does /proc/PID/maps map (dev, ino)? */
 static bool maps_mention(const char *pid, dev_t dev, ino_t ino)
@@ -144,11 +126,10 @@ enum owner_verdict {
 static enum owner_verdict judge_owner(int dirfd, const char *name, char *owner, size_t olen,
 				      const char **why)
 {
-	uint8_t buf[VSWAP_SB_BYTES];
-	struct vswap_superblock sb;
-	char uuid[37];
-	ssize_t n, k;
-	int fd, sfd, err;
+	uint8_t uuid[16];
+	char owner_uuid[37], name_uuid[37];
+	ssize_t n;
+	int fd, sfd, ret;
 
 	*why = NULL;
 	owner[0] = '\0';
@@ -171,20 +152,17 @@ static enum owner_verdict judge_owner(int dirfd, const char *name, char *owner, 
 			*why = strerror(-sfd);
 		return OWNER_UNVERIFIED;
 	}
-	k = pread(sfd, buf, sizeof(buf), 0);
-	err = errno;
+	ret = store_identify_fd(sfd, uuid, why);
 	close(sfd);
-	if (k < 0) {
-		*why = strerror(err);
-		return OWNER_UNVERIFIED;
-	}
-	if (superblock_decode(buf, (size_t)k, &sb, why) != 0) {
+	if (ret != 0) {
 		if (!*why)
 			*why = "bad superblock";
 		return OWNER_UNVERIFIED;
 	}
-	vswap_uuid_format(sb.uuid, uuid);
-	return strncmp(name + 6, uuid, 36) == 0 ? OWNER_ALIVE : OWNER_GONE;
+	vswap_uuid_format(uuid, owner_uuid);
+	if (!store_staging_name_parse(name, name_uuid))
+		return OWNER_UNKNOWN;
+	return strcmp(name_uuid, owner_uuid) == 0 ? OWNER_ALIVE : OWNER_GONE;
 }
 
 /* Remove @name if it is still the file we judged (same inode). */
@@ -262,7 +240,7 @@ int fsck_check_orphans(struct vswap_fsck *f)
 	if (!dp)
 		return 0; /* nothing to scan is not an error of the store */
 	while (!ret && (d = readdir(dp)))
-		if (staging_name(d->d_name))
+		if (store_staging_name_parse(d->d_name, NULL))
 			ret = judge_candidate(f, dirfd(dp), dir, d->d_name, ownp);
 	closedir(dp);
 	return ret;

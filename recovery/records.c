@@ -12,18 +12,12 @@
 #include <string.h>
 
 #include "recovery/internal.h"
+#include "util/array.h"
 
 static int record_push(struct vswap_fsck *f, const struct vswap_page_record *r)
 {
-	if (f->nrec == f->rec_cap) {
-		size_t cap = f->rec_cap ? f->rec_cap * 2 : 1024;
-		struct fsck_record *v = realloc(f->rec, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		f->rec = v;
-		f->rec_cap = cap;
-	}
+	if (ARRAY_RESERVE(f->rec, f->rec_cap, f->nrec + 1, 1024))
+		return -ENOMEM;
 	f->rec[f->nrec++] = (struct fsck_record){
 	    .page = r->page,
 	    .slot = r->slot,
@@ -38,15 +32,8 @@ static int record_push(struct vswap_fsck *f, const struct vswap_page_record *r)
 static int fsck_bad_group_add(struct vswap_fsck *f, uint64_t first, uint32_t pages, ssize_t prob,
 			      bool misplaced)
 {
-	if (f->nbad == f->bad_cap) {
-		size_t cap = f->bad_cap ? f->bad_cap * 2 : 16;
-		struct fsck_bad_group *v = realloc(f->bad, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		f->bad = v;
-		f->bad_cap = cap;
-	}
+	if (ARRAY_RESERVE(f->bad, f->bad_cap, f->nbad + 1, 16))
+		return -ENOMEM;
 	f->bad[f->nbad++] = (struct fsck_bad_group){first, pages, prob, misplaced};
 	return 0;
 }

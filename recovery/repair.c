@@ -78,7 +78,7 @@ static const char *state_word(const struct fsck_record *r)
 
 static ssize_t describe_missing(struct vswap_fsck *f, const struct fsck_record *r)
 {
-	uint64_t end = (r->slot + 2) * (uint64_t)f->page_size;
+	uint64_t end = vswap_store_slot_offset(f->store, r->slot) + f->page_size;
 
 	if (r->io_error)
 		return fsck_problem(f, VSWAP_PROBLEM_MISSING_DATA, r->page, r->slot,
@@ -329,7 +329,7 @@ int fsck_report_records(struct vswap_fsck *f)
 static int rehome(struct vswap_fsck *f, struct fsck_record *r)
 {
 	uint8_t *buf = NULL;
-	off_t off = (off_t)((r->slot + 1) * f->page_size);
+	off_t off = (off_t)vswap_store_slot_offset(f->store, r->slot);
 	int ret = 0;
 
 	if (posix_memalign((void **)&buf, 4096, f->page_size))

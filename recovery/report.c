@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "recovery/internal.h"
+#include "util/array.h"
 
 static const char *const kind_names[VSWAP_PROBLEM_KIND_COUNT] = {
     [VSWAP_PROBLEM_BAD_SUPERBLOCK] = "bad_superblock",
@@ -34,36 +35,11 @@ const char *vswap_problem_kind_name(enum vswap_problem_kind kind)
 
 void fsck_log(struct vswap_fsck *f, enum vswap_log_level lvl, const char *fmt, ...)
 {
-	char msg[1024];
 	va_list ap;
 
-	if (lvl > f->opts.log_level)
-		return;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	logger_vprintf(&f->log, lvl, fmt, ap);
 	va_end(ap);
-	if (f->opts.log)
-		f->opts.log(f->opts.log_ctx, lvl, msg);
-	else
-		fprintf(stderr, "vswap-fsck: %s\n", msg);
-}
-
-static int grow(void **arr, size_t *cap, size_t need, size_t elem)
-{
-	size_t cap2;
-	void *p;
-
-	if (need <= *cap)
-		return 0;
-	cap2 = *cap ? *cap * 2 : 64;
-	while (cap2 < need)
-		cap2 *= 2;
-	p = realloc(*arr, cap2 * elem);
-	if (!p)
-		return -ENOMEM;
-	*arr = p;
-	*cap = cap2;
-	return 0;
 }
 
 ssize_t fsck_problem(struct vswap_fsck *f, enum vswap_problem_kind kind, uint64_t page,
@@ -73,7 +49,7 @@ ssize_t fsck_problem(struct vswap_fsck *f, enum vswap_problem_kind kind, uint64_
 	char detail[512];
 	va_list ap;
 
-	if (grow((void **)&f->prob, &f->prob_cap, f->nprob + 1, sizeof(*f->prob)))
+	if (ARRAY_RESERVE(f->prob, f->prob_cap, f->nprob + 1, 64))
 		return -1;
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
@@ -101,7 +77,7 @@ void fsck_problem_repaired(struct vswap_fsck *f, ssize_t idx)
 
 int fsck_lost_add(struct vswap_fsck *f, uint64_t page)
 {
-	if (grow((void **)&f->lost, &f->lost_cap, f->nlost + 1, sizeof(*f->lost)))
+	if (ARRAY_RESERVE(f->lost, f->lost_cap, f->nlost + 1, 64))
 		return -ENOMEM;
 	f->lost[f->nlost++] = page;
 	return 0;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "recovery/internal.h"
+#include "util/array.h"
 
 struct staged_list {
 	struct fsck_range *r;
@@ -26,15 +27,8 @@ static int collect_staged(void *ctx, uint64_t first, uint64_t count)
 {
 	struct staged_list *l = ctx;
 
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		struct fsck_range *r = realloc(l->r, cap * sizeof(*r));
-
-		if (!r)
-			return -ENOMEM;
-		l->r = r;
-		l->cap = cap;
-	}
+	if (ARRAY_RESERVE(l->r, l->cap, l->n + 1, 64))
+		return -ENOMEM;
 	l->r[l->n++] = (struct fsck_range){first, first + count};
 	return 0;
 }
@@ -416,15 +410,8 @@ struct staged_walk {
 
 static int bad_staging_add(struct vswap_fsck *f, uint64_t group)
 {
-	if (f->nbad_staging == f->bad_staging_cap) {
-		size_t cap = f->bad_staging_cap ? f->bad_staging_cap * 2 : 16;
-		uint64_t *v = realloc(f->bad_staging, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		f->bad_staging = v;
-		f->bad_staging_cap = cap;
-	}
+	if (ARRAY_RESERVE(f->bad_staging, f->bad_staging_cap, f->nbad_staging + 1, 16))
+		return -ENOMEM;
 	f->bad_staging[f->nbad_staging++] = group;
 	return 0;
 }

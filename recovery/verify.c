@@ -2,47 +2,46 @@
 /*
  * Verification: read every slot that a record names and check its XXH3-64.
  * Slots are read in slot order, one read per run of consecutive slots (at
- * most opts.read_bytes), with opts.queue_depth reads in flight through
- * io_uring, so the disk streams while this thread hashes what arrived.
+ * most opts.read_bytes), with opts.queue_depth reads in flight through the
+ * store's I/O engine (store/io.h, io_uring or its pread fallback), so the
+ * disk streams while this thread hashes what arrived.
  * Buffered reads: on the machines we measured, page-cache readahead beats
  * O_DIRECT for one sequential pass (vswap-bench's fsck group measures
  * both).
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <liburing.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "recovery/internal.h"
+#include "store/io.h"
 
 #define DEFAULT_QUEUE_DEPTH 16u
 #define DEFAULT_READ_BYTES (256u << 10)
 
-/* One read in flight: the records whose slots it covers. */
+/* One read in flight: the records whose slots it covers.  The request
+ * reads the run from the first slot's byte offset on (the others follow
+ * it); the engine resumes short reads. */
 struct verify_read {
+	struct vswap_io_req req; /* first: done() gets it back */
 	size_t first_item;
 	size_t nitems;
 	uint64_t first_slot;
-	uint32_t len;  /* bytes asked for */
-	uint32_t done; /* bytes arrived so far (short reads are resumed) */
-	uint8_t *buf;
 	bool busy;
 };
 
 struct verifier {
 	struct vswap_fsck *f;
 	int fd;
-	struct io_uring ring;
-	bool have_ring;
+	struct vswap_io io; /* the store's I/O engine (store/io.h) */
 	struct fsck_record **items;
 	size_t nitems;
 	size_t next_item; /* first item not yet in a read */
 	struct verify_read *reads;
 	unsigned depth;
-	unsigned inflight;
 	uint32_t ps;
 	uint32_t max_pages;
 	uint64_t pages_done;
@@ -93,33 +92,26 @@ static void plan_read(struct verifier *v, struct verify_read *rd)
 	rd->first_item = v->next_item;
 	rd->nitems = i - v->next_item;
 	rd->first_slot = first;
-	rd->len = (uint32_t)((last - first + 1) * v->ps);
-	rd->done = 0;
+	rd->req.off = vswap_store_slot_offset(v->f->store, first);
+	rd->req.len = (uint32_t)((last - first + 1) * v->ps);
 	rd->busy = true;
 	v->next_item = i;
-}
-
-static void queue_read(struct verifier *v, struct verify_read *rd)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&v->ring);
-	uint64_t off = (rd->first_slot + 1) * v->ps + rd->done;
-
-	io_uring_prep_read(sqe, v->fd, rd->buf + rd->done, rd->len - rd->done, off);
-	io_uring_sqe_set_data(sqe, rd);
 }
 
 /* Hash what arrived; a page past the bytes that arrived is missing.  The
  * checksum is the store's (vswap_store_page_checksum()): it binds the
  * page number, so two records naming one slot are checked each. */
-static void check_read(struct verifier *v, struct verify_read *rd, int err)
+static void check_read(struct verifier *v, struct verify_read *rd)
 {
 	uint64_t last_slot = UINT64_MAX;
+	const uint8_t *buf = rd->req.buf;
+	int err = rd->req.res < 0 ? rd->req.res : 0;
 
 	for (size_t k = 0; k < rd->nitems; k++) {
 		struct fsck_record *r = v->items[rd->first_item + k];
 		uint64_t off = (r->slot - rd->first_slot) * v->ps;
 
-		if (off + v->ps > rd->done) {
+		if (off + v->ps > rd->req.done) {
 			r->verdict = FSCK_MISSING;
 			r->io_error = err;
 			continue;
@@ -128,7 +120,7 @@ static void check_read(struct verifier *v, struct verify_read *rd, int err)
 			last_slot = r->slot;
 			v->bytes_done += v->ps;
 		}
-		if (vswap_store_page_checksum(v->f->store, r->page, rd->buf + off) != r->xxh3)
+		if (vswap_store_page_checksum(v->f->store, r->page, buf + off) != r->xxh3)
 			r->verdict = FSCK_MISMATCH;
 		v->pages_done++;
 	}
@@ -143,83 +135,31 @@ static void report_progress(struct verifier *v)
 		f->opts.progress(f->opts.progress_ctx, v->pages_done, v->nitems, v->bytes_done);
 }
 
-/* A completion: resume a short read, or check the run. */
-static void complete_read(struct verifier *v, struct verify_read *rd, int res)
+/* The engine wants a read: the next run into an idle buffer. */
+static struct vswap_io_req *next_read(void *ctx)
 {
-	v->inflight--;
-	if (res > 0) {
-		rd->done += (uint32_t)res;
-		if (rd->done < rd->len) {
-			queue_read(v, rd);
-			v->inflight++;
-			return;
+	struct verifier *v = ctx;
+
+	if (v->next_item >= v->nitems || fsck_cancelled(v->f))
+		return NULL;
+	for (unsigned i = 0; i < v->depth; i++) {
+		struct verify_read *rd = &v->reads[i];
+
+		if (!rd->busy) {
+			plan_read(v, rd);
+			return &rd->req;
 		}
 	}
-	check_read(v, rd, res < 0 ? res : 0);
-	report_progress(v);
-}
-
-static struct verify_read *idle_read(struct verifier *v)
-{
-	for (unsigned i = 0; i < v->depth; i++)
-		if (!v->reads[i].busy)
-			return &v->reads[i];
 	return NULL;
 }
 
-static int run_ring(struct verifier *v)
+/* A run arrived (whole, short, or failed): check it, free its buffer. */
+static void read_done(void *ctx, struct vswap_io_req *req)
 {
-	struct io_uring_cqe *cqe;
-	int ret;
+	struct verifier *v = ctx;
 
-	while (v->next_item < v->nitems || v->inflight) {
-		struct verify_read *rd;
-
-		while (v->next_item < v->nitems && !fsck_cancelled(v->f) && (rd = idle_read(v))) {
-			plan_read(v, rd);
-			queue_read(v, rd);
-			v->inflight++;
-		}
-		if (!v->inflight)
-			break;
-		ret = io_uring_submit_and_wait(&v->ring, 1);
-		if (ret < 0 && ret != -EINTR)
-			return ret;
-		while (io_uring_peek_cqe(&v->ring, &cqe) == 0) {
-			struct verify_read *done = io_uring_cqe_get_data(cqe);
-			int res = cqe->res;
-
-			io_uring_cqe_seen(&v->ring, cqe);
-			complete_read(v, done, res);
-		}
-	}
-	return 0;
-}
-
-/* Without io_uring (seccomp, old kernel): the same plan with pread. */
-static int run_pread(struct verifier *v)
-{
-	struct verify_read *rd = &v->reads[0];
-
-	while (v->next_item < v->nitems && !fsck_cancelled(v->f)) {
-		plan_read(v, rd);
-		while (rd->done < rd->len) {
-			ssize_t k = pread(v->fd, rd->buf + rd->done, rd->len - rd->done,
-					  (off_t)((rd->first_slot + 1) * v->ps + rd->done));
-
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k <= 0) {
-				check_read(v, rd, k < 0 ? -errno : 0);
-				break;
-			}
-			rd->done += (uint32_t)k;
-		}
-		if (rd->busy)
-			check_read(v, rd, 0);
-		report_progress(v);
-	}
-	return 0;
+	check_read(v, (struct verify_read *)req);
+	report_progress(v);
 }
 
 static int verifier_init(struct verifier *v, struct vswap_fsck *f)
@@ -245,20 +185,18 @@ static int verifier_init(struct verifier *v, struct vswap_fsck *f)
 	if (!v->reads)
 		return -ENOMEM;
 	for (unsigned i = 0; i < v->depth; i++)
-		if (posix_memalign((void **)&v->reads[i].buf, 4096, (size_t)v->max_pages * v->ps))
+		if (posix_memalign(&v->reads[i].req.buf, 4096, (size_t)v->max_pages * v->ps))
 			return -ENOMEM;
-	v->have_ring = io_uring_queue_init(v->depth * 2, &v->ring, 0) == 0;
-	if (!v->have_ring)
+	if (vswap_io_init(&v->io, v->depth) != 0)
 		fsck_log(f, VSWAP_LOG_INFO, "io_uring unavailable; verifying with pread");
 	return collect_items(v);
 }
 
 static void verifier_fini(struct verifier *v)
 {
-	if (v->have_ring)
-		io_uring_queue_exit(&v->ring);
+	vswap_io_fini(&v->io);
 	for (unsigned i = 0; v->reads && i < v->depth; i++)
-		free(v->reads[i].buf);
+		free(v->reads[i].req.buf);
 	free(v->reads);
 	free(v->items);
 	if (v->fd >= 0)
@@ -273,8 +211,11 @@ int fsck_verify(struct vswap_fsck *f)
 	uint64_t t0 = now_ns();
 	int ret = verifier_init(&v, f);
 
-	if (!ret)
-		ret = v.have_ring ? run_ring(&v) : run_pread(&v);
+	if (!ret) {
+		struct vswap_io_stream st = {.next = next_read, .done = read_done, .ctx = &v};
+
+		ret = vswap_io_stream(&v.io, v.fd, false, &st);
+	}
 	f->counts.pages_checked += v.pages_done;
 	f->counts.bytes_verified += v.bytes_done;
 	f->counts.verify_ns += now_ns() - t0;

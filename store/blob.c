@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "store/internal.h"
+#include "util/array.h"
 
 #define BLOB_MAGIC 0x4c425356u /* "VSBL" */
 #define BLOB_VERSION 1u
@@ -134,15 +135,8 @@ static int pending_set(struct vswap_store *s, const char *name, uint8_t *rec, si
 
 		if (!p && !(p = s->blobs = calloc(1, sizeof(*p))))
 			return -ENOMEM;
-		if (p->n == p->cap) {
-			size_t cap = p->cap ? p->cap * 2 : 8;
-			struct blob_op *v = realloc(p->v, cap * sizeof(*v));
-
-			if (!v)
-				return -ENOMEM;
-			p->v = v;
-			p->cap = cap;
-		}
+		if (ARRAY_RESERVE(p->v, p->cap, p->n + 1, 8))
+			return -ENOMEM;
 		op = &p->v[p->n++];
 		snprintf(op->name, sizeof(op->name), "%s", name);
 		op->rec = NULL;

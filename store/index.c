@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "store/internal.h"
+#include "util/array.h"
 
 #define DEFAULT_MAP_SIZE (64ull << 20)
 
@@ -149,7 +150,7 @@ int index_identify(const struct vswap_store *s, uint8_t uuid[16])
 	struct vswap_store probe = *s;
 	probe.env = NULL;
 	probe.read_only = true;
-	probe.log_level = VSWAP_LOG_ERROR;
+	probe.log.level = VSWAP_LOG_ERROR; /* a probe: its doubts are not news */
 	int ret = index_file_check(&probe);
 	if (ret)
 		return ret;
@@ -368,13 +369,10 @@ static int decode_regions(struct vswap_store *s, const MDB_val *d)
  */
 static bool staging_path_allowed(const struct vswap_store *s, const char *configured)
 {
-	char want[64], uuid[37];
-	vswap_uuid_format(s->sb.uuid, uuid);
-	snprintf(want, sizeof(want), "/vswap-%s.staging", uuid);
-	size_t n = strlen(s->staging_path), w = strlen(want);
-	if (s->staging_path[0] != '/' || n <= w || strcmp(s->staging_path + n - w, want) != 0)
+	size_t dirlen;
+	if (!store_staging_path_split(s->staging_path, s->sb.uuid, &dirlen))
 		return false;
-	char *dir = strndup(s->staging_path, n - w);
+	char *dir = strndup(s->staging_path, dirlen);
 	if (!dir)
 		return false;
 	char *real = realpath(configured ? configured : dir, NULL);
@@ -848,16 +846,8 @@ int index_snap_encode(struct vswap_store *s)
 			uint64_t g = wi * 64 + (uint64_t)__builtin_ctzll(w);
 			w &= w - 1;
 			size_t need = sizeof(struct snap_head) + PG_VALUE_MAX + SG_VALUE_MAX;
-			if (c->len + need > c->cap) {
-				size_t cap = c->cap ? c->cap * 2 : 64 * need;
-				while (cap < c->len + need)
-					cap *= 2;
-				uint8_t *v = realloc(c->recs, cap);
-				if (!v)
-					return -ENOMEM;
-				c->recs = v;
-				c->cap = cap;
-			}
+			if (ARRAY_RESERVE(c->recs, c->cap, c->len + need, 64 * need))
+				return -ENOMEM;
 			struct snap_head hd = {.group = g};
 			uint8_t *p = c->recs + c->len + sizeof(hd);
 			hd.pg_len = encode_group(s, g, p);

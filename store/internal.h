@@ -10,14 +10,13 @@
 
 #include "store/checksum.h"
 #include "store/io.h"
+#include "store/layout.h"
 #include "store/superblock.h"
+#include "util/log.h"
 
-/*
- * Pages are grouped GROUP_PAGES to an index record: one LMDB put covers 64
- * pages, so the index costs a few puts per 2 MiB chunk instead of 512.
- */
-#define GROUP_SHIFT 6
-#define GROUP_PAGES (1u << GROUP_SHIFT)
+/* Pages an index record covers (store/layout.h). */
+#define GROUP_SHIFT STORE_GROUP_SHIFT
+#define GROUP_PAGES STORE_GROUP_PAGES
 
 /*
  * The in-memory page word: slot + 1 in the low 30 bits (0 = no slot) and the
@@ -128,9 +127,7 @@ struct vswap_store {
 	int index_fd;
 	bool was_clean;
 	enum vswap_durability durability;
-	vswap_log_fn log;
-	void *log_ctx;
-	enum vswap_log_level log_level;
+	struct logger log;
 
 	struct vswap_superblock sb;
 	uint64_t seed;	  /* store seed: XXH3-64 of the UUID (store/checksum.h) */

@@ -22,31 +22,29 @@ void vswap_io_fini(struct vswap_io *io)
 	io->have_ring = false;
 }
 
-static int run_sync(int fd, bool write, struct vswap_io_req *reqs, unsigned n)
+/* One request with pread/pwrite: continued until done, end of file (reads)
+ * or an error. */
+static void run_one_sync(int fd, bool write, struct vswap_io_req *r)
 {
-	for (unsigned i = 0; i < n; i++) {
-		struct vswap_io_req *r = &reqs[i];
-		uint32_t done = 0;
-		while (done < r->len) {
-			ssize_t k =
-			    write ? pwrite(fd, (char *)r->buf + done, r->len - done, r->off + done)
+	uint32_t done = 0;
+	r->done = 0;
+	while (done < r->len) {
+		ssize_t k = write ? pwrite(fd, (char *)r->buf + done, r->len - done, r->off + done)
 				  : pread(fd, (char *)r->buf + done, r->len - done, r->off + done);
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k < 0) {
-				r->res = -errno;
-				goto next;
-			}
-			if (k == 0)
-				break; /* end of file (reads); no progress (writes) */
-			done += (uint32_t)k;
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			r->res = -errno;
+			return;
 		}
-		r->res = (int32_t)done;
-		if (write && done < r->len)
-			r->res = -EIO;
-	next:;
+		if (k == 0)
+			break; /* end of file (reads); no progress (writes) */
+		done += (uint32_t)k;
+		r->done = done;
 	}
-	return 0;
+	r->res = (int32_t)done;
+	if (write && done < r->len)
+		r->res = -EIO;
 }
 
 /*
@@ -68,44 +66,70 @@ static int drain(struct vswap_io *io, unsigned inflight, int err)
 	return err;
 }
 
-static void prep(struct vswap_io *io, int fd, bool write, struct vswap_io_req *r, unsigned idx,
-		 uint32_t done)
+/* Queue the rest of @r, from byte @done on.  The submission queue has room:
+ * no more than the ring's depth are ever in flight, and every completion
+ * that queues again was taken off it. */
+static void prep(struct vswap_io *io, int fd, bool write, struct vswap_io_req *r, uint32_t done)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&io->ring);
 	if (write)
 		io_uring_prep_write(sqe, fd, (char *)r->buf + done, r->len - done, r->off + done);
 	else
 		io_uring_prep_read(sqe, fd, (char *)r->buf + done, r->len - done, r->off + done);
-	io_uring_sqe_set_data64(sqe, idx);
+	io_uring_sqe_set_data(sqe, r);
 }
 
-int vswap_io_run(struct vswap_io *io, int fd, bool write, struct vswap_io_req *reqs, unsigned n)
+/* A completion of @r: true when @r is complete (r->res final), false when
+ * the rest of it was queued again. */
+static bool complete(struct vswap_io *io, int fd, bool write, struct vswap_io_req *r, int res)
 {
-	return vswap_io_run_overlap(io, fd, write, reqs, n, NULL, NULL);
+	if (res == -EAGAIN || res == -EINTR) {
+		prep(io, fd, write, r, r->done);
+		return false;
+	}
+	if (res < 0) {
+		r->res = res;
+		return true;
+	}
+	r->done += (uint32_t)res;
+	if (res > 0 && r->done < r->len) {
+		/* Short: continue it.  A full disk reports ENOSPC on the next
+		 * attempt; a read at end of file returns 0. */
+		prep(io, fd, write, r, r->done);
+		return false;
+	}
+	r->res = write && r->done < r->len ? -EIO : (int32_t)r->done;
+	return true;
 }
 
-int vswap_io_run_overlap(struct vswap_io *io, int fd, bool write, struct vswap_io_req *reqs,
-			 unsigned n, void (*overlap)(void *), void *arg)
+int vswap_io_stream(struct vswap_io *io, int fd, bool write, const struct vswap_io_stream *st)
 {
+	void (*overlap)(void *) = st->overlap;
+	struct vswap_io_req *r;
+
 	if (!io->have_ring) {
 		if (overlap)
-			overlap(arg);
-		return run_sync(fd, write, reqs, n);
+			overlap(st->ctx);
+		while ((r = st->next(st->ctx))) {
+			run_one_sync(fd, write, r);
+			st->done(st->ctx, r);
+		}
+		return 0;
 	}
-
-	unsigned next = 0, inflight = 0;
-	for (unsigned i = 0; i < n; i++)
-		reqs[i].res = 0;
-	while (next < n || inflight > 0) {
-		while (next < n && inflight < io->depth) {
-			prep(io, fd, write, &reqs[next], next, 0);
-			next++;
+	unsigned inflight = 0;
+	for (;;) {
+		while (inflight < io->depth && (r = st->next(st->ctx))) {
+			r->res = 0;
+			r->done = 0;
+			prep(io, fd, write, r, 0);
 			inflight++;
 		}
+		if (!inflight)
+			return 0;
 		int ret;
 		if (overlap) {
 			ret = io_uring_submit(&io->ring);
-			overlap(arg);
+			overlap(st->ctx);
 			overlap = NULL;
 			if (ret >= 0)
 				ret = io_uring_submit_and_wait(&io->ring, 1);
@@ -118,27 +142,59 @@ int vswap_io_run_overlap(struct vswap_io *io, int fd, bool write, struct vswap_i
 		unsigned head, seen = 0;
 		io_uring_for_each_cqe(&io->ring, head, cqe)
 		{
-			struct vswap_io_req *r = &reqs[cqe->user_data];
-			int res = cqe->res;
 			seen++;
-			inflight--;
-			if (res == -EAGAIN || res == -EINTR) {
-				prep(io, fd, write, r, (unsigned)cqe->user_data, (uint32_t)r->res);
-				inflight++;
-				continue;
-			}
-			int32_t done = res < 0 ? res : r->res + res; /* bytes so far */
-			r->res = done;
-			if (done >= 0 && res > 0 && (uint32_t)done < r->len) {
-				/* Short: continue it.  A full disk reports ENOSPC on
-				 * the next attempt; a read at end of file returns 0. */
-				prep(io, fd, write, r, (unsigned)cqe->user_data, (uint32_t)done);
-				inflight++;
-			} else if (done >= 0 && write && res == 0 && (uint32_t)done < r->len) {
-				r->res = -EIO;
+			r = io_uring_cqe_get_data(cqe);
+			if (complete(io, fd, write, r, cqe->res)) {
+				inflight--;
+				st->done(st->ctx, r);
 			}
 		}
 		io_uring_cq_advance(&io->ring, seen);
 	}
-	return 0;
+}
+
+/* A batch is a stream over an array. */
+struct batch {
+	struct vswap_io_req *reqs;
+	unsigned n, next;
+	void (*overlap)(void *);
+	void *arg;
+};
+
+static struct vswap_io_req *batch_next(void *ctx)
+{
+	struct batch *b = ctx;
+	return b->next < b->n ? &b->reqs[b->next++] : NULL;
+}
+
+static void batch_done(void *ctx, struct vswap_io_req *r)
+{
+	(void)ctx;
+	(void)r;
+}
+
+static void batch_overlap(void *ctx)
+{
+	struct batch *b = ctx;
+	b->overlap(b->arg);
+}
+
+int vswap_io_run(struct vswap_io *io, int fd, bool write, struct vswap_io_req *reqs, unsigned n)
+{
+	return vswap_io_run_overlap(io, fd, write, reqs, n, NULL, NULL);
+}
+
+int vswap_io_run_overlap(struct vswap_io *io, int fd, bool write, struct vswap_io_req *reqs,
+			 unsigned n, void (*overlap)(void *), void *arg)
+{
+	struct batch b = {.reqs = reqs, .n = n, .overlap = overlap, .arg = arg};
+	for (unsigned i = 0; i < n; i++)
+		reqs[i].res = 0;
+	struct vswap_io_stream st = {
+	    .next = batch_next,
+	    .done = batch_done,
+	    .overlap = overlap ? batch_overlap : NULL,
+	    .ctx = &b,
+	};
+	return vswap_io_stream(io, fd, write, &st);
 }

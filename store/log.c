@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Logging through the handle's callback, and the names of things. */
+/* Logging through the handle's logger (util/log.h), and the names of things. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,17 +8,10 @@
 
 void store_log(const struct vswap_store *s, enum vswap_log_level lvl, const char *fmt, ...)
 {
-	if (lvl > s->log_level)
-		return;
-	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	logger_vprintf(&s->log, lvl, fmt, ap);
 	va_end(ap);
-	if (s->log)
-		s->log(s->log_ctx, lvl, msg);
-	else
-		fprintf(stderr, "vswap: %s\n", msg);
 }
 
 const char *vswap_durability_name(enum vswap_durability d)

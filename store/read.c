@@ -68,6 +68,11 @@ int vswap_store_read_page(struct vswap_store *s, uint64_t page, void *buf)
 	return verify(s, page, buf, (int32_t)k);
 }
 
+uint64_t vswap_store_slot_offset(const struct vswap_store *s, uint64_t slot)
+{
+	return slot_offset(s, slot);
+}
+
 int vswap_store_read_begin(const struct vswap_store *s, uint64_t page, struct vswap_read *r)
 {
 	int ret = readable(s, page);

@@ -5,6 +5,7 @@
  * lives in a shared directory (/dev/shm), so it is created O_EXCL |
  * O_NOFOLLOW and checked to be ours before every use.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,11 +17,58 @@
 
 #include "store/internal.h"
 
+/* The staging file's name: the one place it is spelled (store/layout.h). */
+static const char staging_prefix[] = "vswap-", staging_suffix[] = ".staging";
+
+void store_staging_name(const uint8_t uuid[16], char name[STORE_STAGING_NAME_LEN + 1])
+{
+	char u[37];
+
+	vswap_uuid_format(uuid, u);
+	snprintf(name, STORE_STAGING_NAME_LEN + 1, "%s%s%s", staging_prefix, u, staging_suffix);
+}
+
+bool store_staging_name_parse(const char *name, char uuid[37])
+{
+	const size_t plen = sizeof(staging_prefix) - 1;
+	const char *u = name + plen;
+
+	if (strlen(name) != STORE_STAGING_NAME_LEN || strncmp(name, staging_prefix, plen) != 0)
+		return false;
+	for (int i = 0; i < 36; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+		if (dash ? u[i] != '-' : !isxdigit((unsigned char)u[i]))
+			return false;
+	}
+	if (strcmp(u + 36, staging_suffix) != 0)
+		return false;
+	if (uuid) {
+		memcpy(uuid, u, 36);
+		uuid[36] = '\0';
+	}
+	return true;
+}
+
+bool store_staging_path_split(const char *path, const uint8_t uuid[16], size_t *dirlen)
+{
+	char name[STORE_STAGING_NAME_LEN + 1];
+	size_t n = path ? strlen(path) : 0;
+
+	store_staging_name(uuid, name);
+	if (n <= STORE_STAGING_NAME_LEN + 1 || path[0] != '/' ||
+	    path[n - STORE_STAGING_NAME_LEN - 1] != '/' ||
+	    strcmp(path + n - STORE_STAGING_NAME_LEN, name) != 0)
+		return false;
+	*dirlen = n - STORE_STAGING_NAME_LEN - 1;
+	return true;
+}
+
 /* The index records an absolute path: resolve the directory now. */
 static int staging_name(struct vswap_store *s, const char *dir)
 {
-	char uuid[37];
-	vswap_uuid_format(s->sb.uuid, uuid);
+	char name[STORE_STAGING_NAME_LEN + 1];
+	store_staging_name(s->sb.uuid, name);
 	char *abs = realpath(dir ? dir : "/dev/shm", NULL);
 	if (!abs) {
 		int ret = -errno;
@@ -28,7 +76,7 @@ static int staging_name(struct vswap_store *s, const char *dir)
 			  strerror(errno));
 		return ret;
 	}
-	int n = asprintf(&s->staging_path, "%s/vswap-%s.staging", abs, uuid);
+	int n = asprintf(&s->staging_path, "%s/%s", abs, name);
 	free(abs);
 	if (n < 0) {
 		s->staging_path = NULL;

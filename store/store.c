@@ -33,9 +33,7 @@ struct vswap_store *handle_new(const char *path, const struct vswap_store_opts *
 	s->read_only = opts->read_only;
 	s->tolerant = opts->tolerant;
 	s->durability = opts->durability;
-	s->log = opts->log;
-	s->log_ctx = opts->log_ctx;
-	s->log_level = opts->log ? opts->log_level : VSWAP_LOG_WARN;
+	s->log = logger_make("store", opts->log, opts->log_ctx, opts->log_level);
 	s->map_size = opts->map_size;
 	long psz = sysconf(_SC_PAGESIZE);
 	s->page_size = (uint32_t)psz;
@@ -282,8 +280,9 @@ static int replace_stale_index(struct vswap_store *s, const char *staging_dir)
 					 : "a file that is not a vswap index has the index's name");
 		return -EEXIST;
 	}
-	char lock[4096], uu[37], *staging = NULL;
+	char lock[4096], uu[37], name[STORE_STAGING_NAME_LEN + 1], *staging = NULL;
 	vswap_uuid_format(uuid, uu);
+	store_staging_name(uuid, name);
 	store_log(s, VSWAP_LOG_WARN,
 		  "%s: replacing the index of store %s, whose swap file does not exist (a "
 		  "creation that did not finish)",
@@ -291,8 +290,8 @@ static int replace_stale_index(struct vswap_store *s, const char *staging_dir)
 	if (lock_path(s, lock, sizeof(lock)) == 0 && lstat(lock, &st) == 0 && S_ISREG(st.st_mode))
 		unlink(lock);
 	char *dir = realpath(staging_dir ? staging_dir : "/dev/shm", NULL);
-	if (dir && asprintf(&staging, "%s/vswap-%s.staging", dir, uu) > 0 &&
-	    lstat(staging, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid())
+	if (dir && asprintf(&staging, "%s/%s", dir, name) > 0 && lstat(staging, &st) == 0 &&
+	    S_ISREG(st.st_mode) && st.st_uid == geteuid())
 		unlink(staging);
 	free(staging);
 	free(dir);

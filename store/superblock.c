@@ -3,8 +3,10 @@
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store/checksum.h"
+#include "store/layout.h"
 #include "store/superblock.h"
 
 /* Byte offsets of the fields; every integer is little-endian. */
@@ -85,4 +87,25 @@ int superblock_decode(const uint8_t *buf, size_t len, struct vswap_superblock *s
 	}
 	*why = NULL;
 	return 0;
+}
+
+int store_identify_fd(int fd, uint8_t uuid[16], const char **why)
+{
+	uint8_t buf[VSWAP_SB_BYTES];
+	struct vswap_superblock sb;
+	ssize_t k;
+
+	do
+		k = pread(fd, buf, sizeof(buf), 0);
+	while (k < 0 && errno == EINTR);
+	if (k < 0) {
+		int err = errno;
+
+		*why = strerror(err);
+		return -err;
+	}
+	int ret = superblock_decode(buf, (size_t)k, &sb, why);
+	if (ret == 0)
+		memcpy(uuid, sb.uuid, 16);
+	return ret;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "store/internal.h"
+#include "util/array.h"
 
 static uint64_t words_for(uint64_t bits)
 {
@@ -83,14 +84,8 @@ void tables_free(struct vswap_store *s)
 
 int leftout_add(struct vswap_store *s, const struct vswap_page_record *r)
 {
-	if (s->nleftout == s->leftout_cap) {
-		size_t cap = s->leftout_cap ? s->leftout_cap * 2 : 16;
-		void *nv = realloc(s->leftout, cap * sizeof(*s->leftout));
-		if (!nv)
-			return -ENOMEM;
-		s->leftout = nv;
-		s->leftout_cap = cap;
-	}
+	if (ARRAY_RESERVE(s->leftout, s->leftout_cap, s->nleftout + 1, 16))
+		return -ENOMEM;
 	s->leftout[s->nleftout++] = *r;
 	return 0;
 }
@@ -224,14 +219,8 @@ void page_set(struct vswap_store *s, uint64_t page, uint32_t word, uint64_t sum)
 
 int slot_vec_push(struct slot_vec *v, uint64_t slot)
 {
-	if (v->n == v->cap) {
-		size_t cap = v->cap ? v->cap * 2 : 256;
-		uint64_t *nv = realloc(v->v, cap * sizeof(*nv));
-		if (!nv)
-			return -ENOMEM;
-		v->v = nv;
-		v->cap = cap;
-	}
+	if (ARRAY_RESERVE(v->v, v->cap, v->n + 1, 256))
+		return -ENOMEM;
 	v->v[v->n++] = slot;
 	return 0;
 }
@@ -243,14 +232,8 @@ int range_vec_push(struct range_vec *v, uint64_t first, uint64_t count)
 		v->v[v->n - 1].count += count;
 		return 0;
 	}
-	if (v->n == v->cap) {
-		size_t cap = v->cap ? v->cap * 2 : 256;
-		void *nv = realloc(v->v, cap * sizeof(*v->v));
-		if (!nv)
-			return -ENOMEM;
-		v->v = nv;
-		v->cap = cap;
-	}
+	if (ARRAY_RESERVE(v->v, v->cap, v->n + 1, 256))
+		return -ENOMEM;
 	v->v[v->n].first = first;
 	v->v[v->n].count = count;
 	v->n++;

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "store/internal.h"
+#include "util/array.h"
 
 struct raw_rec {
 	uint64_t group;
@@ -72,14 +73,9 @@ static int collect(struct upgrade *u, MDB_dbi dbi, struct raw_rec **out, size_t 
 			u->left++;
 			continue;
 		}
-		if (*n == cap) {
-			cap = cap ? cap * 2 : 64;
-			struct raw_rec *nv = realloc(*out, cap * sizeof(**out));
-			if (!nv) {
-				ret = -ENOMEM;
-				break;
-			}
-			*out = nv;
+		if (ARRAY_RESERVE(*out, cap, *n + 1, 64)) {
+			ret = -ENOMEM;
+			break;
 		}
 		uint64_t g;
 		memcpy(&g, k.mv_data, 8);
@@ -284,11 +280,8 @@ static int convert_meta(struct upgrade *u)
 static int open_staging(struct upgrade *u)
 {
 	struct vswap_store *s = u->s;
-	char want[64], uuid[37];
-	vswap_uuid_format(s->sb.uuid, uuid);
-	snprintf(want, sizeof(want), "/vswap-%s.staging", uuid);
-	size_t n = s->staging_path ? strlen(s->staging_path) : 0, w = strlen(want);
-	if (n <= w || s->staging_path[0] != '/' || strcmp(s->staging_path + n - w, want) != 0) {
+	size_t dirlen;
+	if (!store_staging_path_split(s->staging_path, s->sb.uuid, &dirlen)) {
 		store_log(s, VSWAP_LOG_WARN,
 			  "%s: no staging file of this store named: staged pages get no checksum",
 			  s->index_path);

@@ -12,24 +12,22 @@
 #include <unistd.h>
 
 #include "store/internal.h"
+#include "util/array.h"
 
 static int scratch_reserve(struct vswap_store *s, size_t n)
 {
-	if (n <= s->scratch_cap)
-		return 0;
-	uint64_t *slots = realloc(s->scratch_slots, n * sizeof(*slots));
-	if (!slots)
+	/* Three arrays of one capacity: each grows from the same start to the
+	 * same size. */
+	size_t cap = s->scratch_cap;
+	if (ARRAY_RESERVE(s->scratch_slots, cap, n, 64))
 		return -ENOMEM;
-	s->scratch_slots = slots;
-	struct vswap_io_req *reqs = realloc(s->scratch_reqs, n * sizeof(*reqs));
-	if (!reqs)
+	cap = s->scratch_cap;
+	if (ARRAY_RESERVE(s->scratch_reqs, cap, n, 64))
 		return -ENOMEM;
-	s->scratch_reqs = reqs;
-	uint64_t *sums = realloc(s->scratch_sums, n * sizeof(*sums));
-	if (!sums)
+	cap = s->scratch_cap;
+	if (ARRAY_RESERVE(s->scratch_sums, cap, n, 64))
 		return -ENOMEM;
-	s->scratch_sums = sums;
-	s->scratch_cap = n;
+	s->scratch_cap = cap;
 	return 0;
 }
 

@@ -23,20 +23,12 @@ static const struct rfx_shape shape = {
 
 static int setup(void **state)
 {
-	struct rfx_store *fx = calloc(1, sizeof(*fx));
-
-	assert_non_null(fx);
-	assert_int_equal(rfx_init(fx, "dump"), 0);
-	assert_int_equal(rfx_build(fx, &shape), 0);
-	*state = fx;
-	return 0;
+	return rfx_setup(state, "dump", &shape);
 }
 
 static int teardown(void **state)
 {
-	rfx_cleanup(*state);
-	free(*state);
-	return 0;
+	return rfx_teardown(state);
 }
 
 static char *dump(const struct rfx_store *fx, const char *view, bool json)

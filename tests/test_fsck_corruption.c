@@ -38,20 +38,12 @@ static const struct rfx_shape default_shape = {
 
 static int setup(void **state)
 {
-	struct rfx_store *fx = calloc(1, sizeof(*fx));
-
-	assert_non_null(fx);
-	assert_int_equal(rfx_init(fx, "fsck"), 0);
-	assert_int_equal(rfx_build(fx, &default_shape), 0);
-	*state = fx;
-	return 0;
+	return rfx_setup(state, "fsck", &default_shape);
 }
 
 static int teardown(void **state)
 {
-	rfx_cleanup(*state);
-	free(*state);
-	return 0;
+	return rfx_teardown(state);
 }
 
 /* Run the library in @mode; returns the handle (caller frees). */

@@ -60,27 +60,17 @@ static const struct rfx_shape default_shape = {
 
 static int setup(void **state)
 {
-	struct rfx_store *fx = calloc(1, sizeof(*fx));
-
-	assert_non_null(fx);
-	assert_int_equal(rfx_init(fx, "fsckdmg"), 0);
-	assert_int_equal(rfx_build(fx, &default_shape), 0);
-	*state = fx;
-	return 0;
+	return rfx_setup(state, "fsckdmg", &default_shape);
 }
 
 static int teardown(void **state)
 {
-	rfx_cleanup(*state);
-	free(*state);
-	return 0;
+	return rfx_teardown(state);
 }
 
 static void rebuild(struct rfx_store *fx, const struct rfx_shape *shape)
 {
-	rfx_cleanup(fx);
-	assert_int_equal(rfx_init(fx, "fsckdmg"), 0);
-	assert_int_equal(rfx_build(fx, shape), 0);
+	assert_int_equal(rfx_rebuild(fx, "fsckdmg", shape), 0);
 }
 
 /* ---- running the tools ----------------------------------------------------- */
@@ -90,39 +80,7 @@ static void rebuild(struct rfx_store *fx, const struct rfx_shape *shape)
  * the exit code or 128 + signal; *err gets stdout and stderr (may be NULL). */
 static int run_tool(const char *tool, const char *const *args, char **err)
 {
-	char exe[PATH_MAX], errpath[] = "/tmp/vswap-dmg-err-XXXXXX";
-	const char *bd = getenv("VSWAP_BUILD_DIR");
-	const char *argv[16];
-	int efd = mkstemp(errpath), status = 0, n = 0;
-	pid_t pid;
-
-	assert_true(efd >= 0);
-	unlink(errpath);
-	snprintf(exe, sizeof(exe), "%s/%s", bd ? bd : VSWAP_BUILD_DIR, tool);
-	argv[n++] = exe;
-	for (int i = 0; args[i] && n < 15; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(efd, 1);
-		dup2(efd, 2);
-		alarm(TOOL_TIMEOUT_S);
-		execv(exe, (char *const *)argv);
-		_exit(127);
-	}
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (err) {
-		off_t len = lseek(efd, 0, SEEK_END);
-
-		*err = calloc(1, (size_t)len + 1);
-		assert_non_null(*err);
-		assert_int_equal(pread(efd, *err, (size_t)len, 0), len);
-	}
-	close(efd);
-	return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+	return rfx_run_tool_as(0, TOOL_TIMEOUT_S, tool, args, err);
 }
 
 static int fsck_tool(const struct rfx_store *fx, const char *flag, char **err)

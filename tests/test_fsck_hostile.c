@@ -49,20 +49,12 @@ static const struct rfx_shape shape = {
 
 static int setup(void **state)
 {
-	struct rfx_store *fx = calloc(1, sizeof(*fx));
-
-	assert_non_null(fx);
-	assert_int_equal(rfx_init(fx, "fsckhostile"), 0);
-	assert_int_equal(rfx_build(fx, &shape), 0);
-	*state = fx;
-	return 0;
+	return rfx_setup(state, "fsckhostile", &shape);
 }
 
 static int teardown(void **state)
 {
-	rfx_cleanup(*state);
-	free(*state);
-	return 0;
+	return rfx_teardown(state);
 }
 
 /* Run @tool with @args, as @uid when non-zero, killed by SIGALRM after
@@ -70,42 +62,7 @@ static int teardown(void **state)
  * signal; *out gets stdout and stderr (may be NULL). */
 static int run_tool_as(uid_t uid, const char *tool, const char *const *args, char **out)
 {
-	char exe[PATH_MAX], path[] = "/tmp/vswap-hostile-out-XXXXXX";
-	const char *bd = getenv("VSWAP_BUILD_DIR");
-	const char *argv[16];
-	int fd = mkstemp(path), status = 0, n = 0;
-	pid_t pid;
-
-	assert_true(fd >= 0);
-	unlink(path);
-	snprintf(exe, sizeof(exe), "%s/%s", bd ? bd : VSWAP_BUILD_DIR, tool);
-	argv[n++] = exe;
-	for (int i = 0; args[i] && n < 15; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(fd, 1);
-		dup2(fd, 2);
-		if (uid &&
-		    (setgroups(0, NULL) || setresgid(uid, uid, uid) || setresuid(uid, uid, uid)))
-			_exit(126);
-		alarm(TOOL_TIMEOUT_S);
-		execv(exe, (char *const *)argv);
-		_exit(127);
-	}
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (out) {
-		off_t len = lseek(fd, 0, SEEK_END);
-
-		*out = calloc(1, (size_t)len + 1);
-		assert_non_null(*out);
-		assert_int_equal(pread(fd, *out, (size_t)len, 0), len);
-	}
-	close(fd);
-	return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+	return rfx_run_tool_as(uid, TOOL_TIMEOUT_S, tool, args, out);
 }
 
 static int fsck_as(uid_t uid, const struct rfx_store *fx, const char *flag, char **out)

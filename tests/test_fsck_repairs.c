@@ -48,20 +48,12 @@ static const struct rfx_shape default_shape = {
 
 static int setup(void **state)
 {
-	struct rfx_store *fx = calloc(1, sizeof(*fx));
-
-	assert_non_null(fx);
-	assert_int_equal(rfx_init(fx, "fsckfix"), 0);
-	assert_int_equal(rfx_build(fx, &default_shape), 0);
-	*state = fx;
-	return 0;
+	return rfx_setup(state, "fsckfix", &default_shape);
 }
 
 static int teardown(void **state)
 {
-	rfx_cleanup(*state);
-	free(*state);
-	return 0;
+	return rfx_teardown(state);
 }
 
 static struct vswap_fsck *run_lib_opts(const struct rfx_store *fx, struct vswap_fsck_opts o)
@@ -401,9 +393,7 @@ static void test_page_record_straddling_regions(void **state)
 	uint64_t mask;
 	struct vswap_fsck *f;
 
-	rfx_cleanup(fx);
-	assert_int_equal(rfx_init(fx, "fsckfix"), 0);
-	assert_int_equal(rfx_build(fx, &shape), 0);
+	assert_int_equal(rfx_rebuild(fx, "fsckfix", &shape), 0);
 	raw_open(fx, &ri);
 	raw_get(&ri, ri.pages, 15, val, &len);
 	assert_int_equal(len, 8 + ENTRY * 40);
@@ -536,9 +526,7 @@ static void test_shared_slot_stale_loser_waits_for_keeper(void **state)
 
 	assert_non_null(buf);
 	assert_non_null(want);
-	rfx_cleanup(fx);
-	assert_int_equal(rfx_init(fx, "fsckfix"), 0);
-	assert_int_equal(rfx_build(fx, &shape), 0);
+	assert_int_equal(rfx_rebuild(fx, "fsckfix", &shape), 0);
 	raw_open(fx, &ri);
 	raw_get(&ri, ri.pages, 0, val, &len);
 	memcpy(entry(val, 0), entry(val, 1), 4); /* stale page 0 -> slot of page 1 */
@@ -698,9 +686,7 @@ static void test_left_out_record_survives_preen(void **state)
 	size_t len = sizeof(val);
 	struct vswap_fsck *f;
 
-	rfx_cleanup(fx);
-	assert_int_equal(rfx_init(fx, "fsckfix"), 0);
-	assert_int_equal(rfx_build(fx, &shape), 0);
+	assert_int_equal(rfx_rebuild(fx, "fsckfix", &shape), 0);
 	/* Page 1 names page 0's slot; page 2 (stale) has rotten bytes. */
 	assert_int_equal(rfx_flip_bit(fx->path, rfx_slot_offset(fx, slot_of(fx, 2)) + 17, 5), 0);
 	raw_open(fx, &ri);

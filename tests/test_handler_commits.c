@@ -23,31 +23,7 @@
 #include "handler/internal.h"
 #include "tests/helpers/handler_fixture.h"
 
-#define DEADLINE_MS 10000
 #define PAGES 16
-
-static uint64_t ms_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static bool wait_for(bool (*cond)(void *), void *arg)
-{
-	uint64_t until = ms_now() + DEADLINE_MS;
-	while (!cond(arg)) {
-		if (ms_now() > until)
-			return false;
-		sched_yield();
-	}
-	return true;
-}
-
-static uint8_t byte_of(uint64_t p)
-{
-	return (uint8_t)(0x40 + p);
-}
 
 struct gate {
 	atomic_bool entered, open;
@@ -59,8 +35,8 @@ static void gate_hook(void *ctx)
 	struct gate *g = ctx;
 	atomic_fetch_add(&g->calls, 1);
 	atomic_store(&g->entered, true);
-	uint64_t until = ms_now() + 2 * DEADLINE_MS;
-	while (!atomic_load(&g->open) && ms_now() < until)
+	uint64_t until = hfx_now_ms() + 2 * HFX_DEADLINE_MS;
+	while (!atomic_load(&g->open) && hfx_now_ms() < until)
 		sched_yield();
 }
 
@@ -113,7 +89,7 @@ static void setup_swapped(struct hfx *f, struct gate *g, const struct vswap_hand
 	const size_t pages[1] = {PAGES};
 	assert_int_equal(hfx_setup(f, pages, 1, o), 0);
 	for (uint64_t p = 0; p < PAGES - 1; p++)
-		assert_int_equal(hfx_fill(f, 0, p, byte_of(p)), 0);
+		assert_int_equal(hfx_fill(f, 0, p, hfx_byte_of(p)), 0);
 	assert_int_equal(vswap_handler_enable(f->h), 0);
 	assert_int_equal(vswap_handler_swap_out(f->h), 0);
 	assert_int_equal(hfx_wait(f, VSWAP_STATE_ACTIVE), 0);
@@ -131,19 +107,19 @@ static void faults_served_during_commit(void **state)
 	setup_swapped(&f, &g, NULL);
 	/* A fault leaves a change; the idle timer asks for its commit, which
 	 * the hook holds after its begin. */
-	assert_int_equal(hfx_page_byte(&f, 0, 0), byte_of(0));
-	if (!wait_for(gate_entered, &g))
+	assert_int_equal(hfx_page_byte(&f, 0, 0), hfx_byte_of(0));
+	if (!hfx_wait_for(gate_entered, &g))
 		fail_msg("no lazy commit began");
 	assert_int_equal(recorded(&f, 0), VSWAP_PAGE_PRESENT); /* not landed */
 	/* Faults from the swap file and of a zero page go on meanwhile. */
 	for (uint64_t p = 1; p < 6; p++)
-		assert_int_equal(hfx_page_byte(&f, 0, p), byte_of(p));
+		assert_int_equal(hfx_page_byte(&f, 0, p), hfx_byte_of(p));
 	assert_int_equal(hfx_page_byte(&f, 0, PAGES - 1), 0);
 	struct vswap_status st;
 	assert_int_equal(vswap_handler_status(f.h, &st), 0);
 	assert_int_equal(st.metrics.copied_from_file_pages, 6);
 	atomic_store(&g.open, true);
-	assert_true(wait_for(committer_idle, &f));
+	assert_true(hfx_wait_for(committer_idle, &f));
 	assert_int_equal(recorded(&f, 0), VSWAP_PAGE_STALE);
 	/* The later faults' changes are committed by a later lazy commit. */
 	for (;;) {
@@ -178,22 +154,22 @@ static void enable_waits_for_commit(void **state)
 	struct hfx f;
 	struct gate g;
 	setup_swapped(&f, &g, &hfx_copy); /* copy mode: the enable stages */
-	assert_int_equal(hfx_page_byte(&f, 0, 2), byte_of(2));
+	assert_int_equal(hfx_page_byte(&f, 0, 2), hfx_byte_of(2));
 	assert_int_equal(hfx_write(hfx_addr(&f, 0, 2), "\x99", 1, 0), 0);
-	if (!wait_for(gate_entered, &g))
+	if (!hfx_wait_for(gate_entered, &g))
 		fail_msg("no lazy commit began");
 	struct enabler e = {.h = f.h};
 	atomic_init(&e.done, false);
 	assert_int_equal(pthread_create(&e.t, NULL, enable_main, &e), 0);
 	/* The enable cannot stage page 2 while the commit is in flight; it
 	 * completes once the commit ends. */
-	uint64_t until = ms_now() + 200;
-	while (ms_now() < until)
+	uint64_t until = hfx_now_ms() + 200;
+	while (hfx_now_ms() < until)
 		assert_false(atomic_load(&e.done));
 	atomic_store(&g.open, true);
 	pthread_join(e.t, NULL);
 	assert_int_equal(e.rc, 0);
-	assert_true(wait_for(committer_idle, &f));
+	assert_true(hfx_wait_for(committer_idle, &f));
 	set_hook(&f, NULL);
 	struct vswap_page_info pi;
 	assert_int_equal(vswap_handler_page_info(f.h, f.first[0] + 2, &pi), 0);
@@ -201,7 +177,7 @@ static void enable_waits_for_commit(void **state)
 	uint8_t b;
 	assert_int_equal(hfx_read(&b, hfx_addr(&f, 0, 2), 1, 0, NULL), 0);
 	assert_int_equal(b, 0x99);
-	assert_int_equal(hfx_page_byte(&f, 0, 3), byte_of(3));
+	assert_int_equal(hfx_page_byte(&f, 0, 3), hfx_byte_of(3));
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 

@@ -34,37 +34,11 @@
 #include "handler/internal.h"
 #include "tests/helpers/handler_fixture.h"
 
-#define DEADLINE_MS 10000
-
-static uint64_t ms_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* Wait for @cond(@arg) under the deadline; false if it never held. */
-static bool wait_for(bool (*cond)(void *), void *arg)
-{
-	uint64_t until = ms_now() + DEADLINE_MS;
-	while (!cond(arg)) {
-		if (ms_now() > until)
-			return false;
-		sched_yield();
-	}
-	return true;
-}
-
 static struct vswap_status st_of(struct hfx *f)
 {
 	struct vswap_status st;
 	assert_int_equal(vswap_handler_status(f->h, &st), 0);
 	return st;
-}
-
-static uint8_t byte_of(uint64_t p)
-{
-	return (uint8_t)(0x40 + p);
 }
 
 /* ---- a guest access on its own thread, joined when it ends ------------ */
@@ -101,7 +75,7 @@ static void corrupt_error_policy(void **state)
 	struct vswap_handler_opts o = {.on_corrupt = VSWAP_CORRUPT_ERROR};
 	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
 	for (uint64_t p = 0; p < 8; p++)
-		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
+		assert_int_equal(hfx_fill(&f, 0, p, hfx_byte_of(p)), 0);
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	assert_int_equal(vswap_handler_swap_out(f.h), 0);
 	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
@@ -112,7 +86,7 @@ static void corrupt_error_policy(void **state)
 	struct hfx_reader r;
 	assert_int_equal(hfx_reader_start(&r, &f, 2, 60000), 0);
 	struct err_wait w = {&f};
-	assert_true(wait_for(error_reported, &w));
+	assert_true(hfx_wait_for(error_reported, &w));
 	struct vswap_status st = st_of(&f);
 	assert_int_equal(st.last_error, -EBADMSG);
 	assert_int_equal(st.metrics.checksum_failures, 1);
@@ -122,8 +96,8 @@ static void corrupt_error_policy(void **state)
 	assert_false(atomic_load(&r.done));
 	struct vswap_page_info pi;
 	assert_int_equal(vswap_handler_page_info(f.h, f.first[0] + 2, &pi), 0);
-	assert_int_equal(pi.state, VSWAP_PAGE_LOST);	       /* recorded for vswap-fsck */
-	assert_int_equal(hfx_page_byte(&f, 0, 3), byte_of(3)); /* faults still served */
+	assert_int_equal(pi.state, VSWAP_PAGE_LOST);		   /* recorded for vswap-fsck */
+	assert_int_equal(hfx_page_byte(&f, 0, 3), hfx_byte_of(3)); /* faults still served */
 
 	/* The swap-in meets page 5: it fails rather than leave a hole, the
 	 * regions stay registered, and the pages after it are still served. */
@@ -135,7 +109,7 @@ static void corrupt_error_policy(void **state)
 	assert_int_equal(st.metrics.poisoned_pages, 0);
 	for (uint64_t p = 0; p < 8; p++)
 		if (p != 2 && p != 5)
-			assert_int_equal(hfx_page_byte(&f, 0, p), byte_of(p));
+			assert_int_equal(hfx_page_byte(&f, 0, p), hfx_byte_of(p));
 	assert_false(atomic_load(&r.done));
 
 	/* The VMM decides: here it poisons page 2.  The waiting access gets
@@ -203,18 +177,18 @@ static void eagain_retried(void **state)
 	const size_t pages[1] = {8};
 	assert_int_equal(hfx_setup(&f, pages, 1, &hfx_copy), 0);
 	for (uint64_t p = 0; p < 8; p++)
-		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
+		assert_int_equal(hfx_fill(&f, 0, p, hfx_byte_of(p)), 0);
 	assert_int_equal(vswap_handler_enable(f.h), 0); /* every page staged */
 
 	/* Hold the monitor: taken while it sleeps in epoll (nothing pending
 	 * after the enable's commit), it reads the fault, then waits for the
 	 * lock in fault_serve(). */
-	assert_true(wait_for(monitor_idle, NULL));
+	assert_true(hfx_wait_for(monitor_idle, NULL));
 	pthread_mutex_lock(&f.h->lock);
 	struct hfx_reader r;
 	assert_int_equal(hfx_reader_start(&r, &f, 1, 60000), 0);
 	struct drained d = {&f};
-	if (!wait_for(fault_read, &d)) {
+	if (!hfx_wait_for(fault_read, &d)) {
 		pthread_mutex_unlock(&f.h->lock);
 		fail_msg("the monitor never read the fault");
 	}
@@ -223,7 +197,7 @@ static void eagain_retried(void **state)
 	struct remover m = {.addr = hfx_addr(&f, 0, 4), .len = 2 * f.page_size};
 	atomic_init(&m.tid, 0);
 	assert_int_equal(pthread_create(&m.t, NULL, remover_main, &m), 0);
-	if (!wait_for(remover_waits, &m)) {
+	if (!hfx_wait_for(remover_waits, &m)) {
 		pthread_mutex_unlock(&f.h->lock);
 		fail_msg("the remove never waited on its event");
 	}
@@ -237,7 +211,7 @@ static void eagain_retried(void **state)
 	assert_int_equal(r.rc, 0);
 	assert_int_equal(m.rc, 0);
 	for (size_t i = 0; i < f.page_size; i++)
-		if (r.buf[i] != byte_of(1))
+		if (r.buf[i] != hfx_byte_of(1))
 			fail_msg("byte %zu of page 1: %#x", i, r.buf[i]);
 	free(r.buf);
 	pthread_mutex_lock(&f.h->lock);
@@ -250,7 +224,7 @@ static void eagain_retried(void **state)
 		assert_false(pi.staged);
 		assert_int_equal(hfx_page_byte(&f, 0, p), 0);
 	}
-	assert_int_equal(hfx_page_byte(&f, 0, 6), byte_of(6));
+	assert_int_equal(hfx_page_byte(&f, 0, 6), hfx_byte_of(6));
 	struct vswap_status st = st_of(&f);
 	assert_int_equal(st.last_error, 0);
 	assert_int_equal(hfx_teardown(&f), 0);

@@ -47,31 +47,6 @@
 #include "store/internal.h"
 #include "tests/helpers/handler_fixture.h"
 
-#define DEADLINE_MS 10000
-
-static uint64_t ms_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static bool wait_for(bool (*cond)(void *), void *arg)
-{
-	uint64_t until = ms_now() + DEADLINE_MS;
-	while (!cond(arg)) {
-		if (ms_now() > until)
-			return false;
-		sched_yield();
-	}
-	return true;
-}
-
-static uint8_t byte_of(uint64_t p)
-{
-	return (uint8_t)(0x40 + p);
-}
-
 /* ---- a thread that balloons a range (MADV_REMOVE) ------------------------ */
 
 struct remover {
@@ -163,11 +138,11 @@ static void remove_hook(void *ctx)
 	if (k->calls++)
 		return;
 	atomic_store(&k->entered, true);
-	if (k->wait_abort && !wait_for(job_abort_seen, k))
+	if (k->wait_abort && !hfx_wait_for(job_abort_seen, k))
 		return; /* the exit never aborted the job: the test fails later */
 	remover_start(&k->m, hfx_addr(k->f, 0, 6), 2 * k->f->page_size);
 	k->started = true;
-	wait_for(remover_waits, &k->m);
+	hfx_wait_for(remover_waits, &k->m);
 }
 
 static bool hook_entered(void *arg)
@@ -182,7 +157,7 @@ static void exit_drains_remove(bool during_job)
 	struct vswap_handler_opts o = {.chunk_pages = 2, .enable_mode = VSWAP_ENABLE_COPY};
 	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
 	for (uint64_t p = 0; p < 8; p++)
-		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
+		assert_int_equal(hfx_fill(&f, 0, p, hfx_byte_of(p)), 0);
 	assert_int_equal(vswap_handler_enable(f.h), 0); /* every page staged */
 
 	struct remove_hook k = {.f = &f, .wait_abort = during_job};
@@ -193,11 +168,11 @@ static void exit_drains_remove(bool during_job)
 		/* The swap-in job runs and stops in the hook until the exit
 		 * aborts it. */
 		assert_int_equal(vswap_handler_disable(f.h, false), 0);
-		assert_true(wait_for(hook_entered, &k));
+		assert_true(hfx_wait_for(hook_entered, &k));
 	}
 	struct closer c;
 	closer_start(&c, f.h, false);
-	if (!wait_for(closer_done, &c))
+	if (!hfx_wait_for(closer_done, &c))
 		fail_msg("destroy hangs: the REMOVE event is never read");
 	pthread_join(c.t, NULL);
 	assert_int_equal(c.rc, 0);
@@ -208,7 +183,7 @@ static void exit_drains_remove(bool during_job)
 	/* Unregistered: plain memory now.  The ballooned pages are holes. */
 	for (uint64_t p = 0; p < 8; p++) {
 		const uint8_t *a = hfx_addr(&f, 0, p);
-		uint8_t want = p >= 6 ? 0 : byte_of(p);
+		uint8_t want = p >= 6 ? 0 : hfx_byte_of(p);
 		for (size_t i = 0; i < f.page_size; i++)
 			if (a[i] != want)
 				fail_msg("page %llu byte %zu: %#x, want %#x", (unsigned long long)p,
@@ -260,12 +235,12 @@ static void flush_keeps_restaged(void **state)
 	const size_t pages[1] = {4};
 	assert_int_equal(hfx_setup(&f, pages, 1, &hfx_copy), 0);
 	for (uint64_t p = 0; p < 4; p++)
-		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
+		assert_int_equal(hfx_fill(&f, 0, p, hfx_byte_of(p)), 0);
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	assert_int_equal(vswap_handler_swap_out(f.h), 0);
 	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
 	/* Page 1 comes back, changes, and is staged again (its slot stale). */
-	assert_int_equal(hfx_page_byte(&f, 0, 1), byte_of(1));
+	assert_int_equal(hfx_page_byte(&f, 0, 1), hfx_byte_of(1));
 	assert_int_equal(hfx_fill(&f, 0, 1, 0x99), 0);
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	struct vswap_page_info pi;
@@ -291,7 +266,7 @@ static void flush_keeps_restaged(void **state)
 	assert_int_equal(hfx_page_byte(&f, 0, 1), 0x99);
 	for (uint64_t p = 0; p < 4; p++)
 		if (p != 1)
-			assert_int_equal(hfx_page_byte(&f, 0, p), byte_of(p));
+			assert_int_equal(hfx_page_byte(&f, 0, p), hfx_byte_of(p));
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
@@ -324,7 +299,7 @@ static void poison_eexist_wakes(void **state)
 		skip();
 	}
 	for (uint64_t p = 0; p < 4; p++)
-		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
+		assert_int_equal(hfx_fill(&f, 0, p, hfx_byte_of(p)), 0);
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	assert_int_equal(vswap_handler_swap_out(f.h), 0);
 	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
@@ -333,11 +308,11 @@ static void poison_eexist_wakes(void **state)
 	/* The monitor reads the fault on page 2 and waits for the lock;
 	 * meanwhile the page is poisoned without a wake, as the swap-in
 	 * does. */
-	assert_true(wait_for(monitor_idle, NULL));
+	assert_true(hfx_wait_for(monitor_idle, NULL));
 	pthread_mutex_lock(&f.h->lock);
 	struct hfx_reader r;
 	assert_int_equal(hfx_reader_start(&r, &f, 2, 0), 0);
-	if (!wait_for(fault_read, &f)) {
+	if (!hfx_wait_for(fault_read, &f)) {
 		pthread_mutex_unlock(&f.h->lock);
 		fail_msg("the monitor never read the fault");
 	}
@@ -350,7 +325,7 @@ static void poison_eexist_wakes(void **state)
 	struct vswap_status st;
 	assert_int_equal(vswap_handler_status(f.h, &st), 0);
 	assert_int_equal(st.metrics.poisoned_pages, 0); /* the poisoner counts it */
-	assert_int_equal(hfx_page_byte(&f, 0, 3), byte_of(3));
+	assert_int_equal(hfx_page_byte(&f, 0, 3), hfx_byte_of(3));
 	assert_int_equal(hfx_teardown(&f), -EBADMSG); /* a page is lost */
 }
 
@@ -361,7 +336,7 @@ static void poison_eexist_wakes(void **state)
 static bool lose_page_2(struct hfx *f)
 {
 	for (uint64_t p = 0; p < 4; p++)
-		assert_int_equal(hfx_fill(f, 0, p, byte_of(p)), 0);
+		assert_int_equal(hfx_fill(f, 0, p, hfx_byte_of(p)), 0);
 	assert_int_equal(vswap_handler_enable(f->h), 0);
 	assert_int_equal(vswap_handler_swap_out(f->h), 0);
 	assert_int_equal(hfx_wait(f, VSWAP_STATE_ACTIVE), 0);
@@ -384,7 +359,7 @@ static void child_bus(int sig)
 static int child_lost_is_sigbus(const struct hfx *f, void *arg)
 {
 	(void)arg;
-	if (*(const volatile uint8_t *)hfx_addr(f, 0, 3) != byte_of(3))
+	if (*(const volatile uint8_t *)hfx_addr(f, 0, 3) != hfx_byte_of(3))
 		return 2;
 	struct sigaction sa = {.sa_handler = child_bus};
 	sigaction(SIGBUS, &sa, NULL);
@@ -436,7 +411,7 @@ static void last_chunk_hook(void *ctx)
 		return;
 	remover_start(&k->m, hfx_addr(k->f, 0, 0), k->f->page_size);
 	k->started = true;
-	wait_for(remover_waits, &k->m);
+	hfx_wait_for(remover_waits, &k->m);
 }
 
 static void poison_lost_drains(void **state)
@@ -456,7 +431,7 @@ static void poison_lost_drains(void **state)
 	f.h->job_hook = last_chunk_hook;
 	struct closer c;
 	closer_start(&c, f.h, false);
-	if (!wait_for(closer_done, &c))
+	if (!hfx_wait_for(closer_done, &c))
 		fail_msg("destroy hangs");
 	pthread_join(c.t, NULL);
 	f.h = NULL;
@@ -465,9 +440,9 @@ static void poison_lost_drains(void **state)
 	assert_int_equal(c.rc, -EBADMSG); /* page 2 is lost */
 	assert_int_equal(k.m.rc, 0);
 	assert_int_equal(hfx_page_byte(&f, 0, 0), 0); /* ballooned */
-	assert_int_equal(hfx_page_byte(&f, 0, 1), byte_of(1));
+	assert_int_equal(hfx_page_byte(&f, 0, 1), hfx_byte_of(1));
 	assert_int_equal(hfx_page_byte(&f, 0, 2), -3);
-	assert_int_equal(hfx_page_byte(&f, 0, 3), byte_of(3));
+	assert_int_equal(hfx_page_byte(&f, 0, 3), hfx_byte_of(3));
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
@@ -535,7 +510,7 @@ static void sticky_sync_error(void **state)
 	struct vswap_handler_opts o = {.log = count_log};
 	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
 	for (uint64_t p = 0; p < 4; p++)
-		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
+		assert_int_equal(hfx_fill(&f, 0, p, hfx_byte_of(p)), 0);
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	assert_int_equal(vswap_handler_swap_out(f.h), 0);
 	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
@@ -546,9 +521,9 @@ static void sticky_sync_error(void **state)
 	pthread_mutex_unlock(&f.h->lock);
 	/* A fault leaves a change to commit: the lazy commit fails once,
 	 * logs once, and no timer retries it. */
-	assert_int_equal(hfx_page_byte(&f, 0, 0), byte_of(0));
-	assert_true(wait_for(lazy_logged, NULL));
-	if (!wait_for(monitor_waits_forever, NULL))
+	assert_int_equal(hfx_page_byte(&f, 0, 0), hfx_byte_of(0));
+	assert_true(hfx_wait_for(lazy_logged, NULL));
+	if (!hfx_wait_for(monitor_waits_forever, NULL))
 		fail_msg("the monitor keeps retrying the lazy commit on a timer");
 	assert_int_equal(atomic_load(&lazy_logs), 1);
 	struct vswap_status st;
@@ -563,7 +538,7 @@ static void sticky_sync_error(void **state)
 	assert_int_equal(st.state, VSWAP_STATE_READY);
 	assert_int_equal(st.last_error, -EIO);
 	for (uint64_t p = 0; p < 4; p++)
-		assert_int_equal(hfx_page_byte(&f, 0, p), byte_of(p));
+		assert_int_equal(hfx_page_byte(&f, 0, p), hfx_byte_of(p));
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
@@ -608,7 +583,7 @@ static void commands_after_exit(void **state)
 	assert_int_equal(write(h->m.cmd_efd, &one, sizeof(one)), (ssize_t)sizeof(one));
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += DEADLINE_MS / 1000;
+	until.tv_sec += HFX_DEADLINE_MS / 1000;
 	pthread_mutex_lock(&h->qlock);
 	int wrc = 0;
 	while ((!ex.done || !gc.done) && wrc == 0)
@@ -626,7 +601,7 @@ static void commands_after_exit(void **state)
 	atomic_init(&g.done, false);
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, gc_main, &g), 0);
-	if (!wait_for(gc_done, &g))
+	if (!hfx_wait_for(gc_done, &g))
 		fail_msg("a command after the exit hangs");
 	pthread_join(t, NULL);
 	assert_int_equal(g.rc, -ESHUTDOWN);
@@ -645,7 +620,7 @@ static void create_keeps_resting_state(void **state)
 	const size_t pages[1] = {4};
 	assert_int_equal(hfx_setup(&f, pages, 1, NULL), 0);
 	for (uint64_t p = 0; p < 4; p++)
-		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
+		assert_int_equal(hfx_fill(&f, 0, p, hfx_byte_of(p)), 0);
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	assert_int_equal(vswap_handler_swap_out(f.h), 0);
 	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
@@ -659,7 +634,7 @@ static void create_keeps_resting_state(void **state)
 	assert_int_equal(vswap_handler_disable(f.h, false), 0);
 	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
 	for (uint64_t p = 0; p < 4; p++)
-		assert_int_equal(hfx_page_byte(&f, 0, p), byte_of(p));
+		assert_int_equal(hfx_page_byte(&f, 0, p), hfx_byte_of(p));
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 

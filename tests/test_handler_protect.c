@@ -291,8 +291,6 @@ static void forked_writers_seen(void **state)
 
 /* ---- the two races of a write with swap-out ---------------------------------- */
 
-#define DEADLINE_MS 10000
-
 struct racer {
 	struct hfx *f;
 	uint64_t page;
@@ -313,13 +311,6 @@ static void *racer_main(void *arg)
 	return NULL;
 }
 
-static uint64_t ms_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* On the monitor: start the guest write and return once it waits on its
  * write-protect fault (its message queued, unread). */
 static void racer_hook(void *ctx, int where)
@@ -330,10 +321,11 @@ static void racer_hook(void *ctx, int where)
 	atomic_store(&r->started, true);
 	if (pthread_create(&r->t, NULL, racer_main, r))
 		return;
-	uint64_t until = ms_now() + DEADLINE_MS;
+	uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS;
 	for (;;) {
 		int tid = atomic_load(&r->tid);
-		if ((tid && hfx_in_userfault(0, tid)) || atomic_load(&r->done) || ms_now() > until)
+		if ((tid && hfx_in_userfault(0, tid)) || atomic_load(&r->done) ||
+		    hfx_now_ms() > until)
 			return;
 		sched_yield();
 	}
@@ -354,8 +346,8 @@ static void race(int where)
 	f.h->swap_out_hook_ctx = &r;
 	f.h->swap_out_hook = racer_hook;
 	enable_and_swap_out(&f);
-	uint64_t until = ms_now() + DEADLINE_MS;
-	while (!atomic_load(&r.done) && ms_now() < until)
+	uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS;
+	while (!atomic_load(&r.done) && hfx_now_ms() < until)
 		sched_yield();
 	assert_true(atomic_load(&r.started));
 	assert_true(atomic_load(&r.done));
@@ -462,8 +454,8 @@ static void detach_during_swap_out(void **state)
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	assert_int_equal(vswap_handler_swap_out(f.h), 0);
 	/* The detach frees the handler; until it is asked, wait for it. */
-	uint64_t until = ms_now() + DEADLINE_MS;
-	while (!atomic_load(&d.started) && ms_now() < until)
+	uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS;
+	while (!atomic_load(&d.started) && hfx_now_ms() < until)
 		sched_yield();
 	assert_true(atomic_load(&d.started));
 	pthread_join(d.t, NULL);

@@ -44,33 +44,9 @@
 #include "handler/internal.h"
 #include "tests/helpers/handler_fixture.h"
 
-#define DEADLINE_MS 10000
 #define PAGES 16
 
-static uint64_t ms_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static bool wait_for(bool (*cond)(void *), void *arg)
-{
-	uint64_t until = ms_now() + DEADLINE_MS;
-	while (!cond(arg)) {
-		if (ms_now() > until)
-			return false;
-		sched_yield();
-	}
-	return true;
-}
-
-static uint8_t byte_of(uint64_t p)
-{
-	return (uint8_t)(0x40 + p);
-}
-
-/* Pages 0..PAGES-2 hold byte_of(p) and are swapped out (present in the
+/* Pages 0..PAGES-2 hold hfx_byte_of(p) and are swapped out (present in the
  * swap file, not resident); the last page was never written (zero). */
 static void setup_swapped(struct hfx *f, const struct vswap_handler_opts *o)
 {
@@ -81,7 +57,7 @@ static void setup_swapped(struct hfx *f, const struct vswap_handler_opts *o)
 		skip(); /* io_uring refused here: faults read synchronously */
 	}
 	for (uint64_t p = 0; p < PAGES - 1; p++)
-		assert_int_equal(hfx_fill(f, 0, p, byte_of(p)), 0);
+		assert_int_equal(hfx_fill(f, 0, p, hfx_byte_of(p)), 0);
 	assert_int_equal(vswap_handler_enable(f->h), 0);
 	assert_int_equal(vswap_handler_swap_out(f->h), 0);
 	assert_int_equal(hfx_wait(f, VSWAP_STATE_ACTIVE), 0);
@@ -123,7 +99,7 @@ static bool redundant_seen(void *arg)
 static void wait_busy(struct hfx *f, unsigned n)
 {
 	struct count_wait w = {.f = f, .busy = n};
-	if (!wait_for(reads_busy, &w))
+	if (!hfx_wait_for(reads_busy, &w))
 		fail_msg("%u reads never were in flight together", n);
 }
 
@@ -170,7 +146,7 @@ static void many_in_flight(void **state)
 	hold(&f, false);
 	for (unsigned i = 0; i < N; i++) {
 		hfx_reader_join(&r[i]);
-		check_page(&r[i], byte_of(i));
+		check_page(&r[i], hfx_byte_of(i));
 		free(r[i].buf);
 	}
 	assert_int_equal(st_of(&f).metrics.copied_from_file_pages, N);
@@ -193,7 +169,7 @@ static void zero_not_behind_read(void **state)
 	assert_false(atomic_load(&a.done));
 	hold(&f, false);
 	hfx_reader_join(&a);
-	check_page(&a, byte_of(3));
+	check_page(&a, hfx_byte_of(3));
 	free(a.buf);
 	free(z.buf);
 	assert_int_equal(hfx_teardown(&f), 0);
@@ -219,14 +195,14 @@ static void redundant_threads(void **state)
 		assert_int_equal(hfx_reader_start(&r[i], &f, 5, 60000), 0);
 	/* Each later fault joins the read in flight. */
 	struct count_wait w = {.f = &f, .redundant = red0 + N - 1};
-	assert_true(wait_for(redundant_seen, &w));
+	assert_true(hfx_wait_for(redundant_seen, &w));
 	pthread_mutex_lock(&f.h->lock);
 	assert_int_equal(f.h->m.fio.busy, 1);
 	pthread_mutex_unlock(&f.h->lock);
 	hold(&f, false);
 	for (unsigned i = 0; i < N; i++) {
 		hfx_reader_join(&r[i]);
-		check_page(&r[i], byte_of(5));
+		check_page(&r[i], hfx_byte_of(5));
 		free(r[i].buf);
 	}
 	assert_int_equal(bytes_read(&f) - read0, f.page_size); /* one read */
@@ -240,7 +216,7 @@ static int child_reads_page5(const struct hfx *f, void *arg)
 	(void)arg;
 	const volatile uint8_t *p = hfx_addr(f, 0, 5);
 	for (size_t i = 0; i < f->page_size; i++)
-		if (p[i] != byte_of(5))
+		if (p[i] != hfx_byte_of(5))
 			return 3;
 	return 0;
 }
@@ -276,7 +252,7 @@ static void redundant_process(void **state)
 	struct hfx_child c;
 	assert_int_equal(hfx_child_start(&f, child_reads_page5, NULL, &c), 0);
 	for (uint64_t p = 0; p < PAGES - 1; p++)
-		assert_int_equal(hfx_fill(&f, 0, p, byte_of(p)), 0);
+		assert_int_equal(hfx_fill(&f, 0, p, hfx_byte_of(p)), 0);
 	assert_int_equal(vswap_handler_enable(f.h), 0);
 	assert_int_equal(vswap_handler_swap_out(f.h), 0);
 	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
@@ -288,14 +264,14 @@ static void redundant_process(void **state)
 	assert_int_equal(hfx_child_go(&c), 0);
 	/* The other process's fault (its own uffd) waits on the same read. */
 	struct child_wait w = {&f, &c};
-	if (!wait_for(child_joined, &w)) {
+	if (!hfx_wait_for(child_joined, &w)) {
 		hold(&f, false);
 		hfx_child_wait(&c, 0);
 		fail_msg("the other process's fault never joined the read in flight");
 	}
 	hold(&f, false);
 	hfx_reader_join(&r);
-	check_page(&r, byte_of(5));
+	check_page(&r, hfx_byte_of(5));
 	free(r.buf);
 	assert_int_equal(hfx_child_wait(&c, 0), 0);
 	assert_int_equal(bytes_read(&f) - read0, f.page_size);
@@ -323,7 +299,7 @@ static void corrupt_waiters_poisoned(void **state)
 	for (unsigned i = 1; i < 3; i++)
 		assert_int_equal(hfx_reader_start(&r[i], &f, 6, 60000), 0);
 	struct count_wait w = {.f = &f, .redundant = red0 + 2};
-	assert_true(wait_for(redundant_seen, &w));
+	assert_true(hfx_wait_for(redundant_seen, &w));
 	hold(&f, false);
 	for (unsigned i = 0; i < 3; i++) {
 		hfx_reader_join(&r[i]);
@@ -392,7 +368,7 @@ static void remove_before_completion(void **state)
 	 * the remover punches the page. */
 	struct remover m;
 	remover_start(&m, hfx_addr(&f, 0, 7), f.page_size);
-	assert_true(wait_for(remover_done, &m));
+	assert_true(hfx_wait_for(remover_done, &m));
 	pthread_join(m.t, NULL);
 	assert_int_equal(m.rc, 0);
 	hold(&f, false);
@@ -405,7 +381,7 @@ static void remove_before_completion(void **state)
 	struct vswap_page_info pi;
 	assert_int_equal(vswap_handler_page_info(f.h, f.first[0] + 7, &pi), 0);
 	assert_int_equal(pi.state, VSWAP_PAGE_NONE);
-	assert_int_equal(hfx_page_byte(&f, 0, 8), byte_of(8));
+	assert_int_equal(hfx_page_byte(&f, 0, 8), hfx_byte_of(8));
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
@@ -440,18 +416,18 @@ static void eagain_on_completion(uint64_t removed)
 	/* The read completed and the monitor sleeps.  Hold the lock, let the
 	 * completion in: the monitor takes it and waits for the lock, so it
 	 * reads no event meanwhile. */
-	assert_true(wait_for(completion_queued, &f));
-	assert_true(wait_for(monitor_idle, NULL));
+	assert_true(hfx_wait_for(completion_queued, &f));
+	assert_true(hfx_wait_for(monitor_idle, NULL));
 	pthread_mutex_lock(&f.h->lock);
 	uint64_t retries0 = f.h->c.eagain_retries;
 	hold(&f, false);
-	if (!wait_for(completion_taken, &f)) {
+	if (!hfx_wait_for(completion_taken, &f)) {
 		pthread_mutex_unlock(&f.h->lock);
 		fail_msg("the completion was never taken");
 	}
 	struct remover m;
 	remover_start(&m, hfx_addr(&f, 0, removed), f.page_size);
-	if (!wait_for(remover_waits, &m)) {
+	if (!hfx_wait_for(remover_waits, &m)) {
 		pthread_mutex_unlock(&f.h->lock);
 		fail_msg("the remove never waited on its event");
 	}
@@ -467,8 +443,8 @@ static void eagain_on_completion(uint64_t removed)
 		check_page(&r, 0); /* the read is dropped: the page was removed */
 		assert_int_equal(hfx_page_byte(&f, 0, 7), 0);
 	} else {
-		check_page(&r, byte_of(7));
-		assert_int_equal(hfx_page_byte(&f, 0, 7), byte_of(7));
+		check_page(&r, hfx_byte_of(7));
+		assert_int_equal(hfx_page_byte(&f, 0, 7), hfx_byte_of(7));
 		assert_int_equal(hfx_page_byte(&f, 0, removed), 0);
 	}
 	free(r.buf);
@@ -507,11 +483,11 @@ static void exit_serves_in_flight(void **state)
 	assert_int_equal(vswap_handler_destroy(h), 0);
 	for (unsigned i = 0; i < 2; i++) {
 		hfx_reader_join(&r[i]);
-		check_page(&r[i], byte_of(r[i].page));
+		check_page(&r[i], hfx_byte_of(r[i].page));
 		free(r[i].buf);
 	}
 	for (uint64_t p = 0; p < PAGES - 1; p++)
-		assert_int_equal(hfx_page_byte(&f, 0, p), byte_of(p));
+		assert_int_equal(hfx_page_byte(&f, 0, p), hfx_byte_of(p));
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
@@ -539,7 +515,7 @@ static void detach_drops_in_flight(void **state)
 	assert_non_null(buf);
 	assert_int_equal(vswap_store_read_page(f.store, f.first[0] + 3, buf), 0);
 	for (size_t i = 0; i < f.page_size; i++)
-		if (buf[i] != byte_of(3))
+		if (buf[i] != hfx_byte_of(3))
 			fail_msg("page 3 byte %zu in the store: %#x", i, buf[i]);
 	free(buf);
 	assert_int_equal(hfx_teardown(&f), 0);

@@ -42,8 +42,8 @@
 
 #include <vswap/recovery.h>
 #include <vswap/store.h>
-#include <xxh_x86dispatch.h>
 
+#include "store/checksum.h"
 #include "tests/helpers/powerloss_model.h"
 #include "tests/helpers/powerloss_replay.h"
 
@@ -435,7 +435,7 @@ static uint64_t state_hash(struct run *r, const struct variant *v)
 	/* The same files are judged by what was legal at this boundary. */
 	h[n++] = (uint64_t)r->lo << 32 | r->hi;
 	h[n++] = (uint64_t)r->strict | (uint64_t)r->created << 1 | (uint64_t)r->closed << 2;
-	return XXH3_64bits_dispatch(h, (size_t)n * sizeof(h[0]));
+	return VSWAP_XXH3(h, (size_t)n * sizeof(h[0]));
 }
 
 static void materialise(struct run *r, const struct variant *v)

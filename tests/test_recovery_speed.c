@@ -21,10 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
-#include <xxh_x86dispatch.h>
 
 #include <vswap/recovery.h>
 
+#include "store/checksum.h"
 #include "tests/helpers/recovery_fixture.h"
 
 #define RUNS 3
@@ -63,7 +63,7 @@ static uint64_t plain_reader(const char *path, uint32_t ps, bool direct, uint64_
 	t0 = now_ns();
 	for (off_t off = ps; (k = pread(fd, buf, CHUNK, off)) > 0; off += k)
 		for (ssize_t i = 0; i + (ssize_t)ps <= k; i += ps)
-			h ^= XXH3_64bits_dispatch(buf + i, ps);
+			h ^= VSWAP_XXH3(buf + i, ps);
 	t0 = now_ns() - t0;
 	*sink ^= h;
 	free(buf);

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "store/checksum.h"
+#include "store/layout.h"
 #include "store/superblock.h"
 #include "tests/helpers/raw_index.h"
 #include "tests/helpers/store_fixture.h"
@@ -512,6 +513,61 @@ static void test_hole_punched_on_free(void **state)
 	assert_int_equal(st.slots_free, 1);
 }
 
+/*
+ * The layout the store's interface reports is the one docs/FORMAT.md
+ * writes down: slot s at byte (s + 1) * page size, consecutive slots
+ * adjacent; the staging file "vswap-<uuid>.staging" in its directory.
+ */
+static void test_layout_interface_matches_format(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	write_pages(c, 0, 8, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	const uint64_t ps = c->f.page_size;
+	assert_int_equal(vswap_store_slot_offset(c->s, 0), ps);
+	assert_int_equal(vswap_store_slot_offset(c->s, 41), 42 * ps);
+	uint64_t slot = slot_of(c, 5);
+	struct vswap_read r;
+	assert_int_equal(vswap_store_read_begin(c->s, 5, &r), 0);
+	assert_int_equal(r.offset, vswap_store_slot_offset(c->s, slot));
+	uint8_t *got = aligned_alloc(ps, ps);
+	assert_non_null(got);
+	assert_int_equal(pread(vswap_store_swap_fd(c->s), got, ps, (off_t)r.offset), (ssize_t)ps);
+	assert_memory_equal(got, pg(c, 5), ps);
+	free(got);
+
+	struct vswap_store_info info;
+	assert_int_equal(vswap_store_info(c->s, &info), 0);
+	char name[STORE_STAGING_NAME_LEN + 1], uu[37], parsed[37];
+	store_staging_name(info.uuid, name);
+	vswap_uuid_format(info.uuid, uu);
+	const char *path = vswap_store_staging_path(c->s);
+	const char *base = strrchr(path, '/') + 1;
+	assert_string_equal(base, name);
+	assert_memory_equal(name, "vswap-", 6);
+	assert_string_equal(name + 6 + 36, ".staging");
+	assert_true(store_staging_name_parse(name, parsed));
+	assert_string_equal(parsed, uu);
+	size_t dirlen = 0;
+	assert_true(store_staging_path_split(path, info.uuid, &dirlen));
+	assert_int_equal(dirlen, (size_t)(base - 1 - path));
+	assert_false(store_staging_name_parse("vswap-not-a-uuid.staging", NULL));
+	name[STORE_STAGING_NAME_LEN - 1] = 'x';
+	assert_false(store_staging_name_parse(name, NULL));
+	assert_false(store_staging_path_split(base, info.uuid, &dirlen)); /* not absolute */
+
+	uint8_t id[16];
+	const char *why = NULL;
+	assert_int_equal(store_identify_fd(vswap_store_swap_fd(c->s), id, &why), 0);
+	assert_memory_equal(id, info.uuid, 16);
+	int fd = open(vswap_store_index_path(c->s), O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(store_identify_fd(fd, id, &why), -EUCLEAN);
+	assert_non_null(why);
+	close(fd);
+}
+
 /* ---- checksums --------------------------------------------------------------- */
 
 static void test_flipped_bit_detected_in_any_page(void **state)
@@ -909,6 +965,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_no_reuse_before_commit_survives_crash, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_hole_punched_on_free, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_layout_interface_matches_format, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_flipped_bit_detected_in_any_page, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_single_page_read_detects_flip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_truncated_file_reported_per_page, setup, teardown),

@@ -56,7 +56,7 @@ struct vswap_client_opts {
 	int reconnect_timeout_ms;
 	/* No watcher thread: call vswap_client_reconnect() after -ECONNRESET. */
 	bool manual_reconnect;
-	vswap_log_fn log; /* NULL: warnings and errors to stderr */
+	vswap_log_fn log; /* the rule: next to enum vswap_log_level (store.h) */
 	void *log_ctx;
 	enum vswap_log_level log_level;
 };

@@ -149,6 +149,7 @@ struct vswap_handler_opts {
 	 * interval; defaults 16384 (64 MiB) and 5000 ms, like crosvm's vmm-swap. */
 	uint64_t cleanup_step_pages;
 	uint32_t cleanup_interval_ms;
+	/* Logging: the rule is next to enum vswap_log_level (store.h). */
 	vswap_log_fn log;
 	void *log_ctx;
 	enum vswap_log_level log_level;

@@ -136,6 +136,7 @@ struct vswap_fsck_opts {
 	/* When non-NULL and non-zero the run stops early with -ECANCELED (a
 	 * signal handler sets it).  Repairs already made stay made. */
 	volatile sig_atomic_t *cancel;
+	/* Logging: the rule is next to enum vswap_log_level (store.h). */
 	vswap_log_fn log;
 	void *log_ctx;
 	enum vswap_log_level log_level;

@@ -6,8 +6,9 @@
  * Vocabulary
  *   page    a position in the store's page-index space: the concatenation of
  *           all regions (crosvm's vmm-swap calls it the "file page index").
- *   slot    a page-sized unit of the swap file; slot s lives at byte offset
- *           (s + 1) * page_size (page 0 of the file is the superblock).
+ *   slot    a page-sized unit of the swap file, at the byte offset
+ *           vswap_store_slot_offset() says (page 0 of the file is the
+ *           superblock).
  *   present the slot holds the page's current copy (the guest page is not
  *           resident).
  *   stale   the slot holds an older copy, kept so that trim can tell a clean
@@ -57,7 +58,19 @@ extern "C" {
 
 struct vswap_store;
 
-/* Log levels and the per-handle log callback (no global state). */
+/*
+ * Log levels and the per-handle log callback (no global state).  Every
+ * handle (store, handler, fsck, client) takes vswap_log_fn log, void
+ * *log_ctx and enum vswap_log_level log_level in its options and logs by
+ * one rule:
+ *   - a message of level L is emitted when L <= log_level, the most verbose
+ *     level wanted (its zero value, VSWAP_LOG_ERROR, means errors only);
+ *   - with a callback, the message goes to log(log_ctx, L, msg), called on
+ *     the thread that logs (the handler's monitor and workers among them);
+ *   - without one, it goes to stderr as one line "vswap PART: LEVEL: MSG"
+ *     (PART is store, handler, fsck or client), and warnings are always
+ *     included: a log_level below VSWAP_LOG_WARN counts as VSWAP_LOG_WARN.
+ */
 enum vswap_log_level {
 	VSWAP_LOG_ERROR = 0,
 	VSWAP_LOG_WARN = 1,
@@ -119,7 +132,7 @@ struct vswap_store_opts {
 	const char *staging_dir;
 	/* Initial LMDB map size in bytes; default 64 MiB.  It grows when full. */
 	uint64_t map_size;
-	/* Log callback; NULL logs warnings and errors to stderr. */
+	/* Logging: the rule is next to enum vswap_log_level. */
 	vswap_log_fn log;
 	void *log_ctx;
 	enum vswap_log_level log_level;
@@ -517,6 +530,9 @@ int vswap_store_foreach_staged_page(struct vswap_store *s, vswap_staged_record_f
 
 /* The swap file's descriptor (read-only use: SEEK_DATA walks, verify). */
 int vswap_store_swap_fd(const struct vswap_store *s);
+/* The byte offset of slot @slot in the swap file (of vswap_store_swap_fd()):
+ * the one definition of the swap file's layout (docs/FORMAT.md). */
+uint64_t vswap_store_slot_offset(const struct vswap_store *s, uint64_t slot);
 const char *vswap_store_path(const struct vswap_store *s);
 const char *vswap_store_index_path(const struct vswap_store *s);
 

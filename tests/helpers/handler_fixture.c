@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
@@ -273,6 +274,24 @@ int hfx_page_byte(const struct hfx *f, unsigned r, uint64_t page)
 			v = -1;
 	free(buf);
 	return v;
+}
+
+uint64_t hfx_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+bool hfx_wait_for(bool (*cond)(void *), void *arg)
+{
+	uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS;
+	while (!cond(arg)) {
+		if (hfx_now_ms() > until)
+			return false;
+		sched_yield();
+	}
+	return true;
 }
 
 int hfx_wait(const struct hfx *f, enum vswap_state st)

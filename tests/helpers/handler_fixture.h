@@ -21,6 +21,19 @@
 /* The limit on one guest access; generous so sanitizer builds pass, short
  * enough that a missing wake fails fast. */
 #define HFX_TIMEOUT_MS 5000
+/* The limit on anything else a test waits for (a state, a hook reached). */
+#define HFX_DEADLINE_MS 10000
+
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t hfx_now_ms(void);
+/* Yield until @cond(@arg) holds: true, or false once HFX_DEADLINE_MS
+ * passed without it. */
+bool hfx_wait_for(bool (*cond)(void *), void *arg);
+/* The byte the handler suites fill page @p with. */
+static inline uint8_t hfx_byte_of(uint64_t p)
+{
+	return (uint8_t)(0x40 + p);
+}
 
 struct hfx {
 	char dir[256];

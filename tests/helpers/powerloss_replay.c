@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <xxh_x86dispatch.h>
+#include <xxhash.h>
 
 #include "tests/helpers/powerloss_replay.h"
 

@@ -43,6 +43,12 @@ int rfx_build(struct rfx_store *fx, const struct rfx_shape *shape);
 int rfx_open(const struct rfx_store *fx, bool read_only, struct vswap_store **out);
 /* Remove the directory and everything in it. */
 void rfx_cleanup(struct rfx_store *fx);
+/* cmocka setup and teardown: *@state becomes a heap fixture built with
+ * @shape in a directory tagged @tag (-1 if that fails); teardown removes it. */
+int rfx_setup(void **state, const char *tag, const struct rfx_shape *shape);
+int rfx_teardown(void **state);
+/* Remove the fixture's store and build a fresh one of @shape. */
+int rfx_rebuild(struct rfx_store *fx, const char *tag, const struct rfx_shape *shape);
 
 /* The deterministic bytes of @page (never all zero). */
 void rfx_pattern(uint64_t page, uint32_t page_size, void *buf);
@@ -66,6 +72,11 @@ uint64_t rfx_hash_store(const struct rfx_store *fx);
  * stdout goes to *out (malloc'ed, may be NULL), stderr to *err.  Returns the
  * exit code, 128+signal if killed, or -1. */
 int rfx_run_tool(const char *tool, const char *const *args, char **out, char **err);
+/* Run @tool like rfx_run_tool(), as @uid when non-zero, stdout and stderr
+ * both into *out (may be NULL); a child still running after @timeout_s
+ * seconds dies of SIGALRM (128 + 14), so a hang fails the test. */
+int rfx_run_tool_as(uid_t uid, unsigned timeout_s, const char *tool, const char *const *args,
+		    char **out);
 /* vswap-fsck @flag [--json] PATH; returns the exit code. */
 int rfx_fsck(const struct rfx_store *fx, const char *flag, char **out, char **err);
 /* The same with --orphans: the exit code is the orphan staging files'. */
