@@ -11,10 +11,13 @@
  * page (a data size that node deletion trusts; a free page that is also
  * reachable).  vswap_store_open() runs inside embedding VMMs and the tools
  * must never die on a damaged file, so the store walks the whole B-tree
- * forest of the meta page LMDB will use, with its own reads, before LMDB
- * maps the file, and refuses (-EUCLEAN, "bad index") a file that breaks
- * any rule below.  The walk is linear in the pages of the file and reads
- * each page once.
+ * forest of the meta page LMDB will use, through a read-only mapping of
+ * its own, before LMDB maps the file, and refuses (-EUCLEAN, "bad index")
+ * a file that breaks any rule below.  The walk is linear in the pages of
+ * the file and reads each page once.  A lazily loaded index may leave the
+ * leaves of `pages` (almost all of a large index) for later: see
+ * index_lmdb_check_deferred() in store/internal.h for when they must be
+ * checked.
  *
  * LMDB 0.9's data file (host byte order; every page @psize bytes; page N
  * at offset N * psize; pages 0 and 1 are the meta pages):
