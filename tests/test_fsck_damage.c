@@ -112,12 +112,7 @@ static struct vswap_fsck *run_lib(const struct rfx_store *fx, enum vswap_fsck_mo
 
 static void dump_problems(const struct vswap_fsck *f)
 {
-	for (size_t i = 0; i < vswap_fsck_problem_count(f); i++) {
-		const struct vswap_problem *p = vswap_fsck_problem(f, i);
-
-		fprintf(stderr, "  %s%s: %s\n", vswap_problem_kind_name(p->kind),
-			p->repaired ? " (repaired)" : "", p->detail);
-	}
+	rfx_print_problems(f);
 }
 
 /* Run the library in @mode, expect exit @want, return the handle. */
@@ -143,38 +138,22 @@ static void expect_lib_exit(const struct rfx_store *fx, enum vswap_fsck_mode mod
 static bool has_problem(const struct vswap_fsck *f, enum vswap_problem_kind kind, uint64_t page,
 			int repaired)
 {
-	for (size_t i = 0; i < vswap_fsck_problem_count(f); i++) {
-		const struct vswap_problem *p = vswap_fsck_problem(f, i);
-
-		if (p->kind == kind && (page == UINT64_MAX || (p->has_page && p->page == page)) &&
-		    (repaired < 0 || p->repaired == (bool)repaired))
-			return true;
-	}
-	return false;
+	return rfx_has_problem(f, kind, page, UINT64_MAX, repaired);
 }
 
 static bool is_lost(const struct vswap_fsck *f, uint64_t page)
 {
-	size_t n;
-	const uint64_t *lost = vswap_fsck_lost_pages(f, &n);
-
-	for (size_t i = 0; i < n; i++)
-		if (lost[i] == page)
-			return true;
-	return false;
+	return rfx_is_lost(f, page);
 }
 
 /* ---- the store's bytes ------------------------------------------------------ */
 
 static uint64_t slot_of(const struct rfx_store *fx, uint64_t page)
 {
-	struct vswap_store *s;
-	struct vswap_page_info pi;
+	uint64_t slot;
 
-	assert_int_equal(rfx_open(fx, true, &s), 0);
-	assert_int_equal(vswap_store_page(s, page, &pi), 0);
-	vswap_store_close(s);
-	return pi.slot;
+	assert_int_equal(rfx_slot_of(fx, page, &slot), 0);
+	return slot;
 }
 
 /* Does @path hold @page's pattern at byte @off? */

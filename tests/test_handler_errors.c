@@ -134,22 +134,6 @@ static void corrupt_error_policy(void **state)
 
 /* ---- EAGAIN: a COPY while a REMOVE event waits unread ------------------- */
 
-struct remover {
-	pthread_t t;
-	void *addr;
-	size_t len;
-	int rc;
-	atomic_int tid;
-};
-
-static void *remover_main(void *arg)
-{
-	struct remover *m = arg;
-	atomic_store(&m->tid, (int)syscall(SYS_gettid));
-	m->rc = madvise(m->addr, m->len, MADV_REMOVE) ? -errno : 0;
-	return NULL;
-}
-
 struct drained {
 	struct hfx *f;
 };
@@ -161,13 +145,6 @@ static bool fault_read(void *arg)
 	struct drained *d = arg;
 	struct pollfd p = {.fd = d->f->h->main_uffd, .events = POLLIN};
 	return any_in_userfault(NULL) && poll(&p, 1, 0) == 0;
-}
-
-static bool remover_waits(void *arg)
-{
-	struct remover *m = arg;
-	int tid = atomic_load(&m->tid);
-	return tid && hfx_in_userfault(0, tid);
 }
 
 static void eagain_retried(void **state)
@@ -194,10 +171,9 @@ static void eagain_retried(void **state)
 	}
 	/* Balloon pages 4-5: the REMOVE event is queued and its thread waits
 	 * until it is read, which only the held monitor can do. */
-	struct remover m = {.addr = hfx_addr(&f, 0, 4), .len = 2 * f.page_size};
-	atomic_init(&m.tid, 0);
-	assert_int_equal(pthread_create(&m.t, NULL, remover_main, &m), 0);
-	if (!hfx_wait_for(remover_waits, &m)) {
+	struct hfx_remover m;
+	assert_int_equal(hfx_remover_start(&m, hfx_addr(&f, 0, 4), 2 * f.page_size), 0);
+	if (!hfx_wait_for(hfx_remover_blocked, &m)) {
 		pthread_mutex_unlock(&f.h->lock);
 		fail_msg("the remove never waited on its event");
 	}

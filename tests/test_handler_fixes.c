@@ -49,38 +49,10 @@
 
 /* ---- a thread that balloons a range (MADV_REMOVE) ------------------------ */
 
-struct remover {
-	pthread_t t;
-	void *addr;
-	size_t len;
-	int rc;
-	atomic_int tid;
-	atomic_bool done;
-};
-
-static void *remover_main(void *arg)
-{
-	struct remover *m = arg;
-	atomic_store(&m->tid, (int)syscall(SYS_gettid));
-	m->rc = madvise(m->addr, m->len, MADV_REMOVE) ? -errno : 0;
-	atomic_store(&m->done, true);
-	return NULL;
-}
-
 /* Its REMOVE event is queued and unread: it waits until someone reads it. */
 static bool remover_waits(void *arg)
 {
-	struct remover *m = arg;
-	int tid = atomic_load(&m->tid);
-	return atomic_load(&m->done) || (tid && hfx_in_userfault(0, tid));
-}
-
-static void remover_start(struct remover *m, void *addr, size_t len)
-{
-	*m = (struct remover){.addr = addr, .len = len};
-	atomic_init(&m->tid, 0);
-	atomic_init(&m->done, false);
-	assert_int_equal(pthread_create(&m->t, NULL, remover_main, m), 0);
+	return hfx_remover_done(arg) || hfx_remover_blocked(arg);
 }
 
 /* ---- a destroy (or detach) on its own thread, so a hang fails the test ---- */
@@ -120,7 +92,7 @@ struct remove_hook {
 	bool wait_abort; /* the job thread: wait until the exit aborts it */
 	unsigned calls;
 	atomic_bool entered;
-	struct remover m;
+	struct hfx_remover m;
 	bool started;
 };
 
@@ -140,7 +112,7 @@ static void remove_hook(void *ctx)
 	atomic_store(&k->entered, true);
 	if (k->wait_abort && !hfx_wait_for(job_abort_seen, k))
 		return; /* the exit never aborted the job: the test fails later */
-	remover_start(&k->m, hfx_addr(k->f, 0, 6), 2 * k->f->page_size);
+	assert_int_equal(hfx_remover_start(&k->m, hfx_addr(k->f, 0, 6), 2 * k->f->page_size), 0);
 	k->started = true;
 	hfx_wait_for(remover_waits, &k->m);
 }
@@ -397,7 +369,7 @@ static void lost_poisoned_everywhere(void **state)
 
 struct last_chunk_hook {
 	struct hfx *f;
-	struct remover m;
+	struct hfx_remover m;
 	bool started;
 };
 
@@ -409,7 +381,7 @@ static void last_chunk_hook(void *ctx)
 	struct vswap_handler *h = k->f->h;
 	if (k->started || !h->jp.staged_done || h->jp.cursor < h->total_pages)
 		return;
-	remover_start(&k->m, hfx_addr(k->f, 0, 0), k->f->page_size);
+	assert_int_equal(hfx_remover_start(&k->m, hfx_addr(k->f, 0, 0), k->f->page_size), 0);
 	k->started = true;
 	hfx_wait_for(remover_waits, &k->m);
 }

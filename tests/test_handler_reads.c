@@ -317,42 +317,9 @@ static void corrupt_waiters_poisoned(void **state)
 
 /* ---- remove events and reads in flight ---------------------------------- */
 
-struct remover {
-	pthread_t t;
-	void *addr;
-	size_t len;
-	int rc;
-	atomic_int tid;
-	atomic_bool done;
-};
-
-static void *remover_main(void *arg)
-{
-	struct remover *m = arg;
-	atomic_store(&m->tid, (int)syscall(SYS_gettid));
-	m->rc = madvise(m->addr, m->len, MADV_REMOVE) ? -errno : 0;
-	atomic_store(&m->done, true);
-	return NULL;
-}
-
 static bool remover_waits(void *arg)
 {
-	struct remover *m = arg;
-	int tid = atomic_load(&m->tid);
-	return atomic_load(&m->done) || (tid && hfx_in_userfault(0, tid));
-}
-
-static bool remover_done(void *arg)
-{
-	return atomic_load(&((struct remover *)arg)->done);
-}
-
-static void remover_start(struct remover *m, void *addr, size_t len)
-{
-	*m = (struct remover){.addr = addr, .len = len};
-	atomic_init(&m->tid, 0);
-	atomic_init(&m->done, false);
-	assert_int_equal(pthread_create(&m->t, NULL, remover_main, m), 0);
+	return hfx_remover_done(arg) || hfx_remover_blocked(arg);
 }
 
 static void remove_before_completion(void **state)
@@ -366,9 +333,9 @@ static void remove_before_completion(void **state)
 	wait_busy(&f, 1);
 	/* The monitor reads the remove event at once (the read is held) and
 	 * the remover punches the page. */
-	struct remover m;
-	remover_start(&m, hfx_addr(&f, 0, 7), f.page_size);
-	assert_true(hfx_wait_for(remover_done, &m));
+	struct hfx_remover m;
+	assert_int_equal(hfx_remover_start(&m, hfx_addr(&f, 0, 7), f.page_size), 0);
+	assert_true(hfx_wait_for(hfx_remover_done, &m));
 	pthread_join(m.t, NULL);
 	assert_int_equal(m.rc, 0);
 	hold(&f, false);
@@ -425,8 +392,8 @@ static void eagain_on_completion(uint64_t removed)
 		pthread_mutex_unlock(&f.h->lock);
 		fail_msg("the completion was never taken");
 	}
-	struct remover m;
-	remover_start(&m, hfx_addr(&f, 0, removed), f.page_size);
+	struct hfx_remover m;
+	assert_int_equal(hfx_remover_start(&m, hfx_addr(&f, 0, removed), f.page_size), 0);
 	if (!hfx_wait_for(remover_waits, &m)) {
 		pthread_mutex_unlock(&f.h->lock);
 		fail_msg("the remove never waited on its event");

@@ -89,6 +89,17 @@ static void test_callback_gets_levels_up_to_log_level(void **state)
 	assert_int_equal(s.n[VSWAP_LOG_DEBUG], 0);
 }
 
+/* The level words of the stderr lines, public for embedders' own logs. */
+static void test_level_names(void **state)
+{
+	(void)state;
+	assert_string_equal(vswap_log_level_name(VSWAP_LOG_ERROR), "error");
+	assert_string_equal(vswap_log_level_name(VSWAP_LOG_WARN), "warning");
+	assert_string_equal(vswap_log_level_name(VSWAP_LOG_INFO), "info");
+	assert_string_equal(vswap_log_level_name(VSWAP_LOG_DEBUG), "debug");
+	assert_string_equal(vswap_log_level_name((enum vswap_log_level)7), "unknown");
+}
+
 /* Without one: stderr, one line each, warnings even at level zero. */
 static void test_stderr_lines_and_warnings_kept(void **state)
 {
@@ -158,6 +169,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_callback_gets_levels_up_to_log_level),
+	    cmocka_unit_test(test_level_names),
 	    cmocka_unit_test(test_stderr_lines_and_warnings_kept),
 	    cmocka_unit_test(test_store_follows_the_rule),
 	};

@@ -1425,10 +1425,8 @@ static int parse_args(struct bench *b, int argc, char **argv)
 			b->dir = optarg;
 			break;
 		case 'r':
-			if (cli_parse_u64(optarg, &v) || v < 1 || v > MAX_RUNS) {
-				cli_usage_error(&tool, "--runs must be 1..%d", MAX_RUNS);
+			if (cli_opt_range(&tool, "runs", optarg, 1, MAX_RUNS, &v))
 				return -1;
-			}
 			b->runs = (unsigned)v;
 			have_runs = true;
 			break;
@@ -1447,10 +1445,8 @@ static int parse_args(struct bench *b, int argc, char **argv)
 			return cli_standard_option(&tool, c);
 		}
 	}
-	if (optind != argc) {
-		cli_usage_error(&tool, "unexpected argument '%s'", argv[optind]);
+	if (cli_no_operands(&tool, argc, argv))
 		return -1;
-	}
 	if (!have_size)
 		b->size = b->quick ? 256 * BENCH_MIB : BENCH_GIB;
 	if (!have_runs)

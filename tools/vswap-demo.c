@@ -1084,10 +1084,8 @@ static int parse_args(struct demo *d, int argc, char **argv)
 			d->keep = true;
 			break;
 		case 'D':
-			if (vswap_durability_parse(optarg, &d->durability)) {
-				cli_usage_error(&tool, "--durability full, batch or none");
+			if (cli_opt_durability(&tool, optarg, &d->durability))
 				return -1;
-			}
 			break;
 		case 'a':
 			if (strcmp(optarg, "enable") && strcmp(optarg, "trim") &&
@@ -1098,10 +1096,8 @@ static int parse_args(struct demo *d, int argc, char **argv)
 			d->stop_after = optarg;
 			break;
 		case 'c':
-			if (cli_parse_u64(optarg, &v) || v < 1 || v > MAX_CYCLES) {
-				cli_usage_error(&tool, "--cycles 1..%d", MAX_CYCLES);
+			if (cli_opt_range(&tool, "cycles", optarg, 1, MAX_CYCLES, &v))
 				return -1;
-			}
 			d->cycles = (unsigned)v;
 			break;
 		case 'j':
@@ -1111,11 +1107,7 @@ static int parse_args(struct demo *d, int argc, char **argv)
 			return cli_standard_option(&tool, c);
 		}
 	}
-	if (optind != argc) {
-		cli_usage_error(&tool, "unexpected argument '%s'", argv[optind]);
-		return -1;
-	}
-	return 0;
+	return cli_no_operands(&tool, argc, argv);
 }
 
 /*

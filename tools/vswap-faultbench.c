@@ -105,8 +105,8 @@ int main(int argc, char **argv)
 			return c > 0 ? CLI_EXIT_OK : CLI_EXIT_USAGE;
 		}
 	}
-	if (optind != argc)
-		return cli_usage_error(&tool, "unexpected argument '%s'", argv[optind]);
+	if (cli_no_operands(&tool, argc, argv))
+		return tool.usage_exit;
 	struct faultbench_result r;
 	int rc = faultbench_measure_ex(dir, (size_t)pages, metadata, &r);
 	if (rc < 0) {

@@ -124,17 +124,13 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 			}
 			break;
 		case 'v':
-			if (cli_parse_u64(optarg, &n) || n < 1 || n > VM_MAX_VCPUS) {
-				cli_usage_error(&tool, "--vcpus: 1 to %u", VM_MAX_VCPUS);
+			if (cli_opt_range(&tool, "vcpus", optarg, 1, VM_MAX_VCPUS, &n))
 				return -1;
-			}
 			o->vcpus = (unsigned)n;
 			break;
 		case 'c':
-			if (cli_parse_u64(optarg, &n) || n < 1 || n > 1000) {
-				cli_usage_error(&tool, "--cycles: 1 to 1000");
+			if (cli_opt_range(&tool, "cycles", optarg, 1, 1000, &n))
 				return -1;
-			}
 			o->cycles = (unsigned)n;
 			break;
 		case 'S':
@@ -144,16 +140,12 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 			o->keep = true;
 			break;
 		case 'D':
-			if (vswap_durability_parse(optarg, &o->durability)) {
-				cli_usage_error(&tool, "--durability full, batch or none");
+			if (cli_opt_durability(&tool, optarg, &o->durability))
 				return -1;
-			}
 			break;
 		case 'E':
-			if (vswap_enable_mode_parse(optarg, &o->enable_mode)) {
-				cli_usage_error(&tool, "--enable-mode auto, copy or protect");
+			if (cli_opt_enable_mode(&tool, optarg, &o->enable_mode))
 				return -1;
-			}
 			break;
 		case 'j':
 			o->json = true;
@@ -181,10 +173,8 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 			}
 			break;
 		case 'N':
-			if (cli_parse_u64(optarg, &n) || n < 1 || n > 32) {
-				cli_usage_error(&tool, "--runs: 1 to 32");
+			if (cli_opt_range(&tool, "runs", optarg, 1, 32, &n))
 				return -1;
-			}
 			o->runs = (unsigned)n;
 			break;
 		case 'd':
@@ -195,10 +185,8 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 			return cli_standard_option(&tool, c);
 		}
 	}
-	if (optind != argc) {
-		cli_usage_error(&tool, "unexpected argument '%s'", argv[optind]);
+	if (cli_no_operands(&tool, argc, argv))
 		return -1;
-	}
 	if ((o->hibernate || o->resume) && !o->store) {
 		cli_usage_error(&tool, "--hibernate and --resume need --store PATH");
 		return -1;

@@ -16,7 +16,7 @@ bool logger_wants(const struct logger *l, enum vswap_log_level lvl)
 	return lvl <= l->level;
 }
 
-const char *logger_level_name(enum vswap_log_level lvl)
+const char *vswap_log_level_name(enum vswap_log_level lvl)
 {
 	switch (lvl) {
 	case VSWAP_LOG_ERROR:
@@ -28,7 +28,7 @@ const char *logger_level_name(enum vswap_log_level lvl)
 	case VSWAP_LOG_DEBUG:
 		return "debug";
 	}
-	return "debug";
+	return "unknown";
 }
 
 void logger_vprintf(const struct logger *l, enum vswap_log_level lvl, const char *fmt, va_list ap)
@@ -42,7 +42,7 @@ void logger_vprintf(const struct logger *l, enum vswap_log_level lvl, const char
 		l->fn(l->ctx, lvl, msg);
 	else /* one call per line: lines of several threads do not interleave */
 		fprintf(stderr, "vswap %s: %s: %s\n", l->part ? l->part : "library",
-			logger_level_name(lvl), msg);
+			vswap_log_level_name(lvl), msg);
 }
 
 void logger_printf(const struct logger *l, enum vswap_log_level lvl, const char *fmt, ...)

@@ -41,7 +41,4 @@ void logger_vprintf(const struct logger *l, enum vswap_log_level lvl, const char
 void logger_printf(const struct logger *l, enum vswap_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* "error", "warning", "info", "debug". */
-const char *logger_level_name(enum vswap_log_level lvl);
-
 #endif

@@ -5,20 +5,6 @@
 
 #include "vswapd/internal.h"
 
-static const char *level_name(enum vswap_log_level l)
-{
-	switch (l) {
-	case VSWAP_LOG_ERROR:
-		return "error";
-	case VSWAP_LOG_WARN:
-		return "warning";
-	case VSWAP_LOG_INFO:
-		return "info";
-	default:
-		return "debug";
-	}
-}
-
 void dlog(enum vswap_log_level min, enum vswap_log_level lvl, const char *fmt, ...)
 {
 	if (lvl > min)
@@ -29,7 +15,7 @@ void dlog(enum vswap_log_level min, enum vswap_log_level lvl, const char *fmt, .
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	/* One fprintf per line: lines of several threads do not interleave. */
-	fprintf(stderr, "vswapd: %s: %s\n", level_name(lvl), line);
+	fprintf(stderr, "vswapd: %s: %s\n", vswap_log_level_name(lvl), line);
 }
 
 void guest_log(void *ctx, enum vswap_log_level lvl, const char *msg)

@@ -78,6 +78,9 @@ enum vswap_log_level {
 	VSWAP_LOG_DEBUG = 3,
 };
 typedef void (*vswap_log_fn)(void *ctx, enum vswap_log_level level, const char *msg);
+/* "error", "warning", "info" or "debug" (the word of the stderr lines);
+ * "unknown" for another value. */
+const char *vswap_log_level_name(enum vswap_log_level level);
 
 /*
  * Durability modes (crash invariant 1 of docs/DESIGN.md).  In every mode a

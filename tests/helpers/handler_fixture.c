@@ -294,6 +294,35 @@ bool hfx_wait_for(bool (*cond)(void *), void *arg)
 	return true;
 }
 
+static void *remover_main(void *arg)
+{
+	struct hfx_remover *m = arg;
+	atomic_store(&m->tid, (int)syscall(SYS_gettid));
+	m->rc = madvise(m->addr, m->len, MADV_REMOVE) ? -errno : 0;
+	atomic_store(&m->done, true);
+	return NULL;
+}
+
+int hfx_remover_start(struct hfx_remover *m, void *addr, size_t len)
+{
+	*m = (struct hfx_remover){.addr = addr, .len = len};
+	atomic_init(&m->tid, 0);
+	atomic_init(&m->done, false);
+	return -pthread_create(&m->t, NULL, remover_main, m);
+}
+
+bool hfx_remover_blocked(void *arg)
+{
+	struct hfx_remover *m = arg;
+	int tid = atomic_load(&m->tid);
+	return tid && hfx_in_userfault(0, tid);
+}
+
+bool hfx_remover_done(void *arg)
+{
+	return atomic_load(&((struct hfx_remover *)arg)->done);
+}
+
 int hfx_wait(const struct hfx *f, enum vswap_state st)
 {
 	struct timespec a, b;

@@ -125,6 +125,22 @@ int hfx_child_wait(struct hfx_child *c, int timeout_ms);
 /* True once task @tid of process @pid (0: this one) waits on a userfault. */
 bool hfx_in_userfault(int pid, int tid);
 
+/* A thread that balloons [addr, addr + len) with MADV_REMOVE.  On memory
+ * the handler watches for removes, it waits in the kernel until the handler
+ * reads its REMOVE event. */
+struct hfx_remover {
+	pthread_t t;
+	void *addr;
+	size_t len;
+	int rc; /* madvise's result, 0 or -errno, once done */
+	atomic_int tid;
+	atomic_bool done;
+};
+int hfx_remover_start(struct hfx_remover *m, void *addr, size_t len);
+/* Predicates for hfx_wait_for(): waiting on its event; finished. */
+bool hfx_remover_blocked(void *m);
+bool hfx_remover_done(void *m);
+
 /* Wait for @st (default limit); 0 or -ETIMEDOUT. */
 int hfx_wait(const struct hfx *f, enum vswap_state st);
 

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "tests/helpers/recovery_fixture.h"
 
+#include <vswap/recovery.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -515,4 +517,58 @@ int rfx_check_after_crash(const char *path, const char *index_path, struct rfx_c
 		return -1;
 	}
 	return 0;
+}
+
+bool rfx_has_problem(const struct vswap_fsck *f, enum vswap_problem_kind kind, uint64_t page,
+		     uint64_t slot, int repaired)
+{
+	for (size_t i = 0; i < vswap_fsck_problem_count(f); i++) {
+		const struct vswap_problem *p = vswap_fsck_problem(f, i);
+
+		if (p->kind != kind)
+			continue;
+		if (page != UINT64_MAX && (!p->has_page || p->page != page))
+			continue;
+		if (slot != UINT64_MAX && (!p->has_slot || p->slot != slot))
+			continue;
+		if (repaired >= 0 && p->repaired != (bool)repaired)
+			continue;
+		return true;
+	}
+	return false;
+}
+
+bool rfx_is_lost(const struct vswap_fsck *f, uint64_t page)
+{
+	size_t n;
+	const uint64_t *lost = vswap_fsck_lost_pages(f, &n);
+
+	for (size_t i = 0; i < n; i++)
+		if (lost[i] == page)
+			return true;
+	return false;
+}
+
+void rfx_print_problems(const struct vswap_fsck *f)
+{
+	for (size_t i = 0; i < vswap_fsck_problem_count(f); i++) {
+		const struct vswap_problem *p = vswap_fsck_problem(f, i);
+
+		fprintf(stderr, "  %s%s: %s\n", vswap_problem_kind_name(p->kind),
+			p->repaired ? " (repaired)" : "", p->detail);
+	}
+}
+
+int rfx_slot_of(const struct rfx_store *fx, uint64_t page, uint64_t *slot)
+{
+	struct vswap_store *s;
+	struct vswap_page_info pi;
+	int rc = rfx_open(fx, true, &s);
+
+	if (rc)
+		return rc;
+	rc = vswap_store_page(s, page, &pi);
+	vswap_store_close(s);
+	*slot = pi.slot;
+	return rc;
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <vswap/recovery.h>
 #include <vswap/store.h>
 
 struct rfx_store {
@@ -86,6 +87,19 @@ int rfx_fsck_orphans(const struct rfx_store *fx, const char *flag, char **out, c
  * until rfx_holder_stop().  Returns the child's PID or -1. */
 pid_t rfx_holder_start(const struct rfx_store *fx);
 void rfx_holder_stop(pid_t pid);
+
+/* ---- fsck results ----------------------------------------------------------- */
+
+/* Whether @f reported a problem of @kind about @page and @slot (UINT64_MAX:
+ * any) whose repaired flag is @repaired (-1: either). */
+bool rfx_has_problem(const struct vswap_fsck *f, enum vswap_problem_kind kind, uint64_t page,
+		     uint64_t slot, int repaired);
+/* Whether @f lists @page lost. */
+bool rfx_is_lost(const struct vswap_fsck *f, uint64_t page);
+/* Every problem of @f on stderr, one a line (a failing test's evidence). */
+void rfx_print_problems(const struct vswap_fsck *f);
+/* The slot @page's record names, through a read-only open.  0 or -errno. */
+int rfx_slot_of(const struct rfx_store *fx, uint64_t page, uint64_t *slot);
 
 /* ---- the crash harness --------------------------------------------------- */
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <vswap/version.h>
 
@@ -50,6 +51,44 @@ int cli_usage_error(const struct cli_tool *t, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "\nTry '%s --help' for more information.\n", t->name);
 	return t->usage_exit;
+}
+
+int cli_opt_range(const struct cli_tool *t, const char *name, const char *arg, uint64_t lo,
+		  uint64_t hi, uint64_t *out)
+{
+	uint64_t v;
+
+	if (cli_parse_u64(arg, &v) || v < lo || v > hi) {
+		cli_usage_error(t, "--%s: %llu to %llu", name, (unsigned long long)lo,
+				(unsigned long long)hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cli_opt_durability(const struct cli_tool *t, const char *arg, enum vswap_durability *out)
+{
+	if (vswap_durability_parse(arg, out) == 0)
+		return 0;
+	cli_usage_error(t, "--durability full, batch or none");
+	return -1;
+}
+
+int cli_opt_enable_mode(const struct cli_tool *t, const char *arg, enum vswap_enable_mode *out)
+{
+	if (vswap_enable_mode_parse(arg, out) == 0)
+		return 0;
+	cli_usage_error(t, "--enable-mode auto, copy or protect");
+	return -1;
+}
+
+int cli_no_operands(const struct cli_tool *t, int argc, char **argv)
+{
+	if (optind == argc)
+		return 0;
+	cli_usage_error(t, "unexpected argument '%s'", argv[optind]);
+	return -1;
 }
 
 int cli_parse_u64(const char *s, uint64_t *out)
@@ -126,13 +165,12 @@ const char *cli_format_size(uint64_t bytes, char *buf, unsigned len)
 
 void cli_log(void *ctx, enum vswap_log_level level, const char *msg)
 {
-	static const char *const names[] = {"error", "warning", "info", "debug"};
 	const struct cli_logger *lg = ctx;
 
 	if (lg && level > lg->max)
 		return;
 	fprintf(stderr, "%s: %s: %s\n", lg && lg->prog ? lg->prog : "vswap",
-		(unsigned)level < 4 ? names[level] : "log", msg);
+		vswap_log_level_name(level), msg);
 }
 
 const char *cli_basename(const char *argv0)

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <vswap/handler.h>
 #include <vswap/store.h>
 
 enum { CLI_EXIT_OK = 0, CLI_EXIT_FAILED = 1, CLI_EXIT_USAGE = 2 };
@@ -59,6 +60,23 @@ int cli_standard_option(const struct cli_tool *t, int opt);
  * returns t->usage_exit for the caller to exit with. */
 int cli_usage_error(const struct cli_tool *t, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/*
+ * Option values inside a getopt loop, the same for every tool: each parses
+ * @arg, the value of option --@name, into *@out and returns 0, or prints
+ * the usage error (cli_usage_error()) and returns -1.
+ *   cli_opt_range       a decimal integer from @lo to @hi ("--NAME: LO to HI")
+ *   cli_opt_durability  full, batch or none (vswap_durability_parse())
+ *   cli_opt_enable_mode auto, copy or protect (vswap_enable_mode_parse())
+ */
+int cli_opt_range(const struct cli_tool *t, const char *name, const char *arg, uint64_t lo,
+		  uint64_t hi, uint64_t *out);
+int cli_opt_durability(const struct cli_tool *t, const char *arg, enum vswap_durability *out);
+int cli_opt_enable_mode(const struct cli_tool *t, const char *arg, enum vswap_enable_mode *out);
+
+/* After the getopt loop of a tool that takes no operand: 0, or the usage
+ * error for the first one left and -1. */
+int cli_no_operands(const struct cli_tool *t, int argc, char **argv);
 
 /* Parse a decimal unsigned 64-bit integer; the whole string must be used.
  * Returns 0 or -EINVAL / -ERANGE. */
