@@ -58,6 +58,7 @@ static int sync_init(struct vswap_handler *h)
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_init(&h->slock, NULL);
 	pthread_mutex_init(&h->qlock, NULL);
+	pthread_mutex_init(&h->m.drain_mu, NULL);
 	pthread_cond_init(&h->scond, &ca);
 	pthread_cond_init(&h->qdone, NULL);
 	pthread_condattr_destroy(&ca);
@@ -121,6 +122,7 @@ static void handler_free(struct vswap_handler *h)
 	free(h->regions);
 	pthread_cond_destroy(&h->qdone);
 	pthread_cond_destroy(&h->scond);
+	pthread_mutex_destroy(&h->m.drain_mu);
 	pthread_mutex_destroy(&h->qlock);
 	pthread_mutex_destroy(&h->slock);
 	pthread_mutex_destroy(&h->lock);

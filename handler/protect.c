@@ -18,13 +18,18 @@
  *     protect_wp_fault() clears the bit under h->lock *before* un-protecting.
  *     So while the bit is set under the lock, the page's bytes are the ones
  *     that trim compared or swap-out wrote: the store's copy is the guest's.
- *   - Swap-out writes a run synchronously on the monitor thread, which is
- *     also the only thread that handles WP faults: no write is let through
- *     while the bytes go to disk and are hashed (the checksum is of the bytes
- *     written).  A WP fault handled after the write but before the commit
- *     (race a) marks the page stale: the slot's bytes still match its
- *     checksum, so the store keeps a valid older copy, never a present one
- *     that the guest has changed; the page stays resident, unremoved.
+ *   - Swap-out writes batches of protected pages on the job thread while
+ *     the monitor serves WP faults (handler/swap_out.c).  A WP fault handled
+ *     while a page's write is in flight (race c) marks the page stale under
+ *     h->lock, which cancels the page in the store's write
+ *     (vswap_store_write_end()): the page stays as it was, its new slot goes
+ *     back, and bytes the guest changed mid-write are never recorded.  A
+ *     page still in flight at the end had its bit set all along, so its
+ *     bytes did not change while they were written and hashed.  A WP fault
+ *     handled after the write's end but before the commit (race a) marks
+ *     the page stale: the slot's bytes still match its checksum, so the
+ *     store keeps a valid older copy, never a present one that the guest
+ *     has changed; the page stays resident, unremoved.
  *   - A writer that blocked on WP before the removal and whose message is
  *     read only after it (race b) finds its bit clear: nothing changes in
  *     the store, the page is un-protected (which clears the uffd-wp marker
@@ -37,7 +42,7 @@
  *     later removal could test it.
  *
  * Swap-out removes its committed pages on the pool's workers, so that the
- * monitor writes the next chunks meanwhile (the punch costs a third of the
+ * job writes the next batches meanwhile (the punch costs a third of the
  * write).  A worker holds h->wp.rlock, not h->lock; so the bitmap has a lock
  * of its own, taken by every reader and writer of a bit, and the rule above
  * holds with "the same h->wp.rlock hold": a worker removes a page only while
@@ -616,35 +621,26 @@ void protect_swap_out_start(struct vswap_handler *h)
 	pthread_mutex_unlock(&h->lock);
 }
 
-int64_t protect_write_run(struct vswap_handler *h, uint64_t *first)
+uint32_t protect_gather(struct vswap_handler *h, uint64_t *pages, uint32_t max, unsigned max_runs)
 {
 	struct protect *wp = &h->wp;
 	if (!wp->active)
 		return 0;
+	uint32_t n = 0;
+	uint64_t p = wp->cursor;
 	pthread_mutex_lock(&wp->rlock);
-	uint64_t p = next_set(wp->clean, wp->cursor, h->total_pages);
-	if (p >= h->total_pages) {
-		pthread_mutex_unlock(&wp->rlock);
-		wp->cursor = p;
-		return 0;
+	for (unsigned runs = 0; n < max && runs < max_runs; runs++) {
+		p = next_set(wp->clean, p, h->total_pages);
+		if (p >= h->total_pages)
+			break;
+		const struct hregion *r = region_of_page(h, p);
+		uint64_t rend = r->first + r->pages;
+		while (p < rend && n < max && bit_get(wp->clean, p))
+			pages[n++] = p++;
 	}
-	const struct hregion *r = region_of_page(h, p);
-	uint64_t end = r->first + r->pages;
-	if (end - p > h->opts.chunk_pages)
-		end = p + h->opts.chunk_pages;
-	uint64_t q = p + 1;
-	while (q < end && bit_get(wp->clean, q))
-		q++;
 	pthread_mutex_unlock(&wp->rlock);
-	/* Straight from guest memory (the alias of the same pages): the
-	 * bytes cannot change meanwhile, every writer waits on this thread. */
-	const uint8_t *src = r->alias + ((p - r->first) << h->page_shift);
-	int rc = vswap_store_write(h->store, p, (uint32_t)(q - p), src);
-	if (rc < 0)
-		return rc;
-	wp->cursor = q;
-	*first = p;
-	return (int64_t)(q - p);
+	wp->cursor = p;
+	return n;
 }
 
 static bool removable(struct vswap_handler *h, uint64_t p, bool want_present)
@@ -850,17 +846,22 @@ static uint64_t trim_judge(struct vswap_handler *h, uint64_t first, uint64_t cou
 }
 
 /*
- * One batch: the protected pages in the window of trim_batch_pages pages
- * from the first one at or after *cursor are read with pread() and judged;
- * then one commit records their new state, and only then are they removed
- * from guest memory, all in this lock hold (the caller's), so no write can
- * be let through in between.  If the commit fails nothing is removed: the
+ * One batch, in two lock holds: protect_trim_batch() reads the protected
+ * pages in the window of trim_batch_pages pages from the first one at or
+ * after *cursor with pread() and judges them (the store's records change in
+ * memory); the caller then has them committed without the lock (the commit
+ * thread: write-protect faults go on meanwhile), and protect_trim_remove()
+ * removes from guest memory the judged pages that are still in the set.  A
+ * page whose bit is still set after the commit was not written since it was
+ * judged (a write clears the bit before it is let through), so its record
+ * as committed is the guest's.  If the commit fails nothing is removed: the
  * pages stay resident and protected; their uncommitted records are
  * rewritten by the swap-out or made stale by a guest write.
  */
-int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor)
+int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor, struct protect_trim *t)
 {
 	struct protect *wp = &h->wp;
+	*t = (struct protect_trim){0};
 	uint64_t start = wp->active ? next_set(wp->clean, *cursor, h->total_pages) : h->total_pages;
 	if (start >= h->total_pages)
 		return -1;
@@ -869,9 +870,12 @@ int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor)
 			     : h->opts.trim_batch_pages;
 	uint64_t *drop = calloc((limit + 63) / 64, sizeof(uint64_t));
 	uint8_t *buf = malloc((size_t)TRIM_READ_PAGES << h->page_shift);
-	int64_t rc = -ENOMEM, trimmed = 0;
-	if (!drop || !buf)
-		goto out;
+	int64_t trimmed = 0;
+	if (!drop || !buf) {
+		free(drop);
+		free(buf);
+		return -ENOMEM;
+	}
 	uint64_t p = start, wend = start + limit;
 	while ((p = next_set(wp->clean, p, wend)) < wend) {
 		const struct hregion *r = region_of_page(h, p);
@@ -892,21 +896,22 @@ int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor)
 		p = q;
 	}
 	*cursor = wend;
-	rc = vswap_store_commit(h->store);
-	if (rc < 0)
-		goto out;
-	for (uint64_t i = 0; i < limit; i++) {
-		if (!(drop[i >> 6] >> (i & 63) & 1))
+	free(buf);
+	*t = (struct protect_trim){.drop = drop, .start = start, .limit = limit};
+	return trimmed;
+}
+
+void protect_trim_remove(struct vswap_handler *h, struct protect_trim *t, bool committed)
+{
+	for (uint64_t i = 0; committed && t->drop && i < t->limit; i++) {
+		if (!(t->drop[i >> 6] >> (i & 63) & 1))
 			continue;
 		uint64_t j = i + 1;
-		while (j < limit && drop[j >> 6] >> (j & 63) & 1)
+		while (j < t->limit && t->drop[j >> 6] >> (j & 63) & 1)
 			j++;
-		remove_runs(h, start + i, j - i, false);
+		remove_runs(h, t->start + i, j - i, false);
 		i = j;
 	}
-	rc = trimmed;
-out:
-	free(drop);
-	free(buf);
-	return rc;
+	free(t->drop);
+	t->drop = NULL;
 }

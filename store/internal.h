@@ -108,6 +108,12 @@ struct commit_snap {
 	bool cached, meta;
 	uint64_t pending;
 	int sync_failed; /* the write's data sync failed: sticky at the end */
+	/* Staging bytes the landed commit lets go, punched by
+	 * vswap_store_commit_punch() without the caller's lock: runs of pages
+	 * unstaged at the end; none may be staged again until the punch is
+	 * over (@punch_due: vswap_store_stage_mark() says -EBUSY). */
+	struct range_vec punch;
+	atomic_bool punch_due;
 };
 
 struct vswap_store {
@@ -187,6 +193,20 @@ struct vswap_store {
 
 	struct vswap_io io;
 	struct commit_snap snap;
+
+	/* Split writes (vswap_store_write_begin/_end): a bit per page in
+	 * flight, cleared by any state call on the page (wflight_cancel()). */
+	uint64_t *wflight;
+	uint64_t wflight_pages; /* pages @wflight covers */
+	unsigned writes_inflight;
+	/* Stale slots rewritten in place by split writes in flight: a commit
+	 * that frees one meanwhile leaves it used (@due) until the write's end
+	 * releases it, so it is never reused under a write. */
+	struct wpin {
+		uint64_t slot;
+		bool due, gone;
+	} *wpins;
+	size_t nwpins, cap_wpins;
 };
 
 /* store.c: handles and the store's files */
@@ -300,6 +320,8 @@ void staging_close(struct vswap_store *s);
 int staging_punch(struct vswap_store *s, uint64_t first, uint64_t count);
 int staging_punch_unstaged(struct vswap_store *s);
 int staging_punch_ranges(struct vswap_store *s, struct range_vec *v);
+/* The runs of @v's pages not staged now, into @out (emptied first). */
+int staging_unstaged_runs(struct vswap_store *s, const struct range_vec *v, struct range_vec *out);
 int staging_verify_loaded(struct vswap_store *s);
 
 /* The largest request the I/O paths issue: keeps lengths far from the
@@ -309,6 +331,16 @@ int staging_verify_loaded(struct vswap_store *s);
 static inline uint64_t page_sum(const struct vswap_store *s, uint64_t page, const void *buf)
 {
 	return checksum_page(s->seed, page, buf, s->page_size);
+}
+
+/* A state call on [first, first+count): a split write of those pages in
+ * flight must not make them present (vswap_store_write_end()). */
+static inline void wflight_cancel(struct vswap_store *s, uint64_t first, uint64_t count)
+{
+	if (!s->writes_inflight)
+		return;
+	for (uint64_t p = first; p < first + count && p < s->wflight_pages; p++)
+		s->wflight[p / 64] &= ~(1ull << (p % 64));
 }
 
 /* Byte offset of slot @slot in the swap file. */

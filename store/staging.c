@@ -342,6 +342,24 @@ int staging_punch_unstaged(struct vswap_store *s)
 }
 
 /* The same for the ranges of @v (a split commit's, set aside at its begin). */
+int staging_unstaged_runs(struct vswap_store *s, const struct range_vec *v, struct range_vec *out)
+{
+	out->n = 0;
+	for (size_t i = 0; i < v->n; i++) {
+		uint64_t p = v->v[i].first, end = p + v->v[i].count;
+		while (p < end) {
+			while (p < end && bit_test(s->staged, p))
+				p++;
+			uint64_t run = p;
+			while (p < end && !bit_test(s->staged, p))
+				p++;
+			if (p > run && range_vec_push(out, run, p - run) != 0)
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
 int staging_punch_ranges(struct vswap_store *s, struct range_vec *v)
 {
 	int ret = 0;

@@ -33,6 +33,9 @@ int64_t vswap_store_mark_stale(struct vswap_store *s, uint64_t first, uint64_t c
 {
 	if (!range_ok(s, first, count))
 		return -EINVAL;
+	/* Even a page with nothing to mark: its copy in flight is older than
+	 * what the caller now has (a guest write let through). */
+	wflight_cancel(s, first, count);
 	int64_t n = 0;
 	for (uint64_t p = first; p < first + count; p++) {
 		uint32_t w = s->pages[p];
@@ -68,6 +71,7 @@ int64_t vswap_store_free(struct vswap_store *s, uint64_t first, uint64_t count)
 {
 	if (!range_ok(s, first, count))
 		return -EINVAL;
+	wflight_cancel(s, first, count);
 	int64_t n = 0;
 	for (uint64_t p = first; p < first + count; p++) {
 		uint32_t w = s->pages[p];
@@ -109,7 +113,7 @@ int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count
 		return -EINVAL;
 	/* A split commit holds staging bytes to punch that this could not
 	 * punch first (below). */
-	if (s->snap.active)
+	if (s->snap.active || atomic_load(&s->snap.punch_due))
 		return -EBUSY;
 	/* Pages that left staging since the last commit still have their old
 	 * bytes there.  Punch them before anything is staged again: a page
@@ -117,6 +121,7 @@ int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count
 	 * under a new record (if its copy never comes, after a failed move). */
 	if (s->unpunched.n)
 		staging_punch_unstaged(s);
+	wflight_cancel(s, first, count);
 	for (uint64_t p = first; p < first + count; p++) {
 		/* A new copy is coming: until its checksum is recorded the
 		 * staged bytes are not to be trusted by a later open. */
@@ -179,6 +184,7 @@ int vswap_store_stage_clear(struct vswap_store *s, uint64_t first, uint64_t coun
 		return -EROFS;
 	if (!range_ok(s, first, count))
 		return -EINVAL;
+	wflight_cancel(s, first, count);
 	bool any = false;
 	for (uint64_t p = first; p < first + count; p++) {
 		if (!bit_test(s->staged, p))

@@ -66,6 +66,8 @@ void handle_free(struct vswap_store *s)
 	if (s->fd >= 0)
 		close(s->fd); /* releases the flock */
 	tables_free(s);
+	free(s->wflight);
+	free(s->wpins);
 	blob_free(s);
 	free(s->region_pages);
 	free(s->staging_path);
@@ -494,6 +496,8 @@ static int close_store(struct vswap_store *s, bool clean)
 	if (!s)
 		return 0;
 	int ret = 0;
+	if (s->pid == getpid())
+		vswap_store_commit_punch(s); /* a split commit's, if its caller did not */
 	/* A forked child that inherited the handle only lets go of it: the
 	 * LMDB environment belongs to the parent (LMDB forbids using an
 	 * environment in a forked child). */

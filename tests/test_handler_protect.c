@@ -311,23 +311,40 @@ static void *racer_main(void *arg)
 	return NULL;
 }
 
-/* On the monitor: start the guest write and return once it waits on its
- * write-protect fault (its message queued, unread). */
+/* On the swap-out's thread, at the hook call @r->where, without the lock:
+ * start the guest write.  While the page's write is in flight or after its
+ * end (before the commit), the write goes through (the monitor serves its
+ * write-protect fault meanwhile) before the hook returns.  After the commit,
+ * the monitor leaves the fault's message unread until the removals the
+ * commit allows are done: the writer blocked before the removal, its
+ * message is read after it. */
 static void racer_hook(void *ctx, int where)
 {
 	struct racer *r = ctx;
 	if (where != r->where || atomic_load(&r->started))
 		return;
 	atomic_store(&r->started, true);
-	if (pthread_create(&r->t, NULL, racer_main, r))
+	struct vswap_handler *h = r->f->h;
+	bool hold = where == SWAP_OUT_HOOK_COMMITTED;
+	if (hold)
+		atomic_store(&h->m.hold_events, true);
+	if (pthread_create(&r->t, NULL, racer_main, r)) {
+		atomic_store(&h->m.hold_events, false);
 		return;
+	}
 	uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS;
 	for (;;) {
 		int tid = atomic_load(&r->tid);
-		if ((tid && hfx_in_userfault(0, tid)) || atomic_load(&r->done) ||
-		    hfx_now_ms() > until)
-			return;
+		if (atomic_load(&r->done) || hfx_now_ms() > until)
+			break;
+		if (hold && tid && hfx_in_userfault(0, tid))
+			break;
 		sched_yield();
+	}
+	if (hold) {
+		protect_remove_start(h);
+		protect_remove_wait(h);
+		atomic_store(&h->m.hold_events, false);
 	}
 }
 
@@ -357,9 +374,15 @@ static void race(int where)
 	assert_int_equal(st.metrics.swap_pages, 7);
 	struct vswap_page_info pi;
 	assert_int_equal(vswap_handler_page_info(f.h, 3, &pi), 0);
-	/* Its slot keeps the old bytes as a stale copy: never present. */
-	assert_int_equal(pi.state, VSWAP_PAGE_STALE);
-	if (where == SWAP_OUT_HOOK_WRITTEN) {
+	if (where == SWAP_OUT_HOOK_IN_FLIGHT) {
+		/* Its write cancelled: it never had a copy in the store. */
+		assert_int_equal(pi.state, VSWAP_PAGE_NONE);
+	} else {
+		/* Its slot keeps the old bytes as a stale copy: never
+		 * present. */
+		assert_int_equal(pi.state, VSWAP_PAGE_STALE);
+	}
+	if (where != SWAP_OUT_HOOK_COMMITTED) {
 		/* Let through before the commit: never removed. */
 		assert_int_equal(st.metrics.dirtied_pages, 1);
 		assert_int_equal(st.metrics.copied_from_file_pages, 0);
@@ -393,6 +416,14 @@ static void write_between_write_and_commit(void **state)
 {
 	(void)state;
 	race(SWAP_OUT_HOOK_WRITTEN);
+}
+
+/* Race (c): a write let through while the page's swap-out write is in
+ * flight: the page's write is cancelled, its new slot given back. */
+static void write_while_written(void **state)
+{
+	(void)state;
+	race(SWAP_OUT_HOOK_IN_FLIGHT);
 }
 
 /* Race (b): a write that blocked before the page's removal and whose fault
@@ -623,6 +654,7 @@ int main(void)
 	    cmocka_unit_test(forked_writers_seen),
 	    cmocka_unit_test(write_between_write_and_commit),
 	    cmocka_unit_test(write_blocked_across_removal),
+	    cmocka_unit_test(write_while_written),
 	    cmocka_unit_test(detach_during_swap_out),
 	    cmocka_unit_test(writers_throughout),
 	};
