@@ -2,9 +2,10 @@
 /*
  * The monitor thread: one epoll over the command eventfd, the job eventfd
  * and every uffd.  It serves faults and remove events, runs the state
- * machine (docs/DESIGN.md has its transitions as a table), writes the
- * swap-out a chunk at a time whenever nothing else is pending, and commits
- * the index lazily for the faults.
+ * machine (docs/DESIGN.md has its transitions as a table), and asks the
+ * commit thread for the faults' lazy index commits.  Trim, swap-out and
+ * swap-in run as jobs on their own thread; nothing here waits for a write,
+ * a sync or an index commit.
  */
 #include <errno.h>
 #include <sched.h>
