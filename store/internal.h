@@ -281,6 +281,31 @@ static inline int index_need_all(const struct vswap_store *s)
 	return s->loader ? loader_need_all(s) : 0;
 }
 
+/* lmdb_check.c: LMDB's pages bounded before LMDB maps the file (on @fd, of
+ * @file_size bytes, its meta pages already checked): 0, or -EUCLEAN with a
+ * message naming the page and what is wrong with it. */
+int index_lmdb_check(const struct vswap_store *s, int fd, uint64_t file_size);
+/*
+ * The same walk with the leaves of the `pages` database left for later (a
+ * lazily loaded index): everything else is checked now, the leaves' page
+ * numbers are claimed from the branch pages (so the free list is checked
+ * against every live page) and their key bounds kept.  Then
+ * index_lmdb_check_key() checks the one leaf a key lands on (before LMDB
+ * looks the key up), index_lmdb_check_rest() every leaf not yet checked and
+ * the entry count.  Both return 0 or -EUCLEAN (logged), as the full walk.
+ * The handle describes the file as it is now: every leaf must be checked
+ * (index_lmdb_check_rest() returned 0) before the first LMDB write
+ * transaction and before any LMDB cursor over `pages`; after a commit the
+ * handle is stale and may only be freed.  The handle keeps the file mapped
+ * until it is freed.
+ */
+struct lmdb_deferred;
+int index_lmdb_check_deferred(const struct vswap_store *s, int fd, uint64_t file_size,
+			      struct lmdb_deferred **out);
+int index_lmdb_check_key(struct lmdb_deferred *d, const void *key, size_t klen);
+int index_lmdb_check_rest(struct lmdb_deferred *d);
+void index_lmdb_deferred_free(struct lmdb_deferred *d);
+
 /* index.c: the LMDB environment */
 int index_open(struct vswap_store *s, bool create);
 int index_identify(const struct vswap_store *s, uint8_t uuid[16]);

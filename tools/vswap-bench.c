@@ -607,6 +607,73 @@ out:
 	return err;
 }
 
+/* ---- group "store-open": opening a store, its index checked --------------- */
+
+/*
+ * One store of @b->size bytes, written once (every page present) and
+ * closed cleanly; each run opens it (writable, as a resuming VMM does: the
+ * files checked, LMDB's pages walked and bounded, the index loaded) and
+ * closes it outside the timing.  The baseline reads the index file's bytes
+ * with one pread() into memory: the least any open that looks at every
+ * record must do.  Both from the page cache (the index was just written).
+ */
+static int fig_store_open(struct bench *b)
+{
+	struct vswap_store_opts o = {.durability = VSWAP_DURABILITY_BATCH};
+	uint32_t chunk = (uint32_t)(CHUNK_BYTES / b->page_size);
+	uint64_t pages = b->size / b->page_size;
+	double opn[MAX_RUNS], raw[MAX_RUNS];
+	char path[PATH_MAX], idx[PATH_MAX + 8];
+	struct vswap_store *s;
+	struct stat st;
+	uint8_t *buf = NULL;
+	int err = store_new(b, VSWAP_DURABILITY_BATCH, path, sizeof(path), &s);
+
+	if (err)
+		return err;
+	for (uint64_t p = 0; p < pages && !err; p += chunk) {
+		uint32_t n = pages - p < chunk ? (uint32_t)(pages - p) : chunk;
+
+		err = vswap_store_write(s, p, n, src_at(b, p * b->page_size));
+	}
+	if (!err)
+		err = vswap_store_commit(s);
+	if (!err)
+		err = vswap_store_close(s);
+	s = NULL;
+	snprintf(idx, sizeof(idx), "%s.idx", path);
+	if (!err && stat(idx, &st) != 0)
+		err = -errno;
+	if (!err && !(buf = malloc((size_t)st.st_size)))
+		err = -ENOMEM;
+	for (unsigned r = 0; r < b->runs && !err; r++) {
+		double t0 = bench_now();
+
+		err = vswap_store_open(path, &o, &s);
+		opn[r] = (bench_now() - t0) * 1e3;
+		if (err)
+			break;
+		err = vswap_store_close(s);
+		s = NULL;
+		int fd = open(idx, O_RDONLY | O_CLOEXEC);
+
+		t0 = bench_now();
+		if (fd < 0 || pread_all(fd, buf, (size_t)st.st_size, 0))
+			err = err ? err : -EIO;
+		raw[r] = (bench_now() - t0) * 1e3;
+		if (fd >= 0)
+			close(fd);
+		note(b, "  store open %.2f ms, index read %.2f ms (%lld bytes)\n", opn[r], raw[r],
+		     (long long)st.st_size);
+	}
+	if (!err)
+		bench_add(&b->res, "store_open_ms", bench_median(opn, b->runs), "ms",
+			  "raw_index_read_ms", bench_median(raw, b->runs));
+	free(buf);
+	store_gone(s, path);
+	return err;
+}
+
 /* ---- group "fsck": the audit's verification pass ------------------------ */
 
 /*
@@ -1270,6 +1337,7 @@ static const struct figure figures[] = {
     {"hash", fig_hash, false},
     {"store-write", fig_store_write, false},
     {"store-read", fig_store_read, false},
+    {"store-open", fig_store_open, false},
     {"fsck", fig_fsck, false},
     {"handler", fig_handler, false},
     {"enable", fig_enable, false},
@@ -1296,20 +1364,21 @@ static const struct cli_tool tool = {
     .name = "vswap-bench",
     .synopsis = "[--quick] [--json] [--size BYTES] [--dir DIR] [--runs N]\n"
 		"       [--kernel-swap] [--only GROUP[,GROUP]] [--verbose]\n",
-    .help = "Measure vswap, each figure beside a baseline measured in the same run.\n"
-	    "\n"
-	    "      --quick        256 MiB passes, 3 runs (under a minute)\n"
-	    "      --json         print {\"schema_version\":1,...,\"results\":[{name,value,unit,\n"
-	    "                     baseline,baseline_value,ratio}]}\n"
-	    "      --size BYTES   bytes per pass, K/M/G suffixes (default 1G; --quick 256M)\n"
-	    "      --dir DIR      file system to measure (default /var/tmp)\n"
-	    "      --runs N       runs per figure, median reported (default 5; --quick 3;\n"
-	    "                     kernel-swap at most 3)\n"
-	    "      --kernel-swap  also measure the kernel's swap on a temporary swap file (root)\n"
-	    "      --only GROUPS  comma-separated: hash, store-write, store-read, fsck, handler,\n"
-	    "                     enable, faults, datapath, vswapd, kernel-swap\n"
-	    "      --verbose      every pass on stderr\n" CLI_STANDARD_HELP "\n"
-	    "Exit: 0 every group ran, 1 one failed, 2 usage error, 130 interrupted.\n",
+    .help =
+	"Measure vswap, each figure beside a baseline measured in the same run.\n"
+	"\n"
+	"      --quick        256 MiB passes, 3 runs (under a minute)\n"
+	"      --json         print {\"schema_version\":1,...,\"results\":[{name,value,unit,\n"
+	"                     baseline,baseline_value,ratio}]}\n"
+	"      --size BYTES   bytes per pass, K/M/G suffixes (default 1G; --quick 256M)\n"
+	"      --dir DIR      file system to measure (default /var/tmp)\n"
+	"      --runs N       runs per figure, median reported (default 5; --quick 3;\n"
+	"                     kernel-swap at most 3)\n"
+	"      --kernel-swap  also measure the kernel's swap on a temporary swap file (root)\n"
+	"      --only GROUPS  comma-separated: hash, store-write, store-read, store-open, fsck,\n"
+	"                     handler, enable, faults, datapath, vswapd, kernel-swap\n"
+	"      --verbose      every pass on stderr\n" CLI_STANDARD_HELP "\n"
+	"Exit: 0 every group ran, 1 one failed, 2 usage error, 130 interrupted.\n",
     .usage_exit = CLI_EXIT_USAGE,
 };
 
