@@ -62,6 +62,7 @@
 #define WALK_NICE 10
 
 struct index_loader {
+	struct vswap_store *s; /* the walk's handle (s->loader goes NULL at close) */
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* @done became true */
 	pthread_t thread;
@@ -246,8 +247,8 @@ static void finish_walk(struct vswap_store *s, struct index_loader *ld, bool bro
 
 static void *walk_main(void *arg)
 {
-	struct vswap_store *s = arg;
-	struct index_loader *ld = s->loader;
+	struct index_loader *ld = arg;
+	struct vswap_store *s = ld->s;
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
 	MDB_val k, v;
@@ -303,6 +304,7 @@ int loader_start(struct vswap_store *s)
 	struct index_loader *ld = calloc(1, sizeof(*ld));
 	if (!ld)
 		return -ENOMEM;
+	ld->s = s;
 	ld->ngroups = s->ngroups;
 	ld->loaded = calloc((s->ngroups + 63) / 64 + 1, sizeof(*ld->loaded));
 	ld->claimed = calloc((s->ngroups + 63) / 64 + 1, sizeof(uint64_t));
@@ -318,7 +320,7 @@ int loader_start(struct vswap_store *s)
 	ld->t0_ns = mono_ns();
 	ld->held = s->load_held;
 	s->loader = ld;
-	int rc = pthread_create(&ld->thread, NULL, walk_main, s);
+	int rc = pthread_create(&ld->thread, NULL, walk_main, ld);
 	if (rc) {
 		s->loader = NULL;
 		pthread_cond_destroy(&ld->cv);
