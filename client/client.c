@@ -39,6 +39,7 @@ static void client_free(struct vswap_client *c)
 	if (c->stop_efd >= 0)
 		close(c->stop_efd);
 	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->info_lock);
 	free(c->store_path);
 	free(c->staging_dir);
 	free(c);
@@ -61,10 +62,13 @@ int vswap_client_connect(const char *socket_path, const struct vswap_client_opts
 	c->opts = *opts;
 	if (!c->opts.reconnect_timeout_ms)
 		c->opts.reconnect_timeout_ms = 30000;
+	if (c->opts.reply_timeout_ms <= 0)
+		c->opts.reply_timeout_ms = 120000;
 	c->log = logger_make("client", c->opts.log, c->opts.log_ctx, c->opts.log_level);
 	c->addr.sun_family = AF_UNIX;
 	strcpy(c->addr.sun_path, socket_path);
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->info_lock, NULL);
 	c->store_path = strdup(opts->store_path);
 	c->staging_dir = opts->staging_dir ? strdup(opts->staging_dir) : NULL;
 	c->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -271,6 +275,39 @@ int vswap_client_disable(struct vswap_client *c, bool slow_file_cleanup)
 	return command(c, WIRE_CMD_DISABLE, slow_file_cleanup, 0, NULL);
 }
 
+int vswap_client_discard(struct vswap_client *c, void *addr, size_t len)
+{
+	if (!c || !len)
+		return -EINVAL;
+	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = (uintptr_t)addr;
+	if ((a | len) & (ps - 1) || a + len < a)
+		return -EINVAL;
+	pthread_mutex_lock(&c->lock);
+	int rc = c->attached ? 0 : -ENOTCONN;
+	/* This process's addresses (the attach's) to the guest's page space,
+	 * one request per region the range meets. */
+	uint64_t first = 0;
+	bool met = false;
+	for (unsigned i = 0; i < c->nregions && rc == 0; i++) {
+		uintptr_t base = (uintptr_t)c->uffds[0].bases[i], end = base + c->regions[i].len;
+		uintptr_t s = a > base ? a : base, e = a + len < end ? a + len : end;
+		if (s < e) {
+			met = true;
+			struct wire_discard d = {first + (s - base) / ps, (e - s) / ps};
+			struct wire_reply r;
+			rc = request_retry(c, WIRE_DISCARD, &d, sizeof(d), NULL, 0, &r, true);
+			if (rc == 0)
+				rc = r.result;
+		}
+		first += c->regions[i].len / ps;
+	}
+	if (rc == 0 && !met)
+		rc = -EFAULT;
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
 int vswap_client_status(struct vswap_client *c, struct vswap_status *out)
 {
 	if (!out)
@@ -323,8 +360,15 @@ int vswap_client_info(struct vswap_client *c, struct vswap_client_info *out)
 {
 	if (!c || !out)
 		return -EINVAL;
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->info_lock);
 	*out = c->info;
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->info_lock);
 	return 0;
+}
+
+void client_set_connected(struct vswap_client *c, bool connected)
+{
+	pthread_mutex_lock(&c->info_lock);
+	c->info.connected = connected;
+	pthread_mutex_unlock(&c->info_lock);
 }

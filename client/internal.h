@@ -48,6 +48,9 @@ struct vswap_client {
 	pthread_t watcher;
 	int stop_efd;
 
+	/* info_lock guards info alone, so that vswap_client_info() never
+	 * waits for a request (lock is held across a whole request). */
+	pthread_mutex_t info_lock;
 	struct vswap_client_info info;
 	uint64_t down_us; /* when the connection was found gone */
 };
@@ -55,6 +58,8 @@ struct vswap_client {
 void clog_(const struct vswap_client *c, enum vswap_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 uint64_t client_now_us(void);
+/* Set info.connected (lock held). */
+void client_set_connected(struct vswap_client *c, bool connected);
 
 /* request.c */
 /* One request and its reply on the current connection, lock held.  A lost

@@ -87,7 +87,7 @@ int client_reconnect_locked(struct vswap_client *c, bool want_replay)
 		if (c->sock >= 0) {
 			close(c->sock);
 			c->sock = -1;
-			c->info.connected = false;
+			client_set_connected(c, false);
 		}
 		if (!transient(rc))
 			break;
@@ -109,12 +109,14 @@ int client_reconnect_locked(struct vswap_client *c, bool want_replay)
 		return rc;
 	}
 	uint64_t now = client_now_us();
+	pthread_mutex_lock(&c->info_lock);
 	c->info.reconnects++;
 	c->info.last_reconnect_us = now - c->down_us;
 	c->info.last_resumed_mono_us = now;
-	c->down_us = 0;
+	pthread_mutex_unlock(&c->info_lock);
 	clog_(c, VSWAP_LOG_INFO, "resumed by vswapd after %llu us",
-	      (unsigned long long)c->info.last_reconnect_us);
+	      (unsigned long long)(now - c->down_us));
+	c->down_us = 0;
 	return 0;
 }
 

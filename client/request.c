@@ -2,6 +2,7 @@
 /* Requests on the connection: framing through proto/, replies matched by
  * their sequence number. */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,7 +15,7 @@ static void drop(struct vswap_client *c)
 	if (c->sock >= 0)
 		close(c->sock);
 	c->sock = -1;
-	c->info.connected = false;
+	client_set_connected(c, false);
 	if (!c->down_us)
 		c->down_us = client_now_us();
 }
@@ -31,8 +32,62 @@ int client_dial(struct vswap_client *c)
 	}
 	c->sock = fd;
 	c->gen++;
-	c->info.connected = true;
+	client_set_connected(c, true);
 	return 0;
+}
+
+/* What a request is, for a message naming what was waited for. */
+static const char *request_name(uint16_t type, const void *payload, size_t len)
+{
+	static const char *const cmds[] = {
+	    "?", "enable", "trim", "swap-out", "disable", "status", "detach", "exit", "wait-state",
+	};
+	if (type == WIRE_ATTACH)
+		return "attach";
+	if (type == WIRE_ADD_UFFD)
+		return "add-uffd";
+	if (type == WIRE_DISCARD)
+		return "discard";
+	if (type == WIRE_COMMAND && len >= sizeof(struct wire_command)) {
+		struct wire_command w;
+		memcpy(&w, payload, sizeof(w));
+		if (w.cmd < sizeof(cmds) / sizeof(cmds[0]))
+			return cmds[w.cmd];
+	}
+	return "request";
+}
+
+/* How long @payload's reply may take: the reply timeout, plus a state
+ * wait's own timeout. */
+static int reply_budget_ms(const struct vswap_client *c, uint16_t type, const void *payload,
+			   size_t len)
+{
+	int ms = c->opts.reply_timeout_ms;
+	if (type == WIRE_COMMAND && len >= sizeof(struct wire_command)) {
+		struct wire_command w;
+		memcpy(&w, payload, sizeof(w));
+		if (w.cmd == WIRE_CMD_WAIT_STATE && w.timeout_ms > 0)
+			ms += w.timeout_ms;
+	}
+	return ms;
+}
+
+/* Wait until the socket has something to read, at most until @deadline_us:
+ * 0, or -ETIMEDOUT.  Hang-ups count as readable (recvmsg sees them). */
+static int wait_readable(int sock, uint64_t deadline_us)
+{
+	for (;;) {
+		uint64_t now = client_now_us();
+		if (now >= deadline_us)
+			return -ETIMEDOUT;
+		uint64_t left = (deadline_us - now + 999) / 1000;
+		struct pollfd p = {.fd = sock, .events = POLLIN};
+		int n = poll(&p, 1, left > 1000000 ? 1000000 : (int)left);
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return -errno;
+	}
 }
 
 int client_request(struct vswap_client *c, uint16_t type, const void *payload, size_t len,
@@ -49,10 +104,23 @@ int client_request(struct vswap_client *c, uint16_t type, const void *payload, s
 	uint8_t *buf = malloc(WIRE_MAX_MSG);
 	if (!buf)
 		return -ENOMEM;
+	int budget = reply_budget_ms(c, type, payload, len);
+	uint64_t deadline = client_now_us() + (uint64_t)budget * 1000u;
 	for (;;) {
 		int rfds[WIRE_MAX_FDS];
 		unsigned n;
 		struct wire_hdr rh;
+		rc = wait_readable(c->sock, deadline);
+		if (rc < 0) {
+			/* Alive but silent (stopped, stuck): the caller hears of
+			 * it instead of waiting forever.  The connection stays;
+			 * the late reply is skipped by its sequence number. */
+			clog_(c, VSWAP_LOG_ERROR,
+			      "no reply from vswapd to %s (request %llu) in %d ms%s",
+			      request_name(type, payload, len), (unsigned long long)h.seq, budget,
+			      rc == -ETIMEDOUT ? "" : ": poll failed");
+			break;
+		}
 		rc = wire_recv(c->sock, buf, rfds, WIRE_MAX_FDS, &n, &rh);
 		for (unsigned i = 0; i < n; i++) /* a reply carries none */
 			close(rfds[i]);
@@ -64,7 +132,23 @@ int client_request(struct vswap_client *c, uint16_t type, const void *payload, s
 			rc = -ECONNRESET;
 			break;
 		}
-		if (rc < 0 || rh.type != WIRE_REPLY || rh.len != sizeof(rh) + sizeof(*r)) {
+		if (rc > 0 && rh.type == WIRE_REPLY && rh.version < WIRE_VERSION &&
+		    rh.len == sizeof(rh) + sizeof(struct wire_reply_v1)) {
+			/* An older daemon: it answers this version's requests
+			 * with -EPROTONOSUPPORT in its own. */
+			struct wire_reply_v1 r1;
+			memcpy(&r1, buf + sizeof(rh), sizeof(r1));
+			clog_(c, VSWAP_LOG_ERROR,
+			      "vswapd at %s speaks protocol version %u; this client needs %u "
+			      "(upgrade vswapd): %s",
+			      c->addr.sun_path, rh.version, WIRE_VERSION,
+			      vswap_strerror(r1.result));
+			drop(c);
+			rc = -EPROTONOSUPPORT;
+			break;
+		}
+		if (rc < 0 || rh.type != WIRE_REPLY || rh.version != WIRE_VERSION ||
+		    rh.len != sizeof(rh) + sizeof(*r)) {
 			/* Not a reply we can read: the daemon speaks
 			 * something else.  Drop the connection. */
 			clog_(c, VSWAP_LOG_ERROR, "malformed reply from vswapd: %s",

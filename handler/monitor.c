@@ -417,8 +417,18 @@ static int cmd_run(struct vswap_handler *h, struct cmd *c)
 		return gc_now(h);
 	case CMD_RESUME:
 		return do_resume(h);
-	case CMD_DISCARD:
-		return lost_discard(h, c->start, c->end);
+	case CMD_DISCARD: {
+		/* Committed before it returns: the VMM punches next, and a
+		 * handler that dies after the punch must not find the old
+		 * copies in the index. */
+		int rc = lost_discard(h, c->start, c->end);
+		if (rc == 0) {
+			pthread_mutex_lock(&h->lock);
+			rc = vswap_store_commit(h->store);
+			pthread_mutex_unlock(&h->lock);
+		}
+		return rc;
+	}
 	}
 	return -EINVAL;
 }

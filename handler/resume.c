@@ -10,7 +10,8 @@
  * says.  The dead handler may have copied it in (a fault, the swap-in) or
  * not yet punched it (the move to staging) before its index caught up; the
  * guest's copy is then the newest, so its staged copy is dropped and its
- * swapped copy becomes stale.  Every other page is where the index and the
+ * swapped copy becomes stale; a page the store's open marked lost (staged,
+ * its checksum not yet committed) is the guest's again.  Every other page is where the index and the
  * staging file say (crash invariants 1-5 make them trustworthy).  A remove
  * event the dead handler read but did not commit yet (the monitor commits
  * at the end of the batch that read it; the remover is released by the
@@ -32,9 +33,11 @@
 
 #include "handler/internal.h"
 
-/* Drop the staged and swapped copies of every page resident in @r's memfd;
- * lock held.  *@pages counts the resident pages that had a copy. */
-static int reconcile_region(struct vswap_handler *h, const struct hregion *r, uint64_t *pages)
+/* Drop the staged and swapped copies of every page resident in @r's memfd,
+ * and the lost mark of any; lock held.  *@pages counts the resident pages
+ * that had a copy, *@found_lost those that were marked lost. */
+static int reconcile_region(struct vswap_handler *h, const struct hregion *r, uint64_t *pages,
+			    uint64_t *found_lost)
 {
 	off_t len = (off_t)(r->end - r->start), pos = 0;
 	while (pos < len) {
@@ -50,9 +53,22 @@ static int reconcile_region(struct vswap_handler *h, const struct hregion *r, ui
 			e = r->offset + len;
 		uint64_t first = r->first + ((uint64_t)(d - r->offset) >> h->page_shift);
 		uint64_t count = (uint64_t)(e - d) >> h->page_shift;
-		for (uint64_t p = first; p < first + count; p++)
+		for (uint64_t p = first; p < first + count; p++) {
 			if (vswap_store_staged(h->store, p))
 				(*pages)++;
+			/* Lost by the open (staged, its checksum not committed:
+			 * the kill came between the copy and that commit, before
+			 * the guest's copy went) yet resident: a lost page is a
+			 * hole of its memfd, so these bytes are the guest's own
+			 * and the newest.  The page is the guest's again. */
+			struct vswap_page_info pi;
+			if (vswap_store_page(h->store, p, &pi) == 0 && pi.state == VSWAP_PAGE_LOST) {
+				int64_t f = vswap_store_free(h->store, p, 1);
+				if (f < 0)
+					return (int)f;
+				(*found_lost)++;
+			}
+		}
 		int rc = vswap_store_stage_clear(h->store, first, count);
 		if (rc < 0)
 			return rc;
@@ -96,12 +112,12 @@ int do_resume(struct vswap_handler *h)
 	pthread_mutex_unlock(&h->slock);
 	if (m->registered || st != VSWAP_STATE_READY)
 		return -EBUSY;
-	uint64_t t0 = now_ms(), pages = 0;
+	uint64_t t0 = now_ms(), pages = 0, found_lost = 0;
 	struct vswap_store_stats ss = {0};
 	pthread_mutex_lock(&h->lock);
 	int rc = 0;
 	for (unsigned i = 0; i < h->nregions && rc == 0; i++)
-		rc = reconcile_region(h, &h->regions[i], &pages);
+		rc = reconcile_region(h, &h->regions[i], &pages, &found_lost);
 	if (rc == 0)
 		rc = vswap_store_commit(h->store);
 	if (rc == 0)
@@ -111,6 +127,11 @@ int do_resume(struct vswap_handler *h)
 		hlog(h, VSWAP_LOG_ERROR, "resume: reconcile: %s", vswap_strerror(rc));
 		return rc;
 	}
+	if (found_lost)
+		hlog(h, VSWAP_LOG_WARN,
+		     "resume: %llu pages the store could not verify are resident in guest memory: "
+		     "the guest's copies stand, nothing is lost",
+		     (unsigned long long)found_lost);
 	struct vswap_transition t = {pages, 0};
 	if (ss.pages_staged || ss.pages_present || ss.pages_lost) {
 		rc = register_all(h);

@@ -15,7 +15,8 @@ int wire_send(int sock, struct wire_hdr *hdr, const void *payload, size_t len, c
 	if (len > WIRE_MAX_MSG - sizeof(*hdr) || nfds > WIRE_MAX_FDS)
 		return -EMSGSIZE;
 	hdr->magic = WIRE_MAGIC;
-	hdr->version = WIRE_VERSION;
+	if (!hdr->version)
+		hdr->version = WIRE_VERSION;
 	hdr->len = (uint32_t)(sizeof(*hdr) + len);
 	hdr->nfds = nfds;
 	struct iovec iov[2] = {{hdr, sizeof(*hdr)}, {(void *)payload, len}};
@@ -117,7 +118,7 @@ int wire_recv(int sock, void *buf, int *fds, unsigned maxfds, unsigned *nfds, st
 	if (!err) {
 		if (hdr->magic != WIRE_MAGIC)
 			err = -EPROTO;
-		else if (hdr->version != WIRE_VERSION)
+		else if (hdr->version < WIRE_VERSION_MIN || hdr->version > WIRE_VERSION)
 			err = -EPROTONOSUPPORT;
 		else if (hdr->len != (uint64_t)n)
 			err = -EBADMSG;
@@ -140,10 +141,11 @@ void wire_status_from(struct wire_status *w, const struct vswap_status *st)
 	    .last_error = st->last_error,
 	    .uffds = st->uffds,
 	    .enable_mode = (uint32_t)st->enable_mode,
+	    .nmetrics = WIRE_METRICS,
 	    .metrics = {m->resident_pages, m->copied_from_file_pages, m->copied_from_staging_pages,
 			m->zeroed_pages, m->redundant_pages, m->staging_pages, m->swap_pages,
 			m->checksum_failures, m->poisoned_pages, m->bytes_written, m->bytes_read,
-			m->commits},
+			m->commits, m->protected_pages, m->dirtied_pages},
 	    .trans_pages = st->transition.pages,
 	    .trans_ms = st->transition.time_ms,
 	};
@@ -151,16 +153,31 @@ void wire_status_from(struct wire_status *w, const struct vswap_status *st)
 
 void wire_status_to(struct vswap_status *st, const struct wire_status *w)
 {
-	const uint64_t *v = w->metrics;
+	/* A later version may count more metrics than this one knows, an
+	 * earlier one fewer: those it does not send read 0. */
+	uint64_t v[WIRE_METRICS] = {0};
+	unsigned n = w->nmetrics < WIRE_METRICS ? w->nmetrics : WIRE_METRICS;
+	memcpy(v, w->metrics, n * sizeof(v[0]));
 	*st = (struct vswap_status){
 	    .state = (enum vswap_state)w->state,
-	    /* The protocol's version 1 carries the first twelve metrics; the
-	     * protect mode's two (protected, dirtied) read 0 through vswapd. */
-	    .metrics = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], 0,
-			0},
+	    .metrics = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11],
+			v[12], v[13]},
 	    .transition = {w->trans_pages, w->trans_ms},
 	    .last_error = w->last_error,
 	    .uffds = w->uffds,
 	    .enable_mode = (enum vswap_enable_mode)w->enable_mode,
 	};
+}
+
+void wire_status_v1_from(struct wire_status_v1 *w, const struct wire_status *st)
+{
+	*w = (struct wire_status_v1){
+	    .state = st->state,
+	    .last_error = st->last_error,
+	    .uffds = st->uffds,
+	    .enable_mode = st->enable_mode,
+	    .trans_pages = st->trans_pages,
+	    .trans_ms = st->trans_ms,
+	};
+	memcpy(w->metrics, st->metrics, sizeof(w->metrics));
 }

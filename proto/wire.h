@@ -15,12 +15,19 @@
  *   more descriptors than the receiver takes  -ETOOMANYREFS (MSG_CTRUNC)
  *   shorter than the header                   -EBADMSG
  *   wrong magic                               -EPROTO
- *   another version                           -EPROTONOSUPPORT
+ *   a version outside [WIRE_VERSION_MIN, WIRE_VERSION]  -EPROTONOSUPPORT
  *   hdr.len other than the packet's length    -EBADMSG
  *   hdr.nfds other than the descriptors sent  -EBADF
  * then the type's own checks (payload length exactly as its counts say,
  * counts within their limits, values in range): -EINVAL, -E2BIG, -EBADMSG.
  * Descriptors of a refused message are closed.
+ *
+ * Versions.  Each message says its version; a reply has its request's (an
+ * unreadable request's: WIRE_VERSION_MIN).  Version 2 added the full
+ * status (struct wire_status: every metric the handler has, counted) and
+ * DISCARD; version 1's reply carries twelve metrics (struct
+ * wire_reply_v1).  The daemon answers both; the client speaks 2 and names
+ * a daemon that answers only 1.
  */
 #ifndef VSWAP_PROTO_WIRE_H
 #define VSWAP_PROTO_WIRE_H
@@ -31,7 +38,8 @@
 #include <vswap/handler.h>
 
 #define WIRE_MAGIC 0x44575356u /* "VSWD" */
-#define WIRE_VERSION 1u
+#define WIRE_VERSION 2u	       /* the newest; the client's */
+#define WIRE_VERSION_MIN 1u    /* the oldest the daemon answers */
 #define WIRE_MAX_MSG 65536u
 #define WIRE_MAX_REGIONS 64u
 #define WIRE_MAX_UFFDS 16u
@@ -42,6 +50,7 @@ enum wire_type {
 	WIRE_ATTACH = 1,   /* guest memory and uffds; opens or creates the store */
 	WIRE_ADD_UFFD = 2, /* one more process's uffd */
 	WIRE_COMMAND = 3,  /* enable, trim, ... (struct wire_command) */
+	WIRE_DISCARD = 4,  /* version 2: pages dropped durably (struct wire_discard) */
 	WIRE_REPLY = 0x80, /* every request gets exactly one, same seq */
 };
 
@@ -83,6 +92,13 @@ struct wire_add_uffd {
 	uint32_t nregions, pad;
 };
 
+/* DISCARD payload: pages [first, first + count) of the guest's page space
+ * (the regions end to end) read zeros from now on, committed before the
+ * reply (vswap_handler_discard(), made durable). */
+struct wire_discard {
+	uint64_t first, count;
+};
+
 enum wire_cmd {
 	WIRE_CMD_ENABLE = 1,
 	WIRE_CMD_TRIM = 2,
@@ -101,12 +117,18 @@ struct wire_command {
 	uint32_t pad;
 };
 
+/* The metrics, in struct vswap_metrics's order. */
+#define WIRE_METRICS 14u
+#define WIRE_METRICS_V1 12u /* version 1: up to commits */
+
 struct wire_status {
 	uint32_t state;
 	int32_t last_error;
 	uint32_t uffds;
 	uint32_t enable_mode; /* enum vswap_enable_mode: COPY or PROTECT */
-	uint64_t metrics[12]; /* struct vswap_metrics, in its order */
+	uint32_t nmetrics;    /* metrics[] meaningful: WIRE_METRICS */
+	uint32_t pad;
+	uint64_t metrics[WIRE_METRICS];
 	uint64_t trans_pages, trans_ms;
 };
 
@@ -116,7 +138,24 @@ struct wire_reply {
 	struct wire_status status;
 };
 
-/* Send one message; @hdr's magic, version, len and nfds are filled in.
+/* Version 1's status and reply. */
+struct wire_status_v1 {
+	uint32_t state;
+	int32_t last_error;
+	uint32_t uffds;
+	uint32_t enable_mode;
+	uint64_t metrics[WIRE_METRICS_V1];
+	uint64_t trans_pages, trans_ms;
+};
+
+struct wire_reply_v1 {
+	int32_t result;
+	uint32_t has_status;
+	struct wire_status_v1 status;
+};
+
+/* Send one message; @hdr's magic, len and nfds are filled in, and its
+ * version if 0 (WIRE_VERSION).
  * MSG_NOSIGNAL: a closed peer is -EPIPE, never SIGPIPE. */
 int wire_send(int sock, struct wire_hdr *hdr, const void *payload, size_t len, const int *fds,
 	      unsigned nfds);
@@ -132,5 +171,7 @@ int wire_recv(int sock, void *buf, int *fds, unsigned maxfds, unsigned *nfds, st
 
 void wire_status_from(struct wire_status *w, const struct vswap_status *st);
 void wire_status_to(struct vswap_status *st, const struct wire_status *w);
+/* Version 1's twelve metrics. */
+void wire_status_v1_from(struct wire_status_v1 *w, const struct wire_status *st);
 
 #endif

@@ -104,8 +104,16 @@ static void cycle(enum vswap_enable_mode mode)
 	check_pages(&x, 0, 16, 1);
 	status(&x, &st);
 	assert_int_equal(st.metrics.copied_from_staging_pages, mode == VSWAP_ENABLE_COPY ? 16 : 0);
-	if (mode == VSWAP_ENABLE_PROTECT)
+	/* Every metric comes through (protocol version 2): the protect
+	 * mode's two as well. */
+	assert_int_equal(st.metrics.protected_pages,
+			 mode == VSWAP_ENABLE_PROTECT ? x.total_pages : 0);
+	if (mode == VSWAP_ENABLE_PROTECT) {
 		write_pages(&x, 0, 16, 1); /* write-protect faults, through the daemon */
+		status(&x, &st);
+		assert_int_equal(st.metrics.dirtied_pages, 16);
+		assert_int_equal(st.metrics.protected_pages, x.total_pages - 16);
+	}
 
 	assert_int_equal(vswap_client_trim(x.c), 0);
 	assert_int_equal(vswap_client_wait_state(x.c, VSWAP_STATE_PENDING, WAIT_MS), 0);
@@ -326,10 +334,219 @@ static void test_restart(void **state)
 	vdx_fini(&x);
 }
 
+/* vswapd killed during a copy-mode enable, between the commit that marks
+ * pages staged and the commit of their checksums (the guest's copies not
+ * yet punched): the next open cannot trust those staged copies and marks
+ * the pages lost, but they are resident in guest memory, so the resume
+ * gives them back to the guest: every byte reads as written, nothing is
+ * lost, detach succeeds.  (It failed with -EBADMSG: the pages stayed
+ * lost.) */
+static void test_resume_unsummed_staged(void **state)
+{
+	(void)state;
+	struct vdx x;
+	assert_int_equal(vdx_init(&x, two_regions, 2), 0);
+	write_pages(&x, 0, x.total_pages, 3);
+	/* The store as the killed daemon left it. */
+	struct vswap_store_opts so = {.staging_dir = x.dir, .durability = VSWAP_DURABILITY_NONE};
+	struct vswap_store *s;
+	assert_int_equal(vswap_store_create(x.store, &so, &s), 0);
+	uint64_t pages[2] = {two_regions[0], two_regions[1]};
+	assert_int_equal(vswap_store_set_regions(s, pages, 2), 0);
+	assert_int_equal(vswap_store_stage_mark(s, 0, x.total_pages), 0);
+	assert_int_equal(vswap_store_commit(s), 0);
+	assert_int_equal(vswap_store_close(s), 0);
+
+	assert_int_equal(vdx_daemon_start(&x), 0);
+	struct vswap_client_opts o = {.store_path = x.store,
+				      .staging_dir = x.dir,
+				      .durability = VSWAP_DURABILITY_NONE,
+				      .resume = true,
+				      .log_level = VSWAP_LOG_ERROR};
+	assert_int_equal(vdx_attach(&x, &o), 0);
+	struct vswap_status st;
+	status(&x, &st);
+	assert_int_equal(st.state, VSWAP_STATE_READY);
+	check_pages(&x, 0, x.total_pages, 3);
+	assert_int_equal(vswap_client_detach(x.c), 0);
+	x.c = NULL;
+	assert_int_equal(
+	    vswap_store_open(
+		x.store, &(struct vswap_store_opts){.staging_dir = x.dir, .read_only = true}, &s),
+	    0);
+	struct vswap_store_stats ss;
+	assert_int_equal(vswap_store_stats(s, &ss), 0);
+	assert_int_equal(ss.pages_lost, 0);
+	vswap_store_close(s);
+	assert_int_equal(vdx_fsck(&x, "-n"), 0);
+	vdx_fini(&x);
+}
+
+/* A discard through the daemon reads zeros at once, and durably: the
+ * daemon killed right after it (before any other commit) and restarted,
+ * the range still reads zeros after the punch, not the swapped-out bytes.
+ * Then a REMOVE of a swapped-out range with no discard first: zeros too
+ * while the daemon lives. */
+static void test_discard(void **state)
+{
+	(void)state;
+	struct vdx x;
+	assert_int_equal(vdx_init(&x, two_regions, 2), 0);
+	assert_int_equal(vdx_listen(&x), 0);
+	assert_int_equal(vdx_daemon_start(&x), 0);
+	struct vswap_client_opts o = {.store_path = x.store,
+				      .staging_dir = x.dir,
+				      .durability = VSWAP_DURABILITY_BATCH,
+				      .enable_mode = VSWAP_ENABLE_COPY,
+				      .reconnect_timeout_ms = WAIT_MS};
+	assert_int_equal(vdx_attach(&x, &o), 0);
+	write_pages(&x, 0, x.total_pages, 4);
+	assert_int_equal(vswap_client_enable(x.c), 0);
+	assert_int_equal(vswap_client_swap_out(x.c), 0);
+	assert_int_equal(vswap_client_wait_state(x.c, VSWAP_STATE_ACTIVE, WAIT_MS), 0);
+	/* Straddling the two regions: one request each, at this process's
+	 * addresses (the regions lie apart here). */
+	uint64_t d0 = x.first[1] - 4;
+	assert_int_equal(vswap_client_discard(x.c, vdx_page(&x, d0), 4 * x.page_size), 0);
+	assert_int_equal(vswap_client_discard(x.c, vdx_page(&x, x.first[1]), 4 * x.page_size), 0);
+	assert_int_equal(vdx_daemon_kill(&x), 0);
+	/* The VMM frees the memory: a hole punch, which no uffd hears of
+	 * (only the committed discard makes it read zeros), and a balloon's
+	 * MADV_REMOVE. */
+	assert_int_equal(vdx_daemon_start(&x), 0);
+	assert_int_equal(fallocate(x.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				   (off_t)(d0 * x.page_size), (off_t)(4 * x.page_size)),
+			 0);
+	assert_int_equal(madvise(vdx_page(&x, x.first[1]), 4 * x.page_size, MADV_REMOVE), 0);
+	check_pages(&x, 0, d0, 4);
+	check_pages(&x, d0, 4, 0);
+	check_pages(&x, x.first[1], 4, 0);
+	check_pages(&x, x.first[1] + 4, x.total_pages - x.first[1] - 4, 4);
+	/* Bad ranges. */
+	assert_int_equal(vswap_client_discard(x.c, vdx_page(&x, 1) + 1, x.page_size), -EINVAL);
+	assert_int_equal(vswap_client_discard(x.c, x.map, x.page_size), -EFAULT);
+	assert_int_equal(vswap_client_disable(x.c, false), 0);
+	assert_int_equal(vswap_client_wait_state(x.c, VSWAP_STATE_READY, WAIT_MS), 0);
+	check_pages(&x, d0, 4, 0);
+	check_pages(&x, x.first[1], 4, 0);
+	assert_int_equal(vswap_client_detach(x.c), 0);
+	x.c = NULL;
+	assert_int_equal(vdx_fsck(&x, "-n"), 0);
+	vdx_fini(&x);
+}
+
+struct call {
+	struct vdx *x;
+	pthread_t t;
+	int rc;
+	struct vswap_client_info info;
+};
+
+static void *status_main(void *arg)
+{
+	struct call *c = arg;
+	struct vswap_status st;
+	c->rc = vswap_client_status(c->x->c, &st);
+	return NULL;
+}
+
+static void *info_main(void *arg)
+{
+	struct call *c = arg;
+	c->rc = vswap_client_info(c->x->c, &c->info);
+	return NULL;
+}
+
+static int timed_join(pthread_t t, int ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return pthread_timedjoin_np(t, NULL, &ts);
+}
+
+/* A daemon alive but silent (stopped here; stuck would be the same): a
+ * command gets -ETIMEDOUT after the reply timeout instead of waiting
+ * forever, vswap_client_info() answers meanwhile (it never waits for the
+ * request in flight), and once the daemon answers again the late reply is
+ * skipped and the next command gets its own. */
+static void test_silent_daemon(void **state)
+{
+	(void)state;
+	struct vdx x;
+	assert_int_equal(vdx_init(&x, two_regions, 2), 0);
+	assert_int_equal(vdx_daemon_start(&x), 0);
+	struct vswap_client_opts o = {.store_path = x.store,
+				      .staging_dir = x.dir,
+				      .durability = VSWAP_DURABILITY_NONE,
+				      .reply_timeout_ms = 300,
+				      .log_level = VSWAP_LOG_ERROR};
+	assert_int_equal(vdx_attach(&x, &o), 0);
+	assert_int_equal(kill(x.pid, SIGSTOP), 0);
+	/* Stopped for sure (the signal takes effect as the daemon's threads
+	 * next run): its state in /proc says T. */
+	char statp[64], line[256];
+	snprintf(statp, sizeof(statp), "/proc/%d/stat", (int)x.pid);
+	bool stopped = false;
+	for (int i = 0; i < WAIT_MS && !stopped; i++) {
+		FILE *f = fopen(statp, "re");
+		assert_non_null(f);
+		char *rp = fgets(line, sizeof(line), f) ? strrchr(line, ')') : NULL;
+		stopped = rp && rp[1] == ' ' && rp[2] == 'T';
+		fclose(f);
+		if (!stopped)
+			usleep(1000);
+	}
+	assert_true(stopped);
+	struct call st = {.x = &x, .rc = 1}, in = {.x = &x, .rc = 1};
+	assert_int_equal(pthread_create(&st.t, NULL, status_main, &st), 0);
+	/* The status request is in flight (or about to be): info answers. */
+	assert_int_equal(pthread_create(&in.t, NULL, info_main, &in), 0);
+	assert_int_equal(timed_join(in.t, WAIT_MS), 0);
+	assert_int_equal(in.rc, 0);
+	assert_true(in.info.connected);
+	assert_int_equal(timed_join(st.t, WAIT_MS), 0);
+	assert_int_equal(st.rc, -ETIMEDOUT);
+	assert_int_equal(kill(x.pid, SIGCONT), 0);
+	/* The next status gets its own reply (the late one skipped); on a
+	 * busy machine the woken daemon may take a while. */
+	struct vswap_status s;
+	int rc = -ETIMEDOUT;
+	for (int i = 0; i < 60 && rc == -ETIMEDOUT; i++)
+		rc = vswap_client_status(x.c, &s);
+	assert_int_equal(rc, 0);
+	assert_int_equal(s.state, VSWAP_STATE_READY);
+	assert_int_equal(vswap_client_enable(x.c), 0);
+	status(&x, &s);
+	assert_int_equal(s.state, VSWAP_STATE_PENDING);
+	assert_int_equal(vswap_client_detach(x.c), 0);
+	x.c = NULL;
+	vdx_fini(&x);
+}
+
 /* A VMM killed with its guest swapped out: the daemon sees its end of file,
  * detaches the guest (every page stays in the store) and frees it: its
  * descriptors go, its store lock is released, and vswap-fsck -y leaves the
  * store clean. */
+/* Whether process @pid maps a guest memfd of the fixture's. */
+static bool maps_guest(pid_t pid)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	FILE *f = fopen(path, "re");
+	assert_non_null(f);
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, "memfd:vswapd-guest") != NULL;
+	fclose(f);
+	return found;
+}
+
 static void vmm_child(const struct vdx *parent, int done_fd)
 {
 	struct vdx cx;
@@ -382,6 +599,8 @@ static void test_vmm_dies(void **state)
 	for (int i = 0; i < WAIT_MS && (n = vdx_fd_count(x.pid)) > base; i++)
 		usleep(1000);
 	assert_true(n >= 0 && n <= base);
+	/* Nor does it map the dead guest's memory any more. */
+	assert_false(maps_guest(x.pid));
 	int rc = vdx_fsck(&x, "-y");
 	assert_true(rc == 0 || rc == 1);
 	assert_int_equal(vdx_fsck(&x, "-n"), 0);
@@ -396,8 +615,17 @@ static void test_vmm_dies(void **state)
 	/* Less the 20 the VMM had faulted in: they died with it. */
 	assert_int_equal(ss.pages_present + ss.pages_staged, x.total_pages - 20);
 	vswap_store_close(s);
-	/* The daemon goes on serving others. */
+	/* The daemon goes on serving others, and let go of the store: a
+	 * new VMM resumes it (the store's lock is free). */
 	assert_int_equal(kill(x.pid, 0), 0);
+	struct vswap_client_opts o = {.store_path = x.store,
+				      .staging_dir = x.dir,
+				      .durability = VSWAP_DURABILITY_NONE,
+				      .resume = true};
+	assert_int_equal(vdx_attach(&x, &o), 0);
+	assert_true(maps_guest(x.pid));
+	assert_int_equal(vswap_client_exit(x.c), 0);
+	x.c = NULL;
 	vdx_fini(&x);
 }
 
@@ -405,9 +633,14 @@ int main(void)
 {
 	hfx_skip_if_unavailable("vswapd");
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_cycle_copy),	   cmocka_unit_test(test_cycle_protect),
-	    cmocka_unit_test(test_device_process), cmocka_unit_test(test_restart),
+	    cmocka_unit_test(test_cycle_copy),
+	    cmocka_unit_test(test_cycle_protect),
+	    cmocka_unit_test(test_device_process),
+	    cmocka_unit_test(test_restart),
 	    cmocka_unit_test(test_vmm_dies),
+	    cmocka_unit_test(test_silent_daemon),
+	    cmocka_unit_test(test_resume_unsummed_staged),
+	    cmocka_unit_test(test_discard),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,6 +52,12 @@
 #define BLOCK (PAGES / GUESTS)
 /* No guest access or command may take longer (a hang otherwise). */
 #define HANG_MS 20000
+/* The watchdog's limit for any one wait of any thread: past the client's
+ * own bounds (reconnect, reply: HANG_MS each), so that what it reports is a
+ * wait nothing else bounds. */
+#define WATCHDOG_MS (3 * HANG_MS)
+/* The longest stretch into a phase a kill is aimed at. */
+#define AIM_MAX_US 2000000u
 
 enum phase {
 	PH_READY,  /* swap disabled, guest writing */
@@ -69,6 +75,16 @@ static const char *const phase_names[PH_COUNT] = {
     "ready", "enable", "trim", "swap-out", "faults", "removes", "swap-in", "detach",
 };
 
+/* Who waits, for the watchdog: the driver, the killer (the main thread),
+ * each guest thread. */
+enum actor { A_DRIVER, A_KILLER, A_GUEST0, A_COUNT = A_GUEST0 + GUESTS };
+
+struct wait_slot {
+	_Atomic(const char *) what; /* what the thread waits for */
+	atomic_uint_fast64_t since; /* when it began, or 0: not waiting */
+	atomic_uint_fast64_t arg;   /* a page, a kill number */
+};
+
 struct page_exp {
 	uint32_t v;   /* the version last written */
 	bool removed; /* removed since: zeros, or a version <= v (the remove undone) */
@@ -76,6 +92,11 @@ struct page_exp {
 
 struct run {
 	struct vdx x;
+	/* Which client x.c is: bumped at each attach (a new client may
+	 * reuse a freed one's address). */
+	atomic_uint_fast64_t client_gen;
+	struct wait_slot waits[A_COUNT];
+	atomic_bool watch_stop;
 	/* Guards x.c, which the driver replaces (detach, attach again). */
 	pthread_mutex_t cl_lock;
 	pthread_rwlock_t pause; /* guest threads hold it shared per access */
@@ -107,6 +128,18 @@ static uint64_t mono_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void wait_begin(struct run *r, enum actor a, const char *what, uint64_t arg)
+{
+	atomic_store(&r->waits[a].what, what);
+	atomic_store(&r->waits[a].arg, arg);
+	atomic_store(&r->waits[a].since, mono_us());
+}
+
+static void wait_end(struct run *r, enum actor a)
+{
+	atomic_store(&r->waits[a].since, 0);
 }
 
 static void failf(struct run *r, const char *fmt, ...)
@@ -161,9 +194,12 @@ static void *guest_main(void *arg)
 	uint8_t *buf = malloc(ps);
 	uint64_t seed = 0x9e3779b97f4a7c15ull * (g->id + 1), undone = 0, zero = 0;
 	uint64_t first = (uint64_t)g->id * BLOCK;
+	enum actor me = (enum actor)(A_GUEST0 + g->id);
 	while (!atomic_load(&r->stop)) {
+		wait_begin(r, me, "the pause lock (the driver pauses the guest)", 0);
 		pthread_rwlock_rdlock(&r->pause);
 		uint64_t p = first + rnd(&seed) % BLOCK;
+		wait_begin(r, me, "an access to a guest page (a fault vswapd serves)", p);
 		uint8_t *at = vdx_page(&r->x, p);
 		struct page_exp *e = &r->exp[p];
 		if (rnd(&seed) % 4 == 0) { /* rewrite: a new version */
@@ -175,6 +211,7 @@ static void *guest_main(void *arg)
 			memcpy(buf, at, ps);
 			judge(r, p, buf, &undone, &zero);
 		}
+		wait_end(r, me);
 		pthread_rwlock_unlock(&r->pause);
 		atomic_fetch_add(&r->progress[g->id], 1);
 	}
@@ -201,9 +238,12 @@ static int attach(struct run *r, bool resume)
 				      .resume = resume,
 				      .enable_mode = r->mode,
 				      .reconnect_timeout_ms = HANG_MS,
+				      .reply_timeout_ms = HANG_MS,
 				      .log = client_log,
 				      .log_level = VSWAP_LOG_WARN};
-	return vdx_attach(&r->x, &o);
+	int rc = vdx_attach(&r->x, &o);
+	atomic_fetch_add(&r->client_gen, 1);
+	return rc;
 }
 
 /* A command's result: what a restart may answer instead is fine (the
@@ -217,10 +257,19 @@ static bool cmd_ok(struct run *r, const char *what, int rc)
 	return false;
 }
 
+/* The driver's call @call, its wait labelled @what for the watchdog. */
+#define DRIVER_WAITS(r, what, call)                                                                \
+	({                                                                                         \
+		wait_begin((r), A_DRIVER, (what), 0);                                              \
+		int rc_ = (call);                                                                  \
+		wait_end((r), A_DRIVER);                                                           \
+		rc_;                                                                               \
+	})
+
 static int state_of(struct run *r)
 {
 	struct vswap_status st;
-	int rc = vswap_client_status(r->x.c, &st);
+	int rc = DRIVER_WAITS(r, "vswap_client_status()", vswap_client_status(r->x.c, &st));
 	if (rc < 0) {
 		cmd_ok(r, "status", rc);
 		return -1;
@@ -234,7 +283,8 @@ static void wait_for(struct run *r, enum vswap_state st)
 {
 	uint64_t t0 = mono_us();
 	while (!atomic_load(&r->stop)) {
-		int rc = vswap_client_wait_state(r->x.c, st, 200);
+		int rc = DRIVER_WAITS(r, "vswap_client_wait_state()",
+				      vswap_client_wait_state(r->x.c, st, 200));
 		if (rc == 0)
 			return;
 		if (rc != -ETIMEDOUT) {
@@ -259,6 +309,7 @@ static void wait_for(struct run *r, enum vswap_state st)
  * expectations change with the bytes). */
 static void removes(struct run *r, uint64_t *seed)
 {
+	wait_begin(r, A_DRIVER, "the pause lock, then MADV_REMOVE", 0);
 	pthread_rwlock_wrlock(&r->pause);
 	for (int i = 0; i < 3; i++) {
 		uint64_t p = rnd(seed) % PAGES, n = 1 + rnd(seed) % 8;
@@ -274,19 +325,24 @@ static void removes(struct run *r, uint64_t *seed)
 			r->exp[q].removed = true;
 	}
 	pthread_rwlock_unlock(&r->pause);
+	wait_end(r, A_DRIVER);
 }
 
-/* Every page checked, guest paused.  Plain reads: a hang here is caught
- * by the killer's watch or the final timed join. */
-static void verify_all(struct run *r)
+/* Every page checked, guest paused, by @who.  Plain reads: a hang here is
+ * reported by the watchdog. */
+static void verify_all(struct run *r, enum actor who)
 {
 	uint8_t *buf = malloc(r->x.page_size);
 	uint64_t undone = 0, zero = 0;
+	wait_begin(r, who, "the pause lock, to verify every page", 0);
 	pthread_rwlock_wrlock(&r->pause);
 	for (uint64_t p = 0; p < PAGES && !atomic_load(&r->stop); p++) {
+		wait_begin(r, who, "a guest page read by the full verify (a fault vswapd serves)",
+			   p);
 		memcpy(buf, vdx_page(&r->x, p), r->x.page_size);
 		judge(r, p, buf, &undone, &zero);
 	}
+	wait_end(r, who);
 	r->verified++;
 	pthread_rwlock_unlock(&r->pause);
 	r->undone_removes += undone;
@@ -328,7 +384,11 @@ static void aim(struct run *r, int target, uint64_t *seed)
 	atomic_store(&r->armed, -1);
 	atomic_store(&r->awake, true);
 	pthread_mutex_unlock(&r->phase_mx);
+	/* The phase's last length, bounded: a kill is never put off for
+	 * long, whatever a phase once took. */
 	uint64_t span = atomic_load(&r->phase_dur[target]);
+	if (span > AIM_MAX_US)
+		span = AIM_MAX_US;
 	uint64_t at = atomic_load(&r->phase_t0) + rnd(seed) % (span > 100 ? span : 100);
 	uint64_t now = mono_us();
 	if (at > now) {
@@ -341,19 +401,22 @@ static void aim(struct run *r, int target, uint64_t *seed)
 static void cycle(struct run *r, uint64_t *seed)
 {
 	phase_set(r, PH_ENABLE);
+	wait_begin(r, A_DRIVER, "the pause lock, to enable", 0);
 	pthread_rwlock_wrlock(&r->pause);
-	int rc = vswap_client_enable(r->x.c);
+	int rc = DRIVER_WAITS(r, "vswap_client_enable()", vswap_client_enable(r->x.c));
 	pthread_rwlock_unlock(&r->pause);
 	if (!cmd_ok(r, "enable", rc))
 		return;
 	if (rnd(seed) % 3) {
 		phase_set(r, PH_TRIM);
-		if (!cmd_ok(r, "trim", vswap_client_trim(r->x.c)))
+		if (!cmd_ok(r, "trim",
+			    DRIVER_WAITS(r, "vswap_client_trim()", vswap_client_trim(r->x.c))))
 			return;
 		wait_for(r, VSWAP_STATE_PENDING);
 	}
 	phase_set(r, PH_SWAP_OUT);
-	if (!cmd_ok(r, "swap-out", vswap_client_swap_out(r->x.c)))
+	if (!cmd_ok(r, "swap-out",
+		    DRIVER_WAITS(r, "vswap_client_swap_out()", vswap_client_swap_out(r->x.c))))
 		return;
 	wait_for(r, VSWAP_STATE_ACTIVE);
 	phase_set(r, PH_FAULTS);
@@ -364,13 +427,15 @@ static void cycle(struct run *r, uint64_t *seed)
 	removes(r, seed);
 	if (rnd(seed) % 3 == 0) {
 		phase_set(r, PH_DETACH);
+		wait_begin(r, A_DRIVER, "the pause lock and the client lock, to detach", 0);
 		pthread_rwlock_wrlock(&r->pause);
 		pthread_mutex_lock(&r->cl_lock);
-		rc = vswap_client_detach(r->x.c);
+		rc = DRIVER_WAITS(r, "vswap_client_detach()", vswap_client_detach(r->x.c));
 		r->x.c = NULL;
 		r->mode = r->mode == VSWAP_ENABLE_COPY ? VSWAP_ENABLE_PROTECT : VSWAP_ENABLE_COPY;
 		if (cmd_ok(r, "detach", rc))
-			rc = attach(r, true);
+			rc = DRIVER_WAITS(r, "vswap_client_connect() and _attach()",
+					  attach(r, true));
 		pthread_mutex_unlock(&r->cl_lock);
 		pthread_rwlock_unlock(&r->pause);
 		if (rc < 0) {
@@ -379,11 +444,12 @@ static void cycle(struct run *r, uint64_t *seed)
 		}
 	}
 	phase_set(r, PH_SWAP_IN);
-	if (!cmd_ok(r, "disable", vswap_client_disable(r->x.c, false)))
+	if (!cmd_ok(r, "disable",
+		    DRIVER_WAITS(r, "vswap_client_disable()", vswap_client_disable(r->x.c, false))))
 		return;
 	wait_for(r, VSWAP_STATE_READY);
 	phase_set(r, PH_READY);
-	verify_all(r);
+	verify_all(r, A_DRIVER);
 	r->cycles++;
 	r->mode_cycles[r->mode]++;
 }
@@ -415,7 +481,7 @@ static void dump_tasks(pid_t pid)
 	while ((e = readdir(d))) {
 		if (e->d_name[0] == '.')
 			continue;
-		char f[384], w[64] = "";
+		char f[384], w[64] = "", comm[32] = "", stack[512] = "";
 		snprintf(f, sizeof(f), "%s/%s/wchan", path, e->d_name);
 		FILE *fp = fopen(f, "re");
 		if (fp) {
@@ -423,22 +489,41 @@ static void dump_tasks(pid_t pid)
 				w[0] = 0;
 			fclose(fp);
 		}
-		fprintf(stderr, "  %s task %s waits in %s\n", pid ? "daemon" : "test", e->d_name,
-			w);
+		snprintf(f, sizeof(f), "%s/%s/comm", path, e->d_name);
+		if ((fp = fopen(f, "re"))) {
+			if (fgets(comm, sizeof(comm), fp))
+				comm[strcspn(comm, "\n")] = 0;
+			fclose(fp);
+		}
+		/* The kernel stack (root only): its first frames say more. */
+		snprintf(f, sizeof(f), "%s/%s/stack", path, e->d_name);
+		if ((fp = fopen(f, "re"))) {
+			size_t n = fread(stack, 1, sizeof(stack) - 1, fp);
+			stack[n] = 0;
+			for (char *q = stack; *q; q++)
+				if (*q == '\n')
+					*q = ' ';
+			fclose(fp);
+		}
+		fprintf(stderr, "  %s task %s (%s) waits in %s %s\n", pid ? "daemon" : "test",
+			e->d_name, comm, w, stack);
 	}
 	closedir(d);
 }
 
-/* The client's last resume (0 if none) and which client it is. */
-static uint64_t resumed_at(struct run *r, const struct vswap_client **which)
+/* The client's last resume (0 if none), which client it is (its
+ * generation) and, in @in, its counters. */
+static uint64_t resumed_at(struct run *r, uint64_t *gen, struct vswap_client_info *in)
 {
-	struct vswap_client_info in = {0};
+	*in = (struct vswap_client_info){0};
+	wait_begin(r, A_KILLER, "the client lock (the driver replaces the client)", 0);
 	pthread_mutex_lock(&r->cl_lock);
-	*which = r->x.c;
+	*gen = atomic_load(&r->client_gen);
 	if (r->x.c)
-		vswap_client_info(r->x.c, &in);
+		vswap_client_info(r->x.c, in);
 	pthread_mutex_unlock(&r->cl_lock);
-	return in.last_resumed_mono_us;
+	wait_end(r, A_KILLER);
+	return in->last_resumed_mono_us;
 }
 
 /* Kill the daemon @kills times, each aimed at the next phase in turn (at a
@@ -448,15 +533,18 @@ static void killer(struct run *r, unsigned kills)
 {
 	uint64_t seed = 0xabcdef;
 	for (unsigned k = 0; k < kills && !atomic_load(&r->stop); k++) {
+		wait_begin(r, A_KILLER, "the phase a kill is aimed at", k);
 		aim(r, (int)(k % PH_COUNT), &seed);
-		const struct vswap_client *c0, *c1;
-		resumed_at(r, &c0);
+		uint64_t g0, g1;
+		struct vswap_client_info in;
+		resumed_at(r, &g0, &in);
 		int ph = atomic_load(&r->phase);
 		uint64_t tk = mono_us();
 		if (getenv("VSWAPD_KILL_TRACE"))
 			fprintf(stderr, "kill %u: aimed at %s, in %s %llu us after its start\n", k,
 				phase_names[k % PH_COUNT], phase_names[ph],
 				(unsigned long long)(tk - atomic_load(&r->phase_t0)));
+		wait_begin(r, A_KILLER, "the daemon's kill and restart", k);
 		vdx_daemon_kill(&r->x);
 		r->kills[ph]++;
 		uint64_t ts = mono_us();
@@ -464,9 +552,11 @@ static void killer(struct run *r, unsigned kills)
 			failf(r, "daemon restart failed");
 			return;
 		}
+		wait_end(r, A_KILLER);
 		/* Served again: the client resumed the guest (a command in
 		 * flight or the watcher); or, when the driver replaced the
-		 * client meanwhile (detach, attach), every guest thread moved. */
+		 * client meanwhile (detach, attach: a client of another
+		 * generation), every guest thread moved. */
 		uint64_t prog[GUESTS];
 		for (int g = 0; g < GUESTS; g++)
 			prog[g] = atomic_load(&r->progress[g]);
@@ -475,25 +565,26 @@ static void killer(struct run *r, unsigned kills)
 			bool moved = true;
 			for (int g = 0; g < GUESTS; g++)
 				moved &= atomic_load(&r->progress[g]) != prog[g];
-			uint64_t at = resumed_at(r, &c1);
-			if (c1 == c0 && at >= ts) {
+			uint64_t at = resumed_at(r, &g1, &in);
+			if (g1 == g0 && at >= ts) {
 				resumed = at;
 				break;
 			}
-			if (c1 != c0 && moved)
+			if (g1 != g0 && moved)
 				break;
 			if (atomic_load(&r->stop))
 				return;
 			if (mono_us() - tk > (uint64_t)HANG_MS * 1000u) {
-				struct vswap_client_info in = {0};
-				if (c1)
-					vswap_client_info(r->x.c, &in);
 				fprintf(stderr,
-					"  hang: client %p (was %p) connected %d reconnects %llu "
-					"resumed %llu us after the restart began\n",
-					(void *)c1, (void *)c0, in.connected,
-					(unsigned long long)in.reconnects,
-					(unsigned long long)(in.last_resumed_mono_us - ts));
+					"  hang: client generation %llu (was %llu) connected %d "
+					"reconnects %llu, last resumed %lld us after the restart "
+					"began; guest threads moved: %s\n",
+					(unsigned long long)g1, (unsigned long long)g0,
+					in.connected, (unsigned long long)in.reconnects,
+					in.last_resumed_mono_us
+					    ? (long long)(in.last_resumed_mono_us - ts)
+					    : -1ll,
+					moved ? "all" : "not all");
 				dump_tasks(0);
 				dump_tasks(r->x.pid);
 				failf(r, "kill %u (%s): guest not served again within %d ms", k,
@@ -508,6 +599,70 @@ static void killer(struct run *r, unsigned kills)
 			r->start_us[r->nlat++] = resumed - ts;
 		}
 	}
+}
+
+static const char *actor_name(enum actor a, char *buf, size_t len)
+{
+	if (a == A_DRIVER)
+		return "driver";
+	if (a == A_KILLER)
+		return "killer";
+	snprintf(buf, len, "guest %d", (int)(a - A_GUEST0));
+	return buf;
+}
+
+/* What every thread waits for, and where every task sleeps. */
+static void print_waits(struct run *r, int stuck)
+{
+	uint64_t now = mono_us();
+	for (int a = 0; a < A_COUNT; a++) {
+		char nb[16];
+		uint64_t since = atomic_load(&r->waits[a].since);
+		if (since)
+			fprintf(stderr, "  %s waits for %s (%llu) since %llu ms%s\n",
+				actor_name((enum actor)a, nb, sizeof(nb)),
+				atomic_load(&r->waits[a].what),
+				(unsigned long long)atomic_load(&r->waits[a].arg),
+				(unsigned long long)(now > since ? (now - since) / 1000 : 0),
+				a == stuck ? "  <- past the limit" : "");
+		else
+			fprintf(stderr, "  %s is not waiting\n",
+				actor_name((enum actor)a, nb, sizeof(nb)));
+	}
+	dump_tasks(0);
+	if (r->x.pid > 0)
+		dump_tasks(r->x.pid);
+}
+
+/* Every thread's every wait is bounded: one that lasts WATCHDOG_MS is a
+ * hang, reported with what each thread waits for and where every task of
+ * this process and of the daemon sleeps; the test then ends (a thread stuck
+ * in the kernel cannot be joined). */
+static void *watchdog_main(void *arg)
+{
+	struct run *r = arg;
+	while (!atomic_load(&r->watch_stop)) {
+		struct timespec tick = {0, 100 * 1000 * 1000};
+		nanosleep(&tick, NULL);
+		uint64_t now = mono_us();
+		int stuck = -1;
+		for (int a = 0; a < A_COUNT; a++) {
+			uint64_t since = atomic_load(&r->waits[a].since);
+			if (since && since < now && now - since > (uint64_t)WATCHDOG_MS * 1000u)
+				stuck = a;
+		}
+		if (stuck < 0)
+			continue;
+		fprintf(stderr, "vswapd kill test: HANG (phase %s, %u kills done):\n",
+			phase_names[atomic_load(&r->phase)], r->nkills);
+		print_waits(r, stuck);
+		fprintf(stderr, "  the store is left in %s\n", r->x.dir);
+		fflush(stderr);
+		if (r->x.pid > 0)
+			kill(r->x.pid, SIGKILL);
+		_exit(1);
+	}
+	return NULL;
 }
 
 static void report(struct run *r)
@@ -563,6 +718,7 @@ static void test_kills(void **state)
 	setpriority(PRIO_PROCESS, (id_t)gettid(), -10);
 	static const size_t pages[] = {REGION0, REGION1};
 	r->mode = VSWAP_ENABLE_COPY;
+	atomic_store(&r->phase_t0, mono_us());
 	assert_int_equal(vdx_init(&r->x, pages, 2), 0);
 	/* As under systemd: the socket outlives every daemon. */
 	assert_int_equal(vdx_listen(&r->x), 0);
@@ -575,7 +731,8 @@ static void test_kills(void **state)
 		r->exp[p].v = 1;
 	}
 	free(buf);
-	pthread_t guests[GUESTS], driver;
+	pthread_t guests[GUESTS], driver, watchdog;
+	assert_int_equal(pthread_create(&watchdog, NULL, watchdog_main, r), 0);
 	struct guest_arg ga[GUESTS];
 	for (unsigned g = 0; g < GUESTS; g++) {
 		ga[g] = (struct guest_arg){r, g};
@@ -592,6 +749,7 @@ static void test_kills(void **state)
 		joined &= pthread_timedjoin_np(guests[g], NULL, &ts) == 0;
 	if (!joined) {
 		report(r);
+		print_waits(r, -1);
 		fail_msg("a guest thread or the driver hung at the end");
 	}
 	report(r);
@@ -599,14 +757,27 @@ static void test_kills(void **state)
 		fail_msg("%s", r->why);
 	/* The end: swap everything in, check, detach, audit. */
 	if (r->x.c) {
+		wait_begin(r, A_KILLER, "the final disable", 0);
 		int rc = vswap_client_disable(r->x.c, false);
 		assert_true(rc == 0 || rc == -EALREADY);
 		assert_int_equal(vswap_client_wait_state(r->x.c, VSWAP_STATE_READY, HANG_MS), 0);
 		atomic_store(&r->stop, false);
-		verify_all(r);
+		verify_all(r, A_KILLER);
 		assert_int_equal(atomic_load(&r->failed), 0);
+		wait_begin(r, A_KILLER, "the final detach", 0);
 		assert_int_equal(vswap_client_detach(r->x.c), 0);
+		wait_end(r, A_KILLER);
 		r->x.c = NULL;
+	}
+	atomic_store(&r->watch_stop, true);
+	pthread_join(watchdog, NULL);
+	/* What the kills left, in full when it is more than leaks. */
+	if (vdx_fsck(&r->x, "-n") != 0) {
+		char cmd[1024];
+		snprintf(cmd, sizeof(cmd), "%s/vswap-fsck -n -v --no-progress --staging-dir %s %s >&2",
+			 VSWAP_BUILD_DIR, r->x.dir, r->x.store);
+		if (system(cmd) < 0)
+			fprintf(stderr, "  (vswap-fsck did not run)\n");
 	}
 	int fy = vdx_fsck(&r->x, "-y");
 	fprintf(stderr,

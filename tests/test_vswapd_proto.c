@@ -7,11 +7,13 @@
  * not sealed, commands out of place.  Each gets an error reply naming it and
  * the daemon goes on serving (a proper guest attaches afterwards on the same
  * connection and on a new one).  Also: the socket is 0600, another user is
- * refused, and socket activation (LISTEN_FDS) is honoured.
+ * refused, socket activation (LISTEN_FDS) is honoured, a version-1 peer is
+ * answered in version 1, and the client names a version-1 daemon.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -64,22 +66,39 @@ static void send_raw(int sock, const void *buf, size_t len, const int *fds, unsi
 	assert_int_equal(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t)len);
 }
 
-/* The reply's result (its seq checked), within a time limit. */
-static int reply_result(int sock, uint64_t seq)
+/* The reply's result (its seq checked), within a time limit; its version
+ * in *@version (NULL: it must be WIRE_VERSION), its layout that version's. */
+static int reply_result_v(int sock, uint64_t seq, uint16_t *version)
 {
 	struct pollfd p = {.fd = sock, .events = POLLIN};
 	assert_int_equal(poll(&p, 1, VDX_TIMEOUT_MS), 1);
 	uint8_t buf[sizeof(struct wire_hdr) + sizeof(struct wire_reply) + 16];
 	ssize_t n = recv(sock, buf, sizeof(buf), 0);
-	assert_int_equal(n, sizeof(struct wire_hdr) + sizeof(struct wire_reply));
 	struct wire_hdr h;
-	struct wire_reply r;
+	assert_true(n >= (ssize_t)sizeof(h));
 	memcpy(&h, buf, sizeof(h));
-	memcpy(&r, buf + sizeof(h), sizeof(r));
 	assert_int_equal(h.magic, WIRE_MAGIC);
 	assert_int_equal(h.type, WIRE_REPLY);
 	assert_int_equal(h.seq, seq);
-	return r.result;
+	assert_int_equal(h.len, n);
+	if (version)
+		*version = h.version;
+	else
+		assert_int_equal(h.version, WIRE_VERSION);
+	int32_t result;
+	if (h.version == 1) {
+		assert_int_equal(n, sizeof(struct wire_hdr) + sizeof(struct wire_reply_v1));
+	} else {
+		assert_int_equal(h.version, 2);
+		assert_int_equal(n, sizeof(struct wire_hdr) + sizeof(struct wire_reply));
+	}
+	memcpy(&result, buf + sizeof(h), sizeof(result));
+	return result;
+}
+
+static int reply_result(int sock, uint64_t seq)
+{
+	return reply_result_v(sock, seq, NULL);
 }
 
 /* A message of @type with @payload, header filled in as the protocol says
@@ -134,20 +153,31 @@ static void test_framing(void **state)
 	uint8_t buf[WIRE_MAX_MSG + 64];
 	memset(buf, 0, sizeof(buf));
 
+	/* No header to read a version from: answered in version 1. */
+	uint16_t v = 0;
 	send_raw(s, buf, 0, NULL, 0); /* zero-length packet */
-	assert_int_equal(reply_result(s, 0), -ENODATA);
+	assert_int_equal(reply_result_v(s, 0, &v), -ENODATA);
+	assert_int_equal(v, 1);
 	send_raw(s, "VSW", 3, NULL, 0); /* shorter than a header */
-	assert_int_equal(reply_result(s, 0), -EBADMSG);
+	assert_int_equal(reply_result_v(s, 0, &v), -EBADMSG);
+	assert_int_equal(v, 1);
 
 	size_t n = build(buf, WIRE_COMMAND, 7, NULL, 0, 0);
 	((struct wire_hdr *)buf)->magic = 0x12345678;
 	send_raw(s, buf, n, NULL, 0);
 	assert_int_equal(reply_result(s, 7), -EPROTO);
 
+	/* A version the daemon does not know: refused in version 1's reply,
+	 * which every peer reads. */
 	n = build(buf, WIRE_COMMAND, 8, NULL, 0, 0);
 	((struct wire_hdr *)buf)->version = 99;
 	send_raw(s, buf, n, NULL, 0);
-	assert_int_equal(reply_result(s, 8), -EPROTONOSUPPORT);
+	assert_int_equal(reply_result_v(s, 8, &v), -EPROTONOSUPPORT);
+	assert_int_equal(v, 1);
+	n = build(buf, WIRE_COMMAND, 8, NULL, 0, 0);
+	((struct wire_hdr *)buf)->version = 0;
+	send_raw(s, buf, n, NULL, 0);
+	assert_int_equal(reply_result_v(s, 8, &v), -EPROTONOSUPPORT);
 
 	/* The header says more than was sent: a truncated message. */
 	struct wire_command c = {.cmd = WIRE_CMD_STATUS};
@@ -401,6 +431,142 @@ static void test_socket_activation(void **state)
 	vdx_fini(&x);
 }
 
+/* Version 1 still works: its requests are answered in its own reply
+ * (twelve metrics), and what it does not have (DISCARD) is an unknown
+ * type.  Version 2's DISCARD is checked like every request. */
+static void test_versions(void **state)
+{
+	(void)state;
+	struct vdx x;
+	start(&x);
+	int s = dial(&x);
+	uint8_t buf[256];
+	uint16_t v = 0;
+	struct wire_command c = {.cmd = WIRE_CMD_STATUS};
+	size_t n = build(buf, WIRE_COMMAND, 1, &c, sizeof(c), 0);
+	((struct wire_hdr *)buf)->version = 1;
+	send_raw(s, buf, n, NULL, 0);
+	assert_int_equal(reply_result_v(s, 1, &v), -ENOTCONN);
+	assert_int_equal(v, 1);
+	struct wire_discard d = {0, 1};
+	n = build(buf, WIRE_DISCARD, 2, &d, sizeof(d), 0);
+	((struct wire_hdr *)buf)->version = 1;
+	send_raw(s, buf, n, NULL, 0);
+	assert_int_equal(reply_result_v(s, 2, &v), -EOPNOTSUPP);
+	assert_int_equal(v, 1);
+	n = build(buf, WIRE_DISCARD, 3, &d, sizeof(d), 0);
+	send_raw(s, buf, n, NULL, 0);
+	assert_int_equal(reply_result(s, 3), -ENOTCONN);
+	n = build(buf, WIRE_DISCARD, 4, &d, sizeof(d) - 8, 0);
+	send_raw(s, buf, n, NULL, 0);
+	assert_int_equal(reply_result(s, 4), -EBADMSG);
+	close(s);
+	/* A version-1 peer attached: version 1's reply, its twelve metrics
+	 * those of the guest. */
+	s = dial(&x);
+	assert_int_equal(fcntl(x.memfd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+	const struct wire_attach a = {
+	    .nregions = 1, .nuffds = 1, .path_len = (uint32_t)strlen(x.store)};
+	const struct wire_region reg = {16 * x.page_size, 0};
+	int fds[2] = {x.memfd, x.uffd};
+	uint8_t big[2048];
+	n = attach_msg(big, 5, &x, a, reg, x.store);
+	((struct wire_hdr *)big)->version = 1;
+	send_raw(s, big, n, fds, 2);
+	assert_int_equal(reply_result_v(s, 5, &v), 0);
+	assert_int_equal(v, 1);
+	n = build(buf, WIRE_COMMAND, 6, &c, sizeof(c), 0);
+	((struct wire_hdr *)buf)->version = 1;
+	send_raw(s, buf, n, NULL, 0);
+	struct pollfd p = {.fd = s, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, VDX_TIMEOUT_MS), 1);
+	ssize_t got = recv(s, big, sizeof(big), 0);
+	assert_int_equal(got, sizeof(struct wire_hdr) + sizeof(struct wire_reply_v1));
+	struct wire_reply_v1 r1;
+	memcpy(&r1, big + sizeof(struct wire_hdr), sizeof(r1));
+	assert_int_equal(r1.result, 0);
+	assert_int_equal(r1.has_status, 1);
+	assert_int_equal(r1.status.state, VSWAP_STATE_READY);
+	assert_int_equal(r1.status.uffds, 2); /* the daemon's own and the VMM's */
+	c.cmd = WIRE_CMD_DETACH;
+	n = build(buf, WIRE_COMMAND, 7, &c, sizeof(c), 0);
+	((struct wire_hdr *)buf)->version = 1;
+	send_raw(s, buf, n, NULL, 0);
+	assert_int_equal(reply_result_v(s, 7, &v), 0);
+	close(s);
+	vswap_store_destroy(x.store, &(struct vswap_store_opts){.staging_dir = x.dir});
+	still_serving(&x);
+	vdx_fini(&x);
+}
+
+struct old_daemon {
+	int lfd;
+	pthread_t t;
+};
+
+/* What a version-1 vswapd answers a version-2 request: -EPROTONOSUPPORT
+ * in a version-1 reply. */
+static void *old_daemon_main(void *arg)
+{
+	struct old_daemon *o = arg;
+	int fd = accept4(o->lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	uint8_t buf[WIRE_MAX_MSG];
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	if (poll(&p, 1, VDX_TIMEOUT_MS) == 1) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0); /* descriptors dropped */
+		struct wire_hdr h;
+		if (n >= (ssize_t)sizeof(h)) {
+			memcpy(&h, buf, sizeof(h));
+			struct wire_reply_v1 r = {.result = -EPROTONOSUPPORT};
+			struct wire_hdr rh = {.magic = WIRE_MAGIC,
+					      .version = 1,
+					      .type = WIRE_REPLY,
+					      .len = sizeof(rh) + sizeof(r),
+					      .seq = h.seq};
+			memcpy(buf, &rh, sizeof(rh));
+			memcpy(buf + sizeof(rh), &r, sizeof(r));
+			if (send(fd, buf, rh.len, MSG_NOSIGNAL) < 0)
+				fprintf(stderr, "old daemon: send: %s\n", strerror(errno));
+		}
+	}
+	close(fd);
+	return NULL;
+}
+
+static void capture_log(void *ctx, enum vswap_log_level lvl, const char *msg)
+{
+	if (lvl == VSWAP_LOG_ERROR && strlen(msg) < 512)
+		strcpy(ctx, msg);
+}
+
+/* The client against a version-1 vswapd: refused by name, not taken for a
+ * daemon that went away (no reconnect loop), nothing hangs. */
+static void test_old_daemon(void **state)
+{
+	(void)state;
+	struct vdx x;
+	static const size_t pages[] = {16};
+	assert_int_equal(vdx_init(&x, pages, 1), 0);
+	assert_int_equal(vdx_listen(&x), 0);
+	struct old_daemon o = {.lfd = x.listen_fd};
+	assert_int_equal(pthread_create(&o.t, NULL, old_daemon_main, &o), 0);
+	char msg[512] = "";
+	struct vswap_client_opts co = {.store_path = x.store,
+				       .staging_dir = x.dir,
+				       .log = capture_log,
+				       .log_ctx = msg,
+				       .log_level = VSWAP_LOG_ERROR};
+	assert_int_equal(vswap_client_connect(x.sock, &co, &x.c), 0);
+	assert_int_equal(vswap_client_attach(x.c, x.regions, x.n, x.uffd), -EPROTONOSUPPORT);
+	assert_int_equal(pthread_join(o.t, NULL), 0);
+	assert_non_null(strstr(msg, "speaks protocol version 1; this client needs 2"));
+	vswap_client_detach(x.c);
+	x.c = NULL;
+	vdx_fini(&x);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("vswapd_proto");
@@ -409,6 +575,8 @@ int main(void)
 	    cmocka_unit_test(test_attach_checks),
 	    cmocka_unit_test(test_socket_mode_and_peer),
 	    cmocka_unit_test(test_socket_activation),
+	    cmocka_unit_test(test_versions),
+	    cmocka_unit_test(test_old_daemon),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

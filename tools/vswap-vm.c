@@ -24,7 +24,7 @@ static const struct cli_tool tool = {
     .name = "vswap-vm",
     .synopsis = "[--size BYTES] [--vcpus N] [--cycles N] [--store PATH] [--keep]\n"
 		"                [--durability full|batch|none] [--enable-mode auto|copy|protect]\n"
-		"                [--json]\n"
+		"                [--vswapd SOCKET] [--json]\n"
 		"       vswap-vm --hibernate --store PATH [--size BYTES] [--vcpus N] [--json]\n"
 		"       vswap-vm --resume --store PATH [--hibernate] [--no-prefetch] [--json]\n"
 		"       vswap-vm --bench [--sizes LIST] [--runs N] [--dir DIR] [--json]\n"
@@ -39,6 +39,9 @@ static const struct cli_tool tool = {
 	    "      --durability   the store's durability mode (default batch)\n"
 	    "      --enable-mode  how enable takes guest memory (default auto: protect where\n"
 	    "                     the kernel has userfaultfd write protection on shmem)\n"
+	    "      --vswapd SOCKET  the guest served by the vswapd listening at SOCKET (which\n"
+	    "                     creates the store) instead of a handler in this process;\n"
+	    "                     vswapd may be killed and restarted meanwhile (the cycles only)\n"
 	    "      --json         print the summary as one JSON object (progress on stderr)\n"
 	    "      --hibernate    run the guest, stop it mid-pass, swap every page out to the\n"
 	    "                     store, save the vCPUs as blobs, close; with --resume: resume,\n"
@@ -98,6 +101,7 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 	    {"sizes", required_argument, NULL, 'Z'},
 	    {"runs", required_argument, NULL, 'N'},
 	    {"dir", required_argument, NULL, 'd'},
+	    {"vswapd", required_argument, NULL, 'V'},
 	    CLI_STANDARD_LONGOPTS,
 	    {NULL, 0, NULL, 0},
 	};
@@ -114,7 +118,7 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 			       .nbench_sizes = 4,
 			       .faultin_size = 256ull << 20,
 			       .runs = 1};
-	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:E:jHRPKBZ:N:d:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:E:jHRPKBZ:N:d:V:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (cli_parse_size(optarg, &o->size) || o->size < (16ull << 20) ||
@@ -180,6 +184,9 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 		case 'd':
 			o->bench_dir = optarg;
 			break;
+		case 'V':
+			o->vswapd = optarg;
+			break;
 		default:
 			/* 1: --help or --version shown; -1: a usage error. */
 			return cli_standard_option(&tool, c);
@@ -187,6 +194,10 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 	}
 	if (cli_no_operands(&tool, argc, argv))
 		return -1;
+	if (o->vswapd && (o->hibernate || o->resume || o->bench || o->check_kvm)) {
+		cli_usage_error(&tool, "--vswapd serves the cycles only");
+		return -1;
+	}
 	if ((o->hibernate || o->resume) && !o->store) {
 		cli_usage_error(&tool, "--hibernate and --resume need --store PATH");
 		return -1;
@@ -266,6 +277,8 @@ static void print_json(const struct vmm_opts *o, const struct vmm_result *r, boo
 	json_string(&w, vswap_enable_mode_name(o->enable_mode));
 	json_key(&w, "store");
 	json_string(&w, r->path);
+	json_key(&w, "served_by");
+	json_string(&w, o->vswapd ? "vswapd" : "in-process");
 	json_key(&w, "cycles");
 	json_u64(&w, r->cycles_done);
 	json_key(&w, "wrong_pages");

@@ -55,31 +55,6 @@ void vmm_stage(struct vmm *m, const char *name, double secs, uint64_t pages, uin
 	fflush(f);
 }
 
-int vmm_status(struct vmm *m)
-{
-	int rc = vswap_handler_status(m->h, &m->r->status);
-
-	if (!rc &&
-	    vswap_status_to_json(&m->r->status, m->r->status_json, sizeof(m->r->status_json)) < 0)
-		snprintf(m->r->status_json, sizeof(m->r->status_json), "null");
-	return rc;
-}
-
-int vmm_wait_state(struct vmm *m, enum vswap_state st, const char *what)
-{
-	int rc = vswap_handler_wait_state(m->h, st, 600000);
-
-	vmm_status(m);
-	if (rc || m->r->status.state != st) {
-		fprintf(stderr, "vswap-vm: %s: waiting for %s: %s (state %s, last error %s)\n",
-			what, vswap_state_name(st), vswap_strerror(rc ? rc : -EPROTO),
-			vswap_state_name(m->r->status.state),
-			vswap_strerror(m->r->status.last_error));
-		return rc ? rc : -EPROTO;
-	}
-	return 0;
-}
-
 /* Collect what the guest found and say whether a vCPU failed. */
 static void collect_guest(struct vmm *m)
 {
@@ -135,7 +110,8 @@ int vmm_memory(struct vmm *m)
 {
 	m->ram_size = m->o->size - m->o->size % (2ull << 20);
 	m->pages = m->ram_size / VM_PAGE;
-	m->memfd = memfd_create("vswap-vm-ram", MFD_CLOEXEC);
+	/* Sealable: vswapd seals it against shrinking (it maps it). */
+	m->memfd = memfd_create("vswap-vm-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (m->memfd < 0 || ftruncate(m->memfd, (off_t)m->ram_size))
 		return -errno;
 	m->ram = mmap(NULL, m->ram_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
@@ -222,9 +198,7 @@ void vmm_teardown(struct vmm *m, bool remove_store)
 	if (m->vm_made)
 		vm_destroy(&m->vm);
 	m->vm_made = false;
-	if (m->h)
-		vswap_handler_destroy(m->h);
-	m->h = NULL;
+	vmm_unserve(m);
 	if (m->store)
 		vswap_store_close(m->store);
 	m->store = NULL;
@@ -266,6 +240,10 @@ static int balloon(struct vmm *m, unsigned cycle)
 		seed = vm_mix(seed + i);
 		uint64_t first = seed % (m->pages / span) * span;
 
+		int rc = vmm_discard(m, m->ram + first * VM_PAGE, span * VM_PAGE);
+
+		if (rc)
+			return rc;
 		if (madvise(m->ram + first * VM_PAGE, span * VM_PAGE, MADV_REMOVE))
 			return -errno;
 		s->removed[i][0] = first;
@@ -283,6 +261,7 @@ static int one_cycle(struct vmm *m, unsigned c)
 	uint64_t t0, f0, bytes = m->ram_size;
 	int rc;
 
+	vmm_cycle_begins(m);
 	/* The guest writes all its memory (one page in eight zero). */
 	s->version = 2 * c - 1;
 	s->touch_permille = 0;
@@ -295,7 +274,7 @@ static int one_cycle(struct vmm *m, unsigned c)
 
 	/* Enable while every vCPU is idle (halted: the guest is paused). */
 	t0 = vm_now_ns();
-	rc = vswap_handler_enable(m->h);
+	rc = vmm_enable(m);
 	if (rc) {
 		fprintf(stderr, "vswap-vm: enable: %s\n", vswap_strerror(rc));
 		return rc;
@@ -308,7 +287,7 @@ static int one_cycle(struct vmm *m, unsigned c)
 	/* Trim with the guest running: it reads 2% (faults from staging). */
 	s->touch_permille = 20;
 	t0 = vm_now_ns();
-	rc = vswap_handler_trim(m->h);
+	rc = vmm_trim(m);
 	if (!rc)
 		rc = vm_command(&m->vm, VM_CMD_TOUCH, 0);
 	if (!rc)
@@ -326,7 +305,7 @@ static int one_cycle(struct vmm *m, unsigned c)
 
 	/* Swap out (the guest idle: its next touches fault from the file). */
 	t0 = vm_now_ns();
-	rc = vswap_handler_swap_out(m->h);
+	rc = vmm_swap_out(m);
 	if (!rc)
 		rc = vmm_wait_state(m, VSWAP_STATE_ACTIVE, "swap-out");
 	if (rc)
@@ -366,7 +345,7 @@ static int one_cycle(struct vmm *m, unsigned c)
 
 	/* Disable: the rest comes back in (nothing much is left). */
 	t0 = vm_now_ns();
-	rc = vswap_handler_disable(m->h, false);
+	rc = vmm_disable(m);
 	if (!rc)
 		rc = vmm_wait_state(m, VSWAP_STATE_READY, "disable");
 	if (rc)
@@ -415,18 +394,26 @@ int vmm_cycles(const struct vmm_opts *o, struct vmm_result *r)
 		goto out;
 	if ((rc = vmm_store_path(&m)))
 		goto out;
-	vmm_store_opts(&m, &so);
-	rc = vswap_store_create(r->path, &so, &m.store);
-	if (rc) {
-		fprintf(stderr, "vswap-vm: create store %s: %s\n", r->path, vswap_strerror(rc));
-		m.store = NULL;
-		goto out;
+	if (o->vswapd) {
+		/* vswapd creates the store and serves the guest. */
+		if ((rc = vmm_serve_vswapd(&m)))
+			goto out;
+	} else {
+		vmm_store_opts(&m, &so);
+		rc = vswap_store_create(r->path, &so, &m.store);
+		if (rc) {
+			fprintf(stderr, "vswap-vm: create store %s: %s\n", r->path,
+				vswap_strerror(rc));
+			m.store = NULL;
+			goto out;
+		}
+		if ((rc = vmm_handler(&m)))
+			goto out;
 	}
-	if ((rc = vmm_handler(&m)))
-		goto out;
-	fprintf(f, "vswap-vm: %llu MiB guest, %u vCPUs, store %s (%s)\n",
+	fprintf(f, "vswap-vm: %llu MiB guest, %u vCPUs, store %s (%s)%s%s\n",
 		(unsigned long long)(m.ram_size >> 20), o->vcpus, r->path,
-		vswap_durability_name(o->durability));
+		vswap_durability_name(o->durability), o->vswapd ? ", served by vswapd at " : "",
+		o->vswapd ? o->vswapd : "");
 	if ((rc = vm_start(&m.vm)) || (rc = vmm_guest_wait(&m)))
 		goto out;
 	for (unsigned c = 1; c <= o->cycles; c++) {
@@ -441,10 +428,12 @@ out:
 	if (m.vm_made)
 		vm_destroy(&m.vm);
 	m.vm_made = false;
-	if (m.h) {
-		int drc = vswap_handler_destroy(m.h);
+	bool served = m.h || m.c;
+	if (served) {
+		/* Everything swapped in; through vswapd the daemon then closes
+		 * the store. */
+		int drc = vmm_unserve(&m);
 
-		m.h = NULL;
 		if (drc && !rc)
 			rc = drc;
 	}
@@ -456,6 +445,8 @@ out:
 			rc = crc;
 		if (!rc)
 			rc = vmm_audit(&m);
+	} else if (served && !rc) {
+		rc = vmm_audit(&m);
 	}
 	vmm_teardown(&m, !o->keep);
 	return rc;

@@ -21,6 +21,7 @@ struct vmm_opts {
 	unsigned vcpus;
 	unsigned cycles;
 	const char *store; /* NULL: a fresh directory under /var/tmp */
+	const char *vswapd; /* served by the vswapd listening there (cycles only) */
 	bool keep;
 	bool json;
 	enum vswap_durability durability;

@@ -20,13 +20,29 @@ struct vmm {
 	char tmpdir[64];
 	struct vswap_store *store;
 	struct vswap_handler *h;
+	/* --vswapd: the client instead of h and store, and this process's
+	 * uffd handed to the daemon */
+	struct vswap_client *c;
+	int uffd;
+	bool have_uffd;
+	uint64_t restarts_at_cycle; /* the daemon's restarts when the cycle began */
 };
 
 double vmm_secs(uint64_t t0_ns);
 void vmm_stage(struct vmm *m, const char *name, double secs, uint64_t pages, uint64_t bytes,
 	       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* serve.c: the in-process handler (h) or vswapd (c) */
+int vmm_serve_vswapd(struct vmm *m);
+int vmm_unserve(struct vmm *m);
+int vmm_enable(struct vmm *m);
+int vmm_trim(struct vmm *m);
+int vmm_swap_out(struct vmm *m);
+int vmm_disable(struct vmm *m);
+/* Before guest memory is freed (the balloon): see serve.c. */
+int vmm_discard(struct vmm *m, void *addr, size_t len);
 int vmm_status(struct vmm *m);
 int vmm_wait_state(struct vmm *m, enum vswap_state st, const char *what);
+void vmm_cycle_begins(struct vmm *m);
 int vmm_guest(struct vmm *m, enum vm_cmd cmd, uint64_t pause_after);
 int vmm_guest_wait(struct vmm *m);
 int vmm_memory(struct vmm *m);

@@ -27,7 +27,9 @@ static int peer_allowed(int fd, const struct daemon_opts *d)
 	return -EACCES;
 }
 
-static int reply(int fd, uint64_t seq, int result, const struct guest *g)
+/* The reply to request @seq, in the request's @version (a version-1 peer
+ * gets version 1's twelve metrics). */
+static int reply(int fd, uint64_t seq, uint16_t version, int result, const struct guest *g)
 {
 	struct wire_reply r = {.result = result};
 	struct vswap_status st;
@@ -35,8 +37,12 @@ static int reply(int fd, uint64_t seq, int result, const struct guest *g)
 		wire_status_from(&r.status, &st);
 		r.has_status = 1;
 	}
-	struct wire_hdr h = {.type = WIRE_REPLY, .seq = seq};
-	return wire_send(fd, &h, &r, sizeof(r), NULL, 0);
+	struct wire_hdr h = {.type = WIRE_REPLY, .seq = seq, .version = version};
+	if (version >= 2)
+		return wire_send(fd, &h, &r, sizeof(r), NULL, 0);
+	struct wire_reply_v1 r1 = {.result = r.result, .has_status = r.has_status};
+	wire_status_v1_from(&r1.status, &r.status);
+	return wire_send(fd, &h, &r1, sizeof(r1), NULL, 0);
 }
 
 static void close_fds(int *fds, unsigned n)
@@ -68,6 +74,18 @@ static int dispatch(struct guest *g, const struct wire_hdr *h, const uint8_t *ms
 			return -EBADMSG;
 		memcpy(&c, payload, sizeof(c));
 		return guest_command(g, &c);
+	}
+	case WIRE_DISCARD: {
+		close_fds(fds, nfds);
+		if (h->version < 2) /* no such type in version 1 */
+			return -EOPNOTSUPP;
+		if (nfds)
+			return -EBADF;
+		struct wire_discard d;
+		if (len != sizeof(d))
+			return -EBADMSG;
+		memcpy(&d, payload, sizeof(d));
+		return guest_discard(g, &d);
 	}
 	default:
 		close_fds(fds, nfds);
@@ -101,7 +119,12 @@ void *conn_main(void *arg)
 		} else {
 			rc = dispatch(g, &h, msg, fds, nfds);
 		}
-		if (reply(a.fd, h.seq, rc, g) < 0)
+		/* An unreadable version is answered in the oldest, which
+		 * every peer reads. */
+		uint16_t v = h.version >= WIRE_VERSION_MIN && h.version <= WIRE_VERSION
+				 ? h.version
+				 : WIRE_VERSION_MIN;
+		if (reply(a.fd, h.seq, v, rc, g) < 0)
 			break;
 	}
 	guest_abandon(g);

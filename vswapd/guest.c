@@ -298,6 +298,34 @@ int guest_add_uffd(struct guest *g, const void *payload, size_t len, int fd)
 	return rc;
 }
 
+int guest_discard(struct guest *g, const struct wire_discard *d)
+{
+	if (!g->h)
+		return -ENOTCONN;
+	uint64_t total = 0;
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	for (unsigned i = 0; i < g->n; i++)
+		total += g->len[i] / ps;
+	if (!d->count || d->first >= total || d->count > total - d->first)
+		return -EINVAL;
+	/* The guest's page space is the regions end to end: each piece at
+	 * the daemon's own mapping of its region. */
+	uint64_t first = 0;
+	for (unsigned i = 0; i < g->n; i++) {
+		uint64_t n = g->len[i] / ps;
+		uint64_t a = d->first > first ? d->first : first;
+		uint64_t b = d->first + d->count < first + n ? d->first + d->count : first + n;
+		if (a < b) {
+			int rc = vswap_handler_discard(
+			    g->h, (uint8_t *)g->map[i] + (a - first) * ps, (size_t)(b - a) * ps);
+			if (rc < 0)
+				return rc;
+		}
+		first += n;
+	}
+	return 0;
+}
+
 int guest_command(struct guest *g, const struct wire_command *c)
 {
 	if (!g->h)

@@ -48,6 +48,8 @@ void guest_log(void *ctx, enum vswap_log_level lvl, const char *msg);
 int guest_attach(struct guest *g, const void *payload, size_t len, int *fds, unsigned nfds);
 /* ADD_UFFD; takes ownership of @fd. */
 int guest_add_uffd(struct guest *g, const void *payload, size_t len, int fd);
+/* DISCARD (version 2): the pages read zeros, durably, when it returns. */
+int guest_discard(struct guest *g, const struct wire_discard *d);
 /* COMMAND; the guest is freed after DETACH and EXIT. */
 int guest_command(struct guest *g, const struct wire_command *c);
 /* The VMM went away without a word: detach (the store keeps every page)

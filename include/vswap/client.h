@@ -54,6 +54,12 @@ struct vswap_client_opts {
 	/* How long a command, or the watcher, keeps trying to reach a vswapd
 	 * again: default (0) 30000 ms; negative: forever. */
 	int reconnect_timeout_ms;
+	/* How long a request waits for vswapd's reply (a wait for a state
+	 * adds its own timeout): default (0) 120000 ms, enough to copy or
+	 * swap in a large guest.  A daemon alive but silent for that long
+	 * (stopped, stuck) gets -ETIMEDOUT, logged with the request it
+	 * waited for; the connection is kept (a late reply is discarded). */
+	int reply_timeout_ms;
 	/* No watcher thread: call vswap_client_reconnect() after -ECONNRESET. */
 	bool manual_reconnect;
 	vswap_log_fn log; /* the rule: next to enum vswap_log_level (store.h) */
@@ -90,6 +96,13 @@ int vswap_client_trim(struct vswap_client *c);
 int vswap_client_swap_out(struct vswap_client *c);
 int vswap_client_disable(struct vswap_client *c, bool slow_file_cleanup);
 int vswap_client_status(struct vswap_client *c, struct vswap_status *out);
+/* vswap_handler_discard() through vswapd: [addr, addr + len) (this
+ * process's addresses of the attached regions, page-aligned) reads zeros
+ * from now on, committed when it returns.  Call it before freeing guest
+ * memory (MADV_REMOVE of a balloon, a hole punch): a REMOVE event alone is
+ * lost if vswapd dies between reading it and committing it, and the old
+ * bytes would come back.  -EFAULT: outside every region. */
+int vswap_client_discard(struct vswap_client *c, void *addr, size_t len);
 /* Wait until the state is @st (at most @timeout_ms, 0..60000): -ETIMEDOUT. */
 int vswap_client_wait_state(struct vswap_client *c, enum vswap_state st, int timeout_ms);
 
@@ -104,6 +117,8 @@ int vswap_client_exit(struct vswap_client *c);
  * opts.manual_reconnect. */
 int vswap_client_reconnect(struct vswap_client *c);
 
+/* Never waits for a request in flight: a monitoring thread may call it
+ * while another thread's command (or the watcher's reconnect) runs. */
 struct vswap_client_info {
 	bool connected;
 	uint64_t reconnects;	       /* resumed by a new vswapd */

@@ -325,7 +325,9 @@ int vswap_handler_lost_pages(struct vswap_handler *h, uint64_t *pages, size_t ca
  * punching holes in the memfd (fallocate(FALLOC_FL_PUNCH_HOLE), as QEMU does
  * for shared memory) must call it, because a hole punch sends no event to
  * any uffd: without it the handler would later serve the page's old bytes.
- * Call it before punching, with the guest not touching the range.
+ * Call it before punching, with the guest not touching the range.  The
+ * change is committed when it returns: a handler that dies after the punch
+ * (vswapd killed, then resumed) still finds the range discarded.
  * Page-aligned @addr and @len (-EINVAL); -EFAULT if the range is outside
  * every region.  Allowed in every state.
  */

@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -69,42 +70,88 @@ int vdx_init(struct vdx *x, const size_t *pages, unsigned n)
 	return vswap_uffd_create(&x->uffd);
 }
 
+/* vfork, then in the child: @lfd (if >= 0) at fd 3 and @w at fd 4 without
+ * close-on-exec, this child's pid written after "LISTEN_PID=" in
+ * @listen_pid, exec @path with @argv and @envp.  The child only makes
+ * system calls and fills that buffer (it shares this process's memory
+ * until the exec). */
+static __attribute__((noinline)) pid_t spawn_daemon(const char *path, char *const *argv,
+						    char *const *envp, int lfd, int w,
+						    char *listen_pid)
+{
+	pid_t pid = vfork();
+	if (pid != 0)
+		return pid;
+	/* The parent's death ends its daemon (no daemon left behind). */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* Out of the way of 3 and 4 first, then into place without
+	 * close-on-exec (dup2 clears it; the copies close at exec). */
+	int r = fcntl(w, F_DUPFD_CLOEXEC, 10);
+	int l = lfd >= 0 ? fcntl(lfd, F_DUPFD_CLOEXEC, 10) : -1;
+	if (r < 0 || (lfd >= 0 && (l < 0 || dup2(l, 3) != 3)) || dup2(r, 4) != 4)
+		_exit(126);
+	pid_t me = (pid_t)syscall(SYS_getpid);
+	char digits[16];
+	int n = 0;
+	do
+		digits[n++] = (char)('0' + me % 10);
+	while ((me /= 10) && n < 15);
+	char *q = listen_pid + strlen("LISTEN_PID=");
+	while (n)
+		*q++ = digits[--n];
+	*q = 0;
+	execve(path, argv, envp);
+	_exit(127);
+}
+
 int vdx_daemon_start(struct vdx *x)
 {
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
-	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		/* The test's death ends its daemon (no daemon left behind). */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		char fd[16];
-		/* The inherited socket first, at fd 3 without close-on-exec
-		 * (dup2 onto itself would keep the flag); then the ready pipe
-		 * without O_CLOEXEC, elsewhere. */
-		if (x->listen_fd >= 0 &&
-		    (x->listen_fd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(x->listen_fd, 3) != 3))
-			_exit(126);
-		int w = dup(p[1]);
-		snprintf(fd, sizeof(fd), "%d", w);
-		const char *lvl = getenv("VSWAPD_LOG_LEVEL")	 ? getenv("VSWAPD_LOG_LEVEL")
-				  : getenv("VSWAP_TEST_VERBOSE") ? "info"
-								 : "error";
-		if (x->listen_fd >= 0) {
-			char v[32];
-			snprintf(v, sizeof(v), "%d", (int)getpid());
-			setenv("LISTEN_PID", v, 1);
-			setenv("LISTEN_FDS", "1", 1);
-			execl(vdx_daemon_path(), "vswapd", "--ready-fd", fd, "--log-level", lvl,
-			      (char *)NULL);
-		} else {
-			execl(vdx_daemon_path(), "vswapd", "--socket", x->sock, "--ready-fd", fd,
-			      "--log-level", lvl, (char *)NULL);
-		}
-		_exit(127);
+	/* Everything the child needs, prepared here: it is a vfork child
+	 * (no copy of this process's page tables, which a restart figure
+	 * would count as the daemon's start; systemd starts vswapd from a
+	 * small process), so it only makes system calls and fills buffers.
+	 * The ready pipe goes to fd 4, an inherited socket to fd 3. */
+	const char *lvl = getenv("VSWAPD_LOG_LEVEL")	 ? getenv("VSWAPD_LOG_LEVEL")
+			  : getenv("VSWAP_TEST_VERBOSE") ? "info"
+							 : "error";
+	char listen_pid[32] = "LISTEN_PID=";
+	char *const argv_sock[] = {"vswapd", "--socket",    x->sock,	 "--ready-fd",
+				   "4",	     "--log-level", (char *)lvl, NULL};
+	char *const argv_inh[] = {"vswapd", "--ready-fd", "4", "--log-level", (char *)lvl, NULL};
+	/* This environment (sanitizer options...) with the socket's. */
+	extern char **environ;
+	size_t ne = 0;
+	while (environ[ne])
+		ne++;
+	char **const envp = calloc(ne + 3, sizeof(*envp));
+	if (!envp) {
+		close(p[0]);
+		close(p[1]);
+		return -ENOMEM;
 	}
+	size_t k = 0;
+	for (size_t i = 0; i < ne; i++)
+		if (strncmp(environ[i], "LISTEN_PID=", 11) &&
+		    strncmp(environ[i], "LISTEN_FDS=", 11))
+			envp[k++] = environ[i];
+	envp[k++] = listen_pid;
+	envp[k++] = "LISTEN_FDS=1";
+	const char *path = vdx_daemon_path();
+	int lfd = x->listen_fd, w = p[1];
+	/* Bound by the daemon itself: no LISTEN_* (and no fd 3 to take). */
+	pid_t pid = lfd >= 0 ? spawn_daemon(path, argv_inh, envp, lfd, w, listen_pid)
+			     : spawn_daemon(path, argv_sock, environ, -1, w, listen_pid);
+	if (pid < 0) {
+		int rc = -errno;
+		free(envp);
+		close(p[0]);
+		close(p[1]);
+		return rc;
+	}
+	free(envp);
 	close(p[1]);
 	struct pollfd pf = {.fd = p[0], .events = POLLIN};
 	char b = 0;

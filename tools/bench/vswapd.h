@@ -27,6 +27,7 @@
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
@@ -96,31 +97,89 @@ static int vd_listen(struct vd_daemon *d, const char *dir)
 	return 0;
 }
 
-/* Start a daemon on the inherited socket; 0 once it listens. */
+/* vfork, then in the child: @lfd (if >= 0) at fd 3 and @w at fd 4 without
+ * close-on-exec, this child's pid written after "LISTEN_PID=" in
+ * @listen_pid, exec @path with @argv and @envp.  The child only makes
+ * system calls and fills that buffer (it shares this process's memory
+ * until the exec). */
+static __attribute__((noinline)) pid_t spawn_daemon(const char *path, char *const *argv,
+						    char *const *envp, int lfd, int w,
+						    char *listen_pid)
+{
+	pid_t pid = vfork();
+	if (pid != 0)
+		return pid;
+	/* The parent's death ends its daemon (no daemon left behind). */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* Out of the way of 3 and 4 first, then into place without
+	 * close-on-exec (dup2 clears it; the copies close at exec). */
+	int r = fcntl(w, F_DUPFD_CLOEXEC, 10);
+	int l = lfd >= 0 ? fcntl(lfd, F_DUPFD_CLOEXEC, 10) : -1;
+	if (r < 0 || (lfd >= 0 && (l < 0 || dup2(l, 3) != 3)) || dup2(r, 4) != 4)
+		_exit(126);
+	pid_t me = (pid_t)syscall(SYS_getpid);
+	char digits[16];
+	int n = 0;
+	do
+		digits[n++] = (char)('0' + me % 10);
+	while ((me /= 10) && n < 15);
+	char *q = listen_pid + strlen("LISTEN_PID=");
+	while (n)
+		*q++ = digits[--n];
+	*q = 0;
+	execve(path, argv, envp);
+	_exit(127);
+}
+
+/* Start a daemon on the inherited socket; 0 once it listens.
+ *
+ * vfork, not fork: fork copies this process's page tables (a benchmark
+ * guest of a GiB and the other rows' buffers: tens to hundreds of
+ * milliseconds on a busy machine) and the child tears them down again at
+ * exec, which the restart figure would count as the daemon's start.
+ * systemd starts vswapd from a small process; vfork shares this one's
+ * memory until the exec.  The child therefore only makes system calls and
+ * writes buffers prepared here (its pid into LISTEN_PID's). */
 static int vd_start(struct vd_daemon *d)
 {
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
-	double t0 = bench_now();
-	pid_t pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		char fd[16], me[32];
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		/* The socket at fd 3 without close-on-exec (dup2 onto itself
-		 * would keep the flag), then the ready pipe elsewhere. */
-		if (d->lfd == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(d->lfd, 3) != 3)
-			_exit(126);
-		int w = dup(p[1]);
-		snprintf(fd, sizeof(fd), "%d", w);
-		snprintf(me, sizeof(me), "%d", (int)getpid());
-		setenv("LISTEN_PID", me, 1);
-		setenv("LISTEN_FDS", "1", 1);
-		execl(d->bin, "vswapd", "--ready-fd", fd, "--log-level", "error", (char *)NULL);
-		_exit(127);
+	/* The ready pipe's write end at fd 4, the socket at 3 (below). */
+	char lvl[16];
+	const char *env_lvl = getenv("VSWAPD_LOG_LEVEL");
+	snprintf(lvl, sizeof(lvl), "%s", env_lvl ? env_lvl : "error");
+	char listen_pid[32] = "LISTEN_PID=";
+	char *const argv[] = {"vswapd", "--ready-fd", "4", "--log-level", lvl, NULL};
+	/* This environment (sanitizer options...) with the socket's. */
+	extern char **environ;
+	size_t ne = 0;
+	while (environ[ne])
+		ne++;
+	char **const envp = calloc(ne + 3, sizeof(*envp));
+	if (!envp) {
+		close(p[0]);
+		close(p[1]);
+		return -ENOMEM;
 	}
+	size_t k = 0;
+	for (size_t i = 0; i < ne; i++)
+		if (strncmp(environ[i], "LISTEN_PID=", 11) &&
+		    strncmp(environ[i], "LISTEN_FDS=", 11))
+			envp[k++] = environ[i];
+	envp[k++] = listen_pid;
+	envp[k++] = "LISTEN_FDS=1";
+	int lfd = d->lfd, w = p[1];
+	double t0 = bench_now();
+	pid_t pid = spawn_daemon(d->bin, argv, envp, lfd, w, listen_pid);
+	if (pid < 0) {
+		int rc = -errno;
+		free(envp);
+		close(p[0]);
+		close(p[1]);
+		return rc;
+	}
+	free(envp);
 	close(p[1]);
 	struct pollfd pf = {.fd = p[0], .events = POLLIN};
 	char c = 0;
