@@ -40,6 +40,9 @@ static int commit_once(struct vswap_handler *h)
 	if (rc == -EAGAIN) /* the index map must grow: a plain commit does */
 		rc = vswap_store_commit(h->store);
 	pthread_mutex_unlock(&h->lock);
+	/* The staging bytes it let go, without the lock (a move to staging
+	 * waits for this thread to be idle, so none is staged again first). */
+	vswap_store_commit_punch(h->store);
 	return rc;
 }
 
@@ -55,6 +58,7 @@ static void *committer_main(void *arg)
 		}
 		c->want = false;
 		c->busy = true;
+		uint64_t seq = ++c->begun;
 		int last = c->error;
 		pthread_mutex_unlock(&c->mu);
 		int rc = commit_once(h);
@@ -66,6 +70,9 @@ static void *committer_main(void *arg)
 		}
 		pthread_mutex_lock(&c->mu);
 		c->error = rc < 0 ? rc : 0;
+		c->finished = seq;
+		if (rc == 0)
+			c->landed = seq;
 		c->busy = false;
 		pthread_cond_broadcast(&c->cv);
 	}
@@ -138,4 +145,49 @@ int committer_error(struct vswap_handler *h)
 	int err = c->error;
 	pthread_mutex_unlock(&c->mu);
 	return err;
+}
+
+/*
+ * Commits the swap-out and trim ask for and wait on: the commit that begins
+ * after the request covers everything the caller changed before it (a
+ * commit takes all that is pending at its begin), and any later one that
+ * lands does too (a failed commit leaves its changes pending).  So the
+ * changes are durable once a commit numbered at least the ticket landed.
+ */
+uint64_t committer_ticket(struct vswap_handler *h)
+{
+	struct committer *c = &h->cm;
+	if (!c->started) { /* no thread: commit here */
+		int rc = commit_once(h);
+		pthread_mutex_lock(&c->mu);
+		uint64_t seq = ++c->begun;
+		c->finished = seq;
+		c->error = rc < 0 ? rc : 0;
+		if (rc == 0)
+			c->landed = seq;
+		pthread_mutex_unlock(&c->mu);
+		return seq;
+	}
+	pthread_mutex_lock(&c->mu);
+	uint64_t seq = c->begun + 1;
+	if (!c->want) {
+		c->want = true;
+		pthread_cond_broadcast(&c->cv);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return seq;
+}
+
+int committer_result(struct vswap_handler *h, uint64_t ticket, bool wait)
+{
+	struct committer *c = &h->cm;
+	pthread_mutex_lock(&c->mu);
+	while (wait && c->landed < ticket && c->finished < ticket && c->started && !c->stop)
+		pthread_cond_wait(&c->cv, &c->mu);
+	int rc = c->landed >= ticket	? 0
+		 : c->finished >= ticket ? (c->error ? c->error : -EIO)
+		 : wait			 ? -ESHUTDOWN
+					 : -EINPROGRESS;
+	pthread_mutex_unlock(&c->mu);
+	return rc;
 }

@@ -245,6 +245,8 @@ static int event_handle(struct vswap_handler *h, unsigned index, const struct uf
 	case UFFD_EVENT_REMOVE: {
 		if (!m->registered) /* the kernel may deliver after unregister */
 			return 0;
+		if (m->remove_hook)
+			m->remove_hook(m->remove_hook_ctx);
 		int rc = remove_range_at(h, index, (uintptr_t)msg->arg.remove.start,
 					 (uintptr_t)msg->arg.remove.end);
 		if (rc > 0)
@@ -257,7 +259,52 @@ static int event_handle(struct vswap_handler *h, unsigned index, const struct uf
 	}
 }
 
-int events_drain(struct vswap_handler *h, unsigned index, bool defer)
+/*
+ * A remove event's remover resumes, and punches its range, once the event is
+ * read; the event is applied (remove_range()) a moment later.  A copy made
+ * in between by another thread (swap-in, prefetch) of bytes it read before
+ * would fill the punched hole with what the guest removed.  So every read of
+ * messages is counted in m.drain_depth until its events are handled, and
+ * those threads copy only while it is 0, holding m.drain_mu so that no read
+ * starts meanwhile (events_settle()).  Fault reads need none of it: their
+ * completions are handled on this thread, never between a read and its
+ * events.
+ */
+void events_settle(struct vswap_handler *h)
+{
+	struct monitor *m = &h->m;
+	for (bool waited = false;; waited = true) {
+		pthread_mutex_lock(&m->drain_mu);
+		if (m->drain_depth == 0)
+			return;
+		pthread_mutex_unlock(&m->drain_mu);
+		if (!waited)
+			atomic_fetch_add(&h->settle_waits, 1);
+		pthread_mutex_unlock(&h->lock);
+		sched_yield();
+		pthread_mutex_lock(&h->lock);
+	}
+}
+
+void events_release(struct vswap_handler *h)
+{
+	pthread_mutex_unlock(&h->m.drain_mu);
+}
+
+/* Nested reads (a write-protect fault's retry reads the queue) keep the
+ * depth up until the outer read's events are all handled. */
+static void drain_mark(struct vswap_handler *h, bool start)
+{
+	struct monitor *m = &h->m;
+	pthread_mutex_lock(&m->drain_mu);
+	if (start)
+		m->drain_depth++;
+	else
+		m->drain_depth--;
+	pthread_mutex_unlock(&m->drain_mu);
+}
+
+static int drain_loop(struct vswap_handler *h, unsigned index, bool defer)
 {
 	struct uffd_msg msgs[16];
 	int total = 0;
@@ -275,4 +322,12 @@ int events_drain(struct vswap_handler *h, unsigned index, bool defer)
 		}
 		total += n;
 	}
+}
+
+int events_drain(struct vswap_handler *h, unsigned index, bool defer)
+{
+	drain_mark(h, true);
+	int rc = drain_loop(h, index, defer);
+	drain_mark(h, false);
+	return rc;
 }

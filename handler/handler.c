@@ -58,6 +58,7 @@ static int sync_init(struct vswap_handler *h)
 	pthread_mutex_init(&h->lock, NULL);
 	pthread_mutex_init(&h->slock, NULL);
 	pthread_mutex_init(&h->qlock, NULL);
+	pthread_mutex_init(&h->m.drain_mu, NULL);
 	pthread_cond_init(&h->scond, &ca);
 	pthread_cond_init(&h->qdone, NULL);
 	pthread_condattr_destroy(&ca);
@@ -121,6 +122,7 @@ static void handler_free(struct vswap_handler *h)
 	free(h->regions);
 	pthread_cond_destroy(&h->qdone);
 	pthread_cond_destroy(&h->scond);
+	pthread_mutex_destroy(&h->m.drain_mu);
 	pthread_mutex_destroy(&h->qlock);
 	pthread_mutex_destroy(&h->slock);
 	pthread_mutex_destroy(&h->lock);
@@ -154,8 +156,12 @@ static int handler_init(struct vswap_handler *h, const struct vswap_region *regi
 	rc = protect_init(h);
 	if (rc < 0)
 		return rc;
+	/* Counted only once the store's index is loaded: a lazy load is not
+	 * waited for here. */
+	struct vswap_store_load ld;
 	struct vswap_store_stats st;
-	if (vswap_store_stats(h->store, &st) == 0 && (st.pages_present || st.pages_staged))
+	if (vswap_store_load_status(h->store, &ld) == 0 && ld.done &&
+	    vswap_store_stats(h->store, &st) == 0 && (st.pages_present || st.pages_staged))
 		hlog(h, VSWAP_LOG_INFO, "store holds %llu swapped and %llu staged pages",
 		     (unsigned long long)st.pages_present, (unsigned long long)st.pages_staged);
 	/* The recorded state stays what it was (a detach's resting state

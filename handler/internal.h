@@ -18,7 +18,7 @@
  * last error, and h->scond announces state changes.  h->qlock guards the
  * command queue.  h->wp.rlock guards the protect mode's bitmap (the pool's
  * removals hold it alone).  Lock order: lock, then slock or wp.rlock; qlock
- * and cm.mu are never nested.
+ * and cm.mu are never nested; m.drain_mu comes after lock.
  */
 #ifndef VSWAP_HANDLER_INTERNAL_H
 #define VSWAP_HANDLER_INTERNAL_H
@@ -37,7 +37,8 @@
 /* Epoll tokens below UFFD_TOKEN_BASE. */
 enum { TOKEN_CMD = 1, TOKEN_JOB = 2, TOKEN_READS = 3 };
 
-enum { SWAP_OUT_HOOK_WRITTEN = 0, SWAP_OUT_HOOK_COMMITTED = 1 };
+enum { SWAP_OUT_HOOK_WRITTEN = 0, SWAP_OUT_HOOK_COMMITTED = 1, SWAP_OUT_HOOK_IN_FLIGHT = 2 };
+enum { SWAP_IN_HOOK_READ = 0, SWAP_IN_HOOK_COPIED = 1 };
 
 /* Swap-out commits (and so frees staging) every this many bytes. */
 #define SWAP_OUT_GROUP_BYTES (64u << 20)
@@ -125,7 +126,7 @@ struct protect {
 	void *trim_buf;	    /* trim: guest bytes read with pread() */
 };
 
-enum job_kind { JOB_NONE, JOB_TRIM, JOB_SWAP_IN };
+enum job_kind { JOB_NONE, JOB_TRIM, JOB_SWAP_IN, JOB_SWAP_OUT };
 
 /* Swap-file reads of faults in flight at most (fault_io.c); a fault finding
  * them all busy waits for one to complete. */
@@ -179,7 +180,7 @@ struct monitor {
 	/* swap-out progress */
 	uint64_t out_cursor, out_pages, out_t0_ms;
 	struct run *unclean;
-	unsigned nunclean, cap_unclean;
+	size_t nunclean, cap_unclean;
 	uint64_t unclean_pages;
 	/* faults read while retrying after EAGAIN */
 	struct deferred_fault *deferred;
@@ -187,6 +188,22 @@ struct monitor {
 	size_t cap_deferred;
 	void *page_buf; /* one page: a fault's read from the store (no ring) */
 	struct fault_io fio;
+	/* Test hook: while set, the monitor leaves the uffds' messages unread
+	 * (a test orders a fault after a step of another thread). */
+	atomic_bool hold_events;
+	/* Test hook: called on the monitor, without the lock, for each remove
+	 * event read, before it is applied. */
+	void (*remove_hook)(void *ctx);
+	void *remove_hook_ctx;
+	/* Nonzero while the monitor reads uffd messages and handles the
+	 * remove events among them (events_drain()); guarded by @drain_mu,
+	 * taken after h->lock or alone.  A page copied in off the monitor
+	 * (swap-in, prefetch) is copied only with @drain_mu held and the depth
+	 * 0 (events_settle()): a remove event read but not yet applied lets
+	 * its remover punch the range, and a copy after that punch would bring
+	 * back what the guest removed. */
+	pthread_mutex_t drain_mu;
+	unsigned drain_depth;
 };
 
 /* The progress of the running trim or swap-in job (read by status()). */
@@ -211,6 +228,9 @@ struct committer {
 	pthread_cond_t cv; /* a request, the end of a commit, stop */
 	bool want, busy, stop;
 	int error; /* the last lazy commit's error, 0 after a success */
+	/* Commits numbered in the order they begin: begun, the last one that
+	 * finished, the last one that landed (committer_ticket()). */
+	uint64_t begun, finished, landed;
 	/* Test hook: called on the commit thread between a commit's begin and
 	 * its write, without the lock (a test holds a commit in flight). */
 	void (*hook)(void *ctx);
@@ -249,14 +269,21 @@ struct vswap_handler {
 	bool dead;	  /* the monitor has ended: commands are refused */
 	unsigned waiters; /* callers inside cmd_submit (destroy waits for none) */
 
+	/* Test hook: called by the swap-in job without the lock after a
+	 * swap-file run's read (SWAP_IN_HOOK_READ) and after its copies
+	 * (SWAP_IN_HOOK_COPIED). */
+	void (*swap_in_hook)(void *ctx, int where);
+	void *swap_in_hook_ctx;
+	atomic_uint settle_waits; /* copies that waited for events_settle() */
 	/* Test hook: called by the trim and swap-in jobs between batches,
 	 * without the lock, so a test can hold a job still meanwhile. */
 	void (*job_hook)(void *ctx);
 	void *job_hook_ctx;
-	/* Test hook: called by the swap-out on the monitor thread, without
-	 * the lock, after each chunk's write (SWAP_OUT_HOOK_WRITTEN) and after
-	 * each commit before the removals it allows (SWAP_OUT_HOOK_COMMITTED),
-	 * so a test can place a guest write in either window. */
+	/* Test hook: called by the swap-out on the job thread, without the
+	 * lock, while a batch's writes are in flight (SWAP_OUT_HOOK_IN_FLIGHT),
+	 * after each batch's end (SWAP_OUT_HOOK_WRITTEN) and after each commit
+	 * before the removals it allows (SWAP_OUT_HOOK_COMMITTED), so a test
+	 * can place a guest access in each window. */
 	void (*swap_out_hook)(void *ctx, int where);
 	void *swap_out_hook_ctx;
 
@@ -318,6 +345,12 @@ int remove_range_at(struct vswap_handler *h, unsigned index, uintptr_t start, ui
 /* Read and handle the events of uffd @index (faults deferred while
  * @defer_faults).  Returns the events handled or -errno. */
 int events_drain(struct vswap_handler *h, unsigned index, bool defer_faults);
+/* h->lock held (dropped while waiting): returns once no uffd read of the
+ * monitor has remove events unapplied, holding m.drain_mu, which keeps the
+ * next read from starting until events_release().  Copy pages in between,
+ * never drop h->lock there.  Off the monitor, or on it outside a drain. */
+void events_settle(struct vswap_handler *h);
+void events_release(struct vswap_handler *h);
 /* Poison (or report, by policy) a page that cannot be served; lock held.
  * 1: poisoned; 0: left unresolved, error recorded; -errno: ioctl failed. */
 int fault_corrupt(struct vswap_handler *h, int fd, uintptr_t addr, uint64_t page, int err,
@@ -360,18 +393,26 @@ int protect_wp_fault(struct vswap_handler *h, unsigned index, uintptr_t addr);
  * swap-out set; lock held. */
 void protect_forget(struct vswap_handler *h, uint64_t first, uint64_t count);
 void protect_swap_out_start(struct vswap_handler *h);
-/* Write the next run of protected pages from guest memory; lock held.
- * The pages written, 0 when none is left, or -errno; *first is set. */
-int64_t protect_write_run(struct vswap_handler *h, uint64_t *first);
+/* Lock held: up to @max pages of the swap-out set from the swap-out's
+ * cursor on, in at most @max_runs runs (each within a region), into @pages;
+ * the cursor moves past them.  0 when none is left. */
+uint32_t protect_gather(struct vswap_handler *h, uint64_t *pages, uint32_t max, unsigned max_runs);
 /* After the commit of written runs (lock held): note the pages still
  * protected and present for removal; protect_remove_start() (lock not held)
  * hands them to the pool, protect_remove_wait() waits for the removals. */
 void protect_remove_written(struct vswap_handler *h, uint64_t first, uint64_t count);
 void protect_remove_start(struct vswap_handler *h);
 void protect_remove_wait(struct vswap_handler *h);
-/* One trim batch in place (lock held): pages trimmed, or -1 when every
- * protected page was examined. */
-int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor);
+/* One trim batch in place: judged under the lock (pages trimmed, or -1
+ * when every protected page was examined), committed by the caller without
+ * it, then removed under it (protect_trim_remove(), which also frees @t;
+ * @committed: the commit landed, else nothing is removed). */
+struct protect_trim {
+	uint64_t *drop; /* bit i: page start + i judged, to remove */
+	uint64_t start, limit;
+};
+int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor, struct protect_trim *t);
+void protect_trim_remove(struct vswap_handler *h, struct protect_trim *t, bool committed);
 
 /* move.c */
 /* Next data extent of @r at or after relative offset @pos: 1 and
@@ -380,7 +421,10 @@ int region_next_extent(const struct hregion *r, off_t pos, off_t *data, off_t *h
 int move_to_staging(struct vswap_handler *h, uint64_t *pages);
 
 /* swap_out.c */
-int64_t swap_out_chunk(struct vswap_handler *h);
+/* The swap-out job: every page to write, SWAP_OUT_WRITES batches in flight,
+ * committed on the commit thread; 0 when all are out (or aborted). */
+int swap_out_job(struct job *j, void *arg);
+/* Commit the runs ended and clean them (after the job, on the monitor). */
 int swap_out_flush(struct vswap_handler *h);
 
 /* swap_in.c */
@@ -424,6 +468,11 @@ void committer_wait_idle(struct vswap_handler *h);
 bool committer_busy(struct vswap_handler *h);
 /* The last lazy commit's error (logged once), 0 after a success. */
 int committer_error(struct vswap_handler *h);
+/* Ask for a commit of everything pending now (lock not held): a ticket for
+ * committer_result(), which says 0 once it landed, -errno if it failed,
+ * -EINPROGRESS while it runs (with @wait: waits for its end). */
+uint64_t committer_ticket(struct vswap_handler *h);
+int committer_result(struct vswap_handler *h, uint64_t ticket, bool wait);
 
 /* commands.c */
 /* Queue @c and wait for its answer; -ESHUTDOWN once the monitor ended. */

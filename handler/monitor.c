@@ -2,11 +2,13 @@
 /*
  * The monitor thread: one epoll over the command eventfd, the job eventfd
  * and every uffd.  It serves faults and remove events, runs the state
- * machine (docs/DESIGN.md has its transitions as a table), writes the
- * swap-out a chunk at a time whenever nothing else is pending, and commits
- * the index lazily for the faults.
+ * machine (docs/DESIGN.md has its transitions as a table), and asks the
+ * commit thread for the faults' lazy index commits.  Trim, swap-out and
+ * swap-in run as jobs on their own thread; nothing here waits for a write,
+ * a sync or an index commit.
  */
 #include <errno.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -213,6 +215,12 @@ static int do_swap_out(struct vswap_handler *h)
 	m->out_pages = 0;
 	m->out_t0_ms = now_ms();
 	state_set(h, VSWAP_STATE_SWAP_OUT_IN_PROGRESS, (struct vswap_transition){0, 0});
+	int rc = job_start(&m->job, swap_out_job, h);
+	if (rc < 0) {
+		fail(h, "swap-out", rc);
+		return rc;
+	}
+	m->job_kind = JOB_SWAP_OUT;
 	return 0;
 }
 
@@ -235,7 +243,8 @@ static int start_swap_in(struct vswap_handler *h)
 static int do_disable(struct vswap_handler *h, bool slow)
 {
 	struct monitor *m = &h->m;
-	switch (state_get(h)) {
+	enum vswap_state st = state_get(h);
+	switch (st) {
 	case VSWAP_STATE_READY:
 		if (!slow)
 			cleanup_finish(h);
@@ -243,13 +252,13 @@ static int do_disable(struct vswap_handler *h, bool slow)
 	case VSWAP_STATE_SWAP_IN_IN_PROGRESS:
 		m->slow_cleanup = slow;
 		return 0;
-	case VSWAP_STATE_SWAP_OUT_IN_PROGRESS:
-		flush_or_log(h, "disable");
-		break;
 	default:
 		break;
 	}
+	/* A swap-out job ends its writes in flight and commits them. */
 	job_stop(h, true);
+	if (st == VSWAP_STATE_SWAP_OUT_IN_PROGRESS)
+		flush_or_log(h, "disable");
 	m->slow_cleanup = slow;
 	return start_swap_in(h);
 }
@@ -476,34 +485,22 @@ static void job_done(struct vswap_handler *h)
 	t = h->trans;
 	pthread_mutex_unlock(&h->slock);
 	if (rc < 0) {
-		fail(h, kind == JOB_TRIM ? "trim" : "swap-in", rc);
+		if (kind == JOB_SWAP_OUT)
+			swap_out_flush(h); /* what the job left ended */
+		fail(h,
+		     kind == JOB_TRIM	   ? "trim"
+		     : kind == JOB_SWAP_OUT ? "swap-out"
+					    : "swap-in",
+		     rc);
 		return;
 	}
 	if (kind == JOB_TRIM)
 		state_set(h, VSWAP_STATE_PENDING, t);
+	else if (kind == JOB_SWAP_OUT)
+		state_set(h, VSWAP_STATE_ACTIVE,
+			  (struct vswap_transition){h->m.out_pages, now_ms() - h->m.out_t0_ms});
 	else
 		leave_enabled(h, t);
-}
-
-/* One swap-out chunk; the end of the swap-out or its failure. */
-static void swap_out_step(struct vswap_handler *h)
-{
-	struct monitor *m = &h->m;
-	int64_t n = swap_out_chunk(h);
-	if (n < 0) {
-		swap_out_flush(h);
-		fail(h, "swap-out", (int)n);
-		return;
-	}
-	m->out_pages += (uint64_t)n;
-	struct vswap_transition t = {m->out_pages, now_ms() - m->out_t0_ms};
-	if (n == 0) {
-		state_set(h, VSWAP_STATE_ACTIVE, t);
-		return;
-	}
-	pthread_mutex_lock(&h->slock);
-	h->trans = t;
-	pthread_mutex_unlock(&h->slock);
 }
 
 static uint64_t pending_changes(struct vswap_handler *h)
@@ -517,7 +514,7 @@ static uint64_t pending_changes(struct vswap_handler *h)
 static int loop_timeout(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
-	if (m->ndeferred || state_get(h) == VSWAP_STATE_SWAP_OUT_IN_PROGRESS)
+	if (m->ndeferred)
 		return 0;
 	int t = -1;
 	if (m->cleanup_active) {
@@ -544,10 +541,6 @@ static void lazy_commit(struct vswap_handler *h, uint64_t threshold)
 static void idle_work(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
-	if (state_get(h) == VSWAP_STATE_SWAP_OUT_IN_PROGRESS) {
-		swap_out_step(h);
-		return;
-	}
 	if (m->cleanup_active && now_ms() >= m->cleanup_next_ms) {
 		cleanup_step(h, h->opts.cleanup_step_pages);
 		m->cleanup_next_ms = now_ms() + h->opts.cleanup_interval_ms;
@@ -585,6 +578,10 @@ static void dispatch(struct vswap_handler *h, uint64_t tok)
 	}
 	if (tok == TOKEN_READS) {
 		fault_io_reap(h, false);
+		return;
+	}
+	if (atomic_load_explicit(&m->hold_events, memory_order_relaxed)) {
+		sched_yield(); /* level-triggered: reported again */
 		return;
 	}
 	int i = uffd_list_index(&m->uffds, tok);

@@ -18,13 +18,18 @@
  *     protect_wp_fault() clears the bit under h->lock *before* un-protecting.
  *     So while the bit is set under the lock, the page's bytes are the ones
  *     that trim compared or swap-out wrote: the store's copy is the guest's.
- *   - Swap-out writes a run synchronously on the monitor thread, which is
- *     also the only thread that handles WP faults: no write is let through
- *     while the bytes go to disk and are hashed (the checksum is of the bytes
- *     written).  A WP fault handled after the write but before the commit
- *     (race a) marks the page stale: the slot's bytes still match its
- *     checksum, so the store keeps a valid older copy, never a present one
- *     that the guest has changed; the page stays resident, unremoved.
+ *   - Swap-out writes batches of protected pages on the job thread while
+ *     the monitor serves WP faults (handler/swap_out.c).  A WP fault handled
+ *     while a page's write is in flight (race c) marks the page stale under
+ *     h->lock, which cancels the page in the store's write
+ *     (vswap_store_write_end()): the page stays as it was, its new slot goes
+ *     back, and bytes the guest changed mid-write are never recorded.  A
+ *     page still in flight at the end had its bit set all along, so its
+ *     bytes did not change while they were written and hashed.  A WP fault
+ *     handled after the write's end but before the commit (race a) marks
+ *     the page stale: the slot's bytes still match its checksum, so the
+ *     store keeps a valid older copy, never a present one that the guest
+ *     has changed; the page stays resident, unremoved.
  *   - A writer that blocked on WP before the removal and whose message is
  *     read only after it (race b) finds its bit clear: nothing changes in
  *     the store, the page is un-protected (which clears the uffd-wp marker
@@ -37,7 +42,7 @@
  *     later removal could test it.
  *
  * Swap-out removes its committed pages on the pool's workers, so that the
- * monitor writes the next chunks meanwhile (the punch costs a third of the
+ * job writes the next batches meanwhile (the punch costs a third of the
  * write).  A worker holds h->wp.rlock, not h->lock; so the bitmap has a lock
  * of its own, taken by every reader and writer of a bit, and the rule above
  * holds with "the same h->wp.rlock hold": a worker removes a page only while
@@ -407,15 +412,102 @@ int protect_uffd(struct vswap_handler *h, unsigned index)
 	return 0;
 }
 
-/* Write-protect every region through every live uffd; a dead one is marked
- * for collection. */
-static int protect_all(struct vswap_handler *h)
+/*
+ * The resident pages: the memfds' data extents, in store pages.  Write
+ * protection costs per page table entry, holes included (on shmem the
+ * kernel leaves a marker in every empty entry of a protected range), so
+ * enable protects where the data is, not whole regions.  Finding the exact
+ * extents costs too (SEEK_HOLE visits every page of an extent), so the two
+ * run at once: a pool worker finds the extents and takes them into the set
+ * (walk_resident()), while the monitor protects windows of WP_WINDOW_PAGES
+ * starting at each data offset (SEEK_DATA skips holes cheaply); then every
+ * page of the set that no window covered (data that appeared meanwhile) is
+ * protected too, so the set ends protected whole.
+ */
+#define WP_WINDOW_PAGES 2048u /* 8 MiB of 4 KiB pages */
+
+struct extent {
+	const struct hregion *r;
+	uint64_t first, count; /* store pages */
+};
+
+struct extents {
+	struct extent *v;
+	size_t n, cap;
+};
+
+static int extents_push(struct extents *x, const struct hregion *r, uint64_t first, uint64_t count)
+{
+	if (x->n && x->v[x->n - 1].r == r && x->v[x->n - 1].first + x->v[x->n - 1].count == first) {
+		x->v[x->n - 1].count += count;
+		return 0;
+	}
+	if (x->n == x->cap) {
+		size_t cap = x->cap ? x->cap * 2 : 64;
+		struct extent *v = realloc(x->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		x->v = v;
+		x->cap = cap;
+	}
+	x->v[x->n++] = (struct extent){.r = r, .first = first, .count = count};
+	return 0;
+}
+
+/* Take the resident pages into the set (and the store's view of them),
+ * recording the exact extents in @x. */
+struct walk {
+	struct vswap_handler *h;
+	struct extents x;
+	int rc;
+};
+
+static void walk_resident(void *arg)
+{
+	struct walk *w = arg;
+	struct vswap_handler *h = w->h;
+	struct protect *wp = &h->wp;
+	uint64_t sf, sc;
+	int rc = 0;
+	pthread_mutex_lock(&h->lock);
+	bool staged = vswap_store_next_staged_run(h->store, 0, h->total_pages, 1, &sf, &sc) > 0;
+	for (unsigned i = 0; i < h->nregions && rc >= 0; i++) {
+		const struct hregion *r = &h->regions[i];
+		off_t pos = 0, data = 0, hole = 0;
+		while (rc >= 0 && (rc = region_next_extent(r, pos, &data, &hole)) > 0) {
+			uint64_t first = r->first + ((uint64_t)data >> h->page_shift);
+			uint64_t count = (uint64_t)(hole - data) >> h->page_shift;
+			rc = extents_push(&w->x, r, first, count);
+			/* Resident wins: a swapped or staged copy of a page the
+			 * guest holds is older than the guest's. */
+			int64_t n = rc ? rc : vswap_store_mark_stale(h->store, first, count);
+			rc = n < 0 ? (int)n : 0;
+			if (rc == 0 && staged)
+				rc = vswap_store_stage_clear(h->store, first, count);
+			if (rc == 0) {
+				pthread_mutex_lock(&wp->rlock);
+				atomic_fetch_add(&wp->nclean,
+						 bits_change(wp->clean, first, count, true));
+				pthread_mutex_unlock(&wp->rlock);
+			}
+			pos = hole;
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
+	w->rc = rc < 0 ? rc : 0;
+}
+
+/* [first, first+count) of region @r through every live uffd; a dead one is
+ * marked for collection. */
+static int protect_range(struct vswap_handler *h, const struct hregion *r, uint64_t first,
+			 uint64_t count)
 {
 	struct monitor *m = &h->m;
 	for (unsigned i = 0; i < m->uffds.n; i++) {
 		if (uffd_list_is_dead(&m->uffds, i))
 			continue;
-		int rc = protect_uffd(h, i);
+		int rc =
+		    wp_range(h, i, uffd_page_addr(h, i, r, first), count << h->page_shift, true);
 		if (rc == -ESRCH) {
 			m->uffds.v[i].dead = true;
 			m->gc_due = true;
@@ -427,58 +519,85 @@ static int protect_all(struct vswap_handler *h)
 	return 0;
 }
 
-/* Take the resident pages (the memfds' data extents) into the set. */
-struct walk {
-	struct vswap_handler *h;
-	int rc;
-};
-
-static void walk_resident(void *arg)
+/* The monitor's part: windows at the data, recorded in @win. */
+static int protect_windows(struct vswap_handler *h, struct extents *win)
 {
-	struct walk *w = arg;
-	struct vswap_handler *h = w->h;
-	struct protect *wp = &h->wp;
-	struct vswap_store_stats st;
-	pthread_mutex_lock(&h->lock);
-	int rc = vswap_store_stats(h->store, &st);
-	for (unsigned i = 0; i < h->nregions && rc == 0; i++) {
+	for (unsigned i = 0; i < h->nregions; i++) {
 		const struct hregion *r = &h->regions[i];
-		off_t pos = 0, data, hole;
-		while ((rc = region_next_extent(r, pos, &data, &hole)) > 0) {
-			uint64_t first = r->first + ((uint64_t)data >> h->page_shift);
-			uint64_t count = (uint64_t)(hole - data) >> h->page_shift;
-			/* Resident wins: a swapped or staged copy of a page the
-			 * guest holds is older than the guest's. */
-			vswap_store_mark_stale(h->store, first, count);
-			if (st.pages_staged)
-				vswap_store_stage_clear(h->store, first, count);
-			pthread_mutex_lock(&wp->rlock);
-			atomic_fetch_add(&wp->nclean, bits_change(wp->clean, first, count, true));
-			pthread_mutex_unlock(&wp->rlock);
-			pos = hole;
+		off_t len = (off_t)(r->end - r->start), pos = 0;
+		while (pos < len) {
+			off_t d = lseek(r->memfd, r->offset + pos, SEEK_DATA);
+			if (d < 0 && errno == ENXIO)
+				break;
+			if (d < 0)
+				return -errno;
+			d -= r->offset;
+			if (d >= len)
+				break;
+			uint64_t first = (uint64_t)d >> h->page_shift;
+			uint64_t count = ((uint64_t)len >> h->page_shift) - first;
+			if (count > WP_WINDOW_PAGES)
+				count = WP_WINDOW_PAGES;
+			int rc = protect_range(h, r, r->first + first, count);
+			if (rc == 0)
+				rc = extents_push(win, r, r->first + first, count);
+			if (rc < 0)
+				return rc;
+			pos = (off_t)((first + count) << h->page_shift);
 		}
 	}
-	pthread_mutex_unlock(&h->lock);
-	w->rc = rc;
+	return 0;
+}
+
+/* Protect what of the exact extents @x no window of @win covered (both
+ * sorted, per region in order). */
+static int protect_uncovered(struct vswap_handler *h, const struct extents *x,
+			     const struct extents *win)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < x->n; i++) {
+		uint64_t p = x->v[i].first, end = p + x->v[i].count;
+		while (p < end) {
+			while (k < win->n && win->v[k].first + win->v[k].count <= p)
+				k++;
+			uint64_t next = k < win->n ? win->v[k].first : end;
+			if (next > p) { /* [p, min(next, end)) is uncovered */
+				uint64_t stop = next < end ? next : end;
+				int rc = protect_range(h, x->v[i].r, p, stop - p);
+				if (rc < 0)
+					return rc;
+				p = stop;
+				continue;
+			}
+			p = win->v[k].first + win->v[k].count; /* covered up to there */
+		}
+	}
+	return 0;
 }
 
 /*
- * Enable by protection: write-protect every region through every uffd (each
- * process has its own page tables; on shmem the kernel also leaves a uffd-wp
- * marker on every empty entry, so a page mapped later is mapped protected),
- * and take the resident pages into the set.  The two run at once, the walk
- * on a pool worker (together they are the whole cost of enable).
+ * Enable by protection: write-protect the resident pages through every uffd
+ * (each process has its own page tables; on shmem a protected range also
+ * protects its entries not mapped yet, so a resident page mapped later is
+ * mapped protected), and take them into the set.  The protection and the
+ * set's bookkeeping run at once, the latter on a pool worker (together they
+ * are the whole cost of enable, and both scale with the resident pages).
  *
- * Why the walk may run before the protection is complete: nothing removes a
- * page before enable returns (removal is trim's and swap-out's, started
- * later, and this thread waits for the walk), and by then every page in the
- * set is protected everywhere, so every write from then on traps.  A write
- * that lands before its page is protected is simply in memory when trim or
- * swap-out reads it; writes raised during enable wait for the monitor (this
- * thread) and are handled right after, clearing their bits.  A page that
- * becomes resident meanwhile is not counted and stays.  A REMOVE event read
- * here (EAGAIN) may let its range be punched while the walk counts it: the
- * page then reads as zeros, the removal's own contract.
+ * Why only resident pages are protected: only pages of the set are ever
+ * removed, so only they must trap writes, and the set holds only pages the
+ * walk found resident; every one of them is protected before enable
+ * returns (protect_uncovered()).  A page that becomes resident after the
+ * walk read its place is not in the set: it stays, protected or not, and
+ * nothing is lost.  Why the bookkeeping may run before the protection is
+ * complete: nothing removes a page before enable returns (removal is
+ * trim's and swap-out's, started later, and this thread waits for the
+ * walk), and by then every page in the set is protected everywhere, so
+ * every write from then on traps.  A write that lands before its page is
+ * protected is simply in memory when trim or swap-out reads it; writes
+ * raised during enable wait for the monitor (this thread) and are handled
+ * right after, clearing their bits.  A REMOVE event read here (EAGAIN) may
+ * let its range be punched while the walk counts it: the page then reads
+ * as zeros, the removal's own contract.
  */
 int protect_enable(struct vswap_handler *h, uint64_t *pages)
 {
@@ -495,15 +614,20 @@ int protect_enable(struct vswap_handler *h, uint64_t *pages)
 	wp->cursor = 0;
 	h->c.from_file = h->c.from_staging = h->c.zeroed = h->c.redundant = 0;
 	pthread_mutex_unlock(&h->lock);
-	struct walk w = {h, 0};
+	struct walk w = {.h = h};
+	struct extents win = {0};
 	bool queued = pool_push(h->pool, walk_resident, &w) == 0;
-	int rc = protect_all(h);
+	int rc = protect_windows(h, &win);
 	if (queued)
 		pool_wait_complete(h->pool);
 	else
 		walk_resident(&w);
 	if (rc == 0)
 		rc = w.rc;
+	if (rc == 0)
+		rc = protect_uncovered(h, &w.x, &win);
+	free(w.x.v);
+	free(win.v);
 	pthread_mutex_lock(&h->lock);
 	if (rc < 0)
 		protect_forget(h, 0, h->total_pages);
@@ -616,35 +740,26 @@ void protect_swap_out_start(struct vswap_handler *h)
 	pthread_mutex_unlock(&h->lock);
 }
 
-int64_t protect_write_run(struct vswap_handler *h, uint64_t *first)
+uint32_t protect_gather(struct vswap_handler *h, uint64_t *pages, uint32_t max, unsigned max_runs)
 {
 	struct protect *wp = &h->wp;
 	if (!wp->active)
 		return 0;
+	uint32_t n = 0;
+	uint64_t p = wp->cursor;
 	pthread_mutex_lock(&wp->rlock);
-	uint64_t p = next_set(wp->clean, wp->cursor, h->total_pages);
-	if (p >= h->total_pages) {
-		pthread_mutex_unlock(&wp->rlock);
-		wp->cursor = p;
-		return 0;
+	for (unsigned runs = 0; n < max && runs < max_runs; runs++) {
+		p = next_set(wp->clean, p, h->total_pages);
+		if (p >= h->total_pages)
+			break;
+		const struct hregion *r = region_of_page(h, p);
+		uint64_t rend = r->first + r->pages;
+		while (p < rend && n < max && bit_get(wp->clean, p))
+			pages[n++] = p++;
 	}
-	const struct hregion *r = region_of_page(h, p);
-	uint64_t end = r->first + r->pages;
-	if (end - p > h->opts.chunk_pages)
-		end = p + h->opts.chunk_pages;
-	uint64_t q = p + 1;
-	while (q < end && bit_get(wp->clean, q))
-		q++;
 	pthread_mutex_unlock(&wp->rlock);
-	/* Straight from guest memory (the alias of the same pages): the
-	 * bytes cannot change meanwhile, every writer waits on this thread. */
-	const uint8_t *src = r->alias + ((p - r->first) << h->page_shift);
-	int rc = vswap_store_write(h->store, p, (uint32_t)(q - p), src);
-	if (rc < 0)
-		return rc;
-	wp->cursor = q;
-	*first = p;
-	return (int64_t)(q - p);
+	wp->cursor = p;
+	return n;
 }
 
 static bool removable(struct vswap_handler *h, uint64_t p, bool want_present)
@@ -850,17 +965,22 @@ static uint64_t trim_judge(struct vswap_handler *h, uint64_t first, uint64_t cou
 }
 
 /*
- * One batch: the protected pages in the window of trim_batch_pages pages
- * from the first one at or after *cursor are read with pread() and judged;
- * then one commit records their new state, and only then are they removed
- * from guest memory, all in this lock hold (the caller's), so no write can
- * be let through in between.  If the commit fails nothing is removed: the
+ * One batch, in two lock holds: protect_trim_batch() reads the protected
+ * pages in the window of trim_batch_pages pages from the first one at or
+ * after *cursor with pread() and judges them (the store's records change in
+ * memory); the caller then has them committed without the lock (the commit
+ * thread: write-protect faults go on meanwhile), and protect_trim_remove()
+ * removes from guest memory the judged pages that are still in the set.  A
+ * page whose bit is still set after the commit was not written since it was
+ * judged (a write clears the bit before it is let through), so its record
+ * as committed is the guest's.  If the commit fails nothing is removed: the
  * pages stay resident and protected; their uncommitted records are
  * rewritten by the swap-out or made stale by a guest write.
  */
-int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor)
+int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor, struct protect_trim *t)
 {
 	struct protect *wp = &h->wp;
+	*t = (struct protect_trim){0};
 	uint64_t start = wp->active ? next_set(wp->clean, *cursor, h->total_pages) : h->total_pages;
 	if (start >= h->total_pages)
 		return -1;
@@ -869,9 +989,12 @@ int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor)
 			     : h->opts.trim_batch_pages;
 	uint64_t *drop = calloc((limit + 63) / 64, sizeof(uint64_t));
 	uint8_t *buf = malloc((size_t)TRIM_READ_PAGES << h->page_shift);
-	int64_t rc = -ENOMEM, trimmed = 0;
-	if (!drop || !buf)
-		goto out;
+	int64_t trimmed = 0;
+	if (!drop || !buf) {
+		free(drop);
+		free(buf);
+		return -ENOMEM;
+	}
 	uint64_t p = start, wend = start + limit;
 	while ((p = next_set(wp->clean, p, wend)) < wend) {
 		const struct hregion *r = region_of_page(h, p);
@@ -892,21 +1015,22 @@ int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor)
 		p = q;
 	}
 	*cursor = wend;
-	rc = vswap_store_commit(h->store);
-	if (rc < 0)
-		goto out;
-	for (uint64_t i = 0; i < limit; i++) {
-		if (!(drop[i >> 6] >> (i & 63) & 1))
+	free(buf);
+	*t = (struct protect_trim){.drop = drop, .start = start, .limit = limit};
+	return trimmed;
+}
+
+void protect_trim_remove(struct vswap_handler *h, struct protect_trim *t, bool committed)
+{
+	for (uint64_t i = 0; committed && t->drop && i < t->limit; i++) {
+		if (!(t->drop[i >> 6] >> (i & 63) & 1))
 			continue;
 		uint64_t j = i + 1;
-		while (j < limit && drop[j >> 6] >> (j & 63) & 1)
+		while (j < t->limit && t->drop[j >> 6] >> (j & 63) & 1)
 			j++;
-		remove_runs(h, start + i, j - i, false);
+		remove_runs(h, t->start + i, j - i, false);
 		i = j;
 	}
-	rc = trimmed;
-out:
-	free(drop);
-	free(buf);
-	return rc;
+	free(t->drop);
+	t->drop = NULL;
 }

@@ -66,8 +66,7 @@ static void ra_issue(struct vswap_handler *h, uint64_t off, uint64_t len)
 	posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
 }
 
-/* Read ahead the swap file's runs from @from on, up to the budget past it.
- * Slot s is at byte (s + 1) * page_size (store.h). */
+/* Read ahead the swap file's runs from @from on, up to the budget past it. */
 static void read_ahead(struct vswap_handler *h, uint64_t from)
 {
 	struct job_progress *jp = &h->jp;
@@ -84,7 +83,7 @@ static void read_ahead(struct vswap_handler *h, uint64_t from)
 			jp->ahead = h->total_pages;
 			return;
 		}
-		ra_issue(h, (pi.slot + 1) << h->page_shift, (uint64_t)count << h->page_shift);
+		ra_issue(h, vswap_store_slot_offset(h->store, pi.slot), (uint64_t)count << h->page_shift);
 		jp->ahead = first + count;
 	}
 }
@@ -211,9 +210,16 @@ static int64_t swap_in_file(struct vswap_handler *h, uint64_t first, uint32_t co
 		if (rc < 0)
 			return rc; /* a present run: cannot happen */
 	}
+	events_release(h);
 	pthread_mutex_unlock(&h->lock);
 	ssize_t got = read_run_unlocked(h, rd, count);
+	if (h->swap_in_hook)
+		h->swap_in_hook(h->swap_in_hook_ctx, SWAP_IN_HOOK_READ);
 	pthread_mutex_lock(&h->lock);
+	/* A remove event read meanwhile is applied before the end below
+	 * looks at the pages: its pages are then -ESTALE, never copied into
+	 * the hole its remover punched (events_settle()). */
+	events_settle(h);
 	uint8_t *buf = h->jp.run_buf;
 	for (uint32_t i = 0; i < count; i++) {
 		ssize_t have = got < 0 ? got : got - ((ssize_t)i << h->page_shift);
@@ -262,6 +268,7 @@ static int64_t swap_in_chunk(struct vswap_handler *h, int *status, struct vswap_
 	struct job_progress *jp = &h->jp;
 	int64_t n = 0;
 	pthread_mutex_lock(&h->lock);
+	events_settle(h); /* staged copies too: no copy into a removed range */
 	if (!jp->staged_done) {
 		uint64_t first, count;
 		int found = vswap_store_next_staged_run(h->store, jp->cursor, h->total_pages,
@@ -281,7 +288,10 @@ static int64_t swap_in_chunk(struct vswap_handler *h, int *status, struct vswap_
 						 h->opts.chunk_pages, &first, &count) > 0)
 			n = swap_in_file(h, first, count, status, rd);
 	}
+	events_release(h);
 	pthread_mutex_unlock(&h->lock);
+	if (jp->staged_done && h->swap_in_hook)
+		h->swap_in_hook(h->swap_in_hook_ctx, SWAP_IN_HOOK_COPIED);
 	return n;
 }
 

@@ -1,33 +1,106 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Swap-out, a chunk at a time on the monitor thread whenever no event is
- * pending.  A chunk is the next run of staged pages (at most chunk_pages)
- * written with one vswap_store_write().  Its staging copy is freed only
- * after the commit that made the write durable, so a crash in between still
- * finds every page in staging; in BATCH mode that commit is grouped every
- * SWAP_OUT_GROUP_BYTES and at the end.
+ * Swap-out, on the job thread: the pages to write (staged pages in copy
+ * mode, the protected pages of guest memory in protect mode) go to the swap
+ * file in batches of up to chunk_pages pages, SWAP_OUT_WRITES batches in
+ * flight at once, while the monitor serves faults.  Nothing slow happens
+ * under h->lock: a batch is gathered and its slots reserved under it
+ * (vswap_store_write_begin()), written and hashed without it, and ended
+ * under it again (vswap_store_write_end()); the commits that make the
+ * batches durable run on the commit thread (committer_ticket()), so no fault
+ * waits for an fsync.
+ *
+ * A batch gathers the chunk's scattered pages: its fresh slots are
+ * consecutive where the file has room, so one vectored write (one iovec per
+ * run of pages adjacent in memory) carries a chunk of every fourth page as
+ * well as a contiguous one.
+ *
+ * Ordering, and why it keeps the invariants:
+ *   - A page's staging copy (copy mode) is cleared, and a page leaves guest
+ *     memory (protect mode), only after a commit that began after its batch
+ *     ended landed (invariants 1 and 5; the protect rule in protect.c).
+ *   - The bytes of a page may change while its write is in flight: a fault
+ *     serves a staged page and the guest writes it, a write-protect fault
+ *     lets a guest write through, a remove event drops it.  Each of those
+ *     makes a state call on the page under h->lock, which cancels the page
+ *     in the store's write (vswap_store_write_end() leaves it as that call
+ *     made it and frees its new slot), so a page made present always has the
+ *     checksum of the bytes its slot holds.  A page still in flight at the
+ *     end was not changed: in protect mode its bit was set all along, and
+ *     no guest write passes a set bit.
+ *   - Slots are fresh, never a page's own stale slot: an old copy the index
+ *     names is never overwritten by a write that may be abandoned.
+ *   - Abort (enable, disable, exit, detach): no new batch; the ones in
+ *     flight end; what ended is committed and cleaned like at the end.
+ *   - A failed write (ENOSPC ...) gives back its slots; the other batches in
+ *     flight end; what ended is committed and cleaned, and the job fails
+ *     (Failed): the pages not written are still staged or resident.
+ * In BATCH and NONE durability a commit is asked for every
+ * SWAP_OUT_GROUP_BYTES written, while the next batches go on; in FULL, after
+ * every batch.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "handler/internal.h"
+#include "util/array.h"
 
-static int unclean_push(struct monitor *m, uint64_t first, uint64_t count)
+/* Batches in flight at most. */
+#define SWAP_OUT_WRITES 4u
+/* Runs of pages adjacent in memory one batch gathers at most (iovecs). */
+#define SWAP_OUT_IOVS 256u
+
+/* One vectored write: the pages [p0, p0+n) of its batch, consecutive slots. */
+struct out_req {
+	uint32_t p0, n;
+	unsigned iov0, niov;
+	uint64_t off;
+	uint32_t len, done;
+	int err; /* the error that stopped it short of @len */
+};
+
+struct out_batch {
+	bool busy;
+	bool alias; /* protect mode: from guest memory, else staging */
+	int fd;
+	uint32_t count;
+	uint64_t *pages, *slots, *sums;
+	int *status; /* per page: written (0) or why not */
+	struct iovec *iov;
+	unsigned niov;
+	struct out_req *reqs;
+	unsigned nreqs, pending;
+	int result;
+};
+
+struct swap_out {
+	struct vswap_handler *h;
+	struct io_uring ring;
+	bool have_ring;
+	struct out_batch b[SWAP_OUT_WRITES];
+	unsigned busy;
+	bool staged_phase; /* protect mode: the protected pages are all gathered */
+	bool full;	   /* FULL durability: a commit after every batch */
+	/* runs ended, not yet in a commit's ticket; runs whose commit is asked */
+	struct run *committing;
+	size_t ncommitting, cap_committing;
+	bool waiting;
+	uint64_t ticket;
+	int error;
+};
+
+static int runs_push(struct run **v, size_t *n, size_t *cap, uint64_t first, uint64_t count)
 {
-	if (m->nunclean &&
-	    m->unclean[m->nunclean - 1].first + m->unclean[m->nunclean - 1].count == first) {
-		m->unclean[m->nunclean - 1].count += count;
+	if (*n && (*v)[*n - 1].first + (*v)[*n - 1].count == first) {
+		(*v)[*n - 1].count += count;
 		return 0;
 	}
-	if (m->nunclean == m->cap_unclean) {
-		unsigned cap = m->cap_unclean ? m->cap_unclean * 2 : 16;
-		struct run *v = realloc(m->unclean, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		m->unclean = v;
-		m->cap_unclean = cap;
-	}
-	m->unclean[m->nunclean++] = (struct run){first, count};
+	if (ARRAY_RESERVE(*v, *cap, *n + 1, 16) < 0)
+		return -ENOMEM;
+	(*v)[(*n)++] = (struct run){first, count};
 	return 0;
 }
 
@@ -55,80 +128,445 @@ static void clear_written(struct vswap_handler *h, uint64_t first, uint64_t coun
 	}
 }
 
+/* After the commit of @v: the staging copies can go, of the pages whose
+ * current copy is still the one written (a page faulted in since is stale,
+ * and keeps what it has); protect mode notes its pages for removal.  Lock
+ * held. */
+static void clean_runs(struct vswap_handler *h, const struct run *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		clear_written(h, v[i].first, v[i].count);
+		protect_remove_written(h, v[i].first, v[i].count);
+	}
+}
+
+static void after_commit(struct vswap_handler *h)
+{
+	if (h->swap_out_hook)
+		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_COMMITTED);
+	/* Protect mode: the committed pages leave guest memory on the pool
+	 * while the next batches are written. */
+	protect_remove_start(h);
+}
+
 int swap_out_flush(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
 	pthread_mutex_lock(&h->lock);
 	int rc = vswap_store_commit(h->store);
 	if (rc == 0) {
-		/* Durable now: the staging copies can go, of the pages whose
-		 * current copy is still the one written.  A page faulted in
-		 * since (stale), and perhaps changed and staged again by a
-		 * later enable, keeps its staging copy: a run can outlive a
-		 * failed commit. */
-		for (unsigned i = 0; i < m->nunclean; i++) {
-			clear_written(h, m->unclean[i].first, m->unclean[i].count);
-			protect_remove_written(h, m->unclean[i].first, m->unclean[i].count);
-		}
+		clean_runs(h, m->unclean, m->nunclean);
 		m->nunclean = 0;
 		m->unclean_pages = 0;
 	}
 	pthread_mutex_unlock(&h->lock);
-	if (h->swap_out_hook)
-		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_COMMITTED);
-	/* Protect mode: the committed pages leave guest memory on the pool
-	 * while this thread writes the next ones. */
-	protect_remove_start(h);
+	after_commit(h);
 	return rc;
 }
 
-int64_t swap_out_chunk(struct vswap_handler *h)
+/* ---- commits ------------------------------------------------------------- */
+
+/* Ask for the commit of every run ended so far (lock not held). */
+static void commit_ask(struct swap_out *so)
+{
+	struct vswap_handler *h = so->h;
+	struct monitor *m = &h->m;
+	for (size_t i = 0; i < m->nunclean; i++)
+		if (runs_push(&so->committing, &so->ncommitting, &so->cap_committing,
+			      m->unclean[i].first, m->unclean[i].count) < 0) {
+			so->error = so->error ? so->error : -ENOMEM;
+			return; /* those stay in m->unclean for the last flush */
+		}
+	m->nunclean = 0;
+	m->unclean_pages = 0;
+	so->ticket = committer_ticket(h);
+	so->waiting = true;
+}
+
+/* The commit asked for: with @wait, waits for it.  Cleans what it covered. */
+static int commit_reap(struct swap_out *so, bool wait)
+{
+	struct vswap_handler *h = so->h;
+	if (!so->waiting)
+		return 0;
+	int rc = committer_result(h, so->ticket, wait);
+	if (rc == -EINPROGRESS)
+		return 0;
+	so->waiting = false;
+	if (rc < 0) {
+		/* Nothing cleared: every page of those runs is still staged
+		 * or resident, and written again by the next swap-out. */
+		so->ncommitting = 0;
+		return rc;
+	}
+	pthread_mutex_lock(&h->lock);
+	clean_runs(h, so->committing, so->ncommitting);
+	pthread_mutex_unlock(&h->lock);
+	so->ncommitting = 0;
+	after_commit(h);
+	return 0;
+}
+
+/* ---- batches --------------------------------------------------------------- */
+
+static const uint8_t *page_src(struct vswap_handler *h, const struct out_batch *b, uint64_t p)
+{
+	if (!b->alias)
+		return staging_ptr(h, p);
+	const struct hregion *r = region_of_page(h, p);
+	return r->alias + ((p - r->first) << h->page_shift);
+}
+
+/* Staged pages from the cursor on: up to @max, in at most @max_runs runs;
+ * lock held. */
+static uint32_t gather_staged(struct vswap_handler *h, uint64_t *pages, uint32_t max,
+			      unsigned max_runs)
 {
 	struct monitor *m = &h->m;
-	uint64_t first, count;
+	uint32_t n = 0;
+	for (unsigned runs = 0; n < max && runs < max_runs; runs++) {
+		uint64_t first, count;
+		int found = vswap_store_next_staged_run(h->store, m->out_cursor, h->total_pages,
+							max - n, &first, &count);
+		if (found <= 0)
+			break;
+		for (uint64_t p = first; p < first + count; p++)
+			pages[n++] = p;
+		m->out_cursor = first + count;
+	}
+	return n;
+}
+
+/* Split the batch into writes of consecutive slots, each a list of iovecs
+ * over the runs of pages adjacent in memory. */
+static void batch_plan(struct vswap_handler *h, struct out_batch *b)
+{
+	b->nreqs = b->niov = 0;
+	for (uint32_t i = 0; i < b->count;) {
+		struct out_req *q = &b->reqs[b->nreqs++];
+		*q = (struct out_req){.p0 = i,
+				      .iov0 = b->niov,
+				      .off = vswap_store_slot_offset(h->store, b->slots[i])};
+		const uint8_t *last = NULL;
+		uint32_t j = i;
+		while (j < b->count && (j == i || b->slots[j] == b->slots[j - 1] + 1)) {
+			const uint8_t *src = page_src(h, b, b->pages[j]);
+			if (last && src == last + h->page_size) {
+				b->iov[b->niov - 1].iov_len += h->page_size;
+			} else {
+				if (b->niov - q->iov0 == IOV_MAX)
+					break;
+				b->iov[b->niov++] = (struct iovec){(void *)src, h->page_size};
+			}
+			last = src;
+			j++;
+		}
+		q->n = j - i;
+		q->niov = b->niov - q->iov0;
+		q->len = q->n << h->page_shift;
+		i = j;
+	}
+}
+
+/* The rest of a write the ring cut short (or refused with EAGAIN),
+ * synchronously: rare. */
+static int req_finish_sync(const struct out_batch *b, struct out_req *q)
+{
+	while (q->done < q->len) {
+		/* Skip the iovecs already written. */
+		unsigned k = q->iov0;
+		size_t skip = q->done;
+		while (skip >= b->iov[k].iov_len) {
+			skip -= b->iov[k].iov_len;
+			k++;
+		}
+		ssize_t w = pwrite(b->fd, (const uint8_t *)b->iov[k].iov_base + skip,
+				   b->iov[k].iov_len - skip, (off_t)(q->off + q->done));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		if (w == 0)
+			return -EIO;
+		q->done += (uint32_t)w;
+	}
+	return 0;
+}
+
+static void batch_req_done(struct out_batch *b, struct out_req *q, int res)
+{
+	if (res == -EAGAIN || res == -EINTR)
+		res = 0;
+	if (res < 0) {
+		q->err = res;
+	} else {
+		q->done += (uint32_t)res;
+		if (q->done < q->len) /* short: a full disk says so now */
+			q->err = req_finish_sync(b, q);
+	}
+	if (q->err && !b->result)
+		b->result = q->err;
+	b->pending--;
+}
+
+static void batch_submit(struct swap_out *so, unsigned bi)
+{
+	struct out_batch *b = &so->b[bi];
+	b->pending = b->nreqs;
+	b->result = 0;
+	unsigned queued = 0;
+	for (unsigned r = 0; r < b->nreqs; r++) {
+		struct out_req *q = &b->reqs[r];
+		struct io_uring_sqe *sqe = so->have_ring ? io_uring_get_sqe(&so->ring) : NULL;
+		if (!sqe) {
+			if (so->have_ring && queued) { /* the ring is full: push it on */
+				io_uring_submit(&so->ring);
+				queued = 0;
+				sqe = io_uring_get_sqe(&so->ring);
+			}
+			if (!sqe) {
+				batch_req_done(b, q, 0); /* 0 bytes: all of it by hand */
+				continue;
+			}
+		}
+		io_uring_prep_writev(sqe, b->fd, &b->iov[q->iov0], q->niov, q->off);
+		io_uring_sqe_set_data64(sqe, (uint64_t)bi << 32 | r);
+		queued++;
+	}
+	if (queued && io_uring_submit(&so->ring) < 0) {
+		/* Not submitted: nothing will complete them; by hand. */
+		for (unsigned r = 0; r < b->nreqs; r++)
+			if (b->reqs[r].done == 0)
+				batch_req_done(b, &b->reqs[r], 0);
+	}
+}
+
+/* Gather and submit one batch; 0 when nothing is left to write. */
+static int batch_start(struct swap_out *so, unsigned bi)
+{
+	struct vswap_handler *h = so->h;
+	struct out_batch *b = &so->b[bi];
+	uint32_t max = h->opts.chunk_pages;
 	pthread_mutex_lock(&h->lock);
+	uint32_t n = 0;
 	/* Protect mode: the protected pages first, from guest memory; then
 	 * what staging holds (a store left by a copy-mode handler). */
-	int64_t w = protect_write_run(h, &first);
-	if (w != 0) {
-		int rc = w < 0 ? (int)w : unclean_push(m, first, (uint64_t)w);
-		if (w > 0)
-			m->unclean_pages += (uint64_t)w;
-		pthread_mutex_unlock(&h->lock);
-		if (rc < 0)
-			return rc;
+	if (!so->staged_phase) {
+		n = protect_gather(h, b->pages, max, SWAP_OUT_IOVS);
+		if (n == 0)
+			so->staged_phase = true;
+	}
+	b->alias = n > 0;
+	if (n == 0)
+		n = gather_staged(h, b->pages, max, SWAP_OUT_IOVS);
+	int rc = n ? vswap_store_write_begin(h->store, b->pages, n, b->slots, &b->fd) : 0;
+	pthread_mutex_unlock(&h->lock);
+	if (n == 0 || rc < 0)
+		return rc;
+	b->count = n;
+	b->busy = true;
+	so->busy++;
+	batch_plan(h, b);
+	batch_submit(so, bi);
+	/* Hashed while the writes are in flight.  The bytes may change
+	 * meanwhile only for a page whose write the change cancels. */
+	for (uint32_t i = 0; i < n; i++)
+		b->sums[i] =
+		    vswap_store_page_checksum(h->store, b->pages[i], page_src(h, b, b->pages[i]));
+	if (h->swap_out_hook)
+		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_IN_FLIGHT);
+	return 1;
+}
+
+/* A batch whose writes all completed: ended in the store, its runs noted
+ * for the commit. */
+static int batch_end(struct swap_out *so, struct out_batch *b)
+{
+	struct vswap_handler *h = so->h;
+	struct monitor *m = &h->m;
+	pthread_mutex_lock(&h->lock);
+	/* A page is written when its write got past its last byte: the
+	 * pages before a full disk's cut count. */
+	for (unsigned r = 0; r < b->nreqs; r++) {
+		const struct out_req *q = &b->reqs[r];
+		for (uint32_t k = 0; k < q->n; k++)
+			b->status[q->p0 + k] = (uint64_t)(k + 1) << h->page_shift <= q->done ? 0
+					       : q->err ? q->err
+							: -EIO;
+	}
+	int made =
+	    vswap_store_write_end(h->store, b->pages, b->count, b->slots, b->sums, b->status);
+	/* Every page that is present now is committed and cleaned with the
+	 * rest, even when others of the batch failed. */
+	int rc = 0;
+	uint32_t written = 0;
+	for (uint32_t i = 0; rc == 0 && i < b->count; i++)
+		if (b->status[i] == 0) {
+			rc = runs_push(&m->unclean, &m->nunclean, &m->cap_unclean, b->pages[i], 1);
+			written++;
+		}
+	m->unclean_pages += written;
+	if (made < 0 && rc == 0)
+		rc = made;
+	pthread_mutex_unlock(&h->lock);
+	b->busy = false;
+	so->busy--;
+	m->out_pages += written;
+	if (rc == 0) {
+		pthread_mutex_lock(&h->slock);
+		h->trans = (struct vswap_transition){m->out_pages, now_ms() - m->out_t0_ms};
+		pthread_mutex_unlock(&h->slock);
 		if (h->swap_out_hook)
 			h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_WRITTEN);
-		if (m->unclean_pages << h->page_shift >= SWAP_OUT_GROUP_BYTES &&
-		    (rc = swap_out_flush(h)) < 0)
-			return rc;
-		return w;
 	}
-	int found = vswap_store_next_staged_run(h->store, m->out_cursor, h->total_pages,
-						h->opts.chunk_pages, &first, &count);
-	if (found <= 0) {
-		pthread_mutex_unlock(&h->lock);
-		if (found < 0)
-			return found;
-		int rc = swap_out_flush(h);
-		protect_remove_wait(h); /* Active: the pages are out of memory */
-		return rc < 0 ? rc : 0;
+	return rc;
+}
+
+/* Wait for one completion (or, without a ring, nothing is in flight) and
+ * end the batches it completes. */
+static int reap(struct swap_out *so)
+{
+	int rc = 0;
+	if (so->have_ring) {
+		struct io_uring_cqe *cqe;
+		int w = io_uring_wait_cqe(&so->ring, &cqe);
+		if (w < 0 && w != -EINTR && w != -EAGAIN)
+			return w; /* the ring is broken: fatal for this swap-out */
+		unsigned head, seen = 0;
+		io_uring_for_each_cqe(&so->ring, head, cqe)
+		{
+			unsigned bi = (unsigned)(cqe->user_data >> 32);
+			unsigned r = (unsigned)(cqe->user_data & 0xffffffffu);
+			batch_req_done(&so->b[bi], &so->b[bi].reqs[r], cqe->res);
+			seen++;
+		}
+		io_uring_cq_advance(&so->ring, seen);
 	}
-	/* The staging file is one mapping over all regions, so a run may
-	 * cross a region boundary: the store only sees page numbers. */
-	int rc = vswap_store_write(h->store, first, (uint32_t)count, staging_ptr(h, first));
-	if (rc == 0) {
-		m->out_cursor = first + count;
-		rc = unclean_push(m, first, count);
-		m->unclean_pages += count;
+	for (unsigned i = 0; i < SWAP_OUT_WRITES; i++) {
+		struct out_batch *b = &so->b[i];
+		if (b->busy && b->pending == 0) {
+			int e = batch_end(so, b);
+			if (e < 0 && !rc)
+				rc = e;
+		}
 	}
+	return rc;
+}
+
+static void so_free(struct swap_out *so)
+{
+	for (unsigned i = 0; i < SWAP_OUT_WRITES; i++) {
+		free(so->b[i].pages);
+		free(so->b[i].slots);
+		free(so->b[i].sums);
+		free(so->b[i].status);
+		free(so->b[i].iov);
+		free(so->b[i].reqs);
+	}
+	free(so->committing);
+	if (so->have_ring)
+		io_uring_queue_exit(&so->ring);
+}
+
+static int so_init(struct swap_out *so, struct vswap_handler *h)
+{
+	*so = (struct swap_out){.h = h, .staged_phase = !h->wp.active};
+	struct vswap_store_info si;
+	pthread_mutex_lock(&h->lock);
+	so->full = vswap_store_info(h->store, &si) == 0 && si.durability == VSWAP_DURABILITY_FULL;
 	pthread_mutex_unlock(&h->lock);
-	if (rc < 0)
-		return rc;
-	if (m->unclean_pages << h->page_shift >= SWAP_OUT_GROUP_BYTES) {
-		rc = swap_out_flush(h);
-		if (rc < 0)
-			return rc;
+	size_t n = h->opts.chunk_pages;
+	for (unsigned i = 0; i < SWAP_OUT_WRITES; i++) {
+		struct out_batch *b = &so->b[i];
+		b->pages = malloc(n * sizeof(*b->pages));
+		b->slots = malloc(n * sizeof(*b->slots));
+		b->sums = malloc(n * sizeof(*b->sums));
+		b->status = malloc(n * sizeof(*b->status));
+		b->iov = malloc(n * sizeof(*b->iov));
+		b->reqs = malloc(n * sizeof(*b->reqs));
+		if (!b->pages || !b->slots || !b->sums || !b->status || !b->iov || !b->reqs)
+			return -ENOMEM;
 	}
-	return (int64_t)count;
+	/* Without io_uring (refused by sysctl or seccomp) every batch is
+	 * written synchronously here: still off the monitor. */
+	so->have_ring = io_uring_queue_init(64, &so->ring, 0) == 0;
+	return 0;
+}
+
+int swap_out_job(struct job *j, void *arg)
+{
+	struct vswap_handler *h = arg;
+	struct monitor *m = &h->m;
+	struct swap_out so;
+	int rc = so_init(&so, h);
+	bool more = rc == 0;
+	while (rc == 0 && (more || so.busy)) {
+		while (more && so.busy < SWAP_OUT_WRITES && !job_aborted(j) && !so.error) {
+			unsigned bi = 0;
+			while (so.b[bi].busy)
+				bi++;
+			int s = batch_start(&so, bi);
+			if (s < 0)
+				so.error = s;
+			more = s > 0;
+			/* Without a ring the batch is written: end it now. */
+			if (!so.have_ring)
+				break;
+		}
+		if (job_aborted(j) || so.error)
+			more = false;
+		if (so.busy) {
+			int e = reap(&so);
+			if (e < 0) {
+				so.error = so.error ? so.error : e;
+				if (e != -ENOMEM && so.have_ring && so.busy)
+					break; /* the ring is gone: its batches with it */
+			}
+		}
+		/* A commit per SWAP_OUT_GROUP_BYTES (FULL: per batch), the
+		 * writes going on meanwhile; at most one waited for. */
+		int c = commit_reap(&so, false);
+		if (c < 0 && !so.error)
+			so.error = c;
+		bool due = so.full ? m->nunclean > 0
+				   : m->unclean_pages << h->page_shift >= SWAP_OUT_GROUP_BYTES;
+		if (due && !so.error) {
+			if (so.waiting && (c = commit_reap(&so, true)) < 0)
+				so.error = c;
+			else
+				commit_ask(&so);
+		}
+		if (h->job_hook && !job_aborted(j))
+			h->job_hook(h->job_hook_ctx);
+	}
+	/* Every write has ended (or the ring broke with some in flight: their
+	 * batches never end, their pages keep their state).  What ended is
+	 * committed, and its staging or guest copy goes. */
+	int c = commit_reap(&so, true);
+	if (c < 0 && !so.error)
+		so.error = c;
+	if (!so.error && m->nunclean) {
+		commit_ask(&so);
+		if ((c = commit_reap(&so, true)) < 0)
+			so.error = c;
+	}
+	if (so.error && rc == 0)
+		rc = so.error;
+	/* A broken ring's batches: the ring's exit waits for their writes,
+	 * then they end as failed (their slots back, their pages unchanged). */
+	if (so.have_ring && so.busy) {
+		io_uring_queue_exit(&so.ring);
+		so.have_ring = false;
+		for (unsigned i = 0; i < SWAP_OUT_WRITES; i++)
+			if (so.b[i].busy) {
+				for (unsigned r = 0; r < so.b[i].nreqs; r++) {
+					so.b[i].reqs[r].done = 0;
+					so.b[i].reqs[r].err = -EIO;
+				}
+				batch_end(&so, &so.b[i]);
+			}
+	}
+	so_free(&so);
+	protect_remove_wait(h); /* Active: the pages are out of memory */
+	return rc;
 }

@@ -108,18 +108,26 @@ int trim_job(struct job *j, void *arg)
 	bool wp_done = !h->wp.active;
 	int rc = 0;
 	while (!job_aborted(j)) {
+		struct protect_trim pt = {0};
 		pthread_mutex_lock(&h->lock);
 		b.nclean = 0;
-		/* Protect mode: the protected pages in place first (the batch
-		 * commits and removes itself), then what staging holds. */
-		int64_t n = wp_done ? trim_batch(h, &b) : protect_trim_batch(h, &wp_cursor);
+		/* Protect mode: the protected pages in place first, then what
+		 * staging holds. */
+		int64_t n = wp_done ? trim_batch(h, &b) : protect_trim_batch(h, &wp_cursor, &pt);
 		if (n == -1 && !wp_done) {
 			wp_done = true;
 			n = 0;
 		}
-		rc = vswap_store_commit(h->store);
+		pthread_mutex_unlock(&h->lock);
+		/* The batch's records committed on the commit thread, without
+		 * the lock: faults go on meanwhile. */
+		rc = committer_result(h, committer_ticket(h), true);
+		pthread_mutex_lock(&h->lock);
+		/* A clean page's staging copy goes only now; one a fault took
+		 * meanwhile is unstaged already (the clear does nothing). */
 		for (unsigned i = 0; rc == 0 && i < b.nclean; i++)
 			vswap_store_stage_clear(h->store, b.clean[i].first, b.clean[i].count);
+		protect_trim_remove(h, &pt, rc == 0);
 		pthread_mutex_unlock(&h->lock);
 		if (n < -1)
 			rc = (int)n;

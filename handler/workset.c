@@ -257,7 +257,11 @@ static void *prefetch_main(void *arg)
 			uint32_t pages = (uint32_t)(win[k + run - 1] - win[k] + 1);
 
 			pthread_mutex_lock(&h->lock);
+			/* No copy into a range a remove event read but not yet
+			 * applied lets its remover punch (events_settle()). */
+			events_settle(h);
 			fetch_locked(h, w, win[k], pages);
+			events_release(h);
 			pthread_mutex_unlock(&h->lock);
 			k += run;
 		}

@@ -538,8 +538,8 @@ static int load_meta(struct vswap_store *s, MDB_txn *txn, const char *staging_di
 
 /* Call @fn for every entry of a believed record, or once for one that is
  * not (fault set, the group its key names). */
-static int walk_group(struct vswap_store *s, const MDB_val *key, const MDB_val *val,
-		      vswap_page_record_fn fn, void *ctx)
+int index_walk_group(struct vswap_store *s, const MDB_val *key, const MDB_val *val,
+		     vswap_page_record_fn fn, void *ctx)
 {
 	uint64_t kg = 0;
 	struct group_view g;
@@ -585,6 +585,7 @@ static int walk_group(struct vswap_store *s, const MDB_val *key, const MDB_val *
  * 0 if the group has no record. */
 static size_t encode_group(const struct vswap_store *s, uint64_t g, uint8_t *buf)
 {
+	/* A changed group was loaded before it changed (index_need()). */
 	uint64_t mask = 0;
 	uint8_t *p = buf + group_encode_begin(buf, g);
 	uint64_t first = g * GROUP_PAGES;
@@ -683,7 +684,7 @@ static int load_groups(struct vswap_store *s, MDB_txn *txn)
 	int ret = 0;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && !ret;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-		ret = walk_group(s, &k, &v, load_record, &lc);
+		ret = index_walk_group(s, &k, &v, load_record, &lc);
 	mdb_cursor_close(cur);
 	if (!ret && rc != MDB_NOTFOUND)
 		ret = mdb_to_errno(rc);
@@ -750,21 +751,31 @@ static int load_staging(struct vswap_store *s, MDB_txn *txn)
 	return rc == MDB_NOTFOUND ? 0 : mdb_to_errno(rc);
 }
 
-int index_load(struct vswap_store *s, const char *staging_dir)
+/*
+ * The meta records, then the staging records and (unless @lazy) the page
+ * groups.  @lazy: the groups load behind the open (lazy.c) once this read
+ * transaction has ended; an index without page-group records needs none.
+ */
+int index_load(struct vswap_store *s, const char *staging_dir, bool lazy)
 {
 	MDB_txn *txn;
 	int ret = begin(s, MDB_RDONLY, &txn);
 	if (ret)
 		return ret;
 	ret = load_meta(s, txn, staging_dir);
+	MDB_stat st = {0};
 	if (!ret && s->total_pages) {
 		ret = tables_alloc(s);
-		if (!ret)
+		if (!ret && lazy)
+			ret = mdb_to_errno(mdb_stat(txn, s->dbi_pages, &st));
+		if (!ret && !lazy)
 			ret = load_groups(s, txn);
 		if (!ret)
 			ret = load_staging(s, txn);
 	}
 	mdb_txn_abort(txn);
+	if (!ret && lazy && st.ms_entries)
+		ret = loader_start(s);
 	return ret;
 }
 
@@ -936,6 +947,10 @@ int index_commit(struct vswap_store *s)
 		if (rc != MDB_MAP_FULL)
 			return mdb_to_errno(rc);
 		uint64_t grown = s->map_size * 2;
+		/* LMDB resizes only with no transaction open in the process:
+		 * the lazy load's ends first. */
+		if ((rc = index_need_all(s)))
+			return rc;
 		rc = mdb_env_set_mapsize(s->env, grown);
 		if (rc) {
 			store_log(s, VSWAP_LOG_ERROR,
@@ -966,7 +981,7 @@ int vswap_store_foreach_page(struct vswap_store *s, vswap_page_record_fn fn, voi
 	MDB_val k, v;
 	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && !ret;
 	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-		ret = walk_group(s, &k, &v, fn, ctx);
+		ret = index_walk_group(s, &k, &v, fn, ctx);
 	mdb_cursor_close(cur);
 	mdb_txn_abort(txn);
 	if (!ret && rc != MDB_NOTFOUND)
@@ -1074,6 +1089,9 @@ int vswap_store_drop_group(struct vswap_store *s, uint64_t group)
 {
 	if (s->read_only)
 		return -EROFS;
+	int need = index_need_all(s);
+	if (need)
+		return need;
 	/* Pages of the group inside the regions: forget them in memory too. */
 	for (uint64_t p = group * GROUP_PAGES; p < (group + 1) * GROUP_PAGES && p < s->total_pages;
 	     p++) {

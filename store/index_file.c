@@ -15,10 +15,10 @@
  *                 u16 flags, u16 depth, u64 branch, leaf, overflow pages,
  *                 u64 entries, u64 root), u64 last page, u64 txnid
  *
- * Meta page 0 is at offset 0, meta page 1 at one LMDB page size.  The
- * checks cover what LMDB reads before it can report an error of its own;
- * what lies within the file is LMDB's to judge (MDB_CORRUPTED and such),
- * and the records' own checks judge what it returns.
+ * Meta page 0 is at offset 0, meta page 1 at one LMDB page size.  Then
+ * the B-trees the meta page in use names are walked and bounded
+ * (store/lmdb_check.c): LMDB trusts what lies within the file too.  The
+ * records' own checks judge what LMDB returns.
  */
 #include <endian.h>
 #include <errno.h>
@@ -140,6 +140,8 @@ int index_file_check(struct vswap_store *s)
 				  (unsigned long long)st.st_size,
 				  m[i].last_pg >= ((uint64_t)1 << 48) ? ~0ull : need);
 	}
+	if (!ret)
+		ret = index_lmdb_check(s, fd, (uint64_t)st.st_size);
 	close(fd);
 	return ret;
 }

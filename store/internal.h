@@ -4,7 +4,9 @@
 #define VSWAP_STORE_INTERNAL_H
 
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <sys/types.h>
 #include <vswap/store.h>
 
@@ -108,6 +110,12 @@ struct commit_snap {
 	bool cached, meta;
 	uint64_t pending;
 	int sync_failed; /* the write's data sync failed: sticky at the end */
+	/* Staging bytes the landed commit lets go, punched by
+	 * vswap_store_commit_punch() without the caller's lock: runs of pages
+	 * unstaged at the end; none may be staged again until the punch is
+	 * over (@punch_due: vswap_store_stage_mark() says -EBUSY). */
+	struct range_vec punch;
+	atomic_bool punch_due;
 };
 
 struct vswap_store {
@@ -187,9 +195,32 @@ struct vswap_store {
 
 	struct vswap_io io;
 	struct commit_snap snap;
+
+	/* Opened with lazy_index: the page groups load behind the open
+	 * (lazy.c); NULL once closing, or for an eager open. */
+	struct index_loader *loader;
+	bool load_held; /* tests: the walk starts held (loader_release()) */
+
+	/* Split writes (vswap_store_write_begin/_end): a bit per page in
+	 * flight, cleared by any state call on the page (wflight_cancel()). */
+	uint64_t *wflight;
+	uint64_t wflight_pages; /* pages @wflight covers */
+	unsigned writes_inflight;
+	/* Stale slots rewritten in place by split writes in flight: a commit
+	 * that frees one meanwhile leaves it used (@due) until the write's end
+	 * releases it, so it is never reused under a write. */
+	struct wpin {
+		uint64_t slot;
+		bool due, gone;
+	} *wpins;
+	size_t nwpins, cap_wpins;
 };
 
 /* store.c: handles and the store's files */
+#define STORE_OPEN_LOCK 1u	/* take the store's flock (every open but destroy's) */
+#define STORE_OPEN_LOAD_HELD 2u /* tests: a lazy load's walk waits for loader_release() */
+int store_open_flags(const char *path, const struct vswap_store_opts *opts, unsigned flags,
+		     struct vswap_store **out);
 struct vswap_store *handle_new(const char *path, const struct vswap_store_opts *opts);
 void handle_free(struct vswap_store *s);
 int lock_store(struct vswap_store *s);
@@ -223,13 +254,67 @@ const struct vswap_page_record *leftout_find(const struct vswap_store *s, uint64
 int index_file_check(struct vswap_store *s);
 int index_lock_file_prepare(struct vswap_store *s);
 
+/* lazy.c: the page groups loaded behind the open (lazy_index) */
+int loader_start(struct vswap_store *s);
+void loader_stop(struct vswap_store *s);
+int loader_need(const struct vswap_store *s, uint64_t first, uint64_t count);
+int loader_need_all(const struct vswap_store *s);
+bool loader_done(const struct vswap_store *s);
+int loader_absorb(struct vswap_store *s);
+void loader_counts(const struct vswap_store *s, uint64_t *present, uint64_t *stale, uint64_t *lost);
+bool loader_found_damage(const struct vswap_store *s);
+/* Tests: let a walk opened held (STORE_OPEN_LOAD_HELD) go. */
+void loader_release(struct vswap_store *s);
+
+/*
+ * Before a call reads or changes the tables of pages [first, first+count):
+ * their groups are loaded (at once when the store loads eagerly or the
+ * groups are in memory already).  -ECHILD in a forked child.
+ */
+static inline int index_need(const struct vswap_store *s, uint64_t first, uint64_t count)
+{
+	return s->loader ? loader_need(s, first, count) : 0;
+}
+/* Before a call that needs every group (the slot allocator, the counts). */
+static inline int index_need_all(const struct vswap_store *s)
+{
+	return s->loader ? loader_need_all(s) : 0;
+}
+
+/* lmdb_check.c: LMDB's pages bounded before LMDB maps the file (on @fd, of
+ * @file_size bytes, its meta pages already checked): 0, or -EUCLEAN with a
+ * message naming the page and what is wrong with it. */
+int index_lmdb_check(const struct vswap_store *s, int fd, uint64_t file_size);
+/*
+ * The same walk with the leaves of the `pages` database left for later (a
+ * lazily loaded index): everything else is checked now, the leaves' page
+ * numbers are claimed from the branch pages (so the free list is checked
+ * against every live page) and their key bounds kept.  Then
+ * index_lmdb_check_key() checks the one leaf a key lands on (before LMDB
+ * looks the key up), index_lmdb_check_rest() every leaf not yet checked and
+ * the entry count.  Both return 0 or -EUCLEAN (logged), as the full walk.
+ * The handle describes the file as it is now: every leaf must be checked
+ * (index_lmdb_check_rest() returned 0) before the first LMDB write
+ * transaction and before any LMDB cursor over `pages`; after a commit the
+ * handle is stale and may only be freed.  The handle keeps the file mapped
+ * until it is freed.
+ */
+struct lmdb_deferred;
+int index_lmdb_check_deferred(const struct vswap_store *s, int fd, uint64_t file_size,
+			      struct lmdb_deferred **out);
+int index_lmdb_check_key(struct lmdb_deferred *d, const void *key, size_t klen);
+int index_lmdb_check_rest(struct lmdb_deferred *d);
+void index_lmdb_deferred_free(struct lmdb_deferred *d);
+
 /* index.c: the LMDB environment */
 int index_open(struct vswap_store *s, bool create);
 int index_identify(const struct vswap_store *s, uint8_t uuid[16]);
 int index_put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const void *v, size_t len);
 void index_close(struct vswap_store *s);
 int index_write_meta_initial(struct vswap_store *s);
-int index_load(struct vswap_store *s, const char *staging_dir);
+int index_load(struct vswap_store *s, const char *staging_dir, bool lazy);
+int index_walk_group(struct vswap_store *s, const MDB_val *key, const MDB_val *val,
+		     vswap_page_record_fn fn, void *ctx);
 int index_commit(struct vswap_store *s);
 /* The split commit's halves: encode the dirty groups into s->snap (lock
  * held), put them into s->snap.txn (no lock: touches only the snapshot and
@@ -275,6 +360,8 @@ void staging_close(struct vswap_store *s);
 int staging_punch(struct vswap_store *s, uint64_t first, uint64_t count);
 int staging_punch_unstaged(struct vswap_store *s);
 int staging_punch_ranges(struct vswap_store *s, struct range_vec *v);
+/* The runs of @v's pages not staged now, into @out (emptied first). */
+int staging_unstaged_runs(struct vswap_store *s, const struct range_vec *v, struct range_vec *out);
 int staging_verify_loaded(struct vswap_store *s);
 
 /* The largest request the I/O paths issue: keeps lengths far from the
@@ -284,6 +371,16 @@ int staging_verify_loaded(struct vswap_store *s);
 static inline uint64_t page_sum(const struct vswap_store *s, uint64_t page, const void *buf)
 {
 	return checksum_page(s->seed, page, buf, s->page_size);
+}
+
+/* A state call on [first, first+count): a split write of those pages in
+ * flight must not make them present (vswap_store_write_end()). */
+static inline void wflight_cancel(struct vswap_store *s, uint64_t first, uint64_t count)
+{
+	if (!s->writes_inflight)
+		return;
+	for (uint64_t p = first; p < first + count && p < s->wflight_pages; p++)
+		s->wflight[p / 64] &= ~(1ull << (p % 64));
 }
 
 /* Byte offset of slot @slot in the swap file. */

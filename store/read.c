@@ -42,6 +42,9 @@ static int readable(const struct vswap_store *s, uint64_t page)
 {
 	if (page >= s->total_pages)
 		return -EINVAL;
+	int need = index_need(s, page, 1);
+	if (need)
+		return need;
 	switch (pw_state(s->pages[page])) {
 	case VSWAP_PAGE_NONE:
 		return -ENODATA;
@@ -95,6 +98,9 @@ int vswap_store_read_end(struct vswap_store *s, const struct vswap_read *r, cons
 {
 	if (r->page >= s->total_pages)
 		return -EINVAL;
+	int need = index_need(s, r->page, 1);
+	if (need)
+		return need;
 	/* The same copy still: the same slot and checksum, present or stale.
 	 * Otherwise the slot may have been freed and written for another page
 	 * meanwhile, and its bytes condemn nothing. */
@@ -114,6 +120,9 @@ int vswap_store_read_run(struct vswap_store *s, uint64_t first, uint32_t count, 
 {
 	if (count == 0 || first >= s->total_pages || count > s->total_pages - first)
 		return -EINVAL;
+	int need = index_need(s, first, count);
+	if (need)
+		return need;
 	struct vswap_io_req *reqs = malloc(count * sizeof(*reqs));
 	uint32_t *req_first = malloc(count * sizeof(*req_first));
 	if (!reqs || !req_first) {
@@ -174,6 +183,9 @@ int vswap_store_stale_equals(struct vswap_store *s, uint64_t page, const void *b
 {
 	if (page >= s->total_pages)
 		return -EINVAL;
+	int need = index_need(s, page, 1);
+	if (need)
+		return need;
 	if (pw_state(s->pages[page]) != VSWAP_PAGE_STALE)
 		return 0;
 	/* Most dirty pages differ in their checksum: no read needed. */

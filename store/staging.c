@@ -249,6 +249,8 @@ int staging_verify_loaded(struct vswap_store *s)
 	uint64_t lost = 0, dropped = 0, p = 0, first, count;
 	int ret = 0;
 	while (!ret && vswap_store_next_staged_run(s, p, s->total_pages, RUN, &first, &count)) {
+		if ((ret = index_need(s, first, count)))
+			break;
 		ssize_t k = pread(s->staging_fd, buf, count << s->page_shift,
 				  (off_t)(first << s->page_shift));
 		if (k < 0) {
@@ -342,6 +344,24 @@ int staging_punch_unstaged(struct vswap_store *s)
 }
 
 /* The same for the ranges of @v (a split commit's, set aside at its begin). */
+int staging_unstaged_runs(struct vswap_store *s, const struct range_vec *v, struct range_vec *out)
+{
+	out->n = 0;
+	for (size_t i = 0; i < v->n; i++) {
+		uint64_t p = v->v[i].first, end = p + v->v[i].count;
+		while (p < end) {
+			while (p < end && bit_test(s->staged, p))
+				p++;
+			uint64_t run = p;
+			while (p < end && !bit_test(s->staged, p))
+				p++;
+			if (p > run && range_vec_push(out, run, p - run) != 0)
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
 int staging_punch_ranges(struct vswap_store *s, struct range_vec *v)
 {
 	int ret = 0;

@@ -21,6 +21,9 @@ int vswap_store_page(const struct vswap_store *s, uint64_t page, struct vswap_pa
 {
 	if (page >= s->total_pages)
 		return -EINVAL;
+	int need = index_need(s, page, 1);
+	if (need)
+		return need;
 	uint32_t w = s->pages[page];
 	out->state = pw_state(w);
 	out->staged = bit_test(s->staged, page);
@@ -33,6 +36,12 @@ int64_t vswap_store_mark_stale(struct vswap_store *s, uint64_t first, uint64_t c
 {
 	if (!range_ok(s, first, count))
 		return -EINVAL;
+	int need = index_need(s, first, count);
+	if (need)
+		return need;
+	/* Even a page with nothing to mark: its copy in flight is older than
+	 * what the caller now has (a guest write let through). */
+	wflight_cancel(s, first, count);
 	int64_t n = 0;
 	for (uint64_t p = first; p < first + count; p++) {
 		uint32_t w = s->pages[p];
@@ -47,7 +56,12 @@ int64_t vswap_store_mark_stale(struct vswap_store *s, uint64_t first, uint64_t c
 
 int vswap_store_mark_present(struct vswap_store *s, uint64_t page)
 {
-	if (page >= s->total_pages || pw_state(s->pages[page]) != VSWAP_PAGE_STALE)
+	if (page >= s->total_pages)
+		return -EINVAL;
+	int need = index_need(s, page, 1);
+	if (need)
+		return need;
+	if (pw_state(s->pages[page]) != VSWAP_PAGE_STALE)
 		return -EINVAL;
 	page_set(s, page, pw_make(pw_slot(s->pages[page]), VSWAP_PAGE_PRESENT), s->sums[page]);
 	s->pending_pages++;
@@ -58,6 +72,9 @@ int vswap_store_mark_lost(struct vswap_store *s, uint64_t page)
 {
 	if (page >= s->total_pages)
 		return -EINVAL;
+	int need = index_need(s, page, 1);
+	if (need)
+		return need;
 	uint32_t w = s->pages[page];
 	page_set(s, page, pw_make(pw_slot(w), VSWAP_PAGE_LOST), s->sums[page]);
 	s->pending_pages++;
@@ -68,6 +85,10 @@ int64_t vswap_store_free(struct vswap_store *s, uint64_t first, uint64_t count)
 {
 	if (!range_ok(s, first, count))
 		return -EINVAL;
+	int need = index_need(s, first, count);
+	if (need)
+		return need;
+	wflight_cancel(s, first, count);
 	int64_t n = 0;
 	for (uint64_t p = first; p < first + count; p++) {
 		uint32_t w = s->pages[p];
@@ -84,6 +105,11 @@ int vswap_store_next_present_run(const struct vswap_store *s, uint64_t from, uin
 {
 	if (limit > s->total_pages)
 		limit = s->total_pages;
+	if (from >= limit)
+		return 0;
+	int need = index_need(s, from, limit - from);
+	if (need)
+		return need;
 	uint64_t p = from;
 	while (p < limit && pw_state(s->pages[p]) != VSWAP_PAGE_PRESENT)
 		p++;
@@ -109,14 +135,18 @@ int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count
 		return -EINVAL;
 	/* A split commit holds staging bytes to punch that this could not
 	 * punch first (below). */
-	if (s->snap.active)
+	if (s->snap.active || atomic_load(&s->snap.punch_due))
 		return -EBUSY;
+	int need = index_need(s, first, count);
+	if (need)
+		return need;
 	/* Pages that left staging since the last commit still have their old
 	 * bytes there.  Punch them before anything is staged again: a page
 	 * marked now must hold its new copy or nothing, never an old copy
 	 * under a new record (if its copy never comes, after a failed move). */
 	if (s->unpunched.n)
 		staging_punch_unstaged(s);
+	wflight_cancel(s, first, count);
 	for (uint64_t p = first; p < first + count; p++) {
 		/* A new copy is coming: until its checksum is recorded the
 		 * staged bytes are not to be trusted by a later open. */
@@ -141,6 +171,9 @@ int vswap_store_stage_record_sums(struct vswap_store *s, uint64_t first, uint64_
 	for (uint64_t p = first; p < first + count; p++)
 		if (!bit_test(s->staged, p))
 			return -EINVAL;
+	int need = index_need(s, first, count);
+	if (need)
+		return need;
 	for (uint64_t i = 0; i < count; i++) {
 		bit_set(s->summed, first + i);
 		s->ssums[first + i] = sums[i];
@@ -179,6 +212,10 @@ int vswap_store_stage_clear(struct vswap_store *s, uint64_t first, uint64_t coun
 		return -EROFS;
 	if (!range_ok(s, first, count))
 		return -EINVAL;
+	int need = index_need(s, first, count);
+	if (need)
+		return need;
+	wflight_cancel(s, first, count);
 	bool any = false;
 	for (uint64_t p = first; p < first + count; p++) {
 		if (!bit_test(s->staged, p))
@@ -241,6 +278,9 @@ int vswap_store_next_staged_run(const struct vswap_store *s, uint64_t from, uint
 int vswap_store_slot_owner(const struct vswap_store *s, uint64_t slot, uint64_t *page)
 {
 	/* A linear scan: recovery builds its own map for bulk use. */
+	int need = index_need_all(s);
+	if (need)
+		return need;
 	for (uint64_t p = 0; p < s->total_pages; p++) {
 		if (pw_has_slot(s->pages[p]) && pw_slot(s->pages[p]) == slot) {
 			*page = p;
@@ -256,6 +296,9 @@ int vswap_store_punch_slots(struct vswap_store *s, uint64_t first, uint64_t coun
 		return -EROFS;
 	if (count == 0 || first >= STORE_MAX_SLOTS || count > STORE_MAX_SLOTS - first)
 		return -EINVAL;
+	int need = index_need_all(s);
+	if (need)
+		return need;
 	/* The slot bitmap holds every slot a loaded record or a pending free
 	 * names: a slot clear in it is referenced by nothing. */
 	for (uint64_t k = first; k < first + count; k++)

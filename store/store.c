@@ -54,6 +54,7 @@ struct vswap_store *handle_new(const char *path, const struct vswap_store_opts *
 
 void handle_free(struct vswap_store *s)
 {
+	loader_stop(s); /* before the environment it reads goes */
 	vswap_io_fini(&s->io);
 	index_close(s);
 	staging_close(s);
@@ -66,6 +67,8 @@ void handle_free(struct vswap_store *s)
 	if (s->fd >= 0)
 		close(s->fd); /* releases the flock */
 	tables_free(s);
+	free(s->wflight);
+	free(s->wpins);
 	blob_free(s);
 	free(s->region_pages);
 	free(s->staging_path);
@@ -361,7 +364,8 @@ int vswap_store_create(const char *path, const struct vswap_store_opts *opts,
 {
 	if (!path || !out || (opts && opts->read_only))
 		return -EINVAL;
-	static const uint64_t zero[8]; /* the options' reserved space */
+	static const uint64_t zero[sizeof(((struct vswap_store_opts *)0)->reserved) /
+				   8]; /* the options' reserved space */
 	if (opts && memcmp(opts->reserved, zero, sizeof(zero)) != 0)
 		return -EINVAL;
 	struct vswap_store *s = handle_new(path, opts);
@@ -440,12 +444,13 @@ static int read_superblock(struct vswap_store *s)
 	return 0;
 }
 
-static int open_store(const char *path, const struct vswap_store_opts *opts, bool lock,
+static int open_store(const char *path, const struct vswap_store_opts *opts, unsigned flags,
 		      struct vswap_store **out)
 {
 	if (!path || !out)
 		return -EINVAL;
-	static const uint64_t zero[8]; /* the options' reserved space */
+	static const uint64_t zero[sizeof(((struct vswap_store_opts *)0)->reserved) /
+				   8]; /* the options' reserved space */
 	if (opts && memcmp(opts->reserved, zero, sizeof(zero)) != 0)
 		return -EINVAL;
 	struct vswap_store *s = handle_new(path, opts);
@@ -459,10 +464,14 @@ static int open_store(const char *path, const struct vswap_store_opts *opts, boo
 		s->fd = -1;
 		goto fail;
 	}
-	if (lock && (ret = lock_store(s)))
+	s->load_held = flags & STORE_OPEN_LOAD_HELD;
+	if ((flags & STORE_OPEN_LOCK) && (ret = lock_store(s)))
 		goto fail;
+	/* Lazy: the page groups load behind the open (store/lazy.c); repair
+	 * and read-only opens judge the whole index first. */
+	bool lazy = opts && opts->lazy_index && !s->read_only && !s->tolerant;
 	if ((ret = read_superblock(s)) || (ret = index_open(s, false)) ||
-	    (ret = index_load(s, staging_dir)) || (ret = staging_open(s, staging_dir)))
+	    (ret = index_load(s, staging_dir, lazy)) || (ret = staging_open(s, staging_dir)))
 		goto fail;
 	/* Nothing a previous handle staged is served before it is checked. */
 	bool verify = !s->read_only && !s->tolerant && s->n_staged;
@@ -486,7 +495,13 @@ fail:
 int vswap_store_open(const char *path, const struct vswap_store_opts *opts,
 		     struct vswap_store **out)
 {
-	return open_store(path, opts, true, out);
+	return open_store(path, opts, STORE_OPEN_LOCK, out);
+}
+
+int store_open_flags(const char *path, const struct vswap_store_opts *opts, unsigned flags,
+		     struct vswap_store **out)
+{
+	return open_store(path, opts, flags, out);
 }
 
 static int close_store(struct vswap_store *s, bool clean)
@@ -494,10 +509,16 @@ static int close_store(struct vswap_store *s, bool clean)
 	if (!s)
 		return 0;
 	int ret = 0;
+	if (s->pid == getpid())
+		vswap_store_commit_punch(s); /* a split commit's, if its caller did not */
 	/* A forked child that inherited the handle only lets go of it: the
 	 * LMDB environment belongs to the parent (LMDB forbids using an
 	 * environment in a forked child). */
 	if (!s->read_only && s->pid == getpid()) {
+		/* Records the lazy load could not believe are still in the
+		 * index: the store stays unclean, for vswap-fsck. */
+		if (s->loader && loader_found_damage(s))
+			clean = false;
 		s->meta_dirty = true;
 		ret = vswap_store_commit(s);
 		/* A clean close is durable in every mode. */
@@ -574,7 +595,7 @@ int vswap_store_destroy(const char *path, const struct vswap_store_opts *opts)
 	bool idx = false, lck = false, stg = false;
 	char lock[4096] = "";
 	char *index_path = NULL, *staging = NULL;
-	if (open_store(path, &ro, false, &s) == 0) {
+	if (open_store(path, &ro, 0, &s) == 0) {
 		index_path = strdup(s->index_path);
 		idx = stat(s->index_path, &idx_st) == 0;
 		if (lock_path(s, lock, sizeof(lock)) == 0)
@@ -647,6 +668,9 @@ int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsign
 	}
 	if (same_layout(s, pages, n))
 		return 0;
+	int need = s->loader ? loader_absorb(s) : 0;
+	if (need)
+		return need;
 	if (s->slots_used || s->n_staged || s->n_lost) {
 		store_log(s, VSWAP_LOG_ERROR, "%s: cannot change the regions of a store in use",
 			  s->path);
@@ -761,9 +785,14 @@ int vswap_store_info(const struct vswap_store *s, struct vswap_store_info *out)
 int vswap_store_stats(const struct vswap_store *s, struct vswap_store_stats *out)
 {
 	memset(out, 0, sizeof(*out));
+	int need = index_need_all(s);
+	if (need)
+		return need;
 	out->pages_present = s->n_present;
 	out->pages_stale = s->n_stale;
 	out->pages_lost = s->n_lost;
+	if (s->loader) /* the pages the lazy load counted */
+		loader_counts(s, &out->pages_present, &out->pages_stale, &out->pages_lost);
 	out->pages_staged = s->n_staged;
 	out->slots_used = s->slots_used;
 	out->slots_end = s->slots_end;

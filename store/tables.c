@@ -79,6 +79,7 @@ void tables_free(struct vswap_store *s)
 	free(s->snap.committing);
 	free(s->snap.freed.v);
 	free(s->snap.unpunched.v);
+	free(s->snap.punch.v);
 	memset(&s->snap, 0, sizeof(s->snap));
 }
 
@@ -210,6 +211,7 @@ void page_set(struct vswap_store *s, uint64_t page, uint32_t word, uint64_t sum)
 {
 	if (s->nleftout)
 		leftout_forget(s, page);
+	wflight_cancel(s, page, 1);
 	count_state(s, s->pages[page], -1);
 	count_state(s, word, +1);
 	s->pages[page] = word;

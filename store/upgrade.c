@@ -332,7 +332,8 @@ static int convert(struct upgrade *u)
 
 int vswap_store_upgrade(const char *path, const struct vswap_store_opts *opts)
 {
-	static const uint64_t zero[8]; /* the options' reserved space */
+	static const uint64_t zero[sizeof(((struct vswap_store_opts *)0)->reserved) /
+				   8]; /* the options' reserved space */
 	if (!path || (opts && (opts->read_only || memcmp(opts->reserved, zero, sizeof(zero)))))
 		return -EINVAL;
 	struct vswap_store *s = handle_new(path, opts);

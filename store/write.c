@@ -146,7 +146,11 @@ int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, con
 		return s->sync_error;
 	if (count == 0 || first >= s->total_pages || count > s->total_pages - first)
 		return -EINVAL;
-	int ret = scratch_reserve(s, count);
+	/* New slots: the allocator needs every record's. */
+	int ret = index_need_all(s);
+	if (ret)
+		return ret;
+	ret = scratch_reserve(s, count);
 	if (ret)
 		return ret;
 	uint64_t *slots = s->scratch_slots;
@@ -191,6 +195,17 @@ static bool anything_pending(const struct vswap_store *s)
 	return false;
 }
 
+/* Page-group records to write: while a lazy load walks the `pages`
+ * database, nothing is written into it (the walk reads a snapshot, and a
+ * put touches the leaf of its key, which the load has not read yet). */
+static bool groups_dirty(const struct vswap_store *s)
+{
+	for (uint64_t i = 0; i < (s->ngroups + 63) / 64; i++)
+		if (s->dirty[i])
+			return true;
+	return false;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -214,10 +229,39 @@ static void punch_slots(struct vswap_store *s, uint64_t first, uint64_t count)
  * punched in runs of consecutive slots (one fallocate per run: on a file
  * system mounted with discard, each call waits for the device).
  */
+static int cmp_pin(const void *a, const void *b)
+{
+	uint64_t x = ((const struct wpin *)a)->slot, y = ((const struct wpin *)b)->slot;
+	return x < y ? -1 : x > y;
+}
+
+/* Slots of @f that a split write in flight rewrites in place stay used
+ * until its end (vswap_store_write_end() releases them): taken out of @f. */
+static void keep_pinned(struct vswap_store *s, struct slot_vec *f)
+{
+	if (!s->nwpins)
+		return;
+	qsort(s->wpins, s->nwpins, sizeof(*s->wpins), cmp_pin);
+	size_t k = 0;
+	for (size_t i = 0; i < f->n; i++) {
+		struct wpin key = {.slot = f->v[i]};
+		struct wpin *pin = bsearch(&key, s->wpins, s->nwpins, sizeof(*s->wpins), cmp_pin);
+		if (pin && !pin->gone)
+			pin->due = true;
+		else
+			f->v[k++] = f->v[i];
+	}
+	f->n = k;
+}
+
 static void release_freed(struct vswap_store *s, struct slot_vec *f)
 {
+	keep_pinned(s, f);
 	if (!f->n)
 		return;
+	/* The slot bitmap is the lazy load's until it ends. */
+	if (index_need_all(s))
+		return; /* a forked child: they leak until vswap-fsck reclaims them */
 	qsort(f->v, f->n, sizeof(uint64_t), cmp_u64);
 	for (size_t i = 0; i < f->n; i++)
 		slot_clear_used(s, f->v[i]);
@@ -269,6 +313,11 @@ int vswap_store_commit(struct vswap_store *s)
 	}
 	if (!anything_pending(s))
 		return 0;
+	if (s->loader && groups_dirty(s)) {
+		int ret = index_need_all(s);
+		if (ret)
+			return ret;
+	}
 	if (s->data_unsynced && s->durability != VSWAP_DURABILITY_NONE) {
 		if (fdatasync(s->fd) != 0) {
 			/* After a failed sync the kernel may mark the dirty pages
@@ -347,6 +396,10 @@ int vswap_store_commit_begin(struct vswap_store *s)
 	if (c->active)
 		return -EBUSY;
 	if (!anything_pending(s))
+		return 0;
+	/* The lazy commit waits for the load rather than make its caller wait
+	 * (under the caller's lock): taken by a commit after the load. */
+	if (s->loader && !loader_done(s) && groups_dirty(s))
 		return 0;
 	/* Named blobs are rare (a hibernation's last commit): they go with a
 	 * plain commit, which keeps their list simple. */
@@ -432,7 +485,16 @@ void vswap_store_commit_end(struct vswap_store *s, int result)
 		if (c->cached)
 			posix_fadvise(s->fd, 0, 0, POSIX_FADV_DONTNEED);
 		release_freed(s, &c->freed);
-		staging_punch_ranges(s, &c->unpunched);
+		/* The staging bytes go in vswap_store_commit_punch(), without
+		 * the caller's lock: punching 64 MiB of shared memory takes
+		 * tens of milliseconds, and faults would wait for it. */
+		if (!atomic_load(&c->punch_due) &&
+		    staging_unstaged_runs(s, &c->unpunched, &c->punch) == 0) {
+			c->unpunched.n = 0;
+			atomic_store(&c->punch_due, c->punch.n > 0);
+		} else {
+			staging_punch_ranges(s, &c->unpunched);
+		}
 	} else {
 		/* Nothing landed: everything taken is pending again. */
 		for (uint64_t wi = 0; wi < words; wi++)
@@ -449,7 +511,195 @@ void vswap_store_commit_end(struct vswap_store *s, int result)
 	c->active = false;
 }
 
+void vswap_store_commit_punch(struct vswap_store *s)
+{
+	struct commit_snap *c = &s->snap;
+	if (!atomic_load(&c->punch_due))
+		return;
+	/* Only this call and the end that filled it touch c->punch; the
+	 * runs' pages cannot be staged again before punch_due is cleared. */
+	for (size_t i = 0; i < c->punch.n; i++)
+		if (staging_punch(s, c->punch.v[i].first, c->punch.v[i].count) != 0)
+			store_log(s, VSWAP_LOG_WARN,
+				  "%s: cannot punch staging bytes: %s (vswap-fsck reclaims them)",
+				  s->staging_path, strerror(errno));
+	c->punch.n = 0;
+	atomic_store(&c->punch_due, false);
+}
+
 uint64_t vswap_store_pending(const struct vswap_store *s)
 {
 	return s->pending_pages;
+}
+
+/* ---- the split write ------------------------------------------------------- */
+
+static int wflight_reserve(struct vswap_store *s)
+{
+	if (s->wflight_pages == s->total_pages)
+		return 0;
+	if (s->writes_inflight) /* the layout cannot change under a write */
+		return -EBUSY;
+	uint64_t words = (s->total_pages + 63) / 64;
+	uint64_t *bm = calloc(words ? words : 1, sizeof(uint64_t));
+	if (!bm)
+		return -ENOMEM;
+	free(s->wflight);
+	s->wflight = bm;
+	s->wflight_pages = s->total_pages;
+	return 0;
+}
+
+/* A stale slot may be rewritten in place when the index already says
+ * stale (as assign_slots()): the page's current copy is elsewhere. */
+static bool in_place_ok(const struct vswap_store *s, uint64_t page)
+{
+	uint64_t g = page / GROUP_PAGES;
+	return pw_state(s->pages[page]) == VSWAP_PAGE_STALE && !bit_test(s->dirty, g) &&
+	       !(s->snap.active && bit_test(s->snap.committing, g));
+}
+
+/* The pin of @slot (the pins sorted), or NULL. */
+static struct wpin *pin_of(struct vswap_store *s, uint64_t slot)
+{
+	struct wpin key = {.slot = slot};
+	struct wpin *pin = bsearch(&key, s->wpins, s->nwpins, sizeof(*s->wpins), cmp_pin);
+	return pin && !pin->gone ? pin : NULL;
+}
+
+int vswap_store_write_begin(struct vswap_store *s, const uint64_t *pages, uint32_t count,
+			    uint64_t *slots, int *fd)
+{
+	if (s->read_only)
+		return -EROFS;
+	if (s->sync_error)
+		return s->sync_error;
+	if (count == 0)
+		return -EINVAL;
+	for (uint32_t i = 0; i < count; i++)
+		if (pages[i] >= s->total_pages || (i && pages[i] <= pages[i - 1]))
+			return -EINVAL;
+	/* New slots: the allocator needs every record's. */
+	int ret = index_need_all(s);
+	if (ret)
+		return ret;
+	ret = wflight_reserve(s);
+	if (ret)
+		return ret;
+	if (s->nwpins + count > s->cap_wpins) {
+		size_t cap = s->cap_wpins ? s->cap_wpins : 256;
+		while (cap < s->nwpins + count)
+			cap *= 2;
+		struct wpin *v = realloc(s->wpins, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		s->wpins = v;
+		s->cap_wpins = cap;
+	}
+	/* A page's own stale slot where its stale mark is committed (the
+	 * index names nothing else there: a rewrite, even abandoned, damages
+	 * only an old copy), else a fresh one.  The stale slot is pinned: no
+	 * commit releases it while the write is in flight. */
+	size_t pins0 = s->nwpins;
+	for (uint32_t i = 0; i < count; i++) {
+		if (in_place_ok(s, pages[i])) {
+			slots[i] = pw_slot(s->pages[pages[i]]);
+			s->wpins[s->nwpins++] = (struct wpin){.slot = slots[i]};
+			continue;
+		}
+		int64_t slot = slot_alloc(s);
+		if (slot < 0) {
+			for (uint32_t k = 0; k < i; k++)
+				if (slots[k] != pw_slot(s->pages[pages[k]]) ||
+				    !in_place_ok(s, pages[k]))
+					slot_clear_used(s, slots[k]);
+			s->nwpins = pins0;
+			store_log(s, VSWAP_LOG_ERROR, "%s: no slot for %u pages: %s", s->path,
+				  count, vswap_strerror((int)slot));
+			return (int)slot;
+		}
+		slots[i] = (uint64_t)slot;
+	}
+	for (uint32_t i = 0; i < count; i++)
+		bit_set(s->wflight, pages[i]);
+	s->writes_inflight++;
+	if (s->dfd >= 0) {
+		*fd = s->dfd;
+	} else {
+		*fd = s->fd;
+		s->cached_writes = true;
+	}
+	return 0;
+}
+
+/* Give back a slot of a split write whose bytes no record will name (what
+ * reached it is punched). */
+static void write_drop_slot(struct vswap_store *s, uint64_t slot)
+{
+	slot_clear_used(s, slot);
+	punch_slots(s, slot, 1);
+}
+
+int vswap_store_write_end(struct vswap_store *s, const uint64_t *pages, uint32_t count,
+			  const uint64_t *slots, const uint64_t *sums, const int *status)
+{
+	if (!s->writes_inflight || count == 0)
+		return -EINVAL;
+	int made = 0, err = 0;
+	bool dropped_tail = false;
+	if (s->nwpins)
+		qsort(s->wpins, s->nwpins, sizeof(*s->wpins), cmp_pin);
+	for (uint32_t i = 0; i < count; i++) {
+		uint64_t p = pages[i], slot = slots[i];
+		int st = status ? status[i] : 0;
+		bool live = bit_test(s->wflight, p);
+		bit_clear(s->wflight, p);
+		struct wpin *pin = pin_of(s, slot);
+		bool in_place = pin != NULL, due = pin && pin->due;
+		if (pin)
+			pin->gone = true;
+		if (st < 0 && !err)
+			err = st;
+		if (live && st == 0) {
+			if (pw_has_slot(s->pages[p]) && pw_slot(s->pages[p]) != slot)
+				page_release_slot(s, p);
+			page_set(s, p, pw_make(slot, VSWAP_PAGE_PRESENT), sums[i]);
+			made++;
+			continue;
+		}
+		if (!in_place) {
+			write_drop_slot(s, slot);
+			dropped_tail = true;
+			continue;
+		}
+		/* The page's own old copy, perhaps partly overwritten: it goes
+		 * (after the next commit, like any freed slot), or now if a
+		 * commit freed it meanwhile. */
+		if (due)
+			write_drop_slot(s, slot);
+		else if (pw_has_slot(s->pages[p]) && pw_slot(s->pages[p]) == slot)
+			page_release_slot(s, p);
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < s->nwpins; i++)
+		if (!s->wpins[i].gone)
+			s->wpins[k++] = s->wpins[i];
+	s->nwpins = k;
+	s->writes_inflight--;
+	if (made) {
+		s->pending_pages += (uint64_t)made;
+		s->data_unsynced = true;
+	}
+	s->bytes_written += (uint64_t)made << s->page_shift;
+	if (err) {
+		store_log(s, VSWAP_LOG_ERROR, "%s: writing %u pages from page %llu: %s", s->path,
+			  count, (unsigned long long)pages[0], vswap_strerror(err));
+		/* Give back what an append grew (keeps a full disk usable);
+		 * the slots of other writes in flight are still in use. */
+		if (dropped_tail && ftruncate(s->fd, (off_t)slot_offset(s, s->slots_end)))
+			store_log(s, VSWAP_LOG_WARN, "%s: cannot shrink after a failed write",
+				  s->path);
+		return err;
+	}
+	return made;
 }

@@ -117,6 +117,50 @@ static void enable_protects_in_place(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* The page tables of this process, in KiB (VmPTE). */
+static long vm_pte_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	long kib = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmPTE: %ld kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+/* Enable protects the resident pages, not whole regions: protecting a
+ * shmem range fills a page table entry (a marker) for every page of it,
+ * so a 1 GiB guest with 4 pages resident would cost 2 MiB of page tables
+ * and milliseconds (a resumed guest, all of whose pages are in the store,
+ * would pay it before its first instruction).  The resident pages are
+ * protected all the same: a write to one is a write-protect fault. */
+static void enable_protects_resident_pages_only(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {262144}; /* 1 GiB */
+	assert_int_equal(hfx_setup(&f, pages, 1, &protect), 0);
+	for (uint64_t p = 0; p < 4; p++)
+		assert_int_equal(hfx_fill(&f, 0, p * 65536, (uint8_t)(p + 1)), 0);
+	long before = vm_pte_kib();
+	assert_true(before >= 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	long grown = vm_pte_kib() - before;
+	/* Whole-region protection: 262144 entries, 2048 KiB. */
+	if (grown > 256)
+		fail_msg("enable grew the page tables by %ld KiB", grown);
+	struct vswap_status st = status_of(&f);
+	assert_int_equal(st.metrics.protected_pages, 4);
+	assert_int_equal(hfx_fill(&f, 0, 2 * 65536, 0x77), 0);
+	st = status_of(&f);
+	assert_int_equal(st.metrics.dirtied_pages, 1);
+	assert_int_equal(st.metrics.protected_pages, 3);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 /* A write goes through at once and keeps its page out of the swap-out; the
  * other pages leave guest memory and come back from the swap file. */
 static void write_dirties_page(void **state)
@@ -311,23 +355,40 @@ static void *racer_main(void *arg)
 	return NULL;
 }
 
-/* On the monitor: start the guest write and return once it waits on its
- * write-protect fault (its message queued, unread). */
+/* On the swap-out's thread, at the hook call @r->where, without the lock:
+ * start the guest write.  While the page's write is in flight or after its
+ * end (before the commit), the write goes through (the monitor serves its
+ * write-protect fault meanwhile) before the hook returns.  After the commit,
+ * the monitor leaves the fault's message unread until the removals the
+ * commit allows are done: the writer blocked before the removal, its
+ * message is read after it. */
 static void racer_hook(void *ctx, int where)
 {
 	struct racer *r = ctx;
 	if (where != r->where || atomic_load(&r->started))
 		return;
 	atomic_store(&r->started, true);
-	if (pthread_create(&r->t, NULL, racer_main, r))
+	struct vswap_handler *h = r->f->h;
+	bool hold = where == SWAP_OUT_HOOK_COMMITTED;
+	if (hold)
+		atomic_store(&h->m.hold_events, true);
+	if (pthread_create(&r->t, NULL, racer_main, r)) {
+		atomic_store(&h->m.hold_events, false);
 		return;
+	}
 	uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS;
 	for (;;) {
 		int tid = atomic_load(&r->tid);
-		if ((tid && hfx_in_userfault(0, tid)) || atomic_load(&r->done) ||
-		    hfx_now_ms() > until)
-			return;
+		if (atomic_load(&r->done) || hfx_now_ms() > until)
+			break;
+		if (hold && tid && hfx_in_userfault(0, tid))
+			break;
 		sched_yield();
+	}
+	if (hold) {
+		protect_remove_start(h);
+		protect_remove_wait(h);
+		atomic_store(&h->m.hold_events, false);
 	}
 }
 
@@ -357,9 +418,15 @@ static void race(int where)
 	assert_int_equal(st.metrics.swap_pages, 7);
 	struct vswap_page_info pi;
 	assert_int_equal(vswap_handler_page_info(f.h, 3, &pi), 0);
-	/* Its slot keeps the old bytes as a stale copy: never present. */
-	assert_int_equal(pi.state, VSWAP_PAGE_STALE);
-	if (where == SWAP_OUT_HOOK_WRITTEN) {
+	if (where == SWAP_OUT_HOOK_IN_FLIGHT) {
+		/* Its write cancelled: it never had a copy in the store. */
+		assert_int_equal(pi.state, VSWAP_PAGE_NONE);
+	} else {
+		/* Its slot keeps the old bytes as a stale copy: never
+		 * present. */
+		assert_int_equal(pi.state, VSWAP_PAGE_STALE);
+	}
+	if (where != SWAP_OUT_HOOK_COMMITTED) {
 		/* Let through before the commit: never removed. */
 		assert_int_equal(st.metrics.dirtied_pages, 1);
 		assert_int_equal(st.metrics.copied_from_file_pages, 0);
@@ -393,6 +460,14 @@ static void write_between_write_and_commit(void **state)
 {
 	(void)state;
 	race(SWAP_OUT_HOOK_WRITTEN);
+}
+
+/* Race (c): a write let through while the page's swap-out write is in
+ * flight: the page's write is cancelled, its new slot given back. */
+static void write_while_written(void **state)
+{
+	(void)state;
+	race(SWAP_OUT_HOOK_IN_FLIGHT);
 }
 
 /* Race (b): a write that blocked before the page's removal and whose fault
@@ -617,12 +692,14 @@ int main(void)
 	    cmocka_unit_test(mode_resolution),
 	    cmocka_unit_test(copy_forced),
 	    cmocka_unit_test(enable_protects_in_place),
+	    cmocka_unit_test(enable_protects_resident_pages_only),
 	    cmocka_unit_test(write_dirties_page),
 	    cmocka_unit_test(trim_in_place),
 	    cmocka_unit_test(remove_event_leaves_set),
 	    cmocka_unit_test(forked_writers_seen),
 	    cmocka_unit_test(write_between_write_and_commit),
 	    cmocka_unit_test(write_blocked_across_removal),
+	    cmocka_unit_test(write_while_written),
 	    cmocka_unit_test(detach_during_swap_out),
 	    cmocka_unit_test(writers_throughout),
 	};

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -248,6 +249,42 @@ static void stage_mark_waits_for_end(void **state)
 	assert_int_equal(vswap_store_commit_begin(c->s), 0);
 }
 
+/* Data of staged page @p in the staging file: 1, or 0 for a hole. */
+static int staged_bytes(struct ctx *c, uint64_t p)
+{
+	int fd = vswap_store_staging_fd(c->s);
+	off_t off = (off_t)(p * vswap_store_page_size(c->s));
+	assert_true(fd >= 0);
+	return lseek(fd, off, SEEK_DATA) == off;
+}
+
+/* The staging bytes a split commit lets go are punched by
+ * vswap_store_commit_punch() (without the caller's lock), not by the end;
+ * until then no page is staged again. */
+static void staging_punched_after_end(void **state)
+{
+	struct ctx *c = *state;
+	uint32_t ps = vswap_store_page_size(c->s);
+	uint8_t *buf = malloc(ps);
+	assert_non_null(buf);
+	memset(buf, 0x5a, ps);
+	int sfd = vswap_store_staging_fd(c->s);
+	assert_int_equal(vswap_store_stage_mark(c->s, 8, 1), 0);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	assert_int_equal(pwrite(sfd, buf, ps, (off_t)(8 * ps)), (ssize_t)ps);
+	assert_int_equal(staged_bytes(c, 8), 1);
+	assert_int_equal(vswap_store_stage_clear(c->s, 8, 1), 0);
+	assert_int_equal(vswap_store_commit_begin(c->s), 1);
+	assert_int_equal(vswap_store_commit_write(c->s), 0);
+	vswap_store_commit_end(c->s, 0);
+	assert_int_equal(staged_bytes(c, 8), 1); /* not under the caller's lock */
+	assert_int_equal(vswap_store_stage_mark(c->s, 8, 1), -EBUSY);
+	vswap_store_commit_punch(c->s);
+	assert_int_equal(staged_bytes(c, 8), 0);
+	assert_int_equal(vswap_store_stage_mark(c->s, 8, 1), 0);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -256,6 +293,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(failure_leaves_everything_pending, setup, teardown),
 	    cmocka_unit_test_setup_teardown(plain_commit_joins, setup, teardown),
 	    cmocka_unit_test_setup_teardown(stage_mark_waits_for_end, setup, teardown),
+	    cmocka_unit_test_setup_teardown(staging_punched_after_end, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("store_split_commit", tests, NULL, NULL);
 }

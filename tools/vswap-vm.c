@@ -211,6 +211,12 @@ static void print_resume(const struct vmm_opts *o, const struct vmm_result *r, b
 		printf("\nresumed from %s\n", r->path);
 		printf("  store opened -> first guest instruction  %.3f ms\n",
 		       r->resume_to_first_instruction_ms);
+		printf("  store opened -> first page faulted in    %.3f ms\n",
+		       r->resume_to_first_fault_ms);
+		printf("  store opened -> whole index loaded       %.3f ms (%llu of %llu groups "
+		       "loaded first by a fault)\n",
+		       r->resume_index_loaded_ms, (unsigned long long)r->index_on_demand,
+		       (unsigned long long)r->index_groups);
 		printf("  first instruction -> working set in      %.3f ms (%llu faults from the "
 		       "file)\n",
 		       r->resume_to_hot_ms, (unsigned long long)r->resume_faults_hot);
@@ -328,6 +334,12 @@ static void print_json(const struct vmm_opts *o, const struct vmm_result *r, boo
 	if (o->resume) {
 		json_key(&w, "resume_to_first_instruction_ms");
 		json_double(&w, r->resume_to_first_instruction_ms);
+		json_key(&w, "resume_to_first_fault_ms");
+		json_double(&w, r->resume_to_first_fault_ms);
+		json_key(&w, "resume_index_loaded_ms");
+		json_double(&w, r->resume_index_loaded_ms);
+		json_key(&w, "index_groups_on_demand");
+		json_u64(&w, r->index_on_demand);
 		json_key(&w, "resume_to_working_set_ms");
 		json_double(&w, r->resume_to_hot_ms);
 		json_key(&w, "faults_until_working_set");

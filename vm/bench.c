@@ -11,6 +11,11 @@
  *   resume_first_insn_ms    store opened -> first guest instruction, beside
  *                           reading the whole swap file first (page cache
  *                           dropped), what an eager resume would wait for
+ *   resume_first_fault_ms   store opened -> the first page a vCPU touched
+ *                           was served from the store (and written)
+ *   resume_index_ms         store opened -> every index record in memory
+ *                           (the lazy load behind the open), beside the
+ *                           same whole-image read
  *   resume_ws_faults        faults from the file until the guest has read
  *                           its working set, with prefetch beside without
  *   resume_ws_ms            the time until then, with prefetch beside without
@@ -125,7 +130,7 @@ static double read_whole(const char *path)
 }
 
 struct resume_runs {
-	double first_ms[2][64], ws_ms[2][64], ws_faults[2][64];
+	double first_ms[2][64], ws_ms[2][64], ws_faults[2][64], fault_ms[2][64], index_ms[2][64];
 	unsigned n[2];
 };
 
@@ -151,6 +156,8 @@ static int one_resume(const struct vmm_opts *base, const char *path, bool prefet
 		unsigned i = rr->n[prefetch]++;
 
 		rr->first_ms[prefetch][i] = r->resume_to_first_instruction_ms;
+		rr->fault_ms[prefetch][i] = r->resume_to_first_fault_ms;
+		rr->index_ms[prefetch][i] = r->resume_index_loaded_ms;
 		rr->ws_ms[prefetch][i] = r->resume_to_hot_ms;
 		rr->ws_faults[prefetch][i] = (double)r->resume_faults_hot;
 	}
@@ -207,14 +214,23 @@ static int bench_size(const struct vmm_opts *base, const char *dir, uint64_t siz
 	}
 	if (rc)
 		goto out;
-	double all_first[128];
+	double all_first[128], all_fault[128], all_index[128];
 	unsigned nf = 0;
 
 	for (unsigned p = 0; p < 2; p++)
-		for (unsigned i = 0; i < rr->n[p]; i++)
-			all_first[nf++] = rr->first_ms[p][i];
+		for (unsigned i = 0; i < rr->n[p]; i++) {
+			all_first[nf] = rr->first_ms[p][i];
+			all_fault[nf] = rr->fault_ms[p][i];
+			all_index[nf++] = rr->index_ms[p][i];
+		}
+	double whole_ms = median(whole, nwhole);
+
 	snprintf(name, sizeof(name), "resume_first_insn_ms_%s", sz);
-	add(ctx, name, median(all_first, nf), "ms", "read_whole_image_ms", median(whole, nwhole));
+	add(ctx, name, median(all_first, nf), "ms", "read_whole_image_ms", whole_ms);
+	snprintf(name, sizeof(name), "resume_first_fault_ms_%s", sz);
+	add(ctx, name, median(all_fault, nf), "ms", "read_whole_image_ms", whole_ms);
+	snprintf(name, sizeof(name), "resume_index_ms_%s", sz);
+	add(ctx, name, median(all_index, nf), "ms", "read_whole_image_ms", whole_ms);
 	snprintf(name, sizeof(name), "resume_ws_faults_%s", sz);
 	add(ctx, name, median(rr->ws_faults[1], rr->n[1]), "faults", "no_prefetch_faults",
 	    median(rr->ws_faults[0], rr->n[0]));

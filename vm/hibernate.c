@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,6 +327,35 @@ static void *machine_main(void *arg)
 	return NULL;
 }
 
+/*
+ * When the first page a resumed vCPU touched was served: the guest goes on
+ * with the pass it was saved in, writing page after page, and moves its
+ * progress counter once a page is written, that is once the fault that
+ * brought the page in from the store was served.  Spins (yielding) until a
+ * counter moves or no vCPU runs; 0 then.
+ */
+static uint64_t first_page_served(struct vmm *m)
+{
+	uint64_t start[VM_MAX_VCPUS];
+
+	for (unsigned i = 0; i < m->vm.nvcpus; i++)
+		start[i] = m->vm.vcpus[i].area->progress;
+	for (;;) {
+		bool running = false;
+
+		for (unsigned i = 0; i < m->vm.nvcpus; i++)
+			if (m->vm.vcpus[i].area->progress != start[i])
+				return vm_now_ns();
+		pthread_mutex_lock(&m->vm.lock);
+		for (unsigned i = 0; i < m->vm.nvcpus; i++)
+			running |= m->vm.vcpus[i].state == VCPU_RUNNING;
+		pthread_mutex_unlock(&m->vm.lock);
+		if (!running)
+			return 0;
+		sched_yield();
+	}
+}
+
 static uint64_t file_faults(struct vmm *m)
 {
 	vmm_status(m);
@@ -347,6 +377,9 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 
 	snprintf(r->path, sizeof(r->path), "%s", o->store);
 	vmm_store_opts(&m, &so);
+	/* The guest runs before the whole index is read: its groups load
+	 * behind the open, each one first when a fault needs it. */
+	so.lazy_index = true;
 	t_open = vm_now_ns();
 	rc = vswap_store_open(r->path, &so, &m.store);
 	if (rc) {
@@ -386,6 +419,10 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 		goto out;
 	if ((rc = vm_start(&m.vm)))
 		goto out;
+	uint64_t served = first_page_served(&m);
+
+	if (served)
+		r->resume_to_first_fault_ms = (double)(served - t_open) / 1e6;
 	/* The guest finishes the pass it was in, then reads its hot set. */
 	rc = vmm_guest_wait(&m);
 	uint64_t first = UINT64_MAX;
@@ -414,6 +451,14 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 		  "working set in: %llu faults from the file, %llu pages recorded",
 		  (unsigned long long)r->resume_faults_hot, (unsigned long long)nrec);
 	r->workset_recorded = nrec;
+	/* The index load behind the open: over by now, or waited for. */
+	struct vswap_store_load ld;
+
+	if (vswap_store_load_wait(m.store) == 0 && vswap_store_load_status(m.store, &ld) == 0) {
+		r->resume_index_loaded_ms = (double)ld.load_ns / 1e6;
+		r->index_groups = ld.groups;
+		r->index_on_demand = ld.on_demand;
+	}
 	/* Every byte of the guest, checked by the guest. */
 	t0 = vm_now_ns();
 	if (!o->no_verify && (rc = vmm_guest(&m, VM_CMD_VERIFY, 0)))

@@ -71,6 +71,9 @@ struct vmm_result {
 	double hibernate_ms;
 	uint64_t hibernated_pages;
 	double resume_to_first_instruction_ms;
+	double resume_to_first_fault_ms; /* store opened -> a vCPU wrote a page it faulted in */
+	double resume_index_loaded_ms;	 /* store opened -> every index record in memory */
+	uint64_t index_groups, index_on_demand; /* page groups; loaded first by a fault */
 	double resume_to_hot_ms;    /* first instruction -> every vCPU's hot pass read */
 	uint64_t resume_faults_hot; /* faults from the file until then */
 	uint64_t workset_recorded, workset_prefetched, workset_replayed;

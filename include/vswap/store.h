@@ -139,9 +139,25 @@ struct vswap_store_opts {
 	vswap_log_fn log;
 	void *log_ctx;
 	enum vswap_log_level log_level;
+	/*
+	 * Writable opens (not tolerant): load the page-group records behind
+	 * the open instead of before it returns, so that a large store opens
+	 * in constant time (a resume's first guest instruction does not wait
+	 * for the whole index).  The open still checks everything else (the
+	 * superblock, the index file, the meta, regions and staging records).
+	 * A call that needs a group not loaded yet loads it first, through a
+	 * read transaction; calls that need every record (stats, writes, a
+	 * commit that frees slots) wait for the load to end.  A page-group
+	 * record that fails its check is found only when loaded: its pages are
+	 * then recorded lost (a handler poisons them, never serves them) and
+	 * the log names it, where an eager open refuses the store; the store
+	 * is then left unclean at close, for vswap-fsck.
+	 * vswap_store_load_status() says how far the load is.
+	 */
+	bool lazy_index;
 	/* Room for options added later without an ABI break (docs/ABI.md):
 	 * must be zero (zero-initialise the struct); -EINVAL otherwise. */
-	uint64_t reserved[8];
+	uint64_t reserved[7];
 };
 
 /*
@@ -160,6 +176,24 @@ int vswap_store_create(const char *path, const struct vswap_store_opts *opts,
 /* Open an existing store; see the error list above. */
 int vswap_store_open(const char *path, const struct vswap_store_opts *opts,
 		     struct vswap_store **out);
+
+/* How far the page-group records of a store opened with lazy_index are
+ * loaded (an eager open reports done at once). */
+struct vswap_store_load {
+	bool lazy;	      /* opened with lazy_index */
+	bool done;	      /* every group's records are in memory */
+	uint64_t groups;      /* page groups of the page-index space (64 pages each) */
+	uint64_t loaded;      /* groups in memory now */
+	uint64_t on_demand;   /* of which a call loaded itself: it needed them first */
+	uint64_t waits;	      /* calls that waited for the load to end */
+	uint64_t bad_records; /* records not believed: their pages are lost */
+	uint64_t load_ns;     /* from the open to done (0 while loading) */
+};
+int vswap_store_load_status(const struct vswap_store *s, struct vswap_store_load *out);
+/* Wait until every page-group record is loaded; 0 (at once when eager).
+ * These two may be called from any thread, also while another one uses the
+ * store (a VMM asking while its handler serves faults). */
+int vswap_store_load_wait(struct vswap_store *s);
 
 /*
  * Convert a format-1 store (written by vswap 0.1.0, refused by open with
@@ -231,6 +265,43 @@ uint32_t vswap_store_page_size(const struct vswap_store *s);
 int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, const void *buf);
 
 /*
+ * The same write split in two, for a caller that serialises its calls with a
+ * lock of its own and must not hold it while the bytes go to disk (the
+ * handler's swap-out keeps several writes in flight while it serves faults):
+ *   vswap_store_write_begin()  with the lock: a slot for each of the @count
+ *       pages listed in @pages (ascending, gaps allowed) in @slots, chosen as
+ *       by vswap_store_write() (so consecutive where the file has room), and
+ *       the descriptor to write them through in *@fd (O_DIRECT where the
+ *       store has one: then every buffer must be page-aligned).  The pages
+ *       are now "in flight".  -ENOSPC / -ENOMEM: nothing reserved.
+ *   without the lock: write page i's bytes at vswap_store_slot_offset(slots[i])
+ *       and hash them with vswap_store_page_checksum() into @sums[i].
+ *   vswap_store_write_end()  with the lock, given each page's result in
+ *       @status (0: its bytes are all written, or a negative errno; NULL: all
+ *       written): a written page still in flight becomes present in its slot
+ *       with its checksum (its old slot is freed as by a write).  Any state
+ *       call on a page between the begin and the end (mark stale, present or
+ *       lost, free, stage mark or clear, a write) cancels that page: it keeps
+ *       the state that call gave it and its new slot goes back at once (no
+ *       record ever named it).  So a caller whose bytes may change while they
+ *       are written (guest memory) cancels the page when it lets a change
+ *       through, and a page made present always has the checksum of the
+ *       bytes its slot holds.  A failed page does not change state and its
+ *       slot goes back.  Returns the pages made present, or the first failed
+ *       page's error (the written ones are present all the same).
+ * A stale slot rewritten in place (its stale mark committed: the index names
+ * no current copy there) is given up if its page is cancelled or fails (it
+ * may hold neither copy now); a commit that frees it meanwhile does not make
+ * it reusable before the end, so no slot is ever written twice at once; no
+ * commit names a slot before its end.  Invariants 1 and 2 hold as for
+ * vswap_store_write().  Every begin must be ended before the store closes.
+ */
+int vswap_store_write_begin(struct vswap_store *s, const uint64_t *pages, uint32_t count,
+			    uint64_t *slots, int *fd);
+int vswap_store_write_end(struct vswap_store *s, const uint64_t *pages, uint32_t count,
+			  const uint64_t *slots, const uint64_t *sums, const int *status);
+
+/*
  * Make everything pending durable, in order: sync the swap file (unless
  * NONE), commit the index (synced unless NONE), then punch the holes of the
  * slots freed since the last commit and make them reusable, and punch the
@@ -248,7 +319,9 @@ int vswap_store_commit(struct vswap_store *s);
  * waits for an fsync).  On one thread, in order:
  *   vswap_store_commit_begin()  with the lock: takes what is pending (the
  *       changed records, the slots freed, the staging bytes left) and begins
- *       the index transaction.  1: taken; 0: nothing pending; -EAGAIN:
+ *       the index transaction.  1: taken; 0: nothing pending (or, while
+ *       a lazy_index load runs, only changed page groups: a later commit
+ *       takes them; vswap_store_commit() waits for the load); -EAGAIN:
  *       named blobs are pending, call vswap_store_commit(); -errno.
  *   vswap_store_commit_write()  without the lock: syncs the swap file (unless
  *       NONE) and commits the index.  Meanwhile the other calls may go on
@@ -260,7 +333,8 @@ int vswap_store_commit(struct vswap_store *s);
  *       the map).
  *   vswap_store_commit_end()  with the lock, given write's result: on
  *       success the freed slots become reusable and the staging bytes are
- *       punched; on failure everything taken is pending again (a failed data
+ *       punched (by vswap_store_commit_punch(), below); on failure everything
+ *       taken is pending again (a failed data
  *       sync sticks, as in vswap_store_commit()).  Call it after a begin that
  *       returned 1 even if write was never called.
  * Invariants 1-5 hold as for vswap_store_commit(): what a commit names was
@@ -270,6 +344,15 @@ int vswap_store_commit(struct vswap_store *s);
 int vswap_store_commit_begin(struct vswap_store *s);
 int vswap_store_commit_write(struct vswap_store *s);
 void vswap_store_commit_end(struct vswap_store *s, int result);
+/*
+ * After a successful vswap_store_commit_end(), without the lock, on the
+ * same thread: punch the staging bytes the commit let go (punching tens of
+ * MiB of shared memory takes tens of milliseconds: no other call should
+ * wait for it).  Until it returns, vswap_store_stage_mark() says -EBUSY;
+ * nothing else is affected (those pages are not staged).  Called by
+ * vswap_store_close() if the caller did not.
+ */
+void vswap_store_commit_punch(struct vswap_store *s);
 
 /* Pages written, freed or re-marked since the last commit (0 = nothing). */
 uint64_t vswap_store_pending(const struct vswap_store *s);

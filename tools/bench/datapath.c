@@ -507,6 +507,7 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 			bench_add(res, "swap_out_scattered_gbps", bench_median(scv, runs), "GB/s",
 				  "swap_out_contiguous_gbps", bench_median(cov, runs));
 			o->rand_p50_us = m[0];
+			o->rate8_pages_s = m[6];
 		}
 	}
 	return rc;

@@ -22,8 +22,9 @@ struct datapath_bench {
 	size_t src_len;
 	const sigset_t *stop; /* pending signals here end the group (-EINTR) */
 	bool verbose;
-	/* out: the cold random swap-file fault p50 (for the kernel-swap group) */
-	double rand_p50_us;
+	/* out: the cold random swap-file fault p50 and the 8-thread cold
+	 * random fault rate (for the kernel-swap group) */
+	double rand_p50_us, rate8_pages_s;
 };
 
 /* Run the group and add its figures to @res; 0 or a negative errno. */

@@ -2,6 +2,9 @@
 /* The kernel's swap as a baseline: see kswap.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -160,6 +163,56 @@ static uint64_t kswap_expect(const struct kswap_opts *o, uint64_t i, long ps)
 	return w;
 }
 
+#define KSWAP_THREADS 8u
+
+struct kswap_toucher {
+	char *mem;
+	const uint32_t *pages;
+	uint64_t n;
+	long ps;
+	atomic_bool *go;
+	pthread_t t;
+};
+
+static void *kswap_toucher_main(void *arg)
+{
+	struct kswap_toucher *k = arg;
+	uint64_t sink = 0;
+
+	while (!atomic_load(k->go))
+		;
+	for (uint64_t i = 0; i < k->n; i++)
+		sink += *(volatile uint64_t *)(k->mem + (uint64_t)k->pages[i] * (uint64_t)k->ps);
+	__asm__ volatile("" ::"r"(sink));
+	return NULL;
+}
+
+/* Pages per second of @threads threads refaulting @n pages of @order
+ * (distinct, evicted), each its own share. */
+static double kswap_fault_rate(char *mem, const uint32_t *order, uint64_t n, unsigned threads,
+			       long ps)
+{
+	struct kswap_toucher k[KSWAP_THREADS];
+	atomic_bool go;
+	uint64_t each = n / threads, t0;
+	unsigned i, started = 0;
+
+	atomic_init(&go, false);
+	for (i = 0; i < threads; i++) {
+		k[i] = (struct kswap_toucher){mem, order + i * each, each, ps, &go, 0};
+		if (pthread_create(&k[i].t, NULL, kswap_toucher_main, &k[i]) != 0)
+			break;
+		started++;
+	}
+	t0 = bench_now_ns();
+	atomic_store(&go, true);
+	for (i = 0; i < started; i++)
+		pthread_join(k[i].t, NULL);
+	if (!started)
+		return NAN;
+	return (double)(each * started) / ((double)(bench_now_ns() - t0) / 1e9);
+}
+
 static int kswap_measure(const struct kswap_opts *o, char *mem, struct kswap_result *r, long ps)
 {
 	uint64_t npages = o->size / (uint64_t)ps, nrand = o->rand_pages, i, off;
@@ -230,6 +283,21 @@ static int kswap_measure(const struct kswap_opts *o, char *mem, struct kswap_res
 	r->rand_gbps = bench_gbps(nrand * (uint64_t)ps, secs);
 	r->rand_p50_us = bench_quantile(lat, nrand, 0.50);
 	r->rand_p99_us = bench_quantile(lat, nrand, 0.99);
+
+	/* Like for like with fault_concurrency_*t_rand: the same number of
+	 * random pages, refaulted cold by 1 thread, then by 8 on disjoint
+	 * pages, each after a fresh eviction. */
+	{
+		uint64_t m = nrand / 2; /* both shares from the shuffled part */
+
+		m -= m % KSWAP_THREADS;
+		if ((err = kswap_evict(mem, o->size, o->stop)))
+			goto out;
+		r->rand1_pages_s = kswap_fault_rate(mem, order, m, 1, ps);
+		if ((err = kswap_evict(mem, o->size, o->stop)))
+			goto out;
+		r->rand8_pages_s = kswap_fault_rate(mem, order + m, m, KSWAP_THREADS, ps);
+	}
 out:
 	free(order);
 	free(lat);

@@ -2,7 +2,8 @@
 /*
  * The kernel's own swap as a baseline (vswap-bench --kernel-swap, root
  * only): a swap file on the benchmark's file system, swapon, the same bytes
- * paged out with MADV_PAGEOUT, then refaulted in order and at random.
+ * paged out with MADV_PAGEOUT, then refaulted in order and at random (one
+ * thread, then eight on disjoint pages).
  *
  * The swap file must never outlive the run, or the machine is left with a
  * surprise swap device.  Instead of a signal handler with global state, the
@@ -36,6 +37,10 @@ struct kswap_result {
 	double rand_gbps;
 	double rand_p50_us;
 	double rand_p99_us;
+	/* random refaults of distinct pages, pages/s: 8 threads on disjoint
+	 * pages, and 1 thread, each over the same number of freshly evicted
+	 * pages (like vswap-bench's fault_concurrency_*t_rand rows) */
+	double rand8_pages_s, rand1_pages_s;
 	uint64_t bad_pages; /* pages that came back with the wrong bytes */
 };
 

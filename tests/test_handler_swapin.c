@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Swap-in against remove events (handler/swap_in.c).  A remove event's
+ * remover resumes, and punches its range, as soon as the monitor has read
+ * the event, before the monitor applies it to the store.  A swap-in that
+ * read a page's bytes earlier must not copy them into that punched hole:
+ * the guest removed the page, and it must read zeros.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "handler/internal.h"
+#include "tests/helpers/handler_fixture.h"
+
+#define N 16
+#define VICTIM 5
+
+struct race {
+	struct hfx *f;
+	atomic_bool removed, copied, hook_timed_out;
+	int rc;
+};
+
+/* On the swap-in's thread, after the run's read: the guest removes the
+ * page (this returns once the monitor has read the event and the range is
+ * punched). */
+static void swap_in_hook(void *ctx, int where)
+{
+	struct race *r = ctx;
+	if (where == SWAP_IN_HOOK_COPIED) {
+		atomic_store(&r->copied, true);
+		return;
+	}
+	if (atomic_exchange(&r->removed, true))
+		return;
+	r->rc = madvise(hfx_addr(r->f, 0, VICTIM), r->f->page_size, MADV_REMOVE) ? -errno : 0;
+}
+
+/* On the monitor, the event read but not applied: hold it there until the
+ * swap-in has either copied its run or waits for this event to be applied. */
+static void remove_hook(void *ctx)
+{
+	struct race *r = ctx;
+	struct vswap_handler *h = r->f->h;
+	uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS;
+	while (!atomic_load(&r->copied) && !atomic_load(&h->settle_waits)) {
+		if (hfx_now_ms() > until) {
+			atomic_store(&r->hook_timed_out, true);
+			return;
+		}
+		sched_yield();
+	}
+}
+
+static void remove_after_swap_in_read(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {N};
+	const struct vswap_handler_opts o = {.chunk_pages = N};
+	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
+	for (uint64_t p = 0; p < N; p++)
+		memset(hfx_addr(&f, 0, p), (int)(0x60 + p), f.page_size);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	struct race r = {.f = &f};
+	atomic_init(&r.removed, false);
+	atomic_init(&r.copied, false);
+	atomic_init(&r.hook_timed_out, false);
+	f.h->m.remove_hook_ctx = &r;
+	f.h->m.remove_hook = remove_hook;
+	f.h->swap_in_hook_ctx = &r;
+	f.h->swap_in_hook = swap_in_hook;
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	f.h->swap_in_hook = NULL;
+	f.h->m.remove_hook = NULL;
+	assert_true(atomic_load(&r.removed));
+	assert_int_equal(r.rc, 0);
+	assert_false(atomic_load(&r.hook_timed_out));
+	/* Removed: zeros, not the bytes the swap-in had read. */
+	const uint8_t *pg = hfx_addr(&f, 0, VICTIM);
+	for (size_t i = 0; i < f.page_size; i++)
+		if (pg[i] != 0)
+			fail_msg("byte %zu of the removed page is %#x, not 0", i, pg[i]);
+	for (uint64_t p = 0; p < N; p++)
+		if (p != VICTIM)
+			assert_int_equal(hfx_page_byte(&f, 0, p), 0x60 + p);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+int main(void)
+{
+	hfx_skip_if_unavailable("handler_swapin");
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(remove_after_swap_in_read),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,408 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The swap-out's writes in flight (handler/swap_out.c): a guest write, a
+ * remove event, a detach and an exit that come while a batch's write is in
+ * flight, and a full disk with several writes in flight.  Each test acts at
+ * the swap-out's test hook while a batch is in flight (its writes submitted,
+ * not yet ended) and checks that every page ends exactly where its bytes
+ * are: resident, staged or present in the store with the guest's bytes,
+ * never a copy the guest changed, and no slot held by nothing.  The suite
+ * runs in both enable modes (handler_swapout and handler_swapout_copy).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "handler/internal.h"
+#include "tests/helpers/handler_fixture.h"
+
+#define N 64
+/* Small batches, so that several are in flight at once. */
+static const struct vswap_handler_opts small = {.chunk_pages = 4};
+
+static uint8_t byte_of(uint64_t p)
+{
+	return (uint8_t)(0x30 + p);
+}
+
+static void fill_all(struct hfx *f)
+{
+	for (uint64_t p = 0; p < N; p++)
+		memset(hfx_addr(f, 0, p), byte_of(p), f->page_size);
+}
+
+static struct vswap_status status_of(struct hfx *f)
+{
+	struct vswap_status st;
+	assert_int_equal(vswap_handler_status(f->h, &st), 0);
+	return st;
+}
+
+/* An action run on the swap-out's thread at the @at-th batch in flight. */
+struct at_flight {
+	struct hfx *f;
+	unsigned at, seen;
+	void (*fn)(struct at_flight *a);
+	uint64_t page;
+	pthread_t t;
+	atomic_bool done;
+	int rc;
+};
+
+static void flight_hook(void *ctx, int where)
+{
+	struct at_flight *a = ctx;
+	if (where != SWAP_OUT_HOOK_IN_FLIGHT || ++a->seen != a->at)
+		return;
+	a->fn(a);
+}
+
+static void hook_on(struct hfx *f, struct at_flight *a)
+{
+	a->f = f;
+	atomic_init(&a->done, false);
+	f->h->swap_out_hook_ctx = a;
+	f->h->swap_out_hook = flight_hook;
+}
+
+/* Slots held by nothing would be leaks (invariant 4): after the last
+ * commit every used slot is a page's. */
+static void no_slot_leaked(struct hfx *f)
+{
+	struct vswap_store_stats ss;
+	pthread_mutex_lock(&f->h->lock);
+	assert_int_equal(vswap_store_commit(f->h->store), 0);
+	assert_int_equal(vswap_store_stats(f->h->store, &ss), 0);
+	pthread_mutex_unlock(&f->h->lock);
+	assert_int_equal(ss.slots_used, ss.pages_present + ss.pages_stale + ss.pages_lost);
+}
+
+static void expect_bytes(struct hfx *f, uint64_t p, uint8_t first, uint8_t rest)
+{
+	uint8_t *buf = malloc(f->page_size);
+	assert_non_null(buf);
+	assert_int_equal(hfx_read(buf, hfx_addr(f, 0, p), f->page_size, 0, NULL), 0);
+	if (buf[0] != first)
+		fail_msg("page %llu byte 0: %#x, not %#x", (unsigned long long)p, buf[0], first);
+	for (size_t i = 1; i < f->page_size; i++)
+		if (buf[i] != rest)
+			fail_msg("page %llu byte %zu: %#x, not %#x", (unsigned long long)p, i,
+				 buf[i], rest);
+	free(buf);
+}
+
+/* ---- a guest write to a page whose write is in flight --------------------- */
+
+static void write_page(struct at_flight *a)
+{
+	/* Copy mode: a missing fault served from staging, then the write;
+	 * protect mode: a write-protect fault.  Served by the monitor while
+	 * the batch is in flight: done before this returns. */
+	uint8_t v = 0xee;
+	a->rc = hfx_write(hfx_addr(a->f, 0, a->page), &v, 1, HFX_DEADLINE_MS);
+	atomic_store(&a->done, true);
+}
+
+static void write_while_in_flight(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {N};
+	assert_int_equal(hfx_setup(&f, pages, 1, &small), 0);
+	fill_all(&f);
+	struct at_flight a = {.at = 1, .fn = write_page, .page = 1};
+	hook_on(&f, &a);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	f.h->swap_out_hook = NULL;
+	assert_true(atomic_load(&a.done));
+	assert_int_equal(a.rc, 0);
+	/* The page's write was cancelled: its copy is not the guest's. */
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_handler_page_info(f.h, 1, &pi), 0);
+	assert_int_not_equal(pi.state, VSWAP_PAGE_PRESENT);
+	assert_false(pi.staged);
+	struct vswap_status st = status_of(&f);
+	assert_int_equal(st.metrics.swap_pages, N - 1);
+	no_slot_leaked(&f);
+	expect_bytes(&f, 1, 0xee, byte_of(1));
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	for (uint64_t p = 0; p < N; p++)
+		expect_bytes(&f, p, p == 1 ? 0xee : byte_of(p), byte_of(p));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* ---- a remove event on a page whose write is in flight -------------------- */
+
+static bool page_removed(struct hfx *f, uint64_t p)
+{
+	struct vswap_handler *h = f->h;
+	pthread_mutex_lock(&h->lock);
+	bool gone;
+	if (h->wp.active) {
+		pthread_mutex_lock(&h->wp.rlock);
+		gone = !(h->wp.clean[p / 64] >> (p % 64) & 1);
+		pthread_mutex_unlock(&h->wp.rlock);
+	} else {
+		gone = !vswap_store_staged(h->store, p);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return gone;
+}
+
+static void remove_page(struct at_flight *a)
+{
+	/* Returns once the monitor read the event; then wait until it is
+	 * applied, before the batch ends. */
+	a->rc = madvise(hfx_addr(a->f, 0, a->page), a->f->page_size, MADV_REMOVE) ? -errno : 0;
+	uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS;
+	while (a->rc == 0 && !page_removed(a->f, a->page) && hfx_now_ms() < until)
+		sched_yield();
+	atomic_store(&a->done, page_removed(a->f, a->page));
+}
+
+static void remove_while_in_flight(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {N};
+	assert_int_equal(hfx_setup(&f, pages, 1, &small), 0);
+	fill_all(&f);
+	struct at_flight a = {.at = 2, .fn = remove_page, .page = 6};
+	hook_on(&f, &a);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	f.h->swap_out_hook = NULL;
+	assert_int_equal(a.rc, 0);
+	assert_true(atomic_load(&a.done));
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_handler_page_info(f.h, 6, &pi), 0);
+	assert_int_equal(pi.state, VSWAP_PAGE_NONE);
+	assert_false(pi.staged);
+	assert_int_equal(status_of(&f).metrics.swap_pages, N - 1);
+	no_slot_leaked(&f);
+	expect_bytes(&f, 6, 0, 0); /* removed: zeros */
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	for (uint64_t p = 0; p < N; p++)
+		if (p != 6)
+			expect_bytes(&f, p, byte_of(p), byte_of(p));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* ---- detach and exit with writes in flight -------------------------------- */
+
+static void *detach_main(void *arg)
+{
+	struct at_flight *a = arg;
+	a->rc = vswap_handler_detach(a->f->h);
+	atomic_store(&a->done, true);
+	return NULL;
+}
+
+static void *exit_main(void *arg)
+{
+	struct at_flight *a = arg;
+	a->rc = vswap_handler_destroy(a->f->h);
+	atomic_store(&a->done, true);
+	return NULL;
+}
+
+/* Asked for while the batch is in flight; the monitor takes it at once and
+ * stops the swap-out, which ends its writes first. */
+static void start_detach(struct at_flight *a)
+{
+	pthread_create(&a->t, NULL, detach_main, a);
+}
+
+static void start_exit(struct at_flight *a)
+{
+	pthread_create(&a->t, NULL, exit_main, a);
+}
+
+static void join_within(struct at_flight *a)
+{
+	uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS;
+	while (!atomic_load(&a->done) && hfx_now_ms() < until)
+		sched_yield();
+	assert_true(atomic_load(&a->done));
+	pthread_join(a->t, NULL);
+}
+
+static void detach_while_in_flight(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {N};
+	assert_int_equal(hfx_setup(&f, pages, 1, &small), 0);
+	fill_all(&f);
+	struct at_flight a = {.at = 3, .fn = start_detach};
+	hook_on(&f, &a);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	join_within(&a);
+	assert_int_equal(a.rc, 0);
+	f.h = NULL;
+	/* Every page in one place with its bytes: resident (protect mode),
+	 * staged (copy mode), or present in the store and nowhere else. */
+	uint8_t *buf = aligned_alloc(f.page_size, f.page_size);
+	assert_non_null(buf);
+	int sfd = vswap_store_staging_fd(f.store);
+	unsigned in_store = 0;
+	for (uint64_t p = 0; p < N; p++) {
+		off_t off = (off_t)(p * f.page_size);
+		struct vswap_page_info pi;
+		assert_int_equal(vswap_store_page(f.store, p, &pi), 0);
+		if (lseek(f.memfd, off, SEEK_DATA) == off) {
+			assert_false(pi.staged);
+			assert_int_equal(pread(f.memfd, buf, f.page_size, off),
+					 (ssize_t)f.page_size);
+		} else if (pi.staged) {
+			assert_true(sfd >= 0);
+			assert_int_equal(pread(sfd, buf, f.page_size, off), (ssize_t)f.page_size);
+		} else {
+			if (pi.state != VSWAP_PAGE_PRESENT)
+				fail_msg("page %llu rests nowhere", (unsigned long long)p);
+			assert_int_equal(vswap_store_read_page(f.store, p, buf), 0);
+			in_store++;
+		}
+		for (size_t i = 0; i < f.page_size; i++)
+			if (buf[i] != byte_of(p))
+				fail_msg("page %llu byte %zu: %#x", (unsigned long long)p, i,
+					 buf[i]);
+	}
+	free(buf);
+	/* The two batches before and the ones in flight ended and were
+	 * committed; the swap-out was cut before the end. */
+	assert_true(in_store >= 8);
+	struct vswap_store_stats ss;
+	assert_int_equal(vswap_store_stats(f.store, &ss), 0);
+	assert_int_equal(ss.slots_used, ss.pages_present + ss.pages_stale + ss.pages_lost);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+static void exit_while_in_flight(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {N};
+	assert_int_equal(hfx_setup(&f, pages, 1, &small), 0);
+	fill_all(&f);
+	struct at_flight a = {.at = 3, .fn = start_exit};
+	hook_on(&f, &a);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	join_within(&a);
+	assert_int_equal(a.rc, 0);
+	f.h = NULL;
+	/* Exit swaps everything in: all resident, as the guest left it. */
+	for (uint64_t p = 0; p < N; p++) {
+		off_t off = (off_t)(p * f.page_size);
+		assert_int_equal(lseek(f.memfd, off, SEEK_DATA), off);
+		expect_bytes(&f, p, byte_of(p), byte_of(p));
+	}
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* ---- a full disk with several writes in flight ------------------------------ */
+
+static void quiet(void *ctx, enum vswap_log_level lvl, const char *msg)
+{
+	(void)ctx;
+	(void)lvl;
+	(void)msg;
+}
+
+static void enospc_with_writes_in_flight(void **state)
+{
+	(void)state;
+	struct hfx f;
+	enum { M = 256 };
+	const size_t pages[1] = {M};
+	assert_int_equal(hfx_setup_memory(&f, pages, 1), 0);
+	/* The swap file on a small tmpfs (room for about 40 pages), the index
+	 * beside it on the real disk. */
+	char mnt[300], path[400], idx[400], cmd[600];
+	snprintf(mnt, sizeof(mnt), "%s/tmpfs", f.dir);
+	assert_int_equal(mkdir(mnt, 0700), 0);
+	snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=160k vswapsotest %s", mnt);
+	if (system(cmd) != 0) {
+		rmdir(mnt);
+		hfx_teardown(&f);
+		skip();
+		return;
+	}
+	vswap_store_close(f.store);
+	struct vswap_store_opts so = {.staging_dir = "/dev/shm", .log = quiet};
+	vswap_store_destroy(f.path, &so);
+	snprintf(path, sizeof(path), "%s/swap", mnt);
+	snprintf(idx, sizeof(idx), "%s/swap.idx", f.dir);
+	so.index_path = idx;
+	assert_int_equal(vswap_store_create(path, &so, &f.store), 0);
+	struct vswap_handler_opts o = {.chunk_pages = 8, .log = quiet};
+	assert_int_equal(hfx_start(&f, &o), 0);
+	for (uint64_t p = 0; p < M; p++)
+		memset(hfx_addr(&f, 0, p), (int)(p * 3 + 1), f.page_size);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_FAILED), 0);
+	struct vswap_status st = status_of(&f);
+	assert_int_equal(st.last_error, -ENOSPC);
+	assert_true(st.metrics.swap_pages > 0);
+	assert_true(st.metrics.swap_pages < M);
+	/* Nothing lost: every page is present (verified), staged or resident;
+	 * faults in Failed serve each one its bytes, and disable brings all
+	 * back. */
+	assert_int_equal(lost_count(f.h), 0);
+	for (uint64_t p = 0; p < M; p++) {
+		struct vswap_page_info pi;
+		assert_int_equal(vswap_handler_page_info(f.h, p, &pi), 0);
+		off_t off = (off_t)(p * f.page_size);
+		bool resident = lseek(f.memfd, off, SEEK_DATA) == off;
+		if (!resident && !pi.staged && pi.state != VSWAP_PAGE_PRESENT)
+			fail_msg("page %llu rests nowhere", (unsigned long long)p);
+	}
+	no_slot_leaked(&f);
+	for (uint64_t p = 0; p < M; p += 7)
+		expect_bytes(&f, p, (uint8_t)(p * 3 + 1), (uint8_t)(p * 3 + 1));
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	for (uint64_t p = 0; p < M; p++)
+		expect_bytes(&f, p, (uint8_t)(p * 3 + 1), (uint8_t)(p * 3 + 1));
+	assert_int_equal(vswap_handler_destroy(f.h), 0);
+	f.h = NULL;
+	vswap_store_close(f.store);
+	f.store = NULL;
+	vswap_store_destroy(path, &so);
+	assert_int_equal(umount(mnt), 0);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+int main(void)
+{
+	hfx_skip_if_unavailable("handler_swapout");
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(write_while_in_flight),
+	    cmocka_unit_test(remove_while_in_flight),
+	    cmocka_unit_test(detach_while_in_flight),
+	    cmocka_unit_test(exit_while_in_flight),
+	    cmocka_unit_test(enospc_with_writes_in_flight),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
