@@ -260,25 +260,35 @@ static char *capture_file(FILE *fp)
 	return s;
 }
 
-int rfx_run_tool(const char *tool, const char *const *args, char **out, char **err)
+/* The tool's path in the build directory and its argument vector (at most
+ * 31 words, NULL-terminated). */
+static void tool_argv(const char *tool, const char *const *args, char exe[PATH_MAX],
+		      const char *argv[32])
 {
 	const char *bd = getenv("VSWAP_BUILD_DIR");
-	char exe[PATH_MAX];
-	const char *argv[32];
-	posix_spawn_file_actions_t fa;
-	FILE *fo = tmpfile(), *fe = tmpfile();
-	pid_t pid;
-	int n = 0, status = 0, ret;
+	int n = 0;
 
 #ifdef VSWAP_BUILD_DIR
 	if (!bd)
 		bd = VSWAP_BUILD_DIR;
 #endif
-	snprintf(exe, sizeof(exe), "%s/%s", bd ? bd : ".", tool);
+	snprintf(exe, PATH_MAX, "%s/%s", bd ? bd : ".", tool);
 	argv[n++] = exe;
 	for (int i = 0; args[i] && n < 31; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
+}
+
+int rfx_run_tool(const char *tool, const char *const *args, char **out, char **err)
+{
+	char exe[PATH_MAX];
+	const char *argv[32];
+	posix_spawn_file_actions_t fa;
+	FILE *fo = tmpfile(), *fe = tmpfile();
+	pid_t pid;
+	int status = 0, ret;
+
+	tool_argv(tool, args, exe, argv);
 	if (!fo || !fe)
 		return -1;
 	posix_spawn_file_actions_init(&fa);
@@ -307,24 +317,15 @@ int rfx_run_tool(const char *tool, const char *const *args, char **out, char **e
 int rfx_run_tool_as(uid_t uid, unsigned timeout_s, const char *tool, const char *const *args,
 		    char **out)
 {
-	const char *bd = getenv("VSWAP_BUILD_DIR");
 	char exe[PATH_MAX], path[] = "/tmp/vswap-tool-out-XXXXXX";
 	const char *argv[32];
-	int fd = mkstemp(path), status = 0, n = 0;
+	int fd = mkstemp(path), status = 0;
 	pid_t pid;
 
 	if (fd < 0)
 		return -1;
 	unlink(path);
-#ifdef VSWAP_BUILD_DIR
-	if (!bd)
-		bd = VSWAP_BUILD_DIR;
-#endif
-	snprintf(exe, sizeof(exe), "%s/%s", bd ? bd : ".", tool);
-	argv[n++] = exe;
-	for (int i = 0; args[i] && n < 31; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
+	tool_argv(tool, args, exe, argv);
 	pid = fork();
 	if (pid < 0) {
 		close(fd);
