@@ -184,7 +184,7 @@ int committer_result(struct vswap_handler *h, uint64_t ticket, bool wait)
 	pthread_mutex_lock(&c->mu);
 	while (wait && c->landed < ticket && c->finished < ticket && c->started && !c->stop)
 		pthread_cond_wait(&c->cv, &c->mu);
-	int rc = c->landed >= ticket	? 0
+	int rc = c->landed >= ticket	 ? 0
 		 : c->finished >= ticket ? (c->error ? c->error : -EIO)
 		 : wait			 ? -ESHUTDOWN
 					 : -EINPROGRESS;

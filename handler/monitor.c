@@ -488,7 +488,7 @@ static void job_done(struct vswap_handler *h)
 		if (kind == JOB_SWAP_OUT)
 			swap_out_flush(h); /* what the job left ended */
 		fail(h,
-		     kind == JOB_TRIM	   ? "trim"
+		     kind == JOB_TRIM	    ? "trim"
 		     : kind == JOB_SWAP_OUT ? "swap-out"
 					    : "swap-in",
 		     rc);

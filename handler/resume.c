@@ -11,17 +11,14 @@
  * not yet punched it (the move to staging) before its index caught up; the
  * guest's copy is then the newest, so its staged copy is dropped and its
  * swapped copy becomes stale; a page the store's open marked lost (staged,
- * its checksum not yet committed) is the guest's again.  Every other page is where the index and the
- * staging file say (crash invariants 1-5 make them trustworthy).  A remove
- * event the dead handler read but did not commit yet (the monitor commits
- * at the end of the batch that read it; the remover is released by the
- * read itself) is undone: each page of the range reads as the store last
- * recorded it, an earlier version of that very page (say the copy a fault
- * served from the swap file, its staleness not yet committed), or zeros;
- * never another page's bytes.  Ballooned memory carries no content the
- * guest may rely on, but a VMM that must not see it again tells the
- * guest's balloon to fault it with zeros (or removes it while vswapd is
- * known to be alive).
+ * its checksum not yet committed) is the guest's again.  Every other page is where the index and
+ * the staging file say (crash invariants 1-5 make them trustworthy).  A remove event the dead
+ * handler read but did not commit yet (the monitor commits at the end of the batch that read it;
+ * the remover is released by the read itself) is undone: each page of the range reads as the store
+ * last recorded it, an earlier version of that very page (say the copy a fault served from the swap
+ * file, its staleness not yet committed), or zeros; never another page's bytes.  Ballooned memory
+ * carries no content the guest may rely on, but a VMM that must not see it again tells the guest's
+ * balloon to fault it with zeros (or removes it while vswapd is known to be alive).
  *
  * Wake: a uffd message is consumed when read, so a fault the dead handler
  * read but did not answer is never delivered again; UFFDIO_WAKE on every
@@ -62,7 +59,8 @@ static int reconcile_region(struct vswap_handler *h, const struct hregion *r, ui
 			 * hole of its memfd, so these bytes are the guest's own
 			 * and the newest.  The page is the guest's again. */
 			struct vswap_page_info pi;
-			if (vswap_store_page(h->store, p, &pi) == 0 && pi.state == VSWAP_PAGE_LOST) {
+			if (vswap_store_page(h->store, p, &pi) == 0 &&
+			    pi.state == VSWAP_PAGE_LOST) {
 				int64_t f = vswap_store_free(h->store, p, 1);
 				if (f < 0)
 					return (int)f;

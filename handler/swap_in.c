@@ -83,7 +83,8 @@ static void read_ahead(struct vswap_handler *h, uint64_t from)
 			jp->ahead = h->total_pages;
 			return;
 		}
-		ra_issue(h, vswap_store_slot_offset(h->store, pi.slot), (uint64_t)count << h->page_shift);
+		ra_issue(h, vswap_store_slot_offset(h->store, pi.slot),
+			 (uint64_t)count << h->page_shift);
 		jp->ahead = first + count;
 	}
 }

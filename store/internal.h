@@ -212,7 +212,7 @@ struct vswap_store {
 	struct wpin {
 		uint64_t slot;
 		bool due, gone;
-	} *wpins;
+	} * wpins;
 	size_t nwpins, cap_wpins;
 };
 

@@ -232,7 +232,8 @@ static int run_with_kills(struct vdx *x, struct vm_run *v, const char *mode, uns
 			/* The stage aimed at next may have begun meanwhile. */
 			if (cur == target && mine < want) {
 				uint64_t span = dur_us[cur] ? dur_us[cur] : 20000;
-				kill_at = began + rnd(seed) % (span < AIM_MAX_US ? span : AIM_MAX_US);
+				kill_at =
+				    began + rnd(seed) % (span < AIM_MAX_US ? span : AIM_MAX_US);
 			}
 			continue;
 		}

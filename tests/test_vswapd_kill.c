@@ -774,7 +774,8 @@ static void test_kills(void **state)
 	/* What the kills left, in full when it is more than leaks. */
 	if (vdx_fsck(&r->x, "-n") != 0) {
 		char cmd[1024];
-		snprintf(cmd, sizeof(cmd), "%s/vswap-fsck -n -v --no-progress --staging-dir %s %s >&2",
+		snprintf(cmd, sizeof(cmd),
+			 "%s/vswap-fsck -n -v --no-progress --staging-dir %s %s >&2",
 			 VSWAP_BUILD_DIR, r->x.dir, r->x.store);
 		if (system(cmd) < 0)
 			fprintf(stderr, "  (vswap-fsck did not run)\n");

@@ -21,7 +21,7 @@ if [ $# -gt 0 ]; then
 elif git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
 	mapfile -t files < <(git ls-files '*.c' '*.h')
 else
-	mapfile -t files < <(find store handler recovery tools tests include vm guest client vswapd proto \
+	mapfile -t files < <(find store handler recovery util tools tests include vm guest client vswapd proto \
 		-name '*.[ch]' 2>/dev/null | sort)
 fi
 if ! $check; then

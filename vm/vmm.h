@@ -20,7 +20,7 @@ struct vmm_opts {
 	uint64_t size;
 	unsigned vcpus;
 	unsigned cycles;
-	const char *store; /* NULL: a fresh directory under /var/tmp */
+	const char *store;  /* NULL: a fresh directory under /var/tmp */
 	const char *vswapd; /* served by the vswapd listening there (cycles only) */
 	bool keep;
 	bool json;
