@@ -185,21 +185,28 @@ static void touch_timed(struct guest *g, const uint64_t *order, size_t n, double
 	}
 }
 
-static int odirect_reads(struct guest *g, const uint64_t *order, size_t n, double *lat)
+/* Where each page of @order has its copy in the swap file, looked up while
+ * every page is still swapped out (the floor may run after the faults have
+ * brought the pages back) and before any clock runs. */
+static int slot_offsets(struct guest *g, const uint64_t *order, size_t n, uint64_t *off)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct vswap_page_info pi;
+		int rc = vswap_handler_page_info(g->h, order[i], &pi);
+		if (rc == 0 && pi.state != VSWAP_PAGE_PRESENT)
+			rc = -ENODATA;
+		if (rc < 0)
+			return rc;
+		off[i] = vswap_store_slot_offset(g->store, pi.slot);
+	}
+	return 0;
+}
+
+static int odirect_reads(struct guest *g, const uint64_t *off, size_t n, double *lat)
 {
 	int fd = open(g->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
 	void *buf = aligned_alloc(g->ps, g->ps);
-	uint64_t *off = calloc(n ? n : 1, sizeof(*off));
-	int rc = fd >= 0 && buf && off ? 0 : -EIO;
-	/* Where each page's copy is, looked up before the clock runs. */
-	for (size_t i = 0; i < n && !rc; i++) {
-		struct vswap_page_info pi;
-		rc = vswap_handler_page_info(g->h, order[i], &pi);
-		if (rc == 0 && pi.state != VSWAP_PAGE_PRESENT)
-			rc = -ENODATA;
-		if (rc == 0)
-			off[i] = vswap_store_slot_offset(g->store, pi.slot);
-	}
+	int rc = fd >= 0 && buf ? 0 : -EIO;
 	for (size_t i = 0; i < n && !rc; i++) {
 		uint64_t t0 = bench_now_ns();
 		if (pread(fd, buf, g->ps, (off_t)off[i]) != (ssize_t)g->ps)
@@ -209,7 +216,6 @@ static int odirect_reads(struct guest *g, const uint64_t *order, size_t n, doubl
 	if (fd >= 0)
 		close(fd);
 	free(buf);
-	free(off);
 	return rc;
 }
 
@@ -331,21 +337,25 @@ static int rand_run(struct datapath_bench *o, size_t pages, unsigned r, struct r
 	size_t n = pages < SAMPLES ? pages : SAMPLES;
 	uint64_t *order = shuffled(pages, 0x9e3779b97f4a7c15ull * (r + 1));
 	double *lat = calloc(n, sizeof(*lat));
+	uint64_t *off = calloc(n ? n : 1, sizeof(*off));
 	struct guest g;
-	int rc = order && lat ? guest_open(&g, o, pages, VSWAP_ENABLE_AUTO) : -ENOMEM;
-	if (!order || !lat) {
+	int rc = order && lat && off ? guest_open(&g, o, pages, VSWAP_ENABLE_AUTO) : -ENOMEM;
+	if (!order || !lat || !off) {
 		free(order);
 		free(lat);
+		free(off);
 		return rc;
 	}
 	for (size_t p = 0; rc == 0 && p < pages; p++)
 		guest_write(&g, p);
 	if (rc == 0)
 		rc = swap_out_all(&g, NULL);
+	if (rc == 0)
+		rc = slot_offsets(&g, order, n, off);
 	/* The floor first or last, alternately (the disk drifts); O_DIRECT
 	 * reads of the same slots leave no page cache behind. */
 	if (rc == 0 && r % 2 == 0) {
-		rc = odirect_reads(&g, order, n, lat);
+		rc = odirect_reads(&g, off, n, lat);
 		out->pread = lat_of(lat, n);
 	}
 	if (rc == 0) {
@@ -353,7 +363,7 @@ static int rand_run(struct datapath_bench *o, size_t pages, unsigned r, struct r
 		out->fault = lat_of(lat, n);
 	}
 	if (rc == 0 && r % 2) {
-		rc = odirect_reads(&g, order, n, lat);
+		rc = odirect_reads(&g, off, n, lat);
 		out->pread = lat_of(lat, n);
 	}
 	/* 1 thread, then 8, each on freshly swapped-out pages. */
@@ -374,6 +384,7 @@ static int rand_run(struct datapath_bench *o, size_t pages, unsigned r, struct r
 	}
 	free(order);
 	free(lat);
+	free(off);
 	return rc;
 }
 
