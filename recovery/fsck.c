@@ -178,6 +178,19 @@ static void quiet_log(void *ctx, enum vswap_log_level lvl, const char *msg)
 	(void)msg;
 }
 
+/* A look that writes nothing and tolerates damage, with nothing logged: the
+ * options of the read-only opens fsck makes around a repair. */
+static struct vswap_store_opts look_opts(const struct vswap_fsck *f)
+{
+	return (struct vswap_store_opts){
+	    .read_only = true,
+	    .tolerant = true,
+	    .index_path = f->opts.index_path,
+	    .staging_dir = f->opts.staging_dir,
+	    .log = quiet_log,
+	};
+}
+
 /*
  * Before a repair opens the store for writing: a read-only look at its meta
  * records.  If one that must not be rewritten is damaged, the run becomes an
@@ -186,13 +199,7 @@ static void quiet_log(void *ctx, enum vswap_log_level lvl, const char *msg)
  */
 static void probe_meta(struct vswap_fsck *f)
 {
-	struct vswap_store_opts so = {
-	    .read_only = true,
-	    .tolerant = true,
-	    .index_path = f->opts.index_path,
-	    .staging_dir = f->opts.staging_dir,
-	    .log = quiet_log,
-	};
+	struct vswap_store_opts so = look_opts(f);
 	struct vswap_store *s;
 
 	if (f->opts.mode == VSWAP_FSCK_CHECK || f->busy || vswap_store_open(f->path, &so, &s))
@@ -354,13 +361,7 @@ static int count_record(void *ctx, const struct vswap_page_record *r)
  * held.  Cheaper than the audit, which it falls back to when not. */
 static bool close_only_took(struct vswap_fsck *f)
 {
-	struct vswap_store_opts so = {
-	    .read_only = true,
-	    .tolerant = true,
-	    .index_path = f->opts.index_path,
-	    .staging_dir = f->opts.staging_dir,
-	    .log = quiet_log,
-	};
+	struct vswap_store_opts so = look_opts(f);
 	struct vswap_store *s;
 	size_t n = 0;
 	bool same;

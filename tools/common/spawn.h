@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: MIT */
+/* Starting vswapd the way a small launcher (systemd) does, shared by
+ * vswap-bench and the test suites' daemon fixture. */
+#ifndef VSWAP_TOOLS_SPAWN_H
+#define VSWAP_TOOLS_SPAWN_H
+
+#include <sys/types.h>
+
+/* vfork, then in the child: @lfd (if >= 0) at fd 3 and @w at fd 4 without
+ * close-on-exec, this child's pid written after "LISTEN_PID=" in
+ * @listen_pid, exec @path with @argv and @envp.  vfork, not fork: a fork
+ * copies the caller's page tables, tens to hundreds of milliseconds with a
+ * 1 GiB guest mapped, which a restart figure would then include.  Returns
+ * the child's pid or -1 (errno set). */
+pid_t spawn_daemon(const char *path, char *const *argv, char *const *envp, int lfd, int w,
+		   char *listen_pid);
+
+#endif
