@@ -175,13 +175,32 @@ static int stage_of(const char *line, double *secs)
 /* Where every task of @pid sleeps (a hang's report). */
 static void dump_tasks(const char *who, pid_t pid)
 {
-	char cmd[256];
+	char cmd[512];
 	snprintf(cmd, sizeof(cmd),
 		 "for t in /proc/%d/task/*; do echo \"  %s task ${t##*/} $(cat $t/comm) in "
 		 "$(cat $t/wchan): $(head -4 $t/stack 2>/dev/null | tr '\\n' ' ')\"; done >&2",
 		 (int)pid, who);
 	if (system(cmd) < 0)
 		fprintf(stderr, "  (cannot list %s's tasks)\n", who);
+	/* Its uffds' queues: "pending" faults nobody has read yet, "total"
+	 * also those read but not answered (woken).  Which of the two a hang
+	 * has says whether the daemon stopped reading or dropped a fault. */
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "for f in /proc/%d/fd/*; do [ \"$(readlink $f)\" = 'anon_inode:[userfaultfd]' ] && "
+	    "echo \"  %s uffd ${f##*/}: $(grep -E '^(pending|total)' /proc/%d/fdinfo/${f##*/} | "
+	    "tr '\\n\\t' '  ')\"; done >&2",
+	    (int)pid, who, (int)pid);
+	if (system(cmd) < 0)
+		fprintf(stderr, "  (cannot list %s's uffds)\n", who);
+	/* CPU time of each task, twice a second apart: a thread spinning
+	 * shows in the second sample. */
+	snprintf(cmd, sizeof(cmd),
+		 "for i in 1 2; do for t in /proc/%d/task/*; do echo \"  %s task ${t##*/} cpu "
+		 "$(cut -d' ' -f14,15 $t/stat)\"; done; sleep 1; done >&2",
+		 (int)pid, who);
+	if (system(cmd) < 0)
+		fprintf(stderr, "  (no cpu times of %s)\n", who);
 	/* And the user-space stacks, where gdb is installed. */
 	snprintf(cmd, sizeof(cmd),
 		 "command -v gdb >/dev/null && gdb -p %d -batch -ex 'thread apply all bt' 2>&1 | "
