@@ -525,7 +525,10 @@ static void test_silent_daemon(void **state)
 	struct vswap_client_opts o = {.store_path = x.store,
 				      .staging_dir = x.dir,
 				      .durability = VSWAP_DURABILITY_NONE,
-				      .reply_timeout_ms = 300,
+				      /* Room for the attach on a loaded machine
+				       * (300 ms was not always), short next to
+				       * a stopped daemon's forever. */
+				      .reply_timeout_ms = 1500,
 				      .log_level = VSWAP_LOG_ERROR};
 	assert_int_equal(vdx_attach(&x, &o), 0);
 	assert_int_equal(kill(x.pid, SIGSTOP), 0);
