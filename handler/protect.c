@@ -44,14 +44,17 @@
  * Swap-out removes its committed pages on the pool's workers, so that the
  * job writes the next batches meanwhile (the punch costs a third of the
  * write).  A worker holds h->wp.rlock, not h->lock; so the bitmap has a lock
- * of its own, taken by every reader and writer of a bit, and the rule above
- * holds with "the same h->wp.rlock hold": a worker removes a page only while
- * its bit is set under rlock, and protect_wp_fault() clears the bit under
- * rlock (inside h->lock) before un-protecting.  The worker's snapshot was
- * taken after the commit, and a page whose bit is still set has not changed
- * since (every path that changes its record clears the bit first).  The
- * monitor waits for the workers before Active, enable, and leaving
- * protection.
+ * of its own, taken by every reader and writer of a bit.  A worker takes a
+ * piece of pages out of the set and marks them removing in one rlock hold,
+ * then punches them without it (a punch takes milliseconds: the job's
+ * gather and every write-protect fault would wait for it), and clears the
+ * marks under rlock again.  protect_wp_fault() waits while its page is
+ * marked removing, before it tests the bit and un-protects: so the rule
+ * above holds with "the bit set when the removal began, and no write let
+ * through until it ended".  The worker's snapshot was taken after the
+ * commit, and a page whose bit is still set has not changed since (every
+ * path that changes its record clears the bit first).  The monitor waits
+ * for the workers before Active, enable, and leaving protection.
  *
  * Guest bytes are read without ever touching the registered mappings, so the
  * handler's own reads can never wait for a userfault it would serve itself:
@@ -353,8 +356,10 @@ int protect_init(struct vswap_handler *h)
 	if (!wp->on)
 		return 0;
 	pthread_mutex_init(&wp->rlock, NULL);
+	pthread_cond_init(&wp->removed, NULL);
 	wp->clean = calloc((h->total_pages + 63) / 64, sizeof(uint64_t));
-	if (!wp->clean)
+	wp->removing = calloc((h->total_pages + 63) / 64, sizeof(uint64_t));
+	if (!wp->clean || !wp->removing)
 		return -ENOMEM;
 	for (unsigned i = 0; i < h->nregions; i++) {
 		struct hregion *r = &h->regions[i];
@@ -372,10 +377,14 @@ void protect_fini(struct vswap_handler *h)
 		if (h->regions[i].alias)
 			munmap((void *)h->regions[i].alias,
 			       h->regions[i].end - h->regions[i].start);
-	if (h->wp.clean)
+	if (h->wp.clean) {
+		pthread_cond_destroy(&h->wp.removed);
 		pthread_mutex_destroy(&h->wp.rlock);
+	}
 	free(h->wp.clean);
 	h->wp.clean = NULL;
+	free(h->wp.removing);
+	h->wp.removing = NULL;
 	free(h->wp.removals);
 	h->wp.removals = NULL;
 }
@@ -805,6 +814,13 @@ int protect_wp_fault(struct vswap_handler *h, unsigned index, uintptr_t addr)
 		bool was_clean = false;
 		if (wp->clean) {
 			pthread_mutex_lock(&wp->rlock);
+			/* Being punched: let the write through only after (it
+			 * then refaults as MISSING and lands on the store's
+			 * copy).  The worker never takes h->lock. */
+			if (bit_get(wp->removing, page))
+				atomic_fetch_add(&wp->removal_waits, 1);
+			while (bit_get(wp->removing, page))
+				pthread_cond_wait(&wp->removed, &wp->rlock);
 			was_clean = bit_get(wp->clean, page);
 			if (was_clean)
 				forget_locked(h, page, 1);
@@ -908,8 +924,8 @@ static void remove_runs(struct vswap_handler *h, uint64_t first, uint64_t count,
 	}
 }
 
-/* Note a run to remove, cut at region ends and at the chunk size (a
- * worker holds rlock for one piece: a write fault waits at most that). */
+/* Note a run to remove, cut at region ends and at the chunk size (a write
+ * fault on a page being punched waits for its piece's punch). */
 static int removal_add(struct vswap_handler *h, uint64_t first, uint64_t count)
 {
 	struct protect *wp = &h->wp;
@@ -959,24 +975,26 @@ void protect_remove_written(struct vswap_handler *h, uint64_t first, uint64_t co
 	pthread_mutex_unlock(&wp->rlock);
 }
 
+/* The runs one commit made removable, for one pool task. */
 struct removal {
 	struct vswap_handler *h;
-	uint64_t first, count;
+	struct run *v;
+	unsigned n;
 };
 
 /*
- * On a pool worker: punch the pages of the run still in the set, each piece
- * in one rlock hold with its bit test.  A page that cannot be punched keeps
- * its bit: it stays resident, protected and present in the store, and a
- * later write makes it stale like any other (the next enable does too).
+ * Punch the pages of run @v still in the set: each piece leaves the set and
+ * is marked removing in one rlock hold, is punched without the lock, and
+ * loses its marks in the next hold (see the top of the file).  A piece
+ * that cannot be punched goes back in the set: resident, protected and
+ * present in the store, and a later write makes it stale like any other
+ * (no write passed it meanwhile: its write-protect faults waited).
  */
-static void removal_run(void *arg)
+static void removal_run(struct vswap_handler *h, const struct run *v)
 {
-	struct removal *t = arg;
-	struct vswap_handler *h = t->h;
 	struct protect *wp = &h->wp;
-	const struct hregion *r = region_of_page(h, t->first);
-	uint64_t p = t->first, end = t->first + t->count;
+	const struct hregion *r = region_of_page(h, v->first);
+	uint64_t p = v->first, end = v->first + v->count;
 	pthread_mutex_lock(&wp->rlock);
 	while (p < end) {
 		while (p < end && !bit_get(wp->clean, p))
@@ -986,42 +1004,70 @@ static void removal_run(void *arg)
 			q++;
 		if (q == p)
 			break;
+		forget_locked(h, p, q - p);
+		bits_change(wp->removing, p, q - p, true);
+		pthread_mutex_unlock(&wp->rlock);
+		if (h->swap_out_hook)
+			h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_REMOVING);
 		off_t off = r->offset + (off_t)((p - r->first) << h->page_shift);
-		if (fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
-			      (off_t)((q - p) << h->page_shift)) == 0)
-			forget_locked(h, p, q - p);
-		else
+		int rc = fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
+				   (off_t)((q - p) << h->page_shift)) == 0
+			     ? 0
+			     : -errno;
+		if (rc < 0)
 			hlog(h, VSWAP_LOG_WARN, "removing pages %llu+%llu from guest memory: %s",
 			     (unsigned long long)p, (unsigned long long)(q - p),
-			     vswap_strerror(-errno));
+			     vswap_strerror(rc));
+		pthread_mutex_lock(&wp->rlock);
+		bits_change(wp->removing, p, q - p, false);
+		if (rc < 0)
+			atomic_fetch_add(&wp->nclean, bits_change(wp->clean, p, q - p, true));
+		pthread_cond_broadcast(&wp->removed);
 		p = q;
 	}
 	pthread_mutex_unlock(&wp->rlock);
+}
+
+/* On a pool worker: the runs of one commit, in order. */
+static void removal_task(void *arg)
+{
+	struct removal *t = arg;
+	for (unsigned i = 0; i < t->n; i++)
+		removal_run(t->h, &t->v[i]);
+	free(t->v);
 	free(t);
 }
 
+/*
+ * One task per commit, not one per run: the pool's queue holds as many
+ * tasks as it has workers, and a push waits for room, so a task per 2 MiB
+ * run made the swap-out wait for the punches of earlier commits (under
+ * load half its time) while the disk had nothing to write.  Now the job
+ * waits only when several commits' removals are still queued: when
+ * removing is slower than writing, which then bounds the swap-out.
+ */
 void protect_remove_start(struct vswap_handler *h)
 {
 	struct protect *wp = &h->wp;
 	pthread_mutex_lock(&h->lock);
-	unsigned n = wp->nremovals;
-	struct run *v = wp->removals;
+	struct removal t = {h, wp->removals, wp->nremovals};
 	wp->removals = NULL;
 	wp->nremovals = wp->cap_removals = 0;
 	pthread_mutex_unlock(&h->lock);
-	for (unsigned i = 0; i < n; i++) {
-		struct removal *t = malloc(sizeof(*t));
-		if (t) {
-			*t = (struct removal){h, v[i].first, v[i].count};
-			if (pool_push(h->pool, removal_run, t) == 0)
-				continue;
-			free(t);
-		}
-		/* No task: the pages stay (see removal_run()). */
-		hlog(h, VSWAP_LOG_WARN, "cannot queue the removal of pages %llu+%llu",
-		     (unsigned long long)v[i].first, (unsigned long long)v[i].count);
+	if (!t.n) {
+		free(t.v);
+		return;
 	}
-	free(v);
+	struct removal *task = malloc(sizeof(*task));
+	if (task) {
+		*task = t;
+		if (pool_push(h->pool, removal_task, task) == 0)
+			return;
+		free(task);
+	}
+	/* No task: the pages stay (see removal_run()). */
+	hlog(h, VSWAP_LOG_WARN, "cannot queue the removal of %u runs of swapped-out pages", t.n);
+	free(t.v);
 }
 
 void protect_remove_wait(struct vswap_handler *h)

@@ -468,6 +468,8 @@ static void racer_hook(void *ctx, int where)
 			break;
 		if (hold && tid && hfx_in_userfault(0, tid))
 			break;
+		if (where == SWAP_OUT_HOOK_REMOVING && atomic_load(&h->wp.removal_waits))
+			break;
 		sched_yield();
 	}
 	if (hold) {
@@ -511,7 +513,9 @@ static void race(int where)
 		 * present. */
 		assert_int_equal(pi.state, VSWAP_PAGE_STALE);
 	}
-	if (where != SWAP_OUT_HOOK_COMMITTED) {
+	if (where == SWAP_OUT_HOOK_REMOVING)
+		assert_int_equal(atomic_load(&f.h->wp.removal_waits), 1);
+	if (where != SWAP_OUT_HOOK_COMMITTED && where != SWAP_OUT_HOOK_REMOVING) {
 		/* Let through before the commit: never removed. */
 		assert_int_equal(st.metrics.dirtied_pages, 1);
 		assert_int_equal(st.metrics.copied_from_file_pages, 0);
@@ -561,6 +565,15 @@ static void write_blocked_across_removal(void **state)
 {
 	(void)state;
 	race(SWAP_OUT_HOOK_COMMITTED);
+}
+
+/* A write to a page while the pool punches it out of guest memory (the
+ * punch runs without the bitmap's lock): its fault waits for the punch,
+ * then the writer refaults the committed copy and writes on it. */
+static void write_during_removal(void **state)
+{
+	(void)state;
+	race(SWAP_OUT_HOOK_REMOVING);
 }
 
 /* ---- detach ---------------------------------------------------------------- */
@@ -786,6 +799,7 @@ int main(void)
 	    cmocka_unit_test(forked_writers_seen),
 	    cmocka_unit_test(write_between_write_and_commit),
 	    cmocka_unit_test(write_blocked_across_removal),
+	    cmocka_unit_test(write_during_removal),
 	    cmocka_unit_test(write_while_written),
 	    cmocka_unit_test(detach_during_swap_out),
 	    cmocka_unit_test(writers_throughout),
