@@ -136,6 +136,10 @@ int fault_serve(struct vswap_handler *h, unsigned index, uintptr_t addr)
 		if (rc == -EAGAIN)
 			h->c.eagain_retries++;
 		pthread_mutex_unlock(&h->lock);
+		if (rc == 0) {
+			fault_io_reap_ready(h);
+			return 0;
+		}
 		if (rc == -EBUSY) { /* every fault read busy: complete one */
 			fault_io_reap(h, true);
 			continue;

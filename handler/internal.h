@@ -32,6 +32,7 @@
 #include "handler/pool.h"
 #include "handler/uffd.h"
 #include "handler/uffd_list.h"
+#include "store/io.h"
 #include "util/log.h"
 
 /* Epoll tokens below UFFD_TOKEN_BASE. */
@@ -135,22 +136,31 @@ enum job_kind { JOB_NONE, JOB_TRIM, JOB_SWAP_IN, JOB_SWAP_OUT };
 /* A fault's swap-file read in flight.  Every fault on the page while it is
  * in flight waits on it: one read, and each waiting uffd served once. */
 struct fault_read {
-	struct vswap_read r; /* where the bytes are, what they must hash to */
-	void *buf;	     /* one page, page-aligned */
-	uintptr_t addr;	     /* the page's host address */
-	bool busy;	     /* submitted, its completion not yet handled */
-	bool cancelled;	     /* a remove event covered the page: never copied in */
-	unsigned *waiters;   /* uffd indices, each once */
-	unsigned nwaiters, cap_waiters;
+	struct vswap_read r;	 /* where the bytes are, what they must hash to */
+	struct vswap_io_req req; /* on the engine; its tag is this read's index */
+	void *buf;		 /* one page, page-aligned */
+	uintptr_t addr;		 /* the page's host address */
+	bool busy;		 /* submitted, its completion not yet handled */
+	bool cancelled;		 /* a remove event covered the page: never copied in */
+	unsigned *waiters;	 /* uffd indices, each once */
+	unsigned nwaiters;
+	size_t cap_waiters;
 };
 
-/* The fault reads' io_uring; its eventfd sits in the epoll (TOKEN_READS). */
+/* Sequential passes followed at once (fault_io.c: which reads go through
+ * the page cache). */
+#define FAULT_STREAMS 16u
+
+/* The fault reads' I/O engine; its eventfd sits in the epoll (TOKEN_READS). */
 struct fault_io {
-	struct io_uring ring;
+	struct vswap_io io;
 	bool have_ring; /* else faults pread on the monitor */
-	int efd;
 	struct fault_read reads[FAULT_READS];
 	unsigned busy; /* changed under h->lock */
+	/* The slot after the last one each recent sequential pass read (0:
+	 * none), and the entry the next new pass takes. */
+	uint64_t stream[FAULT_STREAMS];
+	unsigned stream_next;
 	/* Test hook: while set, the monitor leaves completed reads unhandled
 	 * (a test holds reads in flight; it writes the eventfd after clearing
 	 * it); waits (ring full, drain) ignore it.  @taken counts the
@@ -367,6 +377,9 @@ int fault_io_submit(struct vswap_handler *h, unsigned index, uintptr_t addr, uin
 /* Handle the completed reads (lock not held); with @wait, wait for one
  * first.  Returns the number handled. */
 int fault_io_reap(struct vswap_handler *h, bool wait);
+/* Lock not held: handle the reads complete already (a read the page cache
+ * held completes inside its submission), unless the test hook holds them. */
+void fault_io_reap_ready(struct vswap_handler *h);
 /* Wait for every read in flight; @serve: copy their pages to the waiting
  * faults, else drop them (the faults stay queued: detach). */
 void fault_io_drain(struct vswap_handler *h, bool serve);

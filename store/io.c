@@ -359,6 +359,11 @@ int vswap_io_reap(struct vswap_io *io, struct vswap_io_req **out, unsigned max, 
 	}
 }
 
+bool vswap_io_ready(const struct vswap_io *io)
+{
+	return io->sync_head || (io->have_ring && io_uring_cq_ready(&io->ring));
+}
+
 unsigned vswap_io_pending(const struct vswap_io *io)
 {
 	unsigned n = io->inflight;

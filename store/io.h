@@ -125,6 +125,11 @@ int vswap_io_submit(struct vswap_io *io, struct vswap_io_req *reqs, unsigned n);
  */
 int vswap_io_reap(struct vswap_io *io, struct vswap_io_req **out, unsigned max, bool wait);
 
+/* Some submitted request is complete: vswap_io_reap() would not wait (no
+ * system call: a request that completed inside vswap_io_submit(), say a
+ * read the page cache held, is served at once). */
+bool vswap_io_ready(const struct vswap_io *io);
+
 /* Submitted requests not yet handed back by vswap_io_reap(). */
 unsigned vswap_io_pending(const struct vswap_io *io);
 
