@@ -136,10 +136,6 @@ int fault_serve(struct vswap_handler *h, unsigned index, uintptr_t addr)
 		if (rc == -EAGAIN)
 			h->c.eagain_retries++;
 		pthread_mutex_unlock(&h->lock);
-		if (rc == 0) {
-			fault_io_reap_ready(h);
-			return 0;
-		}
 		if (rc == -EBUSY) { /* every fault read busy: complete one */
 			fault_io_reap(h, true);
 			continue;
@@ -324,6 +320,8 @@ static int drain_loop(struct vswap_handler *h, unsigned index, bool defer)
 				hlog(h, VSWAP_LOG_ERROR, "uffd %u event %u: %s", index,
 				     msgs[i].event, vswap_strerror(rc));
 		}
+		/* The reads of this batch's faults enter the kernel together. */
+		fault_io_flush(h);
 		total += n;
 	}
 }

@@ -158,7 +158,7 @@ static int submit(struct fault_io *io, struct fault_read *fr)
 	    .fd = fr->r.fd,
 	    .tag = (uint64_t)(fr - io->reads),
 	};
-	int rc = vswap_io_submit(&io->io, &fr->req, 1);
+	int rc = vswap_io_queue(&io->io, &fr->req, 1); /* entered at fault_io_flush() */
 	return rc == 1 ? 0 : rc < 0 ? rc : -EBUSY;
 }
 
@@ -379,10 +379,15 @@ int fault_io_reap(struct vswap_handler *h, bool wait)
 	return n < 0 ? 0 : n;
 }
 
-void fault_io_reap_ready(struct vswap_handler *h)
+void fault_io_flush(struct vswap_handler *h)
 {
 	struct fault_io *io = &h->m.fio;
-	if (io->have_ring && io->busy && vswap_io_ready(&io->io))
+	if (!io->have_ring || !io->busy)
+		return;
+	int rc = vswap_io_flush(&io->io);
+	if (rc < 0) /* the reads stay queued: the next flush or wait enters them */
+		hlog(h, VSWAP_LOG_WARN, "fault reads' submission: %s", vswap_strerror(rc));
+	if (vswap_io_ready(&io->io))
 		fault_io_reap(h, false);
 }
 

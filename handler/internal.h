@@ -377,9 +377,12 @@ int fault_io_submit(struct vswap_handler *h, unsigned index, uintptr_t addr, uin
 /* Handle the completed reads (lock not held); with @wait, wait for one
  * first.  Returns the number handled. */
 int fault_io_reap(struct vswap_handler *h, bool wait);
-/* Lock not held: handle the reads complete already (a read the page cache
- * held completes inside its submission), unless the test hook holds them. */
-void fault_io_reap_ready(struct vswap_handler *h);
+/* Lock not held: enter the reads fault_io_submit() queued (one system call
+ * for the faults read together), then handle those complete already (a
+ * read the page cache held completes inside its submission), unless the
+ * test hook holds them.  Called after each batch of uffd messages and
+ * before the monitor sleeps. */
+void fault_io_flush(struct vswap_handler *h);
 /* Wait for every read in flight; @serve: copy their pages to the waiting
  * faults, else drop them (the faults stay queued: detach). */
 void fault_io_drain(struct vswap_handler *h, bool serve);

@@ -269,7 +269,7 @@ static void signal_efd(struct vswap_io *io)
 	}
 }
 
-int vswap_io_submit(struct vswap_io *io, struct vswap_io_req *reqs, unsigned n)
+int vswap_io_queue(struct vswap_io *io, struct vswap_io_req *reqs, unsigned n)
 {
 	unsigned k = 0;
 	if (!io->have_ring) {
@@ -296,17 +296,27 @@ int vswap_io_submit(struct vswap_io *io, struct vswap_io_req *reqs, unsigned n)
 		prep(io, r->fd, r->write, r, 0);
 		io->inflight++;
 	}
-	if (k == 0)
+	return (int)k;
+}
+
+int vswap_io_flush(struct vswap_io *io)
+{
+	if (!io->have_ring || !io_uring_sq_ready(&io->ring))
 		return 0;
 	int ret;
 	do
 		ret = io_uring_submit(&io->ring);
 	while (ret == -EINTR);
 	/* EAGAIN/EBUSY: the kernel is short of resources now; the entries
-	 * stay queued and the next reap submits them. */
-	if (ret < 0 && ret != -EAGAIN && ret != -EBUSY)
-		return ret;
-	return (int)k;
+	 * stay queued and the next flush or reap submits them. */
+	return ret < 0 && ret != -EAGAIN && ret != -EBUSY ? ret : 0;
+}
+
+int vswap_io_submit(struct vswap_io *io, struct vswap_io_req *reqs, unsigned n)
+{
+	int k = vswap_io_queue(io, reqs, n);
+	int ret = k > 0 ? vswap_io_flush(io) : 0;
+	return ret < 0 ? ret : k;
 }
 
 int vswap_io_reap(struct vswap_io *io, struct vswap_io_req **out, unsigned max, bool wait)

@@ -118,6 +118,15 @@ int vswap_io_stream(struct vswap_io *io, int fd, bool write, const struct vswap_
  */
 int vswap_io_submit(struct vswap_io *io, struct vswap_io_req *reqs, unsigned n);
 
+/* vswap_io_submit() in two steps: queue requests (as many as it takes,
+ * returned as by the submit) now, enter the kernel once for all of them at
+ * vswap_io_flush() (0 or -errno) or at the next reap.  A caller that
+ * gathers several requests (faults read from a uffd together) saves a
+ * system call per request, and the block layer sees them together (one
+ * device notification, not one each). */
+int vswap_io_queue(struct vswap_io *io, struct vswap_io_req *reqs, unsigned n);
+int vswap_io_flush(struct vswap_io *io);
+
 /*
  * Up to @max complete requests into @out, without waiting, or with @wait at
  * least one if any is in flight.  Returns how many (0: none complete, or
