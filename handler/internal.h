@@ -221,12 +221,13 @@ struct job_progress {
 	atomic_uint_fast64_t pages;
 	uint64_t t0_ms;
 	int swap_in_fd;	 /* dup of the main uffd, used by the swap-in thread */
-	void *run_buf;	 /* chunk_pages pages: swap-in reads */
 	uint64_t cursor; /* next page to look at */
 	bool staged_done;
-	uint64_t ahead;		  /* swap-file read-ahead issued for pages below this */
-	struct io_uring *ra_ring; /* read-ahead requests, or NULL: posix_fadvise */
-	unsigned ra_inflight;
+	/* The swap-in's swap-file runs in flight (swap_in.c), on an engine of
+	 * their own: allocated by swap_in_prepare(), freed when a swap-in ends. */
+	struct swap_in_run *runs;
+	unsigned nruns;
+	struct vswap_io io;
 };
 
 /* The commit thread (committer.c).  mu guards the flags and the error and
