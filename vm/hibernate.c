@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <vswap/handler.h>
@@ -315,8 +316,10 @@ struct machine_job {
 	const uint8_t *state;
 	const struct saved_header *hdr;
 	int rc;
-	uint64_t done_ns;
+	uint64_t done_ns, cpu_ns;
 };
+
+static uint64_t thread_cpu_ns(void);
 
 static void *machine_main(void *arg)
 {
@@ -326,24 +329,39 @@ static void *machine_main(void *arg)
 	if (!j->rc)
 		j->rc = restore(j->m, j->state, j->hdr);
 	j->done_ns = vm_now_ns();
+	j->cpu_ns = thread_cpu_ns();
 	return NULL;
 }
 
 /* --verbose: the steps from the store's open to the first guest
  * instruction, each with the time it ended (ms after the open). */
 struct resume_steps {
-	uint64_t t0, last;
+	uint64_t t0, last, cpu;
 	bool on;
 };
 
+/* CPU time of the calling thread: beside the wall time, it tells a step
+ * that computes from one that waits (a sync, another thread, the load of
+ * a busy machine). */
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static void step(struct resume_steps *st, const char *name)
 {
-	uint64_t t = vm_now_ns();
+	uint64_t t = vm_now_ns(), cpu = thread_cpu_ns();
 
 	if (st->on)
-		fprintf(stderr, "vswap-vm: resume step %-22s %8.3f ms  (at %8.3f ms)\n", name,
-			(double)(t - st->last) / 1e6, (double)(t - st->t0) / 1e6);
+		fprintf(stderr,
+			"vswap-vm: resume step %-24s %8.3f ms, cpu %7.3f ms (at %8.3f ms)\n", name,
+			(double)(t - st->last) / 1e6, (double)(cpu - st->cpu) / 1e6,
+			(double)(t - st->t0) / 1e6);
 	st->last = t;
+	st->cpu = cpu;
 }
 
 /*
@@ -400,7 +418,8 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	 * behind the open, each one first when a fault needs it. */
 	so.lazy_index = true;
 	t_open = vm_now_ns();
-	struct resume_steps st = {.t0 = t_open, .last = t_open, .on = o->verbose};
+	struct resume_steps st = {
+	    .t0 = t_open, .last = t_open, .cpu = thread_cpu_ns(), .on = o->verbose};
 
 	rc = vswap_store_open(r->path, &so, &m.store);
 	if (rc) {
@@ -442,8 +461,9 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	pthread_join(mt, NULL);
 	if (o->verbose && mj.done_ns)
 		fprintf(stderr,
-			"vswap-vm: resume (VM made and restored on its own thread at %.3f ms)\n",
-			(double)(mj.done_ns - t_open) / 1e6);
+			"vswap-vm: resume (VM made and restored on its own thread at %.3f ms, "
+			"cpu %.3f ms)\n",
+			(double)(mj.done_ns - t_open) / 1e6, (double)mj.cpu_ns / 1e6);
 	step(&st, "VM made (joined)");
 	if (!rc)
 		rc = mj.rc;
@@ -466,7 +486,7 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	if (first != UINT64_MAX)
 		r->resume_to_first_instruction_ms = (double)(first - t_open) / 1e6;
 	if (o->verbose && first != UINT64_MAX)
-		fprintf(stderr, "vswap-vm: resume step %-22s %8.3f ms  (at %8.3f ms)\n",
+		fprintf(stderr, "vswap-vm: resume step %-24s %8.3f ms (at %8.3f ms)\n",
 			"first guest instruction", (double)(int64_t)(first - st.last) / 1e6,
 			(double)(first - t_open) / 1e6);
 	fprintf(f,
