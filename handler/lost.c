@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "handler/internal.h"
 
@@ -46,37 +47,61 @@ uint64_t lost_count(struct vswap_handler *h)
 	return rc == 0 ? st.pages_lost : 0;
 }
 
+/* Whether page @p of region @r has its bytes in the memfd. */
+static bool page_resident(const struct vswap_handler *h, const struct hregion *r, uint64_t p)
+{
+	off_t off = r->offset + (off_t)((p - r->first) << h->page_shift);
+	return lseek(r->memfd, off, SEEK_DATA) == off;
+}
+
 /*
  * A uffd added while the regions are not registered: its process maps the
- * guest's memory too, and there a lost page is a hole of the memfd, which
- * reads as zeros.  Register it (at @bases, that process's region addresses;
- * NULL: the handler's own) just long enough to poison every lost page
- * through it (a poison marker outlives the registration), on the monitor.
+ * guest's memory too, and there a lost page that is a hole of the memfd
+ * reads as zeros.  Poison those holes through it (a poison marker outlives
+ * the registration), on the monitor.  Two things it must not do:
+ *   - poison a lost page resident in the memfd: those bytes are the
+ *     guest's own (a resume gives the page back), and the kernel's poison
+ *     refuses only a mapped page-table entry, not a page of the memfd that
+ *     process has not mapped yet: it would hide them behind SIGBUS;
+ *   - unregister a range that was registered on this very uffd before (a
+ *     dead handler's, vswapd restarting; the resume follows): until the
+ *     resume registered it again, that process's next fault on a
+ *     swapped-out page would map a zero page.
+ * So the range (at @bases, that process's region addresses; NULL: the
+ * handler's own) is registered only if a poison finds it unregistered
+ * (-ENOENT), and unregistered again only then.
  */
 int lost_poison_uffd(struct vswap_handler *h, int fd, const uintptr_t *bases)
 {
 	if (!lost_count(h))
 		return 0;
-	int rc = regions_register(h, fd, bases);
-	if (rc < 0)
-		return rc;
+	bool registered_here = false;
 	uint64_t poisoned = 0;
+	int rc = 0;
 	pthread_mutex_lock(&h->lock);
 	for (uint64_t p = 0; p < h->total_pages && rc >= 0; p++) {
 		struct vswap_page_info pi;
 		if (vswap_store_page(h->store, p, &pi) != 0 || pi.state != VSWAP_PAGE_LOST)
 			continue;
 		const struct hregion *r = region_of_page(h, p);
+		if (page_resident(h, r, p))
+			continue;
 		uintptr_t start = bases ? bases[r - h->regions] : r->start; /* in @fd's process */
-		rc =
-		    uffd_poison(fd, start + ((p - r->first) << h->page_shift), h->page_size, false);
+		uintptr_t addr = start + ((p - r->first) << h->page_shift);
+		rc = uffd_poison(fd, addr, h->page_size, false);
+		if (rc == -ENOENT && !registered_here) {
+			rc = regions_register(h, fd, bases);
+			registered_here = rc == 0;
+			if (rc == 0)
+				rc = uffd_poison(fd, addr, h->page_size, false);
+		}
 		if (rc == 0)
 			poisoned++;
 		if (rc == -EEXIST || rc == -ENOENT) /* poisoned or filled already; not mapped */
 			rc = 0;
 	}
 	pthread_mutex_unlock(&h->lock);
-	int urc = regions_unregister(h, fd, bases);
+	int urc = registered_here ? regions_unregister(h, fd, bases) : 0;
 	if (rc < 0)
 		hlog(h, VSWAP_LOG_ERROR, "poisoning lost pages through an added uffd: %s",
 		     vswap_strerror(rc));

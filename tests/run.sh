@@ -30,7 +30,8 @@ build_only() { # name build-dir cmake-args...
 
 run plain "$top/build" ""
 run "asan+ubsan" "$top/build-asan" "" -DVSWAP_SANITIZE=address
-# TSan: the suites with threads of their own (label "threads").
+# TSan: the suites with threads of their own (label "threads"), the client
+# and vswapd suites among them (vswapd is built for the tests without the tools).
 run tsan "$top/build-tsan" "-L threads" -DVSWAP_SANITIZE=thread -DVSWAP_TOOLS=OFF
 # gcc at -O2 finds what the default -O2 -g does not (maybe-uninitialized);
 # clang warns about other things; the library alone must not need the

@@ -175,13 +175,32 @@ static int stage_of(const char *line, double *secs)
 /* Where every task of @pid sleeps (a hang's report). */
 static void dump_tasks(const char *who, pid_t pid)
 {
-	char cmd[256];
+	char cmd[512];
 	snprintf(cmd, sizeof(cmd),
 		 "for t in /proc/%d/task/*; do echo \"  %s task ${t##*/} $(cat $t/comm) in "
 		 "$(cat $t/wchan): $(head -4 $t/stack 2>/dev/null | tr '\\n' ' ')\"; done >&2",
 		 (int)pid, who);
 	if (system(cmd) < 0)
 		fprintf(stderr, "  (cannot list %s's tasks)\n", who);
+	/* Its uffds' queues: "pending" faults nobody has read yet, "total"
+	 * also those read but not answered (woken).  Which of the two a hang
+	 * has says whether the daemon stopped reading or dropped a fault. */
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "for f in /proc/%d/fd/*; do [ \"$(readlink $f)\" = 'anon_inode:[userfaultfd]' ] && "
+	    "echo \"  %s uffd ${f##*/}: $(grep -E '^(pending|total)' /proc/%d/fdinfo/${f##*/} | "
+	    "tr '\\n\\t' '  ')\"; done >&2",
+	    (int)pid, who, (int)pid);
+	if (system(cmd) < 0)
+		fprintf(stderr, "  (cannot list %s's uffds)\n", who);
+	/* CPU time of each task, twice a second apart: a thread spinning
+	 * shows in the second sample. */
+	snprintf(cmd, sizeof(cmd),
+		 "for i in 1 2; do for t in /proc/%d/task/*; do echo \"  %s task ${t##*/} cpu "
+		 "$(cut -d' ' -f14,15 $t/stat)\"; done; sleep 1; done >&2",
+		 (int)pid, who);
+	if (system(cmd) < 0)
+		fprintf(stderr, "  (no cpu times of %s)\n", who);
 	/* And the user-space stacks, where gdb is installed. */
 	snprintf(cmd, sizeof(cmd),
 		 "command -v gdb >/dev/null && gdb -p %d -batch -ex 'thread apply all bt' 2>&1 | "
@@ -210,7 +229,7 @@ static int run_with_kills(struct vdx *x, struct vm_run *v, const char *mode, uns
 	uint64_t dur_us[ST_COUNT] = {0};
 	uint64_t last_line = mono_us(), kill_at = 0, began = 0;
 	unsigned mine = 0;
-	int target = (int)(k->done % ST_COUNT);
+	int target = -1; /* the stage the pending kill is aimed at */
 	bool out_open = true, err_open = true;
 	while (out_open || err_open) {
 		uint64_t now = mono_us();
@@ -227,14 +246,7 @@ static int run_with_kills(struct vdx *x, struct vm_run *v, const char *mode, uns
 			k->done++;
 			mine++;
 			kill_at = 0;
-			target = (int)(k->done % ST_COUNT);
 			last_line = mono_us(); /* the stage's bound restarts */
-			/* The stage aimed at next may have begun meanwhile. */
-			if (cur == target && mine < want) {
-				uint64_t span = dur_us[cur] ? dur_us[cur] : 20000;
-				kill_at =
-				    began + rnd(seed) % (span < AIM_MAX_US ? span : AIM_MAX_US);
-			}
 			continue;
 		}
 		if (now > last_line && now - last_line > (uint64_t)HANG_MS * 1000u) {
@@ -295,9 +307,14 @@ static int run_with_kills(struct vdx *x, struct vm_run *v, const char *mode, uns
 			continue;
 		cur = (s + 1) % ST_COUNT;
 		began = last_line;
-		/* The stage aimed at began: kill within the time it took last
-		 * (at first, within 20 ms). */
-		if (cur == target && !kill_at && mine < want) {
+		/* Every stage in turn, as they come: the one that begins now,
+		 * killed within the time it took last (at first, within 20
+		 * ms).  At most one kill per stage, so that the guest moves on
+		 * between two.  (Waiting instead for a given stage lost a whole
+		 * cycle whenever a restart made that stage pass unseen, and a
+		 * run fell short of its kills.) */
+		if (!kill_at && mine < want) {
+			target = cur;
 			uint64_t span = dur_us[cur] ? dur_us[cur] : 20000;
 			if (span > AIM_MAX_US)
 				span = AIM_MAX_US;

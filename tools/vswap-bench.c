@@ -43,6 +43,7 @@
 #include "tools/bench/faults.h"
 #include "tools/bench/kswap.h"
 #include "tools/bench/results.h"
+#include "tools/bench/vswapd.h"
 #include "tools/common/cli.h"
 #include "tools/common/json.h"
 
@@ -1321,9 +1322,23 @@ static int fig_datapath(struct bench *b)
 	return rc;
 }
 
-/* ---- group "vswapd": the handler as its own process (tools/bench/vswapd.h) */
+/* ---- group "vswapd": the handler as its own process (vswapd.c) --------- */
 
-#include "tools/bench/vswapd.h"
+static int fig_vswapd(struct bench *b)
+{
+	struct vswapd_bench o = {
+	    .size = b->size,
+	    .dir = b->dir,
+	    .runs = b->runs,
+	    .quick = b->quick,
+	    .page_size = b->page_size,
+	    .src = b->src,
+	    .src_len = b->src_len,
+	    .stop = &b->stop,
+	    .verbose = b->verbose,
+	};
+	return vswapd_bench_run(&o, &b->res);
+}
 
 /* ---- driver ------------------------------------------------------------- */
 

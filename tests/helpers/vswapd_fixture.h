@@ -58,7 +58,8 @@ void vdx_fini(struct vdx *x);
 uint8_t *vdx_addr(const struct vdx *x, unsigned r, uint64_t page);
 /* The store page @page's address in this process. */
 uint8_t *vdx_page(const struct vdx *x, uint64_t page);
-/* Run vswap-fsck (the build's) with @args on the store: its exit code. */
+/* vswap-fsck @args ("-n", "-p" or "-y") on the store, run through the
+ * library: its exit code (about this store alone). */
 int vdx_fsck(const struct vdx *x, const char *args);
 /* The number of descriptors process @pid holds, or -errno. */
 int vdx_fd_count(pid_t pid);

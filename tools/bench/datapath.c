@@ -109,12 +109,12 @@ struct guest {
 	struct vswap_handler *h;
 };
 
-static int guest_open(struct guest *g, const struct datapath_bench *o, size_t pages,
+static int guest_open(struct guest *g, struct datapath_bench *o, size_t pages,
 		      enum vswap_enable_mode mode)
 {
-	static unsigned seq;
 	*g = (struct guest){.o = o, .pages = pages, .ps = o->page_size, .memfd = -1};
-	snprintf(g->path, sizeof(g->path), "%s/datapath-%d-%u.swap", o->dir, (int)getpid(), seq++);
+	snprintf(g->path, sizeof(g->path), "%s/datapath-%d-%u.swap", o->dir, (int)getpid(),
+		 o->guests++);
 	struct vswap_store_opts so = {.staging_dir = "/dev/shm"};
 	int rc = vswap_store_create(g->path, &so, &g->store);
 	if (rc < 0)

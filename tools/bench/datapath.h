@@ -22,6 +22,8 @@ struct datapath_bench {
 	size_t src_len;
 	const sigset_t *stop; /* pending signals here end the group (-EINTR) */
 	bool verbose;
+	/* state: the guests opened so far (their stores' names count them) */
+	unsigned guests;
 	/* out: the cold random swap-file fault p50 and the 8-thread cold
 	 * random fault rate (for the kernel-swap group) */
 	double rand_p50_us, rate8_pages_s;
