@@ -4,6 +4,10 @@
 # file in DIR (the stores' default staging directory) written since the mark
 # that no process has open or mapped is a store a test made and did not
 # destroy.  Files of stores still in use (another process's) are left out.
+# The directory is shared: on a machine where other test runs go on at the
+# same time their leftovers cannot be told from this run's, so a leak fails
+# the test under CI (CI set, as .ci/run's caller sets it: one run on the
+# machine) and is reported as a warning otherwise.
 #   shm_leaks.sh MARK [DIR]
 set -euo pipefail
 mark=${1:?usage: shm_leaks.sh MARK [DIR]}
@@ -27,6 +31,9 @@ while IFS= read -r -d '' f; do
 done < <(find "$dir" -maxdepth 1 -type f -name 'vswap-*.staging' -newer "$mark" -print0 2>/dev/null)
 if [ "$leaks" -gt 0 ]; then
 	echo "shm_leaks: $leaks staging file(s) left in $dir" >&2
-	exit 1
+	if [ -n "${CI:-}" ]; then
+		exit 1
+	fi
+	echo "shm_leaks: CI is not set: reported, not failed (another run may have left them)" >&2
 fi
 echo "shm_leaks: no staging file left in $dir"
