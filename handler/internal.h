@@ -456,6 +456,10 @@ void cleanup_finish(struct vswap_handler *h);
 /* resume.c: take over from a handler that died (vswap_handler_resume) */
 int do_resume(struct vswap_handler *h);
 void state_set(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t);
+/* The same, committed by the commit thread, not before it returns: for a
+ * state that tables rebuilt at every open imply (a resume's), where a kill
+ * before that commit loses nothing. */
+void state_set_lazy(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t);
 int commit_locked(struct vswap_handler *h);
 
 /* committer.c: lazy index commits off the monitor */

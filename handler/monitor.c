@@ -14,6 +14,15 @@
 
 #include "handler/internal.h"
 
+static void state_publish(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t)
+{
+	pthread_mutex_lock(&h->slock);
+	h->state = st;
+	h->trans = t;
+	pthread_cond_broadcast(&h->scond);
+	pthread_mutex_unlock(&h->slock);
+}
+
 void state_set(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t)
 {
 	pthread_mutex_lock(&h->lock);
@@ -23,11 +32,16 @@ void state_set(struct vswap_handler *h, enum vswap_state st, struct vswap_transi
 	if (rc < 0)
 		hlog(h, VSWAP_LOG_ERROR, "commit at state %s: %s", vswap_state_name(st),
 		     vswap_strerror(rc));
-	pthread_mutex_lock(&h->slock);
-	h->state = st;
-	h->trans = t;
-	pthread_cond_broadcast(&h->scond);
-	pthread_mutex_unlock(&h->slock);
+	state_publish(h, st, t);
+}
+
+void state_set_lazy(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t)
+{
+	pthread_mutex_lock(&h->lock);
+	vswap_store_set_state(h->store, (uint32_t)st);
+	pthread_mutex_unlock(&h->lock);
+	committer_request(h);
+	state_publish(h, st, t);
 }
 
 static enum vswap_state state_get(struct vswap_handler *h)
