@@ -112,6 +112,7 @@ int register_all(struct vswap_handler *h)
 		}
 	}
 	m->registered = true;
+	m->sweep_due = true;
 	return 0;
 }
 
@@ -123,6 +124,7 @@ void unregister_all(struct vswap_handler *h)
 		if (m->uffds.v[i].dead)
 			continue;
 		int rc = regions_unregister(h, m->uffds.v[i].fd, m->uffds.v[i].bases);
+		m->uffds.v[i].parked = 0; /* the unregister woke them */
 		if (rc == -ESRCH)
 			m->uffds.v[i].dead = true;
 		else if (rc < 0)
@@ -540,6 +542,12 @@ static int loop_timeout(struct vswap_handler *h)
 	if (m->registered && !committer_error(h) && (t < 0 || t > LAZY_COMMIT_MS) &&
 	    pending_changes(h) > 0)
 		t = LAZY_COMMIT_MS;
+	if (m->registered && m->sweep_due) { /* the sweep's next look (sweep.c) */
+		uint64_t now = now_ms();
+		int s = m->sweep_next_ms > now ? (int)(m->sweep_next_ms - now) : 0;
+		if (t < 0 || s < t)
+			t = s;
+	}
 	return t;
 }
 
@@ -631,6 +639,7 @@ void *monitor_main(void *arg)
 			gc_now(h);
 		if (m->exiting)
 			break;
+		sweep_unanswered(h);
 		if (n == 0)
 			idle_work(h);
 		else
