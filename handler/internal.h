@@ -37,7 +37,12 @@
 /* Epoll tokens below UFFD_TOKEN_BASE. */
 enum { TOKEN_CMD = 1, TOKEN_JOB = 2, TOKEN_READS = 3 };
 
-enum { SWAP_OUT_HOOK_WRITTEN = 0, SWAP_OUT_HOOK_COMMITTED = 1, SWAP_OUT_HOOK_IN_FLIGHT = 2 };
+enum {
+	SWAP_OUT_HOOK_WRITTEN = 0,
+	SWAP_OUT_HOOK_COMMITTED = 1,
+	SWAP_OUT_HOOK_IN_FLIGHT = 2,
+	SWAP_OUT_HOOK_REMOVING = 3,
+};
 enum { SWAP_IN_HOOK_READ = 0, SWAP_IN_HOOK_COPIED = 1 };
 
 /* Swap-out commits (and so frees staging) every this many bytes. */
@@ -116,6 +121,11 @@ struct protect {
 	 * every access holds @rlock (after h->lock where both are held). */
 	pthread_mutex_t rlock;
 	uint64_t *clean;
+	/* Pages a worker is punching (out of @clean, not yet out of memory);
+	 * @removed is signalled under @rlock when a piece is done. */
+	uint64_t *removing;
+	pthread_cond_t removed;
+	atomic_uint removal_waits; /* write faults that waited for a punch (tests) */
 	atomic_uint_fast64_t nclean;
 	struct run *removals; /* committed runs to remove (swap-out) */
 	unsigned nremovals;
@@ -292,7 +302,9 @@ struct vswap_handler {
 	 * lock, while a batch's writes are in flight (SWAP_OUT_HOOK_IN_FLIGHT),
 	 * after each batch's end (SWAP_OUT_HOOK_WRITTEN) and after each commit
 	 * before the removals it allows (SWAP_OUT_HOOK_COMMITTED), so a test
-	 * can place a guest access in each window. */
+	 * can place a guest access in each window; and on a pool worker,
+	 * without any lock, between marking a piece removing and punching it
+	 * (SWAP_OUT_HOOK_REMOVING, protect mode). */
 	void (*swap_out_hook)(void *ctx, int where);
 	void *swap_out_hook_ctx;
 

@@ -44,14 +44,17 @@
  * Swap-out removes its committed pages on the pool's workers, so that the
  * job writes the next batches meanwhile (the punch costs a third of the
  * write).  A worker holds h->wp.rlock, not h->lock; so the bitmap has a lock
- * of its own, taken by every reader and writer of a bit, and the rule above
- * holds with "the same h->wp.rlock hold": a worker removes a page only while
- * its bit is set under rlock, and protect_wp_fault() clears the bit under
- * rlock (inside h->lock) before un-protecting.  The worker's snapshot was
- * taken after the commit, and a page whose bit is still set has not changed
- * since (every path that changes its record clears the bit first).  The
- * monitor waits for the workers before Active, enable, and leaving
- * protection.
+ * of its own, taken by every reader and writer of a bit.  A worker takes a
+ * piece of pages out of the set and marks them removing in one rlock hold,
+ * then punches them without it (a punch takes milliseconds: the job's
+ * gather and every write-protect fault would wait for it), and clears the
+ * marks under rlock again.  protect_wp_fault() waits while its page is
+ * marked removing, before it tests the bit and un-protects: so the rule
+ * above holds with "the bit set when the removal began, and no write let
+ * through until it ended".  The worker's snapshot was taken after the
+ * commit, and a page whose bit is still set has not changed since (every
+ * path that changes its record clears the bit first).  The monitor waits
+ * for the workers before Active, enable, and leaving protection.
  *
  * Guest bytes are read without ever touching the registered mappings, so the
  * handler's own reads can never wait for a userfault it would serve itself:
@@ -353,8 +356,10 @@ int protect_init(struct vswap_handler *h)
 	if (!wp->on)
 		return 0;
 	pthread_mutex_init(&wp->rlock, NULL);
+	pthread_cond_init(&wp->removed, NULL);
 	wp->clean = calloc((h->total_pages + 63) / 64, sizeof(uint64_t));
-	if (!wp->clean)
+	wp->removing = calloc((h->total_pages + 63) / 64, sizeof(uint64_t));
+	if (!wp->clean || !wp->removing)
 		return -ENOMEM;
 	for (unsigned i = 0; i < h->nregions; i++) {
 		struct hregion *r = &h->regions[i];
@@ -372,10 +377,14 @@ void protect_fini(struct vswap_handler *h)
 		if (h->regions[i].alias)
 			munmap((void *)h->regions[i].alias,
 			       h->regions[i].end - h->regions[i].start);
-	if (h->wp.clean)
+	if (h->wp.clean) {
+		pthread_cond_destroy(&h->wp.removed);
 		pthread_mutex_destroy(&h->wp.rlock);
+	}
 	free(h->wp.clean);
 	h->wp.clean = NULL;
+	free(h->wp.removing);
+	h->wp.removing = NULL;
 	free(h->wp.removals);
 	h->wp.removals = NULL;
 }
@@ -416,15 +425,23 @@ int protect_uffd(struct vswap_handler *h, unsigned index)
  * The resident pages: the memfds' data extents, in store pages.  Write
  * protection costs per page table entry, holes included (on shmem the
  * kernel leaves a marker in every empty entry of a protected range), so
- * enable protects where the data is, not whole regions.  Finding the exact
- * extents costs too (SEEK_HOLE visits every page of an extent), so the two
- * run at once: a pool worker finds the extents and takes them into the set
- * (walk_resident()), while the monitor protects windows of WP_WINDOW_PAGES
- * starting at each data offset (SEEK_DATA skips holes cheaply); then every
- * page of the set that no window covered (data that appeared meanwhile) is
- * protected too, so the set ends protected whole.
+ * enable protects where the data is, not whole regions.
+ *
+ * Finding the extents must cost less than protecting them.  SEEK_HOLE
+ * visits every page of an extent in the page cache (a reference taken and
+ * dropped on each folio: several times the protection's own cost per
+ * page), so the scan asks mincore() of the handler's own mapping instead:
+ * where that mapping has the page mapped (the usual case: the VMM's guest
+ * mapping in this process) the answer comes from the page table, a few ns
+ * a page; elsewhere from one page-cache lookup.  SEEK_DATA still skips
+ * holes (the page cache's tree is searched, not walked).  mincore() says
+ * "not in memory" of a hole and of a page in the kernel's swap alike, which
+ * SEEK_HOLE counts as data; so the runs it reports absent are looked up
+ * again with SEEK_DATA/SEEK_HOLE, unless the memfd's allocated blocks equal
+ * the pages mincore() found (memfd_all_in_core()).  Either way the extents
+ * are SEEK_HOLE's.
  */
-#define WP_WINDOW_PAGES 2048u /* 8 MiB of 4 KiB pages */
+#define SCAN_PAGES 4096u /* pages per mincore() call (one byte each) */
 
 struct extent {
 	const struct hregion *r;
@@ -442,59 +459,189 @@ static int extents_push(struct extents *x, const struct hregion *r, uint64_t fir
 		x->v[x->n - 1].count += count;
 		return 0;
 	}
-	if (x->n == x->cap) {
-		size_t cap = x->cap ? x->cap * 2 : 64;
-		struct extent *v = realloc(x->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		x->v = v;
-		x->cap = cap;
-	}
+	if (ARRAY_RESERVE(x->v, x->cap, x->n + 1, 64))
+		return -ENOMEM;
 	x->v[x->n++] = (struct extent){.r = r, .first = first, .count = count};
 	return 0;
 }
 
-/* Take the resident pages into the set (and the store's view of them),
- * recording the exact extents in @x. */
-struct walk {
-	struct vswap_handler *h;
-	struct extents x;
-	int rc;
+static int extent_cmp(const void *a, const void *b)
+{
+	const struct extent *x = a, *y = b;
+	return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/* Sort by page (regions do not overlap in page space) and join touching
+ * extents of one region. */
+static void extents_sort(struct extents *x)
+{
+	if (x->n < 2)
+		return;
+	qsort(x->v, x->n, sizeof(*x->v), extent_cmp);
+	size_t o = 0;
+	for (size_t i = 1; i < x->n; i++) {
+		struct extent *last = &x->v[o];
+		if (x->v[i].r == last->r && last->first + last->count == x->v[i].first)
+			last->count += x->v[i].count;
+		else
+			x->v[++o] = x->v[i];
+	}
+	x->n = o + 1;
+}
+
+/* The data of region @r in [from, to) (offsets in the region) by
+ * SEEK_DATA/SEEK_HOLE. */
+static int seek_span(struct vswap_handler *h, const struct hregion *r, off_t from, off_t to,
+		     struct extents *x)
+{
+	while (from < to) {
+		off_t d = lseek(r->memfd, r->offset + from, SEEK_DATA);
+		if (d < 0)
+			return errno == ENXIO ? 0 : -errno;
+		d -= r->offset;
+		if (d >= to)
+			return 0;
+		off_t e = lseek(r->memfd, r->offset + d, SEEK_HOLE);
+		if (e < 0)
+			return -errno;
+		e -= r->offset;
+		if (e > to)
+			e = to;
+		int rc = extents_push(x, r, r->first + ((uint64_t)d >> h->page_shift),
+				      (uint64_t)(e - d) >> h->page_shift);
+		if (rc < 0)
+			return rc;
+		from = e;
+	}
+	return 0;
+}
+
+/* Pages [i, n) of @vec from the first whose residency bit differs from @in. */
+static unsigned run_end(const unsigned char *vec, unsigned i, unsigned n, bool in)
+{
+	while (i < n && (bool)(vec[i] & 1) == in)
+		i++;
+	return i;
+}
+
+/* What mincore() found: the resident extents, the runs it reported not in
+ * memory between data (holes, or pages in the kernel's swap), and how many
+ * resident pages each memfd showed. */
+struct scan {
+	struct extents x, doubt;
+	uint64_t *in_core; /* per region */
 };
 
-static void walk_resident(void *arg)
+static int scan_region(struct vswap_handler *h, unsigned k, struct scan *sc)
 {
-	struct walk *w = arg;
-	struct vswap_handler *h = w->h;
+	const struct hregion *r = &h->regions[k];
+	unsigned char vec[SCAN_PAGES];
+	off_t len = (off_t)(r->end - r->start), pos = 0;
+	while (pos < len) {
+		off_t d = lseek(r->memfd, r->offset + pos, SEEK_DATA);
+		if (d < 0)
+			return errno == ENXIO ? 0 : -errno;
+		d = (d - r->offset) & ~(off_t)(h->page_size - 1);
+		if (d >= len)
+			return 0;
+		uint64_t left = (uint64_t)(len - d) >> h->page_shift;
+		unsigned n = left < SCAN_PAGES ? (unsigned)left : SCAN_PAGES;
+		uint64_t first = r->first + ((uint64_t)d >> h->page_shift);
+		if (mincore((void *)(r->start + (uintptr_t)d), (size_t)n << h->page_shift, vec) < 0)
+			/* No mapping to ask: all of it is in doubt. */
+			return extents_push(&sc->doubt, r, first,
+					    ((uint64_t)len - d) >> h->page_shift);
+		for (unsigned i = 0; i < n;) {
+			bool in = vec[i] & 1;
+			unsigned j = run_end(vec, i, n, in);
+			int rc = extents_push(in ? &sc->x : &sc->doubt, r, first + i, j - i);
+			if (rc < 0)
+				return rc;
+			if (in)
+				sc->in_core[k] += j - i;
+			i = j;
+		}
+		pos = d + ((off_t)n << h->page_shift);
+	}
+	return 0;
+}
+
+/*
+ * Whether every data page of region @k's memfd is in the scan's resident
+ * extents: the memfd's allocated blocks (which count a page in the kernel's
+ * swap as well) are the resident pages the scan found in the regions on
+ * it.  Then the runs in doubt are holes and need no look of their own (one
+ * SEEK_DATA each: with scattered resident pages, most of the scan's cost).
+ */
+static bool memfd_all_in_core(struct vswap_handler *h, unsigned k, const struct scan *sc)
+{
+	struct stat st;
+	if (fstat(h->regions[k].memfd, &st) < 0)
+		return false;
+	uint64_t pages = 0;
+	for (unsigned i = 0; i < h->nregions; i++)
+		if (h->regions[i].memfd == h->regions[k].memfd)
+			pages += sc->in_core[i];
+	return (uint64_t)st.st_blocks * 512 == pages << h->page_shift;
+}
+
+/* The resident extents of every region, exactly SEEK_HOLE's (see above). */
+static int find_resident(struct vswap_handler *h, struct extents *out)
+{
+	struct scan sc = {.in_core = calloc(h->nregions, sizeof(uint64_t))};
+	int rc = sc.in_core ? 0 : -ENOMEM;
+	for (unsigned k = 0; k < h->nregions && rc == 0; k++)
+		rc = scan_region(h, k, &sc);
+	size_t in_order = sc.x.n;
+	for (unsigned k = 0; k < h->nregions && rc == 0; k++) {
+		if (memfd_all_in_core(h, k, &sc))
+			continue;
+		const struct hregion *r = &h->regions[k];
+		for (size_t i = 0; i < sc.doubt.n && rc == 0; i++) {
+			const struct extent *e = &sc.doubt.v[i];
+			if (e->r != r)
+				continue;
+			off_t from = (off_t)((e->first - r->first) << h->page_shift);
+			rc =
+			    seek_span(h, r, from, from + (off_t)(e->count << h->page_shift), &sc.x);
+		}
+	}
+	free(sc.in_core);
+	free(sc.doubt.v);
+	if (rc == 0 && sc.x.n != in_order) /* runs in doubt held data */
+		extents_sort(&sc.x);
+	if (rc < 0) {
+		free(sc.x.v);
+		return rc;
+	}
+	*out = sc.x;
+	return 0;
+}
+
+/* Take the resident pages @x into the set (and the store's view of them). */
+static int take_resident(struct vswap_handler *h, const struct extents *x)
+{
 	struct protect *wp = &h->wp;
 	uint64_t sf, sc;
 	int rc = 0;
 	pthread_mutex_lock(&h->lock);
 	bool staged = vswap_store_next_staged_run(h->store, 0, h->total_pages, 1, &sf, &sc) > 0;
-	for (unsigned i = 0; i < h->nregions && rc >= 0; i++) {
-		const struct hregion *r = &h->regions[i];
-		off_t pos = 0, data = 0, hole = 0;
-		while (rc >= 0 && (rc = region_next_extent(r, pos, &data, &hole)) > 0) {
-			uint64_t first = r->first + ((uint64_t)data >> h->page_shift);
-			uint64_t count = (uint64_t)(hole - data) >> h->page_shift;
-			rc = extents_push(&w->x, r, first, count);
-			/* Resident wins: a swapped or staged copy of a page the
-			 * guest holds is older than the guest's. */
-			int64_t n = rc ? rc : vswap_store_mark_stale(h->store, first, count);
-			rc = n < 0 ? (int)n : 0;
-			if (rc == 0 && staged)
-				rc = vswap_store_stage_clear(h->store, first, count);
-			if (rc == 0) {
-				pthread_mutex_lock(&wp->rlock);
-				atomic_fetch_add(&wp->nclean,
-						 bits_change(wp->clean, first, count, true));
-				pthread_mutex_unlock(&wp->rlock);
-			}
-			pos = hole;
+	for (size_t i = 0; i < x->n && rc == 0; i++) {
+		uint64_t first = x->v[i].first, count = x->v[i].count;
+		/* Resident wins: a swapped or staged copy of a page the guest
+		 * holds is older than the guest's. */
+		int64_t n = vswap_store_mark_stale(h->store, first, count);
+		rc = n < 0 ? (int)n : 0;
+		if (rc == 0 && staged)
+			rc = vswap_store_stage_clear(h->store, first, count);
+		if (rc == 0) {
+			pthread_mutex_lock(&wp->rlock);
+			atomic_fetch_add(&wp->nclean, bits_change(wp->clean, first, count, true));
+			pthread_mutex_unlock(&wp->rlock);
 		}
 	}
 	pthread_mutex_unlock(&h->lock);
-	w->rc = rc < 0 ? rc : 0;
+	return rc;
 }
 
 /* [first, first+count) of region @r through every live uffd; a dead one is
@@ -519,85 +666,52 @@ static int protect_range(struct vswap_handler *h, const struct hregion *r, uint6
 	return 0;
 }
 
-/* The monitor's part: windows at the data, recorded in @win. */
-static int protect_windows(struct vswap_handler *h, struct extents *win)
-{
-	for (unsigned i = 0; i < h->nregions; i++) {
-		const struct hregion *r = &h->regions[i];
-		off_t len = (off_t)(r->end - r->start), pos = 0;
-		while (pos < len) {
-			off_t d = lseek(r->memfd, r->offset + pos, SEEK_DATA);
-			if (d < 0 && errno == ENXIO)
-				break;
-			if (d < 0)
-				return -errno;
-			d -= r->offset;
-			if (d >= len)
-				break;
-			uint64_t first = (uint64_t)d >> h->page_shift;
-			uint64_t count = ((uint64_t)len >> h->page_shift) - first;
-			if (count > WP_WINDOW_PAGES)
-				count = WP_WINDOW_PAGES;
-			int rc = protect_range(h, r, r->first + first, count);
-			if (rc == 0)
-				rc = extents_push(win, r, r->first + first, count);
-			if (rc < 0)
-				return rc;
-			pos = (off_t)((first + count) << h->page_shift);
-		}
-	}
-	return 0;
-}
+/*
+ * Protect the extents, a gap shorter than one page table's span (512
+ * entries of 4 KiB: 2 MiB) protected with them: every page table such a gap
+ * touches also maps a resident page, so it costs no table of its own, and
+ * scattered resident pages cost one call per run of extents, not one per
+ * extent (a call costs far more than an entry).
+ */
+#define WP_GAP_PAGES 512u
 
-/* Protect what of the exact extents @x no window of @win covered (both
- * sorted, per region in order). */
-static int protect_uncovered(struct vswap_handler *h, const struct extents *x,
-			     const struct extents *win)
+static int protect_extents(struct vswap_handler *h, const struct extents *x)
 {
-	size_t k = 0;
-	for (size_t i = 0; i < x->n; i++) {
-		uint64_t p = x->v[i].first, end = p + x->v[i].count;
-		while (p < end) {
-			while (k < win->n && win->v[k].first + win->v[k].count <= p)
-				k++;
-			uint64_t next = k < win->n ? win->v[k].first : end;
-			if (next > p) { /* [p, min(next, end)) is uncovered */
-				uint64_t stop = next < end ? next : end;
-				int rc = protect_range(h, x->v[i].r, p, stop - p);
-				if (rc < 0)
-					return rc;
-				p = stop;
-				continue;
-			}
-			p = win->v[k].first + win->v[k].count; /* covered up to there */
+	for (size_t i = 0; i < x->n;) {
+		const struct hregion *r = x->v[i].r;
+		uint64_t first = x->v[i].first, end = first + x->v[i].count;
+		size_t j = i + 1;
+		while (j < x->n && x->v[j].r == r && x->v[j].first - end < WP_GAP_PAGES) {
+			end = x->v[j].first + x->v[j].count;
+			j++;
 		}
+		int rc = protect_range(h, r, first, end - first);
+		if (rc < 0)
+			return rc;
+		i = j;
 	}
 	return 0;
 }
 
 /*
- * Enable by protection: write-protect the resident pages through every uffd
- * (each process has its own page tables; on shmem a protected range also
- * protects its entries not mapped yet, so a resident page mapped later is
- * mapped protected), and take them into the set.  The protection and the
- * set's bookkeeping run at once, the latter on a pool worker (together they
- * are the whole cost of enable, and both scale with the resident pages).
+ * Enable by protection: find the resident pages, take them into the set,
+ * then write-protect them through every uffd (each process has its own
+ * page tables; on shmem a protected range also protects its entries not
+ * mapped yet, so a resident page mapped later is mapped protected).
  *
  * Why only resident pages are protected: only pages of the set are ever
  * removed, so only they must trap writes, and the set holds only pages the
- * walk found resident; every one of them is protected before enable
- * returns (protect_uncovered()).  A page that becomes resident after the
- * walk read its place is not in the set: it stays, protected or not, and
- * nothing is lost.  Why the bookkeeping may run before the protection is
- * complete: nothing removes a page before enable returns (removal is
- * trim's and swap-out's, started later, and this thread waits for the
- * walk), and by then every page in the set is protected everywhere, so
- * every write from then on traps.  A write that lands before its page is
- * protected is simply in memory when trim or swap-out reads it; writes
- * raised during enable wait for the monitor (this thread) and are handled
- * right after, clearing their bits.  A REMOVE event read here (EAGAIN) may
- * let its range be punched while the walk counts it: the page then reads
- * as zeros, the removal's own contract.
+ * scan found resident; every one of them is protected before enable
+ * returns.  A page that becomes resident after the scan read its place is
+ * not in the set: it stays, protected or not, and nothing is lost.  Why the
+ * set may be filled before the protection: nothing removes a page before
+ * enable returns (removal is trim's and swap-out's, started later), and by
+ * then every page in the set is protected everywhere, so every write from
+ * then on traps.  A write that lands before its page is protected is simply
+ * in memory when trim or swap-out reads it; writes raised during enable
+ * wait for the monitor (this thread) and are handled right after, clearing
+ * their bits.  A REMOVE event read while protecting (EAGAIN) clears its
+ * range from the set, which is filled by then.
  */
 int protect_enable(struct vswap_handler *h, uint64_t *pages)
 {
@@ -614,20 +728,14 @@ int protect_enable(struct vswap_handler *h, uint64_t *pages)
 	wp->cursor = 0;
 	h->c.from_file = h->c.from_staging = h->c.zeroed = h->c.redundant = 0;
 	pthread_mutex_unlock(&h->lock);
-	struct walk w = {.h = h};
-	struct extents win = {0};
-	bool queued = pool_push(h->pool, walk_resident, &w) == 0;
-	int rc = protect_windows(h, &win);
-	if (queued)
-		pool_wait_complete(h->pool);
-	else
-		walk_resident(&w);
+	struct extents x = {0};
+	int rc = 0;
+	rc = find_resident(h, &x);
 	if (rc == 0)
-		rc = w.rc;
+		rc = take_resident(h, &x);
 	if (rc == 0)
-		rc = protect_uncovered(h, &w.x, &win);
-	free(w.x.v);
-	free(win.v);
+		rc = protect_extents(h, &x);
+	free(x.v);
 	pthread_mutex_lock(&h->lock);
 	if (rc < 0)
 		protect_forget(h, 0, h->total_pages);
@@ -706,6 +814,13 @@ int protect_wp_fault(struct vswap_handler *h, unsigned index, uintptr_t addr)
 		bool was_clean = false;
 		if (wp->clean) {
 			pthread_mutex_lock(&wp->rlock);
+			/* Being punched: let the write through only after (it
+			 * then refaults as MISSING and lands on the store's
+			 * copy).  The worker never takes h->lock. */
+			if (bit_get(wp->removing, page))
+				atomic_fetch_add(&wp->removal_waits, 1);
+			while (bit_get(wp->removing, page))
+				pthread_cond_wait(&wp->removed, &wp->rlock);
 			was_clean = bit_get(wp->clean, page);
 			if (was_clean)
 				forget_locked(h, page, 1);
@@ -809,8 +924,8 @@ static void remove_runs(struct vswap_handler *h, uint64_t first, uint64_t count,
 	}
 }
 
-/* Note a run to remove, cut at region ends and at the chunk size (a
- * worker holds rlock for one piece: a write fault waits at most that). */
+/* Note a run to remove, cut at region ends and at the chunk size (a write
+ * fault on a page being punched waits for its piece's punch). */
 static int removal_add(struct vswap_handler *h, uint64_t first, uint64_t count)
 {
 	struct protect *wp = &h->wp;
@@ -860,24 +975,26 @@ void protect_remove_written(struct vswap_handler *h, uint64_t first, uint64_t co
 	pthread_mutex_unlock(&wp->rlock);
 }
 
+/* The runs one commit made removable, for one pool task. */
 struct removal {
 	struct vswap_handler *h;
-	uint64_t first, count;
+	struct run *v;
+	unsigned n;
 };
 
 /*
- * On a pool worker: punch the pages of the run still in the set, each piece
- * in one rlock hold with its bit test.  A page that cannot be punched keeps
- * its bit: it stays resident, protected and present in the store, and a
- * later write makes it stale like any other (the next enable does too).
+ * Punch the pages of run @v still in the set: each piece leaves the set and
+ * is marked removing in one rlock hold, is punched without the lock, and
+ * loses its marks in the next hold (see the top of the file).  A piece
+ * that cannot be punched goes back in the set: resident, protected and
+ * present in the store, and a later write makes it stale like any other
+ * (no write passed it meanwhile: its write-protect faults waited).
  */
-static void removal_run(void *arg)
+static void removal_run(struct vswap_handler *h, const struct run *v)
 {
-	struct removal *t = arg;
-	struct vswap_handler *h = t->h;
 	struct protect *wp = &h->wp;
-	const struct hregion *r = region_of_page(h, t->first);
-	uint64_t p = t->first, end = t->first + t->count;
+	const struct hregion *r = region_of_page(h, v->first);
+	uint64_t p = v->first, end = v->first + v->count;
 	pthread_mutex_lock(&wp->rlock);
 	while (p < end) {
 		while (p < end && !bit_get(wp->clean, p))
@@ -887,42 +1004,70 @@ static void removal_run(void *arg)
 			q++;
 		if (q == p)
 			break;
+		forget_locked(h, p, q - p);
+		bits_change(wp->removing, p, q - p, true);
+		pthread_mutex_unlock(&wp->rlock);
+		if (h->swap_out_hook)
+			h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_REMOVING);
 		off_t off = r->offset + (off_t)((p - r->first) << h->page_shift);
-		if (fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
-			      (off_t)((q - p) << h->page_shift)) == 0)
-			forget_locked(h, p, q - p);
-		else
+		int rc = fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
+				   (off_t)((q - p) << h->page_shift)) == 0
+			     ? 0
+			     : -errno;
+		if (rc < 0)
 			hlog(h, VSWAP_LOG_WARN, "removing pages %llu+%llu from guest memory: %s",
 			     (unsigned long long)p, (unsigned long long)(q - p),
-			     vswap_strerror(-errno));
+			     vswap_strerror(rc));
+		pthread_mutex_lock(&wp->rlock);
+		bits_change(wp->removing, p, q - p, false);
+		if (rc < 0)
+			atomic_fetch_add(&wp->nclean, bits_change(wp->clean, p, q - p, true));
+		pthread_cond_broadcast(&wp->removed);
 		p = q;
 	}
 	pthread_mutex_unlock(&wp->rlock);
+}
+
+/* On a pool worker: the runs of one commit, in order. */
+static void removal_task(void *arg)
+{
+	struct removal *t = arg;
+	for (unsigned i = 0; i < t->n; i++)
+		removal_run(t->h, &t->v[i]);
+	free(t->v);
 	free(t);
 }
 
+/*
+ * One task per commit, not one per run: the pool's queue holds as many
+ * tasks as it has workers, and a push waits for room, so a task per 2 MiB
+ * run made the swap-out wait for the punches of earlier commits (under
+ * load half its time) while the disk had nothing to write.  Now the job
+ * waits only when several commits' removals are still queued: when
+ * removing is slower than writing, which then bounds the swap-out.
+ */
 void protect_remove_start(struct vswap_handler *h)
 {
 	struct protect *wp = &h->wp;
 	pthread_mutex_lock(&h->lock);
-	unsigned n = wp->nremovals;
-	struct run *v = wp->removals;
+	struct removal t = {h, wp->removals, wp->nremovals};
 	wp->removals = NULL;
 	wp->nremovals = wp->cap_removals = 0;
 	pthread_mutex_unlock(&h->lock);
-	for (unsigned i = 0; i < n; i++) {
-		struct removal *t = malloc(sizeof(*t));
-		if (t) {
-			*t = (struct removal){h, v[i].first, v[i].count};
-			if (pool_push(h->pool, removal_run, t) == 0)
-				continue;
-			free(t);
-		}
-		/* No task: the pages stay (see removal_run()). */
-		hlog(h, VSWAP_LOG_WARN, "cannot queue the removal of pages %llu+%llu",
-		     (unsigned long long)v[i].first, (unsigned long long)v[i].count);
+	if (!t.n) {
+		free(t.v);
+		return;
 	}
-	free(v);
+	struct removal *task = malloc(sizeof(*task));
+	if (task) {
+		*task = t;
+		if (pool_push(h->pool, removal_task, task) == 0)
+			return;
+		free(task);
+	}
+	/* No task: the pages stay (see removal_run()). */
+	hlog(h, VSWAP_LOG_WARN, "cannot queue the removal of %u runs of swapped-out pages", t.n);
+	free(t.v);
 }
 
 void protect_remove_wait(struct vswap_handler *h)

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -159,6 +160,90 @@ static void enable_protects_resident_pages_only(void **state)
 	assert_int_equal(st.metrics.dirtied_pages, 1);
 	assert_int_equal(st.metrics.protected_pages, 3);
 	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* Put page @page of region @r in guest memory without mapping it here (as a
+ * device process or a write() would): only the page cache holds it. */
+static void put_unmapped(const struct hfx *f, unsigned r, uint64_t page, uint8_t v)
+{
+	uint8_t *buf = malloc(f->page_size);
+	assert_non_null(buf);
+	memset(buf, v, f->page_size);
+	off_t off = f->regions[r].offset + (off_t)(page * f->page_size);
+	assert_int_equal(pwrite(f->memfd, buf, f->page_size, off), (ssize_t)f->page_size);
+	free(buf);
+}
+
+/* Enable finds exactly the resident pages, wherever they are held: mapped
+ * in this process, only in the page cache (written through another mapping
+ * or with write()), in two regions of one memfd, with holes between; with
+ * data beyond the regions too (the memfd's own count then cannot vouch for
+ * the holes the scan saw, and each is looked up).  Every resident page is
+ * protected (a write to it is a write-protect fault) and swapped out; no
+ * hole is filled. */
+static void enable_finds_resident_pages(bool data_beyond)
+{
+	struct hfx f;
+	const size_t pages[2] = {1024, 1024};
+	assert_int_equal(hfx_setup(&f, pages, 2, &protect), 0);
+	static const uint64_t mapped0[] = {0, 1, 2, 3, 700}, unmapped0[] = {100, 101, 512, 1023};
+	static const uint64_t mapped1[] = {3}, unmapped1[] = {0, 1000};
+	for (size_t i = 0; i < sizeof(mapped0) / sizeof(*mapped0); i++)
+		assert_int_equal(hfx_fill(&f, 0, mapped0[i], (uint8_t)(0x10 + i)), 0);
+	for (size_t i = 0; i < sizeof(unmapped0) / sizeof(*unmapped0); i++)
+		put_unmapped(&f, 0, unmapped0[i], (uint8_t)(0x20 + i));
+	assert_int_equal(hfx_fill(&f, 1, mapped1[0], 0x30), 0);
+	for (size_t i = 0; i < sizeof(unmapped1) / sizeof(*unmapped1); i++)
+		put_unmapped(&f, 1, unmapped1[i], (uint8_t)(0x40 + i));
+	if (data_beyond) {
+		assert_int_equal(ftruncate(f.memfd, (off_t)(2048 + 8) * (off_t)f.page_size), 0);
+		uint8_t page[4096];
+		memset(page, 0x5a, sizeof(page));
+		assert_int_equal(pwrite(f.memfd, page, sizeof(page), 2050 * (off_t)f.page_size),
+				 (ssize_t)sizeof(page));
+	}
+	struct stat st0;
+	assert_int_equal(fstat(f.memfd, &st0), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	struct vswap_status st = status_of(&f);
+	assert_int_equal(st.transition.pages, 12);
+	assert_int_equal(st.metrics.protected_pages, 12);
+	/* A page held only in the page cache is protected too. */
+	assert_int_equal(hfx_fill(&f, 0, 101, 0x77), 0);
+	assert_int_equal(hfx_fill(&f, 1, 1000, 0x78), 0);
+	st = status_of(&f);
+	assert_int_equal(st.metrics.dirtied_pages, 2);
+	assert_int_equal(st.metrics.protected_pages, 10);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	st = status_of(&f);
+	assert_int_equal(st.metrics.swap_pages, 10);
+	/* No hole was read into memory: what is left is the two written
+	 * pages and the data beyond the regions. */
+	struct stat st1;
+	assert_int_equal(fstat(f.memfd, &st1), 0);
+	assert_int_equal(st1.st_blocks * 512, (data_beyond ? 3 : 2) * (off_t)f.page_size);
+	for (size_t i = 0; i < sizeof(mapped0) / sizeof(*mapped0); i++)
+		assert_int_equal(hfx_page_byte(&f, 0, mapped0[i]), 0x10 + i);
+	for (size_t i = 0; i < sizeof(unmapped0) / sizeof(*unmapped0); i++)
+		assert_int_equal(hfx_page_byte(&f, 0, unmapped0[i]), i == 1 ? 0x77 : 0x20 + i);
+	assert_int_equal(hfx_page_byte(&f, 1, 3), 0x30);
+	assert_int_equal(hfx_page_byte(&f, 1, 0), 0x40);
+	assert_int_equal(hfx_page_byte(&f, 1, 1000), 0x78);
+	assert_int_equal(hfx_page_byte(&f, 0, 50), 0); /* a hole reads as zeros */
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+static void enable_finds_resident_pages_exactly(void **state)
+{
+	(void)state;
+	enable_finds_resident_pages(false);
+}
+
+static void enable_finds_resident_pages_data_beyond(void **state)
+{
+	(void)state;
+	enable_finds_resident_pages(true);
 }
 
 /* A write goes through at once and keeps its page out of the swap-out; the
@@ -383,6 +468,8 @@ static void racer_hook(void *ctx, int where)
 			break;
 		if (hold && tid && hfx_in_userfault(0, tid))
 			break;
+		if (where == SWAP_OUT_HOOK_REMOVING && atomic_load(&h->wp.removal_waits))
+			break;
 		sched_yield();
 	}
 	if (hold) {
@@ -426,7 +513,9 @@ static void race(int where)
 		 * present. */
 		assert_int_equal(pi.state, VSWAP_PAGE_STALE);
 	}
-	if (where != SWAP_OUT_HOOK_COMMITTED) {
+	if (where == SWAP_OUT_HOOK_REMOVING)
+		assert_int_equal(atomic_load(&f.h->wp.removal_waits), 1);
+	if (where != SWAP_OUT_HOOK_COMMITTED && where != SWAP_OUT_HOOK_REMOVING) {
 		/* Let through before the commit: never removed. */
 		assert_int_equal(st.metrics.dirtied_pages, 1);
 		assert_int_equal(st.metrics.copied_from_file_pages, 0);
@@ -476,6 +565,15 @@ static void write_blocked_across_removal(void **state)
 {
 	(void)state;
 	race(SWAP_OUT_HOOK_COMMITTED);
+}
+
+/* A write to a page while the pool punches it out of guest memory (the
+ * punch runs without the bitmap's lock): its fault waits for the punch,
+ * then the writer refaults the committed copy and writes on it. */
+static void write_during_removal(void **state)
+{
+	(void)state;
+	race(SWAP_OUT_HOOK_REMOVING);
 }
 
 /* ---- detach ---------------------------------------------------------------- */
@@ -693,12 +791,15 @@ int main(void)
 	    cmocka_unit_test(copy_forced),
 	    cmocka_unit_test(enable_protects_in_place),
 	    cmocka_unit_test(enable_protects_resident_pages_only),
+	    cmocka_unit_test(enable_finds_resident_pages_exactly),
+	    cmocka_unit_test(enable_finds_resident_pages_data_beyond),
 	    cmocka_unit_test(write_dirties_page),
 	    cmocka_unit_test(trim_in_place),
 	    cmocka_unit_test(remove_event_leaves_set),
 	    cmocka_unit_test(forked_writers_seen),
 	    cmocka_unit_test(write_between_write_and_commit),
 	    cmocka_unit_test(write_blocked_across_removal),
+	    cmocka_unit_test(write_during_removal),
 	    cmocka_unit_test(write_while_written),
 	    cmocka_unit_test(detach_during_swap_out),
 	    cmocka_unit_test(writers_throughout),
