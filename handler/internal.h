@@ -506,9 +506,10 @@ void sweep_park(struct vswap_handler *h, int fd);
 /* resume.c: take over from a handler that died (vswap_handler_resume) */
 int do_resume(struct vswap_handler *h);
 void state_set(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t);
-/* The same, committed by the commit thread, not before it returns: for a
- * state that tables rebuilt at every open imply (a resume's), where a kill
- * before that commit loses nothing. */
+/* The same, committed by the commit thread, not waited for: for a
+ * transition that changed nothing in the store but its recorded state (an
+ * enable that took no page), or whose changes the next open rebuilds (a
+ * resume's reconcile), so that a kill before that commit loses nothing. */
 void state_set_lazy(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t);
 int commit_locked(struct vswap_handler *h);
 

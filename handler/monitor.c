@@ -44,21 +44,6 @@ void state_set_lazy(struct vswap_handler *h, enum vswap_state st, struct vswap_t
 	state_publish(h, st, t);
 }
 
-/* state_set() for a transition that changed nothing in the store but its
- * recorded state: committed by the commit thread, not waited for. */
-static void state_set_lazy(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t)
-{
-	pthread_mutex_lock(&h->lock);
-	vswap_store_set_state(h->store, (uint32_t)st);
-	pthread_mutex_unlock(&h->lock);
-	committer_request(h);
-	pthread_mutex_lock(&h->slock);
-	h->state = st;
-	h->trans = t;
-	pthread_cond_broadcast(&h->scond);
-	pthread_mutex_unlock(&h->slock);
-}
-
 static enum vswap_state state_get(struct vswap_handler *h)
 {
 	pthread_mutex_lock(&h->slock);
