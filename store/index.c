@@ -150,6 +150,8 @@ int index_identify(const struct vswap_store *s, uint8_t uuid[16])
 	struct vswap_store probe = *s;
 	probe.env = NULL;
 	probe.read_only = true;
+	probe.lazy_open = false;
+	probe.deferred = NULL;
 	probe.log.level = VSWAP_LOG_ERROR; /* a probe: its doubts are not news */
 	int ret = index_file_check(&probe);
 	if (ret)
@@ -776,6 +778,13 @@ int index_load(struct vswap_store *s, const char *staging_dir, bool lazy)
 	mdb_txn_abort(txn);
 	if (!ret && lazy && st.ms_entries)
 		ret = loader_start(s);
+	/* No loader to check the leaves of `pages` as it reads them: they are
+	 * checked now (an index whose record counts no entries has none,
+	 * unless it is damaged), before a commit may change them. */
+	if (!ret && s->deferred)
+		ret = index_lmdb_check_rest(s->deferred);
+	index_lmdb_deferred_free(s->deferred);
+	s->deferred = NULL;
 	return ret;
 }
 
@@ -966,10 +975,30 @@ int index_commit(struct vswap_store *s)
 
 /* ---- iteration for recovery and dump ---------------------------------------- */
 
+int index_pages_writable(struct vswap_store *s)
+{
+	if (!s->loader || !loader_pages_damaged(s))
+		return 0;
+	if (!s->pages_refusal_told)
+		store_log(s, VSWAP_LOG_ERROR,
+			  "%s: bad index: a damaged LMDB page of the page-group records: "
+			  "no page group is recorded until vswap-fsck repairs the store",
+			  s->index_path);
+	s->pages_refusal_told = true;
+	return -EUCLEAN;
+}
+
 int vswap_store_foreach_page(struct vswap_store *s, vswap_page_record_fn fn, void *ctx)
 {
+	/* A lazy open: the cursor below reads every leaf, each checked by
+	 * the load first. */
+	int ret = index_need_all(s);
+	if (!ret && s->loader && loader_pages_damaged(s))
+		ret = index_pages_writable(s);
+	if (ret)
+		return ret;
 	MDB_txn *txn;
-	int ret = begin(s, MDB_RDONLY, &txn);
+	ret = begin(s, MDB_RDONLY, &txn);
 	if (ret)
 		return ret;
 	MDB_cursor *cur;
@@ -1090,6 +1119,8 @@ int vswap_store_drop_group(struct vswap_store *s, uint64_t group)
 	if (s->read_only)
 		return -EROFS;
 	int need = index_need_all(s);
+	if (!need)
+		need = index_pages_writable(s);
 	if (need)
 		return need;
 	/* Pages of the group inside the regions: forget them in memory too. */

@@ -144,14 +144,18 @@ struct vswap_store_opts {
 	 * the open instead of before it returns, so that a large store opens
 	 * in constant time (a resume's first guest instruction does not wait
 	 * for the whole index).  The open still checks everything else (the
-	 * superblock, the index file, the meta, regions and staging records).
+	 * superblock, the index file, the meta, regions and staging records,
+	 * LMDB's pages but the leaves of the page-group records, each checked
+	 * before it is read).
 	 * A call that needs a group not loaded yet loads it first, through a
 	 * read transaction; calls that need every record (stats, writes, a
 	 * commit that frees slots) wait for the load to end.  A page-group
 	 * record that fails its check is found only when loaded: its pages are
 	 * then recorded lost (a handler poisons them, never serves them) and
 	 * the log names it, where an eager open refuses the store; the store
-	 * is then left unclean at close, for vswap-fsck.
+	 * is then left unclean at close, for vswap-fsck.  A damaged LMDB leaf
+	 * of those records loses the groups it holds, and commits that would
+	 * change a page-group record fail with -EUCLEAN from then on.
 	 * vswap_store_load_status() says how far the load is.
 	 */
 	bool lazy_index;
