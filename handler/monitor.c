@@ -30,6 +30,21 @@ void state_set(struct vswap_handler *h, enum vswap_state st, struct vswap_transi
 	pthread_mutex_unlock(&h->slock);
 }
 
+/* state_set() for a transition that changed nothing in the store but its
+ * recorded state: committed by the commit thread, not waited for. */
+static void state_set_lazy(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t)
+{
+	pthread_mutex_lock(&h->lock);
+	vswap_store_set_state(h->store, (uint32_t)st);
+	pthread_mutex_unlock(&h->lock);
+	committer_request(h);
+	pthread_mutex_lock(&h->slock);
+	h->state = st;
+	h->trans = t;
+	pthread_cond_broadcast(&h->scond);
+	pthread_mutex_unlock(&h->slock);
+}
+
 static enum vswap_state state_get(struct vswap_handler *h)
 {
 	pthread_mutex_lock(&h->slock);
@@ -166,7 +181,16 @@ static int do_enable(struct vswap_handler *h)
 		fail(h, h->wp.on ? "write-protect" : "move to staging", rc);
 		return rc;
 	}
-	state_set(h, VSWAP_STATE_PENDING, (struct vswap_transition){pages, now_ms() - t0});
+	struct vswap_transition t = {pages, now_ms() - t0};
+	if (pages == 0 && h->m.registered) {
+		/* Nothing taken (a resume's fresh, empty memory): nothing of the
+		 * store changed but its recorded state, which the commit thread
+		 * records; a crash before leaves the previous state, true of the
+		 * store still.  The guest need not wait for a sync to run. */
+		state_set_lazy(h, VSWAP_STATE_PENDING, t);
+		return 0;
+	}
+	state_set(h, VSWAP_STATE_PENDING, t);
 	return 0;
 }
 
