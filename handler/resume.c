@@ -127,8 +127,8 @@ int do_resume(struct vswap_handler *h)
 	}
 	if (found_lost)
 		hlog(h, VSWAP_LOG_WARN,
-		     "resume: %llu pages the store could not verify are resident in guest memory: "
-		     "the guest's copies stand, nothing is lost",
+		     "resume: %llu pages the store could not verify (its open said so) are "
+		     "resident in guest memory: the guest's copies stand, nothing is lost",
 		     (unsigned long long)found_lost);
 	struct vswap_transition t = {pages, 0};
 	if (ss.pages_staged || ss.pages_present || ss.pages_lost) {
