@@ -14,6 +14,15 @@
 
 #include "handler/internal.h"
 
+static void state_publish(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t)
+{
+	pthread_mutex_lock(&h->slock);
+	h->state = st;
+	h->trans = t;
+	pthread_cond_broadcast(&h->scond);
+	pthread_mutex_unlock(&h->slock);
+}
+
 void state_set(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t)
 {
 	pthread_mutex_lock(&h->lock);
@@ -23,26 +32,16 @@ void state_set(struct vswap_handler *h, enum vswap_state st, struct vswap_transi
 	if (rc < 0)
 		hlog(h, VSWAP_LOG_ERROR, "commit at state %s: %s", vswap_state_name(st),
 		     vswap_strerror(rc));
-	pthread_mutex_lock(&h->slock);
-	h->state = st;
-	h->trans = t;
-	pthread_cond_broadcast(&h->scond);
-	pthread_mutex_unlock(&h->slock);
+	state_publish(h, st, t);
 }
 
-/* state_set() for a transition that changed nothing in the store but its
- * recorded state: committed by the commit thread, not waited for. */
-static void state_set_lazy(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t)
+void state_set_lazy(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t)
 {
 	pthread_mutex_lock(&h->lock);
 	vswap_store_set_state(h->store, (uint32_t)st);
 	pthread_mutex_unlock(&h->lock);
 	committer_request(h);
-	pthread_mutex_lock(&h->slock);
-	h->state = st;
-	h->trans = t;
-	pthread_cond_broadcast(&h->scond);
-	pthread_mutex_unlock(&h->slock);
+	state_publish(h, st, t);
 }
 
 static enum vswap_state state_get(struct vswap_handler *h)
@@ -113,6 +112,7 @@ int register_all(struct vswap_handler *h)
 		}
 	}
 	m->registered = true;
+	m->sweep_due = true;
 	return 0;
 }
 
@@ -124,6 +124,7 @@ void unregister_all(struct vswap_handler *h)
 		if (m->uffds.v[i].dead)
 			continue;
 		int rc = regions_unregister(h, m->uffds.v[i].fd, m->uffds.v[i].bases);
+		m->uffds.v[i].parked = 0; /* the unregister woke them */
 		if (rc == -ESRCH)
 			m->uffds.v[i].dead = true;
 		else if (rc < 0)
@@ -550,6 +551,12 @@ static int loop_timeout(struct vswap_handler *h)
 	if (m->registered && !committer_error(h) && (t < 0 || t > LAZY_COMMIT_MS) &&
 	    pending_changes(h) > 0)
 		t = LAZY_COMMIT_MS;
+	if (m->registered && m->sweep_due) { /* the sweep's next look (sweep.c) */
+		uint64_t now = now_ms();
+		int s = m->sweep_next_ms > now ? (int)(m->sweep_next_ms - now) : 0;
+		if (t < 0 || s < t)
+			t = s;
+	}
 	return t;
 }
 
@@ -645,6 +652,7 @@ void *monitor_main(void *arg)
 			gc_now(h);
 		if (m->exiting)
 			break;
+		sweep_unanswered(h);
 		if (n == 0)
 			idle_work(h);
 		else
