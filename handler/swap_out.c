@@ -146,7 +146,7 @@ static void after_commit(struct vswap_handler *h)
 		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_COMMITTED);
 	/* Protect mode: the committed pages leave guest memory on the pool
 	 * while the next batches are written. */
-	protect_remove_start(h);
+	protect_remove_start(h, false);
 }
 
 int swap_out_flush(struct vswap_handler *h)
@@ -384,6 +384,8 @@ static int batch_end(struct swap_out *so, struct out_batch *b)
 {
 	struct vswap_handler *h = so->h;
 	struct monitor *m = &h->m;
+	if (b->alias)
+		protect_alias_drop(h, b->pages, b->count);
 	pthread_mutex_lock(&h->lock);
 	/* A page is written when its write got past its last byte: the
 	 * pages before a full disk's cut count. */
