@@ -320,6 +320,8 @@ static int drain_loop(struct vswap_handler *h, unsigned index, bool defer)
 				hlog(h, VSWAP_LOG_ERROR, "uffd %u event %u: %s", index,
 				     msgs[i].event, vswap_strerror(rc));
 		}
+		/* The reads of this batch's faults enter the kernel together. */
+		fault_io_flush(h);
 		total += n;
 	}
 }

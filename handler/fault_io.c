@@ -31,50 +31,59 @@
  *    are woken and fault again.  Only a present, unstaged page whose slot
  *    and checksum are those the read began with is copied in.
  *
+ * The reads run on the library's I/O engine (store/io.c, submit now and
+ * reap later).  A fault that continues a sequential pass reads through the
+ * page cache, any other O_DIRECT (read_fd()).
+ *
  * Without io_uring (refused by the kernel, or VSWAP_IO=sync for the I/O
  * shims) fault_io_submit() says -ENOSYS and the fault reads synchronously.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "handler/internal.h"
+#include "util/array.h"
+
+/* A read of a slot less than this past a pass's last one continues it
+ * (pages between that were never swapped out have no slot; a few faults
+ * of a pass may come in another order). */
+#define STREAM_GAP 8u
+/* A pass drops the page cache behind it in blocks of this many slots. */
+#define STREAM_DROP 64u
 
 int fault_io_init(struct vswap_handler *h)
 {
 	struct fault_io *io = &h->m.fio;
-	io->efd = -1;
+	vswap_io_init_sync(&io->io, FAULT_READS);
 	for (unsigned k = 0; k < FAULT_READS; k++) {
 		struct fault_read *fr = &io->reads[k];
 		if (posix_memalign(&fr->buf, h->page_size, h->page_size))
 			return -ENOMEM;
-		fr->cap_waiters = 4;
-		fr->waiters = malloc(fr->cap_waiters * sizeof(*fr->waiters));
-		if (!fr->waiters)
+		if (ARRAY_RESERVE(fr->waiters, fr->cap_waiters, 4, 4))
 			return -ENOMEM;
 	}
 	const char *mode = getenv("VSWAP_IO");
 	if (mode && strcmp(mode, "sync") == 0)
 		return 0;
-	int rc = io_uring_queue_init(FAULT_READS, &io->ring, 0);
+	int rc = vswap_io_init(&io->io, FAULT_READS);
 	if (rc < 0) {
 		hlog(h, VSWAP_LOG_INFO, "io_uring unavailable (%s): faults read synchronously",
 		     vswap_strerror(rc));
+		vswap_io_fini(&io->io);
+		vswap_io_init_sync(&io->io, FAULT_READS);
 		return 0;
 	}
-	io->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	int efd = vswap_io_eventfd(&io->io);
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TOKEN_READS};
-	if (io->efd < 0 || io_uring_register_eventfd(&io->ring, io->efd) < 0 ||
-	    epoll_ctl(h->m.epfd, EPOLL_CTL_ADD, io->efd, &ev) < 0) {
+	if (efd < 0 || epoll_ctl(h->m.epfd, EPOLL_CTL_ADD, efd, &ev) < 0) {
 		hlog(h, VSWAP_LOG_INFO, "fault ring's eventfd refused: faults read synchronously");
-		io_uring_queue_exit(&io->ring);
-		if (io->efd >= 0)
-			close(io->efd);
-		io->efd = -1;
+		vswap_io_fini(&io->io);
+		vswap_io_init_sync(&io->io, FAULT_READS);
 		return 0;
 	}
 	io->have_ring = true;
@@ -87,12 +96,9 @@ void fault_io_fini(struct vswap_handler *h)
 	if (io->have_ring) {
 		/* No buffer may be freed while the kernel can still write it. */
 		fault_io_drain(h, false);
-		io_uring_queue_exit(&io->ring);
 		io->have_ring = false;
 	}
-	if (io->efd >= 0)
-		close(io->efd);
-	io->efd = -1;
+	vswap_io_fini(&io->io);
 	for (unsigned k = 0; k < FAULT_READS; k++) {
 		free(io->reads[k].buf);
 		free(io->reads[k].waiters);
@@ -106,30 +112,54 @@ static int add_waiter(struct fault_read *fr, unsigned index)
 	for (unsigned i = 0; i < fr->nwaiters; i++)
 		if (fr->waiters[i] == index)
 			return 1; /* this uffd's copy wakes every thread waiting */
-	if (fr->nwaiters == fr->cap_waiters) {
-		unsigned cap = fr->cap_waiters * 2;
-		unsigned *v = realloc(fr->waiters, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		fr->waiters = v;
-		fr->cap_waiters = cap;
-	}
+	if (ARRAY_RESERVE(fr->waiters, fr->cap_waiters, fr->nwaiters + 1, 4))
+		return -ENOMEM;
 	fr->waiters[fr->nwaiters++] = index;
 	return 0;
 }
 
+/*
+ * Which descriptor reads @slot.  A fault that continues a sequential pass
+ * (a guest sweeping its memory, one pass per vCPU or thread) reads through
+ * the page cache, so the kernel's read-ahead serves the pass's next faults
+ * from memory: O_DIRECT would make each of them wait for the disk (a 4 KiB
+ * read costs several times the fault itself).  Any other fault reads
+ * O_DIRECT: no read-ahead to waste, no cache to fill.  A pass drops the
+ * cache behind it: the pages it read are resident now, their cached
+ * copies stale.
+ */
+static int read_fd(struct vswap_handler *h, uint64_t slot, int direct_fd)
+{
+	struct fault_io *io = &h->m.fio;
+	for (unsigned k = 0; k < FAULT_STREAMS; k++) {
+		uint64_t next = io->stream[k];
+		if (next == 0 || slot - next >= STREAM_GAP)
+			continue;
+		io->stream[k] = slot + 1;
+		int fd = vswap_store_swap_fd(h->store);
+		if (slot + 1 >= 2 * STREAM_DROP && (slot + 1) / STREAM_DROP != next / STREAM_DROP) {
+			uint64_t end = (slot + 1) / STREAM_DROP * STREAM_DROP - STREAM_DROP;
+			posix_fadvise(fd,
+				      (off_t)vswap_store_slot_offset(h->store, end - STREAM_DROP),
+				      (off_t)STREAM_DROP << h->page_shift, POSIX_FADV_DONTNEED);
+		}
+		return fd;
+	}
+	io->stream[io->stream_next++ % FAULT_STREAMS] = slot + 1;
+	return direct_fd;
+}
+
 static int submit(struct fault_io *io, struct fault_read *fr)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&io->ring);
-	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_read(sqe, fr->r.fd, fr->buf, fr->r.len, fr->r.offset);
-	io_uring_sqe_set_data64(sqe, (uint64_t)(fr - io->reads));
-	int rc;
-	do
-		rc = io_uring_submit(&io->ring);
-	while (rc == -EINTR);
-	return rc < 0 ? rc : 0;
+	fr->req = (struct vswap_io_req){
+	    .buf = fr->buf,
+	    .off = fr->r.offset,
+	    .len = fr->r.len,
+	    .fd = fr->r.fd,
+	    .tag = (uint64_t)(fr - io->reads),
+	};
+	int rc = vswap_io_queue(&io->io, &fr->req, 1); /* entered at fault_io_flush() */
+	return rc == 1 ? 0 : rc < 0 ? rc : -EBUSY;
 }
 
 int fault_io_submit(struct vswap_handler *h, unsigned index, uintptr_t addr, uint64_t page)
@@ -165,6 +195,7 @@ int fault_io_submit(struct vswap_handler *h, unsigned index, uintptr_t addr, uin
 	rc = vswap_store_read_begin(h->store, page, &idle->r);
 	if (rc < 0)
 		return rc;
+	idle->r.fd = read_fd(h, idle->r.slot, idle->r.fd);
 	idle->addr = addr;
 	idle->cancelled = false;
 	idle->nwaiters = 0;
@@ -314,24 +345,20 @@ static int reap(struct vswap_handler *h, bool wait, bool serve)
 	struct fault_io *io = &h->m.fio;
 	int handled = 0;
 	while (io->busy) {
-		struct io_uring_cqe *cqe;
-		int rc = wait && !handled ? io_uring_wait_cqe(&io->ring, &cqe)
-					  : io_uring_peek_cqe(&io->ring, &cqe);
-		if (rc == -EINTR)
-			continue;
-		if (rc < 0) {
-			if (rc != -EAGAIN)
-				hlog(h, VSWAP_LOG_ERROR, "fault ring: %s", vswap_strerror(rc));
-			return rc == -EAGAIN ? handled : rc;
+		struct vswap_io_req *done[8];
+		int n = vswap_io_reap(&io->io, done, 8, wait && !handled);
+		if (n < 0) {
+			hlog(h, VSWAP_LOG_ERROR, "fault ring: %s", vswap_strerror(n));
+			return n;
 		}
-		struct fault_read *fr = &io->reads[io_uring_cqe_get_data64(cqe) % FAULT_READS];
-		int res = cqe->res;
-		io_uring_cqe_seen(&io->ring, cqe);
-		if ((res == -EAGAIN || res == -EINTR) && submit(io, fr) == 0)
-			continue;
-		atomic_fetch_add(&io->taken, 1);
-		read_done(h, fr, res, serve);
-		handled++;
+		if (n == 0)
+			return handled;
+		for (int i = 0; i < n; i++) {
+			struct fault_read *fr = &io->reads[done[i]->tag % FAULT_READS];
+			atomic_fetch_add(&io->taken, 1);
+			read_done(h, fr, fr->req.res, serve);
+			handled++;
+		}
 	}
 	return handled;
 }
@@ -341,16 +368,27 @@ int fault_io_reap(struct vswap_handler *h, bool wait)
 	struct fault_io *io = &h->m.fio;
 	if (!io->have_ring)
 		return 0;
-	if (io->efd >= 0) {
-		uint64_t v;
-		if (read(io->efd, &v, sizeof(v)) < 0) {
-			/* nothing signalled: the ring says what completed */
+	if (!wait && atomic_load(&io->hold)) {
+		uint64_t v; /* level-triggered: read, or the epoll reports it again */
+		if (io->io.have_efd && read(io->io.efd, &v, sizeof(v)) < 0) {
+			/* not signalled */
 		}
-	}
-	if (!wait && atomic_load(&io->hold))
 		return 0;
+	}
 	int n = reap(h, wait, true);
 	return n < 0 ? 0 : n;
+}
+
+void fault_io_flush(struct vswap_handler *h)
+{
+	struct fault_io *io = &h->m.fio;
+	if (!io->have_ring || !io->busy)
+		return;
+	int rc = vswap_io_flush(&io->io);
+	if (rc < 0) /* the reads stay queued: the next flush or wait enters them */
+		hlog(h, VSWAP_LOG_WARN, "fault reads' submission: %s", vswap_strerror(rc));
+	if (vswap_io_ready(&io->io))
+		fault_io_reap(h, false);
 }
 
 void fault_io_drain(struct vswap_handler *h, bool serve)

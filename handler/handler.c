@@ -199,7 +199,7 @@ int vswap_handler_create(const struct vswap_region *regions, unsigned n,
 	h->page_size = (size_t)ps;
 	h->page_shift = (unsigned)__builtin_ctzl((unsigned long)ps);
 	h->thp_size = thp_size();
-	h->m.epfd = h->m.cmd_efd = h->m.job_efd = h->m.fio.efd = -1;
+	h->m.epfd = h->m.cmd_efd = h->m.job_efd = -1;
 	h->m.uffds.epfd = -1;
 	opts_defaults(h, opts);
 	sync_init(h);

@@ -32,6 +32,7 @@
 #include "handler/pool.h"
 #include "handler/uffd.h"
 #include "handler/uffd_list.h"
+#include "store/io.h"
 #include "util/log.h"
 
 /* Epoll tokens below UFFD_TOKEN_BASE. */
@@ -145,22 +146,31 @@ enum job_kind { JOB_NONE, JOB_TRIM, JOB_SWAP_IN, JOB_SWAP_OUT };
 /* A fault's swap-file read in flight.  Every fault on the page while it is
  * in flight waits on it: one read, and each waiting uffd served once. */
 struct fault_read {
-	struct vswap_read r; /* where the bytes are, what they must hash to */
-	void *buf;	     /* one page, page-aligned */
-	uintptr_t addr;	     /* the page's host address */
-	bool busy;	     /* submitted, its completion not yet handled */
-	bool cancelled;	     /* a remove event covered the page: never copied in */
-	unsigned *waiters;   /* uffd indices, each once */
-	unsigned nwaiters, cap_waiters;
+	struct vswap_read r;	 /* where the bytes are, what they must hash to */
+	struct vswap_io_req req; /* on the engine; its tag is this read's index */
+	void *buf;		 /* one page, page-aligned */
+	uintptr_t addr;		 /* the page's host address */
+	bool busy;		 /* submitted, its completion not yet handled */
+	bool cancelled;		 /* a remove event covered the page: never copied in */
+	unsigned *waiters;	 /* uffd indices, each once */
+	unsigned nwaiters;
+	size_t cap_waiters;
 };
 
-/* The fault reads' io_uring; its eventfd sits in the epoll (TOKEN_READS). */
+/* Sequential passes followed at once (fault_io.c: which reads go through
+ * the page cache). */
+#define FAULT_STREAMS 16u
+
+/* The fault reads' I/O engine; its eventfd sits in the epoll (TOKEN_READS). */
 struct fault_io {
-	struct io_uring ring;
+	struct vswap_io io;
 	bool have_ring; /* else faults pread on the monitor */
-	int efd;
 	struct fault_read reads[FAULT_READS];
 	unsigned busy; /* changed under h->lock */
+	/* The slot after the last one each recent sequential pass read (0:
+	 * none), and the entry the next new pass takes. */
+	uint64_t stream[FAULT_STREAMS];
+	unsigned stream_next;
 	/* Test hook: while set, the monitor leaves completed reads unhandled
 	 * (a test holds reads in flight; it writes the eventfd after clearing
 	 * it); waits (ring full, drain) ignore it.  @taken counts the
@@ -221,12 +231,13 @@ struct job_progress {
 	atomic_uint_fast64_t pages;
 	uint64_t t0_ms;
 	int swap_in_fd;	 /* dup of the main uffd, used by the swap-in thread */
-	void *run_buf;	 /* chunk_pages pages: swap-in reads */
 	uint64_t cursor; /* next page to look at */
 	bool staged_done;
-	uint64_t ahead;		  /* swap-file read-ahead issued for pages below this */
-	struct io_uring *ra_ring; /* read-ahead requests, or NULL: posix_fadvise */
-	unsigned ra_inflight;
+	/* The swap-in's swap-file runs in flight (swap_in.c), on an engine of
+	 * their own: allocated by swap_in_prepare(), freed when a swap-in ends. */
+	struct swap_in_run *runs;
+	unsigned nruns;
+	struct vswap_io io;
 };
 
 /* The commit thread (committer.c).  mu guards the flags and the error and
@@ -379,6 +390,12 @@ int fault_io_submit(struct vswap_handler *h, unsigned index, uintptr_t addr, uin
 /* Handle the completed reads (lock not held); with @wait, wait for one
  * first.  Returns the number handled. */
 int fault_io_reap(struct vswap_handler *h, bool wait);
+/* Lock not held: enter the reads fault_io_submit() queued (one system call
+ * for the faults read together), then handle those complete already (a
+ * read the page cache held completes inside its submission), unless the
+ * test hook holds them.  Called after each batch of uffd messages and
+ * before the monitor sleeps. */
+void fault_io_flush(struct vswap_handler *h);
 /* Wait for every read in flight; @serve: copy their pages to the waiting
  * faults, else drop them (the faults stay queued: detach). */
 void fault_io_drain(struct vswap_handler *h, bool serve);

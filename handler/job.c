@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Background jobs (trim, swap-in): a thread, an abort flag, an eventfd. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@ void job_init(struct job *j, int efd)
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
+	pthread_setname_np(pthread_self(), "vswap-job");
 	j->result = j->fn(j, j->arg);
 	/* Tell the monitor's epoll; the counter only ever grows by one per
 	 * job, so the write cannot block. */

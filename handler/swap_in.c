@@ -10,101 +10,102 @@
  * An aborted swap-in leaves the remaining pages where they are; pages
  * brought in keep their disk copies as stale slots for the next trim.
  *
- * Read-ahead: before reading a run, the swap file's next runs (up to
- * prefetch_budget_pages) are handed to the kernel's read-ahead
- * (POSIX_FADV_WILLNEED) through io_uring, so the disk works on them while
- * this run is verified and copied, and the store's read of each run finds
- * the page cache filled.  Measured against the other ways (median of 7
- * paired 512 MiB passes, contended 2-CPU machine): none 0.79 GB/s,
- * posix_fadvise on this thread 1.34, mmap + MADV_WILLNEED + mlock 0.75
- * (mlock waits for the reads on this thread), io_uring 1.42.  Without
- * io_uring the same advice is given synchronously.
+ * Reads in flight: the swap file's next runs (up to prefetch_budget_pages,
+ * SWAP_IN_RUNS at most) are read O_DIRECT on the library's I/O engine while
+ * the run before them is verified and copied, so the swap-in runs at the
+ * slower of the disk and the copy, not their sum; O_DIRECT puts the bytes
+ * in the run's buffer with no page-cache copy to fill and evict.  Without
+ * io_uring the runs are read one at a time with pread.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
-
-#include <liburing.h>
 
 #include "handler/internal.h"
 
-/* Read-ahead requests in flight at most: budget / chunk is 8 by default. */
-#define RA_DEPTH 32u
+/* Runs of the swap file in flight at most. */
+#define SWAP_IN_RUNS 8u
 
-static void ra_reap(struct job_progress *jp, bool wait)
+/* A run of pages whose slots are consecutive, read into @buf in one
+ * request: planned under the lock, read without it, then verified and
+ * copied from page @next on (a copy that met a remove event is taken up
+ * again there). */
+struct swap_in_run {
+	struct vswap_io_req req;
+	uint64_t first;
+	uint32_t count, next;
+	struct vswap_read *rd; /* the copy each page's read began with */
+	int *status;
+	void *buf;
+	enum { RUN_FREE, RUN_PLANNED, RUN_READING, RUN_READ } st;
+};
+
+static void runs_free(struct job_progress *jp)
 {
-	struct io_uring_cqe *cqe;
-	while (jp->ra_inflight) {
-		int rc = wait ? io_uring_wait_cqe(jp->ra_ring, &cqe)
-			      : io_uring_peek_cqe(jp->ra_ring, &cqe);
-		if (rc < 0)
-			return;
-		/* Advice only: a failed one costs a slower read, no more. */
-		io_uring_cqe_seen(jp->ra_ring, cqe);
-		jp->ra_inflight--;
+	for (unsigned k = 0; jp->runs && k < jp->nruns; k++) {
+		free(jp->runs[k].rd);
+		free(jp->runs[k].status);
+		free(jp->runs[k].buf);
 	}
+	free(jp->runs);
+	jp->runs = NULL;
+	jp->nruns = 0;
+	vswap_io_fini(&jp->io);
 }
 
-static void ra_issue(struct vswap_handler *h, uint64_t off, uint64_t len)
+/* Wait for the runs in flight (an aborted or failed swap-in drops them). */
+static void runs_drain(struct job_progress *jp)
 {
-	struct job_progress *jp = &h->jp;
-	int fd = vswap_store_swap_fd(h->store);
-	if (jp->ra_ring) {
-		ra_reap(jp, false);
-		struct io_uring_sqe *sqe =
-		    jp->ra_inflight < RA_DEPTH ? io_uring_get_sqe(jp->ra_ring) : NULL;
-		if (sqe) {
-			io_uring_prep_fadvise(sqe, fd, off, (off_t)len, POSIX_FADV_WILLNEED);
-			if (io_uring_submit(jp->ra_ring) == 1) {
-				jp->ra_inflight++;
-				return;
-			}
-		}
+	for (;;) {
+		bool reading = false;
+		for (unsigned k = 0; k < jp->nruns; k++)
+			reading |= jp->runs[k].st == RUN_READING;
+		if (!reading)
+			break;
+		struct vswap_io_req *done[SWAP_IN_RUNS];
+		int n = vswap_io_reap(&jp->io, done, SWAP_IN_RUNS, true);
+		if (n <= 0)
+			break; /* the ring is unusable: nothing more completes */
+		for (int i = 0; i < n; i++)
+			jp->runs[done[i]->tag].st = RUN_READ;
 	}
-	posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
-}
-
-/* Read ahead the swap file's runs from @from on, up to the budget past it. */
-static void read_ahead(struct vswap_handler *h, uint64_t from)
-{
-	struct job_progress *jp = &h->jp;
-	if (jp->ahead < from)
-		jp->ahead = from;
-	uint64_t limit = from + h->opts.prefetch_budget_pages;
-	while (jp->ahead < limit && jp->ahead < h->total_pages) {
-		uint64_t first;
-		uint32_t count;
-		struct vswap_page_info pi;
-		if (vswap_store_next_present_run(h->store, jp->ahead, h->total_pages,
-						 h->opts.chunk_pages, &first, &count) <= 0 ||
-		    vswap_store_page(h->store, first, &pi) < 0) {
-			jp->ahead = h->total_pages;
-			return;
-		}
-		ra_issue(h, vswap_store_slot_offset(h->store, pi.slot),
-			 (uint64_t)count << h->page_shift);
-		jp->ahead = first + count;
-	}
+	for (unsigned k = 0; k < jp->nruns; k++)
+		jp->runs[k].st = RUN_FREE;
 }
 
 int swap_in_prepare(struct vswap_handler *h)
 {
 	struct job_progress *jp = &h->jp;
-	if (!jp->run_buf) {
-		size_t len = (size_t)h->opts.chunk_pages << h->page_shift;
-		if (posix_memalign(&jp->run_buf, h->page_size, len))
+	if (!jp->runs) {
+		uint32_t chunk = h->opts.chunk_pages;
+		uint64_t budget = h->opts.prefetch_budget_pages / chunk;
+		unsigned n = budget < 2		     ? 2
+			     : budget > SWAP_IN_RUNS ? SWAP_IN_RUNS
+						     : (unsigned)budget;
+		jp->runs = calloc(n, sizeof(*jp->runs));
+		if (!jp->runs)
 			return -ENOMEM;
-	}
-	if (!jp->ra_ring) {
-		jp->ra_ring = calloc(1, sizeof(*jp->ra_ring));
-		if (jp->ra_ring && io_uring_queue_init(RA_DEPTH, jp->ra_ring, 0) < 0) {
-			free(jp->ra_ring); /* io_uring refused: advise synchronously */
-			jp->ra_ring = NULL;
+		jp->nruns = n;
+		for (unsigned k = 0; k < n; k++) {
+			struct swap_in_run *r = &jp->runs[k];
+			r->rd = calloc(chunk, sizeof(*r->rd));
+			r->status = calloc(chunk, sizeof(*r->status));
+			if (!r->rd || !r->status ||
+			    posix_memalign(&r->buf, h->page_size, (size_t)chunk << h->page_shift)) {
+				r->buf = NULL;
+				runs_free(jp);
+				return -ENOMEM;
+			}
+		}
+		const char *mode = getenv("VSWAP_IO");
+		if ((mode && strcmp(mode, "sync") == 0) || vswap_io_init(&jp->io, n) < 0) {
+			vswap_io_fini(&jp->io); /* pread, one run at a time */
+			vswap_io_init_sync(&jp->io, n);
 		}
 	}
-	jp->ahead = 0;
 	jp->cursor = 0;
 	jp->staged_done = false;
 	jp->t0_ms = now_ms();
@@ -113,14 +114,7 @@ int swap_in_prepare(struct vswap_handler *h)
 
 void swap_in_release(struct vswap_handler *h)
 {
-	free(h->jp.run_buf);
-	h->jp.run_buf = NULL;
-	if (h->jp.ra_ring) {
-		ra_reap(&h->jp, true);
-		io_uring_queue_exit(h->jp.ra_ring);
-		free(h->jp.ra_ring);
-		h->jp.ra_ring = NULL;
-	}
+	runs_free(&h->jp);
 }
 
 /* The copied pages are resident: their staged and swapped copies are now
@@ -169,102 +163,218 @@ static int64_t swap_in_staged(struct vswap_handler *h, uint64_t first, uint64_t 
 	return (int64_t)count;
 }
 
-/* Read the run of @count pages whose slots are consecutive from @rd[0]'s
- * offset into the run buffer, without the lock; bytes read or -errno. */
-static ssize_t read_run_unlocked(struct vswap_handler *h, const struct vswap_read *rd,
-				 uint32_t count)
+/* Lock held: plan the next runs of present pages from the cursor into the
+ * free run buffers (each within a region; its pages' reads begun). */
+static int plan_runs(struct vswap_handler *h)
 {
-	/* The buffered descriptor: the read-ahead above filled its cache. */
+	struct job_progress *jp = &h->jp;
+	for (unsigned k = 0; k < jp->nruns; k++) {
+		struct swap_in_run *r = &jp->runs[k];
+		if (r->st != RUN_FREE)
+			continue;
+		uint64_t first;
+		uint32_t count;
+		if (vswap_store_next_present_run(h->store, jp->cursor, h->total_pages,
+						 h->opts.chunk_pages, &first, &count) <= 0)
+			return 0;
+		const struct hregion *g = region_of_page(h, first);
+		if (count > g->first + g->pages - first) /* host addresses end here */
+			count = (uint32_t)(g->first + g->pages - first);
+		for (uint32_t i = 0; i < count; i++) {
+			int rc = vswap_store_read_begin(h->store, first + i, &r->rd[i]);
+			if (rc < 0)
+				return rc; /* a present run: cannot happen */
+		}
+		r->first = first;
+		r->count = count;
+		r->next = 0;
+		r->req = (struct vswap_io_req){
+		    .buf = r->buf,
+		    .off = r->rd[0].offset,
+		    .len = count << h->page_shift,
+		    .fd = r->rd[0].fd,
+		    .tag = k,
+		};
+		r->st = RUN_PLANNED;
+		jp->cursor = first + count;
+	}
+	return 0;
+}
+
+/* A read refused for a reason that says nothing about the bytes (say the
+ * file system refused O_DIRECT for it): again, through the page cache. */
+static void reread(struct vswap_handler *h, struct swap_in_run *r)
+{
 	int fd = vswap_store_swap_fd(h->store);
-	size_t len = (size_t)count << h->page_shift, done = 0;
-	while (done < len) {
-		ssize_t k = pread(fd, (uint8_t *)h->jp.run_buf + done, len - done,
-				  (off_t)(rd[0].offset + done));
+	hlog(h, VSWAP_LOG_WARN, "swap-in read at page %llu: %s; reading again",
+	     (unsigned long long)r->first, vswap_strerror(r->req.res));
+	uint32_t done = 0;
+	while (done < r->req.len) {
+		ssize_t k = pread(fd, (uint8_t *)r->buf + done, r->req.len - done,
+				  (off_t)(r->req.off + done));
 		if (k < 0 && errno == EINTR)
 			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			break; /* end of file: the missing pages fail verification */
-		done += (size_t)k;
+		if (k <= 0) {
+			r->req.res = k < 0 ? -errno : (int32_t)done;
+			r->req.done = done;
+			return; /* end of file: the missing pages fail verification */
+		}
+		done += (uint32_t)k;
 	}
-	return (ssize_t)done;
+	r->req.res = (int32_t)done;
+	r->req.done = done;
+}
+
+/* Lock not held: submit the planned runs, wait for one to be read if none
+ * is yet.  0, or -errno if the engine failed. */
+static int read_runs(struct vswap_handler *h)
+{
+	struct job_progress *jp = &h->jp;
+	bool have_read = false, in_flight = false;
+	for (unsigned k = 0; k < jp->nruns; k++) {
+		struct swap_in_run *r = &jp->runs[k];
+		if (r->st == RUN_PLANNED && vswap_io_queue(&jp->io, &r->req, 1) == 1)
+			r->st = RUN_READING;
+		have_read |= r->st == RUN_READ;
+		in_flight |= r->st == RUN_READING;
+	}
+	int rc = vswap_io_flush(&jp->io);
+	if (rc < 0)
+		return rc;
+	for (bool wait = !have_read && in_flight;; wait = false) {
+		struct vswap_io_req *done[SWAP_IN_RUNS];
+		int n = vswap_io_reap(&jp->io, done, SWAP_IN_RUNS, wait);
+		if (n < 0)
+			return n;
+		if (n == 0)
+			return 0;
+		for (int i = 0; i < n; i++) {
+			struct swap_in_run *r = &jp->runs[done[i]->tag];
+			if (r->req.res < 0 && r->req.res != -EIO)
+				reread(h, r);
+			r->st = RUN_READ;
+		}
+		if (h->swap_in_hook)
+			h->swap_in_hook(h->swap_in_hook_ctx, SWAP_IN_HOOK_READ);
+	}
+}
+
+/* The run read that began first (lowest page), or NULL. */
+static struct swap_in_run *run_read(struct job_progress *jp)
+{
+	struct swap_in_run *best = NULL;
+	for (unsigned k = 0; k < jp->nruns; k++)
+		if (jp->runs[k].st == RUN_READ && (!best || jp->runs[k].first < best->first))
+			best = &jp->runs[k];
+	return best;
 }
 
 /*
- * One run from the swap file.  Called and returning with the lock held, but
- * the disk read runs without it, so faults (zero, staging, other pages)
- * never wait behind a swap-in's read.  Meanwhile a page of the run may
- * change (a fault brings it in, a remove frees it): vswap_store_read_end()
- * then says -ESTALE and the page is left to whoever changed it; only bytes
- * of the copy the read began with are verified and copied.
+ * Lock held: verify and copy run @r from page r->next on.  Meanwhile a page
+ * of the run may have changed (a fault brought it in, a remove freed it):
+ * vswap_store_read_end() then says -ESTALE and the page is left to whoever
+ * changed it; only bytes of the copy the read began with are verified and
+ * copied.  Pages brought in, or -errno (-EAGAIN: a remove event waits on
+ * the main uffd; the run is taken up again where it stopped).
  */
-static int64_t swap_in_file(struct vswap_handler *h, uint64_t first, uint32_t count, int *status,
-			    struct vswap_read *rd)
+static int64_t copy_run(struct vswap_handler *h, struct swap_in_run *r)
 {
-	const struct hregion *r = region_of_page(h, first);
-	if (count > r->first + r->pages - first)
-		count = (uint32_t)(r->first + r->pages - first);
-	read_ahead(h, first + count);
-	for (uint32_t i = 0; i < count; i++) {
-		int rc = vswap_store_read_begin(h->store, first + i, &rd[i]);
-		if (rc < 0)
-			return rc; /* a present run: cannot happen */
+	const struct hregion *g = region_of_page(h, r->first);
+	int32_t got = r->req.res < 0 ? r->req.res : (int32_t)r->req.done;
+	uint8_t *buf = r->buf;
+	for (uint32_t i = r->next; i < r->count; i++) {
+		int64_t have = got < 0 ? got : (int64_t)got - ((int64_t)i << h->page_shift);
+		if (have > (int64_t)h->page_size)
+			have = (int64_t)h->page_size;
+		struct vswap_page_info pi;
+		/* Brought in by a fault while the run was read: its copy is
+		 * stale now, and the page is not the swap-in's to count. */
+		if (vswap_store_page(h->store, r->first + i, &pi) < 0 ||
+		    pi.state != VSWAP_PAGE_PRESENT)
+			r->status[i] = -ESTALE;
+		else
+			r->status[i] = vswap_store_read_end(
+			    h->store, &r->rd[i], buf + ((size_t)i << h->page_shift),
+			    have < 0 && got >= 0 ? 0 : (int32_t)have);
 	}
-	events_release(h);
-	pthread_mutex_unlock(&h->lock);
-	ssize_t got = read_run_unlocked(h, rd, count);
-	if (h->swap_in_hook)
-		h->swap_in_hook(h->swap_in_hook_ctx, SWAP_IN_HOOK_READ);
-	pthread_mutex_lock(&h->lock);
-	/* A remove event read meanwhile is applied before the end below
-	 * looks at the pages: its pages are then -ESTALE, never copied into
-	 * the hole its remover punched (events_settle()). */
-	events_settle(h);
-	uint8_t *buf = h->jp.run_buf;
-	for (uint32_t i = 0; i < count; i++) {
-		ssize_t have = got < 0 ? got : got - ((ssize_t)i << h->page_shift);
-		if (have > (ssize_t)h->page_size)
-			have = (ssize_t)h->page_size;
-		status[i] =
-		    vswap_store_read_end(h->store, &rd[i], buf + ((size_t)i << h->page_shift),
-					 got < 0    ? (int32_t)got
-					 : have < 0 ? 0
-						    : (int32_t)have);
-	}
-	uint32_t i = 0;
+	uint32_t i = r->next, brought = 0;
 	int unserved = 0;
-	while (i < count) {
-		if (status[i] == -ESTALE) { /* changed meanwhile: not ours */
+	while (i < r->count) {
+		if (r->status[i] == -ESTALE) { /* changed meanwhile: not ours */
 			i++;
 			continue;
 		}
-		if (status[i] < 0) {
+		brought++;
+		if (r->status[i] < 0) {
 			h->c.checksum_failures++;
-			int rc = fault_corrupt(h, h->main_uffd, page_addr(h, r, first + i),
-					       first + i, status[i], false);
-			if (rc < 0)
+			int rc = fault_corrupt(h, h->main_uffd, page_addr(h, g, r->first + i),
+					       r->first + i, r->status[i], false);
+			if (rc < 0) {
+				r->next = i;
 				return rc;
+			}
 			if (rc == 0) /* by policy: the swap-in must not end */
-				unserved = status[i];
+				unserved = r->status[i];
 			i++;
 			continue;
 		}
-		uint32_t j = i;
-		while (j < count && status[j] == 0)
+		uint32_t j = i + 1;
+		while (j < r->count && r->status[j] == 0)
 			j++;
-		int rc = copy_pages(h, page_addr(h, r, first + i),
-				    buf + ((size_t)i << h->page_shift), first + i, j - i, false);
-		if (rc < 0)
+		brought += j - i - 1;
+		int rc = copy_pages(h, page_addr(h, g, r->first + i),
+				    buf + ((size_t)i << h->page_shift), r->first + i, j - i, false);
+		if (rc < 0) {
+			/* Judged again once the remove event is applied (the
+			 * pages copied meanwhile are skipped then: EEXIST). */
+			r->next = i;
 			return rc;
+		}
 		i = j;
 	}
-	h->jp.cursor = first + count;
-	return unserved ? (int64_t)unserved : (int64_t)count;
+	r->st = RUN_FREE;
+	return unserved ? (int64_t)unserved : (int64_t)brought;
+}
+
+/*
+ * Lock held (dropped while the disk reads): the swap file's next run,
+ * verified and copied, with the runs after it read meanwhile.  Pages
+ * brought in, 0 when none is left, or -errno.
+ */
+static int64_t swap_in_file(struct vswap_handler *h)
+{
+	struct job_progress *jp = &h->jp;
+	for (;;) {
+		int rc = plan_runs(h);
+		if (rc < 0)
+			return rc;
+		bool any = false;
+		for (unsigned k = 0; k < jp->nruns; k++)
+			any |= jp->runs[k].st != RUN_FREE;
+		if (!any)
+			return 0;
+		events_release(h);
+		pthread_mutex_unlock(&h->lock);
+		rc = read_runs(h);
+		pthread_mutex_lock(&h->lock);
+		/* A remove event read meanwhile is applied before the end
+		 * below looks at the pages: its pages are then -ESTALE, never
+		 * copied into the hole its remover punched (events_settle()). */
+		events_settle(h);
+		if (rc < 0)
+			return rc;
+		struct swap_in_run *r = run_read(jp);
+		if (!r)
+			return -EAGAIN; /* nothing read yet: come back */
+		int64_t n = copy_run(h, r);
+		if (n != 0)
+			return n;
+		/* Every page of that run was brought in by faults: the next. */
+	}
 }
 
 /* One chunk: pages brought in, 0 when done, or -errno (-EAGAIN: retry). */
-static int64_t swap_in_chunk(struct vswap_handler *h, int *status, struct vswap_read *rd)
+static int64_t swap_in_chunk(struct vswap_handler *h)
 {
 	struct job_progress *jp = &h->jp;
 	int64_t n = 0;
@@ -283,11 +393,7 @@ static int64_t swap_in_chunk(struct vswap_handler *h, int *status, struct vswap_
 			n = found;
 	}
 	if (jp->staged_done) {
-		uint64_t first;
-		uint32_t count;
-		if (vswap_store_next_present_run(h->store, jp->cursor, h->total_pages,
-						 h->opts.chunk_pages, &first, &count) > 0)
-			n = swap_in_file(h, first, count, status, rd);
+		n = swap_in_file(h);
 	}
 	events_release(h);
 	pthread_mutex_unlock(&h->lock);
@@ -390,18 +496,11 @@ static void progress(struct vswap_handler *h, uint64_t pages)
 int swap_in_job(struct job *j, void *arg)
 {
 	struct vswap_handler *h = arg;
-	int *status = calloc(h->opts.chunk_pages, sizeof(*status));
-	struct vswap_read *rd = calloc(h->opts.chunk_pages, sizeof(*rd));
-	if (!status || !rd) {
-		free(status);
-		free(rd);
-		return -ENOMEM;
-	}
 	uint64_t pages = 0, since_commit = 0;
 	int64_t n;
 	int rc = 0;
 	while (!(j && job_aborted(j))) {
-		n = swap_in_chunk(h, status, rd);
+		n = swap_in_chunk(h);
 		if (n == -EAGAIN) {
 			/* A REMOVE event is pending on the main uffd.  On the job
 			 * thread the monitor reads it; run by the monitor itself
@@ -421,21 +520,18 @@ int swap_in_job(struct job *j, void *arg)
 		if (h->job_hook)
 			h->job_hook(h->job_hook_ctx);
 		if (since_commit << h->page_shift >= SWAP_OUT_GROUP_BYTES) {
-			pthread_mutex_lock(&h->lock);
-			vswap_store_commit(h->store);
-			pthread_mutex_unlock(&h->lock);
+			/* On the commit thread: its sync runs without the lock,
+			 * so neither the next reads nor the faults wait for it. */
+			committer_request(h);
 			since_commit = 0;
 		}
 	}
-	free(status);
-	free(rd);
-	if (h->jp.ra_ring) /* the ring is reused by the next swap-in */
-		ra_reap(&h->jp, true);
-	/* The run buffer (a chunk, 2 MiB by default) would otherwise stay in
-	 * the process's RSS for the handler's life; the next swap-in
-	 * allocates it again. */
-	free(h->jp.run_buf);
-	h->jp.run_buf = NULL;
+	/* The run buffers (a chunk each, 2 MiB by default) would otherwise
+	 * stay in the process's RSS for the handler's life; the next swap-in
+	 * allocates them again.  No buffer goes while the kernel can still
+	 * write it. */
+	runs_drain(&h->jp);
+	runs_free(&h->jp);
 	pthread_mutex_lock(&h->lock);
 	int crc = vswap_store_commit(h->store);
 	pthread_mutex_unlock(&h->lock);

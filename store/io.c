@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "store/io.h"
@@ -15,22 +16,56 @@ int vswap_io_init(struct vswap_io *io, unsigned depth)
 	return ret;
 }
 
+void vswap_io_init_sync(struct vswap_io *io, unsigned depth)
+{
+	memset(io, 0, sizeof(*io));
+	io->depth = depth;
+}
+
 void vswap_io_fini(struct vswap_io *io)
 {
 	if (io->have_ring)
 		io_uring_queue_exit(&io->ring);
 	io->have_ring = false;
+	if (io->have_efd)
+		close(io->efd);
+	io->have_efd = false;
 }
 
-/* One request with pread/pwrite: continued until done, end of file (reads)
- * or an error. */
+/* A vectored request moves on past @n bytes transferred: the entries done
+ * are skipped, the one cut short starts where the transfer stopped. */
+static void iov_advance(struct vswap_io_req *r, uint32_t n)
+{
+	while (n && r->iovcnt) {
+		if (n < r->iov->iov_len) {
+			r->iov->iov_base = (char *)r->iov->iov_base + n;
+			r->iov->iov_len -= n;
+			return;
+		}
+		n -= (uint32_t)r->iov->iov_len;
+		r->iov++;
+		r->iovcnt--;
+	}
+}
+
+static ssize_t transfer_sync(int fd, bool write, struct vswap_io_req *r, uint32_t done)
+{
+	off_t at = (off_t)(r->off + done);
+	if (r->iov)
+		return write ? pwritev(fd, r->iov, (int)r->iovcnt, at)
+			     : preadv(fd, r->iov, (int)r->iovcnt, at);
+	return write ? pwrite(fd, (char *)r->buf + done, r->len - done, at)
+		     : pread(fd, (char *)r->buf + done, r->len - done, at);
+}
+
+/* One request with pread/pwrite (preadv/pwritev): continued until done,
+ * end of file (reads) or an error. */
 static void run_one_sync(int fd, bool write, struct vswap_io_req *r)
 {
 	uint32_t done = 0;
 	r->done = 0;
 	while (done < r->len) {
-		ssize_t k = write ? pwrite(fd, (char *)r->buf + done, r->len - done, r->off + done)
-				  : pread(fd, (char *)r->buf + done, r->len - done, r->off + done);
+		ssize_t k = transfer_sync(fd, write, r, done);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0) {
@@ -41,6 +76,8 @@ static void run_one_sync(int fd, bool write, struct vswap_io_req *r)
 			break; /* end of file (reads); no progress (writes) */
 		done += (uint32_t)k;
 		r->done = done;
+		if (r->iov)
+			iov_advance(r, (uint32_t)k);
 	}
 	r->res = (int32_t)done;
 	if (write && done < r->len)
@@ -72,10 +109,15 @@ static int drain(struct vswap_io *io, unsigned inflight, int err)
 static void prep(struct vswap_io *io, int fd, bool write, struct vswap_io_req *r, uint32_t done)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&io->ring);
-	if (write)
-		io_uring_prep_write(sqe, fd, (char *)r->buf + done, r->len - done, r->off + done);
+	uint64_t at = r->off + done;
+	if (r->iov && write)
+		io_uring_prep_writev(sqe, fd, r->iov, r->iovcnt, at);
+	else if (r->iov)
+		io_uring_prep_readv(sqe, fd, r->iov, r->iovcnt, at);
+	else if (write)
+		io_uring_prep_write(sqe, fd, (char *)r->buf + done, r->len - done, at);
 	else
-		io_uring_prep_read(sqe, fd, (char *)r->buf + done, r->len - done, r->off + done);
+		io_uring_prep_read(sqe, fd, (char *)r->buf + done, r->len - done, at);
 	io_uring_sqe_set_data(sqe, r);
 }
 
@@ -92,6 +134,8 @@ static bool complete(struct vswap_io *io, int fd, bool write, struct vswap_io_re
 		return true;
 	}
 	r->done += (uint32_t)res;
+	if (r->iov)
+		iov_advance(r, (uint32_t)res);
 	if (res > 0 && r->done < r->len) {
 		/* Short: continue it.  A full disk reports ENOSPC on the next
 		 * attempt; a read at end of file returns 0. */
@@ -100,6 +144,22 @@ static bool complete(struct vswap_io *io, int fd, bool write, struct vswap_io_re
 	}
 	r->res = write && r->done < r->len ? -EIO : (int32_t)r->done;
 	return true;
+}
+
+static uint32_t iov_total(const struct iovec *iov, unsigned n)
+{
+	uint64_t t = 0;
+	for (unsigned i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t > UINT32_MAX ? UINT32_MAX : (uint32_t)t;
+}
+
+static void start(struct vswap_io_req *r)
+{
+	r->res = 0;
+	r->done = 0;
+	if (r->iov)
+		r->len = iov_total(r->iov, r->iovcnt);
 }
 
 int vswap_io_stream(struct vswap_io *io, int fd, bool write, const struct vswap_io_stream *st)
@@ -111,6 +171,7 @@ int vswap_io_stream(struct vswap_io *io, int fd, bool write, const struct vswap_
 		if (overlap)
 			overlap(st->ctx);
 		while ((r = st->next(st->ctx))) {
+			start(r);
 			run_one_sync(fd, write, r);
 			st->done(st->ctx, r);
 		}
@@ -119,8 +180,7 @@ int vswap_io_stream(struct vswap_io *io, int fd, bool write, const struct vswap_
 	unsigned inflight = 0;
 	for (;;) {
 		while (inflight < io->depth && (r = st->next(st->ctx))) {
-			r->res = 0;
-			r->done = 0;
+			start(r);
 			prep(io, fd, write, r, 0);
 			inflight++;
 		}
@@ -197,4 +257,146 @@ int vswap_io_run_overlap(struct vswap_io *io, int fd, bool write, struct vswap_i
 	    .ctx = &b,
 	};
 	return vswap_io_stream(io, fd, write, &st);
+}
+
+/* ---- submit now, reap later ----------------------------------------------- */
+
+static void signal_efd(struct vswap_io *io)
+{
+	uint64_t one = 1;
+	if (io->have_efd && write(io->efd, &one, sizeof(one)) < 0) {
+		/* the counter is saturated: it is readable anyway */
+	}
+}
+
+int vswap_io_queue(struct vswap_io *io, struct vswap_io_req *reqs, unsigned n)
+{
+	unsigned k = 0;
+	if (!io->have_ring) {
+		for (; k < n; k++) {
+			struct vswap_io_req *r = &reqs[k];
+			start(r);
+			run_one_sync(r->fd, r->write, r);
+			r->next_ = NULL;
+			if (io->sync_tail)
+				io->sync_tail->next_ = r;
+			else
+				io->sync_head = r;
+			io->sync_tail = r;
+		}
+		if (k)
+			signal_efd(io);
+		return (int)k;
+	}
+	/* No more than the depth in flight: every completion that is
+	 * continued finds a free entry. */
+	for (; k < n && io->inflight < io->depth; k++) {
+		struct vswap_io_req *r = &reqs[k];
+		start(r);
+		prep(io, r->fd, r->write, r, 0);
+		io->inflight++;
+	}
+	return (int)k;
+}
+
+int vswap_io_flush(struct vswap_io *io)
+{
+	if (!io->have_ring || !io_uring_sq_ready(&io->ring))
+		return 0;
+	int ret;
+	do
+		ret = io_uring_submit(&io->ring);
+	while (ret == -EINTR);
+	/* EAGAIN/EBUSY: the kernel is short of resources now; the entries
+	 * stay queued and the next flush or reap submits them. */
+	return ret < 0 && ret != -EAGAIN && ret != -EBUSY ? ret : 0;
+}
+
+int vswap_io_submit(struct vswap_io *io, struct vswap_io_req *reqs, unsigned n)
+{
+	int k = vswap_io_queue(io, reqs, n);
+	int ret = k > 0 ? vswap_io_flush(io) : 0;
+	return ret < 0 ? ret : k;
+}
+
+int vswap_io_reap(struct vswap_io *io, struct vswap_io_req **out, unsigned max, bool wait)
+{
+	unsigned n = 0;
+	if (io->have_efd) {
+		uint64_t v;
+		if (read(io->efd, &v, sizeof(v)) < 0) {
+			/* not signalled: what is complete says the rest */
+		}
+	}
+	while (n < max && io->sync_head) {
+		struct vswap_io_req *r = io->sync_head;
+		io->sync_head = r->next_;
+		if (!io->sync_head)
+			io->sync_tail = NULL;
+		out[n++] = r;
+	}
+	if (!io->have_ring)
+		return (int)n;
+	for (;;) {
+		int ret = 0;
+		if (n == 0 && wait && io->inflight)
+			ret = io_uring_submit_and_wait(&io->ring, 1);
+		else if (io_uring_sq_ready(&io->ring))
+			ret = io_uring_submit(&io->ring);
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY && ret != -ETIME)
+			return n ? (int)n : ret;
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+		bool again = false;
+		io_uring_for_each_cqe(&io->ring, head, cqe)
+		{
+			if (n == max)
+				break;
+			seen++;
+			struct vswap_io_req *r = io_uring_cqe_get_data(cqe);
+			if (complete(io, r->fd, r->write, r, cqe->res)) {
+				io->inflight--;
+				out[n++] = r;
+			} else {
+				again = true;
+			}
+		}
+		io_uring_cq_advance(&io->ring, seen);
+		if (again)
+			io_uring_submit(&io->ring);
+		if (n || !wait || !io->inflight || n == max)
+			return (int)n;
+	}
+}
+
+bool vswap_io_ready(const struct vswap_io *io)
+{
+	return io->sync_head || (io->have_ring && io_uring_cq_ready(&io->ring));
+}
+
+unsigned vswap_io_pending(const struct vswap_io *io)
+{
+	unsigned n = io->inflight;
+	for (const struct vswap_io_req *r = io->sync_head; r; r = r->next_)
+		n++;
+	return n;
+}
+
+int vswap_io_eventfd(struct vswap_io *io)
+{
+	if (io->have_efd)
+		return io->efd;
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	if (io->have_ring) {
+		int ret = io_uring_register_eventfd(&io->ring, fd);
+		if (ret < 0) {
+			close(fd);
+			return ret;
+		}
+	}
+	io->efd = fd;
+	io->have_efd = true;
+	return fd;
 }

@@ -20,7 +20,10 @@
  *    reading it; of the same page: dropped, zeros);
  *  - exit_serves_in_flight / detach_drops_in_flight: an exit serves the
  *    faults waiting on reads; a detach drops them and the page stays
- *    present in the store.
+ *    present in the store;
+ *  - sequential_reads_ahead / scattered_bypass_cache: faults of a pass in
+ *    page order read through the page cache (the kernel reads the next
+ *    slots ahead), scattered faults read O_DIRECT (nothing cached).
  * Every wait is bounded.
  */
 #include <errno.h>
@@ -68,7 +71,8 @@ static void hold(struct hfx *f, bool on)
 	atomic_store(&f->h->m.fio.hold, on);
 	if (!on) { /* the held completions were signalled already: signal again */
 		uint64_t one = 1;
-		assert_int_equal(write(f->h->m.fio.efd, &one, sizeof(one)), (ssize_t)sizeof(one));
+		assert_int_equal(write(f->h->m.fio.io.efd, &one, sizeof(one)),
+				 (ssize_t)sizeof(one));
 	}
 }
 
@@ -355,7 +359,7 @@ static void remove_before_completion(void **state)
 static bool completion_queued(void *arg)
 {
 	struct hfx *f = arg;
-	return io_uring_cq_ready(&f->h->m.fio.ring) >= 1;
+	return vswap_io_ready(&f->h->m.fio.io) >= 1;
 }
 
 static bool monitor_idle(void *arg)
@@ -488,6 +492,91 @@ static void detach_drops_in_flight(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* ---- which faults read through the page cache ---------------------------- */
+
+#define LONG_PAGES 128u
+
+/* LONG_PAGES pages swapped out, their slots in page order, the swap file's
+ * page cache dropped. */
+static void setup_long(struct hfx *f)
+{
+	const size_t pages[1] = {LONG_PAGES};
+	assert_int_equal(hfx_setup(f, pages, 1, NULL), 0);
+	if (!f->h->m.fio.have_ring) {
+		hfx_teardown(f);
+		skip();
+	}
+	for (uint64_t p = 0; p < LONG_PAGES; p++)
+		assert_int_equal(hfx_fill(f, 0, p, hfx_byte_of(p)), 0);
+	assert_int_equal(vswap_handler_enable(f->h), 0);
+	assert_int_equal(vswap_handler_swap_out(f->h), 0);
+	assert_int_equal(hfx_wait(f, VSWAP_STATE_ACTIVE), 0);
+	int fd = vswap_store_swap_fd(f->store);
+	assert_int_equal(fdatasync(fd), 0);
+	assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+}
+
+struct cached {
+	struct hfx *f;
+	uint64_t first, count; /* pages */
+};
+
+/* How many of pages [first, first+count)'s swap-file copies are in the
+ * page cache. */
+static unsigned cached_count(const struct cached *c)
+{
+	struct hfx *f = c->f;
+	int fd = vswap_store_swap_fd(f->store);
+	size_t ps = f->page_size, len = (LONG_PAGES + 2) * ps;
+	void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(map != MAP_FAILED);
+	unsigned char vec[LONG_PAGES + 2];
+	assert_int_equal(mincore(map, len, vec), 0);
+	unsigned n = 0;
+	for (uint64_t p = c->first; p < c->first + c->count; p++) {
+		struct vswap_page_info pi;
+		assert_int_equal(vswap_handler_page_info(f->h, f->first[0] + p, &pi), 0);
+		uint64_t idx = vswap_store_slot_offset(f->store, pi.slot) / ps;
+		assert_true(idx < LONG_PAGES + 2);
+		n += vec[idx] & 1;
+	}
+	munmap(map, len);
+	return n;
+}
+
+static bool some_cached(void *arg)
+{
+	return cached_count(arg) > 0;
+}
+
+static void sequential_reads_ahead(void **state)
+{
+	(void)state;
+	struct hfx f;
+	setup_long(&f);
+	for (uint64_t p = 0; p < 16; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), hfx_byte_of(p));
+	/* The kernel's read-ahead went past the pages touched. */
+	struct cached c = {&f, 16, 48};
+	if (!hfx_wait_for(some_cached, &c))
+		fail_msg("a sequential pass read nothing ahead: every fault waited for the disk");
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+static void scattered_bypass_cache(void **state)
+{
+	(void)state;
+	struct hfx f;
+	setup_long(&f);
+	static const uint64_t order[] = {70, 10, 100, 40, 120, 25, 85, 55};
+	for (unsigned i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		assert_int_equal(hfx_page_byte(&f, 0, order[i]), hfx_byte_of(order[i]));
+	/* Neither they nor their neighbours went through the cache. */
+	struct cached c = {&f, 0, LONG_PAGES};
+	assert_int_equal(cached_count(&c), 0);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_reads");
@@ -497,6 +586,7 @@ int main(void)
 	    cmocka_unit_test(corrupt_waiters_poisoned), cmocka_unit_test(remove_before_completion),
 	    cmocka_unit_test(eagain_other_page),	cmocka_unit_test(eagain_same_page),
 	    cmocka_unit_test(exit_serves_in_flight),	cmocka_unit_test(detach_drops_in_flight),
+	    cmocka_unit_test(sequential_reads_ahead),	cmocka_unit_test(scattered_bypass_cache),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
