@@ -520,7 +520,8 @@ void vswap_store_commit_end(struct vswap_store *s, int result)
 			c->slot_punch = c->freed;
 			c->freed = t;
 			c->freed.n = 0;
-			qsort(c->slot_punch.v, c->slot_punch.n, sizeof(uint64_t), cmp_u64);
+			if (c->slot_punch.n > 1)
+				qsort(c->slot_punch.v, c->slot_punch.n, sizeof(uint64_t), cmp_u64);
 			atomic_store(&c->slots_due, c->slot_punch.n > 0);
 		} else {
 			release_freed(s, &c->freed);
