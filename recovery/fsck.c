@@ -282,7 +282,8 @@ static int run_passes(struct vswap_fsck *f)
 {
 	int ret;
 
-	if ((ret = load_store_facts(f)) || (ret = fsck_load_records(f)))
+	if ((ret = load_store_facts(f)) || (ret = fsck_move_misplaced(f)) ||
+	    (ret = fsck_load_records(f)))
 		return ret;
 	fsck_check_records(f);
 	if ((ret = fsck_verify(f)))

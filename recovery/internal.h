@@ -165,6 +165,10 @@ bool fsck_extents_contains(const struct fsck_extents *e, uint64_t unit);
 void fsck_extents_free(struct fsck_extents *e);
 
 /* ---- records.c ---- */
+/* -y, before the records are loaded: move each misplaced page-group record
+ * whose evidence is unambiguous back under its own key (the audit then
+ * checks it like any other), each a repaired problem. */
+int fsck_move_misplaced(struct vswap_fsck *f);
 int fsck_load_records(struct vswap_fsck *f);
 void fsck_check_records(struct vswap_fsck *f);
 /* After verification: of the records naming one slot, keep the one whose

@@ -38,9 +38,23 @@ static int fsck_bad_group_add(struct vswap_fsck *f, uint64_t first, uint32_t pag
 	return 0;
 }
 
+/* "index record of group G (pages a-b) is stored under the key of pages
+ * c-d": the start of every message about a misplaced record. */
+#define MISPLACED_FMT                                                                              \
+	"index record of group %llu (pages %llu-%llu) %s under the key of pages %llu-%llu: its "   \
+	"key %s damaged"
+#define MISPLACED_ARGS(claimed, key, verb, tense)                                                  \
+	(unsigned long long)(claimed), (unsigned long long)(claimed)*FSCK_GROUP_PAGES,             \
+	    (unsigned long long)(claimed)*FSCK_GROUP_PAGES + FSCK_GROUP_PAGES - 1, verb,           \
+	    (unsigned long long)(key)*FSCK_GROUP_PAGES,                                            \
+	    (unsigned long long)(key)*FSCK_GROUP_PAGES + FSCK_GROUP_PAGES - 1, tense
+
 /* A group record that is not believed: its pages' slots and checksums are
  * unknown.  A misplaced one (a valid record of another group under this
- * key) is the evidence of a damaged key, and names the group it belongs to. */
+ * key) is the evidence of a damaged key, and names the group it belongs to:
+ * where that evidence is unambiguous (vswap_store_check_misplaced()), -y
+ * moves it back before the audit (fsck_move_misplaced()); otherwise it is
+ * kept as it is. */
 static int corrupt_group(struct vswap_fsck *f, const struct vswap_page_record *r)
 {
 	unsigned long long first = r->page, last = r->page + r->group_pages - 1;
@@ -49,13 +63,11 @@ static int corrupt_group(struct vswap_fsck *f, const struct vswap_page_record *r
 
 	if (misplaced)
 		idx = fsck_problem(
-		    f, VSWAP_PROBLEM_BAD_RECORD, r->page, FSCK_NONE,
-		    "index record of group %llu (pages %llu-%llu) is stored under the "
-		    "key of pages %llu-%llu: its key is damaged; kept as evidence",
-		    (unsigned long long)r->claimed_group,
-		    (unsigned long long)r->claimed_group * FSCK_GROUP_PAGES,
-		    (unsigned long long)r->claimed_group * FSCK_GROUP_PAGES + FSCK_GROUP_PAGES - 1,
-		    first, last);
+		    f, VSWAP_PROBLEM_BAD_RECORD, r->page, FSCK_NONE, MISPLACED_FMT "; %s",
+		    MISPLACED_ARGS(r->claimed_group, r->key_group, "is stored", "is"),
+		    vswap_store_check_misplaced(f->store, r->key_group, NULL) == 0
+			? "its slots' bytes verify as its own pages: -y moves it back"
+			: "kept as evidence");
 	else
 		idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, r->page, FSCK_NONE,
 				   "index record of pages %llu-%llu %s", first, last,
@@ -280,4 +292,53 @@ void fsck_judge_beyond(struct vswap_fsck *f)
 		    "bytes verify against them: their keys or the regions record are damaged, "
 		    "not the records; they are kept",
 		    f->path, (unsigned long long)n, (unsigned long long)f->total_pages);
+}
+
+/* ---- misplaced records moved back (-y) ------------------------------------ */
+
+struct misplaced_keys {
+	uint64_t *key;
+	size_t n, cap;
+};
+
+static int collect_misplaced(void *ctx, const struct vswap_page_record *r)
+{
+	struct misplaced_keys *m = ctx;
+
+	if (r->fault != VSWAP_RECORD_MISPLACED)
+		return 0;
+	if (ARRAY_RESERVE(m->key, m->cap, m->n + 1, 16))
+		return -ENOMEM;
+	m->key[m->n++] = r->key_group;
+	return 0;
+}
+
+int fsck_move_misplaced(struct vswap_fsck *f)
+{
+	struct misplaced_keys m = {0};
+	int ret;
+
+	if (!fsck_repairing_all(f))
+		return 0;
+	ret = vswap_store_foreach_page(f->store, collect_misplaced, &m);
+	for (size_t i = 0; !ret && i < m.n; i++) {
+		uint64_t g;
+		ssize_t idx;
+
+		/* Refused (ambiguous evidence, logged by the store): the audit
+		 * reports the record, kept as evidence. */
+		if (vswap_store_move_misplaced(f->store, m.key[i], &g) != 0)
+			continue;
+		idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, m.key[i] * FSCK_GROUP_PAGES,
+				   FSCK_NONE,
+				   MISPLACED_FMT "; its slots' bytes verify as its own pages: "
+						 "moved back under its own key",
+				   MISPLACED_ARGS(g, m.key[i], "was stored", "was"));
+		if (idx < 0)
+			ret = -ENOMEM;
+		else
+			fsck_problem_repaired(f, idx);
+	}
+	free(m.key);
+	return ret;
 }

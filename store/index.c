@@ -150,6 +150,8 @@ int index_identify(const struct vswap_store *s, uint8_t uuid[16])
 	struct vswap_store probe = *s;
 	probe.env = NULL;
 	probe.read_only = true;
+	probe.lazy_open = false;
+	probe.deferred = NULL;
 	probe.log.level = VSWAP_LOG_ERROR; /* a probe: its doubts are not news */
 	int ret = index_file_check(&probe);
 	if (ret)
@@ -776,6 +778,13 @@ int index_load(struct vswap_store *s, const char *staging_dir, bool lazy)
 	mdb_txn_abort(txn);
 	if (!ret && lazy && st.ms_entries)
 		ret = loader_start(s);
+	/* No loader to check the leaves of `pages` as it reads them: they are
+	 * checked now (an index whose record counts no entries has none,
+	 * unless it is damaged), before a commit may change them. */
+	if (!ret && s->deferred)
+		ret = index_lmdb_check_rest(s->deferred);
+	index_lmdb_deferred_free(s->deferred);
+	s->deferred = NULL;
 	return ret;
 }
 
@@ -966,10 +975,30 @@ int index_commit(struct vswap_store *s)
 
 /* ---- iteration for recovery and dump ---------------------------------------- */
 
+int index_pages_writable(struct vswap_store *s)
+{
+	if (!s->loader || !loader_pages_damaged(s))
+		return 0;
+	if (!s->pages_refusal_told)
+		store_log(s, VSWAP_LOG_ERROR,
+			  "%s: bad index: a damaged LMDB page of the page-group records: "
+			  "no page group is recorded until vswap-fsck repairs the store",
+			  s->index_path);
+	s->pages_refusal_told = true;
+	return -EUCLEAN;
+}
+
 int vswap_store_foreach_page(struct vswap_store *s, vswap_page_record_fn fn, void *ctx)
 {
+	/* A lazy open: the cursor below reads every leaf, each checked by
+	 * the load first. */
+	int ret = index_need_all(s);
+	if (!ret && s->loader && loader_pages_damaged(s))
+		ret = index_pages_writable(s);
+	if (ret)
+		return ret;
 	MDB_txn *txn;
-	int ret = begin(s, MDB_RDONLY, &txn);
+	ret = begin(s, MDB_RDONLY, &txn);
 	if (ret)
 		return ret;
 	MDB_cursor *cur;
@@ -1090,6 +1119,8 @@ int vswap_store_drop_group(struct vswap_store *s, uint64_t group)
 	if (s->read_only)
 		return -EROFS;
 	int need = index_need_all(s);
+	if (!need)
+		need = index_pages_writable(s);
 	if (need)
 		return need;
 	/* Pages of the group inside the regions: forget them in memory too. */
@@ -1127,4 +1158,289 @@ int vswap_store_drop_group(struct vswap_store *s, uint64_t group)
 		return -ENOENT; /* nothing under that key: the caller's fix did not take */
 	}
 	return mdb_to_errno(mdb_txn_commit(txn));
+}
+
+/* ---- a misplaced page-group record put back under its own key --------------- */
+
+/*
+ * What the index holds about a misplaced record: the record under the key
+ * of @key_group that passes its check as another group's, and how many
+ * other records name that group (under its own key, or misplaced too).
+ */
+struct misplaced {
+	uint64_t key_group;
+	uint64_t group; /* the group the record says it is */
+	uint8_t val[PG_VALUE_MAX];
+	size_t len;
+	size_t at;	/* its position in cursor order */
+	unsigned found; /* misplaced records under that key */
+	unsigned others;
+};
+
+/* Call @fn on every page-group record in cursor order (a damaged key may
+ * lie out of order, where a keyed look-up misses it). */
+static int walk_groups(struct vswap_store *s, MDB_txn *txn,
+		       void (*fn)(struct vswap_store *, struct misplaced *, size_t at,
+				  const MDB_val *k, const MDB_val *v),
+		       struct misplaced *m)
+{
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, s->dbi_pages, &cur);
+	if (rc)
+		return mdb_to_errno(rc);
+	MDB_val k, v;
+	size_t at = 0;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+		fn(s, m, at++, &k, &v);
+	mdb_cursor_close(cur);
+	return rc == MDB_NOTFOUND ? 0 : mdb_to_errno(rc);
+}
+
+static enum vswap_record_fault decode_at(struct vswap_store *s, const MDB_val *k, const MDB_val *v,
+					 uint64_t *kg, struct group_view *g)
+{
+	if (k->mv_size != 8)
+		return VSWAP_RECORD_UNDECODABLE;
+	memcpy(kg, k->mv_data, 8);
+	*kg = be64toh(*kg);
+	return group_decode(s, *kg, v->mv_data, v->mv_size, g);
+}
+
+static void note_misplaced(struct vswap_store *s, struct misplaced *m, size_t at, const MDB_val *k,
+			   const MDB_val *v)
+{
+	uint64_t kg = 0;
+	struct group_view g;
+	if (decode_at(s, k, v, &kg, &g) != VSWAP_RECORD_MISPLACED || kg != m->key_group ||
+	    m->found++)
+		return;
+	m->group = g.group;
+	m->len = v->mv_size;
+	m->at = at;
+	memcpy(m->val, v->mv_data, v->mv_size);
+}
+
+static void note_rival(struct vswap_store *s, struct misplaced *m, size_t at, const MDB_val *k,
+		       const MDB_val *v)
+{
+	uint64_t kg = 0;
+	struct group_view g;
+	enum vswap_record_fault f = decode_at(s, k, v, &kg, &g);
+	if (at != m->at && k->mv_size == 8 &&
+	    (kg == m->group || (f == VSWAP_RECORD_MISPLACED && g.group == m->group)))
+		m->others++;
+}
+
+/* Read slot @slot's bytes into @buf (page-aligned, a page long). */
+static int read_slot(const struct vswap_store *s, uint64_t slot, uint8_t *buf)
+{
+	uint64_t off = slot_offset(s, slot);
+	for (uint32_t done = 0; done < s->page_size;) {
+		ssize_t k = pread(s->fd, buf + done, s->page_size - done, (off_t)(off + done));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return k < 0 ? -errno : -ENODATA;
+		done += (uint32_t)k;
+	}
+	return 0;
+}
+
+/*
+ * The evidence that the misplaced record @m is its group's and nothing
+ * else's (see vswap_store_check_misplaced()).  Logs why not.
+ */
+static int weigh_misplaced(struct vswap_store *s, const struct misplaced *m)
+{
+	unsigned long long key = m->key_group, g = m->group;
+	struct group_view gv;
+	if (m->found > 1 || m->others) {
+		store_log(s, VSWAP_LOG_WARN,
+			  "%s: the record of group %llu under the key of group %llu: %s; kept",
+			  s->index_path, g, key,
+			  m->found > 1 ? "another misplaced record lies under that key"
+				       : "another record names that group");
+		return -EEXIST;
+	}
+	group_decode(s, m->key_group, m->val, m->len, &gv);
+	uint8_t *buf = NULL;
+	if (posix_memalign((void **)&buf, 4096, s->page_size))
+		return -ENOMEM;
+	int ret = 0;
+	unsigned verified = 0, n = 0;
+	for (unsigned i = 0; i < GROUP_PAGES && !ret; i++) {
+		if (!(gv.mask >> i & 1))
+			continue;
+		uint64_t slot, sum, page = m->group * GROUP_PAGES + i;
+		uint32_t state;
+		group_entry(&gv, n++, &slot, &state, &sum);
+		if (page >= s->total_pages) {
+			store_log(s, VSWAP_LOG_WARN,
+				  "%s: the record of group %llu under the key of group %llu names "
+				  "page %llu, beyond the regions; kept",
+				  s->index_path, g, key, (unsigned long long)page);
+			ret = -ERANGE;
+		} else if (pw_state(s->pages[page]) != VSWAP_PAGE_NONE) {
+			store_log(s, VSWAP_LOG_WARN,
+				  "%s: the record of group %llu under the key of group %llu names "
+				  "page %llu, which has a record; kept",
+				  s->index_path, g, key, (unsigned long long)page);
+			ret = -EEXIST;
+		} else if (slot != UINT64_MAX && slot < STORE_MAX_SLOTS &&
+			   slots_reserve(s, slot + 1)) {
+			ret = -ENOMEM;
+		} else if (slot != UINT64_MAX &&
+			   (slot >= STORE_MAX_SLOTS || slot_is_used(s, slot))) {
+			store_log(s, VSWAP_LOG_WARN,
+				  "%s: the record of group %llu under the key of group %llu names "
+				  "slot %llu, which %s; kept",
+				  s->index_path, g, key, (unsigned long long)slot,
+				  slot >= STORE_MAX_SLOTS ? "is out of range"
+							  : "another record owns");
+			ret = -EBUSY;
+		} else if (slot != UINT64_MAX && state != VSWAP_PAGE_LOST) {
+			/* Its bytes must verify as this page, and not as the
+			 * page of the same place under the damaged key. */
+			ret = read_slot(s, slot, buf);
+			if (!ret && (page_sum(s, page, buf) != sum ||
+				     page_sum(s, m->key_group * GROUP_PAGES + i, buf) == sum))
+				ret = -EBADMSG;
+			if (ret)
+				store_log(
+				    s, VSWAP_LOG_WARN,
+				    "%s: the record of group %llu under the key of group %llu: "
+				    "the bytes of slot %llu do not verify as page %llu; kept",
+				    s->index_path, g, key, (unsigned long long)slot,
+				    (unsigned long long)page);
+			verified += !ret;
+		}
+	}
+	free(buf);
+	if (!ret && !verified) {
+		store_log(s, VSWAP_LOG_WARN,
+			  "%s: the record of group %llu under the key of group %llu names no "
+			  "slot whose bytes could confirm it; kept",
+			  s->index_path, g, key);
+		ret = -ENODATA;
+	}
+	return ret;
+}
+
+static int misplaced_look(struct vswap_store *s, MDB_txn *txn, struct misplaced *m)
+{
+	int ret = walk_groups(s, txn, note_misplaced, m);
+	if (!ret && !m->found)
+		ret = -ENOENT;
+	if (!ret)
+		ret = walk_groups(s, txn, note_rival, m);
+	if (!ret && m->group >= s->ngroups) {
+		store_log(s, VSWAP_LOG_WARN,
+			  "%s: the record under the key of group %llu says it is group %llu, "
+			  "beyond the regions; kept",
+			  s->index_path, (unsigned long long)m->key_group,
+			  (unsigned long long)m->group);
+		ret = -ERANGE;
+	}
+	return ret ? ret : weigh_misplaced(s, m);
+}
+
+int vswap_store_check_misplaced(struct vswap_store *s, uint64_t key_group, uint64_t *group)
+{
+	int need = index_need_all(s);
+	if (need)
+		return need;
+	struct misplaced *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->key_group = key_group;
+	MDB_txn *txn;
+	int ret = begin(s, MDB_RDONLY, &txn);
+	if (!ret) {
+		ret = misplaced_look(s, txn, m);
+		mdb_txn_abort(txn);
+	}
+	if (!ret && group)
+		*group = m->group;
+	free(m);
+	return ret;
+}
+
+/* Delete the record at position @at in cursor order, where the walk found
+ * it (a keyed delete would miss a key out of order), checking it is still
+ * the one found. */
+static int delete_at(struct vswap_store *s, MDB_txn *txn, const struct misplaced *m)
+{
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, s->dbi_pages, &cur);
+	if (rc)
+		return mdb_to_errno(rc);
+	MDB_val k, v;
+	size_t at = 0;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && at < m->at;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+		at++;
+	int ret = rc ? mdb_to_errno(rc) : 0;
+	if (!ret && (v.mv_size != m->len || memcmp(v.mv_data, m->val, m->len)))
+		ret = -ESTALE;
+	if (!ret)
+		ret = mdb_to_errno(mdb_cursor_del(cur, 0));
+	mdb_cursor_close(cur);
+	return ret;
+}
+
+int vswap_store_move_misplaced(struct vswap_store *s, uint64_t key_group, uint64_t *group)
+{
+	if (s->read_only)
+		return -EROFS;
+	int need = index_need_all(s);
+	if (need)
+		return need;
+	struct misplaced *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->key_group = key_group;
+	MDB_txn *txn;
+	int ret = begin(s, 0, &txn);
+	if (ret) {
+		free(m);
+		return ret;
+	}
+	ret = misplaced_look(s, txn, m);
+	if (!ret)
+		ret = delete_at(s, txn, m);
+	if (!ret) {
+		uint64_t kb;
+		MDB_val k, v = {.mv_size = m->len, .mv_data = m->val};
+		group_key(m->group, &kb, &k);
+		ret = mdb_to_errno(mdb_put(txn, s->dbi_pages, &k, &v, MDB_NOOVERWRITE));
+	}
+	if (ret) {
+		mdb_txn_abort(txn);
+		free(m);
+		return ret;
+	}
+	ret = mdb_to_errno(mdb_txn_commit(txn));
+	if (!ret) {
+		/* Committed: the tables take its entries as a load would (not a
+		 * change: the group is not dirty). */
+		struct group_view gv;
+		unsigned n = 0;
+		group_decode(s, m->group, m->val, m->len, &gv);
+		for (unsigned i = 0; i < GROUP_PAGES; i++) {
+			if (!(gv.mask >> i & 1))
+				continue;
+			uint64_t slot, sum;
+			uint32_t state;
+			group_entry(&gv, n++, &slot, &state, &sum);
+			if (slot != UINT64_MAX)
+				slot_set_used(s, slot); /* reserved by weigh_misplaced() */
+			page_set(s, m->group * GROUP_PAGES + i, pw_make(slot, state), sum);
+		}
+		bit_clear(s->dirty, m->group);
+		if (group)
+			*group = m->group;
+	}
+	free(m);
+	return ret;
 }

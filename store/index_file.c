@@ -17,7 +17,8 @@
  *
  * Meta page 0 is at offset 0, meta page 1 at one LMDB page size.  Then
  * the B-trees the meta page in use names are walked and bounded
- * (store/lmdb_check.c): LMDB trusts what lies within the file too.  The
+ * (store/lmdb_check.c): LMDB trusts what lies within the file too (a lazy
+ * open leaves the leaves of `pages` to its loader, store/lazy.c).  The
  * records' own checks judge what LMDB returns.
  */
 #include <endian.h>
@@ -140,7 +141,10 @@ int index_file_check(struct vswap_store *s)
 				  (unsigned long long)st.st_size,
 				  m[i].last_pg >= ((uint64_t)1 << 48) ? ~0ull : need);
 	}
-	if (!ret)
+	/* A lazy open checks the leaves of `pages` as it loads them. */
+	if (!ret && s->lazy_open)
+		ret = index_lmdb_check_deferred(s, fd, (uint64_t)st.st_size, &s->deferred);
+	else if (!ret)
 		ret = index_lmdb_check(s, fd, (uint64_t)st.st_size);
 	close(fd);
 	return ret;

@@ -207,6 +207,11 @@ struct vswap_store {
 	 * (lazy.c); NULL once closing, or for an eager open. */
 	struct index_loader *loader;
 	bool load_held; /* tests: the walk starts held (loader_release()) */
+	/* A lazy open: index_file_check() leaves the leaves of `pages` to
+	 * @deferred, which the loader takes over (lazy.c). */
+	bool lazy_open;
+	struct lmdb_deferred *deferred;
+	bool pages_refusal_told; /* index_pages_writable() logged */
 
 	/* Split writes (vswap_store_write_begin/_end): a bit per page in
 	 * flight, cleared by any state call on the page (wflight_cancel()). */
@@ -270,6 +275,11 @@ bool loader_done(const struct vswap_store *s);
 int loader_absorb(struct vswap_store *s);
 void loader_counts(const struct vswap_store *s, uint64_t *present, uint64_t *stale, uint64_t *lost);
 bool loader_found_damage(const struct vswap_store *s);
+/* A leaf of `pages` failed its check: LMDB must never write there. */
+bool loader_pages_damaged(const struct vswap_store *s);
+/* 0, or -EUCLEAN (logged once) when `pages` may not be written (a write
+ * transaction that changes it waits for the lazy load first). */
+int index_pages_writable(struct vswap_store *s);
 /* Tests: let a walk opened held (STORE_OPEN_LOAD_HELD) go. */
 void loader_release(struct vswap_store *s);
 
@@ -300,11 +310,16 @@ int index_lmdb_check(const struct vswap_store *s, int fd, uint64_t file_size);
  * index_lmdb_check_key() checks the one leaf a key lands on (before LMDB
  * looks the key up), index_lmdb_check_rest() every leaf not yet checked and
  * the entry count.  Both return 0 or -EUCLEAN (logged), as the full walk.
- * The handle describes the file as it is now: every leaf must be checked
- * (index_lmdb_check_rest() returned 0) before the first LMDB write
- * transaction and before any LMDB cursor over `pages`; after a commit the
- * handle is stale and may only be freed.  The handle keeps the file mapped
- * until it is freed.
+ * The handle describes the file as it is now.  A leaf must be checked
+ * before LMDB reads it (a look-up of a key in it, a cursor stepping onto
+ * it), and every leaf (index_lmdb_check_rest() returned 0) before a write
+ * transaction changes `pages` (a put or delete there may split or merge a
+ * leaf with its neighbour); after one, the handle is stale and may only be
+ * freed.  A write transaction that changes only other databases leaves it
+ * valid: it copies and frees pages of those databases and of the main one
+ * (where the `pages` record is copied unchanged), and the pages it reuses
+ * come from the free list, checked against every live page at once.  The
+ * handle keeps the file mapped until it is freed.
  */
 struct lmdb_deferred;
 int index_lmdb_check_deferred(const struct vswap_store *s, int fd, uint64_t file_size,
@@ -312,6 +327,18 @@ int index_lmdb_check_deferred(const struct vswap_store *s, int fd, uint64_t file
 int index_lmdb_check_key(struct lmdb_deferred *d, const void *key, size_t klen);
 int index_lmdb_check_rest(struct lmdb_deferred *d);
 void index_lmdb_deferred_free(struct lmdb_deferred *d);
+/*
+ * For a reader of the leaves in key order (the lazy load, store/lazy.c):
+ * the number of leaves; leaf @i checked (0, or -EUCLEAN once and for all)
+ * with its key count in *@nodes and its lower key bound in *@lo (NULL for
+ * the first leaf), so that the reader can position a cursor on its first
+ * key and read exactly its keys (a cursor stepping past a leaf's last key
+ * reads the next leaf); the leaf LMDB's descent takes for @key.
+ */
+size_t index_lmdb_leaves(const struct lmdb_deferred *d);
+int index_lmdb_check_leaf(struct lmdb_deferred *d, size_t i, unsigned *nodes, const void **lo,
+			  size_t *lo_len);
+size_t index_lmdb_key_leaf(const struct lmdb_deferred *d, const void *key, size_t klen);
 
 /* index.c: the LMDB environment */
 int index_open(struct vswap_store *s, bool create);

@@ -74,6 +74,10 @@ struct index_loader {
 	uint64_t *claimed;	  /* bit per group: a misplaced record names it (mu) */
 	uint64_t ngroups;
 	MDB_txn *txn; /* on-demand loads (mu): reset between uses */
+	/* The leaves of `pages`, bounded before LMDB reads them (mu); freed
+	 * when the walk is over. */
+	struct lmdb_deferred *check;
+	bool leaf_damage; /* a leaf failed its check (mu; stable once done) */
 	pid_t pid;
 	uint64_t t0_ns;
 	/* under mu */
@@ -236,6 +240,8 @@ static void finish_walk(struct vswap_store *s, struct index_loader *ld, bool bro
 			set_loaded(ld, g); /* empty: its pages have no copy */
 		}
 	}
+	index_lmdb_deferred_free(ld->check); /* no look-up needs it now */
+	ld->check = NULL;
 	pthread_mutex_unlock(&ld->mu);
 	if (lost)
 		store_log(s, VSWAP_LOG_ERROR,
@@ -245,13 +251,61 @@ static void finish_walk(struct vswap_store *s, struct index_loader *ld, bool bro
 	mark_done(ld);
 }
 
+/*
+ * Leaf @leaf of `pages` failed its check (mu held): LMDB may not read it,
+ * so the groups whose keys it holds are lost, every one not loaded yet
+ * whose key LMDB's descent leads there (the branch pages that lead there
+ * were checked at the open).  No later commit writes `pages`
+ * (loader_pages_damaged()).
+ */
+static void leaf_lost(struct vswap_store *s, struct index_loader *ld, size_t leaf)
+{
+	if (!ld->leaf_damage)
+		store_log(s, VSWAP_LOG_ERROR,
+			  "%s: bad index: the page groups in a damaged LMDB page are lost, and "
+			  "no page group is recorded again until it is repaired (run vswap-fsck)",
+			  s->index_path);
+	ld->leaf_damage = true;
+	ld->bad_records++;
+	for (uint64_t g = 0; g < ld->ngroups; g++) {
+		uint64_t kb = htobe64(g);
+		if (!is_loaded(ld, g) && index_lmdb_key_leaf(ld->check, &kb, 8) == leaf)
+			group_lost(s, ld, g);
+	}
+}
+
+/* A record the walk met (mu held). */
+static void walk_record(struct vswap_store *s, struct index_loader *ld, const MDB_val *k,
+			const MDB_val *v)
+{
+	uint64_t g = UINT64_MAX;
+	if (k->mv_size == 8) {
+		memcpy(&g, k->mv_data, 8);
+		g = be64toh(g);
+	}
+	if (g >= ld->ngroups) {
+		ld->bad_records++;
+		store_log(s, VSWAP_LOG_ERROR,
+			  "%s: bad index: a page-group record under a key beyond "
+			  "the regions; left alone (run vswap-fsck)",
+			  s->index_path);
+	} else if (!is_loaded(ld, g)) {
+		take_record(s, ld, g, k, v);
+	}
+}
+
+/*
+ * The walk reads `pages` leaf by leaf, each checked first
+ * (index_lmdb_check_leaf()): the cursor is put on a leaf's first key and
+ * steps exactly over its keys, so it never reads a leaf not yet checked.
+ * A leaf that fails loses its groups; the walk goes on with the next.
+ */
 static void *walk_main(void *arg)
 {
 	struct index_loader *ld = arg;
 	struct vswap_store *s = ld->s;
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
-	MDB_val k, v;
 	/* Linux: a thread's niceness is its own (best effort). */
 	errno = 0;
 	int prio = getpriority(PRIO_PROCESS, (id_t)gettid());
@@ -263,26 +317,24 @@ static void *walk_main(void *arg)
 		pthread_cond_wait(&ld->cv, &ld->mu);
 	pthread_mutex_unlock(&ld->mu);
 	int rc = read_txn(s, &txn) ? MDB_PANIC : mdb_cursor_open(txn, s->dbi_pages, &cur);
-	if (rc == 0)
-		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-	while (rc == 0 && !atomic_load(&ld->stop)) {
+	size_t nleaves = index_lmdb_leaves(ld->check);
+	for (size_t i = 0; i < nleaves && rc == 0 && !atomic_load(&ld->stop); i++) {
+		unsigned n;
+		const void *lo;
+		size_t lo_len;
 		pthread_mutex_lock(&ld->mu);
-		for (unsigned n = 0; n < WALK_BATCH && rc == 0; n++) {
-			uint64_t g = UINT64_MAX;
-			if (k.mv_size == 8) {
-				memcpy(&g, k.mv_data, 8);
-				g = be64toh(g);
-			}
-			if (g >= ld->ngroups) {
-				ld->bad_records++;
-				store_log(s, VSWAP_LOG_ERROR,
-					  "%s: bad index: a page-group record under a key beyond "
-					  "the regions; left alone (run vswap-fsck)",
-					  s->index_path);
-			} else if (!is_loaded(ld, g)) {
-				take_record(s, ld, g, &k, &v);
-			}
-			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		if (index_lmdb_check_leaf(ld->check, i, &n, &lo, &lo_len)) {
+			leaf_lost(s, ld, i);
+			pthread_mutex_unlock(&ld->mu);
+			continue;
+		}
+		MDB_val k = {.mv_size = lo_len, .mv_data = (void *)lo}, v;
+		rc = mdb_cursor_get(cur, &k, &v, lo ? MDB_SET_RANGE : MDB_FIRST);
+		for (unsigned j = 0; j < n && rc == 0; j++) {
+			if (j)
+				rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+			if (rc == 0)
+				walk_record(s, ld, &k, &v);
 		}
 		pthread_mutex_unlock(&ld->mu);
 	}
@@ -292,10 +344,16 @@ static void *walk_main(void *arg)
 		mdb_txn_abort(txn);
 	if (atomic_load(&ld->stop))
 		return NULL; /* closing: nothing waits for the rest */
-	if (rc != MDB_NOTFOUND)
+	if (rc)
 		store_log(s, VSWAP_LOG_ERROR, "%s: bad index: loading the page groups: %s",
 			  s->index_path, mdb_strerror(rc));
-	finish_walk(s, ld, rc != MDB_NOTFOUND);
+	/* Every leaf read: the record's entry count is what shows a record
+	 * hidden by a leaf that looks whole.  Without it (a leaf lost, a read
+	 * failed) a group with no record found may have had one: lost. */
+	pthread_mutex_lock(&ld->mu);
+	bool broken = rc != 0 || ld->leaf_damage || index_lmdb_check_rest(ld->check) != 0;
+	pthread_mutex_unlock(&ld->mu);
+	finish_walk(s, ld, broken);
 	return NULL;
 }
 
@@ -319,10 +377,13 @@ int loader_start(struct vswap_store *s)
 	ld->pid = getpid();
 	ld->t0_ns = mono_ns();
 	ld->held = s->load_held;
+	ld->check = s->deferred; /* the walk's from now on */
+	s->deferred = NULL;
 	s->loader = ld;
 	int rc = pthread_create(&ld->thread, NULL, walk_main, ld);
 	if (rc) {
 		s->loader = NULL;
+		s->deferred = ld->check;
 		pthread_cond_destroy(&ld->cv);
 		pthread_mutex_destroy(&ld->mu);
 		free(ld->loaded);
@@ -352,6 +413,7 @@ void loader_stop(struct vswap_store *s)
 		pthread_join(ld->thread, NULL);
 	if (ld->txn)
 		mdb_txn_abort(ld->txn);
+	index_lmdb_deferred_free(ld->check);
 	pthread_cond_destroy(&ld->cv);
 	pthread_mutex_destroy(&ld->mu);
 	free(ld->loaded);
@@ -403,6 +465,12 @@ static int load_one(struct vswap_store *s, struct index_loader *ld, uint64_t g)
 	}
 	uint64_t kb = htobe64(g);
 	MDB_val k = {.mv_size = 8, .mv_data = &kb}, v;
+	/* The leaf LMDB's look-up will read, bounded first. */
+	if (index_lmdb_check_key(ld->check, &kb, 8)) {
+		mdb_txn_reset(ld->txn);
+		leaf_lost(s, ld, index_lmdb_key_leaf(ld->check, &kb, 8));
+		return 0;
+	}
 	rc = mdb_get(ld->txn, s->dbi_pages, &k, &v);
 	if (rc == 0) {
 		take_record(s, ld, g, &k, &v);
@@ -477,6 +545,15 @@ void loader_counts(const struct vswap_store *s, uint64_t *present, uint64_t *sta
 	*stale += ld->n_stale;
 	*lost += ld->n_lost;
 	pthread_mutex_unlock(&ld->mu);
+}
+
+bool loader_pages_damaged(const struct vswap_store *s)
+{
+	struct index_loader *ld = s->loader;
+	pthread_mutex_lock(&ld->mu);
+	bool bad = ld->leaf_damage;
+	pthread_mutex_unlock(&ld->mu);
+	return bad;
 }
 
 bool loader_found_damage(const struct vswap_store *s)

@@ -136,7 +136,8 @@ struct free_list {
 struct leaf {
 	uint64_t pgno;
 	struct key lo, hi;
-	bool checked;
+	bool checked, bad;
+	unsigned nodes; /* once checked */
 };
 
 struct walk {
@@ -150,6 +151,7 @@ struct walk {
 	size_t nfl, flcap;
 	char disorder[200]; /* the first key out of order, if any */
 	bool disorder_told;
+	bool disorder_here; /* met by the page being checked */
 	/* Deferred: the `pages` tree, its record and its leaves in key order. */
 	bool defer;
 	struct tree pages;
@@ -338,7 +340,7 @@ static int walk_page(struct walk *w, struct tree *t, uint64_t from, uint64_t pgn
 			w->leaves = v;
 			w->leafcap = cap;
 		}
-		w->leaves[w->nleaves++] = (struct leaf){pgno, lo, hi, false};
+		w->leaves[w->nleaves++] = (struct leaf){.pgno = pgno, .lo = lo, .hi = hi};
 		w->unchecked++;
 		return 0;
 	}
@@ -401,6 +403,7 @@ static int check_page(struct walk *w, struct tree *t, uint64_t pgno, unsigned le
 			 * reuses: no disorder there. */
 			if (t->free_db)
 				return bad(w, t, pgno, "node %u's key is out of order", i);
+			w->disorder_here = true;
 			if (!w->disorder[0])
 				snprintf(w->disorder, sizeof(w->disorder),
 					 "LMDB page %llu (%s database): node %u's key is out of "
@@ -579,26 +582,44 @@ int index_lmdb_check_deferred(const struct vswap_store *s, int fd, uint64_t file
 	return 0;
 }
 
+/*
+ * One deferred leaf.  A leaf that fails stays failed (its overflow pages
+ * may be claimed already: a second look would only find them twice).  In
+ * a strict walk, keys out of order fail the leaf they are in, not the
+ * leaves checked after it.
+ */
 static int check_leaf(struct walk *w, struct leaf *l)
 {
+	if (l->bad)
+		return -EUCLEAN;
 	if (l->checked)
 		return 0;
+	w->disorder_here = false;
 	int ret = check_page(w, &w->pages, l->pgno, w->pages.record_depth - 1, l->lo, l->hi);
-	if (ret)
+	if (!ret && w->disorder_here)
+		ret = disorder_verdict(w);
+	if (ret) {
+		l->bad = true;
 		return ret;
+	}
 	l->checked = true;
+	l->nodes = (rd16(w->map + l->pgno * w->psize + 12) - PAGE_HDR) / 2;
 	w->unchecked--;
-	return disorder_verdict(w);
+	return 0;
 }
 
 int index_lmdb_check_rest(struct lmdb_deferred *d)
 {
 	struct walk *w = (struct walk *)d;
-	for (size_t i = 0; i < w->nleaves && w->unchecked; i++) {
+	bool failed = false;
+	for (size_t i = 0; i < w->nleaves; i++) {
 		int ret = check_leaf(w, &w->leaves[i]);
-		if (ret)
+		if (ret && ret != -EUCLEAN)
 			return ret;
+		failed |= ret != 0;
 	}
+	if (failed)
+		return -EUCLEAN;
 	const struct db_record *r = &w->pages_rec;
 	if (w->pages.name && r->root != P_INVALID &&
 	    (w->pages.entries != r->entries || w->pages.depth != r->depth))
@@ -610,14 +631,12 @@ int index_lmdb_check_rest(struct lmdb_deferred *d)
 	return 0;
 }
 
-int index_lmdb_check_key(struct lmdb_deferred *d, const void *key, size_t klen)
+size_t index_lmdb_key_leaf(const struct lmdb_deferred *d, const void *key, size_t klen)
 {
-	struct walk *w = (struct walk *)d;
-	/* With keys out of order (a tolerant open) LMDB's descent need not
-	 * follow the bounds: check every leaf. */
-	if (w->disorder[0] || !w->nleaves)
-		return index_lmdb_check_rest(d);
+	const struct walk *w = (const struct walk *)d;
 	size_t lo = 0, hi = w->nleaves; /* the last leaf whose lower bound <= key */
+	if (!hi)
+		return 0;
 	while (hi - lo > 1) {
 		size_t mid = lo + (hi - lo) / 2;
 		const struct key *b = &w->leaves[mid].lo;
@@ -626,7 +645,34 @@ int index_lmdb_check_key(struct lmdb_deferred *d, const void *key, size_t klen)
 		else
 			hi = mid;
 	}
-	return check_leaf(w, &w->leaves[lo]);
+	return lo;
+}
+
+int index_lmdb_check_key(struct lmdb_deferred *d, const void *key, size_t klen)
+{
+	struct walk *w = (struct walk *)d;
+	/* With keys out of order (a tolerant open) LMDB's descent need not
+	 * follow the bounds: check every leaf. */
+	if ((w->s->tolerant && w->disorder[0]) || !w->nleaves)
+		return index_lmdb_check_rest(d);
+	return check_leaf(w, &w->leaves[index_lmdb_key_leaf(d, key, klen)]);
+}
+
+size_t index_lmdb_leaves(const struct lmdb_deferred *d)
+{
+	return ((const struct walk *)d)->nleaves;
+}
+
+int index_lmdb_check_leaf(struct lmdb_deferred *d, size_t i, unsigned *nodes, const void **lo,
+			  size_t *lo_len)
+{
+	struct walk *w = (struct walk *)d;
+	struct leaf *l = &w->leaves[i];
+	int ret = check_leaf(w, l);
+	*nodes = ret ? 0 : l->nodes;
+	*lo = l->lo.p;
+	*lo_len = l->lo.len;
+	return ret;
 }
 
 void index_lmdb_deferred_free(struct lmdb_deferred *d)

@@ -55,6 +55,7 @@ struct vswap_store *handle_new(const char *path, const struct vswap_store_opts *
 void handle_free(struct vswap_store *s)
 {
 	loader_stop(s); /* before the environment it reads goes */
+	index_lmdb_deferred_free(s->deferred);
 	vswap_io_fini(&s->io);
 	index_close(s);
 	staging_close(s);
@@ -470,6 +471,7 @@ static int open_store(const char *path, const struct vswap_store_opts *opts, uns
 	/* Lazy: the page groups load behind the open (store/lazy.c); repair
 	 * and read-only opens judge the whole index first. */
 	bool lazy = opts && opts->lazy_index && !s->read_only && !s->tolerant;
+	s->lazy_open = lazy;
 	if ((ret = read_superblock(s)) || (ret = index_open(s, false)) ||
 	    (ret = index_load(s, staging_dir, lazy)) || (ret = staging_open(s, staging_dir)))
 		goto fail;

@@ -340,6 +340,8 @@ int vswap_store_commit(struct vswap_store *s)
 		return 0;
 	if (s->loader && groups_dirty(s)) {
 		int ret = index_need_all(s);
+		if (!ret)
+			ret = index_pages_writable(s);
 		if (ret)
 			return ret;
 	}
@@ -427,6 +429,11 @@ int vswap_store_commit_begin(struct vswap_store *s)
 	 * (under the caller's lock): taken by a commit after the load. */
 	if (s->loader && !loader_done(s) && groups_dirty(s))
 		return 0;
+	if (s->loader && groups_dirty(s)) {
+		int ret = index_pages_writable(s);
+		if (ret)
+			return ret;
+	}
 	/* Named blobs are rare (a hibernation's last commit): they go with a
 	 * plain commit, which keeps their list simple. */
 	if (blob_pending(s))

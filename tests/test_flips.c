@@ -20,14 +20,18 @@
  *     bytes or poisons it: never wrong bytes, never zeros where data was;
  *   - vswap-fsck -y; when it exits 0 or 1, the next -n exits 0;
  *   - a handler over the repaired store serves every page that was served
- *     right before the repair with its right bytes again.
+ *     right before the repair with its right bytes again (when -y left the
+ *     swap file, the index and the staging file byte for byte as damaged,
+ *     the first handler run's verdicts stand: it read those very bytes).
  * A flip of the index that leaves the index's content (every key and value
  * of every database) unchanged and that -n calls clean is harmless without
  * the handler runs: the handler reads nothing else of the index.
  *
  * Each flip runs in a child process (a batch of flips per child), under a
  * time limit: a crash or a hang is counted against the flip, and the files
- * are restored from the pristine images before the next.  The counts are
+ * are restored from the pristine images before the next.  The three stores
+ * are independent and run in two worker processes at once
+ * (VSWAP_FLIPS_WORKERS=N to change that).  The counts are
  * printed: detected (fsck -n reports a problem), poisoned (the handler
  * refused or poisoned a page), harmless, and the violations; wrong must be
  * 0.  VSWAP_FLIPS_SEED=N repeats a run; VSWAP_FLIPS_ONLY=FILE:OFFSET:MASK
@@ -40,10 +44,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
+#include <malloc.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,6 +57,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -108,7 +115,6 @@ struct flipstore {
 	char path[FK_COUNT][PATH_MAX];
 	struct image img[FK_COUNT];
 	uint64_t index_digest;
-	uint64_t content_sig[FK_COUNT]; /* file_signature() without mtime */
 	uint32_t ps;
 	uint8_t *expect; /* GUEST_PAGES pages */
 };
@@ -164,6 +170,14 @@ static bool formats_bind_identity(void)
 }
 
 /* ---- file images -------------------------------------------------------- */
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
 
 static int image_load(const char *path, struct image *im)
 {
@@ -253,66 +267,198 @@ static int apply_flip(const struct flipstore *fs, const struct flip_job *j)
 	return ret;
 }
 
-/* Size, modification time (@with_mtime), allocation map and the bytes of
- * the data extents of a file (holes read as zeros: no need to read them); 0
- * if the file is missing. */
-static uint64_t file_signature(const char *path, bool with_mtime)
+/* Put the flipped byte back as it was (a flip past the end: cut it off). */
+static int undo_flip(const struct flipstore *fs, const struct flip_job *j)
 {
-	XXH3_state_t *h = XXH3_createState();
-	uint8_t buf[65536];
+	const struct image *im = &fs->img[j->file];
+	int fd = open(fs->path[j->file], O_WRONLY | O_CLOEXEC);
+	int ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (j->off < im->size ? pwrite(fd, &im->bytes[j->off], 1, (off_t)j->off) != 1
+			      : ftruncate(fd, (off_t)im->size) != 0)
+		ret = -EIO;
+	close(fd);
+	return ret;
+}
+
+/* What a file is without its bytes: type, identity, size, times and where
+ * its data lies.  Any write(2), truncate, fallocate or replacement changes
+ * one of these; a write through a shared mapping may not (tmpfs does not
+ * stamp it), so the bytes are compared as well (holds_flipped()). */
+struct fstate {
+	bool exists;
+	dev_t dev;
+	ino_t ino;
+	mode_t mode;
+	off_t size;
+	struct timespec mtime, ctime;
+	unsigned next;
+	bool overflow; /* more extents than fit: the whole file is compared */
+	struct {
+		off_t first, end;
+	} ext[64];
+};
+
+static void fstate_take(const char *path, struct fstate *fst)
+{
 	struct stat st;
-	uint64_t sig = 0;
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 
-	if (!h || fd < 0 || fstat(fd, &st) != 0)
-		goto out;
-	XXH3_64bits_reset(h);
-	XXH3_64bits_update(h, &st.st_mode, sizeof(st.st_mode));
-	XXH3_64bits_update(h, &st.st_size, sizeof(st.st_size));
-	if (with_mtime)
-		XXH3_64bits_update(h, &st.st_mtim, sizeof(st.st_mtim));
+	memset(fst, 0, sizeof(*fst));
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	fst->exists = true;
+	fst->dev = st.st_dev;
+	fst->ino = st.st_ino;
+	fst->mode = st.st_mode;
+	fst->size = st.st_size;
+	fst->mtime = st.st_mtim;
+	fst->ctime = st.st_ctim;
 	for (off_t pos = 0; S_ISREG(st.st_mode) && pos < st.st_size;) {
 		off_t d = lseek(fd, pos, SEEK_DATA), e;
 
 		if (d < 0)
 			break;
 		e = lseek(fd, d, SEEK_HOLE);
-		XXH3_64bits_update(h, &d, sizeof(d));
-		XXH3_64bits_update(h, &e, sizeof(e));
-		for (off_t o = d; o < e;) {
-			ssize_t k =
-			    pread(fd, buf,
-				  (size_t)(e - o) < sizeof(buf) ? (size_t)(e - o) : sizeof(buf), o);
-
-			if (k <= 0)
-				break;
-			XXH3_64bits_update(h, buf, (size_t)k);
-			o += k;
+		if (fst->next == sizeof(fst->ext) / sizeof(fst->ext[0])) {
+			fst->overflow = true;
+			break;
 		}
+		fst->ext[fst->next].first = d;
+		fst->ext[fst->next++].end = e;
 		pos = e;
 	}
-	sig = XXH3_64bits_digest(h) | 1;
-out:
-	if (fd >= 0)
-		close(fd);
-	XXH3_freeState(h);
-	return sig;
+	close(fd);
 }
 
-static void store_signature(const struct flipstore *fs, uint64_t sig[FK_COUNT])
+static bool ts_equal(struct timespec a, struct timespec b)
 {
-	for (int k = 0; k < FK_COUNT; k++)
-		sig[k] = file_signature(fs->path[k], true);
+	return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
 }
 
-/* Put back every file whose content differs from its pristine image
- * (reading is cheaper than rewriting, and most steps change one file). */
+static bool fstate_equal(const struct fstate *a, const struct fstate *b)
+{
+	if (a->exists != b->exists)
+		return false;
+	if (!a->exists)
+		return true;
+	if (a->dev != b->dev || a->ino != b->ino || a->mode != b->mode || a->size != b->size ||
+	    !ts_equal(a->mtime, b->mtime) || !ts_equal(a->ctime, b->ctime) || a->next != b->next ||
+	    a->overflow != b->overflow)
+		return false;
+	for (unsigned i = 0; i < a->next; i++)
+		if (a->ext[i].first != b->ext[i].first || a->ext[i].end != b->ext[i].end)
+			return false;
+	return true;
+}
+
+/* The byte of file @k the store holds after @j was applied to its image. */
+static uint8_t flipped_byte(const struct flipstore *fs, enum file_kind k, const struct flip_job *j,
+			    uint64_t off)
+{
+	const struct image *im = &fs->img[k];
+	uint8_t b = off < im->size ? im->bytes[off] : 0;
+
+	return j && j->file == k && j->off == off ? (uint8_t)(b ^ j->mask) : b;
+}
+
+/*
+ * Does file @k, as @fst describes it, hold exactly its pristine image with
+ * @j applied (@j NULL: the pristine image), holes reading as zeros?  Only
+ * its data extents are read: a hole reads zero, and the image knows which
+ * of its bytes are zero.
+ */
+static bool holds_flipped(const struct flipstore *fs, enum file_kind k, const struct fstate *fst,
+			  const struct flip_job *j)
+{
+	const struct image *im = &fs->img[k];
+	uint64_t want = im->size;
+	uint8_t buf[65536];
+	bool ok = true;
+	int fd;
+
+	if (j && j->file == k && j->off >= want)
+		want = j->off + 1; /* the flip wrote past the end */
+	if (!im->exists || !fst->exists)
+		return im->exists == fst->exists;
+	if (!S_ISREG(fst->mode) || (uint64_t)fst->size != want)
+		return false;
+	fd = open(fs->path[k], O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	for (unsigned e = 0; ok && e < (fst->overflow ? 1u : fst->next); e++) {
+		off_t first = fst->overflow ? 0 : fst->ext[e].first;
+		off_t end = fst->overflow ? fst->size : fst->ext[e].end;
+
+		for (off_t o = first; ok && o < end;) {
+			size_t len =
+			    (size_t)(end - o) < sizeof(buf) ? (size_t)(end - o) : sizeof(buf);
+			ssize_t got = pread(fd, buf, len, o);
+			size_t in_image;
+
+			if (got <= 0) {
+				ok = false;
+				break;
+			}
+			in_image = (uint64_t)o >= im->size ? 0
+				   : im->size - (uint64_t)o < (uint64_t)got
+				       ? (size_t)(im->size - (uint64_t)o)
+				       : (size_t)got;
+			if (j && j->file == k && j->off >= (uint64_t)o &&
+			    j->off < (uint64_t)o + (uint64_t)got) {
+				/* Compare the flipped byte, then the rest as the image. */
+				size_t at = (size_t)(j->off - (uint64_t)o);
+
+				if (buf[at] != flipped_byte(fs, k, j, j->off))
+					ok = false;
+				buf[at] = at < in_image ? im->bytes[j->off] : 0;
+			}
+			if (ok && in_image && memcmp(buf, im->bytes + o, in_image))
+				ok = false;
+			if (ok && (size_t)got > in_image &&
+			    !all_zero(buf + in_image, (size_t)got - in_image))
+				ok = false;
+			o += got;
+		}
+	}
+	close(fd);
+	return ok;
+}
+
+/* Is file @k as its pristine image left it: the same extents, the same
+ * bytes? */
+static bool is_pristine(const struct flipstore *fs, enum file_kind k, const struct fstate *fst)
+{
+	const struct image *im = &fs->img[k];
+
+	if (im->exists && fst->exists && !im->sparse_overflow) {
+		if (fst->overflow || fst->next != im->next)
+			return false;
+		for (unsigned i = 0; i < im->next; i++)
+			if (fst->ext[i].first != im->ext[i].first ||
+			    fst->ext[i].end != im->ext[i].end)
+				return false;
+	}
+	return holds_flipped(fs, k, fst, NULL);
+}
+
+/* Put back every file that differs from its pristine image (reading is
+ * cheaper than rewriting, and most steps change one file). */
 static void restore_all(const struct flipstore *fs)
 {
-	for (int k = 0; k < FK_COUNT; k++)
-		if (file_signature(fs->path[k], false) != fs->content_sig[k] &&
+	for (int k = 0; k < FK_COUNT; k++) {
+		struct fstate fst;
+
+		fstate_take(fs->path[k], &fst);
+		if (!is_pristine(fs, (enum file_kind)k, &fst) &&
 		    image_restore(fs->path[k], &fs->img[k]))
 			fprintf(stderr, "flips: cannot restore %s\n", fs->path[k]);
+	}
 }
 
 /* ---- the index's content ------------------------------------------------ */
@@ -413,14 +559,6 @@ static void on_bus(int sig)
 {
 	(void)sig;
 	siglongjmp(bus_jmp, 1);
-}
-
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
 }
 
 /* One guest read of page @p: its verdict (a SIGBUS is a poisoned page). */
@@ -532,62 +670,106 @@ static bool judge_serve(const struct flipstore *fs, const uint8_t *v, struct fli
 	return ok;
 }
 
-/* Steps of a flip, reported to the parent before each, so that a death is
+/* Steps of a flip, posted on the board before each, so that a death is
  * attributed to the right step. */
 enum step { STEP_CHECK = 1, STEP_DIGEST, STEP_SERVE, STEP_REPAIR, STEP_RECHECK, STEP_DONE };
 
-static void report_step(int out, uint32_t flip, uint8_t step)
-{
-	uint8_t msg[5];
+/*
+ * What a batch child tells its parent, in memory they share (MAP_SHARED):
+ * the flip and step under way, bumped at every step so that the parent can
+ * tell a slow child from a hung one without a message (and a wake-up) per
+ * step, and the result of every flip done.
+ */
+struct board {
+	_Atomic uint64_t beat;
+	_Atomic uint32_t flip;
+	_Atomic uint32_t step;
+	_Atomic uint32_t done; /* results[i] is written for every i < done */
+	struct flip_result results[];
+};
 
-	memcpy(msg, &flip, 4);
-	msg[4] = step;
-	if (write(out, msg, sizeof(msg)) != (ssize_t)sizeof(msg))
-		_exit(4);
+static void post_step(struct board *b, uint32_t flip, uint8_t step)
+{
+	atomic_store(&b->flip, flip);
+	atomic_store(&b->step, step);
+	atomic_fetch_add(&b->beat, 1);
+}
+
+/* The state of every file, for a later "did this step write?". */
+static void take_all(const struct flipstore *fs, struct fstate st[FK_COUNT])
+{
+	for (int k = 0; k < FK_COUNT; k++)
+		fstate_take(fs->path[k], &st[k]);
+}
+
+/* Files that differ from @pre (their state) or from the pristine images
+ * with @j applied (their bytes): one bit per enum file_kind. */
+static uint8_t changed_since(const struct flipstore *fs, const struct fstate pre[FK_COUNT],
+			     const struct flip_job *j)
+{
+	uint8_t changed = 0;
+
+	for (int k = 0; k < FK_COUNT; k++) {
+		struct fstate now;
+
+		fstate_take(fs->path[k], &now);
+		if (!fstate_equal(&pre[k], &now) || !holds_flipped(fs, (enum file_kind)k, &now, j))
+			changed |= (uint8_t)(1u << k);
+	}
+	return changed;
 }
 
 static void run_flip(const struct flipstore *fs, const struct flip_job *j, uint32_t idx,
-		     bool no_digest, int out)
+		     bool no_digest, struct board *b)
 {
 	struct flip_result r = {.flip = idx, .repair_exit = -1, .recheck_exit = -1};
 	uint8_t before[GUEST_PAGES], after[GUEST_PAGES];
-	uint64_t sig[FK_COUNT], sig2[FK_COUNT];
-	bool fast;
+	struct fstate pre[FK_COUNT];
+	bool fast, served;
 
-	report_step(out, idx, STEP_CHECK);
+	post_step(b, idx, STEP_CHECK);
 	if (apply_flip(fs, j))
 		_exit(5);
-	store_signature(fs, sig);
+	/* The files hold the pristine images with the flip applied (every
+	 * flip starts from them): -n must leave exactly that. */
+	take_all(fs, pre);
 	r.check_exit = (int8_t)fsck_code(fs, VSWAP_FSCK_CHECK);
-	store_signature(fs, sig2);
-	for (int k = 0; k < FK_COUNT; k++)
-		if (sig[k] != sig2[k])
-			r.wrote |= (uint8_t)(1u << k);
+	r.wrote = changed_since(fs, pre, j);
 	if (r.wrote)
 		r.violations |= V_WROTE;
-	report_step(out, idx, STEP_DIGEST);
+	post_step(b, idx, STEP_DIGEST);
 	fast = j->file == FK_INDEX && !no_digest && r.check_exit == 0 &&
 	       index_digest(fs->path[FK_INDEX]) == fs->index_digest;
 	if (fast)
 		goto finish;
-	restore_all(fs);
-	apply_flip(fs, j);
-	report_step(out, idx, STEP_SERVE);
-	if (!serve(fs, before))
+	if (r.wrote) {
+		restore_all(fs);
+		apply_flip(fs, j);
+	}
+	post_step(b, idx, STEP_SERVE);
+	served = serve(fs, before);
+	if (!served)
 		r.violations |= V_HANDLER;
 	else if (!judge_serve(fs, before, &r))
 		r.violations |= V_WRONG;
 	restore_all(fs);
 	apply_flip(fs, j);
-	report_step(out, idx, STEP_REPAIR);
+	take_all(fs, pre);
+	post_step(b, idx, STEP_REPAIR);
 	r.repair_exit = (int8_t)fsck_code(fs, VSWAP_FSCK_REPAIR);
-	report_step(out, idx, STEP_RECHECK);
+	post_step(b, idx, STEP_RECHECK);
 	if (r.repair_exit == 0 || r.repair_exit == 1) {
 		r.recheck_exit = (int8_t)fsck_code(fs, VSWAP_FSCK_CHECK);
 		if (r.recheck_exit != 0)
 			r.violations |= V_NONCONVERGE;
 	}
-	report_step(out, idx, STEP_SERVE);
+	/* A repair that left the swap file, the index and the staging file
+	 * byte for byte as damaged (a refusal, or a store it could not open)
+	 * hands the handler the store it already served: its verdicts stand.
+	 * (The lock file is left out: an open resets it.) */
+	if (served && !(changed_since(fs, pre, j) & ~(1u << FK_LOCK)))
+		goto finish;
+	post_step(b, idx, STEP_SERVE);
 	if (!serve(fs, after)) {
 		r.violations |= V_HANDLER;
 	} else {
@@ -608,13 +790,11 @@ finish:
 		r.outcome = OUT_DETECTED;
 	else
 		r.outcome = OUT_HARMLESS;
-	report_step(out, idx, STEP_DONE);
-	if (write(out, &r, sizeof(r)) != (ssize_t)sizeof(r))
-		_exit(4);
-	if (fast && !(r.violations & V_WROTE)) { /* only the flipped byte changed */
-		apply_flip(fs, j);
-		return;
-	}
+	post_step(b, idx, STEP_DONE);
+	b->results[idx] = r;
+	atomic_store(&b->done, idx + 1);
+	if (fast && !(r.violations & V_WROTE) && undo_flip(fs, j) == 0)
+		return; /* only the flipped byte had changed */
 	restore_all(fs);
 }
 
@@ -663,101 +843,103 @@ static void count(struct totals *t, const struct flip_result *r, const struct fl
 	}
 }
 
-/* 1 when @len bytes arrived, 0 at end of file, -1 after @timeout_ms of
- * silence. */
-static int read_full(int fd, void *buf, size_t len, int timeout_ms)
+static uint64_t now_ms(void)
 {
-	size_t got = 0;
+	struct timespec ts;
 
-	while (got < len) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		int pr = poll(&pfd, 1, timeout_ms);
-		ssize_t k;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr == 0)
-			return -1;
-		if (pr < 0)
-			return 0;
-		k = read(fd, (uint8_t *)buf + got, len - got);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return 0;
-		got += (size_t)k;
+/* In a worker process (see run_workers()), where cmocka's checks cannot
+ * fail the test: say why and exit, the parent fails it. */
+static _Noreturn void worker_fail(const char *what)
+{
+	fprintf(stderr, "flips: %s: %s\n", what, strerror(errno));
+	_exit(2);
+}
+
+/* Wait for child @pid to exit, or until its board has not moved for
+ * CHILD_TIMEOUT_MS (then kill it: hung).  Woken once a second, not once a
+ * step. */
+static bool wait_child(pid_t pid, struct board *b, int *status)
+{
+	int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	uint64_t beat = atomic_load(&b->beat), moved = now_ms();
+	bool hung = false;
+
+	if (pfd < 0)
+		worker_fail("pidfd_open");
+	for (;;) {
+		struct pollfd p = {.fd = pfd, .events = POLLIN};
+		int pr = poll(&p, 1, 1000);
+		uint64_t nb;
+
+		if (pr > 0)
+			break;
+		if (pr < 0 && errno != EINTR)
+			worker_fail("poll");
+		nb = atomic_load(&b->beat);
+		if (nb != beat) {
+			beat = nb;
+			moved = now_ms();
+		} else if (now_ms() - moved > CHILD_TIMEOUT_MS) {
+			hung = true;
+			kill(pid, SIGKILL);
+			break;
+		}
 	}
-	return 1;
+	close(pfd);
+	waitpid(pid, status, 0);
+	return hung;
 }
 
 /* Run jobs [from, n) in one child; returns the next job to run.  A job
  * whose child died or hung is counted as a violation (or, when it died in
  * the content digest, which is the test's own reader, run again without). */
 static uint32_t run_batch(struct flipstore *fs, const struct flip_job *jobs, uint32_t from,
-			  uint32_t n, bool no_digest_first, struct totals *t, bool *redo)
+			  uint32_t n, bool no_digest_first, struct board *b, struct totals *t,
+			  bool *redo)
 {
-	int p[2], status;
+	int status = 0;
 	pid_t pid;
-	uint32_t next = from;
-	uint8_t last_step = 0;
-	int got = 0;
+	uint32_t next, step;
+	bool hung;
 
 	*redo = false;
-	if (pipe2(p, O_CLOEXEC))
-		fail_msg("pipe: %s", strerror(errno));
+	atomic_store(&b->done, from);
+	atomic_store(&b->step, 0);
 	pid = fork();
-	assert_true(pid >= 0);
+	if (pid < 0)
+		worker_fail("fork");
 	if (pid == 0) {
 		default_signals();
-		close(p[0]);
 		for (uint32_t i = from; i < n; i++)
-			run_flip(fs, &jobs[i], i, no_digest_first && i == from, p[1]);
+			run_flip(fs, &jobs[i], i, no_digest_first && i == from, b);
 		_exit(0);
 	}
-	close(p[1]);
-	for (;;) {
-		uint8_t msg[5];
-		uint32_t idx;
-		struct flip_result r;
-
-		if ((got = read_full(p[0], msg, sizeof(msg), CHILD_TIMEOUT_MS)) <= 0)
-			break;
-		memcpy(&idx, msg, 4);
-		last_step = msg[4];
-		next = idx;
-		if (last_step != STEP_DONE)
-			continue;
-		if ((got = read_full(p[0], &r, sizeof(r), CHILD_TIMEOUT_MS)) <= 0)
-			break;
-		count(t, &r, fs, &jobs[idx]);
-		next = idx + 1;
-		last_step = 0;
-	}
-	close(p[0]);
-	if (next < n && last_step) {
-		bool hung = got < 0;
+	hung = wait_child(pid, b, &status);
+	next = atomic_load(&b->done);
+	for (uint32_t i = from; i < next; i++)
+		count(t, &b->results[i], fs, &jobs[i]);
+	step = next < n && atomic_load(&b->flip) == next ? atomic_load(&b->step) : 0;
+	restore_all(fs);
+	if (next < n && step) {
 		struct flip_result r = {.flip = next, .outcome = OUT_VIOLATION};
 
-		if (hung)
-			kill(pid, SIGKILL);
-		waitpid(pid, &status, 0);
-		restore_all(fs);
 		/* The digest is this test's own LMDB reader, not a tool. */
-		if (last_step == STEP_DIGEST && !(no_digest_first && next == from)) {
+		if (step == STEP_DIGEST && !(no_digest_first && next == from)) {
 			*redo = true;
 			return next;
 		}
 		r.violations = hung ? V_HANG : V_CRASH;
-		r.step = last_step;
+		r.step = (uint8_t)step;
 		r.signal = hung ? 0 : WIFSIGNALED(status) ? (uint8_t)WTERMSIG(status) : 0;
 		r.status = WIFEXITED(status) ? (uint8_t)WEXITSTATUS(status) : 0;
 		r.check_exit = r.repair_exit = r.recheck_exit = -1;
 		count(t, &r, fs, &jobs[next]);
 		return next + 1;
 	}
-	kill(pid, SIGKILL);
-	waitpid(pid, &status, 0);
-	restore_all(fs);
 	if (next < n && next == from) { /* died before starting a flip */
 		struct flip_result r = {
 		    .flip = next, .outcome = OUT_VIOLATION, .violations = V_CRASH};
@@ -771,11 +953,17 @@ static uint32_t run_batch(struct flipstore *fs, const struct flip_job *jobs, uin
 static void run_jobs(struct flipstore *fs, const struct flip_job *jobs, uint32_t n,
 		     struct totals *t)
 {
+	size_t len = sizeof(struct board) + (size_t)n * sizeof(struct flip_result);
+	struct board *b =
+	    mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	uint32_t i = 0;
 	bool redo = false;
 
+	if (b == MAP_FAILED)
+		worker_fail("mmap");
 	while (i < n)
-		i = run_batch(fs, jobs, i, n, redo, t, &redo);
+		i = run_batch(fs, jobs, i, n, redo, b, t, &redo);
+	munmap(b, len);
 }
 
 /* ---- building the stores ------------------------------------------------- */
@@ -880,7 +1068,6 @@ static void build_store(struct flipstore *fs, enum store_stage stage)
 	compact_index(fs);
 	for (int k = 0; k < FK_COUNT; k++) {
 		assert_int_equal(image_load(fs->path[k], &fs->img[k]), 0);
-		fs->content_sig[k] = fs->img[k].exists ? file_signature(fs->path[k], false) : 0;
 	}
 	fs->index_digest = index_digest(fs->path[FK_INDEX]);
 	assert_true(fs->index_digest != 0);
@@ -947,12 +1134,100 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
 	return v && *v ? strtoull(v, NULL, 0) : dflt;
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
+/* ---- the stores in worker processes --------------------------------------- */
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+struct store_run {
+	struct flipstore fs;
+	struct flip_job *jobs;
+	uint32_t n;
+};
+
+/* Shared by the workers and the test (MAP_SHARED). */
+struct shared_runs {
+	_Atomic unsigned next; /* the next of run_order[] to take */
+	_Atomic bool finished[STAGE_COUNT];
+	struct totals t[STAGE_COUNT];
+};
+
+/* Longest first (the swap-out store has the most flips that reach the
+ * handler), so that two workers finish close together. */
+static const enum store_stage run_order[STAGE_COUNT] = {STAGE_SWAP_OUT, STAGE_TRIM, STAGE_ENABLE};
+
+static void worker_main(struct store_run *runs, struct shared_runs *sh)
+{
+	for (;;) {
+		unsigned k = atomic_fetch_add(&sh->next, 1);
+		struct store_run *r;
+		struct totals *t;
+		uint64_t ts = now_ms();
+
+		if (k >= STAGE_COUNT)
+			break;
+		r = &runs[run_order[k]];
+		t = &sh->t[r->fs.stage];
+		run_jobs(&r->fs, r->jobs, r->n, t);
+		printf("flips: %-8s store: index %zu bytes, swap file %zu, staging file %zu: "
+		       "%llu flips: %llu detected, %llu harmless, %llu poisoned, %llu wrong; "
+		       "%llu ms\n",
+		       stage_names[r->fs.stage], r->fs.img[FK_INDEX].size, r->fs.img[FK_SWAP].size,
+		       r->fs.img[FK_STAGING].size, (unsigned long long)t->flips,
+		       (unsigned long long)t->detected, (unsigned long long)t->harmless,
+		       (unsigned long long)t->poisoned, (unsigned long long)t->violations,
+		       (unsigned long long)(now_ms() - ts));
+		fflush(stdout);
+		atomic_store(&sh->finished[r->fs.stage], true);
+	}
+}
+
+/*
+ * The stores are independent (each in a directory of its own), so their
+ * flips run in @nworkers processes at once (VSWAP_FLIPS_WORKERS, default
+ * 2), each taking the next store when done with one.  Their totals are
+ * summed into @all.
+ */
+static void run_workers(struct store_run *runs, unsigned nworkers, struct totals *all)
+{
+	struct shared_runs *sh =
+	    mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	pid_t pid[STAGE_COUNT];
+
+	assert_true(sh != MAP_FAILED);
+	memset(sh, 0, sizeof(*sh));
+	if (nworkers < 1)
+		nworkers = 1;
+	if (nworkers > STAGE_COUNT)
+		nworkers = STAGE_COUNT;
+	fflush(stdout);
+	fflush(stderr);
+	for (unsigned w = 0; w < nworkers; w++) {
+		pid[w] = fork();
+		assert_true(pid[w] >= 0);
+		if (pid[w] == 0) {
+			worker_main(runs, sh);
+			_exit(0);
+		}
+	}
+	for (unsigned w = 0; w < nworkers; w++) {
+		int status;
+
+		assert_int_equal(waitpid(pid[w], &status, 0), pid[w]);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fail_msg("flips: worker %u failed (status %#x)", w, status);
+	}
+	for (int stage = 0; stage < STAGE_COUNT; stage++) {
+		const struct totals *t = &sh->t[stage];
+
+		if (!atomic_load(&sh->finished[stage]))
+			fail_msg("flips: the %s store was not run", stage_names[stage]);
+		all->flips += t->flips;
+		all->harmless += t->harmless;
+		all->detected += t->detected;
+		all->poisoned += t->poisoned;
+		all->violations += t->violations;
+		for (int b = 0; b < 8; b++)
+			all->by_violation[b] += t->by_violation[b];
+	}
+	munmap(sh, sizeof(*sh));
 }
 
 static void test_single_byte_flips(void **state)
@@ -969,6 +1244,7 @@ static void test_single_byte_flips(void **state)
 	 * index there (the plain build does every byte). */
 	size_t stride = (size_t)env_u64("VSWAP_FLIPS_INDEX_STRIDE", SANITIZED ? 8 : 1);
 	struct totals all = {0};
+	struct store_run runs[STAGE_COUNT];
 	uint64_t t0 = now_ms();
 
 	(void)state;
@@ -985,35 +1261,15 @@ static void test_single_byte_flips(void **state)
 	       (unsigned long long)seed, (unsigned long long)seed, which, nrand);
 	fflush(stdout);
 	for (int stage = 0; stage < STAGE_COUNT; stage++) {
-		struct flipstore fs;
-		struct totals t = {0};
 		uint64_t rng = seed + (uint64_t)stage * 0x9e3779b97f4a7c15ull;
-		uint32_t n;
-		struct flip_job *jobs;
 
-		uint64_t ts = now_ms();
-
-		build_store(&fs, (enum store_stage)stage);
-		jobs = make_jobs(&fs, &rng, nrand, stride, &n);
-		run_jobs(&fs, jobs, n, &t);
-		printf("flips: %-8s store: index %zu bytes, swap file %zu, staging file %zu: "
-		       "%llu flips: %llu detected, %llu harmless, %llu poisoned, %llu wrong\n",
-		       stage_names[stage], fs.img[FK_INDEX].size, fs.img[FK_SWAP].size,
-		       fs.img[FK_STAGING].size, (unsigned long long)t.flips,
-		       (unsigned long long)t.detected, (unsigned long long)t.harmless,
-		       (unsigned long long)t.poisoned, (unsigned long long)t.violations);
-		printf("flips: %-8s store: %llu ms\n", stage_names[stage],
-		       (unsigned long long)(now_ms() - ts));
-		all.flips += t.flips;
-		all.harmless += t.harmless;
-		all.detected += t.detected;
-		all.poisoned += t.poisoned;
-		all.violations += t.violations;
-		for (int b = 0; b < 8; b++)
-			all.by_violation[b] += t.by_violation[b];
-		fflush(stdout);
-		free(jobs);
-		free_store(&fs);
+		build_store(&runs[stage].fs, (enum store_stage)stage);
+		runs[stage].jobs = make_jobs(&runs[stage].fs, &rng, nrand, stride, &runs[stage].n);
+	}
+	run_workers(runs, (unsigned)env_u64("VSWAP_FLIPS_WORKERS", 2), &all);
+	for (int stage = 0; stage < STAGE_COUNT; stage++) {
+		free(runs[stage].jobs);
+		free_store(&runs[stage].fs);
 	}
 	printf("flips: total %llu flips in %llu s: %llu detected, %llu harmless, %llu poisoned, "
 	       "%llu wrong (seed %llu); %llu flips broke another rule\n",
@@ -1045,6 +1301,13 @@ int main(void)
 	    cmocka_unit_test(test_single_byte_flips),
 	};
 
+	/* LMDB allocates megabytes (its dirty-page list) for every writable
+	 * environment, with calloc.  Once such a block is freed, glibc raises
+	 * its mmap threshold past it and serves the next from the heap, which
+	 * calloc must then clear: a fifth of this suite's time went to that
+	 * memset.  A fixed threshold keeps such blocks mapped fresh (zero pages,
+	 * nothing to clear). */
+	mallopt(M_MMAP_THRESHOLD, 128 << 10);
 	hfx_skip_if_unavailable("flips");
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,9 +5,10 @@
  *   - a group key moved beyond the page-index space by a flip inside LMDB's
  *     page (13 -> 13 + 2^32, out of key order): -y deleted nothing (a keyed
  *     delete found nothing), said "fixed", punched the group's verified
- *     slots, and never converged;
+ *     slots, and never converged; now -y moves the record back, its
+ *     evidence being unambiguous (and keeps refusing where it is not);
  *   - the last group's key moved beyond the page-index space: -y dropped it
- *     and the next -n was clean, its pages read zero;
+ *     and the next -n was clean, its pages read zero; now moved back too;
  *   - one bit of `regions` (6144 -> 4096 pages): -y deleted every record
  *     beyond and punched their verified slots;
  *   - a cleared staging bit: the page's only copy was punched;
@@ -282,7 +283,31 @@ static void flip_key_in_file(const struct rfx_store *fx, uint64_t group, uint32_
 
 /* ---- 1. repair that destroyed -------------------------------------------- */
 
-/* Group 5 (pages 320-383) becomes group 5 + 2^32 inside its LMDB page. */
+/* Does a strict open take the store, with every page of [first, first + n)
+ * present at the slot @slots names and holding its own pattern there? */
+static void expect_pages_at(const struct rfx_store *fx, uint64_t first, unsigned n,
+			    const uint64_t *slots)
+{
+	struct vswap_store *s;
+
+	assert_int_equal(rfx_open(fx, true, &s), 0);
+	for (unsigned i = 0; i < n; i++) {
+		struct vswap_page_info pi;
+
+		assert_int_equal(vswap_store_page(s, first + i, &pi), 0);
+		assert_int_equal(pi.state, VSWAP_PAGE_PRESENT);
+		assert_int_equal(pi.slot, slots[i]);
+		assert_true(holds_pattern(fx, fx->path, rfx_slot_offset(fx, slots[i]), first + i));
+	}
+	vswap_store_close(s);
+}
+
+/* Group 5 (pages 320-383) becomes group 5 + 2^32 inside its LMDB page (out
+ * of key order: a keyed look-up or delete misses it).  The record passes
+ * its check as group 5's, group 5 has no other record, and its slots' bytes
+ * verify as pages 320-383: -y moves it back (it used to delete nothing, say
+ * "fixed", punch the 64 verified slots and never converge; then to refuse,
+ * exit 4, with the pages unreadable). */
 static void test_group_key_out_of_order_beyond(void **state)
 {
 	struct rfx_store *fx = *state;
@@ -295,35 +320,105 @@ static void test_group_key_out_of_order_beyond(void **state)
 	f = expect_lib(fx, VSWAP_FSCK_CHECK, 4);
 	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, (5ull + (1ull << 32)) * 64, false));
 	vswap_fsck_free(f);
-	/* -y keeps the records (their bytes verify: the key is what is
-	 * damaged), says so (exit 4), and punches none of their slots. */
-	f = expect_lib(fx, VSWAP_FSCK_REPAIR, 4);
-	assert_false(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, UINT64_MAX, true));
+	f = expect_lib(fx, VSWAP_FSCK_REPAIR, 1);
+	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, (5ull + (1ull << 32)) * 64, true));
 	assert_false(has_problem(f, VSWAP_PROBLEM_LEAKED_SLOT, UINT64_MAX, true));
+	for (uint64_t p = 320; p < 384; p++)
+		assert_false(is_lost(f, p));
 	vswap_fsck_free(f);
-	for (unsigned i = 0; i < 64; i++)
-		assert_true(holds_pattern(fx, fx->path, rfx_slot_offset(fx, slots[i]), 320 + i));
-	/* The next run finds the same, not less (nothing was half done). */
-	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 4);
+	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 0);
+	expect_pages_at(fx, 320, 64, slots);
 }
 
-/* The last group holding records (7, pages 448-511) moved to key 39. */
+/* The last group holding records (7, pages 448-511) moved to key 39, beyond
+ * the page-index space, in key order: -y moves it back (it used to drop it,
+ * the next -n clean and its pages read zero). */
 static void test_last_group_key_beyond(void **state)
 {
 	struct rfx_store *fx = *state;
+	uint64_t slots[64], scratch[8 + 64 * 2];
+	size_t len = sizeof(scratch);
+	struct raw_index ri;
 	struct vswap_fsck *f;
 
+	for (unsigned i = 0; i < 64; i++)
+		slots[i] = slot_of(fx, 448 + i);
 	raw_move(fx, 7, 39, false);
+	f = expect_lib(fx, VSWAP_FSCK_REPAIR, 1);
+	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 39 * 64, true));
+	vswap_fsck_free(f);
+	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 0);
+	expect_pages_at(fx, 448, 64, slots);
+	/* Under its own key again, nothing left under the damaged one. */
+	raw_open(fx, &ri);
+	assert_int_equal(raw_group_get(&ri, ri.pages, 39, (uint8_t *)scratch, &len), MDB_NOTFOUND);
+	len = sizeof(scratch);
+	assert_int_equal(raw_group_get(&ri, ri.pages, 7, (uint8_t *)scratch, &len), 0);
+	assert_int_equal(raw_index_close(&ri, 0), 0);
+}
+
+/* Ambiguous evidence keeps the refusal: a misplaced copy of group 7's
+ * record under key 39 while group 7 keeps its own (two records name group
+ * 7).  -y moves nothing, deletes nothing, punches nothing (exit 4), and
+ * says so again next time. */
+static void test_misplaced_copy_beside_its_group_is_kept(void **state)
+{
+	struct rfx_store *fx = *state;
+	uint64_t slots[64];
+	uint8_t body[8 + ENTRY * 64];
+	size_t len = sizeof(body);
+	struct raw_index ri;
+	struct vswap_fsck *f;
+
+	for (unsigned i = 0; i < 64; i++)
+		slots[i] = slot_of(fx, 448 + i);
+	raw_open(fx, &ri);
+	assert_int_equal(raw_group_get(&ri, ri.pages, 7, body, &len), 0);
+	assert_int_equal(raw_group_put(&ri, ri.pages, 39, 7, body, len), 0);
+	raw_close(&ri);
 	f = expect_lib(fx, VSWAP_FSCK_REPAIR, 4);
 	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 39 * 64, false));
+	assert_false(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, UINT64_MAX, true));
+	assert_false(has_problem(f, VSWAP_PROBLEM_LEAKED_SLOT, UINT64_MAX, true));
 	vswap_fsck_free(f);
 	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 4);
-	/* Nothing was destroyed: with the key put back, every page verifies. */
-	raw_move(fx, 7, 39, true);
-	f = expect_lib(fx, VSWAP_FSCK_CHECK, 0);
-	for (uint64_t p = 448; p < 512; p++)
-		assert_false(is_lost(f, p));
+	for (unsigned i = 0; i < 64; i++)
+		assert_true(holds_pattern(fx, fx->path, rfx_slot_offset(fx, slots[i]), 448 + i));
+	raw_open(fx, &ri);
+	len = sizeof(body);
+	assert_int_equal(raw_group_get(&ri, ri.pages, 39, body, &len), 0);
+	assert_int_equal(raw_index_close(&ri, 0), 0);
+}
+
+/* Ambiguous evidence keeps the refusal: group 7 moved to key 39, and one of
+ * its slots no longer holds bytes that verify as its page (a second
+ * fault).  -y moves nothing (exit 4) and punches none of its slots. */
+static void test_misplaced_with_a_failing_slot_is_kept(void **state)
+{
+	struct rfx_store *fx = *state;
+	uint64_t slots[64];
+	struct vswap_fsck *f;
+	uint8_t b;
+	int fd;
+
+	for (unsigned i = 0; i < 64; i++)
+		slots[i] = slot_of(fx, 448 + i);
+	raw_move(fx, 7, 39, false);
+	fd = open(fx->path, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &b, 1, (off_t)rfx_slot_offset(fx, slots[9]) + 100), 1);
+	b ^= 0x10;
+	assert_int_equal(pwrite(fd, &b, 1, (off_t)rfx_slot_offset(fx, slots[9]) + 100), 1);
+	close(fd);
+	f = expect_lib(fx, VSWAP_FSCK_REPAIR, 4);
+	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 39 * 64, false));
+	assert_false(has_problem(f, VSWAP_PROBLEM_LEAKED_SLOT, UINT64_MAX, true));
 	vswap_fsck_free(f);
+	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 4);
+	for (unsigned i = 0; i < 64; i++)
+		if (i != 9)
+			assert_true(
+			    holds_pattern(fx, fx->path, rfx_slot_offset(fx, slots[i]), 448 + i));
 }
 
 /* Flip bit 11 of the second region's size (3072 -> 1024) in the regions
@@ -632,6 +727,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_group_key_out_of_order_beyond, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_last_group_key_beyond, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_misplaced_copy_beside_its_group_is_kept, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_misplaced_with_a_failing_slot_is_kept, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_regions_shrunk_by_one_bit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cleared_staging_bit_keeps_only_copy, setup,
 					    teardown),

@@ -22,13 +22,14 @@
 
 static const struct cli_tool tool = {
     .name = "vswap-vm",
-    .synopsis = "[--size BYTES] [--vcpus N] [--cycles N] [--store PATH] [--keep]\n"
-		"                [--durability full|batch|none] [--enable-mode auto|copy|protect]\n"
-		"                [--vswapd SOCKET] [--json]\n"
-		"       vswap-vm --hibernate --store PATH [--size BYTES] [--vcpus N] [--json]\n"
-		"       vswap-vm --resume --store PATH [--hibernate] [--no-prefetch] [--json]\n"
-		"       vswap-vm --bench [--sizes LIST] [--runs N] [--dir DIR] [--json]\n"
-		"       vswap-vm --check-kvm\n",
+    .synopsis =
+	"[--size BYTES] [--vcpus N] [--cycles N] [--store PATH] [--keep]\n"
+	"                [--durability full|batch|none] [--enable-mode auto|copy|protect]\n"
+	"                [--vswapd SOCKET] [--json]\n"
+	"       vswap-vm --hibernate --store PATH [--size BYTES] [--vcpus N] [--json]\n"
+	"       vswap-vm --resume --store PATH [--hibernate] [--no-prefetch] [--verbose] [--json]\n"
+	"       vswap-vm --bench [--sizes LIST] [--runs N] [--dir DIR] [--json]\n"
+	"       vswap-vm --check-kvm\n",
     .help = "A minimal KVM virtual machine that embeds vswap; its guest verifies its memory.\n"
 	    "\n"
 	    "      --size BYTES   guest RAM, K/M/G suffixes, a multiple of 2 MiB (default 256M)\n"
@@ -49,6 +50,8 @@ static const struct cli_tool tool = {
 	    "      --resume       resume the guest hibernated in --store, its pages faulting in\n"
 	    "                     lazily; the guest then checks every page\n"
 	    "      --no-prefetch  resume without reading the recorded working set ahead\n"
+	    "      --verbose      --resume: print each step up to the first guest instruction\n"
+	    "                     with its time\n"
 	    "      --bench        measure hibernate, resume, working-set prefetch and fault-in,\n"
 	    "                     each beside its baseline (see vswap-vm(1))\n"
 	    "      --sizes LIST   --bench guest sizes (default 64M,256M,1G,4G)\n"
@@ -102,6 +105,7 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 	    {"runs", required_argument, NULL, 'N'},
 	    {"dir", required_argument, NULL, 'd'},
 	    {"vswapd", required_argument, NULL, 'V'},
+	    {"verbose", no_argument, NULL, 'W'},
 	    CLI_STANDARD_LONGOPTS,
 	    {NULL, 0, NULL, 0},
 	};
@@ -118,7 +122,7 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 			       .nbench_sizes = 4,
 			       .faultin_size = 256ull << 20,
 			       .runs = 1};
-	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:E:jHRPKBZ:N:d:V:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:E:jHRPKBZ:N:d:V:Wh", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (cli_parse_size(optarg, &o->size) || o->size < (16ull << 20) ||
@@ -186,6 +190,9 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 			break;
 		case 'V':
 			o->vswapd = optarg;
+			break;
+		case 'W':
+			o->verbose = true;
 			break;
 		default:
 			/* 1: --help or --version shown; -1: a usage error. */

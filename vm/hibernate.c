@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <vswap/handler.h>
@@ -315,7 +316,10 @@ struct machine_job {
 	const uint8_t *state;
 	const struct saved_header *hdr;
 	int rc;
+	uint64_t done_ns, cpu_ns;
 };
+
+static uint64_t thread_cpu_ns(void);
 
 static void *machine_main(void *arg)
 {
@@ -324,7 +328,40 @@ static void *machine_main(void *arg)
 	j->rc = vmm_machine(j->m);
 	if (!j->rc)
 		j->rc = restore(j->m, j->state, j->hdr);
+	j->done_ns = vm_now_ns();
+	j->cpu_ns = thread_cpu_ns();
 	return NULL;
+}
+
+/* --verbose: the steps from the store's open to the first guest
+ * instruction, each with the time it ended (ms after the open). */
+struct resume_steps {
+	uint64_t t0, last, cpu;
+	bool on;
+};
+
+/* CPU time of the calling thread: beside the wall time, it tells a step
+ * that computes from one that waits (a sync, another thread, the load of
+ * a busy machine). */
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void step(struct resume_steps *st, const char *name)
+{
+	uint64_t t = vm_now_ns(), cpu = thread_cpu_ns();
+
+	if (st->on)
+		fprintf(stderr,
+			"vswap-vm: resume step %-24s %8.3f ms, cpu %7.3f ms (at %8.3f ms)\n", name,
+			(double)(t - st->last) / 1e6, (double)(cpu - st->cpu) / 1e6,
+			(double)(t - st->t0) / 1e6);
+	st->last = t;
+	st->cpu = cpu;
 }
 
 /*
@@ -381,19 +418,25 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	 * behind the open, each one first when a fault needs it. */
 	so.lazy_index = true;
 	t_open = vm_now_ns();
+	struct resume_steps st = {
+	    .t0 = t_open, .last = t_open, .cpu = thread_cpu_ns(), .on = o->verbose};
+
 	rc = vswap_store_open(r->path, &so, &m.store);
 	if (rc) {
 		fprintf(stderr, "vswap-vm: open store %s: %s\n", r->path, vswap_strerror(rc));
 		m.store = NULL;
 		goto out;
 	}
+	step(&st, "store open");
 	if ((rc = load_state(&m, &state, &slen, &hdr)))
 		goto out;
 	load_workset(&m, &ws, &nws);
+	step(&st, "state and workset read");
 	mo.size = hdr.ram_size;
 	mo.vcpus = hdr.vcpus;
 	if ((rc = vmm_memory(&m)))
 		goto out;
+	step(&st, "guest memory");
 	struct machine_job mj = {.m = &m, .state = state, .hdr = &hdr};
 	pthread_t mt;
 
@@ -404,21 +447,31 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	rc = vswap_store_blob_delete(m.store, STATE_BLOB);
 	if (!rc)
 		rc = vmm_handler(&m);
+	step(&st, "handler created");
 	if (!rc)
 		rc = vswap_handler_enable(m.h);
+	step(&st, "handler enabled");
 	if (!rc)
 		rc = vswap_handler_workset_record(m.h, m.pages);
 	if (!rc && nws && !o->no_prefetch)
 		rc = vswap_handler_prefetch(m.h, ws, nws);
+	step(&st, "working set");
 	if (rc && m.h)
 		fprintf(stderr, "vswap-vm: resume: %s\n", vswap_strerror(rc));
 	pthread_join(mt, NULL);
+	if (o->verbose && mj.done_ns)
+		fprintf(stderr,
+			"vswap-vm: resume (VM made and restored on its own thread at %.3f ms, "
+			"cpu %.3f ms)\n",
+			(double)(mj.done_ns - t_open) / 1e6, (double)mj.cpu_ns / 1e6);
+	step(&st, "VM made (joined)");
 	if (!rc)
 		rc = mj.rc;
 	if (rc)
 		goto out;
 	if ((rc = vm_start(&m.vm)))
 		goto out;
+	step(&st, "vCPUs started");
 	uint64_t served = first_page_served(&m);
 
 	if (served)
@@ -432,6 +485,10 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 			first = m.vm.vcpus[i].resumed_ns;
 	if (first != UINT64_MAX)
 		r->resume_to_first_instruction_ms = (double)(first - t_open) / 1e6;
+	if (o->verbose && first != UINT64_MAX)
+		fprintf(stderr, "vswap-vm: resume step %-24s %8.3f ms (at %8.3f ms)\n",
+			"first guest instruction", (double)(int64_t)(first - st.last) / 1e6,
+			(double)(first - t_open) / 1e6);
 	fprintf(f,
 		"vswap-vm: resume: %llu MiB guest, %u vCPUs, store %s: first guest "
 		"instruction %.3f ms after the store was opened%s\n",

@@ -31,6 +31,7 @@ struct vmm_opts {
 	uint32_t hot_permille; /* the hot subset a resumed guest reads first */
 	bool check_kvm;
 	bool no_verify; /* resume: skip the final check of every page (--bench) */
+	bool verbose;	/* resume: each step to the first instruction, timed (stderr) */
 	/* --bench */
 	bool bench;
 	const char *bench_dir;

@@ -144,14 +144,18 @@ struct vswap_store_opts {
 	 * the open instead of before it returns, so that a large store opens
 	 * in constant time (a resume's first guest instruction does not wait
 	 * for the whole index).  The open still checks everything else (the
-	 * superblock, the index file, the meta, regions and staging records).
+	 * superblock, the index file, the meta, regions and staging records,
+	 * LMDB's pages but the leaves of the page-group records, each checked
+	 * before it is read).
 	 * A call that needs a group not loaded yet loads it first, through a
 	 * read transaction; calls that need every record (stats, writes, a
 	 * commit that frees slots) wait for the load to end.  A page-group
 	 * record that fails its check is found only when loaded: its pages are
 	 * then recorded lost (a handler poisons them, never serves them) and
 	 * the log names it, where an eager open refuses the store; the store
-	 * is then left unclean at close, for vswap-fsck.
+	 * is then left unclean at close, for vswap-fsck.  A damaged LMDB leaf
+	 * of those records loses the groups it holds, and commits that would
+	 * change a page-group record fail with -EUCLEAN from then on.
 	 * vswap_store_load_status() says how far the load is.
 	 */
 	bool lazy_index;
@@ -641,6 +645,34 @@ int vswap_store_punch_slots(struct vswap_store *s, uint64_t first, uint64_t coun
  * the in-memory tables of those pages are reset to "no record".  -ENOENT
  * if neither database held a record under that key (nothing deleted). */
 int vswap_store_drop_group(struct vswap_store *s, uint64_t group);
+
+/*
+ * A misplaced page-group record (VSWAP_RECORD_MISPLACED): the record under
+ * the key of group @key_group passes its check as another group's, so its
+ * key is what is damaged.  vswap_store_check_misplaced() weighs the
+ * evidence that it is that group's record and nothing else's:
+ *   - it is the only misplaced record under that key, and no other record
+ *     names its group (under the group's own key, or misplaced too);
+ *   - its group and every page it names lie within the regions, and the
+ *     tables hold no record of those pages;
+ *   - no record the store holds names any of its slots;
+ *   - every slot it names for a present or stale page holds bytes that
+ *     verify, by their page-seeded checksum, as that page, and not as the
+ *     page at the same place under the damaged key; and at least one does.
+ * 0 (*group: the record's own group; @group may be NULL), or -ENOENT (no
+ * misplaced record under that key), -EEXIST (another record names the
+ * group or one of its pages), -ERANGE (beyond the regions), -EBUSY (a slot
+ * is another record's or out of range), -EBADMSG (a slot's bytes do not
+ * verify as its page), -ENODATA (no slot to confirm it), each logged.
+ * vswap_store_move_misplaced() weighs the same evidence in a write
+ * transaction and, when it holds, moves the record unchanged under its own
+ * key (deleting it where it lay, by its position: a damaged key may be out
+ * of LMDB's order) and commits; the tables then hold its entries.
+ * Recovery only: a tolerant open (the strict one refuses such an index);
+ * move needs a writable handle (-EROFS).
+ */
+int vswap_store_check_misplaced(struct vswap_store *s, uint64_t key_group, uint64_t *group);
+int vswap_store_move_misplaced(struct vswap_store *s, uint64_t key_group, uint64_t *group);
 
 /* ---- blobs: named values kept with the pages ------------------------------ */
 
