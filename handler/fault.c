@@ -65,6 +65,8 @@ static int serve_from_file(struct vswap_handler *h, int fd, uintptr_t addr, uint
 	if (rc == -EBADMSG || rc == -EIO) {
 		h->c.checksum_failures++;
 		int prc = fault_corrupt(h, fd, addr, page, rc, true);
+		if (prc == 0) /* unresolved: its thread waits on purpose */
+			sweep_park(h, fd);
 		return prc < 0 ? prc : 0;
 	}
 	if (rc < 0)
@@ -103,6 +105,8 @@ static int resolve_locked(struct vswap_handler *h, unsigned index, uintptr_t add
 	}
 	if (pi.state == VSWAP_PAGE_LOST) {
 		int prc = fault_corrupt(h, fd, addr, page, -EBADMSG, true);
+		if (prc == 0)
+			sweep_park(h, fd);
 		return prc < 0 ? prc : 0;
 	}
 	rc = uffd_zeropage(fd, addr, h->page_size, true);
@@ -232,6 +236,10 @@ static int event_handle(struct vswap_handler *h, unsigned index, const struct uf
 		bool wp = msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP;
 		if (!m->registered) /* read after unregister: let it retry */
 			return uffd_wake(fd, addr & ~(uintptr_t)(h->page_size - 1), h->page_size);
+		m->sweep_due = true;
+		for (unsigned d = atomic_load(&m->drop_faults); d;)
+			if (atomic_compare_exchange_weak(&m->drop_faults, &d, d - 1))
+				return 0; /* the test hook's: lost */
 		if (defer)
 			return defer_fault(m, index, addr, wp);
 		int rc = fault_dispatch(h, index, addr, wp);

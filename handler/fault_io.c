@@ -277,6 +277,8 @@ static int serve_waiter(struct vswap_handler *h, struct fault_read *fr, unsigned
 		}
 	} else if (v == -EBADMSG || v == -EIO) {
 		rc = fault_corrupt(h, fd, fr->addr, page, v, true);
+		if (rc == 0) /* unresolved on purpose (handler/sweep.c) */
+			sweep_park(h, fd);
 		rc = rc < 0 ? rc : 0;
 	} else if (v == -ESTALE) {
 		rc = uffd_wake(fd, fr->addr, h->page_size);
@@ -284,6 +286,7 @@ static int serve_waiter(struct vswap_handler *h, struct fault_read *fr, unsigned
 		/* As a synchronous read failing: never map unverified bytes. */
 		hlog(h, VSWAP_LOG_ERROR, "page %llu cannot be read: %s", (unsigned long long)page,
 		     vswap_strerror(v));
+		sweep_park(h, fd);
 		rc = 0;
 	}
 	if (rc == -ESRCH) {

@@ -131,6 +131,9 @@ static void handler_free(struct vswap_handler *h)
 
 static int handler_init(struct vswap_handler *h, const struct vswap_region *regions, unsigned n)
 {
+	/* A store that has its regions already (a reattach, a resume) is not
+	 * changed by the create: nothing to commit. */
+	bool had_regions = vswap_store_total_pages(h->store) != 0;
 	int rc = regions_setup(h, regions, n);
 	if (rc < 0)
 		return rc;
@@ -166,8 +169,12 @@ static int handler_init(struct vswap_handler *h, const struct vswap_region *regi
 		     (unsigned long long)st.pages_present, (unsigned long long)st.pages_staged);
 	/* The recorded state stays what it was (a detach's resting state
 	 * says where the pages are) until the first transition records
-	 * another; the commit only proves the store writable. */
-	rc = vswap_store_commit(h->store);
+	 * another.  A fresh store's regions are committed now, which also
+	 * proves it writable; a store that had them is left as it is, and
+	 * whatever its caller left pending (a blob put or delete) goes with
+	 * the first commit, so a resume's first guest instruction waits for
+	 * no sync here. */
+	rc = had_regions ? 0 : vswap_store_commit(h->store);
 	if (rc < 0)
 		return rc;
 	h->state = VSWAP_STATE_READY;

@@ -224,6 +224,15 @@ struct monitor {
 	 * back what the guest removed. */
 	pthread_mutex_t drain_mu;
 	unsigned drain_depth;
+	/* the sweep for faults read and never answered (sweep.c): due
+	 * after faults were read or the regions registered, done once */
+	bool sweep_due;
+	uint64_t sweep_next_ms;
+	atomic_uint_fast64_t swept; /* times it found one and woke the ranges */
+	/* Test hook: the next this many fault messages read are dropped,
+	 * neither served nor woken (as by a handler killed after reading
+	 * them). */
+	atomic_uint drop_faults;
 };
 
 /* The progress of the running trim or swap-in job (read by status()). */
@@ -486,9 +495,26 @@ void unregister_all(struct vswap_handler *h);
 enum vswap_state resting_state(struct vswap_handler *h, enum vswap_state st);
 void cleanup_finish(struct vswap_handler *h);
 
+/* sweep.c: no fault waits forever.  Between two epoll batches, at most
+ * every SWEEP_MS and only while due (m.sweep_due: faults were read since
+ * the last look, or the regions were registered): a uffd whose faults read
+ * and not answered outnumber those parked on purpose has lost one: every
+ * range of it is woken. */
+#define SWEEP_MS 1000
+void sweep_unanswered(struct vswap_handler *h);
+/* A fault read on uffd @fd is left unanswered on purpose (not served, not
+ * woken: a page that cannot be served under the ERROR policy).  On the
+ * monitor. */
+void sweep_park(struct vswap_handler *h, int fd);
+
 /* resume.c: take over from a handler that died (vswap_handler_resume) */
 int do_resume(struct vswap_handler *h);
 void state_set(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t);
+/* The same, committed by the commit thread, not waited for: for a
+ * transition that changed nothing in the store but its recorded state (an
+ * enable that took no page), or whose changes the next open rebuilds (a
+ * resume's reconcile), so that a kill before that commit loses nothing. */
+void state_set_lazy(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t);
 int commit_locked(struct vswap_handler *h);
 
 /* committer.c: lazy index commits off the monitor */

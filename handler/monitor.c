@@ -14,6 +14,15 @@
 
 #include "handler/internal.h"
 
+static void state_publish(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t)
+{
+	pthread_mutex_lock(&h->slock);
+	h->state = st;
+	h->trans = t;
+	pthread_cond_broadcast(&h->scond);
+	pthread_mutex_unlock(&h->slock);
+}
+
 void state_set(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t)
 {
 	pthread_mutex_lock(&h->lock);
@@ -23,11 +32,16 @@ void state_set(struct vswap_handler *h, enum vswap_state st, struct vswap_transi
 	if (rc < 0)
 		hlog(h, VSWAP_LOG_ERROR, "commit at state %s: %s", vswap_state_name(st),
 		     vswap_strerror(rc));
-	pthread_mutex_lock(&h->slock);
-	h->state = st;
-	h->trans = t;
-	pthread_cond_broadcast(&h->scond);
-	pthread_mutex_unlock(&h->slock);
+	state_publish(h, st, t);
+}
+
+void state_set_lazy(struct vswap_handler *h, enum vswap_state st, struct vswap_transition t)
+{
+	pthread_mutex_lock(&h->lock);
+	vswap_store_set_state(h->store, (uint32_t)st);
+	pthread_mutex_unlock(&h->lock);
+	committer_request(h);
+	state_publish(h, st, t);
 }
 
 static enum vswap_state state_get(struct vswap_handler *h)
@@ -98,6 +112,7 @@ int register_all(struct vswap_handler *h)
 		}
 	}
 	m->registered = true;
+	m->sweep_due = true;
 	return 0;
 }
 
@@ -109,6 +124,7 @@ void unregister_all(struct vswap_handler *h)
 		if (m->uffds.v[i].dead)
 			continue;
 		int rc = regions_unregister(h, m->uffds.v[i].fd, m->uffds.v[i].bases);
+		m->uffds.v[i].parked = 0; /* the unregister woke them */
 		if (rc == -ESRCH)
 			m->uffds.v[i].dead = true;
 		else if (rc < 0)
@@ -166,7 +182,16 @@ static int do_enable(struct vswap_handler *h)
 		fail(h, h->wp.on ? "write-protect" : "move to staging", rc);
 		return rc;
 	}
-	state_set(h, VSWAP_STATE_PENDING, (struct vswap_transition){pages, now_ms() - t0});
+	struct vswap_transition t = {pages, now_ms() - t0};
+	if (pages == 0 && h->m.registered) {
+		/* Nothing taken (a resume's fresh, empty memory): nothing of the
+		 * store changed but its recorded state, which the commit thread
+		 * records; a crash before leaves the previous state, true of the
+		 * store still.  The guest need not wait for a sync to run. */
+		state_set_lazy(h, VSWAP_STATE_PENDING, t);
+		return 0;
+	}
+	state_set(h, VSWAP_STATE_PENDING, t);
 	return 0;
 }
 
@@ -526,6 +551,12 @@ static int loop_timeout(struct vswap_handler *h)
 	if (m->registered && !committer_error(h) && (t < 0 || t > LAZY_COMMIT_MS) &&
 	    pending_changes(h) > 0)
 		t = LAZY_COMMIT_MS;
+	if (m->registered && m->sweep_due) { /* the sweep's next look (sweep.c) */
+		uint64_t now = now_ms();
+		int s = m->sweep_next_ms > now ? (int)(m->sweep_next_ms - now) : 0;
+		if (t < 0 || s < t)
+			t = s;
+	}
 	return t;
 }
 
@@ -621,6 +652,7 @@ void *monitor_main(void *arg)
 			gc_now(h);
 		if (m->exiting)
 			break;
+		sweep_unanswered(h);
 		if (n == 0)
 			idle_work(h);
 		else

@@ -116,8 +116,9 @@ int do_resume(struct vswap_handler *h)
 	int rc = 0;
 	for (unsigned i = 0; i < h->nregions && rc == 0; i++)
 		rc = reconcile_region(h, &h->regions[i], &pages, &found_lost);
-	if (rc == 0)
-		rc = vswap_store_commit(h->store);
+	/* Not committed here: the commit thread records it (with the state,
+	 * below) while faults are served.  A kill before that loses nothing:
+	 * the next resume reconciles the same memfd again. */
 	if (rc == 0)
 		rc = vswap_store_stats(h->store, &ss);
 	pthread_mutex_unlock(&h->lock);
@@ -127,8 +128,8 @@ int do_resume(struct vswap_handler *h)
 	}
 	if (found_lost)
 		hlog(h, VSWAP_LOG_WARN,
-		     "resume: %llu pages the store could not verify are resident in guest memory: "
-		     "the guest's copies stand, nothing is lost",
+		     "resume: %llu pages the store could not verify (its open said so) are "
+		     "resident in guest memory: the guest's copies stand, nothing is lost",
 		     (unsigned long long)found_lost);
 	struct vswap_transition t = {pages, 0};
 	if (ss.pages_staged || ss.pages_present || ss.pages_lost) {
@@ -139,7 +140,7 @@ int do_resume(struct vswap_handler *h)
 		}
 		wake_all(h);
 		t.time_ms = now_ms() - t0;
-		state_set(h, resting_state(h, st), t);
+		state_set_lazy(h, resting_state(h, st), t);
 		hlog(h, VSWAP_LOG_INFO,
 		     "resumed: %llu staged, %llu swapped pages; %llu found resident in %llu ms",
 		     (unsigned long long)ss.pages_staged, (unsigned long long)ss.pages_present,
@@ -155,7 +156,7 @@ int do_resume(struct vswap_handler *h)
 	m->cleanup_active = true;
 	cleanup_finish(h);
 	t.time_ms = now_ms() - t0;
-	state_set(h, VSWAP_STATE_READY, t);
+	state_set_lazy(h, VSWAP_STATE_READY, t);
 	return 0;
 }
 

@@ -23,6 +23,8 @@ struct uffd_entry {
 	/* Where each region starts in this uffd's process (owned), or NULL:
 	 * at the handler's own addresses (a forked child). */
 	uintptr_t *bases;
+	/* Faults read on it and left unanswered on purpose (handler/sweep.c). */
+	uint64_t parked;
 };
 
 struct uffd_list {

@@ -507,6 +507,7 @@ static int load_meta(struct vswap_store *s, MDB_txn *txn, const char *staging_di
 		s->damaged |= VSWAP_DAMAGED_CLEAN;
 	}
 	s->was_clean = rc == 0 && clean == 1;
+	s->recorded_unclean = rc == 0 && clean == 0;
 	rc = get_meta(s, txn, K_STAGING, &d);
 	if (rc == MDB_NOTFOUND)
 		return 0; /* staging_open() says so */

@@ -141,6 +141,9 @@ struct vswap_store {
 	bool made_swap, made_index, made_lock, made_staging;
 	int index_fd;
 	bool was_clean;
+	/* the clean record read intact, saying unclean (store.c skips
+	 * writing it again at open) */
+	bool recorded_unclean;
 	enum vswap_durability durability;
 	struct logger log;
 

@@ -246,7 +246,7 @@ int staging_verify_loaded(struct vswap_store *s)
 	uint8_t *buf = malloc((size_t)RUN << s->page_shift);
 	if (!buf)
 		return -ENOMEM;
-	uint64_t lost = 0, dropped = 0, p = 0, first, count;
+	uint64_t lost = 0, unsummed = 0, dropped = 0, p = 0, first, count;
 	int ret = 0;
 	while (!ret && vswap_store_next_staged_run(s, p, s->total_pages, RUN, &first, &count)) {
 		if ((ret = index_need(s, first, count)))
@@ -272,12 +272,23 @@ int staging_verify_loaded(struct vswap_store *s)
 				dropped++;
 				continue;
 			}
-			if (lost < 8)
-				store_log(s, VSWAP_LOG_ERROR, "%s: staged page %llu %s: lost",
+			/* Without a committed checksum the copy was cut short by a
+			 * crash before the guest's own copy went: a handler that
+			 * finds the page resident in guest memory gives it back
+			 * (its resume), so that is not (yet) a loss.  A committed
+			 * checksum the bytes fail is damage. */
+			bool maybe = !bit_test(s->summed, pg);
+			if (lost + unsummed < 8)
+				store_log(s, maybe ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR,
+					  maybe
+					      ? "%s: staged page %llu %s: not served; lost unless "
+						"guest memory still holds it"
+					      : "%s: staged page %llu %s: lost",
 					  s->staging_path, (unsigned long long)pg, why);
 			page_set(s, pg, pw_make(pw_slot(w), VSWAP_PAGE_LOST), s->sums[pg]);
 			s->pending_pages++;
-			lost++;
+			unsummed += maybe;
+			lost += !maybe;
 		}
 		p = first + count;
 	}
@@ -286,6 +297,13 @@ int staging_verify_loaded(struct vswap_store *s)
 		store_log(s, VSWAP_LOG_ERROR,
 			  "%s: %llu staged pages failed verification and are lost", s->staging_path,
 			  (unsigned long long)lost);
+	if (unsummed)
+		store_log(
+		    s, VSWAP_LOG_WARN,
+		    "%s: %llu staged pages have no committed checksum (a crash cut their copy "
+		    "short): recorded lost unless guest memory still holds them, as it does "
+		    "for a handler resuming the guest, which gives those back",
+		    s->staging_path, (unsigned long long)unsummed);
 	if (dropped)
 		store_log(s, VSWAP_LOG_WARN,
 			  "%s: %llu staged copies unverified; their swap-file copies are current",

@@ -480,9 +480,12 @@ static int open_store(const char *path, const struct vswap_store_opts *opts, uns
 	if (verify && (ret = staging_verify_loaded(s)))
 		goto fail;
 	/* From here until a clean close, a crash is visible to vswap-fsck: the
-	 * flag is made durable even in NONE (one sync per open). */
-	if (!s->read_only && ((ret = index_set_clean(s, false)) ||
-			      (s->durability == VSWAP_DURABILITY_NONE && mdb_env_sync(s->env, 1))))
+	 * flag is made durable even in NONE (one sync per open).  A store whose
+	 * intact record says it was not closed cleanly needs neither (the
+	 * restart of a killed vswapd); a missing or damaged one is written. */
+	if (!s->read_only && !s->recorded_unclean &&
+	    ((ret = index_set_clean(s, false)) ||
+	     (s->durability == VSWAP_DURABILITY_NONE && mdb_env_sync(s->env, 1))))
 		goto fail;
 	start_io(s);
 	if (verify && (ret = vswap_store_commit(s)))

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -261,6 +262,61 @@ static void damaged_record_found_by_the_walk(void **state)
 	expect_lost_group(&f);
 }
 
+/* The last transaction of the index file at @path (the larger txnid of
+ * its two LMDB meta pages). */
+static uint64_t index_txnid(const char *path)
+{
+	char idx[400];
+	uint8_t m[2][16 + 136];
+	uint32_t psize;
+	uint64_t t[2];
+	snprintf(idx, sizeof(idx), "%s.idx", path);
+	int fd = open(idx, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, m[0], sizeof(m[0]), 0), (ssize_t)sizeof(m[0]));
+	memcpy(&psize, m[0] + 16 + 24, 4);
+	assert_int_equal(pread(fd, m[1], sizeof(m[1]), psize), (ssize_t)sizeof(m[1]));
+	close(fd);
+	memcpy(&t[0], m[0] + 16 + 128, 8);
+	memcpy(&t[1], m[1] + 16 + 128, 8);
+	return t[0] > t[1] ? t[0] : t[1];
+}
+
+/*
+ * A resume's path to its first guest instruction commits nothing: the
+ * handler's create over a store that has its regions writes no
+ * transaction, and an enable that takes no page (fresh, empty memory)
+ * leaves its state to the commit thread.  What the caller left pending (a
+ * blob deleted, as a resume deletes its image) goes with that commit.
+ */
+static void resume_commits_nothing_before_the_guest_runs(void **state)
+{
+	(void)state;
+	struct hfx f;
+	make_image(&f, UINT64_MAX);
+	struct vswap_store_opts so = {.staging_dir = "/dev/shm", .log = quiet, .lazy_index = true};
+	assert_int_equal(
+	    store_open_flags(f.path, &so, STORE_OPEN_LOCK | STORE_OPEN_LOAD_HELD, &f.store), 0);
+	assert_int_equal(vswap_store_blob_put(f.store, "image", "x", 1), 0);
+	assert_int_equal(vswap_store_commit(f.store), 0);
+	assert_int_equal(vswap_store_blob_delete(f.store, "image"), 0);
+	uint64_t before = index_txnid(f.path);
+	assert_int_equal(hfx_start(&f, NULL), 0);
+	assert_int_equal(index_txnid(f.path), before);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_store_state(f.store), VSWAP_STATE_PENDING);
+	/* The commit thread's commit lands (meta and blobs only: the walk,
+	 * still held, is not waited for). */
+	time_t t0 = time(NULL);
+	while (index_txnid(f.path) == before) {
+		if (time(NULL) - t0 > 30)
+			fail_msg("the commit thread did not commit the enable's state");
+		sched_yield();
+	}
+	loader_release(f.store);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_lazy");
@@ -268,6 +324,7 @@ int main(void)
 	    cmocka_unit_test(faults_race_the_load),
 	    cmocka_unit_test(damaged_record_found_by_a_fault),
 	    cmocka_unit_test(damaged_record_found_by_the_walk),
+	    cmocka_unit_test(resume_commits_nothing_before_the_guest_runs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

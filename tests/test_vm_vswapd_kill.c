@@ -337,6 +337,14 @@ static uint64_t json_u64(const char *json, const char *key)
 	return p ? strtoull(p + strlen(k), NULL, 10) : UINT64_MAX;
 }
 
+static double json_f64(const char *json, const char *key)
+{
+	char k[64];
+	snprintf(k, sizeof(k), "\"%s\":", key);
+	const char *p = strstr(json, k);
+	return p ? strtod(p + strlen(k), NULL) : -1;
+}
+
 /* vswap-vm's verdict: every page right, no vCPU failed, every cycle run.
  * Its own audit (vswap-fsck -n) must be clean, except, with @kills, for
  * leaked slots alone: a swap-out killed before its commit leaves its
@@ -471,6 +479,16 @@ static void test_kills(void **state)
 		int st = run_with_kills(&x, v, modes[i], cycles, mine, &k, &seed);
 		fprintf(stderr, "  %s mode: %u kills over %u cycles\n", modes[i], k.done - before,
 			cycles);
+		/* As vswap-vm's client measured each: its end of file seen ->
+		 * the guest resumed (the kill, the new daemon's start, the
+		 * reconnect, the store's open and the resume). */
+		fprintf(stderr,
+			"    restart to serving: p50 %.2f ms, max %.2f ms (%llu of %llu "
+			"restarts sampled)\n",
+			json_f64(v->json, "vswapd_restart_to_serving_p50_ms"),
+			json_f64(v->json, "vswapd_restart_to_serving_max_ms"),
+			(unsigned long long)json_u64(v->json, "vswapd_restarts_sampled"),
+			(unsigned long long)json_u64(v->json, "vswapd_restarts"));
 		check_verdict(v, st, modes[i], cycles, true);
 		repairs += check_store(&x);
 		free(v);

@@ -292,6 +292,16 @@ static void print_json(const struct vmm_opts *o, const struct vmm_result *r, boo
 	json_string(&w, r->path);
 	json_key(&w, "served_by");
 	json_string(&w, o->vswapd ? "vswapd" : "in-process");
+	if (o->vswapd) {
+		json_key(&w, "vswapd_restarts");
+		json_u64(&w, r->vswapd_restarts);
+		json_key(&w, "vswapd_restarts_sampled");
+		json_u64(&w, r->restarts_sampled);
+		json_key(&w, "vswapd_restart_to_serving_p50_ms");
+		json_double(&w, r->restart_p50_ms);
+		json_key(&w, "vswapd_restart_to_serving_max_ms");
+		json_double(&w, r->restart_max_ms);
+	}
 	json_key(&w, "cycles");
 	json_u64(&w, r->cycles_done);
 	json_key(&w, "wrong_pages");

@@ -12,9 +12,10 @@
  * guest memory and a fresh VM, put the saved state back and let the vCPUs
  * run at once; pages fault in lazily from the store, every one verified,
  * while the recorded working set is read ahead.  The image is used once: the
- * resume deletes vm.state (committed when the handler is created, before a
- * guest instruction runs), because from then on the guest changes its
- * memory and the store no longer holds a consistent picture of it.
+ * resume deletes vm.state with the store's first commit (the handler's commit
+ * thread makes it right after the guest starts), because from then on the
+ * index records what the guest changed and no longer holds the picture the
+ * saved vCPUs belong to.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -442,8 +443,13 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 
 	if ((rc = -pthread_create(&mt, NULL, machine_main, &mj)))
 		goto out;
-	/* Used once: gone with the handler's first commit, before the guest
-	 * runs (no commit before it can change what the image says). */
+	/* Used once: deleted by the store's first commit, which the enable
+	 * (it takes no page of this empty memory) leaves to the handler's
+	 * commit thread, so the guest runs without waiting for a sync.  Until
+	 * a commit, the store is the image still (what the guest changes is
+	 * in its memory only): a kill then leaves it to resume again.  Every
+	 * commit takes the pending blobs with it, so none that records a page
+	 * the guest changed can leave the image behind. */
 	rc = vswap_store_blob_delete(m.store, STATE_BLOB);
 	if (!rc)
 		rc = vmm_handler(&m);

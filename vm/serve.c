@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -26,12 +27,48 @@
 
 #define WAIT_STATE_MS 600000
 
+/* The daemon's restarts so far; a new one's time to serving is kept. */
 static uint64_t restarts(struct vmm *m)
 {
 	struct vswap_client_info in = {0};
 	if (m->c)
 		vswap_client_info(m->c, &in);
+	if (in.reconnects > m->restarts_seen) {
+		m->restarts_seen = in.reconnects;
+		if (m->nrestart_us == m->cap_restart_us) {
+			size_t cap = m->cap_restart_us ? 2 * m->cap_restart_us : 64;
+			uint64_t *v = realloc(m->restart_us, cap * sizeof(*v));
+			if (!v)
+				return in.reconnects; /* a sample less */
+			m->restart_us = v;
+			m->cap_restart_us = cap;
+		}
+		m->restart_us[m->nrestart_us++] = in.last_reconnect_us;
+	}
 	return in.reconnects;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The restarts' figures into the result, the samples freed. */
+static void restarts_report(struct vmm *m)
+{
+	restarts(m);
+	struct vmm_result *r = m->r;
+	r->vswapd_restarts = m->restarts_seen;
+	r->restarts_sampled = m->nrestart_us;
+	if (m->nrestart_us) {
+		qsort(m->restart_us, m->nrestart_us, sizeof(uint64_t), cmp_u64);
+		r->restart_p50_ms = (double)m->restart_us[m->nrestart_us / 2] / 1e3;
+		r->restart_max_ms = (double)m->restart_us[m->nrestart_us - 1] / 1e3;
+	}
+	free(m->restart_us);
+	m->restart_us = NULL;
+	m->nrestart_us = m->cap_restart_us = 0;
 }
 
 /* @rc of command @what: a refusal is the resumed state's answer when the
@@ -97,6 +134,7 @@ int vmm_unserve(struct vmm *m)
 		rc = vswap_handler_destroy(m->h);
 	m->h = NULL;
 	if (m->c) {
+		restarts_report(m);
 		rc = vswap_client_exit(m->c);
 		if (rc)
 			fprintf(stderr, "vswap-vm: vswapd exit: %s\n", vswap_strerror(rc));
@@ -153,6 +191,8 @@ int vmm_status(struct vmm *m)
 {
 	int rc = m->c ? vswap_client_status(m->c, &m->r->status)
 		      : vswap_handler_status(m->h, &m->r->status);
+	if (m->c)
+		restarts(m); /* a look at the restarts too */
 
 	if (!rc &&
 	    vswap_status_to_json(&m->r->status, m->r->status_json, sizeof(m->r->status_json)) < 0)

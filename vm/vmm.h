@@ -68,6 +68,11 @@ struct vmm_result {
 	double swapped_gbps, resident_gbps;
 	/* faults */
 	uint64_t from_file, from_staging, zero_filled, removed_pages;
+	/* --vswapd: the daemon's restarts, and the time each took the client
+	 * from its end of file to the guest resumed (p50 and max over the
+	 * restarts sampled: two between two looks count once) */
+	uint64_t vswapd_restarts, restarts_sampled;
+	double restart_p50_ms, restart_max_ms;
 	/* hibernate and resume */
 	double hibernate_ms;
 	uint64_t hibernated_pages;

@@ -26,6 +26,12 @@ struct vmm {
 	int uffd;
 	bool have_uffd;
 	uint64_t restarts_at_cycle; /* the daemon's restarts when the cycle began */
+	/* Each restart's time to serving again, as the client measured it
+	 * (end of file seen -> guest resumed), sampled whenever the client
+	 * is asked anything: two restarts between samples give one. */
+	uint64_t restarts_seen;
+	uint64_t *restart_us;
+	size_t nrestart_us, cap_restart_us;
 };
 
 double vmm_secs(uint64_t t0_ns);
