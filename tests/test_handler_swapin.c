@@ -4,7 +4,8 @@
  * remover resumes, and punches its range, as soon as the monitor has read
  * the event, before the monitor applies it to the store.  A swap-in that
  * read a page's bytes earlier must not copy them into that punched hole:
- * the guest removed the page, and it must read zeros.
+ * the guest removed the page, and it must read zeros.  And its reads go
+ * O_DIRECT: they leave no page cache behind (swap_in_leaves_no_page_cache).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -100,11 +101,71 @@ static void remove_after_swap_in_read(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* ---- the swap-in's reads bypass the page cache ----------------------------- */
+
+#define MANY 64u
+
+struct cache_probe {
+	struct hfx *f;
+	int calls;
+	int cached; /* swap-file pages in the page cache at the first copy */
+};
+
+static void probe_hook(void *ctx, int where)
+{
+	struct cache_probe *c = ctx;
+	if (where != SWAP_IN_HOOK_COPIED || c->calls++)
+		return;
+	int fd = vswap_store_swap_fd(c->f->store);
+	size_t len = (MANY + 2) * c->f->page_size;
+	void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	unsigned char vec[MANY + 2];
+	if (map == MAP_FAILED || mincore(map, len, vec) != 0) {
+		c->cached = -1;
+	} else {
+		for (unsigned i = 0; i < MANY + 2; i++)
+			c->cached += vec[i] & 1;
+	}
+	if (map != MAP_FAILED)
+		munmap(map, len);
+}
+
+/* The first run copied, the next ones read or in flight: none of it went
+ * through the page cache (with read-ahead advice, all of it did). */
+static void swap_in_leaves_no_page_cache(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {MANY};
+	const struct vswap_handler_opts o = {.chunk_pages = 8, .prefetch_budget_pages = 64};
+	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
+	for (uint64_t p = 0; p < MANY; p++)
+		memset(hfx_addr(&f, 0, p), (int)(0x20 + p), f.page_size);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	int fd = vswap_store_swap_fd(f.store);
+	assert_int_equal(fdatasync(fd), 0);
+	assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	struct cache_probe c = {.f = &f};
+	f.h->swap_in_hook_ctx = &c;
+	f.h->swap_in_hook = probe_hook;
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	f.h->swap_in_hook = NULL;
+	assert_true(c.calls > 1);
+	assert_int_equal(c.cached, 0);
+	for (uint64_t p = 0; p < MANY; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), (int)(0x20 + p));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_swapin");
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(remove_after_swap_in_read),
+	    cmocka_unit_test(swap_in_leaves_no_page_cache),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
