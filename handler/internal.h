@@ -437,10 +437,14 @@ void protect_swap_out_start(struct vswap_handler *h);
 uint32_t protect_gather(struct vswap_handler *h, uint64_t *pages, uint32_t max, unsigned max_runs);
 /* After the commit of written runs (lock held): note the pages still
  * protected and present for removal; protect_remove_start() (lock not held)
- * hands them to the pool, protect_remove_wait() waits for the removals. */
+ * hands them to the pool (without @wait, what finds its queue full stays
+ * noted), protect_remove_wait() queues the rest and waits for them all. */
 void protect_remove_written(struct vswap_handler *h, uint64_t first, uint64_t count);
-void protect_remove_start(struct vswap_handler *h);
+void protect_remove_start(struct vswap_handler *h, bool wait);
 void protect_remove_wait(struct vswap_handler *h);
+/* After a batch's writes from the alias mapping (@pages sorted, no lock):
+ * unmap them from the alias. */
+void protect_alias_drop(struct vswap_handler *h, const uint64_t *pages, uint32_t n);
 /* One trim batch in place: judged under the lock (pages trimmed, or -1
  * when every protected page was examined), committed by the caller without
  * it, then removed under it (protect_trim_remove(), which also frees @t;

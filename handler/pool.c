@@ -76,20 +76,36 @@ int pool_create(unsigned workers, unsigned capacity, struct pool **out)
 	return 0;
 }
 
-int pool_push(struct pool *p, pool_fn fn, void *arg)
+static int push(struct pool *p, pool_fn fn, void *arg, bool wait)
 {
 	pthread_mutex_lock(&p->lock);
-	while (p->len == p->cap && !p->closed)
+	while (wait && p->len == p->cap && !p->closed)
 		pthread_cond_wait(&p->not_full, &p->lock);
-	if (p->closed) {
+	if (p->closed || p->len == p->cap) {
+		int rc = p->closed ? -EPIPE : -EAGAIN;
 		pthread_mutex_unlock(&p->lock);
-		return -EPIPE;
+		return rc;
 	}
 	p->q[(p->head + p->len) % p->cap] = (struct task){fn, arg};
 	p->len++;
 	pthread_cond_signal(&p->not_empty);
 	pthread_mutex_unlock(&p->lock);
 	return 0;
+}
+
+int pool_push(struct pool *p, pool_fn fn, void *arg)
+{
+	return push(p, fn, arg, true);
+}
+
+int pool_try_push(struct pool *p, pool_fn fn, void *arg)
+{
+	return push(p, fn, arg, false);
+}
+
+unsigned pool_workers(const struct pool *p)
+{
+	return p->nthreads;
 }
 
 void pool_wait_complete(struct pool *p)

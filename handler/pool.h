@@ -18,6 +18,10 @@ typedef void (*pool_fn)(void *arg);
 int pool_create(unsigned workers, unsigned capacity, struct pool **out);
 /* Queue a task; blocks while the queue is full; -EPIPE once closed. */
 int pool_push(struct pool *p, pool_fn fn, void *arg);
+/* The same without blocking: -EAGAIN while the queue is full. */
+int pool_try_push(struct pool *p, pool_fn fn, void *arg);
+/* How many threads the pool has. */
+unsigned pool_workers(const struct pool *p);
 /* Wait until the queue is empty and every worker is idle (tasks finished,
  * not merely dequeued). */
 void pool_wait_complete(struct pool *p);

@@ -1038,42 +1038,107 @@ static void removal_task(void *arg)
 	free(t);
 }
 
-/*
- * One task per commit, not one per run: the pool's queue holds as many
- * tasks as it has workers, and a push waits for room, so a task per 2 MiB
- * run made the swap-out wait for the punches of earlier commits (under
- * load half its time) while the disk had nothing to write.  Now the job
- * waits only when several commits' removals are still queued: when
- * removing is slower than writing, which then bounds the swap-out.
- */
-void protect_remove_start(struct vswap_handler *h)
+/* Note runs for a later start again (lock not held); without memory their
+ * pages stay, resident, protected and present (see removal_run()). */
+static void removals_keep(struct vswap_handler *h, const struct run *v, unsigned n)
 {
 	struct protect *wp = &h->wp;
 	pthread_mutex_lock(&h->lock);
-	struct removal t = {h, wp->removals, wp->nremovals};
+	for (unsigned i = 0; i < n; i++) {
+		if (ARRAY_RESERVE(wp->removals, wp->cap_removals, wp->nremovals + 1, 64)) {
+			hlog(h, VSWAP_LOG_WARN, "no memory to remove %u runs of swapped-out pages",
+			     n - i);
+			break;
+		}
+		wp->removals[wp->nremovals++] = v[i];
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
+/*
+ * Hand the runs noted for removal to the pool, in one task per worker of
+ * about equal pages (a commit's pages punched on every CPU), not one per
+ * run: the pool's queue holds as many tasks as it has workers, and a push
+ * waits for room, so a task per 2 MiB run made the swap-out wait for the
+ * punches of earlier commits (under load half its time) while the disk had
+ * nothing to write.  Without @wait nothing waits: runs that find the queue
+ * full stay noted for the next call; with @wait (the end of a swap-out,
+ * protect_remove_wait()) every run is queued.
+ */
+void protect_remove_start(struct vswap_handler *h, bool wait)
+{
+	struct protect *wp = &h->wp;
+	pthread_mutex_lock(&h->lock);
+	struct run *v = wp->removals;
+	unsigned n = wp->nremovals;
 	wp->removals = NULL;
 	wp->nremovals = wp->cap_removals = 0;
 	pthread_mutex_unlock(&h->lock);
-	if (!t.n) {
-		free(t.v);
-		return;
+	uint64_t total = 0;
+	for (unsigned i = 0; i < n; i++)
+		total += v[i].count;
+	unsigned parts = pool_workers(h->pool), i = 0;
+	for (unsigned k = 0; k < parts && i < n; k++) {
+		/* Runs [i, j): this part's share of the pages. */
+		uint64_t share = (total + parts - k - 1) / (parts - k), got = 0;
+		unsigned j = i;
+		while (j < n && (got < share || j == i))
+			got += v[j++].count;
+		total -= got;
+		struct removal *t = malloc(sizeof(*t));
+		struct run *part = malloc((j - i) * sizeof(*part));
+		int rc = t && part ? 0 : -ENOMEM;
+		if (rc == 0) {
+			memcpy(part, v + i, (j - i) * sizeof(*part));
+			*t = (struct removal){h, part, j - i};
+			rc = wait ? pool_push(h->pool, removal_task, t)
+				  : pool_try_push(h->pool, removal_task, t);
+		}
+		if (rc < 0) {
+			free(t);
+			free(part);
+		}
+		if (rc == -EAGAIN || rc == -ENOMEM) {
+			removals_keep(h, v + i, n - i);
+			break;
+		}
+		if (rc < 0) /* the pool is closed: the pages stay */
+			hlog(h, VSWAP_LOG_WARN,
+			     "cannot queue the removal of %u runs of swapped-out pages", j - i);
+		i = j;
 	}
-	struct removal *task = malloc(sizeof(*task));
-	if (task) {
-		*task = t;
-		if (pool_push(h->pool, removal_task, task) == 0)
-			return;
-		free(task);
+	free(v);
+}
+
+/*
+ * The O_DIRECT writes mapped the pages into the alias (the kernel faults
+ * them in to pin them), so the punch that removes a page would unmap it
+ * from two mappings: on scattered pages (a punch per page) that doubled
+ * the punch's cost.  One MADV_DONTNEED per region the batch spans unmaps
+ * them here instead (only the alias's page table entries go; the pages stay
+ * in the memfd, and a page another batch has in flight stays pinned).
+ */
+void protect_alias_drop(struct vswap_handler *h, const uint64_t *pages, uint32_t n)
+{
+	for (uint32_t i = 0; i < n;) {
+		const struct hregion *r = region_of_page(h, pages[i]);
+		uint64_t rend = r->first + r->pages;
+		uint32_t j = i;
+		while (j + 1 < n && pages[j + 1] < rend)
+			j++;
+		uintptr_t a = (uintptr_t)r->alias + ((pages[i] - r->first) << h->page_shift);
+		size_t len = (size_t)(pages[j] - pages[i] + 1) << h->page_shift;
+		madvise((void *)a, len, MADV_DONTNEED); /* a failure costs only speed */
+		i = j + 1;
 	}
-	/* No task: the pages stay (see removal_run()). */
-	hlog(h, VSWAP_LOG_WARN, "cannot queue the removal of %u runs of swapped-out pages", t.n);
-	free(t.v);
 }
 
 void protect_remove_wait(struct vswap_handler *h)
 {
-	if (h->wp.on)
-		pool_wait_complete(h->pool);
+	if (!h->wp.on)
+		return;
+	protect_remove_start(h, true);
+	pool_wait_complete(h->pool);
 }
 
 /* ---- trim in place ------------------------------------------------------- */

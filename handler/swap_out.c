@@ -3,7 +3,8 @@
  * Swap-out, on the job thread: the pages to write (staged pages in copy
  * mode, the protected pages of guest memory in protect mode) go to the swap
  * file in batches of up to chunk_pages pages, SWAP_OUT_WRITES batches in
- * flight at once, while the monitor serves faults.  Nothing slow happens
+ * flight at once on the library's I/O engine (store/io.h: submitted now,
+ * reaped later), while the monitor serves faults.  Nothing slow happens
  * under h->lock: a batch is gathered and its slots reserved under it
  * (vswap_store_write_begin()), written and hashed without it, and ended
  * under it again (vswap_store_write_end()); the commits that make the
@@ -72,14 +73,15 @@ struct out_batch {
 	struct iovec *iov;
 	unsigned niov;
 	struct out_req *reqs;
-	unsigned nreqs, pending;
+	struct vswap_io_req *ios; /* one per write, on the I/O engine */
+	unsigned nreqs, nsub, pending;
 	int result;
 };
 
 struct swap_out {
 	struct vswap_handler *h;
-	struct io_uring ring;
-	bool have_ring;
+	struct vswap_io io; /* without io_uring, it writes synchronously */
+	bool io_up;
 	struct out_batch b[SWAP_OUT_WRITES];
 	unsigned busy;
 	bool staged_phase; /* protect mode: the protected pages are all gathered */
@@ -146,7 +148,7 @@ static void after_commit(struct vswap_handler *h)
 		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_COMMITTED);
 	/* Protect mode: the committed pages leave guest memory on the pool
 	 * while the next batches are written. */
-	protect_remove_start(h);
+	protect_remove_start(h, false);
 }
 
 int swap_out_flush(struct vswap_handler *h)
@@ -268,77 +270,50 @@ static void batch_plan(struct vswap_handler *h, struct out_batch *b)
 	}
 }
 
-/* The rest of a write the ring cut short (or refused with EAGAIN),
- * synchronously: rare. */
-static int req_finish_sync(const struct out_batch *b, struct out_req *q)
+/* A write handed back by the engine: complete, or stopped by an error
+ * after @done bytes (short writes are continued inside the engine). */
+static void batch_req_done(struct out_batch *b, struct out_req *q, const struct vswap_io_req *io)
 {
-	while (q->done < q->len) {
-		/* Skip the iovecs already written. */
-		unsigned k = q->iov0;
-		size_t skip = q->done;
-		while (skip >= b->iov[k].iov_len) {
-			skip -= b->iov[k].iov_len;
-			k++;
-		}
-		ssize_t w = pwrite(b->fd, (const uint8_t *)b->iov[k].iov_base + skip,
-				   b->iov[k].iov_len - skip, (off_t)(q->off + q->done));
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		if (w == 0)
-			return -EIO;
-		q->done += (uint32_t)w;
-	}
-	return 0;
-}
-
-static void batch_req_done(struct out_batch *b, struct out_req *q, int res)
-{
-	if (res == -EAGAIN || res == -EINTR)
-		res = 0;
-	if (res < 0) {
-		q->err = res;
-	} else {
-		q->done += (uint32_t)res;
-		if (q->done < q->len) /* short: a full disk says so now */
-			q->err = req_finish_sync(b, q);
-	}
+	q->done = io->done;
+	if (io->res < 0)
+		q->err = io->res;
+	else if (q->done < q->len)
+		q->err = -EIO;
 	if (q->err && !b->result)
 		b->result = q->err;
 	b->pending--;
+}
+
+/* Queue what the ring has room for of the batch's writes, and enter the
+ * kernel once for them; the rest goes after a reap. */
+static void batch_push(struct swap_out *so, struct out_batch *b)
+{
+	if (b->nsub == b->nreqs)
+		return;
+	int taken = vswap_io_queue(&so->io, &b->ios[b->nsub], b->nreqs - b->nsub);
+	if (taken > 0)
+		b->nsub += (unsigned)taken;
+	/* Refused now: the queued writes stay, and the next reap enters the
+	 * kernel again for them. */
+	(void)vswap_io_flush(&so->io);
 }
 
 static void batch_submit(struct swap_out *so, unsigned bi)
 {
 	struct out_batch *b = &so->b[bi];
 	b->pending = b->nreqs;
+	b->nsub = 0;
 	b->result = 0;
-	unsigned queued = 0;
 	for (unsigned r = 0; r < b->nreqs; r++) {
-		struct out_req *q = &b->reqs[r];
-		struct io_uring_sqe *sqe = so->have_ring ? io_uring_get_sqe(&so->ring) : NULL;
-		if (!sqe) {
-			if (so->have_ring && queued) { /* the ring is full: push it on */
-				io_uring_submit(&so->ring);
-				queued = 0;
-				sqe = io_uring_get_sqe(&so->ring);
-			}
-			if (!sqe) {
-				batch_req_done(b, q, 0); /* 0 bytes: all of it by hand */
-				continue;
-			}
-		}
-		io_uring_prep_writev(sqe, b->fd, &b->iov[q->iov0], q->niov, q->off);
-		io_uring_sqe_set_data64(sqe, (uint64_t)bi << 32 | r);
-		queued++;
+		const struct out_req *q = &b->reqs[r];
+		b->ios[r] = (struct vswap_io_req){.iov = &b->iov[q->iov0],
+						  .iovcnt = q->niov,
+						  .off = q->off,
+						  .fd = b->fd,
+						  .write = true,
+						  .tag = (uint64_t)bi << 32 | r};
 	}
-	if (queued && io_uring_submit(&so->ring) < 0) {
-		/* Not submitted: nothing will complete them; by hand. */
-		for (unsigned r = 0; r < b->nreqs; r++)
-			if (b->reqs[r].done == 0)
-				batch_req_done(b, &b->reqs[r], 0);
-	}
+	batch_push(so, b);
 }
 
 /* Gather and submit one batch; 0 when nothing is left to write. */
@@ -384,6 +359,8 @@ static int batch_end(struct swap_out *so, struct out_batch *b)
 {
 	struct vswap_handler *h = so->h;
 	struct monitor *m = &h->m;
+	if (b->alias)
+		protect_alias_drop(h, b->pages, b->count);
 	pthread_mutex_lock(&h->lock);
 	/* A page is written when its write got past its last byte: the
 	 * pages before a full disk's cut count. */
@@ -422,28 +399,23 @@ static int batch_end(struct swap_out *so, struct out_batch *b)
 	return rc;
 }
 
-/* Wait for one completion (or, without a ring, nothing is in flight) and
- * end the batches it completes. */
+/* Wait for at least one write, hand what completed to its batch, queue
+ * the writes that waited for room, and end the batches complete. */
 static int reap(struct swap_out *so)
 {
-	int rc = 0;
-	if (so->have_ring) {
-		struct io_uring_cqe *cqe;
-		int w = io_uring_wait_cqe(&so->ring, &cqe);
-		if (w < 0 && w != -EINTR && w != -EAGAIN)
-			return w; /* the ring is broken: fatal for this swap-out */
-		unsigned head, seen = 0;
-		io_uring_for_each_cqe(&so->ring, head, cqe)
-		{
-			unsigned bi = (unsigned)(cqe->user_data >> 32);
-			unsigned r = (unsigned)(cqe->user_data & 0xffffffffu);
-			batch_req_done(&so->b[bi], &so->b[bi].reqs[r], cqe->res);
-			seen++;
-		}
-		io_uring_cq_advance(&so->ring, seen);
+	struct vswap_io_req *done[16];
+	int n = vswap_io_reap(&so->io, done, 16, true);
+	if (n < 0)
+		return n; /* the ring is broken: fatal for this swap-out */
+	for (int i = 0; i < n; i++) {
+		struct out_batch *b = &so->b[done[i]->tag >> 32];
+		batch_req_done(b, &b->reqs[done[i]->tag & 0xffffffffu], done[i]);
 	}
+	int rc = 0;
 	for (unsigned i = 0; i < SWAP_OUT_WRITES; i++) {
 		struct out_batch *b = &so->b[i];
+		if (b->busy)
+			batch_push(so, b);
 		if (b->busy && b->pending == 0) {
 			int e = batch_end(so, b);
 			if (e < 0 && !rc)
@@ -462,10 +434,11 @@ static void so_free(struct swap_out *so)
 		free(so->b[i].status);
 		free(so->b[i].iov);
 		free(so->b[i].reqs);
+		free(so->b[i].ios);
 	}
 	free(so->committing);
-	if (so->have_ring)
-		io_uring_queue_exit(&so->ring);
+	if (so->io_up)
+		vswap_io_fini(&so->io);
 }
 
 static int so_init(struct swap_out *so, struct vswap_handler *h)
@@ -484,12 +457,16 @@ static int so_init(struct swap_out *so, struct vswap_handler *h)
 		b->status = malloc(n * sizeof(*b->status));
 		b->iov = malloc(n * sizeof(*b->iov));
 		b->reqs = malloc(n * sizeof(*b->reqs));
-		if (!b->pages || !b->slots || !b->sums || !b->status || !b->iov || !b->reqs)
+		b->ios = malloc(n * sizeof(*b->ios));
+		if (!b->pages || !b->slots || !b->sums || !b->status || !b->iov || !b->reqs ||
+		    !b->ios)
 			return -ENOMEM;
 	}
-	/* Without io_uring (refused by sysctl or seccomp) every batch is
-	 * written synchronously here: still off the monitor. */
-	so->have_ring = io_uring_queue_init(64, &so->ring, 0) == 0;
+	/* Without io_uring (refused by sysctl or seccomp) the engine writes
+	 * each batch synchronously as it is submitted: still off the
+	 * monitor. */
+	(void)vswap_io_init(&so->io, 64);
+	so->io_up = true;
 	return 0;
 }
 
@@ -509,9 +486,6 @@ int swap_out_job(struct job *j, void *arg)
 			if (s < 0)
 				so.error = s;
 			more = s > 0;
-			/* Without a ring the batch is written: end it now. */
-			if (!so.have_ring)
-				break;
 		}
 		if (job_aborted(j) || so.error)
 			more = false;
@@ -519,7 +493,7 @@ int swap_out_job(struct job *j, void *arg)
 			int e = reap(&so);
 			if (e < 0) {
 				so.error = so.error ? so.error : e;
-				if (e != -ENOMEM && so.have_ring && so.busy)
+				if (e != -ENOMEM && so.busy)
 					break; /* the ring is gone: its batches with it */
 			}
 		}
@@ -554,9 +528,9 @@ int swap_out_job(struct job *j, void *arg)
 		rc = so.error;
 	/* A broken ring's batches: the ring's exit waits for their writes,
 	 * then they end as failed (their slots back, their pages unchanged). */
-	if (so.have_ring && so.busy) {
-		io_uring_queue_exit(&so.ring);
-		so.have_ring = false;
+	if (so.busy) {
+		vswap_io_fini(&so.io);
+		so.io_up = false;
 		for (unsigned i = 0; i < SWAP_OUT_WRITES; i++)
 			if (so.b[i].busy) {
 				for (unsigned r = 0; r < so.b[i].nreqs; r++) {

@@ -116,6 +116,13 @@ struct commit_snap {
 	 * over (@punch_due: vswap_store_stage_mark() says -EBUSY). */
 	struct range_vec punch;
 	atomic_bool punch_due;
+	/* Swap-file slots the landed commit freed, sorted, still marked used
+	 * (so never reused) until vswap_store_commit_punch() has punched them
+	 * without the caller's lock (@slots_due, set by the end) and the next
+	 * call under the lock that may reuse slots has released them
+	 * (@slots_punched, set by the punch; release_punched()). */
+	struct slot_vec slot_punch;
+	atomic_bool slots_due, slots_punched;
 };
 
 struct vswap_store {

@@ -78,6 +78,7 @@ void tables_free(struct vswap_store *s)
 	free(s->snap.recs);
 	free(s->snap.committing);
 	free(s->snap.freed.v);
+	free(s->snap.slot_punch.v);
 	free(s->snap.unpunched.v);
 	free(s->snap.punch.v);
 	memset(&s->snap, 0, sizeof(s->snap));

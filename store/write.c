@@ -31,6 +31,8 @@ static int scratch_reserve(struct vswap_store *s, size_t n)
 	return 0;
 }
 
+static void release_punched(struct vswap_store *s);
+
 /*
  * Choose a slot per page.  A stale page is rewritten in place when the index
  * already says stale: that old copy is expendable (the current one is in
@@ -150,6 +152,7 @@ int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, con
 	int ret = index_need_all(s);
 	if (ret)
 		return ret;
+	release_punched(s);
 	ret = scratch_reserve(s, count);
 	if (ret)
 		return ret;
@@ -254,7 +257,9 @@ static void keep_pinned(struct vswap_store *s, struct slot_vec *f)
 	f->n = k;
 }
 
-static void release_freed(struct vswap_store *s, struct slot_vec *f)
+/* Release @f: @punched says its runs were punched already (only the tail
+ * past the last used slot is cut off here). */
+static void release_slots(struct vswap_store *s, struct slot_vec *f, bool punched)
 {
 	keep_pinned(s, f);
 	if (!f->n)
@@ -266,7 +271,7 @@ static void release_freed(struct vswap_store *s, struct slot_vec *f)
 	for (size_t i = 0; i < f->n; i++)
 		slot_clear_used(s, f->v[i]);
 	uint64_t end = s->slots_end; /* shrunk past freed slots at the tail */
-	for (size_t i = 0; i < f->n;) {
+	for (size_t i = 0; i < f->n && !punched;) {
 		size_t j = i + 1;
 		while (j < f->n && f->v[j] == f->v[j - 1] + 1)
 			j++;
@@ -278,9 +283,28 @@ static void release_freed(struct vswap_store *s, struct slot_vec *f)
 	}
 	/* A tolerant (repair) open may not know every slot: never cut there. */
 	uint64_t top = f->v[f->n - 1];
-	if (top >= end && (s->tolerant || ftruncate(s->fd, (off_t)slot_offset(s, end)) != 0))
+	if (top >= end && (s->tolerant || ftruncate(s->fd, (off_t)slot_offset(s, end)) != 0) &&
+	    !punched)
 		punch_slots(s, end, top + 1 - end);
 	f->n = 0;
+}
+
+static void release_freed(struct vswap_store *s, struct slot_vec *f)
+{
+	release_slots(s, f, false);
+}
+
+/* Under the caller's lock, before anything that may take a free slot: the
+ * slots a split commit freed are reusable once they are punched. */
+static void release_punched(struct vswap_store *s)
+{
+	struct commit_snap *c = &s->snap;
+	if (!atomic_load(&c->slots_punched))
+		return;
+	release_slots(s, &c->slot_punch, true);
+	c->slot_punch.n = 0;
+	atomic_store(&c->slots_punched, false);
+	atomic_store(&c->slots_due, false);
 }
 
 int vswap_store_commit(struct vswap_store *s)
@@ -291,6 +315,7 @@ int vswap_store_commit(struct vswap_store *s)
 		return -ECHILD; /* a forked child must not commit through LMDB */
 	if (s->sync_error)
 		return s->sync_error;
+	release_punched(s);
 	struct commit_snap *c = &s->snap;
 	bool joined = c->active;
 	if (joined) {
@@ -397,6 +422,7 @@ int vswap_store_commit_begin(struct vswap_store *s)
 		return s->sync_error;
 	if (c->active)
 		return -EBUSY;
+	release_punched(s);
 	if (!anything_pending(s))
 		return 0;
 	/* The lazy commit waits for the load rather than make its caller wait
@@ -491,7 +517,22 @@ void vswap_store_commit_end(struct vswap_store *s, int result)
 		s->commits++;
 		if (c->cached)
 			posix_fadvise(s->fd, 0, 0, POSIX_FADV_DONTNEED);
-		release_freed(s, &c->freed);
+		/* The freed slots are punched in vswap_store_commit_punch()
+		 * too (on ext4 a punch of a long run takes milliseconds), and
+		 * stay marked used until then: none is reused unpunched.  If
+		 * the last commit's are still due, these go now. */
+		if (!atomic_load(&c->slots_due)) {
+			keep_pinned(s, &c->freed);
+			struct slot_vec t = c->slot_punch;
+			c->slot_punch = c->freed;
+			c->freed = t;
+			c->freed.n = 0;
+			if (c->slot_punch.n > 1)
+				qsort(c->slot_punch.v, c->slot_punch.n, sizeof(uint64_t), cmp_u64);
+			atomic_store(&c->slots_due, c->slot_punch.n > 0);
+		} else {
+			release_freed(s, &c->freed);
+		}
 		/* The staging bytes go in vswap_store_commit_punch(), without
 		 * the caller's lock: punching 64 MiB of shared memory takes
 		 * tens of milliseconds, and faults would wait for it. */
@@ -518,9 +559,28 @@ void vswap_store_commit_end(struct vswap_store *s, int result)
 	c->active = false;
 }
 
+/* The slots of c->slot_punch, in runs of consecutive slots; without the
+ * caller's lock (nothing else touches them until slots_punched). */
+static void punch_freed_slots(struct vswap_store *s)
+{
+	struct commit_snap *c = &s->snap;
+	if (!atomic_load(&c->slots_due) || atomic_load(&c->slots_punched))
+		return;
+	const struct slot_vec *f = &c->slot_punch;
+	for (size_t i = 0; i < f->n;) {
+		size_t j = i + 1;
+		while (j < f->n && f->v[j] == f->v[j - 1] + 1)
+			j++;
+		punch_slots(s, f->v[i], f->v[j - 1] - f->v[i] + 1);
+		i = j;
+	}
+	atomic_store(&c->slots_punched, true);
+}
+
 void vswap_store_commit_punch(struct vswap_store *s)
 {
 	struct commit_snap *c = &s->snap;
+	punch_freed_slots(s);
 	if (!atomic_load(&c->punch_due))
 		return;
 	/* Only this call and the end that filled it touch c->punch; the
@@ -590,6 +650,7 @@ int vswap_store_write_begin(struct vswap_store *s, const uint64_t *pages, uint32
 	int ret = index_need_all(s);
 	if (ret)
 		return ret;
+	release_punched(s);
 	ret = wflight_reserve(s);
 	if (ret)
 		return ret;

@@ -473,7 +473,7 @@ static void racer_hook(void *ctx, int where)
 		sched_yield();
 	}
 	if (hold) {
-		protect_remove_start(h);
+		protect_remove_start(h, true);
 		protect_remove_wait(h);
 		atomic_store(&h->m.hold_events, false);
 	}

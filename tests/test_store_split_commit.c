@@ -2,12 +2,14 @@
 /*
  * The split commit (vswap_store_commit_begin / _write / _end): what the
  * begin took lands with the write; what changed after the begin stays
- * pending; slots it freed are reused only after its end; a stale page in its
+ * pending; slots it freed are punched without the caller's lock and reused
+ * only after that; a stale page in its
  * snapshot is not rewritten in place meanwhile; a failed commit leaves
  * everything pending; a plain commit meanwhile (another thread) waits for
  * the write and makes everything durable; stage marks wait for the end.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -132,6 +134,7 @@ static void lands_and_keeps_later_changes(void **state)
 	write_pages(c, 21, 1, 1);
 	assert_true(info(c, 21).slot != freed); /* reusable only after the end */
 	vswap_store_commit_end(c->s, 0);
+	vswap_store_commit_punch(c->s); /* ... and its punch */
 	write_pages(c, 22, 1, 1);
 	assert_int_equal(info(c, 22).slot, freed);
 	assert_true(vswap_store_pending(c->s) > 0);
@@ -285,6 +288,47 @@ static void staging_punched_after_end(void **state)
 	free(buf);
 }
 
+/* Whether the swap file holds bytes at slot @slot. */
+static bool slot_bytes(struct ctx *c, uint64_t slot)
+{
+	int fd = open(c->f.path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	off_t off = (off_t)vswap_store_slot_offset(c->s, slot);
+	bool data = lseek(fd, off, SEEK_DATA) == off;
+	close(fd);
+	return data;
+}
+
+/* The swap-file slots a split commit frees are punched by
+ * vswap_store_commit_punch() (without the caller's lock: a punch of a long
+ * run takes milliseconds, and faults would wait), not by the end; until
+ * the punch they keep their bytes and no write takes them. */
+static void freed_slots_punched_after_end(void **state)
+{
+	struct ctx *c = *state;
+	write_pages(c, 0, 8, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	uint64_t freed = info(c, 5).slot;
+	assert_true(slot_bytes(c, freed));
+	assert_int_equal(vswap_store_free(c->s, 5, 1), 1);
+	assert_int_equal(vswap_store_commit_begin(c->s), 1);
+	assert_int_equal(vswap_store_commit_write(c->s), 0);
+	vswap_store_commit_end(c->s, 0);
+	assert_true(slot_bytes(c, freed)); /* not under the caller's lock */
+	write_pages(c, 20, 1, 1);
+	assert_true(info(c, 20).slot != freed); /* not reused unpunched */
+	vswap_store_commit_punch(c->s);
+	assert_false(slot_bytes(c, freed));
+	write_pages(c, 21, 1, 2);
+	assert_int_equal(info(c, 21).slot, freed);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	reopen(c);
+	expect_page(c, 20, 1);
+	expect_page(c, 21, 2);
+	expect_page(c, 4, 1);
+	assert_int_equal(info(c, 5).state, VSWAP_PAGE_NONE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -294,6 +338,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(plain_commit_joins, setup, teardown),
 	    cmocka_unit_test_setup_teardown(stage_mark_waits_for_end, setup, teardown),
 	    cmocka_unit_test_setup_teardown(staging_punched_after_end, setup, teardown),
+	    cmocka_unit_test_setup_teardown(freed_slots_punched_after_end, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("store_split_commit", tests, NULL, NULL);
 }

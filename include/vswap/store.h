@@ -336,11 +336,12 @@ int vswap_store_commit(struct vswap_store *s);
  *       is full, nothing was committed: call vswap_store_commit() (it grows
  *       the map).
  *   vswap_store_commit_end()  with the lock, given write's result: on
- *       success the freed slots become reusable and the staging bytes are
- *       punched (by vswap_store_commit_punch(), below); on failure everything
- *       taken is pending again (a failed data
- *       sync sticks, as in vswap_store_commit()).  Call it after a begin that
- *       returned 1 even if write was never called.
+ *       success the freed slots and the staging bytes the commit let go are
+ *       handed to vswap_store_commit_punch() (below), which punches them;
+ *       the slots become reusable at the next call under the lock after it
+ *       (a write or a commit); on failure everything taken is pending again
+ *       (a failed data sync sticks, as in vswap_store_commit()).  Call it
+ *       after a begin that returned 1 even if write was never called.
  * Invariants 1-5 hold as for vswap_store_commit(): what a commit names was
  * written before its begin, and nothing it frees is reused or punched before
  * it lands.
@@ -350,11 +351,13 @@ int vswap_store_commit_write(struct vswap_store *s);
 void vswap_store_commit_end(struct vswap_store *s, int result);
 /*
  * After a successful vswap_store_commit_end(), without the lock, on the
- * same thread: punch the staging bytes the commit let go (punching tens of
- * MiB of shared memory takes tens of milliseconds: no other call should
- * wait for it).  Until it returns, vswap_store_stage_mark() says -EBUSY;
- * nothing else is affected (those pages are not staged).  Called by
- * vswap_store_close() if the caller did not.
+ * same thread: punch the swap-file slots and the staging bytes the commit
+ * let go (punching tens of MiB takes milliseconds: no other call should wait
+ * for it).  Until it returns, vswap_store_stage_mark() says -EBUSY, and the
+ * freed slots are not reused (they are not named by any record either);
+ * nothing else is affected.  While a commit's slots wait for it, the next
+ * commit's end releases its own under the lock, as vswap_store_commit()
+ * does.  Called by vswap_store_close() if the caller did not.
  */
 void vswap_store_commit_punch(struct vswap_store *s);
 
