@@ -107,14 +107,14 @@ void fault_io_fini(struct vswap_handler *h)
 	}
 }
 
-static int add_waiter(struct fault_read *fr, unsigned index)
+static int add_waiter(struct fault_read *fr, unsigned index, uintptr_t addr)
 {
 	for (unsigned i = 0; i < fr->nwaiters; i++)
-		if (fr->waiters[i] == index)
+		if (fr->waiters[i].uffd == index)
 			return 1; /* this uffd's copy wakes every thread waiting */
 	if (ARRAY_RESERVE(fr->waiters, fr->cap_waiters, fr->nwaiters + 1, 4))
 		return -ENOMEM;
-	fr->waiters[fr->nwaiters++] = index;
+	fr->waiters[fr->nwaiters++] = (struct fault_waiter){.uffd = index, .addr = addr};
 	return 0;
 }
 
@@ -184,7 +184,7 @@ int fault_io_submit(struct vswap_handler *h, unsigned index, uintptr_t addr, uin
 		if (fr->cancelled || fr->r.page != page || fr->r.slot != pi.slot ||
 		    fr->r.xxh3 != pi.xxh3)
 			continue;
-		rc = add_waiter(fr, index);
+		rc = add_waiter(fr, index, addr);
 		if (rc < 0)
 			return rc;
 		h->c.redundant++;
@@ -196,10 +196,9 @@ int fault_io_submit(struct vswap_handler *h, unsigned index, uintptr_t addr, uin
 	if (rc < 0)
 		return rc;
 	idle->r.fd = read_fd(h, idle->r.slot, idle->r.fd);
-	idle->addr = addr;
 	idle->cancelled = false;
 	idle->nwaiters = 0;
-	add_waiter(idle, index); /* room for 4 from the start */
+	add_waiter(idle, index, addr); /* room for 4 from the start */
 	rc = submit(io, idle);
 	if (rc < 0) {
 		hlog(h, VSWAP_LOG_WARN, "fault read submission: %s; reading synchronously",
@@ -254,17 +253,19 @@ static int verdict(struct vswap_handler *h, struct fault_read *fr, int res)
 
 /* Serve waiter @u of @fr with verdict @v, lock held; -EAGAIN: a remove
  * event waits unread on that uffd. */
-static int serve_waiter(struct vswap_handler *h, struct fault_read *fr, unsigned u, int v,
-			bool *copied)
+static int serve_waiter(struct vswap_handler *h, struct fault_read *fr,
+			const struct fault_waiter *w, int v, bool *copied)
 {
 	struct monitor *m = &h->m;
+	unsigned u = w->uffd;
+	uintptr_t addr = w->addr;
 	if (u >= m->uffds.n || m->uffds.v[u].dead)
 		return 0;
 	int fd = m->uffds.v[u].fd;
 	uint64_t page = fr->r.page;
 	int rc;
 	if (v == 0) {
-		rc = uffd_copy(fd, fr->addr, fr->buf, h->page_size, true, NULL);
+		rc = uffd_copy(fd, addr, fr->buf, h->page_size, true, NULL);
 		if (rc == 0 && !*copied) {
 			vswap_store_mark_stale(h->store, page, 1);
 			h->c.from_file++;
@@ -273,15 +274,15 @@ static int serve_waiter(struct vswap_handler *h, struct fault_read *fr, unsigned
 		} else if (rc == -EEXIST) {
 			fault_page_resident(h, page);
 			h->c.redundant++;
-			rc = uffd_wake(fd, fr->addr, h->page_size);
+			rc = uffd_wake(fd, addr, h->page_size);
 		}
 	} else if (v == -EBADMSG || v == -EIO) {
-		rc = fault_corrupt(h, fd, fr->addr, page, v, true);
+		rc = fault_corrupt(h, fd, addr, page, v, true);
 		if (rc == 0) /* unresolved on purpose (handler/sweep.c) */
 			sweep_park(h, fd);
 		rc = rc < 0 ? rc : 0;
 	} else if (v == -ESTALE) {
-		rc = uffd_wake(fd, fr->addr, h->page_size);
+		rc = uffd_wake(fd, addr, h->page_size);
 	} else {
 		/* As a synchronous read failing: never map unverified bytes. */
 		hlog(h, VSWAP_LOG_ERROR, "page %llu cannot be read: %s", (unsigned long long)page,
@@ -316,7 +317,7 @@ static void read_done(struct vswap_handler *h, struct fault_read *fr, int res, b
 		judged = true;
 		int rc = 0;
 		for (; i < fr->nwaiters; i++) {
-			rc = serve_waiter(h, fr, fr->waiters[i], v, &copied);
+			rc = serve_waiter(h, fr, &fr->waiters[i], v, &copied);
 			if (rc == -EAGAIN) {
 				h->c.eagain_retries++;
 				break;
@@ -327,9 +328,10 @@ static void read_done(struct vswap_handler *h, struct fault_read *fr, int res, b
 			break;
 		/* Read that uffd's events (its faults wait their turn); a remove
 		 * among them may cancel this read.  Then serve the rest. */
-		int n = events_drain(h, fr->waiters[i], true);
+		int n = events_drain(h, fr->waiters[i].uffd, true);
 		if (n < 0) {
-			hlog(h, VSWAP_LOG_ERROR, "uffd %u: %s", fr->waiters[i], vswap_strerror(n));
+			hlog(h, VSWAP_LOG_ERROR, "uffd %u: %s", fr->waiters[i].uffd,
+			     vswap_strerror(n));
 			i++;
 		} else if (n == 0) {
 			sched_yield(); /* read, but the remover has not resumed yet */

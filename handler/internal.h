@@ -149,10 +149,15 @@ struct fault_read {
 	struct vswap_read r;	 /* where the bytes are, what they must hash to */
 	struct vswap_io_req req; /* on the engine; its tag is this read's index */
 	void *buf;		 /* one page, page-aligned */
-	uintptr_t addr;		 /* the page's host address */
 	bool busy;		 /* submitted, its completion not yet handled */
 	bool cancelled;		 /* a remove event covered the page: never copied in */
-	unsigned *waiters;	 /* uffd indices, each once */
+	/* Each waiting uffd once, with the page's address in its process:
+	 * processes may map the guest at different addresses
+	 * (vswap_handler_add_uffd_at), so one address does not serve all. */
+	struct fault_waiter {
+		unsigned uffd;
+		uintptr_t addr;
+	} * waiters;
 	unsigned nwaiters;
 	size_t cap_waiters;
 };
