@@ -227,21 +227,17 @@ static int child_reads_page5(const struct hfx *f, void *arg)
 	return 0;
 }
 
-struct child_wait {
-	struct hfx *f;
-	struct hfx_child *c;
-};
-
-static bool child_joined(void *arg)
+/* A second uffd's fault (another process's, or an alias mapping's) waits
+ * on the read in flight beside the first. */
+static bool second_uffd_joined(void *arg)
 {
-	struct child_wait *w = arg;
-	struct vswap_handler *h = w->f->h;
-	pthread_mutex_lock(&h->lock);
+	struct hfx *f = arg;
+	pthread_mutex_lock(&f->h->lock);
 	bool ok = false;
 	for (unsigned k = 0; k < FAULT_READS; k++)
-		if (h->m.fio.reads[k].busy && h->m.fio.reads[k].nwaiters == 2)
+		if (f->h->m.fio.reads[k].busy && f->h->m.fio.reads[k].nwaiters == 2)
 			ok = true;
-	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_unlock(&f->h->lock);
 	return ok;
 }
 
@@ -269,8 +265,7 @@ static void redundant_process(void **state)
 	wait_busy(&f, 1);
 	assert_int_equal(hfx_child_go(&c), 0);
 	/* The other process's fault (its own uffd) waits on the same read. */
-	struct child_wait w = {&f, &c};
-	if (!hfx_wait_for(child_joined, &w)) {
+	if (!hfx_wait_for(second_uffd_joined, &f)) {
 		hold(&f, false);
 		hfx_child_wait(&c, 0);
 		fail_msg("the other process's fault never joined the read in flight");
@@ -299,18 +294,6 @@ static void *alias_read_run(void *arg)
 	struct alias_read *a = arg;
 	a->rc = hfx_read(a->buf, a->src, a->len, 60000, NULL);
 	return NULL;
-}
-
-static bool alias_joined(void *arg)
-{
-	struct hfx *f = arg;
-	pthread_mutex_lock(&f->h->lock);
-	bool ok = false;
-	for (unsigned k = 0; k < FAULT_READS; k++)
-		if (f->h->m.fio.reads[k].busy && f->h->m.fio.reads[k].nwaiters == 2)
-			ok = true;
-	pthread_mutex_unlock(&f->h->lock);
-	return ok;
 }
 
 /* The same page faulted through two uffds whose processes map the guest
@@ -351,7 +334,7 @@ static void redundant_other_address(void **state)
 	a.buf = malloc(f.page_size);
 	assert_non_null(a.buf);
 	assert_int_equal(pthread_create(&a.t, NULL, alias_read_run, &a), 0);
-	bool joined = hfx_wait_for(alias_joined, &f);
+	bool joined = hfx_wait_for(second_uffd_joined, &f);
 	hold(&f, false);
 	hfx_reader_join(&r);
 	assert_int_equal(pthread_join(a.t, NULL), 0);
