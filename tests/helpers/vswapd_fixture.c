@@ -89,24 +89,13 @@ int vdx_daemon_start(struct vdx *x)
 	char *const argv_sock[] = {"vswapd", "--socket",    x->sock,	 "--ready-fd",
 				   "4",	     "--log-level", (char *)lvl, NULL};
 	char *const argv_inh[] = {"vswapd", "--ready-fd", "4", "--log-level", (char *)lvl, NULL};
-	/* This environment (sanitizer options...) with the socket's. */
 	extern char **environ;
-	size_t ne = 0;
-	while (environ[ne])
-		ne++;
-	char **const envp = calloc(ne + 3, sizeof(*envp));
+	char **const envp = spawn_listen_env(listen_pid);
 	if (!envp) {
 		close(p[0]);
 		close(p[1]);
 		return -ENOMEM;
 	}
-	size_t k = 0;
-	for (size_t i = 0; i < ne; i++)
-		if (strncmp(environ[i], "LISTEN_PID=", 11) &&
-		    strncmp(environ[i], "LISTEN_FDS=", 11))
-			envp[k++] = environ[i];
-	envp[k++] = listen_pid;
-	envp[k++] = "LISTEN_FDS=1";
 	const char *path = vdx_daemon_path();
 	int lfd = x->listen_fd, w = p[1];
 	/* Bound by the daemon itself: no LISTEN_* (and no fd 3 to take). */

@@ -132,24 +132,12 @@ static int vd_start(struct vd_daemon *d)
 	snprintf(lvl, sizeof(lvl), "%s", env_lvl ? env_lvl : "error");
 	char listen_pid[32] = "LISTEN_PID=";
 	char *const argv[] = {"vswapd", "--ready-fd", "4", "--log-level", lvl, NULL};
-	/* This environment (sanitizer options...) with the socket's. */
-	extern char **environ;
-	size_t ne = 0;
-	while (environ[ne])
-		ne++;
-	char **const envp = calloc(ne + 3, sizeof(*envp));
+	char **const envp = spawn_listen_env(listen_pid);
 	if (!envp) {
 		close(p[0]);
 		close(p[1]);
 		return -ENOMEM;
 	}
-	size_t k = 0;
-	for (size_t i = 0; i < ne; i++)
-		if (strncmp(environ[i], "LISTEN_PID=", 11) &&
-		    strncmp(environ[i], "LISTEN_FDS=", 11))
-			envp[k++] = environ[i];
-	envp[k++] = listen_pid;
-	envp[k++] = "LISTEN_FDS=1";
 	int lfd = d->lfd, w = p[1];
 	double t0 = bench_now();
 	pid_t pid = spawn_daemon(d->bin, argv, envp, lfd, w, listen_pid);

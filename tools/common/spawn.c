@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -35,4 +36,23 @@ __attribute__((noinline)) pid_t spawn_daemon(const char *path, char *const *argv
 	*q = 0;
 	execve(path, argv, envp);
 	_exit(127);
+}
+
+char **spawn_listen_env(char *listen_pid)
+{
+	extern char **environ;
+	size_t ne = 0;
+	while (environ[ne])
+		ne++;
+	char **envp = calloc(ne + 3, sizeof(*envp));
+	if (!envp)
+		return NULL;
+	size_t k = 0;
+	for (size_t i = 0; i < ne; i++)
+		if (strncmp(environ[i], "LISTEN_PID=", 11) &&
+		    strncmp(environ[i], "LISTEN_FDS=", 11))
+			envp[k++] = environ[i];
+	envp[k++] = listen_pid;
+	envp[k++] = "LISTEN_FDS=1";
+	return envp;
 }

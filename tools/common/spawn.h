@@ -14,5 +14,10 @@
  * the child's pid or -1 (errno set). */
 pid_t spawn_daemon(const char *path, char *const *argv, char *const *envp, int lfd, int w,
 		   char *listen_pid);
+/* This process's environment (sanitizer options...) with its own
+ * LISTEN_PID / LISTEN_FDS replaced by @listen_pid (spawn_daemon() fills it
+ * in) and LISTEN_FDS=1: a daemon handed its socket at fd 3.  The array is
+ * the caller's to free (its strings are not); NULL when out of memory. */
+char **spawn_listen_env(char *listen_pid);
 
 #endif
