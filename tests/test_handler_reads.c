@@ -51,9 +51,8 @@
 
 #define PAGES 16
 
-/* Pages 0..PAGES-2 hold hfx_byte_of(p) and are swapped out (present in the
- * swap file, not resident); the last page was never written (zero). */
-static void setup_swapped(struct hfx *f, const struct vswap_handler_opts *o)
+/* A handler over PAGES pages whose faults read on the ring. */
+static void setup_ring(struct hfx *f, const struct vswap_handler_opts *o)
 {
 	const size_t pages[1] = {PAGES};
 	assert_int_equal(hfx_setup(f, pages, 1, o), 0);
@@ -61,11 +60,23 @@ static void setup_swapped(struct hfx *f, const struct vswap_handler_opts *o)
 		hfx_teardown(f);
 		skip(); /* io_uring refused here: faults read synchronously */
 	}
+}
+
+/* Pages 0..PAGES-2 hold hfx_byte_of(p) and are swapped out (present in the
+ * swap file, not resident); the last page was never written (zero). */
+static void swap_out_all(struct hfx *f)
+{
 	for (uint64_t p = 0; p < PAGES - 1; p++)
 		assert_int_equal(hfx_fill(f, 0, p, hfx_byte_of(p)), 0);
 	assert_int_equal(vswap_handler_enable(f->h), 0);
 	assert_int_equal(vswap_handler_swap_out(f->h), 0);
 	assert_int_equal(hfx_wait(f, VSWAP_STATE_ACTIVE), 0);
+}
+
+static void setup_swapped(struct hfx *f, const struct vswap_handler_opts *o)
+{
+	setup_ring(f, o);
+	swap_out_all(f);
 }
 
 static void hold(struct hfx *f, bool on)
@@ -245,19 +256,10 @@ static void redundant_process(void **state)
 {
 	(void)state;
 	struct hfx f;
-	const size_t pages[1] = {PAGES};
-	assert_int_equal(hfx_setup(&f, pages, 1, NULL), 0);
-	if (!f.h->m.fio.have_ring) {
-		hfx_teardown(&f);
-		skip();
-	}
+	setup_ring(&f, NULL);
 	struct hfx_child c;
 	assert_int_equal(hfx_child_start(&f, child_reads_page5, NULL, &c), 0);
-	for (uint64_t p = 0; p < PAGES - 1; p++)
-		assert_int_equal(hfx_fill(&f, 0, p, hfx_byte_of(p)), 0);
-	assert_int_equal(vswap_handler_enable(f.h), 0);
-	assert_int_equal(vswap_handler_swap_out(f.h), 0);
-	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	swap_out_all(&f);
 	uint64_t read0 = bytes_read(&f);
 	hold(&f, true);
 	struct hfx_reader r;
@@ -306,12 +308,7 @@ static void redundant_other_address(void **state)
 {
 	(void)state;
 	struct hfx f;
-	const size_t pages[1] = {PAGES};
-	assert_int_equal(hfx_setup(&f, pages, 1, NULL), 0);
-	if (!f.h->m.fio.have_ring) {
-		hfx_teardown(&f);
-		skip();
-	}
+	setup_ring(&f, NULL);
 	const struct vswap_region *g = &f.regions[0];
 	uint8_t *alias = mmap(NULL, g->len, PROT_READ | PROT_WRITE, MAP_SHARED, f.memfd, g->offset);
 	assert_true(alias != MAP_FAILED);
@@ -320,11 +317,7 @@ static void redundant_other_address(void **state)
 	assert_int_equal(vswap_uffd_create(&ufd), 0);
 	void *const bases[1] = {alias};
 	assert_int_equal(vswap_handler_add_uffd_at(f.h, ufd, bases), 0);
-	for (uint64_t p = 0; p < PAGES - 1; p++)
-		assert_int_equal(hfx_fill(&f, 0, p, hfx_byte_of(p)), 0);
-	assert_int_equal(vswap_handler_enable(f.h), 0);
-	assert_int_equal(vswap_handler_swap_out(f.h), 0);
-	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	swap_out_all(&f);
 	uint64_t swept0 = atomic_load(&f.h->m.swept);
 	hold(&f, true);
 	struct hfx_reader r;
