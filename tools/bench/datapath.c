@@ -355,8 +355,8 @@ static int page_offsets(struct guest *g, uint64_t *off)
 }
 
 /* The bare server's rates over the pages vswap's rates fault. */
-static int ring_rates(struct guest *g, const uint64_t *page_off, const uint64_t *order,
-		      size_t m, size_t m8, struct rand_run *out)
+static int ring_rates(struct guest *g, const uint64_t *page_off, const uint64_t *order, size_t m,
+		      size_t m8, struct rand_run *out)
 {
 	int rc = bare_ring_rate(g->path, g->pages, g->ps, page_off, order, m, 1, 1, &out->ring1);
 	if (rc == 0)
@@ -376,8 +376,8 @@ static int rand_run(struct datapath_bench *o, size_t pages, unsigned r, struct r
 	uint64_t *off = calloc(n ? n : 1, sizeof(*off));
 	uint64_t *page_off = calloc(pages, sizeof(*page_off));
 	struct guest g;
-	int rc = order && lat && off && page_off ? guest_open(&g, o, pages, VSWAP_ENABLE_AUTO)
-						 : -ENOMEM;
+	int rc =
+	    order && lat && off && page_off ? guest_open(&g, o, pages, VSWAP_ENABLE_AUTO) : -ENOMEM;
 	if (!order || !lat || !off || !page_off) {
 		free(order);
 		free(lat);
@@ -517,8 +517,8 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 	double v[15][MAX_RUNS], scv[MAX_RUNS], cov[MAX_RUNS];
 	int rc = 0;
 	for (unsigned r = 0; r < runs && rc == 0; r++) {
-		struct rand_run rr = {{NAN, NAN, NAN}, {NAN, NAN, NAN}, {NAN, NAN, NAN}, NAN, NAN,
-				      NAN, NAN, NAN};
+		struct rand_run rr = {
+		    {NAN, NAN, NAN}, {NAN, NAN, NAN}, {NAN, NAN, NAN}, NAN, NAN, NAN, NAN, NAN};
 		struct lat idle = {NAN, NAN, NAN}, busy = {NAN, NAN, NAN};
 		double sc = NAN, co = NAN;
 		if (stopped(o))
@@ -549,8 +549,8 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 			    "(idle %.0f, %.0f; p50 %.1f/%.1f), swap-out scattered %.3f / "
 			    "contiguous %.3f GB/s\n",
 			    r + 1, rr.fault.p50, rr.pread.p50, rr.bare.p50, rr.rate8, rr.rate1,
-			    rr.ring8, rr.ring8x2, rr.ring1,
-			    busy.p99, busy.max, idle.p99, idle.max, busy.p50, idle.p50, sc, co);
+			    rr.ring8, rr.ring8x2, rr.ring1, busy.p99, busy.max, idle.p99, idle.max,
+			    busy.p50, idle.p50, sc, co);
 		if (r + 1 == runs) {
 			double m[15];
 			for (int k = 0; k < 15; k++)
