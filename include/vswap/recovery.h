@@ -25,10 +25,11 @@
  * exits 0 or 1 is followed by a CHECK that exits 0.  Index records that are
  * not believed (failing their check, undecodable, misplaced under a damaged
  * key) are reported and kept, their slots and staged bytes never punched
- * while their entries are unknown (REPAIR moves a misplaced page-group
- * record back under its own key where the evidence is unambiguous:
- * vswap_store_check_misplaced()); a damaged regions, staging_path or
- * created_ns record makes a repair an audit.
+ * while their entries are unknown (REPAIR moves a misplaced page-group or
+ * staging record back under its own key where the evidence is unambiguous:
+ * vswap_store_check_misplaced(), vswap_store_check_misplaced_staging()); a
+ * damaged regions, staging_path or created_ns record makes a repair an
+ * audit.
  *
  * Repairs (never in CHECK mode):
  *   PREEN and REPAIR: punch leaked slots, drop staging records that cover
