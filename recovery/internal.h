@@ -112,6 +112,7 @@ struct vswap_fsck {
 	bool busy;
 	pid_t holder;
 	bool open_failed;
+	char *open_why;	      /* why, when open_failed (vswap_fsck_open_failure()) */
 	ssize_t unclean_prob; /* the unclean_shutdown problem, or -1 */
 	char *store_error;    /* the store's last error message */
 	bool cancelled;

@@ -189,6 +189,12 @@ int vswap_fsck_counts(const struct vswap_fsck *f, struct vswap_fsck_counts *out)
  * be NULL) is the holder, 0 when the lock is held but its owner unknown. */
 bool vswap_fsck_busy(const struct vswap_fsck *f, pid_t *pid);
 
+/* NULL when the run opened the store (or has not run); otherwise why it
+ * could not, naming the file and what is wrong with it (nothing was
+ * audited: the exit code is VSWAP_FSCK_EXIT_OPERATIONAL).  Valid until
+ * vswap_fsck_free(). */
+const char *vswap_fsck_open_failure(const struct vswap_fsck *f);
+
 const char *vswap_fsck_path(const struct vswap_fsck *f);
 enum vswap_fsck_mode vswap_fsck_mode_of(const struct vswap_fsck *f);
 
