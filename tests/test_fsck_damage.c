@@ -860,5 +860,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_staging_path_typo_is_not_clean, setup, teardown),
 	};
 
+	if (rfx_require_tool("vswap-fsck"))
+		return 77;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

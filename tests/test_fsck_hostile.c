@@ -412,5 +412,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_read_only_user_without_lock_file, setup, teardown),
 	};
 
+	if (rfx_require_tool("vswap-fsck"))
+		return 77;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
