@@ -199,7 +199,8 @@ int vmm_enable_stage(struct vmm *m, const char *what)
 	vmm_status(m);
 	uint64_t n = m->r->status.transition.pages;
 
-	vmm_stage(m, "enable", vmm_secs(t0), n, n * VM_PAGE, "%llu pages taken",
+	/* No rate: protect mode takes the pages without moving a byte. */
+	vmm_stage(m, "enable", vmm_secs(t0), n, 0, "%llu pages taken",
 		  (unsigned long long)n);
 	return 0;
 }
