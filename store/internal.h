@@ -144,6 +144,12 @@ struct vswap_store {
 	/* the clean record read intact, saying unclean (store.c skips
 	 * writing it again at open) */
 	bool recorded_unclean;
+	/* A lazy open left the unclean record to the store's first change
+	 * (store.c: open_store): every write transaction carries it until one
+	 * of them lands, and bytes go to the swap file only after that
+	 * (index_record_unclean()).  Read by the thread that commits a split
+	 * commit without the caller's lock, hence atomic. */
+	atomic_bool unclean_due;
 	enum vswap_durability durability;
 	struct logger log;
 
@@ -364,6 +370,9 @@ int index_snap_commit(struct vswap_store *s);
 void index_snap_abort(struct vswap_store *s);
 int index_snap_wait(struct vswap_store *s);
 int index_set_clean(struct vswap_store *s, bool clean);
+/* The unclean record a lazy open left to the first change, committed now
+ * if it is still due (before bytes go to the swap file); 0 if not due. */
+int index_record_unclean(struct vswap_store *s);
 uint64_t index_bytes_used(struct vswap_store *s);
 
 /* record.c: record encodings and checks */

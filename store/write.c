@@ -150,6 +150,8 @@ int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, con
 		return -EINVAL;
 	/* New slots: the allocator needs every record's. */
 	int ret = index_need_all(s);
+	if (!ret) /* bytes follow: the store is known unclean first */
+		ret = index_record_unclean(s);
 	if (ret)
 		return ret;
 	release_punched(s);
@@ -648,6 +650,8 @@ int vswap_store_write_begin(struct vswap_store *s, const uint64_t *pages, uint32
 			return -EINVAL;
 	/* New slots: the allocator needs every record's. */
 	int ret = index_need_all(s);
+	if (!ret) /* bytes follow: the store is known unclean first */
+		ret = index_record_unclean(s);
 	if (ret)
 		return ret;
 	release_punched(s);
