@@ -156,7 +156,11 @@ struct vswap_store_opts {
 	 * is then left unclean at close, for vswap-fsck.  A damaged LMDB leaf
 	 * of those records loses the groups it holds, and commits that would
 	 * change a page-group record fail with -EUCLEAN from then on.
-	 * vswap_store_load_status() says how far the load is.
+	 * vswap_store_load_status() says how far the load is.  Such an open
+	 * also writes nothing itself: the store is recorded unclean with its
+	 * first change (the first commit, or before the first byte written
+	 * to the swap file), so a process killed before any change leaves it
+	 * as clean as it found it.
 	 */
 	bool lazy_index;
 	/* Room for options added later without an ABI break (docs/ABI.md):
