@@ -207,6 +207,9 @@ struct vswap_store {
 	MDB_dbi dbi_blobs;
 	bool have_blobs;	    /* the blobs database exists (blob.c) */
 	struct blob_pending *blobs; /* puts and deletes for the next commit */
+	/* Those a split commit in flight took (in its transaction, not landed
+	 * yet): still what a get sees, pending again if it fails (blob.c). */
+	struct blob_pending *blobs_taken;
 	uint64_t map_size;
 
 	struct vswap_io io;
@@ -396,6 +399,12 @@ int blob_db_open(struct vswap_store *s, MDB_txn *txn);
 bool blob_pending(const struct vswap_store *s);
 int blob_commit_txn(struct vswap_store *s, MDB_txn *txn);
 void blob_committed(struct vswap_store *s);
+/* The split commit's part (write.c): the pending operations put into the
+ * commit's transaction @txn and taken (an LMDB error code); given back
+ * when it ends, @landed or not (failed: pending again unless a newer
+ * operation on the same name is). */
+int blob_take(struct vswap_store *s, MDB_txn *txn);
+void blob_taken_end(struct vswap_store *s, bool landed);
 void blob_free(struct vswap_store *s);
 
 /* staging.c: the staging file */

@@ -330,7 +330,8 @@ int vswap_store_commit(struct vswap_store *s);
  *       the index transaction.  1: taken; 0: nothing pending (or, while
  *       a lazy_index load runs, only changed page groups: a later commit
  *       takes them; vswap_store_commit() waits for the load); -EAGAIN:
- *       named blobs are pending, call vswap_store_commit(); -errno.
+ *       the index map is full, call vswap_store_commit(); -errno.  Named
+ *       blobs put or deleted before it go with it.
  *   vswap_store_commit_write()  without the lock: syncs the swap file (unless
  *       NONE) and commits the index.  Meanwhile the other calls may go on
  *       under the lock (faults, reads, writes, frees; a vswap_store_commit()
