@@ -417,6 +417,15 @@ struct vswap_read {
 int vswap_store_read_begin(const struct vswap_store *s, uint64_t page, struct vswap_read *r);
 int vswap_store_read_end(struct vswap_store *s, const struct vswap_read *r, const void *buf,
 			 int32_t got);
+/*
+ * vswap_store_read_end() with the bytes hashed beforehand: @sum is
+ * vswap_store_page_checksum(s, r->page, buf) of the bytes read (unused
+ * unless @got is a whole page).  The hash needs no lock (it reads nothing
+ * that changes), so a caller that serialises calls on the store hashes a
+ * read's pages outside its lock and only ends them inside.
+ */
+int vswap_store_read_end_sum(struct vswap_store *s, const struct vswap_read *r, uint64_t sum,
+			     int32_t got);
 
 /* ---- page state (in memory now, durable at the next commit) ----------- */
 
