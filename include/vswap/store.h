@@ -156,7 +156,11 @@ struct vswap_store_opts {
 	 * is then left unclean at close, for vswap-fsck.  A damaged LMDB leaf
 	 * of those records loses the groups it holds, and commits that would
 	 * change a page-group record fail with -EUCLEAN from then on.
-	 * vswap_store_load_status() says how far the load is.
+	 * vswap_store_load_status() says how far the load is.  Such an open
+	 * also writes nothing itself: the store is recorded unclean with its
+	 * first change (the first commit, or before the first byte written
+	 * to the swap file), so a process killed before any change leaves it
+	 * as clean as it found it.
 	 */
 	bool lazy_index;
 	/* Room for options added later without an ABI break (docs/ABI.md):
@@ -326,7 +330,8 @@ int vswap_store_commit(struct vswap_store *s);
  *       the index transaction.  1: taken; 0: nothing pending (or, while
  *       a lazy_index load runs, only changed page groups: a later commit
  *       takes them; vswap_store_commit() waits for the load); -EAGAIN:
- *       named blobs are pending, call vswap_store_commit(); -errno.
+ *       the index map is full, call vswap_store_commit(); -errno.  Named
+ *       blobs put or deleted before it go with it.
  *   vswap_store_commit_write()  without the lock: syncs the swap file (unless
  *       NONE) and commits the index.  Meanwhile the other calls may go on
  *       under the lock (faults, reads, writes, frees; a vswap_store_commit()
