@@ -2,10 +2,14 @@
 /*
  * One connection: its peer's credentials checked, then requests answered in
  * order until end of file.  Every request gets exactly one reply, an error
- * for anything malformed (the connection stays usable); a VMM that goes
- * away without detaching has its guest detached and freed.
+ * for anything malformed (the connection stays usable).  The end of file
+ * is not a detach: a VMM that exited has its guest freed, and a VMM whose
+ * memory lives on (it closed its connection, or the process that connected
+ * was not the one that owns the memory) keeps its guest served as an
+ * orphan (orphans.c).
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -93,6 +97,46 @@ static int dispatch(struct guest *g, const struct wire_hdr *h, const uint8_t *ms
 	}
 }
 
+/* How often an orphan asks whether its VMM still exists: an exit raises no
+ * event on a uffd, and a dead VMM's guest only holds memory meanwhile. */
+#define ORPHAN_PROBE_MS 1000
+
+/* The connection closed with the guest attached. */
+static void guest_orphaned(const struct daemon_opts *d, struct guest *g)
+{
+	if (!guest_vmm_alive(g)) {
+		guest_abandon(g);
+		return;
+	}
+	struct orphan o;
+	if (orphan_enter(d->orphans, &o, g->dev, g->ino) < 0) {
+		dlog(d->log_level, VSWAP_LOG_WARN,
+		     "%s: the VMM closed its connection without detaching: its faults wait for "
+		     "its next attach",
+		     g->path);
+		guest_release(g);
+		return;
+	}
+	dlog(d->log_level, VSWAP_LOG_WARN,
+	     "%s: the VMM closed its connection without detaching: its guest is still served "
+	     "until it attaches again or exits",
+	     g->path);
+	for (;;) {
+		struct pollfd p = {.fd = o.efd, .events = POLLIN};
+		int n = poll(&p, 1, ORPHAN_PROBE_MS);
+		if (n > 0) {
+			guest_release(g);
+			orphan_released(d->orphans, &o);
+			break;
+		}
+		if (!guest_vmm_alive(g) && orphan_leave(d->orphans, &o)) {
+			guest_abandon(g);
+			break;
+		}
+	}
+	close(o.efd);
+}
+
 void *conn_main(void *arg)
 {
 	struct conn_args a = *(struct conn_args *)arg;
@@ -127,7 +171,8 @@ void *conn_main(void *arg)
 		if (reply(a.fd, h.seq, v, rc, g) < 0)
 			break;
 	}
-	guest_abandon(g);
+	if (guest_attached(g))
+		guest_orphaned(a.d, g);
 out:
 	close(a.fd);
 	free(g);

@@ -13,6 +13,8 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -89,13 +91,20 @@ static bool name_ok(const char *p, uint32_t len, bool may_be_empty)
 	return memchr(p, 0, len) == NULL;
 }
 
-/* Undo an attach, in reverse.  @keep_pages: detach (every page stays in
- * the store), else exit (everything swapped in). */
-static int guest_free(struct guest *g, bool keep_pages)
+enum guest_end {
+	END_DETACH,  /* every page stays in the store, the ranges unregistered */
+	END_EXIT,    /* everything swapped in */
+	END_RELEASE, /* the ranges stay registered: the next attach resumes */
+};
+
+/* Undo an attach, in reverse. */
+static int guest_free(struct guest *g, enum guest_end how)
 {
 	int rc = 0;
 	if (g->h)
-		rc = keep_pages ? vswap_handler_detach(g->h) : vswap_handler_destroy(g->h);
+		rc = how == END_DETACH ? vswap_handler_detach(g->h)
+		     : how == END_EXIT ? vswap_handler_destroy(g->h)
+				       : vswap_handler_release(g->h);
 	g->h = NULL;
 	if (g->store) {
 		int crc = vswap_store_close(g->store);
@@ -109,7 +118,29 @@ static int guest_free(struct guest *g, bool keep_pages)
 		close(g->memfd[i]);
 	}
 	g->n = 0;
+	for (unsigned u = 0; u < g->nprobes; u++)
+		close(g->probe_fd[u]);
+	g->nprobes = 0;
 	return rc;
+}
+
+/*
+ * A uffd's address space is gone once its process exited: every ioctl that
+ * reaches the memory then fails with ESRCH.  The probe is a copy from
+ * address 0 of this process, which never succeeds: a live address space
+ * answers EFAULT (or EEXIST, ENOENT, EAGAIN) and nothing is mapped.  A
+ * socket's peer (SO_PEERCRED) is no proof either way: the process that
+ * connected need not be the one whose memory the uffds serve.
+ */
+bool guest_vmm_alive(const struct guest *g)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	for (unsigned u = 0; u < g->nprobes; u++) {
+		struct uffdio_copy c = {.dst = g->probe_addr[u], .src = 0, .len = ps};
+		if (ioctl(g->probe_fd[u], UFFDIO_COPY, &c) == 0 || errno != ESRCH)
+			return true;
+	}
+	return g->nprobes == 0; /* nothing to ask: assume it lives */
 }
 
 static int open_store(struct guest *g, const struct wire_attach *a, const char *staging)
@@ -150,10 +181,17 @@ static int add_uffds(struct guest *g, int *ufds, unsigned n, const uint64_t *bas
 		void *b[WIRE_MAX_REGIONS];
 		for (unsigned i = 0; i < g->n; i++)
 			b[i] = (void *)(uintptr_t)bases[u * g->n + i];
+		int probe = fcntl(ufds[u], F_DUPFD_CLOEXEC, 0);
+		if (probe < 0)
+			return -errno;
 		int rc = vswap_handler_add_uffd_at(g->h, ufds[u], b);
-		if (rc < 0)
+		if (rc < 0) {
+			close(probe);
 			return rc;
+		}
 		ufds[u] = -1;
+		g->probe_fd[g->nprobes] = probe;
+		g->probe_addr[g->nprobes++] = (uintptr_t)b[0];
 	}
 	return 0;
 }
@@ -190,7 +228,16 @@ static int attach_checked(struct guest *g, const struct wire_attach *a, const st
 	}
 	/* Each step's time at debug level: restart-to-serving is a figure. */
 	uint64_t t1 = now_us();
+	struct stat st;
+	if ((a->flags & WIRE_ATTACH_RESUME) && stat(g->path, &st) == 0 &&
+	    orphans_take(g->d->orphans, st.st_dev, st.st_ino))
+		dlog(g->d->log_level, VSWAP_LOG_INFO,
+		     "%s: taken over from the connection that closed", g->path);
 	int rc = open_store(g, a, staging);
+	if (rc == 0 && stat(g->path, &st) == 0) {
+		g->dev = st.st_dev;
+		g->ino = st.st_ino;
+	}
 	uint64_t t2 = now_us();
 	if (rc == 0)
 		rc = start_handler(g, r, a->enable_mode);
@@ -258,8 +305,11 @@ int guest_attach(struct guest *g, const void *payload, size_t len, int *fds, uns
 		dlog(g->d->log_level, VSWAP_LOG_ERROR, "%s: attach: %s", g->path,
 		     vswap_strerror(rc));
 		/* A fresh store that failed is left for the VMM to remove:
-		 * the daemon removes no file.  Nothing was swapped yet. */
-		guest_free(g, true);
+		 * the daemon removes no file.  Nothing was swapped yet.  A
+		 * resume that failed leaves the ranges registered: the
+		 * guest's faults wait for an attach that succeeds (an
+		 * unregistered range would map zeros where data is). */
+		guest_free(g, a->flags & WIRE_ATTACH_RESUME ? END_RELEASE : END_DETACH);
 		return rc;
 	}
 	dlog(g->d->log_level, VSWAP_LOG_INFO, "%s: attached (%u regions, %u uffds%s) in %llu us",
@@ -349,7 +399,7 @@ int guest_command(struct guest *g, const struct wire_command *c)
 	case WIRE_CMD_DETACH:
 	case WIRE_CMD_EXIT: {
 		bool keep = c->cmd == WIRE_CMD_DETACH;
-		int rc = guest_free(g, keep);
+		int rc = guest_free(g, keep ? END_DETACH : END_EXIT);
 		dlog(g->d->log_level, rc ? VSWAP_LOG_ERROR : VSWAP_LOG_INFO, "%s: %s: %s", g->path,
 		     keep ? "detached" : "exited", rc ? vswap_strerror(rc) : "done");
 		return rc;
@@ -363,10 +413,21 @@ void guest_abandon(struct guest *g)
 	if (!g->h)
 		return;
 	dlog(g->d->log_level, VSWAP_LOG_WARN,
-	     "%s: the VMM went away without detaching: detaching (the store keeps its pages)",
+	     "%s: the VMM exited without detaching: its guest is freed (the store keeps its "
+	     "pages)",
 	     g->path);
-	int rc = guest_free(g, true);
+	int rc = guest_free(g, END_DETACH);
 	if (rc < 0)
 		dlog(g->d->log_level, VSWAP_LOG_ERROR, "%s: detach: %s", g->path,
+		     vswap_strerror(rc));
+}
+
+void guest_release(struct guest *g)
+{
+	if (!g->h)
+		return;
+	int rc = guest_free(g, END_RELEASE);
+	if (rc < 0)
+		dlog(g->d->log_level, VSWAP_LOG_ERROR, "%s: release: %s", g->path,
 		     vswap_strerror(rc));
 }

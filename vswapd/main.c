@@ -80,7 +80,9 @@ int main(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct daemon_opts d = {.log_level = VSWAP_LOG_INFO};
+	struct orphans orphans;
+	orphans_init(&orphans);
+	struct daemon_opts d = {.log_level = VSWAP_LOG_INFO, .orphans = &orphans};
 	const char *path = NULL;
 	int ready_fd = -1, c;
 	while ((c = getopt_long(argc, argv, "s:d:l:r:h", lo, NULL)) != -1) {
