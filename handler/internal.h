@@ -337,6 +337,7 @@ struct vswap_handler {
 void hlog(const struct vswap_handler *h, enum vswap_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 uint64_t now_ms(void);
+uint64_t handler_now_us(void);
 
 /* regions.c */
 int regions_validate(const struct vswap_region *r, unsigned n, size_t page_size);

@@ -673,6 +673,44 @@ static void test_vmm_dies(void **state)
 	vdx_fini(&x);
 }
 
+/* Protect mode, vswapd killed after the enable: the swap-out set was in the
+ * dead daemon's memory alone (nothing staged, nothing out yet).  The new
+ * daemon protects the resident pages again: the guest comes back Pending and
+ * its swap-out swaps every page out.  (It came back Ready: the swap-out was
+ * refused, nothing swapped.) */
+static void test_restart_protect_pending(void **state)
+{
+	(void)state;
+	struct vdx x;
+	assert_int_equal(vdx_init(&x, two_regions, 2), 0);
+	assert_int_equal(vdx_daemon_start(&x), 0);
+	struct vswap_client_opts o = {.store_path = x.store,
+				      .staging_dir = x.dir,
+				      .durability = VSWAP_DURABILITY_NONE,
+				      .enable_mode = VSWAP_ENABLE_PROTECT,
+				      .reconnect_timeout_ms = WAIT_MS};
+	assert_int_equal(vdx_attach(&x, &o), 0);
+	write_pages(&x, 0, x.total_pages, 8);
+	assert_int_equal(vswap_client_enable(x.c), 0);
+	assert_int_equal(vdx_daemon_kill(&x), 0);
+	assert_int_equal(vdx_daemon_start(&x), 0);
+	struct vswap_status st;
+	status(&x, &st);
+	assert_int_equal(st.state, VSWAP_STATE_PENDING);
+	assert_int_equal(st.metrics.protected_pages, x.total_pages);
+	write_pages(&x, 0, 4, 9); /* written: out of the set again */
+	assert_int_equal(vswap_client_swap_out(x.c), 0);
+	assert_int_equal(vswap_client_wait_state(x.c, VSWAP_STATE_ACTIVE, WAIT_MS), 0);
+	status(&x, &st);
+	assert_int_equal(st.metrics.swap_pages, x.total_pages - 4);
+	check_pages(&x, 0, 4, 9);
+	check_pages(&x, 4, x.total_pages - 4, 8);
+	assert_int_equal(vswap_client_detach(x.c), 0);
+	x.c = NULL;
+	assert_int_equal(vdx_fsck(&x, "-n"), 0);
+	vdx_fini(&x);
+}
+
 /* The process that connected and attached is not the one whose memory the
  * uffd serves (a launcher, a helper); it swaps the guest out and exits
  * without a detach.  The memory's owner lives on: the closed connection is
@@ -738,6 +776,7 @@ int main(void)
 	    cmocka_unit_test(test_cycle_protect),
 	    cmocka_unit_test(test_device_process),
 	    cmocka_unit_test(test_restart),
+	    cmocka_unit_test(test_restart_protect_pending),
 	    cmocka_unit_test(test_vmm_dies),
 	    cmocka_unit_test(test_connection_closed_is_not_detach),
 	    cmocka_unit_test(test_silent_daemon),
