@@ -22,13 +22,6 @@
 
 #include "vswapd/internal.h"
 
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 bool guest_attached(const struct guest *g)
 {
 	return g->h != NULL;
@@ -233,27 +226,41 @@ static int attach_checked(struct guest *g, const struct wire_attach *a, const st
 	    orphans_take(g->d->orphans, st.st_dev, st.st_ino))
 		dlog(g->d->log_level, VSWAP_LOG_INFO,
 		     "%s: taken over from the connection that closed", g->path);
+	uint64_t t2 = now_us(), c2 = process_cpu_us();
 	int rc = open_store(g, a, staging);
 	if (rc == 0 && stat(g->path, &st) == 0) {
 		g->dev = st.st_dev;
 		g->ino = st.st_ino;
 	}
-	uint64_t t2 = now_us();
+	uint64_t t3 = now_us(), c3 = process_cpu_us();
 	if (rc == 0)
 		rc = start_handler(g, r, a->enable_mode);
-	uint64_t t3 = now_us();
+	uint64_t t4 = now_us(), c4 = process_cpu_us();
 	if (rc == 0)
 		rc = add_uffds(g, fds + a->nregions, a->nuffds, bases);
-	uint64_t t4 = now_us();
+	uint64_t t5 = now_us(), c5 = process_cpu_us();
 	if (rc == 0 && (a->flags & WIRE_ATTACH_RESUME))
 		rc = vswap_handler_resume(g->h);
-	uint64_t t5 = now_us();
+	uint64_t t6 = now_us(), c6 = process_cpu_us();
+	struct attach_times *at = &g->times;
+	at->map = t1 - t0;
+	at->takeover = t2 - t1;
+	at->open = t3 - t2;
+	at->handler = t4 - t3;
+	at->uffds = t5 - t4;
+	at->resume = t6 - t5;
+	at->total = t6 - t0;
+	at->open_cpu = c3 - c2;
+	at->handler_cpu = c4 - c3;
+	at->uffds_cpu = c5 - c4;
+	at->resume_cpu = c6 - c5;
+	g->resumed = rc == 0 && (a->flags & WIRE_ATTACH_RESUME);
 	dlog(g->d->log_level, VSWAP_LOG_DEBUG,
-	     "%s: attach: map %llu us, store %llu us, handler %llu us, uffds %llu us, resume %llu "
-	     "us",
-	     g->path, (unsigned long long)(t1 - t0), (unsigned long long)(t2 - t1),
-	     (unsigned long long)(t3 - t2), (unsigned long long)(t4 - t3),
-	     (unsigned long long)(t5 - t4));
+	     "%s: attach: map %llu us, takeover %llu us, store %llu us, handler %llu us, uffds "
+	     "%llu us, resume %llu us",
+	     g->path, (unsigned long long)at->map, (unsigned long long)at->takeover,
+	     (unsigned long long)at->open, (unsigned long long)at->handler,
+	     (unsigned long long)at->uffds, (unsigned long long)at->resume);
 	g->attach_us = now_us() - t0;
 	return rc;
 }

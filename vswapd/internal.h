@@ -45,10 +45,35 @@ void orphan_released(struct orphans *r, struct orphan *o);
  * released and wait for that (true). */
 bool orphans_take(struct orphans *r, dev_t dev, ino_t ino);
 
+/* timing.c */
+uint64_t now_us(void); /* CLOCK_MONOTONIC, comparable across processes */
+/* The CPU time of every thread of this process (clock_gettime: cheap
+ * enough for each step of a restart). */
+uint64_t process_cpu_us(void);
+/* The CPU time and run-queue wait of every thread of this process, summed
+ * (threads that ended are not counted). */
+struct sched_sample {
+	uint64_t cpu_ns, wait_ns;
+};
+void sched_sample_take(struct sched_sample *s);
+
 struct daemon_opts {
 	enum vswap_log_level log_level;
 	const char *staging_dir; /* default for guests that name none */
 	struct orphans *orphans; /* shared by every connection */
+	/* From exec to listening, as the scheduler counted it, and when. */
+	struct sched_sample start;
+	uint64_t listening_us;
+};
+
+/* A resumed attach's steps, microseconds (a restart's figures). */
+struct attach_times {
+	uint64_t accepted_at;	   /* CLOCK_MONOTONIC */
+	uint64_t accept_to_attach; /* the client's hand-over on the wire */
+	uint64_t map, takeover, open, handler, uffds, resume, total;
+	/* The process's CPU time over the steps that may take long. */
+	uint64_t open_cpu, handler_cpu, uffds_cpu, resume_cpu;
+	struct sched_sample before; /* at the attach's start */
 };
 
 /* One VMM's guest, owned by its connection's thread. */
@@ -69,6 +94,8 @@ struct guest {
 	int probe_fd[WIRE_MAX_UFFDS];
 	uintptr_t probe_addr[WIRE_MAX_UFFDS];
 	uint64_t attach_us; /* the last attach's time (open, reconcile, register, wake) */
+	bool resumed;	    /* the last attach was a resume */
+	struct attach_times times;
 };
 
 /* log.c */
@@ -105,6 +132,7 @@ void *conn_main(void *arg);
 struct conn_args {
 	int fd;
 	const struct daemon_opts *d;
+	uint64_t accepted_us;
 };
 
 /* listen.c */

@@ -140,7 +140,7 @@ static int vd_start(struct vd_daemon *d)
 	}
 	int lfd = d->lfd, w = p[1];
 	double t0 = bench_now();
-	pid_t pid = spawn_daemon(d->bin, argv, envp, lfd, w, listen_pid);
+	pid_t pid = spawn_daemon(d->bin, argv, envp, lfd, w, -1, listen_pid);
 	if (pid < 0) {
 		int rc = -errno;
 		free(envp);
