@@ -129,6 +129,7 @@ struct run {
 	 * daemon, whose log gives the rest */
 	uint64_t *killed_at, *spawned_at, *resumed_at;
 	char (*blocked)[96]; /* its tasks in uninterruptible sleep at the kill */
+	enum vswap_enable_mode *modes;
 	pid_t *pids;
 	unsigned nlat, nkills;
 	char log_path[400];		  /* every daemon's log (level info) */
@@ -656,6 +657,7 @@ static void killer(struct run *r, unsigned kills)
 		if (resumed) {
 			r->killed_at[r->nlat] = tk;
 			memcpy(r->blocked[r->nlat], blocked, sizeof(blocked));
+			r->modes[r->nlat] = r->kill_mode;
 			r->spawned_at[r->nlat] = ts;
 			r->resumed_at[r->nlat] = resumed;
 			r->pids[r->nlat] = r->x.pid;
@@ -816,12 +818,13 @@ static void report_phases(struct run *r)
 	bool ok = true;
 	for (int s = 0; s < S_COUNT; s++)
 		ok &= (v[s] = calloc(r->nlat, sizeof(uint64_t))) != NULL;
-	unsigned n = 0, worst = 0;
+	unsigned n = 0, worst = 0, kinds[3][4] = {{0}};
 	uint64_t worst_us = 0, worst_v[S_COUNT] = {0};
 	for (unsigned i = 0; i < r->nlat; i++) {
 		const struct rf_record *f = rf_find(rec, nrec, (int)r->pids[i]);
 		if (!f || !ok)
 			continue;
+		kinds[r->modes[i]][f->kind]++;
 		uint64_t one[S_COUNT];
 		steps_of(r, i, f, one);
 		for (int s = 0; s < S_COUNT; s++)
@@ -833,6 +836,12 @@ static void report_phases(struct run *r)
 		}
 		n++;
 	}
+	for (int m = VSWAP_ENABLE_COPY; m <= VSWAP_ENABLE_PROTECT && n; m++)
+		fprintf(stderr,
+			"    %s mode resumed: %u as its pages say, %u Ready (every page resident), "
+			"%u protected again (Pending)\n",
+			vswap_enable_mode_name((enum vswap_enable_mode)m), kinds[m][RF_OUT],
+			kinds[m][RF_READY], kinds[m][RF_PROTECTED]);
 	if (n) {
 		fprintf(stderr,
 			"    step by step (%u restarts with the daemon's figures), p50 / max ms:\n",
@@ -930,6 +939,7 @@ static void test_kills(void **state)
 	r->serve_us = calloc(kills + 1, sizeof(uint64_t));
 	r->killed_at = calloc(kills + 1, sizeof(uint64_t));
 	r->blocked = calloc(kills + 1, sizeof(r->blocked[0]));
+	r->modes = calloc(kills + 1, sizeof(r->modes[0]));
 	r->resumed_at = calloc(kills + 1, sizeof(uint64_t));
 	r->spawned_at = calloc(kills + 1, sizeof(uint64_t));
 	r->pids = calloc(kills + 1, sizeof(pid_t));
@@ -1041,6 +1051,7 @@ static void test_kills(void **state)
 	vdx_fini(&r->x);
 	free(r->killed_at);
 	free(r->blocked);
+	free(r->modes);
 	free(r->resumed_at);
 	free(r->spawned_at);
 	free(r->pids);

@@ -11,14 +11,17 @@
 static bool parse_resumed(const char *line, struct rf_record *r)
 {
 	const char *p = strstr(line, "(reconcile ");
-	unsigned long long a, b, c;
-	if (!p)
+	unsigned long long a, b, c, d;
+	if (!p || !strstr(line, "resumed: "))
 		return false;
-	if (sscanf(p, "(reconcile %llu us, register %llu us, wake %llu us)", &a, &b, &c) == 3)
-		r->ready = false;
+	if (sscanf(p, "(reconcile %llu us, register %llu us, wake %llu us, protect %llu us)", &a,
+		   &b, &c, &d) == 4)
+		r->kind = RF_PROTECTED;
+	else if (sscanf(p, "(reconcile %llu us, register %llu us, wake %llu us)", &a, &b, &c) == 3)
+		r->kind = RF_OUT;
 	else if (sscanf(p, "(reconcile %llu us, unregister %llu us, cleanup %llu us)", &a, &b,
 			&c) == 3)
-		r->ready = true;
+		r->kind = RF_READY;
 	else
 		return false;
 	r->reconcile = a;

@@ -23,9 +23,14 @@ struct rf_record {
 	/* CLOCK_MONOTONIC: listening, the connection accepted, the reply sent */
 	uint64_t listening_at, accepted_at, replied_at;
 	/* The resume's steps: reconcile, register, wake; or, when every page
-	 * was resident (@ready), reconcile, unregister, cleanup. */
+	 * was resident (RF_READY), reconcile, unregister, cleanup. */
 	uint64_t reconcile, reg, wake;
-	bool ready;
+	enum rf_kind {
+		RF_UNKNOWN,
+		RF_OUT,	      /* as its pages say: some staged or swapped */
+		RF_READY,     /* every page resident */
+		RF_PROTECTED, /* protect mode, enabled again: Pending */
+	} kind;
 };
 
 /* The first record of each daemon in the log at @path, in order: their
