@@ -14,6 +14,11 @@
  *   fault_concurrency_8t_pages_s   cold random faults from the swap file,
  *       8 threads on disjoint pages, beside the same faults from 1 thread
  *       (the ratio is the speed-up; the disk does many reads at once).
+ *   bare_ring_{1t,8t,2srv_8t}_rand_pages_s   the ceiling of those two: the
+ *       same faults (same slots of the same file, same thread counts) served
+ *       by a bare userfaultfd server doing only the kernel's part (an
+ *       O_DIRECT read on io_uring, then UFFDIO_COPY; bare_ring.c), from one
+ *       server thread and from two; vs_bare_ring_* put vswap's beside them.
  *   fault_during_swap_out_{p50,p99,max}_us   copy mode: a thread touching
  *       staged pages from the top of the guest down, one every 100 us,
  *       while the swap-out writes from the bottom up; beside the same
@@ -41,6 +46,7 @@
 #include <vswap/handler.h>
 #include <vswap/store.h>
 
+#include "tools/bench/bare_ring.h"
 #include "tools/bench/common.h"
 #include "tools/bench/datapath.h"
 
@@ -330,7 +336,37 @@ static double fault_rate(struct guest *g, const uint64_t *order, size_t n, unsig
 struct rand_run {
 	struct lat fault, pread, bare;
 	double rate1, rate8;
+	double ring1, ring8, ring8x2; /* the bare server: 1 and 8 faulters, 1 and 2 servers */
 };
+
+/* Where every page has its copy in the swap file (all swapped out). */
+static int page_offsets(struct guest *g, uint64_t *off)
+{
+	for (size_t p = 0; p < g->pages; p++) {
+		struct vswap_page_info pi;
+		int rc = vswap_handler_page_info(g->h, p, &pi);
+		if (rc == 0 && pi.state != VSWAP_PAGE_PRESENT)
+			rc = -ENODATA;
+		if (rc < 0)
+			return rc;
+		off[p] = vswap_store_slot_offset(g->store, pi.slot);
+	}
+	return 0;
+}
+
+/* The bare server's rates over the pages vswap's rates fault. */
+static int ring_rates(struct guest *g, const uint64_t *page_off, const uint64_t *order, size_t m,
+		      size_t m8, struct rand_run *out)
+{
+	int rc = bare_ring_rate(g->path, g->pages, g->ps, page_off, order, m, 1, 1, &out->ring1);
+	if (rc == 0)
+		rc = bare_ring_rate(g->path, g->pages, g->ps, page_off, order + m, m8, THREADS, 1,
+				    &out->ring8);
+	if (rc == 0)
+		rc = bare_ring_rate(g->path, g->pages, g->ps, page_off, order + m, m8, THREADS, 2,
+				    &out->ring8x2);
+	return rc;
+}
 
 static int rand_run(struct datapath_bench *o, size_t pages, unsigned r, struct rand_run *out)
 {
@@ -338,12 +374,15 @@ static int rand_run(struct datapath_bench *o, size_t pages, unsigned r, struct r
 	uint64_t *order = shuffled(pages, 0x9e3779b97f4a7c15ull * (r + 1));
 	double *lat = calloc(n, sizeof(*lat));
 	uint64_t *off = calloc(n ? n : 1, sizeof(*off));
+	uint64_t *page_off = calloc(pages, sizeof(*page_off));
 	struct guest g;
-	int rc = order && lat && off ? guest_open(&g, o, pages, VSWAP_ENABLE_AUTO) : -ENOMEM;
-	if (!order || !lat || !off) {
+	int rc =
+	    order && lat && off && page_off ? guest_open(&g, o, pages, VSWAP_ENABLE_AUTO) : -ENOMEM;
+	if (!order || !lat || !off || !page_off) {
 		free(order);
 		free(lat);
 		free(off);
+		free(page_off);
 		return rc;
 	}
 	for (size_t p = 0; rc == 0 && p < pages; p++)
@@ -352,6 +391,8 @@ static int rand_run(struct datapath_bench *o, size_t pages, unsigned r, struct r
 		rc = swap_out_all(&g, NULL);
 	if (rc == 0)
 		rc = slot_offsets(&g, order, n, off);
+	if (rc == 0)
+		rc = page_offsets(&g, page_off);
 	/* The floor first or last, alternately (the disk drifts); O_DIRECT
 	 * reads of the same slots leave no page cache behind. */
 	if (rc == 0 && r % 2 == 0) {
@@ -369,6 +410,10 @@ static int rand_run(struct datapath_bench *o, size_t pages, unsigned r, struct r
 	/* 1 thread, then 8, each on freshly swapped-out pages. */
 	size_t m = pages < 2 * SAMPLES ? pages / 2 : 2 * SAMPLES;
 	m -= m % THREADS;
+	size_t m8 = m < pages - m ? m : pages - m;
+	/* The ceiling first or last, alternately, over the same slots. */
+	if (rc == 0 && r % 2)
+		rc = ring_rates(&g, page_off, order, m, m8, out);
 	if (rc == 0)
 		rc = swap_out_all(&g, NULL);
 	if (rc == 0)
@@ -376,7 +421,9 @@ static int rand_run(struct datapath_bench *o, size_t pages, unsigned r, struct r
 	if (rc == 0)
 		rc = swap_out_all(&g, NULL);
 	if (rc == 0)
-		out->rate8 = fault_rate(&g, order + m, m < pages - m ? m : pages - m, THREADS);
+		out->rate8 = fault_rate(&g, order + m, m8, THREADS);
+	if (rc == 0 && r % 2 == 0)
+		rc = ring_rates(&g, page_off, order, m, m8, out);
 	guest_close(&g);
 	if (rc == 0) {
 		rc = bare_faults(pages, o->page_size, order, n, lat);
@@ -385,6 +432,7 @@ static int rand_run(struct datapath_bench *o, size_t pages, unsigned r, struct r
 	free(order);
 	free(lat);
 	free(off);
+	free(page_off);
 	return rc;
 }
 
@@ -466,10 +514,11 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 	if (pages < 4 * THREADS * 16)
 		return -EINVAL;
 	unsigned runs = o->runs > MAX_RUNS ? MAX_RUNS : o->runs;
-	double v[12][MAX_RUNS], scv[MAX_RUNS], cov[MAX_RUNS];
+	double v[15][MAX_RUNS], scv[MAX_RUNS], cov[MAX_RUNS];
 	int rc = 0;
 	for (unsigned r = 0; r < runs && rc == 0; r++) {
-		struct rand_run rr = {{NAN, NAN, NAN}, {NAN, NAN, NAN}, {NAN, NAN, NAN}, NAN, NAN};
+		struct rand_run rr = {
+		    {NAN, NAN, NAN}, {NAN, NAN, NAN}, {NAN, NAN, NAN}, NAN, NAN, NAN, NAN, NAN};
 		struct lat idle = {NAN, NAN, NAN}, busy = {NAN, NAN, NAN};
 		double sc = NAN, co = NAN;
 		if (stopped(o))
@@ -483,10 +532,11 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 			rc = swap_out_rate(o, pages, true, &sc);
 		if (rc)
 			break;
-		double row[12] = {rr.fault.p50, rr.fault.p99, rr.pread.p50, rr.pread.p99,
+		double row[15] = {rr.fault.p50, rr.fault.p99, rr.pread.p50, rr.pread.p99,
 				  rr.bare.p50,	rr.bare.p99,  rr.rate8,	    rr.rate1,
-				  busy.p99,	busy.max,     idle.p99,	    idle.max};
-		for (int k = 0; k < 12; k++)
+				  busy.p99,	busy.max,     idle.p99,	    idle.max,
+				  rr.ring1,	rr.ring8,     rr.ring8x2};
+		for (int k = 0; k < 15; k++)
 			v[k][r] = row[k];
 		scv[r] = sc;
 		cov[r] = co;
@@ -494,14 +544,16 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 			fprintf(
 			    stderr,
 			    "  datapath run %u: rand fault p50 %.1f us (pread %.1f + bare %.1f), "
-			    "8t %.0f / 1t %.0f pages/s, during swap-out p99 %.0f max %.0f us "
+			    "8t %.0f / 1t %.0f pages/s (bare ring 8t %.0f, 2 servers %.0f, "
+			    "1t %.0f), during swap-out p99 %.0f max %.0f us "
 			    "(idle %.0f, %.0f; p50 %.1f/%.1f), swap-out scattered %.3f / "
 			    "contiguous %.3f GB/s\n",
 			    r + 1, rr.fault.p50, rr.pread.p50, rr.bare.p50, rr.rate8, rr.rate1,
-			    busy.p99, busy.max, idle.p99, idle.max, busy.p50, idle.p50, sc, co);
+			    rr.ring8, rr.ring8x2, rr.ring1, busy.p99, busy.max, idle.p99, idle.max,
+			    busy.p50, idle.p50, sc, co);
 		if (r + 1 == runs) {
-			double m[12];
-			for (int k = 0; k < 12; k++)
+			double m[15];
+			for (int k = 0; k < 15; k++)
 				m[k] = bench_median(v[k], runs);
 			bench_add(res, "fault_file_rand_p50_us", m[0], "us",
 				  "odirect_pread_4k_rand+bare_copy_p50_us", m[2] + m[4]);
@@ -511,6 +563,14 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 			bench_add(res, "bare_uffdio_copy_rand_p50_us", m[4], "us", NULL, NAN);
 			bench_add(res, "fault_concurrency_8t_rand_pages_s", m[6], "pages/s",
 				  "fault_concurrency_1t_rand_pages_s", m[7]);
+			bench_add(res, "bare_ring_8t_rand_pages_s", m[13], "pages/s",
+				  "bare_ring_1t_rand_pages_s", m[12]);
+			bench_add(res, "bare_ring_2srv_8t_rand_pages_s", m[14], "pages/s",
+				  "bare_ring_1t_rand_pages_s", m[12]);
+			bench_add(res, "vs_bare_ring_fault_concurrency_8t_rand_pages_s", m[6],
+				  "pages/s", "bare_ring_2srv_8t_rand_pages_s", m[14]);
+			bench_add(res, "vs_bare_ring_fault_concurrency_1t_rand_pages_s", m[7],
+				  "pages/s", "bare_ring_1t_rand_pages_s", m[12]);
 			bench_add(res, "fault_during_swap_out_p99_us", m[8], "us",
 				  "fault_idle_staging_p99_us", m[10]);
 			bench_add(res, "fault_during_swap_out_max_us", m[9], "us",
