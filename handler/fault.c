@@ -71,7 +71,9 @@ static int serve_from_file(struct vswap_handler *h, int fd, uintptr_t addr, uint
 	}
 	if (rc < 0)
 		return rc;
+	protect_fill_begin(h, page, 1);
 	rc = uffd_copy(fd, addr, h->m.page_buf, h->page_size, true, NULL);
+	protect_fill_end(h);
 	if (rc == 0) {
 		vswap_store_mark_stale(h->store, page, 1);
 		h->c.from_file++;
@@ -86,7 +88,9 @@ static int resolve_locked(struct vswap_handler *h, unsigned index, uintptr_t add
 {
 	int fd = h->m.uffds.v[index].fd;
 	if (vswap_store_staged(h->store, page)) {
+		protect_fill_begin(h, page, 1);
 		int rc = uffd_copy(fd, addr, staging_ptr(h, page), h->page_size, true, NULL);
+		protect_fill_end(h);
 		if (rc == 0) {
 			vswap_store_stage_clear(h->store, page, 1);
 			/* Written by a swap-out whose commit is still due. */
@@ -109,7 +113,9 @@ static int resolve_locked(struct vswap_handler *h, unsigned index, uintptr_t add
 			sweep_park(h, fd);
 		return prc < 0 ? prc : 0;
 	}
+	protect_fill_begin(h, page, 1);
 	rc = uffd_zeropage(fd, addr, h->page_size, true);
+	protect_fill_end(h);
 	if (rc == 0)
 		h->c.zeroed++;
 	return rc;

@@ -265,7 +265,9 @@ static int serve_waiter(struct vswap_handler *h, struct fault_read *fr,
 	uint64_t page = fr->r.page;
 	int rc;
 	if (v == 0) {
+		protect_fill_begin(h, page, 1);
 		rc = uffd_copy(fd, addr, fr->buf, h->page_size, true, NULL);
+		protect_fill_end(h);
 		if (rc == 0 && !*copied) {
 			vswap_store_mark_stale(h->store, page, 1);
 			h->c.from_file++;

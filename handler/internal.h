@@ -43,6 +43,7 @@ enum {
 	SWAP_OUT_HOOK_COMMITTED = 1,
 	SWAP_OUT_HOOK_IN_FLIGHT = 2,
 	SWAP_OUT_HOOK_REMOVING = 3,
+	SWAP_OUT_HOOK_PIECE = 4,
 };
 enum { SWAP_IN_HOOK_READ = 0, SWAP_IN_HOOK_COPIED = 1 };
 
@@ -123,11 +124,27 @@ struct protect {
 	 * every access holds @rlock (after h->lock where both are held). */
 	pthread_mutex_t rlock;
 	uint64_t *clean;
-	/* Pages a worker is punching (out of @clean, not yet out of memory);
-	 * @removed is signalled under @rlock when a piece is done. */
+	/* Pages a removal is punching (see protect.c: the pages it takes out
+	 * of @clean and the holes between them, one piece at a time, pieces
+	 * one at a time under @punch_mu); @removed is signalled under @rlock
+	 * when a piece is done. */
 	uint64_t *removing;
 	pthread_cond_t removed;
+	pthread_mutex_t punch_mu;
 	atomic_uint removal_waits; /* write faults that waited for a punch (tests) */
+	/* Copies into guest memory (every fill: fault, swap-in, prefetch)
+	 * begun and ended, under @rlock; fills run under h->lock, one at a
+	 * time.  A removal waits on @filled for the fills begun before it
+	 * marked its piece (protect_fill_begin()). */
+	uint64_t fills_begun, fills_ended;
+	pthread_cond_t filled;
+	atomic_uint fill_waits;	 /* fills that waited for a punch (tests) */
+	atomic_uint drain_waits; /* removals that waited for a fill (tests) */
+	atomic_uint punches;	 /* fallocate calls of removals (tests) */
+	/* Test hook: called by protect_fill_begin() once the fill counts,
+	 * lock held, before the copy. */
+	void (*fill_hook)(void *ctx, uint64_t page);
+	void *fill_hook_ctx;
 	atomic_uint_fast64_t nclean;
 	struct run *removals; /* committed runs to remove (swap-out) */
 	unsigned nremovals;
@@ -319,9 +336,10 @@ struct vswap_handler {
 	 * lock, while a batch's writes are in flight (SWAP_OUT_HOOK_IN_FLIGHT),
 	 * after each batch's end (SWAP_OUT_HOOK_WRITTEN) and after each commit
 	 * before the removals it allows (SWAP_OUT_HOOK_COMMITTED), so a test
-	 * can place a guest access in each window; and on a pool worker,
-	 * without any lock, between marking a piece removing and punching it
-	 * (SWAP_OUT_HOOK_REMOVING, protect mode). */
+	 * can place a guest access in each window; and where a removal runs
+	 * (a pool worker, or trim's job), without any lock, before it marks a
+	 * piece (SWAP_OUT_HOOK_PIECE) and between marking it removing and
+	 * punching it (SWAP_OUT_HOOK_REMOVING, protect mode). */
 	void (*swap_out_hook)(void *ctx, int where);
 	void *swap_out_hook_ctx;
 
@@ -449,13 +467,20 @@ uint32_t protect_gather(struct vswap_handler *h, uint64_t *pages, uint32_t max, 
 void protect_remove_written(struct vswap_handler *h, uint64_t first, uint64_t count);
 void protect_remove_start(struct vswap_handler *h, bool wait);
 void protect_remove_wait(struct vswap_handler *h);
+/* Around every copy into guest memory (UFFDIO_COPY, UFFDIO_ZEROPAGE) of
+ * pages [first, first+count), lock held: begin waits while any of them is
+ * in a piece being removed, end says the copy is done.  A removal punches
+ * the holes between its pages too, so a hole must not be filled while its
+ * piece is punched (protect.c). */
+void protect_fill_begin(struct vswap_handler *h, uint64_t first, uint64_t count);
+void protect_fill_end(struct vswap_handler *h);
 /* After a batch's writes from the alias mapping (@pages sorted, no lock):
  * unmap them from the alias. */
 void protect_alias_drop(struct vswap_handler *h, const uint64_t *pages, uint32_t n);
 /* One trim batch in place: judged under the lock (pages trimmed, or -1
  * when every protected page was examined), committed by the caller without
- * it, then removed under it (protect_trim_remove(), which also frees @t;
- * @committed: the commit landed, else nothing is removed). */
+ * it, then removed without it too (protect_trim_remove(), which also frees
+ * @t; @committed: the commit landed, else nothing is removed). */
 struct protect_trim {
 	uint64_t *drop; /* bit i: page start + i judged, to remove */
 	uint64_t start, limit;

@@ -43,15 +43,18 @@
  *
  * Swap-out removes its committed pages on the pool's workers, so that the
  * job writes the next batches meanwhile (the punch costs a third of the
- * write).  A worker holds h->wp.rlock, not h->lock; so the bitmap has a lock
- * of its own, taken by every reader and writer of a bit.  A worker takes a
- * piece of pages out of the set and marks them removing in one rlock hold,
- * then punches them without it (a punch takes milliseconds: the job's
- * gather and every write-protect fault would wait for it), and clears the
- * marks under rlock again.  protect_wp_fault() waits while its page is
- * marked removing, before it tests the bit and un-protects: so the rule
- * above holds with "the bit set when the removal began, and no write let
- * through until it ended".  The worker's snapshot was taken after the
+ * write); trim removes its judged pages on the job thread.  A removal holds
+ * h->wp.rlock, never h->lock; so the bitmap has a lock of its own, taken by
+ * every reader and writer of a bit.  A removal takes a piece of pages out
+ * of the set and marks the piece removing in one rlock hold, then punches
+ * it without it (a punch takes milliseconds: the job's gather and every
+ * write-protect fault would wait for it), and clears the marks under rlock
+ * again.  protect_wp_fault() waits while its page is marked removing,
+ * before it tests the bit and un-protects: so the rule above holds with
+ * "the bit set when the removal began, and no write let through until it
+ * ended".  A piece's punch also runs across the holes between its pages
+ * (remove_piece()), so every copy into guest memory waits for the marks
+ * too (protect_fill_begin()).  The worker's snapshot was taken after the
  * commit, and a page whose bit is still set has not changed since (every
  * path that changes its record clears the bit first).  The monitor waits
  * for the workers before Active, enable, and leaving protection.
@@ -339,15 +342,6 @@ void protect_forget(struct vswap_handler *h, uint64_t first, uint64_t count)
 	pthread_mutex_unlock(&wp->rlock);
 }
 
-/* Whether page @p is in the set (rlock taken here). */
-static bool in_set(struct vswap_handler *h, uint64_t p)
-{
-	pthread_mutex_lock(&h->wp.rlock);
-	bool set = bit_get(h->wp.clean, p);
-	pthread_mutex_unlock(&h->wp.rlock);
-	return set;
-}
-
 /* ---- set-up -------------------------------------------------------------- */
 
 int protect_init(struct vswap_handler *h)
@@ -356,7 +350,9 @@ int protect_init(struct vswap_handler *h)
 	if (!wp->on)
 		return 0;
 	pthread_mutex_init(&wp->rlock, NULL);
+	pthread_mutex_init(&wp->punch_mu, NULL);
 	pthread_cond_init(&wp->removed, NULL);
+	pthread_cond_init(&wp->filled, NULL);
 	wp->clean = calloc((h->total_pages + 63) / 64, sizeof(uint64_t));
 	wp->removing = calloc((h->total_pages + 63) / 64, sizeof(uint64_t));
 	if (!wp->clean || !wp->removing)
@@ -378,7 +374,9 @@ void protect_fini(struct vswap_handler *h)
 			munmap((void *)h->regions[i].alias,
 			       h->regions[i].end - h->regions[i].start);
 	if (h->wp.clean) {
+		pthread_cond_destroy(&h->wp.filled);
 		pthread_cond_destroy(&h->wp.removed);
+		pthread_mutex_destroy(&h->wp.punch_mu);
 		pthread_mutex_destroy(&h->wp.rlock);
 	}
 	free(h->wp.clean);
@@ -877,53 +875,6 @@ uint32_t protect_gather(struct vswap_handler *h, uint64_t *pages, uint32_t max, 
 	return n;
 }
 
-static bool removable(struct vswap_handler *h, uint64_t p, bool want_present)
-{
-	if (!in_set(h, p))
-		return false;
-	if (!want_present)
-		return true;
-	struct vswap_page_info pi;
-	return vswap_store_page(h->store, p, &pi) == 0 && pi.state == VSWAP_PAGE_PRESENT;
-}
-
-/* Punch [first, first+count) of one region out of its memfd and take the
- * pages out of the set.  fallocate() rather than MADV_REMOVE: no REMOVE
- * event on our own uffds (and none for the other processes either: the punch
- * unmaps the pages from every mapping).  A page that cannot be punched stays
- * resident and its disk copy becomes stale (resident wins). */
-static void punch(struct vswap_handler *h, const struct hregion *r, uint64_t first, uint64_t count)
-{
-	off_t off = r->offset + (off_t)((first - r->first) << h->page_shift);
-	if (fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
-		      (off_t)(count << h->page_shift)) < 0) {
-		hlog(h, VSWAP_LOG_WARN, "removing pages %llu+%llu from guest memory: %s",
-		     (unsigned long long)first, (unsigned long long)count, vswap_strerror(-errno));
-		vswap_store_mark_stale(h->store, first, count);
-	}
-	protect_forget(h, first, count);
-}
-
-/* Remove the pages of [first, first+count) that are still in the set (and,
- * with @want_present, present in the store), in runs within a region. */
-static void remove_runs(struct vswap_handler *h, uint64_t first, uint64_t count, bool want_present)
-{
-	uint64_t end = first + count, p = first;
-	while (p < end) {
-		while (p < end && !removable(h, p, want_present))
-			p++;
-		if (p >= end)
-			break;
-		const struct hregion *r = region_of_page(h, p);
-		uint64_t rend = r->first + r->pages < end ? r->first + r->pages : end;
-		uint64_t q = p + 1;
-		while (q < rend && removable(h, q, want_present))
-			q++;
-		punch(h, r, p, q - p);
-		p = q;
-	}
-}
-
 /* Note a run to remove, cut at region ends and at the chunk size (a write
  * fault on a page being punched waits for its piece's punch). */
 static int removal_add(struct vswap_handler *h, uint64_t first, uint64_t count)
@@ -965,7 +916,7 @@ void protect_remove_written(struct vswap_handler *h, uint64_t first, uint64_t co
 		while (q < end && bit_get(wp->clean, q) && present(h, q))
 			q++;
 		/* Without memory for the list the pages stay: resident,
-		 * protected and present, consistent (see removal_run()). */
+		 * protected and present, consistent (see punch_taken()). */
 		if (q > p && removal_add(h, p, q - p) < 0)
 			hlog(h, VSWAP_LOG_WARN,
 			     "no memory to remove pages %llu+%llu after swap-out",
@@ -982,64 +933,218 @@ struct removal {
 	unsigned n;
 };
 
-/*
- * Punch the pages of run @v still in the set: each piece leaves the set and
- * is marked removing in one rlock hold, is punched without the lock, and
- * loses its marks in the next hold (see the top of the file).  A piece
- * that cannot be punched goes back in the set: resident, protected and
- * present in the store, and a later write makes it stale like any other
- * (no write passed it meanwhile: its write-protect faults waited).
- */
-static void removal_run(struct vswap_handler *h, const struct run *v)
+/* Whether any bit of [first, first+count) is set. */
+static bool any_set(const uint64_t *v, uint64_t first, uint64_t count)
+{
+	return next_set(v, first, first + count) < first + count;
+}
+
+void protect_fill_begin(struct vswap_handler *h, uint64_t first, uint64_t count)
 {
 	struct protect *wp = &h->wp;
-	const struct hregion *r = region_of_page(h, v->first);
-	uint64_t p = v->first, end = v->first + v->count;
+	if (!wp->clean || first >= h->total_pages)
+		return;
+	if (count > h->total_pages - first)
+		count = h->total_pages - first;
 	pthread_mutex_lock(&wp->rlock);
-	while (p < end) {
-		while (p < end && !bit_get(wp->clean, p))
-			p++;
-		uint64_t q = p;
-		while (q < end && bit_get(wp->clean, q))
-			q++;
-		if (q == p)
-			break;
-		forget_locked(h, p, q - p);
-		bits_change(wp->removing, p, q - p, true);
-		pthread_mutex_unlock(&wp->rlock);
-		if (h->swap_out_hook)
-			h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_REMOVING);
-		off_t off = r->offset + (off_t)((p - r->first) << h->page_shift);
-		int rc = fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
-				   (off_t)((q - p) << h->page_shift)) == 0
-			     ? 0
-			     : -errno;
-		if (rc < 0)
-			hlog(h, VSWAP_LOG_WARN, "removing pages %llu+%llu from guest memory: %s",
-			     (unsigned long long)p, (unsigned long long)(q - p),
-			     vswap_strerror(rc));
-		pthread_mutex_lock(&wp->rlock);
-		bits_change(wp->removing, p, q - p, false);
-		if (rc < 0)
-			atomic_fetch_add(&wp->nclean, bits_change(wp->clean, p, q - p, true));
-		pthread_cond_broadcast(&wp->removed);
-		p = q;
+	/* The worker never takes h->lock: waiting here with it held is safe. */
+	if (any_set(wp->removing, first, count))
+		atomic_fetch_add(&wp->fill_waits, 1);
+	while (any_set(wp->removing, first, count))
+		pthread_cond_wait(&wp->removed, &wp->rlock);
+	wp->fills_begun++;
+	pthread_mutex_unlock(&wp->rlock);
+	if (wp->fill_hook)
+		wp->fill_hook(wp->fill_hook_ctx, first);
+}
+
+void protect_fill_end(struct vswap_handler *h)
+{
+	struct protect *wp = &h->wp;
+	if (!wp->clean)
+		return;
+	pthread_mutex_lock(&wp->rlock);
+	wp->fills_ended++;
+	pthread_cond_broadcast(&wp->filled);
+	pthread_mutex_unlock(&wp->rlock);
+}
+
+/* The first page at or after @p of region @r that holds data in its memfd
+ * (resident, or in the kernel's swap), or UINT64_MAX if none; @p itself on
+ * an error (taken as data: nothing is punched across it). */
+static uint64_t next_data(struct vswap_handler *h, const struct hregion *r, uint64_t p)
+{
+	off_t off = r->offset + (off_t)((p - r->first) << h->page_shift);
+	off_t d = lseek(r->memfd, off, SEEK_DATA);
+	if (d < 0)
+		return errno == ENXIO ? UINT64_MAX : p;
+	return r->first + ((uint64_t)(d - r->offset) >> h->page_shift);
+}
+
+/* Punch [first, first+count) of region @r; 0 or -errno (logged). */
+static int punch_range(struct vswap_handler *h, const struct hregion *r, uint64_t first,
+		       uint64_t count)
+{
+	off_t off = r->offset + (off_t)((first - r->first) << h->page_shift);
+	if (fallocate(r->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
+		      (off_t)(count << h->page_shift)) == 0)
+		return 0;
+	int rc = -errno;
+	hlog(h, VSWAP_LOG_WARN, "removing pages %llu+%llu from guest memory: %s",
+	     (unsigned long long)first, (unsigned long long)count, vswap_strerror(rc));
+	return rc;
+}
+
+static inline bool take_get(const uint64_t *take, uint64_t i)
+{
+	return take[i >> 6] >> (i & 63) & 1;
+}
+
+/* The first page of the piece at or after @i taken (relative), or @n. */
+static uint64_t take_next(const uint64_t *take, uint64_t i, uint64_t n)
+{
+	while (i < n && !take_get(take, i))
+		i++;
+	return i;
+}
+
+/* Punch the piece's range [s, e) (relative to @a); a failure puts its taken
+ * pages back in the set: resident, protected and present in the store, and
+ * a later write makes them stale like any other (no write passed them
+ * meanwhile: their write-protect faults waited). */
+static void punch_taken(struct vswap_handler *h, const struct hregion *r, uint64_t a,
+			const uint64_t *take, uint64_t s, uint64_t e)
+{
+	struct protect *wp = &h->wp;
+	if (punch_range(h, r, a + s, e - s) == 0)
+		return;
+	pthread_mutex_lock(&wp->rlock);
+	for (uint64_t i = s; i < e; i++)
+		if (take_get(take, i))
+			atomic_fetch_add(&wp->nclean, bits_change(wp->clean, a + i, 1, true));
+	pthread_mutex_unlock(&wp->rlock);
+}
+
+/*
+ * Remove one piece: the runs v[0..n) (ascending, in region @r, spanning at
+ * most chunk_pages pages).  Punching page by page costs a fallocate each
+ * (its unmap and TLB shootdown, serialised on the memfd's inode lock): on
+ * scattered pages (every fourth) that was most of the swap-out's CPU.  So a
+ * piece is punched in as few ranges as its holes allow: a range runs across
+ * the pages between the taken ones when they hold no data.
+ *
+ * Why punching those pages loses nothing: in one rlock hold the piece's
+ * pages still in the set are taken out of it and every page of the piece is
+ * marked removing.  From then on no write to a page of the piece is let
+ * through (protect_wp_fault() waits) and no copy into one begins
+ * (protect_fill_begin() waits; every fill of a hole in guest memory is the
+ * handler's own copy, under h->lock).  A copy begun before the marks is
+ * waited for (@fills_ended).  Only then are the pages between taken ones
+ * looked up (SEEK_DATA: a resident page or one in the kernel's swap is
+ * data), and a range is cut wherever one holds data: that page stays
+ * (at most half the piece's pages are ranges: each holds a taken page and
+ * is followed by a page that is not).  A
+ * hole found then stays a hole until the marks go, so punching it is a
+ * no-op.  Pieces run one at a time (@punch_mu), so a mark is never another
+ * piece's.
+ */
+static void remove_piece(struct vswap_handler *h, const struct hregion *r, const struct run *v,
+			 unsigned n, uint64_t *take, struct run *cut)
+{
+	struct protect *wp = &h->wp;
+	uint64_t a = v[0].first, len = v[n - 1].first + v[n - 1].count - a, taken = 0;
+	memset(take, 0, (len + 63) / 64 * sizeof(*take));
+	if (h->swap_out_hook)
+		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_PIECE);
+	pthread_mutex_lock(&wp->punch_mu);
+	pthread_mutex_lock(&wp->rlock);
+	for (unsigned k = 0; k < n; k++)
+		for (uint64_t p = v[k].first; p < v[k].first + v[k].count; p++)
+			if (bit_get(wp->clean, p)) {
+				take[(p - a) >> 6] |= 1ULL << ((p - a) & 63);
+				forget_locked(h, p, 1);
+				taken++;
+			}
+	if (taken) {
+		bits_change(wp->removing, a, len, true);
+		uint64_t begun = wp->fills_begun;
+		if (wp->fills_ended < begun)
+			atomic_fetch_add(&wp->drain_waits, 1);
+		while (wp->fills_ended < begun)
+			pthread_cond_wait(&wp->filled, &wp->rlock);
 	}
 	pthread_mutex_unlock(&wp->rlock);
+	if (!taken) {
+		pthread_mutex_unlock(&wp->punch_mu);
+		return;
+	}
+	/* The ranges (relative to @a): taken pages and the holes between. */
+	unsigned ncut = 0;
+	uint64_t s = take_next(take, 0, len), e = s + 1;
+	while (e < len) {
+		uint64_t t = take_next(take, e, len);
+		if (t == len)
+			break;
+		if (t > e && next_data(h, r, a + e) < a + t) {
+			cut[ncut++] = (struct run){s, e - s};
+			s = t;
+		}
+		e = t + 1;
+	}
+	cut[ncut++] = (struct run){s, e - s};
+	if (h->swap_out_hook)
+		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_REMOVING);
+	for (unsigned i = 0; i < ncut; i++)
+		punch_taken(h, r, a, take, cut[i].first, cut[i].first + cut[i].count);
+	atomic_fetch_add(&wp->punches, ncut);
+	pthread_mutex_lock(&wp->rlock);
+	bits_change(wp->removing, a, len, false);
+	pthread_cond_broadcast(&wp->removed);
+	pthread_mutex_unlock(&wp->rlock);
+	pthread_mutex_unlock(&wp->punch_mu);
+}
+
+/* Remove the runs v[0..n) (each within a region and at most chunk_pages
+ * long), in pieces of runs that follow each other in one region; lock not
+ * held.  Without memory for the piece's map the pages stay: resident,
+ * protected and present, consistent (see punch_taken()). */
+static void remove_runs(struct vswap_handler *h, const struct run *v, unsigned n)
+{
+	uint64_t span = h->opts.chunk_pages;
+	uint64_t *take = malloc((span + 63) / 64 * sizeof(*take));
+	struct run *cut = malloc((span / 2 + 1) * sizeof(*cut));
+	if (!take || !cut) {
+		hlog(h, VSWAP_LOG_WARN, "no memory to remove %u runs of pages from guest memory",
+		     n);
+		free(take);
+		free(cut);
+		return;
+	}
+	for (unsigned i = 0; i < n;) {
+		const struct hregion *r = region_of_page(h, v[i].first);
+		unsigned j = i + 1;
+		while (j < n && region_of_page(h, v[j].first) == r &&
+		       v[j].first >= v[j - 1].first + v[j - 1].count &&
+		       v[j].first + v[j].count - v[i].first <= span)
+			j++;
+		remove_piece(h, r, v + i, j - i, take, cut);
+		i = j;
+	}
+	free(take);
+	free(cut);
 }
 
 /* On a pool worker: the runs of one commit, in order. */
 static void removal_task(void *arg)
 {
 	struct removal *t = arg;
-	for (unsigned i = 0; i < t->n; i++)
-		removal_run(t->h, &t->v[i]);
+	remove_runs(t->h, t->v, t->n);
 	free(t->v);
 	free(t);
 }
 
 /* Note runs for a later start again (lock not held); without memory their
- * pages stay, resident, protected and present (see removal_run()). */
+ * pages stay, resident, protected and present (see punch_taken()). */
 static void removals_keep(struct vswap_handler *h, const struct run *v, unsigned n)
 {
 	struct protect *wp = &h->wp;
@@ -1232,15 +1337,34 @@ int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor, struct pro
 
 void protect_trim_remove(struct vswap_handler *h, struct protect_trim *t, bool committed)
 {
+	struct run *v = NULL;
+	size_t n = 0, cap = 0;
 	for (uint64_t i = 0; committed && t->drop && i < t->limit; i++) {
 		if (!(t->drop[i >> 6] >> (i & 63) & 1))
 			continue;
 		uint64_t j = i + 1;
 		while (j < t->limit && t->drop[j >> 6] >> (j & 63) & 1)
 			j++;
-		remove_runs(h, t->start + i, j - i, false);
+		/* Runs within a region, at most chunk_pages long. */
+		for (uint64_t p = t->start + i, end = t->start + j; p < end;) {
+			const struct hregion *r = region_of_page(h, p);
+			uint64_t q = r->first + r->pages < end ? r->first + r->pages : end;
+			if (q - p > h->opts.chunk_pages)
+				q = p + h->opts.chunk_pages;
+			if (ARRAY_RESERVE(v, cap, n + 1, 64)) {
+				/* They stay: resident, protected, consistent. */
+				hlog(h, VSWAP_LOG_WARN, "trim: no memory to remove pages");
+				j = t->limit;
+				break;
+			}
+			v[n++] = (struct run){p, q - p};
+			p = q;
+		}
 		i = j;
 	}
+	if (n)
+		remove_runs(h, v, (unsigned)n);
+	free(v);
 	free(t->drop);
 	t->drop = NULL;
 }

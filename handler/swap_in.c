@@ -135,9 +135,11 @@ static int copy_pages(struct vswap_handler *h, uintptr_t dst, const uint8_t *src
 	uint64_t i = 0;
 	while (i < count) {
 		size_t done = 0;
+		protect_fill_begin(h, first + i, count - i);
 		int rc =
 		    uffd_copy(h->main_uffd, dst + (i << h->page_shift), src + (i << h->page_shift),
 			      (count - i) << h->page_shift, false, &done);
+		protect_fill_end(h);
 		uint64_t n = done >> h->page_shift;
 		settle(h, first + i, n, staged);
 		i += n;

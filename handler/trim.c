@@ -127,8 +127,11 @@ int trim_job(struct job *j, void *arg)
 		 * meanwhile is unstaged already (the clear does nothing). */
 		for (unsigned i = 0; rc == 0 && i < b.nclean; i++)
 			vswap_store_stage_clear(h->store, b.clean[i].first, b.clean[i].count);
-		protect_trim_remove(h, &pt, rc == 0);
 		pthread_mutex_unlock(&h->lock);
+		/* Protect mode: the judged pages leave guest memory without the
+		 * lock (a punch takes milliseconds; faults go on meanwhile):
+		 * each waits for its bit, as the swap-out's removals do. */
+		protect_trim_remove(h, &pt, rc == 0);
 		if (n < -1)
 			rc = (int)n;
 		if (rc < 0 || n == -1)

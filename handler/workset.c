@@ -151,7 +151,9 @@ static void copy_in_locked(struct vswap_handler *h, struct workset *w, uint64_t 
 			   const void *src)
 {
 	const struct hregion *r = region_of_page(h, page);
+	protect_fill_begin(h, page, 1);
 	int rc = uffd_copy(h->main_uffd, page_addr(h, r, page), src, h->page_size, true, NULL);
+	protect_fill_end(h);
 
 	if (rc == 0) {
 		vswap_store_mark_stale(h->store, page, 1);

@@ -576,6 +576,228 @@ static void write_during_removal(void **state)
 	race(SWAP_OUT_HOOK_REMOVING);
 }
 
+/* ---- removals across holes ------------------------------------------------ */
+
+/* A 64-page region, one batch and one worker (one removal task, one piece
+ * unless cut): every fourth page written (a byte of its own), the others
+ * holes. */
+static void setup_scattered(struct hfx *f)
+{
+	const size_t pages[1] = {64};
+	struct vswap_handler_opts o = {
+	    .chunk_pages = 64, .workers = 1, .enable_mode = VSWAP_ENABLE_PROTECT};
+	assert_int_equal(hfx_setup(f, pages, 1, &o), 0);
+	for (uint64_t p = 0; p < 64; p += 4)
+		assert_int_equal(hfx_fill(f, 0, p, hfx_byte_of(p)), 0);
+}
+
+static void check_scattered(struct hfx *f, uint64_t written, uint8_t v)
+{
+	for (uint64_t p = 0; p < 64; p++)
+		assert_int_equal(hfx_page_byte(f, 0, p), p == written ? v
+							 : p % 4      ? 0
+								      : hfx_byte_of(p));
+}
+
+/* Scattered swapped-out pages leave guest memory in one punch across the
+ * holes between them, not one per page; a page between them that holds
+ * data (written after enable: resident, not protected) cuts the punch and
+ * keeps its bytes. */
+static void removal_spans_holes(void **state)
+{
+	(void)state;
+	struct hfx f;
+	setup_scattered(&f);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(hfx_fill(&f, 0, 30, 0x77), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	struct vswap_status st = status_of(&f);
+	assert_int_equal(st.metrics.swap_pages, 16);
+	assert_int_equal(st.metrics.resident_pages, 1);
+	/* [0, 28] and [32, 60]: page 30 stays. */
+	assert_int_equal(atomic_load(&f.h->wp.punches), 2);
+	check_scattered(&f, 30, 0x77);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+struct filler {
+	struct hfx *f;
+	uint64_t page;
+	int where; /* the swap-out hook call that starts the write */
+	pthread_t t;
+	atomic_bool started, done, in_fill, removing;
+};
+
+static void *filler_main(void *arg)
+{
+	struct filler *w = arg;
+	memset(hfx_addr(w->f, 0, w->page), 0x77, w->f->page_size);
+	atomic_store(&w->done, true);
+	return NULL;
+}
+
+static bool filler_done(void *arg)
+{
+	return atomic_load(&((struct filler *)arg)->done);
+}
+
+static void filler_start(struct filler *w)
+{
+	atomic_store(&w->started, true);
+	assert_int_equal(pthread_create(&w->t, NULL, filler_main, w), 0);
+}
+
+/*
+ * The hooks of both fill races.  At SWAP_OUT_HOOK_PIECE (before the marks)
+ * or SWAP_OUT_HOOK_REMOVING (marks set, the holes looked up, not yet
+ * punched): start the write to the hole.  At SWAP_OUT_HOOK_REMOVING the
+ * removal goes on only once the write is done or its fill waits for the
+ * marks: a fill that got in between the look-up and the punch would be
+ * punched away, and the write with it.
+ */
+static void filler_hook(void *ctx, int where)
+{
+	struct filler *w = ctx;
+	struct vswap_handler *h = w->f->h;
+	if (where == w->where && !atomic_load(&w->started)) {
+		filler_start(w);
+		if (where == SWAP_OUT_HOOK_PIECE) { /* the fill has begun */
+			uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS;
+			while (!atomic_load(&w->in_fill) && hfx_now_ms() < until)
+				sched_yield();
+		}
+	}
+	if (where == SWAP_OUT_HOOK_REMOVING && atomic_load(&w->started)) {
+		atomic_store(&w->removing, true);
+		uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS;
+		while (!atomic_load(&w->done) && !atomic_load(&h->wp.fill_waits) &&
+		       hfx_now_ms() < until)
+			sched_yield();
+	}
+}
+
+/* On the monitor, lock held, the fill counted and not yet copied: hold it
+ * until the removal that marked its hole waits for it (or, were it not
+ * waited for, until the removal is past its look-up). */
+static void fill_held(void *ctx, uint64_t page)
+{
+	struct filler *w = ctx;
+	struct vswap_handler *h = w->f->h;
+	if (page != w->page || atomic_load(&w->in_fill))
+		return;
+	atomic_store(&w->in_fill, true);
+	uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS;
+	while (!atomic_load(&h->wp.drain_waits) && !atomic_load(&w->removing) &&
+	       hfx_now_ms() < until)
+		sched_yield();
+}
+
+static void fill_race(int where)
+{
+	struct hfx f;
+	setup_scattered(&f);
+	struct filler w = {.f = &f, .page = 2, .where = where};
+	atomic_init(&w.started, false);
+	atomic_init(&w.done, false);
+	atomic_init(&w.in_fill, false);
+	atomic_init(&w.removing, false);
+	f.h->swap_out_hook_ctx = &w;
+	f.h->swap_out_hook = filler_hook;
+	if (where == SWAP_OUT_HOOK_PIECE) {
+		f.h->wp.fill_hook_ctx = &w;
+		f.h->wp.fill_hook = fill_held;
+	}
+	enable_and_swap_out(&f);
+	assert_true(hfx_wait_for(filler_done, &w));
+	pthread_join(w.t, NULL);
+	f.h->swap_out_hook = NULL;
+	f.h->wp.fill_hook = NULL;
+	struct vswap_status st = status_of(&f);
+	/* The write landed (a punch across the filled page would have taken
+	 * it: read back as zeros). */
+	check_scattered(&f, 2, 0x77);
+	assert_int_equal(st.metrics.swap_pages, 16);
+	assert_int_equal(st.metrics.zeroed_pages, 1);
+	assert_int_equal(st.metrics.resident_pages, 1);
+	if (where == SWAP_OUT_HOOK_REMOVING) {
+		/* Filled after the punch: the removal ran across it. */
+		assert_int_equal(atomic_load(&f.h->wp.fill_waits), 1);
+		assert_int_equal(atomic_load(&f.h->wp.punches), 1);
+	} else {
+		/* Filled before the look-up: the punch is cut around it. */
+		assert_int_equal(atomic_load(&f.h->wp.drain_waits), 1);
+		assert_int_equal(atomic_load(&f.h->wp.punches), 2);
+	}
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	check_scattered(&f, 2, 0x77);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* A hole between two removed pages is faulted in while their punch runs
+ * across it: the fill waits for the punch, and the write lands. */
+static void fill_during_removal(void **state)
+{
+	(void)state;
+	fill_race(SWAP_OUT_HOOK_REMOVING);
+}
+
+/* The same hole's fill began before the removal marked its piece: the
+ * removal waits for the copy before it looks at the holes, so it sees the
+ * page and punches around it. */
+static void fill_before_removal(void **state)
+{
+	(void)state;
+	fill_race(SWAP_OUT_HOOK_PIECE);
+}
+
+struct trim_reader {
+	struct hfx *f;
+	int byte; /* what a fault outside the piece read, meanwhile */
+	unsigned calls;
+};
+
+/* Trim's removal, marks set, without the lock: a fault elsewhere (which
+ * needs h->lock) is served meanwhile. */
+static void trim_reader_hook(void *ctx, int where)
+{
+	struct trim_reader *t = ctx;
+	if (where != SWAP_OUT_HOOK_REMOVING || t->calls++)
+		return;
+	t->byte = hfx_page_byte(t->f, 0, 12);
+}
+
+/* Trim punches the pages it dropped without h->lock: faults are served
+ * while it punches. */
+static void trim_removal_unlocked(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {16};
+	assert_int_equal(hfx_setup(&f, pages, 1, &protect), 0);
+	for (uint64_t p = 0; p < 4; p++)
+		assert_int_equal(hfx_fill(&f, 0, p, 0), 0);
+	assert_int_equal(hfx_fill(&f, 0, 4, 0x44), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	struct trim_reader t = {.f = &f, .byte = -1};
+	f.h->swap_out_hook_ctx = &t;
+	f.h->swap_out_hook = trim_reader_hook;
+	assert_int_equal(vswap_handler_trim(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_PENDING), 0);
+	f.h->swap_out_hook = NULL;
+	assert_int_equal(t.calls, 1);
+	assert_int_equal(t.byte, 0);
+	struct vswap_status st = status_of(&f);
+	assert_int_equal(st.transition.pages, 4);
+	assert_int_equal(st.metrics.resident_pages, 2); /* page 4, and page 12 read */
+	assert_int_equal(atomic_load(&f.h->wp.punches), 1);
+	for (uint64_t p = 0; p < 4; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), 0);
+	assert_int_equal(hfx_page_byte(&f, 0, 4), 0x44);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 /* ---- detach ---------------------------------------------------------------- */
 
 struct detacher {
@@ -801,6 +1023,10 @@ int main(void)
 	    cmocka_unit_test(write_blocked_across_removal),
 	    cmocka_unit_test(write_during_removal),
 	    cmocka_unit_test(write_while_written),
+	    cmocka_unit_test(removal_spans_holes),
+	    cmocka_unit_test(fill_during_removal),
+	    cmocka_unit_test(fill_before_removal),
+	    cmocka_unit_test(trim_removal_unlocked),
 	    cmocka_unit_test(detach_during_swap_out),
 	    cmocka_unit_test(writers_throughout),
 	};
