@@ -660,7 +660,9 @@ static void fault_and_remove_read_together(void **state)
 	assert_true(hfx_wait_for(reader_waits, NULL));
 	struct hfx_remover rm;
 	assert_int_equal(hfx_remover_start(&rm, hfx_addr(&f, 0, VICTIM_PAGE), f.page_size), 0);
-	assert_true(hfx_wait_for(hfx_remover_blocked, &rm));
+	if (!hfx_wait_for(hfx_remover_blocked, &rm))
+		fail_msg("the remover never waited on its event (done %d, madvise %d)",
+			 (int)atomic_load(&rm.done), rm.rc);
 	struct read_race k = {.rm = &rm};
 	atomic_init(&k.timed_out, false);
 	f.h->m.read_hook_ctx = &k;
