@@ -133,6 +133,71 @@ static void faults_served_during_commit(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+struct active_gate {
+	struct hfx *f;
+	struct gate g;
+};
+
+/* Holds only the commit that records Active (the state is read under the
+ * lock: the hook runs without it). */
+static void active_gate_hook(void *ctx)
+{
+	struct active_gate *a = ctx;
+	pthread_mutex_lock(&a->f->h->lock);
+	bool active = vswap_store_state(a->f->store) == VSWAP_STATE_ACTIVE;
+	pthread_mutex_unlock(&a->f->h->lock);
+	if (active)
+		gate_hook(&a->g);
+}
+
+static bool active_gate_entered(void *arg)
+{
+	return gate_entered(&((struct active_gate *)arg)->g);
+}
+
+/* The end of a swap-out: Active is committed by the commit thread, its
+ * sync without h->lock, and faults are served meanwhile (on the monitor,
+ * under the lock, that commit made every fault wait for its sync: the
+ * longest wait of a swap-out). */
+static void active_committed_off_monitor(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {PAGES};
+	assert_int_equal(hfx_setup(&f, pages, 1, NULL), 0);
+	for (uint64_t p = 0; p < PAGES - 1; p++)
+		assert_int_equal(hfx_fill(&f, 0, p, hfx_byte_of(p)), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	struct active_gate a = {.f = &f};
+	atomic_init(&a.g.entered, false);
+	atomic_init(&a.g.open, false);
+	atomic_init(&a.g.calls, 0);
+	pthread_mutex_lock(&f.h->lock);
+	f.h->cm.hook_ctx = &a;
+	f.h->cm.hook = active_gate_hook;
+	pthread_mutex_unlock(&f.h->lock);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	if (!hfx_wait_for(active_gate_entered, &a))
+		fail_msg("Active was not committed on the commit thread");
+	/* Held between its begin and its write: not yet published, and
+	 * faults are served. */
+	struct vswap_status st;
+	assert_int_equal(vswap_handler_status(f.h, &st), 0);
+	assert_int_equal(st.state, VSWAP_STATE_SWAP_OUT_IN_PROGRESS);
+	assert_int_equal(hfx_page_byte(&f, 0, PAGES - 1), 0);
+	assert_int_equal(hfx_page_byte(&f, 0, 0), hfx_byte_of(0));
+	atomic_store(&a.g.open, true);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	pthread_mutex_lock(&f.h->lock);
+	f.h->cm.hook = NULL;
+	pthread_mutex_unlock(&f.h->lock);
+	assert_int_equal(vswap_handler_status(f.h, &st), 0);
+	assert_int_equal(st.metrics.swap_pages, PAGES - 2); /* page 0 came back */
+	for (uint64_t p = 1; p < PAGES - 1; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), hfx_byte_of(p));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 struct enabler {
 	pthread_t t;
 	struct vswap_handler *h;
@@ -187,6 +252,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(faults_served_during_commit),
 	    cmocka_unit_test(enable_waits_for_commit),
+	    cmocka_unit_test(active_committed_off_monitor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
