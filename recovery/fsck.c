@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,7 @@ void vswap_fsck_free(struct vswap_fsck *f)
 	free(f->bad_staging);
 	fsck_extents_free(&f->swap_data);
 	free(f->store_error);
+	free(f->open_why);
 	free(f->path);
 	free(f);
 }
@@ -132,26 +134,48 @@ static const char *superblock_problem(const char *path)
 }
 
 /* A store that cannot be opened: name the problem, if it is one of ours. */
+/*
+ * The run cannot open the store: why (naming the file and what is wrong with
+ * it) is reported as a problem of @kind, or logged as an error when @kind is
+ * negative, and kept for vswap_fsck_open_failure(), so that a summary says
+ * why nothing was audited.
+ */
+static void __attribute__((format(printf, 4, 5)))
+refuse_open(struct vswap_fsck *f, int err, int kind, const char *fmt, ...)
+{
+	char why[PATH_MAX + 256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (kind < 0)
+		fsck_log(f, VSWAP_LOG_ERROR, "%s", why);
+	else
+		fsck_problem(f, (enum vswap_problem_kind)kind, FSCK_NONE, FSCK_NONE, "%s", why);
+	f->open_failed = true;
+	f->error = err;
+	free(f->open_why);
+	f->open_why = strdup(why); /* NULL: the accessor falls back to the errno */
+}
+
 static void open_failed(struct vswap_fsck *f, int err)
 {
 	const char *msg = f->store_error ? f->store_error : vswap_strerror(err);
 	const char *sb =
 	    (err == -EUCLEAN || err == -EPROTONOSUPPORT) ? superblock_problem(f->path) : NULL;
 
-	f->open_failed = true;
-	f->error = err;
 	if (sb)
-		fsck_problem(f, VSWAP_PROBLEM_BAD_SUPERBLOCK, FSCK_NONE, FSCK_NONE, "%s: %s",
-			     f->path, sb);
+		refuse_open(f, err, VSWAP_PROBLEM_BAD_SUPERBLOCK, "%s: %s", f->path, sb);
 	else if (err == -EMEDIUMTYPE)
-		fsck_problem(f, VSWAP_PROBLEM_UUID_MISMATCH, FSCK_NONE, FSCK_NONE, "%s", msg);
+		refuse_open(f, err, VSWAP_PROBLEM_UUID_MISMATCH, "%s", msg);
 	else if (err == -EXDEV)
-		fsck_problem(f, VSWAP_PROBLEM_PAGE_SIZE_MISMATCH, FSCK_NONE, FSCK_NONE, "%s", msg);
+		refuse_open(f, err, VSWAP_PROBLEM_PAGE_SIZE_MISMATCH, "%s", msg);
 	else if (err == -EUCLEAN || err == -EPROTONOSUPPORT || err == -ENOENT)
-		fsck_problem(f, VSWAP_PROBLEM_BAD_INDEX, FSCK_NONE, FSCK_NONE, "%s", msg);
+		refuse_open(f, err, VSWAP_PROBLEM_BAD_INDEX, "%s", msg);
 	else
-		fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot open the store: %s", f->path,
-			 vswap_strerror(err));
+		refuse_open(f, err, -1, "%s: cannot open the store: %s", f->path,
+			    vswap_strerror(err));
 }
 
 static int find_holder(struct vswap_fsck *f)
@@ -451,27 +475,26 @@ static int check_file_types(struct vswap_fsck *f)
 	if (stat(f->path, &st) != 0) {
 		int ret = -errno;
 
-		fsck_log(f, VSWAP_LOG_ERROR, "%s: cannot open: %s", f->path, strerror(errno));
+		refuse_open(f, ret, -1, "%s: %s", f->path, strerror(errno));
 		return ret;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		fsck_log(f, VSWAP_LOG_ERROR, "%s: is %s, not a vswap swap file", f->path,
-			 fsck_file_type(st.st_mode));
+		refuse_open(f, -EINVAL, -1, "%s: is %s, not a vswap swap file", f->path,
+			    fsck_file_type(st.st_mode));
 		return -EINVAL;
 	}
 	snprintf(index, sizeof(index), "%s%s", f->opts.index_path ? f->opts.index_path : f->path,
 		 f->opts.index_path ? "" : ".idx");
 	snprintf(lock, sizeof(lock), "%s-lock", index);
 	if (stat(index, &st) == 0 && (!S_ISREG(st.st_mode) || st.st_size == 0)) {
-		fsck_problem(f, VSWAP_PROBLEM_BAD_INDEX, FSCK_NONE, FSCK_NONE,
-			     "%s: the index is %s", index,
-			     st.st_size == 0 && S_ISREG(st.st_mode) ? "empty (0 bytes)"
-								    : fsck_file_type(st.st_mode));
+		refuse_open(f, -EUCLEAN, VSWAP_PROBLEM_BAD_INDEX, "%s: the index is %s", index,
+			    st.st_size == 0 && S_ISREG(st.st_mode) ? "empty (0 bytes)"
+								   : fsck_file_type(st.st_mode));
 		return -EUCLEAN;
 	}
 	if (lstat(lock, &st) == 0 && !S_ISREG(st.st_mode)) {
-		fsck_problem(f, VSWAP_PROBLEM_BAD_INDEX, FSCK_NONE, FSCK_NONE,
-			     "%s: the index's lock file is %s", lock, fsck_file_type(st.st_mode));
+		refuse_open(f, -EUCLEAN, VSWAP_PROBLEM_BAD_INDEX, "%s: the index's lock file is %s",
+			    lock, fsck_file_type(st.st_mode));
 		return -EUCLEAN;
 	}
 	return 0;
@@ -486,10 +509,8 @@ int vswap_fsck_run(struct vswap_fsck *f)
 	f->ran = true;
 	f->unclean_prob = -1;
 	f->advice_prob[0] = f->advice_prob[1] = -1;
-	if ((ret = check_file_types(f))) {
-		f->open_failed = true;
-		return f->error = ret;
-	}
+	if ((ret = check_file_types(f)))
+		return ret;
 	if ((ret = find_holder(f)))
 		fsck_log(f, VSWAP_LOG_DEBUG, "cannot read /proc/locks: %s", strerror(-ret));
 	if (f->busy && f->opts.mode != VSWAP_FSCK_CHECK)
@@ -514,14 +535,12 @@ int vswap_fsck_run(struct vswap_fsck *f)
 		f->error = ret;
 	return ret;
 busy:
-	f->open_failed = true;
-	f->error = -EBUSY;
 	if (f->holder)
-		fsck_log(f, VSWAP_LOG_ERROR,
-			 "%s is in use by process %d; not repairing a store in use", f->path,
-			 (int)f->holder);
+		refuse_open(f, -EBUSY, -1,
+			    "%s is in use by process %d; not repairing a store in use", f->path,
+			    (int)f->holder);
 	else
-		fsck_log(f, VSWAP_LOG_ERROR, "%s is in use (locked); not repairing a store in use",
-			 f->path);
+		refuse_open(f, -EBUSY, -1, "%s is in use (locked); not repairing a store in use",
+			    f->path);
 	return -EBUSY;
 }

@@ -112,6 +112,7 @@ struct vswap_fsck {
 	bool busy;
 	pid_t holder;
 	bool open_failed;
+	char *open_why;	      /* why, when open_failed (vswap_fsck_open_failure()) */
 	ssize_t unclean_prob; /* the unclean_shutdown problem, or -1 */
 	char *store_error;    /* the store's last error message */
 	bool cancelled;
@@ -165,9 +166,21 @@ bool fsck_extents_contains(const struct fsck_extents *e, uint64_t unit);
 void fsck_extents_free(struct fsck_extents *e);
 
 /* ---- records.c ---- */
-/* -y, before the records are loaded: move each misplaced page-group record
- * whose evidence is unambiguous back under its own key (the audit then
- * checks it like any other), each a repaired problem. */
+/* "index record of group G (pages a-b) is stored under the key of pages
+ * c-d" (or "staging record ..."): the start of every message about a
+ * misplaced record. */
+#define MISPLACED_FMT                                                                              \
+	"%s of group %llu (pages %llu-%llu) %s under the key of pages %llu-%llu: its key %s "      \
+	"damaged"
+#define MISPLACED_ARGS(what, claimed, key, verb, tense)                                            \
+	what, (unsigned long long)(claimed), (unsigned long long)(claimed)*FSCK_GROUP_PAGES,       \
+	    (unsigned long long)(claimed)*FSCK_GROUP_PAGES + FSCK_GROUP_PAGES - 1, verb,           \
+	    (unsigned long long)(key)*FSCK_GROUP_PAGES,                                            \
+	    (unsigned long long)(key)*FSCK_GROUP_PAGES + FSCK_GROUP_PAGES - 1, tense
+
+/* -y, before the records are loaded: move each misplaced page-group or
+ * staging record whose evidence is unambiguous back under its own key (the
+ * audit then checks it like any other), each a repaired problem. */
 int fsck_move_misplaced(struct vswap_fsck *f);
 int fsck_load_records(struct vswap_fsck *f);
 void fsck_check_records(struct vswap_fsck *f);

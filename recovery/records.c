@@ -38,17 +38,6 @@ static int fsck_bad_group_add(struct vswap_fsck *f, uint64_t first, uint32_t pag
 	return 0;
 }
 
-/* "index record of group G (pages a-b) is stored under the key of pages
- * c-d": the start of every message about a misplaced record. */
-#define MISPLACED_FMT                                                                              \
-	"index record of group %llu (pages %llu-%llu) %s under the key of pages %llu-%llu: its "   \
-	"key %s damaged"
-#define MISPLACED_ARGS(claimed, key, verb, tense)                                                  \
-	(unsigned long long)(claimed), (unsigned long long)(claimed)*FSCK_GROUP_PAGES,             \
-	    (unsigned long long)(claimed)*FSCK_GROUP_PAGES + FSCK_GROUP_PAGES - 1, verb,           \
-	    (unsigned long long)(key)*FSCK_GROUP_PAGES,                                            \
-	    (unsigned long long)(key)*FSCK_GROUP_PAGES + FSCK_GROUP_PAGES - 1, tense
-
 /* A group record that is not believed: its pages' slots and checksums are
  * unknown.  A misplaced one (a valid record of another group under this
  * key) is the evidence of a damaged key, and names the group it belongs to:
@@ -64,7 +53,8 @@ static int corrupt_group(struct vswap_fsck *f, const struct vswap_page_record *r
 	if (misplaced)
 		idx = fsck_problem(
 		    f, VSWAP_PROBLEM_BAD_RECORD, r->page, FSCK_NONE, MISPLACED_FMT "; %s",
-		    MISPLACED_ARGS(r->claimed_group, r->key_group, "is stored", "is"),
+		    MISPLACED_ARGS("index record", r->claimed_group, r->key_group, "is stored",
+				   "is"),
 		    vswap_store_check_misplaced(f->store, r->key_group, NULL) == 0
 			? "its slots' bytes verify as its own pages: -y moves it back"
 			: "kept as evidence");
@@ -301,44 +291,71 @@ struct misplaced_keys {
 	size_t n, cap;
 };
 
-static int collect_misplaced(void *ctx, const struct vswap_page_record *r)
+static int misplaced_key_add(struct misplaced_keys *m, enum vswap_record_fault fault,
+			     uint64_t key_group)
 {
-	struct misplaced_keys *m = ctx;
-
-	if (r->fault != VSWAP_RECORD_MISPLACED)
+	if (fault != VSWAP_RECORD_MISPLACED)
 		return 0;
 	if (ARRAY_RESERVE(m->key, m->cap, m->n + 1, 16))
 		return -ENOMEM;
-	m->key[m->n++] = r->key_group;
+	m->key[m->n++] = key_group;
+	return 0;
+}
+
+static int collect_misplaced(void *ctx, const struct vswap_page_record *r)
+{
+	return misplaced_key_add(ctx, r->fault, r->key_group);
+}
+
+static int collect_misplaced_staging(void *ctx, const struct vswap_staged_record *r)
+{
+	return misplaced_key_add(ctx, r->fault, r->key_group);
+}
+
+/* Move back each record of @m that the store finds unambiguous, reporting
+ * it repaired.  Refused (ambiguous evidence, logged by the store): the
+ * audit reports the record, kept as evidence. */
+static int move_keys(struct vswap_fsck *f, const struct misplaced_keys *m, bool staging)
+{
+	const char *what = staging ? "staging record" : "index record";
+	const char *evidence = staging ? "its staged copies verify as its own pages"
+				       : "its slots' bytes verify as its own pages";
+
+	for (size_t i = 0; i < m->n; i++) {
+		uint64_t g;
+		ssize_t idx;
+		int ret = staging ? vswap_store_move_misplaced_staging(f->store, m->key[i], &g)
+				  : vswap_store_move_misplaced(f->store, m->key[i], &g);
+
+		if (ret)
+			continue;
+		idx =
+		    fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, m->key[i] * FSCK_GROUP_PAGES,
+				 FSCK_NONE, MISPLACED_FMT "; %s: moved back under its own key",
+				 MISPLACED_ARGS(what, g, m->key[i], "was stored", "was"), evidence);
+		if (idx < 0)
+			return -ENOMEM;
+		fsck_problem_repaired(f, idx);
+	}
 	return 0;
 }
 
 int fsck_move_misplaced(struct vswap_fsck *f)
 {
-	struct misplaced_keys m = {0};
+	struct misplaced_keys pages = {0}, staging = {0};
 	int ret;
 
 	if (!fsck_repairing_all(f))
 		return 0;
-	ret = vswap_store_foreach_page(f->store, collect_misplaced, &m);
-	for (size_t i = 0; !ret && i < m.n; i++) {
-		uint64_t g;
-		ssize_t idx;
-
-		/* Refused (ambiguous evidence, logged by the store): the audit
-		 * reports the record, kept as evidence. */
-		if (vswap_store_move_misplaced(f->store, m.key[i], &g) != 0)
-			continue;
-		idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, m.key[i] * FSCK_GROUP_PAGES,
-				   FSCK_NONE,
-				   MISPLACED_FMT "; its slots' bytes verify as its own pages: "
-						 "moved back under its own key",
-				   MISPLACED_ARGS(g, m.key[i], "was stored", "was"));
-		if (idx < 0)
-			ret = -ENOMEM;
-		else
-			fsck_problem_repaired(f, idx);
-	}
-	free(m.key);
+	ret = vswap_store_foreach_page(f->store, collect_misplaced, &pages);
+	if (!ret)
+		ret = move_keys(f, &pages, false);
+	if (!ret)
+		ret =
+		    vswap_store_foreach_staged_page(f->store, collect_misplaced_staging, &staging);
+	if (!ret)
+		ret = move_keys(f, &staging, true);
+	free(pages.key);
+	free(staging.key);
 	return ret;
 }

@@ -179,6 +179,13 @@ bool vswap_fsck_busy(const struct vswap_fsck *f, pid_t *pid)
 	return f->busy;
 }
 
+const char *vswap_fsck_open_failure(const struct vswap_fsck *f)
+{
+	if (!f->open_failed)
+		return NULL;
+	return f->open_why ? f->open_why : vswap_strerror(f->error);
+}
+
 const char *vswap_fsck_path(const struct vswap_fsck *f)
 {
 	return f->path;

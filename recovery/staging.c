@@ -418,18 +418,23 @@ static int bad_staging_add(struct vswap_fsck *f, uint64_t group)
 
 /* A staging record not believed: which of its group's pages are staged is
  * unknown, so the staging file's bytes there may be their only copies.  It
- * is reported and kept, and those bytes are never punched. */
+ * is reported and kept, and those bytes are never punched.  (-y has moved
+ * a misplaced one back already where its evidence is unambiguous:
+ * fsck_move_misplaced().) */
 static int bad_staging_record(struct vswap_fsck *f, const struct vswap_staged_record *r)
 {
 	unsigned long long first = r->key_group * FSCK_GROUP_PAGES;
 	int ret;
 
 	if (r->fault == VSWAP_RECORD_MISPLACED)
-		ret = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, first, FSCK_NONE,
-				   "staging record of group %llu is stored under the key of pages "
-				   "%llu-%llu: its key is damaged; kept as evidence",
-				   (unsigned long long)r->claimed_group, first,
-				   first + FSCK_GROUP_PAGES - 1) < 0;
+		ret = fsck_problem(
+			  f, VSWAP_PROBLEM_BAD_RECORD, first, FSCK_NONE, MISPLACED_FMT "; %s",
+			  MISPLACED_ARGS("staging record", r->claimed_group, r->key_group,
+					 "is stored", "is"),
+			  vswap_store_check_misplaced_staging(f->store, r->key_group, NULL) == 0
+			      ? "its staged copies verify as its own pages: -y moves it "
+				"back"
+			      : "kept as evidence") < 0;
 	else
 		ret =
 		    fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, first, FSCK_NONE,

@@ -348,6 +348,10 @@ int index_open(struct vswap_store *s, bool create);
 int index_identify(const struct vswap_store *s, uint8_t uuid[16]);
 int index_put_meta(struct vswap_store *s, MDB_txn *txn, const char *key, const void *v, size_t len);
 void index_close(struct vswap_store *s);
+/* A transaction (@flags as mdb_txn_begin's, a grown map adopted), and an
+ * LMDB return code as a negative errno. */
+int index_begin(struct vswap_store *s, unsigned flags, MDB_txn **txn);
+int index_mdb_errno(int rc);
 int index_write_meta_initial(struct vswap_store *s);
 int index_load(struct vswap_store *s, const char *staging_dir, bool lazy);
 int index_walk_group(struct vswap_store *s, const MDB_val *key, const MDB_val *val,

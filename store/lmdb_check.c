@@ -81,6 +81,7 @@
 #include <unistd.h>
 
 #include "store/internal.h"
+#include "util/array.h"
 
 #define PAGE_HDR 16u
 #define NODE_HDR 8u
@@ -298,14 +299,8 @@ static int leaf_nodes(struct walk *w, struct tree *t, uint64_t pgno, const uint8
 		if ((nflags & F_SUBDATA) && dsize != DB_RECORD)
 			return bad(w, t, pgno, "named database node %u holds %u bytes", i, dsize);
 		if (t->free_db) {
-			if (w->nfl == w->flcap) {
-				size_t cap = w->flcap ? 2 * w->flcap : 16;
-				struct free_list *v = realloc(w->fl, cap * sizeof(*v));
-				if (!v)
-					return -ENOMEM;
-				w->fl = v;
-				w->flcap = cap;
-			}
+			if (ARRAY_RESERVE(w->fl, w->flcap, w->nfl + 1, 16))
+				return -ENOMEM;
 			w->fl[w->nfl++] = (struct free_list){data, dsize, rd64(key), pgno};
 		}
 		if (nflags & F_SUBDATA) {
@@ -332,14 +327,8 @@ static int walk_page(struct walk *w, struct tree *t, uint64_t from, uint64_t pgn
 	if (ret)
 		return ret;
 	if (t->defer && level + 1 == t->record_depth) {
-		if (w->nleaves == w->leafcap) {
-			size_t cap = w->leafcap ? 2 * w->leafcap : 64;
-			struct leaf *v = realloc(w->leaves, cap * sizeof(*v));
-			if (!v)
-				return -ENOMEM;
-			w->leaves = v;
-			w->leafcap = cap;
-		}
+		if (ARRAY_RESERVE(w->leaves, w->leafcap, w->nleaves + 1, 64))
+			return -ENOMEM;
 		w->leaves[w->nleaves++] = (struct leaf){.pgno = pgno, .lo = lo, .hi = hi};
 		w->unchecked++;
 		return 0;

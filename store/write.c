@@ -654,16 +654,8 @@ int vswap_store_write_begin(struct vswap_store *s, const uint64_t *pages, uint32
 	ret = wflight_reserve(s);
 	if (ret)
 		return ret;
-	if (s->nwpins + count > s->cap_wpins) {
-		size_t cap = s->cap_wpins ? s->cap_wpins : 256;
-		while (cap < s->nwpins + count)
-			cap *= 2;
-		struct wpin *v = realloc(s->wpins, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		s->wpins = v;
-		s->cap_wpins = cap;
-	}
+	if (ARRAY_RESERVE(s->wpins, s->cap_wpins, s->nwpins + count, 256))
+		return -ENOMEM;
 	/* A page's own stale slot where its stale mark is committed (the
 	 * index names nothing else there: a rewrite, even abandoned, damages
 	 * only an old copy), else a fresh one.  The stale slot is pinned: no

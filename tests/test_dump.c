@@ -122,5 +122,7 @@ int main(void)
 	    cmocka_unit_test(test_errors),
 	};
 
+	if (rfx_require_tool("vswap-dump"))
+		return 77;
 	return cmocka_run_group_tests_name("dump", tests, NULL, NULL);
 }

@@ -537,5 +537,7 @@ int main(void)
 	    cmocka_unit_test(test_usage_errors),
 	};
 
+	if (rfx_require_tool("vswap-fsck"))
+		return 77;
 	return cmocka_run_group_tests_name("fsck_corruption", tests, NULL, NULL);
 }

@@ -13,7 +13,9 @@
  *     beyond and punched their verified slots;
  *   - a cleared staging bit: the page's only copy was punched;
  *   - an out-of-order staging key: covered pages were called leaked
- *     (binary search over an unsorted list) and punched;
+ *     (binary search over an unsorted list) and punched; now -y moves the
+ *     misplaced staging record back, its staged copies verifying (and keeps
+ *     refusing where the evidence is ambiguous);
  *   - the staging file deleted, truncated or punched after a clean close:
  *     -y dropped the staged pages' records, which then read as zeros;
  * and per hostile file: an empty index, an invalid one (vswap-dump called
@@ -205,20 +207,30 @@ static void raw_del(struct raw_index *ri, MDB_dbi dbi, uint64_t group)
 	assert_int_equal(mdb_del(ri->txn, dbi, &k, NULL), 0);
 }
 
-/* Move group @from's page record to the key of group @to, as it was (its
- * own group number and check unchanged): what a damaged key looks like to
- * a reader, put in key order.  @back undoes it. */
-static void raw_move(const struct rfx_store *fx, uint64_t from, uint64_t to, bool back)
+/* Move group @from's page record (or its staging record, @staging) to the
+ * key of group @to, as it was (its own group number and check unchanged):
+ * what a damaged key looks like to a reader, put in key order.  @back
+ * undoes it.  @copy leaves the record under its own key too. */
+static void raw_move_in(const struct rfx_store *fx, bool staging, uint64_t from, uint64_t to,
+			bool back, bool copy)
 {
 	struct raw_index ri;
 	uint8_t body[8 + ENTRY * 64];
 	size_t len = sizeof(body);
+	MDB_dbi dbi;
 
 	raw_open(fx, &ri);
-	assert_int_equal(raw_group_get(&ri, ri.pages, back ? to : from, body, &len), 0);
-	raw_del(&ri, ri.pages, back ? to : from);
-	assert_int_equal(raw_group_put(&ri, ri.pages, back ? from : to, from, body, len), 0);
+	dbi = staging ? ri.staging : ri.pages;
+	assert_int_equal(raw_group_get(&ri, dbi, back ? to : from, body, &len), 0);
+	if (!copy)
+		raw_del(&ri, dbi, back ? to : from);
+	assert_int_equal(raw_group_put(&ri, dbi, back ? from : to, from, body, len), 0);
 	raw_close(&ri);
+}
+
+static void raw_move(const struct rfx_store *fx, uint64_t from, uint64_t to, bool back)
+{
+	raw_move_in(fx, false, from, to, back, false);
 }
 
 /* XOR @mask into byte @off of the value under @key of @dbi, leaving its
@@ -475,9 +487,30 @@ static void test_cleared_staging_bit_keeps_only_copy(void **state)
 	assert_true(holds_pattern(fx, staging, 705ull * fx->page_size, STAGED(705)));
 }
 
+/* Does a strict open take the store, with every page of [first, end)
+ * staged and its staged copy in @staging holding its pattern? */
+static void expect_staged(const struct rfx_store *fx, const char *staging, uint64_t first,
+			  uint64_t end)
+{
+	struct vswap_store *s;
+
+	assert_int_equal(rfx_open(fx, false, &s), 0);
+	for (uint64_t p = first; p < end; p++) {
+		struct vswap_page_info pi;
+
+		assert_int_equal(vswap_store_page(s, p, &pi), 0);
+		assert_true(pi.staged);
+		assert_true(holds_pattern(fx, staging, p * fx->page_size, STAGED(p)));
+	}
+	vswap_store_close(s);
+}
+
 /* Staged pages 576-895 (groups 9-13); group 10's key becomes 14 inside its
  * LMDB page.  Only group 10's pages lack a record; groups 11-13 are covered
- * and must not be called leaked; nothing is punched. */
+ * and must not be called leaked; nothing is punched.  The record passes its
+ * check as group 10's, no other record names group 10 and its 64 staged
+ * copies verify by their checksums: -y moves it back (it used to keep it as
+ * evidence, exit 4, with the pages unreadable by a strict open). */
 static void test_out_of_order_staging_key(void **state)
 {
 	struct rfx_store *fx = *state;
@@ -497,11 +530,82 @@ static void test_out_of_order_staging_key(void **state)
 			assert_true(p->page >= 640 && p->page < 704);
 	}
 	assert_true(has_problem(f, VSWAP_PROBLEM_LEAKED_STAGING, 640, false));
+	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 14 * 64, false));
 	vswap_fsck_free(f);
+	f = expect_lib(fx, VSWAP_FSCK_REPAIR, 1);
+	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 14 * 64, true));
+	assert_false(has_problem(f, VSWAP_PROBLEM_LEAKED_STAGING, UINT64_MAX, -1));
+	vswap_fsck_free(f);
+	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 0);
+	expect_staged(fx, staging, 576, 896);
+}
+
+/* Group 11's staging record (staged pages 704-719) moved to key 39, beyond
+ * the page-index space, in key order: -y moves it back under key 11 (it
+ * used to keep it as evidence, exit 4), the next -n is clean and the pages
+ * are staged with their bytes. */
+static void test_staging_key_moved_beyond(void **state)
+{
+	struct rfx_store *fx = *state;
+	char staging[PATH_MAX];
+	uint8_t body[8 + 8 + 8 * 64];
+	size_t len = sizeof(body);
+	struct raw_index ri;
+	struct vswap_fsck *f;
+
+	staging_path(fx, staging, sizeof(staging));
+	raw_move_in(fx, true, 11, 39, false, false);
+	f = expect_lib(fx, VSWAP_FSCK_REPAIR, 1);
+	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 39 * 64, true));
+	assert_false(has_problem(f, VSWAP_PROBLEM_LEAKED_STAGING, UINT64_MAX, -1));
+	vswap_fsck_free(f);
+	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 0);
+	expect_staged(fx, staging, 700, 720);
+	raw_open(fx, &ri);
+	assert_int_equal(raw_group_get(&ri, ri.staging, 39, body, &len), MDB_NOTFOUND);
+	len = sizeof(body);
+	assert_int_equal(raw_group_get(&ri, ri.staging, 11, body, &len), 0);
+	assert_int_equal(raw_index_close(&ri, 0), 0);
+}
+
+/* Ambiguous evidence keeps the refusal: a copy of group 11's staging record
+ * under key 39 while group 11 keeps its own (two records name group 11), or
+ * group 11's record moved there with one of its staged copies damaged.  -y
+ * moves nothing and punches nothing (exit 4), and says so again next time. */
+static void misplaced_staging_kept(struct rfx_store *fx, bool copy, uint64_t flipped)
+{
+	char staging[PATH_MAX];
+	uint8_t body[8 + 8 + 8 * 64];
+	size_t len = sizeof(body);
+	struct raw_index ri;
+	struct vswap_fsck *f;
+
+	staging_path(fx, staging, sizeof(staging));
+	raw_move_in(fx, true, 11, 39, false, copy);
+	if (flipped != UINT64_MAX)
+		assert_int_equal(rfx_flip_bit(staging, flipped * fx->page_size + 100, 3), 0);
 	f = expect_lib(fx, VSWAP_FSCK_REPAIR, 4);
+	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 39 * 64, false));
+	assert_false(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, UINT64_MAX, true));
+	assert_false(has_problem(f, VSWAP_PROBLEM_LEAKED_STAGING, UINT64_MAX, true));
 	vswap_fsck_free(f);
-	for (uint64_t p = 576; p < 896; p++)
-		assert_true(holds_pattern(fx, staging, p * fx->page_size, STAGED(p)));
+	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 4);
+	for (uint64_t p = 700; p < 720; p++)
+		if (p != flipped)
+			assert_true(holds_pattern(fx, staging, p * fx->page_size, STAGED(p)));
+	raw_open(fx, &ri);
+	assert_int_equal(raw_group_get(&ri, ri.staging, 39, body, &len), 0);
+	assert_int_equal(raw_index_close(&ri, 0), 0);
+}
+
+static void test_misplaced_staging_copy_beside_its_group_is_kept(void **state)
+{
+	misplaced_staging_kept(*state, true, UINT64_MAX);
+}
+
+static void test_misplaced_staging_with_a_failing_copy_is_kept(void **state)
+{
+	misplaced_staging_kept(*state, false, 710);
 }
 
 /* After a clean close the staging file holds the only copy of pages
@@ -735,6 +839,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_cleared_staging_bit_keeps_only_copy, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_out_of_order_staging_key, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_staging_key_moved_beyond, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_misplaced_staging_copy_beside_its_group_is_kept,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_misplaced_staging_with_a_failing_copy_is_kept,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_staging_deleted_after_clean_close, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_staging_truncated_after_clean_close, setup,
@@ -751,5 +860,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_staging_path_typo_is_not_clean, setup, teardown),
 	};
 
+	if (rfx_require_tool("vswap-fsck"))
+		return 77;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

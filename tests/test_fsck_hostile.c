@@ -9,6 +9,9 @@
  *   - a FIFO in place of the staging file;
  *   - an index whose staging path points outside the staging directory
  *     (-y created a file there, in / for example);
+ *   - a run that cannot open its store said "0 problems" beside exit 8:
+ *     its summary (and --json's open_error) now says why nothing was
+ *     audited;
  *   - -n and vswap-dump write no byte of any file, the lock file included
  *     (they wrote and recreated it), and work with read access only: run as
  *     an unprivileged user who owns the files read-only (mode 0400) in a
@@ -119,6 +122,54 @@ static int open_in_child(const struct rfx_store *fx, bool read_only)
 	return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 }
 
+/* ---- a store that cannot be opened -------------------------------------------- */
+
+/* The summary of a run that could not open its store says so, and why: its
+ * counts of 0 used to read as a clean audit ("0 problems") beside exit 8. */
+static void expect_not_audited(const char *out)
+{
+	if (!strstr(out, "the store could not be opened") || strstr(out, " 0 problems"))
+		fprintf(stderr, "summary of a failed open:\n%s\n", out);
+	assert_non_null(strstr(out, "the store could not be opened"));
+	assert_non_null(strstr(out, "nothing was audited"));
+	assert_null(strstr(out, " 0 problems"));
+}
+
+/* The swap file gone: the summary, the JSON and the library name the file
+ * and what is wrong; a run that opened its store reports no such reason. */
+static void test_failed_open_says_why(void **state)
+{
+	struct rfx_store *fx = *state;
+	struct vswap_fsck_opts o = {.mode = VSWAP_FSCK_CHECK, .log = quiet};
+	const char *json[] = {"-n", "--json", fx->path, NULL};
+	struct vswap_fsck *f;
+	char *out = NULL;
+	char want[PATH_MAX + 64];
+
+	assert_int_equal(vswap_fsck_new(fx->path, &o, &f), 0);
+	assert_int_equal(vswap_fsck_run(f), 0);
+	assert_null(vswap_fsck_open_failure(f));
+	vswap_fsck_free(f);
+
+	assert_int_equal(unlink(fx->path), 0);
+	assert_int_equal(fsck_as(0, fx, "-n", &out), 8);
+	expect_not_audited(out);
+	assert_non_null(strstr(out, strerror(ENOENT)));
+	free(out);
+	assert_int_equal(run_tool_as(0, "vswap-fsck", json, &out), 8);
+	snprintf(want, sizeof(want), "\"open_error\":\"%s: %s\"", fx->path, strerror(ENOENT));
+	if (!strstr(out, want))
+		fprintf(stderr, "want %s in:\n%s\n", want, out);
+	assert_non_null(strstr(out, want));
+	free(out);
+	assert_int_equal(vswap_fsck_new(fx->path, &o, &f), 0);
+	assert_int_equal(vswap_fsck_run(f), -ENOENT);
+	assert_int_equal(vswap_fsck_exit_code(f), VSWAP_FSCK_EXIT_OPERATIONAL);
+	assert_non_null(vswap_fsck_open_failure(f));
+	assert_non_null(strstr(vswap_fsck_open_failure(f), fx->path));
+	vswap_fsck_free(f);
+}
+
 /* ---- a truncated index ---------------------------------------------------- */
 
 static void truncated_index(struct rfx_store *fx, off_t size)
@@ -139,6 +190,7 @@ static void truncated_index(struct rfx_store *fx, off_t size)
 		assert_int_equal(code, 8);
 		assert_non_null(strstr(out, "bad_index"));
 		assert_non_null(strstr(out, fx->index));
+		expect_not_audited(out);
 		free(out);
 	}
 	code = dump_as(0, fx, &out);
@@ -349,6 +401,7 @@ static void test_read_only_user_without_lock_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_failed_open_says_why, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_index_truncated_8k, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_index_truncated_12k, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_index_truncated_half, setup, teardown),
@@ -359,5 +412,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_read_only_user_without_lock_file, setup, teardown),
 	};
 
+	if (rfx_require_tool("vswap-fsck"))
+		return 77;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -722,5 +722,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_left_out_record_survives_preen, setup, teardown),
 	};
 
+	if (rfx_require_tool("vswap-fsck"))
+		return 77;
 	return cmocka_run_group_tests_name("fsck_repairs", tests, NULL, NULL);
 }

@@ -89,5 +89,7 @@ int main(void)
 	    cmocka_unit_test(test_crash_points),
 	};
 
+	if (rfx_require_tool("vswap-fsck"))
+		return 77;
 	return cmocka_run_group_tests_name("recovery_harness", tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@
 
 #include "tools/common/cli.h"
 #include "tools/common/json.h"
+#include "util/array.h"
 
 enum view { VIEW_SUMMARY, VIEW_META, VIEW_PAGES, VIEW_SLOTS, VIEW_STAGING };
 
@@ -46,15 +47,8 @@ static int collect(void *ctx, const struct vswap_page_record *r)
 		d->corrupt_groups++;
 		return 0;
 	}
-	if (d->nrec == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 1024;
-		struct vswap_page_record *v = realloc(d->rec, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		d->rec = v;
-		d->cap = cap;
-	}
+	if (ARRAY_RESERVE(d->rec, d->cap, d->nrec + 1, 1024))
+		return -ENOMEM;
 	d->rec[d->nrec++] = *r;
 	return 0;
 }

@@ -313,6 +313,12 @@ static void print_json(const struct fsck_cli *c, const struct vswap_fsck *f, int
 		json_i64(&w, holder);
 	else
 		json_null(&w);
+	/* Why nothing was audited: null when the store was opened. */
+	json_key(&w, "open_error");
+	if (vswap_fsck_open_failure(f))
+		json_string(&w, vswap_fsck_open_failure(f));
+	else
+		json_null(&w);
 	json_key(&w, "records");
 	json_u64(&w, k.records);
 	json_key(&w, "pages_checked");
@@ -362,6 +368,7 @@ static void print_text(const struct fsck_cli *c, const struct vswap_fsck *f, int
 	struct vswap_fsck_counts k;
 	size_t nlost, n, fixed;
 	const uint64_t *lost = vswap_fsck_lost_pages(f, &nlost);
+	const char *why = vswap_fsck_open_failure(f);
 	char sz[32];
 
 	vswap_fsck_counts(f, &k);
@@ -371,6 +378,16 @@ static void print_text(const struct fsck_cli *c, const struct vswap_fsck *f, int
 		for (size_t i = 0; i < nlost && i < 64; i++)
 			printf(" %llu", (unsigned long long)lost[i]);
 		printf("%s\n", nlost > 64 ? " ..." : "");
+	}
+	if (why) {
+		/* Nothing was audited: counts of 0 would read as a clean store. */
+		size_t plen = strlen(vswap_fsck_path(f));
+
+		if (!strncmp(why, vswap_fsck_path(f), plen) && !strncmp(why + plen, ": ", 2))
+			why += plen + 2; /* the summary names the store already */
+		printf("%s: %s: the store could not be opened: %s; nothing was audited\n",
+		       vswap_fsck_path(f), mode_name(vswap_fsck_mode_of(f)), why);
+		return;
 	}
 	printf("%s: %s: %llu records, %llu pages verified (%s at %.2f GB/s), %zu problem%s, %zu "
 	       "fixed\n",
@@ -423,7 +440,7 @@ int main(int argc, char **argv)
 	 * but not all (an allocation that fails, for one). */
 	if (ret == -ECANCELED)
 		fprintf(stderr, "%s: %s: cancelled\n", tool.name, c.path);
-	else if (ret < 0 && ret != -EBUSY) /* the library names a store's holder */
+	else if (ret < 0 && !vswap_fsck_open_failure(f)) /* the summary says why */
 		fprintf(stderr, "%s: %s: %s\n", tool.name, c.path, vswap_strerror(ret));
 	if (c.json)
 		print_json(&c, f, code);

@@ -25,10 +25,11 @@
  * exits 0 or 1 is followed by a CHECK that exits 0.  Index records that are
  * not believed (failing their check, undecodable, misplaced under a damaged
  * key) are reported and kept, their slots and staged bytes never punched
- * while their entries are unknown (REPAIR moves a misplaced page-group
- * record back under its own key where the evidence is unambiguous:
- * vswap_store_check_misplaced()); a damaged regions, staging_path or
- * created_ns record makes a repair an audit.
+ * while their entries are unknown (REPAIR moves a misplaced page-group or
+ * staging record back under its own key where the evidence is unambiguous:
+ * vswap_store_check_misplaced(), vswap_store_check_misplaced_staging()); a
+ * damaged regions, staging_path or created_ns record makes a repair an
+ * audit.
  *
  * Repairs (never in CHECK mode):
  *   PREEN and REPAIR: punch leaked slots, drop staging records that cover
@@ -187,6 +188,12 @@ int vswap_fsck_counts(const struct vswap_fsck *f, struct vswap_fsck_counts *out)
 /* True when a live process held the store's lock during the run; *pid (may
  * be NULL) is the holder, 0 when the lock is held but its owner unknown. */
 bool vswap_fsck_busy(const struct vswap_fsck *f, pid_t *pid);
+
+/* NULL when the run opened the store (or has not run); otherwise why it
+ * could not, naming the file and what is wrong with it (nothing was
+ * audited: the exit code is VSWAP_FSCK_EXIT_OPERATIONAL).  Valid until
+ * vswap_fsck_free(). */
+const char *vswap_fsck_open_failure(const struct vswap_fsck *f);
 
 const char *vswap_fsck_path(const struct vswap_fsck *f);
 enum vswap_fsck_mode vswap_fsck_mode_of(const struct vswap_fsck *f);

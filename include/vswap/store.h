@@ -674,6 +674,30 @@ int vswap_store_drop_group(struct vswap_store *s, uint64_t group);
 int vswap_store_check_misplaced(struct vswap_store *s, uint64_t key_group, uint64_t *group);
 int vswap_store_move_misplaced(struct vswap_store *s, uint64_t key_group, uint64_t *group);
 
+/*
+ * The same for a misplaced staging record: the staging record under the key
+ * of group @key_group passes its check as another group's.  The evidence
+ * that it is that group's and nothing else's:
+ *   - it is the only misplaced staging record under that key, and no other
+ *     staging record names its group (under the group's own key, or
+ *     misplaced too), and the tables hold no staged page of that group;
+ *   - its group and every page it says is staged lie within the regions;
+ *   - every page it says is staged has its checksum in the record, and the
+ *     staging file's copy of that page verifies against it (a staged page
+ *     without a checksum may be an incomplete copy: it confirms nothing).
+ * 0 (*group: the record's own group; @group may be NULL), or -ENOENT (no
+ * misplaced staging record under that key), -EEXIST (another record names
+ * the group), -ERANGE (beyond the regions), -ENODATA (a staged page with no
+ * checksum or no copy, or no staging file), -EBADMSG (a copy fails its
+ * checksum), each logged.  vswap_store_move_misplaced_staging() weighs the
+ * same evidence in a write transaction and, when it holds, moves the record
+ * unchanged under its own key (by its position, as above) and commits; the
+ * tables then hold its staged pages and their checksums.  Recovery only,
+ * as above.
+ */
+int vswap_store_check_misplaced_staging(struct vswap_store *s, uint64_t key_group, uint64_t *group);
+int vswap_store_move_misplaced_staging(struct vswap_store *s, uint64_t key_group, uint64_t *group);
+
 /* ---- blobs: named values kept with the pages ------------------------------ */
 
 /*

@@ -78,6 +78,10 @@ int rfx_run_tool(const char *tool, const char *const *args, char **out, char **e
  * seconds dies of SIGALRM (128 + 14), so a hang fails the test. */
 int rfx_run_tool_as(uid_t uid, unsigned timeout_s, const char *tool, const char *const *args,
 		    char **out);
+/* 0 when $VSWAP_BUILD_DIR/@tool is built; otherwise says so on stderr and
+ * returns 77, ctest's skip: a build without the tools (-DVSWAP_TOOLS=OFF,
+ * as the TSan build is) cannot run a suite that runs them. */
+int rfx_require_tool(const char *tool);
 /* vswap-fsck @flag [--json] PATH; returns the exit code. */
 int rfx_fsck(const struct rfx_store *fx, const char *flag, char **out, char **err);
 /* The same with --orphans: the exit code is the orphan staging files'. */

@@ -9,6 +9,7 @@
 
 #include "tools/bench/results.h"
 #include "tools/common/json.h"
+#include "util/array.h"
 
 void bench_results_free(struct bench_results *r)
 {
@@ -22,15 +23,8 @@ int bench_add(struct bench_results *r, const char *name, double value, const cha
 {
 	struct bench_result *e;
 
-	if (r->n == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 32;
-		void *v = realloc(r->v, cap * sizeof(*r->v));
-
-		if (!v)
-			return -ENOMEM;
-		r->v = v;
-		r->cap = cap;
-	}
+	if (ARRAY_RESERVE(r->v, r->cap, r->n + 1, 32))
+		return -ENOMEM;
 	e = &r->v[r->n++];
 	memset(e, 0, sizeof(*e));
 	snprintf(e->name, sizeof(e->name), "%s", name);
