@@ -122,7 +122,7 @@ static int state_check(const uint8_t *b, size_t len, struct saved_header *hdr)
 static int hibernate_now(struct vmm *m, const uint64_t *workset, size_t nworkset)
 {
 	struct vmm_result *r = m->r;
-	uint64_t t0 = vm_now_ns(), t;
+	uint64_t t0 = vm_now_ns();
 	uint8_t *state = NULL;
 	size_t slen;
 	int rc;
@@ -134,33 +134,12 @@ static int hibernate_now(struct vmm *m, const uint64_t *workset, size_t nworkset
 	if ((rc = state_build(m, &state, &slen)))
 		return rc;
 	/* Every page to the store; the guest stays paused throughout. */
-	t = vm_now_ns();
-	rc = vswap_handler_enable(m->h);
-	if (rc) {
-		fprintf(stderr, "vswap-vm: hibernate: enable: %s\n", vswap_strerror(rc));
+	if ((rc = vmm_enable_stage(m, "hibernate: enable")))
 		goto out;
-	}
-	vmm_status(m);
-	vmm_stage(m, "enable", vmm_secs(t), r->status.transition.pages, 0, "%llu pages taken",
-		  (unsigned long long)r->status.transition.pages);
-	t = vm_now_ns();
-	rc = vswap_handler_trim(m->h);
-	if (!rc)
-		rc = vmm_wait_state(m, VSWAP_STATE_PENDING, "hibernate: trim");
-	if (rc)
-		goto out;
-	vmm_stage(m, "trim", vmm_secs(t), r->status.transition.pages, 0,
-		  "%llu zero or unchanged pages dropped",
-		  (unsigned long long)r->status.transition.pages);
-	t = vm_now_ns();
-	rc = vswap_handler_swap_out(m->h);
-	if (!rc)
-		rc = vmm_wait_state(m, VSWAP_STATE_ACTIVE, "hibernate: swap-out");
-	if (rc)
+	if ((rc = vmm_trim_stage(m, "hibernate: trim", false)) ||
+	    (rc = vmm_swap_out_stage(m, "hibernate: swap-out")))
 		goto out;
 	r->hibernated_pages = r->status.transition.pages;
-	vmm_stage(m, "swap-out", vmm_secs(t), r->hibernated_pages, r->hibernated_pages * VM_PAGE,
-		  "%llu pages written to the store", (unsigned long long)r->hibernated_pages);
 	rc = vswap_handler_detach(m->h);
 	m->h = NULL;
 	if (rc) {
@@ -214,27 +193,18 @@ static int run_until_paused(struct vmm *m, uint32_t v)
 int vmm_hibernate(const struct vmm_opts *o, struct vmm_result *r)
 {
 	struct vmm m = {.o = o, .r = r, .memfd = -1};
-	struct vswap_store_opts so;
 	FILE *f = o->json ? stderr : stdout;
 	uint64_t t0;
 	int rc;
 
-	if ((rc = vmm_memory(&m)) || (rc = vmm_machine(&m)) || (rc = vmm_store_path(&m)))
-		goto out;
-	vmm_store_opts(&m, &so);
-	rc = vswap_store_create(r->path, &so, &m.store);
-	if (rc) {
-		fprintf(stderr, "vswap-vm: create store %s: %s\n", r->path, vswap_strerror(rc));
-		m.store = NULL;
-		goto out;
-	}
-	if ((rc = vmm_handler(&m)))
+	if ((rc = vmm_memory(&m)) || (rc = vmm_machine(&m)) || (rc = vmm_store_path(&m)) ||
+	    (rc = vmm_store_new(&m)))
 		goto out;
 	fprintf(f, "vswap-vm: hibernate: %llu MiB guest, %u vCPUs, store %s (%s)\n",
 		(unsigned long long)(m.ram_size >> 20), o->vcpus, r->path,
 		vswap_durability_name(o->durability));
 	m.vm.shared->hot_permille = o->hot_permille;
-	if ((rc = vm_start(&m.vm)) || (rc = vmm_guest_wait(&m)))
+	if ((rc = vmm_boot(&m)))
 		goto out;
 	m.vm.shared->version = 1;
 	t0 = vm_now_ns();
@@ -310,10 +280,18 @@ static int restore(struct vmm *m, const uint8_t *state, const struct saved_heade
 	return 0;
 }
 
-/* The VM is made on a thread of its own while the handler is set up: a
- * resume waits for the longer of the two, not for both. */
+/*
+ * The VM is made on a thread of its own while the store opens and the
+ * handler is set up: a resume waits for the longer of the two, not for
+ * both.  The thread opens the VM at once (nothing of the guest needed),
+ * then waits for the saved state (the guest's size and vCPUs), or for
+ * word that the resume gave up.
+ */
 struct machine_job {
 	struct vmm *m;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int go; /* 0: wait; 1: build and restore from state/hdr; -1: give up */
 	const uint8_t *state;
 	const struct saved_header *hdr;
 	int rc;
@@ -325,13 +303,31 @@ static uint64_t thread_cpu_ns(void);
 static void *machine_main(void *arg)
 {
 	struct machine_job *j = arg;
+	int rc = vmm_machine_open(j->m), go;
 
-	j->rc = vmm_machine(j->m);
-	if (!j->rc)
-		j->rc = restore(j->m, j->state, j->hdr);
+	pthread_mutex_lock(&j->mu);
+	while (!(go = j->go))
+		pthread_cond_wait(&j->cv, &j->mu);
+	pthread_mutex_unlock(&j->mu);
+	if (!rc && go > 0)
+		rc = vmm_machine_build(j->m);
+	if (!rc && go > 0)
+		rc = restore(j->m, j->state, j->hdr);
+	j->rc = rc;
 	j->done_ns = vm_now_ns();
 	j->cpu_ns = thread_cpu_ns();
 	return NULL;
+}
+
+/* The machine thread builds from @state (NULL: it gives up). */
+static void machine_go(struct machine_job *j, const uint8_t *state, const struct saved_header *hdr)
+{
+	pthread_mutex_lock(&j->mu);
+	j->state = state;
+	j->hdr = hdr;
+	j->go = state ? 1 : -1;
+	pthread_cond_signal(&j->cv);
+	pthread_mutex_unlock(&j->mu);
 }
 
 /* --verbose: the steps from the store's open to the first guest
@@ -411,6 +407,7 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	uint64_t *ws = NULL, *rec = NULL;
 	size_t slen, nws = 0, nrec = 0;
 	uint64_t t_open, t0;
+	bool machine = false; /* its thread not joined yet */
 	int rc;
 
 	snprintf(r->path, sizeof(r->path), "%s", o->store);
@@ -421,7 +418,13 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	t_open = vm_now_ns();
 	struct resume_steps st = {
 	    .t0 = t_open, .last = t_open, .cpu = thread_cpu_ns(), .on = o->verbose};
+	struct machine_job mj = {
+	    .m = &m, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	pthread_t mt;
 
+	if ((rc = -pthread_create(&mt, NULL, machine_main, &mj)))
+		goto out;
+	machine = true;
 	rc = vswap_store_open(r->path, &so, &m.store);
 	if (rc) {
 		fprintf(stderr, "vswap-vm: open store %s: %s\n", r->path, vswap_strerror(rc));
@@ -438,11 +441,7 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	if ((rc = vmm_memory(&m)))
 		goto out;
 	step(&st, "guest memory");
-	struct machine_job mj = {.m = &m, .state = state, .hdr = &hdr};
-	pthread_t mt;
-
-	if ((rc = -pthread_create(&mt, NULL, machine_main, &mj)))
-		goto out;
+	machine_go(&mj, state, &hdr);
 	/* Used once: deleted by the store's first commit, which the enable
 	 * (it takes no page of this empty memory) leaves to the handler's
 	 * commit thread, so the guest runs without waiting for a sync.  Until
@@ -465,6 +464,7 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	if (rc && m.h)
 		fprintf(stderr, "vswap-vm: resume: %s\n", vswap_strerror(rc));
 	pthread_join(mt, NULL);
+	machine = false;
 	if (o->verbose && mj.done_ns)
 		fprintf(stderr,
 			"vswap-vm: resume (VM made and restored on its own thread at %.3f ms, "
@@ -550,6 +550,10 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	if (!rc && nrec)
 		rc = vswap_store_blob_put(m.store, WORKSET_BLOB, rec, nrec * sizeof(*rec));
 out:
+	if (machine) {
+		machine_go(&mj, NULL, NULL);
+		pthread_join(mt, NULL);
+	}
 	if (m.h) {
 		vmm_status(&m);
 		r->from_file = r->status.metrics.copied_from_file_pages;

@@ -53,8 +53,23 @@ int vmm_guest(struct vmm *m, enum vm_cmd cmd, uint64_t pause_after);
 int vmm_guest_wait(struct vmm *m);
 int vmm_memory(struct vmm *m);
 int vmm_machine(struct vmm *m);
+/* vmm_machine() in its two steps (vm_open(), vm_build()). */
+int vmm_machine_open(struct vmm *m);
+int vmm_machine_build(struct vmm *m);
 int vmm_store_path(struct vmm *m);
 int vmm_handler(struct vmm *m);
+/* A fresh store at r->path (made by vmm_store_path()) and the handler over
+ * guest memory on it; each failure is printed. */
+int vmm_store_new(struct vmm *m);
+/* The vCPUs started and idle: the guest halts at once, waiting for a
+ * command. */
+int vmm_boot(struct vmm *m);
+/* Enable, trim and swap out, each to its end and printed as its stage;
+ * @what names the step in an error message.  The guest is idle meanwhile,
+ * but for trim's @touch: the guest's TOUCH pass runs during the trim. */
+int vmm_enable_stage(struct vmm *m, const char *what);
+int vmm_trim_stage(struct vmm *m, const char *what, bool touch);
+int vmm_swap_out_stage(struct vmm *m, const char *what);
 void vmm_store_opts(const struct vmm *m, struct vswap_store_opts *so);
 int vmm_audit(struct vmm *m);
 void vmm_teardown(struct vmm *m, bool remove_store);
