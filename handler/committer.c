@@ -27,7 +27,7 @@ static int commit_once(struct vswap_handler *h)
 {
 	pthread_mutex_lock(&h->lock);
 	int rc = vswap_store_commit_begin(h->store);
-	if (rc == -EAGAIN) /* blobs pending: they go with a plain commit */
+	if (rc == -EAGAIN) /* the index map must grow: a plain commit does */
 		rc = vswap_store_commit(h->store);
 	pthread_mutex_unlock(&h->lock);
 	if (rc <= 0)

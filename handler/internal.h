@@ -9,6 +9,8 @@
  *   commit thread   the lazy index commits, synced without h->lock held
  *                   (struct committer).
  *   job thread      at most one: trim or swap-in (struct job).
+ *   swap-in reader  during a swap-in's swap-file pass: plans, reads and
+ *                   hashes the runs the job thread copies (swap_in.c).
  *   pool workers    move-to-staging copies (copy mode), removals of swapped-out
  *                   pages (protect mode); touch no store state.
  *   callers         enqueue commands; status() reads under the locks.
@@ -18,7 +20,8 @@
  * last error, and h->scond announces state changes.  h->qlock guards the
  * command queue.  h->wp.rlock guards the protect mode's bitmap (the pool's
  * removals hold it alone).  Lock order: lock, then slock or wp.rlock; qlock
- * and cm.mu are never nested; m.drain_mu comes after lock.
+ * and cm.mu are never nested; m.drain_mu comes after lock; the swap-in's
+ * jp.pipe->mu after lock and drain_mu, with nothing taken under it.
  */
 #ifndef VSWAP_HANDLER_INTERNAL_H
 #define VSWAP_HANDLER_INTERNAL_H
@@ -269,6 +272,7 @@ struct job_progress {
 	struct swap_in_run *runs;
 	unsigned nruns;
 	struct vswap_io io;
+	struct swap_in_pipe *pipe; /* the reader thread and its hand-over */
 };
 
 /* The commit thread (committer.c).  mu guards the flags and the error and

@@ -642,6 +642,151 @@ static int take_resident(struct vswap_handler *h, const struct extents *x)
 	return rc;
 }
 
+/*
+ * Protecting a range costs per mapped page table entry: the kernel rewrites
+ * each one (most of an enable's pause).  Calls over disjoint pieces of a
+ * range run on several CPUs at once (they share the mmap lock for reading,
+ * and each page table has its own lock), so a large range is cut into
+ * pieces that the monitor and the pool's workers take in turn until none is
+ * left.  Taken in turn, not dealt out: a worker that the scheduler keeps
+ * off its CPU costs the monitor at most the one piece it holds, never half
+ * the range.  A worker cannot read the events that make a call fail with
+ * EAGAIN (a remove event waits: only the monitor reads them), so a piece a
+ * worker could not protect, whatever the error, is protected again on the
+ * monitor by wp_range(), and that worker takes no more; protecting twice is
+ * harmless.  The monitor returns once no piece is held, so the range is
+ * protected through this uffd when protect_split() returns, as with one
+ * call.  The pieces outlive the call until the last worker task that was
+ * queued for them has run (a worker may start after the work is done).
+ */
+#define WP_PIECE_PAGES 8192u /* 32 MiB of 4 KiB pages, ~0.5 ms of protection */
+
+struct wp_split {
+	pthread_mutex_t mu;
+	pthread_cond_t idle;
+	int fd;
+	uintptr_t addr;
+	uint64_t pages;
+	size_t page_shift;
+	unsigned n, next; /* pieces; the next one to take */
+	unsigned held;	  /* pieces taken by workers, not done */
+	unsigned refs;	  /* the monitor and every worker task queued */
+	bool *failed;	  /* per piece: a worker could not protect it */
+};
+
+/* Take the next piece (a worker's is held until piece_done()); false when
+ * none is left. */
+static bool piece_take(struct wp_split *w, bool worker, unsigned *k)
+{
+	pthread_mutex_lock(&w->mu);
+	bool got = w->next < w->n;
+	if (got) {
+		*k = w->next++;
+		w->held += worker;
+	}
+	pthread_mutex_unlock(&w->mu);
+	return got;
+}
+
+static void piece_span(const struct wp_split *w, unsigned k, uintptr_t *addr, size_t *len)
+{
+	uint64_t first = (uint64_t)k * WP_PIECE_PAGES;
+	uint64_t count = w->pages - first < WP_PIECE_PAGES ? w->pages - first : WP_PIECE_PAGES;
+	*addr = w->addr + (uintptr_t)(first << w->page_shift);
+	*len = (size_t)(count << w->page_shift);
+}
+
+/* Drop a reference; the last one frees. */
+static void split_put(struct wp_split *w)
+{
+	pthread_mutex_lock(&w->mu);
+	bool last = --w->refs == 0;
+	pthread_mutex_unlock(&w->mu);
+	if (!last)
+		return;
+	pthread_cond_destroy(&w->idle);
+	pthread_mutex_destroy(&w->mu);
+	free(w->failed);
+	free(w);
+}
+
+static void wp_split_task(void *arg)
+{
+	struct wp_split *w = arg;
+	unsigned k;
+	bool failed = false;
+	while (!failed && piece_take(w, true, &k)) {
+		uintptr_t addr;
+		size_t len;
+		piece_span(w, k, &addr, &len);
+		failed = uffd_writeprotect(w->fd, addr, len, true, false) < 0;
+		pthread_mutex_lock(&w->mu);
+		w->failed[k] = failed;
+		if (--w->held == 0)
+			pthread_cond_broadcast(&w->idle);
+		pthread_mutex_unlock(&w->mu);
+	}
+	split_put(w);
+}
+
+static int protect_split(struct vswap_handler *h, unsigned index, uintptr_t addr, uint64_t pages)
+{
+	unsigned helpers = h->pool ? pool_workers(h->pool) - 1 : 0;
+	struct wp_split *w = NULL;
+	if (helpers > 0 && pages >= 2 * WP_PIECE_PAGES && (w = calloc(1, sizeof(*w)))) {
+		*w = (struct wp_split){
+		    .fd = h->m.uffds.v[index].fd,
+		    .addr = addr,
+		    .pages = pages,
+		    .page_shift = h->page_shift,
+		    .n = (unsigned)((pages + WP_PIECE_PAGES - 1) / WP_PIECE_PAGES),
+		    .refs = 1,
+		};
+		w->failed = calloc(w->n, sizeof(*w->failed));
+		if (!w->failed) {
+			free(w);
+			w = NULL;
+		}
+	}
+	if (!w) /* one call */
+		return wp_range(h, index, addr, pages << h->page_shift, true);
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->idle, NULL);
+	if (helpers > w->n - 1)
+		helpers = w->n - 1;
+	for (unsigned i = 0; i < helpers; i++) {
+		pthread_mutex_lock(&w->mu);
+		w->refs++;
+		pthread_mutex_unlock(&w->mu);
+		if (pool_try_push(h->pool, wp_split_task, w) < 0) {
+			split_put(w); /* that worker's reference: not queued */
+			break;
+		}
+	}
+	int rc = 0;
+	unsigned k;
+	while (rc == 0 && piece_take(w, false, &k)) {
+		uintptr_t a;
+		size_t len;
+		piece_span(w, k, &a, &len);
+		rc = wp_range(h, index, a, len, true);
+	}
+	pthread_mutex_lock(&w->mu);
+	w->next = w->n; /* after an error: none taken any more */
+	while (w->held)
+		pthread_cond_wait(&w->idle, &w->mu);
+	pthread_mutex_unlock(&w->mu);
+	for (k = 0; k < w->n && rc == 0; k++)
+		if (w->failed[k]) {
+			uintptr_t a;
+			size_t len;
+			piece_span(w, k, &a, &len);
+			rc = wp_range(h, index, a, len, true);
+		}
+	split_put(w);
+	return rc;
+}
+
 /* [first, first+count) of region @r through every live uffd; a dead one is
  * marked for collection. */
 static int protect_range(struct vswap_handler *h, const struct hregion *r, uint64_t first,
@@ -651,8 +796,7 @@ static int protect_range(struct vswap_handler *h, const struct hregion *r, uint6
 	for (unsigned i = 0; i < m->uffds.n; i++) {
 		if (uffd_list_is_dead(&m->uffds, i))
 			continue;
-		int rc =
-		    wp_range(h, i, uffd_page_addr(h, i, r, first), count << h->page_shift, true);
+		int rc = protect_split(h, i, uffd_page_addr(h, i, r, first), count);
 		if (rc == -ESRCH) {
 			m->uffds.v[i].dead = true;
 			m->gc_due = true;

@@ -12,13 +12,28 @@
  *
  * Reads in flight: the swap file's next runs (up to prefetch_budget_pages,
  * SWAP_IN_RUNS at most) are read O_DIRECT on the library's I/O engine while
- * the run before them is verified and copied, so the swap-in runs at the
- * slower of the disk and the copy, not their sum; O_DIRECT puts the bytes
- * in the run's buffer with no page-cache copy to fill and evict.  Without
- * io_uring the runs are read one at a time with pread.
+ * the run before them is copied; O_DIRECT puts the bytes in the run's
+ * buffer with no page-cache copy to fill and evict.  Without io_uring the
+ * runs are read one at a time with pread.
+ *
+ * Two threads (the copy is most of the CPU a swap-in costs, and the kernel
+ * cannot copy into shmem for less: UFFDIO_COPY and pwrite() cost the same,
+ * UFFDIO_MOVE takes anonymous memory only): the swap-in's reader thread
+ * plans the runs (h->lock held briefly), submits and reaps their reads and
+ * hashes each page it read, without h->lock; the job thread copies the runs
+ * read, in page order, each under h->lock with the remove events settled
+ * (events_settle()), where every page's state is judged and its checksum
+ * compared (vswap_store_read_end_sum()) before it is copied, as one thread
+ * did before.  So the swap-in runs at the slowest of the disk, the hashing
+ * and the copy, not their sum.  A run belongs to one thread at a time, by
+ * its state under pipe->mu: free, planned, reading and read-but-unhashed
+ * runs are the reader's; hashed runs ("read") are the copier's until it
+ * frees them.  Lock order: h->lock, then pipe->mu; nothing is taken while
+ * pipe->mu is held.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,23 +45,36 @@
 #define SWAP_IN_RUNS 8u
 
 /* A run of pages whose slots are consecutive, read into @buf in one
- * request: planned under the lock, read without it, then verified and
- * copied from page @next on (a copy that met a remove event is taken up
- * again there). */
+ * request: planned under the lock, read and hashed without it, then
+ * verified and copied from page @next on (a copy that met a remove event is
+ * taken up again there). */
 struct swap_in_run {
 	struct vswap_io_req req;
 	uint64_t first;
 	uint32_t count, next;
 	struct vswap_read *rd; /* the copy each page's read began with */
+	uint64_t *sum;	       /* each page's checksum, as read */
 	int *status;
 	void *buf;
 	enum { RUN_FREE, RUN_PLANNED, RUN_READING, RUN_READ } st;
+};
+
+/* The reader thread and what it shares with the copier (see above). */
+struct swap_in_pipe {
+	pthread_t thread;
+	bool started;
+	pthread_mutex_t mu; /* the runs' states and the fields below */
+	pthread_cond_t cv;  /* a run read or freed, the reader's end, stop */
+	bool stop;	    /* the copier's: read no more */
+	bool done;	    /* the reader's: it ended (no run left, or err) */
+	int err;	    /* why it ended early, or 0 */
 };
 
 static void runs_free(struct job_progress *jp)
 {
 	for (unsigned k = 0; jp->runs && k < jp->nruns; k++) {
 		free(jp->runs[k].rd);
+		free(jp->runs[k].sum);
 		free(jp->runs[k].status);
 		free(jp->runs[k].buf);
 	}
@@ -54,9 +82,16 @@ static void runs_free(struct job_progress *jp)
 	jp->runs = NULL;
 	jp->nruns = 0;
 	vswap_io_fini(&jp->io);
+	if (jp->pipe) {
+		pthread_cond_destroy(&jp->pipe->cv);
+		pthread_mutex_destroy(&jp->pipe->mu);
+		free(jp->pipe);
+		jp->pipe = NULL;
+	}
 }
 
-/* Wait for the runs in flight (an aborted or failed swap-in drops them). */
+/* The reader's, as it ends: wait for the runs in flight (an aborted or
+ * failed swap-in drops them). */
 static void runs_drain(struct job_progress *jp)
 {
 	for (;;) {
@@ -69,11 +104,11 @@ static void runs_drain(struct job_progress *jp)
 		int n = vswap_io_reap(&jp->io, done, SWAP_IN_RUNS, true);
 		if (n <= 0)
 			break; /* the ring is unusable: nothing more completes */
+		pthread_mutex_lock(&jp->pipe->mu);
 		for (int i = 0; i < n; i++)
-			jp->runs[done[i]->tag].st = RUN_READ;
+			jp->runs[done[i]->tag].st = RUN_FREE;
+		pthread_mutex_unlock(&jp->pipe->mu);
 	}
-	for (unsigned k = 0; k < jp->nruns; k++)
-		jp->runs[k].st = RUN_FREE;
 }
 
 int swap_in_prepare(struct vswap_handler *h)
@@ -86,14 +121,23 @@ int swap_in_prepare(struct vswap_handler *h)
 			     : budget > SWAP_IN_RUNS ? SWAP_IN_RUNS
 						     : (unsigned)budget;
 		jp->runs = calloc(n, sizeof(*jp->runs));
-		if (!jp->runs)
+		jp->pipe = calloc(1, sizeof(*jp->pipe));
+		if (!jp->runs || !jp->pipe) {
+			free(jp->runs);
+			free(jp->pipe);
+			jp->runs = NULL;
+			jp->pipe = NULL;
 			return -ENOMEM;
+		}
+		pthread_mutex_init(&jp->pipe->mu, NULL);
+		pthread_cond_init(&jp->pipe->cv, NULL);
 		jp->nruns = n;
 		for (unsigned k = 0; k < n; k++) {
 			struct swap_in_run *r = &jp->runs[k];
 			r->rd = calloc(chunk, sizeof(*r->rd));
+			r->sum = calloc(chunk, sizeof(*r->sum));
 			r->status = calloc(chunk, sizeof(*r->status));
-			if (!r->rd || !r->status ||
+			if (!r->rd || !r->sum || !r->status ||
 			    posix_memalign(&r->buf, h->page_size, (size_t)chunk << h->page_shift)) {
 				r->buf = NULL;
 				runs_free(jp);
@@ -165,20 +209,24 @@ static int64_t swap_in_staged(struct vswap_handler *h, uint64_t first, uint64_t 
 	return (int64_t)count;
 }
 
-/* Lock held: plan the next runs of present pages from the cursor into the
- * free run buffers (each within a region; its pages' reads begun). */
+/* The reader's, h->lock held: plan the next runs of present pages from the
+ * cursor into the free run buffers (each within a region; its pages' reads
+ * begun).  1 when no present page is left after the cursor, 0, or -errno. */
 static int plan_runs(struct vswap_handler *h)
 {
 	struct job_progress *jp = &h->jp;
 	for (unsigned k = 0; k < jp->nruns; k++) {
 		struct swap_in_run *r = &jp->runs[k];
-		if (r->st != RUN_FREE)
+		pthread_mutex_lock(&jp->pipe->mu);
+		bool free_run = r->st == RUN_FREE;
+		pthread_mutex_unlock(&jp->pipe->mu);
+		if (!free_run)
 			continue;
 		uint64_t first;
 		uint32_t count;
 		if (vswap_store_next_present_run(h->store, jp->cursor, h->total_pages,
 						 h->opts.chunk_pages, &first, &count) <= 0)
-			return 0;
+			return 1;
 		const struct hregion *g = region_of_page(h, first);
 		if (count > g->first + g->pages - first) /* host addresses end here */
 			count = (uint32_t)(g->first + g->pages - first);
@@ -197,7 +245,9 @@ static int plan_runs(struct vswap_handler *h)
 		    .fd = r->rd[0].fd,
 		    .tag = k,
 		};
+		pthread_mutex_lock(&jp->pipe->mu);
 		r->st = RUN_PLANNED;
+		pthread_mutex_unlock(&jp->pipe->mu);
 		jp->cursor = first + count;
 	}
 	return 0;
@@ -227,41 +277,129 @@ static void reread(struct vswap_handler *h, struct swap_in_run *r)
 	r->req.done = done;
 }
 
-/* Lock not held: submit the planned runs, wait for one to be read if none
- * is yet.  0, or -errno if the engine failed. */
-static int read_runs(struct vswap_handler *h)
+/* Hash the pages of run @r that its read brought whole (the rest fail
+ * their verification for bytes missing). */
+static void hash_run(struct vswap_handler *h, struct swap_in_run *r)
 {
+	uint32_t whole = r->req.res < 0 ? 0 : r->req.done >> h->page_shift;
+	if (whole > r->count)
+		whole = r->count;
+	for (uint32_t i = 0; i < whole; i++)
+		r->sum[i] = vswap_store_page_checksum(
+		    h->store, r->first + i, (const uint8_t *)r->buf + ((size_t)i << h->page_shift));
+}
+
+/* The reader thread, lock not held but to plan: plan, submit, reap and hash
+ * until no present page is left or the copier says stop, then wait for its
+ * reads in flight. */
+static void *reader_main(void *arg)
+{
+	struct vswap_handler *h = arg;
 	struct job_progress *jp = &h->jp;
-	bool have_read = false, in_flight = false;
-	for (unsigned k = 0; k < jp->nruns; k++) {
-		struct swap_in_run *r = &jp->runs[k];
-		if (r->st == RUN_PLANNED && vswap_io_queue(&jp->io, &r->req, 1) == 1)
-			r->st = RUN_READING;
-		have_read |= r->st == RUN_READ;
-		in_flight |= r->st == RUN_READING;
-	}
-	int rc = vswap_io_flush(&jp->io);
-	if (rc < 0)
-		return rc;
-	for (bool wait = !have_read && in_flight;; wait = false) {
+	struct swap_in_pipe *pp = jp->pipe;
+	bool planned_all = false;
+	int err = 0;
+	for (;;) {
+		pthread_mutex_lock(&pp->mu);
+		bool stop = pp->stop;
+		pthread_mutex_unlock(&pp->mu);
+		if (stop)
+			break;
+		if (!planned_all) {
+			pthread_mutex_lock(&h->lock);
+			int rc = plan_runs(h);
+			pthread_mutex_unlock(&h->lock);
+			if (rc < 0) {
+				err = rc;
+				break;
+			}
+			planned_all = rc == 1;
+		}
+		bool in_flight = false, copier_has = false;
+		pthread_mutex_lock(&pp->mu);
+		for (unsigned k = 0; k < jp->nruns; k++) {
+			struct swap_in_run *r = &jp->runs[k];
+			if (r->st == RUN_PLANNED && vswap_io_queue(&jp->io, &r->req, 1) == 1)
+				r->st = RUN_READING;
+			in_flight |= r->st == RUN_READING;
+			copier_has |= r->st == RUN_READ;
+		}
+		if (!in_flight && copier_has && !pp->stop) {
+			/* Every buffer waits for the copier: wait for one. */
+			pthread_cond_wait(&pp->cv, &pp->mu);
+			pthread_mutex_unlock(&pp->mu);
+			continue;
+		}
+		pthread_mutex_unlock(&pp->mu);
+		if (!in_flight) {
+			if (planned_all)
+				break; /* every run read and handed over */
+			continue;
+		}
+		err = vswap_io_flush(&jp->io);
+		if (err < 0)
+			break;
 		struct vswap_io_req *done[SWAP_IN_RUNS];
-		int n = vswap_io_reap(&jp->io, done, SWAP_IN_RUNS, wait);
-		if (n < 0)
-			return n;
-		if (n == 0)
-			return 0;
+		int n = vswap_io_reap(&jp->io, done, SWAP_IN_RUNS, true);
+		if (n < 0) {
+			err = n;
+			break;
+		}
 		for (int i = 0; i < n; i++) {
 			struct swap_in_run *r = &jp->runs[done[i]->tag];
 			if (r->req.res < 0 && r->req.res != -EIO)
 				reread(h, r);
-			r->st = RUN_READ;
+			hash_run(h, r);
 		}
-		if (h->swap_in_hook)
+		/* The hook first: a test acts between a run's read and its
+		 * copy, which cannot begin before the run is handed over. */
+		if (n > 0 && h->swap_in_hook)
 			h->swap_in_hook(h->swap_in_hook_ctx, SWAP_IN_HOOK_READ);
+		pthread_mutex_lock(&pp->mu);
+		for (int i = 0; i < n; i++)
+			jp->runs[done[i]->tag].st = RUN_READ;
+		pthread_cond_broadcast(&pp->cv);
+		pthread_mutex_unlock(&pp->mu);
 	}
+	runs_drain(jp);
+	pthread_mutex_lock(&pp->mu);
+	pp->err = err;
+	pp->done = true;
+	pthread_cond_broadcast(&pp->cv);
+	pthread_mutex_unlock(&pp->mu);
+	return NULL;
 }
 
-/* The run read that began first (lowest page), or NULL. */
+static int reader_start(struct vswap_handler *h)
+{
+	struct swap_in_pipe *pp = h->jp.pipe;
+	if (pp->started)
+		return 0;
+	pp->stop = pp->done = false;
+	pp->err = 0;
+	int rc = pthread_create(&pp->thread, NULL, reader_main, h);
+	if (rc)
+		return -rc;
+	pp->started = true;
+	return 0;
+}
+
+/* Stop the reader (if running) and wait for its end: its reads have
+ * completed then, and every run is the caller's. */
+static void reader_stop(struct vswap_handler *h)
+{
+	struct swap_in_pipe *pp = h->jp.pipe;
+	if (!pp || !pp->started)
+		return;
+	pthread_mutex_lock(&pp->mu);
+	pp->stop = true;
+	pthread_cond_broadcast(&pp->cv);
+	pthread_mutex_unlock(&pp->mu);
+	pthread_join(pp->thread, NULL);
+	pp->started = false;
+}
+
+/* pp->mu held: the run read that begins lowest, or NULL. */
 static struct swap_in_run *run_read(struct job_progress *jp)
 {
 	struct swap_in_run *best = NULL;
@@ -295,9 +433,9 @@ static int64_t copy_run(struct vswap_handler *h, struct swap_in_run *r)
 		    pi.state != VSWAP_PAGE_PRESENT)
 			r->status[i] = -ESTALE;
 		else
-			r->status[i] = vswap_store_read_end(
-			    h->store, &r->rd[i], buf + ((size_t)i << h->page_shift),
-			    have < 0 && got >= 0 ? 0 : (int32_t)have);
+			r->status[i] =
+			    vswap_store_read_end_sum(h->store, &r->rd[i], r->sum[i],
+						     have < 0 && got >= 0 ? 0 : (int32_t)have);
 	}
 	uint32_t i = r->next, brought = 0;
 	int unserved = 0;
@@ -334,40 +472,49 @@ static int64_t copy_run(struct vswap_handler *h, struct swap_in_run *r)
 		}
 		i = j;
 	}
-	r->st = RUN_FREE;
+	pthread_mutex_lock(&h->jp.pipe->mu);
+	r->st = RUN_FREE; /* the reader's again */
+	pthread_cond_broadcast(&h->jp.pipe->cv);
+	pthread_mutex_unlock(&h->jp.pipe->mu);
 	return unserved ? (int64_t)unserved : (int64_t)brought;
 }
 
 /*
- * Lock held (dropped while the disk reads): the swap file's next run,
- * verified and copied, with the runs after it read meanwhile.  Pages
- * brought in, 0 when none is left, or -errno.
+ * Lock held (dropped while waiting for the reader): the swap file's next
+ * run read, verified and copied.  Pages brought in, 0 when none is left, or
+ * -errno.
  */
 static int64_t swap_in_file(struct vswap_handler *h)
 {
 	struct job_progress *jp = &h->jp;
+	struct swap_in_pipe *pp = jp->pipe;
+	int rc = reader_start(h);
+	if (rc < 0)
+		return rc;
 	for (;;) {
-		int rc = plan_runs(h);
-		if (rc < 0)
-			return rc;
-		bool any = false;
-		for (unsigned k = 0; k < jp->nruns; k++)
-			any |= jp->runs[k].st != RUN_FREE;
-		if (!any)
-			return 0;
-		events_release(h);
-		pthread_mutex_unlock(&h->lock);
-		rc = read_runs(h);
-		pthread_mutex_lock(&h->lock);
-		/* A remove event read meanwhile is applied before the end
-		 * below looks at the pages: its pages are then -ESTALE, never
-		 * copied into the hole its remover punched (events_settle()). */
-		events_settle(h);
-		if (rc < 0)
-			return rc;
+		pthread_mutex_lock(&pp->mu);
 		struct swap_in_run *r = run_read(jp);
-		if (!r)
-			return -EAGAIN; /* nothing read yet: come back */
+		bool done = pp->done;
+		rc = pp->err;
+		if (!r && !done) {
+			/* Nothing read yet: wait without the lock (faults and
+			 * remove events go on meanwhile), then settle again:
+			 * a remove event read meanwhile is applied before the
+			 * end below looks at the pages, so its pages are
+			 * -ESTALE, never copied into the hole its remover
+			 * punched (events_settle()). */
+			events_release(h);
+			pthread_mutex_unlock(&h->lock);
+			while (!run_read(jp) && !pp->done)
+				pthread_cond_wait(&pp->cv, &pp->mu);
+			pthread_mutex_unlock(&pp->mu);
+			pthread_mutex_lock(&h->lock);
+			events_settle(h);
+			continue;
+		}
+		pthread_mutex_unlock(&pp->mu);
+		if (!r) /* the reader ended: every run copied, or its error */
+			return rc;
 		int64_t n = copy_run(h, r);
 		if (n != 0)
 			return n;
@@ -531,8 +678,8 @@ int swap_in_job(struct job *j, void *arg)
 	/* The run buffers (a chunk each, 2 MiB by default) would otherwise
 	 * stay in the process's RSS for the handler's life; the next swap-in
 	 * allocates them again.  No buffer goes while the kernel can still
-	 * write it. */
-	runs_drain(&h->jp);
+	 * write it: the reader ends once its reads have completed. */
+	reader_stop(h);
 	runs_free(&h->jp);
 	pthread_mutex_lock(&h->lock);
 	int crc = vswap_store_commit(h->store);

@@ -96,39 +96,95 @@ int blob_commit_txn(struct vswap_store *s, MDB_txn *txn)
 	return 0;
 }
 
+static void ops_free(struct blob_pending *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n; i++)
+		free(p->v[i].rec);
+	p->n = 0;
+}
+
 void blob_committed(struct vswap_store *s)
 {
-	if (!s->blobs)
-		return;
-	for (size_t i = 0; i < s->blobs->n; i++)
-		free(s->blobs->v[i].rec);
-	s->blobs->n = 0;
+	ops_free(s->blobs);
 }
 
 void blob_free(struct vswap_store *s)
 {
-	blob_committed(s);
+	ops_free(s->blobs);
+	ops_free(s->blobs_taken);
 	if (s->blobs)
 		free(s->blobs->v);
+	if (s->blobs_taken)
+		free(s->blobs_taken->v);
 	free(s->blobs);
-	s->blobs = NULL;
+	free(s->blobs_taken);
+	s->blobs = s->blobs_taken = NULL;
 }
 
-/* The pending operation on @name, or NULL. */
+static struct blob_op *ops_find(const struct blob_pending *p, const char *name)
+{
+	for (size_t i = 0; p && i < p->n; i++)
+		if (!strcmp(p->v[i].name, name))
+			return &p->v[i];
+	return NULL;
+}
+
+/* The latest operation on @name not landed yet (pending, or taken by a
+ * split commit in flight), or NULL. */
 static struct blob_op *pending_find(const struct vswap_store *s, const char *name)
 {
-	if (!s->blobs)
-		return NULL;
-	for (size_t i = 0; i < s->blobs->n; i++)
-		if (!strcmp(s->blobs->v[i].name, name))
-			return &s->blobs->v[i];
-	return NULL;
+	struct blob_op *op = ops_find(s->blobs, name);
+	return op ? op : ops_find(s->blobs_taken, name);
+}
+
+int blob_take(struct vswap_store *s, MDB_txn *txn)
+{
+	int rc = blob_commit_txn(s, txn);
+	if (rc || !blob_pending(s))
+		return rc;
+	/* The lists trade places: what is pending now is the taken one's
+	 * (empty) list, its storage kept. */
+	struct blob_pending *t = s->blobs_taken;
+	s->blobs_taken = s->blobs;
+	s->blobs = t;
+	return 0;
+}
+
+void blob_taken_end(struct vswap_store *s, bool landed)
+{
+	struct blob_pending *t = s->blobs_taken;
+	if (!t || !t->n)
+		return;
+	if (!landed && !blob_pending(s)) { /* nothing newer: trade back */
+		s->blobs_taken = s->blobs;
+		s->blobs = t;
+		return;
+	}
+	for (size_t i = 0; i < t->n && !landed; i++) {
+		struct blob_op *op = &t->v[i];
+		struct blob_pending *p = s->blobs;
+		/* A newer operation on the name replaces this one. */
+		if (ops_find(p, op->name))
+			continue;
+		if (ARRAY_RESERVE(p->v, p->cap, p->n + 1, 8)) {
+			store_log(s, VSWAP_LOG_ERROR,
+				  "%s: blob \"%s\": its commit failed and no memory is left to "
+				  "keep it pending: not stored",
+				  s->index_path, op->name);
+			continue;
+		}
+		p->v[p->n++] = *op;
+		op->rec = NULL;
+	}
+	ops_free(t);
 }
 
 /* Replace @name's pending operation (or add one) by @rec (NULL: delete). */
 static int pending_set(struct vswap_store *s, const char *name, uint8_t *rec, size_t len)
 {
-	struct blob_op *op = pending_find(s, name);
+	struct blob_op *op = ops_find(s->blobs, name);
 
 	if (!op) {
 		struct blob_pending *p = s->blobs;

@@ -67,6 +67,8 @@ static void group_key(uint64_t group, uint64_t *buf, MDB_val *key)
 
 /* ---- environment ------------------------------------------------------- */
 
+static int put_meta_u32(struct vswap_store *s, MDB_txn *txn, const char *key, uint32_t v);
+
 static int begin(struct vswap_store *s, unsigned flags, MDB_txn **txn)
 {
 	int rc = mdb_txn_begin(s->env, NULL, flags, txn);
@@ -76,10 +78,33 @@ static int begin(struct vswap_store *s, unsigned flags, MDB_txn **txn)
 		mdb_env_set_mapsize(s->env, 0);
 		rc = mdb_txn_begin(s->env, NULL, flags, txn);
 	}
+	/* The unclean record a lazy open left to the first change goes with
+	 * every write until one lands (txn_commit()): whatever a transaction
+	 * changes, the store is then known unclean with it, atomically. */
+	if (rc == 0 && !(flags & MDB_RDONLY) && atomic_load(&s->unclean_due) &&
+	    (rc = put_meta_u32(s, *txn, K_CLEAN, 0)) != 0)
+		mdb_txn_abort(*txn);
 	return mdb_to_errno(rc);
 }
 
-/* The two above, for the other files of the index (store/misplaced.c). */
+/* mdb_txn_commit() of a write transaction begun by begin(): once one
+ * lands, the unclean record it carried is in the index (durable: in NONE,
+ * where commits are not synced, it is synced once here, as the open of an
+ * eager handle does). */
+static int txn_commit(struct vswap_store *s, MDB_txn *txn)
+{
+	bool due = atomic_load(&s->unclean_due);
+	int rc = mdb_txn_commit(txn);
+	if (rc == 0 && due) {
+		if (s->durability == VSWAP_DURABILITY_NONE)
+			rc = mdb_env_sync(s->env, 1);
+		if (rc == 0)
+			atomic_store(&s->unclean_due, false);
+	}
+	return rc;
+}
+
+/* The three above, for the other files of the index (store/misplaced.c). */
 int index_mdb_errno(int rc)
 {
 	return mdb_to_errno(rc);
@@ -88,6 +113,11 @@ int index_mdb_errno(int rc)
 int index_begin(struct vswap_store *s, unsigned flags, MDB_txn **txn)
 {
 	return begin(s, flags, txn);
+}
+
+int index_txn_commit(struct vswap_store *s, MDB_txn *txn)
+{
+	return txn_commit(s, txn);
 }
 
 /*
@@ -277,7 +307,18 @@ int index_write_meta_initial(struct vswap_store *s)
 		mdb_txn_abort(txn);
 		return mdb_to_errno(rc);
 	}
-	return mdb_to_errno(mdb_txn_commit(txn));
+	return mdb_to_errno(txn_commit(s, txn));
+}
+
+int index_record_unclean(struct vswap_store *s)
+{
+	if (!atomic_load(&s->unclean_due))
+		return 0;
+	MDB_txn *txn;
+	int ret = begin(s, 0, &txn); /* carries the record */
+	if (ret)
+		return ret;
+	return mdb_to_errno(txn_commit(s, txn));
 }
 
 int index_set_clean(struct vswap_store *s, bool clean)
@@ -291,7 +332,7 @@ int index_set_clean(struct vswap_store *s, bool clean)
 		mdb_txn_abort(txn);
 		return mdb_to_errno(rc);
 	}
-	return mdb_to_errno(mdb_txn_commit(txn));
+	return mdb_to_errno(txn_commit(s, txn));
 }
 
 /* get_meta()'s answer for a value whose check fails. */
@@ -853,7 +894,7 @@ static int commit_once(struct vswap_store *s)
 		mdb_txn_abort(txn);
 		return rc;
 	}
-	return mdb_txn_commit(txn);
+	return txn_commit(s, txn);
 }
 
 /*
@@ -936,7 +977,7 @@ int index_snap_txn(struct vswap_store *s)
 /* Commit it (no lock); -EAGAIN: the map is full (nothing committed). */
 int index_snap_commit(struct vswap_store *s)
 {
-	int rc = mdb_txn_commit(s->snap.txn);
+	int rc = txn_commit(s, s->snap.txn);
 	s->snap.txn = NULL;
 	return rc == MDB_MAP_FULL ? -EAGAIN : mdb_to_errno(rc);
 }
@@ -1169,5 +1210,5 @@ int vswap_store_drop_group(struct vswap_store *s, uint64_t group)
 		mdb_txn_abort(txn);
 		return -ENOENT; /* nothing under that key: the caller's fix did not take */
 	}
-	return mdb_to_errno(mdb_txn_commit(txn));
+	return mdb_to_errno(txn_commit(s, txn));
 }

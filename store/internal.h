@@ -144,6 +144,12 @@ struct vswap_store {
 	/* the clean record read intact, saying unclean (store.c skips
 	 * writing it again at open) */
 	bool recorded_unclean;
+	/* A lazy open left the unclean record to the store's first change
+	 * (store.c: open_store): every write transaction carries it until one
+	 * of them lands, and bytes go to the swap file only after that
+	 * (index_record_unclean()).  Read by the thread that commits a split
+	 * commit without the caller's lock, hence atomic. */
+	atomic_bool unclean_due;
 	enum vswap_durability durability;
 	struct logger log;
 
@@ -201,6 +207,9 @@ struct vswap_store {
 	MDB_dbi dbi_blobs;
 	bool have_blobs;	    /* the blobs database exists (blob.c) */
 	struct blob_pending *blobs; /* puts and deletes for the next commit */
+	/* Those a split commit in flight took (in its transaction, not landed
+	 * yet): still what a get sees, pending again if it fails (blob.c). */
+	struct blob_pending *blobs_taken;
 	uint64_t map_size;
 
 	struct vswap_io io;
@@ -352,6 +361,8 @@ void index_close(struct vswap_store *s);
  * LMDB return code as a negative errno. */
 int index_begin(struct vswap_store *s, unsigned flags, MDB_txn **txn);
 int index_mdb_errno(int rc);
+/* mdb_txn_commit() of a write transaction from index_begin(). */
+int index_txn_commit(struct vswap_store *s, MDB_txn *txn);
 int index_write_meta_initial(struct vswap_store *s);
 int index_load(struct vswap_store *s, const char *staging_dir, bool lazy);
 int index_walk_group(struct vswap_store *s, const MDB_val *key, const MDB_val *val,
@@ -368,6 +379,9 @@ int index_snap_commit(struct vswap_store *s);
 void index_snap_abort(struct vswap_store *s);
 int index_snap_wait(struct vswap_store *s);
 int index_set_clean(struct vswap_store *s, bool clean);
+/* The unclean record a lazy open left to the first change, committed now
+ * if it is still due (before bytes go to the swap file); 0 if not due. */
+int index_record_unclean(struct vswap_store *s);
 uint64_t index_bytes_used(struct vswap_store *s);
 
 /* record.c: record encodings and checks */
@@ -391,6 +405,12 @@ int blob_db_open(struct vswap_store *s, MDB_txn *txn);
 bool blob_pending(const struct vswap_store *s);
 int blob_commit_txn(struct vswap_store *s, MDB_txn *txn);
 void blob_committed(struct vswap_store *s);
+/* The split commit's part (write.c): the pending operations put into the
+ * commit's transaction @txn and taken (an LMDB error code); given back
+ * when it ends, @landed or not (failed: pending again unless a newer
+ * operation on the same name is). */
+int blob_take(struct vswap_store *s, MDB_txn *txn);
+void blob_taken_end(struct vswap_store *s, bool landed);
 void blob_free(struct vswap_store *s);
 
 /* staging.c: the staging file */

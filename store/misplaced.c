@@ -369,7 +369,7 @@ static int misplaced_run(struct vswap_store *s, uint32_t db, uint64_t key_group,
 		if (!ret && move)
 			ret = put_back(txn, m);
 		if (!ret && move)
-			ret = index_mdb_errno(mdb_txn_commit(txn));
+			ret = index_mdb_errno(index_txn_commit(s, txn));
 		else
 			mdb_txn_abort(txn);
 	}

@@ -29,13 +29,19 @@ static int page_failed(struct vswap_store *s, uint64_t page, int err, const char
 	return err;
 }
 
-static int verify(struct vswap_store *s, uint64_t page, const void *buf, int32_t got)
+/* @sum: the checksum of the @got bytes read (only looked at for a whole page). */
+static int verify_sum(struct vswap_store *s, uint64_t page, uint64_t sum, int32_t got)
 {
 	if (got < (int32_t)s->page_size)
 		return page_failed(s, page, -EIO, "bytes missing (swap file truncated?)");
-	if (page_sum(s, page, buf) != s->sums[page])
+	if (sum != s->sums[page])
 		return page_failed(s, page, -EBADMSG, "checksum mismatch");
 	return 0;
+}
+
+static int verify(struct vswap_store *s, uint64_t page, const void *buf, int32_t got)
+{
+	return verify_sum(s, page, got < (int32_t)s->page_size ? 0 : page_sum(s, page, buf), got);
 }
 
 static int readable(const struct vswap_store *s, uint64_t page)
@@ -93,17 +99,17 @@ int vswap_store_read_begin(const struct vswap_store *s, uint64_t page, struct vs
 	return 0;
 }
 
-int vswap_store_read_end(struct vswap_store *s, const struct vswap_read *r, const void *buf,
-			 int32_t got)
+/* Whether page @r->page still holds the copy its read began with: the same
+ * slot and checksum, present or stale.  Otherwise the slot may have been
+ * freed and written for another page meanwhile, and its bytes condemn
+ * nothing (-ESTALE).  Then the read's result, counted. */
+static int read_ended(struct vswap_store *s, const struct vswap_read *r, int32_t got)
 {
 	if (r->page >= s->total_pages)
 		return -EINVAL;
 	int need = index_need(s, r->page, 1);
 	if (need)
 		return need;
-	/* The same copy still: the same slot and checksum, present or stale.
-	 * Otherwise the slot may have been freed and written for another page
-	 * meanwhile, and its bytes condemn nothing. */
 	uint32_t w = s->pages[r->page];
 	enum vswap_page_state st = pw_state(w);
 	if ((st != VSWAP_PAGE_PRESENT && st != VSWAP_PAGE_STALE) || pw_slot(w) != r->slot ||
@@ -112,7 +118,21 @@ int vswap_store_read_end(struct vswap_store *s, const struct vswap_read *r, cons
 	if (got < 0)
 		return page_failed(s, r->page, got, strerror(-got));
 	s->bytes_read += (uint64_t)got;
-	return verify(s, r->page, buf, got);
+	return 0;
+}
+
+int vswap_store_read_end(struct vswap_store *s, const struct vswap_read *r, const void *buf,
+			 int32_t got)
+{
+	int ret = read_ended(s, r, got);
+	return ret ? ret : verify(s, r->page, buf, got);
+}
+
+int vswap_store_read_end_sum(struct vswap_store *s, const struct vswap_read *r, uint64_t sum,
+			     int32_t got)
+{
+	int ret = read_ended(s, r, got);
+	return ret ? ret : verify_sum(s, r->page, sum, got);
 }
 
 int vswap_store_read_run(struct vswap_store *s, uint64_t first, uint32_t count, void *buf,

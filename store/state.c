@@ -297,6 +297,8 @@ int vswap_store_punch_slots(struct vswap_store *s, uint64_t first, uint64_t coun
 	if (count == 0 || first >= STORE_MAX_SLOTS || count > STORE_MAX_SLOTS - first)
 		return -EINVAL;
 	int need = index_need_all(s);
+	if (!need) /* the swap file changes: known unclean first */
+		need = index_record_unclean(s);
 	if (need)
 		return need;
 	/* The slot bitmap holds every slot a loaded record or a pending free

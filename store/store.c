@@ -482,10 +482,18 @@ static int open_store(const char *path, const struct vswap_store_opts *opts, uns
 	/* From here until a clean close, a crash is visible to vswap-fsck: the
 	 * flag is made durable even in NONE (one sync per open).  A store whose
 	 * intact record says it was not closed cleanly needs neither (the
-	 * restart of a killed vswapd); a missing or damaged one is written. */
-	if (!s->read_only && !s->recorded_unclean &&
-	    ((ret = index_set_clean(s, false)) ||
-	     (s->durability == VSWAP_DURABILITY_NONE && mdb_env_sync(s->env, 1))))
+	 * restart of a killed vswapd); a missing or damaged one is written.
+	 * A lazy open (a resume: its guest runs before anything is synced)
+	 * leaves it to the store's first change instead: the first write
+	 * transaction carries it, and no byte reaches the swap file before
+	 * one landed (index_record_unclean()).  Until then the files are as
+	 * the last close left them, so a crash meanwhile leaves nothing
+	 * vswap-fsck must know of. */
+	if (!s->read_only && !s->recorded_unclean && lazy)
+		atomic_store(&s->unclean_due, true);
+	else if (!s->read_only && !s->recorded_unclean &&
+		 ((ret = index_set_clean(s, false)) ||
+		  (s->durability == VSWAP_DURABILITY_NONE && mdb_env_sync(s->env, 1))))
 		goto fail;
 	start_io(s);
 	if (verify && (ret = vswap_store_commit(s)))

@@ -150,6 +150,8 @@ int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, con
 		return -EINVAL;
 	/* New slots: the allocator needs every record's. */
 	int ret = index_need_all(s);
+	if (!ret) /* bytes follow: the store is known unclean first */
+		ret = index_record_unclean(s);
 	if (ret)
 		return ret;
 	release_punched(s);
@@ -335,6 +337,7 @@ int vswap_store_commit(struct vswap_store *s)
 			s->dirty[wi] |= c->committing[wi];
 		s->data_unsynced |= c->sync;
 		s->meta_dirty |= c->meta;
+		blob_taken_end(s, false); /* pending again: committed here too */
 	}
 	if (!anything_pending(s))
 		return 0;
@@ -434,10 +437,6 @@ int vswap_store_commit_begin(struct vswap_store *s)
 		if (ret)
 			return ret;
 	}
-	/* Named blobs are rare (a hibernation's last commit): they go with a
-	 * plain commit, which keeps their list simple. */
-	if (blob_pending(s))
-		return -EAGAIN;
 	uint64_t words = (s->ngroups + 63) / 64;
 	uint64_t *bm = realloc(c->committing, (words ? words : 1) * sizeof(uint64_t));
 	if (!bm)
@@ -450,6 +449,10 @@ int vswap_store_commit_begin(struct vswap_store *s)
 		return ret;
 	c->meta = s->meta_dirty;
 	ret = c->meta ? index_snap_meta(s) : 0;
+	/* Named blobs go into the transaction now (copied by LMDB): a get
+	 * sees them taken until the end says whether they landed. */
+	if (!ret && (ret = blob_take(s, c->txn)) != 0)
+		ret = ret == MDB_MAP_FULL ? -EAGAIN : -EIO;
 	if (!ret)
 		ret = index_snap_encode(s);
 	/* Slots freed and staging left before this point are recorded by the
@@ -461,6 +464,7 @@ int vswap_store_commit_begin(struct vswap_store *s)
 	if (ret) {
 		slots_move(&s->freed, &c->freed);
 		ranges_move(&s->unpunched, &c->unpunched);
+		blob_taken_end(s, false);
 		index_snap_abort(s);
 		return ret;
 	}
@@ -512,6 +516,7 @@ void vswap_store_commit_end(struct vswap_store *s, int result)
 	if (!c->active)
 		return;
 	index_snap_abort(s); /* a write never called */
+	blob_taken_end(s, result == 0);
 	uint64_t words = (s->ngroups + 63) / 64;
 	if (result == 0) {
 		s->commits++;
@@ -648,6 +653,8 @@ int vswap_store_write_begin(struct vswap_store *s, const uint64_t *pages, uint32
 			return -EINVAL;
 	/* New slots: the allocator needs every record's. */
 	int ret = index_need_all(s);
+	if (!ret) /* bytes follow: the store is known unclean first */
+		ret = index_record_unclean(s);
 	if (ret)
 		return ret;
 	release_punched(s);

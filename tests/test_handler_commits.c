@@ -5,7 +5,9 @@
  * committer's test hook), faults from the swap file, from staging and of
  * zero pages are all served, and once released the commit lands (the index
  * records what the faults changed).  A move to staging waits for a commit in
- * flight in copy mode (its stage marks need the punches it holds).  Every wait is bounded.
+ * flight in copy mode (its stage marks need the punches it holds).  A named
+ * blob pending (a resume's image deleted) goes with that split commit too:
+ * faults are served while it syncs.  Every wait is bounded.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -133,6 +135,39 @@ static void faults_served_during_commit(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+static void blob_commit_serves_faults_meanwhile(void **state)
+{
+	(void)state;
+	struct hfx f;
+	struct gate g;
+	setup_swapped(&f, &g, NULL);
+	pthread_mutex_lock(&f.h->lock);
+	assert_int_equal(vswap_store_blob_put(f.store, "vm.state", "image", 5), 0);
+	pthread_mutex_unlock(&f.h->lock);
+	/* A fault leaves a change; its commit takes the blob with it, held
+	 * by the hook after its begin (a blob used to make it a plain commit,
+	 * synced under the lock, which faults waited for). */
+	assert_int_equal(hfx_page_byte(&f, 0, 0), hfx_byte_of(0));
+	if (!hfx_wait_for(gate_entered, &g))
+		fail_msg("no split commit began with the blob pending");
+	for (uint64_t p = 1; p < 6; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), hfx_byte_of(p));
+	void *data = NULL;
+	size_t len = 0;
+	pthread_mutex_lock(&f.h->lock);
+	int rc = vswap_store_blob_get(f.store, "vm.state", &data, &len);
+	pthread_mutex_unlock(&f.h->lock);
+	assert_int_equal(rc, 0);
+	assert_int_equal(len, 5);
+	assert_memory_equal(data, "image", 5);
+	free(data);
+	atomic_store(&g.open, true);
+	assert_true(hfx_wait_for(committer_idle, &f));
+	assert_int_equal(recorded(&f, 0), VSWAP_PAGE_STALE);
+	set_hook(&f, NULL);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 struct enabler {
 	pthread_t t;
 	struct vswap_handler *h;
@@ -186,6 +221,7 @@ int main(void)
 	hfx_skip_if_unavailable("handler_commits");
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(faults_served_during_commit),
+	    cmocka_unit_test(blob_commit_serves_faults_meanwhile),
 	    cmocka_unit_test(enable_waits_for_commit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -370,6 +370,88 @@ static void remove_event_leaves_set(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* ---- a large enable, protected in pieces ---------------------------------- */
+
+/* 128 MiB of 4 KiB pages: enable protects it in four pieces of 32 MiB,
+ * taken in turn by the monitor and a worker (handler/protect.c,
+ * protect_split()). */
+#define SPLIT_PAGES 32768u
+#define SPLIT_PIECE 8192u
+#define SPLIT_PROBES 5u
+
+static void split_setup(struct hfx *f)
+{
+	const size_t pages[1] = {SPLIT_PAGES};
+	const struct vswap_handler_opts o = {.enable_mode = VSWAP_ENABLE_PROTECT, .workers = 2};
+	assert_int_equal(hfx_setup(f, pages, 1, &o), 0);
+	if (f->page_size != 4096)
+		skip(); /* the pieces are counted in 4 KiB pages */
+	for (uint64_t p = 0; p < SPLIT_PAGES; p++)
+		memset(hfx_addr(f, 0, p), (int)hfx_byte_of(p), f->page_size);
+}
+
+/* The first page of every piece and the last page of the last one. */
+static uint64_t split_probe(unsigned i)
+{
+	return i + 1 < SPLIT_PROBES ? (uint64_t)i * SPLIT_PIECE : SPLIT_PAGES - 1;
+}
+
+/* A write to each probe page is a write-protect fault: every piece was
+ * protected, whoever protected it. */
+static void split_probes_written(struct hfx *f, uint8_t v)
+{
+	struct vswap_status st0 = status_of(f);
+	for (unsigned i = 0; i < SPLIT_PROBES; i++)
+		assert_int_equal(hfx_fill(f, 0, split_probe(i), v), 0);
+	struct vswap_status st = status_of(f);
+	assert_int_equal(st.metrics.dirtied_pages - st0.metrics.dirtied_pages, SPLIT_PROBES);
+	assert_int_equal(st.metrics.protected_pages, st0.metrics.protected_pages - SPLIT_PROBES);
+}
+
+static void enable_protects_every_piece(void **state)
+{
+	(void)state;
+	struct hfx f;
+	split_setup(&f);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(status_of(&f).metrics.protected_pages, SPLIT_PAGES);
+	split_probes_written(&f, 0xee);
+	assert_int_equal(hfx_page_byte(&f, 0, 1), hfx_byte_of(1));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* A remove event waiting unread while enable protects: the kernel refuses
+ * every protection through that uffd (EAGAIN) until the event is read,
+ * which only the monitor does; a piece a worker was refused is protected
+ * again on the monitor, so enable still protects everything (but the
+ * removed page, which reads as zeros). */
+static void remove_waits_during_split_enable(void **state)
+{
+	(void)state;
+	struct hfx f;
+	split_setup(&f);
+	const uint64_t victim = SPLIT_PIECE + 7;
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	/* Written, so no longer protected: only the enable below protects
+	 * them again, whichever piece a worker is refused. */
+	split_probes_written(&f, 0xdd);
+	/* Registered now: the next remove raises an event, left unread. */
+	atomic_store(&f.h->m.hold_events, true);
+	struct hfx_remover rm;
+	assert_int_equal(hfx_remover_start(&rm, hfx_addr(&f, 0, victim), f.page_size), 0);
+	assert_true(hfx_wait_for(hfx_remover_blocked, &rm));
+	assert_int_equal(vswap_handler_enable(f.h), 0); /* protects again, all of it */
+	atomic_store(&f.h->m.hold_events, false);
+	assert_true(hfx_wait_for(hfx_remover_done, &rm));
+	pthread_join(rm.t, NULL);
+	assert_int_equal(rm.rc, 0);
+	assert_int_equal(status_of(&f).metrics.protected_pages, SPLIT_PAGES - 1);
+	split_probes_written(&f, 0xee);
+	assert_int_equal(hfx_page_byte(&f, 0, victim), 0);
+	assert_int_equal(hfx_page_byte(&f, 0, SPLIT_PIECE), 0xee);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 /* ---- several processes ---------------------------------------------------- */
 
 struct child_write {
@@ -1018,6 +1100,8 @@ int main(void)
 	    cmocka_unit_test(write_dirties_page),
 	    cmocka_unit_test(trim_in_place),
 	    cmocka_unit_test(remove_event_leaves_set),
+	    cmocka_unit_test(enable_protects_every_piece),
+	    cmocka_unit_test(remove_waits_during_split_enable),
 	    cmocka_unit_test(forked_writers_seen),
 	    cmocka_unit_test(write_between_write_and_commit),
 	    cmocka_unit_test(write_blocked_across_removal),

@@ -568,6 +568,64 @@ static void test_layout_interface_matches_format(void **state)
 	close(fd);
 }
 
+/* A read ended with its bytes hashed beforehand (the handler hashes outside
+ * its lock): the right sum passes and is counted, a wrong one loses the
+ * page, a short read is missing bytes, and a page rewritten since the read
+ * began says nothing (its bytes are another copy's). */
+static void read_one(struct ctx *c, uint64_t page, struct vswap_read *r, uint8_t *buf)
+{
+	assert_int_equal(vswap_store_read_begin(c->s, page, r), 0);
+	assert_int_equal(pread(r->fd, buf, r->len, (off_t)r->offset), (ssize_t)r->len);
+}
+
+static void test_read_end_sum(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	write_pages(c, 0, 8, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	const int32_t ps = (int32_t)c->f.page_size;
+	uint8_t *buf = aligned_alloc((size_t)ps, (size_t)ps);
+	assert_non_null(buf);
+	struct vswap_read r;
+	struct vswap_store_stats st0, st1;
+	struct vswap_page_info pi;
+
+	read_one(c, 3, &r, buf);
+	vswap_store_stats(c->s, &st0);
+	uint64_t sum = vswap_store_page_checksum(c->s, 3, buf);
+	assert_int_equal(vswap_store_read_end_sum(c->s, &r, sum, ps), 0);
+	vswap_store_stats(c->s, &st1);
+	assert_int_equal(st1.bytes_read - st0.bytes_read, (uint64_t)ps);
+	assert_int_equal(vswap_store_page(c->s, 3, &pi), 0);
+	assert_int_equal(pi.state, VSWAP_PAGE_PRESENT);
+
+	read_one(c, 4, &r, buf);
+	buf[17] ^= 4; /* as a flipped bit on the disk would */
+	sum = vswap_store_page_checksum(c->s, 4, buf);
+	assert_int_equal(vswap_store_read_end_sum(c->s, &r, sum, ps), -EBADMSG);
+	assert_int_equal(vswap_store_page(c->s, 4, &pi), 0);
+	assert_int_equal(pi.state, VSWAP_PAGE_LOST);
+
+	/* The valid bytes of another page fail too (the sum is seeded). */
+	read_one(c, 5, &r, buf);
+	assert_int_equal(
+	    vswap_store_read_end_sum(c->s, &r, vswap_store_page_checksum(c->s, 6, buf), ps),
+	    -EBADMSG);
+
+	read_one(c, 6, &r, buf);
+	sum = vswap_store_page_checksum(c->s, 6, buf);
+	assert_int_equal(vswap_store_read_end_sum(c->s, &r, sum, ps / 2), -EIO);
+
+	read_one(c, 7, &r, buf);
+	sum = vswap_store_page_checksum(c->s, 7, buf);
+	write_pages(c, 7, 1, 2); /* a new copy meanwhile */
+	assert_int_equal(vswap_store_read_end_sum(c->s, &r, sum, ps), -ESTALE);
+	assert_int_equal(vswap_store_page(c->s, 7, &pi), 0);
+	assert_int_equal(pi.state, VSWAP_PAGE_PRESENT);
+	free(buf);
+}
+
 /* ---- checksums --------------------------------------------------------------- */
 
 static void test_flipped_bit_detected_in_any_page(void **state)
@@ -966,6 +1024,7 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_hole_punched_on_free, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_layout_interface_matches_format, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_end_sum, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_flipped_bit_detected_in_any_page, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_single_page_read_detects_flip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_truncated_file_reported_per_page, setup, teardown),

@@ -11,7 +11,12 @@
  *     names it, and the store closes unclean;
  *   - a record moved under another group's key: the call that finds no
  *     record under its group's key waits for the walk, which finds the
- *     record claiming the group: both groups lost, not read as zero-fill.
+ *     record claiming the group: both groups lost, not read as zero-fill;
+ *   - the unclean record is left to the first change: the open writes no
+ *     transaction, a process killed before changing anything leaves the
+ *     store clean, and after any first change (a commit, a split commit,
+ *     bytes written with or without their commit) a kill leaves it unclean
+ *     with every committed page intact.
  */
 #include <endian.h>
 #include <errno.h>
@@ -19,15 +24,18 @@
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <vswap/handler.h>
 
 #include "store/internal.h"
 #include "tests/helpers/raw_index.h"
@@ -314,6 +322,131 @@ static void close_during_the_walk(void **state)
 	assert_int_equal(vswap_store_close(s), 0);
 }
 
+/* ---- the unclean record left to the first change ------------------------- */
+
+static uint64_t txnid_of(struct ctx *c)
+{
+	char idx[400];
+	snprintf(idx, sizeof(idx), "%s.idx", c->f.path);
+	uint64_t t = raw_index_txnid(idx);
+	assert_true(t != 0);
+	return t;
+}
+
+enum first_change {
+	CHANGE_NONE,
+	CHANGE_COMMIT,	     /* a blob put and committed */
+	CHANGE_SPLIT_COMMIT, /* a state change through the split commit */
+	CHANGE_WRITE,	     /* pages written, their commit not made */
+	CHANGE_WRITE_BEGIN,  /* slots reserved for a split write, bytes not yet sent */
+};
+
+/* In a child: open lazily, make @change, and die by SIGKILL. */
+static void open_change_and_die(struct ctx *c, enum first_change change)
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct vswap_store_opts o = c->f.opts;
+		o.lazy_index = true;
+		o.log = NULL;
+		struct vswap_store *s;
+		if (vswap_store_open(c->f.path, &o, &s))
+			_exit(1);
+		uint64_t slot, page = TOTAL - 1;
+		int fd, rc = 0;
+		switch (change) {
+		case CHANGE_NONE:
+			break;
+		case CHANGE_COMMIT:
+			rc = vswap_store_blob_put(s, "probe", "x", 1);
+			if (!rc)
+				rc = vswap_store_commit(s);
+			break;
+		case CHANGE_SPLIT_COMMIT:
+			rc = vswap_store_set_state(s, VSWAP_STATE_PENDING);
+			if (!rc)
+				rc = vswap_store_commit_begin(s) == 1 ? 0 : -EPROTO;
+			if (!rc)
+				rc = vswap_store_commit_write(s);
+			vswap_store_commit_end(s, rc);
+			break;
+		case CHANGE_WRITE:
+			fixture_pattern(c->want, c->f.page_size, 0, 7);
+			rc = vswap_store_write(s, 0, 1, c->want);
+			break;
+		case CHANGE_WRITE_BEGIN:
+			rc = vswap_store_write_begin(s, &page, 1, &slot, &fd);
+			break;
+		}
+		if (rc)
+			_exit(2);
+		raise(SIGKILL);
+		_exit(3);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFSIGNALED(status))
+		fail_msg("the child failed before its kill (exit %d)", WEXITSTATUS(status));
+}
+
+static bool reopened_clean(struct ctx *c)
+{
+	struct vswap_store *s;
+	struct vswap_store_info in;
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &s), 0);
+	assert_int_equal(vswap_store_info(s, &in), 0);
+	/* Nothing the index committed was lost either way. */
+	for (uint64_t g = 0; g < GROUPS; g += 97)
+		expect_page(c, s, g * GROUP_PAGES + g % GROUP_PAGES, 1);
+	assert_int_equal(vswap_store_close(s), 0);
+	return in.was_clean;
+}
+
+static void lazy_open_writes_no_transaction(void **state)
+{
+	struct ctx *c = *state;
+	uint64_t before = txnid_of(c);
+	struct vswap_store *s = open_lazy(c, false);
+	assert_int_equal(vswap_store_load_wait(s), 0);
+	expect_page(c, s, 5, 1);
+	assert_int_equal(txnid_of(c), before);
+	/* The first commit is the first transaction, and carries the
+	 * record: a kill from here on leaves the store unclean. */
+	assert_int_equal(vswap_store_blob_put(s, "probe", "x", 1), 0);
+	assert_int_equal(vswap_store_commit(s), 0);
+	assert_int_equal(txnid_of(c), before + 1);
+	assert_int_equal(vswap_store_close_unclean(s), 0);
+	assert_false(reopened_clean(c));
+}
+
+static void kill_before_a_change_leaves_the_store_clean(void **state)
+{
+	struct ctx *c = *state;
+	uint64_t before = txnid_of(c);
+	open_change_and_die(c, CHANGE_NONE);
+	assert_int_equal(txnid_of(c), before);
+	assert_true(reopened_clean(c));
+}
+
+static void kill_after_a_first_change_leaves_the_store_unclean(void **state)
+{
+	struct ctx *c = *state;
+	static const enum first_change changes[] = {CHANGE_COMMIT, CHANGE_SPLIT_COMMIT,
+						    CHANGE_WRITE, CHANGE_WRITE_BEGIN};
+	for (unsigned i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+		open_change_and_die(c, changes[i]);
+		if (reopened_clean(c))
+			fail_msg("first change %u: a kill after it left the store clean",
+				 changes[i]);
+		/* A clean close makes it clean again for the next case. */
+		struct vswap_store *s;
+		assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &s), 0);
+		assert_int_equal(vswap_store_close(s), 0);
+		assert_true(reopened_clean(c));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -323,6 +456,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(damaged_records_lose_their_pages, setup, teardown),
 	    cmocka_unit_test_setup_teardown(moved_record_waits_for_the_walk, setup, teardown),
 	    cmocka_unit_test_setup_teardown(close_during_the_walk, setup, teardown),
+	    cmocka_unit_test_setup_teardown(lazy_open_writes_no_transaction, setup, teardown),
+	    cmocka_unit_test_setup_teardown(kill_before_a_change_leaves_the_store_clean, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(kill_after_a_first_change_leaves_the_store_unclean,
+					    setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

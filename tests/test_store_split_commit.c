@@ -6,7 +6,9 @@
  * only after that; a stale page in its
  * snapshot is not rewritten in place meanwhile; a failed commit leaves
  * everything pending; a plain commit meanwhile (another thread) waits for
- * the write and makes everything durable; stage marks wait for the end.
+ * the write and makes everything durable; stage marks wait for the end;
+ * named blobs go with it (a get sees them meanwhile; a failure leaves them
+ * pending unless a newer operation on the name replaced them).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -329,6 +331,63 @@ static void freed_slots_punched_after_end(void **state)
 	assert_int_equal(info(c, 5).state, VSWAP_PAGE_NONE);
 }
 
+/* Blob @name reads back as the string @want. */
+static void expect_blob(struct ctx *c, const char *name, const char *want)
+{
+	void *data = NULL;
+	size_t len = 0;
+	assert_int_equal(vswap_store_blob_get(c->s, name, &data, &len), 0);
+	assert_int_equal(len, strlen(want));
+	assert_memory_equal(data, want, len);
+	free(data);
+}
+
+static void blobs_go_with_the_split_commit(void **state)
+{
+	struct ctx *c = *state;
+	assert_int_equal(vswap_store_blob_put(c->s, "kept", "old", 3), 0);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	assert_int_equal(vswap_store_blob_put(c->s, "taken", "one", 3), 0);
+	assert_int_equal(vswap_store_blob_delete(c->s, "kept"), 0);
+	/* Taken by the begin (which used to refuse them, -EAGAIN) ... */
+	assert_int_equal(vswap_store_commit_begin(c->s), 1);
+	expect_blob(c, "taken", "one");
+	void *data = NULL;
+	size_t len;
+	assert_int_equal(vswap_store_blob_get(c->s, "kept", &data, &len), -ENOENT);
+	assert_int_equal(vswap_store_blob_put(c->s, "later", "two", 3), 0);
+	assert_int_equal(vswap_store_commit_write(c->s), 0);
+	vswap_store_commit_end(c->s, 0);
+	/* ... and landed with the write; what came after it is pending. */
+	expect_blob(c, "taken", "one");
+	assert_int_equal(vswap_store_close_unclean(c->s), 0);
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), 0);
+	expect_blob(c, "taken", "one");
+	expect_blob(c, "later", "two");
+	assert_int_equal(vswap_store_blob_get(c->s, "kept", &data, &len), -ENOENT);
+}
+
+static void failed_split_commit_keeps_blobs_pending(void **state)
+{
+	struct ctx *c = *state;
+	assert_int_equal(vswap_store_blob_put(c->s, "a", "one", 3), 0);
+	assert_int_equal(vswap_store_blob_put(c->s, "b", "first", 5), 0);
+	assert_int_equal(vswap_store_commit_begin(c->s), 1);
+	assert_int_equal(vswap_store_blob_put(c->s, "b", "newer", 5), 0);
+	vswap_store_commit_end(c->s, -EIO); /* as if the write failed */
+	expect_blob(c, "a", "one");
+	expect_blob(c, "b", "newer");
+	/* Taken again by the next begin, and failed again with nothing
+	 * newer: all pending as before. */
+	assert_int_equal(vswap_store_commit_begin(c->s), 1);
+	vswap_store_commit_end(c->s, -EIO);
+	expect_blob(c, "a", "one");
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	reopen(c);
+	expect_blob(c, "a", "one");
+	expect_blob(c, "b", "newer");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -339,6 +398,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(stage_mark_waits_for_end, setup, teardown),
 	    cmocka_unit_test_setup_teardown(staging_punched_after_end, setup, teardown),
 	    cmocka_unit_test_setup_teardown(freed_slots_punched_after_end, setup, teardown),
+	    cmocka_unit_test_setup_teardown(blobs_go_with_the_split_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(failed_split_commit_keeps_blobs_pending, setup,
+					    teardown),
 	};
 	return cmocka_run_group_tests_name("store_split_commit", tests, NULL, NULL);
 }

@@ -269,20 +269,13 @@ static int faultin_vswap(const struct vmm_opts *base, const char *dir, double *p
 {
 	struct vmm_result *r = calloc(1, sizeof(*r));
 	struct vmm m = {.o = base, .r = r, .memfd = -1};
-	struct vswap_store_opts so;
 	int rc;
 
 	if (!r)
 		return -ENOMEM;
 	snprintf(r->path, sizeof(r->path), "%.3900s/faultin.swap", dir);
-	vmm_store_opts(&m, &so);
-	if ((rc = vmm_memory(&m)) || (rc = vmm_machine(&m)))
-		goto out;
-	if ((rc = vswap_store_create(r->path, &so, &m.store))) {
-		m.store = NULL;
-		goto out;
-	}
-	if ((rc = vmm_handler(&m)) || (rc = vm_start(&m.vm)) || (rc = vmm_guest_wait(&m)))
+	if ((rc = vmm_memory(&m)) || (rc = vmm_machine(&m)) || (rc = vmm_store_new(&m)) ||
+	    (rc = vmm_boot(&m)))
 		goto out;
 	m.vm.shared->version = 1;
 	if ((rc = vmm_guest(&m, VM_CMD_WRITE, 0)))
@@ -336,9 +329,7 @@ static int faultin_bare(const struct vmm_opts *base, const char *dir, double *pp
 	}
 	fdatasync(fd);
 	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-	if ((rc = bare_start(&b, m.ram, m.ram_size, fd)))
-		goto out;
-	if ((rc = vm_start(&m.vm)) || (rc = vmm_guest_wait(&m)))
+	if ((rc = bare_start(&b, m.ram, m.ram_size, fd)) || (rc = vmm_boot(&m)))
 		goto out;
 	m.vm.shared->version = 1;
 	rc = verify_pass(&m, pps, p50);

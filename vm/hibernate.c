@@ -122,7 +122,7 @@ static int state_check(const uint8_t *b, size_t len, struct saved_header *hdr)
 static int hibernate_now(struct vmm *m, const uint64_t *workset, size_t nworkset)
 {
 	struct vmm_result *r = m->r;
-	uint64_t t0 = vm_now_ns(), t;
+	uint64_t t0 = vm_now_ns();
 	uint8_t *state = NULL;
 	size_t slen;
 	int rc;
@@ -134,33 +134,12 @@ static int hibernate_now(struct vmm *m, const uint64_t *workset, size_t nworkset
 	if ((rc = state_build(m, &state, &slen)))
 		return rc;
 	/* Every page to the store; the guest stays paused throughout. */
-	t = vm_now_ns();
-	rc = vswap_handler_enable(m->h);
-	if (rc) {
-		fprintf(stderr, "vswap-vm: hibernate: enable: %s\n", vswap_strerror(rc));
+	if ((rc = vmm_enable_stage(m, "hibernate: enable")))
 		goto out;
-	}
-	vmm_status(m);
-	vmm_stage(m, "enable", vmm_secs(t), r->status.transition.pages, 0, "%llu pages taken",
-		  (unsigned long long)r->status.transition.pages);
-	t = vm_now_ns();
-	rc = vswap_handler_trim(m->h);
-	if (!rc)
-		rc = vmm_wait_state(m, VSWAP_STATE_PENDING, "hibernate: trim");
-	if (rc)
-		goto out;
-	vmm_stage(m, "trim", vmm_secs(t), r->status.transition.pages, 0,
-		  "%llu zero or unchanged pages dropped",
-		  (unsigned long long)r->status.transition.pages);
-	t = vm_now_ns();
-	rc = vswap_handler_swap_out(m->h);
-	if (!rc)
-		rc = vmm_wait_state(m, VSWAP_STATE_ACTIVE, "hibernate: swap-out");
-	if (rc)
+	if ((rc = vmm_trim_stage(m, "hibernate: trim", false)) ||
+	    (rc = vmm_swap_out_stage(m, "hibernate: swap-out")))
 		goto out;
 	r->hibernated_pages = r->status.transition.pages;
-	vmm_stage(m, "swap-out", vmm_secs(t), r->hibernated_pages, r->hibernated_pages * VM_PAGE,
-		  "%llu pages written to the store", (unsigned long long)r->hibernated_pages);
 	rc = vswap_handler_detach(m->h);
 	m->h = NULL;
 	if (rc) {
@@ -214,27 +193,18 @@ static int run_until_paused(struct vmm *m, uint32_t v)
 int vmm_hibernate(const struct vmm_opts *o, struct vmm_result *r)
 {
 	struct vmm m = {.o = o, .r = r, .memfd = -1};
-	struct vswap_store_opts so;
 	FILE *f = o->json ? stderr : stdout;
 	uint64_t t0;
 	int rc;
 
-	if ((rc = vmm_memory(&m)) || (rc = vmm_machine(&m)) || (rc = vmm_store_path(&m)))
-		goto out;
-	vmm_store_opts(&m, &so);
-	rc = vswap_store_create(r->path, &so, &m.store);
-	if (rc) {
-		fprintf(stderr, "vswap-vm: create store %s: %s\n", r->path, vswap_strerror(rc));
-		m.store = NULL;
-		goto out;
-	}
-	if ((rc = vmm_handler(&m)))
+	if ((rc = vmm_memory(&m)) || (rc = vmm_machine(&m)) || (rc = vmm_store_path(&m)) ||
+	    (rc = vmm_store_new(&m)))
 		goto out;
 	fprintf(f, "vswap-vm: hibernate: %llu MiB guest, %u vCPUs, store %s (%s)\n",
 		(unsigned long long)(m.ram_size >> 20), o->vcpus, r->path,
 		vswap_durability_name(o->durability));
 	m.vm.shared->hot_permille = o->hot_permille;
-	if ((rc = vm_start(&m.vm)) || (rc = vmm_guest_wait(&m)))
+	if ((rc = vmm_boot(&m)))
 		goto out;
 	m.vm.shared->version = 1;
 	t0 = vm_now_ns();

@@ -95,6 +95,29 @@ static int set_memory(struct vm *vm, unsigned slot, uint64_t gpa, void *host, ui
 	return ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &r) < 0 ? -errno : 0;
 }
 
+/*
+ * The memory slots are registered on a thread of their own while the vCPUs
+ * are created: a slot's cost grows with its size under shadow paging (PVM:
+ * KVM allocates and clears per-page tracking arrays, then waits for an SRCU
+ * grace period, milliseconds at 4 GiB), and creating a vCPU does not need
+ * the slots.  A resume waits for the longer of the two, not for both.
+ */
+struct slots_job {
+	struct vm *vm;
+	int rc;
+};
+
+static void *slots_main(void *arg)
+{
+	struct slots_job *j = arg;
+	struct vm *vm = j->vm;
+
+	j->rc = set_memory(vm, 0, 0, vm->low, VM_LOW_SIZE);
+	if (!j->rc)
+		j->rc = set_memory(vm, 1, VM_RAM_BASE, vm->ram, vm->ram_size);
+	return NULL;
+}
+
 static int set_cpuid(struct vm *vm, int vfd)
 {
 	unsigned n = 128;
@@ -197,19 +220,29 @@ int vm_create(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, c
 	vm->image_sum = 0;
 	for (const uint8_t *p = vm_guest_image; p < vm_guest_image_end; p++)
 		vm->image_sum = (vm->image_sum ^ *p) * 0x100000001b3ull; /* FNV-1a */
-	if ((rc = set_memory(vm, 0, 0, vm->low, VM_LOW_SIZE)) ||
-	    (rc = set_memory(vm, 1, VM_RAM_BASE, ram, ram_size)))
-		return why_fail(why, whylen, rc, "KVM_SET_USER_MEMORY_REGION%s", "");
-	for (unsigned i = 0; i < nvcpus; i++) {
+	struct slots_job sj = {.vm = vm};
+	pthread_t st;
+	bool threaded = pthread_create(&st, NULL, slots_main, &sj) == 0;
+
+	if (!threaded)
+		slots_main(&sj);
+	rc = 0;
+	for (unsigned i = 0; i < nvcpus && !rc; i++) {
 		struct vcpu *v = &vm->vcpus[i];
 		uint64_t pages = ram_size / VM_PAGE;
 
 		rc = vcpu_create(vm, i, &e, why, whylen);
-		if (rc)
-			return rc;
-		v->area->first = pages * i / nvcpus;
-		v->area->end = pages * (i + 1) / nvcpus;
+		if (!rc) {
+			v->area->first = pages * i / nvcpus;
+			v->area->end = pages * (i + 1) / nvcpus;
+		}
 	}
+	if (threaded)
+		pthread_join(st, NULL);
+	if (rc)
+		return rc;
+	if (sj.rc)
+		return why_fail(why, whylen, sj.rc, "KVM_SET_USER_MEMORY_REGION%s", "");
 	int khz = ioctl(vm->vcpus[0].fd, KVM_GET_TSC_KHZ, 0);
 
 	vm->tsc_khz = khz > 0 ? (uint64_t)khz : 1000000;

@@ -165,6 +165,90 @@ int vmm_handler(struct vmm *m)
 	return rc;
 }
 
+int vmm_store_new(struct vmm *m)
+{
+	struct vswap_store_opts so;
+
+	vmm_store_opts(m, &so);
+	int rc = vswap_store_create(m->r->path, &so, &m->store);
+
+	if (rc) {
+		fprintf(stderr, "vswap-vm: create store %s: %s\n", m->r->path, vswap_strerror(rc));
+		m->store = NULL;
+		return rc;
+	}
+	return vmm_handler(m);
+}
+
+int vmm_boot(struct vmm *m)
+{
+	int rc = vm_start(&m->vm);
+
+	return rc ? rc : vmm_guest_wait(m);
+}
+
+int vmm_enable_stage(struct vmm *m, const char *what)
+{
+	uint64_t t0 = vm_now_ns();
+	int rc = vmm_enable(m);
+
+	if (rc) {
+		fprintf(stderr, "vswap-vm: %s: %s\n", what, vswap_strerror(rc));
+		return rc;
+	}
+	vmm_status(m);
+	uint64_t n = m->r->status.transition.pages;
+
+	/* No rate: protect mode takes the pages without moving a byte. */
+	vmm_stage(m, "enable", vmm_secs(t0), n, 0, "%llu pages taken",
+		  (unsigned long long)n);
+	return 0;
+}
+
+int vmm_trim_stage(struct vmm *m, const char *what, bool touch)
+{
+	uint64_t t0 = vm_now_ns();
+	int rc = vmm_trim(m);
+
+	if (!rc && touch)
+		rc = vm_command(&m->vm, VM_CMD_TOUCH, 0);
+	if (!rc && touch)
+		rc = vmm_guest_wait(m);
+	if (!rc)
+		rc = vmm_wait_state(m, VSWAP_STATE_PENDING, what);
+	if (rc)
+		return rc;
+	const struct vswap_status *st = &m->r->status;
+
+	if (touch)
+		vmm_stage(m, "trim", vmm_secs(t0), st->transition.pages, 0,
+			  "%llu pages trimmed, guest read %u.%u%% (%llu from staging)",
+			  (unsigned long long)st->transition.pages,
+			  m->vm.shared->touch_permille / 10, m->vm.shared->touch_permille % 10,
+			  (unsigned long long)st->metrics.copied_from_staging_pages);
+	else
+		vmm_stage(m, "trim", vmm_secs(t0), st->transition.pages, 0,
+			  "%llu zero or unchanged pages dropped",
+			  (unsigned long long)st->transition.pages);
+	return 0;
+}
+
+int vmm_swap_out_stage(struct vmm *m, const char *what)
+{
+	uint64_t t0 = vm_now_ns();
+	int rc = vmm_swap_out(m);
+
+	if (!rc)
+		rc = vmm_wait_state(m, VSWAP_STATE_ACTIVE, what);
+	if (rc)
+		return rc;
+	uint64_t n = m->r->status.transition.pages;
+
+	vmm_stage(m, "swap-out", vmm_secs(t0), n, n * VM_PAGE, "%llu pages written to the store",
+		  (unsigned long long)n);
+	return 0;
+}
+
 void vmm_store_opts(const struct vmm *m, struct vswap_store_opts *so)
 {
 	memset(so, 0, sizeof(*so));
@@ -273,46 +357,19 @@ static int one_cycle(struct vmm *m, unsigned c)
 		  (unsigned long long)m->pages, s->version);
 
 	/* Enable while every vCPU is idle (halted: the guest is paused). */
-	t0 = vm_now_ns();
-	rc = vmm_enable(m);
-	if (rc) {
-		fprintf(stderr, "vswap-vm: enable: %s\n", vswap_strerror(rc));
+	if ((rc = vmm_enable_stage(m, "enable")))
 		return rc;
-	}
-	vmm_status(m);
-	vmm_stage(m, "enable", vmm_secs(t0), r->status.transition.pages,
-		  r->status.transition.pages * VM_PAGE, "%llu pages moved to staging",
-		  (unsigned long long)r->status.transition.pages);
 
 	/* Trim with the guest running: it reads 2% (faults from staging). */
 	s->touch_permille = 20;
-	t0 = vm_now_ns();
-	rc = vmm_trim(m);
-	if (!rc)
-		rc = vm_command(&m->vm, VM_CMD_TOUCH, 0);
-	if (!rc)
-		rc = vmm_guest_wait(m);
-	if (!rc)
-		rc = vmm_wait_state(m, VSWAP_STATE_PENDING, "trim");
-	if (rc)
+	if ((rc = vmm_trim_stage(m, "trim", true)))
 		return rc;
-	vmm_stage(m, "trim", vmm_secs(t0), r->status.transition.pages, 0,
-		  "%llu pages trimmed, guest read 2%% (%llu from staging)",
-		  (unsigned long long)r->status.transition.pages,
-		  (unsigned long long)r->status.metrics.copied_from_staging_pages);
 	r->from_staging += r->status.metrics.copied_from_staging_pages;
 	/* That touch rewrote version + 1 into half of what it read. */
 
 	/* Swap out (the guest idle: its next touches fault from the file). */
-	t0 = vm_now_ns();
-	rc = vmm_swap_out(m);
-	if (!rc)
-		rc = vmm_wait_state(m, VSWAP_STATE_ACTIVE, "swap-out");
-	if (rc)
+	if ((rc = vmm_swap_out_stage(m, "swap-out")))
 		return rc;
-	vmm_stage(m, "swap-out", vmm_secs(t0), r->status.transition.pages,
-		  r->status.transition.pages * VM_PAGE, "%llu pages written to the store",
-		  (unsigned long long)r->status.transition.pages);
 
 	/* Balloon: four 1 MiB ranges go back to the host. */
 	t0 = vm_now_ns();
@@ -384,7 +441,6 @@ int vmm_check_kvm(void)
 int vmm_cycles(const struct vmm_opts *o, struct vmm_result *r)
 {
 	struct vmm m = {.o = o, .r = r, .memfd = -1};
-	struct vswap_store_opts so;
 	FILE *f = o->json ? stderr : stdout;
 	int rc;
 
@@ -398,23 +454,14 @@ int vmm_cycles(const struct vmm_opts *o, struct vmm_result *r)
 		/* vswapd creates the store and serves the guest. */
 		if ((rc = vmm_serve_vswapd(&m)))
 			goto out;
-	} else {
-		vmm_store_opts(&m, &so);
-		rc = vswap_store_create(r->path, &so, &m.store);
-		if (rc) {
-			fprintf(stderr, "vswap-vm: create store %s: %s\n", r->path,
-				vswap_strerror(rc));
-			m.store = NULL;
-			goto out;
-		}
-		if ((rc = vmm_handler(&m)))
-			goto out;
+	} else if ((rc = vmm_store_new(&m))) {
+		goto out;
 	}
 	fprintf(f, "vswap-vm: %llu MiB guest, %u vCPUs, store %s (%s)%s%s\n",
 		(unsigned long long)(m.ram_size >> 20), o->vcpus, r->path,
 		vswap_durability_name(o->durability), o->vswapd ? ", served by vswapd at " : "",
 		o->vswapd ? o->vswapd : "");
-	if ((rc = vm_start(&m.vm)) || (rc = vmm_guest_wait(&m)))
+	if ((rc = vmm_boot(&m)))
 		goto out;
 	for (unsigned c = 1; c <= o->cycles; c++) {
 		fprintf(f, "cycle %u/%u\n", c, o->cycles);

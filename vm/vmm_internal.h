@@ -55,6 +55,18 @@ int vmm_memory(struct vmm *m);
 int vmm_machine(struct vmm *m);
 int vmm_store_path(struct vmm *m);
 int vmm_handler(struct vmm *m);
+/* A fresh store at r->path (made by vmm_store_path()) and the handler over
+ * guest memory on it; each failure is printed. */
+int vmm_store_new(struct vmm *m);
+/* The vCPUs started and idle: the guest halts at once, waiting for a
+ * command. */
+int vmm_boot(struct vmm *m);
+/* Enable, trim and swap out, each to its end and printed as its stage;
+ * @what names the step in an error message.  The guest is idle meanwhile,
+ * but for trim's @touch: the guest's TOUCH pass runs during the trim. */
+int vmm_enable_stage(struct vmm *m, const char *what);
+int vmm_trim_stage(struct vmm *m, const char *what, bool touch);
+int vmm_swap_out_stage(struct vmm *m, const char *what);
 void vmm_store_opts(const struct vmm *m, struct vswap_store_opts *so);
 int vmm_audit(struct vmm *m);
 void vmm_teardown(struct vmm *m, bool remove_store);

@@ -156,7 +156,11 @@ struct vswap_store_opts {
 	 * is then left unclean at close, for vswap-fsck.  A damaged LMDB leaf
 	 * of those records loses the groups it holds, and commits that would
 	 * change a page-group record fail with -EUCLEAN from then on.
-	 * vswap_store_load_status() says how far the load is.
+	 * vswap_store_load_status() says how far the load is.  Such an open
+	 * also writes nothing itself: the store is recorded unclean with its
+	 * first change (the first commit, or before the first byte written
+	 * to the swap file), so a process killed before any change leaves it
+	 * as clean as it found it.
 	 */
 	bool lazy_index;
 	/* Room for options added later without an ABI break (docs/ABI.md):
@@ -326,7 +330,8 @@ int vswap_store_commit(struct vswap_store *s);
  *       the index transaction.  1: taken; 0: nothing pending (or, while
  *       a lazy_index load runs, only changed page groups: a later commit
  *       takes them; vswap_store_commit() waits for the load); -EAGAIN:
- *       named blobs are pending, call vswap_store_commit(); -errno.
+ *       the index map is full, call vswap_store_commit(); -errno.  Named
+ *       blobs put or deleted before it go with it.
  *   vswap_store_commit_write()  without the lock: syncs the swap file (unless
  *       NONE) and commits the index.  Meanwhile the other calls may go on
  *       under the lock (faults, reads, writes, frees; a vswap_store_commit()
@@ -412,6 +417,15 @@ struct vswap_read {
 int vswap_store_read_begin(const struct vswap_store *s, uint64_t page, struct vswap_read *r);
 int vswap_store_read_end(struct vswap_store *s, const struct vswap_read *r, const void *buf,
 			 int32_t got);
+/*
+ * vswap_store_read_end() with the bytes hashed beforehand: @sum is
+ * vswap_store_page_checksum(s, r->page, buf) of the bytes read (unused
+ * unless @got is a whole page).  The hash needs no lock (it reads nothing
+ * that changes), so a caller that serialises calls on the store hashes a
+ * read's pages outside its lock and only ends them inside.
+ */
+int vswap_store_read_end_sum(struct vswap_store *s, const struct vswap_read *r, uint64_t sum,
+			     int32_t got);
 
 /* ---- page state (in memory now, durable at the next commit) ----------- */
 

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <string.h>
+#include <unistd.h>
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -138,4 +141,25 @@ int raw_meta_put(struct raw_index *ri, const char *key, const void *payload, siz
 	    htole64(raw_record_check(ri->seed, RAW_DB_META, key, strlen(key), payload, len));
 	memcpy(val + len, &sum, 8);
 	return raw_value_put(ri, ri->meta, key, strlen(key), val, len + 8);
+}
+
+uint64_t raw_index_txnid(const char *index_path)
+{
+	/* Each meta page: a 16-byte page header, then MDB_meta, whose
+	 * mm_dbs[0].md_pad holds the page size and mm_txnid sits at 128. */
+	uint8_t m[2][16 + 136];
+	uint32_t psize;
+	uint64_t t[2];
+	int fd = open(index_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	bool ok = pread(fd, m[0], sizeof(m[0]), 0) == (ssize_t)sizeof(m[0]);
+	memcpy(&psize, m[0] + 16 + 24, 4);
+	ok = ok && pread(fd, m[1], sizeof(m[1]), psize) == (ssize_t)sizeof(m[1]);
+	close(fd);
+	if (!ok)
+		return 0;
+	memcpy(&t[0], m[0] + 16 + 128, 8);
+	memcpy(&t[1], m[1] + 16 + 128, 8);
+	return t[0] > t[1] ? t[0] : t[1];
 }

@@ -54,4 +54,9 @@ int raw_value_put(struct raw_index *ri, MDB_dbi dbi, const void *key, size_t kle
 /* A meta record with a valid check. */
 int raw_meta_put(struct raw_index *ri, const char *key, const void *payload, size_t len);
 
+/* The id of the last transaction committed to @index_path (the larger of
+ * its two LMDB meta pages'), read from the file without LMDB: what tells a
+ * test whether a call wrote a transaction.  0 if the file cannot be read. */
+uint64_t raw_index_txnid(const char *index_path);
+
 #endif

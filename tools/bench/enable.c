@@ -17,10 +17,24 @@
  * Baselines of the same run: an O_DIRECT sequential write of the same
  * bytes from the guest memfd's mapping into a file in the same directory
  * (2 MiB writes, one fdatasync at the end): the floor of moving guest
- * memory to disk.  The copy mode's figures are the other baseline.
+ * memory to disk.  The copy mode's figures are the other baseline.  And the
+ * kernel's part of a protect enable, done bare on the same memory (filled
+ * again through the same mapping, so its page table entries are present as
+ * they are for the enable): a fresh uffd registers the mapping MISSING | WP
+ * and write-protects it in one UFFDIO_WRITEPROTECT, timed from the register
+ * to the protection's return; and the same protection cut in one piece per
+ * CPU, each protected on a thread of its own at once (as the handler does
+ * with its workers).  The same with the mapping's entries zapped
+ * first (MADV_DONTNEED: the pages stay in the memfd) shows what the
+ * protection costs per mapped entry: the kernel only leaves a marker in an
+ * empty one.
  *
  * Figures (medians):
  *   enable_ms_per_gib          protect, beside copy's
+ *   enable_ms_per_gib          protect, beside the bare register + protect
+ *   enable_ms_per_gib          protect, beside the bare one on one thread per CPU
+ *   enable_floor_unmapped_ms_per_gib  the bare one over unmapped entries,
+ *                              beside the mapped one
  *   enable_swap_out_gbps       protect enable + swap-out, beside O_DIRECT
  *   enable_swap_out_gbps_copy  the same in copy mode, beside O_DIRECT
  *   handler_memory_mib         protect at Pending, beside the guest's size
@@ -32,9 +46,12 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -47,6 +64,7 @@
 
 #define CHUNK (2u << 20)
 #define MAX_RUNS 64
+#define WP_THREADS_MAX 8
 
 struct mode_pass {
 	double enable_ms, out_secs, memory_mib, pte_mib;
@@ -183,6 +201,68 @@ static int odirect_pass(const struct enable_bench *o, const uint8_t *mem, double
 	return err;
 }
 
+/* One UFFDIO_WRITEPROTECT of a piece, on a thread of its own. */
+struct wp_piece {
+	pthread_t t;
+	int uffd;
+	struct uffdio_writeprotect wp;
+	int rc;
+};
+
+static void *wp_piece_main(void *arg)
+{
+	struct wp_piece *p = arg;
+	p->rc = ioctl(p->uffd, UFFDIO_WRITEPROTECT, &p->wp) ? -errno : 0;
+	return NULL;
+}
+
+/* The kernel's part of a protect enable, bare: register @mem MISSING | WP
+ * on a fresh uffd and write-protect it, in one call (@threads 1) or in as
+ * many equal pieces protected at once on as many threads; milliseconds
+ * into @ms.  With @unmapped, the mapping's page table entries are zapped
+ * first. */
+static int wp_floor(const struct enable_bench *o, uint8_t *mem, bool unmapped, unsigned threads,
+		    double *ms)
+{
+	struct wp_piece piece[WP_THREADS_MAX];
+	fill(o, mem);
+	if (unmapped && madvise(mem, o->size, MADV_DONTNEED))
+		return -errno;
+	int uffd, err = vswap_uffd_create(&uffd);
+	if (err)
+		return err;
+	struct uffdio_register reg = {
+	    .range = {.start = (uintptr_t)mem, .len = o->size},
+	    .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+	};
+	uint64_t each = o->size / threads / o->page_size * o->page_size;
+	for (unsigned k = 0; k < threads; k++)
+		piece[k] = (struct wp_piece){
+		    .uffd = uffd,
+		    .wp = {.range = {.start = (uintptr_t)mem + k * each,
+				     .len = k + 1 < threads ? each : o->size - k * each},
+			   .mode = UFFDIO_WRITEPROTECT_MODE_WP},
+		};
+	unsigned started = 1;
+	double t0 = now_s();
+	if (ioctl(uffd, UFFDIO_REGISTER, &reg))
+		err = -errno;
+	for (; !err && started < threads; started++)
+		if (pthread_create(&piece[started].t, NULL, wp_piece_main, &piece[started])) {
+			err = -EAGAIN;
+			break;
+		}
+	if (!err)
+		wp_piece_main(&piece[0]);
+	for (unsigned k = 1; k < started; k++)
+		pthread_join(piece[k].t, NULL);
+	*ms = (now_s() - t0) * 1e3;
+	for (unsigned k = 0; k < threads && !err; k++)
+		err = piece[k].rc;
+	close(uffd); /* unregisters, and drops the protection with it */
+	return err;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -198,7 +278,10 @@ static double median(double *v, unsigned n)
 int enable_bench_run(const struct enable_bench *o, struct bench_results *res)
 {
 	double en_p[MAX_RUNS], en_c[MAX_RUNS], trip_p[MAX_RUNS], trip_c[MAX_RUNS];
-	double mem_p[MAX_RUNS], mem_c[MAX_RUNS], raw[MAX_RUNS];
+	double mem_p[MAX_RUNS], mem_c[MAX_RUNS], raw[MAX_RUNS], floor_m[MAX_RUNS],
+	    floor_s[MAX_RUNS], floor_u[MAX_RUNS];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned split = cpus < 2 ? 1 : cpus > WP_THREADS_MAX ? WP_THREADS_MAX : (unsigned)cpus;
 	unsigned runs = o->runs < MAX_RUNS ? o->runs : MAX_RUNS;
 	double gib = (double)o->size / (1u << 30), gb = (double)o->size / 1e9;
 	if (o->size == 0 || o->size % CHUNK) {
@@ -219,7 +302,7 @@ int enable_bench_run(const struct enable_bench *o, struct bench_results *res)
 	int err = 0;
 	for (unsigned r = 0; r < runs && !err; r++) {
 		struct mode_pass p = {0}, c = {0};
-		double secs = 0;
+		double secs = 0, fm = 0, fs = 0, fu = 0;
 		if (stopped(o)) {
 			err = -EINTR;
 			break;
@@ -238,8 +321,17 @@ int enable_bench_run(const struct enable_bench *o, struct bench_results *res)
 		}
 		if (!err)
 			err = odirect_pass(o, mem, &secs);
+		if (!err)
+			err = wp_floor(o, mem, false, 1, &fm);
+		if (!err)
+			err = wp_floor(o, mem, false, split, &fs);
+		if (!err)
+			err = wp_floor(o, mem, true, 1, &fu);
 		if (err)
 			break;
+		floor_m[r] = fm / gib;
+		floor_s[r] = fs / gib;
+		floor_u[r] = fu / gib;
 		en_p[r] = p.enable_ms / gib;
 		en_c[r] = c.enable_ms / gib;
 		trip_p[r] = gb / (p.enable_ms / 1e3 + p.out_secs);
@@ -252,9 +344,10 @@ int enable_bench_run(const struct enable_bench *o, struct bench_results *res)
 			    stderr,
 			    "  protect: enable %.1f ms, enable+out %.3f GB/s, %.1f MiB (+%.1f MiB "
 			    "page tables); copy: enable %.1f ms, enable+out %.3f GB/s, %.1f MiB; "
-			    "O_DIRECT %.3f GB/s\n",
+			    "O_DIRECT %.3f GB/s; bare register + protect %.1f ms (%u threads "
+			    "%.1f ms, unmapped %.1f ms)\n",
 			    p.enable_ms, trip_p[r], p.memory_mib, p.pte_mib, c.enable_ms, trip_c[r],
-			    c.memory_mib, raw[r]);
+			    c.memory_mib, raw[r], fm, split, fs, fu);
 	}
 	munmap(mem, o->size);
 	close(memfd);
@@ -263,8 +356,14 @@ int enable_bench_run(const struct enable_bench *o, struct bench_results *res)
 		return err;
 	}
 	double guest_mib = (double)o->size / (1 << 20);
-	bench_add(res, "enable_ms_per_gib", median(en_p, runs), "ms", "enable_ms_per_gib_copy",
-		  median(en_c, runs));
+	double en = median(en_p, runs), fl = median(floor_m, runs);
+	bench_add(res, "enable_ms_per_gib", en, "ms", "enable_ms_per_gib_copy", median(en_c, runs));
+	/* The kernel's share: what a protect enable cannot go below. */
+	bench_add(res, "enable_ms_per_gib", en, "ms", "enable_floor_ms_per_gib", fl);
+	bench_add(res, "enable_ms_per_gib", en, "ms", "enable_floor_split_ms_per_gib",
+		  median(floor_s, runs));
+	bench_add(res, "enable_floor_unmapped_ms_per_gib", median(floor_u, runs), "ms",
+		  "enable_floor_ms_per_gib", fl);
 	bench_add(res, "enable_swap_out_gbps", median(trip_p, runs), "GB/s", "odirect_write_gbps",
 		  median(raw, runs));
 	bench_add(res, "enable_swap_out_gbps_copy", median(trip_c, runs), "GB/s",
