@@ -69,6 +69,7 @@ int client_reconnect_locked(struct vswap_client *c, bool want_replay)
 	int tmo = c->opts.reconnect_timeout_ms;
 	uint64_t deadline = tmo < 0 ? UINT64_MAX : client_now_us() + (uint64_t)tmo * 1000u;
 	int rc, last = 0;
+	uint64_t resumed = 0;
 	for (;;) {
 		rc = client_dial(c);
 		struct wire_reply r;
@@ -77,6 +78,9 @@ int client_reconnect_locked(struct vswap_client *c, bool want_replay)
 			if (rc == 0)
 				rc = r.result;
 			if (rc == 0) {
+				/* Served again from here: the command sent again
+				 * below is the VMM's, not part of the restart. */
+				resumed = client_now_us();
 				if (want_replay && r.has_status)
 					replay(c, &r.status);
 				break;
@@ -108,7 +112,7 @@ int client_reconnect_locked(struct vswap_client *c, bool want_replay)
 		      vswap_strerror(rc));
 		return rc;
 	}
-	uint64_t now = client_now_us();
+	uint64_t now = resumed ? resumed : client_now_us();
 	pthread_mutex_lock(&c->info_lock);
 	c->info.reconnects++;
 	c->info.last_reconnect_us = now - c->down_us;

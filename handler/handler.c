@@ -258,3 +258,16 @@ int vswap_handler_detach(struct vswap_handler *h)
 	handler_free(h);
 	return rc;
 }
+
+int vswap_handler_release(struct vswap_handler *h)
+{
+	if (!h)
+		return -EINVAL;
+	struct cmd c = {.type = CMD_RELEASE};
+	workset_stop(h);
+	int rc = cmd_submit(h, &c);
+	pthread_join(h->thread, NULL);
+	cmd_wait_callers(h);
+	handler_free(h);
+	return rc;
+}

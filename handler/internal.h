@@ -78,6 +78,7 @@ enum cmd_type {
 	CMD_DISABLE,
 	CMD_EXIT,
 	CMD_DETACH,
+	CMD_RELEASE,
 	CMD_ADD_UFFD,
 	CMD_SET_STATIC,
 	CMD_GC,
@@ -358,6 +359,7 @@ struct vswap_handler {
 void hlog(const struct vswap_handler *h, enum vswap_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 uint64_t now_ms(void);
+uint64_t handler_now_us(void);
 
 /* regions.c */
 int regions_validate(const struct vswap_region *r, unsigned n, size_t page_size);

@@ -378,6 +378,35 @@ static int do_detach(struct vswap_handler *h)
 	return rc < 0 ? rc : crc;
 }
 
+/*
+ * Release: stop as a handler that died would, but tidily.  Whatever the
+ * guest waits for stays with the kernel: faults read and not answered (in
+ * flight, deferred or parked) are dropped unanswered, and nothing is
+ * unregistered or woken, so their threads wait for the next handler's wake;
+ * events not read stay queued.  A job ends where it is (its tables are
+ * consistent at every step), a swap-out's written chunks are committed, and
+ * one commit records the tables.  The recorded state is not touched: it is
+ * what the next handler's resume reads.
+ */
+static int do_release(struct vswap_handler *h)
+{
+	struct monitor *m = &h->m;
+	m->exiting = true;
+	enum vswap_state st = state_get(h);
+	int rc = job_stop(h, true);
+	if (rc < 0)
+		hlog(h, VSWAP_LOG_WARN, "release: job: %s", vswap_strerror(rc));
+	rc = 0;
+	if (st == VSWAP_STATE_SWAP_OUT_IN_PROGRESS)
+		rc = swap_out_flush(h);
+	fault_io_drain(h, false);
+	m->ndeferred = 0;
+	pthread_mutex_lock(&h->lock);
+	int crc = vswap_store_commit(h->store);
+	pthread_mutex_unlock(&h->lock);
+	return rc < 0 ? rc : crc;
+}
+
 static int do_add_uffd(struct vswap_handler *h, int fd, uintptr_t *bases)
 {
 	struct monitor *m = &h->m;
@@ -443,6 +472,8 @@ static int cmd_run(struct vswap_handler *h, struct cmd *c)
 		return do_exit(h);
 	case CMD_DETACH:
 		return do_detach(h);
+	case CMD_RELEASE:
+		return do_release(h);
 	case CMD_ADD_UFFD:
 		return do_add_uffd(h, c->fd, c->bases);
 	case CMD_SET_STATIC:

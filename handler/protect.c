@@ -644,19 +644,19 @@ static int take_resident(struct vswap_handler *h, const struct extents *x)
 
 /*
  * Protecting a range costs per mapped page table entry: the kernel rewrites
- * each one (most of an enable's pause).  Calls over disjoint pieces of a
- * range run on several CPUs at once (they share the mmap lock for reading,
- * and each page table has its own lock), so a large range is cut into
- * pieces that the monitor and the pool's workers take in turn until none is
- * left.  Taken in turn, not dealt out: a worker that the scheduler keeps
- * off its CPU costs the monitor at most the one piece it holds, never half
- * the range.  A worker cannot read the events that make a call fail with
- * EAGAIN (a remove event waits: only the monitor reads them), so a piece a
- * worker could not protect, whatever the error, is protected again on the
- * monitor by wp_range(), and that worker takes no more; protecting twice is
+ * each one (most of an enable's pause; un-protecting at disable the same).  Calls over disjoint
+ * pieces of a range run on several CPUs at once (they share the mmap lock for reading, and each
+ * page table has its own lock), so a large range is cut into pieces that the monitor and the pool's
+ * workers take in turn until none is left.  Taken in turn, not dealt out: a worker that the
+ * scheduler keeps off its CPU costs the monitor at most the one piece it holds, never half the
+ * range.  A worker cannot read the events that make a call fail with EAGAIN (a remove event waits:
+ * only the monitor reads them), so a piece a worker could not protect, whatever the error, is
+ * protected again on the monitor by wp_range(), and that worker takes no more; protecting twice is
  * harmless.  The monitor returns once no piece is held, so the range is
  * protected through this uffd when protect_split() returns, as with one
- * call.  The pieces outlive the call until the last worker task that was
+ * call.  Leaving protection un-protects the same way (each piece's call
+ * wakes the writers waiting in it; a piece redone on the monitor wakes
+ * its own).  The pieces outlive the call until the last worker task that was
  * queued for them has run (a worker may start after the work is done).
  */
 #define WP_PIECE_PAGES 8192u /* 32 MiB of 4 KiB pages, ~0.5 ms of protection */
@@ -668,6 +668,7 @@ struct wp_split {
 	uintptr_t addr;
 	uint64_t pages;
 	size_t page_shift;
+	bool protect;	  /* or un-protect (and wake the writers waiting) */
 	unsigned n, next; /* pieces; the next one to take */
 	unsigned held;	  /* pieces taken by workers, not done */
 	unsigned refs;	  /* the monitor and every worker task queued */
@@ -719,7 +720,7 @@ static void wp_split_task(void *arg)
 		uintptr_t addr;
 		size_t len;
 		piece_span(w, k, &addr, &len);
-		failed = uffd_writeprotect(w->fd, addr, len, true, false) < 0;
+		failed = uffd_writeprotect(w->fd, addr, len, w->protect, !w->protect) < 0;
 		pthread_mutex_lock(&w->mu);
 		w->failed[k] = failed;
 		if (--w->held == 0)
@@ -729,7 +730,8 @@ static void wp_split_task(void *arg)
 	split_put(w);
 }
 
-static int protect_split(struct vswap_handler *h, unsigned index, uintptr_t addr, uint64_t pages)
+static int protect_split(struct vswap_handler *h, unsigned index, uintptr_t addr, uint64_t pages,
+			 bool protect)
 {
 	unsigned helpers = h->pool ? pool_workers(h->pool) - 1 : 0;
 	struct wp_split *w = NULL;
@@ -739,6 +741,7 @@ static int protect_split(struct vswap_handler *h, unsigned index, uintptr_t addr
 		    .addr = addr,
 		    .pages = pages,
 		    .page_shift = h->page_shift,
+		    .protect = protect,
 		    .n = (unsigned)((pages + WP_PIECE_PAGES - 1) / WP_PIECE_PAGES),
 		    .refs = 1,
 		};
@@ -749,7 +752,7 @@ static int protect_split(struct vswap_handler *h, unsigned index, uintptr_t addr
 		}
 	}
 	if (!w) /* one call */
-		return wp_range(h, index, addr, pages << h->page_shift, true);
+		return wp_range(h, index, addr, pages << h->page_shift, protect);
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->idle, NULL);
 	if (helpers > w->n - 1)
@@ -769,7 +772,7 @@ static int protect_split(struct vswap_handler *h, unsigned index, uintptr_t addr
 		uintptr_t a;
 		size_t len;
 		piece_span(w, k, &a, &len);
-		rc = wp_range(h, index, a, len, true);
+		rc = wp_range(h, index, a, len, protect);
 	}
 	pthread_mutex_lock(&w->mu);
 	w->next = w->n; /* after an error: none taken any more */
@@ -781,7 +784,7 @@ static int protect_split(struct vswap_handler *h, unsigned index, uintptr_t addr
 			uintptr_t a;
 			size_t len;
 			piece_span(w, k, &a, &len);
-			rc = wp_range(h, index, a, len, true);
+			rc = wp_range(h, index, a, len, protect);
 		}
 	split_put(w);
 	return rc;
@@ -796,7 +799,7 @@ static int protect_range(struct vswap_handler *h, const struct hregion *r, uint6
 	for (unsigned i = 0; i < m->uffds.n; i++) {
 		if (uffd_list_is_dead(&m->uffds, i))
 			continue;
-		int rc = protect_split(h, i, uffd_page_addr(h, i, r, first), count);
+		int rc = protect_split(h, i, uffd_page_addr(h, i, r, first), count, true);
 		if (rc == -ESRCH) {
 			m->uffds.v[i].dead = true;
 			m->gc_due = true;
@@ -913,8 +916,8 @@ void protect_release(struct vswap_handler *h)
 			continue;
 		for (unsigned k = 0; k < h->nregions; k++) {
 			const struct hregion *r = &h->regions[k];
-			int rc = wp_range(h, i, uffd_page_addr(h, i, r, r->first),
-					  r->end - r->start, false);
+			int rc =
+			    protect_split(h, i, uffd_page_addr(h, i, r, r->first), r->pages, false);
 			if (rc == -ESRCH) {
 				m->uffds.v[i].dead = true;
 				m->gc_due = true;

@@ -102,6 +102,59 @@ static void wake_all(struct vswap_handler *h)
 	}
 }
 
+/*
+ * A protect-mode guest killed between its enable and the end of its
+ * swap-out (recorded Pending, trimming or swapping out) had its swap-out set
+ * in the dead handler's memory alone: the store holds no staged page, so
+ * by the pages alone it would come back Ready (nothing resident out) or
+ * Active, and the trim or swap-out the VMM asked for would not go on.  It
+ * is enabled again instead, by protection: correct with the guest running
+ * (protect_enable()), so the resident pages are the set again and the
+ * command, sent again by the client, carries on.  Not over staged pages
+ * (a store the copy mode left): those are where the index says already.
+ */
+static bool reprotects(const struct vswap_handler *h, enum vswap_state recorded,
+		       const struct vswap_store_stats *ss)
+{
+	if (!h->wp.on || ss->pages_staged)
+		return false;
+	return recorded == VSWAP_STATE_PENDING || recorded == VSWAP_STATE_TRIM_IN_PROGRESS ||
+	       recorded == VSWAP_STATE_SWAP_OUT_IN_PROGRESS;
+}
+
+static int resume_protected(struct vswap_handler *h, uint64_t t0, uint64_t u0, uint64_t u1,
+			    const struct vswap_store_stats *ss)
+{
+	int rc = register_all(h);
+	if (rc < 0) {
+		hlog(h, VSWAP_LOG_ERROR, "resume: register: %s", vswap_strerror(rc));
+		return rc;
+	}
+	uint64_t u2 = handler_now_us();
+	uint64_t pages = 0;
+	rc = protect_enable(h, &pages);
+	uint64_t u3 = handler_now_us();
+	/* After the protection: a writer the dead handler left blocked
+	 * faults again into this one's set. */
+	wake_all(h);
+	uint64_t u4 = handler_now_us();
+	if (rc < 0) {
+		/* Nothing is protected then (protect_enable() forgot the set):
+		 * the caller resumes the guest as its pages say. */
+		hlog(h, VSWAP_LOG_ERROR, "resume: write-protect: %s", vswap_strerror(rc));
+		return rc;
+	}
+	state_set_lazy(h, VSWAP_STATE_PENDING, (struct vswap_transition){pages, now_ms() - t0});
+	hlog(h, VSWAP_LOG_INFO,
+	     "resumed: %llu swapped pages, %llu protected again (the swap-out set) in %llu ms "
+	     "(reconcile %llu us, register %llu us, wake %llu us, protect %llu us)",
+	     (unsigned long long)ss->pages_present, (unsigned long long)pages,
+	     (unsigned long long)(now_ms() - t0), (unsigned long long)(u1 - u0),
+	     (unsigned long long)(u2 - u1), (unsigned long long)(u4 - u3),
+	     (unsigned long long)(u3 - u2));
+	return 0;
+}
+
 int do_resume(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
@@ -111,6 +164,7 @@ int do_resume(struct vswap_handler *h)
 	if (m->registered || st != VSWAP_STATE_READY)
 		return -EBUSY;
 	uint64_t t0 = now_ms(), pages = 0, found_lost = 0;
+	uint64_t u0 = handler_now_us();
 	struct vswap_store_stats ss = {0};
 	pthread_mutex_lock(&h->lock);
 	int rc = 0;
@@ -121,6 +175,7 @@ int do_resume(struct vswap_handler *h)
 	 * the next resume reconciles the same memfd again. */
 	if (rc == 0)
 		rc = vswap_store_stats(h->store, &ss);
+	enum vswap_state recorded = (enum vswap_state)vswap_store_state(h->store);
 	pthread_mutex_unlock(&h->lock);
 	if (rc < 0) {
 		hlog(h, VSWAP_LOG_ERROR, "resume: reconcile: %s", vswap_strerror(rc));
@@ -132,19 +187,28 @@ int do_resume(struct vswap_handler *h)
 		     "resident in guest memory: the guest's copies stand, nothing is lost",
 		     (unsigned long long)found_lost);
 	struct vswap_transition t = {pages, 0};
+	uint64_t u1 = handler_now_us();
+	if (reprotects(h, recorded, &ss) && resume_protected(h, t0, u0, u1, &ss) == 0)
+		return 0;
 	if (ss.pages_staged || ss.pages_present || ss.pages_lost) {
 		rc = register_all(h);
 		if (rc < 0) {
 			hlog(h, VSWAP_LOG_ERROR, "resume: register: %s", vswap_strerror(rc));
 			return rc;
 		}
+		uint64_t u2 = handler_now_us();
 		wake_all(h);
+		uint64_t u3 = handler_now_us();
 		t.time_ms = now_ms() - t0;
 		state_set_lazy(h, resting_state(h, st), t);
+		/* Each step's time: a restart's figures (the kill tests). */
 		hlog(h, VSWAP_LOG_INFO,
-		     "resumed: %llu staged, %llu swapped pages; %llu found resident in %llu ms",
+		     "resumed: %llu staged, %llu swapped pages; %llu found resident in %llu ms "
+		     "(reconcile %llu us, register %llu us, wake %llu us)",
 		     (unsigned long long)ss.pages_staged, (unsigned long long)ss.pages_present,
-		     (unsigned long long)pages, (unsigned long long)t.time_ms);
+		     (unsigned long long)pages, (unsigned long long)t.time_ms,
+		     (unsigned long long)(u1 - u0), (unsigned long long)(u2 - u1),
+		     (unsigned long long)(u3 - u2));
 		return 0;
 	}
 	/* Every page is in guest memory: the ranges a dead handler left
@@ -152,11 +216,18 @@ int do_resume(struct vswap_handler *h)
 	 * are there), and the stale copies go, as after a complete swap-in. */
 	m->registered = true;
 	unregister_all(h);
+	uint64_t u2 = handler_now_us();
 	m->cleanup_cursor = 0;
 	m->cleanup_active = true;
 	cleanup_finish(h);
+	uint64_t u3 = handler_now_us();
 	t.time_ms = now_ms() - t0;
 	state_set_lazy(h, VSWAP_STATE_READY, t);
+	hlog(h, VSWAP_LOG_INFO,
+	     "resumed: every page resident, Ready (reconcile %llu us, unregister %llu us, "
+	     "cleanup %llu us)",
+	     (unsigned long long)(u1 - u0), (unsigned long long)(u2 - u1),
+	     (unsigned long long)(u3 - u2));
 	return 0;
 }
 

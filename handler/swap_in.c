@@ -378,8 +378,8 @@ static int reader_start(struct vswap_handler *h)
 	pp->stop = pp->done = false;
 	pp->err = 0;
 	int rc = pthread_create(&pp->thread, NULL, reader_main, h);
-	if (rc)
-		return -rc;
+	if (rc) /* not -EAGAIN: that would be taken for a remove event waiting */
+		return rc == EAGAIN ? -ENOMEM : -rc;
 	pp->started = true;
 	return 0;
 }

@@ -673,6 +673,101 @@ static void test_vmm_dies(void **state)
 	vdx_fini(&x);
 }
 
+/* Protect mode, vswapd killed after the enable: the swap-out set was in the
+ * dead daemon's memory alone (nothing staged, nothing out yet).  The new
+ * daemon protects the resident pages again: the guest comes back Pending and
+ * its swap-out swaps every page out.  (It came back Ready: the swap-out was
+ * refused, nothing swapped.) */
+static void test_restart_protect_pending(void **state)
+{
+	(void)state;
+	struct vdx x;
+	assert_int_equal(vdx_init(&x, two_regions, 2), 0);
+	assert_int_equal(vdx_daemon_start(&x), 0);
+	struct vswap_client_opts o = {.store_path = x.store,
+				      .staging_dir = x.dir,
+				      .durability = VSWAP_DURABILITY_NONE,
+				      .enable_mode = VSWAP_ENABLE_PROTECT,
+				      .reconnect_timeout_ms = WAIT_MS};
+	assert_int_equal(vdx_attach(&x, &o), 0);
+	write_pages(&x, 0, x.total_pages, 8);
+	assert_int_equal(vswap_client_enable(x.c), 0);
+	assert_int_equal(vdx_daemon_kill(&x), 0);
+	assert_int_equal(vdx_daemon_start(&x), 0);
+	struct vswap_status st;
+	status(&x, &st);
+	assert_int_equal(st.state, VSWAP_STATE_PENDING);
+	assert_int_equal(st.metrics.protected_pages, x.total_pages);
+	write_pages(&x, 0, 4, 9); /* written: out of the set again */
+	assert_int_equal(vswap_client_swap_out(x.c), 0);
+	assert_int_equal(vswap_client_wait_state(x.c, VSWAP_STATE_ACTIVE, WAIT_MS), 0);
+	status(&x, &st);
+	assert_int_equal(st.metrics.swap_pages, x.total_pages - 4);
+	check_pages(&x, 0, 4, 9);
+	check_pages(&x, 4, x.total_pages - 4, 8);
+	assert_int_equal(vswap_client_detach(x.c), 0);
+	x.c = NULL;
+	assert_int_equal(vdx_fsck(&x, "-n"), 0);
+	vdx_fini(&x);
+}
+
+/* The process that connected and attached is not the one whose memory the
+ * uffd serves (a launcher, a helper); it swaps the guest out and exits
+ * without a detach.  The memory's owner lives on: the closed connection is
+ * not a detach, so the daemon keeps serving its faults from the swap file
+ * (it used to detach: the ranges unregistered, each fault mapped a zero
+ * page, and the pages swapped out read zeros).  Then the owner attaches the
+ * store itself: the new connection takes the guest over (resumed), and the
+ * rest of its pages are served there. */
+static void test_connection_closed_is_not_detach(void **state)
+{
+	(void)state;
+	struct vdx x;
+	assert_int_equal(vdx_init(&x, two_regions, 2), 0);
+	assert_int_equal(vdx_daemon_start(&x), 0);
+	write_pages(&x, 0, x.total_pages, 6);
+	int p[2];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	pid_t helper = fork();
+	assert_true(helper >= 0);
+	if (helper == 0) {
+		close(p[0]);
+		/* This process's uffd is the parent's (inherited): the daemon
+		 * registers the parent's memory through it. */
+		if (vdx_attach(&x, NULL) < 0 || vswap_client_enable(x.c) ||
+		    vswap_client_swap_out(x.c) ||
+		    vswap_client_wait_state(x.c, VSWAP_STATE_ACTIVE, WAIT_MS))
+			_exit(12);
+		_exit(write(p[1], "d", 1) == 1 ? 0 : 13);
+	}
+	close(p[1]);
+	char b;
+	struct pollfd pf = {.fd = p[0], .events = POLLIN};
+	assert_int_equal(poll(&pf, 1, WAIT_MS), 1);
+	assert_int_equal(read(p[0], &b, 1), 1);
+	close(p[0]);
+	int ws;
+	assert_int_equal(waitpid(helper, &ws, 0), helper);
+	assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+	/* Swapped out and the connection gone: the first half faults in. */
+	uint64_t half = x.total_pages / 2;
+	check_pages(&x, 0, half, 6);
+	struct vswap_client_opts o = {.store_path = x.store,
+				      .staging_dir = x.dir,
+				      .durability = VSWAP_DURABILITY_NONE,
+				      .resume = true,
+				      .reconnect_timeout_ms = WAIT_MS};
+	assert_int_equal(vdx_attach(&x, &o), 0);
+	struct vswap_status st;
+	status(&x, &st);
+	assert_int_equal(st.state, VSWAP_STATE_ACTIVE);
+	check_pages(&x, half, x.total_pages - half, 6);
+	assert_int_equal(vswap_client_detach(x.c), 0);
+	x.c = NULL;
+	assert_int_equal(vdx_fsck(&x, "-n"), 0);
+	vdx_fini(&x);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("vswapd");
@@ -681,7 +776,9 @@ int main(void)
 	    cmocka_unit_test(test_cycle_protect),
 	    cmocka_unit_test(test_device_process),
 	    cmocka_unit_test(test_restart),
+	    cmocka_unit_test(test_restart_protect_pending),
 	    cmocka_unit_test(test_vmm_dies),
+	    cmocka_unit_test(test_connection_closed_is_not_detach),
 	    cmocka_unit_test(test_silent_daemon),
 	    cmocka_unit_test(test_resume_unsummed_staged),
 	    cmocka_unit_test(test_resume_unsummed_unmapped),

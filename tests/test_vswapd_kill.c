@@ -43,6 +43,7 @@
 
 #include "tests/helpers/handler_fixture.h"
 #include "tests/helpers/kill_workload.h"
+#include "tests/helpers/restart_figures.h"
 #include "tests/helpers/vswapd_fixture.h"
 
 #define GUESTS 3
@@ -122,7 +123,18 @@ struct run {
 	uint64_t *kill_us, *start_us;
 	/* the same split: daemon start -> listening, listening -> resumed */
 	uint64_t *listen_us, *serve_us;
+	/* per restart, in order (the arrays above are sorted for their
+	 * medians): when the kill was sent, the dead daemon reaped, the guest
+	 * resumed (CLOCK_MONOTONIC, as the daemons' figures), and the new
+	 * daemon, whose log gives the rest */
+	uint64_t *killed_at, *spawned_at, *resumed_at;
+	char (*blocked)[96]; /* its tasks in uninterruptible sleep at the kill */
+	enum vswap_enable_mode *modes;
+	pid_t *pids;
 	unsigned nlat, nkills;
+	char log_path[400];		  /* every daemon's log (level info) */
+	uint64_t mode_kills[3][PH_COUNT]; /* per enable mode */
+	enum vswap_enable_mode kill_mode; /* the killer's copy of mode */
 };
 
 static uint64_t mono_us(void)
@@ -513,6 +525,47 @@ static void dump_tasks(pid_t pid)
 	closedir(d);
 }
 
+/* The daemon's tasks in uninterruptible sleep just before its kill, by
+ * kernel function ("" if none): a SIGKILL waits for them (a sync, a read
+ * in flight), so they bound its teardown. */
+static void blocked_tasks(pid_t pid, char *out, size_t len)
+{
+	out[0] = 0;
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return;
+	struct dirent *e;
+	size_t used = 0;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char f[384], st[256] = "", w[64] = "";
+		snprintf(f, sizeof(f), "%s/%s/stat", path, e->d_name);
+		FILE *fp = fopen(f, "re");
+		if (fp) {
+			if (!fgets(st, sizeof(st), fp))
+				st[0] = 0;
+			fclose(fp);
+		}
+		const char *q = strrchr(st, ')');
+		if (!q || q[1] != ' ' || q[2] != 'D')
+			continue;
+		snprintf(f, sizeof(f), "%s/%s/wchan", path, e->d_name);
+		if ((fp = fopen(f, "re"))) {
+			if (!fgets(w, sizeof(w), fp))
+				w[0] = 0;
+			fclose(fp);
+		}
+		int n = snprintf(out + used, len - used, "%s%s", used ? " " : "", w[0] ? w : "?");
+		if (n < 0 || (size_t)n >= len - used)
+			break;
+		used += (size_t)n;
+	}
+	closedir(d);
+}
+
 /* The client's last resume (0 if none), which client it is (its
  * generation) and, in @in, its counters. */
 static uint64_t resumed_at(struct run *r, uint64_t *gen, struct vswap_client_info *in)
@@ -523,6 +576,7 @@ static uint64_t resumed_at(struct run *r, uint64_t *gen, struct vswap_client_inf
 	*gen = atomic_load(&r->client_gen);
 	if (r->x.c)
 		vswap_client_info(r->x.c, in);
+	r->kill_mode = r->mode; /* the driver changes it under the lock */
 	pthread_mutex_unlock(&r->cl_lock);
 	wait_end(r, A_KILLER);
 	return in->last_resumed_mono_us;
@@ -547,8 +601,11 @@ static void killer(struct run *r, unsigned kills)
 				phase_names[k % PH_COUNT], phase_names[ph],
 				(unsigned long long)(tk - atomic_load(&r->phase_t0)));
 		wait_begin(r, A_KILLER, "the daemon's kill and restart", k);
+		char blocked[sizeof(r->blocked[0])];
+		blocked_tasks(r->x.pid, blocked, sizeof(blocked));
 		vdx_daemon_kill(&r->x);
 		r->kills[ph]++;
+		r->mode_kills[r->kill_mode][ph]++;
 		uint64_t ts = mono_us();
 		if (vdx_daemon_start(&r->x) < 0) {
 			failf(r, "daemon restart failed");
@@ -598,6 +655,12 @@ static void killer(struct run *r, unsigned kills)
 		}
 		r->nkills++;
 		if (resumed) {
+			r->killed_at[r->nlat] = tk;
+			memcpy(r->blocked[r->nlat], blocked, sizeof(blocked));
+			r->modes[r->nlat] = r->kill_mode;
+			r->spawned_at[r->nlat] = ts;
+			r->resumed_at[r->nlat] = resumed;
+			r->pids[r->nlat] = r->x.pid;
 			r->kill_us[r->nlat] = resumed - tk;
 			r->listen_us[r->nlat] = tl - ts;
 			/* The attach may be served before this thread reads the
@@ -672,6 +735,152 @@ static void *watchdog_main(void *arg)
 	return NULL;
 }
 
+/* One restart's steps, microseconds, in the order they happen (wall, then
+ * the CPU time or run-queue wait it holds). */
+enum step {
+	S_REAP,	  /* kill -> reaped: the dead daemon's teardown */
+	S_LISTEN, /* exec -> listening */
+	S_LISTEN_CPU,
+	S_LISTEN_WAIT,
+	S_DIAL,	  /* listening -> the client's connection accepted */
+	S_ACCEPT, /* accepted -> the ATTACH read */
+	S_OPEN,	  /* the store's open */
+	S_OPEN_CPU,
+	S_HANDLER,
+	S_HANDLER_CPU,
+	S_UFFDS,
+	S_RESUME,
+	S_RESUME_CPU,
+	S_RECONCILE,
+	S_REGISTER, /* or unregister, every page resident */
+	S_WAKE,	    /* or the cleanup of stale copies */
+	S_ATTACH,   /* the whole attach (map .. wake) */
+	S_ATTACH_CPU,
+	S_ATTACH_WAIT,
+	S_REPLY, /* the reply sent -> the client resumed */
+	S_TOTAL, /* kill -> resumed */
+	S_COUNT,
+};
+
+static const char *const step_names[S_COUNT] = {
+    "kill->reaped",   "exec->listening", "  cpu", "  run-queue wait", "listening->accept",
+    "accept->attach", "store open",	 "  cpu", "handler create",   "  cpu",
+    "add uffds",      "resume",		 "  cpu", "  reconcile",      "  register",
+    "  wake",	      "attach",		 "  cpu", "  run-queue wait", "reply->client",
+    "kill->resumed",
+};
+
+static uint64_t after(uint64_t a, uint64_t b)
+{
+	return a > b ? a - b : 0;
+}
+
+static void steps_of(const struct run *r, unsigned i, const struct rf_record *f, uint64_t *v)
+{
+	v[S_REAP] = r->spawned_at[i] - r->killed_at[i];
+	v[S_LISTEN] = after(f->listening_at, r->spawned_at[i]);
+	v[S_LISTEN_CPU] = f->start_cpu;
+	v[S_LISTEN_WAIT] = f->start_wait;
+	v[S_DIAL] = after(f->accepted_at, f->listening_at);
+	v[S_ACCEPT] = f->accept_to_attach;
+	v[S_OPEN] = f->open;
+	v[S_OPEN_CPU] = f->open_cpu;
+	v[S_HANDLER] = f->handler;
+	v[S_HANDLER_CPU] = f->handler_cpu;
+	v[S_UFFDS] = f->uffds;
+	v[S_RESUME] = f->resume;
+	v[S_RESUME_CPU] = f->resume_cpu;
+	v[S_RECONCILE] = f->reconcile;
+	v[S_REGISTER] = f->reg;
+	v[S_WAKE] = f->wake;
+	v[S_ATTACH] = f->attach;
+	v[S_ATTACH_CPU] = f->attach_cpu;
+	v[S_ATTACH_WAIT] = f->attach_wait;
+	v[S_REPLY] = after(r->resumed_at[i], f->replied_at);
+	v[S_TOTAL] = r->resumed_at[i] - r->killed_at[i];
+}
+
+/*
+ * Restart to serving step by step, from the daemons' own figures (their
+ * log): each step's p50 and max over the restarts, then the slowest restart
+ * whole.  CPU time and run-queue wait beside a step's wall time tell work
+ * from a loaded machine from a wait (wall past both is time blocked).
+ */
+static void report_phases(struct run *r)
+{
+	struct rf_record *rec;
+	int nrec = rf_parse(r->log_path, &rec);
+	if (nrec <= 0) {
+		fprintf(stderr, "    (no daemon figures: its log level is below info)\n");
+		return;
+	}
+	uint64_t *v[S_COUNT];
+	bool ok = true;
+	for (int s = 0; s < S_COUNT; s++)
+		ok &= (v[s] = calloc(r->nlat, sizeof(uint64_t))) != NULL;
+	unsigned n = 0, worst = 0, kinds[3][4] = {{0}};
+	uint64_t worst_us = 0, worst_v[S_COUNT] = {0};
+	for (unsigned i = 0; i < r->nlat; i++) {
+		const struct rf_record *f = rf_find(rec, nrec, (int)r->pids[i]);
+		if (!f || !ok)
+			continue;
+		kinds[r->modes[i]][f->kind]++;
+		uint64_t one[S_COUNT];
+		steps_of(r, i, f, one);
+		for (int s = 0; s < S_COUNT; s++)
+			v[s][n] = one[s];
+		if (one[S_TOTAL] >= worst_us) {
+			worst_us = one[S_TOTAL];
+			worst = i;
+			memcpy(worst_v, one, sizeof(one));
+		}
+		n++;
+	}
+	for (int m = VSWAP_ENABLE_COPY; m <= VSWAP_ENABLE_PROTECT && n; m++)
+		fprintf(stderr,
+			"    %s mode resumed: %u as its pages say, %u Ready (every page resident), "
+			"%u protected again (Pending)\n",
+			vswap_enable_mode_name((enum vswap_enable_mode)m), kinds[m][RF_OUT],
+			kinds[m][RF_READY], kinds[m][RF_PROTECTED]);
+	if (n) {
+		fprintf(stderr,
+			"    step by step (%u restarts with the daemon's figures), p50 / max ms:\n",
+			n);
+		for (int s = 0; s < S_COUNT; s++) {
+			qsort(v[s], n, sizeof(uint64_t), cmp_u64);
+			fprintf(stderr, "      %-22s %8.2f %8.2f\n", step_names[s],
+				v[s][n / 2] / 1e3, v[s][n - 1] / 1e3);
+		}
+		fprintf(stderr, "    the slowest (restart %u, %.2f ms):", worst, worst_us / 1e3);
+		for (int s = 0; s < S_COUNT - 1; s++)
+			fprintf(stderr, "%s %s %.2f", s ? "," : "", step_names[s],
+				worst_v[s] / 1e3);
+		fprintf(stderr, "; the dead daemon's tasks in D at its kill: %s\n",
+			r->blocked[worst][0] ? r->blocked[worst] : "none");
+		/* The teardown: how often a task the kill had to wait for was
+		 * there, and how long those teardowns took. */
+		unsigned nd = 0;
+		uint64_t dmax = 0, omax = 0;
+		for (unsigned i = 0; i < r->nlat; i++) {
+			uint64_t t = r->spawned_at[i] - r->killed_at[i];
+			if (r->blocked[i][0]) {
+				nd++;
+				dmax = t > dmax ? t : dmax;
+			} else {
+				omax = t > omax ? t : omax;
+			}
+		}
+		fprintf(
+		    stderr,
+		    "    kill->reaped max %.2f ms over the %u kills that found a task in D, %.2f "
+		    "ms over the %u others\n",
+		    dmax / 1e3, nd, omax / 1e3, r->nlat - nd);
+	}
+	for (int s = 0; s < S_COUNT; s++)
+		free(v[s]);
+	free(rec);
+}
+
 static void report(struct run *r)
 {
 	fprintf(stderr,
@@ -684,6 +893,13 @@ static void report(struct run *r)
 	fprintf(stderr, "  kills per state:");
 	for (int p = 0; p < PH_COUNT; p++)
 		fprintf(stderr, " %s %llu", phase_names[p], (unsigned long long)r->kills[p]);
+	for (int m = VSWAP_ENABLE_COPY; m <= VSWAP_ENABLE_PROTECT; m++) {
+		fprintf(stderr,
+			"\n    %s mode:", vswap_enable_mode_name((enum vswap_enable_mode)m));
+		for (int p = 0; p < PH_COUNT; p++)
+			fprintf(stderr, " %s %llu", phase_names[p],
+				(unsigned long long)r->mode_kills[m][p]);
+	}
 	fprintf(stderr, "\n  removed pages read back: %llu zeros, %llu undone by a kill\n",
 		(unsigned long long)r->zero_removes, (unsigned long long)r->undone_removes);
 	if (r->nlat) {
@@ -705,6 +921,7 @@ static void report(struct run *r)
 		    "listening -> resumed (reconnect, attach, resume) p50 %.2f ms max %.2f ms\n",
 		    r->listen_us[r->nlat / 2] / 1e3, r->listen_us[r->nlat - 1] / 1e3,
 		    r->serve_us[r->nlat / 2] / 1e3, r->serve_us[r->nlat - 1] / 1e3);
+		report_phases(r);
 	}
 }
 
@@ -720,7 +937,14 @@ static void test_kills(void **state)
 	r->start_us = calloc(kills + 1, sizeof(uint64_t));
 	r->listen_us = calloc(kills + 1, sizeof(uint64_t));
 	r->serve_us = calloc(kills + 1, sizeof(uint64_t));
-	assert_true(r->kill_us && r->start_us && r->listen_us && r->serve_us);
+	r->killed_at = calloc(kills + 1, sizeof(uint64_t));
+	r->blocked = calloc(kills + 1, sizeof(r->blocked[0]));
+	r->modes = calloc(kills + 1, sizeof(r->modes[0]));
+	r->resumed_at = calloc(kills + 1, sizeof(uint64_t));
+	r->spawned_at = calloc(kills + 1, sizeof(uint64_t));
+	r->pids = calloc(kills + 1, sizeof(pid_t));
+	assert_true(r->kill_us && r->start_us && r->listen_us && r->serve_us && r->killed_at &&
+		    r->blocked && r->resumed_at && r->spawned_at && r->pids);
 	/* Writer first: the guest threads take it back to back, and the
 	 * default (readers first) would starve the driver's pauses. */
 	pthread_rwlockattr_t ra;
@@ -740,6 +964,11 @@ static void test_kills(void **state)
 	r->mode = VSWAP_ENABLE_COPY;
 	atomic_store(&r->phase_t0, mono_us());
 	assert_int_equal(vdx_init(&r->x, pages, 2), 0);
+	/* Every daemon's log, for its restart figures. */
+	snprintf(r->log_path, sizeof(r->log_path), "%s/daemons.log", r->x.dir);
+	r->x.log_fd = open(r->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	assert_true(r->x.log_fd >= 0);
+	r->x.log_level = "info";
 	/* As under systemd: the socket outlives every daemon. */
 	assert_int_equal(vdx_listen(&r->x), 0);
 	assert_int_equal(vdx_daemon_start(&r->x), 0);
@@ -817,7 +1046,15 @@ static void test_kills(void **state)
 	assert_int_equal(ss.pages_lost, 0);
 	vswap_store_close(s);
 	assert_true(r->nkills >= kills);
+	close(r->x.log_fd); /* the log goes with the directory */
+	r->x.log_fd = -1;
 	vdx_fini(&r->x);
+	free(r->killed_at);
+	free(r->blocked);
+	free(r->modes);
+	free(r->resumed_at);
+	free(r->spawned_at);
+	free(r->pids);
 	free(r->kill_us);
 	free(r->start_us);
 	free(r->listen_us);

@@ -8,6 +8,14 @@
  *                           beside an O_DIRECT write of as many bytes to a
  *                           fresh file in the same directory (2 MiB writes,
  *                           one sync)
+ *   hibernate_swap_out_gbps the bytes the hibernation's swap-out wrote over
+ *                           its own time, beside the same O_DIRECT write: what
+ *                           of hibernate_gbps is the write itself (the rest is
+ *                           enable and trim)
+ *   rehibernate_gbps        as hibernate_gbps, for the hibernations that follow
+ *                           each resume into the same store (the realistic
+ *                           cycle: every page has a stale slot by then), beside
+ *                           the same O_DIRECT write
  *   resume_first_insn_ms    store opened -> first guest instruction, beside
  *                           reading the whole swap file first (page cache
  *                           dropped), what an eager resume would wait for
@@ -132,7 +140,18 @@ static double read_whole(const char *path)
 struct resume_runs {
 	double first_ms[2][64], ws_ms[2][64], ws_faults[2][64], fault_ms[2][64], index_ms[2][64];
 	unsigned n[2];
+	double rehib_gbps[128]; /* the hibernation after each resume */
+	unsigned nrehib;
 };
+
+/* The seconds of stage @name in @r (the last one of that name), or 0. */
+static double stage_secs(const struct vmm_result *r, const char *name)
+{
+	for (unsigned i = r->nstages; i-- > 0;)
+		if (!strcmp(r->stages[i].name, name))
+			return r->stages[i].secs;
+	return 0;
+}
 
 static int one_resume(const struct vmm_opts *base, const char *path, bool prefetch,
 		      struct resume_runs *rr)
@@ -161,6 +180,8 @@ static int one_resume(const struct vmm_opts *base, const char *path, bool prefet
 		rr->ws_ms[prefetch][i] = r->resume_to_hot_ms;
 		rr->ws_faults[prefetch][i] = (double)r->resume_faults_hot;
 	}
+	if (!rc && r->hibernate_ms > 0 && rr->nrehib < 128)
+		rr->rehib_gbps[rr->nrehib++] = (double)base->size / (r->hibernate_ms / 1e3) / 1e9;
 	free(r);
 	return rc;
 }
@@ -199,18 +220,22 @@ static int bench_size(const struct vmm_opts *base, const char *dir, uint64_t siz
 	double hib_s = r->hibernate_ms / 1e3, bytes = (double)size;
 	double od = odirect_write(dir, size);
 
+	double od_gbps = od > 0 ? bytes / od / 1e9 : 0, so_s = stage_secs(r, "swap-out");
+
 	snprintf(name, sizeof(name), "hibernate_gbps_%s", sz);
-	add(ctx, name, bytes / hib_s / 1e9, "GB/s", "odirect_write_gbps",
-	    od > 0 ? bytes / od / 1e9 : 0);
+	add(ctx, name, bytes / hib_s / 1e9, "GB/s", "odirect_write_gbps", od_gbps);
+	snprintf(name, sizeof(name), "hibernate_swap_out_gbps_%s", sz);
+	add(ctx, name, so_s > 0 ? (double)r->hibernated_pages * VM_PAGE / so_s / 1e9 : 0, "GB/s",
+	    "odirect_write_gbps", od_gbps);
 	for (unsigned run = 0; run < base->runs && !rc; run++) {
 		double w = read_whole(path);
 
 		if (w > 0 && nwhole < 64)
 			whole[nwhole++] = w * 1e3;
 		/* The first resume has no working set yet: it records one. */
-		rc = one_resume(base, path, false, rr);
+		rc = one_resume(&o, path, false, rr);
 		if (!rc)
-			rc = one_resume(base, path, true, rr);
+			rc = one_resume(&o, path, true, rr);
 	}
 	if (rc)
 		goto out;
@@ -225,6 +250,8 @@ static int bench_size(const struct vmm_opts *base, const char *dir, uint64_t siz
 		}
 	double whole_ms = median(whole, nwhole);
 
+	snprintf(name, sizeof(name), "rehibernate_gbps_%s", sz);
+	add(ctx, name, median(rr->rehib_gbps, rr->nrehib), "GB/s", "odirect_write_gbps", od_gbps);
 	snprintf(name, sizeof(name), "resume_first_insn_ms_%s", sz);
 	add(ctx, name, median(all_first, nf), "ms", "read_whole_image_ms", whole_ms);
 	snprintf(name, sizeof(name), "resume_first_fault_ms_%s", sz);

@@ -280,10 +280,18 @@ static int restore(struct vmm *m, const uint8_t *state, const struct saved_heade
 	return 0;
 }
 
-/* The VM is made on a thread of its own while the handler is set up: a
- * resume waits for the longer of the two, not for both. */
+/*
+ * The VM is made on a thread of its own while the store opens and the
+ * handler is set up: a resume waits for the longer of the two, not for
+ * both.  The thread opens the VM at once (nothing of the guest needed),
+ * then waits for the saved state (the guest's size and vCPUs), or for
+ * word that the resume gave up.
+ */
 struct machine_job {
 	struct vmm *m;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int go; /* 0: wait; 1: build and restore from state/hdr; -1: give up */
 	const uint8_t *state;
 	const struct saved_header *hdr;
 	int rc;
@@ -295,13 +303,31 @@ static uint64_t thread_cpu_ns(void);
 static void *machine_main(void *arg)
 {
 	struct machine_job *j = arg;
+	int rc = vmm_machine_open(j->m), go;
 
-	j->rc = vmm_machine(j->m);
-	if (!j->rc)
-		j->rc = restore(j->m, j->state, j->hdr);
+	pthread_mutex_lock(&j->mu);
+	while (!(go = j->go))
+		pthread_cond_wait(&j->cv, &j->mu);
+	pthread_mutex_unlock(&j->mu);
+	if (!rc && go > 0)
+		rc = vmm_machine_build(j->m);
+	if (!rc && go > 0)
+		rc = restore(j->m, j->state, j->hdr);
+	j->rc = rc;
 	j->done_ns = vm_now_ns();
 	j->cpu_ns = thread_cpu_ns();
 	return NULL;
+}
+
+/* The machine thread builds from @state (NULL: it gives up). */
+static void machine_go(struct machine_job *j, const uint8_t *state, const struct saved_header *hdr)
+{
+	pthread_mutex_lock(&j->mu);
+	j->state = state;
+	j->hdr = hdr;
+	j->go = state ? 1 : -1;
+	pthread_cond_signal(&j->cv);
+	pthread_mutex_unlock(&j->mu);
 }
 
 /* --verbose: the steps from the store's open to the first guest
@@ -381,6 +407,7 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	uint64_t *ws = NULL, *rec = NULL;
 	size_t slen, nws = 0, nrec = 0;
 	uint64_t t_open, t0;
+	bool machine = false; /* its thread not joined yet */
 	int rc;
 
 	snprintf(r->path, sizeof(r->path), "%s", o->store);
@@ -391,7 +418,13 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	t_open = vm_now_ns();
 	struct resume_steps st = {
 	    .t0 = t_open, .last = t_open, .cpu = thread_cpu_ns(), .on = o->verbose};
+	struct machine_job mj = {
+	    .m = &m, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	pthread_t mt;
 
+	if ((rc = -pthread_create(&mt, NULL, machine_main, &mj)))
+		goto out;
+	machine = true;
 	rc = vswap_store_open(r->path, &so, &m.store);
 	if (rc) {
 		fprintf(stderr, "vswap-vm: open store %s: %s\n", r->path, vswap_strerror(rc));
@@ -408,11 +441,7 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	if ((rc = vmm_memory(&m)))
 		goto out;
 	step(&st, "guest memory");
-	struct machine_job mj = {.m = &m, .state = state, .hdr = &hdr};
-	pthread_t mt;
-
-	if ((rc = -pthread_create(&mt, NULL, machine_main, &mj)))
-		goto out;
+	machine_go(&mj, state, &hdr);
 	/* Used once: deleted by the store's first commit, which the enable
 	 * (it takes no page of this empty memory) leaves to the handler's
 	 * commit thread, so the guest runs without waiting for a sync.  Until
@@ -435,6 +464,7 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	if (rc && m.h)
 		fprintf(stderr, "vswap-vm: resume: %s\n", vswap_strerror(rc));
 	pthread_join(mt, NULL);
+	machine = false;
 	if (o->verbose && mj.done_ns)
 		fprintf(stderr,
 			"vswap-vm: resume (VM made and restored on its own thread at %.3f ms, "
@@ -520,6 +550,10 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	if (!rc && nrec)
 		rc = vswap_store_blob_put(m.store, WORKSET_BLOB, rec, nrec * sizeof(*rec));
 out:
+	if (machine) {
+		machine_go(&mj, NULL, NULL);
+		pthread_join(mt, NULL);
+	}
 	if (m.h) {
 		vmm_status(&m);
 		r->from_file = r->status.metrics.copied_from_file_pages;

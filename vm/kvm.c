@@ -96,7 +96,7 @@ static int set_memory(struct vm *vm, unsigned slot, uint64_t gpa, void *host, ui
 }
 
 /*
- * The memory slots are registered on a thread of their own while the vCPUs
+ * The RAM's memory slot is registered on a thread of its own while the vCPUs
  * are created: a slot's cost grows with its size under shadow paging (PVM:
  * KVM allocates and clears per-page tracking arrays, then waits for an SRCU
  * grace period, milliseconds at 4 GiB), and creating a vCPU does not need
@@ -112,9 +112,7 @@ static void *slots_main(void *arg)
 	struct slots_job *j = arg;
 	struct vm *vm = j->vm;
 
-	j->rc = set_memory(vm, 0, 0, vm->low, VM_LOW_SIZE);
-	if (!j->rc)
-		j->rc = set_memory(vm, 1, VM_RAM_BASE, vm->ram, vm->ram_size);
+	j->rc = set_memory(vm, 1, VM_RAM_BASE, vm->ram, vm->ram_size);
 	return NULL;
 }
 
@@ -166,10 +164,8 @@ static int vcpu_create(struct vm *vm, unsigned i, const struct layout_entry *e, 
 	return 0;
 }
 
-int vm_create(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, char *why,
-	      size_t whylen)
+int vm_open(struct vm *vm, char *why, size_t whylen)
 {
-	struct layout_entry e;
 	int rc;
 
 	memset(vm, 0, sizeof(*vm));
@@ -178,9 +174,6 @@ int vm_create(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, c
 		vm->vcpus[i].fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
-	vm->ram = ram;
-	vm->ram_size = ram_size;
-	vm->nvcpus = nvcpus;
 	rc = install_signals();
 	if (rc)
 		return why_fail(why, whylen, rc, "signal handlers%s", "");
@@ -209,6 +202,23 @@ int vm_create(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, c
 		vm->low = NULL;
 		return why_fail(why, whylen, -errno, "low memory%s", "");
 	}
+	/* The low memory's slot now: what it holds is written by vm_build(),
+	 * and the guest reads it only once it runs. */
+	rc = set_memory(vm, 0, 0, vm->low, VM_LOW_SIZE);
+	if (rc)
+		return why_fail(why, whylen, rc, "KVM_SET_USER_MEMORY_REGION%s", "");
+	return 0;
+}
+
+int vm_build(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, char *why,
+	     size_t whylen)
+{
+	struct layout_entry e;
+	int rc;
+
+	vm->ram = ram;
+	vm->ram_size = ram_size;
+	vm->nvcpus = nvcpus;
 	rc = layout_build(vm->low, vm_guest_image, (size_t)(vm_guest_image_end - vm_guest_image),
 			  ram_size, nvcpus, &e);
 	if (rc)
@@ -247,6 +257,14 @@ int vm_create(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, c
 
 	vm->tsc_khz = khz > 0 ? (uint64_t)khz : 1000000;
 	return 0;
+}
+
+int vm_create(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, char *why,
+	      size_t whylen)
+{
+	int rc = vm_open(vm, why, whylen);
+
+	return rc ? rc : vm_build(vm, ram, ram_size, nvcpus, why, whylen);
 }
 
 /* ---- the vCPU threads ------------------------------------------------------ */

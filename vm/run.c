@@ -123,17 +123,34 @@ int vmm_memory(struct vmm *m)
 	return 0;
 }
 
-int vmm_machine(struct vmm *m)
+static int machine_failed(const char *why)
+{
+	fprintf(stderr, "vswap-vm: KVM is missing or unusable here: %s\n", why);
+	return -ENODEV;
+}
+
+int vmm_machine_open(struct vmm *m)
 {
 	char why[256];
-	int rc = vm_create(&m->vm, m->ram, m->ram_size, m->o->vcpus, why, sizeof(why));
+	int rc = vm_open(&m->vm, why, sizeof(why));
 
 	m->vm_made = true;
-	if (rc) {
-		fprintf(stderr, "vswap-vm: KVM is missing or unusable here: %s\n", why);
-		return -ENODEV;
-	}
-	return 0;
+	return rc ? machine_failed(why) : 0;
+}
+
+int vmm_machine_build(struct vmm *m)
+{
+	char why[256];
+	int rc = vm_build(&m->vm, m->ram, m->ram_size, m->o->vcpus, why, sizeof(why));
+
+	return rc ? machine_failed(why) : 0;
+}
+
+int vmm_machine(struct vmm *m)
+{
+	int rc = vmm_machine_open(m);
+
+	return rc ? rc : vmm_machine_build(m);
 }
 
 int vmm_store_path(struct vmm *m)
@@ -200,8 +217,7 @@ int vmm_enable_stage(struct vmm *m, const char *what)
 	uint64_t n = m->r->status.transition.pages;
 
 	/* No rate: protect mode takes the pages without moving a byte. */
-	vmm_stage(m, "enable", vmm_secs(t0), n, 0, "%llu pages taken",
-		  (unsigned long long)n);
+	vmm_stage(m, "enable", vmm_secs(t0), n, 0, "%llu pages taken", (unsigned long long)n);
 	return 0;
 }
 

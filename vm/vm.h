@@ -76,6 +76,13 @@ extern const uint8_t vm_guest_image_end[];
  * message in @why (KVM missing or unusable: -ENODEV, -EACCES, -ENOTSUP). */
 int vm_create(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, char *why,
 	      size_t whylen);
+/* vm_create() in its two steps: vm_open() needs nothing of the guest (it
+ * opens /dev/kvm, creates the VM and low memory with its slot), vm_build()
+ * adds the RAM's slot and the vCPUs.  A resume opens the VM while its store
+ * opens, before it knows the guest's size.  vm_destroy() after either. */
+int vm_open(struct vm *vm, char *why, size_t whylen);
+int vm_build(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, char *why,
+	     size_t whylen);
 /* Stop every vCPU thread and free everything but the RAM mapping. */
 void vm_destroy(struct vm *vm);
 

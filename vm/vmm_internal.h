@@ -53,6 +53,9 @@ int vmm_guest(struct vmm *m, enum vm_cmd cmd, uint64_t pause_after);
 int vmm_guest_wait(struct vmm *m);
 int vmm_memory(struct vmm *m);
 int vmm_machine(struct vmm *m);
+/* vmm_machine() in its two steps (vm_open(), vm_build()). */
+int vmm_machine_open(struct vmm *m);
+int vmm_machine_build(struct vmm *m);
 int vmm_store_path(struct vmm *m);
 int vmm_handler(struct vmm *m);
 /* A fresh store at r->path (made by vmm_store_path()) and the handler over

@@ -2,10 +2,14 @@
 /*
  * One connection: its peer's credentials checked, then requests answered in
  * order until end of file.  Every request gets exactly one reply, an error
- * for anything malformed (the connection stays usable); a VMM that goes
- * away without detaching has its guest detached and freed.
+ * for anything malformed (the connection stays usable).  The end of file
+ * is not a detach: a VMM that exited has its guest freed, and a VMM whose
+ * memory lives on (it closed its connection, or the process that connected
+ * was not the one that owns the memory) keeps its guest served as an
+ * orphan (orphans.c).
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -58,6 +62,7 @@ static int dispatch(struct guest *g, const struct wire_hdr *h, const uint8_t *ms
 	size_t len = h->len - sizeof(*h);
 	switch (h->type) {
 	case WIRE_ATTACH:
+		sched_sample_take(&g->times.before);
 		return guest_attach(g, payload, len, fds, nfds);
 	case WIRE_ADD_UFFD:
 		if (nfds != 1) {
@@ -93,6 +98,78 @@ static int dispatch(struct guest *g, const struct wire_hdr *h, const uint8_t *ms
 	}
 }
 
+/*
+ * A resume's figures, after its reply (reading the scheduler's counts is
+ * not part of the restart): each step's wall time, and the CPU time and
+ * run-queue wait of all the daemon's threads over the attach and over its
+ * start.  One line, for the operator and for the kill tests, which
+ * attribute a slow restart with it.
+ */
+static void log_restart(const struct conn_args *a, const struct guest *g, uint64_t replied_us)
+{
+	struct sched_sample now;
+	sched_sample_take(&now);
+	const struct attach_times *t = &g->times;
+	const struct sched_sample *s = &a->d->start;
+	dlog(a->d->log_level, VSWAP_LOG_INFO,
+	     "%s: restart figures: pid %d, start cpu %llu us wait %llu us, accept->attach %llu "
+	     "us, attach %llu us (map %llu, takeover %llu, open %llu, handler %llu, uffds %llu, "
+	     "resume %llu), attach cpu %llu us wait %llu us, step cpu (open %llu, handler %llu, "
+	     "uffds %llu, resume %llu), at (listening %llu, accepted %llu, replied %llu)",
+	     g->path, (int)getpid(), (unsigned long long)(s->cpu_ns / 1000),
+	     (unsigned long long)(s->wait_ns / 1000), (unsigned long long)t->accept_to_attach,
+	     (unsigned long long)t->total, (unsigned long long)t->map,
+	     (unsigned long long)t->takeover, (unsigned long long)t->open,
+	     (unsigned long long)t->handler, (unsigned long long)t->uffds,
+	     (unsigned long long)t->resume,
+	     (unsigned long long)((now.cpu_ns - t->before.cpu_ns) / 1000),
+	     (unsigned long long)((now.wait_ns - t->before.wait_ns) / 1000),
+	     (unsigned long long)t->open_cpu, (unsigned long long)t->handler_cpu,
+	     (unsigned long long)t->uffds_cpu, (unsigned long long)t->resume_cpu,
+	     (unsigned long long)a->d->listening_us, (unsigned long long)t->accepted_at,
+	     (unsigned long long)replied_us);
+}
+
+/* How often an orphan asks whether its VMM still exists: an exit raises no
+ * event on a uffd, and a dead VMM's guest only holds memory meanwhile. */
+#define ORPHAN_PROBE_MS 1000
+
+/* The connection closed with the guest attached. */
+static void guest_orphaned(const struct daemon_opts *d, struct guest *g)
+{
+	if (!guest_vmm_alive(g)) {
+		guest_abandon(g);
+		return;
+	}
+	struct orphan o;
+	if (orphan_enter(d->orphans, &o, g->dev, g->ino) < 0) {
+		dlog(d->log_level, VSWAP_LOG_WARN,
+		     "%s: the VMM closed its connection without detaching: its faults wait for "
+		     "its next attach",
+		     g->path);
+		guest_release(g);
+		return;
+	}
+	dlog(d->log_level, VSWAP_LOG_WARN,
+	     "%s: the VMM closed its connection without detaching: its guest is still served "
+	     "until it attaches again or exits",
+	     g->path);
+	for (;;) {
+		struct pollfd p = {.fd = o.efd, .events = POLLIN};
+		int n = poll(&p, 1, ORPHAN_PROBE_MS);
+		if (n > 0) {
+			guest_release(g);
+			orphan_released(d->orphans, &o);
+			break;
+		}
+		if (!guest_vmm_alive(g) && orphan_leave(d->orphans, &o)) {
+			guest_abandon(g);
+			break;
+		}
+	}
+	close(o.efd);
+}
+
 void *conn_main(void *arg)
 {
 	struct conn_args a = *(struct conn_args *)arg;
@@ -102,6 +179,7 @@ void *conn_main(void *arg)
 	if (!msg || !g || peer_allowed(a.fd, a.d) < 0)
 		goto out;
 	g->d = a.d;
+	unsigned nreq = 0;
 	for (;;) {
 		int fds[WIRE_MAX_FDS];
 		unsigned nfds;
@@ -109,6 +187,10 @@ void *conn_main(void *arg)
 		int n = wire_recv(a.fd, msg, fds, WIRE_MAX_FDS, &nfds, &h);
 		if (n == 0)
 			break;
+		if (!nreq++) {
+			g->times.accepted_at = a.accepted_us;
+			g->times.accept_to_attach = now_us() - a.accepted_us;
+		}
 		int rc;
 		if (n < 0) {
 			if (n == -ECONNRESET || n == -ENOTCONN)
@@ -124,10 +206,14 @@ void *conn_main(void *arg)
 		uint16_t v = h.version >= WIRE_VERSION_MIN && h.version <= WIRE_VERSION
 				 ? h.version
 				 : WIRE_VERSION_MIN;
+		bool resumed = n > 0 && h.type == WIRE_ATTACH && rc == 0 && g->resumed;
 		if (reply(a.fd, h.seq, v, rc, g) < 0)
 			break;
+		if (resumed)
+			log_restart(&a, g, now_us());
 	}
-	guest_abandon(g);
+	if (guest_attached(g))
+		guest_orphaned(a.d, g);
 out:
 	close(a.fd);
 	free(g);

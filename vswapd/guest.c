@@ -13,19 +13,14 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "vswapd/internal.h"
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 bool guest_attached(const struct guest *g)
 {
@@ -89,13 +84,20 @@ static bool name_ok(const char *p, uint32_t len, bool may_be_empty)
 	return memchr(p, 0, len) == NULL;
 }
 
-/* Undo an attach, in reverse.  @keep_pages: detach (every page stays in
- * the store), else exit (everything swapped in). */
-static int guest_free(struct guest *g, bool keep_pages)
+enum guest_end {
+	END_DETACH,  /* every page stays in the store, the ranges unregistered */
+	END_EXIT,    /* everything swapped in */
+	END_RELEASE, /* the ranges stay registered: the next attach resumes */
+};
+
+/* Undo an attach, in reverse. */
+static int guest_free(struct guest *g, enum guest_end how)
 {
 	int rc = 0;
 	if (g->h)
-		rc = keep_pages ? vswap_handler_detach(g->h) : vswap_handler_destroy(g->h);
+		rc = how == END_DETACH ? vswap_handler_detach(g->h)
+		     : how == END_EXIT ? vswap_handler_destroy(g->h)
+				       : vswap_handler_release(g->h);
 	g->h = NULL;
 	if (g->store) {
 		int crc = vswap_store_close(g->store);
@@ -109,7 +111,29 @@ static int guest_free(struct guest *g, bool keep_pages)
 		close(g->memfd[i]);
 	}
 	g->n = 0;
+	for (unsigned u = 0; u < g->nprobes; u++)
+		close(g->probe_fd[u]);
+	g->nprobes = 0;
 	return rc;
+}
+
+/*
+ * A uffd's address space is gone once its process exited: every ioctl that
+ * reaches the memory then fails with ESRCH.  The probe is a copy from
+ * address 0 of this process, which never succeeds: a live address space
+ * answers EFAULT (or EEXIST, ENOENT, EAGAIN) and nothing is mapped.  A
+ * socket's peer (SO_PEERCRED) is no proof either way: the process that
+ * connected need not be the one whose memory the uffds serve.
+ */
+bool guest_vmm_alive(const struct guest *g)
+{
+	size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+	for (unsigned u = 0; u < g->nprobes; u++) {
+		struct uffdio_copy c = {.dst = g->probe_addr[u], .src = 0, .len = ps};
+		if (ioctl(g->probe_fd[u], UFFDIO_COPY, &c) == 0 || errno != ESRCH)
+			return true;
+	}
+	return g->nprobes == 0; /* nothing to ask: assume it lives */
 }
 
 static int open_store(struct guest *g, const struct wire_attach *a, const char *staging)
@@ -150,10 +174,17 @@ static int add_uffds(struct guest *g, int *ufds, unsigned n, const uint64_t *bas
 		void *b[WIRE_MAX_REGIONS];
 		for (unsigned i = 0; i < g->n; i++)
 			b[i] = (void *)(uintptr_t)bases[u * g->n + i];
+		int probe = fcntl(ufds[u], F_DUPFD_CLOEXEC, 0);
+		if (probe < 0)
+			return -errno;
 		int rc = vswap_handler_add_uffd_at(g->h, ufds[u], b);
-		if (rc < 0)
+		if (rc < 0) {
+			close(probe);
 			return rc;
+		}
 		ufds[u] = -1;
+		g->probe_fd[g->nprobes] = probe;
+		g->probe_addr[g->nprobes++] = (uintptr_t)b[0];
 	}
 	return 0;
 }
@@ -190,23 +221,46 @@ static int attach_checked(struct guest *g, const struct wire_attach *a, const st
 	}
 	/* Each step's time at debug level: restart-to-serving is a figure. */
 	uint64_t t1 = now_us();
+	struct stat st;
+	if ((a->flags & WIRE_ATTACH_RESUME) && stat(g->path, &st) == 0 &&
+	    orphans_take(g->d->orphans, st.st_dev, st.st_ino))
+		dlog(g->d->log_level, VSWAP_LOG_INFO,
+		     "%s: taken over from the connection that closed", g->path);
+	uint64_t t2 = now_us(), c2 = process_cpu_us();
 	int rc = open_store(g, a, staging);
-	uint64_t t2 = now_us();
+	if (rc == 0 && stat(g->path, &st) == 0) {
+		g->dev = st.st_dev;
+		g->ino = st.st_ino;
+	}
+	uint64_t t3 = now_us(), c3 = process_cpu_us();
 	if (rc == 0)
 		rc = start_handler(g, r, a->enable_mode);
-	uint64_t t3 = now_us();
+	uint64_t t4 = now_us(), c4 = process_cpu_us();
 	if (rc == 0)
 		rc = add_uffds(g, fds + a->nregions, a->nuffds, bases);
-	uint64_t t4 = now_us();
+	uint64_t t5 = now_us(), c5 = process_cpu_us();
 	if (rc == 0 && (a->flags & WIRE_ATTACH_RESUME))
 		rc = vswap_handler_resume(g->h);
-	uint64_t t5 = now_us();
+	uint64_t t6 = now_us(), c6 = process_cpu_us();
+	struct attach_times *at = &g->times;
+	at->map = t1 - t0;
+	at->takeover = t2 - t1;
+	at->open = t3 - t2;
+	at->handler = t4 - t3;
+	at->uffds = t5 - t4;
+	at->resume = t6 - t5;
+	at->total = t6 - t0;
+	at->open_cpu = c3 - c2;
+	at->handler_cpu = c4 - c3;
+	at->uffds_cpu = c5 - c4;
+	at->resume_cpu = c6 - c5;
+	g->resumed = rc == 0 && (a->flags & WIRE_ATTACH_RESUME);
 	dlog(g->d->log_level, VSWAP_LOG_DEBUG,
-	     "%s: attach: map %llu us, store %llu us, handler %llu us, uffds %llu us, resume %llu "
-	     "us",
-	     g->path, (unsigned long long)(t1 - t0), (unsigned long long)(t2 - t1),
-	     (unsigned long long)(t3 - t2), (unsigned long long)(t4 - t3),
-	     (unsigned long long)(t5 - t4));
+	     "%s: attach: map %llu us, takeover %llu us, store %llu us, handler %llu us, uffds "
+	     "%llu us, resume %llu us",
+	     g->path, (unsigned long long)at->map, (unsigned long long)at->takeover,
+	     (unsigned long long)at->open, (unsigned long long)at->handler,
+	     (unsigned long long)at->uffds, (unsigned long long)at->resume);
 	g->attach_us = now_us() - t0;
 	return rc;
 }
@@ -258,8 +312,11 @@ int guest_attach(struct guest *g, const void *payload, size_t len, int *fds, uns
 		dlog(g->d->log_level, VSWAP_LOG_ERROR, "%s: attach: %s", g->path,
 		     vswap_strerror(rc));
 		/* A fresh store that failed is left for the VMM to remove:
-		 * the daemon removes no file.  Nothing was swapped yet. */
-		guest_free(g, true);
+		 * the daemon removes no file.  Nothing was swapped yet.  A
+		 * resume that failed leaves the ranges registered: the
+		 * guest's faults wait for an attach that succeeds (an
+		 * unregistered range would map zeros where data is). */
+		guest_free(g, a->flags & WIRE_ATTACH_RESUME ? END_RELEASE : END_DETACH);
 		return rc;
 	}
 	dlog(g->d->log_level, VSWAP_LOG_INFO, "%s: attached (%u regions, %u uffds%s) in %llu us",
@@ -349,7 +406,7 @@ int guest_command(struct guest *g, const struct wire_command *c)
 	case WIRE_CMD_DETACH:
 	case WIRE_CMD_EXIT: {
 		bool keep = c->cmd == WIRE_CMD_DETACH;
-		int rc = guest_free(g, keep);
+		int rc = guest_free(g, keep ? END_DETACH : END_EXIT);
 		dlog(g->d->log_level, rc ? VSWAP_LOG_ERROR : VSWAP_LOG_INFO, "%s: %s: %s", g->path,
 		     keep ? "detached" : "exited", rc ? vswap_strerror(rc) : "done");
 		return rc;
@@ -363,10 +420,21 @@ void guest_abandon(struct guest *g)
 	if (!g->h)
 		return;
 	dlog(g->d->log_level, VSWAP_LOG_WARN,
-	     "%s: the VMM went away without detaching: detaching (the store keeps its pages)",
+	     "%s: the VMM exited without detaching: its guest is freed (the store keeps its "
+	     "pages)",
 	     g->path);
-	int rc = guest_free(g, true);
+	int rc = guest_free(g, END_DETACH);
 	if (rc < 0)
 		dlog(g->d->log_level, VSWAP_LOG_ERROR, "%s: detach: %s", g->path,
+		     vswap_strerror(rc));
+}
+
+void guest_release(struct guest *g)
+{
+	if (!g->h)
+		return;
+	int rc = guest_free(g, END_RELEASE);
+	if (rc < 0)
+		dlog(g->d->log_level, VSWAP_LOG_ERROR, "%s: release: %s", g->path,
 		     vswap_strerror(rc));
 }

@@ -8,6 +8,7 @@
 #ifndef VSWAPD_INTERNAL_H
 #define VSWAPD_INTERNAL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,9 +18,62 @@
 
 #include "proto/wire.h"
 
+/* orphans.c: guests served after their connection closed (see there). */
+struct orphan {
+	struct orphan *next;
+	uint64_t id;
+	dev_t dev; /* the store's swap file */
+	ino_t ino;
+	bool taken; /* a new attach waits for its release */
+	int efd;    /* written when taken */
+};
+struct orphans {
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* an orphan was released */
+	struct orphan *head;
+	uint64_t next_id;
+};
+void orphans_init(struct orphans *r);
+/* Link @o, the orphan of the store (@dev, @ino). */
+int orphan_enter(struct orphans *r, struct orphan *o, dev_t dev, ino_t ino);
+/* The VMM exited: unlink @o and return true, unless it is being taken
+ * over (false: release it for the taker). */
+bool orphan_leave(struct orphans *r, struct orphan *o);
+/* @o, taken, has been released: unlink it and tell the taker. */
+void orphan_released(struct orphans *r, struct orphan *o);
+/* An attach of the store (@dev, @ino): if an orphan holds it, have it
+ * released and wait for that (true). */
+bool orphans_take(struct orphans *r, dev_t dev, ino_t ino);
+
+/* timing.c */
+uint64_t now_us(void); /* CLOCK_MONOTONIC, comparable across processes */
+/* The CPU time of every thread of this process (clock_gettime: cheap
+ * enough for each step of a restart). */
+uint64_t process_cpu_us(void);
+/* The CPU time and run-queue wait of every thread of this process, summed
+ * (threads that ended are not counted). */
+struct sched_sample {
+	uint64_t cpu_ns, wait_ns;
+};
+void sched_sample_take(struct sched_sample *s);
+
 struct daemon_opts {
 	enum vswap_log_level log_level;
 	const char *staging_dir; /* default for guests that name none */
+	struct orphans *orphans; /* shared by every connection */
+	/* From exec to listening, as the scheduler counted it, and when. */
+	struct sched_sample start;
+	uint64_t listening_us;
+};
+
+/* A resumed attach's steps, microseconds (a restart's figures). */
+struct attach_times {
+	uint64_t accepted_at;	   /* CLOCK_MONOTONIC */
+	uint64_t accept_to_attach; /* the client's hand-over on the wire */
+	uint64_t map, takeover, open, handler, uffds, resume, total;
+	/* The process's CPU time over the steps that may take long. */
+	uint64_t open_cpu, handler_cpu, uffds_cpu, resume_cpu;
+	struct sched_sample before; /* at the attach's start */
 };
 
 /* One VMM's guest, owned by its connection's thread. */
@@ -32,7 +86,16 @@ struct guest {
 	void *map[WIRE_MAX_REGIONS];
 	size_t len[WIRE_MAX_REGIONS];
 	char path[WIRE_MAX_PATH + 1];
+	dev_t dev; /* the swap file, for a takeover by a new connection */
+	ino_t ino;
+	/* Duplicates of the attach's uffds (the VMM's own process), kept to
+	 * ask whether its memory still exists (guest_vmm_alive()). */
+	unsigned nprobes;
+	int probe_fd[WIRE_MAX_UFFDS];
+	uintptr_t probe_addr[WIRE_MAX_UFFDS];
 	uint64_t attach_us; /* the last attach's time (open, reconcile, register, wake) */
+	bool resumed;	    /* the last attach was a resume */
+	struct attach_times times;
 };
 
 /* log.c */
@@ -52,9 +115,15 @@ int guest_add_uffd(struct guest *g, const void *payload, size_t len, int fd);
 int guest_discard(struct guest *g, const struct wire_discard *d);
 /* COMMAND; the guest is freed after DETACH and EXIT. */
 int guest_command(struct guest *g, const struct wire_command *c);
-/* The VMM went away without a word: detach (the store keeps every page)
- * and free. */
+/* The VMM exited without a word: detach (the store keeps every page) and
+ * free. */
 void guest_abandon(struct guest *g);
+/* Stop serving but leave the guest's ranges registered, its faults waiting
+ * for the next attach (vswap_handler_release()), and free. */
+void guest_release(struct guest *g);
+/* Does the VMM's memory still exist?  False once every uffd of the attach
+ * belongs to an address space that is gone (its process exited). */
+bool guest_vmm_alive(const struct guest *g);
 bool guest_attached(const struct guest *g);
 
 /* conn.c */
@@ -63,6 +132,7 @@ void *conn_main(void *arg);
 struct conn_args {
 	int fd;
 	const struct daemon_opts *d;
+	uint64_t accepted_us;
 };
 
 /* listen.c */

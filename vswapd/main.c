@@ -60,7 +60,7 @@ static int serve(int lfd, const struct daemon_opts *d)
 		struct conn_args *a = malloc(sizeof(*a));
 		pthread_t t;
 		if (a) {
-			*a = (struct conn_args){fd, d};
+			*a = (struct conn_args){fd, d, now_us()};
 			if (pthread_create(&t, &attr, conn_main, a) == 0)
 				continue;
 			free(a);
@@ -80,7 +80,9 @@ int main(int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct daemon_opts d = {.log_level = VSWAP_LOG_INFO};
+	struct orphans orphans;
+	orphans_init(&orphans);
+	struct daemon_opts d = {.log_level = VSWAP_LOG_INFO, .orphans = &orphans};
 	const char *path = NULL;
 	int ready_fd = -1, c;
 	while ((c = getopt_long(argc, argv, "s:d:l:r:h", lo, NULL)) != -1) {
@@ -128,6 +130,8 @@ int main(int argc, char **argv)
 			vswap_strerror(lfd));
 		return 1;
 	}
+	sched_sample_take(&d.start);
+	d.listening_us = now_us();
 	dlog(d.log_level, VSWAP_LOG_INFO, "listening on %s",
 	     inherited ? "the inherited socket" : path);
 	if (ready_fd >= 0) {

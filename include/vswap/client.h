@@ -18,7 +18,10 @@
  * then answer as that state requires, e.g. -EALREADY), and after a restart
  * between commands the last trim, swap-out or disable is sent again when the
  * resumed state shows it unfinished.  A guest whose pages were all resident
- * comes back in state Ready (enable again: only the VMM can pause the guest).
+ * comes back in state Ready (enable again: only the VMM can pause the guest),
+ * except in the protect mode between an enable and the end of its swap-out:
+ * protected again (with the guest running), it comes back Pending, and the
+ * trim or swap-out carries on.
  *
  * Functions return 0 on success or a negative errno; every function may be
  * called from any thread but the guest's faulting ones, and calls are

@@ -295,6 +295,22 @@ int vswap_handler_destroy(struct vswap_handler *h);
 int vswap_handler_detach(struct vswap_handler *h);
 
 /*
+ * Release: stop serving and free @h, leaving the guest to the next handler
+ * over the store as a handler that died would, but with its work committed.
+ * Nothing is swapped in, unregistered or woken: the regions stay registered
+ * (and write-protected) on every uffd, so the guest may keep running and its
+ * faults wait in the kernel until a new handler's vswap_handler_resume()
+ * serves them (and wakes those this one read but did not answer); remove
+ * events not yet read stay queued for it.  A running trim or swap-in is
+ * stopped where it is, a swap-out's written chunks are committed, and the
+ * tables are committed as they stand (the recorded state is left as it is).
+ * For a guest that outlives its link to the handler's process (vswapd: a
+ * VMM alive whose connection closed).  Frees @h (the store stays open);
+ * returns 0 or the commit's error.
+ */
+int vswap_handler_release(struct vswap_handler *h);
+
+/*
  * Lost pages: pages whose copy in the store failed verification or is gone
  * (a checksum mismatch, a missing or damaged staged copy, a record vswap-fsck
  * recorded lost).  They are never served.  For as long as the handler lives,

@@ -32,7 +32,7 @@ const char *vdx_daemon_path(void)
 int vdx_init(struct vdx *x, const size_t *pages, unsigned n)
 {
 	memset(x, 0, sizeof(*x));
-	x->memfd = x->uffd = x->listen_fd = -1;
+	x->memfd = x->uffd = x->listen_fd = x->log_fd = -1;
 	x->page_size = (size_t)sysconf(_SC_PAGESIZE);
 	if (n == 0 || n > VDX_MAX_REGIONS)
 		return -EINVAL;
@@ -83,6 +83,7 @@ int vdx_daemon_start(struct vdx *x)
 	 * small process), so it only makes system calls and fills buffers.
 	 * The ready pipe goes to fd 4, an inherited socket to fd 3. */
 	const char *lvl = getenv("VSWAPD_LOG_LEVEL")	 ? getenv("VSWAPD_LOG_LEVEL")
+			  : x->log_level		 ? x->log_level
 			  : getenv("VSWAP_TEST_VERBOSE") ? "info"
 							 : "error";
 	char listen_pid[32] = "LISTEN_PID=";
@@ -99,8 +100,8 @@ int vdx_daemon_start(struct vdx *x)
 	const char *path = vdx_daemon_path();
 	int lfd = x->listen_fd, w = p[1];
 	/* Bound by the daemon itself: no LISTEN_* (and no fd 3 to take). */
-	pid_t pid = lfd >= 0 ? spawn_daemon(path, argv_inh, envp, lfd, w, listen_pid)
-			     : spawn_daemon(path, argv_sock, environ, -1, w, listen_pid);
+	pid_t pid = lfd >= 0 ? spawn_daemon(path, argv_inh, envp, lfd, w, x->log_fd, listen_pid)
+			     : spawn_daemon(path, argv_sock, environ, -1, w, x->log_fd, listen_pid);
 	if (pid < 0) {
 		int rc = -errno;
 		free(envp);

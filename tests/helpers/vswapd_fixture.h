@@ -25,8 +25,10 @@ struct vdx {
 	char dir[256];
 	char sock[320];
 	char store[320];
-	pid_t pid;     /* the daemon, or 0 */
-	int listen_fd; /* socket activation: the socket every daemon inherits, or -1 */
+	pid_t pid;	       /* the daemon, or 0 */
+	int listen_fd;	       /* socket activation: the socket every daemon inherits, or -1 */
+	int log_fd;	       /* every daemon's stderr (the caller's), or -1: this process's */
+	const char *log_level; /* the daemons' --log-level (NULL: error) */
 	int memfd;
 	size_t page_size;
 	unsigned n;

@@ -11,7 +11,7 @@
 
 /* noinline: the child runs in this function's frame until the exec. */
 __attribute__((noinline)) pid_t spawn_daemon(const char *path, char *const *argv, char *const *envp,
-					     int lfd, int w, char *listen_pid)
+					     int lfd, int w, int errfd, char *listen_pid)
 {
 	pid_t pid = vfork();
 	if (pid != 0)
@@ -22,7 +22,9 @@ __attribute__((noinline)) pid_t spawn_daemon(const char *path, char *const *argv
 	 * close-on-exec (dup2 clears it; the copies close at exec). */
 	int r = fcntl(w, F_DUPFD_CLOEXEC, 10);
 	int l = lfd >= 0 ? fcntl(lfd, F_DUPFD_CLOEXEC, 10) : -1;
-	if (r < 0 || (lfd >= 0 && (l < 0 || dup2(l, 3) != 3)) || dup2(r, 4) != 4)
+	int e = errfd >= 0 ? fcntl(errfd, F_DUPFD_CLOEXEC, 10) : -1;
+	if (r < 0 || (lfd >= 0 && (l < 0 || dup2(l, 3) != 3)) || dup2(r, 4) != 4 ||
+	    (errfd >= 0 && (e < 0 || dup2(e, 2) != 2)))
 		_exit(126);
 	pid_t me = (pid_t)syscall(SYS_getpid);
 	char digits[16];
