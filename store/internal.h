@@ -170,6 +170,13 @@ struct vswap_store {
 	uint64_t *staged;    /* bitmap: page is staged */
 	uint64_t *summed;    /* bitmap: the staged copy's checksum is known */
 	uint64_t *ssums;     /* checksum per page of its staged copy */
+	/* Staged copies a previous handle left that no check has read yet
+	 * (a writable open leaves that to their first use: staging_check());
+	 * a subset of `staged`, NULL once empty. */
+	uint64_t *unverified;
+	uint64_t n_unverified;
+	uint8_t *check_buf; /* the check's reads (STAGING_CHECK_RUN pages), with the bitmap */
+	uint64_t unverified_failed; /* failures found, for the log's first few */
 	uint64_t *slot_used; /* bitmap: slot allocated or freed-uncommitted */
 	uint64_t slot_cap;   /* bits in slot_used */
 	uint64_t slots_end;  /* one past the highest slot in use */
@@ -423,7 +430,19 @@ int staging_punch_unstaged(struct vswap_store *s);
 int staging_punch_ranges(struct vswap_store *s, struct range_vec *v);
 /* The runs of @v's pages not staged now, into @out (emptied first). */
 int staging_unstaged_runs(struct vswap_store *s, const struct range_vec *v, struct range_vec *out);
-int staging_verify_loaded(struct vswap_store *s);
+/* The staged copies a previous handle left: those without a committed
+ * checksum are judged at once, the others marked unverified, to be checked
+ * at their first use.  The number of pages changed (to commit), or -errno. */
+int64_t staging_verify_loaded(struct vswap_store *s);
+#define STAGING_CHECK_RUN 256
+/* Check the unverified staged copies among [first, first + count) against
+ * their checksums: each that fails, is missing or cannot be read leaves
+ * staging and is lost (or, present in the swap file, served from there).
+ * Never fails: what cannot be checked is not served. */
+void staging_check(struct vswap_store *s, uint64_t first, uint64_t count);
+/* Forget the unverified marks of [first, first + count) (a new copy, or
+ * the copy gone). */
+void staging_unverified_clear(struct vswap_store *s, uint64_t first, uint64_t count);
 
 /* The largest request the I/O paths issue: keeps lengths far from the
  * kernel's per-call limit and from 32-bit overflow. */

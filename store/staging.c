@@ -230,73 +230,100 @@ int staging_open(struct vswap_store *s, const char *dir)
 }
 
 /*
+ * A staged copy that cannot be trusted (@why) leaves staging: present in the
+ * swap file, the page is served from there; else it is lost, never zero.
+ * @maybe: it has no committed checksum (a crash cut its copy short before
+ * the guest's own copy went), so a handler that finds the page resident in
+ * guest memory gives it back (its resume): not (yet) a loss.  Its group was
+ * loaded (index_need()).  1 if the page is lost now, else 0.
+ */
+static int staged_untrusted(struct vswap_store *s, uint64_t pg, const char *why, bool maybe)
+{
+	uint32_t w = s->pages[pg];
+	vswap_store_stage_clear(s, pg, 1);
+	if (pw_state(w) == VSWAP_PAGE_PRESENT)
+		return 0;
+	if (s->unverified_failed++ < 8)
+		store_log(s, maybe ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR,
+			  maybe ? "%s: staged page %llu %s: not served; lost unless guest memory "
+				  "still holds it"
+				: "%s: staged page %llu %s: lost",
+			  s->staging_path, (unsigned long long)pg, why);
+	page_set(s, pg, pw_make(pw_slot(w), VSWAP_PAGE_LOST), s->sums[pg]);
+	s->pending_pages++;
+	return 1;
+}
+
+void staging_unverified_clear(struct vswap_store *s, uint64_t first, uint64_t count)
+{
+	if (!s->unverified)
+		return;
+	for (uint64_t p = first; p < first + count && s->n_unverified; p++)
+		if (bit_test(s->unverified, p)) {
+			bit_clear(s->unverified, p);
+			s->n_unverified--;
+		}
+}
+
+/* Every copy checked: the bitmap and the buffer go (not inside a check or
+ * the open's walk, which still use them). */
+static void unverified_release_if_empty(struct vswap_store *s)
+{
+	if (s->unverified && !s->n_unverified) {
+		free(s->unverified);
+		free(s->check_buf);
+		s->unverified = NULL;
+		s->check_buf = NULL;
+	}
+}
+
+/*
  * Staged pages a previous handle left are checked before anything serves
- * them: each against the checksum its staging record carries.  A copy that
- * fails, is missing (a hole, a short file) or has no committed checksum
- * (a crash between the copy and the commit of its checksum) is not served:
- * the page is lost, unless the swap file holds its current copy (present),
- * in which case only the staging mark goes.  Writable, non-tolerant opens;
+ * them, each against the checksum its staging record carries.  Reading and
+ * hashing every copy at the open made a restart linear in the guest (a GiB
+ * staged: a third of a second), so only the part that needs no read is done
+ * here: a copy with no committed checksum (a crash between the copy and the
+ * commit of its checksum) is not served.  The others are marked unverified,
+ * and vswap_store_staged() and vswap_store_next_staged_run(), through which
+ * every user of a staged copy finds it (a fault, trim, swap-out, swap-in),
+ * check them first (staging_check()): a copy that fails or is missing is
+ * lost then, as it would have been here.  Writable, non-tolerant opens;
  * recovery judges the others.  The changes are committed by the caller.
  */
-int staging_verify_loaded(struct vswap_store *s)
+int64_t staging_verify_loaded(struct vswap_store *s)
 {
 	if (!s->n_staged)
 		return 0;
-	enum { RUN = 256 };
-	uint8_t *buf = malloc((size_t)RUN << s->page_shift);
-	if (!buf)
+	/* The check's buffer now: a check must never fail for memory (an
+	 * unverified copy is not served, and a fault needs its page). */
+	s->unverified = calloc((s->total_pages + 63) / 64, sizeof(uint64_t));
+	s->check_buf = malloc((size_t)STAGING_CHECK_RUN << s->page_shift);
+	if (!s->unverified || !s->check_buf)
 		return -ENOMEM;
-	uint64_t lost = 0, unsummed = 0, dropped = 0, p = 0, first, count;
-	int ret = 0;
-	while (!ret && vswap_store_next_staged_run(s, p, s->total_pages, RUN, &first, &count)) {
-		if ((ret = index_need(s, first, count)))
-			break;
-		ssize_t k = pread(s->staging_fd, buf, count << s->page_shift,
-				  (off_t)(first << s->page_shift));
-		if (k < 0) {
-			ret = -errno;
-			break;
-		}
-		for (uint64_t i = 0; i < count; i++) {
-			uint64_t pg = first + i;
-			bool have = (uint64_t)k >= (i + 1) << s->page_shift;
-			if (have && bit_test(s->summed, pg) &&
-			    page_sum(s, pg, buf + (i << s->page_shift)) == s->ssums[pg])
-				continue;
-			uint32_t w = s->pages[pg];
-			const char *why = !have			     ? "is missing"
-					  : !bit_test(s->summed, pg) ? "has no committed checksum"
-								     : "fails its checksum";
-			vswap_store_stage_clear(s, pg, 1);
-			if (pw_state(w) == VSWAP_PAGE_PRESENT) {
-				dropped++;
+	uint64_t unsummed = 0, dropped = 0;
+	int64_t changed = 0;
+	/* The bitmap word by word (vswap_store_next_staged_run() would check
+	 * the copies it finds). */
+	for (uint64_t w = 0; w < (s->total_pages + 63) / 64; w++) {
+		uint64_t bits = s->staged[w];
+		while (bits) {
+			uint64_t pg = w * 64 + (uint64_t)__builtin_ctzll(bits);
+			bits &= bits - 1;
+			if (bit_test(s->summed, pg)) {
+				bit_set(s->unverified, pg);
+				s->n_unverified++;
 				continue;
 			}
-			/* Without a committed checksum the copy was cut short by a
-			 * crash before the guest's own copy went: a handler that
-			 * finds the page resident in guest memory gives it back
-			 * (its resume), so that is not (yet) a loss.  A committed
-			 * checksum the bytes fail is damage. */
-			bool maybe = !bit_test(s->summed, pg);
-			if (lost + unsummed < 8)
-				store_log(s, maybe ? VSWAP_LOG_WARN : VSWAP_LOG_ERROR,
-					  maybe
-					      ? "%s: staged page %llu %s: not served; lost unless "
-						"guest memory still holds it"
-					      : "%s: staged page %llu %s: lost",
-					  s->staging_path, (unsigned long long)pg, why);
-			page_set(s, pg, pw_make(pw_slot(w), VSWAP_PAGE_LOST), s->sums[pg]);
-			s->pending_pages++;
-			unsummed += maybe;
-			lost += !maybe;
+			int ret = index_need(s, pg, 1);
+			if (ret)
+				return ret;
+			int lost = staged_untrusted(s, pg, "has no committed checksum", true);
+			unsummed += (uint64_t)lost;
+			dropped += (uint64_t)!lost;
+			changed++;
 		}
-		p = first + count;
 	}
-	free(buf);
-	if (lost)
-		store_log(s, VSWAP_LOG_ERROR,
-			  "%s: %llu staged pages failed verification and are lost", s->staging_path,
-			  (unsigned long long)lost);
+	unverified_release_if_empty(s);
 	if (unsummed)
 		store_log(
 		    s, VSWAP_LOG_WARN,
@@ -308,7 +335,50 @@ int staging_verify_loaded(struct vswap_store *s)
 		store_log(s, VSWAP_LOG_WARN,
 			  "%s: %llu staged copies unverified; their swap-file copies are current",
 			  s->staging_path, (unsigned long long)dropped);
-	return ret;
+	return changed;
+}
+
+void staging_check(struct vswap_store *s, uint64_t first, uint64_t count)
+{
+	uint64_t end = first + count;
+	for (uint64_t p = first; s->n_unverified && p < end;) {
+		if (!bit_test(s->unverified, p)) {
+			p++;
+			continue;
+		}
+		uint64_t n = 1;
+		while (n < STAGING_CHECK_RUN && p + n < end && bit_test(s->unverified, p + n))
+			n++;
+		/* A group that cannot be loaded: the copies stay unverified,
+		 * never served, and the page's own calls fail the same way. */
+		if (index_need(s, p, n)) {
+			p += n;
+			continue;
+		}
+		uint8_t *buf = s->check_buf;
+		ssize_t k =
+		    pread(s->staging_fd, buf, n << s->page_shift, (off_t)(p << s->page_shift));
+		uint64_t lost = 0;
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t pg = p + i;
+			bool have = k >= 0 && (uint64_t)k >= (i + 1) << s->page_shift;
+			bool good =
+			    have && page_sum(s, pg, buf + (i << s->page_shift)) == s->ssums[pg];
+			if (!good)
+				lost += staged_untrusted(s, pg,
+							 k < 0	 ? "cannot be read"
+							 : !have ? "is missing"
+								 : "fails its checksum",
+							 false);
+		}
+		staging_unverified_clear(s, p, n);
+		if (lost)
+			store_log(s, VSWAP_LOG_ERROR,
+				  "%s: %llu staged pages failed verification and are lost",
+				  s->staging_path, (unsigned long long)lost);
+		p += n;
+	}
+	unverified_release_if_empty(s);
 }
 
 /*

@@ -17,6 +17,21 @@ static bool range_ok(const struct vswap_store *s, uint64_t first, uint64_t count
 	return first < s->total_pages && count <= s->total_pages - first;
 }
 
+/* Check the unverified copies of [first, first + count) before they are
+ * reported staged.  The handle is the caller's, not const (these calls are
+ * const for their callers: a check only makes the tables say what the
+ * files hold). */
+static void check_unverified(const struct vswap_store *s, uint64_t first, uint64_t count)
+{
+	if (s->unverified)
+		staging_check((struct vswap_store *)s, first, count);
+}
+
+static bool unverified(const struct vswap_store *s, uint64_t page)
+{
+	return s->unverified && bit_test(s->unverified, page);
+}
+
 int vswap_store_page(const struct vswap_store *s, uint64_t page, struct vswap_page_info *out)
 {
 	if (page >= s->total_pages)
@@ -24,9 +39,10 @@ int vswap_store_page(const struct vswap_store *s, uint64_t page, struct vswap_pa
 	int need = index_need(s, page, 1);
 	if (need)
 		return need;
+	check_unverified(s, page, 1); /* its group is loaded: it ends checked */
 	uint32_t w = s->pages[page];
 	out->state = pw_state(w);
-	out->staged = bit_test(s->staged, page);
+	out->staged = bit_test(s->staged, page) && !unverified(s, page);
 	out->slot = pw_slot(w);
 	out->xxh3 = s->sums[page];
 	return 0;
@@ -147,6 +163,7 @@ int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count
 	if (s->unpunched.n)
 		staging_punch_unstaged(s);
 	wflight_cancel(s, first, count);
+	staging_unverified_clear(s, first, count); /* a new copy replaces it */
 	for (uint64_t p = first; p < first + count; p++) {
 		/* A new copy is coming: until its checksum is recorded the
 		 * staged bytes are not to be trusted by a later open. */
@@ -216,6 +233,7 @@ int vswap_store_stage_clear(struct vswap_store *s, uint64_t first, uint64_t coun
 	if (need)
 		return need;
 	wflight_cancel(s, first, count);
+	staging_unverified_clear(s, first, count);
 	bool any = false;
 	for (uint64_t p = first; p < first + count; p++) {
 		if (!bit_test(s->staged, p))
@@ -240,7 +258,11 @@ int vswap_store_stage_clear(struct vswap_store *s, uint64_t first, uint64_t coun
 
 bool vswap_store_staged(const struct vswap_store *s, uint64_t page)
 {
-	return page < s->total_pages && bit_test(s->staged, page);
+	if (page >= s->total_pages || !bit_test(s->staged, page))
+		return false;
+	check_unverified(s, page, 1);
+	/* Failed: no longer staged; not checkable: not served. */
+	return bit_test(s->staged, page) && !unverified(s, page);
 }
 
 /* The first set bit at or after @from, below @limit (limit if none). */
@@ -262,15 +284,25 @@ int vswap_store_next_staged_run(const struct vswap_store *s, uint64_t from, uint
 {
 	if (limit > s->total_pages)
 		limit = s->total_pages;
-	uint64_t p = next_set(s->staged, from, limit);
-	if (p >= limit || max == 0)
-		return 0;
-	uint64_t n = 1;
-	while (n < max && p + n < limit && bit_test(s->staged, p + n))
-		n++;
-	*first = p;
-	*count = n;
-	return 1;
+	for (uint64_t p = from;; p++) {
+		p = next_set(s->staged, p, limit);
+		if (p >= limit || max == 0)
+			return 0;
+		uint64_t n = 1;
+		while (n < max && p + n < limit && bit_test(s->staged, p + n))
+			n++;
+		/* The run's copies checked first: a failed one leaves staging,
+		 * one that cannot be checked is skipped; the run ends there. */
+		check_unverified(s, p, n);
+		if (!bit_test(s->staged, p) || unverified(s, p))
+			continue;
+		uint64_t m = 1;
+		while (m < n && bit_test(s->staged, p + m) && !unverified(s, p + m))
+			m++;
+		*first = p;
+		*count = m;
+		return 1;
+	}
 }
 
 /* ---- recovery helpers ---------------------------------------------------------- */

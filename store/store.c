@@ -475,10 +475,17 @@ static int open_store(const char *path, const struct vswap_store_opts *opts, uns
 	if ((ret = read_superblock(s)) || (ret = index_open(s, false)) ||
 	    (ret = index_load(s, staging_dir, lazy)) || (ret = staging_open(s, staging_dir)))
 		goto fail;
-	/* Nothing a previous handle staged is served before it is checked. */
-	bool verify = !s->read_only && !s->tolerant && s->n_staged;
-	if (verify && (ret = staging_verify_loaded(s)))
-		goto fail;
+	/* Nothing a previous handle staged is served before it is checked:
+	 * at its first use (staging_verify_loaded()). */
+	bool verify = false;
+	if (!s->read_only && !s->tolerant && s->n_staged) {
+		int64_t changed = staging_verify_loaded(s);
+		if (changed < 0) {
+			ret = (int)changed;
+			goto fail;
+		}
+		verify = changed > 0;
+	}
 	/* From here until a clean close, a crash is visible to vswap-fsck: the
 	 * flag is made durable even in NONE (one sync per open).  A store whose
 	 * intact record says it was not closed cleanly needs neither (the
@@ -698,6 +705,7 @@ int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsign
 	struct vswap_store next = *s;
 	next.pages = NULL;
 	next.sums = next.staged = next.summed = next.ssums = next.dirty = next.slot_used = NULL;
+	next.unverified = NULL; /* none: nothing is staged (above) */
 	next.slot_cap = 0;
 	next.total_pages = total;
 	int ret = tables_alloc(&next);

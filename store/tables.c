@@ -52,6 +52,11 @@ void tables_free(struct vswap_store *s)
 	free(s->staged);
 	free(s->summed);
 	free(s->ssums);
+	free(s->unverified);
+	free(s->check_buf);
+	s->unverified = NULL;
+	s->check_buf = NULL;
+	s->n_unverified = 0;
 	free(s->dirty);
 	free(s->slot_used);
 	free(s->freed.v);

@@ -772,6 +772,67 @@ static void test_staging_records_and_punch(void **state)
 	assert_int_equal(count, 3);
 }
 
+/* The staged copies a previous handle left are checked at their first use,
+ * not by the open (reading and hashing every one made a restart linear in
+ * the guest): the open reports nothing lost and reads none of them; the
+ * first call that reports a copy staged checks it first, and a copy that
+ * fails is lost there (never reported staged, never zero), the others
+ * staged as they were.  (The open found it lost: it had read them all.) */
+static void test_staged_checked_at_first_use(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	int fd = vswap_store_staging_fd(c->s);
+	assert_int_equal(vswap_store_stage_mark(c->s, 40, 10), 0);
+	for (unsigned i = 0; i < 10; i++) {
+		fixture_pattern(c->buf, c->f.page_size, 40 + i, 1);
+		assert_int_equal(
+		    pwrite(fd, c->buf, c->f.page_size, (off_t)(40 + i) * c->f.page_size),
+		    c->f.page_size);
+	}
+	assert_int_equal(vswap_store_stage_seal(c->s, 40, 10), 0);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	char staging[512];
+	snprintf(staging, sizeof(staging), "%s", vswap_store_staging_path(c->s));
+	assert_int_equal(vswap_store_close(c->s), 0);
+	c->s = NULL;
+	/* One byte of page 44's copy flips. */
+	int sfd = open(staging, O_RDWR);
+	assert_true(sfd >= 0);
+	uint8_t b;
+	off_t at = 44 * (off_t)c->f.page_size + 7;
+	assert_int_equal(pread(sfd, &b, 1, at), 1);
+	b ^= 0x10;
+	assert_int_equal(pwrite(sfd, &b, 1, at), 1);
+	close(sfd);
+	assert_int_equal(vswap_store_open(c->f.path, &c->f.opts, &c->s), 0);
+	struct vswap_store_stats st;
+	assert_int_equal(vswap_store_stats(c->s, &st), 0);
+	assert_int_equal(st.pages_staged, 10);
+	assert_int_equal(st.pages_lost, 0);
+	/* The first use: a run stops before the failed copy, which is lost. */
+	uint64_t first, count;
+	assert_int_equal(vswap_store_next_staged_run(c->s, 0, 400, 512, &first, &count), 1);
+	assert_int_equal(first, 40);
+	assert_int_equal(count, 4);
+	assert_false(vswap_store_staged(c->s, 44));
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_store_page(c->s, 44, &pi), 0);
+	assert_int_equal(pi.state, VSWAP_PAGE_LOST);
+	assert_true(vswap_store_staged(c->s, 45));
+	assert_int_equal(vswap_store_next_staged_run(c->s, 44, 400, 512, &first, &count), 1);
+	assert_int_equal(first, 45);
+	assert_int_equal(count, 5);
+	assert_int_equal(vswap_store_stats(c->s, &st), 0);
+	assert_int_equal(st.pages_staged, 9);
+	assert_int_equal(st.pages_lost, 1);
+	/* Recorded: a later open finds it lost without reading anything. */
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	reopen(c);
+	assert_int_equal(vswap_store_page(c->s, 44, &pi), 0);
+	assert_int_equal(pi.state, VSWAP_PAGE_LOST);
+}
+
 static int count_page(void *ctx, const struct vswap_page_record *r)
 {
 	(*(uint64_t *)ctx) += !r->corrupt;
@@ -1032,6 +1093,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_durability_modes_commit_when_promised, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_staging_records_and_punch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_staged_checked_at_first_use, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_map_full_grows, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_efbig_leaves_index_unchanged, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_enospc_on_small_tmpfs, setup, teardown),

@@ -515,6 +515,11 @@ int vswap_store_stage_seal(struct vswap_store *s, uint64_t first, uint64_t count
  * no fallocate; a page staged again meanwhile is not punched). */
 int vswap_store_stage_clear(struct vswap_store *s, uint64_t first, uint64_t count);
 
+/* Is @page staged?  A staged copy a previous handle left is checked against
+ * its checksum first (at its first use, not by the open): one that fails or
+ * is missing is lost then (or, present in the swap file, leaves staging), and
+ * is not reported staged.  The same for vswap_store_next_staged_run() and
+ * vswap_store_page(). */
 bool vswap_store_staged(const struct vswap_store *s, uint64_t page);
 
 /* The recorded checksum of @page's staged copy (in memory): 0, or -ENODATA
