@@ -276,13 +276,19 @@ static int event_handle(struct vswap_handler *h, unsigned index, const struct uf
 /*
  * A remove event's remover resumes, and punches its range, once the event is
  * read; the event is applied (remove_range()) a moment later.  A copy made
- * in between by another thread (swap-in, prefetch) of bytes it read before
- * would fill the punched hole with what the guest removed.  So every read of
- * messages is counted in m.drain_depth until its events are handled, and
- * those threads copy only while it is 0, holding m.drain_mu so that no read
- * starts meanwhile (events_settle()).  Fault reads need none of it: their
- * completions are handled on this thread, never between a read and its
- * events.
+ * in between of bytes read before would fill the punched hole with what the
+ * guest removed.  Two rules keep that from happening:
+ * - On this thread, a read's remove events are applied before its faults
+ *   are served (events_drain()): a fault copied from staging, or from a read
+ *   that completed meanwhile, could otherwise land after the punch.  The
+ *   kernel hands out pending faults before events in one read, so a fault
+ *   and a remove of the same page read together always come fault first; a
+ *   fault served after its page's remove finds the page removed, which is
+ *   one of the two orders of the race the guest may see.
+ * - Other threads (swap-in, prefetch) copy only while m.drain_depth is 0,
+ *   holding m.drain_mu so that no read starts meanwhile (events_settle()):
+ *   every read of messages is counted in the depth until its removes are
+ *   applied.
  */
 void events_settle(struct vswap_handler *h)
 {
@@ -305,8 +311,8 @@ void events_release(struct vswap_handler *h)
 	pthread_mutex_unlock(&h->m.drain_mu);
 }
 
-/* Nested reads (a write-protect fault's retry reads the queue) keep the
- * depth up until the outer read's events are all handled. */
+/* Reads nest (a fault's retry after EAGAIN reads the queue, with the outer
+ * read's removes applied already): a depth. */
 static void drain_mark(struct vswap_handler *h, bool start)
 {
 	struct monitor *m = &h->m;
@@ -318,32 +324,39 @@ static void drain_mark(struct vswap_handler *h, bool start)
 	pthread_mutex_unlock(&m->drain_mu);
 }
 
-static int drain_loop(struct vswap_handler *h, unsigned index, bool defer)
+static void event_run(struct vswap_handler *h, unsigned index, const struct uffd_msg *msg,
+		      bool defer)
 {
-	struct uffd_msg msgs[16];
-	int total = 0;
-	for (;;) {
-		if (h->m.uffds.v[index].dead)
-			return total;
-		int n = uffd_read_events(h->m.uffds.v[index].fd, msgs, 16);
-		if (n <= 0)
-			return n < 0 ? n : total;
-		for (int i = 0; i < n; i++) {
-			int rc = event_handle(h, index, &msgs[i], defer);
-			if (rc < 0)
-				hlog(h, VSWAP_LOG_ERROR, "uffd %u event %u: %s", index,
-				     msgs[i].event, vswap_strerror(rc));
-		}
-		/* The reads of this batch's faults enter the kernel together. */
-		fault_io_flush(h);
-		total += n;
-	}
+	int rc = event_handle(h, index, msg, defer);
+	if (rc < 0)
+		hlog(h, VSWAP_LOG_ERROR, "uffd %u event %u: %s", index, msg->event,
+		     vswap_strerror(rc));
 }
 
 int events_drain(struct vswap_handler *h, unsigned index, bool defer)
 {
-	drain_mark(h, true);
-	int rc = drain_loop(h, index, defer);
-	drain_mark(h, false);
-	return rc;
+	struct monitor *m = &h->m;
+	struct uffd_msg msgs[16];
+	int total = 0;
+	for (;;) {
+		if (m->uffds.v[index].dead)
+			return total;
+		drain_mark(h, true);
+		int n = uffd_read_events(m->uffds.v[index].fd, msgs, 16);
+		if (n > 0 && m->read_hook)
+			m->read_hook(m->read_hook_ctx);
+		/* Events first, in their order; then the faults (see above). */
+		for (int i = 0; i < n; i++)
+			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+				event_run(h, index, &msgs[i], defer);
+		drain_mark(h, false);
+		if (n <= 0)
+			return n < 0 ? n : total;
+		for (int i = 0; i < n; i++)
+			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+				event_run(h, index, &msgs[i], defer);
+		/* The reads of this batch's faults enter the kernel together. */
+		fault_io_flush(h);
+		total += n;
+	}
 }

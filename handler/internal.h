@@ -241,7 +241,11 @@ struct monitor {
 	 * event read, before it is applied. */
 	void (*remove_hook)(void *ctx);
 	void *remove_hook_ctx;
-	/* Nonzero while the monitor reads uffd messages and handles the
+	/* Test hook: called on the monitor, without the lock, after each read
+	 * of messages that returned some, before any of them is handled. */
+	void (*read_hook)(void *ctx);
+	void *read_hook_ctx;
+	/* Nonzero while the monitor reads uffd messages and applies the
 	 * remove events among them (events_drain()); guarded by @drain_mu,
 	 * taken after h->lock or alone.  A page copied in off the monitor
 	 * (swap-in, prefetch) is copied only with @drain_mu held and the depth

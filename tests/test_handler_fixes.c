@@ -610,15 +610,93 @@ static void create_keeps_resting_state(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* ---- a fault and a remove of its page read together ------------------- */
+
+struct read_race {
+	struct hfx_remover *rm;
+	atomic_bool timed_out;
+};
+
+/* On the monitor, right after its read: the remover, let go by that read,
+ * punches its page before anything read is handled. */
+static void read_hook(void *ctx)
+{
+	struct read_race *k = ctx;
+	uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS;
+	while (!hfx_remover_done(k->rm)) {
+		if (hfx_now_ms() > until) {
+			atomic_store(&k->timed_out, true);
+			return;
+		}
+		sched_yield();
+	}
+}
+
+static bool reader_waits(void *arg)
+{
+	(void)arg;
+	return hfx_task_waiting_in("userfault") != 0;
+}
+
+/* A staged page's fault and a remove of that page come in one read (the
+ * kernel hands out the fault first).  Serving the fault first copied the
+ * staged bytes into the hole the remover had already punched: the guest
+ * read back what it removed.  The remove is applied first now, and the page
+ * reads as zeros. */
+static void fault_and_remove_read_together(void **state)
+{
+	(void)state;
+	enum { PAGES = 8, VICTIM_PAGE = 3 };
+	struct hfx f;
+	const size_t pages[1] = {PAGES};
+	const struct vswap_handler_opts o = {.enable_mode = VSWAP_ENABLE_COPY};
+	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
+	for (uint64_t p = 0; p < PAGES; p++)
+		memset(hfx_addr(&f, 0, p), (int)(0x40 + p), f.page_size);
+	assert_int_equal(vswap_handler_enable(f.h), 0); /* staged, out of guest memory */
+	atomic_store(&f.h->m.hold_events, true);
+	struct hfx_reader rd;
+	assert_int_equal(hfx_reader_start(&rd, &f, VICTIM_PAGE, HFX_DEADLINE_MS), 0);
+	assert_true(hfx_wait_for(reader_waits, NULL));
+	struct hfx_remover rm;
+	assert_int_equal(hfx_remover_start(&rm, hfx_addr(&f, 0, VICTIM_PAGE), f.page_size), 0);
+	assert_true(hfx_wait_for(hfx_remover_blocked, &rm));
+	struct read_race k = {.rm = &rm};
+	atomic_init(&k.timed_out, false);
+	f.h->m.read_hook_ctx = &k;
+	f.h->m.read_hook = read_hook;
+	atomic_store(&f.h->m.hold_events, false);
+	assert_true(hfx_wait_for(hfx_remover_done, &rm));
+	pthread_join(rm.t, NULL);
+	hfx_reader_join(&rd);
+	f.h->m.read_hook = NULL;
+	free(rd.buf);
+	assert_int_equal(rm.rc, 0);
+	assert_false(atomic_load(&k.timed_out));
+	const uint8_t *pg = hfx_addr(&f, 0, VICTIM_PAGE);
+	for (size_t i = 0; i < f.page_size; i++)
+		if (pg[i] != 0)
+			fail_msg("byte %zu of the removed page is %#x, not 0", i, pg[i]);
+	for (uint64_t p = 0; p < PAGES; p++)
+		if (p != VICTIM_PAGE)
+			assert_int_equal(hfx_page_byte(&f, 0, p), 0x40 + p);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_fixes");
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(exit_drains_remove_sync),	  cmocka_unit_test(exit_drains_remove_job),
-	    cmocka_unit_test(flush_keeps_restaged),	  cmocka_unit_test(poison_eexist_wakes),
-	    cmocka_unit_test(lost_poisoned_everywhere),	  cmocka_unit_test(poison_lost_drains),
-	    cmocka_unit_test(sticky_sync_error),	  cmocka_unit_test(commands_after_exit),
+	    cmocka_unit_test(exit_drains_remove_sync),
+	    cmocka_unit_test(exit_drains_remove_job),
+	    cmocka_unit_test(flush_keeps_restaged),
+	    cmocka_unit_test(poison_eexist_wakes),
+	    cmocka_unit_test(lost_poisoned_everywhere),
+	    cmocka_unit_test(poison_lost_drains),
+	    cmocka_unit_test(sticky_sync_error),
+	    cmocka_unit_test(commands_after_exit),
 	    cmocka_unit_test(create_keeps_resting_state),
+	    cmocka_unit_test(fault_and_remove_read_together),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
