@@ -506,6 +506,21 @@ static void expect_staged(const struct rfx_store *fx, const char *staging, uint6
 	vswap_store_close(s);
 }
 
+/* -y moves the misplaced staging record under the key of group @key back
+ * (exit 1, nothing called leaked), the next -n is clean, and every page of
+ * [first, end) is staged with its bytes. */
+static void expect_staging_moved_back(const struct rfx_store *fx, uint64_t key, const char *staging,
+				      uint64_t first, uint64_t end)
+{
+	struct vswap_fsck *f = expect_lib(fx, VSWAP_FSCK_REPAIR, 1);
+
+	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, key * 64, true));
+	assert_false(has_problem(f, VSWAP_PROBLEM_LEAKED_STAGING, UINT64_MAX, -1));
+	vswap_fsck_free(f);
+	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 0);
+	expect_staged(fx, staging, first, end);
+}
+
 /* Staged pages 576-895 (groups 9-13); group 10's key becomes 14 inside its
  * LMDB page.  Only group 10's pages lack a record; groups 11-13 are covered
  * and must not be called leaked; nothing is punched.  The record passes its
@@ -533,12 +548,7 @@ static void test_out_of_order_staging_key(void **state)
 	assert_true(has_problem(f, VSWAP_PROBLEM_LEAKED_STAGING, 640, false));
 	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 14 * 64, false));
 	vswap_fsck_free(f);
-	f = expect_lib(fx, VSWAP_FSCK_REPAIR, 1);
-	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 14 * 64, true));
-	assert_false(has_problem(f, VSWAP_PROBLEM_LEAKED_STAGING, UINT64_MAX, -1));
-	vswap_fsck_free(f);
-	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 0);
-	expect_staged(fx, staging, 576, 896);
+	expect_staging_moved_back(fx, 14, staging, 576, 896);
 }
 
 /* Group 11's staging record (staged pages 704-719) moved to key 39, beyond
@@ -549,16 +559,10 @@ static void test_staging_key_moved_beyond(void **state)
 {
 	struct rfx_store *fx = *state;
 	char staging[PATH_MAX];
-	struct vswap_fsck *f;
 
 	staging_path(fx, staging, sizeof(staging));
 	raw_move_in(fx, true, 11, 39, false, false);
-	f = expect_lib(fx, VSWAP_FSCK_REPAIR, 1);
-	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 39 * 64, true));
-	assert_false(has_problem(f, VSWAP_PROBLEM_LEAKED_STAGING, UINT64_MAX, -1));
-	vswap_fsck_free(f);
-	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 0);
-	expect_staged(fx, staging, 700, 720);
+	expect_staging_moved_back(fx, 39, staging, 700, 720);
 	assert_false(record_under(fx, true, 39));
 	assert_true(record_under(fx, true, 11));
 }
