@@ -50,6 +50,7 @@ static void *committer_main(void *arg)
 {
 	struct vswap_handler *h = arg;
 	struct committer *c = &h->cm;
+	thread_background(h->opts.background_slice_us);
 	pthread_mutex_lock(&c->mu);
 	while (!c->stop) {
 		if (!c->want) {

@@ -75,6 +75,7 @@ static int monitor_init(struct vswap_handler *h)
 	if (m->epfd < 0 || m->cmd_efd < 0 || m->job_efd < 0)
 		return -errno;
 	job_init(&m->job, m->job_efd);
+	m->job.slice_us = h->opts.background_slice_us;
 	int rc = epoll_add(m->epfd, m->cmd_efd, TOKEN_CMD);
 	if (rc == 0)
 		rc = epoll_add(m->epfd, m->job_efd, TOKEN_JOB);
@@ -144,7 +145,7 @@ static int handler_init(struct vswap_handler *h, const struct vswap_region *regi
 	if (p == MAP_FAILED)
 		return -errno;
 	h->staging = p;
-	rc = pool_create(h->opts.workers, h->opts.workers, &h->pool);
+	rc = pool_create(h->opts.workers, h->opts.workers, h->opts.background_slice_us, &h->pool);
 	if (rc == 0)
 		rc = monitor_init(h);
 	if (rc < 0)
@@ -188,7 +189,7 @@ static int handler_init(struct vswap_handler *h, const struct vswap_region *regi
 int vswap_handler_create(const struct vswap_region *regions, unsigned n,
 			 const struct vswap_handler_opts *opts, struct vswap_handler **out)
 {
-	static const uint64_t zero[8]; /* the options' reserved space */
+	static const uint64_t zero[7]; /* the options' reserved space */
 	if (opts && memcmp(opts->reserved, zero, sizeof(zero)) != 0)
 		return -EINVAL;
 	long ps = sysconf(_SC_PAGESIZE);

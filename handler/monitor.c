@@ -552,9 +552,9 @@ static void job_done(struct vswap_handler *h)
 	}
 	if (kind == JOB_TRIM)
 		state_set(h, VSWAP_STATE_PENDING, t);
-	else if (kind == JOB_SWAP_OUT)
-		state_set(h, VSWAP_STATE_ACTIVE,
-			  (struct vswap_transition){h->m.out_pages, now_ms() - h->m.out_t0_ms});
+	else if (kind == JOB_SWAP_OUT) /* recorded and committed by the job */
+		state_publish(h, VSWAP_STATE_ACTIVE,
+			      (struct vswap_transition){h->m.out_pages, now_ms() - h->m.out_t0_ms});
 	else
 		leave_enabled(h, t);
 }

@@ -16,6 +16,7 @@ struct pool {
 	struct task *q;
 	unsigned cap, head, len;
 	unsigned busy; /* workers running a task */
+	uint32_t slice_us;
 	bool closed;
 	unsigned nthreads;
 	pthread_t threads[];
@@ -24,6 +25,7 @@ struct pool {
 static void *pool_worker(void *arg)
 {
 	struct pool *p = arg;
+	thread_background(p->slice_us);
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		while (p->len == 0 && !p->closed)
@@ -46,7 +48,7 @@ static void *pool_worker(void *arg)
 	return NULL;
 }
 
-int pool_create(unsigned workers, unsigned capacity, struct pool **out)
+int pool_create(unsigned workers, unsigned capacity, uint32_t slice_us, struct pool **out)
 {
 	if (workers == 0)
 		return -EINVAL;
@@ -54,6 +56,7 @@ int pool_create(unsigned workers, unsigned capacity, struct pool **out)
 	if (!p)
 		return -ENOMEM;
 	p->cap = capacity ? capacity : workers;
+	p->slice_us = slice_us;
 	p->q = calloc(p->cap, sizeof(*p->q));
 	if (!p->q) {
 		free(p);

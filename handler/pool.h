@@ -10,12 +10,14 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct pool;
 typedef void (*pool_fn)(void *arg);
 
-/* @workers threads, queue of @capacity tasks (0 = @workers). */
-int pool_create(unsigned workers, unsigned capacity, struct pool **out);
+/* @workers threads, queue of @capacity tasks (0 = @workers), each asking
+ * for a slice of @slice_us (thread_background()). */
+int pool_create(unsigned workers, unsigned capacity, uint32_t slice_us, struct pool **out);
 /* Queue a task; blocks while the queue is full; -EPIPE once closed. */
 int pool_push(struct pool *p, pool_fn fn, void *arg);
 /* The same without blocking: -EAGAIN while the queue is full. */
@@ -39,13 +41,17 @@ struct job {
 	pthread_t thread;
 	bool running;
 	atomic_bool abort;
-	int efd; /* not owned */
+	int efd;	   /* not owned */
+	uint32_t slice_us; /* thread_background()'s, set after job_init() */
 	int result;
 	int (*fn)(struct job *j, void *arg);
 	void *arg;
 };
 
 void job_init(struct job *j, int efd);
+/* First thing on a background thread: ask for a slice of @slice_us
+ * (0: nothing asked); see job.c. */
+void thread_background(uint32_t slice_us);
 int job_start(struct job *j, int (*fn)(struct job *, void *), void *arg);
 static inline bool job_aborted(struct job *j)
 {

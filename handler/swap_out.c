@@ -52,7 +52,7 @@
 /* Batches in flight at most. */
 #define SWAP_OUT_WRITES 4u
 /* Runs of pages adjacent in memory one batch gathers at most (iovecs). */
-#define SWAP_OUT_IOVS 256u
+#define SWAP_OUT_IOVS IOV_MAX
 
 /* One vectored write: the pages [p0, p0+n) of its batch, consecutive slots. */
 struct out_req {
@@ -542,5 +542,15 @@ int swap_out_job(struct job *j, void *arg)
 	}
 	so_free(&so);
 	protect_remove_wait(h); /* Active: the pages are out of memory */
+	/* Every page is out: Active is recorded here, by the commit thread,
+	 * while the monitor serves faults; the monitor then only publishes it
+	 * (a commit there holds h->lock through its sync, and every fault
+	 * waited for it: the longest wait of a swap-out). */
+	if (rc == 0 && !job_aborted(j)) {
+		pthread_mutex_lock(&h->lock);
+		vswap_store_set_state(h->store, VSWAP_STATE_ACTIVE);
+		pthread_mutex_unlock(&h->lock);
+		rc = committer_result(h, committer_ticket(h), true);
+	}
 	return rc;
 }

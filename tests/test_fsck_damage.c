@@ -233,6 +233,21 @@ static void raw_move(const struct rfx_store *fx, uint64_t from, uint64_t to, boo
 	raw_move_in(fx, false, from, to, back, false);
 }
 
+/* Does a record lie under the key of group @key in `pages` (or `staging`)? */
+static bool record_under(const struct rfx_store *fx, bool staging, uint64_t key)
+{
+	struct raw_index ri;
+	uint8_t body[8 + ENTRY * 64];
+	size_t len = sizeof(body);
+	int rc;
+
+	raw_open(fx, &ri);
+	rc = raw_group_get(&ri, staging ? ri.staging : ri.pages, key, body, &len);
+	assert_int_equal(raw_index_close(&ri, 0), 0);
+	assert_true(rc == 0 || rc == MDB_NOTFOUND);
+	return rc == 0;
+}
+
 /* XOR @mask into byte @off of the value under @key of @dbi, leaving its
  * check as it was: a flipped bit. */
 static void raw_damage(const struct rfx_store *fx, bool meta, const void *key, size_t klen,
@@ -348,9 +363,7 @@ static void test_group_key_out_of_order_beyond(void **state)
 static void test_last_group_key_beyond(void **state)
 {
 	struct rfx_store *fx = *state;
-	uint64_t slots[64], scratch[8 + 64 * 2];
-	size_t len = sizeof(scratch);
-	struct raw_index ri;
+	uint64_t slots[64];
 	struct vswap_fsck *f;
 
 	for (unsigned i = 0; i < 64; i++)
@@ -362,11 +375,8 @@ static void test_last_group_key_beyond(void **state)
 	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 0);
 	expect_pages_at(fx, 448, 64, slots);
 	/* Under its own key again, nothing left under the damaged one. */
-	raw_open(fx, &ri);
-	assert_int_equal(raw_group_get(&ri, ri.pages, 39, (uint8_t *)scratch, &len), MDB_NOTFOUND);
-	len = sizeof(scratch);
-	assert_int_equal(raw_group_get(&ri, ri.pages, 7, (uint8_t *)scratch, &len), 0);
-	assert_int_equal(raw_index_close(&ri, 0), 0);
+	assert_false(record_under(fx, false, 39));
+	assert_true(record_under(fx, false, 7));
 }
 
 /* Ambiguous evidence keeps the refusal: a misplaced copy of group 7's
@@ -377,17 +387,11 @@ static void test_misplaced_copy_beside_its_group_is_kept(void **state)
 {
 	struct rfx_store *fx = *state;
 	uint64_t slots[64];
-	uint8_t body[8 + ENTRY * 64];
-	size_t len = sizeof(body);
-	struct raw_index ri;
 	struct vswap_fsck *f;
 
 	for (unsigned i = 0; i < 64; i++)
 		slots[i] = slot_of(fx, 448 + i);
-	raw_open(fx, &ri);
-	assert_int_equal(raw_group_get(&ri, ri.pages, 7, body, &len), 0);
-	assert_int_equal(raw_group_put(&ri, ri.pages, 39, 7, body, len), 0);
-	raw_close(&ri);
+	raw_move_in(fx, false, 7, 39, false, true);
 	f = expect_lib(fx, VSWAP_FSCK_REPAIR, 4);
 	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 39 * 64, false));
 	assert_false(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, UINT64_MAX, true));
@@ -396,10 +400,7 @@ static void test_misplaced_copy_beside_its_group_is_kept(void **state)
 	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 4);
 	for (unsigned i = 0; i < 64; i++)
 		assert_true(holds_pattern(fx, fx->path, rfx_slot_offset(fx, slots[i]), 448 + i));
-	raw_open(fx, &ri);
-	len = sizeof(body);
-	assert_int_equal(raw_group_get(&ri, ri.pages, 39, body, &len), 0);
-	assert_int_equal(raw_index_close(&ri, 0), 0);
+	assert_true(record_under(fx, false, 39));
 }
 
 /* Ambiguous evidence keeps the refusal: group 7 moved to key 39, and one of
@@ -505,6 +506,21 @@ static void expect_staged(const struct rfx_store *fx, const char *staging, uint6
 	vswap_store_close(s);
 }
 
+/* -y moves the misplaced staging record under the key of group @key back
+ * (exit 1, nothing called leaked), the next -n is clean, and every page of
+ * [first, end) is staged with its bytes. */
+static void expect_staging_moved_back(const struct rfx_store *fx, uint64_t key, const char *staging,
+				      uint64_t first, uint64_t end)
+{
+	struct vswap_fsck *f = expect_lib(fx, VSWAP_FSCK_REPAIR, 1);
+
+	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, key * 64, true));
+	assert_false(has_problem(f, VSWAP_PROBLEM_LEAKED_STAGING, UINT64_MAX, -1));
+	vswap_fsck_free(f);
+	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 0);
+	expect_staged(fx, staging, first, end);
+}
+
 /* Staged pages 576-895 (groups 9-13); group 10's key becomes 14 inside its
  * LMDB page.  Only group 10's pages lack a record; groups 11-13 are covered
  * and must not be called leaked; nothing is punched.  The record passes its
@@ -532,12 +548,7 @@ static void test_out_of_order_staging_key(void **state)
 	assert_true(has_problem(f, VSWAP_PROBLEM_LEAKED_STAGING, 640, false));
 	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 14 * 64, false));
 	vswap_fsck_free(f);
-	f = expect_lib(fx, VSWAP_FSCK_REPAIR, 1);
-	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 14 * 64, true));
-	assert_false(has_problem(f, VSWAP_PROBLEM_LEAKED_STAGING, UINT64_MAX, -1));
-	vswap_fsck_free(f);
-	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 0);
-	expect_staged(fx, staging, 576, 896);
+	expect_staging_moved_back(fx, 14, staging, 576, 896);
 }
 
 /* Group 11's staging record (staged pages 704-719) moved to key 39, beyond
@@ -548,24 +559,12 @@ static void test_staging_key_moved_beyond(void **state)
 {
 	struct rfx_store *fx = *state;
 	char staging[PATH_MAX];
-	uint8_t body[8 + 8 + 8 * 64];
-	size_t len = sizeof(body);
-	struct raw_index ri;
-	struct vswap_fsck *f;
 
 	staging_path(fx, staging, sizeof(staging));
 	raw_move_in(fx, true, 11, 39, false, false);
-	f = expect_lib(fx, VSWAP_FSCK_REPAIR, 1);
-	assert_true(has_problem(f, VSWAP_PROBLEM_BAD_RECORD, 39 * 64, true));
-	assert_false(has_problem(f, VSWAP_PROBLEM_LEAKED_STAGING, UINT64_MAX, -1));
-	vswap_fsck_free(f);
-	expect_lib_exit(fx, VSWAP_FSCK_CHECK, 0);
-	expect_staged(fx, staging, 700, 720);
-	raw_open(fx, &ri);
-	assert_int_equal(raw_group_get(&ri, ri.staging, 39, body, &len), MDB_NOTFOUND);
-	len = sizeof(body);
-	assert_int_equal(raw_group_get(&ri, ri.staging, 11, body, &len), 0);
-	assert_int_equal(raw_index_close(&ri, 0), 0);
+	expect_staging_moved_back(fx, 39, staging, 700, 720);
+	assert_false(record_under(fx, true, 39));
+	assert_true(record_under(fx, true, 11));
 }
 
 /* Ambiguous evidence keeps the refusal: a copy of group 11's staging record
@@ -575,9 +574,6 @@ static void test_staging_key_moved_beyond(void **state)
 static void misplaced_staging_kept(struct rfx_store *fx, bool copy, uint64_t flipped)
 {
 	char staging[PATH_MAX];
-	uint8_t body[8 + 8 + 8 * 64];
-	size_t len = sizeof(body);
-	struct raw_index ri;
 	struct vswap_fsck *f;
 
 	staging_path(fx, staging, sizeof(staging));
@@ -593,9 +589,7 @@ static void misplaced_staging_kept(struct rfx_store *fx, bool copy, uint64_t fli
 	for (uint64_t p = 700; p < 720; p++)
 		if (p != flipped)
 			assert_true(holds_pattern(fx, staging, p * fx->page_size, STAGED(p)));
-	raw_open(fx, &ri);
-	assert_int_equal(raw_group_get(&ri, ri.staging, 39, body, &len), 0);
-	assert_int_equal(raw_index_close(&ri, 0), 0);
+	assert_true(record_under(fx, true, 39));
 }
 
 static void test_misplaced_staging_copy_beside_its_group_is_kept(void **state)

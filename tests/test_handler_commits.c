@@ -135,6 +135,80 @@ static void faults_served_during_commit(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+struct active_gate {
+	struct gate g;
+	atomic_bool armed;
+};
+
+/* On the swap-out's thread: its last batch's commit landed; what the
+ * commit thread begins next is the commit the job waits on for Active
+ * (or a lazy one, which that commit then waits behind). */
+static void active_arm_hook(void *ctx, int where)
+{
+	struct active_gate *a = ctx;
+	if (where == SWAP_OUT_HOOK_COMMITTED)
+		atomic_store(&a->armed, true);
+}
+
+/* Holds the first commit begun once armed (the hook must not take
+ * h->lock: a plain commit waits for this one's write under it). */
+static void active_gate_hook(void *ctx)
+{
+	struct active_gate *a = ctx;
+	if (atomic_load(&a->armed))
+		gate_hook(&a->g);
+}
+
+static bool active_gate_entered(void *arg)
+{
+	return gate_entered(&((struct active_gate *)arg)->g);
+}
+
+/* The end of a swap-out: Active is committed by the commit thread, its
+ * sync without h->lock, and faults are served meanwhile (on the monitor,
+ * under the lock, that commit made every fault wait for its sync: the
+ * longest wait of a swap-out). */
+static void active_committed_off_monitor(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {PAGES};
+	assert_int_equal(hfx_setup(&f, pages, 1, NULL), 0);
+	for (uint64_t p = 0; p < PAGES - 1; p++)
+		assert_int_equal(hfx_fill(&f, 0, p, hfx_byte_of(p)), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	struct active_gate a;
+	atomic_init(&a.g.entered, false);
+	atomic_init(&a.g.open, false);
+	atomic_init(&a.g.calls, 0);
+	atomic_init(&a.armed, false);
+	f.h->swap_out_hook_ctx = &a;
+	f.h->swap_out_hook = active_arm_hook;
+	pthread_mutex_lock(&f.h->lock);
+	f.h->cm.hook_ctx = &a;
+	f.h->cm.hook = active_gate_hook;
+	pthread_mutex_unlock(&f.h->lock);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	if (!hfx_wait_for(active_gate_entered, &a))
+		fail_msg("no commit on the commit thread after the last batch's");
+	/* Held between its begin and its write: not yet published, and
+	 * faults are served. */
+	struct vswap_status st;
+	assert_int_equal(vswap_handler_status(f.h, &st), 0);
+	assert_int_equal(st.state, VSWAP_STATE_SWAP_OUT_IN_PROGRESS);
+	assert_int_equal(hfx_page_byte(&f, 0, PAGES - 1), 0);
+	assert_int_equal(hfx_page_byte(&f, 0, 0), hfx_byte_of(0));
+	atomic_store(&a.g.open, true);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	/* The hooks stay until the teardown joins their threads (the gate
+	 * is open: later commits pass). */
+	assert_int_equal(vswap_handler_status(f.h, &st), 0);
+	assert_int_equal(st.metrics.swap_pages, PAGES - 2); /* page 0 came back */
+	for (uint64_t p = 1; p < PAGES - 1; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), hfx_byte_of(p));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 static void blob_commit_serves_faults_meanwhile(void **state)
 {
 	(void)state;
@@ -223,6 +297,7 @@ int main(void)
 	    cmocka_unit_test(faults_served_during_commit),
 	    cmocka_unit_test(blob_commit_serves_faults_meanwhile),
 	    cmocka_unit_test(enable_waits_for_commit),
+	    cmocka_unit_test(active_committed_off_monitor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

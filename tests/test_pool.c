@@ -5,7 +5,9 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -57,13 +59,52 @@ static void gate_open(struct gate *g)
 	pthread_mutex_unlock(&g->lock);
 }
 
+/* The calling thread's fair-class slice (sched_getattr's sched_runtime), in
+ * ns; 0 if the kernel does not say. */
+static uint64_t own_slice(void)
+{
+	struct {
+		uint32_t size, policy;
+		uint64_t flags;
+		int32_t nice;
+		uint32_t priority;
+		uint64_t runtime, deadline, period;
+	} a = {.size = sizeof(a)};
+	return syscall(SYS_sched_getattr, 0, &a, sizeof(a), 0) == 0 ? a.runtime : 0;
+}
+
+static void note_slice(void *arg)
+{
+	*(uint64_t *)arg = own_slice();
+}
+
+/* Workers ask for the slice they were given (a longer one than the
+ * kernel's default lets a woken vCPU preempt them: job.c); 0 asks
+ * nothing: they keep the creator's. */
+static void workers_ask_for_slice(void **state)
+{
+	(void)state;
+	struct pool *p;
+	uint64_t got = 0;
+	assert_int_equal(pool_create(1, 0, 20000, &p), 0);
+	assert_int_equal(pool_push(p, note_slice, &got), 0);
+	pool_wait_complete(p);
+	pool_destroy(p);
+	assert_int_equal(got, 20000ull * 1000);
+	assert_int_equal(pool_create(1, 0, 0, &p), 0);
+	assert_int_equal(pool_push(p, note_slice, &got), 0);
+	pool_wait_complete(p);
+	pool_destroy(p);
+	assert_int_equal(got, own_slice());
+}
+
 static void tasks_finish_after_wait_complete(void **state)
 {
 	(void)state;
 	struct pool *p;
 	struct gate g;
 	gate_init(&g, true);
-	assert_int_equal(pool_create(2, 0, &p), 0);
+	assert_int_equal(pool_create(2, 0, 0, &p), 0);
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(pool_push(p, gated_task, &g), 0);
 	pool_wait_complete(p);
@@ -107,7 +148,7 @@ static void full_queue_blocks_push(void **state)
 		struct pool *p;
 		struct gate g;
 		gate_init(&g, false);
-		assert_int_equal(pool_create(4, 2, &p), 0);
+		assert_int_equal(pool_create(4, 2, 0, &p), 0);
 		for (int i = 0; i < 4; i++)
 			assert_int_equal(pool_push(p, gated_task, &g), 0);
 		gate_wait_started(&g, 4);
@@ -177,6 +218,7 @@ int main(void)
 	    cmocka_unit_test(tasks_finish_after_wait_complete),
 	    cmocka_unit_test(full_queue_blocks_push),
 	    cmocka_unit_test(job_abort_and_reset),
+	    cmocka_unit_test(workers_ask_for_slice),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

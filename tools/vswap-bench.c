@@ -3,7 +3,8 @@
  * vswap-bench: every figure beside a baseline measured in the same run.
  *
  *   vswap-bench [--quick] [--json] [--size BYTES] [--dir DIR] [--runs N]
- *               [--kernel-swap] [--only GROUP[,GROUP...]] [--verbose]
+ *               [--kernel-swap] [--only GROUP[,GROUP...]] [--enable-mode MODE]
+ *               [--verbose]
  *
  * (docs/vswap-bench.1 describes every figure and its baseline.)
  *
@@ -59,6 +60,7 @@ struct bench {
 	unsigned runs;
 	unsigned rand_samples; /* random 4 KiB reads / faults per run */
 	bool quick, json, kernel_swap, verbose;
+	enum vswap_enable_mode enable_mode; /* the handler group's (--enable-mode) */
 
 	/* shared state */
 	uint32_t page_size;
@@ -956,6 +958,7 @@ static int handler_pass(struct bench *b, struct handler_pass *r, bool measure_rs
 		struct vswap_region reg = {.addr = mem, .len = b->size, .memfd = fd, .offset = 0};
 
 		ho.store = s;
+		ho.enable_mode = b->enable_mode;
 		err = vswap_handler_create(&reg, 1, &ho, &h);
 		if (err) {
 			h = NULL;
@@ -1416,7 +1419,7 @@ static bool selected(const struct bench *b, const struct figure *f)
 static const struct cli_tool tool = {
     .name = "vswap-bench",
     .synopsis = "[--quick] [--json] [--size BYTES] [--dir DIR] [--runs N]\n"
-		"       [--kernel-swap] [--only GROUP[,GROUP]] [--verbose]\n",
+		"       [--kernel-swap] [--only GROUP[,GROUP]] [--enable-mode MODE] [--verbose]\n",
     .help =
 	"Measure vswap, each figure beside a baseline measured in the same run.\n"
 	"\n"
@@ -1430,6 +1433,8 @@ static const struct cli_tool tool = {
 	"      --kernel-swap  also measure the kernel's swap on a temporary swap file (root)\n"
 	"      --only GROUPS  comma-separated: hash, store-write, store-read, store-open, fsck,\n"
 	"                     handler, enable, faults, datapath, vswapd, kernel-swap\n"
+	"      --enable-mode MODE  the handler group's enable mode: auto (default), copy\n"
+	"                     or protect\n"
 	"      --verbose      every pass on stderr\n" CLI_STANDARD_HELP "\n"
 	"Exit: 0 every group ran, 1 one failed, 2 usage error, 130 interrupted.\n",
     .usage_exit = CLI_EXIT_USAGE,
@@ -1471,6 +1476,7 @@ static int parse_args(struct bench *b, int argc, char **argv)
 	    {"kernel-swap", no_argument, NULL, 'k'},
 	    {"only", required_argument, NULL, 'o'},
 	    {"verbose", no_argument, NULL, 'v'},
+	    {"enable-mode", required_argument, NULL, 'e'},
 	    CLI_STANDARD_LONGOPTS,
 	    {NULL, 0, NULL, 0},
 	};
@@ -1513,6 +1519,14 @@ static int parse_args(struct bench *b, int argc, char **argv)
 			break;
 		case 'v':
 			b->verbose = true;
+			break;
+		case 'e':
+			if (vswap_enable_mode_parse(optarg, &b->enable_mode)) {
+				cli_usage_error(&tool,
+						"bad --enable-mode '%s' (auto, copy or protect)",
+						optarg);
+				return -1;
+			}
 			break;
 		default:
 			return cli_standard_option(&tool, c);

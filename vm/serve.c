@@ -23,6 +23,7 @@
 
 #include <vswap/client.h>
 
+#include "util/array.h"
 #include "vm/vmm_internal.h"
 
 #define WAIT_STATE_MS 600000
@@ -35,14 +36,8 @@ static uint64_t restarts(struct vmm *m)
 		vswap_client_info(m->c, &in);
 	if (in.reconnects > m->restarts_seen) {
 		m->restarts_seen = in.reconnects;
-		if (m->nrestart_us == m->cap_restart_us) {
-			size_t cap = m->cap_restart_us ? 2 * m->cap_restart_us : 64;
-			uint64_t *v = realloc(m->restart_us, cap * sizeof(*v));
-			if (!v)
-				return in.reconnects; /* a sample less */
-			m->restart_us = v;
-			m->cap_restart_us = cap;
-		}
+		if (ARRAY_RESERVE(m->restart_us, m->cap_restart_us, m->nrestart_us + 1, 64))
+			return in.reconnects; /* a sample less */
 		m->restart_us[m->nrestart_us++] = in.last_reconnect_us;
 	}
 	return in.reconnects;

@@ -153,9 +153,19 @@ struct vswap_handler_opts {
 	vswap_log_fn log;
 	void *log_ctx;
 	enum vswap_log_level log_level;
+	/* The time slice, in microseconds, the handler's background threads
+	 * (the swap-out, trim and swap-in jobs, the commit thread, the pool's
+	 * workers) ask the kernel for (sched_setattr(2): SCHED_OTHER with
+	 * sched_runtime; no privilege needed; the kernel clamps it to
+	 * 100..100000).  On Linux 6.12 and later a thread that wakes with a
+	 * shorter slice preempts a running one at once, so a slice longer than
+	 * the guest's threads have (the kernel's default: about 1-3 ms) lets a
+	 * vCPU whose fault was served run before the swap-out's work goes on.
+	 * 0 (the default): nothing asked, the kernel's default slice. */
+	uint32_t background_slice_us;
 	/* Room for options added later without an ABI break (docs/ABI.md):
 	 * must be zero (zero-initialise the struct); -EINVAL otherwise. */
-	uint64_t reserved[8];
+	uint64_t reserved[7];
 };
 
 /* States, numbered as crosvm's vmm-swap numbers them; the transitions are

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A/B comparison of vswap-bench between an older revision (A) and the
 # current build (B), on the same machine in the same session:
-#   tools/bench/ab.sh [--runs N] [--build DIR] [--keep] REV [-- BENCH-ARGS...]
+#   tools/bench/ab.sh [--runs N] [--build DIR] [--keep] [--b-arg ARG]...
+#                     REV [-- BENCH-ARGS...]
 # REV is built from `git archive` in a temporary directory with the current
 # build's compiler, build type and C flags (read from DIR/CMakeCache.txt;
 # default DIR is build/), and removed afterwards unless --keep.  The two
@@ -9,11 +10,15 @@
 # 5), each run with --json --runs 1, so that drift of the machine (page
 # cache, clocks, other load) falls on both alike.  For every figure that
 # both report under the same name and unit (the same-run baselines too,
-# which show how much the machine itself moved between A and B), it prints
-# the median of A, the median of B and B/A.
+# which show how much the machine itself moved between A and B; a figure
+# renamed since REV is matched by its current name), it prints the median
+# of A, the median of B and B/A.
 # BENCH-ARGS replace the default groups, --only store-write,store-read,
 # handler,faults (store write, store read, swap-out, swap-in, fault latency),
-# and are passed to both programs: use options both revisions know.
+# and are passed to both programs: use options both revisions know.  Each
+# --b-arg ARG goes to B alone: against a revision from before the protect
+# enable mode (which always copied), --b-arg --enable-mode=copy compares
+# swap-out and swap-in like for like.
 # Needs what vswap-bench needs (root for the handler and fault groups).
 set -euo pipefail
 
@@ -22,6 +27,7 @@ runs=5
 build="$top/build"
 keep=0
 rev=
+b_args=()
 
 usage() {
 	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
@@ -33,6 +39,7 @@ while [ $# -gt 0 ]; do
 	--runs) runs=${2:?--runs needs a number}; shift 2 ;;
 	--build) build=$(cd "${2:?--build needs a directory}" && pwd); shift 2 ;;
 	--keep) keep=1; shift ;;
+	--b-arg) b_args+=("${2:?--b-arg needs an argument}"); shift 2 ;;
 	-h | --help) usage ;;
 	--) shift; break ;;
 	-*) echo "ab.sh: unknown option $1" >&2; usage ;;
@@ -93,22 +100,34 @@ bench_b="$build/vswap-bench"
 # the baselines named in it included (with the unit of the figure they
 # stand beside).  Both revisions print each result as {"name":..,
 # "value":..,"unit":..,"baseline":..,"baseline_value":..}.
+# Figures renamed since (same measurement, new name): A's old names are
+# reported under the current ones.
+renames="fault_zero_p50_us=fault_zero_seq_p50_us fault_zero_p99_us=fault_zero_seq_p99_us
+fault_staging_p50_us=fault_staging_seq_p50_us fault_staging_p99_us=fault_staging_seq_p99_us
+fault_file_cached_p50_us=fault_file_cached_seq_p50_us fault_file_cached_p99_us=fault_file_cached_seq_p99_us
+fault_file_p50_us=fault_file_seq_p50_us fault_file_p99_us=fault_file_seq_p99_us"
 figures() { # side round json-file
 	grep -o '{"name":"[^"]*","value":[^,]*,"unit":"[^"]*","baseline":[^,]*,"baseline_value":[^,}]*' "$3" |
 		sed 's/{"name":"\([^"]*\)","value":\([^,]*\),"unit":"\([^"]*\)","baseline":\([^,]*\),"baseline_value":\(.*\)/\1 \2 \3 \4 \5/' |
-		awk -v side="$1" -v round="$2" '{
-			print side, round, $1, $3, $2
-			if ($4 != "null") { gsub(/"/, "", $4); print side, round, $4, $3, $5 }
+		awk -v side="$1" -v round="$2" -v renames="$renames" '
+		BEGIN {
+			n = split(renames, r, /[ \n]+/)
+			for (i = 1; i <= n; i++) if (split(r[i], p, "=") == 2) to[p[1]] = p[2]
+		}
+		function current(name) { return side == "A" && (name in to) ? to[name] : name }
+		{
+			print side, round, current($1), $3, $2
+			if ($4 != "null") { gsub(/"/, "", $4); print side, round, current($4), $3, $5 }
 		}'
 }
 
 : >"$tmp/figures"
 for ((r = 1; r <= runs; r++)); do
 	for side in A B; do
-		exe=$bench_a
-		[ "$side" = B ] && exe=$bench_b
+		cmd=("$bench_a" --json --runs 1 "${bench_args[@]}")
+		[ "$side" = B ] && cmd=("$bench_b" --json --runs 1 "${bench_args[@]}" ${b_args[@]+"${b_args[@]}"})
 		echo "ab.sh: round $r/$runs: $side" >&2
-		if ! "$exe" --json --runs 1 "${bench_args[@]}" >"$tmp/out.json" 2>"$tmp/err.log"; then
+		if ! "${cmd[@]}" >"$tmp/out.json" 2>"$tmp/err.log"; then
 			tail -n 20 "$tmp/err.log" >&2
 			echo "ab.sh: vswap-bench ($side) failed in round $r" >&2
 			exit 1
@@ -120,7 +139,7 @@ done
 # A figure that appears more than once in one run (beside two baselines,
 # or as the baseline of several) has one value there: each run counts it
 # once.  Medians over the runs; a null (not measured) is left out.
-awk -v runs="$runs" -v rev="$rev" '
+awk -v runs="$runs" -v rev="$rev" -v bargs="$(printf ' %s' ${b_args[@]+"${b_args[@]}"})" '
 function median(list,    n, v, i, j, t) {
 	n = split(list, v, " ")
 	for (i = 2; i <= n; i++)
@@ -137,7 +156,8 @@ $5 != "null" {
 	if (!(key in known)) { known[key] = 1; keys[++n] = key }
 }
 END {
-	printf "A = %s, B = the current build: medians of %d alternating runs each\n", rev, runs
+	printf "A = %s, B = the current build%s: medians of %d alternating runs each\n", rev,
+	       bargs != "" ? " (with" bargs ")" : "", runs
 	printf "%-34s %-6s %12s %12s %7s\n", "figure", "unit", "median A", "median B", "B/A"
 	for (i = 1; i <= n; i++) {
 		key = keys[i]

@@ -23,6 +23,9 @@
  *       staged pages from the top of the guest down, one every 100 us,
  *       while the swap-out writes from the bottom up; beside the same
  *       touches with no swap-out running (fault_idle_staging_*).
+ *   fault_during_swap_out_long_slice_{p99,max}_us   the same with the
+ *       handler's background threads asking for a 20 ms slice
+ *       (vswap_handler_opts.background_slice_us), beside the default's.
  *   swap_out_scattered_gbps   swap-out of every fourth page of the guest
  *       (the others never written), default enable mode, beside the same
  *       number of contiguous pages (swap_out_contiguous_gbps).
@@ -54,6 +57,8 @@
 #define MAX_PAGES 65536u /* 256 MiB of 4 KiB pages */
 #define SAMPLES 4096u
 #define THREADS 8u
+/* The background slice the long-slice rows ask for (background_slice_us). */
+#define LONG_SLICE_US 20000u
 
 static bool stopped(const struct datapath_bench *o)
 {
@@ -115,8 +120,8 @@ struct guest {
 	struct vswap_handler *h;
 };
 
-static int guest_open(struct guest *g, struct datapath_bench *o, size_t pages,
-		      enum vswap_enable_mode mode)
+static int guest_open_slice(struct guest *g, struct datapath_bench *o, size_t pages,
+			    enum vswap_enable_mode mode, uint32_t slice_us)
 {
 	*g = (struct guest){.o = o, .pages = pages, .ps = o->page_size, .memfd = -1};
 	snprintf(g->path, sizeof(g->path), "%s/datapath-%d-%u.swap", o->dir, (int)getpid(),
@@ -134,8 +139,15 @@ static int guest_open(struct guest *g, struct datapath_bench *o, size_t pages,
 		return -errno;
 	}
 	struct vswap_region r = {g->mem, pages * g->ps, g->memfd, 0};
-	struct vswap_handler_opts ho = {.store = g->store, .enable_mode = mode};
+	struct vswap_handler_opts ho = {
+	    .store = g->store, .enable_mode = mode, .background_slice_us = slice_us};
 	return vswap_handler_create(&r, 1, &ho, &g->h);
+}
+
+static int guest_open(struct guest *g, struct datapath_bench *o, size_t pages,
+		      enum vswap_enable_mode mode)
+{
+	return guest_open_slice(g, o, pages, mode, 0);
 }
 
 static void guest_close(struct guest *g)
@@ -461,11 +473,12 @@ static size_t paced_touches(struct guest *g, double *lat, size_t n, bool until_a
 	return k;
 }
 
-static int during_run(struct datapath_bench *o, size_t pages, struct lat *idle, struct lat *busy)
+static int during_run(struct datapath_bench *o, size_t pages, uint32_t slice_us, struct lat *idle,
+		      struct lat *busy)
 {
 	double *lat = calloc(PACED_SAMPLES, sizeof(*lat));
 	struct guest g;
-	int rc = lat ? guest_open(&g, o, pages, VSWAP_ENABLE_COPY) : -ENOMEM;
+	int rc = lat ? guest_open_slice(&g, o, pages, VSWAP_ENABLE_COPY, slice_us) : -ENOMEM;
 	if (!lat)
 		return rc;
 	for (size_t p = 0; rc == 0 && p < pages; p++)
@@ -514,18 +527,24 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 	if (pages < 4 * THREADS * 16)
 		return -EINVAL;
 	unsigned runs = o->runs > MAX_RUNS ? MAX_RUNS : o->runs;
-	double v[15][MAX_RUNS], scv[MAX_RUNS], cov[MAX_RUNS];
+	double v[15][MAX_RUNS], scv[MAX_RUNS], cov[MAX_RUNS], lsp[MAX_RUNS], lsm[MAX_RUNS];
 	int rc = 0;
 	for (unsigned r = 0; r < runs && rc == 0; r++) {
 		struct rand_run rr = {
 		    {NAN, NAN, NAN}, {NAN, NAN, NAN}, {NAN, NAN, NAN}, NAN, NAN, NAN, NAN, NAN};
 		struct lat idle = {NAN, NAN, NAN}, busy = {NAN, NAN, NAN};
+		struct lat idle_ls = {NAN, NAN, NAN}, busy_ls = {NAN, NAN, NAN};
 		double sc = NAN, co = NAN;
 		if (stopped(o))
 			return -EINTR;
 		rc = rand_run(o, pages, r, &rr);
-		if (rc == 0)
-			rc = during_run(o, pages, &idle, &busy);
+		/* The default and the long background slice, first or last
+		 * alternately. */
+		if (rc == 0 && r % 2 == 0 && (rc = during_run(o, pages, 0, &idle, &busy)) == 0)
+			rc = during_run(o, pages, LONG_SLICE_US, &idle_ls, &busy_ls);
+		if (rc == 0 && r % 2 &&
+		    (rc = during_run(o, pages, LONG_SLICE_US, &idle_ls, &busy_ls)) == 0)
+			rc = during_run(o, pages, 0, &idle, &busy);
 		if (rc == 0 && r % 2 == 0 && (rc = swap_out_rate(o, pages, true, &sc)) == 0)
 			rc = swap_out_rate(o, pages, false, &co);
 		if (rc == 0 && r % 2 && (rc = swap_out_rate(o, pages, false, &co)) == 0)
@@ -540,6 +559,8 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 			v[k][r] = row[k];
 		scv[r] = sc;
 		cov[r] = co;
+		lsp[r] = busy_ls.p99;
+		lsm[r] = busy_ls.max;
 		if (o->verbose)
 			fprintf(
 			    stderr,
@@ -575,6 +596,12 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 				  "fault_idle_staging_p99_us", m[10]);
 			bench_add(res, "fault_during_swap_out_max_us", m[9], "us",
 				  "fault_idle_staging_max_us", m[11]);
+			bench_add(res, "fault_during_swap_out_long_slice_p99_us",
+				  bench_median(lsp, runs), "us", "fault_during_swap_out_p99_us",
+				  m[8]);
+			bench_add(res, "fault_during_swap_out_long_slice_max_us",
+				  bench_median(lsm, runs), "us", "fault_during_swap_out_max_us",
+				  m[9]);
 			bench_add(res, "swap_out_scattered_gbps", bench_median(scv, runs), "GB/s",
 				  "swap_out_contiguous_gbps", bench_median(cov, runs));
 			o->rand_p50_us = m[0];
