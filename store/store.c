@@ -537,7 +537,8 @@ static int close_store(struct vswap_store *s, bool clean)
 	if (!s->read_only && s->pid == getpid()) {
 		/* Records the lazy load could not believe are still in the
 		 * index: the store stays unclean, for vswap-fsck. */
-		if (s->loader && loader_found_damage(s))
+		bool damaged = s->loader && loader_found_damage(s);
+		if (damaged)
 			clean = false;
 		s->meta_dirty = true;
 		ret = vswap_store_commit(s);
@@ -548,6 +549,18 @@ static int close_store(struct vswap_store *s, bool clean)
 			ret = index_set_clean(s, true);
 		if (!ret)
 			mdb_env_sync(s->env, 1);
+		/* A lazy open leaves the unclean record to the first commit;
+		 * if none landed (this one failed, say over a damaged leaf
+		 * that refuses page groups), the record is made now on its
+		 * own, a transaction of meta values that the damage allows.
+		 * (A deliberate unclean close of an unchanged store leaves it
+		 * as it was, like a kill.) */
+		if (ret || damaged) {
+			int rc = index_record_unclean(s);
+			if (rc)
+				store_log(s, VSWAP_LOG_ERROR, "%s: closing: recording unclean: %s",
+					  s->path, vswap_strerror(rc));
+		}
 		if (ret)
 			store_log(s, VSWAP_LOG_ERROR, "%s: closing: %s; store left unclean",
 				  s->path, vswap_strerror(ret));

@@ -409,6 +409,28 @@ static void test_lazy_demand_load_checks_its_leaf(void **state)
 	vswap_store_close(s);
 }
 
+/* A lazy open that found a damaged leaf refuses to commit page groups, so
+ * a change to one (a page of a sound leaf freed) fails the close.  The
+ * store is then recorded unclean on disk all the same: the lazy open left
+ * that record to the first commit, and none landed. */
+static void test_lazy_failed_close_leaves_the_store_unclean(void **state)
+{
+	struct ctx *c = *state;
+	damage_first_leaf(c);
+	struct vswap_store_opts o = c->f.opts;
+	o.lazy_index = true;
+	struct vswap_store *s;
+	assert_int_equal(store_open_flags(c->f.path, &o, STORE_OPEN_LOCK, &s), 0);
+	assert_int_equal(vswap_store_load_wait(s), 0);
+	assert_true(vswap_store_free(s, WRITTEN - 1, 1) >= 0);
+	assert_int_equal(vswap_store_close(s), -EUCLEAN);
+	assert_int_equal(store_open_flags(c->f.path, &o, STORE_OPEN_LOCK, &s), 0);
+	struct vswap_store_info info;
+	assert_int_equal(vswap_store_info(s, &info), 0);
+	assert_false(info.was_clean);
+	vswap_store_close(s);
+}
+
 /* A lazy open checks a leaf of the page-group records only when it loads
  * it: the open returns, and the load finds the damage and loses that
  * leaf's groups (an open that walked every leaf first refused). */
@@ -707,6 +729,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_intact_index_opens, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_hidden_record_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_odd_lower_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lazy_failed_close_leaves_the_store_unclean, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_lazy_open_finds_leaf_damage_while_loading, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_lazy_demand_load_checks_its_leaf, setup, teardown),
