@@ -38,7 +38,11 @@ struct vswap_handler;
 /* A contiguous host mapping of guest RAM (MAP_SHARED), backed by @memfd at
  * @offset.  @addr, @len and @offset must be page-aligned and @len > 0.  The
  * handler's process (and every process whose uffd is added) maps it at
- * @addr.  Regions are laid end to end in the store's page space, in order. */
+ * @addr.  Regions are laid end to end in the store's page space, in order.
+ * The handler finds resident pages with lseek(SEEK_DATA / SEEK_HOLE) on
+ * @memfd itself, so the file offset of @memfd's open file description
+ * moves: give it a descriptor whose offset nothing relies on (mmap,
+ * fallocate and positioned I/O do not use it). */
 struct vswap_region {
 	void *addr;
 	size_t len;
