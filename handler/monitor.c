@@ -643,7 +643,8 @@ static void dispatch(struct vswap_handler *h, uint64_t tok)
 		fault_io_reap(h, false);
 		return;
 	}
-	if (atomic_load_explicit(&m->hold_events, memory_order_relaxed)) {
+	/* Acquire: a test that lets the events go has set its hooks first. */
+	if (atomic_load_explicit(&m->hold_events, memory_order_acquire)) {
 		sched_yield(); /* level-triggered: reported again */
 		return;
 	}
