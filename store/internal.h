@@ -165,11 +165,11 @@ struct vswap_store {
 	uint64_t total_pages;
 
 	/* Hot state: the index's content, in memory. */
-	uint32_t *pages;     /* page word per page */
-	uint64_t *sums;	     /* XXH3-64 per page (of its slot's bytes) */
-	uint64_t *staged;    /* bitmap: page is staged */
-	uint64_t *summed;    /* bitmap: the staged copy's checksum is known */
-	uint64_t *ssums;     /* checksum per page of its staged copy */
+	uint32_t *pages;  /* page word per page */
+	uint64_t *sums;	  /* XXH3-64 per page (of its slot's bytes) */
+	uint64_t *staged; /* bitmap: page is staged */
+	uint64_t *summed; /* bitmap: the staged copy's checksum is known */
+	uint64_t *ssums;  /* checksum per page of its staged copy */
 	/* Staged copies a previous handle left that no check has read yet
 	 * (a writable open leaves that to their first use: staging_check());
 	 * a subset of `staged`, NULL once empty. */
@@ -177,10 +177,10 @@ struct vswap_store {
 	uint64_t n_unverified;
 	uint8_t *check_buf; /* the check's reads (STAGING_CHECK_RUN pages), with the bitmap */
 	uint64_t unverified_failed; /* failures found, for the log's first few */
-	uint64_t *slot_used; /* bitmap: slot allocated or freed-uncommitted */
-	uint64_t slot_cap;   /* bits in slot_used */
-	uint64_t slots_end;  /* one past the highest slot in use */
-	uint64_t free_hint;  /* no free slot below this */
+	uint64_t *slot_used;	    /* bitmap: slot allocated or freed-uncommitted */
+	uint64_t slot_cap;	    /* bits in slot_used */
+	uint64_t slots_end;	    /* one past the highest slot in use */
+	uint64_t free_hint;	    /* no free slot below this */
 	uint64_t slots_used;
 	uint64_t *dirty; /* bitmap: group changed since the last commit */
 	uint64_t ngroups;
