@@ -68,7 +68,7 @@ sanitize=$(cached VSWAP_SANITIZE)
 [ -z "$sanitize" ] || echo "ab.sh: warning: $build is a $sanitize sanitizer build; its figures are not the library's" >&2
 commit=$(git -C "$top" rev-parse --verify "$rev^{commit}") || { echo "ab.sh: $rev is not a commit" >&2; exit 1; }
 
-tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/vswap-ab-XXXXXX")
+tmp=$(mktemp -d -p "${TMPDIR:-/var/tmp}")
 cleanup() {
 	if [ "$keep" = 1 ]; then
 		echo "ab.sh: kept $tmp" >&2
