@@ -257,11 +257,11 @@ void fault_io_cancel(struct vswap_handler *h, uint64_t first, uint64_t count)
  * -EBADMSG / -EIO the page failed verification (now lost): poison it;
  * -ESTALE the page changed meanwhile: wake the waiters to fault again.
  */
-static int verdict(struct vswap_handler *h, struct fault_read *fr, int res)
+static int verdict(struct vswap_handler *h, struct fault_read *fr, int res, uint64_t sum)
 {
 	if (fr->cancelled)
 		return -ESTALE;
-	int v = vswap_store_read_end(h->store, &fr->r, fr->buf, res);
+	int v = vswap_store_read_end_sum(h->store, &fr->r, sum, res);
 	if (v != 0 && v != -ESTALE && v != -EBADMSG && v != -EIO) {
 		/* The read failed for a reason that says nothing about the bytes
 		 * (say the file system refused O_DIRECT for it): read again,
@@ -341,11 +341,16 @@ static void read_done(struct vswap_handler *h, struct fault_read *fr, int res, b
 	bool copied = false, judged = false;
 	int v = 0;
 	unsigned i = 0;
+	/* Hashed before the lock is taken (the hash reads nothing that
+	 * changes): the hold is only the store's verdict and the copies. */
+	uint64_t sum = serve && res == (int)fr->r.len
+			   ? vswap_store_page_checksum(h->store, fr->r.page, fr->buf)
+			   : 0;
 	/* After an unregister nobody waits: the unregister woke them all. */
 	while (serve && h->m.registered && i < fr->nwaiters) {
 		pthread_mutex_lock(&h->lock);
 		if (!judged)
-			v = verdict(h, fr, res);
+			v = verdict(h, fr, res, sum);
 		else if (fr->cancelled)
 			v = -ESTALE;
 		judged = true;
