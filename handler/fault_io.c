@@ -335,6 +335,16 @@ static int serve_waiter(struct vswap_handler *h, struct fault_read *fr,
 	return rc == -EAGAIN ? rc : 0;
 }
 
+/* @fr is idle again; h->lock held. */
+static void read_free(struct fault_io *io, struct fault_read *fr)
+{
+	fr->busy = false;
+	fr->inline_done = false;
+	fr->cancelled = false;
+	fr->nwaiters = 0;
+	io->busy--;
+}
+
 static void read_done(struct vswap_handler *h, struct fault_read *fr, int res, bool serve)
 {
 	struct fault_io *io = &h->m.fio;
@@ -362,9 +372,12 @@ static void read_done(struct vswap_handler *h, struct fault_read *fr, int res, b
 				break;
 			}
 		}
+		if (rc != -EAGAIN) { /* every waiter served: freed in this hold */
+			read_free(io, fr);
+			pthread_mutex_unlock(&h->lock);
+			return;
+		}
 		pthread_mutex_unlock(&h->lock);
-		if (rc != -EAGAIN)
-			break;
 		/* Read that uffd's events (its faults wait their turn); a remove
 		 * among them may cancel this read.  Then serve the rest. */
 		int n = events_drain(h, fr->waiters[i].uffd, true);
@@ -377,11 +390,7 @@ static void read_done(struct vswap_handler *h, struct fault_read *fr, int res, b
 		}
 	}
 	pthread_mutex_lock(&h->lock);
-	fr->busy = false;
-	fr->inline_done = false;
-	fr->cancelled = false;
-	fr->nwaiters = 0;
-	io->busy--;
+	read_free(io, fr);
 	pthread_mutex_unlock(&h->lock);
 }
 
