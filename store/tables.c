@@ -120,16 +120,12 @@ int slots_reserve(struct vswap_store *s, uint64_t nslots)
 {
 	if (nslots <= s->slot_cap)
 		return 0;
-	uint64_t cap = s->slot_cap ? s->slot_cap : 64;
-	while (cap < nslots)
-		cap *= 2;
-	uint64_t oldw = words_for(s->slot_cap), neww = words_for(cap);
-	uint64_t *bm = realloc(s->slot_used, neww * sizeof(uint64_t));
-	if (!bm)
+	/* The bitmap grows by words; slot_cap counts its bits. */
+	size_t words = (size_t)words_for(s->slot_cap), cap = words;
+	if (ARRAY_RESERVE(s->slot_used, cap, (size_t)words_for(nslots), 1))
 		return -ENOMEM;
-	memset(bm + oldw, 0, (neww - oldw) * sizeof(uint64_t));
-	s->slot_used = bm;
-	s->slot_cap = cap;
+	memset(s->slot_used + words, 0, (cap - words) * sizeof(uint64_t)); /* no slot used */
+	s->slot_cap = (uint64_t)cap * 64;
 	return 0;
 }
 
