@@ -38,6 +38,7 @@
 #include <vswap/recovery.h>
 #include <vswap/store.h>
 
+#include "tools/bench/ceiling.h"
 #include "tools/bench/common.h"
 #include "tools/bench/datapath.h"
 #include "tools/bench/enable.h"
@@ -76,6 +77,7 @@ struct bench {
 	double store_read_gbps;
 	double store_read_p50_us;
 	double swap_out_gbps, swap_in_gbps, fault_file_p50_us;
+	double write_ceiling_gbps, overwrite_ceiling_gbps; /* group "handler" */
 	double fault_file_rand_p50_us; /* group "datapath": cold, random order */
 	double fault_rand_8t_pages_s;  /* group "datapath": 8 threads, cold, random */
 };
@@ -1085,6 +1087,7 @@ static int fig_handler(struct bench *b)
 {
 	double en[MAX_RUNS], out[MAX_RUNS], in[MAX_RUNS], dis[MAX_RUNS];
 	double mc[MAX_RUNS], rw[MAX_RUNS], rwd[MAX_RUNS], rin[MAX_RUNS], rrd[MAX_RUNS], rss = NAN;
+	uint64_t off;
 	unsigned r;
 	int err = 0;
 
@@ -1092,6 +1095,21 @@ static int fig_handler(struct bench *b)
 		fprintf(stderr, "vswap-bench: handler figures need a size in whole 2 MiB\n");
 		return -EINVAL;
 	}
+	/* The disk's write ceiling, from guest-like memory (a memfd mapping
+	 * holding the same bytes), measured run by run beside the rest. */
+	struct write_ceiling *wc = malloc(sizeof(*wc));
+	uint8_t *cmem = NULL;
+	int cfd = -1;
+	if (!wc)
+		return -ENOMEM;
+	err = memfd_map(b->size, &cfd, &cmem);
+	if (err) {
+		free(wc);
+		return err;
+	}
+	for (off = 0; off < b->size; off += CHUNK_BYTES)
+		memcpy(cmem + off, src_at(b, off), CHUNK_BYTES);
+	write_ceiling_init(wc, b->dir, cmem, b->size, b->quick, b->verbose);
 	for (r = 0; r < b->runs && !err; r++) {
 		struct handler_pass hp = {0};
 		char path[PATH_MAX];
@@ -1121,6 +1139,8 @@ static int fig_handler(struct bench *b)
 		}
 		if (!err)
 			err = copy_floors(b, &mc[r], &usecs);
+		if (!err)
+			err = write_ceiling_pass(wc);
 		if (err)
 			break;
 		rw[r] = bench_gbps(b->size, secs);
@@ -1131,14 +1151,39 @@ static int fig_handler(struct bench *b)
 		     "  raw write %.3f, O_DIRECT %.3f, read+UFFDIO_COPY %.3f, memcpy %.3f GB/s\n",
 		     rw[r], rwd[r], rin[r], mc[r]);
 	}
-	if (err)
+	memfd_unmap(b->size, cfd, cmem);
+	if (err) {
+		free(wc);
 		return err;
+	}
+	{
+		uint32_t bs = 0, obs = 0;
+		unsigned qd = 0, oqd = 0;
+
+		b->write_ceiling_gbps = write_ceiling_best(wc, false, &bs, &qd);
+		b->overwrite_ceiling_gbps = write_ceiling_best(wc, true, &obs, &oqd);
+		note(b,
+		     "  write ceiling: fresh %.3f GB/s (%u KiB x %u), over written %.3f GB/s "
+		     "(%u KiB x %u)\n",
+		     b->write_ceiling_gbps, bs >> 10, qd, b->overwrite_ceiling_gbps, obs >> 10,
+		     oqd);
+	}
+	free(wc);
 	bench_add(&b->res, "enable_gbps", bench_median(en, b->runs), "GB/s", "memcpy_to_memfd_gbps",
 		  bench_median(mc, b->runs));
 	bench_add(&b->res, "swap_out_gbps", bench_median(out, b->runs), "GB/s",
 		  "raw_write_fdatasync_gbps", bench_median(rw, b->runs));
 	bench_add(&b->res, "swap_out_gbps", bench_median(out, b->runs), "GB/s",
 		  "raw_write_odirect_gbps", bench_median(rwd, b->runs));
+	/* The disk's best for the same bytes, at any write size and depth
+	 * tried, into a fresh file (as the swap-out's store is) and over
+	 * blocks written before. */
+	bench_add(&b->res, "swap_out_gbps", bench_median(out, b->runs), "GB/s",
+		  "raw_write_ceiling_gbps", b->write_ceiling_gbps);
+	bench_add(&b->res, "raw_write_ceiling_gbps", b->write_ceiling_gbps, "GB/s",
+		  "raw_write_odirect_gbps", bench_median(rwd, b->runs));
+	bench_add(&b->res, "raw_overwrite_ceiling_gbps", b->overwrite_ceiling_gbps, "GB/s",
+		  "raw_write_ceiling_gbps", b->write_ceiling_gbps);
 	bench_add(&b->res, "swap_in_gbps", bench_median(in, b->runs), "GB/s",
 		  "raw_read_plus_uffdio_copy_gbps", bench_median(rin, b->runs));
 	/* The swap-in's goal: as fast as the disk reads the same bytes in
@@ -1293,6 +1338,15 @@ static int fig_kernel_swap(struct bench *b)
 		  "kernel_swap_out_gbps", bench_median(out, runs));
 	bench_add(&b->res, "vs_kernel_enable_swap_out_gbps", bench_median(vtrip, runs), "GB/s",
 		  "kernel_swap_out_gbps", bench_median(out, runs));
+	/* The kernel's swap-out against the disk's ceilings (group "handler",
+	 * when it ran): its swap file is made just before, as a fresh file
+	 * is, and 1.2x the kernel needs more than the fresh ceiling. */
+	if (isfinite(b->write_ceiling_gbps)) {
+		bench_add(&b->res, "kernel_swap_out_gbps", bench_median(out, runs), "GB/s",
+			  "raw_write_ceiling_gbps", b->write_ceiling_gbps);
+		bench_add(&b->res, "kernel_swap_out_gbps", bench_median(out, runs), "GB/s",
+			  "raw_overwrite_ceiling_gbps", b->overwrite_ceiling_gbps);
+	}
 	bench_add(&b->res, "vs_kernel_seq_refault_gbps", bench_median(vin, runs), "GB/s",
 		  "kernel_seq_refault_gbps", bench_median(seq, runs));
 	/* Like with like: the kernel's refaults are random and cold, so is
@@ -1562,6 +1616,7 @@ static int setup(struct bench *b)
 	b->swap_out_gbps = b->swap_in_gbps = b->fault_file_p50_us = NAN;
 	b->fault_file_rand_p50_us = NAN;
 	b->fault_rand_8t_pages_s = NAN;
+	b->write_ceiling_gbps = b->overwrite_ceiling_gbps = NAN;
 	return 0;
 }
 
