@@ -59,6 +59,9 @@ void tables_free(struct vswap_store *s)
 	s->n_unverified = 0;
 	free(s->dirty);
 	free(s->slot_used);
+	free(s->slot_unpunched);
+	s->slot_unpunched = NULL;
+	s->n_unpunched = 0;
 	free(s->freed.v);
 	free(s->scratch_slots);
 	free(s->scratch_sums);
@@ -83,7 +86,6 @@ void tables_free(struct vswap_store *s)
 	free(s->snap.recs);
 	free(s->snap.committing);
 	free(s->snap.freed.v);
-	free(s->snap.slot_punch.v);
 	free(s->snap.unpunched.v);
 	free(s->snap.punch.v);
 	memset(&s->snap, 0, sizeof(s->snap));
@@ -120,12 +122,18 @@ int slots_reserve(struct vswap_store *s, uint64_t nslots)
 {
 	if (nslots <= s->slot_cap)
 		return 0;
-	/* The bitmap grows by words; slot_cap counts its bits. */
-	size_t words = (size_t)words_for(s->slot_cap), cap = words;
-	if (ARRAY_RESERVE(s->slot_used, cap, (size_t)words_for(nslots), 1))
+	/* Both bitmaps cover slot_cap bits: grown together, by words, to the
+	 * same capacity (the same doubling from the same start); slot_cap
+	 * counts their bits.  A failure leaves slot_cap as it was. */
+	size_t words = (size_t)words_for(s->slot_cap), need = (size_t)words_for(nslots);
+	size_t cap = words, ucap = words;
+	if (ARRAY_RESERVE(s->slot_used, cap, need, 1) ||
+	    ARRAY_RESERVE(s->slot_unpunched, ucap, need, 1))
 		return -ENOMEM;
-	memset(s->slot_used + words, 0, (cap - words) * sizeof(uint64_t)); /* no slot used */
-	s->slot_cap = (uint64_t)cap * 64;
+	/* New words: no slot used, none unpunched. */
+	memset(s->slot_used + words, 0, (cap - words) * sizeof(uint64_t));
+	memset(s->slot_unpunched + words, 0, (ucap - words) * sizeof(uint64_t));
+	s->slot_cap = (uint64_t)(cap < ucap ? cap : ucap) * 64;
 	return 0;
 }
 
@@ -147,6 +155,11 @@ void slot_set_used(struct vswap_store *s, uint64_t slot)
 	if (!bit_test(s->slot_used, slot))
 		s->slots_used++;
 	bit_set(s->slot_used, slot);
+	/* Its old bytes, if any, are the new owner's to overwrite. */
+	if (bit_test(s->slot_unpunched, slot)) {
+		bit_clear(s->slot_unpunched, slot);
+		s->n_unpunched--;
+	}
 	if (slot >= s->slots_end)
 		s->slots_end = slot + 1;
 }
@@ -160,6 +173,46 @@ void slot_clear_used(struct vswap_store *s, uint64_t slot)
 		s->free_hint = slot;
 	while (s->slots_end > 0 && !bit_test(s->slot_used, s->slots_end - 1))
 		s->slots_end--;
+}
+
+/* A free slot that may still hold bytes (a freed page's old copy, an
+ * abandoned write): reusable as it is, punched by slots_punch_free(). */
+void slot_mark_unpunched(struct vswap_store *s, uint64_t slot)
+{
+	if (slot >= s->slot_cap || bit_test(s->slot_used, slot) ||
+	    bit_test(s->slot_unpunched, slot))
+		return;
+	bit_set(s->slot_unpunched, slot);
+	s->n_unpunched++;
+}
+
+/* [first, first+count) is a hole now (punched or cut off). */
+void slots_mark_punched(struct vswap_store *s, uint64_t first, uint64_t count)
+{
+	uint64_t end = first + count < s->slot_cap ? first + count : s->slot_cap;
+	for (uint64_t k = first; k < end && s->n_unpunched; k++) {
+		if (!(k & 63) && end - k >= 64 && !s->slot_unpunched[k / 64]) {
+			k += 63;
+			continue;
+		}
+		if (bit_test(s->slot_unpunched, k)) {
+			bit_clear(s->slot_unpunched, k);
+			s->n_unpunched--;
+		}
+	}
+}
+
+/* The first slot at or after @from that is free but may hold bytes, or
+ * slot_cap if none. */
+uint64_t slot_next_unpunched(const struct vswap_store *s, uint64_t from)
+{
+	for (uint64_t k = from; k < s->slot_cap;) {
+		uint64_t w = s->slot_unpunched[k / 64] >> (k % 64);
+		if (w)
+			return k + (uint64_t)__builtin_ctzll(w);
+		k = (k & ~63ull) + 64;
+	}
+	return s->slot_cap;
 }
 
 /* The lowest free slot, else a new one at the end: keeps the file compact
@@ -245,7 +298,9 @@ int range_vec_push(struct range_vec *v, uint64_t first, uint64_t count)
 }
 
 /* The page loses its slot; the slot stays allocated until the commit that
- * records the loss, then it is punched and reused (invariant 2). */
+ * records the loss lands, then it is free for reuse as it is (invariant 2:
+ * its old bytes are overwritten by the write that takes it, or punched at
+ * a clean close). */
 void page_release_slot(struct vswap_store *s, uint64_t page)
 {
 	uint32_t w = s->pages[page];
