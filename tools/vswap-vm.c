@@ -54,7 +54,8 @@ static const struct cli_tool tool = {
 	    "                     with its time\n"
 	    "      --bench        measure hibernate, resume, working-set prefetch and fault-in,\n"
 	    "                     each beside its baseline (see vswap-vm(1))\n"
-	    "      --sizes LIST   --bench guest sizes (default 64M,256M,1G,4G)\n"
+	    "      --sizes LIST   --bench guest sizes (default 64M,256M,1G,4G); none: the\n"
+	    "                     fault-in pairs alone\n"
 	    "      --runs N       --bench resume and fault-in pairs (default 1; medians)\n"
 	    "      --dir DIR      --bench file system (default /var/tmp)\n"
 	    "      --check-kvm    only check that KVM can run the guest here (exit 0 or "
@@ -71,6 +72,10 @@ static int parse_sizes(const char *arg, struct vmm_opts *o)
 	int rc = list ? 0 : -ENOMEM;
 
 	o->nbench_sizes = 0;
+	if (strcmp(arg, "none") == 0) { /* the fault-in pairs alone */
+		free(list);
+		return 0;
+	}
 	for (tok = list ? strtok_r(list, ",", &save) : NULL; tok && !rc;
 	     tok = strtok_r(NULL, ",", &save)) {
 		uint64_t v;
