@@ -298,7 +298,7 @@ static void rehibernate_killed(void **state)
 	hibernate(fxp, "batch");
 	const char *args[] = {"--resume", "--hibernate", "--store", fxp->path, NULL};
 
-	assert_int_equal(kill_at(args, "  swap-out "), 0);
+	assert_int_equal(kill_at_stage(args, "  swap-out ", "swap-out"), 0);
 	/* Only what a kill leaves: the unclean record, free slots' bytes. */
 	struct vswap_fsck_opts fo = {.mode = VSWAP_FSCK_CHECK, .no_orphan_scan = true};
 	struct vswap_fsck *f;
