@@ -13,8 +13,9 @@
  * Reads in flight: the swap file's next runs (up to prefetch_budget_pages,
  * SWAP_IN_RUNS at most) are read O_DIRECT on the library's I/O engine while
  * the run before them is copied; O_DIRECT puts the bytes in the run's
- * buffer with no page-cache copy to fill and evict.  Without io_uring the
- * runs are read one at a time with pread.
+ * buffer with no page-cache copy to fill and evict, and the buffers on huge
+ * pages make each run one request to the disk (bufs_map()).  Without
+ * io_uring the runs are read one at a time with pread.
  *
  * Two threads (the copy is most of the CPU a swap-in costs, and the kernel
  * cannot copy into shmem for less: UFFDIO_COPY and pwrite() cost the same,

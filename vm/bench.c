@@ -22,6 +22,11 @@
  *                           dropped), what an eager resume would wait for
  *   resume_first_fault_ms   store opened -> the first page a vCPU touched
  *                           was served from the store (and written)
+ *   resume_ram_slots_ms     the registration of the guest RAM's memory slots
+ *                           (in pieces, behind the guest's start: not in
+ *                           resume_first_insn_ms), beside one bare
+ *                           KVM_SET_USER_MEMORY_REGION of as much memory in a
+ *                           fresh VM: KVM's own cost of the RAM
  *   resume_index_ms         store opened -> every index record in memory
  *                           (the lazy load behind the open), beside the
  *                           same whole-image read
@@ -146,6 +151,7 @@ static double read_whole(const char *path)
 
 struct resume_runs {
 	double first_ms[2][64], ws_ms[2][64], ws_faults[2][64], fault_ms[2][64], index_ms[2][64];
+	double slots_ms[2][64];
 	unsigned n[2];
 	double rehib_gbps[128]; /* the hibernation after each resume */
 	unsigned nrehib;
@@ -186,7 +192,15 @@ static int one_resume(const struct vmm_opts *base, const char *path, bool prefet
 		rr->index_ms[prefetch][i] = r->resume_index_loaded_ms;
 		rr->ws_ms[prefetch][i] = r->resume_to_hot_ms;
 		rr->ws_faults[prefetch][i] = (double)r->resume_faults_hot;
+		rr->slots_ms[prefetch][i] = r->ram_slots_ms;
 	}
+	/* How each first-instruction figure came about, step by step. */
+	fprintf(stderr, "vswap-vm: bench resume steps (ms at end / wall / cpu / runq):");
+	for (unsigned i = 0; i < r->nsteps; i++)
+		fprintf(stderr, "%s %s.%s %.3f/%.3f/%.3f/%.3f", i ? ";" : "", r->steps[i].thread,
+			r->steps[i].name, r->steps[i].at_ms, r->steps[i].ms, r->steps[i].cpu_ms,
+			r->steps[i].runq_ms);
+	fprintf(stderr, "\n");
 	if (!rc && r->hibernate_ms > 0 && rr->nrehib < 128)
 		rr->rehib_gbps[rr->nrehib++] = (double)base->size / (r->hibernate_ms / 1e3) / 1e9;
 	free(r);
@@ -208,8 +222,8 @@ static int bench_size(const struct vmm_opts *base, const char *dir, uint64_t siz
 	struct vmm_result *r = calloc(1, sizeof(*r));
 	struct resume_runs *rr = calloc(1, sizeof(*rr));
 	char path[PATH_MAX], name[64], sz[16];
-	double whole[64];
-	unsigned nwhole = 0;
+	double whole[64], bare_slot[64];
+	unsigned nwhole = 0, nbare = 0;
 	int rc = -ENOMEM;
 
 	if (!r || !rr)
@@ -240,6 +254,10 @@ static int bench_size(const struct vmm_opts *base, const char *dir, uint64_t siz
 
 		if (w > 0 && nwhole < 64)
 			whole[nwhole++] = w * 1e3;
+		double bs;
+
+		if (vm_bare_slot(size, &bs) == 0 && nbare < 64)
+			bare_slot[nbare++] = bs;
 		/* The first resume has no working set yet: it records one. */
 		rc = one_resume(&o, path, false, rr);
 		if (!rc)
@@ -247,13 +265,14 @@ static int bench_size(const struct vmm_opts *base, const char *dir, uint64_t siz
 	}
 	if (rc)
 		goto out;
-	double all_first[128], all_fault[128], all_index[128];
+	double all_first[128], all_fault[128], all_index[128], all_slots[128];
 	unsigned nf = 0;
 
 	for (unsigned p = 0; p < 2; p++)
 		for (unsigned i = 0; i < rr->n[p]; i++) {
 			all_first[nf] = rr->first_ms[p][i];
 			all_fault[nf] = rr->fault_ms[p][i];
+			all_slots[nf] = rr->slots_ms[p][i];
 			all_index[nf++] = rr->index_ms[p][i];
 		}
 	double whole_ms = median(whole, nwhole);
@@ -264,6 +283,8 @@ static int bench_size(const struct vmm_opts *base, const char *dir, uint64_t siz
 	add(ctx, name, median(all_first, nf), "ms", "read_whole_image_ms", whole_ms);
 	snprintf(name, sizeof(name), "resume_first_fault_ms_%s", sz);
 	add(ctx, name, median(all_fault, nf), "ms", "read_whole_image_ms", whole_ms);
+	snprintf(name, sizeof(name), "resume_ram_slots_ms_%s", sz);
+	add(ctx, name, median(all_slots, nf), "ms", "bare_slot_ms", median(bare_slot, nbare));
 	snprintf(name, sizeof(name), "resume_index_ms_%s", sz);
 	add(ctx, name, median(all_index, nf), "ms", "read_whole_image_ms", whole_ms);
 	snprintf(name, sizeof(name), "resume_ws_faults_%s", sz);
