@@ -49,8 +49,14 @@
 #include "handler/internal.h"
 #include "util/array.h"
 
-/* Batches in flight at most. */
-#define SWAP_OUT_WRITES 4u
+/* Batches in flight at most: 16 MiB of writes at the default chunk.  The
+ * disk must still have writes queued when the job thread, which ends a
+ * batch and gathers, hashes and submits the next, is preempted: with two
+ * CPUs under load, 4 batches (8 MiB, a few milliseconds of disk time) ran
+ * dry 13-31 times per GiB, the disk idle for 4-6 % of the swap-out; 8 ran
+ * dry 1-6 times, idle under 2 %.  Protect mode writes from guest memory,
+ * so a batch in flight costs only its tables (about 70 KiB). */
+#define SWAP_OUT_WRITES 8u
 /* Runs of pages adjacent in memory one batch gathers at most (iovecs). */
 #define SWAP_OUT_IOVS IOV_MAX
 
