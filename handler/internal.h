@@ -155,7 +155,12 @@ struct protect {
 	uint64_t dirtied;   /* pages that left the set by a write since enable */
 	uint64_t wp_faults; /* write-protect faults handled (tests) */
 	uint64_t cursor;    /* swap-out: next page to look at */
-	void *trim_buf;	    /* trim: guest bytes read with pread() */
+	/* Swap-out: pages of the set its zero pass found all zeros and gave
+	 * no record (swap_out_zero_pass(), trim.c): never written, removed
+	 * with the written pages after the pass's commit landed; under
+	 * @rlock, emptied at the pass's start and the swap-out's end. */
+	uint64_t *zero;
+	void *trim_buf; /* trim: guest bytes read with pread() */
 };
 
 enum job_kind { JOB_NONE, JOB_TRIM, JOB_SWAP_IN, JOB_SWAP_OUT };
@@ -476,6 +481,19 @@ uint32_t protect_gather(struct vswap_handler *h, uint64_t *pages, uint32_t max, 
  * hands them to the pool (without @wait, what finds its queue full stays
  * noted), protect_remove_wait() queues the rest and waits for them all. */
 void protect_remove_written(struct vswap_handler *h, uint64_t first, uint64_t count);
+/* The swap-out's zero pass, lock held: judge the protected pages in the
+ * window of trim_batch_pages pages from the first one at or after *cursor,
+ * read through the alias mapping; those all zeros lose their record (a
+ * fault zero-fills them) and are marked in @zero, so that the swap-out
+ * skips them and removes them with its written neighbours.  The count, or
+ * -1 when every protected page was examined. */
+int64_t protect_zero_batch(struct vswap_handler *h, uint64_t *cursor);
+/* Empty @zero: nothing of it is removed (lock held). */
+void protect_zeros_forget(struct vswap_handler *h);
+/* At the swap-out's end (lock not held): the marked pages still protected
+ * and without a record are noted for removal (their pass's commit
+ * landed), and @zero is emptied; protect_remove_wait() then removes them. */
+void protect_remove_zeros(struct vswap_handler *h);
 void protect_remove_start(struct vswap_handler *h, bool wait);
 void protect_remove_wait(struct vswap_handler *h);
 /* Around every copy into guest memory (UFFDIO_COPY, UFFDIO_ZEROPAGE) of
@@ -511,6 +529,11 @@ int move_to_staging(struct vswap_handler *h, uint64_t *pages);
 int swap_out_job(struct job *j, void *arg);
 /* Commit the runs ended and clean them (after the job, on the monitor). */
 int swap_out_flush(struct vswap_handler *h);
+/* trim.c: before the swap-out's first batch (lock not held), the pages it
+ * would write that are all zeros lose their record instead (and leave
+ * staging), committed once so that the slots they free are reusable by the
+ * swap-out's writes (docs/DESIGN.md, Swap-out).  0 or -errno. */
+int swap_out_zero_pass(struct vswap_handler *h, struct job *j);
 
 /* swap_in.c */
 int swap_in_job(struct job *j, void *arg);

@@ -355,7 +355,8 @@ int protect_init(struct vswap_handler *h)
 	pthread_cond_init(&wp->filled, NULL);
 	wp->clean = calloc((h->total_pages + 63) / 64, sizeof(uint64_t));
 	wp->removing = calloc((h->total_pages + 63) / 64, sizeof(uint64_t));
-	if (!wp->clean || !wp->removing)
+	wp->zero = calloc((h->total_pages + 63) / 64, sizeof(uint64_t));
+	if (!wp->clean || !wp->removing || !wp->zero)
 		return -ENOMEM;
 	for (unsigned i = 0; i < h->nregions; i++) {
 		struct hregion *r = &h->regions[i];
@@ -383,6 +384,8 @@ void protect_fini(struct vswap_handler *h)
 	h->wp.clean = NULL;
 	free(h->wp.removing);
 	h->wp.removing = NULL;
+	free(h->wp.zero);
+	h->wp.zero = NULL;
 	free(h->wp.removals);
 	h->wp.removals = NULL;
 }
@@ -1009,12 +1012,15 @@ uint32_t protect_gather(struct vswap_handler *h, uint64_t *pages, uint32_t max, 
 	uint64_t p = wp->cursor;
 	pthread_mutex_lock(&wp->rlock);
 	for (unsigned runs = 0; n < max && runs < max_runs; runs++) {
+		/* The zero pass's pages are not written (no record names them). */
 		p = next_set(wp->clean, p, h->total_pages);
+		while (p < h->total_pages && bit_get(wp->zero, p))
+			p = next_set(wp->clean, p + 1, h->total_pages);
 		if (p >= h->total_pages)
 			break;
 		const struct hregion *r = region_of_page(h, p);
 		uint64_t rend = r->first + r->pages;
-		while (p < rend && n < max && bit_get(wp->clean, p))
+		while (p < rend && n < max && bit_get(wp->clean, p) && !bit_get(wp->zero, p))
 			pages[n++] = p++;
 	}
 	pthread_mutex_unlock(&wp->rlock);
@@ -1043,10 +1049,21 @@ static int removal_add(struct vswap_handler *h, uint64_t first, uint64_t count)
 	return 0;
 }
 
-static bool present(struct vswap_handler *h, uint64_t p)
+static bool in_state(struct vswap_handler *h, uint64_t p, enum vswap_page_state st)
 {
 	struct vswap_page_info pi;
-	return vswap_store_page(h->store, p, &pi) == 0 && pi.state == VSWAP_PAGE_PRESENT;
+	return vswap_store_page(h->store, p, &pi) == 0 && pi.state == st;
+}
+
+/* Still protected, and committed where its bytes are: written (present),
+ * or found all zeros by the zero pass (no record); @rlock held. */
+static bool removable(struct vswap_handler *h, uint64_t p)
+{
+	struct protect *wp = &h->wp;
+	if (!bit_get(wp->clean, p))
+		return false;
+	return bit_get(wp->zero, p) ? in_state(h, p, VSWAP_PAGE_NONE)
+				    : in_state(h, p, VSWAP_PAGE_PRESENT);
 }
 
 void protect_remove_written(struct vswap_handler *h, uint64_t first, uint64_t count)
@@ -1056,11 +1073,17 @@ void protect_remove_written(struct vswap_handler *h, uint64_t first, uint64_t co
 		return;
 	uint64_t end = first + count, p = first;
 	pthread_mutex_lock(&wp->rlock);
+	/* The zero pages right after the run go with it: the removal then
+	 * punches the run and them in one call, where a zero page left
+	 * resident between two runs would cut the range there. */
+	const struct hregion *r = region_of_page(h, end - 1);
+	while (end < r->first + r->pages && bit_get(wp->zero, end) && bit_get(wp->clean, end))
+		end++;
 	while (p < end) {
-		while (p < end && !(bit_get(wp->clean, p) && present(h, p)))
+		while (p < end && !removable(h, p))
 			p++;
 		uint64_t q = p;
-		while (q < end && bit_get(wp->clean, q) && present(h, q))
+		while (q < end && removable(h, q))
 			q++;
 		/* Without memory for the list the pages stay: resident,
 		 * protected and present, consistent (see punch_taken()). */
@@ -1514,4 +1537,81 @@ void protect_trim_remove(struct vswap_handler *h, struct protect_trim *t, bool c
 	free(v);
 	free(t->drop);
 	t->drop = NULL;
+}
+
+/* ---- the swap-out's zero pass -------------------------------------------- */
+
+/*
+ * Read through the alias mapping (no copy: the first word of a page that
+ * holds data settles it).  A page whose bit is set was not written since
+ * the enable, and stays unwritten while the lock is held (a write-protect
+ * fault clears the bit under h->lock before the writer goes on), so the
+ * bytes judged are the guest's.  The record goes now, in memory; the
+ * caller commits it before anything removes the page (protect_remove_
+ * written(), protect_remove_zeros()); a write after the judgement clears
+ * the bit, and the page then stays resident with no record: the guest's
+ * copy in memory wins, as for any page not yet written.
+ */
+int64_t protect_zero_batch(struct vswap_handler *h, uint64_t *cursor)
+{
+	struct protect *wp = &h->wp;
+	if (!wp->active)
+		return -1;
+	pthread_mutex_lock(&wp->rlock);
+	uint64_t p = next_set(wp->clean, *cursor, h->total_pages);
+	if (p >= h->total_pages) {
+		pthread_mutex_unlock(&wp->rlock);
+		return -1;
+	}
+	uint64_t end = h->total_pages - p < h->opts.trim_batch_pages ? h->total_pages
+								     : p + h->opts.trim_batch_pages;
+	int64_t found = 0;
+	const struct hregion *r = region_of_page(h, p);
+	for (; p < end; p = next_set(wp->clean, p + 1, end)) {
+		if (p >= r->first + r->pages)
+			r = region_of_page(h, p);
+		const uint8_t *bytes = r->alias + ((p - r->first) << h->page_shift);
+		if (!all_zero(bytes, h->page_size) || vswap_store_free(h->store, p, 1) < 0)
+			continue; /* a failed free: written like any page */
+		wp->zero[p >> 6] |= 1ULL << (p & 63);
+		found++;
+	}
+	pthread_mutex_unlock(&wp->rlock);
+	*cursor = end;
+	return found;
+}
+
+void protect_zeros_forget(struct vswap_handler *h)
+{
+	struct protect *wp = &h->wp;
+	if (!wp->zero)
+		return;
+	pthread_mutex_lock(&wp->rlock);
+	memset(wp->zero, 0, (h->total_pages + 63) / 64 * sizeof(uint64_t));
+	pthread_mutex_unlock(&wp->rlock);
+}
+
+void protect_remove_zeros(struct vswap_handler *h)
+{
+	struct protect *wp = &h->wp;
+	if (!wp->zero)
+		return;
+	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&wp->rlock);
+	uint64_t p = next_set(wp->zero, 0, h->total_pages);
+	while (p < h->total_pages) {
+		const struct hregion *r = region_of_page(h, p);
+		uint64_t rend = r->first + r->pages, q = p;
+		while (q < rend && bit_get(wp->zero, q) && removable(h, q))
+			q++;
+		/* Without memory for the list the pages stay: resident and
+		 * protected, with no record (the guest's copy wins). */
+		if (q > p && removal_add(h, p, q - p) < 0)
+			hlog(h, VSWAP_LOG_WARN, "no memory to remove zero pages %llu+%llu",
+			     (unsigned long long)p, (unsigned long long)(q - p));
+		p = next_set(wp->zero, q > p ? q : p + 1, h->total_pages);
+	}
+	memset(wp->zero, 0, (h->total_pages + 63) / 64 * sizeof(uint64_t));
+	pthread_mutex_unlock(&wp->rlock);
+	pthread_mutex_unlock(&h->lock);
 }

@@ -486,6 +486,8 @@ int swap_out_job(struct job *j, void *arg)
 	struct monitor *m = &h->m;
 	struct swap_out so;
 	int rc = so_init(&so, h);
+	if (rc == 0 && h->opts.skip_zero_pages) /* no record, not written (trim.c) */
+		rc = swap_out_zero_pass(h, j);
 	bool more = rc == 0;
 	while (rc == 0 && (more || so.busy)) {
 		while (more && so.busy < SWAP_OUT_WRITES && !job_aborted(j) && !so.error) {
@@ -553,7 +555,8 @@ int swap_out_job(struct job *j, void *arg)
 			}
 	}
 	so_free(&so);
-	protect_remove_wait(h); /* Active: the pages are out of memory */
+	protect_remove_zeros(h); /* those the written pages' removals left */
+	protect_remove_wait(h);	 /* Active: the pages are out of memory */
 	/* Every page is out: Active is recorded here, by the commit thread,
 	 * while the monitor serves faults; the monitor then only publishes it
 	 * (a commit there holds h->lock through its sync, and every fault

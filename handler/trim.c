@@ -144,3 +144,85 @@ int trim_job(struct job *j, void *arg)
 	free(b.clean);
 	return rc;
 }
+
+/* ---- the swap-out's zero pass ------------------------------------------- */
+
+/* Up to trim_batch_pages staged pages from *cursor: those all zeros leave
+ * staging and lose their slot, as in trim.  The count, or -1 when every
+ * staged page was examined; lock held. */
+static int64_t zero_staged_batch(struct vswap_handler *h, uint64_t *cursor)
+{
+	struct trim_batch b = {.cursor = *cursor};
+	uint64_t examined = 0;
+	int64_t found = 0;
+	while (examined < h->opts.trim_batch_pages) {
+		uint64_t first, count;
+		int more = vswap_store_next_staged_run(h->store, b.cursor, h->total_pages,
+						       h->opts.trim_batch_pages - examined, &first,
+						       &count);
+		if (more < 0)
+			return more;
+		if (more == 0) {
+			*cursor = h->total_pages;
+			return found ? found : -1;
+		}
+		for (uint64_t p = first; p < first + count; p++)
+			if (page_is_zero(staging_ptr(h, p), h->page_size)) {
+				zero_add(h, &b, p);
+				found++;
+			}
+		zero_flush(h, &b);
+		b.cursor = first + count;
+		examined += count;
+	}
+	*cursor = b.cursor;
+	return found;
+}
+
+/*
+ * A zero page written to the swap file costs a write and a slot, and a
+ * separate trim before the swap-out costs a pass over all of guest memory
+ * (a copy of every page) and a commit per batch.  So the swap-out looks
+ * for zero pages itself, first, reading in place (the first word of a page
+ * that holds data settles it): protected pages through the alias mapping,
+ * staged ones in staging.  Those all zeros get no record (a fault
+ * zero-fills them) and are not written.  The pass commits once, before
+ * the first write, so that the slots it frees (the zero pages' old copies,
+ * after a resume) are the ones the swap-out's new pages reuse: frees that
+ * landed only with the swap-out's own commits would leave the early writes
+ * to grow the file and the late frees unused.  Protected zero pages leave
+ * guest memory only after that commit, with the written pages
+ * (protect_remove_written(), protect_remove_zeros()); staged ones leave
+ * staging as in trim (their bytes are punched after a commit).  If the
+ * commit fails nothing is removed: the pages stay resident, unwritten.
+ */
+int swap_out_zero_pass(struct vswap_handler *h, struct job *j)
+{
+	uint64_t wp_cursor = 0, cursor = 0, found = 0;
+	bool wp_done = !h->wp.active;
+	protect_zeros_forget(h);
+	while (!job_aborted(j)) {
+		pthread_mutex_lock(&h->lock);
+		int64_t n =
+		    wp_done ? zero_staged_batch(h, &cursor) : protect_zero_batch(h, &wp_cursor);
+		pthread_mutex_unlock(&h->lock);
+		if (n == -1 && !wp_done) {
+			wp_done = true;
+			continue;
+		}
+		if (n == -1)
+			break;
+		if (n < 0) {
+			protect_zeros_forget(h);
+			return (int)n;
+		}
+		found += (uint64_t)n;
+	}
+	if (!found)
+		return 0;
+	/* A commit that begins now takes every record the pass dropped. */
+	int rc = committer_result(h, committer_ticket(h), true);
+	if (rc < 0)
+		protect_zeros_forget(h);
+	return rc < 0 ? rc : 0;
+}

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Slots that hold bytes no record references: what a crash between the data
- * write and the index commit leaves behind (invariant 4).  The swap file's
+ * Slots that hold bytes no record references: what a crash leaves behind
+ * (invariant 4), between a data write and the index commit, or while freed
+ * slots held their old copies (an open store reuses them unpunched and
+ * punches the free ones at its clean close).  The swap file's
  * data map is walked against the records in slot order; each run of
  * unreferenced slots is one problem.  Punching them loses nothing, unless an
  * index record is not believed (undecodable, failing its check, misplaced):

@@ -116,13 +116,6 @@ struct commit_snap {
 	 * over (@punch_due: vswap_store_stage_mark() says -EBUSY). */
 	struct range_vec punch;
 	atomic_bool punch_due;
-	/* Swap-file slots the landed commit freed, sorted, still marked used
-	 * (so never reused) until vswap_store_commit_punch() has punched them
-	 * without the caller's lock (@slots_due, set by the end) and the next
-	 * call under the lock that may reuse slots has released them
-	 * (@slots_punched, set by the punch; release_punched()). */
-	struct slot_vec slot_punch;
-	atomic_bool slots_due, slots_punched;
 };
 
 struct vswap_store {
@@ -178,9 +171,17 @@ struct vswap_store {
 	uint8_t *check_buf; /* the check's reads (STAGING_CHECK_RUN pages), with the bitmap */
 	uint64_t unverified_failed; /* failures found, for the log's first few */
 	uint64_t *slot_used;	    /* bitmap: slot allocated or freed-uncommitted */
-	uint64_t slot_cap;	    /* bits in slot_used */
-	uint64_t slots_end;	    /* one past the highest slot in use */
-	uint64_t free_hint;	    /* no free slot below this */
+	/* Bitmap: a free slot that may still hold bytes (freed by a commit
+	 * that landed, or left by an abandoned write).  The allocator reuses
+	 * it as it is (the new bytes overwrite the old); slots_punch_free()
+	 * punches those left, at a clean close.  Free slots of a previous
+	 * handle that hold bytes are not known here: after a crash they are
+	 * leaks for vswap-fsck (invariant 4). */
+	uint64_t *slot_unpunched;
+	uint64_t n_unpunched;
+	uint64_t slot_cap;  /* bits in slot_used */
+	uint64_t slots_end; /* one past the highest slot in use */
+	uint64_t free_hint; /* no free slot below this */
 	uint64_t slots_used;
 	uint64_t *dirty; /* bitmap: group changed since the last commit */
 	uint64_t ngroups;
@@ -269,6 +270,9 @@ bool slot_is_used(const struct vswap_store *s, uint64_t slot);
 bool slot_reserve_and_test(struct vswap_store *s, uint64_t slot);
 void slot_set_used(struct vswap_store *s, uint64_t slot);
 void slot_clear_used(struct vswap_store *s, uint64_t slot);
+void slot_mark_unpunched(struct vswap_store *s, uint64_t slot);
+void slots_mark_punched(struct vswap_store *s, uint64_t first, uint64_t count);
+uint64_t slot_next_unpunched(const struct vswap_store *s, uint64_t from);
 int64_t slot_alloc(struct vswap_store *s);
 void page_set(struct vswap_store *s, uint64_t page, uint32_t word, uint64_t sum);
 void page_release_slot(struct vswap_store *s, uint64_t page);
@@ -280,6 +284,12 @@ int slot_vec_push(struct slot_vec *v, uint64_t slot);
 int range_vec_push(struct range_vec *v, uint64_t first, uint64_t count);
 int leftout_add(struct vswap_store *s, const struct vswap_page_record *r);
 const struct vswap_page_record *leftout_find(const struct vswap_store *s, uint64_t page);
+
+/* write.c: punch every free slot that may hold bytes, in runs of free
+ * slots (one fallocate per run; the free slots past the last used one are
+ * cut off by one ftruncate).  Under the caller's lock, with no split write
+ * in flight taking slots meanwhile (a clean close). */
+void slots_punch_free(struct vswap_store *s);
 
 /* index_file.c: the index's files checked before LMDB maps them */
 int index_file_check(struct vswap_store *s);

@@ -341,6 +341,7 @@ int vswap_store_punch_slots(struct vswap_store *s, uint64_t first, uint64_t coun
 	if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		      (off_t)slot_offset(s, first), (off_t)(count << s->page_shift)) != 0)
 		return -errno;
+	slots_mark_punched(s, first, count);
 	return 0;
 }
 

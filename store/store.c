@@ -542,6 +542,11 @@ static int close_store(struct vswap_store *s, bool clean)
 			clean = false;
 		s->meta_dirty = true;
 		ret = vswap_store_commit(s);
+		/* The free slots that still hold old bytes are punched before
+		 * the clean record: a store closed cleanly holds bytes only in
+		 * slots its records name (docs/FORMAT.md, Slots). */
+		if (!ret && clean)
+			slots_punch_free(s);
 		/* A clean close is durable in every mode. */
 		if (!ret && fdatasync(s->fd) != 0)
 			ret = -errno;
@@ -713,11 +718,16 @@ int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsign
 	if (!copy)
 		return -ENOMEM;
 	memcpy(copy, pages, n * sizeof(*copy));
+	/* No slot is in use: the old bytes free slots still hold go now (the
+	 * new tables know nothing of them). */
+	slots_punch_free(s);
 	/* Build the new tables aside; the handle keeps the old layout until
 	 * everything is allocated. */
 	struct vswap_store next = *s;
 	next.pages = NULL;
 	next.sums = next.staged = next.summed = next.ssums = next.dirty = next.slot_used = NULL;
+	next.slot_unpunched = NULL;
+	next.n_unpunched = 0;
 	next.unverified = NULL; /* none: nothing is staged (above) */
 	next.slot_cap = 0;
 	next.total_pages = total;
@@ -745,6 +755,8 @@ int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsign
 	s->ssums = next.ssums;
 	s->dirty = next.dirty;
 	s->slot_used = next.slot_used;
+	s->slot_unpunched = next.slot_unpunched;
+	s->n_unpunched = 0;
 	s->slot_cap = next.slot_cap;
 	s->ngroups = next.ngroups;
 	s->region_pages = copy;

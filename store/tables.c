@@ -59,6 +59,9 @@ void tables_free(struct vswap_store *s)
 	s->n_unverified = 0;
 	free(s->dirty);
 	free(s->slot_used);
+	free(s->slot_unpunched);
+	s->slot_unpunched = NULL;
+	s->n_unpunched = 0;
 	free(s->freed.v);
 	free(s->scratch_slots);
 	free(s->scratch_sums);
@@ -83,7 +86,6 @@ void tables_free(struct vswap_store *s)
 	free(s->snap.recs);
 	free(s->snap.committing);
 	free(s->snap.freed.v);
-	free(s->snap.slot_punch.v);
 	free(s->snap.unpunched.v);
 	free(s->snap.punch.v);
 	memset(&s->snap, 0, sizeof(s->snap));
@@ -129,6 +131,12 @@ int slots_reserve(struct vswap_store *s, uint64_t nslots)
 		return -ENOMEM;
 	memset(bm + oldw, 0, (neww - oldw) * sizeof(uint64_t));
 	s->slot_used = bm;
+	/* Both bitmaps cover slot_cap bits: grown together. */
+	uint64_t *up = realloc(s->slot_unpunched, neww * sizeof(uint64_t));
+	if (!up)
+		return -ENOMEM;
+	memset(up + oldw, 0, (neww - oldw) * sizeof(uint64_t));
+	s->slot_unpunched = up;
 	s->slot_cap = cap;
 	return 0;
 }
@@ -151,6 +159,11 @@ void slot_set_used(struct vswap_store *s, uint64_t slot)
 	if (!bit_test(s->slot_used, slot))
 		s->slots_used++;
 	bit_set(s->slot_used, slot);
+	/* Its old bytes, if any, are the new owner's to overwrite. */
+	if (bit_test(s->slot_unpunched, slot)) {
+		bit_clear(s->slot_unpunched, slot);
+		s->n_unpunched--;
+	}
 	if (slot >= s->slots_end)
 		s->slots_end = slot + 1;
 }
@@ -164,6 +177,46 @@ void slot_clear_used(struct vswap_store *s, uint64_t slot)
 		s->free_hint = slot;
 	while (s->slots_end > 0 && !bit_test(s->slot_used, s->slots_end - 1))
 		s->slots_end--;
+}
+
+/* A free slot that may still hold bytes (a freed page's old copy, an
+ * abandoned write): reusable as it is, punched by slots_punch_free(). */
+void slot_mark_unpunched(struct vswap_store *s, uint64_t slot)
+{
+	if (slot >= s->slot_cap || bit_test(s->slot_used, slot) ||
+	    bit_test(s->slot_unpunched, slot))
+		return;
+	bit_set(s->slot_unpunched, slot);
+	s->n_unpunched++;
+}
+
+/* [first, first+count) is a hole now (punched or cut off). */
+void slots_mark_punched(struct vswap_store *s, uint64_t first, uint64_t count)
+{
+	uint64_t end = first + count < s->slot_cap ? first + count : s->slot_cap;
+	for (uint64_t k = first; k < end && s->n_unpunched; k++) {
+		if (!(k & 63) && end - k >= 64 && !s->slot_unpunched[k / 64]) {
+			k += 63;
+			continue;
+		}
+		if (bit_test(s->slot_unpunched, k)) {
+			bit_clear(s->slot_unpunched, k);
+			s->n_unpunched--;
+		}
+	}
+}
+
+/* The first slot at or after @from that is free but may hold bytes, or
+ * slot_cap if none. */
+uint64_t slot_next_unpunched(const struct vswap_store *s, uint64_t from)
+{
+	for (uint64_t k = from; k < s->slot_cap;) {
+		uint64_t w = s->slot_unpunched[k / 64] >> (k % 64);
+		if (w)
+			return k + (uint64_t)__builtin_ctzll(w);
+		k = (k & ~63ull) + 64;
+	}
+	return s->slot_cap;
 }
 
 /* The lowest free slot, else a new one at the end: keeps the file compact
@@ -249,7 +302,9 @@ int range_vec_push(struct range_vec *v, uint64_t first, uint64_t count)
 }
 
 /* The page loses its slot; the slot stays allocated until the commit that
- * records the loss, then it is punched and reused (invariant 2). */
+ * records the loss lands, then it is free for reuse as it is (invariant 2:
+ * its old bytes are overwritten by the write that takes it, or punched at
+ * a clean close). */
 void page_release_slot(struct vswap_store *s, uint64_t page)
 {
 	uint32_t w = s->pages[page];

@@ -2,8 +2,13 @@
 /*
  * The write path and commit.  Order (invariant 1): bytes written, then (in
  * FULL and BATCH) fdatasync, then the index commit that references them,
- * then the holes of freed slots are punched and the slots made reusable
- * (invariant 2).
+ * then the slots that commit freed become reusable (invariant 2).  A freed
+ * slot is not punched when it is freed: the write that reuses it overwrites
+ * its old bytes, and those still free at a clean close are punched then, in
+ * runs (slots_punch_free()).  On a file system mounted with discard each
+ * fallocate(PUNCH_HOLE) waits for the device (about 0.6 ms for one 4 KiB
+ * slot on ext4 here): a punch per freed slot made a trim after a resume,
+ * which frees one slot in eight, spend most of its time in them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,8 +35,6 @@ static int scratch_reserve(struct vswap_store *s, size_t n)
 	s->scratch_cap = cap;
 	return 0;
 }
-
-static void release_punched(struct vswap_store *s);
 
 /*
  * Choose a slot per page.  A stale page is rewritten in place when the index
@@ -65,8 +68,23 @@ static int assign_slots(struct vswap_store *s, uint64_t first, uint32_t count, u
 	return 0;
 }
 
-/* Undo assign_slots() after a failed write: the new slots go back, and any
- * bytes that reached them are punched so nothing looks leaked. */
+/* Cut the swap file at @end slots: what an append grew goes back (keeps a
+ * full disk usable).  Slots past @end are free: holes once cut. */
+static void cut_tail(struct vswap_store *s, uint64_t end)
+{
+	if (end < s->slots_end)
+		end = s->slots_end;
+	if (ftruncate(s->fd, (off_t)slot_offset(s, end)) != 0) {
+		store_log(s, VSWAP_LOG_WARN, "%s: cannot shrink after a failed write", s->path);
+		return;
+	}
+	if (end < s->slot_cap)
+		slots_mark_punched(s, end, s->slot_cap - end);
+}
+
+/* Undo assign_slots() after a failed write: the new slots go back, free
+ * (what reached them is old bytes of a free slot, punched at a clean close
+ * or overwritten by the next write there). */
 static void unassign_slots(struct vswap_store *s, uint64_t first, uint32_t count,
 			   const uint64_t *slots, uint64_t old_end)
 {
@@ -74,13 +92,9 @@ static void unassign_slots(struct vswap_store *s, uint64_t first, uint32_t count
 		if (slots[i] == pw_slot(s->pages[first + i]))
 			continue; /* in place: the slot stays the page's */
 		slot_clear_used(s, slots[i]);
-		fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			  (off_t)slot_offset(s, slots[i]), s->page_size);
+		slot_mark_unpunched(s, slots[i]);
 	}
-	/* Give back what an append grew (keeps a full disk usable). */
-	if (ftruncate(s->fd,
-		      (off_t)slot_offset(s, old_end > s->slots_end ? old_end : s->slots_end)))
-		store_log(s, VSWAP_LOG_WARN, "%s: cannot shrink after a failed write", s->path);
+	cut_tail(s, old_end);
 }
 
 /* One request per run of consecutive slots. */
@@ -154,7 +168,6 @@ int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, con
 		ret = index_record_unclean(s);
 	if (ret)
 		return ret;
-	release_punched(s);
 	ret = scratch_reserve(s, count);
 	if (ret)
 		return ret;
@@ -211,29 +224,6 @@ static bool groups_dirty(const struct vswap_store *s)
 	return false;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static void punch_slots(struct vswap_store *s, uint64_t first, uint64_t count)
-{
-	if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		      (off_t)slot_offset(s, first), (off_t)(count << s->page_shift)) != 0)
-		store_log(s, VSWAP_LOG_WARN,
-			  "%s: cannot punch slots %llu+%llu: %s (vswap-fsck "
-			  "reclaims them)",
-			  s->path, (unsigned long long)first, (unsigned long long)count,
-			  strerror(errno));
-}
-
-/*
- * Release the slots freed by the commit that just landed.  Freed slots at
- * the end of the slot space are cut off by one ftruncate; the rest are
- * punched in runs of consecutive slots (one fallocate per run: on a file
- * system mounted with discard, each call waits for the device).
- */
 static int cmp_pin(const void *a, const void *b)
 {
 	uint64_t x = ((const struct wpin *)a)->slot, y = ((const struct wpin *)b)->slot;
@@ -259,9 +249,17 @@ static void keep_pinned(struct vswap_store *s, struct slot_vec *f)
 	f->n = k;
 }
 
-/* Release @f: @punched says its runs were punched already (only the tail
- * past the last used slot is cut off here). */
-static void release_slots(struct vswap_store *s, struct slot_vec *f, bool punched)
+/*
+ * Release the slots freed by the commit that just landed: free for the
+ * allocator from now on, their bytes left where they are (the slot's next
+ * write overwrites them; slots_punch_free() punches those still free at a
+ * clean close).  Reusing a slot unpunched keeps invariant 2: no record the
+ * index holds names it any more, and the record that will name it again is
+ * committed only after the new bytes are durable (invariant 1), so a crash
+ * in between leaves bytes no record names: a leak vswap-fsck reclaims
+ * (invariant 4), as after a crash between a write and its commit.
+ */
+static void release_freed(struct vswap_store *s, struct slot_vec *f)
 {
 	keep_pinned(s, f);
 	if (!f->n)
@@ -269,44 +267,63 @@ static void release_slots(struct vswap_store *s, struct slot_vec *f, bool punche
 	/* The slot bitmap is the lazy load's until it ends. */
 	if (index_need_all(s))
 		return; /* a forked child: they leak until vswap-fsck reclaims them */
-	qsort(f->v, f->n, sizeof(uint64_t), cmp_u64);
-	for (size_t i = 0; i < f->n; i++)
+	for (size_t i = 0; i < f->n; i++) {
 		slot_clear_used(s, f->v[i]);
-	uint64_t end = s->slots_end; /* shrunk past freed slots at the tail */
-	for (size_t i = 0; i < f->n && !punched;) {
-		size_t j = i + 1;
-		while (j < f->n && f->v[j] == f->v[j - 1] + 1)
-			j++;
-		if (f->v[i] < end) {
-			uint64_t last = f->v[j - 1] < end ? f->v[j - 1] : end - 1;
-			punch_slots(s, f->v[i], last - f->v[i] + 1);
-		}
-		i = j;
+		slot_mark_unpunched(s, f->v[i]);
 	}
-	/* A tolerant (repair) open may not know every slot: never cut there. */
-	uint64_t top = f->v[f->n - 1];
-	if (top >= end && (s->tolerant || ftruncate(s->fd, (off_t)slot_offset(s, end)) != 0) &&
-	    !punched)
-		punch_slots(s, end, top + 1 - end);
 	f->n = 0;
 }
 
-static void release_freed(struct vswap_store *s, struct slot_vec *f)
+static void punch_run(struct vswap_store *s, uint64_t first, uint64_t count)
 {
-	release_slots(s, f, false);
+	if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)slot_offset(s, first), (off_t)(count << s->page_shift)) != 0) {
+		store_log(s, VSWAP_LOG_WARN,
+			  "%s: cannot punch free slots %llu+%llu: %s (vswap-fsck reclaims them)",
+			  s->path, (unsigned long long)first, (unsigned long long)count,
+			  strerror(errno));
+		return;
+	}
+	slots_mark_punched(s, first, count);
 }
 
-/* Under the caller's lock, before anything that may take a free slot: the
- * slots a split commit freed are reusable once they are punched. */
-static void release_punched(struct vswap_store *s)
+/*
+ * A run is a stretch of free slots from an unpunched one to the last
+ * unpunched one before the next used slot: the free slots between are holes
+ * already, or bytes no record names, so one call covers them all.  Free
+ * slots past the last used one are cut off instead (one ftruncate), except
+ * in a tolerant (repair) open, which may not know every slot.
+ */
+void slots_punch_free(struct vswap_store *s)
 {
-	struct commit_snap *c = &s->snap;
-	if (!atomic_load(&c->slots_punched))
+	if (!s->n_unpunched || s->read_only)
 		return;
-	release_slots(s, &c->slot_punch, true);
-	c->slot_punch.n = 0;
-	atomic_store(&c->slots_punched, false);
-	atomic_store(&c->slots_due, false);
+	uint64_t end = s->slots_end;
+	uint64_t k = slot_next_unpunched(s, 0);
+	while (k < end && s->n_unpunched) {
+		uint64_t last = k, j = k + 1;
+		while (j < end && !slot_is_used(s, j)) {
+			if (bit_test(s->slot_unpunched, j))
+				last = j;
+			j++;
+		}
+		punch_run(s, k, last - k + 1);
+		k = slot_next_unpunched(s, j);
+	}
+	if (!s->n_unpunched)
+		return;
+	if (s->tolerant) {
+		uint64_t first = slot_next_unpunched(s, end), top = first;
+		for (uint64_t t = first; t < s->slot_cap; t = slot_next_unpunched(s, t + 1))
+			top = t;
+		if (first < s->slot_cap)
+			punch_run(s, first, top - first + 1);
+	} else if (ftruncate(s->fd, (off_t)slot_offset(s, end)) == 0) {
+		slots_mark_punched(s, end, s->slot_cap - end);
+	} else {
+		store_log(s, VSWAP_LOG_WARN, "%s: cannot cut free slots from %llu: %s", s->path,
+			  (unsigned long long)end, strerror(errno));
+	}
 }
 
 int vswap_store_commit(struct vswap_store *s)
@@ -317,7 +334,6 @@ int vswap_store_commit(struct vswap_store *s)
 		return -ECHILD; /* a forked child must not commit through LMDB */
 	if (s->sync_error)
 		return s->sync_error;
-	release_punched(s);
 	struct commit_snap *c = &s->snap;
 	bool joined = c->active;
 	if (joined) {
@@ -425,7 +441,6 @@ int vswap_store_commit_begin(struct vswap_store *s)
 		return s->sync_error;
 	if (c->active)
 		return -EBUSY;
-	release_punched(s);
 	if (!anything_pending(s))
 		return 0;
 	/* The lazy commit waits for the load rather than make its caller wait
@@ -522,22 +537,8 @@ void vswap_store_commit_end(struct vswap_store *s, int result)
 		s->commits++;
 		if (c->cached)
 			posix_fadvise(s->fd, 0, 0, POSIX_FADV_DONTNEED);
-		/* The freed slots are punched in vswap_store_commit_punch()
-		 * too (on ext4 a punch of a long run takes milliseconds), and
-		 * stay marked used until then: none is reused unpunched.  If
-		 * the last commit's are still due, these go now. */
-		if (!atomic_load(&c->slots_due)) {
-			keep_pinned(s, &c->freed);
-			struct slot_vec t = c->slot_punch;
-			c->slot_punch = c->freed;
-			c->freed = t;
-			c->freed.n = 0;
-			if (c->slot_punch.n > 1)
-				qsort(c->slot_punch.v, c->slot_punch.n, sizeof(uint64_t), cmp_u64);
-			atomic_store(&c->slots_due, c->slot_punch.n > 0);
-		} else {
-			release_freed(s, &c->freed);
-		}
+		/* The slots it freed are free from now on, unpunched. */
+		release_freed(s, &c->freed);
 		/* The staging bytes go in vswap_store_commit_punch(), without
 		 * the caller's lock: punching 64 MiB of shared memory takes
 		 * tens of milliseconds, and faults would wait for it. */
@@ -564,28 +565,9 @@ void vswap_store_commit_end(struct vswap_store *s, int result)
 	c->active = false;
 }
 
-/* The slots of c->slot_punch, in runs of consecutive slots; without the
- * caller's lock (nothing else touches them until slots_punched). */
-static void punch_freed_slots(struct vswap_store *s)
-{
-	struct commit_snap *c = &s->snap;
-	if (!atomic_load(&c->slots_due) || atomic_load(&c->slots_punched))
-		return;
-	const struct slot_vec *f = &c->slot_punch;
-	for (size_t i = 0; i < f->n;) {
-		size_t j = i + 1;
-		while (j < f->n && f->v[j] == f->v[j - 1] + 1)
-			j++;
-		punch_slots(s, f->v[i], f->v[j - 1] - f->v[i] + 1);
-		i = j;
-	}
-	atomic_store(&c->slots_punched, true);
-}
-
 void vswap_store_commit_punch(struct vswap_store *s)
 {
 	struct commit_snap *c = &s->snap;
-	punch_freed_slots(s);
 	if (!atomic_load(&c->punch_due))
 		return;
 	/* Only this call and the end that filled it touch c->punch; the
@@ -657,7 +639,6 @@ int vswap_store_write_begin(struct vswap_store *s, const uint64_t *pages, uint32
 		ret = index_record_unclean(s);
 	if (ret)
 		return ret;
-	release_punched(s);
 	ret = wflight_reserve(s);
 	if (ret)
 		return ret;
@@ -699,12 +680,12 @@ int vswap_store_write_begin(struct vswap_store *s, const uint64_t *pages, uint32
 	return 0;
 }
 
-/* Give back a slot of a split write whose bytes no record will name (what
- * reached it is punched). */
+/* Give back a slot of a split write whose bytes no record will name: free,
+ * its bytes overwritten by its next write or punched at a clean close. */
 static void write_drop_slot(struct vswap_store *s, uint64_t slot)
 {
 	slot_clear_used(s, slot);
-	punch_slots(s, slot, 1);
+	slot_mark_unpunched(s, slot);
 }
 
 int vswap_store_write_end(struct vswap_store *s, const uint64_t *pages, uint32_t count,
@@ -763,9 +744,8 @@ int vswap_store_write_end(struct vswap_store *s, const uint64_t *pages, uint32_t
 			  count, (unsigned long long)pages[0], vswap_strerror(err));
 		/* Give back what an append grew (keeps a full disk usable);
 		 * the slots of other writes in flight are still in use. */
-		if (dropped_tail && ftruncate(s->fd, (off_t)slot_offset(s, s->slots_end)))
-			store_log(s, VSWAP_LOG_WARN, "%s: cannot shrink after a failed write",
-				  s->path);
+		if (dropped_tail)
+			cut_tail(s, s->slots_end);
 		return err;
 	}
 	return made;

@@ -269,6 +269,39 @@ static void test_planted_bytes(void **state)
 }
 
 /* Open the index with liblmdb and let @edit change the value of @group. */
+/*
+ * Freed slots keep their old bytes while the store is open (reused as they
+ * are, not punched per slot): a crash leaves them as leaked slots that -p
+ * punches without losing anything; a clean close punches them itself, so
+ * the audit of a cleanly closed store finds nothing.
+ */
+static void test_freed_slots_after_crash_and_clean_close(void **state)
+{
+	struct rfx_store *fx = *state;
+	struct vswap_store *s;
+	struct vswap_fsck *f;
+	uint64_t a = slot_of(fx, 200), b = slot_of(fx, 201), c = slot_of(fx, 210);
+
+	assert_int_equal(rfx_open(fx, false, &s), 0);
+	assert_int_equal(vswap_store_free(s, 200, 2), 2);
+	assert_int_equal(vswap_store_free(s, 210, 1), 1);
+	assert_int_equal(vswap_store_commit(s), 0);
+	assert_int_equal(vswap_store_close_unclean(s), 0); /* as a kill leaves it */
+	f = run_lib(fx, VSWAP_FSCK_CHECK);
+	assert_true(has_problem(f, VSWAP_PROBLEM_LEAKED_SLOT, UINT64_MAX, a < b ? a : b));
+	assert_true(has_problem(f, VSWAP_PROBLEM_LEAKED_SLOT, UINT64_MAX, c));
+	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_BAD_RECORD), 0);
+	vswap_fsck_free(f);
+	expect_check_exit(fx, 4);
+	expect_repair_then_clean(fx, "-p", 1);
+
+	assert_int_equal(rfx_open(fx, false, &s), 0);
+	assert_int_equal(vswap_store_free(s, 220, 3), 3);
+	assert_int_equal(vswap_store_commit(s), 0);
+	assert_int_equal(vswap_store_close(s), 0);
+	expect_check_exit(fx, 0);
+}
+
 static void edit_group(const struct rfx_store *fx, uint64_t group,
 		       void (*edit)(uint8_t *val, size_t *len))
 {
@@ -525,6 +558,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_zeroed_superblock, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_foreign_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_planted_bytes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_freed_slots_after_crash_and_clean_close, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_lmdb_record_checksum_edited, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lmdb_record_undecodable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_staging_records_and_bytes, setup, teardown),

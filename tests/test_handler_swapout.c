@@ -473,6 +473,97 @@ static void writes_go_on_while_a_commit_runs(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* ---- zero pages ------------------------------------------------------------ */
+
+static struct vswap_store_stats store_stats(struct hfx *f)
+{
+	struct vswap_store_stats ss;
+	pthread_mutex_lock(&f->h->lock);
+	assert_int_equal(vswap_store_stats(f->h->store, &ss), 0);
+	pthread_mutex_unlock(&f->h->lock);
+	return ss;
+}
+
+static void swap_out_all(struct hfx *f)
+{
+	assert_int_equal(vswap_handler_enable(f->h), 0);
+	assert_int_equal(vswap_handler_swap_out(f->h), 0);
+	assert_int_equal(hfx_wait(f, VSWAP_STATE_ACTIVE), 0);
+}
+
+/* With skip_zero_pages the swap-out leaves zero pages out: no record, no
+ * slot, no write; they leave guest memory with the others (protect mode:
+ * in the removal of the written pages before them) and read as zeros. */
+static void zero_pages_not_written(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {N};
+	const struct vswap_handler_opts zeros = {.chunk_pages = 4, .skip_zero_pages = 1};
+	assert_int_equal(hfx_setup(&f, pages, 1, &zeros), 0);
+	fill_all(&f);
+	for (uint64_t p = 3; p < N; p += 8)
+		memset(hfx_addr(&f, 0, p), 0, f.page_size);
+	swap_out_all(&f);
+	for (uint64_t p = 0; p < N; p++) {
+		struct vswap_page_info pi;
+		assert_int_equal(vswap_handler_page_info(f.h, p, &pi), 0);
+		assert_int_equal(pi.state, p % 8 == 3 ? VSWAP_PAGE_NONE : VSWAP_PAGE_PRESENT);
+		assert_false(pi.staged);
+	}
+	struct vswap_store_stats ss = store_stats(&f);
+	assert_int_equal(ss.slots_used, N - N / 8);
+	assert_int_equal(ss.bytes_written, (uint64_t)(N - N / 8) * f.page_size);
+	no_slot_leaked(&f);
+	/* Nothing of guest memory is left: the zero pages went too. */
+	assert_true(lseek(f.memfd, 0, SEEK_DATA) < 0);
+	for (uint64_t p = 0; p < N; p++)
+		expect_bytes(&f, p, p % 8 == 3 ? 0 : byte_of(p), p % 8 == 3 ? 0 : byte_of(p));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/*
+ * After a resume every page has a stale slot.  When the pages that became
+ * zero give theirs back and the pages that stopped being zero need one,
+ * the swap-out's writes take the freed slots (its zero pass commits the
+ * frees before the first write): the swap file does not grow, and every
+ * slot in use is a page's.
+ */
+static void zero_pages_give_slots_to_the_writes(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {N};
+	/* One batch: its stale pages are rewritten in place (their group is
+	 * not changed by an earlier batch's end before it begins). */
+	const struct vswap_handler_opts one = {.chunk_pages = N, .skip_zero_pages = 1};
+	assert_int_equal(hfx_setup(&f, pages, 1, &one), 0);
+	fill_all(&f);
+	for (uint64_t p = 3; p < N; p += 8)
+		memset(hfx_addr(&f, 0, p), 0, f.page_size);
+	swap_out_all(&f);
+	uint64_t end = store_stats(&f).slots_end;
+	assert_int_equal(end, N - N / 8);
+	/* Every page back (from the file or zero-filled) and changed: the
+	 * zero ones get bytes, those at 5 mod 8 become zeros. */
+	for (uint64_t p = 0; p < N; p++)
+		assert_int_equal(hfx_fill(&f, 0, p, p % 8 == 5 ? 0 : (uint8_t)(byte_of(p) + 1)), 0);
+	pthread_mutex_lock(
+	    &f.h->lock); /* the stale marks as a running guest's commits leave them */
+	assert_int_equal(vswap_store_commit(f.h->store), 0);
+	pthread_mutex_unlock(&f.h->lock);
+	swap_out_all(&f);
+	struct vswap_store_stats ss = store_stats(&f);
+	assert_int_equal(ss.slots_used, N - N / 8);
+	assert_int_equal(ss.slots_end, end);
+	no_slot_leaked(&f);
+	for (uint64_t p = 0; p < N; p++) {
+		uint8_t v = p % 8 == 5 ? 0 : (uint8_t)(byte_of(p) + 1);
+		expect_bytes(&f, p, v, v);
+	}
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_swapout");
@@ -483,6 +574,8 @@ int main(void)
 	    cmocka_unit_test(exit_while_in_flight),
 	    cmocka_unit_test(enospc_with_writes_in_flight),
 	    cmocka_unit_test(writes_go_on_while_a_commit_runs),
+	    cmocka_unit_test(zero_pages_not_written),
+	    cmocka_unit_test(zero_pages_give_slots_to_the_writes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,8 +2,8 @@
 /*
  * The split commit (vswap_store_commit_begin / _write / _end): what the
  * begin took lands with the write; what changed after the begin stays
- * pending; slots it freed are punched without the caller's lock and reused
- * only after that; a stale page in its
+ * pending; slots it freed are reused (unpunched) only after its end; a
+ * stale page in its
  * snapshot is not rewritten in place meanwhile; a failed commit leaves
  * everything pending; a plain commit meanwhile (another thread) waits for
  * the write and makes everything durable; stage marks wait for the end;
@@ -301,34 +301,37 @@ static bool slot_bytes(struct ctx *c, uint64_t slot)
 	return data;
 }
 
-/* The swap-file slots a split commit frees are punched by
- * vswap_store_commit_punch() (without the caller's lock: a punch of a long
- * run takes milliseconds, and faults would wait), not by the end; until
- * the punch they keep their bytes and no write takes them. */
-static void freed_slots_punched_after_end(void **state)
+/* The swap-file slots a split commit frees are reusable from its end on,
+ * unpunched (the write that takes one overwrites its bytes), and not
+ * before: between the begin and the end a write takes another slot.  The
+ * clean close punches the free slots left. */
+static void freed_slots_reusable_after_end(void **state)
 {
 	struct ctx *c = *state;
 	write_pages(c, 0, 8, 1);
 	assert_int_equal(vswap_store_commit(c->s), 0);
-	uint64_t freed = info(c, 5).slot;
+	uint64_t freed = info(c, 5).slot, other = info(c, 6).slot;
 	assert_true(slot_bytes(c, freed));
 	assert_int_equal(vswap_store_free(c->s, 5, 1), 1);
+	assert_int_equal(vswap_store_free(c->s, 6, 1), 1);
 	assert_int_equal(vswap_store_commit_begin(c->s), 1);
+	write_pages(c, 20, 1, 1);
+	assert_true(info(c, 20).slot != freed && info(c, 20).slot != other);
 	assert_int_equal(vswap_store_commit_write(c->s), 0);
 	vswap_store_commit_end(c->s, 0);
-	assert_true(slot_bytes(c, freed)); /* not under the caller's lock */
-	write_pages(c, 20, 1, 1);
-	assert_true(info(c, 20).slot != freed); /* not reused unpunched */
 	vswap_store_commit_punch(c->s);
-	assert_false(slot_bytes(c, freed));
+	assert_true(slot_bytes(c, freed)); /* not punched */
 	write_pages(c, 21, 1, 2);
 	assert_int_equal(info(c, 21).slot, freed);
 	assert_int_equal(vswap_store_commit(c->s), 0);
+	assert_true(slot_bytes(c, other));
 	reopen(c);
+	assert_false(slot_bytes(c, other));
 	expect_page(c, 20, 1);
 	expect_page(c, 21, 2);
 	expect_page(c, 4, 1);
 	assert_int_equal(info(c, 5).state, VSWAP_PAGE_NONE);
+	assert_int_equal(info(c, 6).state, VSWAP_PAGE_NONE);
 }
 
 /* Blob @name reads back as the string @want. */
@@ -397,7 +400,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(plain_commit_joins, setup, teardown),
 	    cmocka_unit_test_setup_teardown(stage_mark_waits_for_end, setup, teardown),
 	    cmocka_unit_test_setup_teardown(staging_punched_after_end, setup, teardown),
-	    cmocka_unit_test_setup_teardown(freed_slots_punched_after_end, setup, teardown),
+	    cmocka_unit_test_setup_teardown(freed_slots_reusable_after_end, setup, teardown),
 	    cmocka_unit_test_setup_teardown(blobs_go_with_the_split_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(failed_split_commit_keeps_blobs_pending, setup,
 					    teardown),

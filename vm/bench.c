@@ -4,14 +4,15 @@
  * baseline measured in the same run on the same bytes (medians of --runs):
  *
  *   hibernate_gbps          the guest's RAM over the time to hibernate it
- *                           (enable, trim, swap out, detach, save, close),
+ *                           (enable, swap out, detach, save, close),
  *                           beside an O_DIRECT write of as many bytes to a
  *                           fresh file in the same directory (2 MiB writes,
  *                           one sync)
  *   hibernate_swap_out_gbps the bytes the hibernation's swap-out wrote over
  *                           its own time, beside the same O_DIRECT write: what
  *                           of hibernate_gbps is the write itself (the rest is
- *                           enable and trim)
+ *                           enable and the close; the swap-out's own time
+ *                           includes its pass that finds the zero pages)
  *   rehibernate_gbps        as hibernate_gbps, for the hibernations that follow
  *                           each resume into the same store (the realistic
  *                           cycle: every page has a stale slot by then), beside
@@ -215,8 +216,9 @@ static int bench_size(const struct vmm_opts *base, const char *dir, uint64_t siz
 	rc = vmm_hibernate(&o, r);
 	if (rc)
 		goto out;
-	/* The guest's RAM over the whole hibernation (trim drops its zero
-	 * pages, so fewer bytes reach the disk), beside writing that much. */
+	/* The guest's RAM over the whole hibernation (the swap-out drops its
+	 * zero pages, so fewer bytes reach the disk), beside writing that
+	 * much. */
 	double hib_s = r->hibernate_ms / 1e3, bytes = (double)size;
 	double od = odirect_write(dir, size);
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Hibernate and resume.  Hibernate: the guest is stopped at a pause point in
- * the middle of a pass, every page goes to the store (enable, trim, swap
- * out), the handler detaches, and the VMM's own state is saved as blobs:
+ * the middle of a pass, every page goes to the store (enable, swap out,
+ * which leaves the zero pages out), the handler detaches, and the VMM's
+ * own state is saved as blobs:
  *   vm.state    a header, every vCPU's registers, and the mutable part of
  *               low memory (the guest's control blocks and stacks)
  *   vm.workset  the pages the last resumed guest needed first, in order
@@ -133,11 +134,13 @@ static int hibernate_now(struct vmm *m, const uint64_t *workset, size_t nworkset
 	}
 	if ((rc = state_build(m, &state, &slen)))
 		return rc;
-	/* Every page to the store; the guest stays paused throughout. */
+	/* Every page to the store; the guest stays paused throughout.  No
+	 * trim first: the swap-out drops the zero pages itself, reading them
+	 * in place, and a paused guest has no page equal to its stale copy
+	 * that a trim's pass over all of its memory would be worth. */
 	if ((rc = vmm_enable_stage(m, "hibernate: enable")))
 		goto out;
-	if ((rc = vmm_trim_stage(m, "hibernate: trim", false)) ||
-	    (rc = vmm_swap_out_stage(m, "hibernate: swap-out")))
+	if ((rc = vmm_swap_out_stage(m, "hibernate: swap-out")))
 		goto out;
 	r->hibernated_pages = r->status.transition.pages;
 	rc = vswap_handler_detach(m->h);

@@ -172,7 +172,10 @@ int vmm_handler(struct vmm *m)
 	struct vswap_handler_opts ho = {.store = m->store,
 					.log = vmm_log,
 					.log_level = VSWAP_LOG_WARN,
-					.enable_mode = m->o->enable_mode};
+					.enable_mode = m->o->enable_mode,
+					/* A hibernation runs no trim: its
+					 * swap-out drops the zero pages. */
+					.skip_zero_pages = m->o->hibernate};
 	int rc = vswap_handler_create(&reg, 1, &ho, &m->h);
 
 	if (rc) {

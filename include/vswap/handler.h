@@ -167,6 +167,16 @@ struct vswap_handler_opts {
 	 * vCPU whose fault was served run before the swap-out's work goes on.
 	 * 0 (the default): nothing asked, the kernel's default slice. */
 	uint32_t background_slice_us;
+	/* Swap-out: nonzero makes it look for pages of zeros first (reading
+	 * each page in place; the first word of a page that holds data settles
+	 * it) and give them no record instead of writing them: a fault
+	 * zero-fills them, they leave guest memory with the rest, and the
+	 * slots they had are reused by the swap-out's own writes.  It does for
+	 * zero pages what trim does, without trim's copy of all guest memory:
+	 * a VMM that swaps out without trimming (a hibernation) saves the
+	 * writes and the slots.  0 (the default): every page is written, zero
+	 * or not, as crosvm's vmm-swap does (its trim drops them). */
+	uint32_t skip_zero_pages;
 	/* Room for options added later without an ABI break (docs/ABI.md):
 	 * must be zero (zero-initialise the struct); -EINVAL otherwise. */
 	uint64_t reserved[7];

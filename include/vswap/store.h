@@ -218,9 +218,10 @@ int vswap_store_load_wait(struct vswap_store *s);
 int vswap_store_upgrade(const char *path, const struct vswap_store_opts *opts);
 
 /*
- * Commit what is pending, record a clean shutdown and release the store.
- * The handle is freed even when the final commit fails (its error is
- * returned; the store is then marked unclean for vswap-fsck).
+ * Commit what is pending, punch the free slots that still hold old bytes
+ * (in runs; see vswap_store_commit()), record a clean shutdown and release
+ * the store.  The handle is freed even when the final commit fails (its
+ * error is returned; the store is then marked unclean for vswap-fsck).
  */
 int vswap_store_close(struct vswap_store *s);
 
@@ -311,9 +312,12 @@ int vswap_store_write_end(struct vswap_store *s, const uint64_t *pages, uint32_t
 
 /*
  * Make everything pending durable, in order: sync the swap file (unless
- * NONE), commit the index (synced unless NONE), then punch the holes of the
- * slots freed since the last commit and make them reusable, and punch the
- * staging bytes of pages that left staging.  A failed data sync is sticky:
+ * NONE), commit the index (synced unless NONE), then make the slots freed
+ * since the last commit reusable, and punch the staging bytes of pages that
+ * left staging.  A freed slot is not punched then: the write that reuses it
+ * overwrites its bytes, and vswap_store_close() punches the free slots left
+ * (a punch per freed slot costs the device's discard on file systems
+ * mounted with it).  A failed data sync is sticky:
  * every later write and commit returns its error until the store is
  * reopened (the kernel may have dropped the unsynced bytes).  -ECHILD from a
  * forked child of the process that opened the store.
@@ -341,28 +345,23 @@ int vswap_store_commit(struct vswap_store *s);
  *       is full, nothing was committed: call vswap_store_commit() (it grows
  *       the map).
  *   vswap_store_commit_end()  with the lock, given write's result: on
- *       success the freed slots and the staging bytes the commit let go are
- *       handed to vswap_store_commit_punch() (below), which punches them;
- *       the slots become reusable at the next call under the lock after it
- *       (a write or a commit); on failure everything taken is pending again
+ *       success the slots the commit freed become reusable (unpunched, as
+ *       in vswap_store_commit()) and the staging bytes it let go are
+ *       handed to vswap_store_commit_punch() (below); on failure everything taken is pending again
  *       (a failed data sync sticks, as in vswap_store_commit()).  Call it
  *       after a begin that returned 1 even if write was never called.
  * Invariants 1-5 hold as for vswap_store_commit(): what a commit names was
- * written before its begin, and nothing it frees is reused or punched before
- * it lands.
+ * written before its begin, and nothing it frees is reused before it lands.
  */
 int vswap_store_commit_begin(struct vswap_store *s);
 int vswap_store_commit_write(struct vswap_store *s);
 void vswap_store_commit_end(struct vswap_store *s, int result);
 /*
  * After a successful vswap_store_commit_end(), without the lock, on the
- * same thread: punch the swap-file slots and the staging bytes the commit
- * let go (punching tens of MiB takes milliseconds: no other call should wait
- * for it).  Until it returns, vswap_store_stage_mark() says -EBUSY, and the
- * freed slots are not reused (they are not named by any record either);
- * nothing else is affected.  While a commit's slots wait for it, the next
- * commit's end releases its own under the lock, as vswap_store_commit()
- * does.  Called by vswap_store_close() if the caller did not.
+ * same thread: punch the staging bytes the commit let go (punching tens of
+ * MiB of shared memory takes milliseconds: no other call should wait for
+ * it).  Until it returns, vswap_store_stage_mark() says -EBUSY; nothing else
+ * is affected.  Called by vswap_store_close() if the caller did not.
  */
 void vswap_store_commit_punch(struct vswap_store *s);
 
@@ -571,7 +570,7 @@ struct vswap_store_stats {
 	uint64_t pages_lost;
 	uint64_t pages_staged;
 	uint64_t slots_used;
-	uint64_t slots_free; /* holes below the end of the slot space */
+	uint64_t slots_free; /* free slots below the end of the slot space */
 	uint64_t slots_end;  /* one past the highest slot ever used */
 	uint64_t bytes_written;
 	uint64_t bytes_read;
