@@ -421,6 +421,11 @@ static void count_written(void *ctx, int where)
 		atomic_fetch_add(&c->written, 1);
 }
 
+static bool commit_entered(void *arg)
+{
+	return atomic_load(&((struct held_commit *)arg)->entered);
+}
+
 static bool all_written(void *arg)
 {
 	return atomic_load(&((struct held_commit *)arg)->written) == N / small.chunk_pages;
@@ -428,8 +433,8 @@ static bool all_written(void *arg)
 
 /*
  * BATCH durability, a commit due every 2 batches, the commit thread held on
- * the swap-out's first commit: every batch is still written meanwhile (the
- * commits due are asked once the held one lands).  The job used to wait for
+ * the swap-out's first commit: every batch is still written before it lands
+ * (the commits due are asked once the held one has).  The job used to wait for
  * the held commit at the next one due, and no batch was written until it
  * landed: the disk had nothing to do.  Nothing leaves guest memory or
  * staging before its commit, so every byte is still the guest's.
@@ -454,9 +459,11 @@ static void writes_go_on_while_a_commit_runs(void **state)
 	f.h->cm.hook = hold_commit;
 	pthread_mutex_unlock(&f.h->lock);
 	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	/* Every batch written with no commit landed (the gate is closed);
+	 * the swap-out's first commit may reach the gate after them. */
 	bool done = hfx_wait_for(all_written, &c);
-	bool held = atomic_load(&c.entered);
 	unsigned written = atomic_load(&c.written);
+	bool held = hfx_wait_for(commit_entered, &c);
 	atomic_store(&c.open, true);
 	if (!held)
 		fail_msg("no commit was held during the swap-out");
