@@ -33,7 +33,9 @@
  *
  * The reads run on the library's I/O engine (store/io.c, submit now and
  * reap later).  A fault that continues a sequential pass reads through the
- * page cache, any other O_DIRECT (read_fd()).
+ * page cache, any other O_DIRECT (read_fd()); a page-cache read the cache
+ * can answer at once is made at submission instead (inline_read()) and
+ * handled with the ring's completions, after the batch of messages.
  *
  * Without io_uring (refused by the kernel, or VSWAP_IO=sync for the I/O
  * shims) fault_io_submit() says -ENOSYS and the fault reads synchronously.
@@ -44,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "handler/internal.h"
@@ -149,6 +152,24 @@ static int read_fd(struct vswap_handler *h, uint64_t slot, int direct_fd)
 	return direct_fd;
 }
 
+/*
+ * A read of a sequential pass through the page cache: when the cache holds
+ * the page (the pass's read-ahead brought it), read it now, without the
+ * ring (RWF_NOWAIT: never a wait for the disk).  Such a fault then costs one
+ * plain read like a bare handler's, not a ring entry, its completion, the
+ * eventfd signal and its read.  1 read whole, 0 not cached (go to the ring).
+ */
+static int inline_read(struct fault_read *fr)
+{
+	struct iovec iov = {.iov_base = fr->buf, .iov_len = fr->r.len};
+	ssize_t n = preadv2(fr->r.fd, &iov, 1, (off_t)fr->r.offset, RWF_NOWAIT);
+	if (n != (ssize_t)fr->r.len)
+		return 0;
+	fr->req.res = (int32_t)n;
+	fr->req.done = (uint32_t)n;
+	return 1;
+}
+
 static int submit(struct fault_io *io, struct fault_read *fr)
 {
 	fr->req = (struct vswap_io_req){
@@ -195,10 +216,21 @@ int fault_io_submit(struct vswap_handler *h, unsigned index, uintptr_t addr, uin
 	rc = vswap_store_read_begin(h->store, page, &idle->r);
 	if (rc < 0)
 		return rc;
-	idle->r.fd = read_fd(h, idle->r.slot, idle->r.fd);
+	int direct_fd = idle->r.fd;
+	idle->r.fd = read_fd(h, idle->r.slot, direct_fd);
 	idle->cancelled = false;
 	idle->nwaiters = 0;
 	add_waiter(idle, index, addr); /* room for 4 from the start */
+	/* Served after this batch of messages, where the ring's are
+	 * (fault_io_flush()): never before a remove read with it. */
+	if (idle->r.fd != direct_fd && inline_read(idle)) {
+		idle->inline_done = true;
+		io->inline_reads++;
+		idle->busy = true;
+		io->busy++;
+		io->ready[io->nready++] = (unsigned)(idle - io->reads);
+		return 0;
+	}
 	rc = submit(io, idle);
 	if (rc < 0) {
 		hlog(h, VSWAP_LOG_WARN, "fault read submission: %s; reading synchronously",
@@ -225,11 +257,11 @@ void fault_io_cancel(struct vswap_handler *h, uint64_t first, uint64_t count)
  * -EBADMSG / -EIO the page failed verification (now lost): poison it;
  * -ESTALE the page changed meanwhile: wake the waiters to fault again.
  */
-static int verdict(struct vswap_handler *h, struct fault_read *fr, int res)
+static int verdict(struct vswap_handler *h, struct fault_read *fr, int res, uint64_t sum)
 {
 	if (fr->cancelled)
 		return -ESTALE;
-	int v = vswap_store_read_end(h->store, &fr->r, fr->buf, res);
+	int v = vswap_store_read_end_sum(h->store, &fr->r, sum, res);
 	if (v != 0 && v != -ESTALE && v != -EBADMSG && v != -EIO) {
 		/* The read failed for a reason that says nothing about the bytes
 		 * (say the file system refused O_DIRECT for it): read again,
@@ -309,11 +341,16 @@ static void read_done(struct vswap_handler *h, struct fault_read *fr, int res, b
 	bool copied = false, judged = false;
 	int v = 0;
 	unsigned i = 0;
+	/* Hashed before the lock is taken (the hash reads nothing that
+	 * changes): the hold is only the store's verdict and the copies. */
+	uint64_t sum = serve && res == (int)fr->r.len
+			   ? vswap_store_page_checksum(h->store, fr->r.page, fr->buf)
+			   : 0;
 	/* After an unregister nobody waits: the unregister woke them all. */
 	while (serve && h->m.registered && i < fr->nwaiters) {
 		pthread_mutex_lock(&h->lock);
 		if (!judged)
-			v = verdict(h, fr, res);
+			v = verdict(h, fr, res, sum);
 		else if (fr->cancelled)
 			v = -ESTALE;
 		judged = true;
@@ -341,6 +378,7 @@ static void read_done(struct vswap_handler *h, struct fault_read *fr, int res, b
 	}
 	pthread_mutex_lock(&h->lock);
 	fr->busy = false;
+	fr->inline_done = false;
 	fr->cancelled = false;
 	fr->nwaiters = 0;
 	io->busy--;
@@ -351,7 +389,15 @@ static int reap(struct vswap_handler *h, bool wait, bool serve)
 {
 	struct fault_io *io = &h->m.fio;
 	int handled = 0;
-	while (io->busy) {
+	/* Those read at submission first; serving one may read more (a
+	 * nested drain): each is taken off the list before it is served. */
+	while (io->nready) {
+		struct fault_read *fr = &io->reads[io->ready[--io->nready]];
+		atomic_fetch_add(&io->taken, 1);
+		read_done(h, fr, fr->req.res, serve);
+		handled++;
+	}
+	while (io->busy - io->nready) {
 		struct vswap_io_req *done[8];
 		int n = vswap_io_reap(&io->io, done, 8, wait && !handled);
 		if (n < 0) {
@@ -394,7 +440,7 @@ void fault_io_flush(struct vswap_handler *h)
 	int rc = vswap_io_flush(&io->io);
 	if (rc < 0) /* the reads stay queued: the next flush or wait enters them */
 		hlog(h, VSWAP_LOG_WARN, "fault reads' submission: %s", vswap_strerror(rc));
-	if (vswap_io_ready(&io->io))
+	if (io->nready || vswap_io_ready(&io->io))
 		fault_io_reap(h, false);
 }
 

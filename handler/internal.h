@@ -176,6 +176,7 @@ struct fault_read {
 	struct vswap_io_req req; /* on the engine; its tag is this read's index */
 	void *buf;		 /* one page, page-aligned */
 	bool busy;		 /* submitted, its completion not yet handled */
+	bool inline_done;	 /* read at submission (no ring entry); result in req.res */
 	bool cancelled;		 /* a remove event covered the page: never copied in */
 	/* Each waiting uffd once, with the page's address in its process:
 	 * processes may map the guest at different addresses
@@ -202,6 +203,11 @@ struct fault_io {
 	 * none), and the entry the next new pass takes. */
 	uint64_t stream[FAULT_STREAMS];
 	unsigned stream_next;
+	/* Reads the page cache answered at once (fault_io.c: inline_read()),
+	 * busy and complete, handled like the ring's completions: indices. */
+	unsigned ready[FAULT_READS];
+	unsigned nready;
+	uint64_t inline_reads; /* so answered (tests); changed under h->lock */
 	/* Test hook: while set, the monitor leaves completed reads unhandled
 	 * (a test holds reads in flight; it writes the eventfd after clearing
 	 * it); waits (ring full, drain) ignore it.  @taken counts the

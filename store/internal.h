@@ -274,6 +274,7 @@ void slot_mark_unpunched(struct vswap_store *s, uint64_t slot);
 void slots_mark_punched(struct vswap_store *s, uint64_t first, uint64_t count);
 uint64_t slot_next_unpunched(const struct vswap_store *s, uint64_t from);
 int64_t slot_alloc(struct vswap_store *s);
+int64_t slot_alloc_run(struct vswap_store *s, uint64_t n);
 void page_set(struct vswap_store *s, uint64_t page, uint32_t word, uint64_t sum);
 void page_release_slot(struct vswap_store *s, uint64_t page);
 void group_mark_dirty(struct vswap_store *s, uint64_t page);

@@ -244,6 +244,38 @@ int64_t slot_alloc(struct vswap_store *s)
 	return (int64_t)slot;
 }
 
+/* @n consecutive free slots, the lowest such run (else at the end): the
+ * first of them, all marked used, or -ENOSPC / -ENOMEM. */
+int64_t slot_alloc_run(struct vswap_store *s, uint64_t n)
+{
+	uint64_t first = s->free_hint, len = 0, k = s->free_hint;
+	while (k < s->slots_end && len < n) {
+		if (!(k & 63) && !s->slot_used[k / 64] && s->slots_end - k >= 64) {
+			len += 64; /* a whole free word */
+			k += 64;
+			continue;
+		}
+		if (bit_test(s->slot_used, k)) {
+			first = k + 1;
+			len = 0;
+		} else {
+			len++;
+		}
+		k++;
+	}
+	/* A free run reaching the end continues past it. */
+	if (first + n > STORE_MAX_SLOTS)
+		return -ENOSPC;
+	int ret = slots_reserve(s, first + n);
+	if (ret)
+		return ret;
+	for (uint64_t i = first; i < first + n; i++)
+		slot_set_used(s, i);
+	if (first <= s->free_hint)
+		s->free_hint = first + n;
+	return (int64_t)first;
+}
+
 void group_mark_dirty(struct vswap_store *s, uint64_t page)
 {
 	bit_set(s->dirty, page / GROUP_PAGES);

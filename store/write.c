@@ -613,6 +613,42 @@ static bool in_place_ok(const struct vswap_store *s, uint64_t page)
 	       !(s->snap.active && bit_test(s->snap.committing, g));
 }
 
+/*
+ * Rewriting stale slots in place keeps the file's size, but after a resume
+ * a batch's stale slots rarely follow each other: the pages that became
+ * zero are not written (their slots go), the pages that stopped being zero
+ * need a new slot, and every such page splits the batch's write.  A write
+ * of a few pages at a time ran at a fraction of the disk's rate.  So a
+ * batch whose in-place runs would average fewer than FRESH_RUN_PAGES pages
+ * takes one run of free slots instead (the lowest that holds it, else at
+ * the end), and its pages' stale slots are freed by its end, reusable once
+ * that is committed: a later batch's run finds them there, consecutive.
+ * The price: the file may grow by what is written before those commits
+ * land, and on a full disk such a batch fails where rewrites in place
+ * would have fitted (its pages stay where they are, nothing is lost).
+ */
+#define FRESH_RUN_PAGES 32u
+
+static bool fresh_run_better(const struct vswap_store *s, const uint64_t *pages, uint32_t count)
+{
+	/* The writes in place would make: a run per stretch of consecutive
+	 * stale slots, and one per stretch of pages needing a new slot (those
+	 * are consecutive among themselves where the file has room). */
+	uint32_t runs = 0, in_place = 0;
+	uint64_t prev = PW_NO_SLOT;
+	bool prev_fresh = false;
+	for (uint32_t i = 0; i < count; i++) {
+		bool fresh = !in_place_ok(s, pages[i]);
+		uint64_t slot = fresh ? PW_NO_SLOT : pw_slot(s->pages[pages[i]]);
+		if (fresh ? !prev_fresh : prev == PW_NO_SLOT || slot != prev + 1)
+			runs++;
+		in_place += !fresh;
+		prev = slot;
+		prev_fresh = fresh;
+	}
+	return in_place && count >= FRESH_RUN_PAGES && count / runs < FRESH_RUN_PAGES;
+}
+
 /* The pin of @slot (the pins sorted), or NULL. */
 static struct wpin *pin_of(struct vswap_store *s, uint64_t slot)
 {
@@ -649,7 +685,10 @@ int vswap_store_write_begin(struct vswap_store *s, const uint64_t *pages, uint32
 	 * only an old copy), else a fresh one.  The stale slot is pinned: no
 	 * commit releases it while the write is in flight. */
 	size_t pins0 = s->nwpins;
-	for (uint32_t i = 0; i < count; i++) {
+	int64_t run = fresh_run_better(s, pages, count) ? slot_alloc_run(s, count) : -1;
+	for (uint32_t i = 0; run >= 0 && i < count; i++)
+		slots[i] = (uint64_t)run + i;
+	for (uint32_t i = 0; run < 0 && i < count; i++) {
 		if (in_place_ok(s, pages[i])) {
 			slots[i] = pw_slot(s->pages[pages[i]]);
 			s->wpins[s->nwpins++] = (struct wpin){.slot = slots[i]};

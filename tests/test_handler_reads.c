@@ -25,7 +25,10 @@
  *    present in the store;
  *  - sequential_reads_ahead / scattered_bypass_cache: faults of a pass in
  *    page order read through the page cache (the kernel reads the next
- *    slots ahead), scattered faults read O_DIRECT (nothing cached).
+ *    slots ahead), scattered faults read O_DIRECT (nothing cached);
+ *  - cached_reads_inline_verified: the pass's faults whose pages the cache
+ *    holds are read at once, off the ring, and verified all the same: a
+ *    cached copy that fails its checksum is poisoned, never mapped.
  * Every wait is bounded.
  */
 #include <errno.h>
@@ -563,10 +566,10 @@ static void detach_drops_in_flight(void **state)
 
 /* LONG_PAGES pages swapped out, their slots in page order, the swap file's
  * page cache dropped. */
-static void setup_long(struct hfx *f)
+static void setup_long_opts(struct hfx *f, const struct vswap_handler_opts *o)
 {
 	const size_t pages[1] = {LONG_PAGES};
-	assert_int_equal(hfx_setup(f, pages, 1, NULL), 0);
+	assert_int_equal(hfx_setup(f, pages, 1, o), 0);
 	if (!f->h->m.fio.have_ring) {
 		hfx_teardown(f);
 		skip();
@@ -579,6 +582,11 @@ static void setup_long(struct hfx *f)
 	int fd = vswap_store_swap_fd(f->store);
 	assert_int_equal(fdatasync(fd), 0);
 	assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+}
+
+static void setup_long(struct hfx *f)
+{
+	setup_long_opts(f, NULL);
 }
 
 struct cached {
@@ -642,17 +650,54 @@ static void scattered_bypass_cache(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+static void cached_reads_inline_verified(void **state)
+{
+	(void)state;
+	struct hfx f;
+	struct vswap_handler_opts o = {.on_corrupt = VSWAP_CORRUPT_POISON};
+	setup_long_opts(&f, &o);
+	if (!(f.h->features & UFFD_FEATURE_POISON)) {
+		hfx_teardown(&f);
+		skip();
+	}
+	/* A byte of page 40's copy flipped through the page cache: the cache
+	 * holds the bad copy, and the pass reads it from there. */
+	assert_int_equal(hfx_corrupt_slot(&f, 0, 40), 0);
+	for (uint64_t p = 0; p < 64; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), p == 40 ? -3 : hfx_byte_of(p));
+	pthread_mutex_lock(&f.h->lock);
+	uint64_t inl = f.h->m.fio.inline_reads;
+	pthread_mutex_unlock(&f.h->lock);
+	if (inl == 0)
+		fail_msg("no fault of the pass was read from the page cache at once");
+	struct vswap_status st = st_of(&f);
+	assert_int_equal(st.metrics.checksum_failures, 1);
+	assert_int_equal(st.metrics.poisoned_pages, 1);
+	assert_int_equal(st.metrics.copied_from_file_pages, 63);
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_handler_page_info(f.h, f.first[0] + 40, &pi), 0);
+	assert_int_equal(pi.state, VSWAP_PAGE_LOST);
+	assert_int_equal(hfx_teardown(&f), -EBADMSG); /* a page is lost */
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_reads");
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(many_in_flight),		cmocka_unit_test(zero_not_behind_read),
-	    cmocka_unit_test(redundant_threads),	cmocka_unit_test(redundant_process),
-	    cmocka_unit_test(redundant_other_address),	cmocka_unit_test(corrupt_waiters_poisoned),
-	    cmocka_unit_test(remove_before_completion), cmocka_unit_test(eagain_other_page),
-	    cmocka_unit_test(eagain_same_page),		cmocka_unit_test(exit_serves_in_flight),
-	    cmocka_unit_test(detach_drops_in_flight),	cmocka_unit_test(sequential_reads_ahead),
+	    cmocka_unit_test(many_in_flight),
+	    cmocka_unit_test(zero_not_behind_read),
+	    cmocka_unit_test(redundant_threads),
+	    cmocka_unit_test(redundant_process),
+	    cmocka_unit_test(redundant_other_address),
+	    cmocka_unit_test(corrupt_waiters_poisoned),
+	    cmocka_unit_test(remove_before_completion),
+	    cmocka_unit_test(eagain_other_page),
+	    cmocka_unit_test(eagain_same_page),
+	    cmocka_unit_test(exit_serves_in_flight),
+	    cmocka_unit_test(detach_drops_in_flight),
+	    cmocka_unit_test(sequential_reads_ahead),
 	    cmocka_unit_test(scattered_bypass_cache),
+	    cmocka_unit_test(cached_reads_inline_verified),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -503,6 +503,63 @@ static bool slot_has_bytes(struct ctx *c, uint64_t slot)
 }
 
 /*
+ * After a resume a batch's stale slots rarely follow each other (pages that
+ * became zero are left out, pages that stopped being zero need a slot): in
+ * place, its write would be a run of a few pages at a time.  Such a batch
+ * takes one run of free slots instead, and its stale slots are freed (a
+ * batch whose stale slots follow each other is still rewritten in place).
+ */
+static void test_split_write_of_scattered_stale_slots_takes_one_run(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	for (unsigned p = 0; p < 64; p++)
+		if (p % 8 != 3)
+			write_pages(c, p, 1, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	assert_int_equal(vswap_store_mark_stale(c->s, 0, 64), 56);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	uint64_t pages[64], slots[64], sums[64], old[64];
+	uint32_t n = 0;
+	for (unsigned p = 0; p < 64; p++)
+		if (p % 8 != 5) /* now zero: not written */
+			pages[n++] = p;
+	for (uint32_t i = 0; i < n; i++)
+		old[i] = pages[i] % 8 == 3 ? UINT64_MAX : slot_of(c, pages[i]);
+	int fd;
+	assert_int_equal(vswap_store_write_begin(c->s, pages, n, slots, &fd), 0);
+	for (uint32_t i = 0; i < n; i++) {
+		assert_int_equal(slots[i], slots[0] + i);
+		fixture_pattern(pg(c, 0), c->f.page_size, pages[i], 2);
+		assert_int_equal(pwrite(fd, pg(c, 0), c->f.page_size,
+					(off_t)vswap_store_slot_offset(c->s, slots[i])),
+				 (ssize_t)c->f.page_size);
+		sums[i] = vswap_store_page_checksum(c->s, pages[i], pg(c, 0));
+	}
+	assert_int_equal(vswap_store_write_end(c->s, pages, n, slots, sums, NULL), (int)n);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	struct vswap_store_stats st;
+	vswap_store_stats(c->s, &st);
+	assert_int_equal(st.slots_used, n + 8); /* and the pages at 5 mod 8, stale */
+	for (uint32_t i = 0; i < n; i++) {
+		assert_true(old[i] == UINT64_MAX || slot_of(c, pages[i]) != old[i]);
+		expect_page(c, pages[i], 2);
+	}
+	/* Stale slots that follow each other: rewritten in place. */
+	assert_int_equal(vswap_store_mark_stale(c->s, 0, 64), n);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	for (uint32_t i = 0; i < n; i++)
+		old[i] = slot_of(c, pages[i]);
+	assert_int_equal(vswap_store_write_begin(c->s, pages, n, slots, &fd), 0);
+	for (uint32_t i = 0; i < n; i++)
+		assert_int_equal(slots[i], old[i]);
+	int status[64];
+	for (uint32_t i = 0; i < n; i++)
+		status[i] = -EIO; /* abandoned: the old copies are given up */
+	assert_true(vswap_store_write_end(c->s, pages, n, slots, sums, status) < 0);
+}
+
+/*
  * A freed slot is reusable once the commit that freed it landed, without a
  * punch (on a file system mounted with discard a punch per freed slot cost
  * 0.6 ms each: a trim after a resume spent seconds in them): the write that
@@ -1121,6 +1178,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_slot_reuse_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_reuse_before_commit_survives_crash, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_split_write_of_scattered_stale_slots_takes_one_run,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_freed_slot_reused_unpunched_then_punched_at_close,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_layout_interface_matches_format, setup, teardown),

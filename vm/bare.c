@@ -25,6 +25,9 @@ static void *bare_main(void *arg)
 	struct pollfd pf[2] = {{.fd = b->uffd, .events = POLLIN},
 			       {.fd = b->stop_fd, .events = POLLIN}};
 
+	/* Named so vswap-vm --bench finds its CPU time (vm/bench.c). */
+	pthread_setname_np(pthread_self(), BARE_THREAD_NAME);
+
 	for (;;) {
 		struct uffd_msg msg;
 

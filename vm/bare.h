@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #define BARE_PAGE 4096
+#define BARE_THREAD_NAME "vswap-bare-uffd"
 
 struct bare_uffd {
 	void *ram;

@@ -22,6 +22,11 @@
  *                           dropped), what an eager resume would wait for
  *   resume_first_fault_ms   store opened -> the first page a vCPU touched
  *                           was served from the store (and written)
+ *   resume_ram_slots_ms     the registration of the guest RAM's memory slots
+ *                           (in pieces, behind the guest's start: not in
+ *                           resume_first_insn_ms), beside one bare
+ *                           KVM_SET_USER_MEMORY_REGION of as much memory in a
+ *                           fresh VM: KVM's own cost of the RAM
  *   resume_index_ms         store opened -> every index record in memory
  *                           (the lazy load behind the open), beside the
  *                           same whole-image read
@@ -33,10 +38,16 @@
  *                           the swap file, beside a bare userfaultfd handler
  *                           (vm/bare.c) serving the same guest the same bytes
  *                           from a flat file (both page caches dropped)
+ *   faultin_server_cpu_us   CPU time of the threads that serve those faults
+ *                           per page (vswap's monitor and any io_uring worker
+ *                           of the process), beside the bare handler's thread:
+ *                           what the handler itself costs per fault, a figure
+ *                           other load on the machine changes little
  *
  * Resumes alternate without and with prefetch; each hibernates again (the
  * guest's pages that came in go back out) so the next run has an image.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -140,6 +151,7 @@ static double read_whole(const char *path)
 
 struct resume_runs {
 	double first_ms[2][64], ws_ms[2][64], ws_faults[2][64], fault_ms[2][64], index_ms[2][64];
+	double slots_ms[2][64];
 	unsigned n[2];
 	double rehib_gbps[128]; /* the hibernation after each resume */
 	unsigned nrehib;
@@ -180,7 +192,15 @@ static int one_resume(const struct vmm_opts *base, const char *path, bool prefet
 		rr->index_ms[prefetch][i] = r->resume_index_loaded_ms;
 		rr->ws_ms[prefetch][i] = r->resume_to_hot_ms;
 		rr->ws_faults[prefetch][i] = (double)r->resume_faults_hot;
+		rr->slots_ms[prefetch][i] = r->ram_slots_ms;
 	}
+	/* How each first-instruction figure came about, step by step. */
+	fprintf(stderr, "vswap-vm: bench resume steps (ms at end / wall / cpu / runq):");
+	for (unsigned i = 0; i < r->nsteps; i++)
+		fprintf(stderr, "%s %s.%s %.3f/%.3f/%.3f/%.3f", i ? ";" : "", r->steps[i].thread,
+			r->steps[i].name, r->steps[i].at_ms, r->steps[i].ms, r->steps[i].cpu_ms,
+			r->steps[i].runq_ms);
+	fprintf(stderr, "\n");
 	if (!rc && r->hibernate_ms > 0 && rr->nrehib < 128)
 		rr->rehib_gbps[rr->nrehib++] = (double)base->size / (r->hibernate_ms / 1e3) / 1e9;
 	free(r);
@@ -202,8 +222,8 @@ static int bench_size(const struct vmm_opts *base, const char *dir, uint64_t siz
 	struct vmm_result *r = calloc(1, sizeof(*r));
 	struct resume_runs *rr = calloc(1, sizeof(*rr));
 	char path[PATH_MAX], name[64], sz[16];
-	double whole[64];
-	unsigned nwhole = 0;
+	double whole[64], bare_slot[64];
+	unsigned nwhole = 0, nbare = 0;
 	int rc = -ENOMEM;
 
 	if (!r || !rr)
@@ -234,6 +254,10 @@ static int bench_size(const struct vmm_opts *base, const char *dir, uint64_t siz
 
 		if (w > 0 && nwhole < 64)
 			whole[nwhole++] = w * 1e3;
+		double bs;
+
+		if (vm_bare_slot(size, &bs) == 0 && nbare < 64)
+			bare_slot[nbare++] = bs;
 		/* The first resume has no working set yet: it records one. */
 		rc = one_resume(&o, path, false, rr);
 		if (!rc)
@@ -241,13 +265,14 @@ static int bench_size(const struct vmm_opts *base, const char *dir, uint64_t siz
 	}
 	if (rc)
 		goto out;
-	double all_first[128], all_fault[128], all_index[128];
+	double all_first[128], all_fault[128], all_index[128], all_slots[128];
 	unsigned nf = 0;
 
 	for (unsigned p = 0; p < 2; p++)
 		for (unsigned i = 0; i < rr->n[p]; i++) {
 			all_first[nf] = rr->first_ms[p][i];
 			all_fault[nf] = rr->fault_ms[p][i];
+			all_slots[nf] = rr->slots_ms[p][i];
 			all_index[nf++] = rr->index_ms[p][i];
 		}
 	double whole_ms = median(whole, nwhole);
@@ -258,6 +283,8 @@ static int bench_size(const struct vmm_opts *base, const char *dir, uint64_t siz
 	add(ctx, name, median(all_first, nf), "ms", "read_whole_image_ms", whole_ms);
 	snprintf(name, sizeof(name), "resume_first_fault_ms_%s", sz);
 	add(ctx, name, median(all_fault, nf), "ms", "read_whole_image_ms", whole_ms);
+	snprintf(name, sizeof(name), "resume_ram_slots_ms_%s", sz);
+	add(ctx, name, median(all_slots, nf), "ms", "bare_slot_ms", median(bare_slot, nbare));
 	snprintf(name, sizeof(name), "resume_index_ms_%s", sz);
 	add(ctx, name, median(all_index, nf), "ms", "read_whole_image_ms", whole_ms);
 	snprintf(name, sizeof(name), "resume_ws_faults_%s", sz);
@@ -278,10 +305,52 @@ out : {
 
 /* ---- fault-in: vswap against a bare userfaultfd handler ---------------------- */
 
-/* The guest's verify pass over RAM it does not have: pages per second. */
-static int verify_pass(struct vmm *m, double *pps, double *p50)
+/* Nanoseconds on a CPU, summed over this process's threads whose name
+ * begins with one of @names (NULL-terminated): /proc's schedstat. */
+static uint64_t threads_cpu_ns(const char *const *names)
+{
+	DIR *d = opendir("/proc/self/task");
+	uint64_t sum = 0;
+	struct dirent *e;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		char path[320], comm[32] = "";
+		unsigned long long ns = 0;
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		if (!(f = fopen(path, "re")))
+			continue;
+		if (!fgets(comm, sizeof(comm), f))
+			comm[0] = 0;
+		fclose(f);
+		bool match = false;
+		for (const char *const *n = names; *n && !match; n++)
+			match = strncmp(comm, *n, strlen(*n)) == 0;
+		if (!match)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", e->d_name);
+		if (!(f = fopen(path, "re")))
+			continue;
+		if (fscanf(f, "%llu", &ns) == 1)
+			sum += ns;
+		fclose(f);
+	}
+	closedir(d);
+	return sum;
+}
+
+/* The guest's verify pass over RAM it does not have: pages per second, and
+ * the CPU time per page of the threads named @servers. */
+static int verify_pass(struct vmm *m, const char *const *servers, double *pps, double *p50,
+		       double *cpu_us)
 {
 	vm_latency_reset(&m->vm);
+	uint64_t c0 = threads_cpu_ns(servers);
 	uint64_t t0 = vm_now_ns();
 	int rc = vmm_guest(m, VM_CMD_VERIFY, 0);
 
@@ -291,11 +360,14 @@ static int verify_pass(struct vmm *m, double *pps, double *p50)
 		return -EPROTO;
 	*pps = (double)m->pages / vmm_secs(t0);
 	*p50 = vm_latency_us(&m->vm, 0.5);
+	*cpu_us = (double)(threads_cpu_ns(servers) - c0) / 1e3 / (double)m->pages;
 	return 0;
 }
 
-static int faultin_vswap(const struct vmm_opts *base, const char *dir, double *pps, double *p50)
+static int faultin_vswap(const struct vmm_opts *base, const char *dir, double *pps, double *p50,
+			 double *cpu_us)
 {
+	static const char *const servers[] = {"vswap-monitor", "iou-wrk", NULL};
 	struct vmm_result *r = calloc(1, sizeof(*r));
 	struct vmm m = {.o = base, .r = r, .memfd = -1};
 	int rc;
@@ -319,15 +391,17 @@ static int faultin_vswap(const struct vmm_opts *base, const char *dir, double *p
 	if (rc)
 		goto out;
 	drop_cache(r->path);
-	rc = verify_pass(&m, pps, p50);
+	rc = verify_pass(&m, servers, pps, p50, cpu_us);
 out:
 	vmm_teardown(&m, true);
 	free(r);
 	return rc;
 }
 
-static int faultin_bare(const struct vmm_opts *base, const char *dir, double *pps, double *p50)
+static int faultin_bare(const struct vmm_opts *base, const char *dir, double *pps, double *p50,
+			double *cpu_us)
 {
+	static const char *const servers[] = {BARE_THREAD_NAME, NULL};
 	struct vmm_result *r = calloc(1, sizeof(*r));
 	struct vmm m = {.o = base, .r = r, .memfd = -1};
 	struct bare_uffd b = {.uffd = -1, .stop_fd = -1};
@@ -361,7 +435,7 @@ static int faultin_bare(const struct vmm_opts *base, const char *dir, double *pp
 	if ((rc = bare_start(&b, m.ram, m.ram_size, fd)) || (rc = vmm_boot(&m)))
 		goto out;
 	m.vm.shared->version = 1;
-	rc = verify_pass(&m, pps, p50);
+	rc = verify_pass(&m, servers, pps, p50, cpu_us);
 out:
 	if (m.vm_made)
 		vm_destroy(&m.vm);
@@ -379,7 +453,7 @@ out:
 static int bench_faultin(const struct vmm_opts *base, const char *dir, vmm_bench_fn add, void *ctx)
 {
 	struct vmm_opts o = *base;
-	double v[64], bv[64], vl[64], bl[64];
+	double v[64], bv[64], vl[64], bl[64], vc[64], bc[64];
 	unsigned n = 0;
 	int rc = 0;
 
@@ -387,11 +461,11 @@ static int bench_faultin(const struct vmm_opts *base, const char *dir, vmm_bench
 	for (unsigned run = 0; run < base->runs && run < 64 && !rc; run++) {
 		/* Alternate which goes first. */
 		if (run % 2)
-			rc = faultin_bare(&o, dir, &bv[n], &bl[n]);
+			rc = faultin_bare(&o, dir, &bv[n], &bl[n], &bc[n]);
 		if (!rc)
-			rc = faultin_vswap(&o, dir, &v[n], &vl[n]);
+			rc = faultin_vswap(&o, dir, &v[n], &vl[n], &vc[n]);
 		if (!rc && !(run % 2))
-			rc = faultin_bare(&o, dir, &bv[n], &bl[n]);
+			rc = faultin_bare(&o, dir, &bv[n], &bl[n], &bc[n]);
 		if (!rc)
 			n++;
 	}
@@ -400,6 +474,7 @@ static int bench_faultin(const struct vmm_opts *base, const char *dir, vmm_bench
 	add(ctx, "faultin_pages_per_s", median(v, n), "pages/s", "bare_uffd_pages_per_s",
 	    median(bv, n));
 	add(ctx, "faultin_p50_us", median(vl, n), "us", "bare_uffd_p50_us", median(bl, n));
+	add(ctx, "faultin_server_cpu_us", median(vc, n), "us", "bare_uffd_cpu_us", median(bc, n));
 	return 0;
 }
 

@@ -284,41 +284,121 @@ static int restore(struct vmm *m, const uint8_t *state, const struct saved_heade
 }
 
 /*
+ * The steps of a resume up to the first guest instruction, each timed on
+ * its thread (vm/clock.h) into r->steps; --verbose prints them as they end.
+ * The main thread and the machine thread both record: @mu orders them.
+ */
+struct step_log {
+	struct vmm_result *r;
+	pthread_mutex_t mu;
+	uint64_t t0; /* the store's open began */
+	bool print;
+};
+
+struct step_timer {
+	struct step_log *log;
+	const char *thread;
+	struct vm_clock last;
+	int fd; /* the thread's schedstat (vm_clock_read()) */
+};
+
+static void step_add(struct step_log *l, const char *thread, const char *name,
+		     const struct vm_clock *a, const struct vm_clock *b)
+{
+	struct vmm_result *r = l->r;
+
+	pthread_mutex_lock(&l->mu);
+	if (r->nsteps < VMM_MAX_STEPS) {
+		struct vmm_step *s = &r->steps[r->nsteps++];
+
+		snprintf(s->name, sizeof(s->name), "%s", name);
+		snprintf(s->thread, sizeof(s->thread), "%s", thread);
+		s->at_ms = (double)(int64_t)(b->wall_ns - l->t0) / 1e6;
+		s->ms = vm_clock_wall_ms(a, b);
+		s->cpu_ms = vm_clock_cpu_ms(a, b);
+		s->runq_ms = vm_clock_runq_ms(a, b);
+		if (l->print)
+			fprintf(stderr,
+				"vswap-vm: resume step %-8s %-26s %8.3f ms, cpu %7.3f, runq %7.3f "
+				"(at %8.3f ms)\n",
+				s->thread, s->name, s->ms, s->cpu_ms, s->runq_ms, s->at_ms);
+	}
+	pthread_mutex_unlock(&l->mu);
+}
+
+/* The calling thread's first step starts now. */
+static void step_start(struct step_timer *t, struct step_log *l, const char *thread)
+{
+	t->log = l;
+	t->thread = thread;
+	t->fd = -1;
+	vm_clock_read(&t->last, &t->fd);
+}
+
+static void step(struct step_timer *t, const char *name)
+{
+	struct vm_clock now;
+
+	vm_clock_read(&now, &t->fd);
+	step_add(t->log, t->thread, name, &t->last, &now);
+	t->last = now;
+}
+
+/* The steps in the order they ended. */
+static void steps_sort(struct vmm_result *r)
+{
+	for (unsigned i = 1; i < r->nsteps; i++)
+		for (unsigned j = i; j > 0 && r->steps[j].at_ms < r->steps[j - 1].at_ms; j--) {
+			struct vmm_step t = r->steps[j];
+
+			r->steps[j] = r->steps[j - 1];
+			r->steps[j - 1] = t;
+		}
+}
+
+/*
  * The VM is made on a thread of its own while the store opens and the
  * handler is set up: a resume waits for the longer of the two, not for
  * both.  The thread opens the VM at once (nothing of the guest needed),
  * then waits for the saved state (the guest's size and vCPUs), or for
- * word that the resume gave up.
+ * word that the resume gave up.  The RAM's memory slots are registered
+ * behind the build, while the guest already runs (vm/kvm.c, "RAM in
+ * pieces").
  */
 struct machine_job {
 	struct vmm *m;
+	struct step_log *log;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int go; /* 0: wait; 1: build and restore from state/hdr; -1: give up */
 	const uint8_t *state;
 	const struct saved_header *hdr;
 	int rc;
-	uint64_t done_ns, cpu_ns;
 };
-
-static uint64_t thread_cpu_ns(void);
 
 static void *machine_main(void *arg)
 {
 	struct machine_job *j = arg;
+	struct step_timer st;
+
+	step_start(&st, j->log, "machine");
 	int rc = vmm_machine_open(j->m), go;
 
+	step(&st, "VM opened");
 	pthread_mutex_lock(&j->mu);
 	while (!(go = j->go))
 		pthread_cond_wait(&j->cv, &j->mu);
 	pthread_mutex_unlock(&j->mu);
+	step(&st, "waited for the state");
+	j->m->vm.ram_slots.lazy = true;
 	if (!rc && go > 0)
 		rc = vmm_machine_build(j->m);
+	step(&st, "vCPUs made");
 	if (!rc && go > 0)
 		rc = restore(j->m, j->state, j->hdr);
+	step(&st, "vCPUs restored");
+	vm_clock_done(&st.fd);
 	j->rc = rc;
-	j->done_ns = vm_now_ns();
-	j->cpu_ns = thread_cpu_ns();
 	return NULL;
 }
 
@@ -333,35 +413,25 @@ static void machine_go(struct machine_job *j, const uint8_t *state, const struct
 	pthread_mutex_unlock(&j->mu);
 }
 
-/* --verbose: the steps from the store's open to the first guest
- * instruction, each with the time it ended (ms after the open). */
-struct resume_steps {
-	uint64_t t0, last, cpu;
-	bool on;
-};
-
-/* CPU time of the calling thread: beside the wall time, it tells a step
- * that computes from one that waits (a sync, another thread, the load of
- * a busy machine). */
-static uint64_t thread_cpu_ns(void)
+/* The RAM slots' thread, as steps: once its clocks are final (joined, or
+ * every piece in). */
+static void ram_slot_steps(struct vmm *m, struct step_log *l)
 {
-	struct timespec ts;
+	struct vm_ram_slots *rs = &m->vm.ram_slots;
 
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+	pthread_mutex_lock(&m->vm.lock);
+	bool ended = rs->ended;
+	struct vm_clock start = rs->t_start, first = rs->t_first, end = rs->t_end;
 
-static void step(struct resume_steps *st, const char *name)
-{
-	uint64_t t = vm_now_ns(), cpu = thread_cpu_ns();
-
-	if (st->on)
-		fprintf(stderr,
-			"vswap-vm: resume step %-24s %8.3f ms, cpu %7.3f ms (at %8.3f ms)\n", name,
-			(double)(t - st->last) / 1e6, (double)(cpu - st->cpu) / 1e6,
-			(double)(t - st->t0) / 1e6);
-	st->last = t;
-	st->cpu = cpu;
+	m->r->ram_slot_waits = rs->waits;
+	m->r->ram_slot_emulated = rs->emulated;
+	pthread_mutex_unlock(&m->vm.lock);
+	if (!ended || !end.wall_ns)
+		return;
+	if (first.wall_ns)
+		step_add(l, "ram-slots", "first RAM piece in", &start, &first);
+	step_add(l, "ram-slots", "every RAM piece in", &start, &end);
+	m->r->ram_slots_ms = vm_clock_wall_ms(&start, &end);
 }
 
 /*
@@ -418,11 +488,13 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	/* The guest runs before the whole index is read: its groups load
 	 * behind the open, each one first when a fault needs it. */
 	so.lazy_index = true;
-	t_open = vm_now_ns();
-	struct resume_steps st = {
-	    .t0 = t_open, .last = t_open, .cpu = thread_cpu_ns(), .on = o->verbose};
+	struct step_log log = {.r = r, .mu = PTHREAD_MUTEX_INITIALIZER, .print = o->verbose};
+	struct step_timer st;
+
+	step_start(&st, &log, "main");
+	t_open = log.t0 = st.last.wall_ns;
 	struct machine_job mj = {
-	    .m = &m, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	    .m = &m, .log = &log, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 	pthread_t mt;
 
 	if ((rc = -pthread_create(&mt, NULL, machine_main, &mj)))
@@ -461,18 +533,11 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	step(&st, "handler enabled");
 	if (!rc)
 		rc = vswap_handler_workset_record(m.h, m.pages);
-	if (!rc && nws && !o->no_prefetch)
-		rc = vswap_handler_prefetch(m.h, ws, nws);
-	step(&st, "working set");
+	step(&st, "working set recorded");
 	if (rc && m.h)
 		fprintf(stderr, "vswap-vm: resume: %s\n", vswap_strerror(rc));
 	pthread_join(mt, NULL);
 	machine = false;
-	if (o->verbose && mj.done_ns)
-		fprintf(stderr,
-			"vswap-vm: resume (VM made and restored on its own thread at %.3f ms, "
-			"cpu %.3f ms)\n",
-			(double)(mj.done_ns - t_open) / 1e6, (double)mj.cpu_ns / 1e6);
 	step(&st, "VM made (joined)");
 	if (!rc)
 		rc = mj.rc;
@@ -481,6 +546,16 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	if ((rc = vm_start(&m.vm)))
 		goto out;
 	step(&st, "vCPUs started");
+	struct vm_clock started = st.last;
+
+	/* The read-ahead of the working set starts once the guest runs: its
+	 * reads and checks would take the cores the VM's build needs. */
+	if (nws && !o->no_prefetch && (rc = vswap_handler_prefetch(m.h, ws, nws)))
+		fprintf(stderr, "vswap-vm: resume: prefetch: %s\n", vswap_strerror(rc));
+	step(&st, "prefetch started");
+	vm_clock_done(&st.fd);
+	if (rc)
+		goto out;
 	uint64_t served = first_page_served(&m);
 
 	if (served)
@@ -492,12 +567,17 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	for (unsigned i = 0; i < m.vm.nvcpus; i++)
 		if (m.vm.vcpus[i].resumed_ns && m.vm.vcpus[i].resumed_ns < first)
 			first = m.vm.vcpus[i].resumed_ns;
-	if (first != UINT64_MAX)
+	if (first != UINT64_MAX) {
+		struct vm_clock at = {
+		    .wall_ns = first, .cpu_ns = started.cpu_ns, .runq_ns = started.runq_ns};
+
 		r->resume_to_first_instruction_ms = (double)(first - t_open) / 1e6;
-	if (o->verbose && first != UINT64_MAX)
-		fprintf(stderr, "vswap-vm: resume step %-24s %8.3f ms (at %8.3f ms)\n",
-			"first guest instruction", (double)(int64_t)(first - st.last) / 1e6,
-			(double)(first - t_open) / 1e6);
+		step_add(&log, "vcpu", "first guest instruction", &started, &at);
+	}
+	if (!rc)
+		rc = vm_ram_wait(&m.vm);
+	ram_slot_steps(&m, &log);
+	steps_sort(r);
 	fprintf(f,
 		"vswap-vm: resume: %llu MiB guest, %u vCPUs, store %s: first guest "
 		"instruction %.3f ms after the store was opened%s\n",

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +27,10 @@
  * a signal handler has no other way to find it.
  */
 static __thread struct vcpu *vcpu_self;
+/* Set while a vCPU thread does a guest's RAM access itself (ram_access()):
+ * a SIGBUS there (a poisoned page) jumps back out of the access instead of
+ * returning into it. */
+static __thread sigjmp_buf *ram_access_jmp;
 
 uint64_t vm_now_ns(void)
 {
@@ -51,6 +56,8 @@ static void on_sigbus(int sig, siginfo_t *si, void *uc)
 	v->sigbus = true;
 	v->sigbus_addr = (uint64_t)(uintptr_t)si->si_addr;
 	v->run->immediate_exit = 1; /* do not enter the guest again */
+	if (ram_access_jmp)
+		siglongjmp(*ram_access_jmp, 1);
 }
 
 static void on_kick(int sig)
@@ -96,24 +103,136 @@ static int set_memory(struct vm *vm, unsigned slot, uint64_t gpa, void *host, ui
 }
 
 /*
- * The RAM's memory slot is registered on a thread of its own while the vCPUs
- * are created: a slot's cost grows with its size under shadow paging (PVM:
- * KVM allocates and clears per-page tracking arrays, then waits for an SRCU
- * grace period, milliseconds at 4 GiB), and creating a vCPU does not need
- * the slots.  A resume waits for the longer of the two, not for both.
+ * RAM in pieces.  KVM's cost of a memory slot grows with its size (under
+ * shadow paging, PVM here: a vmalloc'd and cleared reverse map of 8 bytes
+ * per 4 KiB page, 2.4 ms of CPU for 4 GiB), and each registration waits for
+ * an SRCU grace period besides; nothing the vCPUs need to be created or to
+ * start waits for it.  So the RAM is registered as up to VM_RAM_MAX_PIECES
+ * slots (1..n) of at least VM_RAM_PIECE_MIN by a thread of its own: while
+ * the vCPUs are created (vm_build() returns once every piece is in), or,
+ * for a lazy build (a resume), from vm_start() on, behind the guest's
+ * first instructions, so that it takes no core from the build.
+ *
+ * A guest access to a piece not registered yet finds no slot: KVM exits
+ * with KVM_EXIT_MMIO.  The vCPU thread then waits until that piece is in
+ * and does the access itself through the VMM's mapping of the same memory
+ * (a fault there is served by vswap like any other), and KVM completes the
+ * instruction with it at the next KVM_RUN.  The guest's code, page tables
+ * and stacks are in low memory (slot 0, registered by vm_open()), so it runs
+ * from its first instruction; only its RAM accesses can wait, and each
+ * piece at most once per vCPU (after it KVM maps the page itself).  The
+ * guest program uses general registers only (no SSE), which KVM's
+ * instruction emulator completes for any access it makes.
+ *
+ * The pieces go in the order the vCPUs' shares start (each vCPU's share is
+ * a contiguous part of RAM): the first piece of every share, then the
+ * second, and so on.
  */
-struct slots_job {
-	struct vm *vm;
-	int rc;
-};
+#define VM_RAM_PIECE_MIN (256ull << 20)
 
-static void *slots_main(void *arg)
+static void ram_plan(struct vm *vm)
 {
-	struct slots_job *j = arg;
-	struct vm *vm = j->vm;
+	struct vm_ram_slots *rs = &vm->ram_slots;
+	uint64_t piece = rs->piece ? rs->piece : VM_RAM_PIECE_MIN, two_mib = 2ull << 20;
 
-	j->rc = set_memory(vm, 1, VM_RAM_BASE, vm->ram, vm->ram_size);
+	piece = (piece + two_mib - 1) / two_mib * two_mib;
+	if (vm->ram_size / VM_RAM_MAX_PIECES > piece)
+		piece = (vm->ram_size / VM_RAM_MAX_PIECES + two_mib - 1) / two_mib * two_mib;
+	rs->piece = piece;
+	rs->npieces = (unsigned)((vm->ram_size + piece - 1) / piece);
+	unsigned n = 0, nv = vm->nvcpus ? vm->nvcpus : 1, *order = rs->order;
+	uint64_t chosen = 0;
+
+	for (unsigned k = 0; n < rs->npieces && k < rs->npieces; k++)
+		for (unsigned i = 0; i < nv; i++) {
+			uint64_t first = vm->ram_size / VM_PAGE * i / nv * VM_PAGE / piece;
+			uint64_t end = i + 1 < nv
+					   ? vm->ram_size / VM_PAGE * (i + 1) / nv * VM_PAGE / piece
+					   : rs->npieces;
+			uint64_t p = first + k;
+
+			if (p < end && p < rs->npieces && !(chosen >> p & 1)) {
+				chosen |= 1ull << p;
+				order[n++] = (unsigned)p;
+			}
+		}
+	for (unsigned p = 0; p < rs->npieces; p++)
+		if (!(chosen >> p & 1))
+			order[n++] = p;
+}
+
+static void *ram_slots_main(void *arg)
+{
+	struct vm *vm = arg;
+	struct vm_ram_slots *rs = &vm->ram_slots;
+	int fd = -1, rc = 0;
+
+	pthread_mutex_lock(&vm->lock);
+	while (rs->hold && !vm->stopping)
+		pthread_cond_wait(&rs->cv, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+	vm_clock_read(&rs->t_start, &fd);
+	for (unsigned i = 0; i < rs->npieces && !rc; i++) {
+		uint64_t p = rs->order[i], off = p * rs->piece;
+		uint64_t len = vm->ram_size - off < rs->piece ? vm->ram_size - off : rs->piece;
+
+		if (vm->stopping)
+			rc = -ECANCELED;
+		else
+			rc = set_memory(vm, 1 + (unsigned)p, VM_RAM_BASE + off, vm->ram + off, len);
+		pthread_mutex_lock(&vm->lock);
+		if (!rc) {
+			rs->registered |= 1ull << p;
+			if (!rs->nregistered++)
+				vm_clock_read(&rs->t_first, &fd);
+		}
+		pthread_cond_broadcast(&rs->cv);
+		pthread_mutex_unlock(&vm->lock);
+	}
+	vm_clock_read(&rs->t_end, &fd);
+	vm_clock_done(&fd);
+	pthread_mutex_lock(&vm->lock);
+	rs->rc = rc;
+	rs->ended = true;
+	pthread_cond_broadcast(&rs->cv);
+	pthread_mutex_unlock(&vm->lock);
 	return NULL;
+}
+
+/* The registration's thread, once (the builder's thread: vm_build(),
+ * vm_start(), vm_ram_wait()); in the caller if no thread can be made. */
+static void ram_slots_begin(struct vm *vm)
+{
+	struct vm_ram_slots *rs = &vm->ram_slots;
+
+	if (rs->started || rs->begun)
+		return;
+	rs->begun = true;
+	rs->started = pthread_create(&rs->thread, NULL, ram_slots_main, vm) == 0;
+	if (!rs->started)
+		ram_slots_main(vm);
+}
+
+int vm_ram_wait(struct vm *vm)
+{
+	struct vm_ram_slots *rs = &vm->ram_slots;
+	int rc;
+
+	ram_slots_begin(vm);
+	pthread_mutex_lock(&vm->lock);
+	while (!rs->ended && !vm->stopping)
+		pthread_cond_wait(&rs->cv, &vm->lock);
+	rc = rs->ended ? rs->rc : -ECANCELED;
+	pthread_mutex_unlock(&vm->lock);
+	return rc;
+}
+
+void vm_ram_release(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->ram_slots.hold = false;
+	pthread_cond_broadcast(&vm->ram_slots.cv);
+	pthread_mutex_unlock(&vm->lock);
 }
 
 static int set_cpuid(struct vm *vm, int vfd)
@@ -174,6 +293,7 @@ int vm_open(struct vm *vm, char *why, size_t whylen)
 		vm->vcpus[i].fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
+	pthread_cond_init(&vm->ram_slots.cv, NULL);
 	rc = install_signals();
 	if (rc)
 		return why_fail(why, whylen, rc, "signal handlers%s", "");
@@ -230,12 +350,11 @@ int vm_build(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, ch
 	vm->image_sum = 0;
 	for (const uint8_t *p = vm_guest_image; p < vm_guest_image_end; p++)
 		vm->image_sum = (vm->image_sum ^ *p) * 0x100000001b3ull; /* FNV-1a */
-	struct slots_job sj = {.vm = vm};
-	pthread_t st;
-	bool threaded = pthread_create(&st, NULL, slots_main, &sj) == 0;
+	struct vm_ram_slots *rs = &vm->ram_slots;
 
-	if (!threaded)
-		slots_main(&sj);
+	ram_plan(vm); /* before any vCPU runs: ram_access() reads it unlocked */
+	if (!rs->lazy)
+		ram_slots_begin(vm);
 	rc = 0;
 	for (unsigned i = 0; i < nvcpus && !rc; i++) {
 		struct vcpu *v = &vm->vcpus[i];
@@ -247,12 +366,13 @@ int vm_build(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, ch
 			v->area->end = pages * (i + 1) / nvcpus;
 		}
 	}
-	if (threaded)
-		pthread_join(st, NULL);
 	if (rc)
 		return rc;
-	if (sj.rc)
-		return why_fail(why, whylen, sj.rc, "KVM_SET_USER_MEMORY_REGION%s", "");
+	/* A lazy build leaves the RAM to vm_start(). */
+	int src = rs->lazy ? 0 : vm_ram_wait(vm);
+
+	if (src)
+		return why_fail(why, whylen, src, "KVM_SET_USER_MEMORY_REGION%s", "");
 	int khz = ioctl(vm->vcpus[0].fd, KVM_GET_TSC_KHZ, 0);
 
 	vm->tsc_khz = khz > 0 ? (uint64_t)khz : 1000000;
@@ -265,6 +385,40 @@ int vm_create(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, c
 	int rc = vm_open(vm, why, whylen);
 
 	return rc ? rc : vm_build(vm, ram, ram_size, nvcpus, why, whylen);
+}
+
+int vm_bare_slot(uint64_t size, double *ms)
+{
+	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vmfd = -1, memfd = -1, rc = 0;
+	void *ram = MAP_FAILED;
+
+	if (kvm < 0)
+		return -errno;
+	vmfd = ioctl(kvm, KVM_CREATE_VM, 0);
+	memfd = memfd_create("vswap-vm-bare-slot", MFD_CLOEXEC);
+	if (vmfd < 0 || memfd < 0 || ftruncate(memfd, (off_t)size))
+		rc = -errno;
+	if (!rc) {
+		ram =
+		    mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, memfd, 0);
+		if (ram == MAP_FAILED)
+			rc = -errno;
+	}
+	if (!rc) {
+		struct vm bare = {.fd = vmfd};
+		uint64_t t0 = vm_now_ns();
+
+		rc = set_memory(&bare, 1, VM_RAM_BASE, ram, size);
+		*ms = (double)(vm_now_ns() - t0) / 1e6;
+	}
+	if (ram != MAP_FAILED)
+		munmap(ram, size);
+	if (memfd >= 0)
+		close(memfd);
+	if (vmfd >= 0)
+		close(vmfd);
+	close(kvm);
+	return rc;
 }
 
 /* ---- the vCPU threads ------------------------------------------------------ */
@@ -369,6 +523,73 @@ static void complete_pending_io(struct vcpu *v)
 	v->run->immediate_exit = 0;
 }
 
+/* One access of @len bytes at @host, as the guest's instruction made it. */
+static void ram_copy(struct kvm_run *r, uint8_t *host)
+{
+	uint32_t len = r->mmio.len;
+
+	if (r->mmio.is_write)
+		memcpy(host, r->mmio.data, len);
+	else
+		memcpy(r->mmio.data, host, len);
+}
+
+enum ram_access_result { RAM_NOT_RAM, RAM_DONE, RAM_FAILED };
+
+/*
+ * An exit for an access to a RAM piece not registered yet ("RAM in
+ * pieces"): wait for the piece, then make the access through the VMM's
+ * mapping; KVM completes the instruction with it at the next KVM_RUN.
+ * RAM_NOT_RAM: not such an exit (vcpu_exit() judges it); RAM_FAILED: the
+ * VM stops, the registration failed (v->error) or the page is poisoned
+ * (v->sigbus).  The lock is not held.
+ */
+static enum ram_access_result ram_access(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+	struct vm_ram_slots *rs = &vm->ram_slots;
+	struct kvm_run *r = v->run;
+	uint64_t gpa = r->mmio.phys_addr;
+
+	if (r->exit_reason != KVM_EXIT_MMIO || gpa < VM_RAM_BASE ||
+	    gpa - VM_RAM_BASE >= vm->ram_size || r->mmio.len > sizeof(r->mmio.data) ||
+	    gpa - VM_RAM_BASE + r->mmio.len > vm->ram_size || !rs->piece)
+		return RAM_NOT_RAM;
+	uint64_t off = gpa - VM_RAM_BASE, p = off / rs->piece;
+	bool waited = false;
+
+	pthread_mutex_lock(&vm->lock);
+	while (!(rs->registered >> p & 1) && !rs->ended && !vm->stopping) {
+		if (!waited) {
+			rs->waits++;
+			pthread_cond_broadcast(&vm->cond); /* for a test that holds the pieces */
+		}
+		waited = true;
+		pthread_cond_wait(&rs->cv, &vm->lock);
+	}
+	bool in = rs->registered >> p & 1, stop = vm->stopping;
+
+	if (!in && !stop)
+		vcpu_fail(v, "vCPU %u: guest RAM at %#llx has no memory slot: %s", v->index,
+			  (unsigned long long)gpa,
+			  rs->rc ? strerror(-rs->rc) : "its registration ended");
+	if (in)
+		rs->emulated++;
+	pthread_mutex_unlock(&vm->lock);
+	if (!in)
+		return RAM_FAILED;
+	sigjmp_buf jb;
+
+	if (sigsetjmp(jb, 1)) {
+		ram_access_jmp = NULL;
+		return RAM_FAILED; /* v->sigbus: vcpu_main() describes it */
+	}
+	ram_access_jmp = &jb;
+	ram_copy(r, vm->ram + off);
+	ram_access_jmp = NULL;
+	return RAM_DONE;
+}
+
 static void *vcpu_main(void *arg)
 {
 	struct vcpu *v = arg;
@@ -388,11 +609,17 @@ static void *vcpu_main(void *arg)
 			break;
 		pthread_mutex_unlock(&vm->lock);
 		int rc = ioctl(v->fd, KVM_RUN, 0);
+		enum ram_access_result ra = RAM_NOT_RAM;
+
+		while (rc == 0 && (ra = ram_access(v)) == RAM_DONE)
+			rc = ioctl(v->fd, KVM_RUN, 0);
 		int err = rc < 0 ? errno : 0;
 
 		pthread_mutex_lock(&vm->lock);
 		v->exits++;
-		if (v->sigbus) {
+		if (ra == RAM_FAILED && !v->sigbus) {
+			/* stopping, or failed with its reason (ram_access()) */
+		} else if (v->sigbus) {
 			describe_sigbus(v);
 		} else if (rc < 0 && err == EINTR) {
 			v->run->immediate_exit = 0; /* a kick */
@@ -425,6 +652,9 @@ int vm_start(struct vm *vm)
 			return -rc;
 		v->started = true;
 	}
+	/* A lazy build's RAM goes in now, behind the guest's first
+	 * instructions: its registration takes no core from the build. */
+	ram_slots_begin(vm);
 	return 0;
 }
 
@@ -530,6 +760,7 @@ void vm_destroy(struct vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	vm->stopping = true;
 	pthread_cond_broadcast(&vm->cond);
+	pthread_cond_broadcast(&vm->ram_slots.cv);
 	for (unsigned i = 0; i < vm->nvcpus; i++)
 		if (vm->vcpus[i].run)
 			vm->vcpus[i].run->immediate_exit = 1;
@@ -547,6 +778,8 @@ void vm_destroy(struct vm *vm)
 			nanosleep(&ts, NULL);
 		}
 	}
+	if (vm->ram_slots.started)
+		pthread_join(vm->ram_slots.thread, NULL);
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		if (vm->vcpus[i].run)
 			munmap(vm->vcpus[i].run, (size_t)vm->run_size);
@@ -559,6 +792,7 @@ void vm_destroy(struct vm *vm)
 		close(vm->kvm);
 	if (vm->low)
 		munmap(vm->low, VM_LOW_SIZE);
+	pthread_cond_destroy(&vm->ram_slots.cv);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
 }

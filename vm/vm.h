@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "guest/abi.h"
+#include "vm/clock.h"
 
 enum vcpu_state {
 	VCPU_RUNNING = 0,
@@ -50,6 +51,35 @@ struct vm_saved_vcpu {
 	struct kvm_sregs sregs;
 };
 
+/*
+ * The RAM's memory slots, registered in pieces by a thread of their own
+ * (vm/kvm.c, "RAM in pieces").  Under vm->lock, but lazy, hold, piece,
+ * npieces and order: written before vm_build() starts the thread and the
+ * vCPUs (hold also under the lock after).
+ */
+#define VM_RAM_MAX_PIECES 16
+struct vm_ram_slots {
+	bool lazy; /* set before vm_build(): the vCPUs may run before every piece is in */
+	bool hold; /* tests: the thread waits before its first piece until vm_ram_release() */
+	unsigned npieces;
+	uint64_t piece; /* bytes of each piece, the last one maybe shorter (0 before
+			 * vm_build(): its default; tests set smaller ones) */
+	unsigned order[VM_RAM_MAX_PIECES]; /* the pieces in the order they go in */
+	uint64_t registered;		   /* bit per piece */
+	unsigned nregistered;
+	bool ended;	   /* the thread is done (every piece in, or rc) */
+	int rc;		   /* a failed registration */
+	pthread_cond_t cv; /* a piece registered, the thread ended, or the VM stops */
+	pthread_t thread;
+	bool begun;   /* the registration began (not locked: the builder's) */
+	bool started; /* ... on a thread, to be joined (likewise) */
+	/* accesses to RAM that found their piece missing (KVM_EXIT_MMIO) */
+	uint64_t waits;	   /* ... and waited for it */
+	uint64_t emulated; /* ... and were done through the VMM's mapping */
+	/* the thread's clocks: started, first piece in, every piece in */
+	struct vm_clock t_start, t_first, t_end;
+};
+
 struct vm {
 	int kvm, fd;
 	int run_size;
@@ -64,6 +94,7 @@ struct vm {
 	pthread_cond_t cond;
 	bool stopping;
 	uint64_t image_sum; /* checksum of the guest program (resume refuses another) */
+	struct vm_ram_slots ram_slots;
 };
 
 /* The guest program's bytes, built from guest/ and embedded (vm/image.S). */
@@ -83,6 +114,12 @@ int vm_create(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, c
 int vm_open(struct vm *vm, char *why, size_t whylen);
 int vm_build(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, char *why,
 	     size_t whylen);
+/* With vm->ram_slots.lazy set before it, vm_build() returns once the vCPUs
+ * exist and vm_start() registers the RAM's slots behind the guest's start;
+ * a vCPU touching a piece not in yet waits for it.  vm_ram_wait() waits for every piece: 0 or the
+ * registration's error.  vm_ram_release() lets a held registration go. */
+int vm_ram_wait(struct vm *vm);
+void vm_ram_release(struct vm *vm);
 /* Stop every vCPU thread and free everything but the RAM mapping. */
 void vm_destroy(struct vm *vm);
 
@@ -114,5 +151,9 @@ void vm_latency_reset(struct vm *vm);
 double vm_cycles_to_us(const struct vm *vm, uint64_t cycles);
 
 uint64_t vm_now_ns(void);
+
+/* A bare KVM_SET_USER_MEMORY_REGION of @size bytes of a fresh memfd in a
+ * fresh VM: its wall time in *@ms, or a negative errno. */
+int vm_bare_slot(uint64_t size, double *ms);
 
 #endif

@@ -51,6 +51,18 @@ struct vmm_stage {
 	uint64_t pages, bytes;
 };
 
+/* One step of a resume up to the first guest instruction, timed on the
+ * thread that made it: its end (after the store's open began), its wall
+ * time, that thread's CPU time and its time runnable but waiting for a CPU
+ * (the rest of the wall time the thread was blocked: a disk read, a lock,
+ * another thread). */
+#define VMM_MAX_STEPS 24
+struct vmm_step {
+	char name[32];
+	char thread[12];
+	double at_ms, ms, cpu_ms, runq_ms;
+};
+
 struct vmm_result {
 	/* what happened */
 	struct vmm_stage stages[VMM_MAX_STAGES];
@@ -83,6 +95,11 @@ struct vmm_result {
 	double resume_to_hot_ms;    /* first instruction -> every vCPU's hot pass read */
 	uint64_t resume_faults_hot; /* faults from the file until then */
 	uint64_t workset_recorded, workset_prefetched, workset_replayed;
+	struct vmm_step steps[VMM_MAX_STEPS]; /* in the order they ended */
+	unsigned nsteps;
+	/* guest accesses to RAM before their memory slot was in (vm/kvm.c) */
+	uint64_t ram_slot_waits, ram_slot_emulated;
+	double ram_slots_ms; /* the RAM's slots: first registered -> last */
 	/* the handler's final status and the store */
 	struct vswap_status status;
 	char status_json[1024];
