@@ -1144,8 +1144,10 @@ static int fig_handler(struct bench *b)
 		double secs = 0, dsecs = 0, sync_secs = 0, rsecs = 0, usecs = 0, bsecs = 0;
 
 		note(b, "handler run %u/%u\n", r + 1, b->runs);
-		if (interrupted(b))
-			return -EINTR;
+		if (interrupted(b)) {
+			err = -EINTR;
+			break;
+		}
 		err = handler_pass(b, &hp, r == 0, true);
 		if (err)
 			break;
