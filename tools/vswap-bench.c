@@ -1113,7 +1113,8 @@ static int raw_read_file(struct bench *b, const char *path, double *secs)
 static int fig_handler(struct bench *b)
 {
 	double en[MAX_RUNS], out[MAX_RUNS], in[MAX_RUNS], dis[MAX_RUNS], out2[MAX_RUNS];
-	double mc[MAX_RUNS], rw[MAX_RUNS], rwd[MAX_RUNS], rin[MAX_RUNS], rrd[MAX_RUNS], bin[MAX_RUNS];
+	double mc[MAX_RUNS], rw[MAX_RUNS], rwd[MAX_RUNS], rin[MAX_RUNS], rrd[MAX_RUNS],
+	    bin[MAX_RUNS];
 	double rss = NAN;
 	uint64_t off;
 	unsigned r;
