@@ -99,6 +99,10 @@ static int kswap_fill_file(int fd, uint64_t len, bool written)
 	free(zero);
 	if (!err && written && fdatasync(fd))
 		err = -errno;
+	/* The zeros leave the page cache: the pages paged out next must not
+	 * compete with a file's worth of clean cache. */
+	if (!err && written)
+		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 	return err;
 }
 
