@@ -82,7 +82,10 @@ struct index_loader {
 	uint64_t t0_ns;
 	/* under mu */
 	uint64_t n_present, n_stale, n_lost; /* pages loaded, by state */
-	uint64_t bad_records;
+	/* written under mu; read without it by vswap_store_load_status(),
+	 * which a resume calls while the walk runs: a niced walk preempted
+	 * holding mu must not hold up the caller's critical path */
+	atomic_uint_fast64_t bad_records;
 	/* atomics: read by vswap_store_load_status() */
 	atomic_uint_fast64_t nloaded, on_demand, waits, load_ns;
 };
@@ -583,9 +586,7 @@ int vswap_store_load_status(const struct vswap_store *s, struct vswap_store_load
 	out->on_demand = atomic_load(&ld->on_demand);
 	out->waits = atomic_load(&ld->waits);
 	out->load_ns = atomic_load(&ld->load_ns);
-	pthread_mutex_lock(&ld->mu);
-	out->bad_records = ld->bad_records;
-	pthread_mutex_unlock(&ld->mu);
+	out->bad_records = atomic_load(&ld->bad_records);
 	return 0;
 }
 

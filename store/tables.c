@@ -244,26 +244,44 @@ int64_t slot_alloc(struct vswap_store *s)
 	return (int64_t)slot;
 }
 
-/* @n consecutive free slots, the lowest such run (else at the end): the
- * first of them, all marked used, or -ENOSPC / -ENOMEM. */
-int64_t slot_alloc_run(struct vswap_store *s, uint64_t n)
+/* The first slot of the lowest run of @n free slots, else where the free
+ * slots at the end begin.  A run of 64 or more starts at a whole free word
+ * of the bitmap: the search steps a word at a time (a batch's search under
+ * the caller's lock costs a pass over the bitmap's words, not its bits). */
+static uint64_t free_run_find(const struct vswap_store *s, uint64_t n)
 {
-	uint64_t first = s->free_hint, len = 0, k = s->free_hint;
-	while (k < s->slots_end && len < n) {
-		if (!(k & 63) && !s->slot_used[k / 64] && s->slots_end - k >= 64) {
-			len += 64; /* a whole free word */
-			k += 64;
-			continue;
+	uint64_t first = s->free_hint, len = 0;
+	if (n >= 64) {
+		uint64_t need = (n + 63) / 64, got = 0, endw = (s->slots_end + 63) / 64;
+		for (uint64_t w = s->free_hint / 64; w < endw; w++) {
+			if (s->slot_used[w]) {
+				got = 0;
+				continue;
+			}
+			if (!got)
+				first = w * 64;
+			if (++got == need)
+				return first;
 		}
+		/* Free words reaching the end continue past it. */
+		return got ? first : s->slots_end;
+	}
+	for (uint64_t k = s->free_hint; k < s->slots_end && len < n; k++) {
 		if (bit_test(s->slot_used, k)) {
 			first = k + 1;
 			len = 0;
 		} else {
 			len++;
 		}
-		k++;
 	}
-	/* A free run reaching the end continues past it. */
+	return first;
+}
+
+/* @n consecutive free slots, the lowest such run (else at the end): the
+ * first of them, all marked used, or -ENOSPC / -ENOMEM. */
+int64_t slot_alloc_run(struct vswap_store *s, uint64_t n)
+{
+	uint64_t first = free_run_find(s, n);
 	if (first + n > STORE_MAX_SLOTS)
 		return -ENOSPC;
 	int ret = slots_reserve(s, first + n);

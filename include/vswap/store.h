@@ -279,7 +279,10 @@ int vswap_store_write(struct vswap_store *s, uint64_t first, uint32_t count, con
  * handler's swap-out keeps several writes in flight while it serves faults):
  *   vswap_store_write_begin()  with the lock: a slot for each of the @count
  *       pages listed in @pages (ascending, gaps allowed) in @slots, chosen as
- *       by vswap_store_write() (so consecutive where the file has room), and
+ *       by vswap_store_write() (so consecutive where the file has room; but
+ *       pages whose stale slots would be rewritten in place in runs of a few
+ *       pages take one run of free slots, and their stale slots are freed by
+ *       the end), and
  *       the descriptor to write them through in *@fd (O_DIRECT where the
  *       store has one: then every buffer must be page-aligned).  The pages
  *       are now "in flight".  -ENOSPC / -ENOMEM: nothing reserved.
