@@ -362,6 +362,9 @@ struct vswap_handler {
 	 * punching it (SWAP_OUT_HOOK_REMOVING, protect mode). */
 	void (*swap_out_hook)(void *ctx, int where);
 	void *swap_out_hook_ctx;
+	/* Test knob: the swap-out's commit group in pages (BATCH and NONE),
+	 * 0 for SWAP_OUT_GROUP_BYTES; set before the swap-out starts. */
+	uint64_t swap_out_group_pages;
 
 	pthread_t thread;
 	atomic_uint nuffds; /* the monitor's list length, for status() */
