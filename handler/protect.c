@@ -626,7 +626,11 @@ static int take_resident(struct vswap_handler *h, const struct extents *x)
 	uint64_t sf, sc;
 	int rc = 0;
 	pthread_mutex_lock(&h->lock);
-	bool staged = vswap_store_next_staged_run(h->store, 0, h->total_pages, 1, &sf, &sc) > 0;
+	/* A group whose staged copies cannot be read (-errno) may still hold
+	 * staged bits: clear as if staged (clearing an unstaged page is a
+	 * no-op), so that no resident page keeps an older staged copy that
+	 * would be served once the page leaves memory. */
+	bool staged = vswap_store_next_staged_run(h->store, 0, h->total_pages, 1, &sf, &sc) != 0;
 	for (size_t i = 0; i < x->n && rc == 0; i++) {
 		uint64_t first = x->v[i].first, count = x->v[i].count;
 		/* Resident wins: a swapped or staged copy of a page the guest

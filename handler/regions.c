@@ -50,7 +50,10 @@ static int private_fd(int fd)
 	if (mode < 0)
 		return -1;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	int own = open(path, (mode & O_ACCMODE) | O_CLOEXEC);
+	/* The caller's descriptor is a regular file (regions_setup() checked),
+	 * so this open has no side effect; O_NONBLOCK and O_NOCTTY are a belt
+	 * should the name have been swapped for something else meanwhile. */
+	int own = open(path, (mode & O_ACCMODE) | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (own < 0)
 		return -1;
 	struct stat a, b;
@@ -82,6 +85,25 @@ int regions_setup(struct vswap_handler *h, const struct vswap_region *r, unsigne
 	uint64_t first = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct hregion *g = &h->regions[i];
+		/* Guest memory is a file (a memfd, a tmpfs or hugetlbfs file):
+		 * a FIFO, socket or device here would hang or misbehave in the
+		 * reopen below and in every later seek, punch and read. */
+		struct stat st;
+		if (fstat(r[i].memfd, &st) != 0) {
+			int e = errno;
+			hlog(h, VSWAP_LOG_ERROR, "region %u: memfd %d: %s", i, r[i].memfd,
+			     vswap_strerror(-e));
+			free(pages);
+			return -e;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			hlog(h, VSWAP_LOG_ERROR,
+			     "region %u: memfd %d is not a regular file (guest memory must be a "
+			     "memfd or a file)",
+			     i, r[i].memfd);
+			free(pages);
+			return -EINVAL;
+		}
 		g->start = (uintptr_t)r[i].addr;
 		g->end = g->start + r[i].len;
 		/* Regions on one memfd share one descriptor (protect.c tells

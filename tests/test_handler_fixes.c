@@ -23,6 +23,9 @@
  *  - memfd_offset_stays: the handler's SEEK_DATA / SEEK_HOLE scans (enable,
  *    status, a resume's reconcile) leave the file offset of the caller's
  *    memfd where the caller put it;
+ *  - memfd_fifo_refused: a region whose "memfd" is a FIFO with no writer is
+ *    refused with -EINVAL at create (the reopen of the descriptor through
+ *    /proc/self/fd blocked in open(2) for ever);
  * Each test puts the handler exactly where the bug bit through the job hook
  * or the handler's lock; every wait is bounded.
  */
@@ -39,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -619,6 +623,63 @@ static off_t memfd_offset(const struct hfx *f)
 	return lseek(f->memfd, 0, SEEK_CUR);
 }
 
+/* A create on its own thread, so that a hang fails the test. */
+struct creator {
+	struct vswap_region region;
+	struct vswap_handler_opts opts;
+	struct vswap_handler *h;
+	int rc;
+	atomic_bool done;
+};
+
+static void *creator_main(void *arg)
+{
+	struct creator *c = arg;
+	c->rc = vswap_handler_create(&c->region, 1, &c->opts, &c->h);
+	atomic_store(&c->done, true);
+	return NULL;
+}
+
+static bool creator_done(void *arg)
+{
+	return atomic_load(&((struct creator *)arg)->done);
+}
+
+static void memfd_fifo_refused(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {16};
+	assert_int_equal(hfx_setup_memory(&f, pages, 1), 0);
+	char fifo[400];
+	snprintf(fifo, sizeof(fifo), "%s/fifo", f.dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	int rd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	assert_true(rd >= 0);
+	struct creator c = {.region = f.regions[0], .opts = {.store = f.store}};
+	c.region.memfd = rd;
+	atomic_init(&c.done, false);
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, creator_main, &c), 0);
+	bool done = hfx_wait_for(creator_done, &c);
+	if (!done) {
+		/* A writer lets the blocked open(2) return, so the thread ends. */
+		int wr = open(fifo, O_WRONLY | O_CLOEXEC);
+		pthread_join(t, NULL);
+		if (c.h)
+			vswap_handler_destroy(c.h);
+		close(wr);
+		close(rd);
+		hfx_teardown(&f);
+		fail_msg("vswap_handler_create() blocked on a FIFO given as a region's memfd");
+	}
+	pthread_join(t, NULL);
+	assert_int_equal(c.rc, -EINVAL);
+	assert_null(c.h);
+	close(rd);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 static void memfd_offset_stays(void **state)
 {
 	(void)state;
@@ -741,6 +802,7 @@ int main(void)
 	    cmocka_unit_test(commands_after_exit),
 	    cmocka_unit_test(create_keeps_resting_state),
 	    cmocka_unit_test(memfd_offset_stays),
+	    cmocka_unit_test(memfd_fifo_refused),
 	    cmocka_unit_test(fault_and_remove_read_together),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -276,7 +276,9 @@ struct vswap_status {
  *   -ERANGE     an empty region (len == 0)
  *   -EOVERFLOW  a region whose end wraps below its start
  *   -EEXIST     two regions overlap (identical, left, inside, right, covering)
- * Then -EINVAL without opts->store or with an unknown enable mode, -EPERM /
+ * Then -EINVAL without opts->store or with an unknown enable mode, or for a
+ * memfd that is not a regular file (a FIFO, a socket, a device; logged with
+ * the region's number), -EBADF for a memfd that is not open, -EPERM /
  * -EOPNOTSUPP when userfaultfd is unavailable (see vswap_uffd_create()),
  * -EOPNOTSUPP for VSWAP_ENABLE_PROTECT on a kernel without write protection
  * on shmem, or the store's error.
