@@ -305,17 +305,29 @@ out : {
 
 /* ---- fault-in: vswap against a bare userfaultfd handler ---------------------- */
 
-/* Nanoseconds on a CPU, summed over this process's threads whose name
- * begins with one of @names (NULL-terminated): /proc's schedstat. */
-static uint64_t threads_cpu_ns(const char *const *names)
+/* The CPU time of each of this process's threads whose name begins with one
+ * of a list: /proc's schedstat, per thread id, so that a thread that starts
+ * during a pass (an io_uring worker) counts from zero and none is subtracted
+ * from another.  A thread that exits during the pass takes its time with it
+ * (io-wq workers exit after seconds idle, not while a pass feeds them): the
+ * figure can only fall short, never wrap. */
+struct threads_cpu {
+	unsigned n;
+	struct {
+		long tid;
+		uint64_t ns;
+	} t[256];
+};
+
+static void threads_cpu_read(const char *const *names, struct threads_cpu *out)
 {
 	DIR *d = opendir("/proc/self/task");
-	uint64_t sum = 0;
 	struct dirent *e;
 
+	out->n = 0;
 	if (!d)
-		return 0;
-	while ((e = readdir(d))) {
+		return;
+	while ((e = readdir(d)) && out->n < sizeof(out->t) / sizeof(out->t[0])) {
 		char path[320], comm[32] = "";
 		unsigned long long ns = 0;
 		FILE *f;
@@ -336,11 +348,28 @@ static uint64_t threads_cpu_ns(const char *const *names)
 		snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", e->d_name);
 		if (!(f = fopen(path, "re")))
 			continue;
-		if (fscanf(f, "%llu", &ns) == 1)
-			sum += ns;
+		if (fscanf(f, "%llu", &ns) == 1) {
+			out->t[out->n].tid = strtol(e->d_name, NULL, 10);
+			out->t[out->n++].ns = ns;
+		}
 		fclose(f);
 	}
 	closedir(d);
+}
+
+/* Nanoseconds the threads of @end ran since @start. */
+static uint64_t threads_cpu_since(const struct threads_cpu *start, const struct threads_cpu *end)
+{
+	uint64_t sum = 0;
+
+	for (unsigned i = 0; i < end->n; i++) {
+		uint64_t was = 0;
+		for (unsigned j = 0; j < start->n; j++)
+			if (start->t[j].tid == end->t[i].tid)
+				was = start->t[j].ns;
+		if (end->t[i].ns > was)
+			sum += end->t[i].ns - was;
+	}
 	return sum;
 }
 
@@ -350,18 +379,24 @@ static int verify_pass(struct vmm *m, const char *const *servers, double *pps, d
 		       double *cpu_us)
 {
 	vm_latency_reset(&m->vm);
-	uint64_t c0 = threads_cpu_ns(servers);
+	struct threads_cpu *c = malloc(2 * sizeof(*c)); /* before, after */
+
+	if (!c)
+		return -ENOMEM;
+	threads_cpu_read(servers, &c[0]);
 	uint64_t t0 = vm_now_ns();
 	int rc = vmm_guest(m, VM_CMD_VERIFY, 0);
 
-	if (rc)
-		return rc;
-	if (m->r->wrong_pages)
-		return -EPROTO;
-	*pps = (double)m->pages / vmm_secs(t0);
-	*p50 = vm_latency_us(&m->vm, 0.5);
-	*cpu_us = (double)(threads_cpu_ns(servers) - c0) / 1e3 / (double)m->pages;
-	return 0;
+	if (rc == 0 && m->r->wrong_pages)
+		rc = -EPROTO;
+	if (rc == 0) {
+		*pps = (double)m->pages / vmm_secs(t0);
+		*p50 = vm_latency_us(&m->vm, 0.5);
+		threads_cpu_read(servers, &c[1]);
+		*cpu_us = (double)threads_cpu_since(&c[0], &c[1]) / 1e3 / (double)m->pages;
+	}
+	free(c);
+	return rc;
 }
 
 static int faultin_vswap(const struct vmm_opts *base, const char *dir, double *pps, double *p50,
