@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "store/internal.h"
@@ -274,6 +275,33 @@ static void release_freed(struct vswap_store *s, struct slot_vec *f)
 	f->n = 0;
 }
 
+/*
+ * A store opened unclean: the handle that died may have freed slots it never
+ * punched, and nothing recorded which.  Every free slot below the file's end
+ * is taken as possibly holding bytes, so that a clean close leaves bytes only
+ * in slots a record names.  Once, with the whole slot bitmap loaded (a lazy
+ * open's load finished); not in a repair open, which may not know every slot.
+ */
+void slots_inherit_unpunched(struct vswap_store *s)
+{
+	if (!s->inherit_unpunched || s->read_only || s->tolerant)
+		return;
+	if (s->loader && index_need_all(s) != 0)
+		return; /* the slot bitmap is the load's until it ends */
+	struct stat st;
+	if (fstat(s->fd, &st) != 0)
+		return;
+	uint64_t file_slots = (uint64_t)st.st_size >> s->page_shift;
+	file_slots = file_slots ? file_slots - 1 : 0; /* the superblock's page */
+	if (file_slots > STORE_MAX_SLOTS)
+		file_slots = STORE_MAX_SLOTS;
+	if (slots_reserve(s, file_slots) != 0)
+		return; /* tried again at the next call */
+	s->inherit_unpunched = false;
+	for (uint64_t k = 0; k < file_slots; k++)
+		slot_mark_unpunched(s, k);
+}
+
 static void punch_run(struct vswap_store *s, uint64_t first, uint64_t count)
 {
 	if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -296,7 +324,10 @@ static void punch_run(struct vswap_store *s, uint64_t first, uint64_t count)
  */
 void slots_punch_free(struct vswap_store *s)
 {
-	if (!s->n_unpunched || s->read_only)
+	if (s->read_only)
+		return;
+	slots_inherit_unpunched(s);
+	if (!s->n_unpunched)
 		return;
 	uint64_t end = s->slots_end;
 	uint64_t k = slot_next_unpunched(s, 0);
