@@ -543,10 +543,13 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 		rc = mj.rc;
 	if (rc)
 		goto out;
+	/* The vCPUs' first instruction is timed from here: the threads
+	 * vm_start() makes may run it before vm_start() returns. */
+	struct vm_clock started = st.last;
+
 	if ((rc = vm_start(&m.vm)))
 		goto out;
 	step(&st, "vCPUs started");
-	struct vm_clock started = st.last;
 
 	/* The read-ahead of the working set starts once the guest runs: its
 	 * reads and checks would take the cores the VM's build needs. */
