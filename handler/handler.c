@@ -120,6 +120,7 @@ static void handler_free(struct vswap_handler *h)
 	free(m->deferred);
 	swap_in_release(h);
 	protect_fini(h);
+	regions_close(h);
 	free(h->regions);
 	pthread_cond_destroy(&h->qdone);
 	pthread_cond_destroy(&h->scond);
@@ -232,43 +233,34 @@ static int lost_verdict(struct vswap_handler *h, const char *what)
 	return -EBADMSG;
 }
 
-int vswap_handler_destroy(struct vswap_handler *h)
+/* The handler's last command (exit, detach or release), then its end: the
+ * monitor joined, every caller answered and returned, the handle freed.
+ * @what names the lost pages' verdict (NULL: none, a release hands them
+ * over). */
+static int finish(struct vswap_handler *h, enum cmd_type type, const char *what)
 {
-	if (!h)
-		return 0;
-	struct cmd c = {.type = CMD_EXIT};
+	struct cmd c = {.type = type};
 	workset_stop(h); /* no prefetch copy races the final swap-in */
 	int rc = cmd_submit(h, &c);
 	pthread_join(h->thread, NULL);
 	cmd_wait_callers(h); /* answered, but perhaps not yet returned */
-	rc = rc ? rc : lost_verdict(h, "destroy");
+	if (rc == 0 && what)
+		rc = lost_verdict(h, what);
 	handler_free(h);
 	return rc;
+}
+
+int vswap_handler_destroy(struct vswap_handler *h)
+{
+	return h ? finish(h, CMD_EXIT, "destroy") : 0;
 }
 
 int vswap_handler_detach(struct vswap_handler *h)
 {
-	if (!h)
-		return -EINVAL;
-	struct cmd c = {.type = CMD_DETACH};
-	workset_stop(h);
-	int rc = cmd_submit(h, &c);
-	pthread_join(h->thread, NULL);
-	cmd_wait_callers(h);
-	rc = rc ? rc : lost_verdict(h, "detach");
-	handler_free(h);
-	return rc;
+	return h ? finish(h, CMD_DETACH, "detach") : -EINVAL;
 }
 
 int vswap_handler_release(struct vswap_handler *h)
 {
-	if (!h)
-		return -EINVAL;
-	struct cmd c = {.type = CMD_RELEASE};
-	workset_stop(h);
-	int rc = cmd_submit(h, &c);
-	pthread_join(h->thread, NULL);
-	cmd_wait_callers(h);
-	handler_free(h);
-	return rc;
+	return h ? finish(h, CMD_RELEASE, NULL) : -EINVAL;
 }

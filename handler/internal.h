@@ -59,7 +59,8 @@ enum { SWAP_IN_HOOK_READ = 0, SWAP_IN_HOOK_COPIED = 1 };
 
 struct hregion {
 	uintptr_t start, end; /* host addresses [start, end) */
-	int memfd;
+	int memfd;	      /* the handler's own open of the caller's memfd (regions_setup()) */
+	bool own_fd;	      /* @memfd is that, closed with the handler; else the caller's */
 	off_t offset;
 	uint64_t first, pages; /* place in the store's page space */
 	const uint8_t *alias;  /* protect mode: see struct protect */
@@ -361,6 +362,9 @@ struct vswap_handler {
 	 * punching it (SWAP_OUT_HOOK_REMOVING, protect mode). */
 	void (*swap_out_hook)(void *ctx, int where);
 	void *swap_out_hook_ctx;
+	/* Test knob: the swap-out's commit group in pages (BATCH and NONE),
+	 * 0 for SWAP_OUT_GROUP_BYTES; set before the swap-out starts. */
+	uint64_t swap_out_group_pages;
 
 	pthread_t thread;
 	atomic_uint nuffds; /* the monitor's list length, for status() */
@@ -379,6 +383,8 @@ uint64_t handler_now_us(void);
 /* regions.c */
 int regions_validate(const struct vswap_region *r, unsigned n, size_t page_size);
 int regions_setup(struct vswap_handler *h, const struct vswap_region *r, unsigned n);
+/* Close the handler's own memfd descriptors. */
+void regions_close(struct vswap_handler *h);
 /* The region holding host address @addr, or NULL. */
 const struct hregion *region_of_addr(const struct vswap_handler *h, uintptr_t addr);
 /* The region holding page @page, or NULL. */

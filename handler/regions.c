@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Guest regions: validation, lookup, (un)registration, resident pages. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "handler/internal.h"
@@ -32,6 +35,42 @@ int regions_validate(const struct vswap_region *r, unsigned n, size_t ps)
 	return 0;
 }
 
+/*
+ * The handler's own descriptor of a region's memfd: a new open file
+ * description of the same file (through /proc/self/fd), so that its
+ * lseek(SEEK_DATA / SEEK_HOLE) scans never move the file offset of the
+ * embedder's descriptor (shared by dup() and by SCM_RIGHTS, so a VMM's
+ * memfd handed to vswapd would move too).  -1 when it cannot be had (no
+ * /proc): the caller's descriptor is used then, as the header says.
+ */
+static int private_fd(int fd)
+{
+	char path[32];
+	int mode = fcntl(fd, F_GETFL);
+	if (mode < 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	int own = open(path, (mode & O_ACCMODE) | O_CLOEXEC);
+	if (own < 0)
+		return -1;
+	struct stat a, b;
+	if (fstat(fd, &a) != 0 || fstat(own, &b) != 0 || a.st_dev != b.st_dev ||
+	    a.st_ino != b.st_ino) {
+		close(own);
+		return -1;
+	}
+	return own;
+}
+
+void regions_close(struct vswap_handler *h)
+{
+	for (unsigned i = 0; h->regions && i < h->nregions; i++)
+		if (h->regions[i].own_fd) {
+			close(h->regions[i].memfd);
+			h->regions[i].own_fd = false;
+		}
+}
+
 int regions_setup(struct vswap_handler *h, const struct vswap_region *r, unsigned n)
 {
 	h->regions = calloc(n, sizeof(*h->regions));
@@ -45,14 +84,26 @@ int regions_setup(struct vswap_handler *h, const struct vswap_region *r, unsigne
 		struct hregion *g = &h->regions[i];
 		g->start = (uintptr_t)r[i].addr;
 		g->end = g->start + r[i].len;
-		g->memfd = r[i].memfd;
+		/* Regions on one memfd share one descriptor (protect.c tells
+		 * them by its number). */
+		unsigned j = 0;
+		while (j < i && r[j].memfd != r[i].memfd)
+			j++;
+		int own = j < i ? h->regions[j].memfd : private_fd(r[i].memfd);
+		g->memfd = own >= 0 ? own : r[i].memfd;
+		g->own_fd = j == i && own >= 0;
+		if (own < 0)
+			hlog(h, VSWAP_LOG_INFO,
+			     "region %u: memfd %d cannot be reopened through /proc/self/fd: "
+			     "its file offset will move",
+			     i, r[i].memfd);
 		g->offset = r[i].offset;
 		g->first = first;
 		g->pages = r[i].len >> h->page_shift;
 		pages[i] = g->pages;
 		first += g->pages;
+		h->nregions = i + 1; /* its descriptor is closed with the handler */
 	}
-	h->nregions = n;
 	h->total_pages = first;
 	int rc = vswap_store_set_regions(h->store, pages, n);
 	free(pages);

@@ -50,9 +50,20 @@ static int reconcile_region(struct vswap_handler *h, const struct hregion *r, ui
 			e = r->offset + len;
 		uint64_t first = r->first + ((uint64_t)(d - r->offset) >> h->page_shift);
 		uint64_t count = (uint64_t)(e - d) >> h->page_shift;
+		/* The staged copies are dropped unread: the guest's copy
+		 * stands, so checking them first (vswap_store_staged() reads
+		 * and hashes a copy the open left unverified) is work for
+		 * nothing, and one that failed would be logged lost.  Every
+		 * staged page has its checksum recorded here (the open dropped
+		 * the others), so vswap_store_staged_sum() tells them. */
 		for (uint64_t p = first; p < first + count; p++) {
-			if (vswap_store_staged(h->store, p))
-				(*pages)++;
+			uint64_t sum;
+			*pages += vswap_store_staged_sum(h->store, p, &sum) == 0;
+		}
+		int rc = vswap_store_stage_clear(h->store, first, count);
+		if (rc < 0)
+			return rc;
+		for (uint64_t p = first; p < first + count; p++) {
 			/* Lost by the open (staged, its checksum not committed:
 			 * the kill came between the copy and that commit, before
 			 * the guest's copy went) yet resident: a lost page is a
@@ -67,9 +78,6 @@ static int reconcile_region(struct vswap_handler *h, const struct hregion *r, ui
 				(*found_lost)++;
 			}
 		}
-		int rc = vswap_store_stage_clear(h->store, first, count);
-		if (rc < 0)
-			return rc;
 		int64_t n = vswap_store_mark_stale(h->store, first, count);
 		if (n < 0)
 			return (int)n;

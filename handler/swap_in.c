@@ -259,8 +259,11 @@ static int plan_runs(struct vswap_handler *h)
 			continue;
 		uint64_t first;
 		uint32_t count;
-		if (vswap_store_next_present_run(h->store, jp->cursor, h->total_pages,
-						 h->opts.chunk_pages, &first, &count) <= 0)
+		int found = vswap_store_next_present_run(h->store, jp->cursor, h->total_pages,
+							 h->opts.chunk_pages, &first, &count);
+		if (found < 0) /* not "none left": those pages would go unserved */
+			return found;
+		if (found == 0)
 			return 1;
 		const struct hregion *g = region_of_page(h, first);
 		if (count > g->first + g->pages - first) /* host addresses end here */
@@ -644,16 +647,28 @@ int swap_in_poison_lost(struct vswap_handler *h)
 	pthread_mutex_lock(&h->lock);
 	int rc = vswap_store_stats(h->store, &st);
 	pthread_mutex_unlock(&h->lock);
-	if (rc < 0 || !st.pages_lost)
+	if (rc < 0)
 		return rc;
+	/* Every page is resident now, or lost.  One still staged or swapped
+	 * out was not brought in (its copy could not be judged): once the
+	 * regions are unregistered the guest would read zeros there.  So the
+	 * swap-in fails and they stay registered, whatever skipped the page. */
+	if (st.pages_staged || st.pages_present) {
+		hlog(h, VSWAP_LOG_ERROR,
+		     "swap-in: %llu staged and %llu swapped-out pages were not brought in",
+		     (unsigned long long)st.pages_staged, (unsigned long long)st.pages_present);
+		return -EIO;
+	}
+	if (!st.pages_lost)
+		return 0;
 	for (uint64_t p = 0; p < h->total_pages; p++) {
 		unsigned at = 0;
 		for (;;) {
 			struct vswap_page_info pi;
 			pthread_mutex_lock(&h->lock);
-			rc = vswap_store_page(h->store, p, &pi) < 0 || pi.state != VSWAP_PAGE_LOST
-				 ? 1
-				 : poison_page(h, p, &at);
+			rc = vswap_store_page(h->store, p, &pi);
+			if (rc == 0)
+				rc = pi.state != VSWAP_PAGE_LOST ? 1 : poison_page(h, p, &at);
 			pthread_mutex_unlock(&h->lock);
 			if (rc != -EAGAIN)
 				break;

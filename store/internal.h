@@ -230,6 +230,9 @@ struct vswap_store {
 	 * (lazy.c); NULL once closing, or for an eager open. */
 	struct index_loader *loader;
 	bool load_held; /* tests: the walk starts held (loader_release()) */
+	/* Tests (store_fail_group()): a group that cannot be loaded. */
+	_Atomic int need_fail;
+	_Atomic uint64_t need_fail_group;
 	/* A lazy open: index_file_check() leaves the leaves of `pages` to
 	 * @deferred, which the loader takes over (lazy.c). */
 	bool lazy_open;
@@ -322,8 +325,19 @@ void loader_release(struct vswap_store *s);
  * their groups are loaded (at once when the store loads eagerly or the
  * groups are in memory already).  -ECHILD in a forked child.
  */
+/* Tests (store_fail_group()): does a call needing [first, first + count)
+ * fail? */
+bool need_fails(const struct vswap_store *s, uint64_t first, uint64_t count);
+/* Tests: page group @g cannot be loaded, as if its record could not be
+ * read: every call that needs it by range (index_need()) fails with @err
+ * from now on (0: it loads again). */
+void store_fail_group(struct vswap_store *s, uint64_t g, int err);
+
 static inline int index_need(const struct vswap_store *s, uint64_t first, uint64_t count)
 {
+	int fail = atomic_load_explicit(&s->need_fail, memory_order_acquire);
+	if (fail && need_fails(s, first, count))
+		return fail;
 	return s->loader ? loader_need(s, first, count) : 0;
 }
 /* Before a call that needs every group (the slot allocator, the counts). */
@@ -454,7 +468,8 @@ int64_t staging_verify_loaded(struct vswap_store *s);
  * their checksums: each that fails, is missing or cannot be read leaves
  * staging and is lost (or, present in the swap file, served from there).
  * Never fails: what cannot be checked is not served. */
-void staging_check(struct vswap_store *s, uint64_t first, uint64_t count);
+/* 0, or the first error loading a group: those copies stay unverified. */
+int staging_check(struct vswap_store *s, uint64_t first, uint64_t count);
 /* Forget the unverified marks of [first, first + count) (a new copy, or
  * the copy gone). */
 void staging_unverified_clear(struct vswap_store *s, uint64_t first, uint64_t count);

@@ -435,6 +435,18 @@ void loader_release(struct vswap_store *s)
 	pthread_mutex_unlock(&ld->mu);
 }
 
+bool need_fails(const struct vswap_store *s, uint64_t first, uint64_t count)
+{
+	uint64_t g = atomic_load_explicit(&s->need_fail_group, memory_order_relaxed);
+	return count && g >= first / GROUP_PAGES && g <= (first + count - 1) / GROUP_PAGES;
+}
+
+void store_fail_group(struct vswap_store *s, uint64_t g, int err)
+{
+	atomic_store_explicit(&s->need_fail_group, g, memory_order_relaxed);
+	atomic_store_explicit(&s->need_fail, err, memory_order_release);
+}
+
 /* Wait until the walk is over. */
 static int wait_done(const struct vswap_store *s)
 {

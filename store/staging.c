@@ -338,9 +338,10 @@ int64_t staging_verify_loaded(struct vswap_store *s)
 	return changed;
 }
 
-void staging_check(struct vswap_store *s, uint64_t first, uint64_t count)
+int staging_check(struct vswap_store *s, uint64_t first, uint64_t count)
 {
 	uint64_t end = first + count;
+	int err = 0;
 	for (uint64_t p = first; s->n_unverified && p < end;) {
 		if (!bit_test(s->unverified, p)) {
 			p++;
@@ -351,7 +352,9 @@ void staging_check(struct vswap_store *s, uint64_t first, uint64_t count)
 			n++;
 		/* A group that cannot be loaded: the copies stay unverified,
 		 * never served, and the page's own calls fail the same way. */
-		if (index_need(s, p, n)) {
+		int need = index_need(s, p, n);
+		if (need) {
+			err = err ? err : need;
 			p += n;
 			continue;
 		}
@@ -379,6 +382,7 @@ void staging_check(struct vswap_store *s, uint64_t first, uint64_t count)
 		p += n;
 	}
 	unverified_release_if_empty(s);
+	return err;
 }
 
 /*

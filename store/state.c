@@ -21,10 +21,9 @@ static bool range_ok(const struct vswap_store *s, uint64_t first, uint64_t count
  * reported staged.  The handle is the caller's, not const (these calls are
  * const for their callers: a check only makes the tables say what the
  * files hold). */
-static void check_unverified(const struct vswap_store *s, uint64_t first, uint64_t count)
+static int check_unverified(const struct vswap_store *s, uint64_t first, uint64_t count)
 {
-	if (s->unverified)
-		staging_check((struct vswap_store *)s, first, count);
+	return s->unverified ? staging_check((struct vswap_store *)s, first, count) : 0;
 }
 
 static bool unverified(const struct vswap_store *s, uint64_t page)
@@ -291,11 +290,15 @@ int vswap_store_next_staged_run(const struct vswap_store *s, uint64_t from, uint
 		uint64_t n = 1;
 		while (n < max && p + n < limit && bit_test(s->staged, p + n))
 			n++;
-		/* The run's copies checked first: a failed one leaves staging,
-		 * one that cannot be checked is skipped; the run ends there. */
-		check_unverified(s, p, n);
-		if (!bit_test(s->staged, p) || unverified(s, p))
+		/* The run's copies checked first: a failed one leaves staging
+		 * (skipped).  One that cannot be checked fails the call: a
+		 * caller that went past it (a swap-in ending, say) would leave
+		 * the page unserved, and the guest would read zeros there. */
+		int rc = check_unverified(s, p, n);
+		if (!bit_test(s->staged, p))
 			continue;
+		if (unverified(s, p))
+			return rc < 0 ? rc : -EIO;
 		uint64_t m = 1;
 		while (m < n && bit_test(s->staged, p + m) && !unverified(s, p + m))
 			m++;

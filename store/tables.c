@@ -122,22 +122,18 @@ int slots_reserve(struct vswap_store *s, uint64_t nslots)
 {
 	if (nslots <= s->slot_cap)
 		return 0;
-	uint64_t cap = s->slot_cap ? s->slot_cap : 64;
-	while (cap < nslots)
-		cap *= 2;
-	uint64_t oldw = words_for(s->slot_cap), neww = words_for(cap);
-	uint64_t *bm = realloc(s->slot_used, neww * sizeof(uint64_t));
-	if (!bm)
+	/* Both bitmaps cover slot_cap bits: grown together, by words, to the
+	 * same capacity (the same doubling from the same start); slot_cap
+	 * counts their bits.  A failure leaves slot_cap as it was. */
+	size_t words = (size_t)words_for(s->slot_cap), need = (size_t)words_for(nslots);
+	size_t cap = words, ucap = words;
+	if (ARRAY_RESERVE(s->slot_used, cap, need, 1) ||
+	    ARRAY_RESERVE(s->slot_unpunched, ucap, need, 1))
 		return -ENOMEM;
-	memset(bm + oldw, 0, (neww - oldw) * sizeof(uint64_t));
-	s->slot_used = bm;
-	/* Both bitmaps cover slot_cap bits: grown together. */
-	uint64_t *up = realloc(s->slot_unpunched, neww * sizeof(uint64_t));
-	if (!up)
-		return -ENOMEM;
-	memset(up + oldw, 0, (neww - oldw) * sizeof(uint64_t));
-	s->slot_unpunched = up;
-	s->slot_cap = cap;
+	/* New words: no slot used, none unpunched. */
+	memset(s->slot_used + words, 0, (cap - words) * sizeof(uint64_t));
+	memset(s->slot_unpunched + words, 0, (ucap - words) * sizeof(uint64_t));
+	s->slot_cap = (uint64_t)(cap < ucap ? cap : ucap) * 64;
 	return 0;
 }
 

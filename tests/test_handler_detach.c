@@ -6,6 +6,11 @@
  * recorded in the index as a clean close with the resting state.  Then a
  * new handler over the reopened store brings the guest back byte for byte
  * (the hibernate path).
+ *
+ * A resume (vswapd's restart) over a detached store finds a page resident in
+ * guest memory that is staged too: the guest's copy stands and the staged
+ * one is dropped unread, so a damaged staged copy of it is neither read nor
+ * reported lost.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -274,13 +279,63 @@ static void detach_ready(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+static void count_errors(void *ctx, enum vswap_log_level lvl, const char *msg)
+{
+	(void)msg;
+	if (lvl == VSWAP_LOG_ERROR)
+		(*(unsigned *)ctx)++;
+}
+
+static void resume_drops_resident_staged_unread(void **state)
+{
+	(void)state;
+	struct hfx f;
+	static const size_t pages[] = {PAGES};
+	const uint64_t back = 2; /* resident and staged when the resume comes */
+	assert_int_equal(hfx_setup(&f, pages, 1, &hfx_copy), 0);
+	fill_guest(&f);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_detach(f.h), 0);
+	f.h = NULL;
+	/* The dead handler had copied the page back (its index not caught
+	 * up); its staged copy was damaged since. */
+	uint8_t *buf = malloc(f.page_size);
+	assert_non_null(buf);
+	memset(buf, 0x5a, f.page_size);
+	assert_int_equal(pwrite(f.memfd, buf, f.page_size, (off_t)(back * f.page_size)),
+			 (ssize_t)f.page_size);
+	assert_int_equal(
+	    pwrite(vswap_store_staging_fd(f.store), "x", 1, (off_t)(back * f.page_size + 9)), 1);
+	free(buf);
+	assert_int_equal(vswap_store_close(f.store), 0);
+	unsigned errors = 0;
+	struct vswap_store_opts so = {
+	    .staging_dir = "/dev/shm", .log = count_errors, .log_ctx = &errors};
+	assert_int_equal(vswap_store_open(f.path, &so, &f.store), 0);
+	assert_int_equal(hfx_start(&f, &hfx_copy), 0);
+	assert_int_equal(vswap_handler_resume(f.h), 0);
+	/* Before, the resume checked the copy it dropped: "lost", twice. */
+	assert_int_equal(errors, 0);
+	uint64_t lost = 1;
+	assert_int_equal(vswap_handler_lost_pages(f.h, NULL, 0, &lost), 0);
+	assert_int_equal(lost, 0);
+	for (uint64_t p = 0; p < PAGES; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), p == back	  ? 0x5a
+							  : p < HOLE_FROM ? byte_of(p)
+									  : 0);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_detach");
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(detach_after_enable),    cmocka_unit_test(detach_after_swap_out),
-	    cmocka_unit_test(detach_during_swap_out), cmocka_unit_test(detach_during_swap_in),
+	    cmocka_unit_test(detach_after_enable),
+	    cmocka_unit_test(detach_after_swap_out),
+	    cmocka_unit_test(detach_during_swap_out),
+	    cmocka_unit_test(detach_during_swap_in),
 	    cmocka_unit_test(detach_ready),
+	    cmocka_unit_test(resume_drops_resident_staged_unread),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,6 +20,9 @@
  *    -ESHUTDOWN, and one submitted after it is refused at once;
  *  - create_keeps_resting_state: a handler created over a detached store
  *    leaves its recorded resting state alone until enable;
+ *  - memfd_offset_stays: the handler's SEEK_DATA / SEEK_HOLE scans (enable,
+ *    status, a resume's reconcile) leave the file offset of the caller's
+ *    memfd where the caller put it;
  * Each test puts the handler exactly where the bug bit through the job hook
  * or the handler's lock; every wait is bounded.
  */
@@ -610,6 +613,47 @@ static void create_keeps_resting_state(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* The caller's memfd offset, which the handler must not move. */
+static off_t memfd_offset(const struct hfx *f)
+{
+	return lseek(f->memfd, 0, SEEK_CUR);
+}
+
+static void memfd_offset_stays(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {64};
+	assert_int_equal(hfx_setup(&f, pages, 1, NULL), 0);
+	/* Holes between resident pages: every scan seeks more than once. */
+	for (uint64_t p = 0; p < 64; p += 3)
+		assert_int_equal(hfx_fill(&f, 0, p, hfx_byte_of(p)), 0);
+	const off_t at = 5 * (off_t)f.page_size + 7;
+	assert_int_equal(lseek(f.memfd, at, SEEK_SET), at);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(memfd_offset(&f), at);
+	struct vswap_status st;
+	assert_int_equal(vswap_handler_status(f.h, &st), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	assert_int_equal(memfd_offset(&f), at);
+	/* Two pages back in, then detached: the resume reconciles them. */
+	assert_int_equal(hfx_page_byte(&f, 0, 3), hfx_byte_of(3));
+	assert_int_equal(hfx_page_byte(&f, 0, 6), hfx_byte_of(6));
+	assert_int_equal(vswap_handler_detach(f.h), 0);
+	f.h = NULL;
+	assert_int_equal(hfx_start(&f, NULL), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_status(f.h, &st), 0);
+	assert_int_equal(memfd_offset(&f), at);
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	for (uint64_t p = 0; p < 64; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), p % 3 ? 0 : hfx_byte_of(p));
+	assert_int_equal(memfd_offset(&f), at);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 /* ---- a fault and a remove of its page read together ------------------- */
 
 struct read_race {
@@ -696,6 +740,7 @@ int main(void)
 	    cmocka_unit_test(sticky_sync_error),
 	    cmocka_unit_test(commands_after_exit),
 	    cmocka_unit_test(create_keeps_resting_state),
+	    cmocka_unit_test(memfd_offset_stays),
 	    cmocka_unit_test(fault_and_remove_read_together),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,6 +11,10 @@
  *     by a fault (the walk held) or by the walk (no fault touched the
  *     group before it was done): its pages are poisoned (SIGBUS), never
  *     zero or wrong, counted lost, and destroy says so.
+ *   - A group that cannot be loaded when a swap-in reaches it (its pages
+ *     staged, or swapped out): the swap-in fails and the regions stay
+ *     registered, never Ready with those pages unserved (zeros); once the
+ *     group loads, the guest reads them right.
  */
 #include <endian.h>
 #include <errno.h>
@@ -57,25 +61,34 @@ static void quiet(void *ctx, enum vswap_log_level lvl, const char *msg)
 	(void)ctx, (void)lvl, (void)msg;
 }
 
-/* Every page written, swapped out, the handler detached and the store
- * closed: the image a hibernation leaves.  The guest's memory is then
- * dropped, and the record of @damaged (if not UINT64_MAX) damaged. */
-static void make_image(struct hfx *f, uint64_t damaged)
+/* Every one of @npages pages written, swapped out (with @staged: enabled
+ * in copy mode, staged), the handler detached and the store closed: the
+ * image a hibernation leaves.  The guest's memory is then dropped. */
+static void make_image_of(struct hfx *f, size_t npages, bool staged)
 {
-	static const size_t pages[] = {PAGES};
-	assert_int_equal(hfx_setup(f, pages, 1, NULL), 0);
-	for (uint64_t p = 0; p < PAGES; p++)
+	const size_t pages[] = {npages};
+	assert_int_equal(hfx_setup(f, pages, 1, staged ? &hfx_copy : NULL), 0);
+	for (uint64_t p = 0; p < npages; p++)
 		fill_word((uint64_t *)hfx_addr(f, 0, p), f->page_size / 8, p);
 	assert_int_equal(vswap_handler_enable(f->h), 0);
-	assert_int_equal(vswap_handler_swap_out(f->h), 0);
-	assert_int_equal(hfx_wait(f, VSWAP_STATE_ACTIVE), 0);
+	if (!staged) {
+		assert_int_equal(vswap_handler_swap_out(f->h), 0);
+		assert_int_equal(hfx_wait(f, VSWAP_STATE_ACTIVE), 0);
+	}
 	assert_int_equal(vswap_handler_detach(f->h), 0);
 	f->h = NULL;
 	assert_int_equal(vswap_store_close(f->store), 0);
 	f->store = NULL;
 	assert_int_equal(fallocate(f->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
-				   (off_t)PAGES * (off_t)f->page_size),
+				   (off_t)npages * (off_t)f->page_size),
 			 0);
+}
+
+/* make_image_of() PAGES swapped out, and the record of @damaged (if not
+ * UINT64_MAX) damaged. */
+static void make_image(struct hfx *f, uint64_t damaged)
+{
+	make_image_of(f, PAGES, false);
 	if (damaged == UINT64_MAX)
 		return;
 	char idx[400];
@@ -308,6 +321,77 @@ static void resume_commits_nothing_before_the_guest_runs(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+#define SMALL_GROUPS 8u
+#define SMALL_PAGES (SMALL_GROUPS * GROUP_PAGES)
+/* The group the swap-in cannot load. */
+#define UNLOADABLE 5u
+
+/* The image of make_image_of() at SMALL_PAGES, reopened lazily, a new
+ * handler resumed over it, and every group loaded but UNLOADABLE, which
+ * cannot be loaded from now on. */
+static void small_image_resumed(struct hfx *f, bool staged)
+{
+	make_image_of(f, SMALL_PAGES, staged);
+	struct vswap_store_opts so = {.staging_dir = "/dev/shm", .log = quiet, .lazy_index = true};
+	assert_int_equal(store_open_flags(f->path, &so, STORE_OPEN_LOCK, &f->store), 0);
+	struct vswap_store_stats ss;
+	assert_int_equal(vswap_store_stats(f->store, &ss), 0);
+	assert_int_equal(staged ? ss.pages_staged : ss.pages_present, SMALL_PAGES);
+	struct vswap_handler_opts ho = {.log = quiet};
+	if (staged)
+		ho.enable_mode = VSWAP_ENABLE_COPY;
+	assert_int_equal(hfx_start(f, &ho), 0);
+	assert_int_equal(vswap_handler_enable(f->h), 0);
+	assert_int_equal(vswap_store_load_wait(f->store), 0);
+	if (staged) /* checked at first use, and none used yet */
+		assert_int_equal(f->store->n_unverified, SMALL_PAGES);
+	store_fail_group(f->store, UNLOADABLE, -ENOMEM);
+}
+
+/* Every byte of the guest right, read through its faults. */
+static void expect_all_right(struct hfx *f)
+{
+	uint64_t *buf = malloc(f->page_size), *want = malloc(f->page_size);
+	assert_non_null(buf);
+	assert_non_null(want);
+	for (uint64_t p = 0; p < SMALL_PAGES; p++) {
+		assert_int_equal(hfx_read(buf, hfx_addr(f, 0, p), f->page_size, 0, NULL), 0);
+		fill_word(want, f->page_size / 8, p);
+		if (memcmp(buf, want, f->page_size) != 0)
+			fail_msg("page %llu is not its own", (unsigned long long)p);
+	}
+	free(buf);
+	free(want);
+}
+
+static void swap_in_cannot_load(bool staged)
+{
+	struct hfx f;
+	small_image_resumed(&f, staged);
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	/* Before, the swap-in went past the group and ended Ready: the
+	 * regions unregistered, its pages read zeros. */
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_FAILED), 0);
+	struct vswap_status st;
+	assert_int_equal(vswap_handler_status(f.h, &st), 0);
+	assert_true(st.last_error < 0);
+	store_fail_group(f.store, 0, 0); /* the group loads again */
+	expect_all_right(&f);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+static void swap_in_cannot_load_a_staged_group(void **state)
+{
+	(void)state;
+	swap_in_cannot_load(true);
+}
+
+static void swap_in_cannot_load_a_swapped_group(void **state)
+{
+	(void)state;
+	swap_in_cannot_load(false);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_lazy");
@@ -316,6 +400,8 @@ int main(void)
 	    cmocka_unit_test(damaged_record_found_by_a_fault),
 	    cmocka_unit_test(damaged_record_found_by_the_walk),
 	    cmocka_unit_test(resume_commits_nothing_before_the_guest_runs),
+	    cmocka_unit_test(swap_in_cannot_load_a_staged_group),
+	    cmocka_unit_test(swap_in_cannot_load_a_swapped_group),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

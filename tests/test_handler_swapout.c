@@ -12,8 +12,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -394,6 +396,90 @@ static void enospc_with_writes_in_flight(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* ---- a commit that takes long does not stop the writes -------------------- */
+
+struct held_commit {
+	atomic_bool entered, open;
+	atomic_uint written; /* batches ended */
+};
+
+/* On the commit thread, between a commit's begin and its write, without
+ * the lock: every commit waits here until the test opens (bounded). */
+static void hold_commit(void *ctx)
+{
+	struct held_commit *c = ctx;
+	atomic_store(&c->entered, true);
+	uint64_t until = hfx_now_ms() + 2 * HFX_DEADLINE_MS;
+	while (!atomic_load(&c->open) && hfx_now_ms() < until)
+		sched_yield();
+}
+
+static void count_written(void *ctx, int where)
+{
+	struct held_commit *c = ctx;
+	if (where == SWAP_OUT_HOOK_WRITTEN)
+		atomic_fetch_add(&c->written, 1);
+}
+
+static bool commit_entered(void *arg)
+{
+	return atomic_load(&((struct held_commit *)arg)->entered);
+}
+
+static bool all_written(void *arg)
+{
+	return atomic_load(&((struct held_commit *)arg)->written) == N / small.chunk_pages;
+}
+
+/*
+ * BATCH durability, a commit due every 2 batches, the commit thread held on
+ * the swap-out's first commit: every batch is still written before it lands
+ * (the commits due are asked once the held one has).  The job used to wait for
+ * the held commit at the next one due, and no batch was written until it
+ * landed: the disk had nothing to do.  Nothing leaves guest memory or
+ * staging before its commit, so every byte is still the guest's.
+ */
+static void writes_go_on_while_a_commit_runs(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {N};
+	assert_int_equal(hfx_setup(&f, pages, 1, &small), 0);
+	fill_all(&f);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	struct held_commit c;
+	atomic_init(&c.entered, false);
+	atomic_init(&c.open, false);
+	atomic_init(&c.written, 0);
+	f.h->swap_out_group_pages = 2 * small.chunk_pages;
+	f.h->swap_out_hook_ctx = &c;
+	f.h->swap_out_hook = count_written;
+	pthread_mutex_lock(&f.h->lock);
+	f.h->cm.hook_ctx = &c;
+	f.h->cm.hook = hold_commit;
+	pthread_mutex_unlock(&f.h->lock);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	/* Every batch written with no commit landed (the gate is closed);
+	 * the swap-out's first commit may reach the gate after them. */
+	bool done = hfx_wait_for(all_written, &c);
+	unsigned written = atomic_load(&c.written);
+	bool held = hfx_wait_for(commit_entered, &c);
+	atomic_store(&c.open, true);
+	if (!held)
+		fail_msg("no commit was held during the swap-out");
+	if (!done)
+		fail_msg("%u of %u batches written while a commit was held", written,
+			 (unsigned)(N / small.chunk_pages));
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	/* The hooks stay until the teardown joins their threads (the gate
+	 * is open: later commits pass). */
+	assert_int_equal(status_of(&f).metrics.swap_pages, N);
+	no_slot_leaked(&f);
+	for (uint64_t p = 0; p < N; p++)
+		expect_bytes(&f, p, byte_of(p), byte_of(p));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 /* ---- zero pages ------------------------------------------------------------ */
 
 static struct vswap_store_stats store_stats(struct hfx *f)
@@ -501,6 +587,7 @@ int main(void)
 	    cmocka_unit_test(detach_while_in_flight),
 	    cmocka_unit_test(exit_while_in_flight),
 	    cmocka_unit_test(enospc_with_writes_in_flight),
+	    cmocka_unit_test(writes_go_on_while_a_commit_runs),
 	    cmocka_unit_test(zero_pages_not_written),
 	    cmocka_unit_test(zero_pages_and_rewrites_keep_the_file_bounded),
 	};

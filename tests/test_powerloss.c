@@ -22,10 +22,14 @@
  *      inv. 4     vswap-fsck -y repairs the state and a second run is clean.
  *
  * VSWAP_LONG=1 runs longer workloads with two seeds.  Prints the number of
- * states checked per durability mode.
+ * states checked per durability mode.  An argument runs one group (full,
+ * batch, none, or checks: the mutations and the edge case); ctest registers
+ * each as powerloss_GROUP.  Scratch directories are removed however the
+ * test ends (the reaper, below), a SIGKILL included.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -106,6 +110,7 @@ struct config {
 	bool edge; /* the workload's edge_rewrite operation */
 	enum mutation mutation;
 	bool quiet; /* do not print violations (mutation runs expect them) */
+	int reaper; /* reaper_start()'s pipe, or -1 */
 };
 
 /* ---- the run's context ----------------------------------------------------------- */
@@ -235,6 +240,101 @@ __attribute__((format(printf, 2, 3))) static void violation(struct run *r, const
 
 /* ---- workload ----------------------------------------------------------------------- */
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+static int remove_tree(const char *dir)
+{
+	int rc = nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (rc != 0 && errno != ENOENT) {
+		fprintf(stderr, "powerloss: could not remove %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The scratch directories go on every exit.  The test removes its own when
+ * a run ends; one it could not (an assertion failed in the middle, a signal,
+ * ctest's SIGKILL at its timeout) is removed by the reaper: a process of its
+ * own, detached (a double fork and setsid(), so that a runner killing the
+ * test's process tree does not reach it), that reads "+DIR" and "-DIR" lines
+ * on a pipe and, once the pipe's write end is gone (the test exited, however
+ * it did), removes every DIR added and not taken back.  Only directories
+ * this test made are named (mkdtemp()).
+ */
+#define REAPER_MAX 64
+
+static void reaper_main(int fd)
+{
+	char paths[REAPER_MAX][sizeof(((struct run *)0)->tmp)], line[sizeof(paths[0]) + 1];
+	unsigned n = 0;
+	size_t len = 0;
+	for (;;) {
+		char c;
+		ssize_t k = read(fd, &c, 1);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		if (c != '\n') {
+			if (len < sizeof(line) - 1)
+				line[len++] = c;
+			continue;
+		}
+		line[len] = 0;
+		len = 0;
+		if (line[0] == '+' && n < REAPER_MAX) {
+			memcpy(paths[n++], line + 1, sizeof(paths[0])); /* NUL within */
+		} else if (line[0] == '-') {
+			for (unsigned i = 0; i < n; i++)
+				if (!strcmp(paths[i], line + 1)) {
+					memcpy(paths[i], paths[--n], sizeof(paths[0]));
+					break;
+				}
+		}
+	}
+	for (unsigned i = 0; i < n; i++)
+		if (strstr(paths[i], "/vswap-powerloss-"))
+			remove_tree(paths[i]);
+}
+
+/* The write end of the reaper's pipe (close-on-exec: the workload never
+ * holds it), or -1 if no reaper could be started. */
+static int reaper_start(void)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (fork() == 0) {
+			setsid();
+			close(p[1]);
+			reaper_main(p[0]);
+		}
+		_exit(0);
+	}
+	close(p[0]);
+	int st;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid) {
+		close(p[1]);
+		return -1;
+	}
+	return p[1];
+}
+
+static void reaper_tell(int fd, char op, const char *dir)
+{
+	char line[192];
+	int n = snprintf(line, sizeof(line), "%c%s\n", op, dir);
+	if (fd >= 0 && n > 0 && (size_t)n < sizeof(line) && write(fd, line, (size_t)n) != n)
+		fprintf(stderr, "powerloss: the reaper will not remove %s\n", dir);
+}
+
 /*
  * Scratch space: VSWAP_POWERLOSS_TMP, else /dev/shm (tmpfs: thousands of
  * states are written and fsck's repairs sync; holes and SEEK_DATA work the
@@ -247,17 +347,10 @@ static void make_dirs(struct run *r)
 		base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/var/tmp";
 	snprintf(r->tmp, sizeof(r->tmp), "%s/vswap-powerloss-XXXXXX", base);
 	assert_non_null(mkdtemp(r->tmp));
+	reaper_tell(r->cfg.reaper, '+', r->tmp);
 	snprintf(r->dir, sizeof(r->dir), "%s/store", r->tmp);
 	snprintf(r->log_path, sizeof(r->log_path), "%s/writelog", r->tmp);
 	assert_int_equal(mkdir(r->dir, 0700), 0);
-}
-
-static void remove_tree(const char *dir)
-{
-	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "powerloss: could not remove %s\n", dir);
 }
 
 /* fork + exec the workload under the shim; returns its exit status. */
@@ -908,6 +1001,10 @@ static void replay_all(struct run *r)
 	r->created = r->closed = false;
 	for (r->at = 0;; r->at++) {
 		check_boundary(r);
+		/* A mutation run asks only whether the checker catches it: the
+		 * first violation answers (the long mode checks every state). */
+		if (r->cfg.mutation != MUT_NONE && r->c.violations && !long_mode())
+			break;
 		if (r->at == r->log.nops)
 			break;
 		track_marks(r, &r->log.ops[r->at]);
@@ -991,19 +1088,28 @@ static uint64_t powerloss(const struct config *cfg)
 		remove_tree(r->tmp);
 	else
 		fprintf(stderr, "powerloss: files and write log kept in %s\n", r->tmp);
+	reaper_tell(cfg->reaper, '-', r->tmp); /* removed, or kept on purpose */
 	free_run(r);
 	free(r);
 	return bad;
 }
 
+/* The reaper's pipe, each test's state (main() starts it). */
+static int reaper_of(void **state)
+{
+	return *(const int *)*state;
+}
+
 /* The workload in @mode, every state checked; no violation allowed. */
-static void run_mode(enum vswap_durability mode)
+static void run_mode(void **state, enum vswap_durability mode)
 {
 	unsigned seeds = long_mode() ? 2 : 1;
 	uint64_t bad = 0;
 	for (unsigned i = 0; i < seeds; i++) {
-		struct config cfg = {
-		    .mode = mode, .steps = long_mode() ? 300 : 40, .seed = 0x5eed + i};
+		struct config cfg = {.mode = mode,
+				     .steps = long_mode() ? 300 : 40,
+				     .seed = 0x5eed + i,
+				     .reaper = reaper_of(state)};
 		bad += powerloss(&cfg);
 	}
 	assert_int_equal(bad, 0);
@@ -1011,32 +1117,29 @@ static void run_mode(enum vswap_durability mode)
 
 static void test_full(void **state)
 {
-	(void)state;
-	run_mode(VSWAP_DURABILITY_FULL);
+	run_mode(state, VSWAP_DURABILITY_FULL);
 }
 
 static void test_batch(void **state)
 {
-	(void)state;
-	run_mode(VSWAP_DURABILITY_BATCH);
+	run_mode(state, VSWAP_DURABILITY_BATCH);
 }
 
 static void test_none(void **state)
 {
-	(void)state;
-	run_mode(VSWAP_DURABILITY_NONE);
+	run_mode(state, VSWAP_DURABILITY_NONE);
 }
 
 /* The checker has teeth: a store that did not sync its data before the
  * index commit (invariant 1) is caught ... */
 static void test_mutation_no_data_sync(void **state)
 {
-	(void)state;
 	struct config cfg = {.mode = VSWAP_DURABILITY_BATCH,
 			     .steps = 10,
 			     .seed = 0x5eed,
 			     .mutation = MUT_NO_DATA_SYNC,
-			     .quiet = true};
+			     .quiet = true,
+			     .reaper = reaper_of(state)};
 	assert_true(powerloss(&cfg) > 0);
 }
 
@@ -1044,12 +1147,12 @@ static void test_mutation_no_data_sync(void **state)
  * record (invariant 5). */
 static void test_mutation_no_staging_punch(void **state)
 {
-	(void)state;
 	struct config cfg = {.mode = VSWAP_DURABILITY_BATCH,
 			     .steps = 10,
 			     .seed = 0x5eed,
 			     .mutation = MUT_NO_STAGING_PUNCH,
-			     .quiet = true};
+			     .quiet = true,
+			     .reaper = reaper_of(state)};
 	assert_true(powerloss(&cfg) > 0);
 }
 
@@ -1064,19 +1167,19 @@ static void test_mutation_no_staging_punch(void **state)
  */
 static void test_edge_rewrite_before_commit(void **state)
 {
-	(void)state;
 	uint64_t bad = 0;
 	for (int m = 0; m < 2; m++) {
 		struct config cfg = {.mode = m ? VSWAP_DURABILITY_BATCH : VSWAP_DURABILITY_FULL,
 				     .steps = long_mode() ? 300 : 40,
 				     .seed = 0x5eed,
-				     .edge = true};
+				     .edge = true,
+				     .reaper = reaper_of(state)};
 		bad += powerloss(&cfg);
 	}
 	assert_int_equal(bad, 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	if (access(VSWAP_POWERLOSS_SHIM, R_OK) != 0 ||
 	    access(VSWAP_POWERLOSS_WORKLOAD, X_OK) != 0) {
@@ -1086,13 +1189,33 @@ int main(void)
 			VSWAP_POWERLOSS_SHIM, VSWAP_POWERLOSS_WORKLOAD);
 		return 1;
 	}
-	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_full),
-	    cmocka_unit_test(test_batch),
-	    cmocka_unit_test(test_none),
-	    cmocka_unit_test(test_mutation_no_data_sync),
-	    cmocka_unit_test(test_mutation_no_staging_punch),
-	    cmocka_unit_test(test_edge_rewrite_before_commit),
+	/* One group, or all of them (no argument): ctest runs each group as
+	 * a test of its own, so that none nears its time limit. */
+	const char *only = argc > 1 ? argv[1] : NULL;
+	if (only && strcmp(only, "full") && strcmp(only, "batch") && strcmp(only, "none") &&
+	    strcmp(only, "checks")) {
+		fprintf(stderr, "usage: test_powerloss [full|batch|none|checks]\n");
+		return 2;
+	}
+	int reaper = reaper_start();
+	if (reaper < 0)
+		fprintf(stderr, "powerloss: no reaper: a test killed may leave its directory\n");
+	const struct CMUnitTest full[] = {cmocka_unit_test_prestate(test_full, &reaper)};
+	const struct CMUnitTest batch[] = {cmocka_unit_test_prestate(test_batch, &reaper)};
+	const struct CMUnitTest none[] = {cmocka_unit_test_prestate(test_none, &reaper)};
+	const struct CMUnitTest checks[] = {
+	    cmocka_unit_test_prestate(test_mutation_no_data_sync, &reaper),
+	    cmocka_unit_test_prestate(test_mutation_no_staging_punch, &reaper),
+	    cmocka_unit_test_prestate(test_edge_rewrite_before_commit, &reaper),
 	};
-	return cmocka_run_group_tests_name("powerloss", tests, NULL, NULL);
+	int failed = 0;
+	if (!only || !strcmp(only, "full"))
+		failed += cmocka_run_group_tests_name("powerloss full", full, NULL, NULL);
+	if (!only || !strcmp(only, "batch"))
+		failed += cmocka_run_group_tests_name("powerloss batch", batch, NULL, NULL);
+	if (!only || !strcmp(only, "none"))
+		failed += cmocka_run_group_tests_name("powerloss none", none, NULL, NULL);
+	if (!only || !strcmp(only, "checks"))
+		failed += cmocka_run_group_tests_name("powerloss checks", checks, NULL, NULL);
+	return failed ? 1 : 0;
 }

@@ -190,8 +190,11 @@ static void hibernate_then_resume(void **state)
 }
 
 /* Start vswap-vm with @args, read its stdout until a line holding @line,
- * then SIGKILL it.  Returns 0 if the line came. */
-static int kill_at(const char *const *args, const char *line)
+ * then SIGKILL it.  With @stage, it stops itself right after that stage's
+ * line (VSWAP_VM_STOP_AFTER) and is killed only once stopped: exactly
+ * there, not wherever it got to by the time the kill came.  Returns 0 if
+ * the line came (and, with @stage, it stopped). */
+static int kill_at_stage(const char *const *args, const char *line, const char *stage)
 {
 	char exe[PATH_MAX], buf[8192];
 	const char *bd = getenv("VSWAP_BUILD_DIR");
@@ -212,9 +215,13 @@ static int kill_at(const char *const *args, const char *line)
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, p[1], 1);
 	posix_spawn_file_actions_addclose(&fa, p[0]);
-	if (posix_spawn(&pid, exe, &fa, NULL, (char *const *)argv, environ))
-		return -1;
+	if (stage)
+		setenv("VSWAP_VM_STOP_AFTER", stage, 1);
+	int spawned = posix_spawn(&pid, exe, &fa, NULL, (char *const *)argv, environ);
+	unsetenv("VSWAP_VM_STOP_AFTER");
 	posix_spawn_file_actions_destroy(&fa);
+	if (spawned)
+		return -1;
 	close(p[1]);
 	while (!seen && have < sizeof(buf) - 1) {
 		ssize_t r = read(p[0], buf + have, sizeof(buf) - 1 - have);
@@ -225,10 +232,13 @@ static int kill_at(const char *const *args, const char *line)
 		buf[have] = 0;
 		seen = strstr(buf, line) != NULL;
 	}
+	bool stopped = !stage;
+	if (seen && stage)
+		stopped = waitpid(pid, &status, WUNTRACED) == pid && WIFSTOPPED(status);
 	kill(pid, SIGKILL);
 	close(p[0]);
 	waitpid(pid, &status, 0);
-	return seen ? 0 : -1;
+	return seen && stopped ? 0 : -1;
 }
 
 /* SIGKILL right after hibernating loses nothing: the audit is clean and the
@@ -243,7 +253,7 @@ static void resume_after_sigkill(void **state)
 		const char *args[] = {"--hibernate", "--store",	     fxp->path, "--size",
 				      "32M",	     "--durability", modes[i],	NULL};
 
-		assert_int_equal(kill_at(args, "  hibernated "), 0);
+		assert_int_equal(kill_at_stage(args, "  hibernated ", "hibernated"), 0);
 		assert_int_equal(fsck_n(fxp), 0);
 		free(resume(fxp, false, true));
 		store_gone(fxp);
@@ -261,7 +271,7 @@ static void sigkill_before_the_image(void **state)
 	store_new(fxp, "vm-kill-early");
 	const char *args[] = {"--hibernate", "--store", fxp->path, "--size", "32M", NULL};
 
-	assert_int_equal(kill_at(args, "  swap-out "), 0);
+	assert_int_equal(kill_at_stage(args, "  swap-out ", "swap-out"), 0);
 	res[2] = fxp->path;
 	assert_int_equal(rfx_run_tool("vswap-vm", res, &out, &err), 1);
 	assert_non_null(strstr(err, "holds no hibernated guest"));
@@ -288,7 +298,7 @@ static void rehibernate_killed(void **state)
 	hibernate(fxp, "batch");
 	const char *args[] = {"--resume", "--hibernate", "--store", fxp->path, NULL};
 
-	assert_int_equal(kill_at(args, "  swap-out "), 0);
+	assert_int_equal(kill_at_stage(args, "  swap-out ", "swap-out"), 0);
 	/* Only what a kill leaves: the unclean record, free slots' bytes. */
 	struct vswap_fsck_opts fo = {.mode = VSWAP_FSCK_CHECK, .no_orphan_scan = true};
 	struct vswap_fsck *f;

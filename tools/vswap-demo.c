@@ -47,6 +47,7 @@
 #include "tools/bench/common.h"
 #include "tools/common/cli.h"
 #include "tools/common/json.h"
+#include "util/array.h"
 
 extern char **environ;
 
@@ -478,33 +479,35 @@ static uint64_t report_count(const char *doc, const char *needle)
 	return n;
 }
 
-/* Read all of @fd into a NUL-terminated buffer (at most 4 MiB kept; the
- * rest is read and dropped so that the writer never blocks). */
+/* What read_all() keeps of a child's output. */
+#define READ_ALL_MAX (4u << 20)
+
+/* Read all of @fd into a NUL-terminated buffer (at most READ_ALL_MAX kept;
+ * the rest, or what memory cannot hold, is read and dropped so that the
+ * writer never blocks).  NULL only if not even the first chunk fits. */
 static char *read_all(int fd)
 {
-	size_t cap = 65536, len = 0;
-	char *buf = malloc(cap), chunk[65536];
-	ssize_t k;
-
-	while (buf && (k = read(fd, chunk, sizeof(chunk))) != 0) {
+	char *buf = NULL, chunk[65536];
+	size_t cap = 0, len = 0;
+	if (ARRAY_RESERVE(buf, cap, sizeof(chunk), sizeof(chunk)))
+		return NULL;
+	for (;;) {
+		ssize_t k = read(fd, chunk, sizeof(chunk));
+		if (k == 0)
+			break;
 		if (k < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
-		if (len + (size_t)k + 1 > cap && cap < (4u << 20)) {
-			char *nb = realloc(buf, cap * 2);
-			if (!nb)
-				break;
-			buf = nb;
-			cap *= 2;
-		}
-		size_t keep = len + (size_t)k + 1 <= cap ? (size_t)k : cap - len - 1;
+		size_t want = len + (size_t)k + 1; /* the NUL too */
+		if (want > cap && want <= READ_ALL_MAX)
+			(void)ARRAY_RESERVE(buf, cap, want, sizeof(chunk)); /* else dropped */
+		size_t keep = want <= cap ? (size_t)k : cap - len - 1;
 		memcpy(buf + len, chunk, keep);
 		len += keep;
 	}
-	if (buf)
-		buf[len] = '\0';
+	buf[len] = '\0';
 	return buf;
 }
 

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,11 @@ void vmm_stage(struct vmm *m, const char *name, double secs, uint64_t pages, uin
 		fprintf(f, "  %6.2f GB/s", (double)bytes / secs / 1e9);
 	fputc('\n', f);
 	fflush(f);
+	/* A crash test's exact point: stopped right after this stage's line,
+	 * before anything that follows it, until the test kills it. */
+	const char *stop = getenv("VSWAP_VM_STOP_AFTER");
+	if (stop && !strcmp(stop, name))
+		raise(SIGSTOP);
 }
 
 /* Collect what the guest found and say whether a vCPU failed. */

@@ -39,10 +39,11 @@ struct vswap_handler;
  * @offset.  @addr, @len and @offset must be page-aligned and @len > 0.  The
  * handler's process (and every process whose uffd is added) maps it at
  * @addr.  Regions are laid end to end in the store's page space, in order.
- * The handler finds resident pages with lseek(SEEK_DATA / SEEK_HOLE) on
- * @memfd itself, so the file offset of @memfd's open file description
- * moves: give it a descriptor whose offset nothing relies on (mmap,
- * fallocate and positioned I/O do not use it). */
+ * The handler opens @memfd again for itself (through /proc/self/fd, at
+ * create; closed at destroy or detach), so its lseek(SEEK_DATA /
+ * SEEK_HOLE) scans leave the file offset of the caller's descriptor where
+ * it was.  Without /proc it uses @memfd itself (logged at INFO), and that
+ * offset moves. */
 struct vswap_region {
 	void *addr;
 	size_t len;

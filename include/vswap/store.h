@@ -521,7 +521,9 @@ int vswap_store_stage_clear(struct vswap_store *s, uint64_t first, uint64_t coun
  * its checksum first (at its first use, not by the open): one that fails or
  * is missing is lost then (or, present in the swap file, leaves staging), and
  * is not reported staged.  The same for vswap_store_next_staged_run() and
- * vswap_store_page(). */
+ * vswap_store_page().  A copy that cannot be checked yet (its page group
+ * cannot be loaded) is not reported staged either; vswap_store_page() and
+ * vswap_store_next_staged_run() then fail with the load's error. */
 bool vswap_store_staged(const struct vswap_store *s, uint64_t page);
 
 /* The recorded checksum of @page's staged copy (in memory): 0, or -ENODATA
@@ -529,7 +531,9 @@ bool vswap_store_staged(const struct vswap_store *s, uint64_t page);
 int vswap_store_staged_sum(const struct vswap_store *s, uint64_t page, uint64_t *sum);
 
 /* First run of staged pages in [from, limit), at most @max: 1 and the run,
- * or 0 if none. */
+ * or 0 if none; or -errno when the next staged copy cannot be checked (its
+ * page group cannot be loaded): a caller must not take that as "none left",
+ * or the page would go unserved. */
 int vswap_store_next_staged_run(const struct vswap_store *s, uint64_t from, uint64_t limit,
 				uint64_t max, uint64_t *first, uint64_t *count);
 

@@ -76,15 +76,19 @@ static int kswap_write_header(int fd, uint64_t file_pages, long ps)
 }
 
 /* Fill the file with real blocks: swapon refuses files with holes, and
- * unwritten extents are accepted by ext4 and xfs but not everywhere. */
-static int kswap_fill_file(int fd, uint64_t len)
+ * unwritten extents are accepted by ext4 and xfs but not everywhere.  With
+ * @written every block is written (zeros) and synced, fallocate or not:
+ * a swap file in use for a while has its blocks written, and on a disk
+ * whose host allocates on first write that is what the kernel's writes
+ * then meet. */
+static int kswap_fill_file(int fd, uint64_t len, bool written)
 {
 	static const size_t chunk = 1 << 20;
 	char *zero;
 	uint64_t off;
 	int err = 0;
 
-	if (!fallocate(fd, 0, 0, (off_t)len))
+	if (!fallocate(fd, 0, 0, (off_t)len) && !written)
 		return 0;
 	zero = calloc(1, chunk);
 	if (!zero)
@@ -93,6 +97,12 @@ static int kswap_fill_file(int fd, uint64_t len)
 		if (pwrite(fd, zero, chunk, (off_t)off) != (ssize_t)chunk)
 			err = errno ? -errno : -EIO;
 	free(zero);
+	if (!err && written && fdatasync(fd))
+		err = -errno;
+	/* The zeros leave the page cache: the pages paged out next must not
+	 * compete with a file's worth of clean cache. */
+	if (!err && written)
+		posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 	return err;
 }
 
@@ -304,44 +314,41 @@ out:
 	return err;
 }
 
-int kswap_run(const struct kswap_opts *o, struct kswap_result *r)
+/* A swap file of @file_bytes at @path (fresh blocks, or with @written
+ * blocks written before), swapped on at the highest priority, and @size
+ * bytes of anonymous memory to page out to it.  kswap_off() undoes it. */
+static int kswap_on(const struct kswap_opts *o, const char *path, uint64_t file_bytes, bool written,
+		    bool *swapped_on, char **mem)
 {
 	long ps = sysconf(_SC_PAGESIZE);
-	/* Under half full after the swap-out: see kswap_evict(). */
-	uint64_t file_bytes = o->size * 5 / 2 + 16 * BENCH_MIB;
-	char path[4096];
-	char *mem = MAP_FAILED;
-	bool swapped_on = false;
 	int fd, err;
 
-	memset(r, 0, sizeof(*r));
-	if (geteuid() != 0)
-		return -EPERM;
-	snprintf(path, sizeof(path), "%s/vswap-bench-swapfile.%d", o->dir, (int)getpid());
+	*swapped_on = false;
+	*mem = MAP_FAILED;
 	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
-	err = kswap_fill_file(fd, file_bytes);
+	err = kswap_fill_file(fd, file_bytes, written);
 	if (!err)
 		err = kswap_write_header(fd, file_bytes / (uint64_t)ps, ps);
 	close(fd);
 	if (err)
-		goto out;
+		return err;
 	/* Highest priority so these pages go to our file, not another device. */
-	if (swapon(path, SWAP_FLAG_PREFER | (32767 & SWAP_FLAG_PRIO_MASK))) {
-		err = -errno;
-		goto out;
-	}
-	swapped_on = true;
-	mem = mmap(NULL, o->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED) {
-		err = -errno;
-		goto out;
-	}
+	if (swapon(path, SWAP_FLAG_PREFER | (32767 & SWAP_FLAG_PRIO_MASK)))
+		return -errno;
+	*swapped_on = true;
+	*mem = mmap(NULL, o->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (*mem == MAP_FAILED)
+		return -errno;
 	/* 4 KiB pages, like a guest's memory the kernel would swap page by page. */
-	madvise(mem, o->size, MADV_NOHUGEPAGE);
-	err = kswap_measure(o, mem, r, ps);
-out:
+	madvise(*mem, o->size, MADV_NOHUGEPAGE);
+	return 0;
+}
+
+static int kswap_off(const struct kswap_opts *o, const char *path, bool swapped_on, char *mem,
+		     int err)
+{
 	/* munmap first: it frees the swap entries, so swapoff reads nothing. */
 	if (mem != MAP_FAILED)
 		munmap(mem, o->size);
@@ -354,4 +361,51 @@ out:
 		fprintf(stderr, "vswap-bench: unlink %s: %s\n", path, strerror(errno));
 	}
 	return err;
+}
+
+int kswap_run(const struct kswap_opts *o, struct kswap_result *r)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	/* Under half full after the swap-out: see kswap_evict(). */
+	uint64_t file_bytes = o->size * 5 / 2 + 16 * BENCH_MIB;
+	char path[4096];
+	char *mem;
+	bool swapped_on;
+	int err;
+
+	memset(r, 0, sizeof(*r));
+	if (geteuid() != 0)
+		return -EPERM;
+	snprintf(path, sizeof(path), "%s/vswap-bench-swapfile.%d", o->dir, (int)getpid());
+	err = kswap_on(o, path, file_bytes, false, &swapped_on, &mem);
+	if (!err)
+		err = kswap_measure(o, mem, r, ps);
+	return kswap_off(o, path, swapped_on, mem, err);
+}
+
+int kswap_out_written(const struct kswap_opts *o, double *gbps)
+{
+	/* Room for every page and the header: each page lands on a block
+	 * written before. */
+	uint64_t file_bytes = o->size * 5 / 4 + 16 * BENCH_MIB;
+	char path[4096];
+	char *mem;
+	bool swapped_on;
+	double secs = 0;
+	int err;
+
+	*gbps = NAN;
+	if (geteuid() != 0)
+		return -EPERM;
+	snprintf(path, sizeof(path), "%s/vswap-bench-swapfile.%d", o->dir, (int)getpid());
+	err = kswap_on(o, path, file_bytes, true, &swapped_on, &mem);
+	if (!err) {
+		for (uint64_t off = 0; off < o->size; off += o->src_len)
+			memcpy(mem + off, (const char *)o->src,
+			       o->size - off < o->src_len ? o->size - off : o->src_len);
+		err = kswap_page_out(mem, o->size, o->stop, &secs);
+	}
+	if (!err)
+		*gbps = bench_gbps(o->size, secs);
+	return kswap_off(o, path, swapped_on, mem, err);
 }

@@ -57,4 +57,11 @@ long long kswap_proc_kb(const char *file, const char *key);
  */
 int kswap_run(const struct kswap_opts *o, struct kswap_result *r);
 
+/*
+ * The swap-out alone over a swap file whose every block was written (and
+ * synced) before: the same bytes paged out with MADV_PAGEOUT until written
+ * back, in GB/s.  Returns as kswap_run().
+ */
+int kswap_out_written(const struct kswap_opts *o, double *gbps);
+
 #endif
