@@ -102,6 +102,7 @@ static int monitor_init(struct vswap_handler *h)
 static void handler_free(struct vswap_handler *h)
 {
 	struct monitor *m = &h->m;
+	verify_stop(h); /* before the store goes back to the caller */
 	committer_stop(h);
 	fault_io_fini(h); /* before the uffds: a drain may still name them */
 	workset_free(h);

@@ -371,7 +371,8 @@ struct vswap_handler {
 	struct monitor m;
 	struct job_progress jp;
 	struct committer cm;
-	struct workset *ws; /* working-set record and prefetch (workset.c), or NULL */
+	struct workset *ws;  /* working-set record and prefetch (workset.c), or NULL */
+	struct verifier *vf; /* staged copies checked ahead (verify.c), or NULL */
 };
 
 /* log.c */
@@ -557,6 +558,11 @@ int trim_job(struct job *j, void *arg);
 
 /* cleanup.c: give the swap file's space back after a disable */
 int cleanup_step(struct vswap_handler *h, uint64_t max_pages);
+
+/* verify.c: the staged copies a previous handler left, checked ahead of
+ * their use with h->lock held only to find and to judge them */
+int verify_start(struct vswap_handler *h);
+void verify_stop(struct vswap_handler *h);
 
 /* workset.c: record the order pages come in (lock held), prefetch */
 void workset_note(struct vswap_handler *h, uint64_t page);

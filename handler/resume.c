@@ -184,7 +184,15 @@ int do_resume(struct vswap_handler *h)
 	if (rc == 0)
 		rc = vswap_store_stats(h->store, &ss);
 	enum vswap_state recorded = (enum vswap_state)vswap_store_state(h->store);
+	uint64_t uf, uc;
+	bool unverified = rc == 0 && vswap_store_unverified_run(h->store, 0, 1, &uf, &uc) > 0;
 	pthread_mutex_unlock(&h->lock);
+	/* The staged copies the dead handler left, checked from now on
+	 * without h->lock for the work (verify.c), not under it by the first
+	 * job or fault to reach each; resident pages' copies are gone
+	 * already (reconcile_region()). */
+	if (unverified && verify_start(h) < 0)
+		hlog(h, VSWAP_LOG_WARN, "resume: staged copies are checked at their first use");
 	if (rc < 0) {
 		hlog(h, VSWAP_LOG_ERROR, "resume: reconcile: %s", vswap_strerror(rc));
 		return rc;

@@ -385,6 +385,58 @@ int staging_check(struct vswap_store *s, uint64_t first, uint64_t count)
 	return err;
 }
 
+int vswap_store_unverified_run(const struct vswap_store *s, uint64_t from, uint64_t max,
+			       uint64_t *first, uint64_t *count)
+{
+	if (!s->unverified || !s->n_unverified || max == 0)
+		return 0;
+	uint64_t p = from;
+	while (p < s->total_pages) {
+		uint64_t w = s->unverified[p / 64] >> (p % 64);
+		if (w) {
+			p += (uint64_t)__builtin_ctzll(w);
+			break;
+		}
+		p = (p | 63) + 1;
+	}
+	if (p >= s->total_pages)
+		return 0;
+	uint64_t n = 1;
+	while (n < max && p + n < s->total_pages && bit_test(s->unverified, p + n))
+		n++;
+	*first = p;
+	*count = n;
+	return 1;
+}
+
+int vswap_store_unverified_checked(struct vswap_store *s, uint64_t first, uint64_t count,
+				   const uint64_t *sums)
+{
+	if (first >= s->total_pages || count > s->total_pages - first)
+		return -EINVAL;
+	if (!s->unverified)
+		return 0;
+	int need = index_need(s, first, count);
+	if (need)
+		return need;
+	uint64_t lost = 0;
+	for (uint64_t i = 0; i < count && s->n_unverified; i++) {
+		uint64_t pg = first + i;
+		if (!bit_test(s->unverified, pg))
+			continue; /* checked meanwhile, or a new copy came */
+		if (sums[i] == s->ssums[pg])
+			staging_unverified_clear(s, pg, 1);
+		else
+			lost += staged_untrusted(s, pg, "fails its checksum", false);
+	}
+	if (lost)
+		store_log(s, VSWAP_LOG_ERROR,
+			  "%s: %llu staged pages failed verification and are lost", s->staging_path,
+			  (unsigned long long)lost);
+	unverified_release_if_empty(s);
+	return 0;
+}
+
 /*
  * Size the file to the page-index space (sparse; tmpfs allocates on
  * write).  Never shorter: an open over a damaged or missing regions record

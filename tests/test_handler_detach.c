@@ -10,7 +10,10 @@
  * A resume (vswapd's restart) over a detached store finds a page resident in
  * guest memory that is staged too: the guest's copy stands and the staged
  * one is dropped unread, so a damaged staged copy of it is neither read nor
- * reported lost.
+ * reported lost.  The other staged copies are checked ahead of their use
+ * (not by the first fault or job to reach each, under the handler's lock):
+ * with no guest access at all, every copy ends checked and a damaged one
+ * lost.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +27,8 @@
 
 #include <cmocka.h>
 
+#include "handler/internal.h"
+#include "store/internal.h"
 #include "tests/helpers/handler_fixture.h"
 
 #define PAGES 96u
@@ -286,34 +291,56 @@ static void count_errors(void *ctx, enum vswap_log_level lvl, const char *msg)
 		(*(unsigned *)ctx)++;
 }
 
+/* A detached copy-mode guest (every written page staged, none resident),
+ * the staged copy of @damaged damaged and, with @resident, that page back
+ * in guest memory (the dead handler had copied it in, its index not caught
+ * up); the store reopened (its errors counted in *@errors) and a new
+ * handler resumed over it. */
+static void resume_staged(struct hfx *f, uint64_t damaged, bool resident, unsigned *errors)
+{
+	static const size_t pages[] = {PAGES};
+	assert_int_equal(hfx_setup(f, pages, 1, &hfx_copy), 0);
+	fill_guest(f);
+	assert_int_equal(vswap_handler_enable(f->h), 0);
+	assert_int_equal(vswap_handler_detach(f->h), 0);
+	f->h = NULL;
+	if (resident) {
+		uint8_t *buf = malloc(f->page_size);
+		assert_non_null(buf);
+		memset(buf, 0x5a, f->page_size);
+		assert_int_equal(
+		    pwrite(f->memfd, buf, f->page_size, (off_t)(damaged * f->page_size)),
+		    (ssize_t)f->page_size);
+		free(buf);
+	}
+	assert_int_equal(
+	    pwrite(vswap_store_staging_fd(f->store), "x", 1, (off_t)(damaged * f->page_size + 9)),
+	    1);
+	assert_int_equal(vswap_store_close(f->store), 0);
+	struct vswap_store_opts so = {
+	    .staging_dir = "/dev/shm", .log = count_errors, .log_ctx = errors};
+	assert_int_equal(vswap_store_open(f->path, &so, &f->store), 0);
+	assert_int_equal(hfx_start(f, &hfx_copy), 0);
+	assert_int_equal(vswap_handler_resume(f->h), 0);
+}
+
+static bool all_checked(void *arg)
+{
+	struct hfx *f = arg;
+	pthread_mutex_lock(&f->h->lock);
+	uint64_t n = f->store->n_unverified;
+	pthread_mutex_unlock(&f->h->lock);
+	return n == 0;
+}
+
 static void resume_drops_resident_staged_unread(void **state)
 {
 	(void)state;
 	struct hfx f;
-	static const size_t pages[] = {PAGES};
-	const uint64_t back = 2; /* resident and staged when the resume comes */
-	assert_int_equal(hfx_setup(&f, pages, 1, &hfx_copy), 0);
-	fill_guest(&f);
-	assert_int_equal(vswap_handler_enable(f.h), 0);
-	assert_int_equal(vswap_handler_detach(f.h), 0);
-	f.h = NULL;
-	/* The dead handler had copied the page back (its index not caught
-	 * up); its staged copy was damaged since. */
-	uint8_t *buf = malloc(f.page_size);
-	assert_non_null(buf);
-	memset(buf, 0x5a, f.page_size);
-	assert_int_equal(pwrite(f.memfd, buf, f.page_size, (off_t)(back * f.page_size)),
-			 (ssize_t)f.page_size);
-	assert_int_equal(
-	    pwrite(vswap_store_staging_fd(f.store), "x", 1, (off_t)(back * f.page_size + 9)), 1);
-	free(buf);
-	assert_int_equal(vswap_store_close(f.store), 0);
+	const uint64_t back = 2;
 	unsigned errors = 0;
-	struct vswap_store_opts so = {
-	    .staging_dir = "/dev/shm", .log = count_errors, .log_ctx = &errors};
-	assert_int_equal(vswap_store_open(f.path, &so, &f.store), 0);
-	assert_int_equal(hfx_start(&f, &hfx_copy), 0);
-	assert_int_equal(vswap_handler_resume(f.h), 0);
+	resume_staged(&f, back, true, &errors);
+	assert_true(hfx_wait_for(all_checked, &f)); /* the others, checked ahead */
 	/* Before, the resume checked the copy it dropped: "lost", twice. */
 	assert_int_equal(errors, 0);
 	uint64_t lost = 1;
@@ -326,6 +353,30 @@ static void resume_drops_resident_staged_unread(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+static void resume_checks_staged_ahead(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const uint64_t damaged = 7;
+	unsigned errors = 0;
+	resume_staged(&f, damaged, false, &errors);
+	if (!(f.h->features & UFFD_FEATURE_POISON)) {
+		hfx_teardown(&f);
+		skip();
+	}
+	/* No guest access: before, every copy waited for its first use. */
+	assert_true(hfx_wait_for(all_checked, &f));
+	uint64_t lost = 0;
+	assert_int_equal(vswap_handler_lost_pages(f.h, NULL, 0, &lost), 0);
+	assert_int_equal(lost, 1);
+	assert_true(errors > 0); /* the damaged copy, named */
+	for (uint64_t p = 0; p < PAGES; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), p == damaged	  ? -3
+							  : p < HOLE_FROM ? byte_of(p)
+									  : 0);
+	assert_int_equal(hfx_teardown(&f), -EBADMSG);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_detach");
@@ -336,6 +387,7 @@ int main(void)
 	    cmocka_unit_test(detach_during_swap_in),
 	    cmocka_unit_test(detach_ready),
 	    cmocka_unit_test(resume_drops_resident_staged_unread),
+	    cmocka_unit_test(resume_checks_staged_ahead),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -215,10 +215,19 @@ static int kill_at_stage(const char *const *args, const char *line, const char *
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_adddup2(&fa, p[1], 1);
 	posix_spawn_file_actions_addclose(&fa, p[0]);
-	if (stage)
-		setenv("VSWAP_VM_STOP_AFTER", stage, 1);
-	int spawned = posix_spawn(&pid, exe, &fa, NULL, (char *const *)argv, environ);
-	unsetenv("VSWAP_VM_STOP_AFTER");
+	/* The environment, and the stop point for the child alone. */
+	size_t nenv = 0;
+	while (environ[nenv])
+		nenv++;
+	char **envp = calloc(nenv + 2, sizeof(*envp)), stop[64];
+	assert_non_null(envp);
+	memcpy(envp, environ, nenv * sizeof(*envp));
+	if (stage) {
+		snprintf(stop, sizeof(stop), "VSWAP_VM_STOP_AFTER=%s", stage);
+		envp[nenv] = stop;
+	}
+	int spawned = posix_spawn(&pid, exe, &fa, NULL, (char *const *)argv, envp);
+	free(envp);
 	posix_spawn_file_actions_destroy(&fa);
 	if (spawned)
 		return -1;

@@ -40,7 +40,7 @@ struct vswap_handler;
  * handler's process (and every process whose uffd is added) maps it at
  * @addr.  Regions are laid end to end in the store's page space, in order.
  * The handler opens @memfd again for itself (through /proc/self/fd, at
- * create; closed at destroy or detach), so its lseek(SEEK_DATA /
+ * create; closed with the handler), so its lseek(SEEK_DATA /
  * SEEK_HOLE) scans leave the file offset of the caller's descriptor where
  * it was.  Without /proc it uses @memfd itself (logged at INFO), and that
  * offset moves. */

@@ -537,6 +537,30 @@ int vswap_store_staged_sum(const struct vswap_store *s, uint64_t page, uint64_t 
 int vswap_store_next_staged_run(const struct vswap_store *s, uint64_t from, uint64_t limit,
 				uint64_t max, uint64_t *first, uint64_t *count);
 
+/*
+ * The staged copies a previous handle left are checked at their first use,
+ * under the caller's lock (a read and a hash of each: about a millisecond
+ * per 2 MiB run, which every other user of the lock waits through).  A
+ * caller may check them ahead, without holding its lock for the work:
+ *   vswap_store_unverified_run()  with the lock: the next run of copies not
+ *       yet checked at or after @from, at most @max pages: 1 and the run, or
+ *       0 when none is left.
+ *   without the lock: read the run's pages from the staging file (pread on
+ *       vswap_store_staging_fd()) and hash each with
+ *       vswap_store_page_checksum() into @sums.
+ *   vswap_store_unverified_checked()  with the lock: the checksums of the
+ *       first @count pages of the run (a short read gives fewer; the rest
+ *       stay for their first use).  A page still unverified (its copy
+ *       unchanged since: a new copy or a clear ends its unverified state)
+ *       is then verified, or, if its checksum differs, lost (left for its
+ *       swap-file copy if it has one) as at its first use.  0, or the
+ *       error loading its page group (the pages stay unverified).
+ */
+int vswap_store_unverified_run(const struct vswap_store *s, uint64_t from, uint64_t max,
+			       uint64_t *first, uint64_t *count);
+int vswap_store_unverified_checked(struct vswap_store *s, uint64_t first, uint64_t count,
+				   const uint64_t *sums);
+
 /* ---- metadata ------------------------------------------------------------ */
 
 /* The handler's state-machine state, recorded at the next commit. */
