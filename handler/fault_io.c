@@ -152,24 +152,6 @@ static int read_fd(struct vswap_handler *h, uint64_t slot, int direct_fd)
 	return direct_fd;
 }
 
-/*
- * A read of a sequential pass through the page cache: when the cache holds
- * the page (the pass's read-ahead brought it), read it now, without the
- * ring (RWF_NOWAIT: never a wait for the disk).  Such a fault then costs one
- * plain read like a bare handler's, not a ring entry, its completion, the
- * eventfd signal and its read.  1 read whole, 0 not cached (go to the ring).
- */
-static int inline_read(struct fault_read *fr)
-{
-	struct iovec iov = {.iov_base = fr->buf, .iov_len = fr->r.len};
-	ssize_t n = preadv2(fr->r.fd, &iov, 1, (off_t)fr->r.offset, RWF_NOWAIT);
-	if (n != (ssize_t)fr->r.len)
-		return 0;
-	fr->req.res = (int32_t)n;
-	fr->req.done = (uint32_t)n;
-	return 1;
-}
-
 static int submit(struct fault_io *io, struct fault_read *fr)
 {
 	fr->req = (struct vswap_io_req){
@@ -221,14 +203,14 @@ int fault_io_submit(struct vswap_handler *h, unsigned index, uintptr_t addr, uin
 	idle->cancelled = false;
 	idle->nwaiters = 0;
 	add_waiter(idle, index, addr); /* room for 4 from the start */
-	/* Served after this batch of messages, where the ring's are
-	 * (fault_io_flush()): never before a remove read with it. */
-	if (idle->r.fd != direct_fd && inline_read(idle)) {
-		idle->inline_done = true;
-		io->inline_reads++;
+	/* Through the page cache: tried at once after this batch of
+	 * messages, without the lock (inline_try()). */
+	if (idle->r.fd != direct_fd) {
+		idle->inline_done = false;
 		idle->busy = true;
 		io->busy++;
 		io->ready[io->nready++] = (unsigned)(idle - io->reads);
+		io->untried++;
 		return 0;
 	}
 	rc = submit(io, idle);
@@ -240,6 +222,49 @@ int fault_io_submit(struct vswap_handler *h, unsigned index, uintptr_t addr, uin
 	idle->busy = true;
 	io->busy++;
 	return 0;
+}
+
+/*
+ * The page-cache reads fault_io_submit() set aside, lock not held: each is
+ * read now when the cache holds its page (the pass's read-ahead brought it;
+ * RWF_NOWAIT never waits for the disk), and then costs one plain read like
+ * a bare handler's, not a ring entry, its completion, the eventfd signal and
+ * its read; any other goes to the ring.  Either way it is served where the
+ * ring's completions are, after the batch of messages that asked for it
+ * (never before a remove read with it).
+ */
+static void inline_try(struct vswap_handler *h)
+{
+	struct fault_io *io = &h->m.fio;
+	for (unsigned i = 0; io->untried && i < io->nready;) {
+		struct fault_read *fr = &io->reads[io->ready[i]];
+		if (fr->inline_done) {
+			i++;
+			continue;
+		}
+		io->untried--;
+		struct iovec iov = {.iov_base = fr->buf, .iov_len = fr->r.len};
+		ssize_t n = preadv2(fr->r.fd, &iov, 1, (off_t)fr->r.offset, RWF_NOWAIT);
+		if (n == (ssize_t)fr->r.len) {
+			fr->req.res = (int32_t)n;
+			fr->req.done = (uint32_t)n;
+			fr->inline_done = true;
+			atomic_fetch_add(&io->inline_reads, 1);
+			i++;
+			continue;
+		}
+		/* Not cached: off the list, onto the ring (always room: the
+		 * ring is as deep as the reads); if the kernel refuses the
+		 * entry, read it here, waiting. */
+		io->ready[i] = io->ready[--io->nready]; /* the last, looked at next */
+		if (submit(io, fr) < 0) {
+			n = pread(fr->r.fd, fr->buf, fr->r.len, (off_t)fr->r.offset);
+			fr->req.res = n < 0 ? -errno : (int32_t)n;
+			fr->req.done = n < 0 ? 0 : (uint32_t)n;
+			fr->inline_done = true;
+			io->ready[io->nready++] = (unsigned)(fr - io->reads);
+		}
+	}
 }
 
 void fault_io_cancel(struct vswap_handler *h, uint64_t first, uint64_t count)
@@ -335,6 +360,16 @@ static int serve_waiter(struct vswap_handler *h, struct fault_read *fr,
 	return rc == -EAGAIN ? rc : 0;
 }
 
+/* @fr is idle again; h->lock held. */
+static void read_free(struct fault_io *io, struct fault_read *fr)
+{
+	fr->busy = false;
+	fr->inline_done = false;
+	fr->cancelled = false;
+	fr->nwaiters = 0;
+	io->busy--;
+}
+
 static void read_done(struct vswap_handler *h, struct fault_read *fr, int res, bool serve)
 {
 	struct fault_io *io = &h->m.fio;
@@ -362,9 +397,12 @@ static void read_done(struct vswap_handler *h, struct fault_read *fr, int res, b
 				break;
 			}
 		}
+		if (rc != -EAGAIN) { /* every waiter served: freed in this hold */
+			read_free(io, fr);
+			pthread_mutex_unlock(&h->lock);
+			return;
+		}
 		pthread_mutex_unlock(&h->lock);
-		if (rc != -EAGAIN)
-			break;
 		/* Read that uffd's events (its faults wait their turn); a remove
 		 * among them may cancel this read.  Then serve the rest. */
 		int n = events_drain(h, fr->waiters[i].uffd, true);
@@ -377,11 +415,7 @@ static void read_done(struct vswap_handler *h, struct fault_read *fr, int res, b
 		}
 	}
 	pthread_mutex_lock(&h->lock);
-	fr->busy = false;
-	fr->inline_done = false;
-	fr->cancelled = false;
-	fr->nwaiters = 0;
-	io->busy--;
+	read_free(io, fr);
 	pthread_mutex_unlock(&h->lock);
 }
 
@@ -389,9 +423,12 @@ static int reap(struct vswap_handler *h, bool wait, bool serve)
 {
 	struct fault_io *io = &h->m.fio;
 	int handled = 0;
-	/* Those read at submission first; serving one may read more (a
-	 * nested drain): each is taken off the list before it is served. */
-	while (io->nready) {
+	/* The page-cache reads first; serving one may read more (a nested
+	 * drain): each is taken off the list before it is served. */
+	for (;;) {
+		inline_try(h);
+		if (!io->nready)
+			break;
 		struct fault_read *fr = &io->reads[io->ready[--io->nready]];
 		atomic_fetch_add(&io->taken, 1);
 		read_done(h, fr, fr->req.res, serve);
@@ -437,6 +474,7 @@ void fault_io_flush(struct vswap_handler *h)
 	struct fault_io *io = &h->m.fio;
 	if (!io->have_ring || !io->busy)
 		return;
+	inline_try(h); /* those the cache holds read, the others queued */
 	int rc = vswap_io_flush(&io->io);
 	if (rc < 0) /* the reads stay queued: the next flush or wait enters them */
 		hlog(h, VSWAP_LOG_WARN, "fault reads' submission: %s", vswap_strerror(rc));

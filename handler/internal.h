@@ -181,7 +181,7 @@ struct fault_read {
 	struct vswap_io_req req; /* on the engine; its tag is this read's index */
 	void *buf;		 /* one page, page-aligned */
 	bool busy;		 /* submitted, its completion not yet handled */
-	bool inline_done;	 /* read at submission (no ring entry); result in req.res */
+	bool inline_done;	 /* read at once, off the ring: the result is in req.res */
 	bool cancelled;		 /* a remove event covered the page: never copied in */
 	/* Each waiting uffd once, with the page's address in its process:
 	 * processes may map the guest at different addresses
@@ -208,11 +208,13 @@ struct fault_io {
 	 * none), and the entry the next new pass takes. */
 	uint64_t stream[FAULT_STREAMS];
 	unsigned stream_next;
-	/* Reads the page cache answered at once (fault_io.c: inline_read()),
-	 * busy and complete, handled like the ring's completions: indices. */
+	/* Page-cache reads set aside by fault_io_submit() (indices): @untried
+	 * of them to read at once or move to the ring (fault_io.c:
+	 * inline_try()), the others read, handled like the ring's completions.
+	 * The monitor's alone, like the ring. */
 	unsigned ready[FAULT_READS];
-	unsigned nready;
-	uint64_t inline_reads; /* so answered (tests); changed under h->lock */
+	unsigned nready, untried;
+	atomic_uint_fast64_t inline_reads; /* those read at once (tests) */
 	/* Test hook: while set, the monitor leaves completed reads unhandled
 	 * (a test holds reads in flight; it writes the eventfd after clearing
 	 * it); waits (ring full, drain) ignore it.  @taken counts the

@@ -388,7 +388,6 @@ static int batch_end(struct swap_out *so, struct out_batch *b)
 	struct monitor *m = &h->m;
 	if (b->alias)
 		protect_alias_drop(h, b->pages, b->count);
-	pthread_mutex_lock(&h->lock);
 	/* A page is written when its write got past its last byte: the
 	 * pages before a full disk's cut count. */
 	for (unsigned r = 0; r < b->nreqs; r++) {
@@ -398,8 +397,14 @@ static int batch_end(struct swap_out *so, struct out_batch *b)
 					       : q->err ? q->err
 							: -EIO;
 	}
+	/* Only the store's end under the lock: the batch's own arrays and
+	 * m->unclean are the job's while it runs (the monitor touches
+	 * m->unclean only after joining it), and every fault arriving
+	 * meanwhile waits for this hold. */
+	pthread_mutex_lock(&h->lock);
 	int made =
 	    vswap_store_write_end(h->store, b->pages, b->count, b->slots, b->sums, b->status);
+	pthread_mutex_unlock(&h->lock);
 	/* Every page that is present now is committed and cleaned with the
 	 * rest, even when others of the batch failed. */
 	int rc = 0;
@@ -412,7 +417,6 @@ static int batch_end(struct swap_out *so, struct out_batch *b)
 	m->unclean_pages += written;
 	if (made < 0 && rc == 0)
 		rc = made;
-	pthread_mutex_unlock(&h->lock);
 	b->busy = false;
 	so->busy--;
 	m->out_pages += written;

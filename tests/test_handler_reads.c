@@ -665,10 +665,7 @@ static void cached_reads_inline_verified(void **state)
 	assert_int_equal(hfx_corrupt_slot(&f, 0, 40), 0);
 	for (uint64_t p = 0; p < 64; p++)
 		assert_int_equal(hfx_page_byte(&f, 0, p), p == 40 ? -3 : hfx_byte_of(p));
-	pthread_mutex_lock(&f.h->lock);
-	uint64_t inl = f.h->m.fio.inline_reads;
-	pthread_mutex_unlock(&f.h->lock);
-	if (inl == 0)
+	if (atomic_load(&f.h->m.fio.inline_reads) == 0)
 		fail_msg("no fault of the pass was read from the page cache at once");
 	struct vswap_status st = st_of(&f);
 	assert_int_equal(st.metrics.checksum_failures, 1);
