@@ -182,6 +182,9 @@ struct vswap_store {
 	/* Opened unclean: the free slots below the file's end are not yet in
 	 * slot_unpunched (slots_inherit_unpunched()). */
 	bool inherit_unpunched;
+	/* A write failed with ENOSPC: no fresh runs for split writes any
+	 * more (fresh_run_better(), write.c). */
+	bool fresh_runs_off;
 	uint64_t slot_cap;  /* bits in slot_used */
 	uint64_t slots_end; /* one past the highest slot in use */
 	uint64_t free_hint; /* no free slot below this */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "store/internal.h"
@@ -655,13 +656,16 @@ static bool in_place_ok(const struct vswap_store *s, uint64_t page)
  * the end), and its pages' stale slots are freed by its end, reusable once
  * that is committed: a later batch's run finds them there, consecutive.
  * The price: the file may grow by what is written before those commits
- * land, and on a full disk such a batch fails where rewrites in place
- * would have fitted (its pages stay where they are, nothing is lost).
+ * land.  A run is taken only where the file system has room for it
+ * (fresh_run_fits()), and none after a write failed with ENOSPC: a batch
+ * that fits in place is not made to fail on a full disk.
  */
 #define FRESH_RUN_PAGES 32u
 
 static bool fresh_run_better(const struct vswap_store *s, const uint64_t *pages, uint32_t count)
 {
+	if (s->fresh_runs_off)
+		return false;
 	/* The writes in place would make: a run per stretch of consecutive
 	 * stale slots, and one per stretch of pages needing a new slot (those
 	 * are consecutive among themselves where the file has room). */
@@ -678,6 +682,24 @@ static bool fresh_run_better(const struct vswap_store *s, const uint64_t *pages,
 		prev_fresh = fresh;
 	}
 	return in_place && count >= FRESH_RUN_PAGES && count / runs < FRESH_RUN_PAGES;
+}
+
+/*
+ * A fresh run needs new blocks where rewrites in place need none: on a
+ * nearly full file system (a swap volume sized for the guest) it would fail
+ * with ENOSPC where the batch fitted in place.  So the run is taken only if
+ * the file system has room for all of it, with a margin for the index's
+ * growth (an upper bound: some of its slots may hold blocks already).
+ */
+#define FRESH_RUN_MARGIN (1u << 20)
+
+static bool fresh_run_fits(const struct vswap_store *s, uint32_t count)
+{
+	struct statvfs v;
+	if (fstatvfs(s->fd, &v) != 0)
+		return false;
+	uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
+	return avail >= ((uint64_t)count << s->page_shift) + FRESH_RUN_MARGIN;
 }
 
 /* The pin of @slot (the pins sorted), or NULL. */
@@ -716,7 +738,9 @@ int vswap_store_write_begin(struct vswap_store *s, const uint64_t *pages, uint32
 	 * only an old copy), else a fresh one.  The stale slot is pinned: no
 	 * commit releases it while the write is in flight. */
 	size_t pins0 = s->nwpins;
-	int64_t run = fresh_run_better(s, pages, count) ? slot_alloc_run(s, count) : -1;
+	int64_t run = fresh_run_better(s, pages, count) && fresh_run_fits(s, count)
+			  ? slot_alloc_run(s, count)
+			  : -1;
 	for (uint32_t i = 0; run >= 0 && i < count; i++)
 		slots[i] = (uint64_t)run + i;
 	for (uint32_t i = 0; run < 0 && i < count; i++) {
@@ -778,6 +802,10 @@ int vswap_store_write_end(struct vswap_store *s, const uint64_t *pages, uint32_t
 			pin->gone = true;
 		if (st < 0 && !err)
 			err = st;
+		/* A full disk: rewrites in place from now on (they need no
+		 * new blocks). */
+		if (st == -ENOSPC)
+			s->fresh_runs_off = true;
 		if (live && st == 0) {
 			if (pw_has_slot(s->pages[p]) && pw_slot(s->pages[p]) != slot)
 				page_release_slot(s, p);
