@@ -2,9 +2,11 @@
 /*
  * After a complete swap-in every page is resident and the swap file holds
  * only stale copies.  crosvm's vmm-swap truncates the file (at once, or 64
- * MiB every 5 s with slow cleanup); here the slots are freed and the store
- * punches their holes after the commit, a step at a time.  Lost pages keep
- * their records so that vswap-fsck still reports them.
+ * MiB every 5 s with slow cleanup); here the slots are freed, a step at a
+ * time, and reusable once each step's commit lands.  The store does not
+ * punch them then: their bytes stay on disk until a write reuses the slots
+ * or a clean close punches them in runs and cuts the file's free tail.
+ * Lost pages keep their records so that vswap-fsck still reports them.
  */
 #include "handler/internal.h"
 

@@ -36,6 +36,10 @@
 #include "handler/uffd.h"
 #include "handler/uffd_list.h"
 #include "store/io.h"
+
+/* A scan's batch (trim, the swap-out's zero pass) that found every page
+ * examined: not a count and not a negative errno (-1 is -EPERM). */
+#define SCAN_DONE INT64_MIN
 #include "util/log.h"
 
 /* Epoll tokens below UFFD_TOKEN_BASE. */
@@ -498,7 +502,7 @@ void protect_remove_written(struct vswap_handler *h, uint64_t first, uint64_t co
  * read through the alias mapping; those all zeros lose their record (a
  * fault zero-fills them) and are marked in @zero, so that the swap-out
  * skips them and removes them with its written neighbours.  The count, or
- * -1 when every protected page was examined. */
+ * SCAN_DONE when every protected page was examined. */
 int64_t protect_zero_batch(struct vswap_handler *h, uint64_t *cursor);
 /* Empty @zero: nothing of it is removed (lock held). */
 void protect_zeros_forget(struct vswap_handler *h);
@@ -518,7 +522,7 @@ void protect_fill_end(struct vswap_handler *h);
 /* After a batch's writes from the alias mapping (@pages sorted, no lock):
  * unmap them from the alias. */
 void protect_alias_drop(struct vswap_handler *h, const uint64_t *pages, uint32_t n);
-/* One trim batch in place: judged under the lock (pages trimmed, or -1
+/* One trim batch in place: judged under the lock (pages trimmed, or SCAN_DONE
  * when every protected page was examined), committed by the caller without
  * it, then removed without it too (protect_trim_remove(), which also frees
  * @t; @committed: the commit landed, else nothing is removed). */

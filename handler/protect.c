@@ -1472,7 +1472,7 @@ int64_t protect_trim_batch(struct vswap_handler *h, uint64_t *cursor, struct pro
 	*t = (struct protect_trim){0};
 	uint64_t start = wp->active ? next_set(wp->clean, *cursor, h->total_pages) : h->total_pages;
 	if (start >= h->total_pages)
-		return -1;
+		return SCAN_DONE;
 	uint64_t limit = h->total_pages - start < h->opts.trim_batch_pages
 			     ? h->total_pages - start
 			     : h->opts.trim_batch_pages;
@@ -1560,12 +1560,12 @@ int64_t protect_zero_batch(struct vswap_handler *h, uint64_t *cursor)
 {
 	struct protect *wp = &h->wp;
 	if (!wp->active)
-		return -1;
+		return SCAN_DONE;
 	pthread_mutex_lock(&wp->rlock);
 	uint64_t p = next_set(wp->clean, *cursor, h->total_pages);
 	if (p >= h->total_pages) {
 		pthread_mutex_unlock(&wp->rlock);
-		return -1;
+		return SCAN_DONE;
 	}
 	uint64_t end = h->total_pages - p < h->opts.trim_batch_pages ? h->total_pages
 								     : p + h->opts.trim_batch_pages;

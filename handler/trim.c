@@ -57,8 +57,8 @@ static void clean_add(struct trim_batch *b, uint64_t p)
 		b->clean[b->nclean++] = (struct run){p, 1};
 }
 
-/* Examine up to trim_batch_pages staged pages: the number trimmed, or -1
- * when every staged page was examined. */
+/* Examine up to trim_batch_pages staged pages: the number trimmed, or
+ * SCAN_DONE when every staged page was examined. */
 static int64_t trim_batch(struct vswap_handler *h, struct trim_batch *b)
 {
 	uint64_t examined = 0, trimmed = 0;
@@ -70,7 +70,7 @@ static int64_t trim_batch(struct vswap_handler *h, struct trim_batch *b)
 		if (found < 0)
 			return found;
 		if (found == 0)
-			return trimmed ? (int64_t)trimmed : -1;
+			return trimmed ? (int64_t)trimmed : SCAN_DONE;
 		for (uint64_t p = first; p < first + count; p++) {
 			const void *bytes = staging_ptr(h, p);
 			if (page_is_zero(bytes, h->page_size)) {
@@ -114,7 +114,7 @@ int trim_job(struct job *j, void *arg)
 		/* Protect mode: the protected pages in place first, then what
 		 * staging holds. */
 		int64_t n = wp_done ? trim_batch(h, &b) : protect_trim_batch(h, &wp_cursor, &pt);
-		if (n == -1 && !wp_done) {
+		if (n == SCAN_DONE && !wp_done) {
 			wp_done = true;
 			n = 0;
 		}
@@ -132,9 +132,9 @@ int trim_job(struct job *j, void *arg)
 		 * lock (a punch takes milliseconds; faults go on meanwhile):
 		 * each waits for its bit, as the swap-out's removals do. */
 		protect_trim_remove(h, &pt, rc == 0);
-		if (n < -1)
+		if (n < 0 && n != SCAN_DONE)
 			rc = (int)n;
-		if (rc < 0 || n == -1)
+		if (rc < 0 || n == SCAN_DONE)
 			break;
 		total += (uint64_t)n;
 		progress(h, total);
@@ -148,8 +148,8 @@ int trim_job(struct job *j, void *arg)
 /* ---- the swap-out's zero pass ------------------------------------------- */
 
 /* Up to trim_batch_pages staged pages from *cursor: those all zeros leave
- * staging and lose their slot, as in trim.  The count, or -1 when every
- * staged page was examined; lock held. */
+ * staging and lose their slot, as in trim.  The count, or SCAN_DONE when
+ * every staged page was examined; lock held. */
 static int64_t zero_staged_batch(struct vswap_handler *h, uint64_t *cursor)
 {
 	struct trim_batch b = {.cursor = *cursor};
@@ -164,7 +164,7 @@ static int64_t zero_staged_batch(struct vswap_handler *h, uint64_t *cursor)
 			return more;
 		if (more == 0) {
 			*cursor = h->total_pages;
-			return found ? found : -1;
+			return found ? found : SCAN_DONE;
 		}
 		for (uint64_t p = first; p < first + count; p++)
 			if (page_is_zero(staging_ptr(h, p), h->page_size)) {
@@ -206,11 +206,11 @@ int swap_out_zero_pass(struct vswap_handler *h, struct job *j)
 		int64_t n =
 		    wp_done ? zero_staged_batch(h, &cursor) : protect_zero_batch(h, &wp_cursor);
 		pthread_mutex_unlock(&h->lock);
-		if (n == -1 && !wp_done) {
+		if (n == SCAN_DONE && !wp_done) {
 			wp_done = true;
 			continue;
 		}
-		if (n == -1)
+		if (n == SCAN_DONE)
 			break;
 		if (n < 0) {
 			protect_zeros_forget(h);

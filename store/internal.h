@@ -175,10 +175,16 @@ struct vswap_store {
 	 * that landed, or left by an abandoned write).  The allocator reuses
 	 * it as it is (the new bytes overwrite the old); slots_punch_free()
 	 * punches those left, at a clean close.  Free slots of a previous
-	 * handle that hold bytes are not known here: after a crash they are
-	 * leaks for vswap-fsck (invariant 4). */
+	 * handle that hold bytes are not known here: after a crash a writable
+	 * open takes every free slot as unpunched (inherit_unpunched). */
 	uint64_t *slot_unpunched;
 	uint64_t n_unpunched;
+	/* Opened unclean: the free slots below the file's end are not yet in
+	 * slot_unpunched (slots_inherit_unpunched()). */
+	bool inherit_unpunched;
+	/* A write failed with ENOSPC: no fresh runs for split writes any
+	 * more (fresh_run_better(), write.c). */
+	bool fresh_runs_off;
 	uint64_t slot_cap;  /* bits in slot_used */
 	uint64_t slots_end; /* one past the highest slot in use */
 	uint64_t free_hint; /* no free slot below this */
@@ -294,6 +300,7 @@ const struct vswap_page_record *leftout_find(const struct vswap_store *s, uint64
  * cut off by one ftruncate).  Under the caller's lock, with no split write
  * in flight taking slots meanwhile (a clean close). */
 void slots_punch_free(struct vswap_store *s);
+void slots_inherit_unpunched(struct vswap_store *s);
 
 /* index_file.c: the index's files checked before LMDB maps them */
 int index_file_check(struct vswap_store *s);

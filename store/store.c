@@ -475,6 +475,11 @@ static int open_store(const char *path, const struct vswap_store_opts *opts, uns
 	if ((ret = read_superblock(s)) || (ret = index_open(s, false)) ||
 	    (ret = index_load(s, staging_dir, lazy)) || (ret = staging_open(s, staging_dir)))
 		goto fail;
+	/* A killed handle's freed slots may still hold bytes (punched at a
+	 * clean close); a lazy open's bitmap is complete only once loaded. */
+	s->inherit_unpunched = !s->read_only && !s->tolerant && !s->was_clean;
+	if (!lazy)
+		slots_inherit_unpunched(s);
 	/* Nothing a previous handle staged is served before it is checked:
 	 * at its first use (staging_verify_loaded()). */
 	bool verify = false;

@@ -14,6 +14,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "store/internal.h"
@@ -274,6 +276,33 @@ static void release_freed(struct vswap_store *s, struct slot_vec *f)
 	f->n = 0;
 }
 
+/*
+ * A store opened unclean: the handle that died may have freed slots it never
+ * punched, and nothing recorded which.  Every free slot below the file's end
+ * is taken as possibly holding bytes, so that a clean close leaves bytes only
+ * in slots a record names.  Once, with the whole slot bitmap loaded (a lazy
+ * open's load finished); not in a repair open, which may not know every slot.
+ */
+void slots_inherit_unpunched(struct vswap_store *s)
+{
+	if (!s->inherit_unpunched || s->read_only || s->tolerant)
+		return;
+	if (s->loader && index_need_all(s) != 0)
+		return; /* the slot bitmap is the load's until it ends */
+	struct stat st;
+	if (fstat(s->fd, &st) != 0)
+		return;
+	uint64_t file_slots = (uint64_t)st.st_size >> s->page_shift;
+	file_slots = file_slots ? file_slots - 1 : 0; /* the superblock's page */
+	if (file_slots > STORE_MAX_SLOTS)
+		file_slots = STORE_MAX_SLOTS;
+	if (slots_reserve(s, file_slots) != 0)
+		return; /* tried again at the next call */
+	s->inherit_unpunched = false;
+	for (uint64_t k = 0; k < file_slots; k++)
+		slot_mark_unpunched(s, k);
+}
+
 static void punch_run(struct vswap_store *s, uint64_t first, uint64_t count)
 {
 	if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -296,7 +325,10 @@ static void punch_run(struct vswap_store *s, uint64_t first, uint64_t count)
  */
 void slots_punch_free(struct vswap_store *s)
 {
-	if (!s->n_unpunched || s->read_only)
+	if (s->read_only)
+		return;
+	slots_inherit_unpunched(s);
+	if (!s->n_unpunched)
 		return;
 	uint64_t end = s->slots_end;
 	uint64_t k = slot_next_unpunched(s, 0);
@@ -624,13 +656,16 @@ static bool in_place_ok(const struct vswap_store *s, uint64_t page)
  * the end), and its pages' stale slots are freed by its end, reusable once
  * that is committed: a later batch's run finds them there, consecutive.
  * The price: the file may grow by what is written before those commits
- * land, and on a full disk such a batch fails where rewrites in place
- * would have fitted (its pages stay where they are, nothing is lost).
+ * land.  A run is taken only where the file system has room for it
+ * (fresh_run_fits()), and none after a write failed with ENOSPC: a batch
+ * that fits in place is not made to fail on a full disk.
  */
 #define FRESH_RUN_PAGES 32u
 
 static bool fresh_run_better(const struct vswap_store *s, const uint64_t *pages, uint32_t count)
 {
+	if (s->fresh_runs_off)
+		return false;
 	/* The writes in place would make: a run per stretch of consecutive
 	 * stale slots, and one per stretch of pages needing a new slot (those
 	 * are consecutive among themselves where the file has room). */
@@ -647,6 +682,24 @@ static bool fresh_run_better(const struct vswap_store *s, const uint64_t *pages,
 		prev_fresh = fresh;
 	}
 	return in_place && count >= FRESH_RUN_PAGES && count / runs < FRESH_RUN_PAGES;
+}
+
+/*
+ * A fresh run needs new blocks where rewrites in place need none: on a
+ * nearly full file system (a swap volume sized for the guest) it would fail
+ * with ENOSPC where the batch fitted in place.  So the run is taken only if
+ * the file system has room for all of it, with a margin for the index's
+ * growth (an upper bound: some of its slots may hold blocks already).
+ */
+#define FRESH_RUN_MARGIN (1u << 20)
+
+static bool fresh_run_fits(const struct vswap_store *s, uint32_t count)
+{
+	struct statvfs v;
+	if (fstatvfs(s->fd, &v) != 0)
+		return false;
+	uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
+	return avail >= ((uint64_t)count << s->page_shift) + FRESH_RUN_MARGIN;
 }
 
 /* The pin of @slot (the pins sorted), or NULL. */
@@ -685,7 +738,9 @@ int vswap_store_write_begin(struct vswap_store *s, const uint64_t *pages, uint32
 	 * only an old copy), else a fresh one.  The stale slot is pinned: no
 	 * commit releases it while the write is in flight. */
 	size_t pins0 = s->nwpins;
-	int64_t run = fresh_run_better(s, pages, count) ? slot_alloc_run(s, count) : -1;
+	int64_t run = fresh_run_better(s, pages, count) && fresh_run_fits(s, count)
+			  ? slot_alloc_run(s, count)
+			  : -1;
 	for (uint32_t i = 0; run >= 0 && i < count; i++)
 		slots[i] = (uint64_t)run + i;
 	for (uint32_t i = 0; run < 0 && i < count; i++) {
@@ -747,6 +802,10 @@ int vswap_store_write_end(struct vswap_store *s, const uint64_t *pages, uint32_t
 			pin->gone = true;
 		if (st < 0 && !err)
 			err = st;
+		/* A full disk: rewrites in place from now on (they need no
+		 * new blocks). */
+		if (st == -ENOSPC)
+			s->fresh_runs_off = true;
 		if (live && st == 0) {
 			if (pw_has_slot(s->pages[p]) && pw_slot(s->pages[p]) != slot)
 				page_release_slot(s, p);

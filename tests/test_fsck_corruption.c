@@ -268,7 +268,6 @@ static void test_planted_bytes(void **state)
 	expect_repair_then_clean(fx, "-p", 1);
 }
 
-/* Open the index with liblmdb and let @edit change the value of @group. */
 /*
  * Freed slots keep their old bytes while the store is open (reused as they
  * are, not punched per slot): a crash leaves them as leaked slots that -p
@@ -302,6 +301,44 @@ static void test_freed_slots_after_crash_and_clean_close(void **state)
 	expect_check_exit(fx, 0);
 }
 
+/* A killed handle's freed slots (never punched: nothing recorded them) are
+ * punched by the next handle's clean close, lazy or not: a store closed
+ * cleanly reports no leak. */
+static void reopen_and_close(const struct rfx_store *fx, bool lazy)
+{
+	struct vswap_store_opts o = {
+	    .staging_dir = fx->dir, .lazy_index = lazy, .log_level = VSWAP_LOG_ERROR};
+	struct vswap_store *s;
+
+	assert_int_equal(vswap_store_open(fx->path, &o, &s), 0);
+	assert_int_equal(vswap_store_close(s), 0);
+}
+
+static void freed_by_a_killed_handle(const struct rfx_store *fx, uint64_t first)
+{
+	struct vswap_store *s;
+
+	assert_int_equal(rfx_open(fx, false, &s), 0);
+	assert_int_equal(vswap_store_free(s, first, 2), 2);
+	assert_int_equal(vswap_store_free(s, first + 10, 1), 1);
+	assert_int_equal(vswap_store_commit(s), 0);
+	assert_int_equal(vswap_store_close_unclean(s), 0); /* as a kill leaves it */
+}
+
+static void test_killed_handles_freed_slots_punched_at_next_clean_close(void **state)
+{
+	struct rfx_store *fx = *state;
+
+	freed_by_a_killed_handle(fx, 200);
+	reopen_and_close(fx, false);
+	expect_check_exit(fx, 0);
+
+	freed_by_a_killed_handle(fx, 300);
+	reopen_and_close(fx, true);
+	expect_check_exit(fx, 0);
+}
+
+/* Open the index with liblmdb and let @edit change the value of @group. */
 static void edit_group(const struct rfx_store *fx, uint64_t group,
 		       void (*edit)(uint8_t *val, size_t *len))
 {
@@ -560,6 +597,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_planted_bytes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_freed_slots_after_crash_and_clean_close, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_killed_handles_freed_slots_punched_at_next_clean_close, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lmdb_record_checksum_edited, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lmdb_record_undecodable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_staging_records_and_bytes, setup, teardown),

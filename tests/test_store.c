@@ -1063,6 +1063,69 @@ static void test_enospc_on_small_tmpfs(void **state)
 	rmdir(mnt);
 }
 
+/* On a file system without room for a fresh run, a batch with scattered
+ * stale slots is rewritten in place (it needs no new blocks): before, it
+ * took a run at the end of the file and its write failed with ENOSPC. */
+static void test_full_disk_rewrites_in_place(void **state)
+{
+	struct ctx *c = *state;
+	if (geteuid() != 0) {
+		skip();
+		return;
+	}
+	char mnt[300];
+	snprintf(mnt, sizeof(mnt), "%s/tmpfs", c->f.dir);
+	assert_int_equal(mkdir(mnt, 0700), 0);
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=768k vswaptest %s", mnt);
+	if (system(cmd) != 0) {
+		rmdir(mnt);
+		skip();
+		return;
+	}
+	char path[400];
+	snprintf(path, sizeof(path), "%s/swap", mnt);
+	struct vswap_store_opts o = c->f.opts;
+	o.index_path = NULL;
+	assert_int_equal(vswap_store_create(path, &o, &c->s), 0);
+	uint64_t regions[] = {64};
+	assert_int_equal(vswap_store_set_regions(c->s, regions, 1), 0);
+	for (unsigned p = 0; p < 64; p++)
+		if (p % 8 != 3)
+			write_pages(c, p, 1, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	assert_int_equal(vswap_store_mark_stale(c->s, 0, 64), 56);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	uint64_t pages[64], slots[64], sums[64], old[64];
+	uint32_t n = 0;
+	for (unsigned p = 0; p < 64; p++)
+		if (p % 8 != 5)
+			pages[n++] = p;
+	for (uint32_t i = 0; i < n; i++)
+		old[i] = pages[i] % 8 == 3 ? UINT64_MAX : slot_of(c, pages[i]);
+	int fd;
+	assert_int_equal(vswap_store_write_begin(c->s, pages, n, slots, &fd), 0);
+	int status[64];
+	for (uint32_t i = 0; i < n; i++) {
+		if (old[i] != UINT64_MAX)
+			assert_int_equal(slots[i], old[i]);
+		fixture_pattern(pg(c, 0), c->f.page_size, pages[i], 2);
+		ssize_t k = pwrite(fd, pg(c, 0), c->f.page_size,
+				   (off_t)vswap_store_slot_offset(c->s, slots[i]));
+		status[i] = k == (ssize_t)c->f.page_size ? 0 : -ENOSPC;
+		sums[i] = vswap_store_page_checksum(c->s, pages[i], pg(c, 0));
+	}
+	vswap_store_write_end(c->s, pages, n, slots, sums, status);
+	for (uint32_t i = 0; i < n; i++)
+		if (old[i] != UINT64_MAX)
+			assert_int_equal(status[i], 0);
+	vswap_store_close(c->s);
+	c->s = NULL;
+	snprintf(cmd, sizeof(cmd), "umount %s", mnt);
+	assert_int_equal(system(cmd), 0);
+	rmdir(mnt);
+}
+
 static void test_forked_child_cannot_commit(void **state)
 {
 	struct ctx *c = *state;
@@ -1195,6 +1258,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_map_full_grows, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_efbig_leaves_index_unchanged, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_enospc_on_small_tmpfs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_full_disk_rewrites_in_place, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_forked_child_cannot_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_regions_redefined_after_use, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_foreign_staging_path_refused, setup, teardown),
