@@ -1013,30 +1013,47 @@ static void test_efbig_leaves_index_unchanged(void **state)
 	assert_true(st.st_size <= 12 * (off_t)c->f.page_size);
 }
 
-static void test_enospc_on_small_tmpfs(void **state)
+/* A store of @pages pages whose swap file is on a tmpfs of @size (root
+ * only), its mount point in @mnt: false when it cannot be had (skip). */
+static bool small_fs_store(struct ctx *c, const char *size, uint64_t pages, char *mnt, size_t len)
 {
-	struct ctx *c = *state;
-	if (geteuid() != 0) {
-		skip();
-		return;
-	}
-	char mnt[300];
-	snprintf(mnt, sizeof(mnt), "%s/tmpfs", c->f.dir);
+	char cmd[600], path[400];
+	if (geteuid() != 0)
+		return false;
+	snprintf(mnt, len, "%s/tmpfs", c->f.dir);
 	assert_int_equal(mkdir(mnt, 0700), 0);
-	char cmd[600];
-	snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=256k vswaptest %s", mnt);
+	snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=%s vswaptest %s", size, mnt);
 	if (system(cmd) != 0) {
 		rmdir(mnt);
-		skip();
-		return;
+		return false;
 	}
-	char path[400];
 	snprintf(path, sizeof(path), "%s/swap", mnt);
 	struct vswap_store_opts o = c->f.opts;
 	o.index_path = NULL;
 	assert_int_equal(vswap_store_create(path, &o, &c->s), 0);
-	uint64_t regions[] = {256};
+	uint64_t regions[] = {pages};
 	assert_int_equal(vswap_store_set_regions(c->s, regions, 1), 0);
+	return true;
+}
+
+static void small_fs_store_close(struct ctx *c, const char *mnt)
+{
+	char cmd[600];
+	vswap_store_close(c->s);
+	c->s = NULL;
+	snprintf(cmd, sizeof(cmd), "umount %s", mnt);
+	assert_int_equal(system(cmd), 0);
+	rmdir(mnt);
+}
+
+static void test_enospc_on_small_tmpfs(void **state)
+{
+	struct ctx *c = *state;
+	char mnt[300];
+	if (!small_fs_store(c, "256k", 256, mnt, sizeof(mnt))) {
+		skip();
+		return;
+	}
 	int ret = 0;
 	uint64_t written = 0;
 	while (ret == 0 && written < 256) {
@@ -1056,11 +1073,7 @@ static void test_enospc_on_small_tmpfs(void **state)
 	assert_int_equal(ret, 0);
 	expect_page(c, written, 1);
 	expect_page(c, 8, 1);
-	vswap_store_close(c->s);
-	c->s = NULL;
-	snprintf(cmd, sizeof(cmd), "umount %s", mnt);
-	assert_int_equal(system(cmd), 0);
-	rmdir(mnt);
+	small_fs_store_close(c, mnt);
 }
 
 /* On a file system without room for a fresh run, a batch with scattered
@@ -1069,27 +1082,11 @@ static void test_enospc_on_small_tmpfs(void **state)
 static void test_full_disk_rewrites_in_place(void **state)
 {
 	struct ctx *c = *state;
-	if (geteuid() != 0) {
-		skip();
-		return;
-	}
 	char mnt[300];
-	snprintf(mnt, sizeof(mnt), "%s/tmpfs", c->f.dir);
-	assert_int_equal(mkdir(mnt, 0700), 0);
-	char cmd[600];
-	snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=768k vswaptest %s", mnt);
-	if (system(cmd) != 0) {
-		rmdir(mnt);
+	if (!small_fs_store(c, "768k", 64, mnt, sizeof(mnt))) {
 		skip();
 		return;
 	}
-	char path[400];
-	snprintf(path, sizeof(path), "%s/swap", mnt);
-	struct vswap_store_opts o = c->f.opts;
-	o.index_path = NULL;
-	assert_int_equal(vswap_store_create(path, &o, &c->s), 0);
-	uint64_t regions[] = {64};
-	assert_int_equal(vswap_store_set_regions(c->s, regions, 1), 0);
 	for (unsigned p = 0; p < 64; p++)
 		if (p % 8 != 3)
 			write_pages(c, p, 1, 1);
@@ -1119,11 +1116,7 @@ static void test_full_disk_rewrites_in_place(void **state)
 	for (uint32_t i = 0; i < n; i++)
 		if (old[i] != UINT64_MAX)
 			assert_int_equal(status[i], 0);
-	vswap_store_close(c->s);
-	c->s = NULL;
-	snprintf(cmd, sizeof(cmd), "umount %s", mnt);
-	assert_int_equal(system(cmd), 0);
-	rmdir(mnt);
+	small_fs_store_close(c, mnt);
 }
 
 static void test_forked_child_cannot_commit(void **state)
