@@ -502,6 +502,27 @@ static bool slot_has_bytes(struct ctx *c, uint64_t slot)
 	return data;
 }
 
+/* What a resume leaves over 64 pages: every page but each eighth's fourth
+ * written, committed, then all stale (56 slots).  The batch to write next
+ * (into @pages; its count returned) leaves out each eighth's sixth page (now
+ * zero); @old[i] is the stale slot of pages[i], UINT64_MAX for none. */
+static uint32_t scattered_stale_batch(struct ctx *c, uint64_t pages[64], uint64_t old[64])
+{
+	for (unsigned p = 0; p < 64; p++)
+		if (p % 8 != 3)
+			write_pages(c, p, 1, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	assert_int_equal(vswap_store_mark_stale(c->s, 0, 64), 56);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	uint32_t n = 0;
+	for (unsigned p = 0; p < 64; p++)
+		if (p % 8 != 5) /* now zero: not written */
+			pages[n++] = p;
+	for (uint32_t i = 0; i < n; i++)
+		old[i] = pages[i] % 8 == 3 ? UINT64_MAX : slot_of(c, pages[i]);
+	return n;
+}
+
 /*
  * After a resume a batch's stale slots rarely follow each other (pages that
  * became zero are left out, pages that stopped being zero need a slot): in
@@ -513,19 +534,8 @@ static void test_split_write_of_scattered_stale_slots_takes_one_run(void **state
 {
 	struct ctx *c = *state;
 	create_store(c);
-	for (unsigned p = 0; p < 64; p++)
-		if (p % 8 != 3)
-			write_pages(c, p, 1, 1);
-	assert_int_equal(vswap_store_commit(c->s), 0);
-	assert_int_equal(vswap_store_mark_stale(c->s, 0, 64), 56);
-	assert_int_equal(vswap_store_commit(c->s), 0);
 	uint64_t pages[64], slots[64], sums[64], old[64];
-	uint32_t n = 0;
-	for (unsigned p = 0; p < 64; p++)
-		if (p % 8 != 5) /* now zero: not written */
-			pages[n++] = p;
-	for (uint32_t i = 0; i < n; i++)
-		old[i] = pages[i] % 8 == 3 ? UINT64_MAX : slot_of(c, pages[i]);
+	uint32_t n = scattered_stale_batch(c, pages, old);
 	int fd;
 	assert_int_equal(vswap_store_write_begin(c->s, pages, n, slots, &fd), 0);
 	for (uint32_t i = 0; i < n; i++) {
@@ -1087,19 +1097,8 @@ static void test_full_disk_rewrites_in_place(void **state)
 		skip();
 		return;
 	}
-	for (unsigned p = 0; p < 64; p++)
-		if (p % 8 != 3)
-			write_pages(c, p, 1, 1);
-	assert_int_equal(vswap_store_commit(c->s), 0);
-	assert_int_equal(vswap_store_mark_stale(c->s, 0, 64), 56);
-	assert_int_equal(vswap_store_commit(c->s), 0);
 	uint64_t pages[64], slots[64], sums[64], old[64];
-	uint32_t n = 0;
-	for (unsigned p = 0; p < 64; p++)
-		if (p % 8 != 5)
-			pages[n++] = p;
-	for (uint32_t i = 0; i < n; i++)
-		old[i] = pages[i] % 8 == 3 ? UINT64_MAX : slot_of(c, pages[i]);
+	uint32_t n = scattered_stale_batch(c, pages, old);
 	int fd;
 	assert_int_equal(vswap_store_write_begin(c->s, pages, n, slots, &fd), 0);
 	int status[64];
