@@ -174,14 +174,19 @@ int fault_io_submit(struct vswap_handler *h, unsigned index, uintptr_t addr, uin
 	int rc = vswap_store_page(h->store, page, &pi);
 	if (rc < 0)
 		return rc;
+	/* The scan stops once it has met every busy read and an idle one:
+	 * usually after one or two entries, not all FAULT_READS of them (each
+	 * a cache line the guest evicted since the last fault). */
 	struct fault_read *idle = NULL;
-	for (unsigned k = 0; k < FAULT_READS; k++) {
+	unsigned met = 0;
+	for (unsigned k = 0; k < FAULT_READS && (met < io->busy || !idle); k++) {
 		struct fault_read *fr = &io->reads[k];
 		if (!fr->busy) {
 			if (!idle)
 				idle = fr;
 			continue;
 		}
+		met++;
 		/* The same copy of the same page (a cancelled read or an older
 		 * copy's read never takes new waiters). */
 		if (fr->cancelled || fr->r.page != page || fr->r.slot != pi.slot ||
@@ -270,9 +275,12 @@ static void inline_try(struct vswap_handler *h)
 void fault_io_cancel(struct vswap_handler *h, uint64_t first, uint64_t count)
 {
 	struct fault_io *io = &h->m.fio;
-	for (unsigned k = 0; io->busy && k < FAULT_READS; k++) {
+	for (unsigned k = 0, met = 0; met < io->busy && k < FAULT_READS; k++) {
 		struct fault_read *fr = &io->reads[k];
-		if (fr->busy && fr->r.page >= first && fr->r.page - first < count)
+		if (!fr->busy)
+			continue;
+		met++;
+		if (fr->r.page >= first && fr->r.page - first < count)
 			fr->cancelled = true;
 	}
 }
