@@ -51,6 +51,7 @@ enum {
 	SWAP_OUT_HOOK_IN_FLIGHT = 2,
 	SWAP_OUT_HOOK_REMOVING = 3,
 	SWAP_OUT_HOOK_PIECE = 4,
+	SWAP_OUT_HOOK_BEGUN = 5,
 };
 enum { SWAP_IN_HOOK_READ = 0, SWAP_IN_HOOK_COPIED = 1 };
 
@@ -359,7 +360,9 @@ struct vswap_handler {
 	void (*job_hook)(void *ctx);
 	void *job_hook_ctx;
 	/* Test hook: called by the swap-out on the job thread, without the
-	 * lock, while a batch's writes are in flight (SWAP_OUT_HOOK_IN_FLIGHT),
+	 * lock, once a batch's slots are reserved and before its writes are
+	 * submitted (SWAP_OUT_HOOK_BEGUN), while they are in flight
+	 * (SWAP_OUT_HOOK_IN_FLIGHT),
 	 * after each batch's end (SWAP_OUT_HOOK_WRITTEN) and after each commit
 	 * before the removals it allows (SWAP_OUT_HOOK_COMMITTED), so a test
 	 * can place a guest access in each window; and where a removal runs
@@ -492,6 +495,9 @@ void protect_swap_out_start(struct vswap_handler *h);
  * cursor on, in at most @max_runs runs (each within a region), into @pages;
  * the cursor moves past them.  0 when none is left. */
 uint32_t protect_gather(struct vswap_handler *h, uint64_t *pages, uint32_t max, unsigned max_runs);
+/* A page protect_gather() took is still to write: protected, unwritten
+ * since, and not one of the zero pass's (lock held). */
+bool protect_still_clean(struct vswap_handler *h, uint64_t p);
 /* After the commit of written runs (lock held): note the pages still
  * protected and present for removal; protect_remove_start() (lock not held)
  * hands them to the pool (without @wait, what finds its queue full stays

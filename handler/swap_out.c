@@ -36,6 +36,14 @@
  *   - A failed write (ENOSPC ...) gives back its slots; the other batches in
  *     flight end; what ended is committed and cleaned, and the job fails
  *     (Failed): the pages not written are still staged or resident.
+ *   - Except once per batch for ENOSPC: the room for a fresh run is checked
+ *     before the write (store/write.c), but another writer may take it
+ *     before the write lands.  The store then takes no fresh run any more,
+ *     and the batch's pages not written are written again at once, in
+ *     place where they have a stale slot (no new blocks needed): a
+ *     re-hibernation that fits in place completes.  Only the pages still
+ *     to write are taken again (their bit still set, or still staged);
+ *     the others were changed meanwhile and stay as the change left them.
  * In BATCH and NONE durability a commit is asked for every
  * SWAP_OUT_GROUP_BYTES written (or, when the last one is still running, as
  * soon as it lands), while the next batches go on; in FULL, after every
@@ -83,6 +91,7 @@ struct out_batch {
 	struct vswap_io_req *ios; /* one per write, on the I/O engine */
 	unsigned nreqs, nsub, pending;
 	int result;
+	bool retried; /* written again after an ENOSPC (once) */
 };
 
 struct swap_out {
@@ -343,6 +352,24 @@ static void batch_submit(struct swap_out *so, unsigned bi)
 	batch_push(so, b);
 }
 
+/* Plan and submit the writes of a batch whose slots are reserved, and hash
+ * its pages while they are in flight.  The bytes may change meanwhile only
+ * for a page whose write the change cancels. */
+static void batch_go(struct swap_out *so, unsigned bi)
+{
+	struct vswap_handler *h = so->h;
+	struct out_batch *b = &so->b[bi];
+	batch_plan(h, b);
+	if (h->swap_out_hook)
+		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_BEGUN);
+	batch_submit(so, bi);
+	for (uint32_t i = 0; i < b->count; i++)
+		b->sums[i] =
+		    vswap_store_page_checksum(h->store, b->pages[i], page_src(h, b, b->pages[i]));
+	if (h->swap_out_hook)
+		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_IN_FLIGHT);
+}
+
 /* Gather and submit one batch; 0 when nothing is left to write. */
 static int batch_start(struct swap_out *so, unsigned bi)
 {
@@ -367,16 +394,56 @@ static int batch_start(struct swap_out *so, unsigned bi)
 		return rc;
 	b->count = n;
 	b->busy = true;
+	b->retried = false;
 	so->busy++;
-	batch_plan(h, b);
-	batch_submit(so, bi);
-	/* Hashed while the writes are in flight.  The bytes may change
-	 * meanwhile only for a page whose write the change cancels. */
-	for (uint32_t i = 0; i < n; i++)
-		b->sums[i] =
-		    vswap_store_page_checksum(h->store, b->pages[i], page_src(h, b, b->pages[i]));
-	if (h->swap_out_hook)
-		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_IN_FLIGHT);
+	batch_go(so, bi);
+	return 1;
+}
+
+/* Still to write, of a batch's page not written (lock held): protected and
+ * unwritten since (protect mode), or still staged. */
+static bool still_to_write(struct vswap_handler *h, const struct out_batch *b, uint64_t p)
+{
+	return b->alias ? protect_still_clean(h, p) : vswap_store_staged(h->store, p);
+}
+
+/*
+ * A batch whose write ran out of room (ENOSPC): its pages not written and
+ * still to write are written again now, the batch staying in flight.  The
+ * store takes no fresh run after an ENOSPC, so a page with a stale slot is
+ * rewritten there, in blocks the file has.  1: in flight again; 0: none
+ * left to write; else the error that ends the batch (a failure other than
+ * ENOSPC, a second ENOSPC, or the new slots' reservation).
+ */
+static int batch_retry(struct swap_out *so, struct out_batch *b)
+{
+	struct vswap_handler *h = so->h;
+	for (uint32_t i = 0; i < b->count; i++)
+		if (b->status[i] != 0 && b->status[i] != -ENOSPC)
+			return b->status[i];
+	if (b->retried)
+		return -ENOSPC;
+	/* A stale slot is rewritten in place only while its page's group has
+	 * no change the index lacks (store/write.c), and the pages written
+	 * before the cut changed theirs: a commit first.  It also frees their
+	 * old slots, which hold blocks, for the pages that need a new one. */
+	int c = committer_result(h, committer_ticket(h), true);
+	if (c < 0)
+		return c;
+	uint32_t n = 0;
+	pthread_mutex_lock(&h->lock);
+	for (uint32_t i = 0; i < b->count; i++)
+		if (b->status[i] != 0 && still_to_write(h, b, b->pages[i]))
+			b->pages[n++] = b->pages[i];
+	int rc = n ? vswap_store_write_begin(h->store, b->pages, n, b->slots, &b->fd) : 0;
+	pthread_mutex_unlock(&h->lock);
+	if (n == 0 || rc < 0)
+		return rc;
+	hlog(h, VSWAP_LOG_WARN,
+	     "swap-out: no room for a fresh run; %u pages written again in place", n);
+	b->count = n;
+	b->retried = true;
+	batch_go(so, (unsigned)(b - so->b));
 	return 1;
 }
 
@@ -415,11 +482,17 @@ static int batch_end(struct swap_out *so, struct out_batch *b)
 			written++;
 		}
 	m->unclean_pages += written;
+	m->out_pages += written;
+	if (made == -ENOSPC && rc == 0) {
+		int again = batch_retry(so, b);
+		if (again == 1)
+			return 0; /* in flight again: ends later */
+		made = again;
+	}
 	if (made < 0 && rc == 0)
 		rc = made;
 	b->busy = false;
 	so->busy--;
-	m->out_pages += written;
 	if (rc == 0) {
 		pthread_mutex_lock(&h->slock);
 		h->trans = (struct vswap_transition){m->out_pages, now_ms() - m->out_t0_ms};

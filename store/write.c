@@ -658,7 +658,9 @@ static bool in_place_ok(const struct vswap_store *s, uint64_t page)
  * The price: the file may grow by what is written before those commits
  * land.  A run is taken only where the file system has room for it
  * (fresh_run_fits()), and none after a write failed with ENOSPC: a batch
- * that fits in place is not made to fail on a full disk.
+ * that fits in place is not made to fail on a full disk.  (The room may go
+ * between the check and the write: the swap-out then takes the batch's
+ * pages not written again, in place: batch_retry() in handler/swap_out.c.)
  */
 #define FRESH_RUN_PAGES 32u
 
