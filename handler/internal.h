@@ -52,6 +52,7 @@ enum {
 	SWAP_OUT_HOOK_REMOVING = 3,
 	SWAP_OUT_HOOK_PIECE = 4,
 	SWAP_OUT_HOOK_BEGUN = 5,
+	SWAP_OUT_HOOK_COMPARED = 6,
 };
 enum { SWAP_IN_HOOK_READ = 0, SWAP_IN_HOOK_COPIED = 1 };
 
@@ -361,7 +362,9 @@ struct vswap_handler {
 	void *job_hook_ctx;
 	/* Test hook: called by the swap-out on the job thread, without the
 	 * lock, once a batch's slots are reserved and before its writes are
-	 * submitted (SWAP_OUT_HOOK_BEGUN), while they are in flight
+	 * submitted (SWAP_OUT_HOOK_BEGUN), after its pages were compared
+	 * with their stale copies and before they are judged
+	 * (SWAP_OUT_HOOK_COMPARED), while they are in flight
 	 * (SWAP_OUT_HOOK_IN_FLIGHT),
 	 * after each batch's end (SWAP_OUT_HOOK_WRITTEN) and after each commit
 	 * before the removals it allows (SWAP_OUT_HOOK_COMMITTED), so a test

@@ -52,6 +52,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -66,6 +67,12 @@
  * dry 1-6 times, idle under 2 %.  Protect mode writes from guest memory,
  * so a batch in flight costs only its tables (about 70 KiB). */
 #define SWAP_OUT_WRITES 8u
+/* The reads of a batch's stale copies (batch_keep()) in flight at once, and
+ * the pages one read covers at most: after a few re-hibernations a batch's
+ * stale copies are scattered over the file, and read one after another
+ * they ran at a tenth of the disk's rate. */
+#define KEEP_READS 32u
+#define KEEP_READ_PAGES 64u
 /* Runs of pages adjacent in memory one batch gathers at most (iovecs). */
 #define SWAP_OUT_IOVS IOV_MAX
 
@@ -92,6 +99,7 @@ struct out_batch {
 	unsigned nreqs, nsub, pending;
 	int result;
 	bool retried; /* written again after an ENOSPC (once) */
+	bool hashed;  /* b->sums taken before the slots (batch_keep()) */
 };
 
 struct swap_out {
@@ -109,6 +117,17 @@ struct swap_out {
 	bool waiting;
 	uint64_t ticket;
 	int error;
+	/* batch_keep(): one batch's candidates (where each stale copy is, by
+	 * the batch's index), a page-aligned buffer for their stale copies,
+	 * and the pages kept; allocated at the first batch with a stale page
+	 * (without them every page is written). */
+	struct vswap_read *cand;
+	uint32_t *cand_at;
+	uint64_t *kept;
+	uint8_t *cmp;
+	struct vswap_io_req *rreqs;
+	struct vswap_io rio; /* their reads, KEEP_READS in flight */
+	bool rio_up, keep_off;
 };
 
 static int runs_push(struct run **v, size_t *n, size_t *cap, uint64_t first, uint64_t count)
@@ -205,6 +224,14 @@ int swap_out_flush(struct vswap_handler *h)
 }
 
 /* ---- commits ------------------------------------------------------------- */
+
+/* A commit is due: per SWAP_OUT_GROUP_BYTES of pages made present (FULL:
+ * per batch). */
+static bool commit_due(const struct swap_out *so)
+{
+	const struct monitor *m = &so->h->m;
+	return so->full ? m->nunclean > 0 : m->unclean_pages >= so->group_pages;
+}
 
 /* Ask for the commit of every run ended so far (lock not held). */
 static void commit_ask(struct swap_out *so)
@@ -363,14 +390,176 @@ static void batch_go(struct swap_out *so, unsigned bi)
 	if (h->swap_out_hook)
 		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_BEGUN);
 	batch_submit(so, bi);
-	for (uint32_t i = 0; i < b->count; i++)
+	for (uint32_t i = 0; !b->hashed && i < b->count; i++)
 		b->sums[i] =
 		    vswap_store_page_checksum(h->store, b->pages[i], page_src(h, b, b->pages[i]));
 	if (h->swap_out_hook)
 		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_IN_FLIGHT);
 }
 
-/* Gather and submit one batch; 0 when nothing is left to write. */
+/* Still to write, of a batch's page gathered and not written (lock held):
+ * protected and unwritten since (protect mode), or still staged. */
+static bool still_to_write(struct vswap_handler *h, const struct out_batch *b, uint64_t p)
+{
+	return b->alias ? protect_still_clean(h, p) : vswap_store_staged(h->store, p);
+}
+
+/* Whether any page of the list has a stale copy (lock held). */
+static bool any_stale(struct vswap_handler *h, const uint64_t *pages, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		struct vswap_page_info pi;
+		if (vswap_store_page(h->store, pages[i], &pi) == 0 && pi.state == VSWAP_PAGE_STALE)
+			return true;
+	}
+	return false;
+}
+
+static bool keep_buffers(struct swap_out *so)
+{
+	struct vswap_handler *h = so->h;
+	size_t n = h->opts.chunk_pages;
+	if (so->cmp)
+		return true;
+	so->cand = malloc(n * sizeof(*so->cand));
+	so->cand_at = malloc(n * sizeof(*so->cand_at));
+	so->kept = malloc(n * sizeof(*so->kept));
+	so->rreqs = malloc(n * sizeof(*so->rreqs));
+	so->cmp = aligned_alloc(h->page_size, n << h->page_shift);
+	if (so->cand && so->cand_at && so->kept && so->rreqs && so->cmp) {
+		/* Without io_uring the engine reads synchronously. */
+		(void)vswap_io_init(&so->rio, KEEP_READS);
+		so->rio_up = true;
+		return true;
+	}
+	free(so->cand);
+	free(so->cand_at);
+	free(so->kept);
+	free(so->rreqs);
+	free(so->cmp);
+	so->cand = NULL;
+	so->cand_at = NULL;
+	so->kept = NULL;
+	so->rreqs = NULL;
+	so->cmp = NULL;
+	so->keep_off = true; /* written like any page: only slower */
+	return false;
+}
+
+/* Read the candidates' stale copies, a run of adjacent slots per read, many
+ * reads in flight, and note in b->status[i] (1 + the candidate's number)
+ * each page whose bytes equal its copy, every byte; 0 for the others (a
+ * failed read: written).  Candidate k's copy lands at page k of so->cmp. */
+static void keep_compare(struct swap_out *so, struct out_batch *b, uint32_t nc)
+{
+	struct vswap_handler *h = so->h;
+	for (uint32_t i = 0; i < b->count; i++)
+		b->status[i] = 0;
+	for (uint32_t c = 0; c < nc;) {
+		/* The reads of one file (the store has one). */
+		int fd = so->cand[c].fd;
+		unsigned nreq = 0;
+		uint32_t e = c;
+		while (e < nc && so->cand[e].fd == fd) {
+			uint32_t k = e + 1;
+			while (k < nc && k - e < KEEP_READ_PAGES && so->cand[k].fd == fd &&
+			       so->cand[k].offset == so->cand[k - 1].offset + h->page_size)
+				k++;
+			so->rreqs[nreq++] = (struct vswap_io_req){
+			    .buf = so->cmp + ((size_t)e << h->page_shift),
+			    .off = so->cand[e].offset,
+			    .len = (k - e) << h->page_shift,
+			    .tag = e,
+			};
+			e = k;
+		}
+		if (vswap_io_run(&so->rio, fd, false, so->rreqs, nreq) == 0)
+			for (unsigned r = 0; r < nreq; r++) {
+				const struct vswap_io_req *q = &so->rreqs[r];
+				uint32_t k0 = (uint32_t)q->tag, got = q->done;
+				for (uint32_t j = 0; (uint64_t)(j + 1) << h->page_shift <= got;
+				     j++) {
+					uint32_t k = k0 + j, i = so->cand_at[k];
+					if (!memcmp(so->cmp + ((size_t)k << h->page_shift),
+						    page_src(h, b, b->pages[i]), h->page_size))
+						b->status[i] = (int)k + 1;
+				}
+			}
+		c = e;
+	}
+}
+
+/*
+ * A batch with a stale page: its pages equal to their stale copy (a resume
+ * brought them in and the guest only read them) become present in that
+ * slot without a write, as trim in place decides it
+ * (vswap_store_stale_match(), then every byte compared), and only the rest
+ * is written.  The pages are hashed first, without the lock (their sums
+ * serve the write too), the copies read and compared without it, and the
+ * pages judged and the rest's slots reserved in one hold: a page changed
+ * meanwhile has lost its bit (or left staging) by then, under this lock,
+ * and is neither kept nor written (it stays as the change left it), so a
+ * page kept or written has the bytes that were hashed and compared.  The
+ * kept pages are committed and cleaned with the written ones (their
+ * staging copy goes, or they leave guest memory, only after the commit
+ * that records them present).  1: the rest's slots reserved; 0: none left
+ * to write; or the reservation's error.
+ */
+static int batch_keep(struct swap_out *so, struct out_batch *b)
+{
+	struct vswap_handler *h = so->h;
+	struct monitor *m = &h->m;
+	uint32_t n = b->count, nc = 0, k = 0, nk = 0;
+	for (uint32_t i = 0; i < n; i++)
+		b->sums[i] =
+		    vswap_store_page_checksum(h->store, b->pages[i], page_src(h, b, b->pages[i]));
+	b->hashed = true;
+	bool bufs = keep_buffers(so);
+	pthread_mutex_lock(&h->lock);
+	for (uint32_t i = 0; bufs && i < n; i++)
+		if (still_to_write(h, b, b->pages[i]) &&
+		    vswap_store_stale_match(h->store, b->pages[i], b->sums[i], &so->cand[nc]) == 1)
+			so->cand_at[nc++] = i;
+	if (nc) {
+		pthread_mutex_unlock(&h->lock);
+		keep_compare(so, b, nc);
+		if (h->swap_out_hook)
+			h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_COMPARED);
+		pthread_mutex_lock(&h->lock);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t p = b->pages[i];
+		if (!still_to_write(h, b, p))
+			continue;
+		if (nc && b->status[i] &&
+		    vswap_store_stale_keep(h->store, &so->cand[b->status[i] - 1]) == 0) {
+			so->kept[nk++] = p;
+			continue;
+		}
+		b->pages[k] = p;
+		b->sums[k++] = b->sums[i];
+	}
+	int rc = k ? vswap_store_write_begin(h->store, b->pages, k, b->slots, &b->fd) : 0;
+	pthread_mutex_unlock(&h->lock);
+	b->count = k;
+	/* m->unclean is the job's while it runs. */
+	for (uint32_t i = 0; i < nk; i++)
+		if (runs_push(&m->unclean, &m->nunclean, &m->cap_unclean, so->kept[i], 1) < 0) {
+			/* Present, its copy kept until the next swap-out's
+			 * commit cleans it, or a fault makes it stale. */
+			so->error = so->error ? so->error : -ENOMEM;
+			break;
+		}
+	m->unclean_pages += nk;
+	if (b->alias && nk)
+		protect_alias_drop(h, so->kept, nk);
+	if (rc < 0)
+		return rc;
+	return k ? 1 : 0;
+}
+
+/* Gather and submit one batch: 1, or 2 when none of its pages needed a
+ * write (batch_keep()); 0 when nothing is left to write. */
 static int batch_start(struct swap_out *so, unsigned bi)
 {
 	struct vswap_handler *h = so->h;
@@ -388,23 +577,22 @@ static int batch_start(struct swap_out *so, unsigned bi)
 	b->alias = n > 0;
 	if (n == 0)
 		n = gather_staged(h, b->pages, max, SWAP_OUT_IOVS);
-	int rc = n ? vswap_store_write_begin(h->store, b->pages, n, b->slots, &b->fd) : 0;
+	/* A batch with a stale page may hold pages that a resume brought in
+	 * and the guest only read: compared first, written only if changed. */
+	bool stale = n && !so->keep_off && any_stale(h, b->pages, n);
+	int rc = n && !stale ? vswap_store_write_begin(h->store, b->pages, n, b->slots, &b->fd) : 0;
 	pthread_mutex_unlock(&h->lock);
 	if (n == 0 || rc < 0)
 		return rc;
 	b->count = n;
+	b->hashed = false;
+	if (stale && (rc = batch_keep(so, b)) <= 0)
+		return rc < 0 ? rc : 2; /* none left to write: the next batch */
 	b->busy = true;
 	b->retried = false;
 	so->busy++;
 	batch_go(so, bi);
 	return 1;
-}
-
-/* Still to write, of a batch's page not written (lock held): protected and
- * unwritten since (protect mode), or still staged. */
-static bool still_to_write(struct vswap_handler *h, const struct out_batch *b, uint64_t p)
-{
-	return b->alias ? protect_still_clean(h, p) : vswap_store_staged(h->store, p);
 }
 
 /*
@@ -443,6 +631,7 @@ static int batch_retry(struct swap_out *so, struct out_batch *b)
 	     "swap-out: no room for a fresh run; %u pages written again in place", n);
 	b->count = n;
 	b->retried = true;
+	b->hashed = false;
 	batch_go(so, (unsigned)(b - so->b));
 	return 1;
 }
@@ -541,6 +730,13 @@ static void so_free(struct swap_out *so)
 		free(so->b[i].ios);
 	}
 	free(so->committing);
+	free(so->cand);
+	free(so->cand_at);
+	free(so->kept);
+	free(so->cmp);
+	free(so->rreqs);
+	if (so->rio_up)
+		vswap_io_fini(&so->rio);
 	if (so->io_up)
 		vswap_io_fini(&so->io);
 }
@@ -594,6 +790,12 @@ int swap_out_job(struct job *j, void *arg)
 			if (s < 0)
 				so.error = s;
 			more = s > 0;
+			/* A batch kept whole, without a write, may make a
+			 * commit due: asked below before the next batch, so
+			 * that its pages leave memory while the swap-out goes
+			 * on, not all at the end. */
+			if (s == 2 && commit_due(&so))
+				break;
 		}
 		if (job_aborted(j) || so.error)
 			more = false;
@@ -613,8 +815,7 @@ int swap_out_job(struct job *j, void *arg)
 		int c = commit_reap(&so, false);
 		if (c < 0 && !so.error)
 			so.error = c;
-		bool due = so.full ? m->nunclean > 0 : m->unclean_pages >= so.group_pages;
-		if (due && !so.error && (so.full || !so.waiting)) {
+		if (commit_due(&so) && !so.error && (so.full || !so.waiting)) {
 			if (so.waiting && (c = commit_reap(&so, true)) < 0)
 				so.error = c;
 			else

@@ -710,6 +710,122 @@ static void zero_pages_and_rewrites_keep_the_file_bounded(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* ---- pages equal to their stale copy --------------------------------------- */
+
+static uint8_t changed_byte(uint64_t p)
+{
+	return (uint8_t)(0x90 + p);
+}
+
+/* Every page back in, as after a resume; every fourth one changed; the
+ * stale marks committed, as a guest's faults leave them. */
+static void read_all_change_some(struct hfx *f, uint64_t slots[N])
+{
+	uint8_t *buf = malloc(f->page_size);
+	assert_non_null(buf);
+	for (uint64_t p = 0; p < N; p++) {
+		struct vswap_page_info pi;
+		assert_int_equal(vswap_handler_page_info(f->h, p, &pi), 0);
+		assert_int_equal(pi.state, VSWAP_PAGE_PRESENT);
+		slots[p] = pi.slot;
+		assert_int_equal(hfx_read(buf, hfx_addr(f, 0, p), f->page_size, 0, NULL), 0);
+		if (p % 4 == 1)
+			assert_int_equal(hfx_fill(f, 0, p, changed_byte(p)), 0);
+	}
+	free(buf);
+	pthread_mutex_lock(&f->h->lock);
+	assert_int_equal(vswap_store_commit(f->h->store), 0);
+	pthread_mutex_unlock(&f->h->lock);
+}
+
+/*
+ * A swap-out after a resume: the pages the guest only read equal their stale
+ * copy, and become present in that slot without a write (a re-hibernation
+ * used to write every page it had read).  Only the changed pages are
+ * written; every page leaves guest memory (protect mode) or staging (copy
+ * mode) and reads back right.
+ */
+static void pages_only_read_are_not_written(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {N};
+	assert_int_equal(hfx_setup(&f, pages, 1, &small), 0);
+	fill_all(&f);
+	swap_out_all(&f);
+	uint64_t slots[N];
+	read_all_change_some(&f, slots);
+	uint64_t written = store_stats(&f).bytes_written;
+	swap_out_all(&f);
+	assert_int_equal(store_stats(&f).bytes_written - written, (uint64_t)(N / 4) * f.page_size);
+	for (uint64_t p = 0; p < N; p++) {
+		struct vswap_page_info pi;
+		assert_int_equal(vswap_handler_page_info(f.h, p, &pi), 0);
+		assert_int_equal(pi.state, VSWAP_PAGE_PRESENT);
+		assert_false(pi.staged);
+		if (p % 4 != 1 && pi.slot != slots[p])
+			fail_msg("page %llu unchanged, rewritten from slot %llu to %llu",
+				 (unsigned long long)p, (unsigned long long)slots[p],
+				 (unsigned long long)pi.slot);
+	}
+	no_slot_leaked(&f);
+	assert_int_equal(status_of(&f).metrics.swap_pages, N);
+	if (status_of(&f).enable_mode == VSWAP_ENABLE_PROTECT)
+		assert_true(lseek(f.memfd, 0, SEEK_DATA) < 0); /* all out of memory */
+	for (uint64_t p = 0; p < N; p++) {
+		uint8_t v = p % 4 == 1 ? changed_byte(p) : byte_of(p);
+		expect_bytes(&f, p, v, v);
+	}
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* Page 2 (unchanged) written by the guest after its copy was compared and
+ * before it was judged: its write is let through (protect mode: a
+ * write-protect fault; copy mode: a fault that takes it out of staging), so
+ * it must be neither kept nor written. */
+static void write_after_compare(void *ctx, int where)
+{
+	struct at_flight *a = ctx;
+	if (where != SWAP_OUT_HOOK_COMPARED || a->seen++)
+		return;
+	uint8_t v = 0xee;
+	a->rc = hfx_write(hfx_addr(a->f, 0, a->page), &v, 1, HFX_DEADLINE_MS);
+	atomic_store(&a->done, true);
+}
+
+static void page_written_after_its_compare_is_not_kept(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {N};
+	assert_int_equal(hfx_setup(&f, pages, 1, &small), 0);
+	fill_all(&f);
+	swap_out_all(&f);
+	uint64_t slots[N];
+	read_all_change_some(&f, slots);
+	struct at_flight a = {.f = &f, .page = 2};
+	atomic_init(&a.done, false);
+	f.h->swap_out_hook_ctx = &a;
+	f.h->swap_out_hook = write_after_compare;
+	swap_out_all(&f);
+	f.h->swap_out_hook = NULL;
+	assert_true(atomic_load(&a.done));
+	assert_int_equal(a.rc, 0);
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_handler_page_info(f.h, 2, &pi), 0);
+	assert_int_not_equal(pi.state, VSWAP_PAGE_PRESENT);
+	assert_false(pi.staged);
+	assert_int_equal(status_of(&f).metrics.swap_pages, N - 1);
+	no_slot_leaked(&f);
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	for (uint64_t p = 0; p < N; p++) {
+		uint8_t v = p % 4 == 1 ? changed_byte(p) : byte_of(p);
+		expect_bytes(&f, p, p == 2 ? 0xee : v, v);
+	}
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_swapout");
@@ -723,6 +839,8 @@ int main(void)
 	    cmocka_unit_test(writes_go_on_while_a_commit_runs),
 	    cmocka_unit_test(zero_pages_not_written),
 	    cmocka_unit_test(zero_pages_and_rewrites_keep_the_file_bounded),
+	    cmocka_unit_test(pages_only_read_are_not_written),
+	    cmocka_unit_test(page_written_after_its_compare_is_not_kept),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

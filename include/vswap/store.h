@@ -469,6 +469,20 @@ int64_t vswap_store_free(struct vswap_store *s, uint64_t first, uint64_t count);
  * the slot only when they match, then compares every byte.
  */
 int vswap_store_stale_equals(struct vswap_store *s, uint64_t page, const void *buf);
+/*
+ * The same test in two steps, for a caller that reads the slot outside its
+ * lock (the swap-out).  vswap_store_stale_match(): 1 and *r (where the
+ * stale copy is, as vswap_store_read_begin()) if @page is stale and @sum,
+ * vswap_store_page_checksum() of the bytes it has now, is its stale copy's
+ * checksum; 0 if not.  The caller reads r->len bytes at r->offset of r->fd
+ * into a page-aligned buffer and compares every byte with its own; equal,
+ * vswap_store_stale_keep() makes the page present again in that slot,
+ * without a write (as vswap_store_mark_present()), or returns -ESTALE if
+ * the page no longer holds that copy (freed, written, lost meanwhile).
+ */
+int vswap_store_stale_match(struct vswap_store *s, uint64_t page, uint64_t sum,
+			    struct vswap_read *r);
+int vswap_store_stale_keep(struct vswap_store *s, const struct vswap_read *r);
 
 /*
  * Find the first run of present pages at or after @from and before @limit
