@@ -242,6 +242,9 @@ struct monitor {
 	enum job_kind job_kind;
 	/* slow file cleanup after a disable: free slots a step per tick */
 	bool slow_cleanup, cleanup_active;
+	/* Ready after a disable: freed slots' blocks to give back
+	 * (cleanup.c: cleanup_punch()), a piece per idle turn. */
+	bool punch_due;
 	uint64_t cleanup_cursor, cleanup_next_ms;
 	/* swap-out progress */
 	uint64_t out_cursor, out_pages, out_t0_ms;
@@ -573,6 +576,8 @@ int trim_job(struct job *j, void *arg);
 
 /* cleanup.c: give the swap file's space back after a disable */
 int cleanup_step(struct vswap_handler *h, uint64_t max_pages);
+/* One piece of giving the freed slots' blocks back (monitor, Ready). */
+void cleanup_punch(struct vswap_handler *h);
 
 /* verify.c: the staged copies a previous handler left, checked ahead of
  * their use with h->lock held only to find and to judge them */

@@ -826,6 +826,58 @@ static void page_written_after_its_compare_is_not_kept(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* ---- the disk back after a disable ------------------------------------------ */
+
+struct blocks_at_most {
+	int fd;
+	blkcnt_t max;
+};
+
+static bool swap_blocks_at_most(void *arg)
+{
+	struct blocks_at_most *b = arg;
+	struct stat st;
+	return fstat(b->fd, &st) == 0 && st.st_blocks <= b->max;
+}
+
+/*
+ * After a disable every page is resident, the slots are freed, and their
+ * blocks are given back while the handler is Ready (the monitor punches
+ * them in pieces when idle): before, the swap file kept every block it had
+ * until the store closed.
+ */
+static void disable_gives_the_disk_back(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {N};
+	assert_int_equal(hfx_setup(&f, pages, 1, &small), 0);
+	fill_all(&f);
+	swap_out_all(&f);
+	int fd = vswap_store_swap_fd(f.store);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_true(st.st_blocks >= (blkcnt_t)(N * f.page_size / 512));
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	/* The superblock's page stays (and at most a page of the file
+	 * system's own). */
+	struct blocks_at_most b = {fd, (blkcnt_t)(2 * f.page_size / 512)};
+	if (!hfx_wait_for(swap_blocks_at_most, &b)) {
+		assert_int_equal(fstat(fd, &st), 0);
+		fail_msg("the swap file still holds %lld blocks of 512 bytes after the disable",
+			 (long long)st.st_blocks);
+	}
+	for (uint64_t p = 0; p < N; p++)
+		expect_bytes(&f, p, byte_of(p), byte_of(p));
+	/* And the next cycle writes into the file again. */
+	swap_out_all(&f);
+	no_slot_leaked(&f);
+	for (uint64_t p = 0; p < N; p++)
+		expect_bytes(&f, p, byte_of(p), byte_of(p));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_swapout");
@@ -841,6 +893,7 @@ int main(void)
 	    cmocka_unit_test(zero_pages_and_rewrites_keep_the_file_bounded),
 	    cmocka_unit_test(pages_only_read_are_not_written),
 	    cmocka_unit_test(page_written_after_its_compare_is_not_kept),
+	    cmocka_unit_test(disable_gives_the_disk_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -696,6 +696,19 @@ const char *vswap_store_index_path(const struct vswap_store *s);
  * the slot is free. */
 int vswap_store_slot_owner(const struct vswap_store *s, uint64_t slot, uint64_t *page);
 
+/*
+ * Give the disk back while the store is open: punch the free slots that may
+ * still hold bytes (a freed slot is reused as it is, and otherwise punched
+ * only at a clean close: docs/FORMAT.md, Slots), lowest first, one call per
+ * run, about @max_slots slots' worth per call; once none is left below the
+ * highest slot in use, the free tail is cut off.  Returns how many free
+ * slots may still hold bytes (0: all given back), or a negative errno (a
+ * failed punch is logged; what it left is punched at the clean close).
+ * -EINVAL in a tolerant (repair) open.  The handler calls it after a disable
+ * (vswap_handler_opts.keep_freed_blocks).
+ */
+int64_t vswap_store_punch_free(struct vswap_store *s, uint64_t max_slots);
+
 /* Punch slots that no loaded record references (a leak found by recovery).
  * -EBUSY if a slot in the range is in use (nothing punched).  In a tolerant
  * open, records left out of the tables do not count: recovery decides. */
