@@ -67,11 +67,9 @@
  * dry 1-6 times, idle under 2 %.  Protect mode writes from guest memory,
  * so a batch in flight costs only its tables (about 70 KiB). */
 #define SWAP_OUT_WRITES 8u
-/* The reads of a batch's stale copies (batch_keep()) in flight at once, and
- * the pages one read covers at most: after a few re-hibernations a batch's
- * stale copies are scattered over the file, and read one after another
- * they ran at a tenth of the disk's rate. */
-#define KEEP_READS 32u
+/* The pages one read of a batch's stale copies covers at most (keep_begin():
+ * a run of adjacent slots per read, the reads of every batch comparing in
+ * flight together on the writes' ring). */
 #define KEEP_READ_PAGES 64u
 /* Runs of pages adjacent in memory one batch gathers at most (iovecs). */
 #define SWAP_OUT_IOVS IOV_MAX
@@ -99,7 +97,16 @@ struct out_batch {
 	unsigned nreqs, nsub, pending;
 	int result;
 	bool retried; /* written again after an ENOSPC (once) */
-	bool hashed;  /* b->sums taken before the slots (batch_keep()) */
+	bool hashed;  /* b->sums taken before the slots (keep_begin()) */
+	/* keep_begin(): its pages' stale copies are being read (b->reqs and
+	 * b->ios are those reads then); where each candidate's copy is, by
+	 * the batch's index; a page-aligned buffer for the copies.  Allocated
+	 * at the batch's first stale page. */
+	bool comparing;
+	uint32_t ncand;
+	struct vswap_read *cand;
+	uint32_t *cand_at;
+	uint8_t *cmp;
 };
 
 struct swap_out {
@@ -117,17 +124,8 @@ struct swap_out {
 	bool waiting;
 	uint64_t ticket;
 	int error;
-	/* batch_keep(): one batch's candidates (where each stale copy is, by
-	 * the batch's index), a page-aligned buffer for their stale copies,
-	 * and the pages kept; allocated at the first batch with a stale page
-	 * (without them every page is written). */
-	struct vswap_read *cand;
-	uint32_t *cand_at;
-	uint64_t *kept;
-	uint8_t *cmp;
-	struct vswap_io_req *rreqs;
-	struct vswap_io rio; /* their reads, KEEP_READS in flight */
-	bool rio_up, keep_off;
+	struct job *j;
+	uint64_t *kept; /* keep_end(): one batch's pages kept */
 };
 
 static int runs_push(struct run **v, size_t *n, size_t *cap, uint64_t first, uint64_t count)
@@ -415,134 +413,68 @@ static bool any_stale(struct vswap_handler *h, const uint64_t *pages, uint32_t n
 	return false;
 }
 
-static bool keep_buffers(struct swap_out *so)
+static bool keep_buffers(struct swap_out *so, struct out_batch *b)
 {
 	struct vswap_handler *h = so->h;
 	size_t n = h->opts.chunk_pages;
-	if (so->cmp)
+	if (b->cmp)
 		return true;
-	so->cand = malloc(n * sizeof(*so->cand));
-	so->cand_at = malloc(n * sizeof(*so->cand_at));
-	so->kept = malloc(n * sizeof(*so->kept));
-	so->rreqs = malloc(n * sizeof(*so->rreqs));
-	so->cmp = aligned_alloc(h->page_size, n << h->page_shift);
-	if (so->cand && so->cand_at && so->kept && so->rreqs && so->cmp) {
-		/* Without io_uring the engine reads synchronously. */
-		(void)vswap_io_init(&so->rio, KEEP_READS);
-		so->rio_up = true;
+	if (!so->kept && !(so->kept = malloc(n * sizeof(*so->kept))))
+		return false;
+	b->cand = malloc(n * sizeof(*b->cand));
+	b->cand_at = malloc(n * sizeof(*b->cand_at));
+	b->cmp = aligned_alloc(h->page_size, n << h->page_shift);
+	if (b->cand && b->cand_at && b->cmp)
 		return true;
-	}
-	free(so->cand);
-	free(so->cand_at);
-	free(so->kept);
-	free(so->rreqs);
-	free(so->cmp);
-	so->cand = NULL;
-	so->cand_at = NULL;
-	so->kept = NULL;
-	so->rreqs = NULL;
-	so->cmp = NULL;
-	so->keep_off = true; /* written like any page: only slower */
-	return false;
-}
-
-/* Read the candidates' stale copies, a run of adjacent slots per read, many
- * reads in flight, and note in b->status[i] (1 + the candidate's number)
- * each page whose bytes equal its copy, every byte; 0 for the others (a
- * failed read: written).  Candidate k's copy lands at page k of so->cmp. */
-static void keep_compare(struct swap_out *so, struct out_batch *b, uint32_t nc)
-{
-	struct vswap_handler *h = so->h;
-	for (uint32_t i = 0; i < b->count; i++)
-		b->status[i] = 0;
-	for (uint32_t c = 0; c < nc;) {
-		/* The reads of one file (the store has one). */
-		int fd = so->cand[c].fd;
-		unsigned nreq = 0;
-		uint32_t e = c;
-		while (e < nc && so->cand[e].fd == fd) {
-			uint32_t k = e + 1;
-			while (k < nc && k - e < KEEP_READ_PAGES && so->cand[k].fd == fd &&
-			       so->cand[k].offset == so->cand[k - 1].offset + h->page_size)
-				k++;
-			so->rreqs[nreq++] = (struct vswap_io_req){
-			    .buf = so->cmp + ((size_t)e << h->page_shift),
-			    .off = so->cand[e].offset,
-			    .len = (k - e) << h->page_shift,
-			    .tag = e,
-			};
-			e = k;
-		}
-		if (vswap_io_run(&so->rio, fd, false, so->rreqs, nreq) == 0)
-			for (unsigned r = 0; r < nreq; r++) {
-				const struct vswap_io_req *q = &so->rreqs[r];
-				uint32_t k0 = (uint32_t)q->tag, got = q->done;
-				for (uint32_t j = 0; (uint64_t)(j + 1) << h->page_shift <= got;
-				     j++) {
-					uint32_t k = k0 + j, i = so->cand_at[k];
-					if (!memcmp(so->cmp + ((size_t)k << h->page_shift),
-						    page_src(h, b, b->pages[i]), h->page_size))
-						b->status[i] = (int)k + 1;
-				}
-			}
-		c = e;
-	}
+	free(b->cand);
+	free(b->cand_at);
+	free(b->cmp);
+	b->cand = NULL;
+	b->cand_at = NULL;
+	b->cmp = NULL;
+	return false; /* written like any page: only slower */
 }
 
 /*
- * A batch with a stale page: its pages equal to their stale copy (a resume
- * brought them in and the guest only read them) become present in that
- * slot without a write, as trim in place decides it
- * (vswap_store_stale_match(), then every byte compared), and only the rest
- * is written.  The pages are hashed first, without the lock (their sums
- * serve the write too), the copies read and compared without it, and the
- * pages judged and the rest's slots reserved in one hold: a page changed
- * meanwhile has lost its bit (or left staging) by then, under this lock,
- * and is neither kept nor written (it stays as the change left it), so a
- * page kept or written has the bytes that were hashed and compared.  The
- * kept pages are committed and cleaned with the written ones (their
- * staging copy goes, or they leave guest memory, only after the commit
- * that records them present).  1: the rest's slots reserved; 0: none left
- * to write; or the reservation's error.
+ * Judge a batch whose stale copies were compared (b->status[i]: 1 + the
+ * candidate whose copy page i's bytes equal, else 0), lock held: a page
+ * that still has its bit (or is still staged) and whose bytes matched
+ * becomes present in that slot, the rest of those still to write get slots
+ * (the batch compacted to them).  A page changed since it was hashed lost
+ * its bit (left staging) under this lock before its writer went on, so it
+ * is neither kept nor written.  The kept pages into so->kept; returns how
+ * many pages are left to write, or the reservation's error.
  */
-static int batch_keep(struct swap_out *so, struct out_batch *b)
+static int keep_judge(struct swap_out *so, struct out_batch *b, uint32_t *nkept)
 {
 	struct vswap_handler *h = so->h;
-	struct monitor *m = &h->m;
-	uint32_t n = b->count, nc = 0, k = 0, nk = 0;
-	for (uint32_t i = 0; i < n; i++)
-		b->sums[i] =
-		    vswap_store_page_checksum(h->store, b->pages[i], page_src(h, b, b->pages[i]));
-	b->hashed = true;
-	bool bufs = keep_buffers(so);
-	pthread_mutex_lock(&h->lock);
-	for (uint32_t i = 0; bufs && i < n; i++)
-		if (still_to_write(h, b, b->pages[i]) &&
-		    vswap_store_stale_match(h->store, b->pages[i], b->sums[i], &so->cand[nc]) == 1)
-			so->cand_at[nc++] = i;
-	if (nc) {
-		pthread_mutex_unlock(&h->lock);
-		keep_compare(so, b, nc);
-		if (h->swap_out_hook)
-			h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_COMPARED);
-		pthread_mutex_lock(&h->lock);
-	}
-	for (uint32_t i = 0; i < n; i++) {
+	uint32_t k = 0, nk = 0;
+	for (uint32_t i = 0; i < b->count; i++) {
 		uint64_t p = b->pages[i];
 		if (!still_to_write(h, b, p))
 			continue;
-		if (nc && b->status[i] &&
-		    vswap_store_stale_keep(h->store, &so->cand[b->status[i] - 1]) == 0) {
+		if (b->ncand && b->status[i] &&
+		    vswap_store_stale_keep(h->store, &b->cand[b->status[i] - 1]) == 0) {
 			so->kept[nk++] = p;
 			continue;
 		}
 		b->pages[k] = p;
 		b->sums[k++] = b->sums[i];
 	}
-	int rc = k ? vswap_store_write_begin(h->store, b->pages, k, b->slots, &b->fd) : 0;
-	pthread_mutex_unlock(&h->lock);
+	*nkept = nk;
 	b->count = k;
-	/* m->unclean is the job's while it runs. */
+	int rc = k ? vswap_store_write_begin(h->store, b->pages, k, b->slots, &b->fd) : 0;
+	return rc < 0 ? rc : (int)k;
+}
+
+/* The pages keep_judge() kept are committed and cleaned with the written
+ * ones (their staging copy goes, or they leave guest memory, only after the
+ * commit that records them present).  Lock not held: m->unclean is the
+ * job's while it runs. */
+static void keep_note(struct swap_out *so, const struct out_batch *b, uint32_t nk)
+{
+	struct vswap_handler *h = so->h;
+	struct monitor *m = &h->m;
 	for (uint32_t i = 0; i < nk; i++)
 		if (runs_push(&m->unclean, &m->nunclean, &m->cap_unclean, so->kept[i], 1) < 0) {
 			/* Present, its copy kept until the next swap-out's
@@ -553,13 +485,124 @@ static int batch_keep(struct swap_out *so, struct out_batch *b)
 	m->unclean_pages += nk;
 	if (b->alias && nk)
 		protect_alias_drop(h, so->kept, nk);
+}
+
+/*
+ * A batch with a stale page (after a resume, a page the guest only read is
+ * byte for byte its stale slot): its pages are hashed first, without the
+ * lock (the sums serve its write too); those whose sum is their stale
+ * slot's (vswap_store_stale_match()) are candidates, and their copies are
+ * read, a run of adjacent slots per read, on the writes' ring: the batch is
+ * in flight, comparing, while the job gathers the next ones, and
+ * keep_end() compares every byte once the reads are in (trim's test,
+ * vswap_store_stale_equals(), taken apart so that no read runs under the
+ * lock).  With no candidate the batch is judged at once.  1: in flight
+ * (reading or writing); 2: no page left to write; or an error.
+ */
+static int keep_begin(struct swap_out *so, unsigned bi)
+{
+	struct vswap_handler *h = so->h;
+	struct out_batch *b = &so->b[bi];
+	for (uint32_t i = 0; i < b->count; i++)
+		b->sums[i] =
+		    vswap_store_page_checksum(h->store, b->pages[i], page_src(h, b, b->pages[i]));
+	b->hashed = true;
+	bool bufs = keep_buffers(so, b);
+	uint32_t nc = 0, nk = 0;
+	pthread_mutex_lock(&h->lock);
+	for (uint32_t i = 0; bufs && i < b->count; i++)
+		if (still_to_write(h, b, b->pages[i]) &&
+		    vswap_store_stale_match(h->store, b->pages[i], b->sums[i], &b->cand[nc]) == 1)
+			b->cand_at[nc++] = i;
+	b->ncand = nc;
+	int rc = 0;
+	if (!nc)
+		rc = keep_judge(so, b, &nk);
+	pthread_mutex_unlock(&h->lock);
 	if (rc < 0)
 		return rc;
-	return k ? 1 : 0;
+	b->busy = true;
+	so->busy++;
+	if (!nc) {
+		if (rc == 0) {
+			b->busy = false;
+			so->busy--;
+			return 2;
+		}
+		batch_go(so, bi);
+		return 1;
+	}
+	/* The reads, as the batch's requests: b->reqs[r].p0 is the first
+	 * candidate of read r, whose copy lands at page p0 of b->cmp. */
+	b->nreqs = 0;
+	for (uint32_t c = 0; c < nc;) {
+		uint32_t e = c + 1;
+		while (e < nc && e - c < KEEP_READ_PAGES && b->cand[e].fd == b->cand[c].fd &&
+		       b->cand[e].offset == b->cand[e - 1].offset + h->page_size)
+			e++;
+		unsigned r = b->nreqs++;
+		b->reqs[r] = (struct out_req){
+		    .p0 = c, .n = e - c, .off = b->cand[c].offset, .len = (e - c) << h->page_shift};
+		b->ios[r] = (struct vswap_io_req){.buf = b->cmp + ((size_t)c << h->page_shift),
+						  .len = b->reqs[r].len,
+						  .off = b->cand[c].offset,
+						  .fd = b->cand[c].fd,
+						  .tag = (uint64_t)bi << 32 | r};
+		c = e;
+	}
+	b->comparing = true;
+	b->pending = b->nreqs;
+	b->nsub = 0;
+	b->result = 0;
+	batch_push(so, b);
+	return 1;
+}
+
+/* A comparing batch whose reads are all in: every byte of each candidate
+ * compared with its copy (a failed or short read: written), the batch
+ * judged, and its pages left to write submitted.  An aborted or failed
+ * swap-out judges nothing: the pages stay as they are, unwritten.  0, or
+ * the error that ends the batch. */
+static int keep_end(struct swap_out *so, unsigned bi)
+{
+	struct vswap_handler *h = so->h;
+	struct out_batch *b = &so->b[bi];
+	b->comparing = false;
+	if (job_aborted(so->j) || so->error) {
+		b->busy = false;
+		so->busy--;
+		return 0;
+	}
+	for (uint32_t i = 0; i < b->count; i++)
+		b->status[i] = 0;
+	for (unsigned r = 0; r < b->nreqs; r++) {
+		const struct out_req *q = &b->reqs[r];
+		for (uint32_t j = 0; j < q->n && (uint64_t)(j + 1) << h->page_shift <= q->done;
+		     j++) {
+			uint32_t k = q->p0 + j, i = b->cand_at[k];
+			if (!memcmp(b->cmp + ((size_t)k << h->page_shift),
+				    page_src(h, b, b->pages[i]), h->page_size))
+				b->status[i] = (int)k + 1;
+		}
+	}
+	if (h->swap_out_hook)
+		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_COMPARED);
+	uint32_t nk = 0;
+	pthread_mutex_lock(&h->lock);
+	int rc = keep_judge(so, b, &nk);
+	pthread_mutex_unlock(&h->lock);
+	keep_note(so, b, nk);
+	if (rc <= 0) {
+		b->busy = false;
+		so->busy--;
+		return rc;
+	}
+	batch_go(so, bi);
+	return 0;
 }
 
 /* Gather and submit one batch: 1, or 2 when none of its pages needed a
- * write (batch_keep()); 0 when nothing is left to write. */
+ * write (keep_begin()); 0 when nothing is left to write. */
 static int batch_start(struct swap_out *so, unsigned bi)
 {
 	struct vswap_handler *h = so->h;
@@ -579,17 +622,17 @@ static int batch_start(struct swap_out *so, unsigned bi)
 		n = gather_staged(h, b->pages, max, SWAP_OUT_IOVS);
 	/* A batch with a stale page may hold pages that a resume brought in
 	 * and the guest only read: compared first, written only if changed. */
-	bool stale = n && !so->keep_off && any_stale(h, b->pages, n);
+	bool stale = n && any_stale(h, b->pages, n);
 	int rc = n && !stale ? vswap_store_write_begin(h->store, b->pages, n, b->slots, &b->fd) : 0;
 	pthread_mutex_unlock(&h->lock);
 	if (n == 0 || rc < 0)
 		return rc;
 	b->count = n;
 	b->hashed = false;
-	if (stale && (rc = batch_keep(so, b)) <= 0)
-		return rc < 0 ? rc : 2; /* none left to write: the next batch */
-	b->busy = true;
 	b->retried = false;
+	if (stale)
+		return keep_begin(so, bi);
+	b->busy = true;
 	so->busy++;
 	batch_go(so, bi);
 	return 1;
@@ -710,7 +753,7 @@ static int reap(struct swap_out *so)
 		if (b->busy)
 			batch_push(so, b);
 		if (b->busy && b->pending == 0) {
-			int e = batch_end(so, b);
+			int e = b->comparing ? keep_end(so, i) : batch_end(so, b);
 			if (e < 0 && !rc)
 				rc = e;
 		}
@@ -728,15 +771,12 @@ static void so_free(struct swap_out *so)
 		free(so->b[i].iov);
 		free(so->b[i].reqs);
 		free(so->b[i].ios);
+		free(so->b[i].cand);
+		free(so->b[i].cand_at);
+		free(so->b[i].cmp);
 	}
 	free(so->committing);
-	free(so->cand);
-	free(so->cand_at);
 	free(so->kept);
-	free(so->cmp);
-	free(so->rreqs);
-	if (so->rio_up)
-		vswap_io_fini(&so->rio);
 	if (so->io_up)
 		vswap_io_fini(&so->io);
 }
@@ -778,6 +818,7 @@ int swap_out_job(struct job *j, void *arg)
 	struct monitor *m = &h->m;
 	struct swap_out so;
 	int rc = so_init(&so, h);
+	so.j = j;
 	if (rc == 0 && h->opts.skip_zero_pages) /* no record, not written (trim.c) */
 		rc = swap_out_zero_pass(h, j);
 	bool more = rc == 0;
@@ -843,7 +884,10 @@ int swap_out_job(struct job *j, void *arg)
 		vswap_io_fini(&so.io);
 		so.io_up = false;
 		for (unsigned i = 0; i < SWAP_OUT_WRITES; i++)
-			if (so.b[i].busy) {
+			if (so.b[i].busy && so.b[i].comparing) {
+				so.b[i].busy = false; /* nothing changed yet */
+				so.busy--;
+			} else if (so.b[i].busy) {
 				for (unsigned r = 0; r < so.b[i].nreqs; r++) {
 					so.b[i].reqs[r].done = 0;
 					so.b[i].reqs[r].err = -EIO;
