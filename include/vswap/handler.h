@@ -181,7 +181,7 @@ struct vswap_handler_opts {
 	/* After a disable (Ready: every page resident, no region registered)
 	 * the slots the cleanup frees still hold their blocks.  0 (the
 	 * default): the monitor gives them back while it is idle, punching
-	 * them in runs of at most 32 MiB per turn and cutting the file's free
+	 * them in runs of at most 8 MiB per turn and cutting the file's free
 	 * tail (vswap_store_punch_free()), until none is left or the next
 	 * enable (whose swap-out then reuses what is left), as crosvm's
 	 * vmm-swap truncates its file.  Nonzero: they stay allocated until a
