@@ -237,7 +237,7 @@ int vswap_store_close_unclean(struct vswap_store *s);
  * while a handle has the store open; -EUCLEAN (nothing removed) if the
  * swap file is not a vswap swap file; -EUCLEAN after removing the swap
  * file if the index could not be shown to be the store's (left in place,
- * named in the log).
+ * named in the log); -ENOENT, logging nothing, if there is nothing at @path.
  */
 int vswap_store_destroy(const char *path, const struct vswap_store_opts *opts);
 
@@ -590,6 +590,7 @@ uint32_t vswap_store_damaged(const struct vswap_store *s);
 #define VSWAP_DAMAGED_CLEAN 0x4u
 #define VSWAP_DAMAGED_STAGING_PATH 0x8u
 #define VSWAP_DAMAGED_CREATED 0x10u
+/* What the superblock and the index say about the store, into @out; 0. */
 int vswap_store_info(const struct vswap_store *s, struct vswap_store_info *out);
 
 /* Format a UUID as 36 characters plus NUL into @buf (>= 37 bytes). */
