@@ -437,6 +437,8 @@ enum vswap_record_fault staging_decode(const struct vswap_store *s, uint64_t key
 				       const uint8_t *val, size_t len, struct staging_view *out);
 uint64_t staging_view_sum(const struct staging_view *v, unsigned bit);
 size_t staging_encode(const struct vswap_store *s, uint64_t g, uint8_t *buf);
+/* The same without its seal (record_seal() adds it, 8 bytes more). */
+size_t staging_encode_body(const struct vswap_store *s, uint64_t g, uint8_t *buf);
 const char *record_fault_name(enum vswap_record_fault f);
 
 /* blob.c: named values committed with the pages (hooks for index.c) */
