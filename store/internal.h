@@ -101,8 +101,9 @@ struct range_vec {
 struct commit_snap {
 	bool active;   /* between begin and end */
 	MDB_txn *txn;  /* begun by begin, committed (or aborted) by write */
-	uint8_t *recs; /* per group: u64 group, u64 staged bits, u64 length, record */
+	uint8_t *recs; /* per group: a head, its pages (raw or a record), its staging record */
 	size_t len, cap;
+	size_t touched; /* bytes of @recs known to be backed by memory (index_snap_prepare()) */
 	uint64_t *committing;  /* bitmap: groups in the snapshot */
 	struct slot_vec freed; /* freed before the begin: reusable after the commit */
 	struct range_vec unpunched;
@@ -414,6 +415,7 @@ int index_snap_txn(struct vswap_store *s);
 int index_snap_encode(struct vswap_store *s);
 int index_snap_meta(struct vswap_store *s);
 int index_snap_put(struct vswap_store *s);
+void index_snap_prepare(struct vswap_store *s);
 int index_snap_commit(struct vswap_store *s);
 void index_snap_abort(struct vswap_store *s);
 int index_snap_wait(struct vswap_store *s);
