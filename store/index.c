@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -796,7 +797,7 @@ static int load_staging(struct vswap_store *s, MDB_txn *txn)
 		s->summed[g] = sv.summed & keep;
 		for (uint64_t w = s->summed[g]; w; w &= w - 1) {
 			unsigned bit = (unsigned)__builtin_ctzll(w);
-			s->ssums[g * GROUP_PAGES + bit] = staging_view_sum(&sv, bit);
+			ssum_set(s, g * GROUP_PAGES + bit, staging_view_sum(&sv, bit));
 		}
 		s->n_staged += (uint64_t)__builtin_popcountll(s->staged[g]);
 	}
@@ -907,6 +908,52 @@ struct snap_head {
 	uint64_t group, pg_len, sg_len; /* 0: no record (deleted) */
 };
 
+/*
+ * The snapshot's buffer is mapped and grown with mremap() rather than
+ * realloc'd: a commit over every group (the end of a swap-out clears
+ * staging everywhere) needs a kilobyte a group, 4 MiB for a GiB guest, and
+ * heap memory that large stays with the process after it is freed.  After
+ * each commit the pages beyond SNAP_KEEP_BYTES are given back
+ * (index_snap_release()); a commit of the usual size reuses what it kept.
+ */
+
+static int snap_reserve(struct commit_snap *c, size_t need)
+{
+	if (need <= c->cap)
+		return 0;
+	size_t n = c->cap ? c->cap : SNAP_KEEP_BYTES;
+	while (n < need) {
+		if (n > SIZE_MAX / 2)
+			return -ENOMEM;
+		n *= 2;
+	}
+	void *p = c->recs
+		      ? mremap(c->recs, c->cap, n, MREMAP_MAYMOVE)
+		      : mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	c->recs = p;
+	c->cap = n;
+	return 0;
+}
+
+void index_snap_release(struct vswap_store *s)
+{
+	struct commit_snap *c = &s->snap;
+	if (c->len > SNAP_KEEP_BYTES && c->cap > SNAP_KEEP_BYTES)
+		madvise(c->recs + SNAP_KEEP_BYTES, c->cap - SNAP_KEEP_BYTES, MADV_DONTNEED);
+	c->len = 0;
+}
+
+void index_snap_free(struct vswap_store *s)
+{
+	struct commit_snap *c = &s->snap;
+	if (c->recs)
+		munmap(c->recs, c->cap);
+	c->recs = NULL;
+	c->cap = c->len = 0;
+}
+
 int index_snap_encode(struct vswap_store *s)
 {
 	struct commit_snap *c = &s->snap;
@@ -919,7 +966,7 @@ int index_snap_encode(struct vswap_store *s)
 			uint64_t g = wi * 64 + (uint64_t)__builtin_ctzll(w);
 			w &= w - 1;
 			size_t need = sizeof(struct snap_head) + PG_VALUE_MAX + SG_VALUE_MAX;
-			if (ARRAY_RESERVE(c->recs, c->cap, c->len + need, 64 * need))
+			if (snap_reserve(c, c->len + need))
 				return -ENOMEM;
 			struct snap_head hd = {.group = g};
 			uint8_t *p = c->recs + c->len + sizeof(hd);
@@ -1188,6 +1235,7 @@ int vswap_store_drop_group(struct vswap_store *s, uint64_t group)
 			s->n_staged--;
 		}
 	}
+	tables_ssums_release(s);
 	MDB_txn *txn;
 	int ret = begin(s, 0, &txn);
 	if (ret)

@@ -594,6 +594,7 @@ void vswap_store_commit_end(struct vswap_store *s, int result)
 		if (c->sync_failed)
 			s->sync_error = c->sync_failed;
 	}
+	index_snap_release(s);
 	c->active = false;
 }
 

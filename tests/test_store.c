@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -19,6 +20,7 @@
 #include <cmocka.h>
 
 #include "store/checksum.h"
+#include "store/internal.h"
 #include "store/layout.h"
 #include "store/superblock.h"
 #include "tests/helpers/raw_index.h"
@@ -877,6 +879,67 @@ static void test_staging_records_and_punch(void **state)
 	assert_int_equal(count, 3);
 }
 
+/* Pages of the staged checksums' array the process holds in memory. */
+static size_t ssums_resident(const struct vswap_store *s)
+{
+	size_t psz = (size_t)sysconf(_SC_PAGESIZE);
+	uintptr_t from = (uintptr_t)s->ssums & ~(psz - 1);
+	uintptr_t to = ((uintptr_t)(s->ssums + s->total_pages) + psz - 1) & ~(psz - 1);
+	size_t n = (to - from) / psz, held = 0;
+	unsigned char *v = malloc(n);
+	assert_non_null(v);
+	assert_int_equal(mincore((void *)from, to - from, v), 0);
+	for (size_t i = 0; i < n; i++)
+		held += v[i] & 1;
+	free(v);
+	return held;
+}
+
+/* Stage pages [40, 50) with pattern @version, their checksums recorded. */
+static void stage_sealed(struct ctx *c, uint32_t version)
+{
+	int fd = vswap_store_staging_fd(c->s);
+	assert_int_equal(vswap_store_stage_mark(c->s, 40, 10), 0);
+	for (unsigned i = 0; i < 10; i++) {
+		fixture_pattern(c->buf, c->f.page_size, 40 + i, version);
+		assert_int_equal(
+		    pwrite(fd, c->buf, c->f.page_size, (off_t)(40 + i) * c->f.page_size),
+		    c->f.page_size);
+	}
+	assert_int_equal(vswap_store_stage_seal(c->s, 40, 10), 0);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+}
+
+/* The staged copies' checksums hold memory only while pages are staged:
+ * when the last one leaves staging the array's pages are returned (a
+ * handle that swapped its guest out kept 8 bytes per guest page for
+ * nothing), and a later staging records and checks its checksums as
+ * before. */
+static void test_staged_sums_given_back(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	stage_sealed(c, 1);
+	assert_true(ssums_resident(c->s) > 0);
+	assert_int_equal(vswap_store_stage_clear(c->s, 40, 5), 0);
+	assert_true(ssums_resident(c->s) > 0); /* 45..49 still staged */
+	assert_int_equal(vswap_store_stage_clear(c->s, 45, 5), 0);
+	assert_int_equal(ssums_resident(c->s), 0);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	/* Staged again, each copy verifies against its new checksum after a
+	 * reopen (checked at its first use). */
+	stage_sealed(c, 2);
+	reopen(c);
+	uint64_t first, count;
+	assert_int_equal(vswap_store_next_staged_run(c->s, 0, 400, 512, &first, &count), 1);
+	assert_int_equal(first, 40);
+	assert_int_equal(count, 10);
+	struct vswap_store_stats st;
+	assert_int_equal(vswap_store_stats(c->s, &st), 0);
+	assert_int_equal(st.pages_staged, 10);
+	assert_int_equal(st.pages_lost, 0);
+}
+
 /* The staged copies a previous handle left are checked at their first use,
  * not by the open (reading and hashing every one made a restart linear in
  * the guest): the open reports nothing lost and reads none of them; the
@@ -1255,6 +1318,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_regions_redefined_after_use, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_foreign_staging_path_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_destroy_refuses_open_store, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_staged_sums_given_back, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_create_replaces_index_without_swap_file, setup,
 					    teardown),
 	};

@@ -8,7 +8,8 @@
  * everything pending; a plain commit meanwhile (another thread) waits for
  * the write and makes everything durable; stage marks wait for the end;
  * named blobs go with it (a get sees them meanwhile; a failure leaves them
- * pending unless a newer operation on the name replaced them).
+ * pending unless a newer operation on the name replaced them); a snapshot
+ * larger than a usual commit's gives its memory back at the end.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,10 +20,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "store/internal.h"
 #include "tests/helpers/store_fixture.h"
 
 struct ctx {
@@ -391,10 +394,63 @@ static void failed_split_commit_keeps_blobs_pending(void **state)
 	expect_blob(c, "b", "newer");
 }
 
+/* Pages of [p, p + len) the process holds in memory (whole pages inside). */
+static size_t resident_inside(const void *p, size_t len)
+{
+	size_t psz = (size_t)sysconf(_SC_PAGESIZE), held = 0;
+	uintptr_t from = ((uintptr_t)p + psz - 1) & ~(psz - 1);
+	uintptr_t to = ((uintptr_t)p + len) & ~(psz - 1);
+	if (to <= from)
+		return 0;
+	unsigned char *v = malloc((to - from) / psz);
+	assert_non_null(v);
+	assert_int_equal(mincore((void *)from, to - from, v), 0);
+	for (size_t i = 0; i < (to - from) / psz; i++)
+		held += v[i] & 1;
+	free(v);
+	return held;
+}
+
+/* A commit over many groups (the end of a swap-out clears staging in every
+ * one: 4 MiB of snapshot for a GiB guest) leaves no snapshot memory behind
+ * beyond a usual commit's: the rest is given back at its end. */
+static void big_snapshot_given_back(void **state)
+{
+	struct ctx *c = *state;
+	const uint64_t n = 65536; /* 1024 groups: 568 bytes of staging record each */
+	uint64_t regions[] = {n};
+	assert_int_equal(vswap_store_set_regions(c->s, regions, 1), 0);
+	uint64_t *sums = malloc(n * sizeof(*sums));
+	assert_non_null(sums);
+	for (uint64_t i = 0; i < n; i++)
+		sums[i] = i * 0x9e3779b97f4a7c15ull;
+	assert_int_equal(vswap_store_stage_mark(c->s, 0, n), 0);
+	assert_int_equal(vswap_store_stage_record_sums(c->s, 0, n, sums), 0);
+	free(sums);
+	assert_int_equal(vswap_store_commit_begin(c->s), 1);
+	assert_true(c->s->snap.len > 2 * SNAP_KEEP_BYTES);
+	assert_int_equal(vswap_store_commit_write(c->s), 0);
+	vswap_store_commit_end(c->s, 0);
+	assert_int_equal(vswap_store_pending(c->s), 0);
+	assert_int_equal(
+	    resident_inside(c->s->snap.recs + SNAP_KEEP_BYTES, c->s->snap.cap - SNAP_KEEP_BYTES),
+	    0);
+	/* The next commit over them all still lands. */
+	assert_int_equal(vswap_store_stage_clear(c->s, 0, n), 0);
+	assert_int_equal(vswap_store_commit_begin(c->s), 1);
+	assert_int_equal(vswap_store_commit_write(c->s), 0);
+	vswap_store_commit_end(c->s, 0);
+	vswap_store_commit_punch(c->s);
+	struct vswap_store_stats st;
+	assert_int_equal(vswap_store_stats(c->s, &st), 0);
+	assert_int_equal(st.pages_staged, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(lands_and_keeps_later_changes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(big_snapshot_given_back, setup, teardown),
 	    cmocka_unit_test_setup_teardown(no_in_place_rewrite_while_committing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(failure_leaves_everything_pending, setup, teardown),
 	    cmocka_unit_test_setup_teardown(plain_commit_joins, setup, teardown),
