@@ -606,6 +606,12 @@ int vswap_store_destroy(const char *path, const struct vswap_store_opts *opts)
 	struct vswap_store_opts ro = opts ? *opts : (struct vswap_store_opts){0};
 	ro.read_only = true;
 	ro.tolerant = true;
+	/* Nothing there is no error to log: the caller asked for the store
+	 * to be gone and decides what -ENOENT means (a VMM's teardown removes
+	 * a store a daemon may have removed first). */
+	struct stat there;
+	if (lstat(path, &there) != 0 && errno == ENOENT)
+		return -ENOENT;
 	struct vswap_store *probe = handle_new(path, &ro);
 	if (!probe)
 		return -ENOMEM;

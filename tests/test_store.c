@@ -1260,6 +1260,17 @@ static void test_destroy_refuses_open_store(void **state)
 	assert_int_equal(access(c->f.path, F_OK), -1);
 }
 
+/* Destroying a store that is not there says -ENOENT and logs nothing: a
+ * VMM's teardown after its daemon removed the store printed "cannot open
+ * the swap file" as an error. */
+static void test_destroy_of_nothing_is_quiet(void **state)
+{
+	struct ctx *c = *state;
+	c->f.last_log[0] = '\0';
+	assert_int_equal(vswap_store_destroy(c->f.path, &c->f.opts), -ENOENT);
+	assert_string_equal(c->f.last_log, "");
+}
+
 /* A crash in the middle of a creation leaves at most an index without its
  * swap file (the swap file is named last); creating the store again works. */
 static void test_create_replaces_index_without_swap_file(void **state)
@@ -1319,6 +1330,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_foreign_staging_path_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_destroy_refuses_open_store, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_staged_sums_given_back, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_destroy_of_nothing_is_quiet, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_create_replaces_index_without_swap_file, setup,
 					    teardown),
 	};

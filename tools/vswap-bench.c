@@ -927,6 +927,28 @@ struct handler_pass {
 };
 
 /*
+ * Enable, then swap out and wait until Active: the two timed steps of a
+ * cycle, each as GB/s of the guest's @len bytes (a failed step's figure is
+ * left as it was timed; the caller stops at the error).
+ */
+static int enable_and_swap_out(struct vswap_handler *h, size_t len, double *enable_gbps,
+			       double *swap_out_gbps)
+{
+	double t0 = bench_now();
+	int err = vswap_handler_enable(h);
+
+	*enable_gbps = bench_gbps(len, bench_now() - t0);
+	if (err)
+		return err;
+	t0 = bench_now();
+	err = vswap_handler_swap_out(h);
+	if (!err)
+		err = vswap_handler_wait_state(h, VSWAP_STATE_ACTIVE, 600000);
+	*swap_out_gbps = bench_gbps(len, bench_now() - t0);
+	return err;
+}
+
+/*
  * One cycle through the handler on a guest of @b->size bytes of
  * incompressible data: enable (move to staging), swap out (batch), drop the
  * swap file's page cache, disable (swap in, every page verified).  Swap-in
@@ -973,16 +995,7 @@ static int handler_pass(struct bench *b, struct handler_pass *r, bool measure_rs
 			goto out;
 		}
 	}
-	t0 = bench_now();
-	err = vswap_handler_enable(h);
-	r->enable_gbps = bench_gbps(b->size, bench_now() - t0);
-	if (err)
-		goto out;
-	t0 = bench_now();
-	err = vswap_handler_swap_out(h);
-	if (!err)
-		err = vswap_handler_wait_state(h, VSWAP_STATE_ACTIVE, 600000);
-	r->swap_out_gbps = bench_gbps(b->size, bench_now() - t0);
+	err = enable_and_swap_out(h, b->size, &r->enable_gbps, &r->swap_out_gbps);
 	if (err)
 		goto out;
 	if (measure_rss && rss0 >= 0)
@@ -1007,16 +1020,7 @@ static int handler_pass(struct bench *b, struct handler_pass *r, bool measure_rs
 	     r->enable_gbps, r->swap_out_gbps, r->swap_in_gbps, r->disable_gbps);
 	if (err || !again)
 		goto out;
-	t0 = bench_now();
-	err = vswap_handler_enable(h);
-	r->enable_again_gbps = bench_gbps(b->size, bench_now() - t0);
-	if (err)
-		goto out;
-	t0 = bench_now();
-	err = vswap_handler_swap_out(h);
-	if (!err)
-		err = vswap_handler_wait_state(h, VSWAP_STATE_ACTIVE, 600000);
-	r->swap_out_again_gbps = bench_gbps(b->size, bench_now() - t0);
+	err = enable_and_swap_out(h, b->size, &r->enable_again_gbps, &r->swap_out_again_gbps);
 	if (!err)
 		err = vswap_handler_disable(h, false);
 	if (!err)

@@ -237,7 +237,7 @@ int vswap_store_close_unclean(struct vswap_store *s);
  * while a handle has the store open; -EUCLEAN (nothing removed) if the
  * swap file is not a vswap swap file; -EUCLEAN after removing the swap
  * file if the index could not be shown to be the store's (left in place,
- * named in the log).
+ * named in the log); -ENOENT, logging nothing, if there is nothing at @path.
  */
 int vswap_store_destroy(const char *path, const struct vswap_store_opts *opts);
 
