@@ -913,8 +913,10 @@ struct snap_head {
  * realloc'd: a commit over every group (the end of a swap-out clears
  * staging everywhere) needs a kilobyte a group, 4 MiB for a GiB guest, and
  * heap memory that large stays with the process after it is freed.  After
- * each commit the pages beyond SNAP_KEEP_BYTES are given back
- * (index_snap_release()); a commit of the usual size reuses what it kept.
+ * each write the pages beyond twice its snapshot (SNAP_KEEP_BYTES at least)
+ * are given back (index_snap_release()): a commit of the usual size reuses
+ * what it kept, and only one much larger than the last faults pages in
+ * under the caller's lock.
  */
 
 static int snap_reserve(struct commit_snap *c, size_t need)
@@ -937,12 +939,23 @@ static int snap_reserve(struct commit_snap *c, size_t need)
 	return 0;
 }
 
+/* The bytes of the buffer a snapshot has written (resident until given
+ * back): the most of any snapshot since the last release. */
+static void snap_hold(struct commit_snap *c)
+{
+	if (c->len > c->held)
+		c->held = c->len;
+}
+
 void index_snap_release(struct vswap_store *s)
 {
 	struct commit_snap *c = &s->snap;
-	if (c->len > SNAP_KEEP_BYTES && c->cap > SNAP_KEEP_BYTES)
-		madvise(c->recs + SNAP_KEEP_BYTES, c->cap - SNAP_KEEP_BYTES, MADV_DONTNEED);
-	c->len = 0;
+	size_t keep = 2 * c->len > SNAP_KEEP_BYTES ? 2 * c->len : SNAP_KEEP_BYTES;
+	size_t psz = (size_t)sysconf(_SC_PAGESIZE);
+	keep = (keep + psz - 1) & ~(psz - 1);
+	if (c->recs && c->cap > keep && c->held > keep)
+		madvise(c->recs + keep, c->cap - keep, MADV_DONTNEED);
+	c->held = c->held > keep ? keep : c->held;
 }
 
 void index_snap_free(struct vswap_store *s)
@@ -951,7 +964,7 @@ void index_snap_free(struct vswap_store *s)
 	if (c->recs)
 		munmap(c->recs, c->cap);
 	c->recs = NULL;
-	c->cap = c->len = 0;
+	c->cap = c->len = c->held = 0;
 }
 
 int index_snap_encode(struct vswap_store *s)
@@ -976,6 +989,7 @@ int index_snap_encode(struct vswap_store *s)
 			c->len += sizeof(hd) + hd.pg_len + hd.sg_len;
 		}
 	}
+	snap_hold(c);
 	return 0;
 }
 

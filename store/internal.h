@@ -103,6 +103,7 @@ struct commit_snap {
 	MDB_txn *txn;  /* begun by begin, committed (or aborted) by write */
 	uint8_t *recs; /* per group: u64 group, u64 staged bits, u64 length, record */
 	size_t len, cap;
+	size_t held; /* bytes of recs written since the last give-back (index.c) */
 	uint64_t *committing;  /* bitmap: groups in the snapshot */
 	struct slot_vec freed; /* freed before the begin: reusable after the commit */
 	struct range_vec unpunched;
@@ -276,6 +277,9 @@ void store_log(const struct vswap_store *s, enum vswap_log_level lvl, const char
 /* tables.c: the in-memory tables */
 int tables_alloc(struct vswap_store *s);
 void tables_free(struct vswap_store *s);
+/* Only what tables_alloc() made (the page tables of a layout built aside,
+ * in a copy of the handle whose other buffers are the handle's own). */
+void tables_free_layout(struct vswap_store *s);
 /* Once nothing is staged, give the staged checksums' memory back. */
 void tables_ssums_release(struct vswap_store *s);
 /* Record @sum as the checksum of page @p's staged copy. */
@@ -427,8 +431,9 @@ int index_snap_put(struct vswap_store *s);
 int index_snap_commit(struct vswap_store *s);
 void index_snap_abort(struct vswap_store *s);
 int index_snap_wait(struct vswap_store *s);
-/* After a commit's end: the snapshot's pages beyond SNAP_KEEP_BYTES (a
- * swap-out group's commit fits) go back (index.c); free: unmap it whole. */
+/* After the write (no lock: the buffer is the write's alone then): the
+ * snapshot's pages beyond twice its length, SNAP_KEEP_BYTES at least, go
+ * back (index.c); free: unmap it whole. */
 #define SNAP_KEEP_BYTES (256u << 10)
 void index_snap_release(struct vswap_store *s);
 void index_snap_free(struct vswap_store *s);

@@ -75,6 +75,24 @@ int tables_alloc(struct vswap_store *s)
 	return slots_reserve(s, n < 64 ? 64 : n);
 }
 
+void tables_free_layout(struct vswap_store *s)
+{
+	free(s->pages);
+	free(s->sums);
+	free(s->staged);
+	free(s->summed);
+	if (s->ssums)
+		munmap(s->ssums, s->ssums_bytes);
+	free(s->dirty);
+	free(s->slot_used);
+	free(s->slot_unpunched);
+	s->pages = NULL;
+	s->sums = NULL;
+	s->staged = s->summed = s->ssums = s->dirty = s->slot_used = s->slot_unpunched = NULL;
+	s->ssums_bytes = 0;
+	s->slot_cap = 0;
+}
+
 void tables_free(struct vswap_store *s)
 {
 	free(s->pages);

@@ -546,6 +546,7 @@ int vswap_store_commit_write(struct vswap_store *s)
 		return c->sync_failed;
 	}
 	int ret = index_snap_put(s);
+	index_snap_release(s); /* the records are in the transaction now */
 	if (ret) {
 		index_snap_abort(s);
 		return ret;
@@ -594,7 +595,6 @@ void vswap_store_commit_end(struct vswap_store *s, int result)
 		if (c->sync_failed)
 			s->sync_error = c->sync_failed;
 	}
-	index_snap_release(s);
 	c->active = false;
 }
 

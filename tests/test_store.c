@@ -940,6 +940,67 @@ static void test_staged_sums_given_back(void **state)
 	assert_int_equal(st.pages_lost, 0);
 }
 
+/* A layout change that fails (the staging file cannot grow: RLIMIT_FSIZE)
+ * leaves the handle as it was: the layout built aside shared every buffer
+ * of the handle but its page tables, and its cleanup freed them all (a
+ * double free at the close).  Runs in a child: the limit is per process. */
+static void test_failed_layout_change_keeps_the_handle(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	assert_int_equal(vswap_store_close(c->s), 0);
+	c->s = NULL;
+	pid_t pid = fork();
+	if (pid == 0) {
+		int r;
+		if (vswap_store_open(c->f.path, &c->f.opts, &c->s))
+			_exit(7);
+		write_pages_into(c, 0, 16, &r);
+		if (r)
+			_exit(8);
+		/* A split commit: its snapshot buffer exists. */
+		if (vswap_store_commit_begin(c->s) != 1 || vswap_store_commit_write(c->s))
+			_exit(9);
+		vswap_store_commit_end(c->s, 0);
+		if (vswap_store_free(c->s, 0, 16) != 16 || vswap_store_commit(c->s))
+			_exit(10);
+		signal(SIGXFSZ, SIG_IGN);
+		struct rlimit old, rl = {.rlim_cur = 1 << 20, .rlim_max = RLIM_INFINITY};
+		getrlimit(RLIMIT_FSIZE, &old);
+		setrlimit(RLIMIT_FSIZE, &rl);
+		uint64_t regions[] = {1u << 20};
+		if (vswap_store_set_regions(c->s, regions, 1) != -EFBIG)
+			_exit(11);
+		setrlimit(RLIMIT_FSIZE, &old);
+		/* Still the old layout, and usable. */
+		if (vswap_store_region_count(c->s) != 2)
+			_exit(12);
+		write_pages_into(c, 0, 4, &r);
+		if (r)
+			_exit(15);
+		if (vswap_store_commit_begin(c->s) != 1 || vswap_store_commit_write(c->s))
+			_exit(13);
+		vswap_store_commit_end(c->s, 0);
+		_exit(vswap_store_close(c->s) ? 14 : 0);
+	}
+	/* Bounded: the heap the double free damaged could hang the child. */
+	int status = 0;
+	pid_t got = 0;
+	for (int i = 0; i < 2000 && got == 0; i++) {
+		got = waitpid(pid, &status, WNOHANG);
+		if (got == 0)
+			usleep(10000);
+	}
+	if (got == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		fail_msg("the child hung after the failed layout change");
+	}
+	assert_int_equal(got, pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* The staged copies a previous handle left are checked at their first use,
  * not by the open (reading and hashing every one made a restart linear in
  * the guest): the open reports nothing lost and reads none of them; the
@@ -1330,6 +1391,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_foreign_staging_path_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_destroy_refuses_open_store, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_staged_sums_given_back, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_layout_change_keeps_the_handle, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_destroy_of_nothing_is_quiet, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_create_replaces_index_without_swap_file, setup,
 					    teardown),
