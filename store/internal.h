@@ -277,9 +277,7 @@ void store_log(const struct vswap_store *s, enum vswap_log_level lvl, const char
 /* tables.c: the in-memory tables */
 int tables_alloc(struct vswap_store *s);
 void tables_free(struct vswap_store *s);
-/* Only what tables_alloc() made (the page tables of a layout built aside,
- * in a copy of the handle whose other buffers are the handle's own). */
-void tables_free_layout(struct vswap_store *s);
+void tables_free_pages(struct vswap_store *s);
 /* Once nothing is staged, give the staged checksums' memory back. */
 void tables_ssums_release(struct vswap_store *s);
 /* Record @sum as the checksum of page @p's staged copy. */

@@ -744,8 +744,7 @@ int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsign
 	next.total_pages = total;
 	int ret = tables_alloc(&next);
 	if (ret) {
-		/* @next shares every other buffer with the handle. */
-		tables_free_layout(&next);
+		tables_free_pages(&next);
 		free(copy);
 		return ret;
 	}
@@ -754,7 +753,7 @@ int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsign
 	ret = staging_resize(s, s->n_staged == 0 && !s->tolerant);
 	if (ret) {
 		s->total_pages = old_total;
-		tables_free_layout(&next);
+		tables_free_pages(&next);
 		free(copy);
 		return ret;
 	}
