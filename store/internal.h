@@ -101,9 +101,9 @@ struct range_vec {
 struct commit_snap {
 	bool active;   /* between begin and end */
 	MDB_txn *txn;  /* begun by begin, committed (or aborted) by write */
-	uint8_t *recs; /* per group: u64 group, u64 staged bits, u64 length, record */
+	uint8_t *recs; /* per group: a head, its pages (raw or a record), its staging record */
 	size_t len, cap;
-	size_t held; /* bytes of recs written since the last give-back (index.c) */
+	size_t touched; /* bytes of @recs known to be backed by memory (index_snap_prepare()) */
 	uint64_t *committing;  /* bitmap: groups in the snapshot */
 	struct slot_vec freed; /* freed before the begin: reusable after the commit */
 	struct range_vec unpunched;
@@ -426,15 +426,10 @@ int index_snap_txn(struct vswap_store *s);
 int index_snap_encode(struct vswap_store *s);
 int index_snap_meta(struct vswap_store *s);
 int index_snap_put(struct vswap_store *s);
+void index_snap_prepare(struct vswap_store *s);
 int index_snap_commit(struct vswap_store *s);
 void index_snap_abort(struct vswap_store *s);
 int index_snap_wait(struct vswap_store *s);
-/* After the write (no lock: the buffer is the write's alone then): the
- * snapshot's pages beyond twice its length, SNAP_KEEP_BYTES at least, go
- * back (index.c); free: unmap it whole. */
-#define SNAP_KEEP_BYTES (256u << 10)
-void index_snap_release(struct vswap_store *s);
-void index_snap_free(struct vswap_store *s);
 int index_set_clean(struct vswap_store *s, bool clean);
 /* The unclean record a lazy open left to the first change, committed now
  * if it is still due (before bytes go to the swap file); 0 if not due. */
@@ -455,6 +450,8 @@ enum vswap_record_fault staging_decode(const struct vswap_store *s, uint64_t key
 				       const uint8_t *val, size_t len, struct staging_view *out);
 uint64_t staging_view_sum(const struct staging_view *v, unsigned bit);
 size_t staging_encode(const struct vswap_store *s, uint64_t g, uint8_t *buf);
+/* The same without its seal (record_seal() adds it, 8 bytes more). */
+size_t staging_encode_body(const struct vswap_store *s, uint64_t g, uint8_t *buf);
 const char *record_fault_name(enum vswap_record_fault f);
 
 /* blob.c: named values committed with the pages (hooks for index.c) */

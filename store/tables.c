@@ -123,7 +123,7 @@ void tables_free(struct vswap_store *s)
 	free(s->leftout);
 	s->leftout = NULL;
 	s->nleftout = s->leftout_cap = 0;
-	index_snap_free(s);
+	free(s->snap.recs);
 	free(s->snap.committing);
 	free(s->snap.freed.v);
 	free(s->snap.unpunched.v);
