@@ -48,7 +48,9 @@ static void client_free(struct vswap_client *c)
 int vswap_client_connect(const char *socket_path, const struct vswap_client_opts *opts,
 			 struct vswap_client **out)
 {
-	if (!socket_path || !opts || !opts->store_path || !*opts->store_path || !out)
+	static const uint64_t zero[sizeof(opts->reserved) / 8]; /* the options' reserved space */
+	if (!socket_path || !opts || !opts->store_path || !*opts->store_path || !out ||
+	    memcmp(opts->reserved, zero, sizeof(zero)) != 0)
 		return -EINVAL;
 	if (strlen(socket_path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return -ENAMETOOLONG;

@@ -44,7 +44,9 @@ echo "=== vswap format: tools/format.sh --check ==="
 
 # Long mode (VSWAP_LONG=1), added to the runs above: the kill test with its
 # 1,000 kills, the power-loss test's long workloads, the flips acceptance
-# test with a new seed (all three plain build), and
+# test with a new seed, vswapd's two kill tests with 1,000 kills each (a
+# VMM process with guest threads, and a KVM guest: it skips without KVM)
+# (all plain build), and
 # the libFuzzer target over fsck's parsing (tests/fuzz_fsck.c; clang with
 # libclang-rt) for VSWAP_FUZZ_SECONDS (default 120).  Without VSWAP_LONG
 # nothing here runs.
@@ -58,6 +60,9 @@ if [ "${VSWAP_LONG:-0}" != 0 ]; then
 	long "kill" "$top/build/test_kill"
 	long "powerloss" "$top/build/test_powerloss"
 	long "flips (a new seed, 5,000 random bytes a file)" "$top/build/test_flips"
+	long "vswapd kill (1,000 kills)" "$top/build/test_vswapd_kill"
+	long "vswapd kill under KVM (1,000 kills)" bash -c \
+		'"$0"; rc=$?; [ "$rc" = 77 ] && rc=0; exit "$rc"' "$top/build/test_vm_vswapd_kill"
 	fuzz=$top/build-fuzz
 	mkdir -p "$fuzz/corpus"
 	rm -f "$fuzz/fuzz_fsck" # never run a stale build

@@ -16,6 +16,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <vswap/client.h>
 #include <vswap/handler.h>
 #include <vswap/recovery.h>
 #include <vswap/store.h>
@@ -84,6 +85,16 @@ static void test_reserved_must_be_zero(void **state)
 	fo.reserved[3] = 0;
 	assert_int_equal(vswap_fsck_new(f->path, &fo, &k), 0);
 	vswap_fsck_free(k);
+
+	/* The client refuses before it dials (nobody listens there). */
+	char sock[sizeof(f->dir) + 8];
+	snprintf(sock, sizeof(sock), "%s/sock", f->dir);
+	struct vswap_client_opts co = {.store_path = f->path, .manual_reconnect = true};
+	struct vswap_client *c;
+	co.reserved[7] = 1;
+	assert_int_equal(vswap_client_connect(sock, &co, &c), -EINVAL);
+	co.reserved[7] = 0;
+	assert_int_equal(vswap_client_connect(sock, &co, &c), -ENOENT);
 }
 
 /* -EBUSY is also a handler's answer to a command while another job runs:

@@ -36,7 +36,7 @@
 
 static const char *const tools[] = {"vswap-fsck",  "vswap-dump",       "vswap-demo",
 				    "vswap-bench", "vswap-faultbench", "vswap-rm",
-				    "vswap-vm",	   "vswap-upgrade"};
+				    "vswap-vm",	   "vswap-upgrade",    "vswapd"};
 
 /* ---- running a tool ------------------------------------------------------- */
 

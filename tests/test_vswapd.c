@@ -169,6 +169,69 @@ static void test_cycle_protect(void **state)
 /* A device process maps the guest at other addresses than the VMM's: its
  * uffd is handed over with its own region addresses and its faults are
  * served there. */
+/*
+ * Several guests per daemon: two guests (each its memfd, uffd, store and
+ * client; two VMMs, here in one process) served by one vswapd at the same
+ * time.  Both swapped out at once, faulted back from their swap files and
+ * swapped in: every page holds its own guest's bytes (the two write
+ * different versions of the same page numbers), and each status counts
+ * its own guest's pages alone.
+ */
+static void test_two_guests_one_daemon(void **state)
+{
+	(void)state;
+	static const size_t one_region[] = {96};
+	struct vdx x, y;
+	struct vswap_status sx, sy;
+	setup_attached(&x, two_regions, 2);
+	assert_int_equal(vdx_init(&y, one_region, 1), 0);
+	snprintf(y.sock, sizeof(y.sock), "%s", x.sock); /* x's daemon; y starts none */
+	assert_int_equal(vdx_attach(&y, NULL), 0);
+	write_pages(&x, 0, x.total_pages, 1);
+	write_pages(&y, 0, y.total_pages, 2);
+
+	assert_int_equal(vswap_client_enable(x.c), 0);
+	assert_int_equal(vswap_client_enable(y.c), 0);
+	assert_int_equal(vswap_client_swap_out(x.c), 0);
+	assert_int_equal(vswap_client_swap_out(y.c), 0); /* while x's may run */
+	assert_int_equal(vswap_client_wait_state(x.c, VSWAP_STATE_ACTIVE, WAIT_MS), 0);
+	assert_int_equal(vswap_client_wait_state(y.c, VSWAP_STATE_ACTIVE, WAIT_MS), 0);
+	status(&x, &sx);
+	status(&y, &sy);
+	assert_int_equal(sx.metrics.swap_pages, x.total_pages);
+	assert_int_equal(sy.metrics.swap_pages, y.total_pages);
+
+	/* Faults from both swap files, interleaved page by page. */
+	for (uint64_t p = 0; p < y.total_pages; p++) {
+		check_pages(&x, p, 1, 1);
+		check_pages(&y, p, 1, 2);
+	}
+	check_pages(&x, y.total_pages, x.total_pages - y.total_pages, 1);
+	status(&x, &sx);
+	status(&y, &sy);
+	assert_int_equal(sx.metrics.copied_from_file_pages, x.total_pages);
+	assert_int_equal(sy.metrics.copied_from_file_pages, y.total_pages);
+
+	/* Swapped out again and in again, both at once. */
+	write_pages(&x, 0, 8, 3);
+	assert_int_equal(vswap_client_disable(x.c, false), 0);
+	assert_int_equal(vswap_client_disable(y.c, false), 0);
+	assert_int_equal(vswap_client_wait_state(x.c, VSWAP_STATE_READY, WAIT_MS), 0);
+	assert_int_equal(vswap_client_wait_state(y.c, VSWAP_STATE_READY, WAIT_MS), 0);
+	check_pages(&x, 0, 8, 3);
+	check_pages(&x, 8, x.total_pages - 8, 1);
+	check_pages(&y, 0, y.total_pages, 2);
+
+	assert_int_equal(vswap_client_detach(y.c), 0);
+	y.c = NULL;
+	assert_int_equal(vswap_client_detach(x.c), 0);
+	x.c = NULL;
+	assert_int_equal(vdx_fsck(&x, "-n"), 0);
+	assert_int_equal(vdx_fsck(&y, "-n"), 0);
+	vdx_fini(&y);
+	vdx_fini(&x);
+}
+
 static int device_child(struct vdx *x, int sock)
 {
 	/* Map the regions again, at new addresses, before creating the uffd. */
@@ -782,6 +845,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_cycle_copy),
 	    cmocka_unit_test(test_cycle_protect),
+	    cmocka_unit_test(test_two_guests_one_daemon),
 	    cmocka_unit_test(test_device_process),
 	    cmocka_unit_test(test_restart),
 	    cmocka_unit_test(test_restart_protect_pending),

@@ -18,15 +18,23 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "tools/common/cli.h"
 #include "vswapd/internal.h"
 
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: vswapd --socket PATH [--staging-dir DIR] [--log-level "
-		   "error|warn|info|debug] [--ready-fd FD]\n"
-		   "  Under systemd socket activation the inherited socket is used and\n"
-		   "  --socket may be left out.\n");
-}
+static const struct cli_tool tool = {
+    .name = "vswapd",
+    .synopsis = "--socket PATH [--staging-dir DIR] [--log-level LEVEL] [--ready-fd FD]\n",
+    .help = "Serve guests' page faults over a Unix socket (vswapd(8)).\n\n"
+	    "  -s, --socket PATH       the socket to listen on (mode 0600); under systemd\n"
+	    "                          socket activation the inherited socket is used and\n"
+	    "                          --socket may be left out\n"
+	    "  -d, --staging-dir DIR   where the staging files of guests that name none go\n"
+	    "                          (default /dev/shm)\n"
+	    "  -l, --log-level LEVEL   error, warn, info (default) or debug, on stderr\n"
+	    "  -r, --ready-fd FD       write one byte to FD once listening\n" CLI_STANDARD_HELP
+	    "\nExit: 1 when the socket cannot be had, 2 usage error; it runs until killed.\n",
+    .usage_exit = CLI_EXIT_USAGE,
+};
 
 static int parse_level(const char *s, enum vswap_log_level *out)
 {
@@ -77,7 +85,7 @@ int main(int argc, char **argv)
 	    {"staging-dir", required_argument, NULL, 'd'},
 	    {"log-level", required_argument, NULL, 'l'},
 	    {"ready-fd", required_argument, NULL, 'r'},
-	    {"help", no_argument, NULL, 'h'},
+	    CLI_STANDARD_LONGOPTS,
 	    {NULL, 0, NULL, 0},
 	};
 	struct orphans orphans;
@@ -94,33 +102,26 @@ int main(int argc, char **argv)
 			d.staging_dir = optarg;
 			break;
 		case 'l':
-			if (parse_level(optarg, &d.log_level) < 0) {
-				fprintf(stderr, "vswapd: unknown log level '%s'\n", optarg);
-				return 16;
-			}
+			if (parse_level(optarg, &d.log_level) < 0)
+				return cli_usage_error(&tool,
+						       "--log-level error, warn, info or debug");
 			break;
 		case 'r': {
-			char *end;
-			long v = strtol(optarg, &end, 10);
-			if (*end || v < 0 || v > 65535) {
-				fprintf(stderr, "vswapd: bad --ready-fd '%s'\n", optarg);
-				return 16;
-			}
+			uint64_t v;
+			if (cli_opt_range(&tool, "ready-fd", optarg, 0, 65535, &v))
+				return tool.usage_exit;
 			ready_fd = (int)v;
 			break;
 		}
-		case 'h':
-			usage(stdout);
-			return 0;
 		default:
-			usage(stderr);
-			return 16;
+			c = cli_standard_option(&tool, c);
+			if (c)
+				return c > 0 ? CLI_EXIT_OK : tool.usage_exit;
+			return cli_usage_error(&tool, "unknown option");
 		}
 	}
-	if (optind != argc) {
-		usage(stderr);
-		return 16;
-	}
+	if (cli_no_operands(&tool, argc, argv))
+		return tool.usage_exit;
 	/* A VMM that closes its end mid-reply is an error, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
 	bool inherited;

@@ -68,6 +68,9 @@ struct vswap_client_opts {
 	vswap_log_fn log; /* the rule: next to enum vswap_log_level (store.h) */
 	void *log_ctx;
 	enum vswap_log_level log_level;
+	/* Room for options added later without an ABI break (docs/ABI.md):
+	 * must be zero (zero-initialise the struct); -EINVAL otherwise. */
+	uint64_t reserved[8];
 };
 
 /* Connect to vswapd at @socket_path.  -ENOENT / -ECONNREFUSED: nobody

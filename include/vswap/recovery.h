@@ -167,6 +167,9 @@ int vswap_fsck_run(struct vswap_fsck *f);
 /* The e2fsck exit code for the run (0, 1, 4, 8, 32 or OR-ed bits). */
 int vswap_fsck_exit_code(const struct vswap_fsck *f);
 
+/* How many problems the run found (repaired or not), and the @i-th of them
+ * in the order found (NULL when @i >= the count); each is valid until
+ * vswap_fsck_free(). */
 size_t vswap_fsck_problem_count(const struct vswap_fsck *f);
 const struct vswap_problem *vswap_fsck_problem(const struct vswap_fsck *f, size_t i);
 /* Problems of @kind found (repaired or not). */
@@ -183,6 +186,7 @@ struct vswap_fsck_counts {
 	uint64_t staged_pages;	 /* pages the index records as staged */
 	uint64_t repairs;	 /* problems repaired */
 };
+/* The run's counts into @out (so far, when the run has not ended); 0. */
 int vswap_fsck_counts(const struct vswap_fsck *f, struct vswap_fsck_counts *out);
 
 /* True when a live process held the store's lock during the run; *pid (may
@@ -195,9 +199,13 @@ bool vswap_fsck_busy(const struct vswap_fsck *f, pid_t *pid);
  * vswap_fsck_free(). */
 const char *vswap_fsck_open_failure(const struct vswap_fsck *f);
 
+/* The swap file's path and the mode the handle was made with (as given to
+ * vswap_fsck_new()). */
 const char *vswap_fsck_path(const struct vswap_fsck *f);
 enum vswap_fsck_mode vswap_fsck_mode_of(const struct vswap_fsck *f);
 
+/* Free the handle, its report and everything it returned (a store the run
+ * left open is closed unclean: the run did not finish); NULL is a no-op. */
 void vswap_fsck_free(struct vswap_fsck *f);
 
 /*

@@ -590,6 +590,7 @@ uint32_t vswap_store_damaged(const struct vswap_store *s);
 #define VSWAP_DAMAGED_CLEAN 0x4u
 #define VSWAP_DAMAGED_STAGING_PATH 0x8u
 #define VSWAP_DAMAGED_CREATED 0x10u
+/* What the superblock and the index say about the store, into @out; 0. */
 int vswap_store_info(const struct vswap_store *s, struct vswap_store_info *out);
 
 /* Format a UUID as 36 characters plus NUL into @buf (>= 37 bytes). */
