@@ -274,6 +274,7 @@ void store_log(const struct vswap_store *s, enum vswap_log_level lvl, const char
 /* tables.c: the in-memory tables */
 int tables_alloc(struct vswap_store *s);
 void tables_free(struct vswap_store *s);
+void tables_free_pages(struct vswap_store *s);
 int slots_reserve(struct vswap_store *s, uint64_t nslots);
 bool slot_is_used(const struct vswap_store *s, uint64_t slot);
 bool slot_reserve_and_test(struct vswap_store *s, uint64_t slot);

@@ -744,7 +744,7 @@ int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsign
 	next.total_pages = total;
 	int ret = tables_alloc(&next);
 	if (ret) {
-		tables_free(&next);
+		tables_free_pages(&next);
 		free(copy);
 		return ret;
 	}
@@ -753,7 +753,7 @@ int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsign
 	ret = staging_resize(s, s->n_staged == 0 && !s->tolerant);
 	if (ret) {
 		s->total_pages = old_total;
-		tables_free(&next);
+		tables_free_pages(&next);
 		free(copy);
 		return ret;
 	}

@@ -45,23 +45,35 @@ int tables_alloc(struct vswap_store *s)
 	return slots_reserve(s, n < 64 ? 64 : n);
 }
 
-void tables_free(struct vswap_store *s)
+/* What tables_alloc() made and nothing else: a layout built aside
+ * (vswap_store_set_regions()) shares every other pointer with the live
+ * handle, so only these may be freed when it is given up. */
+void tables_free_pages(struct vswap_store *s)
 {
 	free(s->pages);
 	free(s->sums);
 	free(s->staged);
 	free(s->summed);
 	free(s->ssums);
+	free(s->dirty);
+	free(s->slot_used);
+	free(s->slot_unpunched);
+	s->pages = NULL;
+	s->sums = NULL;
+	s->staged = s->summed = s->dirty = s->slot_used = s->slot_unpunched = NULL;
+	s->ssums = NULL;
+	s->slot_cap = 0;
+	s->n_unpunched = 0;
+}
+
+void tables_free(struct vswap_store *s)
+{
+	tables_free_pages(s);
 	free(s->unverified);
 	free(s->check_buf);
 	s->unverified = NULL;
 	s->check_buf = NULL;
 	s->n_unverified = 0;
-	free(s->dirty);
-	free(s->slot_used);
-	free(s->slot_unpunched);
-	s->slot_unpunched = NULL;
-	s->n_unpunched = 0;
 	free(s->freed.v);
 	free(s->scratch_slots);
 	free(s->scratch_sums);
@@ -70,15 +82,10 @@ void tables_free(struct vswap_store *s)
 	s->unpunched.n = s->unpunched.cap = 0;
 	s->scratch_sums = NULL;
 	free(s->scratch_reqs);
-	s->pages = NULL;
-	s->sums = NULL;
-	s->staged = s->summed = s->dirty = s->slot_used = NULL;
-	s->ssums = NULL;
 	s->freed.v = NULL;
 	s->scratch_slots = NULL;
 	s->scratch_reqs = NULL;
 	s->scratch_cap = 0;
-	s->slot_cap = 0;
 	s->freed.n = s->freed.cap = 0;
 	free(s->leftout);
 	s->leftout = NULL;

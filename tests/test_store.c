@@ -1197,6 +1197,45 @@ static void test_destroy_refuses_open_store(void **state)
 	assert_int_equal(access(c->f.path, F_OK), -1);
 }
 
+/*
+ * A layout change that fails (here the staging file cannot grow: a file
+ * size limit) leaves the handle as it was.  The layout was built aside in
+ * a copy of the handle, and giving it up freed the live handle's own
+ * buffers too: the next write used freed memory and the close freed them
+ * again (glibc aborts, ASan reports a double free).
+ */
+static void test_failed_layout_change_keeps_the_handle(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	/* A split commit (of a state change): the handle's snapshot buffers now
+	 * exist. */
+	assert_int_equal(vswap_store_set_state(c->s, 1), 0);
+	assert_int_equal(vswap_store_commit_begin(c->s), 1);
+	assert_int_equal(vswap_store_commit_write(c->s), 0);
+	vswap_store_commit_end(c->s, 0);
+	struct rlimit old, small = {.rlim_cur = 1 << 20, .rlim_max = RLIM_INFINITY};
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	small.rlim_max = old.rlim_max;
+	void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+	uint64_t big = 1 << 20; /* a 4 GiB staging file */
+	int rc = vswap_store_set_regions(c->s, &big, 1);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, was);
+	assert_int_equal(rc, -EFBIG);
+	/* The old layout serves on, split commits too. */
+	write_pages(c, 0, 16, 2);
+	write_pages(c, 300, 8, 2);
+	assert_int_equal(vswap_store_commit_begin(c->s), 1);
+	assert_int_equal(vswap_store_commit_write(c->s), 0);
+	vswap_store_commit_end(c->s, 0);
+	expect_page(c, 3, 2);
+	expect_page(c, 305, 2);
+	assert_int_equal(vswap_store_close(c->s), 0);
+	c->s = NULL;
+}
+
 /* Destroying a store that is not there says -ENOENT and logs nothing: a
  * VMM's teardown after its daemon removed the store printed "cannot open
  * the swap file" as an error. */
@@ -1267,6 +1306,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_foreign_staging_path_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_destroy_refuses_open_store, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_destroy_of_nothing_is_quiet, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_layout_change_keeps_the_handle, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_create_replaces_index_without_swap_file, setup,
 					    teardown),
 	};

@@ -277,12 +277,76 @@ static void eager_build_registers_every_piece(void **state)
 	assert_int_equal(bad_pages(vm), 0);
 }
 
+/* Write every page, then verify it: the guest's own check of its RAM. */
+static void write_and_verify(struct vm *vm)
+{
+	assert_int_equal(vm_start(vm), 0);
+	assert_int_equal(vm_wait(vm), 0);
+	vm->shared->version = 1;
+	assert_int_equal(vm_command(vm, VM_CMD_WRITE, 0), 0);
+	assert_int_equal(vm_wait(vm), 0);
+	assert_int_equal(vm_command(vm, VM_CMD_VERIFY, 0), 0);
+	assert_int_equal(vm_wait(vm), 0);
+	assert_int_equal(bad_pages(vm), 0);
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		assert_true(vm->vcpus[i].area->progress > 0);
+}
+
+/* vCPUs made ahead of the build (a resume, before it reads how many the
+ * saved guest has) that are fewer than the guest's: the build makes the
+ * rest, and every vCPU runs its share. */
+static void vcpus_made_ahead_fewer_than_the_guest(void **state)
+{
+	struct machine *mc = *state;
+	struct vm *vm = &mc->vm;
+	char why[256];
+
+	open_vm(mc);
+	assert_int_equal(vm_make_vcpus(vm, 1, why, sizeof(why)), 0);
+	assert_int_equal(vm->nmade, 1);
+	assert_int_equal(vm_spawn_vcpus(vm), 0);
+	vm->ram_slots.piece = PIECE;
+	assert_int_equal(vm_build(vm, mc->ram, RAM_SIZE, NVCPUS, why, sizeof(why)), 0);
+	assert_int_equal(vm->nmade, NVCPUS);
+	write_and_verify(vm);
+}
+
+/* More made ahead than the guest has, their threads spawned: the extra
+ * vCPU never enters the guest (its thread waits), the guest's own run and
+ * check pass, and vm_destroy() ends its thread and frees it. */
+static void vcpus_made_ahead_beyond_the_guest_never_run(void **state)
+{
+	struct machine *mc = *state;
+	struct vm *vm = &mc->vm;
+	char why[256];
+
+	open_vm(mc);
+	assert_int_equal(vm_make_vcpus(vm, NVCPUS + 1, why, sizeof(why)), 0);
+	assert_int_equal(vm_spawn_vcpus(vm), 0);
+	vm->ram_slots.piece = PIECE;
+	assert_int_equal(vm_build(vm, mc->ram, RAM_SIZE, NVCPUS, why, sizeof(why)), 0);
+	assert_int_equal(vm->nmade, NVCPUS + 1);
+	assert_int_equal(vm->nvcpus, NVCPUS);
+	write_and_verify(vm);
+	pthread_mutex_lock(&vm->lock);
+	bool went = vm->vcpus[NVCPUS].go;
+	uint64_t exits = vm->vcpus[NVCPUS].exits;
+	pthread_mutex_unlock(&vm->lock);
+	assert_true(vm->vcpus[NVCPUS].started);
+	assert_false(went);
+	assert_int_equal(exits, 0);
+	assert_true(vm->vcpus[NVCPUS].fd >= 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(access_before_its_piece_waits, setup, teardown),
 	    cmocka_unit_test_setup_teardown(poisoned_page_in_a_waiting_access, setup, teardown),
 	    cmocka_unit_test_setup_teardown(eager_build_registers_every_piece, setup, teardown),
+	    cmocka_unit_test_setup_teardown(vcpus_made_ahead_fewer_than_the_guest, setup, teardown),
+	    cmocka_unit_test_setup_teardown(vcpus_made_ahead_beyond_the_guest_never_run, setup,
+					    teardown),
 	};
 	char why[256];
 	struct vm probe;

@@ -36,11 +36,29 @@ static uint64_t runq_ns(int *fd)
 	return strtoull(p, NULL, 10);
 }
 
+/*
+ * The three clocks as of one moment.  Reading the thread's CPU clock makes
+ * the scheduler account the running slice, and a slice found used up is
+ * given away at that syscall's return: the thread then waits in the run
+ * queue between the wall clock and its schedstat.  That wait would count
+ * as run-queue time of the step that ends here and as blocked wall time of
+ * the next one (a long ioctl, never preempted inside, then a clock read:
+ * the restore of the vCPUs seemed blocked for 4 ms).  So the wall clock is
+ * read again after the others, and the three read anew while they are
+ * more than VM_CLOCK_SKEW_NS apart.
+ */
+#define VM_CLOCK_SKEW_NS 20000u
+#define VM_CLOCK_TRIES 4
+
 void vm_clock_read(struct vm_clock *c, int *fd)
 {
-	c->wall_ns = clock_ns(CLOCK_MONOTONIC);
-	c->cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
-	c->runq_ns = runq_ns(fd);
+	for (int i = 0; i < VM_CLOCK_TRIES; i++) {
+		c->wall_ns = clock_ns(CLOCK_MONOTONIC);
+		c->cpu_ns = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+		c->runq_ns = runq_ns(fd);
+		if (clock_ns(CLOCK_MONOTONIC) - c->wall_ns <= VM_CLOCK_SKEW_NS)
+			break;
+	}
 }
 
 void vm_clock_done(int *fd)

@@ -368,11 +368,13 @@ static void steps_sort(struct vmm_result *r)
 struct machine_job {
 	struct vmm *m;
 	struct step_log *log;
+	unsigned expect_vcpus; /* made before the state is read */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int go; /* 0: wait; 1: build and restore from state/hdr; -1: give up */
 	const uint8_t *state;
 	const struct saved_header *hdr;
+	bool done; /* rc is final: the machine is restored (or failed) */
 	int rc;
 };
 
@@ -385,6 +387,17 @@ static void *machine_main(void *arg)
 	int rc = vmm_machine_open(j->m), go;
 
 	step(&st, "VM opened");
+	/* The vCPUs the resume expects, made while the store opens: nothing
+	 * of the guest is in them yet (vm_build() lays it, restore() puts the
+	 * saved registers).  A saved guest with more gets the rest made by
+	 * vm_build(); one with fewer leaves the extra ones never run. */
+	if (!rc)
+		rc = vmm_machine_vcpus(j->m, j->expect_vcpus);
+	step(&st, "vCPUs made ahead");
+	/* Their threads too: the start then wakes them. */
+	if (!rc)
+		rc = vm_spawn_vcpus(&j->m->vm);
+	step(&st, "vCPU threads ahead");
 	pthread_mutex_lock(&j->mu);
 	while (!(go = j->go))
 		pthread_cond_wait(&j->cv, &j->mu);
@@ -393,13 +406,30 @@ static void *machine_main(void *arg)
 	j->m->vm.ram_slots.lazy = true;
 	if (!rc && go > 0)
 		rc = vmm_machine_build(j->m);
-	step(&st, "vCPUs made");
+	step(&st, "VM laid out");
 	if (!rc && go > 0)
 		rc = restore(j->m, j->state, j->hdr);
 	step(&st, "vCPUs restored");
 	vm_clock_done(&st.fd);
+	/* Said before the thread ends: the resume goes on at once, without
+	 * waiting for the thread's exit (it is joined later). */
+	pthread_mutex_lock(&j->mu);
 	j->rc = rc;
+	j->done = true;
+	pthread_cond_broadcast(&j->cv);
+	pthread_mutex_unlock(&j->mu);
 	return NULL;
+}
+
+/* The machine's build and restore are over: its result. */
+static int machine_wait(struct machine_job *j)
+{
+	pthread_mutex_lock(&j->mu);
+	while (!j->done)
+		pthread_cond_wait(&j->cv, &j->mu);
+	int rc = j->rc;
+	pthread_mutex_unlock(&j->mu);
+	return rc;
 }
 
 /* The machine thread builds from @state (NULL: it gives up). */
@@ -409,7 +439,7 @@ static void machine_go(struct machine_job *j, const uint8_t *state, const struct
 	j->state = state;
 	j->hdr = hdr;
 	j->go = state ? 1 : -1;
-	pthread_cond_signal(&j->cv);
+	pthread_cond_broadcast(&j->cv);
 	pthread_mutex_unlock(&j->mu);
 }
 
@@ -493,8 +523,12 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 
 	step_start(&st, &log, "main");
 	t_open = log.t0 = st.last.wall_ns;
-	struct machine_job mj = {
-	    .m = &m, .log = &log, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+	struct machine_job mj = {.m = &m,
+				 .log = &log,
+				 .expect_vcpus =
+				     o->vcpus && o->vcpus <= VM_MAX_VCPUS ? o->vcpus : 2,
+				 .mu = PTHREAD_MUTEX_INITIALIZER,
+				 .cv = PTHREAD_COND_INITIALIZER};
 	pthread_t mt;
 
 	if ((rc = -pthread_create(&mt, NULL, machine_main, &mj)))
@@ -536,11 +570,11 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 	step(&st, "working set recorded");
 	if (rc && m.h)
 		fprintf(stderr, "vswap-vm: resume: %s\n", vswap_strerror(rc));
-	pthread_join(mt, NULL);
-	machine = false;
-	step(&st, "VM made (joined)");
+	int mrc = machine_wait(&mj);
+
+	step(&st, "VM made");
 	if (!rc)
-		rc = mj.rc;
+		rc = mrc;
 	if (rc)
 		goto out;
 	/* The vCPUs' first instruction is timed from here: the threads
@@ -557,6 +591,8 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 		fprintf(stderr, "vswap-vm: resume: prefetch: %s\n", vswap_strerror(rc));
 	step(&st, "prefetch started");
 	vm_clock_done(&st.fd);
+	pthread_join(mt, NULL);
+	machine = false;
 	if (rc)
 		goto out;
 	uint64_t served = first_page_served(&m);

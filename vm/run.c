@@ -144,6 +144,14 @@ int vmm_machine_open(struct vmm *m)
 	return rc ? machine_failed(why) : 0;
 }
 
+int vmm_machine_vcpus(struct vmm *m, unsigned n)
+{
+	char why[256];
+	int rc = vm_make_vcpus(&m->vm, n, why, sizeof(why));
+
+	return rc ? machine_failed(why) : 0;
+}
+
 int vmm_machine_build(struct vmm *m)
 {
 	char why[256];

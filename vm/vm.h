@@ -87,7 +87,9 @@ struct vm {
 	uint8_t *low; /* [0, VM_LOW_SIZE) */
 	uint8_t *ram; /* the memfd mapping, VM_RAM_BASE in the guest */
 	uint64_t ram_size;
-	unsigned nvcpus;
+	unsigned nvcpus;	  /* the guest's (vm_build()) */
+	unsigned nmade;		  /* vCPUs KVM made: nvcpus, or more (vm_make_vcpus()) */
+	struct kvm_cpuid2 *cpuid; /* what KVM supports, asked once */
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	volatile struct vm_shared *shared;
 	pthread_mutex_t lock;
@@ -114,6 +116,12 @@ int vm_create(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, c
 int vm_open(struct vm *vm, char *why, size_t whylen);
 int vm_build(struct vm *vm, uint8_t *ram, uint64_t ram_size, unsigned nvcpus, char *why,
 	     size_t whylen);
+/* Between vm_open() and vm_build(): make vCPUs 0..@n-1 in KVM, nothing of
+ * the guest in them yet.  A resume makes the vCPUs it expects while its
+ * store opens, before it knows how many the saved guest has; vm_build()
+ * makes any still missing, and vCPUs made beyond the guest's count never
+ * run (KVM has no way to remove one; vm_destroy() frees them). */
+int vm_make_vcpus(struct vm *vm, unsigned n, char *why, size_t whylen);
 /* With vm->ram_slots.lazy set before it, vm_build() returns once the vCPUs
  * exist and vm_start() registers the RAM's slots behind the guest's start;
  * a vCPU touching a piece not in yet waits for it.  vm_ram_wait() waits for every piece: 0 or the
@@ -126,6 +134,11 @@ void vm_destroy(struct vm *vm);
 /* Start the vCPU threads; each enters the guest, which halts idle at once
  * (a fresh machine) or continues where it was saved (a restored one). */
 int vm_start(struct vm *vm);
+/* Before vm_start(): a thread for every vCPU made, waiting until
+ * vm_start() lets it enter the guest (a resume makes them while its store
+ * opens: the start then wakes them instead of creating them).  The
+ * threads of vCPUs beyond nvcpus wait until vm_destroy(). */
+int vm_spawn_vcpus(struct vm *vm);
 
 /* Give every vCPU command @cmd over its share of RAM and let them run.
  * All must be idle.  @pause_after: WRITE pauses after that many pages. */

@@ -56,6 +56,8 @@ int vmm_machine(struct vmm *m);
 /* vmm_machine() in its two steps (vm_open(), vm_build()). */
 int vmm_machine_open(struct vmm *m);
 int vmm_machine_build(struct vmm *m);
+/* Between the two: @n vCPUs made ahead (vm_make_vcpus()). */
+int vmm_machine_vcpus(struct vmm *m, unsigned n);
 int vmm_store_path(struct vmm *m);
 int vmm_handler(struct vmm *m);
 /* A fresh store at r->path (made by vmm_store_path()) and the handler over
