@@ -9,8 +9,9 @@
  *   commit thread   the lazy index commits, synced without h->lock held
  *                   (struct committer).
  *   job thread      at most one: trim or swap-in (struct job).
- *   swap-in reader  during a swap-in's swap-file pass: plans, reads and
- *                   hashes the runs the job thread copies (swap_in.c).
+ *   swap-in reader  during a swap-in's swap-file pass: reads and hashes
+ *                   the runs the job thread plans and copies; never takes
+ *                   h->lock (swap_in.c).
  *   pool workers    move-to-staging copies (copy mode), removals of swapped-out
  *                   pages (protect mode); touch no store state.
  *   callers         enqueue commands; status() reads under the locks.

@@ -210,7 +210,8 @@ static int do_trim(struct vswap_handler *h)
 		return -EINVAL;
 	}
 	h->jp.t0_ms = now_ms();
-	state_set(h, VSWAP_STATE_TRIM_IN_PROGRESS, (struct vswap_transition){0, 0});
+	/* Recorded by the commit thread, as the swap-out's start (below). */
+	state_set_lazy(h, VSWAP_STATE_TRIM_IN_PROGRESS, (struct vswap_transition){0, 0});
 	int rc = job_start(&h->m.job, trim_job, h);
 	if (rc < 0) {
 		fail(h, "trim", rc);
@@ -239,7 +240,14 @@ static int do_swap_out(struct vswap_handler *h)
 	protect_swap_out_start(h);
 	m->out_pages = 0;
 	m->out_t0_ms = now_ms();
-	state_set(h, VSWAP_STATE_SWAP_OUT_IN_PROGRESS, (struct vswap_transition){0, 0});
+	/* Recorded by the commit thread, not here: a commit on this thread
+	 * holds h->lock through its sync (and through the write of a lazy
+	 * commit in flight, which it joins), and every fault waits.  A crash
+	 * before it lands leaves Pending recorded, true of the store until the
+	 * first batch's commit, which carries the new state with it (a commit
+	 * takes everything changed before its begin); a resume takes the two
+	 * alike. */
+	state_set_lazy(h, VSWAP_STATE_SWAP_OUT_IN_PROGRESS, (struct vswap_transition){0, 0});
 	int rc = job_start(&m->job, swap_out_job, h);
 	if (rc < 0) {
 		fail(h, "swap-out", rc);
@@ -550,8 +558,8 @@ static void job_done(struct vswap_handler *h)
 		     rc);
 		return;
 	}
-	if (kind == JOB_TRIM)
-		state_set(h, VSWAP_STATE_PENDING, t);
+	if (kind == JOB_TRIM) /* lazily: a resume takes TrimInProgress as Pending */
+		state_set_lazy(h, VSWAP_STATE_PENDING, t);
 	else if (kind == JOB_SWAP_OUT) /* recorded and committed by the job */
 		state_publish(h, VSWAP_STATE_ACTIVE,
 			      (struct vswap_transition){h->m.out_pages, now_ms() - h->m.out_t0_ms});

@@ -19,18 +19,21 @@
  *
  * Two threads (the copy is most of the CPU a swap-in costs, and the kernel
  * cannot copy into shmem for less: UFFDIO_COPY and pwrite() cost the same,
- * UFFDIO_MOVE takes anonymous memory only): the swap-in's reader thread
- * plans the runs (h->lock held briefly), submits and reaps their reads and
- * hashes each page it read, without h->lock; the job thread copies the runs
- * read, in page order, each under h->lock with the remove events settled
- * (events_settle()), where every page's state is judged and its checksum
- * compared (vswap_store_read_end_sum()) before it is copied, as one thread
- * did before.  So the swap-in runs at the slowest of the disk, the hashing
- * and the copy, not their sum.  A run belongs to one thread at a time, by
- * its state under pipe->mu: free, planned, reading and read-but-unhashed
- * runs are the reader's; hashed runs ("read") are the copier's until it
- * frees them.  Lock order: h->lock, then pipe->mu; nothing is taken while
- * pipe->mu is held.
+ * UFFDIO_MOVE takes anonymous memory only): the job thread, under h->lock,
+ * plans the runs into free buffers and copies the runs read, in page order,
+ * each with the remove events settled (events_settle()), where every page's
+ * state is judged and its checksum compared (vswap_store_read_end_sum())
+ * before it is copied; the swap-in's reader thread submits and reaps the
+ * planned runs' reads and hashes each page it read, and never takes
+ * h->lock.  So the swap-in runs at the slowest of the disk, the hashing and
+ * the copy, not their sum.  The reader once planned too, under h->lock: it
+ * then waited for the copier's hold of a whole run's copy each time a read
+ * completed, and the reads completed meanwhile were neither hashed nor
+ * replaced, so the copier in turn waited for reads (28 % of a swap-in
+ * on this machine).  A run belongs to one thread at a time, by its state
+ * under pipe->mu: free and read ("hashed") runs are the copier's, planned
+ * and reading ones the reader's.  Lock order: h->lock, then pipe->mu;
+ * nothing is taken while pipe->mu is held.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,10 +69,11 @@ struct swap_in_pipe {
 	pthread_t thread;
 	bool started;
 	pthread_mutex_t mu; /* the runs' states and the fields below */
-	pthread_cond_t cv;  /* a run read or freed, the reader's end, stop */
+	pthread_cond_t cv;  /* a run planned or read, the reader's end, stop */
 	bool stop;	    /* the copier's: read no more */
-	bool done;	    /* the reader's: it ended (no run left, or err) */
+	bool done;	    /* the reader's: it ended (stopped, or err) */
 	int err;	    /* why it ended early, or 0 */
+	bool planned_all;   /* the copier's alone: no present page after the cursor */
 	void *bufs;	    /* the runs' buffers, one mapping (bufs_map()) */
 	size_t bufs_len;
 };
@@ -125,8 +129,10 @@ static void runs_drain(struct job_progress *jp)
 {
 	for (;;) {
 		bool reading = false;
+		pthread_mutex_lock(&jp->pipe->mu);
 		for (unsigned k = 0; k < jp->nruns; k++)
 			reading |= jp->runs[k].st == RUN_READING;
+		pthread_mutex_unlock(&jp->pipe->mu);
 		if (!reading)
 			break;
 		struct vswap_io_req *done[SWAP_IN_RUNS];
@@ -187,6 +193,7 @@ int swap_in_prepare(struct vswap_handler *h)
 	}
 	jp->cursor = 0;
 	jp->staged_done = false;
+	jp->pipe->planned_all = false;
 	jp->t0_ms = now_ms();
 	return 0;
 }
@@ -244,35 +251,44 @@ static int64_t swap_in_staged(struct vswap_handler *h, uint64_t first, uint64_t 
 	return (int64_t)count;
 }
 
-/* The reader's, h->lock held: plan the next runs of present pages from the
+/* The copier's, h->lock held: plan the next runs of present pages from the
  * cursor into the free run buffers (each within a region; its pages' reads
- * begun).  1 when no present page is left after the cursor, 0, or -errno. */
+ * begun) and hand them to the reader.  0, or -errno. */
 static int plan_runs(struct vswap_handler *h)
 {
 	struct job_progress *jp = &h->jp;
-	for (unsigned k = 0; k < jp->nruns; k++) {
-		struct swap_in_run *r = &jp->runs[k];
-		pthread_mutex_lock(&jp->pipe->mu);
-		bool free_run = r->st == RUN_FREE;
-		pthread_mutex_unlock(&jp->pipe->mu);
-		if (!free_run)
-			continue;
+	struct swap_in_pipe *pp = jp->pipe;
+	unsigned fr[SWAP_IN_RUNS], nf = 0, np = 0;
+	int ret = 0;
+	if (pp->planned_all)
+		return 0;
+	pthread_mutex_lock(&pp->mu);
+	for (unsigned k = 0; k < jp->nruns; k++)
+		if (jp->runs[k].st == RUN_FREE)
+			fr[nf++] = k;
+	pthread_mutex_unlock(&pp->mu);
+	/* The free runs are the copier's: filled without pp->mu. */
+	for (; np < nf; np++) {
+		struct swap_in_run *r = &jp->runs[fr[np]];
 		uint64_t first;
 		uint32_t count;
 		int found = vswap_store_next_present_run(h->store, jp->cursor, h->total_pages,
 							 h->opts.chunk_pages, &first, &count);
-		if (found < 0) /* not "none left": those pages would go unserved */
-			return found;
-		if (found == 0)
-			return 1;
+		if (found < 0) { /* not "none left": those pages would go unserved */
+			ret = found;
+			break;
+		}
+		if (found == 0) {
+			pp->planned_all = true;
+			break;
+		}
 		const struct hregion *g = region_of_page(h, first);
 		if (count > g->first + g->pages - first) /* host addresses end here */
 			count = (uint32_t)(g->first + g->pages - first);
-		for (uint32_t i = 0; i < count; i++) {
-			int rc = vswap_store_read_begin(h->store, first + i, &r->rd[i]);
-			if (rc < 0)
-				return rc; /* a present run: cannot happen */
-		}
+		for (uint32_t i = 0; i < count && ret == 0; i++)
+			ret = vswap_store_read_begin(h->store, first + i, &r->rd[i]);
+		if (ret < 0)
+			break; /* a present run: cannot happen */
 		r->first = first;
 		r->count = count;
 		r->next = 0;
@@ -281,14 +297,18 @@ static int plan_runs(struct vswap_handler *h)
 		    .off = r->rd[0].offset,
 		    .len = count << h->page_shift,
 		    .fd = r->rd[0].fd,
-		    .tag = k,
+		    .tag = fr[np],
 		};
-		pthread_mutex_lock(&jp->pipe->mu);
-		r->st = RUN_PLANNED;
-		pthread_mutex_unlock(&jp->pipe->mu);
 		jp->cursor = first + count;
 	}
-	return 0;
+	if (np) { /* handed over in one hold, one wake-up of the reader */
+		pthread_mutex_lock(&pp->mu);
+		for (unsigned i = 0; i < np; i++)
+			jp->runs[fr[i]].st = RUN_PLANNED;
+		pthread_cond_broadcast(&pp->cv);
+		pthread_mutex_unlock(&pp->mu);
+	}
+	return ret;
 }
 
 /* A read refused for a reason that says nothing about the bytes (say the
@@ -327,54 +347,47 @@ static void hash_run(struct vswap_handler *h, struct swap_in_run *r)
 		    h->store, r->first + i, (const uint8_t *)r->buf + ((size_t)i << h->page_shift));
 }
 
-/* The reader thread, lock not held but to plan: plan, submit, reap and hash
- * until no present page is left or the copier says stop, then wait for its
- * reads in flight. */
+/* The reader thread, h->lock never taken: submit the runs planned, reap
+ * and hash them and hand them over, until the copier says stop (or the
+ * ring fails); then wait for the reads in flight. */
 static void *reader_main(void *arg)
 {
 	struct vswap_handler *h = arg;
 	struct job_progress *jp = &h->jp;
 	struct swap_in_pipe *pp = jp->pipe;
-	bool planned_all = false;
+	struct swap_in_run *submit[SWAP_IN_RUNS];
 	int err = 0;
 	pthread_setname_np(pthread_self(), "vswap-swapin");
 	for (;;) {
+		unsigned ns = 0;
+		bool in_flight = false;
 		pthread_mutex_lock(&pp->mu);
-		bool stop = pp->stop;
-		pthread_mutex_unlock(&pp->mu);
-		if (stop)
+		if (pp->stop) {
+			pthread_mutex_unlock(&pp->mu);
 			break;
-		if (!planned_all) {
-			pthread_mutex_lock(&h->lock);
-			int rc = plan_runs(h);
-			pthread_mutex_unlock(&h->lock);
-			if (rc < 0) {
-				err = rc;
-				break;
-			}
-			planned_all = rc == 1;
 		}
-		bool in_flight = false, copier_has = false;
-		pthread_mutex_lock(&pp->mu);
 		for (unsigned k = 0; k < jp->nruns; k++) {
 			struct swap_in_run *r = &jp->runs[k];
-			if (r->st == RUN_PLANNED && vswap_io_queue(&jp->io, &r->req, 1) == 1)
+			if (r->st == RUN_PLANNED) {
 				r->st = RUN_READING;
+				submit[ns++] = r;
+			}
 			in_flight |= r->st == RUN_READING;
-			copier_has |= r->st == RUN_READ;
 		}
-		if (!in_flight && copier_has && !pp->stop) {
-			/* Every buffer waits for the copier: wait for one. */
+		if (!in_flight) {
+			/* Every buffer is the copier's: wait for a plan. */
 			pthread_cond_wait(&pp->cv, &pp->mu);
 			pthread_mutex_unlock(&pp->mu);
 			continue;
 		}
 		pthread_mutex_unlock(&pp->mu);
-		if (!in_flight) {
-			if (planned_all)
-				break; /* every run read and handed over */
-			continue;
-		}
+		/* Queued outside pp->mu: without io_uring a queued read is
+		 * read there and then, and the copier must not wait for it. */
+		for (unsigned i = 0; i < ns; i++)
+			if (vswap_io_queue(&jp->io, &submit[i]->req, 1) != 1)
+				err = -EIO; /* more than the ring's depth: cannot happen */
+		if (err < 0)
+			break;
 		err = vswap_io_flush(&jp->io);
 		if (err < 0)
 			break;
@@ -511,17 +524,26 @@ static int64_t copy_run(struct vswap_handler *h, struct swap_in_run *r)
 		}
 		i = j;
 	}
+	/* Free for the next plan (plan_runs(), which wakes the reader). */
 	pthread_mutex_lock(&h->jp.pipe->mu);
-	r->st = RUN_FREE; /* the reader's again */
-	pthread_cond_broadcast(&h->jp.pipe->cv);
+	r->st = RUN_FREE;
 	pthread_mutex_unlock(&h->jp.pipe->mu);
 	return unserved ? (int64_t)unserved : (int64_t)brought;
 }
 
+/* pp->mu held: whether a run is planned, being read or read. */
+static bool runs_busy(const struct job_progress *jp)
+{
+	for (unsigned k = 0; k < jp->nruns; k++)
+		if (jp->runs[k].st != RUN_FREE)
+			return true;
+	return false;
+}
+
 /*
  * Lock held (dropped while waiting for the reader): the swap file's next
- * run read, verified and copied.  Pages brought in, 0 when none is left, or
- * -errno.
+ * run read, verified and copied, the free buffers planned again first.
+ * Pages brought in, 0 when none is left, or -errno.
  */
 static int64_t swap_in_file(struct vswap_handler *h)
 {
@@ -531,11 +553,14 @@ static int64_t swap_in_file(struct vswap_handler *h)
 	if (rc < 0)
 		return rc;
 	for (;;) {
+		rc = plan_runs(h);
+		if (rc < 0)
+			return rc;
 		pthread_mutex_lock(&pp->mu);
 		struct swap_in_run *r = run_read(jp);
-		bool done = pp->done;
+		bool busy = runs_busy(jp), done = pp->done;
 		rc = pp->err;
-		if (!r && !done) {
+		if (!r && busy && !done) {
 			/* Nothing read yet: wait without the lock (faults and
 			 * remove events go on meanwhile), then settle again:
 			 * a remove event read meanwhile is applied before the
@@ -552,8 +577,12 @@ static int64_t swap_in_file(struct vswap_handler *h)
 			continue;
 		}
 		pthread_mutex_unlock(&pp->mu);
-		if (!r) /* the reader ended: every run copied, or its error */
-			return rc;
+		if (!r) {
+			if (!busy) /* every run planned was copied */
+				return 0;
+			/* The reader ended with runs still its own. */
+			return rc < 0 ? rc : -EIO;
+		}
 		int64_t n = copy_run(h, r);
 		if (n != 0)
 			return n;

@@ -101,8 +101,9 @@ struct range_vec {
 struct commit_snap {
 	bool active;   /* between begin and end */
 	MDB_txn *txn;  /* begun by begin, committed (or aborted) by write */
-	uint8_t *recs; /* per group: u64 group, u64 staged bits, u64 length, record */
+	uint8_t *recs; /* per group: a head, its pages (raw or a record), its staging record */
 	size_t len, cap;
+	size_t touched; /* bytes of @recs known to be backed by memory (index_snap_prepare()) */
 	uint64_t *committing;  /* bitmap: groups in the snapshot */
 	struct slot_vec freed; /* freed before the begin: reusable after the commit */
 	struct range_vec unpunched;
@@ -415,6 +416,7 @@ int index_snap_txn(struct vswap_store *s);
 int index_snap_encode(struct vswap_store *s);
 int index_snap_meta(struct vswap_store *s);
 int index_snap_put(struct vswap_store *s);
+void index_snap_prepare(struct vswap_store *s);
 int index_snap_commit(struct vswap_store *s);
 void index_snap_abort(struct vswap_store *s);
 int index_snap_wait(struct vswap_store *s);
@@ -438,6 +440,8 @@ enum vswap_record_fault staging_decode(const struct vswap_store *s, uint64_t key
 				       const uint8_t *val, size_t len, struct staging_view *out);
 uint64_t staging_view_sum(const struct staging_view *v, unsigned bit);
 size_t staging_encode(const struct vswap_store *s, uint64_t g, uint8_t *buf);
+/* The same without its seal (record_seal() adds it, 8 bytes more). */
+size_t staging_encode_body(const struct vswap_store *s, uint64_t g, uint8_t *buf);
 const char *record_fault_name(enum vswap_record_fault f);
 
 /* blob.c: named values committed with the pages (hooks for index.c) */

@@ -156,6 +156,13 @@ uint64_t staging_view_sum(const struct staging_view *v, unsigned bit)
 
 size_t staging_encode(const struct vswap_store *s, uint64_t g, uint8_t *buf)
 {
+	size_t len = staging_encode_body(s, g, buf);
+	record_seal(s, DB_STAGING, g, buf, len);
+	return len + 8;
+}
+
+size_t staging_encode_body(const struct vswap_store *s, uint64_t g, uint8_t *buf)
+{
 	uint64_t staged = s->staged[g], summed = s->summed[g] & staged;
 	put64(buf, g);
 	put64(buf + 8, staged);
@@ -166,8 +173,7 @@ size_t staging_encode(const struct vswap_store *s, uint64_t g, uint8_t *buf)
 		put64(buf + len, s->ssums[p]);
 		len += 8;
 	}
-	record_seal(s, DB_STAGING, g, buf, len);
-	return len + 8;
+	return len;
 }
 
 const char *record_fault_name(enum vswap_record_fault f)

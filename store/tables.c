@@ -133,6 +133,22 @@ int slots_reserve(struct vswap_store *s, uint64_t nslots)
 	 * same capacity (the same doubling from the same start); slot_cap
 	 * counts their bits.  A failure leaves slot_cap as it was. */
 	size_t words = (size_t)words_for(s->slot_cap), need = (size_t)words_for(nslots);
+	if (!s->slot_used && !s->slot_unpunched) {
+		/* The first ones (the open, for the whole swap file): calloc,
+		 * which the kernel backs lazily, where a memset would touch
+		 * every page of them before the open returns (a 4 GiB store's
+		 * 256 KiB; a resume's guest waits for the open). */
+		s->slot_used = calloc(need, sizeof(uint64_t));
+		s->slot_unpunched = calloc(need, sizeof(uint64_t));
+		if (!s->slot_used || !s->slot_unpunched) {
+			free(s->slot_used);
+			free(s->slot_unpunched);
+			s->slot_used = s->slot_unpunched = NULL;
+			return -ENOMEM;
+		}
+		s->slot_cap = (uint64_t)need * 64;
+		return 0;
+	}
 	size_t cap = words, ucap = words;
 	if (ARRAY_RESERVE(s->slot_used, cap, need, 1) ||
 	    ARRAY_RESERVE(s->slot_unpunched, ucap, need, 1))

@@ -554,6 +554,7 @@ int vswap_store_commit_write(struct vswap_store *s)
 	if (ret && ret != -EAGAIN)
 		store_log(s, VSWAP_LOG_ERROR, "%s: index commit failed: %s", s->index_path,
 			  vswap_strerror(ret));
+	index_snap_prepare(s); /* the snapshot is put: its room is free */
 	return ret;
 }
 

@@ -7,7 +7,9 @@
  * records what the faults changed).  A move to staging waits for a commit in
  * flight in copy mode (its stage marks need the punches it holds).  A named
  * blob pending (a resume's image deleted) goes with that split commit too:
- * faults are served while it syncs.  Every wait is bounded.
+ * faults are served while it syncs.  The start of a swap-out records its
+ * state through the commit thread, so it does not wait for a commit in
+ * flight either.  Every wait is bounded.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -290,6 +292,73 @@ static void enable_waits_for_commit(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+struct swapper {
+	pthread_t t;
+	struct vswap_handler *h;
+	int rc;
+	atomic_bool done;
+};
+
+static void *swap_out_main(void *arg)
+{
+	struct swapper *w = arg;
+	w->rc = vswap_handler_swap_out(w->h);
+	atomic_store(&w->done, true);
+	return NULL;
+}
+
+static bool swapper_done(void *arg)
+{
+	return atomic_load(&((struct swapper *)arg)->done);
+}
+
+/* The swap-out's start records its state through the commit thread: a
+ * lazy commit held between its begin and its write (a slow sync) holds up
+ * neither the command nor the faults meanwhile.  On the monitor, that
+ * state's commit joined the one in flight under h->lock, and every fault
+ * waited for its sync. */
+static void swap_out_start_waits_for_no_commit(void **state)
+{
+	(void)state;
+	struct hfx f;
+	struct gate g;
+	const size_t pages[1] = {PAGES};
+	assert_int_equal(hfx_setup(&f, pages, 1, &hfx_copy), 0);
+	for (uint64_t p = 0; p < PAGES - 1; p++)
+		assert_int_equal(hfx_fill(&f, 0, p, hfx_byte_of(p)), 0);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	atomic_init(&g.entered, false);
+	atomic_init(&g.open, false);
+	atomic_init(&g.calls, 0);
+	set_hook(&f, &g);
+	/* A staging fault leaves a change; the idle timer asks for its
+	 * commit, which the hook holds after its begin. */
+	assert_int_equal(hfx_page_byte(&f, 0, 0), hfx_byte_of(0));
+	if (!hfx_wait_for(gate_entered, &g))
+		fail_msg("no lazy commit began");
+	struct swapper w = {.h = f.h};
+	atomic_init(&w.done, false);
+	assert_int_equal(pthread_create(&w.t, NULL, swap_out_main, &w), 0);
+	bool started = hfx_wait_for(swapper_done, &w);
+	if (!started) { /* let it go, then say why */
+		atomic_store(&g.open, true);
+		pthread_join(w.t, NULL);
+		fail_msg("the swap-out's start waited for the commit in flight");
+	}
+	pthread_join(w.t, NULL);
+	assert_int_equal(w.rc, 0);
+	/* Faults meanwhile: the commit is still held. */
+	assert_int_equal(atomic_load(&g.calls), 1);
+	for (uint64_t p = 1; p < 4; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), hfx_byte_of(p));
+	atomic_store(&g.open, true);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	set_hook(&f, NULL);
+	for (uint64_t p = 0; p < PAGES - 1; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), hfx_byte_of(p));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_commits");
@@ -298,6 +367,7 @@ int main(void)
 	    cmocka_unit_test(blob_commit_serves_faults_meanwhile),
 	    cmocka_unit_test(enable_waits_for_commit),
 	    cmocka_unit_test(active_committed_off_monitor),
+	    cmocka_unit_test(swap_out_start_waits_for_no_commit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

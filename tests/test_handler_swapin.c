@@ -157,12 +157,74 @@ static void swap_in_leaves_no_page_cache(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* ---- many runs through few buffers, faults ahead of the copy ---------------- */
+
+#define LONG_PAGES 256u
+
+struct ahead {
+	struct hfx *f;
+	int calls;
+	int faults; /* pages read from the guest ahead of the copy */
+	int bad;    /* of those, read wrong or not at all */
+};
+
+/* On the job thread between chunks (h->lock not held): every third chunk,
+ * the guest reads a page far ahead of the copy, through a fault the monitor
+ * serves while that page's run may be planned, read or waiting to be
+ * copied.  The swap-in must leave that page to the fault. */
+static void ahead_hook(void *ctx, int where)
+{
+	struct ahead *a = ctx;
+	if (where != SWAP_IN_HOOK_COPIED || ++a->calls % 3)
+		return;
+	uint64_t p = LONG_PAGES - 1 - (uint64_t)a->calls;
+	if (p < LONG_PAGES / 2)
+		return;
+	uint8_t got[64];
+	a->faults++;
+	if (hfx_read(got, hfx_addr(a->f, 0, p), sizeof(got), HFX_DEADLINE_MS, NULL) != 0 ||
+	    got[0] != (uint8_t)(p * 7 + 1) || got[63] != (uint8_t)(p * 7 + 1))
+		a->bad++;
+}
+
+/* 64 runs through two run buffers: each buffer is planned again by the
+ * copier as soon as it is copied and read again by the reader, which must
+ * be woken for every plan (a lost wake-up leaves both threads waiting for
+ * each other).  Every page comes back, those the guest faulted in first
+ * too. */
+static void swap_in_many_runs_few_buffers(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {LONG_PAGES};
+	const struct vswap_handler_opts o = {.chunk_pages = 4, .prefetch_budget_pages = 8};
+	assert_int_equal(hfx_setup(&f, pages, 1, &o), 0);
+	for (uint64_t p = 0; p < LONG_PAGES; p++)
+		memset(hfx_addr(&f, 0, p), (int)(uint8_t)(p * 7 + 1), f.page_size);
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_ACTIVE), 0);
+	struct ahead a = {.f = &f};
+	f.h->swap_in_hook_ctx = &a;
+	f.h->swap_in_hook = ahead_hook;
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	f.h->swap_in_hook = NULL;
+	assert_true(a.calls >= (int)(LONG_PAGES / 4) / 2);
+	assert_true(a.faults > 0);
+	assert_int_equal(a.bad, 0);
+	for (uint64_t p = 0; p < LONG_PAGES; p++)
+		assert_int_equal(hfx_page_byte(&f, 0, p), (int)(uint8_t)(p * 7 + 1));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_swapin");
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(remove_after_swap_in_read),
 	    cmocka_unit_test(swap_in_leaves_no_page_cache),
+	    cmocka_unit_test(swap_in_many_runs_few_buffers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

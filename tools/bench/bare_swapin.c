@@ -54,6 +54,7 @@ static void *reader_main(void *arg)
 	unsigned inflight = 0;
 	bool done[MAX_DEPTH] = {false};
 	struct io_uring ring;
+	pthread_setname_np(pthread_self(), "bare-swapin-rd");
 	int err = io_uring_queue_init(b->depth, &ring, 0);
 	bool have_ring = err == 0;
 	while (!err && done_upto < runs) {

@@ -22,7 +22,12 @@
  *   fault_during_swap_out_{p50,p99,max}_us   copy mode: a thread touching
  *       staged pages from the top of the guest down, one every 100 us,
  *       while the swap-out writes from the bottom up; beside the same
- *       touches with no swap-out running (fault_idle_staging_*).
+ *       touches with no swap-out running (fault_idle_staging_*).  Staging
+ *       faults only: near its end the swap-out reaches the pages not
+ *       touched yet, and their faults read the swap file instead; those go
+ *       to fault_file_during_swap_out_{p50,max}_us (the median over the
+ *       runs that met any), beside the cold random file faults of the same
+ *       run (fault_file_rand_p50_us, and their max).
  *   fault_during_swap_out_long_slice_{p99,max}_us   the same with the
  *       handler's background threads asking for a 20 ms slice
  *       (vswap_handler_opts.background_slice_us), beside the default's.
@@ -453,30 +458,54 @@ static int rand_run(struct datapath_bench *o, size_t pages, unsigned r, struct r
 #define PACE_NS 100000
 #define PACED_SAMPLES 2000u
 
-/* Touch staged pages from the top down, one every PACE_NS, until @n
- * samples or (with @h) the handler reaches Active. */
-static size_t paced_touches(struct guest *g, double *lat, size_t n, bool until_active)
+/* The samples of one paced pass, by where the handler found the page: a
+ * staged copy (what the rows compare), or the swap file (the swap-out had
+ * written and committed it, so its staged copy was gone). */
+struct paced {
+	double *staged, *file;
+	size_t nstaged, nfile;
+};
+
+/* Touch pages from the top down, one every PACE_NS, until @n samples or
+ * (with @until_active) the handler reaches Active.  The handler's status
+ * after each touch says which copy served it: the swap-out writes from the
+ * bottom up and, near its end, reaches the pages not touched yet, whose
+ * faults then read the swap file, behind the writes in flight.  Those are
+ * not the staging faults the idle pass times, so they are kept apart (the
+ * status is read in both passes alike). */
+static void paced_touches(struct guest *g, struct paced *out, size_t n, bool until_active)
 {
-	size_t k = 0;
-	for (size_t p = g->pages; p-- > 0 && k < n;) {
+	out->nstaged = out->nfile = 0;
+	struct vswap_status st;
+	uint64_t from_staging = 0, from_file = 0;
+	if (vswap_handler_status(g->h, &st) == 0) {
+		from_staging = st.metrics.copied_from_staging_pages;
+		from_file = st.metrics.copied_from_file_pages;
+	}
+	for (size_t p = g->pages, k = 0; p-- > 0 && k < n; k++) {
 		uint64_t t0 = bench_now_ns();
 		(void)*(volatile uint8_t *)(g->mem + p * g->ps);
-		lat[k++] = us_since(t0);
-		if (until_active) {
-			struct vswap_status st;
-			if (vswap_handler_status(g->h, &st) == 0 && st.state == VSWAP_STATE_ACTIVE)
-				break;
-		}
+		double us = us_since(t0);
+		if (vswap_handler_status(g->h, &st) != 0)
+			break;
+		if (st.metrics.copied_from_file_pages != from_file)
+			out->file[out->nfile++] = us;
+		else if (st.metrics.copied_from_staging_pages != from_staging)
+			out->staged[out->nstaged++] = us;
+		from_staging = st.metrics.copied_from_staging_pages;
+		from_file = st.metrics.copied_from_file_pages;
+		if (until_active && st.state == VSWAP_STATE_ACTIVE)
+			break;
 		struct timespec ts = {0, PACE_NS};
 		nanosleep(&ts, NULL);
 	}
-	return k;
 }
 
 static int during_run(struct datapath_bench *o, size_t pages, uint32_t slice_us, struct lat *idle,
-		      struct lat *busy)
+		      struct lat *busy, struct lat *busy_file)
 {
-	double *lat = calloc(PACED_SAMPLES, sizeof(*lat));
+	double *lat = calloc(2 * (size_t)PACED_SAMPLES, sizeof(*lat));
+	struct paced pc = {lat, lat ? lat + PACED_SAMPLES : NULL, 0, 0};
 	struct guest g;
 	int rc = lat ? guest_open_slice(&g, o, pages, VSWAP_ENABLE_COPY, slice_us) : -ENOMEM;
 	if (!lat)
@@ -485,14 +514,19 @@ static int during_run(struct datapath_bench *o, size_t pages, uint32_t slice_us,
 		guest_write(&g, p);
 	if (rc == 0)
 		rc = vswap_handler_enable(g.h);
-	if (rc == 0)
-		*idle = lat_of(lat, paced_touches(&g, lat, PACED_SAMPLES, false));
+	if (rc == 0) {
+		paced_touches(&g, &pc, PACED_SAMPLES, false);
+		*idle = lat_of(pc.staged, pc.nstaged);
+	}
 	if (rc == 0)
 		rc = vswap_handler_enable(g.h); /* the touched pages staged again */
 	if (rc == 0)
 		rc = vswap_handler_swap_out(g.h);
-	if (rc == 0)
-		*busy = lat_of(lat, paced_touches(&g, lat, PACED_SAMPLES, true));
+	if (rc == 0) {
+		paced_touches(&g, &pc, PACED_SAMPLES, true);
+		*busy = lat_of(pc.staged, pc.nstaged);
+		*busy_file = lat_of(pc.file, pc.nfile);
+	}
 	if (rc == 0)
 		rc = vswap_handler_wait_state(g.h, VSWAP_STATE_ACTIVE, 600000);
 	guest_close(&g);
@@ -527,38 +561,46 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 	if (pages < 4 * THREADS * 16)
 		return -EINVAL;
 	unsigned runs = o->runs > MAX_RUNS ? MAX_RUNS : o->runs;
-	double v[15][MAX_RUNS], scv[MAX_RUNS], cov[MAX_RUNS], lsp[MAX_RUNS], lsm[MAX_RUNS];
+	double v[16][MAX_RUNS], scv[MAX_RUNS], cov[MAX_RUNS], lsp[MAX_RUNS], lsm[MAX_RUNS];
+	/* Runs whose pass met swapped-out pages (file faults), with their figures. */
+	double fp50[MAX_RUNS], fmax[MAX_RUNS];
+	unsigned nf = 0;
 	int rc = 0;
 	for (unsigned r = 0; r < runs && rc == 0; r++) {
 		struct rand_run rr = {
 		    {NAN, NAN, NAN}, {NAN, NAN, NAN}, {NAN, NAN, NAN}, NAN, NAN, NAN, NAN, NAN};
-		struct lat idle = {NAN, NAN, NAN}, busy = {NAN, NAN, NAN};
-		struct lat idle_ls = {NAN, NAN, NAN}, busy_ls = {NAN, NAN, NAN};
+		struct lat idle = {NAN, NAN, NAN}, busy = {NAN, NAN, NAN}, file = {NAN, NAN, NAN};
+		struct lat idle_ls = {NAN, NAN, NAN}, busy_ls = {NAN, NAN, NAN}, file_ls;
 		double sc = NAN, co = NAN;
 		if (stopped(o))
 			return -EINTR;
 		rc = rand_run(o, pages, r, &rr);
 		/* The default and the long background slice, first or last
 		 * alternately. */
-		if (rc == 0 && r % 2 == 0 && (rc = during_run(o, pages, 0, &idle, &busy)) == 0)
-			rc = during_run(o, pages, LONG_SLICE_US, &idle_ls, &busy_ls);
+		if (rc == 0 && r % 2 == 0 &&
+		    (rc = during_run(o, pages, 0, &idle, &busy, &file)) == 0)
+			rc = during_run(o, pages, LONG_SLICE_US, &idle_ls, &busy_ls, &file_ls);
 		if (rc == 0 && r % 2 &&
-		    (rc = during_run(o, pages, LONG_SLICE_US, &idle_ls, &busy_ls)) == 0)
-			rc = during_run(o, pages, 0, &idle, &busy);
+		    (rc = during_run(o, pages, LONG_SLICE_US, &idle_ls, &busy_ls, &file_ls)) == 0)
+			rc = during_run(o, pages, 0, &idle, &busy, &file);
 		if (rc == 0 && r % 2 == 0 && (rc = swap_out_rate(o, pages, true, &sc)) == 0)
 			rc = swap_out_rate(o, pages, false, &co);
 		if (rc == 0 && r % 2 && (rc = swap_out_rate(o, pages, false, &co)) == 0)
 			rc = swap_out_rate(o, pages, true, &sc);
 		if (rc)
 			break;
-		double row[15] = {rr.fault.p50, rr.fault.p99, rr.pread.p50, rr.pread.p99,
+		double row[16] = {rr.fault.p50, rr.fault.p99, rr.pread.p50, rr.pread.p99,
 				  rr.bare.p50,	rr.bare.p99,  rr.rate8,	    rr.rate1,
 				  busy.p99,	busy.max,     idle.p99,	    idle.max,
-				  rr.ring1,	rr.ring8,     rr.ring8x2};
-		for (int k = 0; k < 15; k++)
+				  rr.ring1,	rr.ring8,     rr.ring8x2,   rr.fault.max};
+		for (int k = 0; k < 16; k++)
 			v[k][r] = row[k];
 		scv[r] = sc;
 		cov[r] = co;
+		if (!isnan(file.p50)) {
+			fp50[nf] = file.p50;
+			fmax[nf++] = file.max;
+		}
 		lsp[r] = busy_ls.p99;
 		lsm[r] = busy_ls.max;
 		if (o->verbose)
@@ -567,14 +609,15 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 			    "  datapath run %u: rand fault p50 %.1f us (pread %.1f + bare %.1f), "
 			    "8t %.0f / 1t %.0f pages/s (bare ring 8t %.0f, 2 servers %.0f, "
 			    "1t %.0f), during swap-out p99 %.0f max %.0f us "
-			    "(idle %.0f, %.0f; p50 %.1f/%.1f), swap-out scattered %.3f / "
+			    "(idle %.0f, %.0f; p50 %.1f/%.1f; file faults p50 %.0f max %.0f), "
+			    "swap-out scattered %.3f / "
 			    "contiguous %.3f GB/s\n",
 			    r + 1, rr.fault.p50, rr.pread.p50, rr.bare.p50, rr.rate8, rr.rate1,
 			    rr.ring8, rr.ring8x2, rr.ring1, busy.p99, busy.max, idle.p99, idle.max,
-			    busy.p50, idle.p50, sc, co);
+			    busy.p50, idle.p50, file.p50, file.max, sc, co);
 		if (r + 1 == runs) {
-			double m[15];
-			for (int k = 0; k < 15; k++)
+			double m[16];
+			for (int k = 0; k < 16; k++)
 				m[k] = bench_median(v[k], runs);
 			bench_add(res, "fault_file_rand_p50_us", m[0], "us",
 				  "odirect_pread_4k_rand+bare_copy_p50_us", m[2] + m[4]);
@@ -596,6 +639,14 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 				  "fault_idle_staging_p99_us", m[10]);
 			bench_add(res, "fault_during_swap_out_max_us", m[9], "us",
 				  "fault_idle_staging_max_us", m[11]);
+			if (nf) {
+				bench_add(res, "fault_file_during_swap_out_p50_us",
+					  bench_median(fp50, nf), "us", "fault_file_rand_p50_us",
+					  m[0]);
+				bench_add(res, "fault_file_during_swap_out_max_us",
+					  bench_median(fmax, nf), "us", "fault_file_rand_max_us",
+					  m[15]);
+			}
 			bench_add(res, "fault_during_swap_out_long_slice_p99_us",
 				  bench_median(lsp, runs), "us", "fault_during_swap_out_p99_us",
 				  m[8]);
