@@ -28,6 +28,9 @@
  *       to fault_file_during_swap_out_{p50,max}_us (the median over the
  *       runs that met any), beside the cold random file faults of the same
  *       run (fault_file_rand_p50_us, and their max).
+ *   fault_idle_staging_{p99,max}_us   the idle pass alone, beside the same
+ *       paced touches, top down, served by a bare userfaultfd server doing
+ *       one UFFDIO_COPY per fault (bare_uffdio_copy_paced_*).
  *   fault_during_swap_out_long_slice_{p99,max}_us   the same with the
  *       handler's background threads asking for a 20 ms slice
  *       (vswap_handler_opts.background_slice_us), beside the default's.
@@ -271,7 +274,15 @@ static void *bare_main(void *arg)
 }
 
 /* A bare UFFDIO_COPY handler on its own thread, shmem, random order. */
-static int bare_faults(size_t pages, size_t ps, const uint64_t *order, size_t n, double *lat)
+/* The paced passes: a touch every PACE_NS, PACED_SAMPLES of them at most. */
+#define PACE_NS 100000
+#define PACED_SAMPLES 2000u
+
+/* Faults on @order's pages served by a bare userfaultfd server (one
+ * UFFDIO_COPY each, nothing else); with @paced, one every PACE_NS, as the
+ * paced passes below touch. */
+static int bare_faults(size_t pages, size_t ps, const uint64_t *order, size_t n, double *lat,
+		       bool paced)
 {
 	int memfd = memfd_create("datapath-bare", MFD_CLOEXEC);
 	if (memfd < 0 || ftruncate(memfd, (off_t)(pages * ps)) < 0)
@@ -297,6 +308,9 @@ static int bare_faults(size_t pages, size_t ps, const uint64_t *order, size_t n,
 			uint64_t t0 = bench_now_ns();
 			(void)*(volatile uint8_t *)(mem + order[i] * ps);
 			lat[i] = us_since(t0);
+			struct timespec ts = {0, PACE_NS};
+			if (paced)
+				nanosleep(&ts, NULL);
 		}
 		atomic_store(&b.stop, true);
 		pthread_join(t, NULL);
@@ -443,7 +457,7 @@ static int rand_run(struct datapath_bench *o, size_t pages, unsigned r, struct r
 		rc = ring_rates(&g, page_off, order, m, m8, out);
 	guest_close(&g);
 	if (rc == 0) {
-		rc = bare_faults(pages, o->page_size, order, n, lat);
+		rc = bare_faults(pages, o->page_size, order, n, lat, false);
 		out->bare = lat_of(lat, n);
 	}
 	free(order);
@@ -454,9 +468,6 @@ static int rand_run(struct datapath_bench *o, size_t pages, unsigned r, struct r
 }
 
 /* ---- faults while a swap-out runs --------------------------------------- */
-
-#define PACE_NS 100000
-#define PACED_SAMPLES 2000u
 
 /* The samples of one paced pass, by where the handler found the page: a
  * staged copy (what the rows compare), or the swap file (the swap-out had
@@ -534,6 +545,24 @@ static int during_run(struct datapath_bench *o, size_t pages, uint32_t slice_us,
 	return rc;
 }
 
+/* The idle pass's floor: the same paced touches, top down, served bare. */
+static int bare_paced(struct datapath_bench *o, size_t pages, struct lat *out)
+{
+	size_t n = pages < PACED_SAMPLES ? pages : PACED_SAMPLES;
+	uint64_t *order = calloc(n, sizeof(*order));
+	double *lat = calloc(n, sizeof(*lat));
+	int rc = order && lat ? 0 : -ENOMEM;
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		order[i] = pages - 1 - i;
+	if (rc == 0)
+		rc = bare_faults(pages, o->page_size, order, n, lat, true);
+	if (rc == 0)
+		*out = lat_of(lat, n);
+	free(order);
+	free(lat);
+	return rc;
+}
+
 /* ---- scattered swap-out ----------------------------------------------------- */
 
 static int swap_out_rate(struct datapath_bench *o, size_t pages, bool scattered, double *gbps)
@@ -561,7 +590,7 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 	if (pages < 4 * THREADS * 16)
 		return -EINVAL;
 	unsigned runs = o->runs > MAX_RUNS ? MAX_RUNS : o->runs;
-	double v[16][MAX_RUNS], scv[MAX_RUNS], cov[MAX_RUNS], lsp[MAX_RUNS], lsm[MAX_RUNS];
+	double v[18][MAX_RUNS], scv[MAX_RUNS], cov[MAX_RUNS], lsp[MAX_RUNS], lsm[MAX_RUNS];
 	/* Runs whose pass met swapped-out pages (file faults), with their figures. */
 	double fp50[MAX_RUNS], fmax[MAX_RUNS];
 	unsigned nf = 0;
@@ -571,6 +600,7 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 		    {NAN, NAN, NAN}, {NAN, NAN, NAN}, {NAN, NAN, NAN}, NAN, NAN, NAN, NAN, NAN};
 		struct lat idle = {NAN, NAN, NAN}, busy = {NAN, NAN, NAN}, file = {NAN, NAN, NAN};
 		struct lat idle_ls = {NAN, NAN, NAN}, busy_ls = {NAN, NAN, NAN}, file_ls;
+		struct lat bare = {NAN, NAN, NAN};
 		double sc = NAN, co = NAN;
 		if (stopped(o))
 			return -EINTR;
@@ -583,17 +613,20 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 		if (rc == 0 && r % 2 &&
 		    (rc = during_run(o, pages, LONG_SLICE_US, &idle_ls, &busy_ls, &file_ls)) == 0)
 			rc = during_run(o, pages, 0, &idle, &busy, &file);
+		if (rc == 0)
+			rc = bare_paced(o, pages, &bare);
 		if (rc == 0 && r % 2 == 0 && (rc = swap_out_rate(o, pages, true, &sc)) == 0)
 			rc = swap_out_rate(o, pages, false, &co);
 		if (rc == 0 && r % 2 && (rc = swap_out_rate(o, pages, false, &co)) == 0)
 			rc = swap_out_rate(o, pages, true, &sc);
 		if (rc)
 			break;
-		double row[16] = {rr.fault.p50, rr.fault.p99, rr.pread.p50, rr.pread.p99,
+		double row[18] = {rr.fault.p50, rr.fault.p99, rr.pread.p50, rr.pread.p99,
 				  rr.bare.p50,	rr.bare.p99,  rr.rate8,	    rr.rate1,
 				  busy.p99,	busy.max,     idle.p99,	    idle.max,
-				  rr.ring1,	rr.ring8,     rr.ring8x2,   rr.fault.max};
-		for (int k = 0; k < 16; k++)
+				  rr.ring1,	rr.ring8,     rr.ring8x2,   rr.fault.max,
+				  bare.p99,	bare.max};
+		for (int k = 0; k < 18; k++)
 			v[k][r] = row[k];
 		scv[r] = sc;
 		cov[r] = co;
@@ -616,8 +649,8 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 			    rr.ring8, rr.ring8x2, rr.ring1, busy.p99, busy.max, idle.p99, idle.max,
 			    busy.p50, idle.p50, file.p50, file.max, sc, co);
 		if (r + 1 == runs) {
-			double m[16];
-			for (int k = 0; k < 16; k++)
+			double m[18];
+			for (int k = 0; k < 18; k++)
 				m[k] = bench_median(v[k], runs);
 			bench_add(res, "fault_file_rand_p50_us", m[0], "us",
 				  "odirect_pread_4k_rand+bare_copy_p50_us", m[2] + m[4]);
@@ -639,6 +672,10 @@ int datapath_bench_run(struct datapath_bench *o, struct bench_results *res)
 				  "fault_idle_staging_p99_us", m[10]);
 			bench_add(res, "fault_during_swap_out_max_us", m[9], "us",
 				  "fault_idle_staging_max_us", m[11]);
+			bench_add(res, "fault_idle_staging_p99_us", m[10], "us",
+				  "bare_uffdio_copy_paced_p99_us", m[16]);
+			bench_add(res, "fault_idle_staging_max_us", m[11], "us",
+				  "bare_uffdio_copy_paced_max_us", m[17]);
 			if (nf) {
 				bench_add(res, "fault_file_during_swap_out_p50_us",
 					  bench_median(fp50, nf), "us", "fault_file_rand_p50_us",
