@@ -7,8 +7,8 @@
  * (several vCPUs run this one image, so there is no .data or .bss).
  *
  * A command runs to its end and the vCPU halts (the VMM then sees it idle).
- * Between pages the guest looks at the shared pause flag, and a WRITE can be
- * told to pause after a number of pages: at a pause point it writes
+ * Between pages the guest looks at the shared pause flag, and a WRITE or a
+ * VERIFY can be told to pause after a number of pages: at a pause point it writes
  * VM_PORT_PAUSE and the VMM may save the vCPU there (hibernate); the next
  * instruction after a resume writes VM_PORT_RESUMED, so the VMM sees the
  * first instruction a resumed guest runs.
@@ -130,6 +130,7 @@ static void cmd_touch(const struct ctx *c)
 static void cmd_verify(const struct ctx *c)
 {
 	volatile struct vm_area *a = c->a;
+	uint64_t n = 0;
 
 	for (uint64_t p = a->first; p < a->end; p++) {
 		const uint64_t *w = page_ptr(c, p);
@@ -145,6 +146,8 @@ static void cmd_verify(const struct ctx *c)
 		if (!check(w, p, vm_expected((const struct vm_shared *)c->s, p)))
 			bad(c, p);
 		a->progress++;
+		if (++n == a->pause_after)
+			pause_point();
 		maybe_pause(c);
 	}
 }

@@ -52,6 +52,8 @@ enum {
 	SWAP_OUT_HOOK_IN_FLIGHT = 2,
 	SWAP_OUT_HOOK_REMOVING = 3,
 	SWAP_OUT_HOOK_PIECE = 4,
+	SWAP_OUT_HOOK_BEGUN = 5,
+	SWAP_OUT_HOOK_COMPARED = 6,
 };
 enum { SWAP_IN_HOOK_READ = 0, SWAP_IN_HOOK_COPIED = 1 };
 
@@ -241,6 +243,9 @@ struct monitor {
 	enum job_kind job_kind;
 	/* slow file cleanup after a disable: free slots a step per tick */
 	bool slow_cleanup, cleanup_active;
+	/* Ready after a disable: freed slots' blocks to give back
+	 * (cleanup.c: cleanup_punch()), a piece per idle turn. */
+	bool punch_due;
 	uint64_t cleanup_cursor, cleanup_next_ms;
 	/* swap-out progress */
 	uint64_t out_cursor, out_pages, out_t0_ms;
@@ -360,7 +365,11 @@ struct vswap_handler {
 	void (*job_hook)(void *ctx);
 	void *job_hook_ctx;
 	/* Test hook: called by the swap-out on the job thread, without the
-	 * lock, while a batch's writes are in flight (SWAP_OUT_HOOK_IN_FLIGHT),
+	 * lock, once a batch's slots are reserved and before its writes are
+	 * submitted (SWAP_OUT_HOOK_BEGUN), after its pages were compared
+	 * with their stale copies and before they are judged
+	 * (SWAP_OUT_HOOK_COMPARED), while they are in flight
+	 * (SWAP_OUT_HOOK_IN_FLIGHT),
 	 * after each batch's end (SWAP_OUT_HOOK_WRITTEN) and after each commit
 	 * before the removals it allows (SWAP_OUT_HOOK_COMMITTED), so a test
 	 * can place a guest access in each window; and where a removal runs
@@ -493,6 +502,9 @@ void protect_swap_out_start(struct vswap_handler *h);
  * cursor on, in at most @max_runs runs (each within a region), into @pages;
  * the cursor moves past them.  0 when none is left. */
 uint32_t protect_gather(struct vswap_handler *h, uint64_t *pages, uint32_t max, unsigned max_runs);
+/* A page protect_gather() took is still to write: protected, unwritten
+ * since, and not one of the zero pass's (lock held). */
+bool protect_still_clean(struct vswap_handler *h, uint64_t p);
 /* After the commit of written runs (lock held): note the pages still
  * protected and present for removal; protect_remove_start() (lock not held)
  * hands them to the pool (without @wait, what finds its queue full stays
@@ -565,6 +577,8 @@ int trim_job(struct job *j, void *arg);
 
 /* cleanup.c: give the swap file's space back after a disable */
 int cleanup_step(struct vswap_handler *h, uint64_t max_pages);
+/* One piece of giving the freed slots' blocks back (monitor, Ready). */
+void cleanup_punch(struct vswap_handler *h);
 
 /* verify.c: the staged copies a previous handler left, checked ahead of
  * their use with h->lock held only to find and to judge them */

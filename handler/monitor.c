@@ -162,6 +162,8 @@ static int do_enable(struct vswap_handler *h)
 	enum vswap_state st = state_get(h);
 	if (st == VSWAP_STATE_READY) {
 		cleanup_finish(h);
+		/* What is left unpunched is reused by the swap-out's writes. */
+		h->m.punch_due = false;
 		int rc = register_all(h);
 		if (rc < 0) {
 			hlog(h, VSWAP_LOG_ERROR, "enable: register: %s", vswap_strerror(rc));
@@ -581,6 +583,8 @@ static int loop_timeout(struct vswap_handler *h)
 	if (m->ndeferred)
 		return 0;
 	int t = -1;
+	if (m->punch_due && !m->registered)
+		return 0; /* the next piece at once, after any command */
 	if (m->cleanup_active) {
 		uint64_t now = now_ms();
 		t = m->cleanup_next_ms > now ? (int)(m->cleanup_next_ms - now) : 0;
@@ -615,6 +619,8 @@ static void idle_work(struct vswap_handler *h)
 		cleanup_step(h, h->opts.cleanup_step_pages);
 		m->cleanup_next_ms = now_ms() + h->opts.cleanup_interval_ms;
 	}
+	if (!m->registered)
+		cleanup_punch(h);
 	lazy_commit(h, 1);
 }
 

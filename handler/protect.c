@@ -1057,6 +1057,17 @@ uint32_t protect_gather(struct vswap_handler *h, uint64_t *pages, uint32_t max, 
 	return n;
 }
 
+bool protect_still_clean(struct vswap_handler *h, uint64_t p)
+{
+	struct protect *wp = &h->wp;
+	if (!wp->active)
+		return false;
+	pthread_mutex_lock(&wp->rlock);
+	bool clean = bit_get(wp->clean, p) && !bit_get(wp->zero, p);
+	pthread_mutex_unlock(&wp->rlock);
+	return clean;
+}
+
 /* Note a run to remove, cut at region ends and at the chunk size (a write
  * fault on a page being punched waits for its piece's punch). */
 static int removal_add(struct vswap_handler *h, uint64_t first, uint64_t count)

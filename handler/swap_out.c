@@ -36,6 +36,14 @@
  *   - A failed write (ENOSPC ...) gives back its slots; the other batches in
  *     flight end; what ended is committed and cleaned, and the job fails
  *     (Failed): the pages not written are still staged or resident.
+ *   - Except once per batch for ENOSPC: the room for a fresh run is checked
+ *     before the write (store/write.c), but another writer may take it
+ *     before the write lands.  The store then takes no fresh run any more,
+ *     and the batch's pages not written are written again at once, in
+ *     place where they have a stale slot (no new blocks needed): a
+ *     re-hibernation that fits in place completes.  Only the pages still
+ *     to write are taken again (their bit still set, or still staged);
+ *     the others were changed meanwhile and stay as the change left them.
  * In BATCH and NONE durability a commit is asked for every
  * SWAP_OUT_GROUP_BYTES written (or, when the last one is still running, as
  * soon as it lands), while the next batches go on; in FULL, after every
@@ -44,6 +52,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -58,6 +67,10 @@
  * dry 1-6 times, idle under 2 %.  Protect mode writes from guest memory,
  * so a batch in flight costs only its tables (about 70 KiB). */
 #define SWAP_OUT_WRITES 8u
+/* The pages one read of a batch's stale copies covers at most (keep_begin():
+ * a run of adjacent slots per read, the reads of every batch comparing in
+ * flight together on the writes' ring). */
+#define KEEP_READ_PAGES 64u
 /* Runs of pages adjacent in memory one batch gathers at most (iovecs). */
 #define SWAP_OUT_IOVS IOV_MAX
 
@@ -83,6 +96,17 @@ struct out_batch {
 	struct vswap_io_req *ios; /* one per write, on the I/O engine */
 	unsigned nreqs, nsub, pending;
 	int result;
+	bool retried; /* written again after an ENOSPC (once) */
+	bool hashed;  /* b->sums taken before the slots (keep_begin()) */
+	/* keep_begin(): its pages' stale copies are being read (b->reqs and
+	 * b->ios are those reads then); where each candidate's copy is, by
+	 * the batch's index; a page-aligned buffer for the copies.  Allocated
+	 * at the batch's first stale page. */
+	bool comparing;
+	uint32_t ncand;
+	struct vswap_read *cand;
+	uint32_t *cand_at;
+	uint8_t *cmp;
 };
 
 struct swap_out {
@@ -100,6 +124,8 @@ struct swap_out {
 	bool waiting;
 	uint64_t ticket;
 	int error;
+	struct job *j;
+	uint64_t *kept; /* keep_end(): one batch's pages kept */
 };
 
 static int runs_push(struct run **v, size_t *n, size_t *cap, uint64_t first, uint64_t count)
@@ -196,6 +222,14 @@ int swap_out_flush(struct vswap_handler *h)
 }
 
 /* ---- commits ------------------------------------------------------------- */
+
+/* A commit is due: per SWAP_OUT_GROUP_BYTES of pages made present (FULL:
+ * per batch). */
+static bool commit_due(const struct swap_out *so)
+{
+	const struct monitor *m = &so->h->m;
+	return so->full ? m->nunclean > 0 : m->unclean_pages >= so->group_pages;
+}
 
 /* Ask for the commit of every run ended so far (lock not held). */
 static void commit_ask(struct swap_out *so)
@@ -343,7 +377,232 @@ static void batch_submit(struct swap_out *so, unsigned bi)
 	batch_push(so, b);
 }
 
-/* Gather and submit one batch; 0 when nothing is left to write. */
+/* Plan and submit the writes of a batch whose slots are reserved, and hash
+ * its pages while they are in flight.  The bytes may change meanwhile only
+ * for a page whose write the change cancels. */
+static void batch_go(struct swap_out *so, unsigned bi)
+{
+	struct vswap_handler *h = so->h;
+	struct out_batch *b = &so->b[bi];
+	batch_plan(h, b);
+	if (h->swap_out_hook)
+		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_BEGUN);
+	batch_submit(so, bi);
+	for (uint32_t i = 0; !b->hashed && i < b->count; i++)
+		b->sums[i] =
+		    vswap_store_page_checksum(h->store, b->pages[i], page_src(h, b, b->pages[i]));
+	if (h->swap_out_hook)
+		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_IN_FLIGHT);
+}
+
+/* Still to write, of a batch's page gathered and not written (lock held):
+ * protected and unwritten since (protect mode), or still staged. */
+static bool still_to_write(struct vswap_handler *h, const struct out_batch *b, uint64_t p)
+{
+	return b->alias ? protect_still_clean(h, p) : vswap_store_staged(h->store, p);
+}
+
+/* Whether any page of the list has a stale copy (lock held). */
+static bool any_stale(struct vswap_handler *h, const uint64_t *pages, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		struct vswap_page_info pi;
+		if (vswap_store_page(h->store, pages[i], &pi) == 0 && pi.state == VSWAP_PAGE_STALE)
+			return true;
+	}
+	return false;
+}
+
+static bool keep_buffers(struct swap_out *so, struct out_batch *b)
+{
+	struct vswap_handler *h = so->h;
+	size_t n = h->opts.chunk_pages;
+	if (b->cmp)
+		return true;
+	if (!so->kept && !(so->kept = malloc(n * sizeof(*so->kept))))
+		return false;
+	b->cand = malloc(n * sizeof(*b->cand));
+	b->cand_at = malloc(n * sizeof(*b->cand_at));
+	b->cmp = aligned_alloc(h->page_size, n << h->page_shift);
+	if (b->cand && b->cand_at && b->cmp)
+		return true;
+	free(b->cand);
+	free(b->cand_at);
+	free(b->cmp);
+	b->cand = NULL;
+	b->cand_at = NULL;
+	b->cmp = NULL;
+	return false; /* written like any page: only slower */
+}
+
+/*
+ * Judge a batch whose stale copies were compared (b->status[i]: 1 + the
+ * candidate whose copy page i's bytes equal, else 0), lock held: a page
+ * that still has its bit (or is still staged) and whose bytes matched
+ * becomes present in that slot, the rest of those still to write get slots
+ * (the batch compacted to them).  A page changed since it was hashed lost
+ * its bit (left staging) under this lock before its writer went on, so it
+ * is neither kept nor written.  The kept pages into so->kept; returns how
+ * many pages are left to write, or the reservation's error.
+ */
+static int keep_judge(struct swap_out *so, struct out_batch *b, uint32_t *nkept)
+{
+	struct vswap_handler *h = so->h;
+	uint32_t k = 0, nk = 0;
+	for (uint32_t i = 0; i < b->count; i++) {
+		uint64_t p = b->pages[i];
+		if (!still_to_write(h, b, p))
+			continue;
+		if (b->ncand && b->status[i] &&
+		    vswap_store_stale_keep(h->store, &b->cand[b->status[i] - 1]) == 0) {
+			so->kept[nk++] = p;
+			continue;
+		}
+		b->pages[k] = p;
+		b->sums[k++] = b->sums[i];
+	}
+	*nkept = nk;
+	b->count = k;
+	int rc = k ? vswap_store_write_begin(h->store, b->pages, k, b->slots, &b->fd) : 0;
+	return rc < 0 ? rc : (int)k;
+}
+
+/* The pages keep_judge() kept are committed and cleaned with the written
+ * ones (their staging copy goes, or they leave guest memory, only after the
+ * commit that records them present).  Lock not held: m->unclean is the
+ * job's while it runs. */
+static void keep_note(struct swap_out *so, const struct out_batch *b, uint32_t nk)
+{
+	struct vswap_handler *h = so->h;
+	struct monitor *m = &h->m;
+	for (uint32_t i = 0; i < nk; i++)
+		if (runs_push(&m->unclean, &m->nunclean, &m->cap_unclean, so->kept[i], 1) < 0) {
+			/* Present, its copy kept until the next swap-out's
+			 * commit cleans it, or a fault makes it stale. */
+			so->error = so->error ? so->error : -ENOMEM;
+			break;
+		}
+	m->unclean_pages += nk;
+	if (b->alias && nk)
+		protect_alias_drop(h, so->kept, nk);
+}
+
+/*
+ * A batch with a stale page (after a resume, a page the guest only read is
+ * byte for byte its stale slot): its pages are hashed first, without the
+ * lock (the sums serve its write too); those whose sum is their stale
+ * slot's (vswap_store_stale_match()) are candidates, and their copies are
+ * read, a run of adjacent slots per read, on the writes' ring: the batch is
+ * in flight, comparing, while the job gathers the next ones, and
+ * keep_end() compares every byte once the reads are in (trim's test,
+ * vswap_store_stale_equals(), taken apart so that no read runs under the
+ * lock).  With no candidate the batch is judged at once.  1: in flight
+ * (reading or writing); 2: no page left to write; or an error.
+ */
+static int keep_begin(struct swap_out *so, unsigned bi)
+{
+	struct vswap_handler *h = so->h;
+	struct out_batch *b = &so->b[bi];
+	for (uint32_t i = 0; i < b->count; i++)
+		b->sums[i] =
+		    vswap_store_page_checksum(h->store, b->pages[i], page_src(h, b, b->pages[i]));
+	b->hashed = true;
+	bool bufs = keep_buffers(so, b);
+	uint32_t nc = 0, nk = 0;
+	pthread_mutex_lock(&h->lock);
+	for (uint32_t i = 0; bufs && i < b->count; i++)
+		if (still_to_write(h, b, b->pages[i]) &&
+		    vswap_store_stale_match(h->store, b->pages[i], b->sums[i], &b->cand[nc]) == 1)
+			b->cand_at[nc++] = i;
+	b->ncand = nc;
+	int rc = 0;
+	if (!nc)
+		rc = keep_judge(so, b, &nk);
+	pthread_mutex_unlock(&h->lock);
+	if (rc < 0)
+		return rc;
+	b->busy = true;
+	so->busy++;
+	if (!nc) {
+		if (rc == 0) {
+			b->busy = false;
+			so->busy--;
+			return 2;
+		}
+		batch_go(so, bi);
+		return 1;
+	}
+	/* The reads, as the batch's requests: b->reqs[r].p0 is the first
+	 * candidate of read r, whose copy lands at page p0 of b->cmp. */
+	b->nreqs = 0;
+	for (uint32_t c = 0; c < nc;) {
+		uint32_t e = c + 1;
+		while (e < nc && e - c < KEEP_READ_PAGES && b->cand[e].fd == b->cand[c].fd &&
+		       b->cand[e].offset == b->cand[e - 1].offset + h->page_size)
+			e++;
+		unsigned r = b->nreqs++;
+		b->reqs[r] = (struct out_req){
+		    .p0 = c, .n = e - c, .off = b->cand[c].offset, .len = (e - c) << h->page_shift};
+		b->ios[r] = (struct vswap_io_req){.buf = b->cmp + ((size_t)c << h->page_shift),
+						  .len = b->reqs[r].len,
+						  .off = b->cand[c].offset,
+						  .fd = b->cand[c].fd,
+						  .tag = (uint64_t)bi << 32 | r};
+		c = e;
+	}
+	b->comparing = true;
+	b->pending = b->nreqs;
+	b->nsub = 0;
+	b->result = 0;
+	batch_push(so, b);
+	return 1;
+}
+
+/* A comparing batch whose reads are all in: every byte of each candidate
+ * compared with its copy (a failed or short read: written), the batch
+ * judged, and its pages left to write submitted.  An aborted or failed
+ * swap-out judges nothing: the pages stay as they are, unwritten.  0, or
+ * the error that ends the batch. */
+static int keep_end(struct swap_out *so, unsigned bi)
+{
+	struct vswap_handler *h = so->h;
+	struct out_batch *b = &so->b[bi];
+	b->comparing = false;
+	if (job_aborted(so->j) || so->error) {
+		b->busy = false;
+		so->busy--;
+		return 0;
+	}
+	for (uint32_t i = 0; i < b->count; i++)
+		b->status[i] = 0;
+	for (unsigned r = 0; r < b->nreqs; r++) {
+		const struct out_req *q = &b->reqs[r];
+		for (uint32_t j = 0; j < q->n && (uint64_t)(j + 1) << h->page_shift <= q->done;
+		     j++) {
+			uint32_t k = q->p0 + j, i = b->cand_at[k];
+			if (!memcmp(b->cmp + ((size_t)k << h->page_shift),
+				    page_src(h, b, b->pages[i]), h->page_size))
+				b->status[i] = (int)k + 1;
+		}
+	}
+	if (h->swap_out_hook)
+		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_COMPARED);
+	uint32_t nk = 0;
+	pthread_mutex_lock(&h->lock);
+	int rc = keep_judge(so, b, &nk);
+	pthread_mutex_unlock(&h->lock);
+	keep_note(so, b, nk);
+	if (rc <= 0) {
+		b->busy = false;
+		so->busy--;
+		return rc;
+	}
+	batch_go(so, bi);
+	return 0;
+}
+
+/* Gather and submit one batch: 1, or 2 when none of its pages needed a
+ * write (keep_begin()); 0 when nothing is left to write. */
 static int batch_start(struct swap_out *so, unsigned bi)
 {
 	struct vswap_handler *h = so->h;
@@ -361,22 +620,62 @@ static int batch_start(struct swap_out *so, unsigned bi)
 	b->alias = n > 0;
 	if (n == 0)
 		n = gather_staged(h, b->pages, max, SWAP_OUT_IOVS);
-	int rc = n ? vswap_store_write_begin(h->store, b->pages, n, b->slots, &b->fd) : 0;
+	/* A batch with a stale page may hold pages that a resume brought in
+	 * and the guest only read: compared first, written only if changed. */
+	bool stale = n && any_stale(h, b->pages, n);
+	int rc = n && !stale ? vswap_store_write_begin(h->store, b->pages, n, b->slots, &b->fd) : 0;
 	pthread_mutex_unlock(&h->lock);
 	if (n == 0 || rc < 0)
 		return rc;
 	b->count = n;
+	b->hashed = false;
+	b->retried = false;
+	if (stale)
+		return keep_begin(so, bi);
 	b->busy = true;
 	so->busy++;
-	batch_plan(h, b);
-	batch_submit(so, bi);
-	/* Hashed while the writes are in flight.  The bytes may change
-	 * meanwhile only for a page whose write the change cancels. */
-	for (uint32_t i = 0; i < n; i++)
-		b->sums[i] =
-		    vswap_store_page_checksum(h->store, b->pages[i], page_src(h, b, b->pages[i]));
-	if (h->swap_out_hook)
-		h->swap_out_hook(h->swap_out_hook_ctx, SWAP_OUT_HOOK_IN_FLIGHT);
+	batch_go(so, bi);
+	return 1;
+}
+
+/*
+ * A batch whose write ran out of room (ENOSPC): its pages not written and
+ * still to write are written again now, the batch staying in flight.  The
+ * store takes no fresh run after an ENOSPC, so a page with a stale slot is
+ * rewritten there, in blocks the file has.  1: in flight again; 0: none
+ * left to write; else the error that ends the batch (a failure other than
+ * ENOSPC, a second ENOSPC, or the new slots' reservation).
+ */
+static int batch_retry(struct swap_out *so, struct out_batch *b)
+{
+	struct vswap_handler *h = so->h;
+	for (uint32_t i = 0; i < b->count; i++)
+		if (b->status[i] != 0 && b->status[i] != -ENOSPC)
+			return b->status[i];
+	if (b->retried)
+		return -ENOSPC;
+	/* A stale slot is rewritten in place only while its page's group has
+	 * no change the index lacks (store/write.c), and the pages written
+	 * before the cut changed theirs: a commit first.  It also frees their
+	 * old slots, which hold blocks, for the pages that need a new one. */
+	int c = committer_result(h, committer_ticket(h), true);
+	if (c < 0)
+		return c;
+	uint32_t n = 0;
+	pthread_mutex_lock(&h->lock);
+	for (uint32_t i = 0; i < b->count; i++)
+		if (b->status[i] != 0 && still_to_write(h, b, b->pages[i]))
+			b->pages[n++] = b->pages[i];
+	int rc = n ? vswap_store_write_begin(h->store, b->pages, n, b->slots, &b->fd) : 0;
+	pthread_mutex_unlock(&h->lock);
+	if (n == 0 || rc < 0)
+		return rc;
+	hlog(h, VSWAP_LOG_WARN,
+	     "swap-out: no room for a fresh run; %u pages written again in place", n);
+	b->count = n;
+	b->retried = true;
+	b->hashed = false;
+	batch_go(so, (unsigned)(b - so->b));
 	return 1;
 }
 
@@ -415,11 +714,17 @@ static int batch_end(struct swap_out *so, struct out_batch *b)
 			written++;
 		}
 	m->unclean_pages += written;
+	m->out_pages += written;
+	if (made == -ENOSPC && rc == 0) {
+		int again = batch_retry(so, b);
+		if (again == 1)
+			return 0; /* in flight again: ends later */
+		made = again;
+	}
 	if (made < 0 && rc == 0)
 		rc = made;
 	b->busy = false;
 	so->busy--;
-	m->out_pages += written;
 	if (rc == 0) {
 		pthread_mutex_lock(&h->slock);
 		h->trans = (struct vswap_transition){m->out_pages, now_ms() - m->out_t0_ms};
@@ -448,7 +753,7 @@ static int reap(struct swap_out *so)
 		if (b->busy)
 			batch_push(so, b);
 		if (b->busy && b->pending == 0) {
-			int e = batch_end(so, b);
+			int e = b->comparing ? keep_end(so, i) : batch_end(so, b);
 			if (e < 0 && !rc)
 				rc = e;
 		}
@@ -466,8 +771,12 @@ static void so_free(struct swap_out *so)
 		free(so->b[i].iov);
 		free(so->b[i].reqs);
 		free(so->b[i].ios);
+		free(so->b[i].cand);
+		free(so->b[i].cand_at);
+		free(so->b[i].cmp);
 	}
 	free(so->committing);
+	free(so->kept);
 	if (so->io_up)
 		vswap_io_fini(&so->io);
 }
@@ -509,6 +818,7 @@ int swap_out_job(struct job *j, void *arg)
 	struct monitor *m = &h->m;
 	struct swap_out so;
 	int rc = so_init(&so, h);
+	so.j = j;
 	if (rc == 0 && h->opts.skip_zero_pages) /* no record, not written (trim.c) */
 		rc = swap_out_zero_pass(h, j);
 	bool more = rc == 0;
@@ -521,6 +831,12 @@ int swap_out_job(struct job *j, void *arg)
 			if (s < 0)
 				so.error = s;
 			more = s > 0;
+			/* A batch kept whole, without a write, may make a
+			 * commit due: asked below before the next batch, so
+			 * that its pages leave memory while the swap-out goes
+			 * on, not all at the end. */
+			if (s == 2 && commit_due(&so))
+				break;
 		}
 		if (job_aborted(j) || so.error)
 			more = false;
@@ -540,8 +856,7 @@ int swap_out_job(struct job *j, void *arg)
 		int c = commit_reap(&so, false);
 		if (c < 0 && !so.error)
 			so.error = c;
-		bool due = so.full ? m->nunclean > 0 : m->unclean_pages >= so.group_pages;
-		if (due && !so.error && (so.full || !so.waiting)) {
+		if (commit_due(&so) && !so.error && (so.full || !so.waiting)) {
 			if (so.waiting && (c = commit_reap(&so, true)) < 0)
 				so.error = c;
 			else
@@ -569,7 +884,10 @@ int swap_out_job(struct job *j, void *arg)
 		vswap_io_fini(&so.io);
 		so.io_up = false;
 		for (unsigned i = 0; i < SWAP_OUT_WRITES; i++)
-			if (so.b[i].busy) {
+			if (so.b[i].busy && so.b[i].comparing) {
+				so.b[i].busy = false; /* nothing changed yet */
+				so.busy--;
+			} else if (so.b[i].busy) {
 				for (unsigned r = 0; r < so.b[i].nreqs; r++) {
 					so.b[i].reqs[r].done = 0;
 					so.b[i].reqs[r].err = -EIO;

@@ -199,18 +199,47 @@ int vswap_store_read_run(struct vswap_store *s, uint64_t first, uint32_t count, 
 	return ret ? ret : failed;
 }
 
-int vswap_store_stale_equals(struct vswap_store *s, uint64_t page, const void *buf)
+/*
+ * "Equal to its stale copy" has one definition, in two steps: the checksum
+ * of the bytes the page has now matches its stale slot's (most changed
+ * pages differ there: no read), then those bytes equal the slot's, every
+ * one (the checksum alone would let a collision make a changed page
+ * present).  vswap_store_stale_equals() takes both steps at once; a caller
+ * that reads outside its lock takes them apart.
+ */
+int vswap_store_stale_match(struct vswap_store *s, uint64_t page, uint64_t sum,
+			    struct vswap_read *r)
 {
 	if (page >= s->total_pages)
 		return -EINVAL;
 	int need = index_need(s, page, 1);
 	if (need)
 		return need;
-	if (pw_state(s->pages[page]) != VSWAP_PAGE_STALE)
+	if (pw_state(s->pages[page]) != VSWAP_PAGE_STALE || sum != s->sums[page])
 		return 0;
-	/* Most dirty pages differ in their checksum: no read needed. */
-	if (page_sum(s, page, buf) != s->sums[page])
-		return 0;
+	int ret = vswap_store_read_begin(s, page, r);
+	return ret < 0 ? ret : 1;
+}
+
+int vswap_store_stale_keep(struct vswap_store *s, const struct vswap_read *r)
+{
+	if (r->page >= s->total_pages)
+		return -EINVAL;
+	int need = index_need(s, r->page, 1);
+	if (need)
+		return need;
+	uint32_t w = s->pages[r->page];
+	if (pw_state(w) != VSWAP_PAGE_STALE || pw_slot(w) != r->slot || s->sums[r->page] != r->xxh3)
+		return -ESTALE;
+	return vswap_store_mark_present(s, r->page);
+}
+
+int vswap_store_stale_equals(struct vswap_store *s, uint64_t page, const void *buf)
+{
+	struct vswap_read r;
+	int match = vswap_store_stale_match(s, page, page_sum(s, page, buf), &r);
+	if (match != 1)
+		return match;
 	void *copy;
 	if (posix_memalign(&copy, s->page_size, s->page_size))
 		return -ENOMEM;

@@ -303,17 +303,68 @@ void slots_inherit_unpunched(struct vswap_store *s)
 		slot_mark_unpunched(s, k);
 }
 
-static void punch_run(struct vswap_store *s, uint64_t first, uint64_t count)
+static int punch_run(struct vswap_store *s, uint64_t first, uint64_t count)
 {
 	if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		      (off_t)slot_offset(s, first), (off_t)(count << s->page_shift)) != 0) {
+		int err = -errno;
 		store_log(s, VSWAP_LOG_WARN,
 			  "%s: cannot punch free slots %llu+%llu: %s (vswap-fsck reclaims them)",
 			  s->path, (unsigned long long)first, (unsigned long long)count,
-			  strerror(errno));
-		return;
+			  strerror(-err));
+		return err;
 	}
 	slots_mark_punched(s, first, count);
+	return 0;
+}
+
+/* The free slots from @k (one that may hold bytes) to the last such one
+ * before the next used slot or @end, at most @max of them: the free slots
+ * between are holes already, or bytes no record names, so one call covers
+ * them all.  Returns the run's length. */
+static uint64_t punch_run_len(const struct vswap_store *s, uint64_t k, uint64_t end, uint64_t max)
+{
+	uint64_t last = k, j = k + 1;
+	while (j < end && j - k < max && !slot_is_used(s, j)) {
+		if (bit_test(s->slot_unpunched, j))
+			last = j;
+		j++;
+	}
+	return last - k + 1;
+}
+
+int64_t vswap_store_punch_free(struct vswap_store *s, uint64_t max_slots)
+{
+	if (s->read_only)
+		return -EROFS;
+	if (s->tolerant)
+		return -EINVAL;	      /* a repair open may not know every slot */
+	int need = index_need_all(s); /* the slot bitmap is the load's until it ends */
+	if (need)
+		return need;
+	slots_inherit_unpunched(s);
+	uint64_t end = s->slots_end, done = 0;
+	uint64_t k = slot_next_unpunched(s, 0);
+	while (k < end && done < max_slots) {
+		uint64_t n = punch_run_len(s, k, end, max_slots - done);
+		int err = punch_run(s, k, n);
+		if (err)
+			return err;
+		done += n;
+		k = slot_next_unpunched(s, k + n);
+	}
+	/* Below the last used slot nothing is left: the free tail goes in one
+	 * ftruncate (the blocks it frees count as this call's too). */
+	if (k >= end && s->n_unpunched) {
+		if (ftruncate(s->fd, (off_t)slot_offset(s, end)) != 0) {
+			int err = -errno;
+			store_log(s, VSWAP_LOG_WARN, "%s: cannot cut free slots from %llu: %s",
+				  s->path, (unsigned long long)end, strerror(-err));
+			return err;
+		}
+		slots_mark_punched(s, end, s->slot_cap - end);
+	}
+	return (int64_t)s->n_unpunched;
 }
 
 /*
@@ -333,14 +384,9 @@ void slots_punch_free(struct vswap_store *s)
 	uint64_t end = s->slots_end;
 	uint64_t k = slot_next_unpunched(s, 0);
 	while (k < end && s->n_unpunched) {
-		uint64_t last = k, j = k + 1;
-		while (j < end && !slot_is_used(s, j)) {
-			if (bit_test(s->slot_unpunched, j))
-				last = j;
-			j++;
-		}
-		punch_run(s, k, last - k + 1);
-		k = slot_next_unpunched(s, j);
+		uint64_t n = punch_run_len(s, k, end, UINT64_MAX);
+		(void)punch_run(s, k, n); /* logged; left to vswap-fsck */
+		k = slot_next_unpunched(s, k + n);
 	}
 	if (!s->n_unpunched)
 		return;
@@ -659,7 +705,9 @@ static bool in_place_ok(const struct vswap_store *s, uint64_t page)
  * The price: the file may grow by what is written before those commits
  * land.  A run is taken only where the file system has room for it
  * (fresh_run_fits()), and none after a write failed with ENOSPC: a batch
- * that fits in place is not made to fail on a full disk.
+ * that fits in place is not made to fail on a full disk.  (The room may go
+ * between the check and the write: the swap-out then takes the batch's
+ * pages not written again, in place: batch_retry() in handler/swap_out.c.)
  */
 #define FRESH_RUN_PAGES 32u
 

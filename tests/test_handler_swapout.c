@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -396,6 +397,137 @@ static void enospc_with_writes_in_flight(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/*
+ * A fresh run is taken only where the file system had room when the batch
+ * began (store/write.c), but the room may be gone when the write lands.
+ * Here the hook fills the file system between the batch's reservation and
+ * its write: the fresh run fails with ENOSPC after a few pages.  The batch's
+ * other pages have stale slots, so they are written again in place (no new
+ * blocks) and the swap-out completes: before, it ended Failed.
+ */
+static void swap_out_all(struct hfx *f);
+
+struct filler {
+	char path[420];
+	unsigned calls;
+	int rc;
+};
+
+static void fill_fs_hook(void *ctx, int where)
+{
+	struct filler *fl = ctx;
+	if (where != SWAP_OUT_HOOK_BEGUN || fl->calls++)
+		return;
+	int fd = open(fl->path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	struct statvfs v;
+	if (fd < 0 || fstatvfs(fd, &v) != 0) {
+		fl->rc = -errno;
+		return;
+	}
+	/* Room for 4 pages is left: the run of 64 stops after them. */
+	uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize,
+		 keep = 4 * (uint64_t)sysconf(_SC_PAGESIZE);
+	if (avail > keep && posix_fallocate(fd, 0, (off_t)(avail - keep)) != 0)
+		fl->rc = -ENOSPC;
+	close(fd);
+}
+
+/* Counts the messages that name a full disk (the store's and the handler's
+ * logs: the write that failed, the pages written again). */
+static void count_enospc(void *ctx, enum vswap_log_level lvl, const char *msg)
+{
+	(void)lvl;
+	if (strstr(msg, "No space left") || strstr(msg, "no room"))
+		atomic_fetch_add((atomic_uint *)ctx, 1);
+}
+
+static void enospc_after_the_room_check_rewrites_in_place(void **state)
+{
+	(void)state;
+	struct hfx f;
+	enum { M = 128 };
+	const size_t pages[1] = {M};
+	assert_int_equal(hfx_setup_memory(&f, pages, 1), 0);
+	char mnt[300], path[400], idx[400], cmd[600];
+	snprintf(mnt, sizeof(mnt), "%s/tmpfs", f.dir);
+	assert_int_equal(mkdir(mnt, 0700), 0);
+	/* The guest's 512 KiB, and room for a fresh run of 64 pages with the
+	 * store's margin (1 MiB). */
+	snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=2m vswapsotest %s", mnt);
+	if (system(cmd) != 0) {
+		rmdir(mnt);
+		hfx_teardown(&f);
+		skip();
+		return;
+	}
+	vswap_store_close(f.store);
+	struct vswap_store_opts so = {.staging_dir = "/dev/shm", .log = quiet};
+	vswap_store_destroy(f.path, &so);
+	snprintf(path, sizeof(path), "%s/swap", mnt);
+	snprintf(idx, sizeof(idx), "%s/swap.idx", f.dir);
+	so.index_path = idx;
+	atomic_uint full;
+	atomic_init(&full, 0);
+	so.log = count_enospc;
+	so.log_ctx = &full;
+	so.log_level = VSWAP_LOG_WARN;
+	assert_int_equal(vswap_store_create(path, &so, &f.store), 0);
+	struct vswap_handler_opts o = {
+	    .chunk_pages = 64, .log = count_enospc, .log_ctx = &full, .log_level = VSWAP_LOG_WARN};
+	assert_int_equal(hfx_start(&f, &o), 0);
+	for (uint64_t p = 0; p < M; p++)
+		memset(hfx_addr(&f, 0, p), (int)(p * 3 + 1), f.page_size);
+	swap_out_all(&f);
+	/* As after a resume: every odd page back and changed; their stale
+	 * slots are every second one, so their batch takes a fresh run. */
+	for (uint64_t p = 1; p < M; p += 2)
+		assert_int_equal(hfx_fill(&f, 0, p, (uint8_t)(p * 5 + 2)), 0);
+	pthread_mutex_lock(&f.h->lock);
+	assert_int_equal(vswap_store_commit(f.h->store), 0);
+	pthread_mutex_unlock(&f.h->lock);
+	struct filler fl = {0};
+	snprintf(fl.path, sizeof(fl.path), "%s/filler", mnt);
+	f.h->swap_out_hook_ctx = &fl;
+	f.h->swap_out_hook = fill_fs_hook;
+	assert_int_equal(vswap_handler_enable(f.h), 0);
+	assert_int_equal(vswap_handler_swap_out(f.h), 0);
+	enum vswap_state end = VSWAP_STATE_ACTIVE;
+	for (uint64_t until = hfx_now_ms() + HFX_DEADLINE_MS; hfx_now_ms() < until;) {
+		end = status_of(&f).state;
+		if (end == VSWAP_STATE_ACTIVE || end == VSWAP_STATE_FAILED)
+			break;
+		sched_yield();
+	}
+	f.h->swap_out_hook = NULL;
+	assert_int_equal(fl.rc, 0);
+	assert_true(fl.calls >= 1);
+	assert_true(atomic_load(&full) >= 1); /* the fresh run did fail */
+	struct vswap_status st = status_of(&f);
+	if (end != VSWAP_STATE_ACTIVE)
+		fail_msg("the swap-out ended %s (%s)", vswap_state_name(end),
+			 vswap_strerror(st.last_error));
+	for (uint64_t p = 0; p < M; p++) {
+		struct vswap_page_info pi;
+		assert_int_equal(vswap_handler_page_info(f.h, p, &pi), 0);
+		assert_int_equal(pi.state, VSWAP_PAGE_PRESENT);
+		assert_false(pi.staged);
+	}
+	no_slot_leaked(&f);
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	for (uint64_t p = 0; p < M; p++) {
+		uint8_t v = p % 2 ? (uint8_t)(p * 5 + 2) : (uint8_t)(p * 3 + 1);
+		expect_bytes(&f, p, v, v);
+	}
+	assert_int_equal(vswap_handler_destroy(f.h), 0);
+	f.h = NULL;
+	vswap_store_close(f.store);
+	f.store = NULL;
+	vswap_store_destroy(path, &so);
+	assert_int_equal(umount(mnt), 0);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 /* ---- a commit that takes long does not stop the writes -------------------- */
 
 struct held_commit {
@@ -578,6 +710,174 @@ static void zero_pages_and_rewrites_keep_the_file_bounded(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* ---- pages equal to their stale copy --------------------------------------- */
+
+static uint8_t changed_byte(uint64_t p)
+{
+	return (uint8_t)(0x90 + p);
+}
+
+/* Every page back in, as after a resume; every fourth one changed; the
+ * stale marks committed, as a guest's faults leave them. */
+static void read_all_change_some(struct hfx *f, uint64_t slots[N])
+{
+	uint8_t *buf = malloc(f->page_size);
+	assert_non_null(buf);
+	for (uint64_t p = 0; p < N; p++) {
+		struct vswap_page_info pi;
+		assert_int_equal(vswap_handler_page_info(f->h, p, &pi), 0);
+		assert_int_equal(pi.state, VSWAP_PAGE_PRESENT);
+		slots[p] = pi.slot;
+		assert_int_equal(hfx_read(buf, hfx_addr(f, 0, p), f->page_size, 0, NULL), 0);
+		if (p % 4 == 1)
+			assert_int_equal(hfx_fill(f, 0, p, changed_byte(p)), 0);
+	}
+	free(buf);
+	pthread_mutex_lock(&f->h->lock);
+	assert_int_equal(vswap_store_commit(f->h->store), 0);
+	pthread_mutex_unlock(&f->h->lock);
+}
+
+/*
+ * A swap-out after a resume: the pages the guest only read equal their stale
+ * copy, and become present in that slot without a write (a re-hibernation
+ * used to write every page it had read).  Only the changed pages are
+ * written; every page leaves guest memory (protect mode) or staging (copy
+ * mode) and reads back right.
+ */
+static void pages_only_read_are_not_written(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {N};
+	assert_int_equal(hfx_setup(&f, pages, 1, &small), 0);
+	fill_all(&f);
+	swap_out_all(&f);
+	uint64_t slots[N];
+	read_all_change_some(&f, slots);
+	uint64_t written = store_stats(&f).bytes_written;
+	swap_out_all(&f);
+	assert_int_equal(store_stats(&f).bytes_written - written, (uint64_t)(N / 4) * f.page_size);
+	for (uint64_t p = 0; p < N; p++) {
+		struct vswap_page_info pi;
+		assert_int_equal(vswap_handler_page_info(f.h, p, &pi), 0);
+		assert_int_equal(pi.state, VSWAP_PAGE_PRESENT);
+		assert_false(pi.staged);
+		if (p % 4 != 1 && pi.slot != slots[p])
+			fail_msg("page %llu unchanged, rewritten from slot %llu to %llu",
+				 (unsigned long long)p, (unsigned long long)slots[p],
+				 (unsigned long long)pi.slot);
+	}
+	no_slot_leaked(&f);
+	assert_int_equal(status_of(&f).metrics.swap_pages, N);
+	if (status_of(&f).enable_mode == VSWAP_ENABLE_PROTECT)
+		assert_true(lseek(f.memfd, 0, SEEK_DATA) < 0); /* all out of memory */
+	for (uint64_t p = 0; p < N; p++) {
+		uint8_t v = p % 4 == 1 ? changed_byte(p) : byte_of(p);
+		expect_bytes(&f, p, v, v);
+	}
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* Page 2 (unchanged) written by the guest after its copy was compared and
+ * before it was judged: its write is let through (protect mode: a
+ * write-protect fault; copy mode: a fault that takes it out of staging), so
+ * it must be neither kept nor written. */
+static void write_after_compare(void *ctx, int where)
+{
+	struct at_flight *a = ctx;
+	if (where != SWAP_OUT_HOOK_COMPARED || a->seen++)
+		return;
+	uint8_t v = 0xee;
+	a->rc = hfx_write(hfx_addr(a->f, 0, a->page), &v, 1, HFX_DEADLINE_MS);
+	atomic_store(&a->done, true);
+}
+
+static void page_written_after_its_compare_is_not_kept(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {N};
+	assert_int_equal(hfx_setup(&f, pages, 1, &small), 0);
+	fill_all(&f);
+	swap_out_all(&f);
+	uint64_t slots[N];
+	read_all_change_some(&f, slots);
+	struct at_flight a = {.f = &f, .page = 2};
+	atomic_init(&a.done, false);
+	f.h->swap_out_hook_ctx = &a;
+	f.h->swap_out_hook = write_after_compare;
+	swap_out_all(&f);
+	f.h->swap_out_hook = NULL;
+	assert_true(atomic_load(&a.done));
+	assert_int_equal(a.rc, 0);
+	struct vswap_page_info pi;
+	assert_int_equal(vswap_handler_page_info(f.h, 2, &pi), 0);
+	assert_int_not_equal(pi.state, VSWAP_PAGE_PRESENT);
+	assert_false(pi.staged);
+	assert_int_equal(status_of(&f).metrics.swap_pages, N - 1);
+	no_slot_leaked(&f);
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	for (uint64_t p = 0; p < N; p++) {
+		uint8_t v = p % 4 == 1 ? changed_byte(p) : byte_of(p);
+		expect_bytes(&f, p, p == 2 ? 0xee : v, v);
+	}
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+/* ---- the disk back after a disable ------------------------------------------ */
+
+struct blocks_at_most {
+	int fd;
+	blkcnt_t max;
+};
+
+static bool swap_blocks_at_most(void *arg)
+{
+	struct blocks_at_most *b = arg;
+	struct stat st;
+	return fstat(b->fd, &st) == 0 && st.st_blocks <= b->max;
+}
+
+/*
+ * After a disable every page is resident, the slots are freed, and their
+ * blocks are given back while the handler is Ready (the monitor punches
+ * them in pieces when idle): before, the swap file kept every block it had
+ * until the store closed.
+ */
+static void disable_gives_the_disk_back(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {N};
+	assert_int_equal(hfx_setup(&f, pages, 1, &small), 0);
+	fill_all(&f);
+	swap_out_all(&f);
+	int fd = vswap_store_swap_fd(f.store);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_true(st.st_blocks >= (blkcnt_t)(N * f.page_size / 512));
+	assert_int_equal(vswap_handler_disable(f.h, false), 0);
+	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
+	/* The superblock's page stays (and at most a page of the file
+	 * system's own). */
+	struct blocks_at_most b = {fd, (blkcnt_t)(2 * f.page_size / 512)};
+	if (!hfx_wait_for(swap_blocks_at_most, &b)) {
+		assert_int_equal(fstat(fd, &st), 0);
+		fail_msg("the swap file still holds %lld blocks of 512 bytes after the disable",
+			 (long long)st.st_blocks);
+	}
+	for (uint64_t p = 0; p < N; p++)
+		expect_bytes(&f, p, byte_of(p), byte_of(p));
+	/* And the next cycle writes into the file again. */
+	swap_out_all(&f);
+	no_slot_leaked(&f);
+	for (uint64_t p = 0; p < N; p++)
+		expect_bytes(&f, p, byte_of(p), byte_of(p));
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_swapout");
@@ -587,9 +887,13 @@ int main(void)
 	    cmocka_unit_test(detach_while_in_flight),
 	    cmocka_unit_test(exit_while_in_flight),
 	    cmocka_unit_test(enospc_with_writes_in_flight),
+	    cmocka_unit_test(enospc_after_the_room_check_rewrites_in_place),
 	    cmocka_unit_test(writes_go_on_while_a_commit_runs),
 	    cmocka_unit_test(zero_pages_not_written),
 	    cmocka_unit_test(zero_pages_and_rewrites_keep_the_file_bounded),
+	    cmocka_unit_test(pages_only_read_are_not_written),
+	    cmocka_unit_test(page_written_after_its_compare_is_not_kept),
+	    cmocka_unit_test(disable_gives_the_disk_back),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -619,6 +619,53 @@ static void test_freed_slot_reused_unpunched_then_punched_at_close(void **state)
 }
 
 /*
+ * vswap_store_punch_free() gives freed slots' blocks back while the store is
+ * open, at most the slots asked per call (the free slots between punched
+ * ones count: one call covers a run), and once nothing is left below the
+ * highest used slot it cuts the free tail; slots in use keep their bytes.
+ */
+static void test_punch_free_gives_blocks_back_while_open(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	write_pages(c, 0, 16, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	uint64_t s[16];
+	for (unsigned p = 0; p < 16; p++)
+		s[p] = slot_of(c, p);
+	/* Freed: 2..5 and 8..9 (two runs below page 10's slot), 12..15 (the
+	 * tail). */
+	assert_int_equal(vswap_store_free(c->s, 2, 4), 4);
+	assert_int_equal(vswap_store_free(c->s, 8, 2), 2);
+	assert_int_equal(vswap_store_free(c->s, 12, 4), 4);
+	assert_int_equal(vswap_store_punch_free(c->s, 1000), 0); /* not free before the commit */
+	assert_true(slot_has_bytes(c, s[2]));
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	/* Two slots per call: the first run in two pieces. */
+	assert_int_equal(vswap_store_punch_free(c->s, 2), 8);
+	assert_false(slot_has_bytes(c, s[2]));
+	assert_false(slot_has_bytes(c, s[3]));
+	assert_true(slot_has_bytes(c, s[4]));
+	assert_int_equal(vswap_store_punch_free(c->s, 1000), 0);
+	for (unsigned p = 0; p < 16; p++) {
+		bool freed = (p >= 2 && p <= 5) || p == 8 || p == 9 || p >= 12;
+		if (p < 12)
+			assert_true(slot_has_bytes(c, s[p]) != freed);
+		if (!freed)
+			expect_page(c, p, 1);
+	}
+	struct stat sb;
+	assert_int_equal(stat(c->f.path, &sb), 0);
+	assert_int_equal(sb.st_size, (off_t)(s[11] + 2) * c->f.page_size); /* the tail cut */
+	/* Reused after a punch like any free slot. */
+	write_pages(c, 20, 4, 2);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	reopen(c);
+	expect_page(c, 20, 2);
+	expect_page(c, 11, 1);
+}
+
+/*
  * The layout the store's interface reports is the one docs/FORMAT.md
  * writes down: slot s at byte (s + 1) * page size, consecutive slots
  * adjacent; the staging file "vswap-<uuid>.staging" in its directory.
@@ -1285,6 +1332,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_split_write_of_scattered_stale_slots_takes_one_run,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_punch_free_gives_blocks_back_while_open, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_freed_slot_reused_unpunched_then_punched_at_close,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_layout_interface_matches_format, setup, teardown),

@@ -989,6 +989,11 @@ static int handler_pass(struct bench *b, struct handler_pass *r, bool measure_rs
 
 		ho.store = s;
 		ho.enable_mode = b->enable_mode;
+		/* The second cycle measures a swap-out over the blocks the
+		 * first wrote (beside the overwrite ceiling): the disable
+		 * keeps them instead of giving them back while Ready, which
+		 * would race with the second enable. */
+		ho.keep_freed_blocks = 1;
 		err = vswap_handler_create(&reg, 1, &ho, &h);
 		if (err) {
 			h = NULL;

@@ -27,7 +27,8 @@ static const struct cli_tool tool = {
 	"                [--durability full|batch|none] [--enable-mode auto|copy|protect]\n"
 	"                [--vswapd SOCKET] [--json]\n"
 	"       vswap-vm --hibernate --store PATH [--size BYTES] [--vcpus N] [--json]\n"
-	"       vswap-vm --resume --store PATH [--hibernate] [--no-prefetch] [--verbose] [--json]\n"
+	"       vswap-vm --resume --store PATH [--hibernate [--read-only]] [--no-prefetch]\n"
+	"                [--verbose] [--json]\n"
 	"       vswap-vm --bench [--sizes LIST] [--runs N] [--dir DIR] [--json]\n"
 	"       vswap-vm --check-kvm\n",
     .help = "A minimal KVM virtual machine that embeds vswap; its guest verifies its memory.\n"
@@ -47,6 +48,8 @@ static const struct cli_tool tool = {
 	    "      --hibernate    run the guest, stop it mid-pass, swap every page out to the\n"
 	    "                     store, save the vCPUs as blobs, close; with --resume: resume,\n"
 	    "                     then hibernate again (with this resume's working set)\n"
+	    "      --read-only    --resume --hibernate: the resumed guest only reads (checks\n"
+	    "                     7/8 of its memory) before it hibernates again\n"
 	    "      --resume       resume the guest hibernated in --store, its pages faulting in\n"
 	    "                     lazily; the guest then checks every page\n"
 	    "      --no-prefetch  resume without reading the recorded working set ahead\n"
@@ -103,6 +106,7 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 	    {"hibernate", no_argument, NULL, 'H'},
 	    {"resume", no_argument, NULL, 'R'},
 	    {"no-prefetch", no_argument, NULL, 'P'},
+	    {"read-only", no_argument, NULL, 'O'},
 	    {"check-kvm", no_argument, NULL, 'K'},
 	    {"enable-mode", required_argument, NULL, 'E'},
 	    {"bench", no_argument, NULL, 'B'},
@@ -127,7 +131,7 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 			       .nbench_sizes = 4,
 			       .faultin_size = 256ull << 20,
 			       .runs = 1};
-	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:E:jHRPKBZ:N:d:V:Wh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:v:c:S:kD:E:jHRPOKBZ:N:d:V:Wh", lo, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (cli_parse_size(optarg, &o->size) || o->size < (16ull << 20) ||
@@ -172,6 +176,9 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 		case 'P':
 			o->no_prefetch = true;
 			break;
+		case 'O':
+			o->read_only = true;
+			break;
 		case 'K':
 			o->check_kvm = true;
 			break;
@@ -208,6 +215,10 @@ static int parse(int argc, char **argv, struct vmm_opts *o)
 		return -1;
 	if (o->vswapd && (o->hibernate || o->resume || o->bench || o->check_kvm)) {
 		cli_usage_error(&tool, "--vswapd serves the cycles only");
+		return -1;
+	}
+	if (o->read_only && !(o->resume && o->hibernate)) {
+		cli_usage_error(&tool, "--read-only goes with --resume --hibernate");
 		return -1;
 	}
 	if ((o->hibernate || o->resume) && !o->store) {

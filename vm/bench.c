@@ -17,6 +17,13 @@
  *                           each resume into the same store (the realistic
  *                           cycle: every page has a stale slot by then), beside
  *                           the same O_DIRECT write
+ *   rehibernate_read_gbps   as rehibernate_gbps, after a resume whose guest
+ *                           only read (checked 7/8 of its memory, after the
+ *                           write pass it was saved in ended): the pages it
+ *                           read equal their stale copies, compared and not
+ *                           written; beside the same O_DIRECT write
+ *   rehibernate_read_written_mib  the MiB that hibernation's swap-out wrote,
+ *                           beside the guest's RAM (what it wrote before)
  *   resume_first_insn_ms    store opened -> first guest instruction, beside
  *                           reading the whole swap file first (page cache
  *                           dropped), what an eager resume would wait for
@@ -155,6 +162,10 @@ struct resume_runs {
 	unsigned n[2];
 	double rehib_gbps[128]; /* the hibernation after each resume */
 	unsigned nrehib;
+	/* the hibernation after a resume whose guest only read: its rate, and
+	 * the MiB its swap-out wrote */
+	double ro_gbps[64], ro_mib[64];
+	unsigned nro;
 };
 
 /* The seconds of stage @name in @r (the last one of that name), or 0. */
@@ -166,7 +177,7 @@ static double stage_secs(const struct vmm_result *r, const char *name)
 	return 0;
 }
 
-static int one_resume(const struct vmm_opts *base, const char *path, bool prefetch,
+static int one_resume(const struct vmm_opts *base, const char *path, bool prefetch, bool read_only,
 		      struct resume_runs *rr)
 {
 	struct vmm_opts o = *base;
@@ -180,11 +191,16 @@ static int one_resume(const struct vmm_opts *base, const char *path, bool prefet
 	o.hibernate = true;
 	o.no_verify = true;
 	o.no_prefetch = !prefetch;
+	o.read_only = read_only;
 	drop_cache(path);
 	rc = vmm_resume(&o, r);
 	if (!rc && r->wrong_pages)
 		rc = -EPROTO;
-	if (!rc && rr->n[prefetch] < 64) {
+	if (!rc && read_only && rr->nro < 64 && r->hibernate_ms > 0) {
+		rr->ro_gbps[rr->nro] = (double)base->size / (r->hibernate_ms / 1e3) / 1e9;
+		rr->ro_mib[rr->nro++] = (double)r->hibernate_bytes_written / (1 << 20);
+	}
+	if (!rc && !read_only && rr->n[prefetch] < 64) {
 		unsigned i = rr->n[prefetch]++;
 
 		rr->first_ms[prefetch][i] = r->resume_to_first_instruction_ms;
@@ -201,7 +217,7 @@ static int one_resume(const struct vmm_opts *base, const char *path, bool prefet
 			r->steps[i].name, r->steps[i].at_ms, r->steps[i].ms, r->steps[i].cpu_ms,
 			r->steps[i].runq_ms);
 	fprintf(stderr, "\n");
-	if (!rc && r->hibernate_ms > 0 && rr->nrehib < 128)
+	if (!rc && !read_only && r->hibernate_ms > 0 && rr->nrehib < 128)
 		rr->rehib_gbps[rr->nrehib++] = (double)base->size / (r->hibernate_ms / 1e3) / 1e9;
 	free(r);
 	return rc;
@@ -259,9 +275,12 @@ static int bench_size(const struct vmm_opts *base, const char *dir, uint64_t siz
 		if (vm_bare_slot(size, &bs) == 0 && nbare < 64)
 			bare_slot[nbare++] = bs;
 		/* The first resume has no working set yet: it records one. */
-		rc = one_resume(&o, path, false, rr);
+		rc = one_resume(&o, path, false, false, rr);
 		if (!rc)
-			rc = one_resume(&o, path, true, rr);
+			rc = one_resume(&o, path, true, false, rr);
+		/* And one whose guest only reads before it hibernates again. */
+		if (!rc)
+			rc = one_resume(&o, path, true, true, rr);
 	}
 	if (rc)
 		goto out;
@@ -279,6 +298,11 @@ static int bench_size(const struct vmm_opts *base, const char *dir, uint64_t siz
 
 	snprintf(name, sizeof(name), "rehibernate_gbps_%s", sz);
 	add(ctx, name, median(rr->rehib_gbps, rr->nrehib), "GB/s", "odirect_write_gbps", od_gbps);
+	snprintf(name, sizeof(name), "rehibernate_read_gbps_%s", sz);
+	add(ctx, name, median(rr->ro_gbps, rr->nro), "GB/s", "odirect_write_gbps", od_gbps);
+	snprintf(name, sizeof(name), "rehibernate_read_written_mib_%s", sz);
+	add(ctx, name, median(rr->ro_mib, rr->nro), "MiB", "guest_ram_mib",
+	    (double)size / (1 << 20));
 	snprintf(name, sizeof(name), "resume_first_insn_ms_%s", sz);
 	add(ctx, name, median(all_first, nf), "ms", "read_whole_image_ms", whole_ms);
 	snprintf(name, sizeof(name), "resume_first_fault_ms_%s", sz);

@@ -136,13 +136,14 @@ static int hibernate_now(struct vmm *m, const uint64_t *workset, size_t nworkset
 		return rc;
 	/* Every page to the store; the guest stays paused throughout.  No
 	 * trim first: the swap-out drops the zero pages itself, reading them
-	 * in place, and a paused guest has no page equal to its stale copy
-	 * that a trim's pass over all of its memory would be worth. */
+	 * in place, and keeps the pages equal to their stale copy (after a
+	 * resume, those the guest only read) without a write. */
 	if ((rc = vmm_enable_stage(m, "hibernate: enable")))
 		goto out;
 	if ((rc = vmm_swap_out_stage(m, "hibernate: swap-out")))
 		goto out;
 	r->hibernated_pages = r->status.transition.pages;
+	r->hibernate_bytes_written = r->status.metrics.bytes_written;
 	rc = vswap_handler_detach(m->h);
 	m->h = NULL;
 	if (rc) {
@@ -171,6 +172,23 @@ static int hibernate_now(struct vmm *m, const uint64_t *workset, size_t nworkset
 out:
 	free(state);
 	return rc;
+}
+
+/* The guest reads its memory, checking every page, and stops at 7/8 of it:
+ * it writes nothing, so the pages it read equal their copies in the store. */
+static int read_until_paused(struct vmm *m)
+{
+	uint64_t share = m->pages / m->vm.nvcpus, t0 = vm_now_ns();
+	int rc = vmm_guest(m, VM_CMD_VERIFY, share - share / 8);
+
+	if (rc != -EINTR) {
+		if (!rc)
+			fprintf(stderr, "vswap-vm: the guest did not pause\n");
+		return rc ? rc : -EPROTO;
+	}
+	vmm_stage(m, "run", vmm_secs(t0), share - share / 8, 0,
+		  "guest paused at 7/8 of reading version %u", m->vm.shared->version);
+	return 0;
 }
 
 /* The guest writes version @v over its memory and stops at 7/8 of it. */
@@ -660,7 +678,9 @@ int vmm_resume(const struct vmm_opts *o, struct vmm_result *r)
 		  (unsigned long long)r->from_file, (unsigned long long)wst.prefetched);
 	if (o->hibernate) {
 		/* And hibernate again, with this resume's working set. */
-		if ((rc = run_until_paused(&m, m.vm.shared->version + 2)))
+		rc = o->read_only ? read_until_paused(&m)
+				  : run_until_paused(&m, m.vm.shared->version + 2);
+		if (rc)
 			goto out;
 		rc = hibernate_now(&m, rec, nrec);
 		goto out;

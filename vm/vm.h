@@ -141,7 +141,8 @@ int vm_start(struct vm *vm);
 int vm_spawn_vcpus(struct vm *vm);
 
 /* Give every vCPU command @cmd over its share of RAM and let them run.
- * All must be idle.  @pause_after: WRITE pauses after that many pages. */
+ * All must be idle.  @pause_after: WRITE and VERIFY pause after that many
+ * pages. */
 int vm_command(struct vm *vm, enum vm_cmd cmd, uint64_t pause_after);
 /* Wait until no vCPU is running (idle, paused, failed).  Returns 0 if all
  * are idle, -EINTR if one paused, -EIO if one failed (its error is in

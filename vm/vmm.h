@@ -31,7 +31,10 @@ struct vmm_opts {
 	uint32_t hot_permille; /* the hot subset a resumed guest reads first */
 	bool check_kvm;
 	bool no_verify; /* resume: skip the final check of every page (--bench) */
-	bool verbose;	/* resume: each step to the first instruction, timed (stderr) */
+	/* resume + hibernate: the resumed guest only reads its memory (checks
+	 * 7/8 of it) before it hibernates again, where it writes 7/8 of it */
+	bool read_only;
+	bool verbose; /* resume: each step to the first instruction, timed (stderr) */
 	/* --bench */
 	bool bench;
 	const char *bench_dir;
@@ -88,6 +91,7 @@ struct vmm_result {
 	/* hibernate and resume */
 	double hibernate_ms;
 	uint64_t hibernated_pages;
+	uint64_t hibernate_bytes_written; /* by the store handle since its open */
 	double resume_to_first_instruction_ms;
 	double resume_to_first_fault_ms; /* store opened -> a vCPU wrote a page it faulted in */
 	double resume_index_loaded_ms;	 /* store opened -> every index record in memory */

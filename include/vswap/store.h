@@ -469,6 +469,20 @@ int64_t vswap_store_free(struct vswap_store *s, uint64_t first, uint64_t count);
  * the slot only when they match, then compares every byte.
  */
 int vswap_store_stale_equals(struct vswap_store *s, uint64_t page, const void *buf);
+/*
+ * The same test in two steps, for a caller that reads the slot outside its
+ * lock (the swap-out).  vswap_store_stale_match(): 1 and *r (where the
+ * stale copy is, as vswap_store_read_begin()) if @page is stale and @sum,
+ * vswap_store_page_checksum() of the bytes it has now, is its stale copy's
+ * checksum; 0 if not.  The caller reads r->len bytes at r->offset of r->fd
+ * into a page-aligned buffer and compares every byte with its own; equal,
+ * vswap_store_stale_keep() makes the page present again in that slot,
+ * without a write (as vswap_store_mark_present()), or returns -ESTALE if
+ * the page no longer holds that copy (freed, written, lost meanwhile).
+ */
+int vswap_store_stale_match(struct vswap_store *s, uint64_t page, uint64_t sum,
+			    struct vswap_read *r);
+int vswap_store_stale_keep(struct vswap_store *s, const struct vswap_read *r);
 
 /*
  * Find the first run of present pages at or after @from and before @limit
@@ -682,6 +696,19 @@ const char *vswap_store_index_path(const struct vswap_store *s);
 /* The owner page of @slot from the in-memory tables: 1 and *page, or 0 if
  * the slot is free. */
 int vswap_store_slot_owner(const struct vswap_store *s, uint64_t slot, uint64_t *page);
+
+/*
+ * Give the disk back while the store is open: punch the free slots that may
+ * still hold bytes (a freed slot is reused as it is, and otherwise punched
+ * only at a clean close: docs/FORMAT.md, Slots), lowest first, one call per
+ * run, about @max_slots slots' worth per call; once none is left below the
+ * highest slot in use, the free tail is cut off.  Returns how many free
+ * slots may still hold bytes (0: all given back), or a negative errno (a
+ * failed punch is logged; what it left is punched at the clean close).
+ * -EINVAL in a tolerant (repair) open.  The handler calls it after a disable
+ * (vswap_handler_opts.keep_freed_blocks).
+ */
+int64_t vswap_store_punch_free(struct vswap_store *s, uint64_t max_slots);
 
 /* Punch slots that no loaded record references (a leak found by recovery).
  * -EBUSY if a slot in the range is in use (nothing punched).  In a tolerant
