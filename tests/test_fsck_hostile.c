@@ -17,7 +17,11 @@
  *   - -n and vswap-dump write no byte of any file, the lock file included
  *     (they wrote and recreated it), and work with read access only: run as
  *     an unprivileged user who owns the files read-only (mode 0400) in a
- *     directory it cannot write, every byte and mtime is checked after.
+ *     directory it cannot write, every byte and mtime is checked after;
+ *     and as a user who owns none of them and may only read them (mode
+ *     0644: the staging file used to be refused, "not a private regular
+ *     file of ours", fsck exit 8, vswap-dump exit 1), while a writable open
+ *     still refuses a staging file that is not ours and private.
  * The tools run as child processes under a time limit.
  */
 #include <errno.h>
@@ -503,6 +507,82 @@ static void test_read_only_user_with_lock_file(void **state)
 	read_only_user(*state, true);
 }
 
+/* Root's store, every file readable by all (0644): a user who owns none of
+ * them audits it and dumps it, writing nothing. */
+static void test_reader_who_owns_nothing(void **state)
+{
+	struct rfx_store *fx = *state;
+	struct file_state fs[4];
+	size_t n;
+	char *out = NULL;
+	int code;
+
+	if (geteuid() != 0)
+		skip(); /* needs a second user */
+	n = hand_over_read_only(fx, 0, fs, true);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(chmod(fs[i].path, 0644), 0);
+	for (size_t i = 0; i < n; i++)
+		snap(&fs[i]);
+	code = fsck_as(NOBODY, fx, "-n", &out);
+	if (code != 0)
+		fprintf(stderr, "fsck -n exited %d:\n%s\n", code, out);
+	assert_int_equal(code, 0);
+	assert_null(strstr(out, "refusing"));
+	free(out);
+	code = dump_as(NOBODY, fx, &out);
+	if (code != 0)
+		fprintf(stderr, "vswap-dump exited %d:\n%s\n", code, out);
+	assert_int_equal(code, 0);
+	free(out);
+	expect_unchanged(fs, n);
+}
+
+/* The store's messages, appended to @ctx (1 KiB). */
+static void keep_log(void *ctx, enum vswap_log_level l, const char *msg)
+{
+	size_t n = strlen(ctx);
+
+	(void)l;
+	snprintf((char *)ctx + n, 1024 - n, "%s\n", msg);
+}
+
+/* A writable open keeps refusing a staging file that is not ours and
+ * private (a file planted in the shared directory would read or change the
+ * guest's staged memory); a read-only open takes it, and tells its owner
+ * that a writable open would not. */
+static void test_writable_open_wants_a_private_staging_file(void **state)
+{
+	struct rfx_store *fx = *state;
+	char staging[PATH_MAX], said[1024] = "", *out = NULL;
+
+	staging_path(fx, staging, sizeof(staging));
+	assert_int_equal(chmod(staging, 0640), 0);
+	assert_int_equal(open_in_child(fx, false), 1);
+	assert_int_equal(open_in_child(fx, true), 0);
+	assert_int_equal(fsck_as(0, fx, "-y", &out), 8);
+	assert_non_null(strstr(out, "not a private regular file of ours"));
+	free(out);
+	struct vswap_store_opts o = {
+	    .read_only = true, .log = keep_log, .log_ctx = said, .log_level = VSWAP_LOG_WARN};
+	struct vswap_store *s;
+	assert_int_equal(vswap_store_open(fx->path, &o, &s), 0);
+	vswap_store_close(s);
+	if (!strstr(said, "a writable open refuses it"))
+		fprintf(stderr, "the read-only open said:\n%s", said);
+	assert_non_null(strstr(said, "a writable open refuses it"));
+	assert_int_equal(fsck_as(0, fx, "-n", NULL), 0);
+	if (geteuid() == 0) {
+		assert_int_equal(chmod(staging, 0600), 0);
+		assert_int_equal(chown(staging, NOBODY, NOBODY), 0);
+		assert_int_equal(open_in_child(fx, false), 1);
+		assert_int_equal(open_in_child(fx, true), 0);
+		assert_int_equal(chown(staging, 0, 0), 0);
+	}
+	assert_int_equal(chmod(staging, 0600), 0);
+	assert_int_equal(open_in_child(fx, false), 0);
+}
+
 static void test_read_only_user_without_lock_file(void **state)
 {
 	read_only_user(*state, false);
@@ -522,6 +602,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_staging_path_in_root, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_only_user_with_lock_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_only_user_without_lock_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reader_who_owns_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_writable_open_wants_a_private_staging_file, setup,
+					    teardown),
 	};
 
 	if (rfx_require_tool("vswap-fsck"))
