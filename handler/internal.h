@@ -12,8 +12,9 @@
  *   swap-in reader  during a swap-in's swap-file pass: reads and hashes
  *                   the runs the job thread plans and copies; never takes
  *                   h->lock (swap_in.c).
- *   pool workers    move-to-staging copies (copy mode), removals of swapped-out
- *                   pages (protect mode); touch no store state.
+ *   pool workers    move-to-staging copies and guest punches (copy mode),
+ *                   removals of swapped-out pages (protect mode); touch no
+ *                   store state.
  *   callers         enqueue commands; status() reads under the locks.
  * h->lock guards the store handle (not internally locked), the fault
  * counters and every page-state decision; it is held per fault, per chunk,
@@ -381,6 +382,9 @@ struct vswap_handler {
 	/* Test knob: the swap-out's commit group in pages (BATCH and NONE),
 	 * 0 for SWAP_OUT_GROUP_BYTES; set before the swap-out starts. */
 	uint64_t swap_out_group_pages;
+	/* Test knob: the move to staging's wave in pages (copy mode: the
+	 * pages whose checksums one commit carries), 0 for the default. */
+	uint64_t move_wave_pages;
 
 	pthread_t thread;
 	atomic_uint nuffds; /* the monitor's list length, for status() */

@@ -8,13 +8,21 @@
  * invariant 5).  Pass 2 walks the same extents again, cut into batches of at
  * most a huge page so that a huge page is always removed whole, and the pool
  * copies each batch, hashing every page as it lands (the store's page
- * checksum, while the bytes are in cache).  Batches go in waves of at most
- * MOVE_WAVE_BYTES: when a wave is copied, its checksums are recorded and
- * committed, and only then are its guest ranges punched.  So a guest page
- * leaves guest memory only once what verifies its staged copy is durable;
- * a crash before that commit leaves staged pages without a checksum, which
- * a later open never trusts.  The wave bounds how much guest memory is
- * held twice (guest and staging) and costs one commit per wave.
+ * checksum, while the bytes are in cache: a few per cent of the copy's CPU).
+ *
+ * A guest page leaves guest memory only once what verifies its staged copy
+ * is durable.  Batches go in waves of at most move_wave_bytes(): when a
+ * wave is copied its checksums are recorded and the commit thread asked to
+ * commit them (committer_ticket()), and the next wave's copies go on
+ * meanwhile.  Once that commit has landed the wave's guest ranges are
+ * punched, by the pool, one punch queued after each copy of the wave then
+ * being copied (punches of one memfd serialise on its inode lock; a copy
+ * beside each keeps both CPUs busy).  So the sync of one wave's checksums
+ * and the punches of the wave before run beside the copies, as the punches
+ * did before the checksums existed.  A crash before a wave's commit leaves
+ * staged pages without a checksum, which a later open never trusts (their
+ * guest copies are still there).  At most two waves are held twice (guest
+ * and staging): the one being copied and the one waiting for its commit.
  *
  * The guest range is punched with fallocate() rather than MADV_REMOVE: the
  * handler runs inside a registered process, and MADV_REMOVE on a registered
@@ -25,12 +33,13 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "handler/internal.h"
 
 #define MAX_OPS 512
-#define MOVE_WAVE_BYTES (256ull << 20)
+#define MOVE_WAVE_BYTES (64ull << 20)
 
 struct copy_op {
 	void *dst;
@@ -38,7 +47,22 @@ struct copy_op {
 	size_t len;
 };
 
-struct move_task;
+struct move_task {
+	struct move_task *next;
+	struct vswap_handler *h;
+	int memfd;		    /* the task's own: the context moves on to the next region */
+	off_t punch_off, punch_len; /* memfd offsets */
+	uint64_t *sums;		    /* per page of the ops, in order (in the wave's buffer) */
+	atomic_int *punch_error;    /* the move's first punch error */
+	unsigned nops;
+	struct copy_op ops[];
+};
+
+/* A wave's batches, in the order queued. */
+struct wave {
+	struct move_task *head, **tail;
+	uint64_t bytes, pages;
+};
 
 struct move_ctx {
 	struct vswap_handler *h;
@@ -48,20 +72,49 @@ struct move_ctx {
 	size_t remaining;
 	unsigned nops;
 	struct copy_op ops[MAX_OPS];
-	/* the wave: batches copied or queued, not yet punched */
-	struct move_task *wave;
-	uint64_t wave_bytes;
+	/* The wave being copied (its checksums land in @sums), the wave
+	 * whose checksums are being committed (@ticket; @to_punch: its
+	 * batches not yet queued for their punch), and the batches queued
+	 * for a punch (freed once the pool is idle). */
+	struct wave cur, prev, punching;
+	uint64_t wave_bytes; /* a wave closes at this many bytes */
+	uint64_t *sums;	     /* one wave's checksums (mapped: see move_to_staging()) */
+	size_t sums_len;
+	uint64_t ticket;
+	bool committing; /* @prev's commit asked, its punches not all queued */
+	struct move_task *to_punch;
+	atomic_int punch_error;
 };
 
-struct move_task {
-	struct move_task *next;
-	struct vswap_handler *h;
-	int memfd;		    /* the task's own: the context moves on to the next region */
-	off_t punch_off, punch_len; /* memfd offsets */
-	uint64_t *sums;		    /* per page of the ops, in order */
-	unsigned nops;
-	struct copy_op ops[];
-};
+static void wave_init(struct wave *w)
+{
+	w->head = NULL;
+	w->tail = &w->head;
+	w->bytes = w->pages = 0;
+}
+
+static void wave_append(struct wave *w, struct move_task *t)
+{
+	t->next = NULL;
+	*w->tail = t;
+	w->tail = &t->next;
+}
+
+static void wave_free(struct wave *w)
+{
+	while (w->head) {
+		struct move_task *t = w->head;
+		w->head = t->next;
+		free(t);
+	}
+	wave_init(w);
+}
+
+/* The wave size: the test knob, else MOVE_WAVE_BYTES. */
+static uint64_t move_wave_bytes(const struct vswap_handler *h)
+{
+	return h->move_wave_pages ? h->move_wave_pages << h->page_shift : MOVE_WAVE_BYTES;
+}
 
 /* Next data extent of @r at or after relative offset @pos: 1 and
  * [*data, *hole), or 0 at the end. */
@@ -122,19 +175,76 @@ static void move_worker(void *arg)
 	}
 }
 
+/* Remove a batch's guest range: its checksums' commit has landed. */
+static void punch_worker(void *arg)
+{
+	struct move_task *t = arg;
+	int expected = 0;
+	if (fallocate(t->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, t->punch_off,
+		      t->punch_len) < 0)
+		atomic_compare_exchange_strong(t->punch_error, &expected, -errno);
+}
+
 /*
- * The wave is copied: record its checksums, commit them, and only then
- * remove the guest's copies.  If the commit fails nothing is punched: the
- * guest keeps every page (staged and resident: resident wins at the next
- * fault) and the move reports the error.
+ * Queue the punch of the next batch of the committing wave, if its commit
+ * has landed: the commit thread's result, waited for when @wait.  0 (with
+ * nothing queued while the commit is in flight), or the commit's or the
+ * queue's error: then nothing of that wave is ever punched.
  */
-static int finish_wave(struct move_ctx *c)
+static int punch_next(struct move_ctx *c, bool wait)
+{
+	struct vswap_handler *h = c->h;
+	if (!c->committing)
+		return 0;
+	int rc = committer_result(h, c->ticket, wait);
+	if (rc == -EINPROGRESS)
+		return 0;
+	if (rc < 0)
+		return rc;
+	struct move_task *t = c->to_punch;
+	while (t && t->punch_len == 0) /* a batch of holes only */
+		t = t->next;
+	if (t) {
+		rc = pool_push(h->pool, punch_worker, t);
+		if (rc < 0)
+			return rc;
+		t = t->next;
+	}
+	c->to_punch = t;
+	if (!t) { /* every punch queued: the batches go to the punched list */
+		c->committing = false;
+		if (c->prev.head) {
+			*c->punching.tail = c->prev.head;
+			c->punching.tail = c->prev.tail;
+		}
+		wave_init(&c->prev);
+	}
+	return 0;
+}
+
+/*
+ * The current wave is queued whole: wait until it is copied, record its
+ * checksums and ask for their commit, without waiting for it.  The wave
+ * before must be punched first (waited for here if its commit is still in
+ * flight): its batches are the ones that free the guest's memory.  If a
+ * commit fails nothing of its wave or any later one is punched: the guest
+ * keeps those pages (staged and resident: resident wins at the next fault)
+ * and the move reports the error.
+ */
+static int close_wave(struct move_ctx *c)
 {
 	struct vswap_handler *h = c->h;
 	int rc = 0;
+	while (c->committing && rc == 0)
+		rc = punch_next(c, true);
 	pool_wait_complete(h->pool);
+	wave_free(&c->punching);
+	if (rc == 0)
+		rc = atomic_load(&c->punch_error);
+	if (rc < 0 || !c->cur.head)
+		return rc;
 	pthread_mutex_lock(&h->lock);
-	for (struct move_task *t = c->wave; t && !rc; t = t->next) {
+	for (struct move_task *t = c->cur.head; t && !rc; t = t->next) {
 		size_t k = 0;
 		for (unsigned i = 0; i < t->nops && !rc; i++) {
 			uint64_t n = t->ops[i].len >> h->page_shift;
@@ -143,56 +253,56 @@ static int finish_wave(struct move_ctx *c)
 			k += n;
 		}
 	}
-	if (rc == 0)
-		rc = vswap_store_commit(h->store);
 	pthread_mutex_unlock(&h->lock);
-	while (c->wave) {
-		struct move_task *t = c->wave;
-		c->wave = t->next;
-		if (rc == 0 && t->punch_len > 0 &&
-		    fallocate(t->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, t->punch_off,
-			      t->punch_len) < 0)
-			rc = -errno;
-		free(t->sums);
-		free(t);
-	}
-	c->wave_bytes = 0;
-	return rc;
+	if (rc < 0)
+		return rc;
+	c->ticket = committer_ticket(h);
+	c->committing = true;
+	c->prev = c->cur; /* not empty: its tail is in its last batch */
+	c->to_punch = c->prev.head;
+	wave_init(&c->cur);
+	return 0;
 }
 
 /* Queue the batch built so far; its punch runs from head to @end. */
 static int flush_batch(struct move_ctx *c, off_t end)
 {
-	struct move_task *t = malloc(sizeof(*t) + c->nops * sizeof(t->ops[0]));
-	if (!t)
-		return -ENOMEM;
+	struct vswap_handler *h = c->h;
 	size_t bytes = 0;
 	for (unsigned i = 0; i < c->nops; i++)
 		bytes += c->ops[i].len;
-	t->sums = malloc((bytes >> c->h->page_shift) * sizeof(uint64_t) + 1);
-	if (!t->sums) {
-		free(t);
+	uint64_t npages = bytes >> h->page_shift;
+	/* A batch is at most a huge page, so a wave's checksums fit the
+	 * buffer (move_to_staging() sizes it so). */
+	if (c->cur.pages + npages > c->sums_len)
+		return -EOVERFLOW;
+	struct move_task *t = malloc(sizeof(*t) + c->nops * sizeof(t->ops[0]));
+	if (!t)
 		return -ENOMEM;
-	}
-	t->h = c->h;
+	t->h = h;
 	t->memfd = c->r->memfd;
 	t->punch_off = c->r->offset + c->head;
 	t->punch_len = end - c->head;
+	t->sums = c->sums + c->cur.pages;
+	t->punch_error = &c->punch_error;
 	t->nops = c->nops;
 	memcpy(t->ops, c->ops, c->nops * sizeof(t->ops[0]));
 	c->nops = 0;
 	c->head = end;
-	c->remaining = c->h->thp_size;
-	int rc = pool_push(c->h->pool, move_worker, t);
+	c->remaining = h->thp_size;
+	int rc = pool_push(h->pool, move_worker, t);
 	if (rc < 0) {
-		free(t->sums);
 		free(t);
 		return rc;
 	}
-	t->next = c->wave;
-	c->wave = t;
-	c->wave_bytes += bytes;
-	return c->wave_bytes >= MOVE_WAVE_BYTES ? finish_wave(c) : 0;
+	wave_append(&c->cur, t);
+	c->cur.bytes += bytes;
+	c->cur.pages += npages;
+	/* One punch of the wave before beside each copy. */
+	rc = punch_next(c, false);
+	if (rc == 0 && c->cur.bytes >= c->wave_bytes)
+		rc = close_wave(c);
+	return rc;
 }
 
 /* How much of an extent of @len bytes at @data the current batch takes. */
@@ -263,29 +373,46 @@ int move_to_staging(struct vswap_handler *h, uint64_t *pages)
 		rc = vswap_store_commit(h->store);
 	h->c.from_file = h->c.from_staging = h->c.zeroed = h->c.redundant = 0;
 	pthread_mutex_unlock(&h->lock);
-	if (rc < 0)
+	if (rc < 0 || *pages == 0)
 		return rc;
 
 	struct move_ctx *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	c->h = h;
+	c->wave_bytes = move_wave_bytes(h);
+	wave_init(&c->cur);
+	wave_init(&c->prev);
+	wave_init(&c->punching);
+	atomic_init(&c->punch_error, 0);
+	/* A wave closes at the batch that reaches its size, and a batch is at
+	 * most a huge page.  Mapped rather than allocated: the buffer is
+	 * returned whole when the move ends, leaving no heap behind. */
+	c->sums_len = ((c->wave_bytes + h->thp_size) >> h->page_shift) + 1;
+	size_t map_len = c->sums_len * sizeof(uint64_t);
+	c->sums = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (c->sums == MAP_FAILED) {
+		rc = -errno;
+		free(c);
+		return rc;
+	}
 	for (unsigned i = 0; i < h->nregions && rc == 0; i++) {
 		c->r = &h->regions[i];
 		rc = move_region(c);
 	}
-	if (rc == 0) {
-		rc = finish_wave(c);
-	} else {
-		/* Copies queued are waited for and dropped, never punched. */
-		pool_wait_complete(h->pool);
-		while (c->wave) {
-			struct move_task *t = c->wave;
-			c->wave = t->next;
-			free(t->sums);
-			free(t);
-		}
-	}
+	if (rc == 0)
+		rc = close_wave(c); /* the last wave's checksums: commit asked */
+	while (rc == 0 && c->committing)
+		rc = punch_next(c, true);
+	/* Copies and punches queued are waited for; nothing more is punched
+	 * after an error. */
+	pool_wait_complete(h->pool);
+	if (rc == 0)
+		rc = atomic_load(&c->punch_error);
+	wave_free(&c->cur);
+	wave_free(&c->prev);
+	wave_free(&c->punching);
+	munmap(c->sums, map_len);
 	free(c);
 	if (rc == 0 && regions_resident_pages(h) > 0)
 		hlog(h, VSWAP_LOG_WARN, "guest memory was written during the move to staging");

@@ -51,6 +51,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -878,14 +879,20 @@ int swap_out_job(struct job *j, void *arg)
 	}
 	if (so.error && rc == 0)
 		rc = so.error;
-	/* A broken ring's batches: the ring's exit waits for their writes,
-	 * then they end as failed (their slots back, their pages unchanged). */
+	/* A broken ring's batches end as failed (their slots back, their pages
+	 * unchanged).  The ring's exit does not wait for what it still had:
+	 * the kernel retires those requests later.  A comparing batch's
+	 * buffer is left allocated (a late read lands in memory that is still
+	 * its), and nothing of it changed yet.  A late write can only reach a
+	 * slot given back here: if a later write reused it, that copy fails
+	 * its checksum, a lost page, never a wrong one. */
 	if (so.busy) {
 		vswap_io_fini(&so.io);
 		so.io_up = false;
 		for (unsigned i = 0; i < SWAP_OUT_WRITES; i++)
 			if (so.b[i].busy && so.b[i].comparing) {
-				so.b[i].busy = false; /* nothing changed yet */
+				so.b[i].cmp = NULL; /* leaked: see above */
+				so.b[i].busy = false;
 				so.busy--;
 			} else if (so.b[i].busy) {
 				for (unsigned r = 0; r < so.b[i].nreqs; r++) {
@@ -908,5 +915,14 @@ int swap_out_job(struct job *j, void *arg)
 		pthread_mutex_unlock(&h->lock);
 		rc = committer_result(h, committer_ticket(h), true);
 	}
+#ifdef __GLIBC__
+	/* The guest is out of memory, and so should be what the swap-out
+	 * freed: glibc keeps freed arena memory mapped until trimmed, and the
+	 * batches' buffers and the index commits' dirty pages (the largest
+	 * transactions of the handler's life) left about 10 bytes per guest
+	 * page of it behind after a copy-mode swap-out. */
+	if (rc == 0)
+		malloc_trim(0);
+#endif
 	return rc;
 }

@@ -817,7 +817,7 @@ static int load_staging(struct vswap_store *s, MDB_txn *txn)
 		s->summed[g] = sv.summed & keep;
 		for (uint64_t w = s->summed[g]; w; w &= w - 1) {
 			unsigned bit = (unsigned)__builtin_ctzll(w);
-			s->ssums[g * GROUP_PAGES + bit] = staging_view_sum(&sv, bit);
+			ssum_set(s, g * GROUP_PAGES + bit, staging_view_sum(&sv, bit));
 		}
 		s->n_staged += (uint64_t)__builtin_popcountll(s->staged[g]);
 	}
@@ -1293,6 +1293,7 @@ int vswap_store_drop_group(struct vswap_store *s, uint64_t group)
 			s->n_staged--;
 		}
 	}
+	tables_ssums_release(s);
 	MDB_txn *txn;
 	int ret = begin(s, 0, &txn);
 	if (ret)

@@ -163,7 +163,9 @@ struct vswap_store {
 	uint64_t *sums;	  /* XXH3-64 per page (of its slot's bytes) */
 	uint64_t *staged; /* bitmap: page is staged */
 	uint64_t *summed; /* bitmap: the staged copy's checksum is known */
-	uint64_t *ssums;  /* checksum per page of its staged copy */
+	uint64_t *ssums;  /* checksum per page of its staged copy (mapped: tables.c) */
+	size_t ssums_bytes;
+	bool ssums_held; /* written since last given back (tables_ssums_release()) */
 	/* Staged copies a previous handle left that no check has read yet
 	 * (a writable open leaves that to their first use: staging_check());
 	 * a subset of `staged`, NULL once empty. */
@@ -276,6 +278,14 @@ void store_log(const struct vswap_store *s, enum vswap_log_level lvl, const char
 int tables_alloc(struct vswap_store *s);
 void tables_free(struct vswap_store *s);
 void tables_free_pages(struct vswap_store *s);
+/* Once nothing is staged, give the staged checksums' memory back. */
+void tables_ssums_release(struct vswap_store *s);
+/* Record @sum as the checksum of page @p's staged copy. */
+static inline void ssum_set(struct vswap_store *s, uint64_t p, uint64_t sum)
+{
+	s->ssums[p] = sum;
+	s->ssums_held = true;
+}
 int slots_reserve(struct vswap_store *s, uint64_t nslots);
 bool slot_is_used(const struct vswap_store *s, uint64_t slot);
 bool slot_reserve_and_test(struct vswap_store *s, uint64_t slot);

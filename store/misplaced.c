@@ -325,7 +325,7 @@ static void take_record(struct vswap_store *s, const struct misplaced *m)
 		s->summed[m->group] = sv.summed;
 		for (uint64_t w = sv.summed; w; w &= w - 1) {
 			unsigned bit = (unsigned)__builtin_ctzll(w);
-			s->ssums[first + bit] = staging_view_sum(&sv, bit);
+			ssum_set(s, first + bit, staging_view_sum(&sv, bit));
 		}
 		s->n_staged += (uint64_t)__builtin_popcountll(sv.staged);
 		return;

@@ -192,7 +192,7 @@ int vswap_store_stage_record_sums(struct vswap_store *s, uint64_t first, uint64_
 		return need;
 	for (uint64_t i = 0; i < count; i++) {
 		bit_set(s->summed, first + i);
-		s->ssums[first + i] = sums[i];
+		ssum_set(s, first + i, sums[i]);
 		group_mark_dirty(s, first + i);
 	}
 	s->pending_pages += count;
@@ -245,6 +245,7 @@ int vswap_store_stage_clear(struct vswap_store *s, uint64_t first, uint64_t coun
 	}
 	if (!any)
 		return 0;
+	tables_ssums_release(s);
 	s->pending_pages += count;
 	/* The bytes are punched after the commit that clears the record: a
 	 * record that covers no bytes cannot arise, and a crash in between

@@ -764,6 +764,8 @@ int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsign
 	s->staged = next.staged;
 	s->summed = next.summed;
 	s->ssums = next.ssums;
+	s->ssums_bytes = next.ssums_bytes;
+	s->ssums_held = false;
 	s->dirty = next.dirty;
 	s->slot_used = next.slot_used;
 	s->slot_unpunched = next.slot_unpunched;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "store/internal.h"
 #include "util/array.h"
@@ -29,6 +30,34 @@ void bit_clear(uint64_t *bm, uint64_t i)
 	bm[i / 64] &= ~(1ull << (i % 64));
 }
 
+/*
+ * The staged copies' checksums are needed only while pages are staged
+ * (between an enable and the swap-out or trim that takes them), but a
+ * calloc'd array keeps every page it was written on for the life of the
+ * handle: 8 bytes per guest page after the last staged page has gone.  So
+ * the array is mapped, zero-filled on demand like calloc's, and its pages
+ * are returned (MADV_DONTNEED) when the last staged page leaves staging.
+ */
+static uint64_t *ssums_map(uint64_t n, size_t *bytes)
+{
+	*bytes = (size_t)(n ? n : 1) * sizeof(uint64_t);
+	void *p = mmap(NULL, *bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		*bytes = 0;
+		return NULL;
+	}
+	return p;
+}
+
+void tables_ssums_release(struct vswap_store *s)
+{
+	if (s->n_staged || !s->ssums_held || !s->ssums)
+		return;
+	/* Best effort: a failure only keeps the memory. */
+	if (madvise(s->ssums, s->ssums_bytes, MADV_DONTNEED) == 0)
+		s->ssums_held = false;
+}
+
 int tables_alloc(struct vswap_store *s)
 {
 	uint64_t n = s->total_pages;
@@ -37,8 +66,9 @@ int tables_alloc(struct vswap_store *s)
 	s->sums = calloc(n, sizeof(*s->sums));
 	s->staged = calloc(words_for(n), sizeof(uint64_t));
 	s->summed = calloc(words_for(n), sizeof(uint64_t));
-	/* calloc: the kernel backs it lazily, so only staged pages cost. */
-	s->ssums = calloc(n, sizeof(*s->ssums));
+	/* Backed lazily, so only staged pages cost (and only while staged). */
+	s->ssums = ssums_map(n, &s->ssums_bytes);
+	s->ssums_held = false;
 	s->dirty = calloc(words_for(s->ngroups), sizeof(uint64_t));
 	if (!s->pages || !s->sums || !s->staged || !s->summed || !s->ssums || !s->dirty)
 		return -ENOMEM;
@@ -54,7 +84,8 @@ void tables_free_pages(struct vswap_store *s)
 	free(s->sums);
 	free(s->staged);
 	free(s->summed);
-	free(s->ssums);
+	if (s->ssums)
+		munmap(s->ssums, s->ssums_bytes);
 	free(s->dirty);
 	free(s->slot_used);
 	free(s->slot_unpunched);
@@ -62,6 +93,8 @@ void tables_free_pages(struct vswap_store *s)
 	s->sums = NULL;
 	s->staged = s->summed = s->dirty = s->slot_used = s->slot_unpunched = NULL;
 	s->ssums = NULL;
+	s->ssums_bytes = 0;
+	s->ssums_held = false;
 	s->slot_cap = 0;
 	s->n_unpunched = 0;
 }

@@ -9,9 +9,14 @@
  * blob pending (a resume's image deleted) goes with that split commit too:
  * faults are served while it syncs.  The start of a swap-out records its
  * state through the commit thread, so it does not wait for a commit in
- * flight either.  Every wait is bounded.
+ * flight either.  A copy-mode enable has each wave's staged checksums
+ * committed by the commit thread while it copies the next, and removes a
+ * wave's guest pages only once that commit has landed (held by the hook:
+ * none of them removed; failed: none of that wave or a later one).  Every
+ * wait is bounded.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -20,11 +25,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "handler/internal.h"
+#include "store/internal.h"
 #include "tests/helpers/handler_fixture.h"
 
 #define PAGES 16
@@ -359,6 +367,168 @@ static void swap_out_start_waits_for_no_commit(void **state)
 	assert_int_equal(hfx_teardown(&f), 0);
 }
 
+/* ---- copy-mode enable: a wave's guest pages go only after its checksums ---- */
+
+#define WAVES 4
+
+/* Holds the commit thread's n-th commit (counted from 1) until the test has
+ * released n of them; with @fail_at, the n-th also makes the group of page
+ * @fail_page unloadable (the move's next checksum record of it fails). */
+struct wave_gate {
+	struct vswap_store *store;
+	atomic_uint calls, released;
+	unsigned fail_at;
+	uint64_t fail_page;
+};
+
+static void wave_gate_hook(void *ctx)
+{
+	struct wave_gate *g = ctx;
+	unsigned n = atomic_fetch_add(&g->calls, 1) + 1;
+	if (n == g->fail_at)
+		store_fail_group(g->store, g->fail_page / 64, -ENOMEM);
+	uint64_t until = hfx_now_ms() + 2 * HFX_DEADLINE_MS;
+	while (atomic_load(&g->released) < n && hfx_now_ms() < until)
+		sched_yield();
+}
+
+struct gate_calls {
+	struct wave_gate *g;
+	unsigned n;
+};
+
+static bool gate_calls_reached(void *arg)
+{
+	const struct gate_calls *c = arg;
+	return atomic_load(&c->g->calls) >= c->n;
+}
+
+static bool enabler_done(void *arg)
+{
+	return atomic_load(&((struct enabler *)arg)->done);
+}
+
+/* Pages of region 0 that guest memory (its memfd) still holds. */
+static uint64_t resident_pages(const struct hfx *f)
+{
+	off_t off = f->regions[0].offset, end = off + (off_t)f->regions[0].len;
+	uint64_t n = 0;
+	while (off < end) {
+		off_t d = lseek(f->memfd, off, SEEK_DATA);
+		if (d < 0 || d >= end)
+			break;
+		off_t e = lseek(f->memfd, d, SEEK_HOLE);
+		assert_true(e > d);
+		if (e > end)
+			e = end;
+		n += (uint64_t)(e - d) / f->page_size;
+		off = e;
+	}
+	return n;
+}
+
+/* Region 0 of WAVES waves of a huge page each, every page written, a
+ * copy-mode enable started on a thread of its own with @g on the commit
+ * thread.  *wave_pages: the pages of one wave. */
+static void start_waves(struct hfx *f, struct wave_gate *g, struct enabler *e, uint64_t *wave_pages)
+{
+	size_t thp = 2u << 20;
+	size_t pages[1] = {WAVES * thp / (size_t)sysconf(_SC_PAGESIZE)};
+	assert_int_equal(hfx_setup(f, pages, 1, &hfx_copy), 0);
+	*wave_pages = f->h->thp_size >> f->h->page_shift;
+	assert_int_equal(*wave_pages * WAVES, pages[0]);
+	/* Not registered before the enable: written directly. */
+	for (uint64_t p = 0; p < pages[0]; p++)
+		memset(hfx_addr(f, 0, p), hfx_byte_of(p), f->page_size);
+	assert_true(hfx_wait_for(committer_idle, f));
+	g->store = f->store;
+	atomic_init(&g->calls, 0);
+	atomic_init(&g->released, 0);
+	pthread_mutex_lock(&f->h->lock);
+	f->h->move_wave_pages = *wave_pages;
+	f->h->cm.hook_ctx = g;
+	f->h->cm.hook = wave_gate_hook;
+	pthread_mutex_unlock(&f->h->lock);
+	e->h = f->h;
+	atomic_init(&e->done, false);
+	assert_int_equal(pthread_create(&e->t, NULL, enable_main, e), 0);
+}
+
+/* Page @p of region 0 as the memfd holds it (no fault): its fill byte. */
+static void expect_resident_bytes(const struct hfx *f, uint64_t p)
+{
+	uint8_t *buf = malloc(f->page_size);
+	assert_non_null(buf);
+	off_t at = f->regions[0].offset + (off_t)(p * f->page_size);
+	assert_int_equal(pread(f->memfd, buf, f->page_size, at), (ssize_t)f->page_size);
+	for (size_t i = 0; i < f->page_size; i++)
+		if (buf[i] != hfx_byte_of(p))
+			fail_msg("page %llu: byte %zu is %#x", (unsigned long long)p, i, buf[i]);
+	free(buf);
+}
+
+static void enable_removes_a_wave_after_its_commit(void **state)
+{
+	(void)state;
+	struct hfx f;
+	struct wave_gate g = {.fail_at = 0};
+	struct enabler e;
+	uint64_t wave;
+	start_waves(&f, &g, &e, &wave);
+	/* While the checksums of wave n-1 are being committed (held here),
+	 * the waves before it may be gone from guest memory, it may not. */
+	for (unsigned n = 1; n <= WAVES; n++) {
+		struct gate_calls c = {&g, n};
+		if (!hfx_wait_for(gate_calls_reached, &c))
+			fail_msg("the checksum commit of wave %u never began", n - 1);
+		uint64_t left = resident_pages(&f);
+		if (left < (WAVES - (n - 1)) * wave)
+			fail_msg("wave %u: %llu pages resident during its checksum commit, want "
+				 "at least %llu",
+				 n - 1, (unsigned long long)left,
+				 (unsigned long long)((WAVES - (n - 1)) * wave));
+		atomic_store(&g.released, n);
+	}
+	assert_true(hfx_wait_for(enabler_done, &e));
+	pthread_join(e.t, NULL);
+	assert_int_equal(e.rc, 0);
+	assert_int_equal(resident_pages(&f), 0);
+	for (uint64_t p = 0; p < WAVES * wave; p += wave / 2 + 1)
+		assert_int_equal(hfx_page_byte(&f, 0, p), hfx_byte_of(p));
+	pthread_mutex_lock(&f.h->lock);
+	f.h->cm.hook = NULL;
+	pthread_mutex_unlock(&f.h->lock);
+	assert_int_equal(hfx_teardown(&f), 0);
+}
+
+static void enable_keeps_the_waves_a_failure_stops(void **state)
+{
+	(void)state;
+	struct hfx f;
+	struct wave_gate g;
+	struct enabler e;
+	uint64_t wave;
+	/* At wave 0's commit, wave 2's checksums are made to fail their
+	 * record: waves 0 and 1 go, 2 and 3 stay in guest memory. */
+	const size_t thp_pages = (2u << 20) / (size_t)sysconf(_SC_PAGESIZE);
+	g.fail_at = 1;
+	g.fail_page = 2 * thp_pages; /* region 0 starts the store's page space */
+	start_waves(&f, &g, &e, &wave);
+	assert_int_equal(f.first[0], 0);
+	atomic_store(&g.released, WAVES + 8);
+	assert_true(hfx_wait_for(enabler_done, &e));
+	pthread_join(e.t, NULL);
+	assert_int_equal(e.rc, -ENOMEM);
+	assert_int_equal(resident_pages(&f), 2 * wave);
+	for (uint64_t p = 2 * wave; p < WAVES * wave; p++)
+		expect_resident_bytes(&f, p);
+	store_fail_group(f.store, 0, 0);
+	pthread_mutex_lock(&f.h->lock);
+	f.h->cm.hook = NULL;
+	pthread_mutex_unlock(&f.h->lock);
+	hfx_teardown(&f); /* the failed enable is the handler's last error */
+}
+
 int main(void)
 {
 	hfx_skip_if_unavailable("handler_commits");
@@ -368,6 +538,8 @@ int main(void)
 	    cmocka_unit_test(enable_waits_for_commit),
 	    cmocka_unit_test(active_committed_off_monitor),
 	    cmocka_unit_test(swap_out_start_waits_for_no_commit),
+	    cmocka_unit_test(enable_removes_a_wave_after_its_commit),
+	    cmocka_unit_test(enable_keeps_the_waves_a_failure_stops),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

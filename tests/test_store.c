@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -19,6 +20,7 @@
 #include <cmocka.h>
 
 #include "store/checksum.h"
+#include "store/internal.h"
 #include "store/layout.h"
 #include "store/superblock.h"
 #include "tests/helpers/raw_index.h"
@@ -924,6 +926,128 @@ static void test_staging_records_and_punch(void **state)
 	assert_int_equal(count, 3);
 }
 
+/* Pages of the staged checksums' array the process holds in memory. */
+static size_t ssums_resident(const struct vswap_store *s)
+{
+	size_t psz = (size_t)sysconf(_SC_PAGESIZE);
+	uintptr_t from = (uintptr_t)s->ssums & ~(psz - 1);
+	uintptr_t to = ((uintptr_t)(s->ssums + s->total_pages) + psz - 1) & ~(psz - 1);
+	size_t n = (to - from) / psz, held = 0;
+	unsigned char *v = malloc(n);
+	assert_non_null(v);
+	assert_int_equal(mincore((void *)from, to - from, v), 0);
+	for (size_t i = 0; i < n; i++)
+		held += v[i] & 1;
+	free(v);
+	return held;
+}
+
+/* Stage pages [40, 50) with pattern @version, their checksums recorded. */
+static void stage_sealed(struct ctx *c, uint32_t version)
+{
+	int fd = vswap_store_staging_fd(c->s);
+	assert_int_equal(vswap_store_stage_mark(c->s, 40, 10), 0);
+	for (unsigned i = 0; i < 10; i++) {
+		fixture_pattern(c->buf, c->f.page_size, 40 + i, version);
+		assert_int_equal(
+		    pwrite(fd, c->buf, c->f.page_size, (off_t)(40 + i) * c->f.page_size),
+		    c->f.page_size);
+	}
+	assert_int_equal(vswap_store_stage_seal(c->s, 40, 10), 0);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+}
+
+/* The staged copies' checksums hold memory only while pages are staged:
+ * when the last one leaves staging the array's pages are returned (a
+ * handle that swapped its guest out kept 8 bytes per guest page for
+ * nothing), and a later staging records and checks its checksums as
+ * before. */
+static void test_staged_sums_given_back(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	stage_sealed(c, 1);
+	assert_true(ssums_resident(c->s) > 0);
+	assert_int_equal(vswap_store_stage_clear(c->s, 40, 5), 0);
+	assert_true(ssums_resident(c->s) > 0); /* 45..49 still staged */
+	assert_int_equal(vswap_store_stage_clear(c->s, 45, 5), 0);
+	assert_int_equal(ssums_resident(c->s), 0);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	/* Staged again, each copy verifies against its new checksum after a
+	 * reopen (checked at its first use). */
+	stage_sealed(c, 2);
+	reopen(c);
+	uint64_t first, count;
+	assert_int_equal(vswap_store_next_staged_run(c->s, 0, 400, 512, &first, &count), 1);
+	assert_int_equal(first, 40);
+	assert_int_equal(count, 10);
+	struct vswap_store_stats st;
+	assert_int_equal(vswap_store_stats(c->s, &st), 0);
+	assert_int_equal(st.pages_staged, 10);
+	assert_int_equal(st.pages_lost, 0);
+}
+
+/* The same after a split commit, whose snapshot buffer (mapped) the layout
+ * built aside shares too: a layout change that fails (the staging file
+ * cannot grow: RLIMIT_FSIZE) leaves the handle as it was, split commits
+ * included.  Runs in a child: the limit is per process. */
+static void test_failed_layout_change_after_a_split_commit(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	assert_int_equal(vswap_store_close(c->s), 0);
+	c->s = NULL;
+	pid_t pid = fork();
+	if (pid == 0) {
+		int r;
+		if (vswap_store_open(c->f.path, &c->f.opts, &c->s))
+			_exit(7);
+		write_pages_into(c, 0, 16, &r);
+		if (r)
+			_exit(8);
+		/* A split commit: its snapshot buffer exists. */
+		if (vswap_store_commit_begin(c->s) != 1 || vswap_store_commit_write(c->s))
+			_exit(9);
+		vswap_store_commit_end(c->s, 0);
+		if (vswap_store_free(c->s, 0, 16) != 16 || vswap_store_commit(c->s))
+			_exit(10);
+		signal(SIGXFSZ, SIG_IGN);
+		struct rlimit old, rl = {.rlim_cur = 1 << 20, .rlim_max = RLIM_INFINITY};
+		getrlimit(RLIMIT_FSIZE, &old);
+		setrlimit(RLIMIT_FSIZE, &rl);
+		uint64_t regions[] = {1u << 20};
+		if (vswap_store_set_regions(c->s, regions, 1) != -EFBIG)
+			_exit(11);
+		setrlimit(RLIMIT_FSIZE, &old);
+		/* Still the old layout, and usable. */
+		if (vswap_store_region_count(c->s) != 2)
+			_exit(12);
+		write_pages_into(c, 0, 4, &r);
+		if (r)
+			_exit(15);
+		if (vswap_store_commit_begin(c->s) != 1 || vswap_store_commit_write(c->s))
+			_exit(13);
+		vswap_store_commit_end(c->s, 0);
+		_exit(vswap_store_close(c->s) ? 14 : 0);
+	}
+	/* Bounded: the heap the double free damaged could hang the child. */
+	int status = 0;
+	pid_t got = 0;
+	for (int i = 0; i < 2000 && got == 0; i++) {
+		got = waitpid(pid, &status, WNOHANG);
+		if (got == 0)
+			usleep(10000);
+	}
+	if (got == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		fail_msg("the child hung after the failed layout change");
+	}
+	assert_int_equal(got, pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* The staged copies a previous handle left are checked at their first use,
  * not by the open (reading and hashing every one made a restart linear in
  * the guest): the open reports nothing lost and reads none of them; the
@@ -1354,6 +1478,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_regions_redefined_after_use, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_foreign_staging_path_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_destroy_refuses_open_store, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_staged_sums_given_back, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_layout_change_after_a_split_commit, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_destroy_of_nothing_is_quiet, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_layout_change_keeps_the_handle, setup,
 					    teardown),
