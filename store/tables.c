@@ -362,11 +362,17 @@ void group_mark_dirty(struct vswap_store *s, uint64_t page)
  * has it: the commit writes the staging record alone.  Rewriting the
  * unchanged page record too (a kilobyte a group) doubled what the end of a
  * swap-out committed, and an LMDB environment keeps, for its life, as many
- * dirty pages as its largest transaction had.
+ * dirty pages as its largest transaction had.  Not in a tolerant open
+ * (recovery): there the tables may differ from a record not believed, which
+ * stays in the index until its group is rewritten, as before.
  */
 void group_mark_staging_dirty(struct vswap_store *s, uint64_t page)
 {
 	uint64_t g = page / GROUP_PAGES;
+	if (s->tolerant) {
+		group_mark_dirty(s, page);
+		return;
+	}
 	if (bit_test(s->dirty, g))
 		return; /* dirty already: whole, or staging only */
 	bit_set(s->dirty, g);
