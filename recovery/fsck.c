@@ -250,7 +250,7 @@ static void report_damaged(struct vswap_fsck *f)
 
 		if (!(f->damaged & bit))
 			continue;
-		idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, FSCK_NONE, FSCK_NONE,
+		idx = fsck_problem(f, VSWAP_PROBLEM_RECORD_CHECKSUM, FSCK_NONE, FSCK_NONE,
 				   "%s: the %s record fails its check%s",
 				   vswap_store_index_path(f->store), damaged_names[b],
 				   bit & DAMAGED_KEEP ? "; kept as evidence, nothing is repaired"

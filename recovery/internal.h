@@ -178,6 +178,16 @@ void fsck_extents_free(struct fsck_extents *e);
 	    (unsigned long long)(key)*FSCK_GROUP_PAGES,                                            \
 	    (unsigned long long)(key)*FSCK_GROUP_PAGES + FSCK_GROUP_PAGES - 1, tense
 
+/* The problem kind of a record not believed for @fault (not MISPLACED,
+ * which is reported with its evidence): one that fails its own checksum
+ * (bit rot in its key or value) is record_checksum, one that cannot be
+ * decoded bad_record. */
+static inline enum vswap_problem_kind fsck_record_fault_kind(enum vswap_record_fault fault)
+{
+	return fault == VSWAP_RECORD_CHECKSUM ? VSWAP_PROBLEM_RECORD_CHECKSUM
+					      : VSWAP_PROBLEM_BAD_RECORD;
+}
+
 /* -y, before the records are loaded: move each misplaced page-group or
  * staging record whose evidence is unambiguous back under its own key (the
  * audit then checks it like any other), each a repaired problem. */

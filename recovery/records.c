@@ -59,7 +59,7 @@ static int corrupt_group(struct vswap_fsck *f, const struct vswap_page_record *r
 			? "its slots' bytes verify as its own pages: -y moves it back"
 			: "kept as evidence");
 	else
-		idx = fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, r->page, FSCK_NONE,
+		idx = fsck_problem(f, fsck_record_fault_kind(r->fault), r->page, FSCK_NONE,
 				   "index record of pages %llu-%llu %s", first, last,
 				   r->fault == VSWAP_RECORD_CHECKSUM ? "fails its check"
 								     : "cannot be decoded");

@@ -24,6 +24,7 @@ static const char *const kind_names[VSWAP_PROBLEM_KIND_COUNT] = {
     [VSWAP_PROBLEM_EMPTY_STAGING_RECORD] = "empty_staging_record",
     [VSWAP_PROBLEM_ORPHAN_STAGING_FILE] = "orphan_staging_file",
     [VSWAP_PROBLEM_MISSING_STAGING_FILE] = "missing_staging_file",
+    [VSWAP_PROBLEM_RECORD_CHECKSUM] = "record_checksum",
 };
 
 const char *vswap_problem_kind_name(enum vswap_problem_kind kind)

@@ -437,7 +437,7 @@ static int bad_staging_record(struct vswap_fsck *f, const struct vswap_staged_re
 			      : "kept as evidence") < 0;
 	else
 		ret =
-		    fsck_problem(f, VSWAP_PROBLEM_BAD_RECORD, first, FSCK_NONE,
+		    fsck_problem(f, fsck_record_fault_kind(r->fault), first, FSCK_NONE,
 				 "staging record of pages %llu-%llu %s; its staged bytes are kept",
 				 first, first + FSCK_GROUP_PAGES - 1,
 				 r->fault == VSWAP_RECORD_CHECKSUM ? "fails its check"

@@ -85,7 +85,18 @@ static int staging_name(struct vswap_store *s, const char *dir)
 	return 0;
 }
 
-/* A regular file, owned by us, private to us. */
+/*
+ * A regular file (a FIFO or a device would block a read or stand for
+ * something else), and for a writable open ours and private to us.  The
+ * staging directory is shared (/dev/shm): a file another user planted under
+ * the store's name would read the guest's memory we stage into it, or change
+ * it under us, and group or other access would let others do the same.  A
+ * read-only open (an audit, vswap-dump) writes nothing and believes no
+ * staged byte unchecked (each is checked against its committed checksum),
+ * so any regular file it can read will do: a user with read access may
+ * audit.  When that file is ours but not private, say that a writable open
+ * will refuse it, so that a clean audit does not hide it.
+ */
 static int check_ours(struct vswap_store *s, int fd)
 {
 	struct stat st;
@@ -96,7 +107,16 @@ static int check_ours(struct vswap_store *s, int fd)
 			  s->staging_path);
 		return -EINVAL;
 	}
-	if (st.st_uid != geteuid() || (st.st_mode & 077)) {
+	bool ours = st.st_uid == geteuid() && !(st.st_mode & 077);
+	if (s->read_only) {
+		if (!ours && st.st_uid == geteuid())
+			store_log(s, VSWAP_LOG_WARN,
+				  "%s: staging file is not private (mode %04o): a writable open "
+				  "refuses it",
+				  s->staging_path, (unsigned)(st.st_mode & 07777));
+		return 0;
+	}
+	if (!ours) {
 		store_log(s, VSWAP_LOG_ERROR,
 			  "%s: staging file is not a private regular file of ours; refusing it",
 			  s->staging_path);

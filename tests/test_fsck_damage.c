@@ -18,6 +18,9 @@
  *     refusing where the evidence is ambiguous);
  *   - the staging file deleted, truncated or punched after a clean close:
  *     -y dropped the staged pages' records, which then read as zeros;
+ *   - a record failing its own checksum (a page group, a staging record, a
+ *     meta record) was reported as bad_record, like an undecodable record
+ *     and a misplaced one: now record_checksum;
  * and per hostile file: an empty index, an invalid one (vswap-dump called
  * it a bad superblock), a FIFO in place of the swap file, the index or the
  * lock file, a FIFO as the recorded owner of a leftover staging file met by
@@ -250,19 +253,29 @@ static bool record_under(const struct rfx_store *fx, bool staging, uint64_t key)
 
 /* XOR @mask into byte @off of the value under @key of @dbi, leaving its
  * check as it was: a flipped bit. */
-static void raw_damage(const struct rfx_store *fx, bool meta, const void *key, size_t klen,
-		       size_t off, uint8_t mask)
+/* Flip @mask at @off of the value under @key in database @db (RAW_DB_*),
+ * its check left as it was. */
+static void raw_damage_in(const struct rfx_store *fx, uint32_t db, const void *key, size_t klen,
+			  size_t off, uint8_t mask)
 {
 	struct raw_index ri;
 	uint8_t val[8192];
 	size_t len = sizeof(val);
+	MDB_dbi dbi;
 
 	raw_open(fx, &ri);
-	assert_int_equal(raw_value_get(&ri, meta ? ri.meta : ri.staging, key, klen, val, &len), 0);
+	dbi = db == RAW_DB_META ? ri.meta : db == RAW_DB_PAGES ? ri.pages : ri.staging;
+	assert_int_equal(raw_value_get(&ri, dbi, key, klen, val, &len), 0);
 	assert_true(off < len);
 	val[off] ^= mask;
-	assert_int_equal(raw_value_put(&ri, meta ? ri.meta : ri.staging, key, klen, val, len), 0);
+	assert_int_equal(raw_value_put(&ri, dbi, key, klen, val, len), 0);
 	raw_close(&ri);
+}
+
+static void raw_damage(const struct rfx_store *fx, bool meta, const void *key, size_t klen,
+		       size_t off, uint8_t mask)
+{
+	raw_damage_in(fx, meta ? RAW_DB_META : RAW_DB_STAGING, key, klen, off, mask);
 }
 
 /*
@@ -667,6 +680,83 @@ static void test_staging_punched_after_clean_close(void **state)
 	staging_gone(*state, punch_file);
 }
 
+/* ---- records that fail their own checksum ---------------------------------- */
+
+/* Flip @mask at @off of the value of group @group's record (pages, or
+ * staging), its check left as it was. */
+static void damage_group_value(const struct rfx_store *fx, bool staging, uint64_t group, size_t off,
+			       uint8_t mask)
+{
+	uint64_t key = __builtin_bswap64(group);
+
+	raw_damage_in(fx, staging ? RAW_DB_STAGING : RAW_DB_PAGES, &key, sizeof(key), off, mask);
+}
+
+/*
+ * A record that fails its own checksum is a problem of its own kind,
+ * record_checksum: it was bad_record, like an undecodable record and a
+ * valid one under a damaged key, so a --json reader could not tell bit rot
+ * in a record from a moved key.  Group 2's record (pages 128-191): page
+ * 128's state present -> stale, which made it read as zeros before format
+ * 2; group 11's staging record: one staged copy's checksum.
+ */
+static void test_record_checksum_has_its_own_kind(void **state)
+{
+	struct rfx_store *fx = *state;
+	const char *json[] = {"-n",	"--json", "--no-progress", "--staging-dir", fx->dir,
+			      fx->path, NULL};
+	struct vswap_fsck *f;
+	char *out = NULL;
+
+	damage_group_value(fx, false, 2, 8 + 8 + 4, 0x03);
+	damage_group_value(fx, true, 11, 24, 0x01);
+	f = expect_lib(fx, VSWAP_FSCK_CHECK, 4);
+	if (!has_problem(f, VSWAP_PROBLEM_RECORD_CHECKSUM, 128, false))
+		dump_problems(f);
+	assert_true(has_problem(f, VSWAP_PROBLEM_RECORD_CHECKSUM, 128, false));
+	assert_true(has_problem(f, VSWAP_PROBLEM_RECORD_CHECKSUM, 704, false));
+	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_BAD_RECORD), 0);
+	vswap_fsck_free(f);
+	assert_int_equal(run_tool("vswap-fsck", json, &out), 4);
+	assert_non_null(strstr(out, "\"kind\":\"record_checksum\""));
+	assert_null(strstr(out, "\"kind\":\"bad_record\""));
+	free(out);
+	/* -y: the group's pages are lost, never absent; the staging record is
+	 * kept (its bytes may be the only copies), so -y and -n exit 4. */
+	f = expect_lib(fx, VSWAP_FSCK_REPAIR, 5);
+	assert_true(has_problem(f, VSWAP_PROBLEM_RECORD_CHECKSUM, 128, true));
+	assert_true(has_problem(f, VSWAP_PROBLEM_RECORD_CHECKSUM, 704, false));
+	for (uint64_t p = 128; p < 192; p++)
+		assert_true(is_lost(f, p));
+	vswap_fsck_free(f);
+	f = expect_lib(fx, VSWAP_FSCK_CHECK, 4);
+	assert_true(has_problem(f, VSWAP_PROBLEM_RECORD_CHECKSUM, 704, false));
+	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_BAD_RECORD), 0);
+	for (uint64_t p = 128; p < 192; p++)
+		assert_true(is_lost(f, p));
+	vswap_fsck_free(f);
+}
+
+/* A meta record that fails its check: record_checksum too, with no page. */
+static void test_meta_record_checksum(void **state)
+{
+	struct rfx_store *fx = *state;
+	struct vswap_fsck *f;
+	bool found = false;
+
+	raw_damage(fx, true, "created_ns", 10, 0, 0x01);
+	f = expect_lib(fx, VSWAP_FSCK_CHECK, 4);
+	for (size_t i = 0; i < vswap_fsck_problem_count(f); i++) {
+		const struct vswap_problem *p = vswap_fsck_problem(f, i);
+
+		found |= p->kind == VSWAP_PROBLEM_RECORD_CHECKSUM && !p->has_page &&
+			 strstr(p->detail, "created_ns") != NULL;
+	}
+	assert_true(found);
+	assert_int_equal(vswap_fsck_count_kind(f, VSWAP_PROBLEM_BAD_RECORD), 0);
+	vswap_fsck_free(f);
+}
+
 /* ---- 2. hostile files ------------------------------------------------------ */
 
 static void test_empty_index(void **state)
@@ -844,6 +934,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_staging_punched_after_clean_close, setup,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_record_checksum_has_its_own_kind, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_meta_record_checksum, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_empty_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_invalid_index_is_not_a_bad_superblock, setup,
 					    teardown),

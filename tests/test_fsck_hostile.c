@@ -7,6 +7,8 @@
  *     past the end of the file: SIGBUS, in the tools and in any process
  *     calling vswap_store_open());
  *   - a FIFO in place of the staging file;
+ *   - a full file system and the index's lock file missing (LMDB created it
+ *     sparse and its writes through the mapping found no room: SIGBUS);
  *   - an index whose staging path points outside the staging directory
  *     (-y created a file there, in / for example);
  *   - a run that cannot open its store said "0 problems" beside exit 8:
@@ -15,7 +17,11 @@
  *   - -n and vswap-dump write no byte of any file, the lock file included
  *     (they wrote and recreated it), and work with read access only: run as
  *     an unprivileged user who owns the files read-only (mode 0400) in a
- *     directory it cannot write, every byte and mtime is checked after.
+ *     directory it cannot write, every byte and mtime is checked after;
+ *     and as a user who owns none of them and may only read them (mode
+ *     0644: the staging file used to be refused, "not a private regular
+ *     file of ours", fsck exit 8, vswap-dump exit 1), while a writable open
+ *     still refuses a staging file that is not ours and private.
  * The tools run as child processes under a time limit.
  */
 #include <errno.h>
@@ -30,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -218,6 +225,113 @@ static void test_index_truncated_half(void **state)
 	truncated_index(*state, -1);
 }
 
+/* ---- a full file system without the lock file --------------------------------- */
+
+static const struct rfx_shape small_shape = {
+    .total_pages = 256,
+    .written = 128,
+    .staged_first = 200,
+    .staged_count = 20,
+};
+
+/* The store rebuilt on a 4 MiB tmpfs of its own, mounted on its directory
+ * (root only): false when no such file system can be had. */
+static bool store_on_small_fs(struct rfx_store *fx)
+{
+	if (geteuid() != 0)
+		return false;
+	rfx_cleanup(fx);
+	assert_int_equal(rfx_init(fx, "fsckfull"), 0);
+	if (mount("vswaptest", fx->dir, "tmpfs", 0, "size=4m,mode=0700") != 0)
+		return false;
+	assert_int_equal(rfx_build(fx, &small_shape), 0);
+	return true;
+}
+
+static int teardown_small_fs(void **state)
+{
+	struct rfx_store *fx = *state;
+
+	umount2(fx->dir, MNT_DETACH); /* not mounted (skipped): nothing to do */
+	return rfx_teardown(state);
+}
+
+/* Write a file in @dir until the file system is full. */
+static void fill_fs(const char *dir, char *filler, size_t len)
+{
+	static const char chunk[4096];
+	int fd;
+
+	snprintf(filler, len, "%s/filler", dir);
+	fd = open(filler, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	while (write(fd, chunk, sizeof(chunk)) == (ssize_t)sizeof(chunk))
+		;
+	assert_int_equal(errno, ENOSPC);
+	close(fd);
+}
+
+/*
+ * A full file system, the index's lock file gone: LMDB created it sparse
+ * and its first write through the mapping found no room (SIGBUS in fsck -y
+ * and in any writable vswap_store_open()).  Now a writable open allocates
+ * the lock file's blocks before LMDB maps it and fails naming it; -n and
+ * vswap-dump need no lock file at all.
+ *
+ * The failed open leaves an empty lock file behind.  That is the store's
+ * own file (made by vswap, with the name LMDB gives it, removed by
+ * vswap_store_destroy()), what LMDB itself would have left, and harmless:
+ * a read-only open never uses it, and the next writable open with room
+ * allocates it and uses it (checked below).  Removing it again would mean
+ * unlinking a lock file another opener may hold open.
+ */
+static void test_full_fs_without_lock_file(void **state)
+{
+	struct rfx_store *fx = *state;
+	char lock[PATH_MAX + 16], filler[PATH_MAX], *out = NULL;
+	struct stat st;
+	int code;
+
+	if (!store_on_small_fs(fx))
+		skip();
+	snprintf(lock, sizeof(lock), "%s-lock", fx->index);
+	assert_int_equal(unlink(lock), 0); /* first: its blocks would make room */
+	fill_fs(fx->dir, filler, sizeof(filler));
+	for (int m = 0; m < 2; m++) {
+		code = fsck_as(0, fx, m == 0 ? "-y" : "-p", &out);
+		if (code != 8 || !strstr(out, "no room for the index lock file"))
+			fprintf(stderr, "fsck %s exited %d:\n%s\n", m == 0 ? "-y" : "-p", code,
+				out);
+		assert_int_equal(code, 8);
+		assert_non_null(strstr(out, lock));
+		assert_non_null(strstr(out, "no room for the index lock file"));
+		assert_non_null(strstr(out, strerror(ENOSPC)));
+		free(out);
+	}
+	code = fsck_as(0, fx, "-n", &out);
+	if (code != 0)
+		fprintf(stderr, "fsck -n exited %d:\n%s\n", code, out);
+	assert_int_equal(code, 0);
+	free(out);
+	code = dump_as(0, fx, &out);
+	if (code != 0)
+		fprintf(stderr, "vswap-dump exited %d:\n%s\n", code, out);
+	assert_int_equal(code, 0);
+	free(out);
+	assert_int_equal(open_in_child(fx, false), 1);
+	assert_int_equal(open_in_child(fx, true), 0);
+	/* The empty lock file left behind, reused once there is room. */
+	assert_int_equal(lstat(lock, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_blocks, 0);
+	assert_int_equal(unlink(filler), 0);
+	assert_int_equal(open_in_child(fx, false), 0);
+	assert_int_equal(lstat(lock, &st), 0);
+	assert_true(st.st_blocks > 0);
+	assert_int_equal(fsck_as(0, fx, "-y", NULL), 0);
+	assert_int_equal(fsck_as(0, fx, "-n", NULL), 0);
+}
+
 /* ---- a FIFO as the staging file ---------------------------------------------- */
 
 static void test_fifo_staging_file(void **state)
@@ -393,6 +507,82 @@ static void test_read_only_user_with_lock_file(void **state)
 	read_only_user(*state, true);
 }
 
+/* Root's store, every file readable by all (0644): a user who owns none of
+ * them audits it and dumps it, writing nothing. */
+static void test_reader_who_owns_nothing(void **state)
+{
+	struct rfx_store *fx = *state;
+	struct file_state fs[4];
+	size_t n;
+	char *out = NULL;
+	int code;
+
+	if (geteuid() != 0)
+		skip(); /* needs a second user */
+	n = hand_over_read_only(fx, 0, fs, true);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(chmod(fs[i].path, 0644), 0);
+	for (size_t i = 0; i < n; i++)
+		snap(&fs[i]);
+	code = fsck_as(NOBODY, fx, "-n", &out);
+	if (code != 0)
+		fprintf(stderr, "fsck -n exited %d:\n%s\n", code, out);
+	assert_int_equal(code, 0);
+	assert_null(strstr(out, "refusing"));
+	free(out);
+	code = dump_as(NOBODY, fx, &out);
+	if (code != 0)
+		fprintf(stderr, "vswap-dump exited %d:\n%s\n", code, out);
+	assert_int_equal(code, 0);
+	free(out);
+	expect_unchanged(fs, n);
+}
+
+/* The store's messages, appended to @ctx (1 KiB). */
+static void keep_log(void *ctx, enum vswap_log_level l, const char *msg)
+{
+	size_t n = strlen(ctx);
+
+	(void)l;
+	snprintf((char *)ctx + n, 1024 - n, "%s\n", msg);
+}
+
+/* A writable open keeps refusing a staging file that is not ours and
+ * private (a file planted in the shared directory would read or change the
+ * guest's staged memory); a read-only open takes it, and tells its owner
+ * that a writable open would not. */
+static void test_writable_open_wants_a_private_staging_file(void **state)
+{
+	struct rfx_store *fx = *state;
+	char staging[PATH_MAX], said[1024] = "", *out = NULL;
+
+	staging_path(fx, staging, sizeof(staging));
+	assert_int_equal(chmod(staging, 0640), 0);
+	assert_int_equal(open_in_child(fx, false), 1);
+	assert_int_equal(open_in_child(fx, true), 0);
+	assert_int_equal(fsck_as(0, fx, "-y", &out), 8);
+	assert_non_null(strstr(out, "not a private regular file of ours"));
+	free(out);
+	struct vswap_store_opts o = {
+	    .read_only = true, .log = keep_log, .log_ctx = said, .log_level = VSWAP_LOG_WARN};
+	struct vswap_store *s;
+	assert_int_equal(vswap_store_open(fx->path, &o, &s), 0);
+	vswap_store_close(s);
+	if (!strstr(said, "a writable open refuses it"))
+		fprintf(stderr, "the read-only open said:\n%s", said);
+	assert_non_null(strstr(said, "a writable open refuses it"));
+	assert_int_equal(fsck_as(0, fx, "-n", NULL), 0);
+	if (geteuid() == 0) {
+		assert_int_equal(chmod(staging, 0600), 0);
+		assert_int_equal(chown(staging, NOBODY, NOBODY), 0);
+		assert_int_equal(open_in_child(fx, false), 1);
+		assert_int_equal(open_in_child(fx, true), 0);
+		assert_int_equal(chown(staging, 0, 0), 0);
+	}
+	assert_int_equal(chmod(staging, 0600), 0);
+	assert_int_equal(open_in_child(fx, false), 0);
+}
+
 static void test_read_only_user_without_lock_file(void **state)
 {
 	read_only_user(*state, false);
@@ -405,11 +595,16 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_index_truncated_8k, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_index_truncated_12k, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_index_truncated_half, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_full_fs_without_lock_file, setup,
+					    teardown_small_fs),
 	    cmocka_unit_test_setup_teardown(test_fifo_staging_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_staging_path_outside_directory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_staging_path_in_root, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_only_user_with_lock_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_only_user_without_lock_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reader_who_owns_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_writable_open_wants_a_private_staging_file, setup,
+					    teardown),
 	};
 
 	if (rfx_require_tool("vswap-fsck"))

@@ -2,7 +2,8 @@
 /*
  * Lost pages cannot be missed, and discards by hole punch are seen:
  *   - a lost page is listed (vswap_handler_lost_pages), counted and listed
- *     in the status JSON, and destroy returns -EBADMSG while it exists;
+ *     in the status JSON, and destroy and detach return -EBADMSG while it
+ *     exists (a detached loss stays recorded for the next handler);
  *   - a uffd added after the swap-in (the regions unregistered) gets the
  *     poison too: its process reads SIGBUS there, not the memfd's hole
  *     (zeros);
@@ -78,6 +79,35 @@ static void lost_listed_reported_and_fail_destroy(void **state)
 	assert_int_equal(hfx_page_byte(&f, 0, 3), byte_of(3));
 	assert_int_equal(hfx_page_byte(&f, 0, 2), -3);
 	assert_int_equal(hfx_teardown(&f), -EBADMSG);
+}
+
+/* Detach, like destroy, fails while a page is lost: the VMM hands the
+ * store on, and must know the guest's memory is not whole.  The loss is in
+ * the store, so the next handler over it knows the page too. */
+static void lost_fails_detach(void **state)
+{
+	(void)state;
+	struct hfx f;
+	const size_t pages[1] = {4};
+	assert_int_equal(hfx_setup(&f, pages, 1, NULL), 0);
+	if (!lose_page_2(&f)) {
+		hfx_teardown(&f);
+		skip();
+	}
+	assert_int_equal(vswap_handler_detach(f.h), -EBADMSG);
+	f.h = NULL;
+	assert_int_equal(vswap_store_close(f.store), 0);
+	f.store = NULL;
+	struct vswap_store_opts so = {.staging_dir = "/dev/shm", .log_level = VSWAP_LOG_ERROR};
+	assert_int_equal(vswap_store_open(f.path, &so, &f.store), 0);
+	assert_int_equal(hfx_start(&f, NULL), 0);
+	uint64_t list[2] = {0}, n = 0;
+	assert_int_equal(vswap_handler_lost_pages(f.h, list, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(list[0], f.first[0] + 2);
+	assert_int_equal(vswap_handler_detach(f.h), -EBADMSG);
+	f.h = NULL;
+	assert_int_equal(hfx_teardown(&f), 0);
 }
 
 static void child_bus(int sig)
@@ -224,6 +254,7 @@ int main(void)
 	hfx_skip_if_unavailable("handler_lost");
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(lost_listed_reported_and_fail_destroy),
+	    cmocka_unit_test(lost_fails_detach),
 	    cmocka_unit_test(lost_poisoned_for_uffd_added_later),
 	    cmocka_unit_test(discard_after_hole_punch),
 	    cmocka_unit_test(discard_clears_lost),

@@ -93,7 +93,8 @@ enum vswap_problem_kind {
 	VSWAP_PROBLEM_BAD_INDEX,	    /* index unreadable or unknown format */
 	VSWAP_PROBLEM_PAGE_SIZE_MISMATCH,   /* store page size != system's */
 	VSWAP_PROBLEM_UNCLEAN_SHUTDOWN,	    /* previous handle did not close */
-	VSWAP_PROBLEM_BAD_RECORD,	    /* record malformed (page out of space) */
+	VSWAP_PROBLEM_BAD_RECORD,	    /* record undecodable, beyond the page space,
+					     * or under another group's key */
 	VSWAP_PROBLEM_SLOT_OUT_OF_RANGE,    /* record names a slot past the limit */
 	VSWAP_PROBLEM_DOUBLE_REFERENCE,	    /* two records name one slot */
 	VSWAP_PROBLEM_MISSING_DATA,	    /* slot is a hole or past end of file */
@@ -103,7 +104,8 @@ enum vswap_problem_kind {
 	VSWAP_PROBLEM_EMPTY_STAGING_RECORD, /* staging record covers no bytes */
 	VSWAP_PROBLEM_ORPHAN_STAGING_FILE,  /* staging file of no store */
 	VSWAP_PROBLEM_MISSING_STAGING_FILE, /* the store's staging file is gone */
-	VSWAP_PROBLEM_KIND_COUNT,
+	VSWAP_PROBLEM_RECORD_CHECKSUM,	    /* a record fails its own checksum */
+	VSWAP_PROBLEM_KIND_COUNT,	    /* grows: new kinds are added last */
 };
 
 /* The snake_case name used in reports ("checksum_mismatch", ...). */

@@ -31,9 +31,15 @@ static int check_record(void *arg, const struct vswap_page_record *rec)
 	int64_t v;
 	int err;
 
-	if (rec->state == VSWAP_PAGE_LOST || rec->corrupt) {
-		c->r->lost += !rec->corrupt;
-		return 0; /* never served; rfx_check_after_crash judges corrupt ones */
+	if (rec->corrupt)
+		return 0; /* rfx_check_after_crash judges records not believed */
+	if (rec->state == VSWAP_PAGE_LOST) {
+		/* The guest never damages a byte, so a lost page is data the
+		 * store held and the kill (or the repair) destroyed. */
+		c->r->lost++;
+		kc_wrong(c, "page %llu%.0llu is lost after the kill and the repair%.0lld",
+			 rec->page, 0ull, 0);
+		return 0;
 	}
 	if (rec->page >= KW_PAGES) {
 		kc_wrong(c, "page %llu (slot %llu) outside the guest (%lld)", rec->page, rec->slot,
@@ -60,29 +66,55 @@ static int check_record(void *arg, const struct vswap_page_record *rec)
 	return 0;
 }
 
-/* Staged bytes are not checksummed (a kill inside the copy leaves a torn
- * page under a record logged ahead, invariant 5): classify, never fail. */
-static int check_staged(void *arg, uint64_t first, uint64_t count)
+/*
+ * A staged page.  Its copy is logged ahead (invariant 5): the record is
+ * committed before the copy, its checksum after it.  A copy whose checksum
+ * is committed must verify against it (the repair left no failing copy:
+ * it would have made the page lost or left it for the swap file) and be a
+ * version the guest wrote; one without may be cut short by the kill (torn,
+ * still zero) and is only classified: no open trusts it unchecked.
+ */
+static int check_staged(void *arg, const struct vswap_staged_record *rec)
 {
 	struct kc_ctx *c = arg;
+	uint64_t p = rec->page;
+	int64_t v;
 
-	for (uint64_t p = first; p < first + count && p < KW_PAGES; p++) {
-		int64_t v;
-
-		if (pread(c->staging_fd, c->buf, c->ps, (off_t)(p * c->ps)) != (ssize_t)c->ps)
-			memset(c->buf, 0, c->ps); /* past the end reads as a hole */
-		v = kw_page_version(c->buf, c->ps, p);
-		if (v < 0)
-			c->r->staged_torn++;
-		else if (v == 0)
-			c->r->staged_zero++;
-		else if (v > (int64_t)atomic_load(&c->sh->vmax[p]))
-			kc_wrong(c,
-				 "staged page %llu (slot %llu) holds version %lld, never written",
-				 p, UINT64_MAX, v);
-		else
-			c->r->staged++;
+	if (rec->corrupt)
+		return 0; /* rfx_check_after_crash judges records not believed */
+	if (p >= KW_PAGES) {
+		kc_wrong(c, "staged page %llu%.0llu outside the guest (%lld)", p, 0ull, 0);
+		return 0;
 	}
+	if (pread(c->staging_fd, c->buf, c->ps, (off_t)(p * c->ps)) != (ssize_t)c->ps)
+		memset(c->buf, 0, c->ps); /* past the end reads as a hole */
+	v = kw_page_version(c->buf, c->ps, p);
+	if (rec->summed) {
+		if (vswap_store_page_checksum(c->s, p, c->buf) != rec->xxh3)
+			kc_wrong(c,
+				 "staged page %llu%.0llu fails its committed checksum "
+				 "(bytes of version %lld)",
+				 p, 0ull, v);
+		else if (v < 0)
+			kc_wrong(c,
+				 "staged page %llu%.0llu verifies but holds no version of "
+				 "the page (%lld)",
+				 p, 0ull, v);
+		else if (v > (int64_t)atomic_load(&c->sh->vmax[p]))
+			kc_wrong(c, "staged page %llu%.0llu holds version %lld, never written", p,
+				 0ull, v);
+		else
+			c->r->staged_summed++;
+		return 0;
+	}
+	if (v < 0)
+		c->r->staged_torn++;
+	else if (v == 0)
+		c->r->staged_zero++;
+	else if (v > (int64_t)atomic_load(&c->sh->vmax[p]))
+		kc_wrong(c, "staged page %llu%.0llu holds version %lld, never written", p, 0ull, v);
+	else
+		c->r->staged++;
 	return 0;
 }
 
@@ -102,7 +134,7 @@ int kc_check_store(const char *path, const struct kw_shared *sh, struct kc_resul
 	if (!err && vswap_store_staging_path(c.s)) {
 		c.staging_fd = open(vswap_store_staging_path(c.s), O_RDONLY | O_CLOEXEC);
 		if (c.staging_fd >= 0)
-			err = vswap_store_foreach_staged(c.s, check_staged, &c);
+			err = vswap_store_foreach_staged_page(c.s, check_staged, &c);
 	}
 	if (c.staging_fd >= 0)
 		close(c.staging_fd);
