@@ -614,7 +614,6 @@ void vswap_store_commit_end(struct vswap_store *s, int result)
 		return;
 	index_snap_abort(s); /* a write never called */
 	blob_taken_end(s, result == 0);
-	uint64_t words = (s->ngroups + 63) / 64;
 	if (result == 0) {
 		s->commits++;
 		if (c->cached)
