@@ -879,14 +879,20 @@ int swap_out_job(struct job *j, void *arg)
 	}
 	if (so.error && rc == 0)
 		rc = so.error;
-	/* A broken ring's batches: the ring's exit waits for their writes,
-	 * then they end as failed (their slots back, their pages unchanged). */
+	/* A broken ring's batches end as failed (their slots back, their pages
+	 * unchanged).  The ring's exit does not wait for what it still had:
+	 * the kernel retires those requests later.  A comparing batch's
+	 * buffer is left allocated (a late read lands in memory that is still
+	 * its), and nothing of it changed yet.  A late write can only reach a
+	 * slot given back here: if a later write reused it, that copy fails
+	 * its checksum, a lost page, never a wrong one. */
 	if (so.busy) {
 		vswap_io_fini(&so.io);
 		so.io_up = false;
 		for (unsigned i = 0; i < SWAP_OUT_WRITES; i++)
 			if (so.b[i].busy && so.b[i].comparing) {
-				so.b[i].busy = false; /* nothing changed yet */
+				so.b[i].cmp = NULL; /* leaked: see above */
+				so.b[i].busy = false;
 				so.busy--;
 			} else if (so.b[i].busy) {
 				for (unsigned r = 0; r < so.b[i].nreqs; r++) {

@@ -765,6 +765,7 @@ static int load_groups(struct vswap_store *s, MDB_txn *txn)
 	if (!ret && rc != MDB_NOTFOUND)
 		ret = mdb_to_errno(rc);
 	memset(s->dirty, 0, (s->ngroups + 63) / 64 * sizeof(uint64_t));
+	memset(s->sg_only, 0, (s->ngroups + 63) / 64 * sizeof(uint64_t));
 	return ret;
 }
 
@@ -869,13 +870,16 @@ static int put_group(struct vswap_store *s, MDB_txn *txn, uint64_t g, uint8_t *b
 	uint64_t kb;
 	MDB_val k, v;
 	group_key(g, &kb, &k);
-	size_t len = encode_group(s, g, buf);
-	int rc;
-	if (len) {
-		v = (MDB_val){.mv_size = len, .mv_data = buf};
-		rc = mdb_put(txn, s->dbi_pages, &k, &v, 0);
-	} else {
-		rc = mdb_del(txn, s->dbi_pages, &k, NULL);
+	size_t len;
+	int rc = 0;
+	if (!bit_test(s->sg_only, g)) { /* else as the index has it */
+		len = encode_group(s, g, buf);
+		if (len) {
+			v = (MDB_val){.mv_size = len, .mv_data = buf};
+			rc = mdb_put(txn, s->dbi_pages, &k, &v, 0);
+		} else {
+			rc = mdb_del(txn, s->dbi_pages, &k, NULL);
+		}
 	}
 	if (rc && rc != MDB_NOTFOUND)
 		return rc;
@@ -934,10 +938,14 @@ static int commit_once(struct vswap_store *s)
 struct snap_head {
 	uint64_t group;
 	uint32_t npages; /* raw: the page words and checksums that follow */
-	uint32_t raw;	 /* 1: raw copies; 0: the sealed record (pg_len bytes) */
+	uint32_t raw;	 /* SNAP_*: how the page record follows */
 	uint64_t pg_len; /* bytes after the head before the staging record */
 	uint64_t sg_len; /* the staging record, unsealed; 0: none (deleted) */
 };
+/* snap_head.raw: the sealed record (pg_len bytes); raw copies; no page
+ * record at all, the group's change being to staging alone (its record is
+ * left as the index has it: group_mark_staging_dirty()). */
+enum { SNAP_SEALED = 0, SNAP_RAW = 1, SNAP_STAGING_ONLY = 2 };
 
 int index_snap_encode(struct vswap_store *s)
 {
@@ -959,7 +967,10 @@ int index_snap_encode(struct vswap_store *s)
 				return -ENOMEM;
 			struct snap_head hd = {.group = g, .npages = group_pages(s, g), .raw = raw};
 			uint8_t *p = c->recs + c->len + sizeof(hd);
-			if (raw) { /* the checksums first: 8-byte aligned */
+			if (bit_test(s->sg_only, g)) {
+				hd.raw = SNAP_STAGING_ONLY;
+				hd.pg_len = 0;
+			} else if (raw) { /* the checksums first: 8-byte aligned */
 				uint64_t first = g * GROUP_PAGES;
 				size_t sb = hd.npages * sizeof(*s->sums);
 				memcpy(p, s->sums + first, sb);
@@ -1043,7 +1054,7 @@ int index_snap_put(struct vswap_store *s)
 		off += (sizeof(hd) + hd.pg_len + hd.sg_len + 8 + 7) & ~(size_t)7;
 		uint8_t *val = pg;
 		size_t len = hd.pg_len;
-		if (hd.raw) {
+		if (hd.raw == SNAP_RAW) {
 			const uint64_t *sums = (const uint64_t *)(const void *)pg;
 			const uint32_t *words =
 			    (const uint32_t *)(const void *)(pg + hd.npages * sizeof(uint64_t));
@@ -1057,7 +1068,8 @@ int index_snap_put(struct vswap_store *s)
 		uint64_t kb;
 		MDB_val k;
 		group_key(hd.group, &kb, &k);
-		int rc = snap_put(c->txn, s->dbi_pages, &k, val, len);
+		int rc =
+		    hd.raw == SNAP_STAGING_ONLY ? 0 : snap_put(c->txn, s->dbi_pages, &k, val, len);
 		if (!rc)
 			rc = snap_put(c->txn, s->dbi_staging, &k, sg, hd.sg_len);
 		if (rc)

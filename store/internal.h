@@ -193,6 +193,11 @@ struct vswap_store {
 	uint64_t free_hint; /* no free slot below this */
 	uint64_t slots_used;
 	uint64_t *dirty; /* bitmap: group changed since the last commit */
+	/* Bitmap: of the dirty groups, those whose change is to staging only
+	 * (group_mark_staging_dirty()): their page record is as the index
+	 * has it and the commit leaves it alone.  Meaningful where dirty is
+	 * set; wherever dirty is set otherwise, these bits are cleared. */
+	uint64_t *sg_only;
 	uint64_t ngroups;
 	bool meta_dirty;
 	bool data_unsynced; /* bytes written since the last sync */
@@ -299,6 +304,11 @@ int64_t slot_alloc_run(struct vswap_store *s, uint64_t n);
 void page_set(struct vswap_store *s, uint64_t page, uint32_t word, uint64_t sum);
 void page_release_slot(struct vswap_store *s, uint64_t page);
 void group_mark_dirty(struct vswap_store *s, uint64_t page);
+/* The same for a change to @page's staging record alone. */
+void group_mark_staging_dirty(struct vswap_store *s, uint64_t page);
+/* Groups of @restored dirty again after a commit that did not land: whole
+ * (their page records are rewritten too). */
+void groups_redirty(struct vswap_store *s, const uint64_t *restored);
 bool bit_test(const uint64_t *bm, uint64_t i);
 void bit_set(uint64_t *bm, uint64_t i);
 void bit_clear(uint64_t *bm, uint64_t i);

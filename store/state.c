@@ -167,7 +167,7 @@ int vswap_store_stage_mark(struct vswap_store *s, uint64_t first, uint64_t count
 		/* A new copy is coming: until its checksum is recorded the
 		 * staged bytes are not to be trusted by a later open. */
 		bit_clear(s->summed, p);
-		group_mark_dirty(s, p);
+		group_mark_staging_dirty(s, p);
 		if (bit_test(s->staged, p))
 			continue;
 		bit_set(s->staged, p);
@@ -193,7 +193,7 @@ int vswap_store_stage_record_sums(struct vswap_store *s, uint64_t first, uint64_
 	for (uint64_t i = 0; i < count; i++) {
 		bit_set(s->summed, first + i);
 		ssum_set(s, first + i, sums[i]);
-		group_mark_dirty(s, first + i);
+		group_mark_staging_dirty(s, first + i);
 	}
 	s->pending_pages += count;
 	return 0;
@@ -239,7 +239,7 @@ int vswap_store_stage_clear(struct vswap_store *s, uint64_t first, uint64_t coun
 			continue;
 		bit_clear(s->staged, p);
 		bit_clear(s->summed, p);
-		group_mark_dirty(s, p);
+		group_mark_staging_dirty(s, p);
 		s->n_staged--;
 		any = true;
 	}

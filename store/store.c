@@ -737,6 +737,7 @@ int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsign
 	struct vswap_store next = *s;
 	next.pages = NULL;
 	next.sums = next.staged = next.summed = next.ssums = next.dirty = next.slot_used = NULL;
+	next.sg_only = NULL;
 	next.slot_unpunched = NULL;
 	next.n_unpunched = 0;
 	next.unverified = NULL; /* none: nothing is staged (above) */
@@ -767,6 +768,7 @@ int vswap_store_set_regions(struct vswap_store *s, const uint64_t *pages, unsign
 	s->ssums_bytes = next.ssums_bytes;
 	s->ssums_held = false;
 	s->dirty = next.dirty;
+	s->sg_only = next.sg_only;
 	s->slot_used = next.slot_used;
 	s->slot_unpunched = next.slot_unpunched;
 	s->n_unpunched = 0;

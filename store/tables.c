@@ -70,7 +70,9 @@ int tables_alloc(struct vswap_store *s)
 	s->ssums = ssums_map(n, &s->ssums_bytes);
 	s->ssums_held = false;
 	s->dirty = calloc(words_for(s->ngroups), sizeof(uint64_t));
-	if (!s->pages || !s->sums || !s->staged || !s->summed || !s->ssums || !s->dirty)
+	s->sg_only = calloc(words_for(s->ngroups), sizeof(uint64_t));
+	if (!s->pages || !s->sums || !s->staged || !s->summed || !s->ssums || !s->dirty ||
+	    !s->sg_only)
 		return -ENOMEM;
 	return slots_reserve(s, n < 64 ? 64 : n);
 }
@@ -87,6 +89,8 @@ void tables_free_pages(struct vswap_store *s)
 	if (s->ssums)
 		munmap(s->ssums, s->ssums_bytes);
 	free(s->dirty);
+	free(s->sg_only);
+	s->sg_only = NULL;
 	free(s->slot_used);
 	free(s->slot_unpunched);
 	s->pages = NULL;
@@ -349,6 +353,38 @@ int64_t slot_alloc_run(struct vswap_store *s, uint64_t n)
 void group_mark_dirty(struct vswap_store *s, uint64_t page)
 {
 	bit_set(s->dirty, page / GROUP_PAGES);
+	bit_clear(s->sg_only, page / GROUP_PAGES);
+}
+
+/*
+ * A staging change (a stage mark, a staged checksum, a page leaving
+ * staging) of a group that was clean leaves its page record as the index
+ * has it: the commit writes the staging record alone.  Rewriting the
+ * unchanged page record too (a kilobyte a group) doubled what the end of a
+ * swap-out committed, and an LMDB environment keeps, for its life, as many
+ * dirty pages as its largest transaction had.  Not in a tolerant open
+ * (recovery): there the tables may differ from a record not believed, which
+ * stays in the index until its group is rewritten, as before.
+ */
+void group_mark_staging_dirty(struct vswap_store *s, uint64_t page)
+{
+	uint64_t g = page / GROUP_PAGES;
+	if (s->tolerant) {
+		group_mark_dirty(s, page);
+		return;
+	}
+	if (bit_test(s->dirty, g))
+		return; /* dirty already: whole, or staging only */
+	bit_set(s->dirty, g);
+	bit_set(s->sg_only, g);
+}
+
+void groups_redirty(struct vswap_store *s, const uint64_t *restored)
+{
+	for (uint64_t wi = 0; wi < words_for(s->ngroups); wi++) {
+		s->dirty[wi] |= restored[wi];
+		s->sg_only[wi] &= ~restored[wi];
+	}
 }
 
 static void count_state(struct vswap_store *s, uint32_t w, int delta)

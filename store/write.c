@@ -427,8 +427,7 @@ int vswap_store_commit(struct vswap_store *s)
 			s->sync_error = c->sync_failed;
 			return s->sync_error;
 		}
-		for (uint64_t wi = 0; wi < (s->ngroups + 63) / 64; wi++)
-			s->dirty[wi] |= c->committing[wi];
+		groups_redirty(s, c->committing);
 		s->data_unsynced |= c->sync;
 		s->meta_dirty |= c->meta;
 		blob_taken_end(s, false); /* pending again: committed here too */
@@ -470,8 +469,10 @@ int vswap_store_commit(struct vswap_store *s)
 			  vswap_strerror(ret));
 		return ret;
 	}
-	if (s->dirty)
+	if (s->dirty) {
 		memset(s->dirty, 0, (s->ngroups + 63) / 64 * sizeof(uint64_t));
+		memset(s->sg_only, 0, (s->ngroups + 63) / 64 * sizeof(uint64_t));
+	}
 	s->meta_dirty = false;
 	s->pending_pages = 0;
 	blob_committed(s);
@@ -561,8 +562,10 @@ int vswap_store_commit_begin(struct vswap_store *s)
 		index_snap_abort(s);
 		return ret;
 	}
-	if (s->dirty)
+	if (s->dirty) {
 		memset(s->dirty, 0, words * sizeof(uint64_t));
+		memset(s->sg_only, 0, words * sizeof(uint64_t));
+	}
 	c->sync = s->data_unsynced && s->durability != VSWAP_DURABILITY_NONE;
 	c->cached = s->cached_writes;
 	c->pending = s->pending_pages;
@@ -611,7 +614,6 @@ void vswap_store_commit_end(struct vswap_store *s, int result)
 		return;
 	index_snap_abort(s); /* a write never called */
 	blob_taken_end(s, result == 0);
-	uint64_t words = (s->ngroups + 63) / 64;
 	if (result == 0) {
 		s->commits++;
 		if (c->cached)
@@ -630,8 +632,7 @@ void vswap_store_commit_end(struct vswap_store *s, int result)
 		}
 	} else {
 		/* Nothing landed: everything taken is pending again. */
-		for (uint64_t wi = 0; wi < words; wi++)
-			s->dirty[wi] |= c->committing[wi];
+		groups_redirty(s, c->committing);
 		slots_move(&s->freed, &c->freed);
 		ranges_move(&s->unpunched, &c->unpunched);
 		s->data_unsynced |= c->sync;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* store/: round trips, refusals, slot reuse, checksums, holes, growth. */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <lmdb.h>
@@ -1048,6 +1049,54 @@ static void test_failed_layout_change_after_a_split_commit(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* Where group @g's page record lies in the index's map (NULL: none). */
+static const void *page_record_at(struct ctx *c, uint64_t g)
+{
+	MDB_txn *txn;
+	assert_int_equal(mdb_txn_begin(c->s->env, NULL, MDB_RDONLY, &txn), 0);
+	uint64_t kb = htobe64(g);
+	MDB_val k = {.mv_size = sizeof(kb), .mv_data = &kb}, v;
+	int rc = mdb_get(txn, c->s->dbi_pages, &k, &v);
+	mdb_txn_abort(txn);
+	return rc == 0 ? v.mv_data : NULL;
+}
+
+/* A change to staging alone (a stage mark, a staged checksum, a page
+ * leaving staging) commits the group's staging record and leaves its page
+ * record where the index has it: every commit rewrote the unchanged page
+ * record too (LMDB copies the page of any record put), a kilobyte a group
+ * at the end of each swap-out, and an LMDB environment keeps as many dirty
+ * pages as its largest transaction had. */
+static void test_staging_change_leaves_the_page_record(void **state)
+{
+	struct ctx *c = *state;
+	create_store(c);
+	write_pages(c, 0, 8, 1);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	const void *at = page_record_at(c, 0);
+	assert_non_null(at);
+	/* A plain commit of a stage mark and its checksums. */
+	stage_sealed(c, 3); /* pages 40..49: group 0 */
+	assert_ptr_equal(page_record_at(c, 0), at);
+	/* A split commit of pages leaving staging. */
+	assert_int_equal(vswap_store_stage_clear(c->s, 40, 10), 0);
+	assert_int_equal(vswap_store_commit_begin(c->s), 1);
+	assert_int_equal(vswap_store_commit_write(c->s), 0);
+	vswap_store_commit_end(c->s, 0);
+	vswap_store_commit_punch(c->s);
+	assert_ptr_equal(page_record_at(c, 0), at);
+	/* A page change after a staging change still rewrites the record. */
+	stage_sealed(c, 4);
+	assert_int_equal(vswap_store_stage_clear(c->s, 40, 10), 0);
+	write_pages(c, 3, 1, 2);
+	assert_int_equal(vswap_store_commit(c->s), 0);
+	reopen(c);
+	expect_page(c, 0, 1);
+	expect_page(c, 3, 2);
+	expect_page(c, 7, 1);
+	assert_false(vswap_store_staged(c->s, 40));
+}
+
 /* The staged copies a previous handle left are checked at their first use,
  * not by the open (reading and hashing every one made a restart linear in
  * the guest): the open reports nothing lost and reads none of them; the
@@ -1479,6 +1528,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_foreign_staging_path_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_destroy_refuses_open_store, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_staged_sums_given_back, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_staging_change_leaves_the_page_record, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_layout_change_after_a_split_commit, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_destroy_of_nothing_is_quiet, setup, teardown),
