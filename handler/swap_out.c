@@ -51,7 +51,6 @@
  */
 #include <errno.h>
 #include <limits.h>
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -915,14 +914,5 @@ int swap_out_job(struct job *j, void *arg)
 		pthread_mutex_unlock(&h->lock);
 		rc = committer_result(h, committer_ticket(h), true);
 	}
-#ifdef __GLIBC__
-	/* The guest is out of memory, and so should be what the swap-out
-	 * freed: glibc keeps freed arena memory mapped until trimmed, and the
-	 * batches' buffers and the index commits' dirty pages (the largest
-	 * transactions of the handler's life) left about 10 bytes per guest
-	 * page of it behind after a copy-mode swap-out. */
-	if (rc == 0)
-		malloc_trim(0);
-#endif
 	return rc;
 }
