@@ -6,12 +6,63 @@
 
 #include "store/io.h"
 
+#if defined(__SANITIZE_THREAD__)
+#define VSWAP_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define VSWAP_TSAN 1
+#endif
+#endif
+
+#ifdef VSWAP_TSAN
+#include <sanitizer/tsan_interface.h>
+/*
+ * liburing maps a ring's memory with raw system calls, which ThreadSanitizer
+ * does not see.  A ring unmapped by one thread and mapped again at the same
+ * address by another (two handlers in one process, each job thread with its
+ * ring) looked to it like one ring written by two threads unsynchronised.
+ * The kernel orders the unmap before the map: said here as a release of
+ * each mapping's address at the exit and an acquire at the init.
+ */
+static void ring_addrs(struct io_uring *r, void *a[3])
+{
+	a[0] = r->sq.sqes;
+	a[1] = r->sq.ring_ptr;
+	a[2] = r->cq.ring_ptr;
+}
+static void ring_mapped(struct io_uring *r)
+{
+	void *a[3];
+	ring_addrs(r, a);
+	for (int i = 0; i < 3; i++)
+		__tsan_acquire(a[i]);
+}
+static void ring_unmapping(struct io_uring *r)
+{
+	void *a[3];
+	ring_addrs(r, a);
+	for (int i = 0; i < 3; i++)
+		__tsan_release(a[i]);
+}
+#else
+static void ring_mapped(struct io_uring *r)
+{
+	(void)r;
+}
+static void ring_unmapping(struct io_uring *r)
+{
+	(void)r;
+}
+#endif
+
 int vswap_io_init(struct vswap_io *io, unsigned depth)
 {
 	memset(io, 0, sizeof(*io));
 	io->depth = depth;
 	int ret = io_uring_queue_init(depth, &io->ring, 0);
 	io->have_ring = ret == 0;
+	if (io->have_ring)
+		ring_mapped(&io->ring);
 	/* Not fatal: the fallback path does the same work synchronously. */
 	return ret;
 }
@@ -24,8 +75,10 @@ void vswap_io_init_sync(struct vswap_io *io, unsigned depth)
 
 void vswap_io_fini(struct vswap_io *io)
 {
-	if (io->have_ring)
+	if (io->have_ring) {
+		ring_unmapping(&io->ring);
 		io_uring_queue_exit(&io->ring);
+	}
 	io->have_ring = false;
 	if (io->have_efd)
 		close(io->efd);

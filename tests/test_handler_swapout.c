@@ -332,6 +332,48 @@ static void quiet(void *ctx, enum vswap_log_level lvl, const char *msg)
 	(void)msg;
 }
 
+/* The swap file on a tmpfs of a few pages mounted in the fixture's
+ * directory, the index beside it on the real disk. */
+struct small_swap {
+	char mnt[300], path[400], idx[400];
+	struct vswap_store_opts so; /* to create it with (index_path is idx) */
+};
+
+/* Replace the store hfx_setup_memory() made by the names of one on a tmpfs
+ * of @size (created by the caller, with t->so): false, the fixture torn
+ * down, where tmpfs cannot be mounted (the caller skips). */
+static bool small_swap_begin(struct hfx *f, const char *size, struct small_swap *t)
+{
+	char cmd[600];
+	snprintf(t->mnt, sizeof(t->mnt), "%s/tmpfs", f->dir);
+	assert_int_equal(mkdir(t->mnt, 0700), 0);
+	snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=%s vswapsotest %s", size, t->mnt);
+	if (system(cmd) != 0) {
+		rmdir(t->mnt);
+		hfx_teardown(f);
+		return false;
+	}
+	vswap_store_close(f->store);
+	t->so = (struct vswap_store_opts){.staging_dir = "/dev/shm", .log = quiet};
+	vswap_store_destroy(f->path, &t->so);
+	snprintf(t->path, sizeof(t->path), "%s/swap", t->mnt);
+	snprintf(t->idx, sizeof(t->idx), "%s/swap.idx", f->dir);
+	t->so.index_path = t->idx;
+	return true;
+}
+
+/* Handler and store gone, the tmpfs unmounted, the fixture torn down. */
+static void small_swap_end(struct hfx *f, struct small_swap *t)
+{
+	assert_int_equal(vswap_handler_destroy(f->h), 0);
+	f->h = NULL;
+	vswap_store_close(f->store);
+	f->store = NULL;
+	vswap_store_destroy(t->path, &t->so);
+	assert_int_equal(umount(t->mnt), 0);
+	assert_int_equal(hfx_teardown(f), 0);
+}
+
 static void enospc_with_writes_in_flight(void **state)
 {
 	(void)state;
@@ -339,25 +381,13 @@ static void enospc_with_writes_in_flight(void **state)
 	enum { M = 256 };
 	const size_t pages[1] = {M};
 	assert_int_equal(hfx_setup_memory(&f, pages, 1), 0);
-	/* The swap file on a small tmpfs (room for about 40 pages), the index
-	 * beside it on the real disk. */
-	char mnt[300], path[400], idx[400], cmd[600];
-	snprintf(mnt, sizeof(mnt), "%s/tmpfs", f.dir);
-	assert_int_equal(mkdir(mnt, 0700), 0);
-	snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=160k vswapsotest %s", mnt);
-	if (system(cmd) != 0) {
-		rmdir(mnt);
-		hfx_teardown(&f);
+	/* Room for about 40 pages. */
+	struct small_swap t;
+	if (!small_swap_begin(&f, "160k", &t)) {
 		skip();
 		return;
 	}
-	vswap_store_close(f.store);
-	struct vswap_store_opts so = {.staging_dir = "/dev/shm", .log = quiet};
-	vswap_store_destroy(f.path, &so);
-	snprintf(path, sizeof(path), "%s/swap", mnt);
-	snprintf(idx, sizeof(idx), "%s/swap.idx", f.dir);
-	so.index_path = idx;
-	assert_int_equal(vswap_store_create(path, &so, &f.store), 0);
+	assert_int_equal(vswap_store_create(t.path, &t.so, &f.store), 0);
 	struct vswap_handler_opts o = {.chunk_pages = 8, .log = quiet};
 	assert_int_equal(hfx_start(&f, &o), 0);
 	for (uint64_t p = 0; p < M; p++)
@@ -388,13 +418,7 @@ static void enospc_with_writes_in_flight(void **state)
 	assert_int_equal(hfx_wait(&f, VSWAP_STATE_READY), 0);
 	for (uint64_t p = 0; p < M; p++)
 		expect_bytes(&f, p, (uint8_t)(p * 3 + 1), (uint8_t)(p * 3 + 1));
-	assert_int_equal(vswap_handler_destroy(f.h), 0);
-	f.h = NULL;
-	vswap_store_close(f.store);
-	f.store = NULL;
-	vswap_store_destroy(path, &so);
-	assert_int_equal(umount(mnt), 0);
-	assert_int_equal(hfx_teardown(&f), 0);
+	small_swap_end(&f, &t);
 }
 
 /*
@@ -448,30 +472,19 @@ static void enospc_after_the_room_check_rewrites_in_place(void **state)
 	enum { M = 128 };
 	const size_t pages[1] = {M};
 	assert_int_equal(hfx_setup_memory(&f, pages, 1), 0);
-	char mnt[300], path[400], idx[400], cmd[600];
-	snprintf(mnt, sizeof(mnt), "%s/tmpfs", f.dir);
-	assert_int_equal(mkdir(mnt, 0700), 0);
 	/* The guest's 512 KiB, and room for a fresh run of 64 pages with the
 	 * store's margin (1 MiB). */
-	snprintf(cmd, sizeof(cmd), "mount -t tmpfs -o size=2m vswapsotest %s", mnt);
-	if (system(cmd) != 0) {
-		rmdir(mnt);
-		hfx_teardown(&f);
+	struct small_swap t;
+	if (!small_swap_begin(&f, "2m", &t)) {
 		skip();
 		return;
 	}
-	vswap_store_close(f.store);
-	struct vswap_store_opts so = {.staging_dir = "/dev/shm", .log = quiet};
-	vswap_store_destroy(f.path, &so);
-	snprintf(path, sizeof(path), "%s/swap", mnt);
-	snprintf(idx, sizeof(idx), "%s/swap.idx", f.dir);
-	so.index_path = idx;
 	atomic_uint full;
 	atomic_init(&full, 0);
-	so.log = count_enospc;
-	so.log_ctx = &full;
-	so.log_level = VSWAP_LOG_WARN;
-	assert_int_equal(vswap_store_create(path, &so, &f.store), 0);
+	t.so.log = count_enospc;
+	t.so.log_ctx = &full;
+	t.so.log_level = VSWAP_LOG_WARN;
+	assert_int_equal(vswap_store_create(t.path, &t.so, &f.store), 0);
 	struct vswap_handler_opts o = {
 	    .chunk_pages = 64, .log = count_enospc, .log_ctx = &full, .log_level = VSWAP_LOG_WARN};
 	assert_int_equal(hfx_start(&f, &o), 0);
@@ -486,7 +499,7 @@ static void enospc_after_the_room_check_rewrites_in_place(void **state)
 	assert_int_equal(vswap_store_commit(f.h->store), 0);
 	pthread_mutex_unlock(&f.h->lock);
 	struct filler fl = {0};
-	snprintf(fl.path, sizeof(fl.path), "%s/filler", mnt);
+	snprintf(fl.path, sizeof(fl.path), "%s/filler", t.mnt);
 	f.h->swap_out_hook_ctx = &fl;
 	f.h->swap_out_hook = fill_fs_hook;
 	assert_int_equal(vswap_handler_enable(f.h), 0);
@@ -519,13 +532,7 @@ static void enospc_after_the_room_check_rewrites_in_place(void **state)
 		uint8_t v = p % 2 ? (uint8_t)(p * 5 + 2) : (uint8_t)(p * 3 + 1);
 		expect_bytes(&f, p, v, v);
 	}
-	assert_int_equal(vswap_handler_destroy(f.h), 0);
-	f.h = NULL;
-	vswap_store_close(f.store);
-	f.store = NULL;
-	vswap_store_destroy(path, &so);
-	assert_int_equal(umount(mnt), 0);
-	assert_int_equal(hfx_teardown(&f), 0);
+	small_swap_end(&f, &t);
 }
 
 /* ---- a commit that takes long does not stop the writes -------------------- */
