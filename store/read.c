@@ -99,11 +99,11 @@ int vswap_store_read_begin(const struct vswap_store *s, uint64_t page, struct vs
 	return 0;
 }
 
-/* Whether page @r->page still holds the copy its read began with: the same
- * slot and checksum, present or stale.  Otherwise the slot may have been
- * freed and written for another page meanwhile, and its bytes condemn
- * nothing (-ESTALE).  Then the read's result, counted. */
-static int read_ended(struct vswap_store *s, const struct vswap_read *r, int32_t got)
+/* 0 if page @r->page still holds the copy its read began with: the same
+ * slot and checksum, present or stale.  Otherwise (-ESTALE) the slot may
+ * have been freed and written for another page meanwhile, and its bytes
+ * say nothing about this page. */
+static int read_copy_held(struct vswap_store *s, const struct vswap_read *r)
 {
 	if (r->page >= s->total_pages)
 		return -EINVAL;
@@ -115,6 +115,16 @@ static int read_ended(struct vswap_store *s, const struct vswap_read *r, int32_t
 	if ((st != VSWAP_PAGE_PRESENT && st != VSWAP_PAGE_STALE) || pw_slot(w) != r->slot ||
 	    s->sums[r->page] != r->xxh3)
 		return -ESTALE;
+	return 0;
+}
+
+/* The read's result, counted, if its copy is still the page's (a copy
+ * that is not condemns nothing). */
+static int read_ended(struct vswap_store *s, const struct vswap_read *r, int32_t got)
+{
+	int held = read_copy_held(s, r);
+	if (held)
+		return held;
 	if (got < 0)
 		return page_failed(s, r->page, got, strerror(-got));
 	s->bytes_read += (uint64_t)got;
@@ -223,13 +233,10 @@ int vswap_store_stale_match(struct vswap_store *s, uint64_t page, uint64_t sum,
 
 int vswap_store_stale_keep(struct vswap_store *s, const struct vswap_read *r)
 {
-	if (r->page >= s->total_pages)
-		return -EINVAL;
-	int need = index_need(s, r->page, 1);
-	if (need)
-		return need;
-	uint32_t w = s->pages[r->page];
-	if (pw_state(w) != VSWAP_PAGE_STALE || pw_slot(w) != r->slot || s->sums[r->page] != r->xxh3)
+	int held = read_copy_held(s, r);
+	if (held)
+		return held;
+	if (pw_state(s->pages[r->page]) != VSWAP_PAGE_STALE)
 		return -ESTALE;
 	return vswap_store_mark_present(s, r->page);
 }
